@@ -1,0 +1,157 @@
+//! The bus: what flows between candlekeep's stages, and how.
+//!
+//! - [`Event`]: everything a source emits and a sink consumes.
+//! - [`RawMessage`]: one message exactly as an exchange sent it, for tapes.
+//! - [`channel`]: a bounded channel whose depth is visible in metrics. Every
+//!   edge of the pipeline is one; a full channel makes the sender wait
+//!   (backpressure), so nothing is dropped on the store path.
+//! - [`metrics`]: process-wide counters and gauges, rendered in Prometheus text.
+
+#![warn(missing_docs)]
+
+pub mod metrics;
+
+use std::sync::Arc;
+
+use ck_model::{Candle, Exchange, InstrumentInfo, Quote, Trade, Ts};
+
+/// One message exactly as received from an exchange (or read from a tape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// The venue that sent it.
+    pub exchange: Exchange,
+    /// When it was received, local clock.
+    pub ts_received: Ts,
+    /// The raw text, byte for byte.
+    pub data: String,
+}
+
+/// Bad input that was skipped: counted, logged and stored, never silent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IngestError {
+    /// The venue, when known.
+    pub exchange: Option<Exchange>,
+    /// Where it came from: a file and line, a connection name.
+    pub origin: String,
+    /// What was wrong.
+    pub message: String,
+    /// The start of the offending input.
+    pub excerpt: String,
+    /// When it was seen.
+    pub ts: Ts,
+}
+
+impl IngestError {
+    /// Builds an error record, keeping at most 200 characters of the input.
+    #[must_use]
+    pub fn new(exchange: Option<Exchange>, origin: impl Into<String>, message: impl Into<String>, input: &str) -> IngestError {
+        IngestError {
+            exchange,
+            origin: origin.into(),
+            message: message.into(),
+            excerpt: input.chars().take(200).collect(),
+            ts: Ts::now(),
+        }
+    }
+}
+
+/// Everything that flows from sources through processors to sinks.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A normalized trade.
+    Trade(Trade),
+    /// Best bid and ask.
+    Quote(Quote),
+    /// A candle: provisional, closed or revised.
+    Candle(Candle),
+    /// An instrument listing.
+    Instrument(InstrumentInfo),
+    /// Input that could not be used.
+    IngestError(IngestError),
+}
+
+/// The sending half of a bounded pipeline edge.
+#[derive(Debug)]
+pub struct Sender<T> {
+    inner: tokio::sync::mpsc::Sender<T>,
+    depth: Arc<metrics::Gauge>,
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        Sender { inner: self.inner.clone(), depth: self.depth.clone() }
+    }
+}
+
+/// The receiving half of a bounded pipeline edge.
+#[derive(Debug)]
+pub struct Receiver<T> {
+    inner: tokio::sync::mpsc::Receiver<T>,
+    depth: Arc<metrics::Gauge>,
+}
+
+/// The receiver is gone: the pipeline is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("pipeline channel closed")
+    }
+}
+
+impl std::error::Error for Closed {}
+
+/// A bounded channel named `name`; its depth is the gauge
+/// `candlekeep_queue_depth{queue="name"}`.
+#[must_use]
+pub fn channel<T>(name: &str, capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    let depth = metrics::gauge(&format!("candlekeep_queue_depth{{queue=\"{name}\"}}"));
+    (Sender { inner: tx, depth: depth.clone() }, Receiver { inner: rx, depth })
+}
+
+impl<T> Sender<T> {
+    /// Sends, waiting while the channel is full (backpressure).
+    pub async fn send(&self, value: T) -> Result<(), Closed> {
+        self.inner.send(value).await.map_err(|_| Closed)?;
+        self.depth.add(1);
+        Ok(())
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The next value, or `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<T> {
+        let v = self.inner.recv().await;
+        if v.is_some() {
+            self.depth.add(-1);
+        }
+        v
+    }
+
+    /// Takes up to `limit` values that are ready now, after waiting for the first.
+    /// Returns 0 once the channel is closed and empty.
+    pub async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
+        let n = self.inner.recv_many(buf, limit).await;
+        self.depth.add(-i64::try_from(n).unwrap_or(i64::MAX));
+        n
+    }
+}
+
+/// Where the wall-clock time comes from. Parsers and processors never read
+/// the system clock directly, so tests can drive time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Ts;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Ts {
+        Ts::now()
+    }
+}

@@ -1,0 +1,104 @@
+//! The async shell around the aggregator: a `select!` loop over the bus and a timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ck_bus::metrics::{self, Counter};
+use ck_bus::{Clock, Closed, Event, Receiver, Sender};
+use ck_model::Candle;
+
+use super::{AggregatorStats, CandleAggregator, TradeOutcome};
+
+/// Settings of the candle stage.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The wall clock that closes quiet candles; `None` during replay, where
+    /// only exchange time moves the watermark.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// How often the timer runs: closes by wall clock and emits the current
+    /// provisional candles of series that changed.
+    pub tick: Duration,
+    /// Events taken from the bus per wake-up.
+    pub batch: usize,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig { clock: None, tick: Duration::from_millis(250), batch: 1024 }
+    }
+}
+
+struct Meters {
+    duplicates: Arc<Counter>,
+    late: Arc<Counter>,
+    too_late: Arc<Counter>,
+    out_of_range: Arc<Counter>,
+}
+
+/// Feeds trades from the bus to a [`CandleAggregator`] and passes every event
+/// on, followed by the candles it caused.
+pub struct CandleRunner {
+    aggregator: CandleAggregator,
+    config: RunnerConfig,
+}
+
+impl CandleRunner {
+    /// A runner around `aggregator`.
+    #[must_use]
+    pub fn new(aggregator: CandleAggregator, config: RunnerConfig) -> CandleRunner {
+        CandleRunner { aggregator, config }
+    }
+
+    /// Runs until `input` closes, then emits the open candles as provisional and
+    /// returns the aggregator's counters. Fails only if `output` closes first.
+    pub async fn run(mut self, mut input: Receiver<Event>, output: Sender<Event>) -> Result<AggregatorStats, Closed> {
+        let meters = Meters {
+            duplicates: metrics::counter("candlekeep_duplicate_trades_total"),
+            late: metrics::counter("candlekeep_late_trades_total"),
+            too_late: metrics::counter("candlekeep_too_late_trades_total"),
+            out_of_range: metrics::counter("candlekeep_out_of_range_trades_total"),
+        };
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(self.config.batch);
+        let mut candles: Vec<Candle> = Vec::new();
+        loop {
+            tokio::select! {
+                n = input.recv_many(&mut batch, self.config.batch) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for event in batch.drain(..) {
+                        if let Event::Trade(trade) = &event {
+                            match self.aggregator.on_trade(trade, &mut candles) {
+                                TradeOutcome::Duplicate => meters.duplicates.inc(),
+                                TradeOutcome::Revised => meters.late.inc(),
+                                TradeOutcome::TooLate => meters.too_late.inc(),
+                                TradeOutcome::OutOfRange => meters.out_of_range.inc(),
+                                TradeOutcome::Applied => {}
+                            }
+                        }
+                        output.send(event).await?;
+                        for c in candles.drain(..) {
+                            output.send(Event::Candle(c)).await?;
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(clock) = &self.config.clock {
+                        self.aggregator.on_tick(clock.now().0, &mut candles);
+                    }
+                    self.aggregator.drain_provisional(&mut candles);
+                    for c in candles.drain(..) {
+                        output.send(Event::Candle(c)).await?;
+                    }
+                }
+            }
+        }
+        self.aggregator.flush(&mut candles);
+        for c in candles.drain(..) {
+            output.send(Event::Candle(c)).await?;
+        }
+        Ok(self.aggregator.stats())
+    }
+}
