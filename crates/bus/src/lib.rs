@@ -22,8 +22,22 @@ pub struct RawMessage {
     pub exchange: Exchange,
     /// When it was received, local clock.
     pub ts_received: Ts,
+    /// Which channel carried it.
+    pub origin: Origin,
     /// The raw text, byte for byte.
     pub data: String,
+}
+
+/// The channel a raw message came over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A WebSocket text frame.
+    Ws,
+    /// A REST response body, with the URL that was fetched.
+    Rest {
+        /// The request URL.
+        url: String,
+    },
 }
 
 /// Bad input that was skipped: counted, logged and stored, never silent.
@@ -115,6 +129,18 @@ impl<T> Sender<T> {
     /// Sends, waiting while the channel is full (backpressure).
     pub async fn send(&self, value: T) -> Result<(), Closed> {
         self.inner.send(value).await.map_err(|_| Closed)?;
+        self.depth.add(1);
+        Ok(())
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends from a blocking thread (file readers), waiting while full.
+    ///
+    /// # Panics
+    /// Panics if called from inside an async task; use [`Sender::send`] there.
+    pub fn blocking_send(&self, value: T) -> Result<(), Closed> {
+        self.inner.blocking_send(value).map_err(|_| Closed)?;
         self.depth.add(1);
         Ok(())
     }

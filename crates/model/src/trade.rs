@@ -166,12 +166,12 @@ pub struct Quote {
     pub instrument: Instrument,
     /// Best bid price.
     pub bid: Decimal,
-    /// Size at the best bid.
-    pub bid_size: Decimal,
+    /// Size at the best bid, where the channel carries it.
+    pub bid_size: Option<Decimal>,
     /// Best ask price.
     pub ask: Decimal,
-    /// Size at the best ask.
-    pub ask_size: Decimal,
+    /// Size at the best ask, where the channel carries it.
+    pub ask_size: Option<Decimal>,
     /// The last trade price, when the channel carries it.
     pub last: Option<Decimal>,
     /// Exchange time, or the receive time where the venue sends none.

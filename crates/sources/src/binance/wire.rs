@@ -1,0 +1,144 @@
+//! Binance spot wire types, exactly as the exchange sends them.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A combined-stream envelope.
+///
+/// `{"stream":"btcusdt@trade","data":{"e":"trade",...}}`
+#[derive(Debug, Deserialize)]
+pub(crate) struct BinanceCombined<'a> {
+    #[serde(borrow)]
+    pub(crate) stream: Option<&'a str>,
+    #[serde(borrow)]
+    pub(crate) data: Option<&'a RawValue>,
+    /// Raw streams have the event type here instead.
+    #[serde(borrow, default)]
+    pub(crate) e: Option<&'a str>,
+    /// Error replies: `{"code":2,"msg":"Invalid request","id":1}`.
+    pub(crate) code: Option<i64>,
+    #[serde(borrow, default)]
+    pub(crate) msg: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// `<symbol>@trade`:
+/// `{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}`
+#[derive(Debug, Deserialize)]
+pub(crate) struct BinanceTrade<'a> {
+    #[serde(rename = "s")]
+    pub(crate) symbol: &'a str,
+    #[serde(rename = "t")]
+    pub(crate) id: u64,
+    #[serde(rename = "p")]
+    pub(crate) price: &'a str,
+    #[serde(rename = "q")]
+    pub(crate) qty: &'a str,
+    #[serde(rename = "T")]
+    pub(crate) time_ms: i64,
+    /// Buyer is the maker, so the taker sold.
+    #[serde(rename = "m")]
+    pub(crate) buyer_is_maker: bool,
+}
+
+/// `<symbol>@aggTrade`:
+/// `{"e":"aggTrade","E":1633998523963,"s":"NKNUSDT","a":15683430,"p":"0.35280000","q":"58.00000000","f":19862790,"l":19862790,"T":1633998523963,"m":false,"M":true}`
+#[derive(Debug, Deserialize)]
+pub(crate) struct BinanceAggTrade<'a> {
+    #[serde(rename = "s")]
+    pub(crate) symbol: &'a str,
+    #[serde(rename = "a")]
+    pub(crate) id: u64,
+    #[serde(rename = "p")]
+    pub(crate) price: &'a str,
+    #[serde(rename = "q")]
+    pub(crate) qty: &'a str,
+    #[serde(rename = "f")]
+    pub(crate) first_trade: u64,
+    #[serde(rename = "l")]
+    pub(crate) last_trade: u64,
+    #[serde(rename = "T")]
+    pub(crate) time_ms: i64,
+    #[serde(rename = "m")]
+    pub(crate) buyer_is_maker: bool,
+}
+
+/// `<symbol>@bookTicker` (spot sends no time):
+/// `{"u":499869768,"s":"NKNUSDT","b":"0.35210000","B":"672.00000000","a":"0.35260000","A":"3199.00000000"}`
+#[derive(Debug, Deserialize)]
+pub(crate) struct BinanceBookTicker<'a> {
+    #[serde(rename = "s")]
+    pub(crate) symbol: &'a str,
+    #[serde(rename = "b")]
+    pub(crate) bid: &'a str,
+    #[serde(rename = "B")]
+    pub(crate) bid_qty: &'a str,
+    #[serde(rename = "a")]
+    pub(crate) ask: &'a str,
+    #[serde(rename = "A")]
+    pub(crate) ask_qty: &'a str,
+    /// Present on futures and newer spot payloads.
+    #[serde(rename = "T", default)]
+    pub(crate) time_ms: Option<i64>,
+}
+
+/// `<symbol>@kline_<interval>`:
+/// `{"e":"kline","E":1633998534486,"s":"LRCBTC","k":{"t":1633998480000,"T":1633998539999,"s":"LRCBTC","i":"1m","f":12368013,"L":12368013,"o":"0.00000638","c":"0.00000638","h":"0.00000638","l":"0.00000638","v":"177.00000000","n":1,"x":false,"q":"0.00112926","V":"177.00000000","Q":"0.00112926","B":"0"}}`
+#[derive(Debug, Deserialize)]
+pub struct BinanceKlineEvent<'a> {
+    /// Event time, ms.
+    #[serde(rename = "E")]
+    pub event_time_ms: i64,
+    /// The kline.
+    #[serde(rename = "k", borrow)]
+    pub kline: BinanceKline<'a>,
+}
+
+/// The kline body of [`BinanceKlineEvent`].
+#[derive(Debug, Deserialize)]
+#[expect(missing_docs, reason = "fields are the exchange's, named in the serde renames")]
+pub struct BinanceKline<'a> {
+    #[serde(rename = "t")]
+    pub open_time_ms: i64,
+    #[serde(rename = "s")]
+    pub symbol: &'a str,
+    #[serde(rename = "i")]
+    pub interval: &'a str,
+    #[serde(rename = "f")]
+    pub first_trade: i64,
+    #[serde(rename = "L")]
+    pub last_trade: i64,
+    #[serde(rename = "o")]
+    pub open: &'a str,
+    #[serde(rename = "h")]
+    pub high: &'a str,
+    #[serde(rename = "l")]
+    pub low: &'a str,
+    #[serde(rename = "c")]
+    pub close: &'a str,
+    #[serde(rename = "v")]
+    pub volume: &'a str,
+    #[serde(rename = "q")]
+    pub quote_volume: &'a str,
+    #[serde(rename = "V")]
+    pub taker_buy_volume: &'a str,
+    #[serde(rename = "n")]
+    pub trades: u64,
+    #[serde(rename = "x")]
+    pub closed: bool,
+}
+
+/// `GET /api/v3/exchangeInfo`, the parts we read.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BinanceExchangeInfo {
+    pub(crate) symbols: Vec<BinanceSymbol>,
+}
+
+/// One listed symbol.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BinanceSymbol {
+    pub(crate) symbol: String,
+    pub(crate) status: String,
+    pub(crate) base_asset: String,
+    pub(crate) quote_asset: String,
+}

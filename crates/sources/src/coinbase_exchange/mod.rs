@@ -1,0 +1,134 @@
+//! Coinbase Exchange (formerly GDAX and Coinbase Pro): `matches` and `ticker`
+//! channels, and the `/products` list. `match` reports the **maker** side, so
+//! the taker side is its opposite.
+
+mod wire;
+
+use ck_bus::{Event, Origin, RawMessage};
+use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
+
+use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, listing};
+use wire::{CoinbaseMessage, CoinbaseProduct};
+
+const EX: Exchange = Exchange::CoinbaseExchange;
+
+/// Parses Coinbase Exchange feed messages and `/products` responses.
+#[derive(Debug, Default)]
+pub struct CoinbaseExchangeParser {
+    symbols: SymbolMap,
+}
+
+fn json(source: serde_json::Error) -> ParseError {
+    ParseError::Json { exchange: EX, source }
+}
+
+fn required<'a>(field: &'static str, v: Option<&'a str>) -> Result<&'a str, ParseError> {
+    v.ok_or(ParseError::BadField { exchange: EX, field, value: "(missing)".into() })
+}
+
+impl CoinbaseExchangeParser {
+    /// A parser with an empty product table.
+    #[must_use]
+    pub fn new() -> CoinbaseExchangeParser {
+        CoinbaseExchangeParser::default()
+    }
+
+    fn instrument(&mut self, product: &str) -> Result<Instrument, ParseError> {
+        match self.symbols.resolve(EX, product, false) {
+            Ok(i) => Ok(i),
+            Err(e) if self.symbols.is_empty() => {
+                // No product list yet: product ids are already BASE-QUOTE.
+                Instrument::parse(product).map_err(|_| e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn time(text: &str) -> Result<Ts, ParseError> {
+        Ts::parse(text).map_err(|_| ParseError::BadField { exchange: EX, field: "time", value: text.to_owned() })
+    }
+}
+
+impl Parser for CoinbaseExchangeParser {
+    fn exchange(&self) -> Exchange {
+        EX
+    }
+
+    fn parse(&mut self, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
+        if let Origin::Rest { url } = &msg.origin {
+            if !url.ends_with("/products") {
+                return Ok(Parsed::Ignored);
+            }
+            let products: Vec<CoinbaseProduct> = serde_json::from_str(&msg.data).map_err(json)?;
+            for p in &products {
+                let instrument = Instrument::new(&p.base_currency, &p.quote_currency);
+                self.symbols.insert(&p.id, instrument.clone());
+                out.push(listing(EX, instrument, &p.id, p.status.as_deref()));
+            }
+            return Ok(Parsed::Events(products.len()));
+        }
+        let m: CoinbaseMessage<'_> = serde_json::from_str(&msg.data).map_err(json)?;
+        match m.kind {
+            "match" | "last_match" => {
+                let maker = required("side", m.side)?;
+                let maker = Side::parse(maker)
+                    .ok_or_else(|| ParseError::BadField { exchange: EX, field: "side", value: maker.to_owned() })?;
+                let trade_id = m.trade_id.ok_or(ParseError::BadField { exchange: EX, field: "trade_id", value: "(missing)".into() })?;
+                out.push(Event::Trade(Trade {
+                    exchange: EX,
+                    instrument: self.instrument(required("product_id", m.product_id)?)?,
+                    trade_id: TradeId::Num(trade_id),
+                    price: decimal(EX, "price", required("price", m.price)?)?,
+                    size: decimal(EX, "size", required("size", m.size)?)?,
+                    side: maker.opposite(),
+                    ts_exchange: Self::time(required("time", m.time)?)?,
+                    ts_received: msg.ts_received,
+                    fills: 1,
+                }));
+                Ok(Parsed::Events(1))
+            }
+            "ticker" => {
+                let (Some(bid), Some(ask)) = (m.best_bid, m.best_ask) else {
+                    return Ok(Parsed::Ignored);
+                };
+                let opt = |field, v: Option<&str>| v.map(|t| decimal(EX, field, t)).transpose();
+                out.push(Event::Quote(Quote {
+                    exchange: EX,
+                    instrument: self.instrument(required("product_id", m.product_id)?)?,
+                    bid: decimal(EX, "best_bid", bid)?,
+                    bid_size: opt("best_bid_size", m.best_bid_size)?,
+                    ask: decimal(EX, "best_ask", ask)?,
+                    ask_size: opt("best_ask_size", m.best_ask_size)?,
+                    last: opt("price", m.price)?,
+                    ts_exchange: m.time.map(Self::time).transpose()?.unwrap_or(msg.ts_received),
+                    ts_received: msg.ts_received,
+                }));
+                Ok(Parsed::Events(1))
+            }
+            "error" => Err(ParseError::Venue {
+                exchange: EX,
+                message: format!("{} {}", m.message.unwrap_or_default(), m.reason.unwrap_or_default()),
+            }),
+            _ => Ok(Parsed::Ignored),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_reports_the_maker_side() {
+        // From fixtures/cryptofeed/COINBASE_EXCHANGE.ws.28.0.
+        let data = r#"{"type":"match","trade_id":280232,"maker_order_id":"2a0da34e-61f7-4c36-88e5-c9dd15927b16","taker_order_id":"3c82abaa-c01e-4608-be59-6a1e69742891","side":"sell","size":"985","price":"0.00001305","product_id":"SKL-BTC","sequence":177100030,"time":"2021-04-17T16:43:37.089723Z"}"#;
+        let msg = RawMessage { exchange: EX, ts_received: Ts(1), origin: Origin::Ws, data: data.into() };
+        let mut out = Vec::new();
+        CoinbaseExchangeParser::new().parse(&msg, &mut out).expect("parses");
+        let Some(Event::Trade(t)) = out.pop() else { panic!("no trade") };
+        assert_eq!(t.side, Side::Buy, "maker sold, so the taker bought");
+        assert_eq!(t.price.to_string(), "0.00001305");
+        assert_eq!(t.ts_exchange.to_string(), "2021-04-17T16:43:37.089723Z");
+        assert_eq!(t.instrument.as_str(), "SKL-BTC");
+    }
+}

@@ -1,0 +1,20 @@
+//! candlekeep sources: everything that brings market data in.
+//!
+//! - [`parse::Parser`]: one per exchange (`binance`, `coinbase_exchange`),
+//!   turning raw messages into normalized events. [`normalize::Normalizer`]
+//!   runs them for live capture and replay alike.
+//! - [`tape`]: writes every raw message to a compressed per-day tape.
+//! - [`recordings::Recording`]: reads tapes and the fixture formats back.
+//! - [`replay`]: feeds recordings through the normalizer onto the bus.
+//! - [`import`]: loads trades from CSV or JSON lines files.
+
+#![warn(missing_docs)]
+
+pub mod binance;
+pub mod coinbase_exchange;
+pub mod import;
+pub mod normalize;
+pub mod parse;
+pub mod recordings;
+pub mod replay;
+pub mod tape;

@@ -1,0 +1,335 @@
+//! Reading recorded traffic: candlekeep tapes and the fixture formats.
+//!
+//! [`Recording::open`] looks at a file's first bytes and line to pick the format:
+//! - candlekeep tape (`*.tape.zst`, see [`crate::tape`]);
+//! - cryptofeed v3 (`*.jsonl.zst`): JSON lines with a `header`, then `recv`
+//!   (WebSocket frames) and `http` (REST responses) records;
+//! - cryptofeed v1 text: `<unix s>: <frame>` lines, `<url> -> <ts>: <body>` for
+//!   REST, and `<url> <- ...` / `<url> <-> ...` for what the client sent;
+//! - hftbacktest (`*.gz`): `<receive ns> <Binance combined-stream JSON>` lines.
+//!
+//! Every record comes back as a [`RawMessage`], so replay feeds the same
+//! parsers as live capture. A bad line is an error item naming its line
+//! number; reading goes on after it.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use ck_bus::{Origin, RawMessage};
+use ck_model::{Exchange, Ts};
+use serde_json::value::RawValue;
+
+use crate::tape::{TAPE_HEADER, decode_line};
+
+/// Why a recording could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The format or the exchange could not be recognized.
+    #[error("{path}: {reason}")]
+    Unrecognized {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+}
+
+/// One record that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct RecordError {
+    /// 1-based line number in the (decompressed) file.
+    pub line: usize,
+    /// What was wrong.
+    pub message: String,
+    /// The start of the line.
+    pub excerpt: String,
+}
+
+/// The format of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A candlekeep tape.
+    Tape,
+    /// cryptofeed v3 JSON lines.
+    CryptofeedV3,
+    /// cryptofeed v1 text.
+    CryptofeedV1,
+    /// hftbacktest gzip text.
+    Hftbacktest,
+}
+
+/// An open recording: an iterator of raw messages.
+pub struct Recording {
+    format: Format,
+    exchange: Exchange,
+    lines: Box<dyn BufRead + Send>,
+    line_no: usize,
+    buf: String,
+    /// A first line read while detecting the format, still to be served.
+    pending: Option<String>,
+    failed: bool,
+}
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+fn cryptofeed_exchange(name: &str) -> Option<Exchange> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "BINANCE" => Exchange::Binance,
+        "COINBASE" => Exchange::Coinbase,
+        "COINBASE_EXCHANGE" | "COINBASEPRO" | "COINBASE_PRO" | "GDAX" => Exchange::CoinbaseExchange,
+        "BITFINEX" => Exchange::Bitfinex,
+        "KRAKEN" => Exchange::Kraken,
+        "BITSTAMP" => Exchange::Bitstamp,
+        "OKX" | "OKEX" => Exchange::Okx,
+        "BYBIT" => Exchange::Bybit,
+        _ => return None,
+    })
+}
+
+/// The exchange a v1 text recording belongs to, from its file name
+/// (`COINBASE_EXCHANGE.ws.28.0`) or a URL inside it.
+fn v1_exchange(path: &Path, first_line: &str) -> Option<Exchange> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.split('.').next().unwrap_or(name);
+    cryptofeed_exchange(stem).or_else(|| {
+        let l = first_line.to_ascii_lowercase();
+        if l.contains("coinbase.com") && (l.contains("ws-feed") || l.contains("api.pro") || l.contains("exchange.coinbase")) {
+            Some(Exchange::CoinbaseExchange)
+        } else {
+            Exchange::ALL.into_iter().find(|e| l.contains(e.as_str()))
+        }
+    })
+}
+
+impl Recording {
+    /// Opens `path`, detecting its format and exchange.
+    pub fn open(path: &Path) -> Result<Recording, OpenError> {
+        let io = |source| OpenError::Io { path: path.to_owned(), source };
+        let unrecognized = |reason: &str| OpenError::Unrecognized { path: path.to_owned(), reason: reason.to_owned() };
+        let mut file = File::open(path).map_err(io)?;
+        let mut magic = [0u8; 4];
+        let n = read_up_to(&mut file, &mut magic).map_err(io)?;
+        let file = File::open(path).map_err(io)?;
+        let mut lines: Box<dyn BufRead + Send> = if n >= 4 && magic == ZSTD_MAGIC {
+            Box::new(BufReader::with_capacity(1 << 16, zstd::stream::read::Decoder::new(file).map_err(io)?))
+        } else if n >= 2 && magic[..2] == GZIP_MAGIC {
+            Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(file)))
+        } else {
+            Box::new(BufReader::with_capacity(1 << 16, file))
+        };
+        let mut first = String::new();
+        lines.read_line(&mut first).map_err(io)?;
+        let first_trimmed = first.trim_end();
+        let (format, exchange, pending) = if let Some(rest) = first_trimmed.strip_prefix(TAPE_HEADER) {
+            let name = rest.trim().strip_prefix("exchange=").ok_or_else(|| unrecognized("tape header names no exchange"))?;
+            let ex = name.parse::<Exchange>().map_err(|e| unrecognized(&e.to_string()))?;
+            (Format::Tape, ex, None)
+        } else if first_trimmed.starts_with("{\"t\":\"header\"") || first_trimmed.starts_with("{\"t\": \"header\"") {
+            #[derive(serde::Deserialize)]
+            struct Header {
+                exchange: String,
+            }
+            let h: Header = serde_json::from_str(first_trimmed).map_err(|e| unrecognized(&format!("bad cryptofeed header: {e}")))?;
+            let ex = cryptofeed_exchange(&h.exchange)
+                .ok_or_else(|| unrecognized(&format!("unknown cryptofeed exchange `{}`", h.exchange)))?;
+            (Format::CryptofeedV3, ex, None)
+        } else if n >= 2 && magic[..2] == GZIP_MAGIC {
+            // hftbacktest's examples are Binance combined streams.
+            (Format::Hftbacktest, Exchange::Binance, Some(first.clone()))
+        } else {
+            let ex = v1_exchange(path, first_trimmed)
+                .ok_or_else(|| unrecognized("not a known recording format, and no exchange in its name"))?;
+            (Format::CryptofeedV1, ex, Some(first.clone()))
+        };
+        Ok(Recording { format, exchange, lines, line_no: usize::from(pending.is_none()), buf: String::new(), pending, failed: false })
+    }
+
+    /// The detected format.
+    #[must_use]
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The exchange the recording belongs to.
+    #[must_use]
+    pub fn exchange(&self) -> Exchange {
+        self.exchange
+    }
+
+    fn decode(&self, line: &str) -> Option<Result<RawMessage, String>> {
+        let ex = self.exchange;
+        match self.format {
+            Format::Tape => decode_line(ex, line),
+            Format::CryptofeedV3 => decode_cryptofeed_v3(ex, line),
+            Format::CryptofeedV1 => decode_cryptofeed_v1(ex, line),
+            Format::Hftbacktest => decode_hftbacktest(ex, line),
+        }
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+impl Iterator for Recording {
+    type Item = Result<RawMessage, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            let mut line = match self.pending.take() {
+                Some(l) => l,
+                None => {
+                    self.buf.clear();
+                    match self.lines.read_line(&mut self.buf) {
+                        Ok(0) => return None,
+                        Ok(_) => std::mem::take(&mut self.buf),
+                        Err(e) => {
+                            // A truncated compressed tail (a crash mid-write):
+                            // everything before it was delivered.
+                            self.failed = true;
+                            return Some(Err(RecordError {
+                                line: self.line_no + 1,
+                                message: format!("stopped reading: {e}"),
+                                excerpt: String::new(),
+                            }));
+                        }
+                    }
+                }
+            };
+            self.line_no += 1;
+            if line.ends_with('\n') {
+                line.pop();
+                if line.ends_with('\r') {
+                    line.pop();
+                }
+            }
+            if let Some(r) = self.decode(&line) {
+                let line_no = self.line_no;
+                return Some(r.map_err(|message| RecordError {
+                    line: line_no,
+                    message,
+                    excerpt: line.chars().take(200).collect(),
+                }));
+            }
+        }
+    }
+}
+
+/// The exact time of a JSON number or string holding unix seconds.
+fn raw_secs(raw: &RawValue) -> Result<Ts, String> {
+    let text = raw.get().trim_matches('"');
+    Ts::parse_unix_secs(text).map_err(|e| e.to_string())
+}
+
+fn decode_cryptofeed_v3(exchange: Exchange, line: &str) -> Option<Result<RawMessage, String>> {
+    #[derive(serde::Deserialize)]
+    struct Record<'a> {
+        t: &'a str,
+        #[serde(borrow, default)]
+        ts: Option<&'a RawValue>,
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        data: Option<String>,
+    }
+    if line.trim().is_empty() {
+        return None;
+    }
+    let r: Record<'_> = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => return Some(Err(format!("bad cryptofeed record: {e}"))),
+    };
+    let origin = match (r.t, r.url) {
+        ("recv", _) => Origin::Ws,
+        ("http", Some(url)) => Origin::Rest { url },
+        // header, connect, send, and other bookkeeping.
+        _ => return None,
+    };
+    Some((|| {
+        let ts = raw_secs(r.ts.ok_or("record has no ts")?)?;
+        let data = r.data.ok_or("record has no data")?;
+        Ok(RawMessage { exchange, ts_received: ts, origin, data })
+    })())
+}
+
+fn decode_cryptofeed_v1(exchange: Exchange, line: &str) -> Option<Result<RawMessage, String>> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    // REST: `<url> -> <ts>: <body>`. Sent/connect lines: `<url> <- …`, `<url> <-> …`.
+    if let Some((url, rest)) = line.split_once(" -> ") {
+        return Some((|| {
+            let (ts, body) = rest.split_once(": ").ok_or("REST line has no body")?;
+            let ts = Ts::parse_unix_secs(ts).map_err(|e| e.to_string())?;
+            Ok(RawMessage { exchange, ts_received: ts, origin: Origin::Rest { url: url.to_owned() }, data: body.to_owned() })
+        })());
+    }
+    if line.contains(" <- ") || line.contains(" <-> ") {
+        return None;
+    }
+    Some((|| {
+        let (ts, frame) = line.split_once(": ").ok_or("expected `<unix seconds>: <frame>`")?;
+        let ts = Ts::parse_unix_secs(ts).map_err(|e| e.to_string())?;
+        Ok(RawMessage { exchange, ts_received: ts, origin: Origin::Ws, data: frame.to_owned() })
+    })())
+}
+
+fn decode_hftbacktest(exchange: Exchange, line: &str) -> Option<Result<RawMessage, String>> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    Some((|| {
+        let (ts, frame) = line.split_once(' ').ok_or("expected `<receive ns> <frame>`")?;
+        let ts: i64 = ts.parse().map_err(|_| format!("bad receive time `{ts}`"))?;
+        Ok(RawMessage { exchange, ts_received: Ts(ts), origin: Origin::Ws, data: frame.to_owned() })
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_lines() {
+        let ex = Exchange::CoinbaseExchange;
+        let m = decode_cryptofeed_v1(ex, r#"1618677817.1295161: {"type":"match"}"#).expect("some").expect("ok");
+        assert_eq!((m.ts_received, m.origin), (Ts(1_618_677_817_129_516_100), Origin::Ws));
+        assert!(decode_cryptofeed_v1(ex, "wss://ws-feed.pro.coinbase.com <-> 1618677816.8434298").is_none());
+        let rest = decode_cryptofeed_v1(ex, "https://api.pro.coinbase.com/products -> 1618677816.84: []").expect("some").expect("ok");
+        assert_eq!(rest.origin, Origin::Rest { url: "https://api.pro.coinbase.com/products".into() });
+        assert!(decode_cryptofeed_v1(ex, "garbage").expect("some").is_err());
+    }
+
+    #[test]
+    fn v3_records_keep_exact_times() {
+        let line = r#"{"t":"recv","conn":"BINANCE.ws.1","ts":1633998523.9630001,"data":"{\"x\":1}"}"#;
+        let m = decode_cryptofeed_v3(Exchange::Binance, line).expect("some").expect("ok");
+        assert_eq!(m.ts_received, Ts(1_633_998_523_963_000_100));
+        assert_eq!(m.data, r#"{"x":1}"#);
+        assert!(decode_cryptofeed_v3(Exchange::Binance, r#"{"t":"send","data":"x"}"#).is_none());
+        assert!(decode_cryptofeed_v3(Exchange::Binance, "{oops").expect("some").is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! Replay: recordings back through the same parsers and pipeline as live capture.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ck_bus::{Closed, Event, IngestError, Sender};
+use ck_model::Ts;
+
+use crate::normalize::{NormalizeStats, Normalizer};
+use crate::recordings::{OpenError, Recording};
+
+/// How to replay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions {
+    /// `None`: as fast as possible. `Some(x)`: x times the recorded pace.
+    pub speed: Option<f64>,
+}
+
+/// What a replay read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Files read.
+    pub files: u64,
+    /// Raw messages read.
+    pub records: u64,
+    /// Lines that could not be read.
+    pub bad_records: u64,
+    /// What the parsers made of them.
+    pub normalized: NormalizeStats,
+}
+
+/// Why a replay stopped early.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// A file could not be opened or recognized.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The pipeline stopped taking events.
+    #[error("the pipeline stopped before the replay finished")]
+    Closed(#[from] Closed),
+}
+
+/// Replays `files` in order onto `tx`, from a blocking thread. One parser per
+/// exchange lives across all files, so an instrument list read from one file
+/// serves the next.
+pub fn replay_blocking(files: &[PathBuf], options: ReplayOptions, tx: &Sender<Event>) -> Result<ReplayStats, ReplayError> {
+    let mut normalizer = Normalizer::new();
+    let mut stats = ReplayStats::default();
+    let mut out = Vec::with_capacity(64);
+    let mut pace: Option<(Ts, Instant)> = None;
+    for path in files {
+        let recording = Recording::open(path)?;
+        stats.files += 1;
+        tracing::info!(file = %path.display(), exchange = %recording.exchange(), format = ?recording.format(), "replaying");
+        for (i, record) in recording.enumerate() {
+            match record {
+                Ok(msg) => {
+                    stats.records += 1;
+                    if let Some(speed) = options.speed.filter(|s| *s > 0.0) {
+                        wait_for(&mut pace, msg.ts_received, speed);
+                    }
+                    let origin = || format!("{}#{}", path.display(), i + 1);
+                    normalizer.handle(&msg, &origin, &mut out);
+                    for e in out.drain(..) {
+                        tx.blocking_send(e)?;
+                    }
+                }
+                Err(e) => {
+                    stats.bad_records += 1;
+                    ck_bus::metrics::counter("candlekeep_bad_records_total").inc();
+                    tracing::warn!(file = %path.display(), line = e.line, error = %e.message, "skipped bad record");
+                    tx.blocking_send(Event::IngestError(IngestError::new(
+                        None,
+                        format!("{}:{}", display(path), e.line),
+                        e.message,
+                        &e.excerpt,
+                    )))?;
+                }
+            }
+        }
+    }
+    stats.normalized = normalizer.stats();
+    Ok(stats)
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Sleeps so that messages leave at `speed` times their recorded pace.
+fn wait_for(pace: &mut Option<(Ts, Instant)>, ts: Ts, speed: f64) {
+    let (first, started) = *pace.get_or_insert((ts, Instant::now()));
+    #[expect(clippy::cast_precision_loss, reason = "pacing needs no nanosecond precision")]
+    let due = Duration::from_secs_f64(((ts.0 - first.0).max(0) as f64 / 1e9) / speed);
+    let elapsed = started.elapsed();
+    if due > elapsed {
+        std::thread::sleep(due - elapsed);
+    }
+}
