@@ -1,0 +1,199 @@
+//! candlekeep storage.
+//!
+//! - [`Store`]: the contract every backend meets (one test suite,
+//!   `ck_testkit::store_contract`, runs against each).
+//! - [`sqlite::SqliteStore`]: the embedded default, SQLite in WAL mode.
+//! - [`WriteBatch`]: what the store writer commits in one transaction.
+//!
+//! Time ranges are half-open, `[from, to)`, on exchange time (candles: open time).
+
+#![warn(missing_docs)]
+
+pub mod sqlite;
+
+use ck_bus::IngestError;
+use ck_model::{Candle, Exchange, Instrument, InstrumentInfo, Interval, Quote, Trade, Ts};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database refused or failed.
+    #[error("sqlite: {context}")]
+    Sqlite {
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database file or folder could not be used.
+    #[error("store at {path}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored value could not be read back (a corrupt or foreign row).
+    #[error("stored {what} `{value}` is invalid")]
+    Corrupt {
+        /// Which column.
+        what: &'static str,
+        /// What it held.
+        value: String,
+    },
+    /// The database schema is newer than this binary.
+    #[error("the store's schema version {found} is newer than this candlekeep ({supported}); upgrade candlekeep")]
+    SchemaTooNew {
+        /// Version in the database.
+        found: i64,
+        /// Newest version this binary knows.
+        supported: i64,
+    },
+    /// The blocking worker stopped unexpectedly.
+    #[error("store worker failed")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
+/// Where a candle came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CandleSource {
+    /// Built by candlekeep from trades.
+    Ours,
+    /// The exchange's own candle, fetched to verify ours.
+    Exchange,
+}
+
+impl CandleSource {
+    /// `ours` or `exchange`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CandleSource::Ours => "ours",
+            CandleSource::Exchange => "exchange",
+        }
+    }
+}
+
+/// Everything one commit writes. Trades are deduplicated by exchange,
+/// instrument and trade id; candles are upserted by instrument, interval, open
+/// time and source (a provisional candle never replaces a closed one).
+#[derive(Debug, Clone, Default)]
+pub struct WriteBatch {
+    /// Instrument listings.
+    pub instruments: Vec<InstrumentInfo>,
+    /// Trades.
+    pub trades: Vec<Trade>,
+    /// Quotes.
+    pub quotes: Vec<Quote>,
+    /// Candles built by candlekeep.
+    pub candles: Vec<Candle>,
+    /// The exchange's own candles.
+    pub exchange_candles: Vec<Candle>,
+    /// Ingest errors.
+    pub errors: Vec<IngestError>,
+}
+
+impl WriteBatch {
+    /// The number of rows it holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.instruments.len()
+            + self.trades.len()
+            + self.quotes.len()
+            + self.candles.len()
+            + self.exchange_candles.len()
+            + self.errors.len()
+    }
+
+    /// True when there is nothing to write.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a commit changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// New trades (duplicates are not counted).
+    pub trades_inserted: u64,
+    /// Trades already stored.
+    pub trades_duplicate: u64,
+    /// Candle rows inserted or updated.
+    pub candles_upserted: u64,
+    /// Quotes stored.
+    pub quotes_inserted: u64,
+}
+
+/// A time-range query on one instrument.
+#[derive(Debug, Clone)]
+pub struct RangeQuery {
+    /// The venue.
+    pub exchange: Exchange,
+    /// The instrument.
+    pub instrument: Instrument,
+    /// Inclusive start.
+    pub from: Ts,
+    /// Exclusive end.
+    pub to: Ts,
+    /// At most this many rows, oldest first.
+    pub limit: usize,
+}
+
+/// An instrument the store knows, with its latest data time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInstrument {
+    /// The listing.
+    pub info: InstrumentInfo,
+    /// Exchange time of the newest stored trade.
+    pub last_trade_time: Option<Ts>,
+}
+
+/// Row counts, for status output and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Instruments.
+    pub instruments: u64,
+    /// Trades.
+    pub trades: u64,
+    /// Quotes.
+    pub quotes: u64,
+    /// Candles (ours).
+    pub candles: u64,
+    /// Ingest errors.
+    pub errors: u64,
+}
+
+/// The storage contract. Every backend passes `ck_testkit::store_contract`.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Commits a batch atomically and durably.
+    async fn write(&self, batch: WriteBatch) -> Result<WriteSummary, Error>;
+
+    /// Candles of one instrument and interval with open time in `[from, to)`.
+    async fn candles(&self, query: &RangeQuery, interval: Interval, source: CandleSource) -> Result<Vec<Candle>, Error>;
+
+    /// Trades of one instrument with exchange time in `[from, to)`, in exchange order.
+    async fn trades(&self, query: &RangeQuery) -> Result<Vec<Trade>, Error>;
+
+    /// Quotes of one instrument with exchange time in `[from, to)`.
+    async fn quotes(&self, query: &RangeQuery) -> Result<Vec<Quote>, Error>;
+
+    /// The candle with the latest open time.
+    async fn latest_candle(&self, exchange: Exchange, instrument: &Instrument, interval: Interval) -> Result<Option<Candle>, Error>;
+
+    /// The latest quote.
+    async fn latest_quote(&self, exchange: Exchange, instrument: &Instrument) -> Result<Option<Quote>, Error>;
+
+    /// Every instrument, with its latest trade time.
+    async fn instruments(&self) -> Result<Vec<StoredInstrument>, Error>;
+
+    /// The most recent ingest errors, newest first.
+    async fn ingest_errors(&self, limit: usize) -> Result<Vec<IngestError>, Error>;
+
+    /// Row counts.
+    async fn counts(&self) -> Result<StoreCounts, Error>;
+}

@@ -1,0 +1,492 @@
+//! The embedded store: SQLite in WAL mode.
+//!
+//! One writer connection (behind a mutex) commits each [`WriteBatch`] in one
+//! transaction; readers use their own connections, which WAL lets run beside
+//! the writer. All database work runs on tokio's blocking pool.
+//!
+//! Durability: with [`Durability::Full`] (the default) every commit is
+//! fsync'd before `write` returns, so a crash, even of the machine, loses
+//! nothing committed. [`Durability::Normal`] survives a process crash but may
+//! lose the last commits on power loss.
+
+mod rows;
+mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use ck_bus::IngestError;
+use ck_model::{Candle, Exchange, Instrument, Interval, Quote, Trade, Ts};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::{CandleSource, Error, RangeQuery, Store, StoreCounts, StoredInstrument, WriteBatch, WriteSummary};
+use rows::{candle_from_row, id_param, quote_from_row, side_code, trade_from_row};
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync on every commit (`synchronous=FULL`).
+    #[default]
+    Full,
+    /// fsync at checkpoints only (`synchronous=NORMAL`).
+    Normal,
+}
+
+fn sql(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |source| Error::Sqlite { context, source }
+}
+
+struct Writer {
+    conn: Connection,
+    ids: HashMap<(Exchange, Instrument), i64>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// The embedded SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, in WAL mode, and
+    /// applies pending migrations.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, Error> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.display().to_string(), source })?;
+        }
+        let mut conn = Connection::open(path).map_err(sql("opening database"))?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = {sync};
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 10000;
+             PRAGMA cache_size = -65536;
+             PRAGMA wal_autocheckpoint = 10000;"
+        ))
+        .map_err(sql("configuring database"))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(sql("reading journal mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "SQLite did not enable WAL; durability holds, concurrency is lower");
+        }
+        schema::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(Writer { conn, ids: HashMap::new() }),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match lock(&inner.readers).pop() {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(sql("opening reader"))?;
+                    c.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql("configuring reader"))?;
+                    c
+                }
+            };
+            let result = f(&conn);
+            lock(&inner.readers).push(conn);
+            result
+        })
+        .await
+        .map_err(Error::Worker)?
+    }
+
+    /// Writes a batch synchronously (the blocking body of [`Store::write`]).
+    pub fn write_blocking(&self, batch: &WriteBatch) -> Result<WriteSummary, Error> {
+        let mut guard = lock(&self.inner.writer);
+        let w = &mut *guard;
+        let result = write_batch(&mut w.conn, &mut w.ids, batch);
+        if result.is_err() {
+            // Ids cached during a rolled-back transaction may not exist.
+            w.ids.clear();
+        }
+        result
+    }
+}
+
+fn instrument_id(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &mut HashMap<(Exchange, Instrument), i64>,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> Result<i64, Error> {
+    if let Some(id) = ids.get(&(exchange, instrument.clone())) {
+        return Ok(*id);
+    }
+    tx.prepare_cached("INSERT INTO instruments (exchange, instrument) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+        .and_then(|mut s| s.execute(params![exchange.as_str(), instrument.as_str()]))
+        .map_err(sql("adding instrument"))?;
+    let id: i64 = tx
+        .prepare_cached("SELECT id FROM instruments WHERE exchange = ?1 AND instrument = ?2")
+        .and_then(|mut s| s.query_row(params![exchange.as_str(), instrument.as_str()], |r| r.get(0)))
+        .map_err(sql("finding instrument"))?;
+    ids.insert((exchange, instrument.clone()), id);
+    Ok(id)
+}
+
+fn write_batch(conn: &mut Connection, ids: &mut HashMap<(Exchange, Instrument), i64>, b: &WriteBatch) -> Result<WriteSummary, Error> {
+    let mut summary = WriteSummary::default();
+    let tx = conn.transaction().map_err(sql("starting write"))?;
+    {
+        let mut listing = tx
+            .prepare_cached(
+                "INSERT INTO instruments (exchange, instrument, native_symbol, status) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (exchange, instrument) DO UPDATE SET native_symbol = excluded.native_symbol, status = excluded.status",
+            )
+            .map_err(sql("preparing instrument upsert"))?;
+        for i in &b.instruments {
+            listing
+                .execute(params![i.exchange.as_str(), i.instrument.as_str(), i.native_symbol, i.status])
+                .map_err(sql("upserting instrument"))?;
+        }
+    }
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO trades (instrument_id, trade_id, ts, price, size, side, ts_received, fills)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(sql("preparing trade insert"))?;
+        let mut last: Option<(Exchange, &Instrument, i64)> = None;
+        let mut price = String::new();
+        let mut size = String::new();
+        for t in &b.trades {
+            let id = match last {
+                Some((e, i, id)) if e == t.exchange && (i.ptr_eq(&t.instrument) || *i == t.instrument) => id,
+                _ => {
+                    let id = instrument_id(&tx, ids, t.exchange, &t.instrument)?;
+                    last = Some((t.exchange, &t.instrument, id));
+                    id
+                }
+            };
+            use std::fmt::Write as _;
+            price.clear();
+            size.clear();
+            let _ = write!(price, "{}", t.price);
+            let _ = write!(size, "{}", t.size);
+            let n = insert
+                .execute(params![id, id_param(&t.trade_id), t.ts_exchange.0, price, size, side_code(t.side), t.ts_received.0, t.fills])
+                .map_err(sql("inserting trade"))?;
+            if n == 1 {
+                summary.trades_inserted += 1;
+            } else {
+                summary.trades_duplicate += 1;
+            }
+        }
+    }
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO quotes (instrument_id, ts, ts_received, bid, bid_size, ask, ask_size, last)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(sql("preparing quote insert"))?;
+        for q in &b.quotes {
+            let id = instrument_id(&tx, ids, q.exchange, &q.instrument)?;
+            insert
+                .execute(params![
+                    id,
+                    q.ts_exchange.0,
+                    q.ts_received.0,
+                    q.bid.to_string(),
+                    q.bid_size.map(|d| d.to_string()),
+                    q.ask.to_string(),
+                    q.ask_size.map(|d| d.to_string()),
+                    q.last.map(|d| d.to_string()),
+                ])
+                .map_err(sql("inserting quote"))?;
+            summary.quotes_inserted += 1;
+        }
+    }
+    for (candles, source) in [(&b.candles, CandleSource::Ours), (&b.exchange_candles, CandleSource::Exchange)] {
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO candles (instrument_id, interval, open_time, source, open, high, low, close, volume,
+                                      quote_volume, vwap, taker_buy_volume, trades, first_trade_id, last_trade_id, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 ON CONFLICT (instrument_id, interval, source, open_time) DO UPDATE SET
+                    open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+                    volume = excluded.volume, quote_volume = excluded.quote_volume, vwap = excluded.vwap,
+                    taker_buy_volume = excluded.taker_buy_volume, trades = excluded.trades,
+                    first_trade_id = excluded.first_trade_id, last_trade_id = excluded.last_trade_id,
+                    state = excluded.state
+                 WHERE excluded.state <> 'provisional' OR candles.state = 'provisional'",
+            )
+            .map_err(sql("preparing candle upsert"))?;
+        for c in candles {
+            let id = instrument_id(&tx, ids, c.exchange, &c.instrument)?;
+            summary.candles_upserted += upsert
+                .execute(params![
+                    id,
+                    c.interval.as_str(),
+                    c.open_time.0,
+                    source.as_str(),
+                    c.open.to_string(),
+                    c.high.to_string(),
+                    c.low.to_string(),
+                    c.close.to_string(),
+                    c.volume.to_string(),
+                    c.quote_volume.to_string(),
+                    c.vwap.to_string(),
+                    c.taker_buy_volume.to_string(),
+                    i64::try_from(c.trades).unwrap_or(i64::MAX),
+                    c.first_trade_id.as_ref().map(id_param),
+                    c.last_trade_id.as_ref().map(id_param),
+                    c.state.as_str(),
+                ])
+                .map_err(sql("upserting candle"))? as u64;
+        }
+    }
+    {
+        let mut insert = tx
+            .prepare_cached("INSERT INTO ingest_errors (ts, exchange, origin, message, excerpt) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .map_err(sql("preparing error insert"))?;
+        for e in &b.errors {
+            insert
+                .execute(params![e.ts.0, e.exchange.map(Exchange::as_str), e.origin, e.message, e.excerpt])
+                .map_err(sql("inserting ingest error"))?;
+        }
+    }
+    tx.commit().map_err(sql("committing write"))?;
+    Ok(summary)
+}
+
+const INSTRUMENT_ID: &str = "(SELECT id FROM instruments WHERE exchange = ?1 AND instrument = ?2)";
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, batch: WriteBatch) -> Result<WriteSummary, Error> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_blocking(&batch)).await.map_err(Error::Worker)?
+    }
+
+    async fn candles(&self, q: &RangeQuery, interval: Interval, source: CandleSource) -> Result<Vec<Candle>, Error> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT open_time, open, high, low, close, volume, quote_volume, vwap, taker_buy_volume,
+                            trades, first_trade_id, last_trade_id, state
+                     FROM candles WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4
+                       AND open_time >= ?5 AND open_time < ?6 ORDER BY open_time LIMIT ?7"
+                ))
+                .map_err(sql("preparing candle query"))?;
+            let rows = stmt
+                .query_map(
+                    params![q.exchange.as_str(), q.instrument.as_str(), interval.as_str(), source.as_str(), q.from.0, q.to.0, limit(q.limit)],
+                    |r| Ok(candle_from_row(r, q.exchange, &q.instrument, interval)),
+                )
+                .map_err(sql("querying candles"))?;
+            collect(rows)
+        })
+        .await
+    }
+
+    async fn trades(&self, q: &RangeQuery) -> Result<Vec<Trade>, Error> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT trade_id, ts, price, size, side, ts_received, fills FROM trades
+                     WHERE instrument_id = {INSTRUMENT_ID} AND ts >= ?3 AND ts < ?4 ORDER BY ts, trade_id LIMIT ?5"
+                ))
+                .map_err(sql("preparing trade query"))?;
+            let rows = stmt
+                .query_map(params![q.exchange.as_str(), q.instrument.as_str(), q.from.0, q.to.0, limit(q.limit)], |r| {
+                    Ok(trade_from_row(r, q.exchange, &q.instrument))
+                })
+                .map_err(sql("querying trades"))?;
+            collect(rows)
+        })
+        .await
+    }
+
+    async fn quotes(&self, q: &RangeQuery) -> Result<Vec<Quote>, Error> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT ts, ts_received, bid, bid_size, ask, ask_size, last FROM quotes
+                     WHERE instrument_id = {INSTRUMENT_ID} AND ts >= ?3 AND ts < ?4 ORDER BY ts, ts_received LIMIT ?5"
+                ))
+                .map_err(sql("preparing quote query"))?;
+            let rows = stmt
+                .query_map(params![q.exchange.as_str(), q.instrument.as_str(), q.from.0, q.to.0, limit(q.limit)], |r| {
+                    Ok(quote_from_row(r, q.exchange, &q.instrument))
+                })
+                .map_err(sql("querying quotes"))?;
+            collect(rows)
+        })
+        .await
+    }
+
+    async fn latest_candle(&self, exchange: Exchange, instrument: &Instrument, interval: Interval) -> Result<Option<Candle>, Error> {
+        let instrument = instrument.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT open_time, open, high, low, close, volume, quote_volume, vwap, taker_buy_volume,
+                        trades, first_trade_id, last_trade_id, state
+                 FROM candles WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = 'ours'
+                 ORDER BY open_time DESC LIMIT 1"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![exchange.as_str(), instrument.as_str(), interval.as_str()], |r| {
+                    Ok(candle_from_row(r, exchange, &instrument, interval))
+                })
+                .optional()
+            })
+            .map_err(sql("querying latest candle"))?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn latest_quote(&self, exchange: Exchange, instrument: &Instrument) -> Result<Option<Quote>, Error> {
+        let instrument = instrument.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT ts, ts_received, bid, bid_size, ask, ask_size, last FROM quotes
+                 WHERE instrument_id = {INSTRUMENT_ID} ORDER BY ts DESC, ts_received DESC LIMIT 1"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![exchange.as_str(), instrument.as_str()], |r| Ok(quote_from_row(r, exchange, &instrument)))
+                    .optional()
+            })
+            .map_err(sql("querying latest quote"))?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn instruments(&self) -> Result<Vec<StoredInstrument>, Error> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT i.exchange, i.instrument, i.native_symbol, i.status,
+                            (SELECT MAX(ts) FROM trades t WHERE t.instrument_id = i.id)
+                     FROM instruments i ORDER BY i.exchange, i.instrument",
+                )
+                .map_err(sql("preparing instrument query"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let exchange: String = r.get(0)?;
+                    let instrument: String = r.get(1)?;
+                    let native: Option<String> = r.get(2)?;
+                    let status: Option<String> = r.get(3)?;
+                    let last: Option<i64> = r.get(4)?;
+                    Ok((|| {
+                        let exchange = exchange.parse::<Exchange>().map_err(|_| Error::Corrupt { what: "exchange", value: exchange.clone() })?;
+                        let instrument = Instrument::parse(&instrument).map_err(|_| Error::Corrupt { what: "instrument", value: instrument.clone() })?;
+                        Ok(StoredInstrument {
+                            info: ck_model::InstrumentInfo {
+                                exchange,
+                                native_symbol: native.unwrap_or_else(|| instrument.to_string()),
+                                instrument,
+                                status,
+                            },
+                            last_trade_time: last.map(Ts),
+                        })
+                    })())
+                })
+                .map_err(sql("querying instruments"))?;
+            collect(rows)
+        })
+        .await
+    }
+
+    async fn ingest_errors(&self, max: usize) -> Result<Vec<IngestError>, Error> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT ts, exchange, origin, message, excerpt FROM ingest_errors ORDER BY id DESC LIMIT ?1")
+                .map_err(sql("preparing error query"))?;
+            let rows = stmt
+                .query_map(params![limit(max)], |r| {
+                    let exchange: Option<String> = r.get(1)?;
+                    Ok(Ok(IngestError {
+                        ts: Ts(r.get(0)?),
+                        exchange: exchange.and_then(|e| e.parse().ok()),
+                        origin: r.get(2)?,
+                        message: r.get(3)?,
+                        excerpt: r.get(4)?,
+                    }))
+                })
+                .map_err(sql("querying errors"))?;
+            collect(rows)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, Error> {
+        self.read(|c| {
+            let count = |table: &str| -> Result<u64, Error> {
+                let n: i64 = c
+                    .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                    .map_err(sql("counting rows"))?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            };
+            let candles: i64 = c
+                .query_row("SELECT COUNT(*) FROM candles WHERE source = 'ours'", [], |r| r.get(0))
+                .map_err(sql("counting candles"))?;
+            Ok(StoreCounts {
+                instruments: count("instruments")?,
+                trades: count("trades")?,
+                quotes: count("quotes")?,
+                candles: u64::try_from(candles).unwrap_or(0),
+                errors: count("ingest_errors")?,
+            })
+        })
+        .await
+    }
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<Result<T, Error>>>) -> Result<Vec<T>, Error> {
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r.map_err(sql("reading row"))??);
+    }
+    Ok(out)
+}

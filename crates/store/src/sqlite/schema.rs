@@ -1,0 +1,124 @@
+//! Versioned migrations. Each runs once, in order, inside a transaction, and is
+//! recorded in `schema_migrations`. Never edit a shipped migration: add one.
+
+use rusqlite::{Connection, params};
+
+use crate::Error;
+
+/// `(version, description, SQL)`, oldest first.
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "instruments, trades, quotes, candles, gaps, ingest errors",
+    r"
+CREATE TABLE instruments (
+    id            INTEGER PRIMARY KEY,
+    exchange      TEXT NOT NULL,
+    instrument    TEXT NOT NULL,
+    native_symbol TEXT,
+    status        TEXT,
+    UNIQUE (exchange, instrument)
+);
+
+-- trade_id has BLOB affinity (no conversion): integer ids are stored as integers and
+-- string ids as text, exactly as the exchange sent them.
+CREATE TABLE trades (
+    instrument_id INTEGER NOT NULL REFERENCES instruments(id),
+    trade_id      BLOB NOT NULL,
+    ts            INTEGER NOT NULL,   -- exchange time, ns since epoch
+    price         TEXT NOT NULL,      -- exact decimal text
+    size          TEXT NOT NULL,
+    side          INTEGER NOT NULL,   -- 1 buy, 2 sell, 0 unknown (taker side)
+    ts_received   INTEGER NOT NULL,
+    fills         INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (instrument_id, trade_id)
+) WITHOUT ROWID;
+CREATE INDEX trades_by_time ON trades (instrument_id, ts);
+
+CREATE TABLE quotes (
+    instrument_id INTEGER NOT NULL REFERENCES instruments(id),
+    ts            INTEGER NOT NULL,
+    ts_received   INTEGER NOT NULL,
+    bid           TEXT NOT NULL,
+    bid_size      TEXT,
+    ask           TEXT NOT NULL,
+    ask_size      TEXT,
+    last          TEXT,
+    PRIMARY KEY (instrument_id, ts, ts_received)
+) WITHOUT ROWID;
+
+CREATE TABLE candles (
+    instrument_id    INTEGER NOT NULL REFERENCES instruments(id),
+    interval         TEXT NOT NULL,
+    open_time        INTEGER NOT NULL,
+    source           TEXT NOT NULL,   -- 'ours' or 'exchange'
+    open             TEXT NOT NULL,
+    high             TEXT NOT NULL,
+    low              TEXT NOT NULL,
+    close            TEXT NOT NULL,
+    volume           TEXT NOT NULL,
+    quote_volume     TEXT NOT NULL,
+    vwap             TEXT NOT NULL,
+    taker_buy_volume TEXT NOT NULL,
+    trades           INTEGER NOT NULL,
+    first_trade_id   BLOB,
+    last_trade_id    BLOB,
+    state            TEXT NOT NULL,
+    PRIMARY KEY (instrument_id, interval, source, open_time)
+) WITHOUT ROWID;
+
+CREATE TABLE gaps (
+    id            INTEGER PRIMARY KEY,
+    instrument_id INTEGER NOT NULL REFERENCES instruments(id),
+    from_ts       INTEGER NOT NULL,
+    to_ts         INTEGER NOT NULL,
+    from_trade_id BLOB,
+    to_trade_id   BLOB,
+    state         TEXT NOT NULL,      -- 'open', 'filled', 'unfillable'
+    reason        TEXT,
+    detected_at   INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE INDEX gaps_by_instrument ON gaps (instrument_id, from_ts);
+
+CREATE TABLE ingest_errors (
+    id       INTEGER PRIMARY KEY,
+    ts       INTEGER NOT NULL,
+    exchange TEXT,
+    origin   TEXT NOT NULL,
+    message  TEXT NOT NULL,
+    excerpt  TEXT NOT NULL
+);
+",
+)];
+
+/// Brings the database up to the newest schema.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    let sql = |context| move |source| Error::Sqlite { context, source };
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     INTEGER PRIMARY KEY,
+            description TEXT NOT NULL,
+            applied_at  INTEGER NOT NULL
+        )",
+    )
+    .map_err(sql("creating schema_migrations"))?;
+    let current: i64 = conn
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .map_err(sql("reading schema version"))?;
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > newest {
+        return Err(Error::SchemaTooNew { found: current, supported: newest });
+    }
+    for (version, description, body) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = conn.transaction().map_err(sql("starting migration"))?;
+        tx.execute_batch(body).map_err(sql("applying migration"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
+            params![version, description, ck_model::Ts::now().0],
+        )
+        .map_err(sql("recording migration"))?;
+        tx.commit().map_err(sql("committing migration"))?;
+        tracing::info!(version, description, "applied store migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! ck-store integration tests.
+
+mod sqlite;

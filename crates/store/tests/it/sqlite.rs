@@ -1,0 +1,70 @@
+use ck_store::Store;
+use ck_store::sqlite::{Durability, SqliteStore};
+
+#[tokio::test]
+async fn sqlite_passes_the_store_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open");
+    ck_testkit::store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_is_in_wal_mode_and_reopens_with_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ck.sqlite");
+    {
+        let store = SqliteStore::open(&path, Durability::Full).expect("open");
+        ck_testkit::store_contract(&store).await;
+    }
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
+    assert_eq!(mode, "wal");
+    let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).expect("migrations");
+    assert_eq!(versions, 1);
+    drop(conn);
+    let store = SqliteStore::open(&path, Durability::Full).expect("reopen migrates nothing twice");
+    assert_eq!(store.counts().await.expect("counts").trades, 4);
+}
+
+#[tokio::test]
+async fn a_failed_batch_commits_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ck.sqlite");
+    let store = SqliteStore::open(&path, Durability::Full).expect("open");
+    // Make the candles table refuse writes, then send trades and a candle together.
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    conn.execute_batch("CREATE TRIGGER no_candles BEFORE INSERT ON candles BEGIN SELECT RAISE(ABORT, 'refused'); END;").expect("trigger");
+    let t = ck_model::Trade {
+        exchange: ck_model::Exchange::Binance,
+        instrument: "BTC-USDT".parse().expect("i"),
+        trade_id: ck_model::TradeId::Num(1),
+        price: "1".parse().expect("d"),
+        size: "1".parse().expect("d"),
+        side: ck_model::Side::Buy,
+        ts_exchange: ck_model::Ts(1),
+        ts_received: ck_model::Ts(1),
+        fills: 1,
+    };
+    let c = ck_model::Candle {
+        exchange: t.exchange,
+        instrument: t.instrument.clone(),
+        interval: ck_model::Interval::M1,
+        open_time: ck_model::Ts(0),
+        open: t.price,
+        high: t.price,
+        low: t.price,
+        close: t.price,
+        volume: t.size,
+        quote_volume: t.price,
+        vwap: t.price,
+        taker_buy_volume: t.size,
+        trades: 1,
+        first_trade_id: None,
+        last_trade_id: None,
+        state: ck_model::CandleState::Closed,
+    };
+    let batch = ck_store::WriteBatch { trades: vec![t], candles: vec![c], ..Default::default() };
+    let err = store.write(batch).await.expect_err("refused").to_string();
+    assert!(err.contains("candle"), "{err}");
+    assert_eq!(store.counts().await.expect("counts").trades, 0, "the trade rolled back with the candle");
+}

@@ -1,0 +1,35 @@
+//! Test helpers shared by every crate.
+//!
+//! - [`fixture`]: the path of a recorded real-traffic file in `../shared/fixtures`,
+//!   failing loudly when it is missing.
+//! - [`store_contract`]: the one test suite every [`ck_store::Store`] backend passes.
+
+#![warn(missing_docs)]
+
+mod contract;
+
+use std::path::PathBuf;
+
+pub use contract::store_contract;
+
+/// The project root (the workspace folder).
+#[must_use]
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
+}
+
+/// The path of `relative` under `../shared/fixtures` (beside the project).
+///
+/// # Panics
+/// Panics with a clear message when the file is missing: tests that need
+/// recorded data must not pass without it.
+#[must_use]
+pub fn fixture(relative: &str) -> PathBuf {
+    let path = project_root().join("..").join("shared").join("fixtures").join(relative);
+    assert!(
+        path.is_file(),
+        "fixture {relative} is missing: expected it at {}. The recorded exchange traffic lives in ../shared/fixtures beside the project.",
+        path.display()
+    );
+    path
+}
