@@ -92,3 +92,56 @@ impl Candle {
         self.interval.next_start(self.open_time)
     }
 }
+
+/// A candle as the CLI and the API print it: the fields users asked for, with
+/// decimals as strings and times in RFC 3339. CSV output has these columns,
+/// in this order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CandleRecord {
+    /// Start of the interval, RFC 3339.
+    pub open_time: Ts,
+    /// Open.
+    pub open: Decimal,
+    /// High.
+    pub high: Decimal,
+    /// Low.
+    pub low: Decimal,
+    /// Close.
+    pub close: Decimal,
+    /// Base volume.
+    pub volume: Decimal,
+    /// Quote volume.
+    pub quote_volume: Decimal,
+    /// Volume-weighted average price.
+    pub vwap: Decimal,
+    /// Base volume bought by takers.
+    pub taker_buy_volume: Decimal,
+    /// Number of exchange fills.
+    pub trades: u64,
+    /// First trade id.
+    pub first_trade_id: Option<TradeId>,
+    /// Last trade id.
+    pub last_trade_id: Option<TradeId>,
+    /// `provisional`, `closed` or `revised`.
+    pub state: CandleState,
+}
+
+impl From<&Candle> for CandleRecord {
+    fn from(c: &Candle) -> Self {
+        CandleRecord {
+            open_time: c.open_time,
+            open: c.open,
+            high: c.high,
+            low: c.low,
+            close: c.close,
+            volume: c.volume,
+            quote_volume: c.quote_volume,
+            vwap: c.vwap,
+            taker_buy_volume: c.taker_buy_volume,
+            trades: c.trades,
+            first_trade_id: c.first_trade_id.clone(),
+            last_trade_id: c.last_trade_id.clone(),
+            state: c.state,
+        }
+    }
+}

@@ -14,7 +14,7 @@ mod interval;
 mod time;
 mod trade;
 
-pub use candle::{Candle, CandleState, EmptyIntervalPolicy};
+pub use candle::{Candle, CandleRecord, CandleState, EmptyIntervalPolicy};
 pub use decimal::{Decimal, DecimalError, MAX_SCALE, pow10};
 pub use instrument::{Exchange, Instrument, InstrumentError, InstrumentInfo, normalize_asset};
 pub use interval::{Interval, IntervalError};

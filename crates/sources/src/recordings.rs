@@ -287,7 +287,7 @@ fn decode_cryptofeed_v1(exchange: Exchange, line: &str) -> Option<Result<RawMess
             Ok(RawMessage { exchange, ts_received: ts, origin: Origin::Rest { url: url.to_owned() }, data: body.to_owned() })
         })());
     }
-    if line.contains(" <- ") || line.contains(" <-> ") {
+    if line.contains(" <- ") || line.contains(" <-> ") || line.starts_with("configuration: ") {
         return None;
     }
     Some((|| {

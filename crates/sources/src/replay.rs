@@ -44,7 +44,15 @@ pub enum ReplayError {
 /// Replays `files` in order onto `tx`, from a blocking thread. One parser per
 /// exchange lives across all files, so an instrument list read from one file
 /// serves the next.
-pub fn replay_blocking(files: &[PathBuf], options: ReplayOptions, tx: &Sender<Event>) -> Result<ReplayStats, ReplayError> {
+///
+/// `stop` is polled between records; when it returns true the replay ends early
+/// (a clean shutdown), keeping what was sent.
+pub fn replay_blocking(
+    files: &[PathBuf],
+    options: ReplayOptions,
+    tx: &Sender<Event>,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<ReplayStats, ReplayError> {
     let mut normalizer = Normalizer::new();
     let mut stats = ReplayStats::default();
     let mut out = Vec::with_capacity(64);
@@ -54,6 +62,11 @@ pub fn replay_blocking(files: &[PathBuf], options: ReplayOptions, tx: &Sender<Ev
         stats.files += 1;
         tracing::info!(file = %path.display(), exchange = %recording.exchange(), format = ?recording.format(), "replaying");
         for (i, record) in recording.enumerate() {
+            if stop() {
+                tracing::info!(file = %path.display(), "replay stopped early");
+                stats.normalized = normalizer.stats();
+                return Ok(stats);
+            }
             match record {
                 Ok(msg) => {
                     stats.records += 1;

@@ -171,7 +171,7 @@ pub struct StoreCounts {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Commits a batch atomically and durably.
-    async fn write(&self, batch: WriteBatch) -> Result<WriteSummary, Error>;
+    async fn write(&self, batch: std::sync::Arc<WriteBatch>) -> Result<WriteSummary, Error>;
 
     /// Candles of one instrument and interval with open time in `[from, to)`.
     async fn candles(&self, query: &RangeQuery, interval: Interval, source: CandleSource) -> Result<Vec<Candle>, Error>;

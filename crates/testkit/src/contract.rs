@@ -74,9 +74,9 @@ async fn trades_are_exact_and_deduplicated(store: &dyn Store) {
         ],
         ..WriteBatch::default()
     };
-    let s = store.write(batch).await.expect("write trades");
+    let s = store.write(std::sync::Arc::new(batch)).await.expect("write trades");
     assert_eq!((s.trades_inserted, s.trades_duplicate), (4, 1), "a repeated trade id in one batch is stored once");
-    let again = store.write(WriteBatch { trades: vec![trade(TradeId::Num(3), 30, "61837.63000000")], ..WriteBatch::default() }).await.expect("write");
+    let again = store.write(std::sync::Arc::new(WriteBatch { trades: vec![trade(TradeId::Num(3), 30, "61837.63000000")], ..WriteBatch::default() })).await.expect("write");
     assert_eq!((again.trades_inserted, again.trades_duplicate), (0, 1), "a trade stored before is not stored again");
 
     let got = store.trades(&range(10, 40)).await.expect("query trades");
@@ -96,14 +96,14 @@ async fn trades_are_exact_and_deduplicated(store: &dyn Store) {
 
 async fn candles_upsert_by_state(store: &dyn Store) {
     let write = |c: Vec<Candle>| WriteBatch { candles: c, ..WriteBatch::default() };
-    store.write(write(vec![candle(0, "100.50", CandleState::Provisional)])).await.expect("write");
-    store.write(write(vec![candle(0, "100.70", CandleState::Closed), candle(60, "100.80", CandleState::Provisional)])).await.expect("write");
-    store.write(write(vec![candle(0, "999", CandleState::Provisional)])).await.expect("write");
+    store.write(std::sync::Arc::new(write(vec![candle(0, "100.50", CandleState::Provisional)]))).await.expect("write");
+    store.write(std::sync::Arc::new(write(vec![candle(0, "100.70", CandleState::Closed), candle(60, "100.80", CandleState::Provisional)]))).await.expect("write");
+    store.write(std::sync::Arc::new(write(vec![candle(0, "999", CandleState::Provisional)]))).await.expect("write");
     let got = store.candles(&range(0, 120), Interval::M1, CandleSource::Ours).await.expect("query");
     assert_eq!(got.len(), 2);
     assert_eq!((got[0].close, got[0].state), (d("100.70"), CandleState::Closed), "a provisional never replaces a closed candle");
     assert_eq!(got[0], candle(0, "100.70", CandleState::Closed), "every field round-trips");
-    store.write(write(vec![candle(0, "100.90", CandleState::Revised)])).await.expect("write");
+    store.write(std::sync::Arc::new(write(vec![candle(0, "100.90", CandleState::Revised)]))).await.expect("write");
     let got = store.candles(&range(0, 60), Interval::M1, CandleSource::Ours).await.expect("query");
     assert_eq!((got[0].close, got[0].state), (d("100.90"), CandleState::Revised), "a revision replaces it");
     let latest = store.latest_candle(Exchange::Binance, &inst("BTC-USDT"), Interval::M1).await.expect("latest");
@@ -111,7 +111,7 @@ async fn candles_upsert_by_state(store: &dyn Store) {
     assert!(store.latest_candle(Exchange::Binance, &inst("BTC-USDT"), Interval::H1).await.expect("latest").is_none());
 
     let theirs = WriteBatch { exchange_candles: vec![candle(0, "1.00", CandleState::Closed)], ..WriteBatch::default() };
-    store.write(theirs).await.expect("write");
+    store.write(std::sync::Arc::new(theirs)).await.expect("write");
     let ex = store.candles(&range(0, 120), Interval::M1, CandleSource::Exchange).await.expect("query");
     assert_eq!(ex.len(), 1, "exchange candles are kept apart");
     let ours = store.candles(&range(0, 60), Interval::M1, CandleSource::Ours).await.expect("query");
@@ -130,7 +130,7 @@ async fn quotes_and_latest(store: &dyn Store) {
         ts_exchange: Ts::from_secs(secs),
         ts_received: Ts::from_secs(secs),
     };
-    let s = store.write(WriteBatch { quotes: vec![q(5, "100.00"), q(9, "100.10"), q(7, "99")], ..WriteBatch::default() }).await.expect("write");
+    let s = store.write(std::sync::Arc::new(WriteBatch { quotes: vec![q(5, "100.00"), q(9, "100.10"), q(7, "99")], ..WriteBatch::default() })).await.expect("write");
     assert_eq!(s.quotes_inserted, 3);
     let got = store.quotes(&range(0, 9)).await.expect("query");
     assert_eq!(got.iter().map(|q| q.ts_exchange.as_secs()).collect::<Vec<_>>(), vec![5, 7]);
@@ -142,7 +142,7 @@ async fn quotes_and_latest(store: &dyn Store) {
 async fn instruments_and_errors(store: &dyn Store) {
     let info = InstrumentInfo { exchange: Exchange::Binance, instrument: inst("BTC-USDT"), native_symbol: "BTCUSDT".into(), status: Some("TRADING".into()) };
     let err = IngestError::new(Some(Exchange::Binance), "file.csv:3", "bad price", "x,y,z");
-    store.write(WriteBatch { instruments: vec![info.clone()], errors: vec![err.clone()], ..WriteBatch::default() }).await.expect("write");
+    store.write(std::sync::Arc::new(WriteBatch { instruments: vec![info.clone()], errors: vec![err.clone()], ..WriteBatch::default() })).await.expect("write");
     let all = store.instruments().await.expect("instruments");
     let btc = all.iter().find(|i| i.info.instrument == inst("BTC-USDT")).expect("listed");
     assert_eq!(btc.info, info);

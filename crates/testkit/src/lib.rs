@@ -3,9 +3,11 @@
 //! - [`fixture`]: the path of a recorded real-traffic file in `../shared/fixtures`,
 //!   failing loudly when it is missing.
 //! - [`store_contract`]: the one test suite every [`ck_store::Store`] backend passes.
+//! - [`bench_data`]: large realistic data sets made from the recorded trades.
 
 #![warn(missing_docs)]
 
+pub mod bench_data;
 mod contract;
 
 use std::path::PathBuf;

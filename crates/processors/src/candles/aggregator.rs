@@ -42,6 +42,10 @@ pub struct AggregatorConfig {
     pub grace_nanos: i64,
     /// How far behind the watermark a trade may be and still revise candles, in ns.
     pub lateness_nanos: i64,
+    /// Flat candles are made for at most this long after a series' last
+    /// trade, in ns. A longer silence is treated as a capture gap (nothing
+    /// was observed), not as a quiet market, and gets no candles.
+    pub max_flat_span_nanos: i64,
     /// Empty-interval policy per exchange; exchanges not listed use
     /// [`Exchange::empty_interval_policy`].
     pub empty_policy: HashMap<Exchange, EmptyIntervalPolicy>,
@@ -53,6 +57,7 @@ impl Default for AggregatorConfig {
             intervals: Interval::ALL.to_vec(),
             grace_nanos: 2 * NANOS_PER_SEC,
             lateness_nanos: 15 * 60 * NANOS_PER_SEC,
+            max_flat_span_nanos: 6 * 3600 * NANOS_PER_SEC,
             empty_policy: HashMap::new(),
         }
     }
@@ -108,6 +113,8 @@ struct Level {
     closed_through: i64,
     /// The close of the newest closed bucket, for flat candles.
     prev_close: Option<i64>,
+    /// The end of the newest bucket that had trades.
+    last_real_end: i64,
 }
 
 impl Level {
@@ -119,6 +126,7 @@ impl Level {
             closed: VecDeque::new(),
             closed_through: i64::MIN,
             prev_close: None,
+            last_real_end: i64::MIN,
         }
     }
 
@@ -244,6 +252,7 @@ impl CandleAggregator {
         let i = self.series_index(trade.exchange, &trade.instrument);
         let ts = trade.ts_exchange.0;
         let (grace, lateness) = (self.config.grace_nanos, self.config.lateness_nanos);
+        let span = self.config.max_flat_span_nanos;
         let stats = &mut self.stats;
         let s = &mut self.series[i];
 
@@ -301,7 +310,7 @@ impl CandleAggregator {
             s.watermark = ts;
         }
         if s.watermark >= s.next_due {
-            s.advance(s.watermark, grace, lateness, stats, out);
+            s.advance(s.watermark, grace, lateness, span, stats, out);
         }
         self.sweep_exchange(trade.exchange, ts, out);
         outcome
@@ -320,9 +329,10 @@ impl CandleAggregator {
         let wm = entry.0;
         entry.1 = wm - wm.rem_euclid(NANOS_PER_SEC) + NANOS_PER_SEC;
         let (grace, lateness) = (self.config.grace_nanos, self.config.lateness_nanos);
+        let span = self.config.max_flat_span_nanos;
         for s in self.series.iter_mut().filter(|s| s.exchange == exchange) {
             if wm >= s.next_due {
-                s.advance(wm, grace, lateness, &mut self.stats, out);
+                s.advance(wm, grace, lateness, span, &mut self.stats, out);
             }
         }
     }
@@ -331,9 +341,10 @@ impl CandleAggregator {
     /// the wall clock `now` (ns), so quiet instruments close too.
     pub fn on_tick(&mut self, now: i64, out: &mut Vec<Candle>) {
         let (grace, lateness) = (self.config.grace_nanos, self.config.lateness_nanos);
+        let span = self.config.max_flat_span_nanos;
         for s in &mut self.series {
             if now >= s.next_due {
-                s.advance(now, grace, lateness, &mut self.stats, out);
+                s.advance(now, grace, lateness, span, &mut self.stats, out);
             }
         }
     }
@@ -411,16 +422,18 @@ impl Series {
     /// Closes every bucket whose end plus grace is at or before `watermark`,
     /// merging closed seconds upward and making flat candles where the policy
     /// says so.
+    #[expect(clippy::too_many_arguments, reason = "settings passed down from the aggregator")]
     fn advance(
         &mut self,
         watermark: i64,
         grace: i64,
         lateness: i64,
+        max_flat_span: i64,
         stats: &mut AggregatorStats,
         out: &mut Vec<Candle>,
     ) {
         let limit = watermark.saturating_sub(grace);
-        let flat = self.policy == EmptyIntervalPolicy::Flat;
+        let flat = (self.policy == EmptyIntervalPolicy::Flat).then_some(max_flat_span);
         let scales = SeriesScales {
             exchange: self.exchange,
             instrument: &self.instrument,
@@ -556,7 +569,7 @@ impl Series {
 fn close_level(
     level: &mut Level,
     limit: i64,
-    flat: bool,
+    flat: Option<i64>,
     scales: &SeriesScales<'_>,
     stats: &mut AggregatorStats,
     out: &mut Vec<Candle>,
@@ -570,6 +583,7 @@ fn close_level(
         acc.closed = true;
         if !acc.is_empty() {
             level.prev_close = Some(acc.close);
+            level.last_real_end = level.end(acc.open_time);
         }
         if level.emit {
             out.push(scales.candle(level.interval, &acc));
@@ -578,14 +592,18 @@ fn close_level(
         level.closed.push_back(acc);
     };
     let fill_flats = |level: &mut Level, until: i64, stats: &mut AggregatorStats, out_flat: &mut Vec<Acc>| {
-        if !flat || level.closed_through == i64::MIN {
+        let Some(max_span) = flat else { return };
+        if level.closed_through == i64::MIN {
             return;
         }
         let Some(price) = level.prev_close else { return };
+        let until = until.min(level.last_real_end.saturating_add(max_span));
         let mut t = level.closed_through;
         while t < until {
             out_flat.push(Acc::flat(t, price));
-            stats.flat_candles += 1;
+            if level.emit {
+                stats.flat_candles += 1;
+            }
             t = level.end(t);
         }
     };

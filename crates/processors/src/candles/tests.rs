@@ -295,3 +295,15 @@ fn equals_naive_recomputation_on_random_trades() {
         }
     }
 }
+
+#[test]
+fn long_silences_get_no_flat_candles() {
+    let config = AggregatorConfig { max_flat_span_nanos: 180 * SEC, ..only(&[Interval::M1]) };
+    let mut agg = CandleAggregator::new(config);
+    let mut out = Vec::new();
+    agg.on_trade(&bin(1, 10.0, "100", "1"), &mut out);
+    agg.on_trade(&bin(2, 3_600.0 * 24.0 * 365.0, "101", "1"), &mut out);
+    let c = closed(&out, Interval::M1);
+    assert_eq!(c.len(), 4, "minute 0, then flats only for the 3 minutes after it");
+    assert_eq!(agg.stats().flat_candles, 3);
+}

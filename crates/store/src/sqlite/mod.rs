@@ -295,7 +295,7 @@ const INSTRUMENT_ID: &str = "(SELECT id FROM instruments WHERE exchange = ?1 AND
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn write(&self, batch: WriteBatch) -> Result<WriteSummary, Error> {
+    async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteSummary, Error> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.write_blocking(&batch)).await.map_err(Error::Worker)?
     }

@@ -64,7 +64,7 @@ async fn a_failed_batch_commits_nothing() {
         state: ck_model::CandleState::Closed,
     };
     let batch = ck_store::WriteBatch { trades: vec![t], candles: vec![c], ..Default::default() };
-    let err = store.write(batch).await.expect_err("refused").to_string();
+    let err = store.write(std::sync::Arc::new(batch)).await.expect_err("refused").to_string();
     assert!(err.contains("candle"), "{err}");
     assert_eq!(store.counts().await.expect("counts").trades, 0, "the trade rolled back with the candle");
 }

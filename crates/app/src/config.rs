@@ -1,0 +1,382 @@
+//! The one configuration tree, read from TOML with environment overrides.
+//!
+//! Every key has a default, so an empty file (or none) is a valid config.
+//! Any key can be overridden from the environment as
+//! `CANDLEKEEP_<SECTION>__<KEY>` (double underscore between levels), for
+//! example `CANDLEKEEP_STORE__DURABILITY=normal` or
+//! `CANDLEKEEP_CANDLES__GRACE_MS=5000`. `CANDLEKEEP_DATA_DIR` sets `data_dir`.
+//! Values are read as TOML when they parse (numbers, booleans, arrays), else
+//! as strings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ck_model::{EmptyIntervalPolicy, Exchange, Interval, NANOS_PER_SEC};
+use ck_processors::candles::AggregatorConfig;
+use ck_sinks::WriterConfig;
+use ck_store::sqlite::Durability;
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML (after environment overrides) does not fit the schema.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// Where the database and tapes live. Default `./data`; the
+    /// `--data-dir` flag and `CANDLEKEEP_DATA_DIR` override it.
+    pub data_dir: PathBuf,
+    /// The store.
+    pub store: StoreConfig,
+    /// Candle building.
+    pub candles: CandlesConfig,
+    /// Raw tapes of live capture.
+    pub tape: TapeConfig,
+    /// Sizes of the pipeline's bounded queues.
+    pub pipeline: PipelineConfig,
+    /// Where data comes from.
+    pub sources: Vec<SourceConfig>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            data_dir: PathBuf::from("./data"),
+            store: StoreConfig::default(),
+            candles: CandlesConfig::default(),
+            tape: TapeConfig::default(),
+            pipeline: PipelineConfig::default(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// The store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite:PATH`; empty means `sqlite:<data_dir>/candlekeep.sqlite`.
+    pub url: String,
+    /// `full` (fsync every commit; a crash, even of the machine, loses nothing
+    /// committed) or `normal` (survives a process crash).
+    pub durability: DurabilityConfig,
+    /// Rows per commit, at most.
+    pub batch_rows: usize,
+    /// Commit at least this often, in milliseconds.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: String::new(), durability: DurabilityConfig::Full, batch_rows: 20_000, flush_interval_ms: 500 }
+    }
+}
+
+/// See [`StoreConfig::durability`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityConfig {
+    /// fsync every commit.
+    Full,
+    /// fsync at checkpoints.
+    Normal,
+}
+
+/// Candle building.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CandlesConfig {
+    /// The intervals to build and store. Default: all fifteen, `1s` to `1M`.
+    pub intervals: Vec<String>,
+    /// A candle stays open this long after its end for stragglers, in ms.
+    pub grace_ms: u64,
+    /// A trade this far behind the watermark still revises candles, in seconds.
+    pub lateness_secs: u64,
+    /// Empty-interval policy per exchange (`flat` or `skip`); unlisted
+    /// exchanges follow their own candles (flat: Binance, Kraken, OKX, Bybit,
+    /// Bitstamp; skip: Coinbase, Bitfinex).
+    pub empty_intervals: BTreeMap<String, EmptyIntervalPolicy>,
+    /// How often provisional candles are emitted and quiet candles closed, in ms.
+    pub tick_ms: u64,
+    /// Flat candles are made for at most this long after an instrument's last
+    /// trade, in seconds; a longer silence is treated as a capture gap.
+    pub max_flat_fill_secs: u64,
+}
+
+impl Default for CandlesConfig {
+    fn default() -> Self {
+        CandlesConfig {
+            intervals: Interval::ALL.iter().map(|i| i.as_str().to_owned()).collect(),
+            grace_ms: 2_000,
+            lateness_secs: 900,
+            empty_intervals: BTreeMap::new(),
+            tick_ms: 250,
+            max_flat_fill_secs: 6 * 3600,
+        }
+    }
+}
+
+/// Raw tapes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TapeConfig {
+    /// Record every raw message of live capture.
+    pub enabled: bool,
+    /// Flush a complete compressed block at least every this many messages.
+    pub flush_every: usize,
+}
+
+impl Default for TapeConfig {
+    fn default() -> Self {
+        TapeConfig { enabled: true, flush_every: 1_000 }
+    }
+}
+
+/// Queue sizes. Full queues make the sender wait: nothing is dropped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Events between sources and the candle stage.
+    pub ingest_queue: usize,
+    /// Events between the candle stage and the store writer.
+    pub store_queue: usize,
+    /// Seconds a clean shutdown may take before stragglers are aborted.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { ingest_queue: 65_536, store_queue: 65_536, shutdown_grace_secs: 10 }
+    }
+}
+
+/// One source of data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// Replays recordings (tapes or fixture formats) through the pipeline.
+    Replay {
+        /// The files, in order.
+        files: Vec<PathBuf>,
+        /// Pace: `0` (default) is as fast as possible, `1.0` real time.
+        #[serde(default)]
+        speed: f64,
+    },
+}
+
+/// The validated runtime settings derived from [`AppConfig`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// The SQLite file.
+    pub sqlite_path: PathBuf,
+    /// SQLite durability.
+    pub durability: Durability,
+    /// Aggregator settings.
+    pub aggregator: AggregatorConfig,
+    /// Store writer settings.
+    pub writer: WriterConfig,
+    /// Candle stage tick.
+    pub tick: std::time::Duration,
+    /// The rest, as configured.
+    pub config: AppConfig,
+}
+
+impl AppConfig {
+    /// Reads `path` (if given), applies environment overrides from `env`, and
+    /// validates.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<AppConfig, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?,
+            None => String::new(),
+        };
+        let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (key, raw) in env {
+            let Some(rest) = key.strip_prefix("CANDLEKEEP_") else { continue };
+            // Process settings that are not part of the pipeline config.
+            if matches!(rest, "LOG" | "CONFIG") {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            set_path(&mut value, &path, parse_env_value(&raw)).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+        }
+        let config: AppConfig = toml::Value::Table(value).try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.settings()?;
+        Ok(config)
+    }
+
+    /// Checks everything and derives the runtime settings.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(m);
+        let mut intervals = Vec::new();
+        for name in &self.candles.intervals {
+            intervals.push(name.parse::<Interval>().map_err(|e| invalid(format!("candles.intervals: {e}")))?);
+        }
+        let mut empty_policy = std::collections::HashMap::new();
+        for (name, policy) in &self.candles.empty_intervals {
+            let ex = name.parse::<Exchange>().map_err(|e| invalid(format!("candles.empty_intervals: {e}")))?;
+            empty_policy.insert(ex, *policy);
+        }
+        let sqlite_path = if self.store.url.is_empty() {
+            self.data_dir.join("candlekeep.sqlite")
+        } else if let Some(p) = self.store.url.strip_prefix("sqlite:") {
+            PathBuf::from(p.trim_start_matches("//"))
+        } else {
+            return Err(invalid(format!(
+                "store.url `{}` is not supported: use sqlite:PATH (PostgreSQL arrives with the scale-out backend)",
+                self.store.url
+            )));
+        };
+        if self.store.batch_rows == 0 || self.pipeline.ingest_queue == 0 || self.pipeline.store_queue == 0 {
+            return Err(invalid("store.batch_rows and pipeline queue sizes must be above zero".into()));
+        }
+        for s in &self.sources {
+            match s {
+                SourceConfig::Replay { files, speed } => {
+                    if files.is_empty() {
+                        return Err(invalid("a replay source needs at least one file".into()));
+                    }
+                    if !speed.is_finite() || *speed < 0.0 {
+                        return Err(invalid(format!("replay speed must be 0 or positive, got {speed}")));
+                    }
+                }
+            }
+        }
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX).saturating_mul(1_000_000);
+        Ok(Settings {
+            data_dir: self.data_dir.clone(),
+            sqlite_path,
+            durability: match self.store.durability {
+                DurabilityConfig::Full => Durability::Full,
+                DurabilityConfig::Normal => Durability::Normal,
+            },
+            aggregator: AggregatorConfig {
+                intervals,
+                grace_nanos: ms(self.candles.grace_ms),
+                lateness_nanos: i64::try_from(self.candles.lateness_secs).unwrap_or(i64::MAX).saturating_mul(NANOS_PER_SEC),
+                max_flat_span_nanos: i64::try_from(self.candles.max_flat_fill_secs)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(NANOS_PER_SEC),
+                empty_policy,
+            },
+            writer: WriterConfig {
+                batch_rows: self.store.batch_rows,
+                flush_interval: std::time::Duration::from_millis(self.store.flush_interval_ms.max(1)),
+                ..WriterConfig::default()
+            },
+            tick: std::time::Duration::from_millis(self.candles.tick_ms.max(10)),
+            config: self.clone(),
+        })
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    // `x = <raw>` parses as TOML for numbers, booleans and arrays; anything
+    // else is a plain string.
+    toml::from_str::<toml::Table>(&format!("x = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("x"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("`{first}` is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = AppConfig::load(None, env(&[])).expect("defaults");
+        let s = c.settings().expect("settings");
+        assert_eq!(s.sqlite_path, PathBuf::from("./data/candlekeep.sqlite"));
+        assert_eq!(s.aggregator.intervals.len(), 15);
+        assert_eq!(s.durability, Durability::Full);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[store]\ndurability = \"full\"\n[candles]\ngrace_ms = 1000\n").expect("write");
+        let c = AppConfig::load(
+            Some(&path),
+            env(&[
+                ("CANDLEKEEP_STORE__DURABILITY", "normal"),
+                ("CANDLEKEEP_CANDLES__GRACE_MS", "5000"),
+                ("CANDLEKEEP_DATA_DIR", "/tmp/x"),
+                ("UNRELATED", "1"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.store.durability, DurabilityConfig::Normal);
+        assert_eq!(c.candles.grace_ms, 5000);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_refused_clearly() {
+        let cases = [
+            (vec![("CANDLEKEEP_STORE__COLOUR", "blue")], "unknown field `colour`"),
+            (vec![("CANDLEKEEP_CANDLES__INTERVALS", "[\"1m\", \"7m\"]")], "unknown interval `7m`"),
+            (vec![("CANDLEKEEP_CANDLES__EMPTY_INTERVALS__BINANSE", "flat")], "unknown exchange `binanse`"),
+            (vec![("CANDLEKEEP_STORE__URL", "mysql://x")], "not supported"),
+        ];
+        for (vars, expected) in cases {
+            let err = AppConfig::load(None, env(&vars)).expect_err(expected).to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn printed_config_reloads_to_the_same() {
+        let c = AppConfig::load(None, env(&[("CANDLEKEEP_CANDLES__LATENESS_SECS", "60")])).expect("load");
+        let text = c.to_toml().expect("toml");
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, &text).expect("write");
+        let back = AppConfig::load(Some(&path), env(&[])).expect("reload");
+        assert_eq!(back.to_toml().expect("toml"), text);
+    }
+}

@@ -1,0 +1,283 @@
+//! `candlekeep`: the command line. Glue only; the work is in the libraries.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ck_app::config::{AppConfig, SourceConfig};
+use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
+use ck_bus::{Clock, SystemClock};
+use ck_model::{Exchange, Instrument, Interval, Ts};
+use ck_sources::import::ImportTarget;
+use ck_sources::replay::ReplayOptions;
+use ck_store::{CandleSource, RangeQuery};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+/// Gap-free crypto market data: trades, quotes and exact candles, stored and served.
+#[derive(Debug, Parser)]
+#[command(name = "candlekeep", version, about, propagate_version = true)]
+struct Cli {
+    /// Where the database and tapes live.
+    #[arg(long, global = true, env = "CANDLEKEEP_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The TOML configuration file (every key has a default).
+    #[arg(long, global = true, env = "CANDLEKEEP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log filter, for example `info` or `ck_sources=debug`.
+    #[arg(long, global = true, env = "CANDLEKEEP_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline from the configuration until Ctrl-C.
+    Run,
+    /// Print the effective configuration (file plus environment), as TOML.
+    Config,
+    /// Feed recordings through the same parsers and pipeline as live capture.
+    Replay {
+        /// candlekeep tapes, cryptofeed `.jsonl.zst` or v1 text, hftbacktest `.gz`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Pace relative to the recording (1 = real time); as fast as possible if absent.
+        #[arg(long)]
+        speed: Option<f64>,
+    },
+    /// Load trades from a CSV (`ts,trade_id,price,qty,side`) or JSON lines file and build their candles.
+    Import {
+        /// The exchange the trades are from.
+        #[arg(long)]
+        exchange: Exchange,
+        /// The instrument, BASE-QUOTE.
+        #[arg(long)]
+        instrument: Instrument,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print stored candles.
+    Candles {
+        #[command(flatten)]
+        range: RangeArgs,
+        /// The interval: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w 1M.
+        #[arg(long)]
+        interval: Interval,
+        /// Whose candles: ours (built from trades) or the exchange's own.
+        #[arg(long, value_enum, default_value_t = SourceArg::Ours)]
+        source: SourceArg,
+    },
+    /// Print stored trades.
+    Trades {
+        #[command(flatten)]
+        range: RangeArgs,
+    },
+    /// Print stored quotes (best bid and ask).
+    Quotes {
+        #[command(flatten)]
+        range: RangeArgs,
+    },
+    /// List stored instruments with their last trade time.
+    Instruments,
+    /// Show the most recent ingest errors (bad input that was skipped).
+    Errors {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RangeArgs {
+    /// The exchange.
+    #[arg(long)]
+    exchange: Exchange,
+    /// The instrument, BASE-QUOTE.
+    #[arg(long)]
+    instrument: Instrument,
+    /// Start, inclusive: RFC 3339 or a date (2024-01-01). Default: the beginning.
+    #[arg(long, value_parser = parse_time)]
+    from: Option<Ts>,
+    /// End, exclusive: RFC 3339 or a date. Default: now.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<Ts>,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 100_000)]
+    limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SourceArg {
+    Ours,
+    Exchange,
+}
+
+fn parse_time(s: &str) -> Result<Ts, String> {
+    Ts::parse(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<AppConfig> {
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k != "CANDLEKEEP_DATA_DIR").collect();
+    let mut config = AppConfig::load(cli.config.as_deref(), env)?;
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir.clone_from(dir);
+    }
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(&cli)?;
+    let settings = config.settings()?;
+    match cli.command {
+        Command::Config => {
+            print!("{}", config.to_toml()?);
+            Ok(())
+        }
+        Command::Run => {
+            let store = ck_app::open_store(&settings)?;
+            let sources: Vec<Source> = config
+                .sources
+                .iter()
+                .map(|s| match s {
+                    SourceConfig::Replay { files, speed } => Source::Replay {
+                        files: files.clone(),
+                        options: ReplayOptions { speed: (*speed > 0.0).then_some(*speed) },
+                    },
+                })
+                .collect();
+            if sources.is_empty() {
+                anyhow::bail!("no sources configured: add a [[sources]] entry to the config (see config/example.toml)");
+            }
+            let token = CancellationToken::new();
+            let ctrl_c = token.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::info!("stopping: finishing queued work");
+                    ctrl_c.cancel();
+                }
+            });
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let started = Instant::now();
+            let report = run_pipeline(&settings, store, sources, Some(clock), token).await?;
+            print_report(&report, started);
+            Ok(())
+        }
+        Command::Replay { files, speed } => {
+            if let Some(s) = speed.filter(|s| !s.is_finite() || *s <= 0.0) {
+                anyhow::bail!("--speed must be a positive number, got {s}");
+            }
+            let store = ck_app::open_store(&settings)?;
+            let started = Instant::now();
+            let source = Source::Replay { files, options: ReplayOptions { speed } };
+            let report = run_pipeline(&settings, store, vec![source], None, CancellationToken::new()).await?;
+            print_report(&report, started);
+            Ok(())
+        }
+        Command::Import { exchange, instrument, file } => {
+            let store = ck_app::open_store(&settings)?;
+            let started = Instant::now();
+            let target = ImportTarget { exchange, instrument, received: Ts::now() };
+            let source = Source::Import { file, target };
+            let report = run_pipeline(&settings, store, vec![source], None, CancellationToken::new()).await?;
+            print_report(&report, started);
+            Ok(())
+        }
+        Command::Candles { range, interval, source } => {
+            let store = ck_app::open_store(&settings)?;
+            let source = match source {
+                SourceArg::Ours => CandleSource::Ours,
+                SourceArg::Exchange => CandleSource::Exchange,
+            };
+            let candles = store.candles(&range_query(&range)?, interval, source).await?;
+            output::candles(&candles, range.format == Format::Csv)
+        }
+        Command::Trades { range } => {
+            let store = ck_app::open_store(&settings)?;
+            let trades = store.trades(&range_query(&range)?).await?;
+            output::trades(&trades, range.format == Format::Csv)
+        }
+        Command::Quotes { range } => {
+            let store = ck_app::open_store(&settings)?;
+            let quotes = store.quotes(&range_query(&range)?).await?;
+            output::quotes(&quotes, range.format == Format::Csv)
+        }
+        Command::Instruments => {
+            let store = ck_app::open_store(&settings)?;
+            output::instruments(&store.instruments().await?)
+        }
+        Command::Errors { limit } => {
+            let store = ck_app::open_store(&settings)?;
+            output::errors(&store.ingest_errors(limit).await?)
+        }
+    }
+}
+
+fn range_query(r: &RangeArgs) -> anyhow::Result<RangeQuery> {
+    let from = r.from.unwrap_or(Ts(i64::MIN));
+    let to = r.to.unwrap_or(Ts(i64::MAX));
+    if from >= to {
+        anyhow::bail!("--from ({from}) must be before --to ({to})");
+    }
+    Ok(RangeQuery { exchange: r.exchange, instrument: r.instrument.clone(), from, to, limit: r.limit })
+}
+
+fn print_report(report: &PipelineReport, started: Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    for s in &report.sources {
+        match s {
+            SourceReport::Replay(r) => eprintln!(
+                "replayed {} file(s): {} messages, {} events, {} ignored, {} parse errors, {} unreadable lines, {} from exchanges without a parser",
+                r.files, r.records, r.normalized.events, r.normalized.ignored, r.normalized.errors, r.bad_records, r.normalized.unsupported
+            ),
+            SourceReport::Import(i) => {
+                eprintln!("imported {} trades; {} bad rows skipped", i.trades, i.bad_rows.len());
+                for (line, why) in i.bad_rows.iter().take(20) {
+                    eprintln!("  line {line}: {why}");
+                }
+            }
+        }
+    }
+    let a = &report.aggregator;
+    let w = &report.writer.written;
+    eprintln!(
+        "candles: {} trades aggregated, {} duplicates, {} late (revised), {} too late; {} closed, {} revised, {} flat",
+        a.trades, a.duplicates, a.late_trades, a.too_late, a.candles_closed, a.candles_revised, a.flat_candles
+    );
+    eprintln!(
+        "store: {} new trades ({} already stored), {} candle writes, {} quotes in {} commits; {:.2}s",
+        w.trades_inserted, w.trades_duplicate, w.candles_upserted, w.quotes_inserted, report.writer.commits, secs
+    );
+}

@@ -1,0 +1,100 @@
+//! Printing query results as JSON or CSV on stdout.
+
+use std::io::Write;
+
+use ck_bus::IngestError;
+use ck_model::{Candle, CandleRecord, Quote, Trade};
+use ck_store::StoredInstrument;
+use serde::Serialize;
+
+fn json<T: Serialize>(rows: &[T]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, rows)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn csv<T: Serialize>(rows: &[T], header: &[&str]) -> anyhow::Result<()> {
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(std::io::stdout().lock());
+    w.write_record(header)?;
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Candle columns, in output order.
+pub(crate) const CANDLE_COLUMNS: [&str; 13] = [
+    "open_time", "open", "high", "low", "close", "volume", "quote_volume", "vwap", "taker_buy_volume", "trades",
+    "first_trade_id", "last_trade_id", "state",
+];
+
+pub(crate) fn candles(candles: &[Candle], as_csv: bool) -> anyhow::Result<()> {
+    let rows: Vec<CandleRecord> = candles.iter().map(CandleRecord::from).collect();
+    if as_csv { csv(&rows, &CANDLE_COLUMNS) } else { json(&rows) }
+}
+
+#[derive(Serialize)]
+struct TradeRow<'a> {
+    ts: ck_model::Ts,
+    trade_id: &'a ck_model::TradeId,
+    price: ck_model::Decimal,
+    qty: ck_model::Decimal,
+    side: ck_model::Side,
+    received: ck_model::Ts,
+}
+
+pub(crate) fn trades(trades: &[Trade], as_csv: bool) -> anyhow::Result<()> {
+    let rows: Vec<TradeRow<'_>> = trades
+        .iter()
+        .map(|t| TradeRow { ts: t.ts_exchange, trade_id: &t.trade_id, price: t.price, qty: t.size, side: t.side, received: t.ts_received })
+        .collect();
+    if as_csv { csv(&rows, &["ts", "trade_id", "price", "qty", "side", "received"]) } else { json(&rows) }
+}
+
+#[derive(Serialize)]
+struct QuoteRow {
+    ts: ck_model::Ts,
+    bid: ck_model::Decimal,
+    bid_size: Option<ck_model::Decimal>,
+    ask: ck_model::Decimal,
+    ask_size: Option<ck_model::Decimal>,
+    last: Option<ck_model::Decimal>,
+    received: ck_model::Ts,
+}
+
+pub(crate) fn quotes(quotes: &[Quote], as_csv: bool) -> anyhow::Result<()> {
+    let rows: Vec<QuoteRow> = quotes
+        .iter()
+        .map(|q| QuoteRow { ts: q.ts_exchange, bid: q.bid, bid_size: q.bid_size, ask: q.ask, ask_size: q.ask_size, last: q.last, received: q.ts_received })
+        .collect();
+    if as_csv { csv(&rows, &["ts", "bid", "bid_size", "ask", "ask_size", "last", "received"]) } else { json(&rows) }
+}
+
+#[derive(Serialize)]
+struct InstrumentRow<'a> {
+    exchange: ck_model::Exchange,
+    instrument: &'a ck_model::Instrument,
+    native_symbol: &'a str,
+    status: Option<&'a str>,
+    last_trade_time: Option<ck_model::Ts>,
+}
+
+pub(crate) fn instruments(list: &[StoredInstrument]) -> anyhow::Result<()> {
+    let rows: Vec<InstrumentRow<'_>> = list
+        .iter()
+        .map(|i| InstrumentRow {
+            exchange: i.info.exchange,
+            instrument: &i.info.instrument,
+            native_symbol: &i.info.native_symbol,
+            status: i.info.status.as_deref(),
+            last_trade_time: i.last_trade_time,
+        })
+        .collect();
+    json(&rows)
+}
+
+pub(crate) fn errors(list: &[IngestError]) -> anyhow::Result<()> {
+    json(list)
+}

@@ -1,0 +1,3 @@
+//! ck-processors integration tests on real recorded data.
+
+mod binance_klines;

@@ -1,0 +1,171 @@
+//! candlekeep sinks: where events leave the pipeline.
+//!
+//! [`StoreWriter`] batches events into [`ck_store::WriteBatch`]es and commits
+//! them. A batch is committed when it is full or when the flush interval
+//! passes, whichever is first. Repeated updates of one candle inside a batch
+//! are coalesced to the newest. A failed commit is retried with backoff,
+//! holding the batch: meanwhile the bounded input fills and the pipeline
+//! waits, so nothing is dropped.
+
+#![warn(missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ck_bus::metrics::{self, Counter};
+use ck_bus::{Event, Receiver};
+use ck_model::{Exchange, Instrument, Interval, Ts};
+use ck_store::{Store, WriteBatch, WriteSummary};
+
+/// Settings of the store writer.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Commit once a batch holds this many rows.
+    pub batch_rows: usize,
+    /// Commit at least this often while events arrive.
+    pub flush_interval: Duration,
+    /// First retry delay after a failed commit; doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            batch_rows: 20_000,
+            flush_interval: Duration::from_millis(500),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the writer committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Commits made.
+    pub commits: u64,
+    /// Commits that failed and were retried.
+    pub failed_commits: u64,
+    /// Sum of the commits' summaries.
+    pub written: WriteSummary,
+}
+
+type CandleKey = (Exchange, Instrument, Interval, Ts);
+
+#[derive(Default)]
+struct Pending {
+    batch: WriteBatch,
+    candle_index: HashMap<CandleKey, usize>,
+}
+
+impl Pending {
+    fn push(&mut self, event: Event) {
+        match event {
+            Event::Trade(t) => self.batch.trades.push(t),
+            Event::Quote(q) => self.batch.quotes.push(q),
+            Event::Instrument(i) => self.batch.instruments.push(i),
+            Event::IngestError(e) => self.batch.errors.push(e),
+            Event::Candle(c) => {
+                let key = (c.exchange, c.instrument.clone(), c.interval, c.open_time);
+                match self.candle_index.get(&key) {
+                    Some(&i) => self.batch.candles[i] = c,
+                    None => {
+                        self.candle_index.insert(key, self.batch.candles.len());
+                        self.batch.candles.push(c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn take(&mut self) -> WriteBatch {
+        self.candle_index.clear();
+        std::mem::take(&mut self.batch)
+    }
+}
+
+/// Commits pipeline events to a [`Store`].
+pub struct StoreWriter {
+    store: Arc<dyn Store>,
+    config: WriterConfig,
+    stats: WriterStats,
+    rows: Arc<Counter>,
+    failures: Arc<Counter>,
+}
+
+impl StoreWriter {
+    /// A writer into `store`.
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, config: WriterConfig) -> StoreWriter {
+        StoreWriter {
+            store,
+            config,
+            stats: WriterStats::default(),
+            rows: metrics::counter("candlekeep_store_rows_written_total"),
+            failures: metrics::counter("candlekeep_store_commit_failures_total"),
+        }
+    }
+
+    /// Runs until `input` closes and everything received is committed.
+    pub async fn run(mut self, mut input: Receiver<Event>) -> WriterStats {
+        let mut pending = Pending::default();
+        let mut buf = Vec::with_capacity(4096);
+        let mut flush = tokio::time::interval(self.config.flush_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                n = input.recv_many(&mut buf, 4096) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for e in buf.drain(..) {
+                        pending.push(e);
+                    }
+                    if pending.batch.len() >= self.config.batch_rows {
+                        self.commit(pending.take()).await;
+                    }
+                }
+                _ = flush.tick() => {
+                    if !pending.batch.is_empty() {
+                        self.commit(pending.take()).await;
+                    }
+                }
+            }
+        }
+        if !pending.batch.is_empty() {
+            self.commit(pending.take()).await;
+        }
+        self.stats
+    }
+
+    /// Commits one batch, retrying with backoff until it succeeds.
+    async fn commit(&mut self, batch: WriteBatch) {
+        let rows = batch.len() as u64;
+        let batch = Arc::new(batch);
+        let mut delay = self.config.initial_backoff;
+        loop {
+            match self.store.write(batch.clone()).await {
+                Ok(s) => {
+                    self.stats.commits += 1;
+                    let w = &mut self.stats.written;
+                    w.trades_inserted += s.trades_inserted;
+                    w.trades_duplicate += s.trades_duplicate;
+                    w.candles_upserted += s.candles_upserted;
+                    w.quotes_inserted += s.quotes_inserted;
+                    self.rows.inc_by(rows);
+                    return;
+                }
+                Err(e) => {
+                    self.stats.failed_commits += 1;
+                    self.failures.inc();
+                    tracing::error!(error = %e, rows, retry_in = ?delay, "store commit failed; holding the batch and retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.config.max_backoff);
+                }
+            }
+        }
+    }
+}
