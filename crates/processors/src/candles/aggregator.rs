@@ -375,7 +375,8 @@ impl Series {
     fn fixed(&mut self, t: &Trade) -> Option<(i64, i64)> {
         let (p, q) = (t.price, t.size);
         if p.scale() > self.price_scale || q.scale() > self.size_scale {
-            self.raise_scales(p.normalize().scale(), q.normalize().scale())?;
+            // Keep the exchange's own number of digits, so candles print as its do.
+            self.raise_scales(p.scale(), q.scale())?;
         }
         Some((p.to_fixed_i64(self.price_scale)?, q.to_fixed_i64(self.size_scale)?))
     }
@@ -542,22 +543,22 @@ impl Series {
                 }
                 continue;
             }
-            // The open coarse bucket plus the seconds not merged into it yet.
-            let mut current: Option<Acc> = level.open.back().cloned();
+            // Every open coarse bucket plus the seconds not merged into one yet.
+            let mut current: Vec<Acc> = level.open.iter().cloned().collect();
             for acc in &base.open {
                 let start = level.start(acc.open_time);
-                match current.as_mut() {
-                    Some(c) if c.open_time == start => c.merge(acc),
-                    Some(c) if c.open_time > start => {}
-                    _ => {
+                match current.iter_mut().find(|c| c.open_time == start) {
+                    Some(c) => c.merge(acc),
+                    None => {
                         let mut c = Acc::empty(start);
                         c.merge(acc);
-                        current = Some(c);
+                        current.push(c);
                     }
                 }
             }
-            if let Some(c) = current.filter(|c| !c.is_empty()) {
-                out.push(scales.candle(level.interval, &c));
+            current.sort_by_key(|c| c.open_time);
+            for c in current.iter().filter(|c| !c.is_empty()) {
+                out.push(scales.candle(level.interval, c));
             }
         }
     }

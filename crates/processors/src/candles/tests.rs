@@ -307,3 +307,17 @@ fn long_silences_get_no_flat_candles() {
     assert_eq!(c.len(), 4, "minute 0, then flats only for the 3 minutes after it");
     assert_eq!(agg.stats().flat_candles, 3);
 }
+
+#[test]
+fn flush_emits_every_open_bucket() {
+    let mut agg = CandleAggregator::new(only(&[Interval::M1, Interval::D1]));
+    let mut out = Vec::new();
+    let midnight = 86_400.0;
+    agg.on_trade(&bin(1, midnight - 30.0, "1", "1"), &mut out);
+    agg.on_trade(&bin(2, midnight - 0.5, "2", "1"), &mut out);
+    agg.on_trade(&bin(3, midnight + 0.5, "3", "1"), &mut out);
+    out.clear();
+    agg.flush(&mut out);
+    let opens: Vec<(Interval, i64, u64)> = out.iter().map(|c| (c.interval, c.open_time.as_secs(), c.trades)).collect();
+    assert_eq!(opens, vec![(Interval::M1, 86_340, 2), (Interval::M1, 86_400, 1), (Interval::D1, 0, 2), (Interval::D1, 86_400, 1)]);
+}

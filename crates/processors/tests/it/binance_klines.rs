@@ -125,3 +125,25 @@ fn candles_equal_binance_klines_where_trades_cover_them() {
     }
     assert!(checked >= 1, "at least one kline is fully covered by recorded trades; checked {checked} of {}", klines.len());
 }
+
+/// Every recorded trade lands in exactly one candle of every interval, once the
+/// open candles are flushed at the end (a regression: the flush once dropped a
+/// coarse candle when the next one had begun).
+#[test]
+fn every_real_trade_is_in_one_candle_per_interval() {
+    let trades = ck_testkit::bench_data::binance_trades();
+    let mut agg = CandleAggregator::new(AggregatorConfig::default());
+    let mut out = Vec::new();
+    for t in &trades {
+        agg.on_trade(t, &mut out);
+    }
+    agg.flush(&mut out);
+    let mut latest: BTreeMap<(Interval, i64), u64> = BTreeMap::new();
+    for c in &out {
+        latest.insert((c.interval, c.open_time.0), c.trades);
+    }
+    for iv in Interval::ALL {
+        let total: u64 = latest.iter().filter(|(k, _)| k.0 == iv).map(|(_, n)| *n).sum();
+        assert_eq!(total, trades.len() as u64, "{iv}");
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: the pipeline on real recordings, and the binary itself.
+
+mod cli;
+mod replay;
