@@ -84,7 +84,12 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: String::new(), durability: DurabilityConfig::Full, batch_rows: 20_000, flush_interval_ms: 500 }
+        StoreConfig {
+            url: String::new(),
+            durability: DurabilityConfig::Full,
+            batch_rows: 20_000,
+            flush_interval_ms: 500,
+        }
     }
 }
 
@@ -122,7 +127,10 @@ pub struct CandlesConfig {
 impl Default for CandlesConfig {
     fn default() -> Self {
         CandlesConfig {
-            intervals: Interval::ALL.iter().map(|i| i.as_str().to_owned()).collect(),
+            intervals: Interval::ALL
+                .iter()
+                .map(|i| i.as_str().to_owned())
+                .collect(),
             grace_ms: 2_000,
             lateness_secs: 900,
             empty_intervals: BTreeMap::new(),
@@ -144,7 +152,10 @@ pub struct TapeConfig {
 
 impl Default for TapeConfig {
     fn default() -> Self {
-        TapeConfig { enabled: true, flush_every: 1_000 }
+        TapeConfig {
+            enabled: true,
+            flush_every: 1_000,
+        }
     }
 }
 
@@ -162,7 +173,11 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { ingest_queue: 65_536, store_queue: 65_536, shutdown_grace_secs: 10 }
+        PipelineConfig {
+            ingest_queue: 65_536,
+            store_queue: 65_536,
+            shutdown_grace_secs: 10,
+        }
     }
 }
 
@@ -202,22 +217,34 @@ pub struct Settings {
 impl AppConfig {
     /// Reads `path` (if given), applies environment overrides from `env`, and
     /// validates.
-    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<AppConfig, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<AppConfig, ConfigError> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?,
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
             None => String::new(),
         };
-        let mut value: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut value: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (key, raw) in env {
-            let Some(rest) = key.strip_prefix("CANDLEKEEP_") else { continue };
+            let Some(rest) = key.strip_prefix("CANDLEKEEP_") else {
+                continue;
+            };
             // Process settings that are not part of the pipeline config.
             if matches!(rest, "LOG" | "CONFIG") {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-            set_path(&mut value, &path, parse_env_value(&raw)).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
+            set_path(&mut value, &path, parse_env_value(&raw))
+                .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
         }
-        let config: AppConfig = toml::Value::Table(value).try_into().map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        let config: AppConfig = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
         config.settings()?;
         Ok(config)
     }
@@ -227,11 +254,16 @@ impl AppConfig {
         let invalid = |m: String| ConfigError::Invalid(m);
         let mut intervals = Vec::new();
         for name in &self.candles.intervals {
-            intervals.push(name.parse::<Interval>().map_err(|e| invalid(format!("candles.intervals: {e}")))?);
+            intervals.push(
+                name.parse::<Interval>()
+                    .map_err(|e| invalid(format!("candles.intervals: {e}")))?,
+            );
         }
         let mut empty_policy = std::collections::HashMap::new();
         for (name, policy) in &self.candles.empty_intervals {
-            let ex = name.parse::<Exchange>().map_err(|e| invalid(format!("candles.empty_intervals: {e}")))?;
+            let ex = name
+                .parse::<Exchange>()
+                .map_err(|e| invalid(format!("candles.empty_intervals: {e}")))?;
             empty_policy.insert(ex, *policy);
         }
         let sqlite_path = if self.store.url.is_empty() {
@@ -244,8 +276,13 @@ impl AppConfig {
                 self.store.url
             )));
         };
-        if self.store.batch_rows == 0 || self.pipeline.ingest_queue == 0 || self.pipeline.store_queue == 0 {
-            return Err(invalid("store.batch_rows and pipeline queue sizes must be above zero".into()));
+        if self.store.batch_rows == 0
+            || self.pipeline.ingest_queue == 0
+            || self.pipeline.store_queue == 0
+        {
+            return Err(invalid(
+                "store.batch_rows and pipeline queue sizes must be above zero".into(),
+            ));
         }
         for s in &self.sources {
             match s {
@@ -254,12 +291,18 @@ impl AppConfig {
                         return Err(invalid("a replay source needs at least one file".into()));
                     }
                     if !speed.is_finite() || *speed < 0.0 {
-                        return Err(invalid(format!("replay speed must be 0 or positive, got {speed}")));
+                        return Err(invalid(format!(
+                            "replay speed must be 0 or positive, got {speed}"
+                        )));
                     }
                 }
             }
         }
-        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX).saturating_mul(1_000_000);
+        let ms = |v: u64| {
+            i64::try_from(v)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000)
+        };
         Ok(Settings {
             data_dir: self.data_dir.clone(),
             sqlite_path,
@@ -270,7 +313,9 @@ impl AppConfig {
             aggregator: AggregatorConfig {
                 intervals,
                 grace_nanos: ms(self.candles.grace_ms),
-                lateness_nanos: i64::try_from(self.candles.lateness_secs).unwrap_or(i64::MAX).saturating_mul(NANOS_PER_SEC),
+                lateness_nanos: i64::try_from(self.candles.lateness_secs)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(NANOS_PER_SEC),
                 max_flat_span_nanos: i64::try_from(self.candles.max_flat_fill_secs)
                     .unwrap_or(i64::MAX)
                     .saturating_mul(NANOS_PER_SEC),
@@ -278,7 +323,9 @@ impl AppConfig {
             },
             writer: WriterConfig {
                 batch_rows: self.store.batch_rows,
-                flush_interval: std::time::Duration::from_millis(self.store.flush_interval_ms.max(1)),
+                flush_interval: std::time::Duration::from_millis(
+                    self.store.flush_interval_ms.max(1),
+                ),
                 ..WriterConfig::default()
             },
             tick: std::time::Duration::from_millis(self.candles.tick_ms.max(10)),
@@ -309,7 +356,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(t) => set_path(t, rest, value),
                 _ => Err(format!("`{first}` is not a section")),
@@ -323,7 +372,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -339,7 +391,11 @@ mod tests {
     fn environment_overrides_file() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[store]\ndurability = \"full\"\n[candles]\ngrace_ms = 1000\n").expect("write");
+        std::fs::write(
+            &path,
+            "[store]\ndurability = \"full\"\n[candles]\ngrace_ms = 1000\n",
+        )
+        .expect("write");
         let c = AppConfig::load(
             Some(&path),
             env(&[
@@ -358,20 +414,35 @@ mod tests {
     #[test]
     fn bad_keys_and_values_are_refused_clearly() {
         let cases = [
-            (vec![("CANDLEKEEP_STORE__COLOUR", "blue")], "unknown field `colour`"),
-            (vec![("CANDLEKEEP_CANDLES__INTERVALS", "[\"1m\", \"7m\"]")], "unknown interval `7m`"),
-            (vec![("CANDLEKEEP_CANDLES__EMPTY_INTERVALS__BINANSE", "flat")], "unknown exchange `binanse`"),
-            (vec![("CANDLEKEEP_STORE__URL", "mysql://x")], "not supported"),
+            (
+                vec![("CANDLEKEEP_STORE__COLOUR", "blue")],
+                "unknown field `colour`",
+            ),
+            (
+                vec![("CANDLEKEEP_CANDLES__INTERVALS", "[\"1m\", \"7m\"]")],
+                "unknown interval `7m`",
+            ),
+            (
+                vec![("CANDLEKEEP_CANDLES__EMPTY_INTERVALS__BINANSE", "flat")],
+                "unknown exchange `binanse`",
+            ),
+            (
+                vec![("CANDLEKEEP_STORE__URL", "mysql://x")],
+                "not supported",
+            ),
         ];
         for (vars, expected) in cases {
-            let err = AppConfig::load(None, env(&vars)).expect_err(expected).to_string();
+            let err = AppConfig::load(None, env(&vars))
+                .expect_err(expected)
+                .to_string();
             assert!(err.contains(expected), "{err}");
         }
     }
 
     #[test]
     fn printed_config_reloads_to_the_same() {
-        let c = AppConfig::load(None, env(&[("CANDLEKEEP_CANDLES__LATENESS_SECS", "60")])).expect("load");
+        let c = AppConfig::load(None, env(&[("CANDLEKEEP_CANDLES__LATENESS_SECS", "60")]))
+            .expect("load");
         let text = c.to_toml().expect("toml");
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("c.toml");

@@ -83,8 +83,15 @@ pub async fn run_pipeline(
     let (store_tx, store_rx) = channel::<Event>("store", settings.config.pipeline.store_queue);
 
     let writer = tracker.spawn(StoreWriter::new(store, settings.writer.clone()).run(store_rx));
-    let runner_config = RunnerConfig { clock, tick: settings.tick, ..RunnerConfig::default() };
-    let runner = CandleRunner::new(CandleAggregator::new(settings.aggregator.clone()), runner_config);
+    let runner_config = RunnerConfig {
+        clock,
+        tick: settings.tick,
+        ..RunnerConfig::default()
+    };
+    let runner = CandleRunner::new(
+        CandleAggregator::new(settings.aggregator.clone()),
+        runner_config,
+    );
     let candles = tracker.spawn(runner.run(ingest_rx, store_tx));
 
     let mut source_tasks = Vec::new();
@@ -111,8 +118,13 @@ pub async fn run_pipeline(
         match tokio::time::timeout(grace, drained).await {
             Ok(r) => r?,
             Err(_) => {
-                tracing::error!(?grace, "candle stage or store writer did not stop in time; aborting them");
-                anyhow::bail!("shutdown timed out after {grace:?} with the store writer still running");
+                tracing::error!(
+                    ?grace,
+                    "candle stage or store writer did not stop in time; aborting them"
+                );
+                anyhow::bail!(
+                    "shutdown timed out after {grace:?} with the store writer still running"
+                );
             }
         }
     } else {
@@ -120,10 +132,18 @@ pub async fn run_pipeline(
     };
     let aggregator = aggregator.map_err(|e| anyhow::anyhow!("candle stage: {e}"))?;
     tracker.wait().await;
-    Ok(PipelineReport { sources: reports, aggregator, writer })
+    Ok(PipelineReport {
+        sources: reports,
+        aggregator,
+        writer,
+    })
 }
 
-fn run_source(source: Source, tx: &Sender<Event>, token: &CancellationToken) -> anyhow::Result<SourceReport> {
+fn run_source(
+    source: Source,
+    tx: &Sender<Event>,
+    token: &CancellationToken,
+) -> anyhow::Result<SourceReport> {
     match source {
         Source::Replay { files, options } => {
             let stats = replay_blocking(&files, options, tx, &|| token.is_cancelled())?;

@@ -58,7 +58,12 @@ pub struct IngestError {
 impl IngestError {
     /// Builds an error record, keeping at most 200 characters of the input.
     #[must_use]
-    pub fn new(exchange: Option<Exchange>, origin: impl Into<String>, message: impl Into<String>, input: &str) -> IngestError {
+    pub fn new(
+        exchange: Option<Exchange>,
+        origin: impl Into<String>,
+        message: impl Into<String>,
+        input: &str,
+    ) -> IngestError {
         IngestError {
             exchange,
             origin: origin.into(),
@@ -93,7 +98,10 @@ pub struct Sender<T> {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        Sender { inner: self.inner.clone(), depth: self.depth.clone() }
+        Sender {
+            inner: self.inner.clone(),
+            depth: self.depth.clone(),
+        }
     }
 }
 
@@ -122,7 +130,13 @@ impl std::error::Error for Closed {}
 pub fn channel<T>(name: &str, capacity: usize) -> (Sender<T>, Receiver<T>) {
     let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
     let depth = metrics::gauge(&format!("candlekeep_queue_depth{{queue=\"{name}\"}}"));
-    (Sender { inner: tx, depth: depth.clone() }, Receiver { inner: rx, depth })
+    (
+        Sender {
+            inner: tx,
+            depth: depth.clone(),
+        },
+        Receiver { inner: rx, depth },
+    )
 }
 
 impl<T> Sender<T> {

@@ -63,21 +63,27 @@ fn registry() -> &'static Mutex<Registry> {
 /// The counter called `name` (with labels), created at zero on first use.
 #[must_use]
 pub fn counter(name: &str) -> Arc<Counter> {
-    let mut r = registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut r = registry()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     r.counters.entry(name.to_owned()).or_default().clone()
 }
 
 /// The gauge called `name` (with labels), created at zero on first use.
 #[must_use]
 pub fn gauge(name: &str) -> Arc<Gauge> {
-    let mut r = registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut r = registry()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     r.gauges.entry(name.to_owned()).or_default().clone()
 }
 
 /// Every metric in the Prometheus text exposition format.
 #[must_use]
 pub fn render_prometheus() -> String {
-    let r = registry().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let r = registry()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = String::new();
     let mut typed = std::collections::BTreeSet::new();
     let family = |name: &str| name.split('{').next().unwrap_or(name).to_owned();

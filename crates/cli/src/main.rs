@@ -131,9 +131,16 @@ fn parse_time(s: &str) -> Result<Ts, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -150,7 +157,9 @@ fn main() -> ExitCode {
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<AppConfig> {
-    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k != "CANDLEKEEP_DATA_DIR").collect();
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k != "CANDLEKEEP_DATA_DIR")
+        .collect();
     let mut config = AppConfig::load(cli.config.as_deref(), env)?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir.clone_from(dir);
@@ -174,12 +183,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|s| match s {
                     SourceConfig::Replay { files, speed } => Source::Replay {
                         files: files.clone(),
-                        options: ReplayOptions { speed: (*speed > 0.0).then_some(*speed) },
+                        options: ReplayOptions {
+                            speed: (*speed > 0.0).then_some(*speed),
+                        },
                     },
                 })
                 .collect();
             if sources.is_empty() {
-                anyhow::bail!("no sources configured: add a [[sources]] entry to the config (see config/example.toml)");
+                anyhow::bail!(
+                    "no sources configured: add a [[sources]] entry to the config (see config/example.toml)"
+                );
             }
             let token = CancellationToken::new();
             let ctrl_c = token.clone();
@@ -201,27 +214,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let store = ck_app::open_store(&settings)?;
             let started = Instant::now();
-            let source = Source::Replay { files, options: ReplayOptions { speed } };
-            let report = run_pipeline(&settings, store, vec![source], None, CancellationToken::new()).await?;
+            let source = Source::Replay {
+                files,
+                options: ReplayOptions { speed },
+            };
+            let report = run_pipeline(
+                &settings,
+                store,
+                vec![source],
+                None,
+                CancellationToken::new(),
+            )
+            .await?;
             print_report(&report, started);
             Ok(())
         }
-        Command::Import { exchange, instrument, file } => {
+        Command::Import {
+            exchange,
+            instrument,
+            file,
+        } => {
             let store = ck_app::open_store(&settings)?;
             let started = Instant::now();
-            let target = ImportTarget { exchange, instrument, received: Ts::now() };
+            let target = ImportTarget {
+                exchange,
+                instrument,
+                received: Ts::now(),
+            };
             let source = Source::Import { file, target };
-            let report = run_pipeline(&settings, store, vec![source], None, CancellationToken::new()).await?;
+            let report = run_pipeline(
+                &settings,
+                store,
+                vec![source],
+                None,
+                CancellationToken::new(),
+            )
+            .await?;
             print_report(&report, started);
             Ok(())
         }
-        Command::Candles { range, interval, source } => {
+        Command::Candles {
+            range,
+            interval,
+            source,
+        } => {
             let store = ck_app::open_store(&settings)?;
             let source = match source {
                 SourceArg::Ours => CandleSource::Ours,
                 SourceArg::Exchange => CandleSource::Exchange,
             };
-            let candles = store.candles(&range_query(&range)?, interval, source).await?;
+            let candles = store
+                .candles(&range_query(&range)?, interval, source)
+                .await?;
             output::candles(&candles, range.format == Format::Csv)
         }
         Command::Trades { range } => {
@@ -251,7 +295,13 @@ fn range_query(r: &RangeArgs) -> anyhow::Result<RangeQuery> {
     if from >= to {
         anyhow::bail!("--from ({from}) must be before --to ({to})");
     }
-    Ok(RangeQuery { exchange: r.exchange, instrument: r.instrument.clone(), from, to, limit: r.limit })
+    Ok(RangeQuery {
+        exchange: r.exchange,
+        instrument: r.instrument.clone(),
+        from,
+        to,
+        limit: r.limit,
+    })
 }
 
 fn print_report(report: &PipelineReport, started: Instant) {
@@ -260,10 +310,20 @@ fn print_report(report: &PipelineReport, started: Instant) {
         match s {
             SourceReport::Replay(r) => eprintln!(
                 "replayed {} file(s): {} messages, {} events, {} ignored, {} parse errors, {} unreadable lines, {} from exchanges without a parser",
-                r.files, r.records, r.normalized.events, r.normalized.ignored, r.normalized.errors, r.bad_records, r.normalized.unsupported
+                r.files,
+                r.records,
+                r.normalized.events,
+                r.normalized.ignored,
+                r.normalized.errors,
+                r.bad_records,
+                r.normalized.unsupported
             ),
             SourceReport::Import(i) => {
-                eprintln!("imported {} trades; {} bad rows skipped", i.trades, i.bad_rows.len());
+                eprintln!(
+                    "imported {} trades; {} bad rows skipped",
+                    i.trades,
+                    i.bad_rows.len()
+                );
                 for (line, why) in i.bad_rows.iter().take(20) {
                     eprintln!("  line {line}: {why}");
                 }
@@ -274,10 +334,21 @@ fn print_report(report: &PipelineReport, started: Instant) {
     let w = &report.writer.written;
     eprintln!(
         "candles: {} trades aggregated, {} duplicates, {} late (revised), {} too late; {} closed, {} revised, {} flat",
-        a.trades, a.duplicates, a.late_trades, a.too_late, a.candles_closed, a.candles_revised, a.flat_candles
+        a.trades,
+        a.duplicates,
+        a.late_trades,
+        a.too_late,
+        a.candles_closed,
+        a.candles_revised,
+        a.flat_candles
     );
     eprintln!(
         "store: {} new trades ({} already stored), {} candle writes, {} quotes in {} commits; {:.2}s",
-        w.trades_inserted, w.trades_duplicate, w.candles_upserted, w.quotes_inserted, report.writer.commits, secs
+        w.trades_inserted,
+        w.trades_duplicate,
+        w.candles_upserted,
+        w.quotes_inserted,
+        report.writer.commits,
+        secs
     );
 }

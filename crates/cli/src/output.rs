@@ -15,7 +15,9 @@ fn json<T: Serialize>(rows: &[T]) -> anyhow::Result<()> {
 }
 
 fn csv<T: Serialize>(rows: &[T], header: &[&str]) -> anyhow::Result<()> {
-    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(std::io::stdout().lock());
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(std::io::stdout().lock());
     w.write_record(header)?;
     for r in rows {
         w.serialize(r)?;
@@ -26,13 +28,28 @@ fn csv<T: Serialize>(rows: &[T], header: &[&str]) -> anyhow::Result<()> {
 
 /// Candle columns, in output order.
 pub(crate) const CANDLE_COLUMNS: [&str; 13] = [
-    "open_time", "open", "high", "low", "close", "volume", "quote_volume", "vwap", "taker_buy_volume", "trades",
-    "first_trade_id", "last_trade_id", "state",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "vwap",
+    "taker_buy_volume",
+    "trades",
+    "first_trade_id",
+    "last_trade_id",
+    "state",
 ];
 
 pub(crate) fn candles(candles: &[Candle], as_csv: bool) -> anyhow::Result<()> {
     let rows: Vec<CandleRecord> = candles.iter().map(CandleRecord::from).collect();
-    if as_csv { csv(&rows, &CANDLE_COLUMNS) } else { json(&rows) }
+    if as_csv {
+        csv(&rows, &CANDLE_COLUMNS)
+    } else {
+        json(&rows)
+    }
 }
 
 #[derive(Serialize)]
@@ -48,9 +65,23 @@ struct TradeRow<'a> {
 pub(crate) fn trades(trades: &[Trade], as_csv: bool) -> anyhow::Result<()> {
     let rows: Vec<TradeRow<'_>> = trades
         .iter()
-        .map(|t| TradeRow { ts: t.ts_exchange, trade_id: &t.trade_id, price: t.price, qty: t.size, side: t.side, received: t.ts_received })
+        .map(|t| TradeRow {
+            ts: t.ts_exchange,
+            trade_id: &t.trade_id,
+            price: t.price,
+            qty: t.size,
+            side: t.side,
+            received: t.ts_received,
+        })
         .collect();
-    if as_csv { csv(&rows, &["ts", "trade_id", "price", "qty", "side", "received"]) } else { json(&rows) }
+    if as_csv {
+        csv(
+            &rows,
+            &["ts", "trade_id", "price", "qty", "side", "received"],
+        )
+    } else {
+        json(&rows)
+    }
 }
 
 #[derive(Serialize)]
@@ -67,9 +98,26 @@ struct QuoteRow {
 pub(crate) fn quotes(quotes: &[Quote], as_csv: bool) -> anyhow::Result<()> {
     let rows: Vec<QuoteRow> = quotes
         .iter()
-        .map(|q| QuoteRow { ts: q.ts_exchange, bid: q.bid, bid_size: q.bid_size, ask: q.ask, ask_size: q.ask_size, last: q.last, received: q.ts_received })
+        .map(|q| QuoteRow {
+            ts: q.ts_exchange,
+            bid: q.bid,
+            bid_size: q.bid_size,
+            ask: q.ask,
+            ask_size: q.ask_size,
+            last: q.last,
+            received: q.ts_received,
+        })
         .collect();
-    if as_csv { csv(&rows, &["ts", "bid", "bid_size", "ask", "ask_size", "last", "received"]) } else { json(&rows) }
+    if as_csv {
+        csv(
+            &rows,
+            &[
+                "ts", "bid", "bid_size", "ask", "ask_size", "last", "received",
+            ],
+        )
+    } else {
+        json(&rows)
+    }
 }
 
 #[derive(Serialize)]

@@ -50,7 +50,10 @@ pub enum DecimalError {
 
 impl Decimal {
     /// Zero, with scale 0.
-    pub const ZERO: Decimal = Decimal { mantissa: 0, scale: 0 };
+    pub const ZERO: Decimal = Decimal {
+        mantissa: 0,
+        scale: 0,
+    };
 
     /// Builds a decimal from its parts.
     ///
@@ -89,7 +92,10 @@ impl Decimal {
     /// The absolute value.
     #[must_use]
     pub const fn abs(self) -> Decimal {
-        Decimal { mantissa: self.mantissa.abs(), scale: self.scale }
+        Decimal {
+            mantissa: self.mantissa.abs(),
+            scale: self.scale,
+        }
     }
 
     /// The same number with `scale` digits, if that is exact and fits.
@@ -102,12 +108,17 @@ impl Decimal {
             Ordering::Equal => Some(self),
             Ordering::Greater => {
                 let factor = pow10(u32::from(scale - self.scale))?;
-                Some(Decimal { mantissa: self.mantissa.checked_mul(factor)?, scale })
+                Some(Decimal {
+                    mantissa: self.mantissa.checked_mul(factor)?,
+                    scale,
+                })
             }
             Ordering::Less => {
                 let factor = pow10(u32::from(self.scale - scale))?;
-                (self.mantissa % factor == 0)
-                    .then(|| Decimal { mantissa: self.mantissa / factor, scale })
+                (self.mantissa % factor == 0).then(|| Decimal {
+                    mantissa: self.mantissa / factor,
+                    scale,
+                })
             }
         }
     }
@@ -129,13 +140,19 @@ impl Decimal {
         let scale = self.scale.max(other.scale);
         let a = self.rescale(scale)?;
         let b = other.rescale(scale)?;
-        Some(Decimal { mantissa: a.mantissa.checked_add(b.mantissa)?, scale })
+        Some(Decimal {
+            mantissa: a.mantissa.checked_add(b.mantissa)?,
+            scale,
+        })
     }
 
     /// `self - other`, or `None` on overflow.
     #[must_use]
     pub fn checked_sub(self, other: Decimal) -> Option<Decimal> {
-        self.checked_add(Decimal { mantissa: other.mantissa.checked_neg()?, scale: other.scale })
+        self.checked_add(Decimal {
+            mantissa: other.mantissa.checked_neg()?,
+            scale: other.scale,
+        })
     }
 
     /// `self * other`, exact, or `None` on overflow.
@@ -150,7 +167,10 @@ impl Decimal {
             }
             return a.checked_mul(b);
         }
-        Some(Decimal { mantissa: self.mantissa.checked_mul(other.mantissa)?, scale })
+        Some(Decimal {
+            mantissa: self.mantissa.checked_mul(other.mantissa)?,
+            scale,
+        })
     }
 
     /// `self / other` rounded half-even to `scale` digits, or `None` on
@@ -163,9 +183,15 @@ impl Decimal {
         // result = a/10^sa / (b/10^sb) = a * 10^(sb - sa) / b; scaled by 10^scale.
         let shift = i32::from(scale) + i32::from(other.scale) - i32::from(self.scale);
         let (num, den) = if shift >= 0 {
-            (self.mantissa.checked_mul(pow10(shift.unsigned_abs())?)?, other.mantissa)
+            (
+                self.mantissa.checked_mul(pow10(shift.unsigned_abs())?)?,
+                other.mantissa,
+            )
         } else {
-            (self.mantissa, other.mantissa.checked_mul(pow10(shift.unsigned_abs())?)?)
+            (
+                self.mantissa,
+                other.mantissa.checked_mul(pow10(shift.unsigned_abs())?)?,
+            )
         };
         let q = num / den;
         let r = num % den;
@@ -177,7 +203,11 @@ impl Decimal {
             Ordering::Equal => q % 2 != 0,
             Ordering::Less => false,
         };
-        let q = if round_away { if negative { q - 1 } else { q + 1 } } else { q };
+        let q = if round_away {
+            if negative { q - 1 } else { q + 1 }
+        } else {
+            q
+        };
         Some(Decimal { mantissa: q, scale })
     }
 
@@ -196,12 +226,12 @@ impl Decimal {
     /// The mantissa at `scale` as an `i64`, if that is exact and fits.
     #[must_use]
     pub fn to_fixed_i64(self, scale: u8) -> Option<i64> {
-        self.rescale(scale).and_then(|d| i64::try_from(d.mantissa).ok())
+        self.rescale(scale)
+            .and_then(|d| i64::try_from(d.mantissa).ok())
     }
 
     /// An approximate `f64`, for statistics and charts only. Never store it.
     #[must_use]
-    #[expect(clippy::cast_precision_loss, reason = "explicitly approximate conversion")]
     pub fn to_f64(self) -> f64 {
         self.mantissa as f64 / 10f64.powi(i32::from(self.scale))
     }
@@ -266,7 +296,10 @@ fn parse_bytes(b: &[u8]) -> Option<Decimal> {
         scale -= 1;
     }
     let scale = u8::try_from(scale).ok()?;
-    Some(Decimal { mantissa: if negative { -mantissa } else { mantissa }, scale })
+    Some(Decimal {
+        mantissa: if negative { -mantissa } else { mantissa },
+        scale,
+    })
 }
 
 impl FromStr for Decimal {
@@ -278,7 +311,10 @@ impl FromStr for Decimal {
 
 impl From<i64> for Decimal {
     fn from(v: i64) -> Self {
-        Decimal { mantissa: i128::from(v), scale: 0 }
+        Decimal {
+            mantissa: i128::from(v),
+            scale: 0,
+        }
     }
 }
 
@@ -327,8 +363,20 @@ impl Ord for Decimal {
         match (self.rescale(scale), other.rescale(scale)) {
             (Some(a), Some(b)) => a.mantissa.cmp(&b.mantissa),
             // Rescaling up only overflows for the larger magnitude.
-            (None, _) => if self.mantissa < 0 { Ordering::Less } else { Ordering::Greater },
-            (_, None) => if other.mantissa < 0 { Ordering::Greater } else { Ordering::Less },
+            (None, _) => {
+                if self.mantissa < 0 {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (_, None) => {
+                if other.mantissa < 0 {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
         }
     }
 }
@@ -362,7 +410,10 @@ impl<'de> serde::Deserialize<'de> for Decimal {
                 Ok(Decimal::from(v))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Decimal, E> {
-                Ok(Decimal { mantissa: i128::from(v), scale: 0 })
+                Ok(Decimal {
+                    mantissa: i128::from(v),
+                    scale: 0,
+                })
             }
         }
         d.deserialize_any(Visitor)
@@ -379,7 +430,14 @@ mod tests {
 
     #[test]
     fn parse_keeps_exchange_text() {
-        for text in ["0.35280000", "61837.63000000", "-0.00000001", "12", "0.1", "0"] {
+        for text in [
+            "0.35280000",
+            "61837.63000000",
+            "-0.00000001",
+            "12",
+            "0.1",
+            "0",
+        ] {
             assert_eq!(d(text).to_string(), text);
         }
     }
@@ -416,10 +474,17 @@ mod tests {
     #[test]
     fn arithmetic_is_exact() {
         assert_eq!(d("0.1").checked_add(d("0.2")), Some(d("0.3")));
-        assert_eq!(d("0.35280000").checked_mul(d("58.00000000")), Some(d("20.4624")));
+        assert_eq!(
+            d("0.35280000").checked_mul(d("58.00000000")),
+            Some(d("20.4624"))
+        );
         assert_eq!(d("10").checked_div(d("3"), 4), Some(d("3.3333")));
         assert_eq!(d("2").checked_div(d("3"), 2), Some(d("0.67")));
-        assert_eq!(d("0.125").checked_div(d("1"), 2), Some(d("0.12")), "half-even");
+        assert_eq!(
+            d("0.125").checked_div(d("1"), 2),
+            Some(d("0.12")),
+            "half-even"
+        );
         assert_eq!(d("1").checked_div(d("0"), 2), None);
         assert_eq!(d("1.2300").normalize().to_string(), "1.23");
         assert_eq!(d("1.23").rescale(1), None);

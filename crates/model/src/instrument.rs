@@ -248,7 +248,10 @@ mod tests {
 
     #[test]
     fn instruments_normalize_aliases() {
-        assert_eq!(Instrument::parse("xbt/usd").expect("valid").as_str(), "BTC-USD");
+        assert_eq!(
+            Instrument::parse("xbt/usd").expect("valid").as_str(),
+            "BTC-USD"
+        );
         let i = Instrument::parse("BTC-USDT").expect("valid");
         assert_eq!((i.base(), i.quote()), ("BTC", "USDT"));
         for bad in ["BTCUSDT", "BTC-", "-USD", "BTC-US D"] {
@@ -260,7 +263,10 @@ mod tests {
     fn unknown_exchange_lists_valid_ones() {
         let err = "binanse".parse::<Exchange>().expect_err("unknown");
         let msg = err.to_string();
-        assert!(msg.contains("binanse") && msg.contains("binance, coinbase-exchange"), "{msg}");
+        assert!(
+            msg.contains("binanse") && msg.contains("binance, coinbase-exchange"),
+            "{msg}"
+        );
         assert_eq!("GDAX".parse::<Exchange>(), Ok(Exchange::CoinbaseExchange));
         for e in Exchange::ALL {
             assert_eq!(e.as_str().parse::<Exchange>(), Ok(e));

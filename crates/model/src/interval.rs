@@ -157,7 +157,11 @@ impl Interval {
             Some(n) => Ts(open.0 + n),
             None => {
                 let (y, m, _) = open.date();
-                if m == 12 { Ts::from_date(y + 1, 1, 1) } else { Ts::from_date(y, m + 1, 1) }
+                if m == 12 {
+                    Ts::from_date(y + 1, 1, 1)
+                } else {
+                    Ts::from_date(y, m + 1, 1)
+                }
             }
         }
     }
@@ -216,7 +220,11 @@ mod tests {
             (Interval::H8, "2024-03-13T16:00:00Z", "2024-03-14T00:00:00Z"),
             (Interval::D1, "2024-03-13T00:00:00Z", "2024-03-14T00:00:00Z"),
             (Interval::W1, "2024-03-11T00:00:00Z", "2024-03-18T00:00:00Z"),
-            (Interval::Mo1, "2024-03-01T00:00:00Z", "2024-04-01T00:00:00Z"),
+            (
+                Interval::Mo1,
+                "2024-03-01T00:00:00Z",
+                "2024-04-01T00:00:00Z",
+            ),
         ];
         for (iv, open, next) in cases {
             let start = iv.bucket_start(ts);
@@ -224,8 +232,14 @@ mod tests {
             assert_eq!(iv.next_start(start), t(next), "{iv}");
         }
         assert_eq!(Interval::Mo1.next_start(t("2023-12-01")), t("2024-01-01"));
-        assert_eq!(Interval::W1.bucket_start(t("2024-03-11T00:00:00Z")), t("2024-03-11"));
-        assert_eq!(Interval::W1.bucket_start(t("2024-03-10T23:59:59Z")), t("2024-03-04"));
+        assert_eq!(
+            Interval::W1.bucket_start(t("2024-03-11T00:00:00Z")),
+            t("2024-03-11")
+        );
+        assert_eq!(
+            Interval::W1.bucket_start(t("2024-03-10T23:59:59Z")),
+            t("2024-03-04")
+        );
     }
 
     #[test]

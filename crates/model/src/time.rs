@@ -285,12 +285,18 @@ mod tests {
 
     #[test]
     fn dates_offsets_and_units() {
-        assert_eq!(Ts::parse("2024-01-01").expect("date"), Ts::from_secs(1_704_067_200));
+        assert_eq!(
+            Ts::parse("2024-01-01").expect("date"),
+            Ts::from_secs(1_704_067_200)
+        );
         assert_eq!(
             Ts::parse("2024-01-01T02:00:00+02:00").expect("offset"),
             Ts::parse("2024-01-01T00:00:00Z").expect("utc")
         );
-        assert_eq!(Ts::from_millis(1_633_998_523_963).to_string(), "2021-10-12T00:28:43.963Z");
+        assert_eq!(
+            Ts::from_millis(1_633_998_523_963).to_string(),
+            "2021-10-12T00:28:43.963Z"
+        );
         assert_eq!(
             Ts::parse_unix_secs("1633998523.9630001").expect("secs"),
             Ts(1_633_998_523_963_000_100)
@@ -299,7 +305,14 @@ mod tests {
 
     #[test]
     fn invalid_times_are_refused() {
-        for text in ["", "2024-13-01", "2023-02-29", "2024-01-01T25:00:00Z", "yesterday", "2024-01-01T00:00:00"] {
+        for text in [
+            "",
+            "2024-13-01",
+            "2023-02-29",
+            "2024-01-01T25:00:00Z",
+            "yesterday",
+            "2024-01-01T00:00:00",
+        ] {
             assert!(Ts::parse(text).is_err(), "{text}");
         }
     }

@@ -40,7 +40,9 @@ pub enum ImportError {
         source: std::io::Error,
     },
     /// The CSV header lacks a required column.
-    #[error("{path}: the CSV header must have ts, trade_id, price, qty and side; missing `{column}`")]
+    #[error(
+        "{path}: the CSV header must have ts, trade_id, price, qty and side; missing `{column}`"
+    )]
     Header {
         /// The file.
         path: PathBuf,
@@ -63,7 +65,14 @@ pub struct ImportTarget {
     pub received: Ts,
 }
 
-fn row_to_trade(target: &ImportTarget, ts: &str, id: &str, price: &str, qty: &str, side: &str) -> Result<Trade, String> {
+fn row_to_trade(
+    target: &ImportTarget,
+    ts: &str,
+    id: &str,
+    price: &str,
+    qty: &str,
+    side: &str,
+) -> Result<Trade, String> {
     let ts_exchange = if !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
         Ts::from_millis(ts.parse::<i64>().map_err(|_| format!("bad ts `{ts}`"))?)
     } else {
@@ -104,21 +113,44 @@ pub fn import_file(
     target: &ImportTarget,
     mut emit: impl FnMut(Event) -> Result<(), Closed>,
 ) -> Result<ImportStats, ImportError> {
-    let io = |source| ImportError::Io { path: path.to_owned(), source };
+    let io = |source| ImportError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
     let is_json = {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         match ext.as_str() {
             "jsonl" | "ndjson" | "json" => true,
             "csv" => false,
-            _ => reader.fill_buf().map_err(io)?.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'),
+            _ => {
+                reader
+                    .fill_buf()
+                    .map_err(io)?
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    == Some(&b'{')
+            }
         }
     };
     let mut stats = ImportStats::default();
-    let bad = |stats: &mut ImportStats, line: u64, message: String, input: &str, emit: &mut dyn FnMut(Event) -> Result<(), Closed>| {
+    let bad = |stats: &mut ImportStats,
+               line: u64,
+               message: String,
+               input: &str,
+               emit: &mut dyn FnMut(Event) -> Result<(), Closed>| {
         tracing::warn!(file = %path.display(), line, error = %message, "skipped bad row");
         ck_bus::metrics::counter("candlekeep_import_bad_rows_total").inc();
-        let err = IngestError::new(Some(target.exchange), format!("{}:{line}", path.display()), message.clone(), input);
+        let err = IngestError::new(
+            Some(target.exchange),
+            format!("{}:{line}", path.display()),
+            message.clone(),
+            input,
+        );
         stats.bad_rows.push((line, message));
         emit(Event::IngestError(err))
     };
@@ -139,12 +171,27 @@ pub fn import_file(
         }
         return Ok(stats);
     }
-    let mut csv = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(reader);
     let headers = csv.headers().map_err(|e| io(e.into()))?.clone();
     let col = |name: &'static str| {
-        headers.iter().position(|h| h.eq_ignore_ascii_case(name)).ok_or(ImportError::Header { path: path.to_owned(), column: name })
+        headers
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(name))
+            .ok_or(ImportError::Header {
+                path: path.to_owned(),
+                column: name,
+            })
     };
-    let cols = [col("ts")?, col("trade_id")?, col("price")?, col("qty")?, col("side")?];
+    let cols = [
+        col("ts")?,
+        col("trade_id")?,
+        col("price")?,
+        col("qty")?,
+        col("side")?,
+    ];
     let mut record = csv::StringRecord::new();
     loop {
         let line_no = csv.position().line() + 1;
@@ -154,7 +201,11 @@ pub fn import_file(
                 let line_no = record.position().map_or(line_no, csv::Position::line);
                 let field = |i: usize| record.get(cols[i]).unwrap_or("");
                 let result = if record.len() < headers.len() {
-                    Err(format!("expected {} fields, found {}", headers.len(), record.len()))
+                    Err(format!(
+                        "expected {} fields, found {}",
+                        headers.len(),
+                        record.len()
+                    ))
                 } else {
                     row_to_trade(target, field(0), field(1), field(2), field(3), field(4))
                 };
@@ -171,7 +222,13 @@ pub fn import_file(
             }
             Err(e) => {
                 let line = e.position().map_or(line_no, csv::Position::line);
-                bad(&mut stats, line, format!("unreadable CSV row: {e}"), "", &mut emit)?;
+                bad(
+                    &mut stats,
+                    line,
+                    format!("unreadable CSV row: {e}"),
+                    "",
+                    &mut emit,
+                )?;
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                     break;
                 }
@@ -198,9 +255,20 @@ fn json_row(target: &ImportTarget, line: &str) -> Result<Trade, String> {
     // Strings are unquoted; numbers keep their exact text.
     let text = |raw: &RawValue| -> Result<String, String> {
         let t = raw.get();
-        if t.starts_with('"') { serde_json::from_str::<String>(t).map_err(|e| e.to_string()) } else { Ok(t.to_owned()) }
+        if t.starts_with('"') {
+            serde_json::from_str::<String>(t).map_err(|e| e.to_string())
+        } else {
+            Ok(t.to_owned())
+        }
     };
-    row_to_trade(target, &text(row.ts)?, &text(row.trade_id)?, &text(row.price)?, &text(row.qty)?, &row.side)
+    row_to_trade(
+        target,
+        &text(row.ts)?,
+        &text(row.trade_id)?,
+        &text(row.price)?,
+        &text(row.qty)?,
+        &row.side,
+    )
 }
 
 #[cfg(test)]
@@ -209,13 +277,19 @@ mod tests {
     use std::io::Write;
 
     fn target() -> ImportTarget {
-        ImportTarget { exchange: Exchange::Binance, instrument: Instrument::parse("BTC-USDT").expect("i"), received: Ts(0) }
+        ImportTarget {
+            exchange: Exchange::Binance,
+            instrument: Instrument::parse("BTC-USDT").expect("i"),
+            received: Ts(0),
+        }
     }
 
     fn run(name: &str, body: &str) -> (Vec<Trade>, ImportStats) {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join(name);
-        File::create(&path).and_then(|mut f| f.write_all(body.as_bytes())).expect("write");
+        File::create(&path)
+            .and_then(|mut f| f.write_all(body.as_bytes()))
+            .expect("write");
         let mut trades = Vec::new();
         let stats = import_file(&path, &target(), |e| {
             if let Event::Trade(t) = e {
@@ -243,7 +317,11 @@ mod tests {
         assert_eq!(trades[2].side, Side::Sell);
         let lines: Vec<u64> = stats.bad_rows.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, vec![4, 5, 6]);
-        assert!(stats.bad_rows[1].1.contains("bad price"), "{:?}", stats.bad_rows);
+        assert!(
+            stats.bad_rows[1].1.contains("bad price"),
+            "{:?}",
+            stats.bad_rows
+        );
     }
 
     #[test]
@@ -254,7 +332,10 @@ mod tests {
         let (trades, stats) = run("t.jsonl", body);
         assert_eq!(trades.len(), 1);
         assert_eq!(trades[0].price.to_string(), "0.1000");
-        assert_eq!(stats.bad_rows.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            stats.bad_rows.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
     }
 
     #[test]
@@ -262,7 +343,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("x.csv");
         std::fs::write(&path, "time,id,price\n1,2,3\n").expect("write");
-        let err = import_file(&path, &target(), |_| Ok(())).expect_err("refused").to_string();
+        let err = import_file(&path, &target(), |_| Ok(()))
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("missing `ts`"), "{err}");
     }
 }

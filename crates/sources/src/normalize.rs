@@ -2,6 +2,7 @@
 //! normalized events out, every failure counted and reported.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use ck_bus::metrics::{self, Counter};
@@ -34,9 +35,15 @@ struct Meters {
 impl Meters {
     fn new(exchange: Exchange) -> Meters {
         Meters {
-            messages: metrics::counter(&format!("candlekeep_messages_total{{exchange=\"{exchange}\"}}")),
-            ignored: metrics::counter(&format!("candlekeep_messages_ignored_total{{exchange=\"{exchange}\"}}")),
-            errors: metrics::counter(&format!("candlekeep_ingest_errors_total{{exchange=\"{exchange}\"}}")),
+            messages: metrics::counter(&format!(
+                "candlekeep_messages_total{{exchange=\"{exchange}\"}}"
+            )),
+            ignored: metrics::counter(&format!(
+                "candlekeep_messages_ignored_total{{exchange=\"{exchange}\"}}"
+            )),
+            errors: metrics::counter(&format!(
+                "candlekeep_ingest_errors_total{{exchange=\"{exchange}\"}}"
+            )),
         }
     }
 }
@@ -67,30 +74,33 @@ impl Normalizer {
     pub fn handle(&mut self, msg: &RawMessage, origin: &dyn Fn() -> String, out: &mut Vec<Event>) {
         self.stats.messages += 1;
         let exchange = msg.exchange;
-        if !self.parsers.contains_key(&exchange) {
-            match parser_for(exchange) {
-                Some(p) => {
-                    self.parsers.insert(exchange, (p, Meters::new(exchange)));
-                }
-                None => {
-                    self.stats.unsupported += 1;
-                    metrics::counter(&format!("candlekeep_unsupported_messages_total{{exchange=\"{exchange}\"}}")).inc();
-                    let seen = self.unsupported.entry(exchange).or_default();
-                    *seen += 1;
-                    if *seen == 1 {
-                        tracing::warn!(%exchange, "no parser for this exchange yet; its messages are counted and skipped");
-                        out.push(Event::IngestError(IngestError::new(
+        let (parser, meters) = match self.parsers.entry(exchange) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(slot) => {
+                match parser_for(exchange) {
+                    Some(p) => slot.insert((p, Meters::new(exchange))),
+                    None => {
+                        self.stats.unsupported += 1;
+                        metrics::counter(&format!(
+                            "candlekeep_unsupported_messages_total{{exchange=\"{exchange}\"}}"
+                        ))
+                        .inc();
+                        let seen = self.unsupported.entry(exchange).or_default();
+                        *seen += 1;
+                        if *seen == 1 {
+                            tracing::warn!(%exchange, "no parser for this exchange yet; its messages are counted and skipped");
+                            out.push(Event::IngestError(IngestError::new(
                             Some(exchange),
                             origin(),
                             format!("no parser for {exchange} yet; its messages are skipped and counted"),
                             &msg.data,
                         )));
+                        }
+                        return;
                     }
-                    return;
                 }
             }
-        }
-        let Some((parser, meters)) = self.parsers.get_mut(&exchange) else { return };
+        };
         meters.messages.inc();
         let before = out.len();
         match parser.parse(msg, out) {
@@ -105,7 +115,12 @@ impl Normalizer {
                 meters.errors.inc();
                 let message = error_chain(&e);
                 tracing::warn!(%exchange, origin = %origin(), error = %message, "skipped bad message");
-                out.push(Event::IngestError(IngestError::new(Some(exchange), origin(), message, &msg.data)));
+                out.push(Event::IngestError(IngestError::new(
+                    Some(exchange),
+                    origin(),
+                    message,
+                    &msg.data,
+                )));
             }
         }
     }

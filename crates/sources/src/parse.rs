@@ -72,7 +72,9 @@ pub trait Parser: Send {
 pub fn parser_for(exchange: Exchange) -> Option<Box<dyn Parser>> {
     match exchange {
         Exchange::Binance => Some(Box::new(crate::binance::BinanceParser::new())),
-        Exchange::CoinbaseExchange => Some(Box::new(crate::coinbase_exchange::CoinbaseExchangeParser::new())),
+        Exchange::CoinbaseExchange => Some(Box::new(
+            crate::coinbase_exchange::CoinbaseExchangeParser::new(),
+        )),
         _ => None,
     }
 }
@@ -106,11 +108,19 @@ impl SymbolMap {
 
     /// The instrument for a native symbol. `splittable` allows the fallback
     /// for venues whose symbols concatenate base and quote.
-    pub fn resolve(&mut self, exchange: Exchange, native: &str, splittable: bool) -> Result<Instrument, ParseError> {
+    pub fn resolve(
+        &mut self,
+        exchange: Exchange,
+        native: &str,
+        splittable: bool,
+    ) -> Result<Instrument, ParseError> {
         if let Some(i) = self.by_native.get(native) {
             return Ok(i.clone());
         }
-        let unknown = || ParseError::UnknownSymbol { exchange, symbol: native.to_owned() };
+        let unknown = || ParseError::UnknownSymbol {
+            exchange,
+            symbol: native.to_owned(),
+        };
         if !splittable || self.listed {
             return Err(unknown());
         }
@@ -139,12 +149,25 @@ impl SymbolMap {
 }
 
 /// Parses an exact decimal field, naming the field on failure.
-pub(crate) fn decimal(exchange: Exchange, field: &'static str, text: &str) -> Result<Decimal, ParseError> {
-    Decimal::parse(text).map_err(|_| ParseError::BadField { exchange, field, value: text.to_owned() })
+pub(crate) fn decimal(
+    exchange: Exchange,
+    field: &'static str,
+    text: &str,
+) -> Result<Decimal, ParseError> {
+    Decimal::parse(text).map_err(|_| ParseError::BadField {
+        exchange,
+        field,
+        value: text.to_owned(),
+    })
 }
 
 /// Builds the listing event for one instrument.
-pub(crate) fn listing(exchange: Exchange, instrument: Instrument, native: &str, status: Option<&str>) -> Event {
+pub(crate) fn listing(
+    exchange: Exchange,
+    instrument: Instrument,
+    native: &str,
+    status: Option<&str>,
+) -> Event {
     Event::Instrument(InstrumentInfo {
         exchange,
         instrument,

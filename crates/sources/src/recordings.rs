@@ -106,7 +106,9 @@ fn v1_exchange(path: &Path, first_line: &str) -> Option<Exchange> {
     let stem = name.split('.').next().unwrap_or(name);
     cryptofeed_exchange(stem).or_else(|| {
         let l = first_line.to_ascii_lowercase();
-        if l.contains("coinbase.com") && (l.contains("ws-feed") || l.contains("api.pro") || l.contains("exchange.coinbase")) {
+        if l.contains("coinbase.com")
+            && (l.contains("ws-feed") || l.contains("api.pro") || l.contains("exchange.coinbase"))
+        {
             Some(Exchange::CoinbaseExchange)
         } else {
             Exchange::ALL.into_iter().find(|e| l.contains(e.as_str()))
@@ -117,44 +119,75 @@ fn v1_exchange(path: &Path, first_line: &str) -> Option<Exchange> {
 impl Recording {
     /// Opens `path`, detecting its format and exchange.
     pub fn open(path: &Path) -> Result<Recording, OpenError> {
-        let io = |source| OpenError::Io { path: path.to_owned(), source };
-        let unrecognized = |reason: &str| OpenError::Unrecognized { path: path.to_owned(), reason: reason.to_owned() };
+        let io = |source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let unrecognized = |reason: &str| OpenError::Unrecognized {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
         let mut file = File::open(path).map_err(io)?;
         let mut magic = [0u8; 4];
         let n = read_up_to(&mut file, &mut magic).map_err(io)?;
         let file = File::open(path).map_err(io)?;
         let mut lines: Box<dyn BufRead + Send> = if n >= 4 && magic == ZSTD_MAGIC {
-            Box::new(BufReader::with_capacity(1 << 16, zstd::stream::read::Decoder::new(file).map_err(io)?))
+            Box::new(BufReader::with_capacity(
+                1 << 16,
+                zstd::stream::read::Decoder::new(file).map_err(io)?,
+            ))
         } else if n >= 2 && magic[..2] == GZIP_MAGIC {
-            Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(file)))
+            Box::new(BufReader::with_capacity(
+                1 << 16,
+                flate2::read::MultiGzDecoder::new(file),
+            ))
         } else {
             Box::new(BufReader::with_capacity(1 << 16, file))
         };
         let mut first = String::new();
         lines.read_line(&mut first).map_err(io)?;
         let first_trimmed = first.trim_end();
-        let (format, exchange, pending) = if let Some(rest) = first_trimmed.strip_prefix(TAPE_HEADER) {
-            let name = rest.trim().strip_prefix("exchange=").ok_or_else(|| unrecognized("tape header names no exchange"))?;
-            let ex = name.parse::<Exchange>().map_err(|e| unrecognized(&e.to_string()))?;
-            (Format::Tape, ex, None)
-        } else if first_trimmed.starts_with("{\"t\":\"header\"") || first_trimmed.starts_with("{\"t\": \"header\"") {
-            #[derive(serde::Deserialize)]
-            struct Header {
-                exchange: String,
-            }
-            let h: Header = serde_json::from_str(first_trimmed).map_err(|e| unrecognized(&format!("bad cryptofeed header: {e}")))?;
-            let ex = cryptofeed_exchange(&h.exchange)
-                .ok_or_else(|| unrecognized(&format!("unknown cryptofeed exchange `{}`", h.exchange)))?;
-            (Format::CryptofeedV3, ex, None)
-        } else if n >= 2 && magic[..2] == GZIP_MAGIC {
-            // hftbacktest's examples are Binance combined streams.
-            (Format::Hftbacktest, Exchange::Binance, Some(first.clone()))
-        } else {
-            let ex = v1_exchange(path, first_trimmed)
-                .ok_or_else(|| unrecognized("not a known recording format, and no exchange in its name"))?;
-            (Format::CryptofeedV1, ex, Some(first.clone()))
-        };
-        Ok(Recording { format, exchange, lines, line_no: usize::from(pending.is_none()), buf: String::new(), pending, failed: false })
+        let (format, exchange, pending) =
+            if let Some(rest) = first_trimmed.strip_prefix(TAPE_HEADER) {
+                let name = rest
+                    .trim()
+                    .strip_prefix("exchange=")
+                    .ok_or_else(|| unrecognized("tape header names no exchange"))?;
+                let ex = name
+                    .parse::<Exchange>()
+                    .map_err(|e| unrecognized(&e.to_string()))?;
+                (Format::Tape, ex, None)
+            } else if first_trimmed.starts_with("{\"t\":\"header\"")
+                || first_trimmed.starts_with("{\"t\": \"header\"")
+            {
+                #[derive(serde::Deserialize)]
+                struct Header {
+                    exchange: String,
+                }
+                let h: Header = serde_json::from_str(first_trimmed)
+                    .map_err(|e| unrecognized(&format!("bad cryptofeed header: {e}")))?;
+                let ex = cryptofeed_exchange(&h.exchange).ok_or_else(|| {
+                    unrecognized(&format!("unknown cryptofeed exchange `{}`", h.exchange))
+                })?;
+                (Format::CryptofeedV3, ex, None)
+            } else if n >= 2 && magic[..2] == GZIP_MAGIC {
+                // hftbacktest's examples are Binance combined streams.
+                (Format::Hftbacktest, Exchange::Binance, Some(first.clone()))
+            } else {
+                let ex = v1_exchange(path, first_trimmed).ok_or_else(|| {
+                    unrecognized("not a known recording format, and no exchange in its name")
+                })?;
+                (Format::CryptofeedV1, ex, Some(first.clone()))
+            };
+        Ok(Recording {
+            format,
+            exchange,
+            lines,
+            line_no: usize::from(pending.is_none()),
+            buf: String::new(),
+            pending,
+            failed: false,
+        })
     }
 
     /// The detected format.
@@ -271,7 +304,12 @@ fn decode_cryptofeed_v3(exchange: Exchange, line: &str) -> Option<Result<RawMess
     Some((|| {
         let ts = raw_secs(r.ts.ok_or("record has no ts")?)?;
         let data = r.data.ok_or("record has no data")?;
-        Ok(RawMessage { exchange, ts_received: ts, origin, data })
+        Ok(RawMessage {
+            exchange,
+            ts_received: ts,
+            origin,
+            data,
+        })
     })())
 }
 
@@ -284,16 +322,30 @@ fn decode_cryptofeed_v1(exchange: Exchange, line: &str) -> Option<Result<RawMess
         return Some((|| {
             let (ts, body) = rest.split_once(": ").ok_or("REST line has no body")?;
             let ts = Ts::parse_unix_secs(ts).map_err(|e| e.to_string())?;
-            Ok(RawMessage { exchange, ts_received: ts, origin: Origin::Rest { url: url.to_owned() }, data: body.to_owned() })
+            Ok(RawMessage {
+                exchange,
+                ts_received: ts,
+                origin: Origin::Rest {
+                    url: url.to_owned(),
+                },
+                data: body.to_owned(),
+            })
         })());
     }
     if line.contains(" <- ") || line.contains(" <-> ") || line.starts_with("configuration: ") {
         return None;
     }
     Some((|| {
-        let (ts, frame) = line.split_once(": ").ok_or("expected `<unix seconds>: <frame>`")?;
+        let (ts, frame) = line
+            .split_once(": ")
+            .ok_or("expected `<unix seconds>: <frame>`")?;
         let ts = Ts::parse_unix_secs(ts).map_err(|e| e.to_string())?;
-        Ok(RawMessage { exchange, ts_received: ts, origin: Origin::Ws, data: frame.to_owned() })
+        Ok(RawMessage {
+            exchange,
+            ts_received: ts,
+            origin: Origin::Ws,
+            data: frame.to_owned(),
+        })
     })())
 }
 
@@ -302,9 +354,16 @@ fn decode_hftbacktest(exchange: Exchange, line: &str) -> Option<Result<RawMessag
         return None;
     }
     Some((|| {
-        let (ts, frame) = line.split_once(' ').ok_or("expected `<receive ns> <frame>`")?;
+        let (ts, frame) = line
+            .split_once(' ')
+            .ok_or("expected `<receive ns> <frame>`")?;
         let ts: i64 = ts.parse().map_err(|_| format!("bad receive time `{ts}`"))?;
-        Ok(RawMessage { exchange, ts_received: Ts(ts), origin: Origin::Ws, data: frame.to_owned() })
+        Ok(RawMessage {
+            exchange,
+            ts_received: Ts(ts),
+            origin: Origin::Ws,
+            data: frame.to_owned(),
+        })
     })())
 }
 
@@ -315,21 +374,46 @@ mod tests {
     #[test]
     fn v1_lines() {
         let ex = Exchange::CoinbaseExchange;
-        let m = decode_cryptofeed_v1(ex, r#"1618677817.1295161: {"type":"match"}"#).expect("some").expect("ok");
-        assert_eq!((m.ts_received, m.origin), (Ts(1_618_677_817_129_516_100), Origin::Ws));
-        assert!(decode_cryptofeed_v1(ex, "wss://ws-feed.pro.coinbase.com <-> 1618677816.8434298").is_none());
-        let rest = decode_cryptofeed_v1(ex, "https://api.pro.coinbase.com/products -> 1618677816.84: []").expect("some").expect("ok");
-        assert_eq!(rest.origin, Origin::Rest { url: "https://api.pro.coinbase.com/products".into() });
+        let m = decode_cryptofeed_v1(ex, r#"1618677817.1295161: {"type":"match"}"#)
+            .expect("some")
+            .expect("ok");
+        assert_eq!(
+            (m.ts_received, m.origin),
+            (Ts(1_618_677_817_129_516_100), Origin::Ws)
+        );
+        assert!(
+            decode_cryptofeed_v1(ex, "wss://ws-feed.pro.coinbase.com <-> 1618677816.8434298")
+                .is_none()
+        );
+        let rest = decode_cryptofeed_v1(
+            ex,
+            "https://api.pro.coinbase.com/products -> 1618677816.84: []",
+        )
+        .expect("some")
+        .expect("ok");
+        assert_eq!(
+            rest.origin,
+            Origin::Rest {
+                url: "https://api.pro.coinbase.com/products".into()
+            }
+        );
         assert!(decode_cryptofeed_v1(ex, "garbage").expect("some").is_err());
     }
 
     #[test]
     fn v3_records_keep_exact_times() {
-        let line = r#"{"t":"recv","conn":"BINANCE.ws.1","ts":1633998523.9630001,"data":"{\"x\":1}"}"#;
-        let m = decode_cryptofeed_v3(Exchange::Binance, line).expect("some").expect("ok");
+        let line =
+            r#"{"t":"recv","conn":"BINANCE.ws.1","ts":1633998523.9630001,"data":"{\"x\":1}"}"#;
+        let m = decode_cryptofeed_v3(Exchange::Binance, line)
+            .expect("some")
+            .expect("ok");
         assert_eq!(m.ts_received, Ts(1_633_998_523_963_000_100));
         assert_eq!(m.data, r#"{"x":1}"#);
         assert!(decode_cryptofeed_v3(Exchange::Binance, r#"{"t":"send","data":"x"}"#).is_none());
-        assert!(decode_cryptofeed_v3(Exchange::Binance, "{oops").expect("some").is_err());
+        assert!(
+            decode_cryptofeed_v3(Exchange::Binance, "{oops")
+                .expect("some")
+                .is_err()
+        );
     }
 }

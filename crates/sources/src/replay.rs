@@ -104,7 +104,6 @@ fn display(path: &Path) -> String {
 /// Sleeps so that messages leave at `speed` times their recorded pace.
 fn wait_for(pace: &mut Option<(Ts, Instant)>, ts: Ts, speed: f64) {
     let (first, started) = *pace.get_or_insert((ts, Instant::now()));
-    #[expect(clippy::cast_precision_loss, reason = "pacing needs no nanosecond precision")]
     let due = Duration::from_secs_f64(((ts.0 - first.0).max(0) as f64 / 1e9) / speed);
     let elapsed = started.elapsed();
     if due > elapsed {

@@ -62,13 +62,20 @@ impl TapeWriter {
     /// A writer for `exchange` under `dir` (the tapes root).
     #[must_use]
     pub fn new(dir: &Path, exchange: Exchange, flush_every: usize) -> TapeWriter {
-        TapeWriter { dir: dir.to_owned(), exchange, flush_every: flush_every.max(1), current: None, line: String::new() }
+        TapeWriter {
+            dir: dir.to_owned(),
+            exchange,
+            flush_every: flush_every.max(1),
+            current: None,
+            line: String::new(),
+        }
     }
 
     /// The file for one day.
     #[must_use]
     pub fn path_for(dir: &Path, exchange: Exchange, day: Ts) -> PathBuf {
-        dir.join(exchange.as_str()).join(format!("{}.tape.zst", day.date_string()))
+        dir.join(exchange.as_str())
+            .join(format!("{}.tape.zst", day.date_string()))
     }
 
     /// Appends one message.
@@ -82,12 +89,20 @@ impl TapeWriter {
         }
         encode_line(&mut self.line, msg);
         let flush_every = self.flush_every;
-        let Some(cur) = self.current.as_mut() else { return Ok(()) };
-        let io = |source| TapeError::Io { path: cur.path.clone(), source };
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(());
+        };
+        let io = |source| TapeError::Io {
+            path: cur.path.clone(),
+            source,
+        };
         cur.encoder.write_all(self.line.as_bytes()).map_err(io)?;
         cur.unflushed += 1;
         if cur.unflushed >= flush_every {
-            cur.encoder.flush().map_err(|source| TapeError::Io { path: cur.path.clone(), source })?;
+            cur.encoder.flush().map_err(|source| TapeError::Io {
+                path: cur.path.clone(),
+                source,
+            })?;
             cur.unflushed = 0;
         }
         Ok(())
@@ -96,7 +111,10 @@ impl TapeWriter {
     /// Pushes everything written so far to the file as a complete zstd block.
     pub fn flush(&mut self) -> Result<(), TapeError> {
         if let Some(cur) = self.current.as_mut() {
-            cur.encoder.flush().map_err(|source| TapeError::Io { path: cur.path.clone(), source })?;
+            cur.encoder.flush().map_err(|source| TapeError::Io {
+                path: cur.path.clone(),
+                source,
+            })?;
             cur.unflushed = 0;
         }
         Ok(())
@@ -104,9 +122,14 @@ impl TapeWriter {
 
     /// Finishes the current day's frame and fsyncs the file.
     pub fn close_day(&mut self) -> Result<(), TapeError> {
-        let Some(cur) = self.current.take() else { return Ok(()) };
+        let Some(cur) = self.current.take() else {
+            return Ok(());
+        };
         let path = cur.path;
-        let io = |source| TapeError::Io { path: path.clone(), source };
+        let io = |source| TapeError::Io {
+            path: path.clone(),
+            source,
+        };
         let buffered = cur.encoder.finish().map_err(io)?;
         let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
@@ -115,14 +138,26 @@ impl TapeWriter {
 
     fn open_day(&self, day: Ts) -> Result<OpenDay, TapeError> {
         let path = Self::path_for(&self.dir, self.exchange, day);
-        let io = |source| TapeError::Io { path: path.clone(), source };
+        let io = |source| TapeError::Io {
+            path: path.clone(),
+            source,
+        };
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
         let mut encoder = zstd::stream::write::Encoder::new(BufWriter::new(file), 3).map_err(io)?;
         writeln!(encoder, "{TAPE_HEADER} exchange={}", self.exchange).map_err(io)?;
-        Ok(OpenDay { day, path, encoder, unflushed: 0 })
+        Ok(OpenDay {
+            day,
+            path,
+            encoder,
+            unflushed: 0,
+        })
     }
 }
 
@@ -166,7 +201,10 @@ pub(crate) fn decode_line(exchange: Exchange, line: &str) -> Option<Result<RawMe
         let (kind, payload) = rest.split_once(' ').ok_or("no record kind")?;
         let (origin, data) = match kind {
             "r" => (Origin::Ws, payload.to_owned()),
-            "j" => (Origin::Ws, serde_json::from_str::<String>(payload).map_err(|_| "bad escaped frame")?),
+            "j" => (
+                Origin::Ws,
+                serde_json::from_str::<String>(payload).map_err(|_| "bad escaped frame")?,
+            ),
             "h" => {
                 #[derive(serde::Deserialize)]
                 struct Rest {
@@ -178,7 +216,12 @@ pub(crate) fn decode_line(exchange: Exchange, line: &str) -> Option<Result<RawMe
             }
             _ => return Err("unknown record kind"),
         };
-        Ok(RawMessage { exchange, ts_received: Ts(ts), origin, data })
+        Ok(RawMessage {
+            exchange,
+            ts_received: Ts(ts),
+            origin,
+            data,
+        })
     })();
     Some(parsed.map_err(|e: &str| e.to_owned()))
 }
@@ -189,7 +232,12 @@ mod tests {
     use crate::recordings::Recording;
 
     fn msg(ts: i64, data: &str) -> RawMessage {
-        RawMessage { exchange: Exchange::Binance, ts_received: Ts(ts), origin: Origin::Ws, data: data.into() }
+        RawMessage {
+            exchange: Exchange::Binance,
+            ts_received: Ts(ts),
+            origin: Origin::Ws,
+            data: data.into(),
+        }
     }
 
     #[test]
@@ -200,7 +248,12 @@ mod tests {
         let written = vec![
             msg(day1, r#"{"a":1}"#),
             msg(day1 + 1, "two\nlines"),
-            RawMessage { origin: Origin::Rest { url: "https://x/exchangeInfo".into() }, ..msg(day1 + 2, "{\"symbols\":[]}") },
+            RawMessage {
+                origin: Origin::Rest {
+                    url: "https://x/exchangeInfo".into(),
+                },
+                ..msg(day1 + 2, "{\"symbols\":[]}")
+            },
             msg(day2, r#"{"b":2}"#),
         ];
         let mut w = TapeWriter::new(dir.path(), Exchange::Binance, 2);
@@ -210,7 +263,11 @@ mod tests {
         drop(w);
         let f1 = TapeWriter::path_for(dir.path(), Exchange::Binance, Ts(day1).day_start());
         let f2 = TapeWriter::path_for(dir.path(), Exchange::Binance, Ts(day2).day_start());
-        assert!(f1.ends_with("binance/2024-08-08.tape.zst"), "{}", f1.display());
+        assert!(
+            f1.ends_with("binance/2024-08-08.tape.zst"),
+            "{}",
+            f1.display()
+        );
         let mut back = Vec::new();
         for f in [f1, f2] {
             for r in Recording::open(&f).expect("open") {
@@ -226,7 +283,8 @@ mod tests {
         let t = Ts::parse("2024-01-01T10:00:00Z").expect("t").0;
         for i in 0..2 {
             let mut w = TapeWriter::new(dir.path(), Exchange::Binance, 1);
-            w.write(&msg(t + i, &format!("{{\"n\":{i}}}"))).expect("write");
+            w.write(&msg(t + i, &format!("{{\"n\":{i}}}")))
+                .expect("write");
         }
         let path = TapeWriter::path_for(dir.path(), Exchange::Binance, Ts(t).day_start());
         let all: Vec<_> = Recording::open(&path).expect("open").collect();

@@ -45,7 +45,9 @@ pub enum Error {
         value: String,
     },
     /// The database schema is newer than this binary.
-    #[error("the store's schema version {found} is newer than this candlekeep ({supported}); upgrade candlekeep")]
+    #[error(
+        "the store's schema version {found} is newer than this candlekeep ({supported}); upgrade candlekeep"
+    )]
     SchemaTooNew {
         /// Version in the database.
         found: i64,
@@ -174,7 +176,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn write(&self, batch: std::sync::Arc<WriteBatch>) -> Result<WriteSummary, Error>;
 
     /// Candles of one instrument and interval with open time in `[from, to)`.
-    async fn candles(&self, query: &RangeQuery, interval: Interval, source: CandleSource) -> Result<Vec<Candle>, Error>;
+    async fn candles(
+        &self,
+        query: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+    ) -> Result<Vec<Candle>, Error>;
 
     /// Trades of one instrument with exchange time in `[from, to)`, in exchange order.
     async fn trades(&self, query: &RangeQuery) -> Result<Vec<Trade>, Error>;
@@ -183,10 +190,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn quotes(&self, query: &RangeQuery) -> Result<Vec<Quote>, Error>;
 
     /// The candle with the latest open time.
-    async fn latest_candle(&self, exchange: Exchange, instrument: &Instrument, interval: Interval) -> Result<Option<Candle>, Error>;
+    async fn latest_candle(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+        interval: Interval,
+    ) -> Result<Option<Candle>, Error>;
 
     /// The latest quote.
-    async fn latest_quote(&self, exchange: Exchange, instrument: &Instrument) -> Result<Option<Quote>, Error>;
+    async fn latest_quote(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+    ) -> Result<Option<Quote>, Error>;
 
     /// Every instrument, with its latest trade time.
     async fn instruments(&self) -> Result<Vec<StoredInstrument>, Error>;

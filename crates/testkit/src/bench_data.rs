@@ -9,7 +9,7 @@
 //! sides and the spacing between trades are the recorded ones.
 
 use ck_bus::{Event, Origin, RawMessage};
-use ck_model::{TradeId, Trade, Ts};
+use ck_model::{Trade, TradeId, Ts};
 use ck_sources::normalize::Normalizer;
 use ck_sources::recordings::Recording;
 

@@ -1,7 +1,10 @@
 //! The store contract suite.
 
 use ck_bus::IngestError;
-use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, InstrumentInfo, Interval, Quote, Side, Trade, TradeId, Ts};
+use ck_model::{
+    Candle, CandleState, Decimal, Exchange, Instrument, InstrumentInfo, Interval, Quote, Side,
+    Trade, TradeId, Ts,
+};
 use ck_store::{CandleSource, RangeQuery, Store, WriteBatch};
 
 fn d(s: &str) -> Decimal {
@@ -21,7 +24,7 @@ fn trade(id: TradeId, secs: i64, price: &str) -> Trade {
         size: d("0.00100000"),
         side: Side::Sell,
         ts_exchange: Ts::from_secs(secs),
-        ts_received: Ts::from_secs(secs) ,
+        ts_received: Ts::from_secs(secs),
         fills: 2,
     }
 }
@@ -48,7 +51,13 @@ fn candle(open_secs: i64, close: &str, state: CandleState) -> Candle {
 }
 
 fn range(from: i64, to: i64) -> RangeQuery {
-    RangeQuery { exchange: Exchange::Binance, instrument: inst("BTC-USDT"), from: Ts::from_secs(from), to: Ts::from_secs(to), limit: 1000 }
+    RangeQuery {
+        exchange: Exchange::Binance,
+        instrument: inst("BTC-USDT"),
+        from: Ts::from_secs(from),
+        to: Ts::from_secs(to),
+        limit: 1000,
+    }
 }
 
 /// Runs every contract check against an empty store.
@@ -74,47 +83,164 @@ async fn trades_are_exact_and_deduplicated(store: &dyn Store) {
         ],
         ..WriteBatch::default()
     };
-    let s = store.write(std::sync::Arc::new(batch)).await.expect("write trades");
-    assert_eq!((s.trades_inserted, s.trades_duplicate), (4, 1), "a repeated trade id in one batch is stored once");
-    let again = store.write(std::sync::Arc::new(WriteBatch { trades: vec![trade(TradeId::Num(3), 30, "61837.63000000")], ..WriteBatch::default() })).await.expect("write");
-    assert_eq!((again.trades_inserted, again.trades_duplicate), (0, 1), "a trade stored before is not stored again");
+    let s = store
+        .write(std::sync::Arc::new(batch))
+        .await
+        .expect("write trades");
+    assert_eq!(
+        (s.trades_inserted, s.trades_duplicate),
+        (4, 1),
+        "a repeated trade id in one batch is stored once"
+    );
+    let again = store
+        .write(std::sync::Arc::new(WriteBatch {
+            trades: vec![trade(TradeId::Num(3), 30, "61837.63000000")],
+            ..WriteBatch::default()
+        }))
+        .await
+        .expect("write");
+    assert_eq!(
+        (again.trades_inserted, again.trades_duplicate),
+        (0, 1),
+        "a trade stored before is not stored again"
+    );
 
     let got = store.trades(&range(10, 40)).await.expect("query trades");
     let ids: Vec<_> = got.iter().map(|t| t.trade_id.clone()).collect();
-    assert_eq!(ids, vec![TradeId::Num(1), TradeId::Str("995098700".into()), TradeId::Num(3)], "[from, to) in time order");
-    assert_eq!(got[2].price.to_string(), "61837.63000000", "decimal text kept exactly");
+    assert_eq!(
+        ids,
+        vec![
+            TradeId::Num(1),
+            TradeId::Str("995098700".into()),
+            TradeId::Num(3)
+        ],
+        "[from, to) in time order"
+    );
+    assert_eq!(
+        got[2].price.to_string(),
+        "61837.63000000",
+        "decimal text kept exactly"
+    );
     assert_eq!(got[0].size.to_string(), "0.00100000");
     assert_eq!((got[0].side, got[0].fills), (Side::Sell, 2));
-    assert!(matches!(got[1].trade_id, TradeId::Str(_)), "string ids stay strings even when numeric-looking");
+    assert!(
+        matches!(got[1].trade_id, TradeId::Str(_)),
+        "string ids stay strings even when numeric-looking"
+    );
     let all = store.trades(&range(0, 100)).await.expect("query");
-    assert_eq!(all.last().map(|t| t.trade_id.clone()), Some(big), "u64 ids beyond i64 round-trip");
-    let limited = store.trades(&RangeQuery { limit: 2, ..range(0, 100) }).await.expect("query");
+    assert_eq!(
+        all.last().map(|t| t.trade_id.clone()),
+        Some(big),
+        "u64 ids beyond i64 round-trip"
+    );
+    let limited = store
+        .trades(&RangeQuery {
+            limit: 2,
+            ..range(0, 100)
+        })
+        .await
+        .expect("query");
     assert_eq!(limited.len(), 2, "limit applies");
-    let other = RangeQuery { instrument: inst("ETH-USDT"), ..range(0, 100) };
-    assert!(store.trades(&other).await.expect("query").is_empty(), "instruments are separate");
+    let other = RangeQuery {
+        instrument: inst("ETH-USDT"),
+        ..range(0, 100)
+    };
+    assert!(
+        store.trades(&other).await.expect("query").is_empty(),
+        "instruments are separate"
+    );
 }
 
 async fn candles_upsert_by_state(store: &dyn Store) {
-    let write = |c: Vec<Candle>| WriteBatch { candles: c, ..WriteBatch::default() };
-    store.write(std::sync::Arc::new(write(vec![candle(0, "100.50", CandleState::Provisional)]))).await.expect("write");
-    store.write(std::sync::Arc::new(write(vec![candle(0, "100.70", CandleState::Closed), candle(60, "100.80", CandleState::Provisional)]))).await.expect("write");
-    store.write(std::sync::Arc::new(write(vec![candle(0, "999", CandleState::Provisional)]))).await.expect("write");
-    let got = store.candles(&range(0, 120), Interval::M1, CandleSource::Ours).await.expect("query");
+    let write = |c: Vec<Candle>| WriteBatch {
+        candles: c,
+        ..WriteBatch::default()
+    };
+    store
+        .write(std::sync::Arc::new(write(vec![candle(
+            0,
+            "100.50",
+            CandleState::Provisional,
+        )])))
+        .await
+        .expect("write");
+    store
+        .write(std::sync::Arc::new(write(vec![
+            candle(0, "100.70", CandleState::Closed),
+            candle(60, "100.80", CandleState::Provisional),
+        ])))
+        .await
+        .expect("write");
+    store
+        .write(std::sync::Arc::new(write(vec![candle(
+            0,
+            "999",
+            CandleState::Provisional,
+        )])))
+        .await
+        .expect("write");
+    let got = store
+        .candles(&range(0, 120), Interval::M1, CandleSource::Ours)
+        .await
+        .expect("query");
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].close, got[0].state), (d("100.70"), CandleState::Closed), "a provisional never replaces a closed candle");
-    assert_eq!(got[0], candle(0, "100.70", CandleState::Closed), "every field round-trips");
-    store.write(std::sync::Arc::new(write(vec![candle(0, "100.90", CandleState::Revised)]))).await.expect("write");
-    let got = store.candles(&range(0, 60), Interval::M1, CandleSource::Ours).await.expect("query");
-    assert_eq!((got[0].close, got[0].state), (d("100.90"), CandleState::Revised), "a revision replaces it");
-    let latest = store.latest_candle(Exchange::Binance, &inst("BTC-USDT"), Interval::M1).await.expect("latest");
+    assert_eq!(
+        (got[0].close, got[0].state),
+        (d("100.70"), CandleState::Closed),
+        "a provisional never replaces a closed candle"
+    );
+    assert_eq!(
+        got[0],
+        candle(0, "100.70", CandleState::Closed),
+        "every field round-trips"
+    );
+    store
+        .write(std::sync::Arc::new(write(vec![candle(
+            0,
+            "100.90",
+            CandleState::Revised,
+        )])))
+        .await
+        .expect("write");
+    let got = store
+        .candles(&range(0, 60), Interval::M1, CandleSource::Ours)
+        .await
+        .expect("query");
+    assert_eq!(
+        (got[0].close, got[0].state),
+        (d("100.90"), CandleState::Revised),
+        "a revision replaces it"
+    );
+    let latest = store
+        .latest_candle(Exchange::Binance, &inst("BTC-USDT"), Interval::M1)
+        .await
+        .expect("latest");
     assert_eq!(latest.map(|c| c.open_time), Some(Ts::from_secs(60)));
-    assert!(store.latest_candle(Exchange::Binance, &inst("BTC-USDT"), Interval::H1).await.expect("latest").is_none());
+    assert!(
+        store
+            .latest_candle(Exchange::Binance, &inst("BTC-USDT"), Interval::H1)
+            .await
+            .expect("latest")
+            .is_none()
+    );
 
-    let theirs = WriteBatch { exchange_candles: vec![candle(0, "1.00", CandleState::Closed)], ..WriteBatch::default() };
-    store.write(std::sync::Arc::new(theirs)).await.expect("write");
-    let ex = store.candles(&range(0, 120), Interval::M1, CandleSource::Exchange).await.expect("query");
+    let theirs = WriteBatch {
+        exchange_candles: vec![candle(0, "1.00", CandleState::Closed)],
+        ..WriteBatch::default()
+    };
+    store
+        .write(std::sync::Arc::new(theirs))
+        .await
+        .expect("write");
+    let ex = store
+        .candles(&range(0, 120), Interval::M1, CandleSource::Exchange)
+        .await
+        .expect("query");
     assert_eq!(ex.len(), 1, "exchange candles are kept apart");
-    let ours = store.candles(&range(0, 60), Interval::M1, CandleSource::Ours).await.expect("query");
+    let ours = store
+        .candles(&range(0, 60), Interval::M1, CandleSource::Ours)
+        .await
+        .expect("query");
     assert_eq!(ours[0].close, d("100.90"), "and do not touch ours");
 }
 
@@ -130,25 +256,64 @@ async fn quotes_and_latest(store: &dyn Store) {
         ts_exchange: Ts::from_secs(secs),
         ts_received: Ts::from_secs(secs),
     };
-    let s = store.write(std::sync::Arc::new(WriteBatch { quotes: vec![q(5, "100.00"), q(9, "100.10"), q(7, "99")], ..WriteBatch::default() })).await.expect("write");
+    let s = store
+        .write(std::sync::Arc::new(WriteBatch {
+            quotes: vec![q(5, "100.00"), q(9, "100.10"), q(7, "99")],
+            ..WriteBatch::default()
+        }))
+        .await
+        .expect("write");
     assert_eq!(s.quotes_inserted, 3);
     let got = store.quotes(&range(0, 9)).await.expect("query");
-    assert_eq!(got.iter().map(|q| q.ts_exchange.as_secs()).collect::<Vec<_>>(), vec![5, 7]);
-    let latest = store.latest_quote(Exchange::Binance, &inst("BTC-USDT")).await.expect("latest").expect("some");
+    assert_eq!(
+        got.iter()
+            .map(|q| q.ts_exchange.as_secs())
+            .collect::<Vec<_>>(),
+        vec![5, 7]
+    );
+    let latest = store
+        .latest_quote(Exchange::Binance, &inst("BTC-USDT"))
+        .await
+        .expect("latest")
+        .expect("some");
     assert_eq!(latest, q(9, "100.10"));
-    assert!(store.latest_quote(Exchange::Kraken, &inst("BTC-USDT")).await.expect("latest").is_none());
+    assert!(
+        store
+            .latest_quote(Exchange::Kraken, &inst("BTC-USDT"))
+            .await
+            .expect("latest")
+            .is_none()
+    );
 }
 
 async fn instruments_and_errors(store: &dyn Store) {
-    let info = InstrumentInfo { exchange: Exchange::Binance, instrument: inst("BTC-USDT"), native_symbol: "BTCUSDT".into(), status: Some("TRADING".into()) };
+    let info = InstrumentInfo {
+        exchange: Exchange::Binance,
+        instrument: inst("BTC-USDT"),
+        native_symbol: "BTCUSDT".into(),
+        status: Some("TRADING".into()),
+    };
     let err = IngestError::new(Some(Exchange::Binance), "file.csv:3", "bad price", "x,y,z");
-    store.write(std::sync::Arc::new(WriteBatch { instruments: vec![info.clone()], errors: vec![err.clone()], ..WriteBatch::default() })).await.expect("write");
+    store
+        .write(std::sync::Arc::new(WriteBatch {
+            instruments: vec![info.clone()],
+            errors: vec![err.clone()],
+            ..WriteBatch::default()
+        }))
+        .await
+        .expect("write");
     let all = store.instruments().await.expect("instruments");
-    let btc = all.iter().find(|i| i.info.instrument == inst("BTC-USDT")).expect("listed");
+    let btc = all
+        .iter()
+        .find(|i| i.info.instrument == inst("BTC-USDT"))
+        .expect("listed");
     assert_eq!(btc.info, info);
     assert_eq!(btc.last_trade_time, Some(Ts::from_secs(40)));
     let errors = store.ingest_errors(10).await.expect("errors");
     assert_eq!(errors, vec![err]);
     let counts = store.counts().await.expect("counts");
-    assert_eq!((counts.trades, counts.quotes, counts.candles, counts.errors), (4, 3, 2, 1));
+    assert_eq!(
+        (counts.trades, counts.quotes, counts.candles, counts.errors),
+        (4, 3, 2, 1)
+    );
 }

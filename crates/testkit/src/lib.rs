@@ -17,7 +17,9 @@ pub use contract::store_contract;
 /// The project root (the workspace folder).
 #[must_use]
 pub fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("..")
 }
 
 /// The path of `relative` under `../shared/fixtures` (beside the project).
@@ -27,7 +29,11 @@ pub fn project_root() -> PathBuf {
 /// recorded data must not pass without it.
 #[must_use]
 pub fn fixture(relative: &str) -> PathBuf {
-    let path = project_root().join("..").join("shared").join("fixtures").join(relative);
+    let path = project_root()
+        .join("..")
+        .join("shared")
+        .join("fixtures")
+        .join(relative);
     assert!(
         path.is_file(),
         "fixture {relative} is missing: expected it at {}. The recorded exchange traffic lives in ../shared/fixtures beside the project.",

@@ -32,23 +32,70 @@ fn import_then_query_candles_as_json_and_csv() {
          2024-01-01T00:05:00Z,5,42002,1,sell\n",
     )
     .expect("write csv");
-    let out = candlekeep(dir.path(), &["import", "--exchange", "binance", "--instrument", "BTC-USDT", csv.to_str().expect("utf8")]);
+    let out = candlekeep(
+        dir.path(),
+        &[
+            "import",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            csv.to_str().expect("utf8"),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("imported 4 trades; 1 bad rows skipped"), "{stderr}");
-    assert!(stderr.contains("line 4:"), "bad row reported with its line number: {stderr}");
+    assert!(
+        stderr.contains("imported 4 trades; 1 bad rows skipped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 4:"),
+        "bad row reported with its line number: {stderr}"
+    );
 
     let out = candlekeep(
         dir.path(),
-        &["candles", "--exchange", "binance", "--instrument", "BTC-USDT", "--interval", "1m", "--from", "2024-01-01", "--to", "2024-01-01T00:02:00Z"],
+        &[
+            "candles",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--interval",
+            "1m",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-01T00:02:00Z",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json array");
     let rows = rows.as_array().expect("array");
     assert_eq!(rows.len(), 2);
     let first = &rows[0];
-    let keys: Vec<&str> = first.as_object().expect("object").keys().map(String::as_str).collect();
-    for k in ["open_time", "open", "high", "low", "close", "volume", "quote_volume", "vwap", "taker_buy_volume", "trades", "first_trade_id", "last_trade_id", "state"] {
+    let keys: Vec<&str> = first
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for k in [
+        "open_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "vwap",
+        "taker_buy_volume",
+        "trades",
+        "first_trade_id",
+        "last_trade_id",
+        "state",
+    ] {
         assert!(keys.contains(&k), "missing {k} in {keys:?}");
     }
     assert_eq!(first["open_time"], "2024-01-01T00:00:00Z");
@@ -56,41 +103,136 @@ fn import_then_query_candles_as_json_and_csv() {
     assert_eq!(first["close"], "41999.90");
     assert_eq!(first["volume"], "0.75");
     assert_eq!(first["quote_volume"], "31500.025");
-    assert_eq!(first["taker_buy_volume"], "0.50", "sizes keep the largest scale the exchange sent");
+    assert_eq!(
+        first["taker_buy_volume"], "0.50",
+        "sizes keep the largest scale the exchange sent"
+    );
     assert_eq!(first["trades"], 2);
     assert_eq!(first["first_trade_id"], 1);
     assert_eq!(first["state"], "closed");
-    assert_eq!(rows[1]["state"], "closed", "flat-filled or traded minutes before the last trade are closed");
+    assert_eq!(
+        rows[1]["state"], "closed",
+        "flat-filled or traded minutes before the last trade are closed"
+    );
 
-    let out = candlekeep(dir.path(), &["candles", "--exchange", "binance", "--instrument", "BTC-USDT", "--interval", "1m", "--format", "csv", "--limit", "1"]);
+    let out = candlekeep(
+        dir.path(),
+        &[
+            "candles",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--interval",
+            "1m",
+            "--format",
+            "csv",
+            "--limit",
+            "1",
+        ],
+    );
     let csv_out = text(&out.stdout);
     let mut lines = csv_out.lines();
     assert_eq!(
         lines.next(),
-        Some("open_time,open,high,low,close,volume,quote_volume,vwap,taker_buy_volume,trades,first_trade_id,last_trade_id,state")
+        Some(
+            "open_time,open,high,low,close,volume,quote_volume,vwap,taker_buy_volume,trades,first_trade_id,last_trade_id,state"
+        )
     );
-    assert_eq!(lines.next(), Some("2024-01-01T00:00:00Z,42000.10,42000.10,41999.90,41999.90,0.75,31500.025,42000.033333,0.50,2,1,2,closed"));
+    assert_eq!(
+        lines.next(),
+        Some(
+            "2024-01-01T00:00:00Z,42000.10,42000.10,41999.90,41999.90,0.75,31500.025,42000.033333,0.50,2,1,2,closed"
+        )
+    );
 
     let out = candlekeep(dir.path(), &["errors"]);
     let errors: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert!(errors[0]["origin"].as_str().expect("origin").ends_with("trades.csv:4"), "{errors}");
+    assert!(
+        errors[0]["origin"]
+            .as_str()
+            .expect("origin")
+            .ends_with("trades.csv:4"),
+        "{errors}"
+    );
 }
 
 #[test]
 fn bad_arguments_are_refused_with_the_valid_values() {
     let dir = tempfile::tempdir().expect("dir");
-    let out = candlekeep(dir.path(), &["candles", "--exchange", "nope", "--instrument", "BTC-USDT", "--interval", "1m"]);
+    let out = candlekeep(
+        dir.path(),
+        &[
+            "candles",
+            "--exchange",
+            "nope",
+            "--instrument",
+            "BTC-USDT",
+            "--interval",
+            "1m",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("valid exchanges: binance"), "{}", text(&out.stderr));
-    let out = candlekeep(dir.path(), &["candles", "--exchange", "binance", "--instrument", "BTC-USDT", "--interval", "2m"]);
+    assert!(
+        text(&out.stderr).contains("valid exchanges: binance"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = candlekeep(
+        dir.path(),
+        &[
+            "candles",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--interval",
+            "2m",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("valid intervals: 1s, 1m"), "{}", text(&out.stderr));
-    let out = candlekeep(dir.path(), &["trades", "--exchange", "binance", "--instrument", "BTC-USDT", "--from", "2024-02-01", "--to", "2024-01-01"]);
+    assert!(
+        text(&out.stderr).contains("valid intervals: 1s, 1m"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = candlekeep(
+        dir.path(),
+        &[
+            "trades",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--from",
+            "2024-02-01",
+            "--to",
+            "2024-01-01",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("must be before"), "{}", text(&out.stderr));
-    let out = candlekeep(dir.path(), &["import", "--exchange", "binance", "--instrument", "BTC-USDT", "/no/such/file.csv"]);
+    assert!(
+        text(&out.stderr).contains("must be before"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = candlekeep(
+        dir.path(),
+        &[
+            "import",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "/no/such/file.csv",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("/no/such/file.csv"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/no/such/file.csv"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -104,8 +246,19 @@ fn config_prints_the_effective_configuration() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let printed = text(&out.stdout);
     assert!(printed.contains("grace_ms = 4321"), "{printed}");
-    assert!(printed.contains(&format!("data_dir = \"{}\"", dir.path().display())), "{printed}");
-    let bad = Command::new(env!("CARGO_BIN_EXE_candlekeep")).arg("config").env("CANDLEKEEP_STORE__NOPE", "1").output().expect("run");
+    assert!(
+        printed.contains(&format!("data_dir = \"{}\"", dir.path().display())),
+        "{printed}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("config")
+        .env("CANDLEKEEP_STORE__NOPE", "1")
+        .output()
+        .expect("run");
     assert_eq!(bad.status.code(), Some(1));
-    assert!(text(&bad.stderr).contains("unknown field `nope`"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("unknown field `nope`"),
+        "{}",
+        text(&bad.stderr)
+    );
 }

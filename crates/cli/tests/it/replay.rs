@@ -15,27 +15,56 @@ use tokio_util::sync::CancellationToken;
 
 fn settings(dir: &Path) -> Settings {
     let env = vec![("CANDLEKEEP_DATA_DIR".to_owned(), dir.display().to_string())];
-    AppConfig::load(None, env).expect("config").settings().expect("settings")
+    AppConfig::load(None, env)
+        .expect("config")
+        .settings()
+        .expect("settings")
 }
 
 async fn replay(dir: &Path, files: Vec<PathBuf>) -> (Arc<dyn Store>, PipelineReport) {
     let s = settings(dir);
     let store = ck_app::open_store(&s).expect("store");
-    let source = Source::Replay { files, options: ReplayOptions::default() };
-    let report = run_pipeline(&s, store.clone(), vec![source], None, CancellationToken::new()).await.expect("pipeline");
+    let source = Source::Replay {
+        files,
+        options: ReplayOptions::default(),
+    };
+    let report = run_pipeline(
+        &s,
+        store.clone(),
+        vec![source],
+        None,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("pipeline");
     (store, report)
 }
 
 fn all(exchange: Exchange, instrument: &str) -> RangeQuery {
-    RangeQuery { exchange, instrument: Instrument::parse(instrument).expect("i"), from: Ts(i64::MIN), to: Ts(i64::MAX), limit: usize::MAX >> 1 }
+    RangeQuery {
+        exchange,
+        instrument: Instrument::parse(instrument).expect("i"),
+        from: Ts(i64::MIN),
+        to: Ts(i64::MAX),
+        limit: usize::MAX >> 1,
+    }
 }
 
-async fn snapshot(store: &dyn Store, exchange: Exchange, instrument: &str) -> (Vec<Trade>, Vec<Candle>) {
+async fn snapshot(
+    store: &dyn Store,
+    exchange: Exchange,
+    instrument: &str,
+) -> (Vec<Trade>, Vec<Candle>) {
     let q = all(exchange, instrument);
     let trades = store.trades(&q).await.expect("trades");
     let mut candles = Vec::new();
     for iv in Interval::ALL {
-        candles.extend(store.candles(&q, iv, CandleSource::Ours).await.expect("candles"));
+        candles.extend(
+            store
+                .candles(&q, iv, CandleSource::Ours)
+                .await
+                .expect("candles"),
+        );
     }
     (trades, candles)
 }
@@ -45,14 +74,22 @@ async fn hftbacktest_replay_stores_every_trade_and_closed_candles() {
     let dir = tempfile::tempdir().expect("dir");
     let file = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
     let (store, report) = replay(dir.path(), vec![file.clone()]).await;
-    let SourceReport::Replay(r) = &report.sources[0] else { panic!("replay report") };
+    let SourceReport::Replay(r) = &report.sources[0] else {
+        panic!("replay report")
+    };
     assert_eq!(r.records, 41_249, "every line of the recording is read");
     assert_eq!((r.bad_records, r.normalized.errors), (0, 0));
     let (trades, candles) = snapshot(store.as_ref(), Exchange::Binance, "BTC-USDT").await;
     assert_eq!(trades.len(), 9_757, "every recorded trade is stored");
     let ids: Vec<u64> = trades.iter().filter_map(|t| t.trade_id.as_u64()).collect();
-    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids contiguous, as recorded");
-    let m1: Vec<&Candle> = candles.iter().filter(|c| c.interval == Interval::M1).collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "ids contiguous, as recorded"
+    );
+    let m1: Vec<&Candle> = candles
+        .iter()
+        .filter(|c| c.interval == Interval::M1)
+        .collect();
     assert_eq!(m1.len(), 7, "23:54 to 00:00");
     // The last trade is at 00:00:01.271 exchange time: with 2 s of grace, 23:59
     // has not closed yet, and 00:00 has only begun.
@@ -60,13 +97,20 @@ async fn hftbacktest_replay_stores_every_trade_and_closed_candles() {
     assert!(m1[5..].iter().all(|c| c.state == CandleState::Provisional));
     assert_eq!(m1.iter().map(|c| c.trades).sum::<u64>(), 9_757);
     let counts = store.counts().await.expect("counts");
-    assert!(counts.quotes > 10_000, "bookTicker quotes stored: {}", counts.quotes);
+    assert!(
+        counts.quotes > 10_000,
+        "bookTicker quotes stored: {}",
+        counts.quotes
+    );
 
     // Replaying again changes nothing: trades deduplicate, candles upsert.
     let (store2, report2) = replay(dir.path(), vec![file]).await;
     assert_eq!(report2.writer.written.trades_inserted, 0);
     assert_eq!(report2.writer.written.trades_duplicate, 9_757);
-    assert_eq!(snapshot(store2.as_ref(), Exchange::Binance, "BTC-USDT").await, (trades, candles));
+    assert_eq!(
+        snapshot(store2.as_ref(), Exchange::Binance, "BTC-USDT").await,
+        (trades, candles)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +128,11 @@ async fn a_tape_replays_to_the_same_trades_and_candles_as_its_source() {
         .map(|e| e.expect("entry").path())
         .collect();
     tape_files.sort();
-    assert_eq!(tape_files.len(), 1, "received before UTC midnight: one daily tape");
+    assert_eq!(
+        tape_files.len(),
+        1,
+        "received before UTC midnight: one daily tape"
+    );
 
     let a = tempfile::tempdir().expect("dir");
     let b = tempfile::tempdir().expect("dir");
@@ -104,17 +152,31 @@ async fn coinbase_exchange_v1_recording_uses_taker_side_and_skips_empty_minutes(
         ck_testkit::fixture("cryptofeed/COINBASE_EXCHANGE.ws.28.0"),
     ];
     let (store, report) = replay(dir.path(), files).await;
-    let SourceReport::Replay(r) = &report.sources[0] else { panic!("replay report") };
+    let SourceReport::Replay(r) = &report.sources[0] else {
+        panic!("replay report")
+    };
     assert_eq!(r.normalized.errors, 0);
-    assert_eq!(r.bad_records, 0, "the configuration line is metadata, not an error");
+    assert_eq!(
+        r.bad_records, 0,
+        "the configuration line is metadata, not an error"
+    );
     let listed = store.instruments().await.expect("instruments");
-    assert!(listed.iter().any(|i| i.info.native_symbol == "SKL-USD"), "products listing stored");
+    assert!(
+        listed.iter().any(|i| i.info.native_symbol == "SKL-USD"),
+        "products listing stored"
+    );
     let (trades, candles) = snapshot(store.as_ref(), Exchange::CoinbaseExchange, "SKL-USD").await;
     assert!(!trades.is_empty());
     // The first SKL-USD match in the recording: maker sold, so the taker bought.
-    let first = trades.iter().find(|t| t.trade_id.as_u64() == Some(1_568_268)).expect("recorded match");
+    let first = trades
+        .iter()
+        .find(|t| t.trade_id.as_u64() == Some(1_568_268))
+        .expect("recorded match");
     assert_eq!(first.side, ck_model::Side::Buy);
-    assert!(candles.iter().all(|c| c.trades > 0), "Coinbase publishes no candle for an empty interval");
+    assert!(
+        candles.iter().all(|c| c.trades > 0),
+        "Coinbase publishes no candle for an empty interval"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +184,8 @@ async fn a_corrupt_store_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("candlekeep.sqlite");
     std::fs::write(&path, b"this is not a database").expect("write");
-    let err = SqliteStore::open(&path, ck_store::sqlite::Durability::Full).expect_err("refused").to_string();
+    let err = SqliteStore::open(&path, ck_store::sqlite::Durability::Full)
+        .expect_err("refused")
+        .to_string();
     assert!(err.contains("sqlite"), "{err}");
 }

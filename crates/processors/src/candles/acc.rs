@@ -64,7 +64,13 @@ impl Acc {
     /// A flat candle at `price`: what Binance and Kraken publish for an
     /// interval without trades.
     pub(crate) fn flat(open_time: i64, price: i64) -> Acc {
-        Acc { open: price, high: price, low: price, close: price, ..Acc::empty(open_time) }
+        Acc {
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            ..Acc::empty(open_time)
+        }
     }
 
     /// True when no trade is in it (it may still be a flat candle).
@@ -117,7 +123,12 @@ impl Acc {
         }
         if self.is_empty() {
             let (open_time, closed, revised) = (self.open_time, self.closed, self.revised);
-            *self = Acc { open_time, closed, revised, ..other.clone() };
+            *self = Acc {
+                open_time,
+                closed,
+                revised,
+                ..other.clone()
+            };
             return;
         }
         self.high = self.high.max(other.high);
@@ -184,11 +195,17 @@ impl SeriesScales<'_> {
         let vwap_scale = self.price_scale + VWAP_EXTRA_DIGITS;
         let vwap = quote_raw
             .checked_div(volume, vwap_scale)
-            .unwrap_or_else(|| price(acc.close).rescale(vwap_scale).unwrap_or(price(acc.close)));
+            .unwrap_or_else(|| {
+                price(acc.close)
+                    .rescale(vwap_scale)
+                    .unwrap_or(price(acc.close))
+            });
         // Quote volume is exact; show it with no more digits than it needs, but
         // at least the price's.
         let quote = quote_raw.normalize();
-        let quote = quote.rescale(quote.scale().max(self.price_scale)).unwrap_or(quote);
+        let quote = quote
+            .rescale(quote.scale().max(self.price_scale))
+            .unwrap_or(quote);
         Candle {
             exchange: self.exchange,
             instrument: self.instrument.clone(),

@@ -205,7 +205,8 @@ impl CandleAggregator {
     fn series_index(&mut self, exchange: Exchange, instrument: &Instrument) -> usize {
         if let Some(i) = self.last {
             let s = &self.series[i];
-            if s.exchange == exchange && (s.instrument.ptr_eq(instrument) || s.instrument == *instrument)
+            if s.exchange == exchange
+                && (s.instrument.ptr_eq(instrument) || s.instrument == *instrument)
             {
                 return i;
             }
@@ -319,7 +320,10 @@ impl CandleAggregator {
     /// Moves the exchange-wide watermark, closing quiet series of that exchange
     /// once per second of exchange time.
     fn sweep_exchange(&mut self, exchange: Exchange, ts: i64, out: &mut Vec<Candle>) {
-        let entry = self.exchange_watermark.entry(exchange).or_insert((i64::MIN, i64::MIN));
+        let entry = self
+            .exchange_watermark
+            .entry(exchange)
+            .or_insert((i64::MIN, i64::MIN));
         if ts > entry.0 {
             entry.0 = ts;
         }
@@ -378,7 +382,10 @@ impl Series {
             // Keep the exchange's own number of digits, so candles print as its do.
             self.raise_scales(p.scale(), q.scale())?;
         }
-        Some((p.to_fixed_i64(self.price_scale)?, q.to_fixed_i64(self.size_scale)?))
+        Some((
+            p.to_fixed_i64(self.price_scale)?,
+            q.to_fixed_i64(self.size_scale)?,
+        ))
     }
 
     fn raise_scales(&mut self, price_scale: u8, size_scale: u8) -> Option<()> {
@@ -423,7 +430,6 @@ impl Series {
     /// Closes every bucket whose end plus grace is at or before `watermark`,
     /// merging closed seconds upward and making flat candles where the policy
     /// says so.
-    #[expect(clippy::too_many_arguments, reason = "settings passed down from the aggregator")]
     fn advance(
         &mut self,
         watermark: i64,
@@ -457,7 +463,9 @@ impl Series {
         let keep_after = watermark.saturating_sub(lateness);
         for level in &mut self.levels {
             while level.closed.len() > 1 {
-                let Some(front) = level.closed.front() else { break };
+                let Some(front) = level.closed.front() else {
+                    break;
+                };
                 if level.end(front.open_time) > keep_after {
                     break;
                 }
@@ -466,13 +474,22 @@ impl Series {
         }
         self.dedup.expire(keep_after);
         self.watermark = self.watermark.max(watermark);
-        let base_closed = self.levels[0].closed_through.max(limit - limit.rem_euclid(NANOS_PER_SEC));
-        self.next_due = base_closed.saturating_add(NANOS_PER_SEC).saturating_add(grace);
+        let base_closed = self.levels[0]
+            .closed_through
+            .max(limit - limit.rem_euclid(NANOS_PER_SEC));
+        self.next_due = base_closed
+            .saturating_add(NANOS_PER_SEC)
+            .saturating_add(grace);
     }
 
     /// A trade whose second has closed: revise (or fill) the bucket holding it
     /// at every level.
-    fn apply_late(&mut self, t: &FixedTrade<'_>, stats: &mut AggregatorStats, out: &mut Vec<Candle>) {
+    fn apply_late(
+        &mut self,
+        t: &FixedTrade<'_>,
+        stats: &mut AggregatorStats,
+        out: &mut Vec<Candle>,
+    ) {
         let scales = SeriesScales {
             exchange: self.exchange,
             instrument: &self.instrument,
@@ -500,7 +517,10 @@ impl Series {
             if acc.is_empty() {
                 // A flat candle carries the previous close; a trade replaces it.
                 let open_time = acc.open_time;
-                *acc = Acc { closed: true, ..Acc::empty(open_time) };
+                *acc = Acc {
+                    closed: true,
+                    ..Acc::empty(open_time)
+                };
             }
             acc.add(t);
             acc.revised = true;
@@ -516,7 +536,11 @@ impl Series {
                     break;
                 }
                 if next.close != close {
-                    *next = Acc { closed: true, revised: true, ..Acc::flat(next.open_time, close) };
+                    *next = Acc {
+                        closed: true,
+                        revised: true,
+                        ..Acc::flat(next.open_time, close)
+                    };
                     if level.emit {
                         out.push(scales.candle(level.interval, next));
                         stats.candles_revised += 1;
@@ -592,27 +616,32 @@ fn close_level(
         }
         level.closed.push_back(acc);
     };
-    let fill_flats = |level: &mut Level, until: i64, stats: &mut AggregatorStats, out_flat: &mut Vec<Acc>| {
-        let Some(max_span) = flat else { return };
-        if level.closed_through == i64::MIN {
-            return;
-        }
-        let Some(price) = level.prev_close else { return };
-        let until = until.min(level.last_real_end.saturating_add(max_span));
-        let mut t = level.closed_through;
-        while t < until {
-            out_flat.push(Acc::flat(t, price));
-            if level.emit {
-                stats.flat_candles += 1;
+    let fill_flats =
+        |level: &mut Level, until: i64, stats: &mut AggregatorStats, out_flat: &mut Vec<Acc>| {
+            let Some(max_span) = flat else { return };
+            if level.closed_through == i64::MIN {
+                return;
             }
-            t = level.end(t);
-        }
-    };
+            let Some(price) = level.prev_close else {
+                return;
+            };
+            let until = until.min(level.last_real_end.saturating_add(max_span));
+            let mut t = level.closed_through;
+            while t < until {
+                out_flat.push(Acc::flat(t, price));
+                if level.emit {
+                    stats.flat_candles += 1;
+                }
+                t = level.end(t);
+            }
+        };
     while let Some(front) = level.open.front() {
         if level.end(front.open_time) > new_through {
             break;
         }
-        let Some(acc) = level.open.pop_front() else { break };
+        let Some(acc) = level.open.pop_front() else {
+            break;
+        };
         let mut flats = Vec::new();
         fill_flats(level, acc.open_time, stats, &mut flats);
         for f in flats {

@@ -94,7 +94,6 @@ impl Dedup {
     }
 
     #[inline]
-    #[expect(clippy::cast_possible_truncation, reason = "the index is below WORDS")]
     fn slot(id: u64) -> (usize, u64) {
         let i = id % NUMERIC_WINDOW;
         ((i / 64) as usize, 1u64 << (i % 64))
@@ -124,7 +123,11 @@ mod tests {
         assert_eq!(d.check(&n(100), 0), Seen::New);
         assert_eq!(d.check(&n(100), 0), Seen::Duplicate);
         assert_eq!(d.check(&n(105), 0), Seen::New);
-        assert_eq!(d.check(&n(102), 0), Seen::New, "a late id inside the window is new");
+        assert_eq!(
+            d.check(&n(102), 0),
+            Seen::New,
+            "a late id inside the window is new"
+        );
         assert_eq!(d.check(&n(102), 0), Seen::Duplicate);
         assert_eq!(d.check(&n(101), 0), Seen::New);
         let far = 105 + NUMERIC_WINDOW + 10;

@@ -24,7 +24,11 @@ pub struct RunnerConfig {
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        RunnerConfig { clock: None, tick: Duration::from_millis(250), batch: 1024 }
+        RunnerConfig {
+            clock: None,
+            tick: Duration::from_millis(250),
+            batch: 1024,
+        }
     }
 }
 
@@ -51,7 +55,11 @@ impl CandleRunner {
 
     /// Runs until `input` closes, then emits the open candles as provisional and
     /// returns the aggregator's counters. Fails only if `output` closes first.
-    pub async fn run(mut self, mut input: Receiver<Event>, output: Sender<Event>) -> Result<AggregatorStats, Closed> {
+    pub async fn run(
+        mut self,
+        mut input: Receiver<Event>,
+        output: Sender<Event>,
+    ) -> Result<AggregatorStats, Closed> {
         let meters = Meters {
             duplicates: metrics::counter("candlekeep_duplicate_trades_total"),
             late: metrics::counter("candlekeep_late_trades_total"),

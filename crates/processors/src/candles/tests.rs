@@ -16,7 +16,6 @@ fn d(s: &str) -> Decimal {
 }
 
 fn trade(exchange: Exchange, id: u64, secs: f64, price: &str, size: &str, side: Side) -> Trade {
-    #[expect(clippy::cast_possible_truncation, reason = "test times are small")]
     let ts = Ts((secs * 1e9).round() as i64);
     Trade {
         exchange,
@@ -36,11 +35,16 @@ fn bin(id: u64, secs: f64, price: &str, size: &str) -> Trade {
 }
 
 fn only(intervals: &[Interval]) -> AggregatorConfig {
-    AggregatorConfig { intervals: intervals.to_vec(), ..AggregatorConfig::default() }
+    AggregatorConfig {
+        intervals: intervals.to_vec(),
+        ..AggregatorConfig::default()
+    }
 }
 
 fn closed(out: &[Candle], iv: Interval) -> Vec<&Candle> {
-    out.iter().filter(|c| c.interval == iv && c.state != CandleState::Provisional).collect()
+    out.iter()
+        .filter(|c| c.interval == iv && c.state != CandleState::Provisional)
+        .collect()
 }
 
 #[test]
@@ -55,7 +59,10 @@ fn ohlc_follows_trade_ids_not_arrival() {
     let c = closed(&out, Interval::M1);
     assert_eq!(c.len(), 1);
     let c = c[0];
-    assert_eq!((c.open, c.high, c.low, c.close), (d("100"), d("103"), d("99"), d("103")));
+    assert_eq!(
+        (c.open, c.high, c.low, c.close),
+        (d("100"), d("103"), d("99"), d("103"))
+    );
     assert_eq!(c.volume, d("4.5"));
     assert_eq!(c.quote_volume, d("451.5"));
     assert_eq!(c.vwap, d("100.3333"));
@@ -69,12 +76,27 @@ fn ohlc_follows_trade_ids_not_arrival() {
 fn duplicates_change_nothing() {
     let mut agg = CandleAggregator::new(only(&[Interval::M1]));
     let mut out = Vec::new();
-    assert_eq!(agg.on_trade(&bin(1, 1.0, "10", "1"), &mut out), TradeOutcome::Applied);
-    assert_eq!(agg.on_trade(&bin(1, 1.0, "10", "1"), &mut out), TradeOutcome::Duplicate);
-    assert_eq!(agg.on_trade(&bin(2, 2.0, "11", "1"), &mut out), TradeOutcome::Applied);
-    assert_eq!(agg.on_trade(&bin(1, 1.0, "10", "1"), &mut out), TradeOutcome::Duplicate);
+    assert_eq!(
+        agg.on_trade(&bin(1, 1.0, "10", "1"), &mut out),
+        TradeOutcome::Applied
+    );
+    assert_eq!(
+        agg.on_trade(&bin(1, 1.0, "10", "1"), &mut out),
+        TradeOutcome::Duplicate
+    );
+    assert_eq!(
+        agg.on_trade(&bin(2, 2.0, "11", "1"), &mut out),
+        TradeOutcome::Applied
+    );
+    assert_eq!(
+        agg.on_trade(&bin(1, 1.0, "10", "1"), &mut out),
+        TradeOutcome::Duplicate
+    );
     agg.flush(&mut out);
-    let c = out.iter().find(|c| c.interval == Interval::M1).expect("candle");
+    let c = out
+        .iter()
+        .find(|c| c.interval == Interval::M1)
+        .expect("candle");
     assert_eq!((c.volume, c.trades), (d("2"), 2));
     assert_eq!(agg.stats().duplicates, 2);
 }
@@ -110,26 +132,53 @@ fn late_trade_revises_closed_candles_and_is_counted() {
     agg.on_trade(&bin(1, 10.0, "100", "1"), &mut out);
     agg.on_trade(&bin(3, 70.0, "105", "1"), &mut out); // closes minute 0
     out.clear();
-    assert_eq!(agg.on_trade(&bin(2, 20.0, "90", "2"), &mut out), TradeOutcome::Revised);
-    let revised: Vec<_> = out.iter().filter(|c| c.state == CandleState::Revised).collect();
-    assert_eq!(revised.len(), 1, "the hour is still open, so only the minute is revised");
+    assert_eq!(
+        agg.on_trade(&bin(2, 20.0, "90", "2"), &mut out),
+        TradeOutcome::Revised
+    );
+    let revised: Vec<_> = out
+        .iter()
+        .filter(|c| c.state == CandleState::Revised)
+        .collect();
+    assert_eq!(
+        revised.len(),
+        1,
+        "the hour is still open, so only the minute is revised"
+    );
     let m = revised[0];
-    assert_eq!((m.open, m.low, m.close, m.volume, m.trades), (d("100"), d("90"), d("90"), d("3"), 2));
+    assert_eq!(
+        (m.open, m.low, m.close, m.volume, m.trades),
+        (d("100"), d("90"), d("90"), d("3"), 2)
+    );
     agg.flush(&mut out);
-    let h = out.iter().rev().find(|c| c.interval == Interval::H1).expect("hour");
-    assert_eq!((h.volume, h.trades, h.low), (d("4"), 3, d("90")), "the open hour holds it too");
+    let h = out
+        .iter()
+        .rev()
+        .find(|c| c.interval == Interval::H1)
+        .expect("hour");
+    assert_eq!(
+        (h.volume, h.trades, h.low),
+        (d("4"), 3, d("90")),
+        "the open hour holds it too"
+    );
     assert_eq!(agg.stats().late_trades, 1);
     assert_eq!(agg.stats().candles_revised, 1);
 }
 
 #[test]
 fn trades_past_the_lateness_window_are_counted_not_applied() {
-    let config = AggregatorConfig { lateness_nanos: 60 * SEC, ..only(&[Interval::M1]) };
+    let config = AggregatorConfig {
+        lateness_nanos: 60 * SEC,
+        ..only(&[Interval::M1])
+    };
     let mut agg = CandleAggregator::new(config);
     let mut out = Vec::new();
     agg.on_trade(&bin(1, 10.0, "100", "1"), &mut out);
     agg.on_trade(&bin(3, 300.0, "105", "1"), &mut out);
-    assert_eq!(agg.on_trade(&bin(2, 20.0, "1", "1"), &mut out), TradeOutcome::TooLate);
+    assert_eq!(
+        agg.on_trade(&bin(2, 20.0, "1", "1"), &mut out),
+        TradeOutcome::TooLate
+    );
     assert_eq!(agg.stats().too_late, 1);
     assert!(out.iter().all(|c| c.low != d("1")));
 }
@@ -145,8 +194,14 @@ fn empty_intervals_flat_for_binance_skip_for_coinbase() {
         if expect_flat {
             assert_eq!(c.len(), 3, "{exchange}: minute 0 and flat minutes 1 and 2");
             for flat in &c[1..] {
-                assert_eq!((flat.open, flat.high, flat.low, flat.close), (d("100"), d("100"), d("100"), d("100")));
-                assert_eq!((flat.volume, flat.trades, flat.first_trade_id.clone()), (d("0"), 0, None));
+                assert_eq!(
+                    (flat.open, flat.high, flat.low, flat.close),
+                    (d("100"), d("100"), d("100"), d("100"))
+                );
+                assert_eq!(
+                    (flat.volume, flat.trades, flat.first_trade_id.clone()),
+                    (d("0"), 0, None)
+                );
             }
         } else {
             assert_eq!(c.len(), 1, "{exchange}: no candle for empty minutes");
@@ -157,7 +212,9 @@ fn empty_intervals_flat_for_binance_skip_for_coinbase() {
 #[test]
 fn policy_override_from_config() {
     let mut config = only(&[Interval::M1]);
-    config.empty_policy.insert(Exchange::Binance, EmptyIntervalPolicy::Skip);
+    config
+        .empty_policy
+        .insert(Exchange::Binance, EmptyIntervalPolicy::Skip);
     let mut agg = CandleAggregator::new(config);
     let mut out = Vec::new();
     agg.on_trade(&bin(1, 10.0, "100", "1"), &mut out);
@@ -174,10 +231,20 @@ fn late_trade_in_a_flat_minute_replaces_it_and_moves_later_flats() {
     out.clear();
     agg.on_trade(&bin(2, 70.0, "104", "2"), &mut out); // lands in minute 1
     let revised: Vec<_> = out.iter().filter(|c| c.interval == Interval::M1).collect();
-    assert_eq!(revised.len(), 3, "minute 1 gets the trade; flats 2 and 3 move to 104");
-    assert_eq!((revised[0].open_time, revised[0].volume, revised[0].open), (Ts(60 * SEC), d("2"), d("104")));
+    assert_eq!(
+        revised.len(),
+        3,
+        "minute 1 gets the trade; flats 2 and 3 move to 104"
+    );
+    assert_eq!(
+        (revised[0].open_time, revised[0].volume, revised[0].open),
+        (Ts(60 * SEC), d("2"), d("104"))
+    );
     for flat in &revised[1..] {
-        assert_eq!((flat.close, flat.trades, flat.state), (d("104"), 0, CandleState::Revised));
+        assert_eq!(
+            (flat.close, flat.trades, flat.state),
+            (d("104"), 0, CandleState::Revised)
+        );
     }
 }
 
@@ -191,10 +258,16 @@ fn week_and_month_candles() {
     agg.on_trade(&bin(3, t("2024-03-05T00:00:00Z"), "3", "1"), &mut out); // Tuesday
     let w = closed(&out, Interval::W1);
     assert_eq!(w.len(), 1);
-    assert_eq!((w[0].open_time, w[0].trades), (Ts::parse("2024-02-26").expect("t"), 2));
+    assert_eq!(
+        (w[0].open_time, w[0].trades),
+        (Ts::parse("2024-02-26").expect("t"), 2)
+    );
     let m = closed(&out, Interval::Mo1);
     assert_eq!(m.len(), 1);
-    assert_eq!((m[0].open_time, m[0].trades), (Ts::parse("2024-02-01").expect("t"), 1));
+    assert_eq!(
+        (m[0].open_time, m[0].trades),
+        (Ts::parse("2024-02-01").expect("t"), 1)
+    );
 }
 
 #[test]
@@ -204,8 +277,14 @@ fn more_digits_mid_stream_raise_the_scale_exactly() {
     agg.on_trade(&bin(1, 1.0, "100.5", "2"), &mut out);
     agg.on_trade(&bin(2, 2.0, "100.25", "0.001"), &mut out);
     agg.flush(&mut out);
-    let c = out.iter().find(|c| c.interval == Interval::M1).expect("candle");
-    assert_eq!((c.open, c.close, c.volume), (d("100.5"), d("100.25"), d("2.001")));
+    let c = out
+        .iter()
+        .find(|c| c.interval == Interval::M1)
+        .expect("candle");
+    assert_eq!(
+        (c.open, c.close, c.volume),
+        (d("100.5"), d("100.25"), d("2.001"))
+    );
     assert_eq!(c.quote_volume, d("201.10025"));
 }
 
@@ -221,8 +300,14 @@ fn string_ids_order_by_time_then_arrival() {
     agg.on_trade(&t0, &mut out);
     assert_eq!(agg.on_trade(&t0, &mut out), TradeOutcome::Duplicate);
     agg.flush(&mut out);
-    let c = out.iter().find(|c| c.interval == Interval::M1).expect("candle");
-    assert_eq!((c.open, c.close, c.taker_buy_volume), (d("9"), d("10"), d("1")));
+    let c = out
+        .iter()
+        .find(|c| c.interval == Interval::M1)
+        .expect("candle");
+    assert_eq!(
+        (c.open, c.close, c.taker_buy_volume),
+        (d("9"), d("10"), d("1"))
+    );
 }
 
 /// A naive recomputation over random trades, locally shuffled and duplicated,
@@ -242,7 +327,11 @@ fn equals_naive_recomputation_on_random_trades() {
         ts += i64::try_from(next() % 3_000_000_000).expect("small");
         let price = format!("{}.{:02}", 1000 + next() % 50, next() % 100);
         let size = format!("0.{:04}", 1 + next() % 9999);
-        let side = if next() % 2 == 0 { Side::Buy } else { Side::Sell };
+        let side = if next() % 2 == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let mut t = trade(Exchange::Coinbase, id, 0.0, &price, &size, side);
         t.ts_exchange = Ts(ts);
         trades.push(t);
@@ -264,7 +353,10 @@ fn equals_naive_recomputation_on_random_trades() {
     let last = trades.last().expect("trades").ts_exchange.0;
     agg.on_tick(last + 40 * 86_400 * SEC, &mut out);
     // Some swapped trades land after their second closed: those revise candles.
-    assert!(agg.stats().late_trades > 0, "the revision path is exercised");
+    assert!(
+        agg.stats().late_trades > 0,
+        "the revision path is exercised"
+    );
 
     let mut ours: BTreeMap<(Interval, Ts), Candle> = BTreeMap::new();
     for c in out {
@@ -273,22 +365,35 @@ fn equals_naive_recomputation_on_random_trades() {
     for iv in Interval::ALL {
         let mut naive: BTreeMap<Ts, Vec<&Trade>> = BTreeMap::new();
         for t in &trades {
-            naive.entry(iv.bucket_start(t.ts_exchange)).or_default().push(t);
+            naive
+                .entry(iv.bucket_start(t.ts_exchange))
+                .or_default()
+                .push(t);
         }
         for (open, ts) in naive {
-            let c = ours.get(&(iv, open)).unwrap_or_else(|| panic!("{iv} {open} missing"));
+            let c = ours
+                .get(&(iv, open))
+                .unwrap_or_else(|| panic!("{iv} {open} missing"));
             let sum = |f: &dyn Fn(&Trade) -> Decimal| {
-                ts.iter().fold(Decimal::ZERO, |a, t| a.checked_add(f(t)).expect("sum"))
+                ts.iter()
+                    .fold(Decimal::ZERO, |a, t| a.checked_add(f(t)).expect("sum"))
             };
             assert_eq!(c.open, ts[0].price, "{iv} {open}");
             assert_eq!(c.close, ts[ts.len() - 1].price, "{iv} {open}");
             assert_eq!(c.high, ts.iter().map(|t| t.price).max().expect("max"));
             assert_eq!(c.low, ts.iter().map(|t| t.price).min().expect("min"));
             assert_eq!(c.volume, sum(&|t| t.size));
-            assert_eq!(c.quote_volume, sum(&|t| t.price.checked_mul(t.size).expect("mul")));
+            assert_eq!(
+                c.quote_volume,
+                sum(&|t| t.price.checked_mul(t.size).expect("mul"))
+            );
             assert_eq!(
                 c.taker_buy_volume,
-                sum(&|t| if t.side == Side::Buy { t.size } else { Decimal::ZERO })
+                sum(&|t| if t.side == Side::Buy {
+                    t.size
+                } else {
+                    Decimal::ZERO
+                })
             );
             assert_eq!(c.trades, ts.len() as u64);
             assert_ne!(c.state, CandleState::Provisional);
@@ -298,13 +403,20 @@ fn equals_naive_recomputation_on_random_trades() {
 
 #[test]
 fn long_silences_get_no_flat_candles() {
-    let config = AggregatorConfig { max_flat_span_nanos: 180 * SEC, ..only(&[Interval::M1]) };
+    let config = AggregatorConfig {
+        max_flat_span_nanos: 180 * SEC,
+        ..only(&[Interval::M1])
+    };
     let mut agg = CandleAggregator::new(config);
     let mut out = Vec::new();
     agg.on_trade(&bin(1, 10.0, "100", "1"), &mut out);
     agg.on_trade(&bin(2, 3_600.0 * 24.0 * 365.0, "101", "1"), &mut out);
     let c = closed(&out, Interval::M1);
-    assert_eq!(c.len(), 4, "minute 0, then flats only for the 3 minutes after it");
+    assert_eq!(
+        c.len(),
+        4,
+        "minute 0, then flats only for the 3 minutes after it"
+    );
     assert_eq!(agg.stats().flat_candles, 3);
 }
 
@@ -318,6 +430,17 @@ fn flush_emits_every_open_bucket() {
     agg.on_trade(&bin(3, midnight + 0.5, "3", "1"), &mut out);
     out.clear();
     agg.flush(&mut out);
-    let opens: Vec<(Interval, i64, u64)> = out.iter().map(|c| (c.interval, c.open_time.as_secs(), c.trades)).collect();
-    assert_eq!(opens, vec![(Interval::M1, 86_340, 2), (Interval::M1, 86_400, 1), (Interval::D1, 0, 2), (Interval::D1, 86_400, 1)]);
+    let opens: Vec<(Interval, i64, u64)> = out
+        .iter()
+        .map(|c| (c.interval, c.open_time.as_secs(), c.trades))
+        .collect();
+    assert_eq!(
+        opens,
+        vec![
+            (Interval::M1, 86_340, 2),
+            (Interval::M1, 86_400, 1),
+            (Interval::D1, 0, 2),
+            (Interval::D1, 86_400, 1)
+        ]
+    );
 }

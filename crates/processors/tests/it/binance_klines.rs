@@ -42,7 +42,10 @@ fn read_recording(path: &std::path::Path) -> (Vec<RawMessage>, Vec<Trade>) {
 
 fn klines(messages: &[RawMessage]) -> Vec<Kline> {
     let mut found = Vec::new();
-    for m in messages.iter().filter(|m| m.origin == Origin::Ws && m.data.contains("@kline_1m")) {
+    for m in messages
+        .iter()
+        .filter(|m| m.origin == Origin::Ws && m.data.contains("@kline_1m"))
+    {
         #[derive(serde::Deserialize)]
         struct Envelope<'a> {
             #[serde(borrow)]
@@ -70,8 +73,14 @@ fn fill_ranges(messages: &[RawMessage]) -> BTreeMap<(String, u64), (u64, u64)> {
     for m in messages.iter().filter(|m| m.data.contains("@aggTrade")) {
         let v: serde_json::Value = serde_json::from_str(&m.data).expect("json");
         let d = &v["data"];
-        let key = (d["s"].as_str().expect("s").to_owned(), d["a"].as_u64().expect("a"));
-        ranges.insert(key, (d["f"].as_u64().expect("f"), d["l"].as_u64().expect("l")));
+        let key = (
+            d["s"].as_str().expect("s").to_owned(),
+            d["a"].as_u64().expect("a"),
+        );
+        ranges.insert(
+            key,
+            (d["f"].as_u64().expect("f"), d["l"].as_u64().expect("l")),
+        );
     }
     ranges
 }
@@ -91,15 +100,21 @@ fn candles_equal_binance_klines_where_trades_cover_them() {
             .iter()
             .filter(|t| {
                 let native = t.instrument.as_str().replace('-', "");
-                let Some(TradeId::Num(a)) = Some(&t.trade_id) else { return false };
+                let Some(TradeId::Num(a)) = Some(&t.trade_id) else {
+                    return false;
+                };
                 native == k.symbol
-                    && ranges.get(&(k.symbol.clone(), *a)).is_some_and(|(f, l)| *f >= k.first && *l <= k.last)
+                    && ranges
+                        .get(&(k.symbol.clone(), *a))
+                        .is_some_and(|(f, l)| *f >= k.first && *l <= k.last)
             })
             .collect();
         let covered: u64 = inside
             .iter()
             .map(|t| {
-                let TradeId::Num(a) = &t.trade_id else { return 0 };
+                let TradeId::Num(a) = &t.trade_id else {
+                    return 0;
+                };
                 let (f, l) = ranges[&(k.symbol.clone(), *a)];
                 l - f + 1
             })
@@ -107,7 +122,10 @@ fn candles_equal_binance_klines_where_trades_cover_them() {
         if covered != k.last - k.first + 1 {
             continue; // the recording started after this kline's first fill
         }
-        let mut agg = CandleAggregator::new(AggregatorConfig { intervals: vec![Interval::M1], ..AggregatorConfig::default() });
+        let mut agg = CandleAggregator::new(AggregatorConfig {
+            intervals: vec![Interval::M1],
+            ..AggregatorConfig::default()
+        });
         let mut out = Vec::new();
         for t in &inside {
             agg.on_trade(t, &mut out);
@@ -117,13 +135,30 @@ fn candles_equal_binance_klines_where_trades_cover_them() {
             .iter()
             .find(|c| c.interval == Interval::M1 && c.open_time.as_millis() == k.open_ms)
             .unwrap_or_else(|| panic!("no candle for kline {} at {}", k.symbol, k.open_ms));
-        assert_eq!(ours.instrument, Instrument::parse(&format!("{}-{}", &k.symbol[..3], &k.symbol[3..])).expect("i"));
-        assert_eq!([ours.open, ours.high, ours.low, ours.close, ours.volume], k.ohlcv, "{} {}", k.symbol, k.open_ms);
-        assert_eq!(ours.trades, k.trades, "fill count of {} {}", k.symbol, k.open_ms);
+        assert_eq!(
+            ours.instrument,
+            Instrument::parse(&format!("{}-{}", &k.symbol[..3], &k.symbol[3..])).expect("i")
+        );
+        assert_eq!(
+            [ours.open, ours.high, ours.low, ours.close, ours.volume],
+            k.ohlcv,
+            "{} {}",
+            k.symbol,
+            k.open_ms
+        );
+        assert_eq!(
+            ours.trades, k.trades,
+            "fill count of {} {}",
+            k.symbol, k.open_ms
+        );
         assert_eq!(ours.exchange, Exchange::Binance);
         checked += 1;
     }
-    assert!(checked >= 1, "at least one kline is fully covered by recorded trades; checked {checked} of {}", klines.len());
+    assert!(
+        checked >= 1,
+        "at least one kline is fully covered by recorded trades; checked {checked} of {}",
+        klines.len()
+    );
 }
 
 /// Every recorded trade lands in exactly one candle of every interval, once the
@@ -143,7 +178,11 @@ fn every_real_trade_is_in_one_candle_per_interval() {
         latest.insert((c.interval, c.open_time.0), c.trades);
     }
     for iv in Interval::ALL {
-        let total: u64 = latest.iter().filter(|(k, _)| k.0 == iv).map(|(_, n)| *n).sum();
+        let total: u64 = latest
+            .iter()
+            .filter(|(k, _)| k.0 == iv)
+            .map(|(_, n)| *n)
+            .sum();
         assert_eq!(total, trades.len() as u64, "{iv}");
     }
 }

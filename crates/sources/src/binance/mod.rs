@@ -10,7 +10,9 @@ use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 use serde_json::value::RawValue;
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, listing};
-use wire::{BinanceAggTrade, BinanceBookTicker, BinanceCombined, BinanceExchangeInfo, BinanceTrade};
+use wire::{
+    BinanceAggTrade, BinanceBookTicker, BinanceCombined, BinanceExchangeInfo, BinanceTrade,
+};
 
 const EX: Exchange = Exchange::Binance;
 
@@ -21,11 +23,18 @@ pub struct BinanceParser {
 }
 
 fn json(source: serde_json::Error) -> ParseError {
-    ParseError::Json { exchange: EX, source }
+    ParseError::Json {
+        exchange: EX,
+        source,
+    }
 }
 
 fn side(buyer_is_maker: bool) -> Side {
-    if buyer_is_maker { Side::Sell } else { Side::Buy }
+    if buyer_is_maker {
+        Side::Sell
+    } else {
+        Side::Buy
+    }
 }
 
 impl BinanceParser {
@@ -49,7 +58,13 @@ impl BinanceParser {
         Ok(Parsed::Events(info.symbols.len()))
     }
 
-    fn payload(&mut self, kind: &str, data: &RawValue, received: Ts, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
+    fn payload(
+        &mut self,
+        kind: &str,
+        data: &RawValue,
+        received: Ts,
+        out: &mut Vec<Event>,
+    ) -> Result<Parsed, ParseError> {
         match kind {
             "trade" => {
                 let t: BinanceTrade<'_> = serde_json::from_str(data.get()).map_err(json)?;
@@ -116,8 +131,7 @@ impl BinanceParser {
 /// `btcusdt@kline_1m` is `kline`, `btcusdt@depth@100ms` is `depth`.
 fn stream_kind(stream: &str) -> &str {
     let after = stream.split_once('@').map_or(stream, |(_, k)| k);
-    let kind = after.split(['@', '_']).next().unwrap_or(after);
-    kind
+    after.split(['@', '_']).next().unwrap_or(after)
 }
 
 impl Parser for BinanceParser {
@@ -140,7 +154,9 @@ impl Parser for BinanceParser {
             });
         }
         match (envelope.stream, envelope.data, envelope.e) {
-            (Some(stream), Some(data), _) => self.payload(stream_kind(stream), data, msg.ts_received, out),
+            (Some(stream), Some(data), _) => {
+                self.payload(stream_kind(stream), data, msg.ts_received, out)
+            }
             (None, None, Some(kind)) => {
                 let raw: &RawValue = serde_json::from_str(&msg.data).map_err(json)?;
                 self.payload(kind, raw, msg.ts_received, out)
@@ -157,12 +173,19 @@ mod tests {
     use ck_model::Decimal;
 
     fn ws(data: &str) -> RawMessage {
-        RawMessage { exchange: EX, ts_received: Ts(7), origin: Origin::Ws, data: data.to_owned() }
+        RawMessage {
+            exchange: EX,
+            ts_received: Ts(7),
+            origin: Origin::Ws,
+            data: data.to_owned(),
+        }
     }
 
     fn one(data: &str) -> Event {
         let mut out = Vec::new();
-        let parsed = BinanceParser::new().parse(&ws(data), &mut out).expect("parses");
+        let parsed = BinanceParser::new()
+            .parse(&ws(data), &mut out)
+            .expect("parses");
         assert_eq!(parsed, Parsed::Events(1));
         out.pop().expect("one event")
     }
@@ -170,8 +193,12 @@ mod tests {
     #[test]
     fn trade_from_recording() {
         // From fixtures/hftbacktest/binance_spot_btcusdt_20240808.gz.
-        let e = one(r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}"#);
-        let Event::Trade(t) = e else { panic!("not a trade: {e:?}") };
+        let e = one(
+            r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}"#,
+        );
+        let Event::Trade(t) = e else {
+            panic!("not a trade: {e:?}")
+        };
         assert_eq!(t.instrument.as_str(), "BTC-USDT");
         assert_eq!(t.trade_id, TradeId::Num(3_735_683_259));
         assert_eq!(t.price.to_string(), "61837.63000000");
@@ -183,27 +210,53 @@ mod tests {
 
     #[test]
     fn agg_trade_counts_fills() {
-        let e = one(r#"{"stream":"nknusdt@aggTrade","data":{"e":"aggTrade","E":1633998523963,"s":"NKNUSDT","a":15683430,"p":"0.35280000","q":"58.00000000","f":19862788,"l":19862790,"T":1633998523963,"m":false,"M":true}}"#);
-        let Event::Trade(t) = e else { panic!("not a trade: {e:?}") };
-        assert_eq!((t.fills, t.side, t.trade_id), (3, Side::Buy, TradeId::Num(15_683_430)));
+        let e = one(
+            r#"{"stream":"nknusdt@aggTrade","data":{"e":"aggTrade","E":1633998523963,"s":"NKNUSDT","a":15683430,"p":"0.35280000","q":"58.00000000","f":19862788,"l":19862790,"T":1633998523963,"m":false,"M":true}}"#,
+        );
+        let Event::Trade(t) = e else {
+            panic!("not a trade: {e:?}")
+        };
+        assert_eq!(
+            (t.fills, t.side, t.trade_id),
+            (3, Side::Buy, TradeId::Num(15_683_430))
+        );
     }
 
     #[test]
     fn book_ticker_is_a_quote() {
-        let e = one(r#"{"stream":"nknusdt@bookTicker","data":{"u":499869768,"s":"NKNUSDT","b":"0.35210000","B":"672.00000000","a":"0.35260000","A":"3199.00000000"}}"#);
-        let Event::Quote(q) = e else { panic!("not a quote: {e:?}") };
-        assert_eq!((q.bid.to_string(), q.ask.to_string()), ("0.35210000".into(), "0.35260000".into()));
-        assert_eq!(q.ts_exchange, Ts(7), "spot bookTicker has no time: receive time stands in");
+        let e = one(
+            r#"{"stream":"nknusdt@bookTicker","data":{"u":499869768,"s":"NKNUSDT","b":"0.35210000","B":"672.00000000","a":"0.35260000","A":"3199.00000000"}}"#,
+        );
+        let Event::Quote(q) = e else {
+            panic!("not a quote: {e:?}")
+        };
+        assert_eq!(
+            (q.bid.to_string(), q.ask.to_string()),
+            ("0.35210000".into(), "0.35260000".into())
+        );
+        assert_eq!(
+            q.ts_exchange,
+            Ts(7),
+            "spot bookTicker has no time: receive time stands in"
+        );
     }
 
     #[test]
     fn raw_stream_payloads_and_ignored_kinds() {
-        let e = one(r#"{"e":"trade","E":1,"s":"ETHBTC","t":5,"p":"0.05","q":"1","T":1,"m":false,"M":true}"#);
+        let e = one(
+            r#"{"e":"trade","E":1,"s":"ETHBTC","t":5,"p":"0.05","q":"1","T":1,"m":false,"M":true}"#,
+        );
         assert!(matches!(e, Event::Trade(_)));
         let mut p = BinanceParser::new();
         let mut out = Vec::new();
-        for ignored in [r#"{"result":null,"id":1}"#, r#"{"stream":"x@depth@100ms","data":{"e":"depthUpdate"}}"#] {
-            assert_eq!(p.parse(&ws(ignored), &mut out).expect("ok"), Parsed::Ignored);
+        for ignored in [
+            r#"{"result":null,"id":1}"#,
+            r#"{"stream":"x@depth@100ms","data":{"e":"depthUpdate"}}"#,
+        ] {
+            assert_eq!(
+                p.parse(&ws(ignored), &mut out).expect("ok"),
+                Parsed::Ignored
+            );
         }
         assert!(out.is_empty());
     }
@@ -214,10 +267,22 @@ mod tests {
         let mut out = Vec::new();
         let cases = [
             ("{not json", "malformed"),
-            (r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"1.2.3","q":"1","T":1,"m":true}}"#, "bad price `1.2.3`"),
-            (r#"{"stream":"xx@trade","data":{"s":"QQQ","t":1,"p":"1","q":"1","T":1,"m":true}}"#, "unknown binance symbol `QQQ`"),
-            (r#"{"code":2,"msg":"Invalid request","id":1}"#, "Invalid request"),
-            (r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":-1,"p":"1","q":"1","T":1,"m":true}}"#, "malformed"),
+            (
+                r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"1.2.3","q":"1","T":1,"m":true}}"#,
+                "bad price `1.2.3`",
+            ),
+            (
+                r#"{"stream":"xx@trade","data":{"s":"QQQ","t":1,"p":"1","q":"1","T":1,"m":true}}"#,
+                "unknown binance symbol `QQQ`",
+            ),
+            (
+                r#"{"code":2,"msg":"Invalid request","id":1}"#,
+                "Invalid request",
+            ),
+            (
+                r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":-1,"p":"1","q":"1","T":1,"m":true}}"#,
+                "malformed",
+            ),
         ];
         for (input, expected) in cases {
             let err = p.parse(&ws(input), &mut out).expect_err(input).to_string();
@@ -231,7 +296,12 @@ mod tests {
         let mut p = BinanceParser::new();
         let mut out = Vec::new();
         let body = r#"{"timezone":"UTC","symbols":[{"symbol":"XBTEUR","status":"TRADING","baseAsset":"XBT","quoteAsset":"EUR"}]}"#;
-        let msg = RawMessage { origin: Origin::Rest { url: "https://api.binance.com/api/v3/exchangeInfo".into() }, ..ws(body) };
+        let msg = RawMessage {
+            origin: Origin::Rest {
+                url: "https://api.binance.com/api/v3/exchangeInfo".into(),
+            },
+            ..ws(body)
+        };
         assert_eq!(p.parse(&msg, &mut out).expect("ok"), Parsed::Events(1));
         assert_eq!(p.instrument("XBTEUR").expect("known").as_str(), "BTC-EUR");
     }

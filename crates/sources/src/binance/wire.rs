@@ -95,7 +95,10 @@ pub struct BinanceKlineEvent<'a> {
 
 /// The kline body of [`BinanceKlineEvent`].
 #[derive(Debug, Deserialize)]
-#[expect(missing_docs, reason = "fields are the exchange's, named in the serde renames")]
+#[expect(
+    missing_docs,
+    reason = "fields are the exchange's, named in the serde renames"
+)]
 pub struct BinanceKline<'a> {
     #[serde(rename = "t")]
     pub open_time_ms: i64,

@@ -19,11 +19,18 @@ pub struct CoinbaseExchangeParser {
 }
 
 fn json(source: serde_json::Error) -> ParseError {
-    ParseError::Json { exchange: EX, source }
+    ParseError::Json {
+        exchange: EX,
+        source,
+    }
 }
 
 fn required<'a>(field: &'static str, v: Option<&'a str>) -> Result<&'a str, ParseError> {
-    v.ok_or(ParseError::BadField { exchange: EX, field, value: "(missing)".into() })
+    v.ok_or(ParseError::BadField {
+        exchange: EX,
+        field,
+        value: "(missing)".into(),
+    })
 }
 
 impl CoinbaseExchangeParser {
@@ -45,7 +52,11 @@ impl CoinbaseExchangeParser {
     }
 
     fn time(text: &str) -> Result<Ts, ParseError> {
-        Ts::parse(text).map_err(|_| ParseError::BadField { exchange: EX, field: "time", value: text.to_owned() })
+        Ts::parse(text).map_err(|_| ParseError::BadField {
+            exchange: EX,
+            field: "time",
+            value: text.to_owned(),
+        })
     }
 }
 
@@ -71,9 +82,16 @@ impl Parser for CoinbaseExchangeParser {
         match m.kind {
             "match" | "last_match" => {
                 let maker = required("side", m.side)?;
-                let maker = Side::parse(maker)
-                    .ok_or_else(|| ParseError::BadField { exchange: EX, field: "side", value: maker.to_owned() })?;
-                let trade_id = m.trade_id.ok_or(ParseError::BadField { exchange: EX, field: "trade_id", value: "(missing)".into() })?;
+                let maker = Side::parse(maker).ok_or_else(|| ParseError::BadField {
+                    exchange: EX,
+                    field: "side",
+                    value: maker.to_owned(),
+                })?;
+                let trade_id = m.trade_id.ok_or(ParseError::BadField {
+                    exchange: EX,
+                    field: "trade_id",
+                    value: "(missing)".into(),
+                })?;
                 out.push(Event::Trade(Trade {
                     exchange: EX,
                     instrument: self.instrument(required("product_id", m.product_id)?)?,
@@ -100,14 +118,22 @@ impl Parser for CoinbaseExchangeParser {
                     ask: decimal(EX, "best_ask", ask)?,
                     ask_size: opt("best_ask_size", m.best_ask_size)?,
                     last: opt("price", m.price)?,
-                    ts_exchange: m.time.map(Self::time).transpose()?.unwrap_or(msg.ts_received),
+                    ts_exchange: m
+                        .time
+                        .map(Self::time)
+                        .transpose()?
+                        .unwrap_or(msg.ts_received),
                     ts_received: msg.ts_received,
                 }));
                 Ok(Parsed::Events(1))
             }
             "error" => Err(ParseError::Venue {
                 exchange: EX,
-                message: format!("{} {}", m.message.unwrap_or_default(), m.reason.unwrap_or_default()),
+                message: format!(
+                    "{} {}",
+                    m.message.unwrap_or_default(),
+                    m.reason.unwrap_or_default()
+                ),
             }),
             _ => Ok(Parsed::Ignored),
         }
@@ -122,10 +148,19 @@ mod tests {
     fn match_reports_the_maker_side() {
         // From fixtures/cryptofeed/COINBASE_EXCHANGE.ws.28.0.
         let data = r#"{"type":"match","trade_id":280232,"maker_order_id":"2a0da34e-61f7-4c36-88e5-c9dd15927b16","taker_order_id":"3c82abaa-c01e-4608-be59-6a1e69742891","side":"sell","size":"985","price":"0.00001305","product_id":"SKL-BTC","sequence":177100030,"time":"2021-04-17T16:43:37.089723Z"}"#;
-        let msg = RawMessage { exchange: EX, ts_received: Ts(1), origin: Origin::Ws, data: data.into() };
+        let msg = RawMessage {
+            exchange: EX,
+            ts_received: Ts(1),
+            origin: Origin::Ws,
+            data: data.into(),
+        };
         let mut out = Vec::new();
-        CoinbaseExchangeParser::new().parse(&msg, &mut out).expect("parses");
-        let Some(Event::Trade(t)) = out.pop() else { panic!("no trade") };
+        CoinbaseExchangeParser::new()
+            .parse(&msg, &mut out)
+            .expect("parses");
+        let Some(Event::Trade(t)) = out.pop() else {
+            panic!("no trade")
+        };
         assert_eq!(t.side, Side::Buy, "maker sold, so the taker bought");
         assert_eq!(t.price.to_string(), "0.00001305");
         assert_eq!(t.ts_exchange.to_string(), "2021-04-17T16:43:37.089723Z");

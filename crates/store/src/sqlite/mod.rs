@@ -20,7 +20,9 @@ use ck_bus::IngestError;
 use ck_model::{Candle, Exchange, Instrument, Interval, Quote, Trade, Ts};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::{CandleSource, Error, RangeQuery, Store, StoreCounts, StoredInstrument, WriteBatch, WriteSummary};
+use crate::{
+    CandleSource, Error, RangeQuery, Store, StoreCounts, StoredInstrument, WriteBatch, WriteSummary,
+};
 use rows::{candle_from_row, id_param, quote_from_row, side_code, trade_from_row};
 
 /// How hard a commit is pushed to disk.
@@ -56,7 +58,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -69,7 +73,10 @@ impl SqliteStore {
     /// applies pending migrations.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, Error> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.display().to_string(), source })?;
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.display().to_string(),
+                source,
+            })?;
         }
         let mut conn = Connection::open(path).map_err(sql("opening database"))?;
         let sync = match durability {
@@ -85,7 +92,9 @@ impl SqliteStore {
              PRAGMA wal_autocheckpoint = 10000;"
         ))
         .map_err(sql("configuring database"))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(sql("reading journal mode"))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(sql("reading journal mode"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), mode, "SQLite did not enable WAL; durability holds, concurrency is lower");
         }
@@ -93,7 +102,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                writer: Mutex::new(Writer { conn, ids: HashMap::new() }),
+                writer: Mutex::new(Writer {
+                    conn,
+                    ids: HashMap::new(),
+                }),
                 readers: Mutex::new(Vec::new()),
             }),
         })
@@ -119,7 +131,8 @@ impl SqliteStore {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )
                     .map_err(sql("opening reader"))?;
-                    c.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql("configuring reader"))?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))
+                        .map_err(sql("configuring reader"))?;
                     c
                 }
             };
@@ -153,18 +166,28 @@ fn instrument_id(
     if let Some(id) = ids.get(&(exchange, instrument.clone())) {
         return Ok(*id);
     }
-    tx.prepare_cached("INSERT INTO instruments (exchange, instrument) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
-        .and_then(|mut s| s.execute(params![exchange.as_str(), instrument.as_str()]))
-        .map_err(sql("adding instrument"))?;
+    tx.prepare_cached(
+        "INSERT INTO instruments (exchange, instrument) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )
+    .and_then(|mut s| s.execute(params![exchange.as_str(), instrument.as_str()]))
+    .map_err(sql("adding instrument"))?;
     let id: i64 = tx
         .prepare_cached("SELECT id FROM instruments WHERE exchange = ?1 AND instrument = ?2")
-        .and_then(|mut s| s.query_row(params![exchange.as_str(), instrument.as_str()], |r| r.get(0)))
+        .and_then(|mut s| {
+            s.query_row(params![exchange.as_str(), instrument.as_str()], |r| {
+                r.get(0)
+            })
+        })
         .map_err(sql("finding instrument"))?;
     ids.insert((exchange, instrument.clone()), id);
     Ok(id)
 }
 
-fn write_batch(conn: &mut Connection, ids: &mut HashMap<(Exchange, Instrument), i64>, b: &WriteBatch) -> Result<WriteSummary, Error> {
+fn write_batch(
+    conn: &mut Connection,
+    ids: &mut HashMap<(Exchange, Instrument), i64>,
+    b: &WriteBatch,
+) -> Result<WriteSummary, Error> {
     let mut summary = WriteSummary::default();
     let tx = conn.transaction().map_err(sql("starting write"))?;
     {
@@ -176,7 +199,12 @@ fn write_batch(conn: &mut Connection, ids: &mut HashMap<(Exchange, Instrument), 
             .map_err(sql("preparing instrument upsert"))?;
         for i in &b.instruments {
             listing
-                .execute(params![i.exchange.as_str(), i.instrument.as_str(), i.native_symbol, i.status])
+                .execute(params![
+                    i.exchange.as_str(),
+                    i.instrument.as_str(),
+                    i.native_symbol,
+                    i.status
+                ])
                 .map_err(sql("upserting instrument"))?;
         }
     }
@@ -192,7 +220,11 @@ fn write_batch(conn: &mut Connection, ids: &mut HashMap<(Exchange, Instrument), 
         let mut size = String::new();
         for t in &b.trades {
             let id = match last {
-                Some((e, i, id)) if e == t.exchange && (i.ptr_eq(&t.instrument) || *i == t.instrument) => id,
+                Some((e, i, id))
+                    if e == t.exchange && (i.ptr_eq(&t.instrument) || *i == t.instrument) =>
+                {
+                    id
+                }
                 _ => {
                     let id = instrument_id(&tx, ids, t.exchange, &t.instrument)?;
                     last = Some((t.exchange, &t.instrument, id));
@@ -205,7 +237,16 @@ fn write_batch(conn: &mut Connection, ids: &mut HashMap<(Exchange, Instrument), 
             let _ = write!(price, "{}", t.price);
             let _ = write!(size, "{}", t.size);
             let n = insert
-                .execute(params![id, id_param(&t.trade_id), t.ts_exchange.0, price, size, side_code(t.side), t.ts_received.0, t.fills])
+                .execute(params![
+                    id,
+                    id_param(&t.trade_id),
+                    t.ts_exchange.0,
+                    price,
+                    size,
+                    side_code(t.side),
+                    t.ts_received.0,
+                    t.fills
+                ])
                 .map_err(sql("inserting trade"))?;
             if n == 1 {
                 summary.trades_inserted += 1;
@@ -238,7 +279,10 @@ fn write_batch(conn: &mut Connection, ids: &mut HashMap<(Exchange, Instrument), 
             summary.quotes_inserted += 1;
         }
     }
-    for (candles, source) in [(&b.candles, CandleSource::Ours), (&b.exchange_candles, CandleSource::Exchange)] {
+    for (candles, source) in [
+        (&b.candles, CandleSource::Ours),
+        (&b.exchange_candles, CandleSource::Exchange),
+    ] {
         let mut upsert = tx
             .prepare_cached(
                 "INSERT INTO candles (instrument_id, interval, open_time, source, open, high, low, close, volume,
@@ -283,7 +327,13 @@ fn write_batch(conn: &mut Connection, ids: &mut HashMap<(Exchange, Instrument), 
             .map_err(sql("preparing error insert"))?;
         for e in &b.errors {
             insert
-                .execute(params![e.ts.0, e.exchange.map(Exchange::as_str), e.origin, e.message, e.excerpt])
+                .execute(params![
+                    e.ts.0,
+                    e.exchange.map(Exchange::as_str),
+                    e.origin,
+                    e.message,
+                    e.excerpt
+                ])
                 .map_err(sql("inserting ingest error"))?;
         }
     }
@@ -297,10 +347,17 @@ const INSTRUMENT_ID: &str = "(SELECT id FROM instruments WHERE exchange = ?1 AND
 impl Store for SqliteStore {
     async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteSummary, Error> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_blocking(&batch)).await.map_err(Error::Worker)?
+        tokio::task::spawn_blocking(move || store.write_blocking(&batch))
+            .await
+            .map_err(Error::Worker)?
     }
 
-    async fn candles(&self, q: &RangeQuery, interval: Interval, source: CandleSource) -> Result<Vec<Candle>, Error> {
+    async fn candles(
+        &self,
+        q: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+    ) -> Result<Vec<Candle>, Error> {
         let q = q.clone();
         self.read(move |c| {
             let mut stmt = c
@@ -360,7 +417,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn latest_candle(&self, exchange: Exchange, instrument: &Instrument, interval: Interval) -> Result<Option<Candle>, Error> {
+    async fn latest_candle(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+        interval: Interval,
+    ) -> Result<Option<Candle>, Error> {
         let instrument = instrument.clone();
         self.read(move |c| {
             c.prepare_cached(&format!(
@@ -381,7 +443,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn latest_quote(&self, exchange: Exchange, instrument: &Instrument) -> Result<Option<Quote>, Error> {
+    async fn latest_quote(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+    ) -> Result<Option<Quote>, Error> {
         let instrument = instrument.clone();
         self.read(move |c| {
             c.prepare_cached(&format!(
@@ -389,8 +455,10 @@ impl Store for SqliteStore {
                  WHERE instrument_id = {INSTRUMENT_ID} ORDER BY ts DESC, ts_received DESC LIMIT 1"
             ))
             .and_then(|mut s| {
-                s.query_row(params![exchange.as_str(), instrument.as_str()], |r| Ok(quote_from_row(r, exchange, &instrument)))
-                    .optional()
+                s.query_row(params![exchange.as_str(), instrument.as_str()], |r| {
+                    Ok(quote_from_row(r, exchange, &instrument))
+                })
+                .optional()
             })
             .map_err(sql("querying latest quote"))?
             .transpose()
@@ -415,8 +483,16 @@ impl Store for SqliteStore {
                     let status: Option<String> = r.get(3)?;
                     let last: Option<i64> = r.get(4)?;
                     Ok((|| {
-                        let exchange = exchange.parse::<Exchange>().map_err(|_| Error::Corrupt { what: "exchange", value: exchange.clone() })?;
-                        let instrument = Instrument::parse(&instrument).map_err(|_| Error::Corrupt { what: "instrument", value: instrument.clone() })?;
+                        let exchange =
+                            exchange.parse::<Exchange>().map_err(|_| Error::Corrupt {
+                                what: "exchange",
+                                value: exchange.clone(),
+                            })?;
+                        let instrument =
+                            Instrument::parse(&instrument).map_err(|_| Error::Corrupt {
+                                what: "instrument",
+                                value: instrument.clone(),
+                            })?;
                         Ok(StoredInstrument {
                             info: ck_model::InstrumentInfo {
                                 exchange,
@@ -465,7 +541,11 @@ impl Store for SqliteStore {
                 Ok(u64::try_from(n).unwrap_or(0))
             };
             let candles: i64 = c
-                .query_row("SELECT COUNT(*) FROM candles WHERE source = 'ours'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT COUNT(*) FROM candles WHERE source = 'ours'",
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(sql("counting candles"))?;
             Ok(StoreCounts {
                 instruments: count("instruments")?,
@@ -483,7 +563,9 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<Result<T, Error>>>) -> Result<Vec<T>, Error> {
+fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, Error>>>,
+) -> Result<Vec<T>, Error> {
     let mut out = Vec::new();
     for r in rows {
         out.push(r.map_err(sql("reading row"))??);

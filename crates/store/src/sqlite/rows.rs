@@ -1,6 +1,8 @@
 //! Converting between rows and model types.
 
-use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Quote, Side, Trade, TradeId, Ts};
+use ck_model::{
+    Candle, CandleState, Decimal, Exchange, Instrument, Interval, Quote, Side, Trade, TradeId, Ts,
+};
 use rusqlite::Row;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 
@@ -22,16 +24,25 @@ fn id_from(v: ValueRef<'_>) -> Result<Option<TradeId>, Error> {
         ValueRef::Null => Ok(None),
         ValueRef::Integer(i) => u64::try_from(i)
             .map(|n| Some(TradeId::Num(n)))
-            .map_err(|_| Error::Corrupt { what: "trade id", value: i.to_string() }),
+            .map_err(|_| Error::Corrupt {
+                what: "trade id",
+                value: i.to_string(),
+            }),
         ValueRef::Text(t) | ValueRef::Blob(t) => {
-            let s = std::str::from_utf8(t).map_err(|_| Error::Corrupt { what: "trade id", value: format!("{t:?}") })?;
+            let s = std::str::from_utf8(t).map_err(|_| Error::Corrupt {
+                what: "trade id",
+                value: format!("{t:?}"),
+            })?;
             // Numeric ids too large for i64 were stored as text.
             Ok(Some(match s.parse::<u64>() {
                 Ok(n) if i64::try_from(n).is_err() => TradeId::Num(n),
                 _ => TradeId::Str(s.into()),
             }))
         }
-        ValueRef::Real(r) => Err(Error::Corrupt { what: "trade id", value: r.to_string() }),
+        ValueRef::Real(r) => Err(Error::Corrupt {
+            what: "trade id",
+            value: r.to_string(),
+        }),
     }
 }
 
@@ -52,7 +63,10 @@ fn side_from(code: i64) -> Side {
 }
 
 fn dec(what: &'static str, text: &str) -> Result<Decimal, Error> {
-    Decimal::parse(text).map_err(|_| Error::Corrupt { what, value: text.to_owned() })
+    Decimal::parse(text).map_err(|_| Error::Corrupt {
+        what,
+        value: text.to_owned(),
+    })
 }
 
 fn opt_dec(what: &'static str, text: Option<String>) -> Result<Option<Decimal>, Error> {
@@ -61,7 +75,12 @@ fn opt_dec(what: &'static str, text: Option<String>) -> Result<Option<Decimal>, 
 
 /// Reads `open_time, open, high, low, close, volume, quote_volume, vwap,
 /// taker_buy_volume, trades, first_trade_id, last_trade_id, state`.
-pub(crate) fn candle_from_row(r: &Row<'_>, exchange: Exchange, instrument: &Instrument, interval: Interval) -> Result<Candle, Error> {
+pub(crate) fn candle_from_row(
+    r: &Row<'_>,
+    exchange: Exchange,
+    instrument: &Instrument,
+    interval: Interval,
+) -> Result<Candle, Error> {
     let text = |i: usize| -> Result<String, Error> { r.get::<_, String>(i).map_err(sqlerr) };
     let state = text(12)?;
     let trades: i64 = r.get(9).map_err(sqlerr)?;
@@ -78,37 +97,60 @@ pub(crate) fn candle_from_row(r: &Row<'_>, exchange: Exchange, instrument: &Inst
         quote_volume: dec("quote_volume", &text(6)?)?,
         vwap: dec("vwap", &text(7)?)?,
         taker_buy_volume: dec("taker_buy_volume", &text(8)?)?,
-        trades: u64::try_from(trades).map_err(|_| Error::Corrupt { what: "trades", value: trades.to_string() })?,
+        trades: u64::try_from(trades).map_err(|_| Error::Corrupt {
+            what: "trades",
+            value: trades.to_string(),
+        })?,
         first_trade_id: id_from(r.get_ref(10).map_err(sqlerr)?)?,
         last_trade_id: id_from(r.get_ref(11).map_err(sqlerr)?)?,
-        state: CandleState::parse(&state).ok_or(Error::Corrupt { what: "state", value: state.clone() })?,
+        state: CandleState::parse(&state).ok_or(Error::Corrupt {
+            what: "state",
+            value: state.clone(),
+        })?,
     })
 }
 
 fn sqlerr(source: rusqlite::Error) -> Error {
-    Error::Sqlite { context: "reading row", source }
+    Error::Sqlite {
+        context: "reading row",
+        source,
+    }
 }
 
 /// Reads `trade_id, ts, price, size, side, ts_received, fills`.
-pub(crate) fn trade_from_row(r: &Row<'_>, exchange: Exchange, instrument: &Instrument) -> Result<Trade, Error> {
+pub(crate) fn trade_from_row(
+    r: &Row<'_>,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> Result<Trade, Error> {
     let price: String = r.get(2).map_err(sqlerr)?;
     let size: String = r.get(3).map_err(sqlerr)?;
     let fills: i64 = r.get(6).map_err(sqlerr)?;
     Ok(Trade {
         exchange,
         instrument: instrument.clone(),
-        trade_id: id_from(r.get_ref(0).map_err(sqlerr)?)?.ok_or(Error::Corrupt { what: "trade id", value: "NULL".into() })?,
+        trade_id: id_from(r.get_ref(0).map_err(sqlerr)?)?.ok_or(Error::Corrupt {
+            what: "trade id",
+            value: "NULL".into(),
+        })?,
         ts_exchange: Ts(r.get(1).map_err(sqlerr)?),
         price: dec("price", &price)?,
         size: dec("size", &size)?,
         side: side_from(r.get(4).map_err(sqlerr)?),
         ts_received: Ts(r.get(5).map_err(sqlerr)?),
-        fills: u32::try_from(fills).map_err(|_| Error::Corrupt { what: "fills", value: fills.to_string() })?,
+        fills: u32::try_from(fills).map_err(|_| Error::Corrupt {
+            what: "fills",
+            value: fills.to_string(),
+        })?,
     })
 }
 
 /// Reads `ts, ts_received, bid, bid_size, ask, ask_size, last`.
-pub(crate) fn quote_from_row(r: &Row<'_>, exchange: Exchange, instrument: &Instrument) -> Result<Quote, Error> {
+pub(crate) fn quote_from_row(
+    r: &Row<'_>,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> Result<Quote, Error> {
     let bid: String = r.get(2).map_err(sqlerr)?;
     let ask: String = r.get(4).map_err(sqlerr)?;
     Ok(Quote {

@@ -103,11 +103,18 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Error> {
     )
     .map_err(sql("creating schema_migrations"))?;
     let current: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
         .map_err(sql("reading schema version"))?;
     let newest = MIGRATIONS.last().map_or(0, |m| m.0);
     if current > newest {
-        return Err(Error::SchemaTooNew { found: current, supported: newest });
+        return Err(Error::SchemaTooNew {
+            found: current,
+            supported: newest,
+        });
     }
     for (version, description, body) in MIGRATIONS.iter().filter(|m| m.0 > current) {
         let tx = conn.transaction().map_err(sql("starting migration"))?;

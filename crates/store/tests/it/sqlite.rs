@@ -17,9 +17,13 @@ async fn sqlite_is_in_wal_mode_and_reopens_with_its_data() {
         ck_testkit::store_contract(&store).await;
     }
     let conn = rusqlite::Connection::open(&path).expect("open raw");
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
     assert_eq!(mode, "wal");
-    let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).expect("migrations");
+    let versions: i64 = conn
+        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+        .expect("migrations");
     assert_eq!(versions, 1);
     drop(conn);
     let store = SqliteStore::open(&path, Durability::Full).expect("reopen migrates nothing twice");
@@ -63,8 +67,20 @@ async fn a_failed_batch_commits_nothing() {
         last_trade_id: None,
         state: ck_model::CandleState::Closed,
     };
-    let batch = ck_store::WriteBatch { trades: vec![t], candles: vec![c], ..Default::default() };
-    let err = store.write(std::sync::Arc::new(batch)).await.expect_err("refused").to_string();
+    let batch = ck_store::WriteBatch {
+        trades: vec![t],
+        candles: vec![c],
+        ..Default::default()
+    };
+    let err = store
+        .write(std::sync::Arc::new(batch))
+        .await
+        .expect_err("refused")
+        .to_string();
     assert!(err.contains("candle"), "{err}");
-    assert_eq!(store.counts().await.expect("counts").trades, 0, "the trade rolled back with the candle");
+    assert_eq!(
+        store.counts().await.expect("counts").trades,
+        0,
+        "the trade rolled back with the candle"
+    );
 }
