@@ -14,13 +14,28 @@ use tokio_util::sync::CancellationToken;
 fn once(rt: &tokio::runtime::Runtime) -> Duration {
     let file = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
     let dir = tempfile::tempdir().expect("tempdir");
-    let env = vec![("CANDLEKEEP_DATA_DIR".to_owned(), dir.path().display().to_string())];
-    let settings = AppConfig::load(None, env).expect("config").settings().expect("settings");
+    let env = vec![(
+        "CANDLEKEEP_DATA_DIR".to_owned(),
+        dir.path().display().to_string(),
+    )];
+    let settings = AppConfig::load(None, env)
+        .expect("config")
+        .settings()
+        .expect("settings");
     let store = ck_app::open_store(&settings).expect("store");
     let start = Instant::now();
-    let source = Source::Replay { files: vec![file], options: ReplayOptions::default() };
+    let source = Source::Replay {
+        files: vec![file],
+        options: ReplayOptions::default(),
+    };
     let report = rt
-        .block_on(run_pipeline(&settings, store, vec![source], None, CancellationToken::new()))
+        .block_on(run_pipeline(
+            &settings,
+            store,
+            vec![source],
+            None,
+            CancellationToken::new(),
+        ))
         .expect("replay");
     let elapsed = start.elapsed();
     assert_eq!(report.writer.written.trades_inserted, 9_757);
@@ -28,7 +43,11 @@ fn once(rt: &tokio::runtime::Runtime) -> Duration {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut group = c.benchmark_group("replay");
     group.throughput(Throughput::Elements(9_757));
     group.sample_size(10);

@@ -225,7 +225,11 @@ impl Decimal {
 
     /// The mantissa at `scale` as an `i64`, if that is exact and fits.
     #[must_use]
+    #[inline]
     pub fn to_fixed_i64(self, scale: u8) -> Option<i64> {
+        if scale == self.scale {
+            return i64::try_from(self.mantissa).ok();
+        }
         self.rescale(scale)
             .and_then(|d| i64::try_from(d.mantissa).ok())
     }

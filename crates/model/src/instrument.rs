@@ -68,6 +68,12 @@ impl Exchange {
         }
     }
 
+    /// The position in [`Exchange::ALL`], for per-exchange arrays.
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// All valid names, for error messages.
     #[must_use]
     pub fn names() -> Vec<&'static str> {

@@ -33,7 +33,8 @@ fn bench(c: &mut Criterion) {
                 let d = &v["data"];
                 let p = Decimal::parse(d["p"].as_str().unwrap_or("0")).unwrap_or_default();
                 let q = Decimal::parse(d["q"].as_str().unwrap_or("0")).unwrap_or_default();
-                n += usize::from(!p.is_zero() && !q.is_zero()) + d["t"].as_u64().unwrap_or(0) as usize % 2;
+                n += usize::from(!p.is_zero() && !q.is_zero())
+                    + d["t"].as_u64().unwrap_or(0) as usize % 2;
             }
             black_box(n)
         });

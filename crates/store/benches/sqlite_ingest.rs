@@ -28,7 +28,12 @@ fn bench(c: &mut Criterion) {
     let trades = ck_testkit::bench_data::repeated_binance_trades(TRADES);
     let batches: Vec<Arc<WriteBatch>> = trades
         .chunks(BATCH)
-        .map(|chunk| Arc::new(WriteBatch { trades: chunk.to_vec(), ..WriteBatch::default() }))
+        .map(|chunk| {
+            Arc::new(WriteBatch {
+                trades: chunk.to_vec(),
+                ..WriteBatch::default()
+            })
+        })
         .collect();
     let mut group = c.benchmark_group("sqlite_ingest");
     group.throughput(Throughput::Elements(TRADES as u64));
@@ -37,7 +42,11 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| (0..iters).map(|_| ingest(Durability::Full, &batches)).sum());
     });
     group.bench_function("baseline_trades_batched_durability_normal", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| ingest(Durability::Normal, &batches)).sum());
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| ingest(Durability::Normal, &batches))
+                .sum()
+        });
     });
     group.finish();
 }

@@ -21,6 +21,8 @@ pub(crate) struct Acc {
     pub(crate) quote: i128,
     pub(crate) taker_buy: i128,
     pub(crate) fills: u64,
+    /// The first and last trade ids, kept only when they are not the order
+    /// key's tiebreak already (numeric ids of venues with ordered ids are).
     pub(crate) first_id: Option<TradeId>,
     pub(crate) last_id: Option<TradeId>,
     /// Set once the candle was emitted as closed; a later change makes it revised.
@@ -38,6 +40,8 @@ pub(crate) struct FixedTrade<'a> {
     pub(crate) taker_buy: bool,
     pub(crate) fills: u32,
     pub(crate) id: &'a TradeId,
+    /// The id is `key.1`; it need not be stored.
+    pub(crate) id_in_key: bool,
 }
 
 impl Acc {
@@ -76,7 +80,7 @@ impl Acc {
     /// True when no trade is in it (it may still be a flat candle).
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.fills == 0 && self.first_id.is_none()
+        self.close_key.0 == i64::MIN
     }
 
     #[inline]
@@ -89,8 +93,10 @@ impl Acc {
             self.close = t.price;
             self.open_key = t.key;
             self.close_key = t.key;
-            self.first_id = Some(t.id.clone());
-            self.last_id = Some(t.id.clone());
+            if !t.id_in_key {
+                self.first_id = Some(t.id.clone());
+                self.last_id = Some(t.id.clone());
+            }
         } else {
             if t.price > self.high {
                 self.high = t.price;
@@ -101,11 +107,15 @@ impl Acc {
             if t.key > self.close_key {
                 self.close = t.price;
                 self.close_key = t.key;
-                self.last_id = Some(t.id.clone());
+                if !t.id_in_key {
+                    self.last_id = Some(t.id.clone());
+                }
             } else if t.key < self.open_key {
                 self.open = t.price;
                 self.open_key = t.key;
-                self.first_id = Some(t.id.clone());
+                if !t.id_in_key {
+                    self.first_id = Some(t.id.clone());
+                }
             }
         }
         self.volume += size;
@@ -166,6 +176,13 @@ impl Acc {
         self.quote *= f;
     }
 
+    fn trade_id(&self, stored: Option<&TradeId>, key: OrderKey) -> Option<TradeId> {
+        if self.is_empty() {
+            return None;
+        }
+        Some(stored.cloned().unwrap_or(TradeId::Num(key.1)))
+    }
+
     pub(crate) fn state(&self) -> CandleState {
         match (self.closed, self.revised) {
             (false, _) => CandleState::Provisional,
@@ -220,8 +237,8 @@ impl SeriesScales<'_> {
             vwap,
             taker_buy_volume: size(acc.taker_buy),
             trades: acc.fills,
-            first_trade_id: acc.first_id.clone(),
-            last_trade_id: acc.last_id.clone(),
+            first_trade_id: acc.trade_id(acc.first_id.as_ref(), acc.open_key),
+            last_trade_id: acc.trade_id(acc.last_id.as_ref(), acc.close_key),
             state: acc.state(),
         }
     }

@@ -100,10 +100,15 @@ pub struct AggregatorStats {
 }
 
 const BASE: Interval = Interval::S1;
+/// The index of the 1m level, the second tier of merging.
+const MINUTE: usize = 1;
 const MAX_SCALE: u8 = 18;
 
 struct Level {
     interval: Interval,
+    /// The last bucket computed, `[start, end)`: most lookups hit it, and the
+    /// calendar intervals are costly to compute.
+    bucket: std::cell::Cell<(i64, i64)>,
     emit: bool,
     /// Buckets not closed yet, by open time.
     open: VecDeque<Acc>,
@@ -121,6 +126,7 @@ impl Level {
     fn new(interval: Interval, emit: bool) -> Level {
         Level {
             interval,
+            bucket: std::cell::Cell::new((0, 0)),
             emit,
             open: VecDeque::new(),
             closed: VecDeque::new(),
@@ -130,12 +136,27 @@ impl Level {
         }
     }
 
-    fn start(&self, ts: i64) -> i64 {
-        self.interval.bucket_start(ck_model::Ts(ts)).0
+    #[inline]
+    fn range(&self, ts: i64) -> (i64, i64) {
+        let cached = self.bucket.get();
+        if ts >= cached.0 && ts < cached.1 {
+            return cached;
+        }
+        let start = self.interval.bucket_start(ck_model::Ts(ts)).0;
+        let range = (start, self.interval.next_start(ck_model::Ts(start)).0);
+        self.bucket.set(range);
+        range
     }
 
+    #[inline]
+    fn start(&self, ts: i64) -> i64 {
+        self.range(ts).0
+    }
+
+    /// The end of the bucket that opens at `open`.
+    #[inline]
     fn end(&self, open: i64) -> i64 {
-        self.interval.next_start(ck_model::Ts(open)).0
+        self.range(open).1
     }
 
     /// The open bucket starting at `start`, created in order if missing.
@@ -169,6 +190,8 @@ struct Series {
     next_due: i64,
     arrivals: u64,
     dirty: bool,
+    /// Reused buffer of seconds closed in one step.
+    merge_buf: Vec<Acc>,
 }
 
 /// Builds candles of every interval from trades. See the module docs for the
@@ -178,7 +201,8 @@ pub struct CandleAggregator {
     series: Vec<Series>,
     index: HashMap<(Exchange, Instrument), usize>,
     last: Option<usize>,
-    exchange_watermark: HashMap<Exchange, (i64, i64)>,
+    /// Per exchange: the latest exchange time, and when to sweep next.
+    exchange_watermark: [(i64, i64); Exchange::ALL.len()],
     stats: AggregatorStats,
 }
 
@@ -191,7 +215,7 @@ impl CandleAggregator {
             series: Vec::new(),
             index: HashMap::new(),
             last: None,
-            exchange_watermark: HashMap::new(),
+            exchange_watermark: [(i64::MIN, i64::MIN); Exchange::ALL.len()],
             stats: AggregatorStats::default(),
         }
     }
@@ -238,6 +262,7 @@ impl CandleAggregator {
                     next_due: i64::MIN,
                     arrivals: 0,
                     dirty: false,
+                    merge_buf: Vec::new(),
                 });
                 self.index.insert((exchange, instrument.clone()), i);
                 i
@@ -277,9 +302,9 @@ impl CandleAggregator {
             }
         }
         s.arrivals += 1;
-        let tiebreak = match (&trade.trade_id, s.ids_ordered) {
-            (TradeId::Num(n), true) => *n,
-            _ => s.arrivals,
+        let (tiebreak, id_in_key) = match (&trade.trade_id, s.ids_ordered) {
+            (TradeId::Num(n), true) => (*n, true),
+            _ => (s.arrivals, false),
         };
         let fixed = FixedTrade {
             ts,
@@ -289,6 +314,7 @@ impl CandleAggregator {
             taker_buy: trade.side == Side::Buy,
             fills: trade.fills,
             id: &trade.trade_id,
+            id_in_key,
         };
         s.dirty = true;
         stats.trades += 1;
@@ -320,10 +346,7 @@ impl CandleAggregator {
     /// Moves the exchange-wide watermark, closing quiet series of that exchange
     /// once per second of exchange time.
     fn sweep_exchange(&mut self, exchange: Exchange, ts: i64, out: &mut Vec<Candle>) {
-        let entry = self
-            .exchange_watermark
-            .entry(exchange)
-            .or_insert((i64::MIN, i64::MIN));
+        let entry = &mut self.exchange_watermark[exchange.index()];
         if ts > entry.0 {
             entry.0 = ts;
         }
@@ -447,18 +470,29 @@ impl Series {
             price_scale: self.price_scale,
             size_scale: self.size_scale,
         };
-        let (base, coarse) = self.levels.split_at_mut(1);
-        let base = &mut base[0];
-        // Seconds first: each closed second is merged into every coarser level.
-        let mut merged: Vec<Acc> = Vec::new();
-        close_level(base, limit, flat, &scales, stats, out, &mut merged);
+        let (base, rest) = self.levels.split_at_mut(1);
+        let (minute, coarse) = rest.split_at_mut(1);
+        let (base, minute) = (&mut base[0], &mut minute[0]);
+        // Two tiers: closed seconds merge into minutes; closed minutes merge
+        // into every coarser interval (all are whole minutes).
+        let mut seconds = std::mem::take(&mut self.merge_buf);
+        seconds.clear();
+        close_level(base, limit, flat, &scales, stats, out, &mut seconds);
+        for acc in &seconds {
+            let start = minute.start(acc.open_time);
+            minute.open_bucket(start).merge(acc);
+        }
+        seconds.clear();
+        let mut minutes = seconds;
+        close_level(minute, limit, flat, &scales, stats, out, &mut minutes);
         for level in coarse.iter_mut() {
-            for acc in &merged {
+            for acc in &minutes {
                 let start = level.start(acc.open_time);
                 level.open_bucket(start).merge(acc);
             }
             close_level(level, limit, flat, &scales, stats, out, &mut Vec::new());
         }
+        self.merge_buf = minutes;
         // Keep closed buckets while a late trade could still reach them.
         let keep_after = watermark.saturating_sub(lateness);
         for level in &mut self.levels {
@@ -496,10 +530,16 @@ impl Series {
             price_scale: self.price_scale,
             size_scale: self.size_scale,
         };
-        for level in &mut self.levels {
+        // Once the trade is in an open minute, the coarser candles receive it
+        // when that minute closes.
+        let mut in_open_minute = false;
+        for (i, level) in self.levels.iter_mut().enumerate() {
             let start = level.start(t.ts);
             if level.end(start) > level.closed_through {
-                level.open_bucket(start).add(t);
+                if !in_open_minute {
+                    level.open_bucket(start).add(t);
+                    in_open_minute = i == MINUTE;
+                }
                 continue;
             }
             let pos = level.closed.partition_point(|a| a.open_time < start);
@@ -567,9 +607,20 @@ impl Series {
                 }
                 continue;
             }
-            // Every open coarse bucket plus the seconds not merged into one yet.
+            // Every open bucket of this level, plus the minutes and seconds not
+            // merged into one yet.
             let mut current: Vec<Acc> = level.open.iter().cloned().collect();
-            for acc in &base.open {
+            let minute = &self.levels[MINUTE];
+            let pending = if level.interval == Interval::M1 {
+                &[][..]
+            } else {
+                &[&minute.open][..]
+            };
+            for acc in pending
+                .iter()
+                .flat_map(|q| q.iter())
+                .chain(base.open.iter())
+            {
                 let start = level.start(acc.open_time);
                 match current.iter_mut().find(|c| c.open_time == start) {
                     Some(c) => c.merge(acc),
