@@ -440,6 +440,15 @@ mod tests {
     }
 
     #[test]
+    fn shipped_configs_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        for name in ["example.toml", "replay-demo.toml"] {
+            let c = AppConfig::load(Some(&dir.join(name)), env(&[])).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(c.to_toml().is_ok(), "{name}");
+        }
+    }
+
+    #[test]
     fn printed_config_reloads_to_the_same() {
         let c = AppConfig::load(None, env(&[("CANDLEKEEP_CANDLES__LATENESS_SECS", "60")]))
             .expect("load");
