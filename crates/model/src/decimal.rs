@@ -241,13 +241,45 @@ impl Decimal {
     }
 }
 
+/// Plain `digits[.digits]` of at most 19 bytes: fits a u64 without checks.
+#[inline]
+fn parse_plain(b: &[u8]) -> Option<Decimal> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    let mut m: u64 = 0;
+    let mut scale: u8 = 0;
+    let mut point = false;
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                m = m * 10 + u64::from(c - b'0');
+                scale += u8::from(point);
+            }
+            b'.' if !point => point = true,
+            _ => return None,
+        }
+    }
+    // "." alone, or a trailing/leading point with no digit at all, is not a number.
+    (b.len() > usize::from(point)).then_some(Decimal {
+        mantissa: i128::from(m),
+        scale,
+    })
+}
+
 fn parse_bytes(b: &[u8]) -> Option<Decimal> {
+    if let Some(d) = parse_plain(b) {
+        return Some(d);
+    }
     let (negative, mut rest) = match b.first()? {
         b'-' => (true, &b[1..]),
         b'+' => (false, &b[1..]),
         _ => (false, b),
     };
+    // Up to 18 digits accumulate in a u64 (fast); more continue in i128.
+    let mut small: u64 = 0;
     let mut mantissa: i128 = 0;
+    let mut big = false;
     let mut scale: i32 = 0;
     let mut digits = 0u32;
     let mut seen_point = false;
@@ -257,13 +289,21 @@ fn parse_bytes(b: &[u8]) -> Option<Decimal> {
         match c {
             b'0'..=b'9' => {
                 seen_digit = true;
-                if mantissa != 0 || c != b'0' {
+                if small != 0 || big || c != b'0' {
                     digits += 1;
                 }
                 if digits > 38 {
                     return None;
                 }
-                mantissa = mantissa * 10 + i128::from(c - b'0');
+                if digits <= 18 {
+                    small = small * 10 + u64::from(c - b'0');
+                } else {
+                    if !big {
+                        mantissa = i128::from(small);
+                        big = true;
+                    }
+                    mantissa = mantissa * 10 + i128::from(c - b'0');
+                }
                 if seen_point {
                     scale += 1;
                 }
@@ -280,6 +320,9 @@ fn parse_bytes(b: &[u8]) -> Option<Decimal> {
     }
     if !seen_digit {
         return None;
+    }
+    if !big {
+        mantissa = i128::from(small);
     }
     if has_exponent {
         let exp: i32 = std::str::from_utf8(rest).ok()?.parse().ok()?;

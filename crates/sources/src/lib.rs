@@ -12,6 +12,7 @@
 
 pub mod binance;
 pub mod coinbase_exchange;
+mod flat_json;
 pub mod import;
 pub mod normalize;
 pub mod parse;

@@ -7,7 +7,6 @@ pub use wire::{BinanceKline, BinanceKlineEvent};
 
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
-use serde_json::value::RawValue;
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, listing};
 use wire::{
@@ -20,6 +19,8 @@ const EX: Exchange = Exchange::Binance;
 #[derive(Debug, Default)]
 pub struct BinanceParser {
     symbols: SymbolMap,
+    /// The last symbol resolved, and its instrument.
+    last: Option<(String, Instrument)>,
 }
 
 fn json(source: serde_json::Error) -> ParseError {
@@ -45,11 +46,20 @@ impl BinanceParser {
     }
 
     fn instrument(&mut self, symbol: &str) -> Result<Instrument, ParseError> {
-        self.symbols.resolve(EX, symbol, true)
+        // Streams repeat one symbol many times in a row: skip the map for it.
+        if let Some((native, instrument)) = &self.last {
+            if native == symbol {
+                return Ok(instrument.clone());
+            }
+        }
+        let instrument = self.symbols.resolve(EX, symbol, true)?;
+        self.last = Some((symbol.to_owned(), instrument.clone()));
+        Ok(instrument)
     }
 
     fn exchange_info(&mut self, body: &str, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
         let info: BinanceExchangeInfo = serde_json::from_str(body).map_err(json)?;
+        self.last = None;
         for s in &info.symbols {
             let instrument = Instrument::new(&s.base_asset, &s.quote_asset);
             self.symbols.insert(&s.symbol, instrument.clone());
@@ -61,13 +71,16 @@ impl BinanceParser {
     fn payload(
         &mut self,
         kind: &str,
-        data: &RawValue,
+        data: &str,
         received: Ts,
         out: &mut Vec<Event>,
     ) -> Result<Parsed, ParseError> {
         match kind {
             "trade" => {
-                let t: BinanceTrade<'_> = serde_json::from_str(data.get()).map_err(json)?;
+                let t = match BinanceTrade::from_flat(data) {
+                    Some(t) => t,
+                    None => serde_json::from_str(data).map_err(json)?,
+                };
                 out.push(Event::Trade(Trade {
                     exchange: EX,
                     instrument: self.instrument(t.symbol)?,
@@ -82,7 +95,10 @@ impl BinanceParser {
                 Ok(Parsed::Events(1))
             }
             "aggTrade" => {
-                let t: BinanceAggTrade<'_> = serde_json::from_str(data.get()).map_err(json)?;
+                let t = match BinanceAggTrade::from_flat(data) {
+                    Some(t) => t,
+                    None => serde_json::from_str(data).map_err(json)?,
+                };
                 let fills = t
                     .last_trade
                     .checked_sub(t.first_trade)
@@ -106,7 +122,7 @@ impl BinanceParser {
                 Ok(Parsed::Events(1))
             }
             "bookTicker" => {
-                let q: BinanceBookTicker<'_> = serde_json::from_str(data.get()).map_err(json)?;
+                let q: BinanceBookTicker<'_> = serde_json::from_str(data).map_err(json)?;
                 out.push(Event::Quote(Quote {
                     exchange: EX,
                     instrument: self.instrument(q.symbol)?,
@@ -125,6 +141,14 @@ impl BinanceParser {
             _ => Ok(Parsed::Ignored),
         }
     }
+}
+
+/// Splits `{"stream":"<name>","data":<payload>}` into name and payload text.
+fn split_combined(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix("{\"stream\":\"")?;
+    let end = rest.find('"')?;
+    let payload = rest[end + 1..].strip_prefix(",\"data\":")?;
+    Some((&rest[..end], payload.trim_end().strip_suffix('}')?))
 }
 
 /// The event kind of a stream name: `btcusdt@aggTrade` is `aggTrade`,
@@ -146,6 +170,16 @@ impl Parser for BinanceParser {
             }
             return Ok(Parsed::Ignored);
         }
+        // Fast path: `{"stream":"<name>","data":<payload>}` exactly as Binance
+        // writes it is split without a first JSON pass. Anything else, or a
+        // payload that does not decode, takes the general path below.
+        if let Some((stream, data)) = split_combined(&msg.data) {
+            let mark = out.len();
+            match self.payload(stream_kind(stream), data, msg.ts_received, out) {
+                Err(ParseError::Json { .. }) => out.truncate(mark),
+                other => return other,
+            }
+        }
         let envelope: BinanceCombined<'_> = serde_json::from_str(&msg.data).map_err(json)?;
         if let Some(code) = envelope.code {
             return Err(ParseError::Venue {
@@ -155,12 +189,9 @@ impl Parser for BinanceParser {
         }
         match (envelope.stream, envelope.data, envelope.e) {
             (Some(stream), Some(data), _) => {
-                self.payload(stream_kind(stream), data, msg.ts_received, out)
+                self.payload(stream_kind(stream), data.get(), msg.ts_received, out)
             }
-            (None, None, Some(kind)) => {
-                let raw: &RawValue = serde_json::from_str(&msg.data).map_err(json)?;
-                self.payload(kind, raw, msg.ts_received, out)
-            }
+            (None, None, Some(kind)) => self.payload(kind, &msg.data, msg.ts_received, out),
             // Subscription replies (`{"result":null,"id":1}`) and the like.
             _ => Ok(Parsed::Ignored),
         }

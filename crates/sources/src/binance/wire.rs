@@ -1,6 +1,8 @@
 //! Binance spot wire types, exactly as the exchange sends them.
 
 use serde::Deserialize;
+
+use crate::flat_json::{Scalar, for_each_field};
 use serde_json::value::RawValue;
 
 /// A combined-stream envelope.
@@ -144,4 +146,75 @@ pub(crate) struct BinanceSymbol {
     pub(crate) status: String,
     pub(crate) base_asset: String,
     pub(crate) quote_asset: String,
+}
+
+/// Reads a flat payload with [`crate::flat_json`], calling `set` for each
+/// field; `None` if the payload is not flat or a known field has the wrong type.
+fn read_flat<'a>(
+    data: &'a str,
+    mut set: impl FnMut(&'a str, Scalar<'a>) -> Option<()>,
+) -> Option<()> {
+    let mut ok = true;
+    for_each_field(data, |k, v| ok &= set(k, v).is_some())?;
+    ok.then_some(())
+}
+
+impl<'a> BinanceTrade<'a> {
+    /// The fast reader; `None` means: use serde.
+    pub(crate) fn from_flat(data: &'a str) -> Option<BinanceTrade<'a>> {
+        let (mut symbol, mut id, mut price, mut qty, mut time, mut maker) =
+            (None, None, None, None, None, None);
+        read_flat(data, |k, v| {
+            match k {
+                "s" => symbol = Some(v.str()?),
+                "t" => id = Some(v.u64()?),
+                "p" => price = Some(v.str()?),
+                "q" => qty = Some(v.str()?),
+                "T" => time = Some(v.i64()?),
+                "m" => maker = Some(v.bool()?),
+                _ => {}
+            }
+            Some(())
+        })?;
+        Some(BinanceTrade {
+            symbol: symbol?,
+            id: id?,
+            price: price?,
+            qty: qty?,
+            time_ms: time?,
+            buyer_is_maker: maker?,
+        })
+    }
+}
+
+impl<'a> BinanceAggTrade<'a> {
+    /// The fast reader; `None` means: use serde.
+    pub(crate) fn from_flat(data: &'a str) -> Option<BinanceAggTrade<'a>> {
+        let (mut symbol, mut id, mut price, mut qty, mut first, mut last, mut time, mut maker) =
+            (None, None, None, None, None, None, None, None);
+        read_flat(data, |k, v| {
+            match k {
+                "s" => symbol = Some(v.str()?),
+                "a" => id = Some(v.u64()?),
+                "p" => price = Some(v.str()?),
+                "q" => qty = Some(v.str()?),
+                "f" => first = Some(v.u64()?),
+                "l" => last = Some(v.u64()?),
+                "T" => time = Some(v.i64()?),
+                "m" => maker = Some(v.bool()?),
+                _ => {}
+            }
+            Some(())
+        })?;
+        Some(BinanceAggTrade {
+            symbol: symbol?,
+            id: id?,
+            price: price?,
+            qty: qty?,
+            first_trade: first?,
+            last_trade: last?,
+            time_ms: time?,
+            buyer_is_maker: maker?,
+        })
+    }
 }
