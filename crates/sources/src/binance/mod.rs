@@ -47,10 +47,10 @@ impl BinanceParser {
 
     fn instrument(&mut self, symbol: &str) -> Result<Instrument, ParseError> {
         // Streams repeat one symbol many times in a row: skip the map for it.
-        if let Some((native, instrument)) = &self.last {
-            if native == symbol {
-                return Ok(instrument.clone());
-            }
+        if let Some((native, instrument)) = &self.last
+            && native == symbol
+        {
+            return Ok(instrument.clone());
         }
         let instrument = self.symbols.resolve(EX, symbol, true)?;
         self.last = Some((symbol.to_owned(), instrument.clone()));
