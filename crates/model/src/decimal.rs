@@ -365,20 +365,48 @@ impl From<i64> for Decimal {
     }
 }
 
+impl Decimal {
+    /// Writes the text into `out` (cleared first), without allocating when
+    /// `out` has room: the hot path of storing trades.
+    pub fn write_to(&self, out: &mut String) {
+        out.clear();
+        let mut buf = [0u8; 40];
+        let mut n = self.mantissa.unsigned_abs();
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let digits = &buf[i..];
+        let scale = usize::from(self.scale);
+        if self.mantissa < 0 {
+            out.push('-');
+        }
+        let push = |out: &mut String, d: &[u8]| d.iter().for_each(|c| out.push(char::from(*c)));
+        if scale == 0 {
+            push(out, digits);
+        } else if digits.len() > scale {
+            let (int, frac) = digits.split_at(digits.len() - scale);
+            push(out, int);
+            out.push('.');
+            push(out, frac);
+        } else {
+            out.push_str("0.");
+            (0..scale - digits.len()).for_each(|_| out.push('0'));
+            push(out, digits);
+        }
+    }
+}
+
 impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.mantissa < 0 { "-" } else { "" };
-        let digits = self.mantissa.unsigned_abs().to_string();
-        let scale = usize::from(self.scale);
-        if scale == 0 {
-            return write!(f, "{sign}{digits}");
-        }
-        if digits.len() > scale {
-            let (int, frac) = digits.split_at(digits.len() - scale);
-            write!(f, "{sign}{int}.{frac}")
-        } else {
-            write!(f, "{sign}0.{}{digits}", "0".repeat(scale - digits.len()))
-        }
+        let mut text = String::with_capacity(48);
+        self.write_to(&mut text);
+        f.write_str(&text)
     }
 }
 
@@ -535,6 +563,26 @@ mod tests {
         assert_eq!(d("1").checked_div(d("0"), 2), None);
         assert_eq!(d("1.2300").normalize().to_string(), "1.23");
         assert_eq!(d("1.23").rescale(1), None);
+    }
+
+    #[test]
+    fn write_to_matches_display() {
+        let mut s = String::new();
+        for (v, text) in [
+            (d("0.35280000"), "0.35280000"),
+            (d("-0.00000001"), "-0.00000001"),
+            (d("12"), "12"),
+            (d("0"), "0"),
+            (Decimal::new(-125, 1), "-12.5"),
+            (
+                Decimal::new(i128::MIN + 1, 2),
+                "-1701411834604692317316873037158841057.27",
+            ),
+        ] {
+            v.write_to(&mut s);
+            assert_eq!(s, text);
+            assert_eq!(v.to_string(), text);
+        }
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn range(from: i64, to: i64) -> RangeQuery {
 /// Panics on the first broken promise, naming it.
 pub async fn store_contract(store: &dyn Store) {
     trades_are_exact_and_deduplicated(store).await;
+    large_batches_deduplicate(store).await;
     candles_upsert_by_state(store).await;
     quotes_and_latest(store).await;
     instruments_and_errors(store).await;
@@ -149,6 +150,31 @@ async fn trades_are_exact_and_deduplicated(store: &dyn Store) {
         store.trades(&other).await.expect("query").is_empty(),
         "instruments are separate"
     );
+}
+
+async fn large_batches_deduplicate(store: &dyn Store) {
+    // Enough rows for any multi-row insert path, with repeats inside the batch.
+    let mk = |id: u64| Trade {
+        instrument: inst("ETH-BTC"),
+        ..trade(TradeId::Num(id), 1_000 + id as i64, "0.05")
+    };
+    let mut trades: Vec<Trade> = (0..300).map(mk).collect();
+    trades.extend((100..200).map(mk));
+    let s = store
+        .write(std::sync::Arc::new(WriteBatch {
+            trades,
+            ..WriteBatch::default()
+        }))
+        .await
+        .expect("write");
+    assert_eq!((s.trades_inserted, s.trades_duplicate), (300, 100));
+    let q = RangeQuery {
+        instrument: inst("ETH-BTC"),
+        ..range(0, 10_000)
+    };
+    let got = store.trades(&q).await.expect("query");
+    assert_eq!(got.len(), 300);
+    assert!(got.windows(2).all(|w| w[0].ts_exchange < w[1].ts_exchange));
 }
 
 async fn candles_upsert_by_state(store: &dyn Store) {

@@ -209,49 +209,62 @@ fn write_batch(
         }
     }
     {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO trades (instrument_id, trade_id, ts, price, size, side, ts_received, fills)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
+        // Many rows per statement: SQLite's per-statement work is most of the
+        // cost of a narrow insert.
+        let mut single = tx
+            .prepare_cached(&trade_insert_sql(1))
+            .map_err(sql("preparing trade insert"))?;
+        let mut multi = tx
+            .prepare_cached(&trade_insert_sql(TRADE_ROWS_PER_INSERT))
             .map_err(sql("preparing trade insert"))?;
         let mut last: Option<(Exchange, &Instrument, i64)> = None;
-        let mut price = String::new();
-        let mut size = String::new();
-        for t in &b.trades {
-            let id = match last {
-                Some((e, i, id))
-                    if e == t.exchange && (i.ptr_eq(&t.instrument) || *i == t.instrument) =>
-                {
-                    id
-                }
-                _ => {
-                    let id = instrument_id(&tx, ids, t.exchange, &t.instrument)?;
-                    last = Some((t.exchange, &t.instrument, id));
-                    id
-                }
-            };
-            use std::fmt::Write as _;
-            price.clear();
-            size.clear();
-            let _ = write!(price, "{}", t.price);
-            let _ = write!(size, "{}", t.size);
-            let n = insert
-                .execute(params![
-                    id,
-                    id_param(&t.trade_id),
-                    t.ts_exchange.0,
-                    price,
-                    size,
-                    side_code(t.side),
-                    t.ts_received.0,
-                    t.fills
-                ])
-                .map_err(sql("inserting trade"))?;
-            if n == 1 {
-                summary.trades_inserted += 1;
+        let mut text = String::new();
+        for chunk in b.trades.chunks(TRADE_ROWS_PER_INSERT) {
+            let stmt = if chunk.len() == TRADE_ROWS_PER_INSERT {
+                &mut multi
             } else {
-                summary.trades_duplicate += 1;
+                &mut single
+            };
+            for group in chunk.chunks(if chunk.len() == TRADE_ROWS_PER_INSERT {
+                TRADE_ROWS_PER_INSERT
+            } else {
+                1
+            }) {
+                for (row, t) in group.iter().enumerate() {
+                    let id = match last {
+                        Some((e, i, id))
+                            if e == t.exchange
+                                && (i.ptr_eq(&t.instrument) || *i == t.instrument) =>
+                        {
+                            id
+                        }
+                        _ => {
+                            let id = instrument_id(&tx, ids, t.exchange, &t.instrument)?;
+                            last = Some((t.exchange, &t.instrument, id));
+                            id
+                        }
+                    };
+                    let p = row * 8;
+                    let bind = |stmt: &mut rusqlite::CachedStatement<'_>,
+                                i: usize,
+                                v: &dyn rusqlite::ToSql| {
+                        stmt.raw_bind_parameter(p + i, v)
+                            .map_err(sql("binding trade"))
+                    };
+                    bind(stmt, 1, &id)?;
+                    bind(stmt, 2, &id_param(&t.trade_id))?;
+                    bind(stmt, 3, &t.ts_exchange.0)?;
+                    t.price.write_to(&mut text);
+                    bind(stmt, 4, &text.as_str())?;
+                    t.size.write_to(&mut text);
+                    bind(stmt, 5, &text.as_str())?;
+                    bind(stmt, 6, &side_code(t.side))?;
+                    bind(stmt, 7, &t.ts_received.0)?;
+                    bind(stmt, 8, &t.fills)?;
+                }
+                let n = stmt.raw_execute().map_err(sql("inserting trades"))? as u64;
+                summary.trades_inserted += n;
+                summary.trades_duplicate += group.len() as u64 - n;
             }
         }
     }
@@ -339,6 +352,16 @@ fn write_batch(
     }
     tx.commit().map_err(sql("committing write"))?;
     Ok(summary)
+}
+
+/// Trades per multi-row `INSERT` (8 parameters each).
+const TRADE_ROWS_PER_INSERT: usize = 64;
+
+fn trade_insert_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT OR IGNORE INTO trades (instrument_id, trade_id, ts, price, size, side, ts_received, fills) VALUES {values}"
+    )
 }
 
 const INSTRUMENT_ID: &str = "(SELECT id FROM instruments WHERE exchange = ?1 AND instrument = ?2)";
