@@ -340,6 +340,6 @@ async fn instruments_and_errors(store: &dyn Store) {
     let counts = store.counts().await.expect("counts");
     assert_eq!(
         (counts.trades, counts.quotes, counts.candles, counts.errors),
-        (4, 3, 2, 1)
+        (304, 3, 2, 1)
     );
 }
