@@ -4,10 +4,13 @@
 //!   into [`config::Settings`].
 //! - [`pipeline::run_pipeline`]: wires sources, the candle stage and the store
 //!   writer, and stops them in order.
+//! - [`capture::run_capture`]: the live capture stage: tapes every raw message,
+//!   then normalizes it.
 //! - [`open_store`]: the configured store backend.
 
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod config;
 pub mod pipeline;
 

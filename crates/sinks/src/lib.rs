@@ -169,3 +169,152 @@ impl StoreWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ck_bus::{Event, channel};
+    use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Ts};
+    use ck_store::sqlite::{Durability, SqliteStore};
+    use ck_store::{CandleSource, Error, RangeQuery, Store, StoreCounts, StoredInstrument};
+
+    use super::*;
+
+    /// The real SQLite store behind a switch that refuses the first commits,
+    /// as a full disk or a locked database would.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: SqliteStore,
+        refuse: AtomicUsize,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Flaky {
+        async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteSummary, Error> {
+            if self.refuse.load(Ordering::SeqCst) > 0 {
+                self.refuse.fetch_sub(1, Ordering::SeqCst);
+                return Err(Error::Io {
+                    path: "test".into(),
+                    source: std::io::Error::other("disk full"),
+                });
+            }
+            self.batches.lock().expect("lock").push(batch.len());
+            self.inner.write(batch).await
+        }
+        async fn candles(
+            &self,
+            q: &RangeQuery,
+            i: Interval,
+            s: CandleSource,
+        ) -> Result<Vec<Candle>, Error> {
+            self.inner.candles(q, i, s).await
+        }
+        async fn trades(&self, q: &RangeQuery) -> Result<Vec<ck_model::Trade>, Error> {
+            self.inner.trades(q).await
+        }
+        async fn quotes(&self, q: &RangeQuery) -> Result<Vec<ck_model::Quote>, Error> {
+            self.inner.quotes(q).await
+        }
+        async fn latest_candle(
+            &self,
+            e: Exchange,
+            i: &Instrument,
+            iv: Interval,
+        ) -> Result<Option<Candle>, Error> {
+            self.inner.latest_candle(e, i, iv).await
+        }
+        async fn latest_quote(
+            &self,
+            e: Exchange,
+            i: &Instrument,
+        ) -> Result<Option<ck_model::Quote>, Error> {
+            self.inner.latest_quote(e, i).await
+        }
+        async fn instruments(&self) -> Result<Vec<StoredInstrument>, Error> {
+            self.inner.instruments().await
+        }
+        async fn ingest_errors(&self, n: usize) -> Result<Vec<ck_bus::IngestError>, Error> {
+            self.inner.ingest_errors(n).await
+        }
+        async fn counts(&self) -> Result<StoreCounts, Error> {
+            self.inner.counts().await
+        }
+    }
+
+    fn candle(open_secs: i64, close: &str, state: CandleState) -> Candle {
+        let d = |s: &str| Decimal::parse(s).expect("decimal");
+        Candle {
+            exchange: Exchange::Binance,
+            instrument: Instrument::parse("BTC-USDT").expect("i"),
+            interval: Interval::M1,
+            open_time: Ts::from_secs(open_secs),
+            open: d("1"),
+            high: d("2"),
+            low: d("1"),
+            close: d(close),
+            volume: d("1"),
+            quote_volume: d("1"),
+            vwap: d("1"),
+            taker_buy_volume: d("0"),
+            trades: 1,
+            first_trade_id: None,
+            last_trade_id: None,
+            state,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_commits_are_retried_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(Flaky {
+            inner: SqliteStore::open(&dir.path().join("s.sqlite"), Durability::Normal)
+                .expect("open"),
+            refuse: AtomicUsize::new(3),
+            batches: Mutex::new(Vec::new()),
+        });
+        let (tx, rx) = channel::<Event>("writer-test", 64);
+        let writer = tokio::spawn(StoreWriter::new(store.clone(), WriterConfig::default()).run(rx));
+        // Three updates of one candle and one of another: coalesced to two rows.
+        for (open, close, state) in [
+            (0, "1.1", CandleState::Provisional),
+            (0, "1.2", CandleState::Provisional),
+            (0, "1.3", CandleState::Closed),
+            (60, "9", CandleState::Provisional),
+        ] {
+            tx.send(Event::Candle(candle(open, close, state)))
+                .await
+                .expect("send");
+        }
+        drop(tx);
+        let stats = writer.await.expect("join");
+        assert_eq!(
+            stats.failed_commits, 3,
+            "three refusals, each retried after backoff"
+        );
+        assert_eq!(stats.commits, 1);
+        assert_eq!(
+            *store.batches.lock().expect("lock"),
+            vec![2],
+            "repeated candle updates coalesce"
+        );
+        let q = RangeQuery {
+            exchange: Exchange::Binance,
+            instrument: Instrument::parse("BTC-USDT").expect("i"),
+            from: Ts(0),
+            to: Ts::from_secs(120),
+            limit: 10,
+        };
+        let got = store
+            .candles(&q, Interval::M1, CandleSource::Ours)
+            .await
+            .expect("query");
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].close.to_string(), got[0].state),
+            ("1.3".to_owned(), CandleState::Closed)
+        );
+    }
+}
