@@ -217,12 +217,11 @@ impl SeriesScales<'_> {
                     .rescale(vwap_scale)
                     .unwrap_or(price(acc.close))
             });
-        // Quote volume is exact; show it with no more digits than it needs, but
-        // at least the price's.
-        let quote = quote_raw.normalize();
-        let quote = quote
-            .rescale(quote.scale().max(self.price_scale))
-            .unwrap_or(quote);
+        // Quote volume is exact; show it with the larger of the price and size
+        // scales when that is exact (one division), else with the digits it needs.
+        let quote = quote_raw
+            .rescale(self.price_scale.max(self.size_scale))
+            .unwrap_or_else(|| quote_raw.normalize());
         Candle {
             exchange: self.exchange,
             instrument: self.instrument.clone(),

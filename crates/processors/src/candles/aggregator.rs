@@ -153,10 +153,14 @@ impl Level {
         self.range(ts).0
     }
 
-    /// The end of the bucket that opens at `open`.
+    /// The end of the bucket that opens at `open`. Fixed intervals add their
+    /// length and leave the cache alone (old buckets would evict the current one).
     #[inline]
     fn end(&self, open: i64) -> i64 {
-        self.range(open).1
+        match self.interval.fixed_nanos() {
+            Some(n) => open + n,
+            None => self.range(open).1,
+        }
     }
 
     /// The open bucket starting at `start`, created in order if missing.
@@ -190,8 +194,6 @@ struct Series {
     next_due: i64,
     arrivals: u64,
     dirty: bool,
-    /// Reused buffer of seconds closed in one step.
-    merge_buf: Vec<Acc>,
 }
 
 /// Builds candles of every interval from trades. See the module docs for the
@@ -262,7 +264,6 @@ impl CandleAggregator {
                     next_due: i64::MIN,
                     arrivals: 0,
                     dirty: false,
-                    merge_buf: Vec::new(),
                 });
                 self.index.insert((exchange, instrument.clone()), i);
                 i
@@ -475,24 +476,19 @@ impl Series {
         let (base, minute) = (&mut base[0], &mut minute[0]);
         // Two tiers: closed seconds merge into minutes; closed minutes merge
         // into every coarser interval (all are whole minutes).
-        let mut seconds = std::mem::take(&mut self.merge_buf);
-        seconds.clear();
-        close_level(base, limit, flat, &scales, stats, out, &mut seconds);
-        for acc in &seconds {
+        close_level(base, limit, flat, &scales, stats, out, &mut |acc| {
             let start = minute.start(acc.open_time);
             minute.open_bucket(start).merge(acc);
-        }
-        seconds.clear();
-        let mut minutes = seconds;
-        close_level(minute, limit, flat, &scales, stats, out, &mut minutes);
-        for level in coarse.iter_mut() {
-            for acc in &minutes {
+        });
+        close_level(minute, limit, flat, &scales, stats, out, &mut |acc| {
+            for level in coarse.iter_mut() {
                 let start = level.start(acc.open_time);
                 level.open_bucket(start).merge(acc);
             }
-            close_level(level, limit, flat, &scales, stats, out, &mut Vec::new());
+        });
+        for level in coarse.iter_mut() {
+            close_level(level, limit, flat, &scales, stats, out, &mut |_| {});
         }
-        self.merge_buf = minutes;
         // Keep closed buckets while a late trade could still reach them.
         let keep_after = watermark.saturating_sub(lateness);
         for level in &mut self.levels {
@@ -640,8 +636,8 @@ impl Series {
 }
 
 /// Closes the buckets of one level that end at or before `limit`, in order,
-/// with flat candles for empty intervals under the flat policy. Closed buckets
-/// with trades are also copied to `merged` for the coarser levels.
+/// with flat candles for empty intervals under the flat policy. Each closed
+/// bucket with trades is shown to `on_closed`, which merges it upward.
 fn close_level(
     level: &mut Level,
     limit: i64,
@@ -649,7 +645,7 @@ fn close_level(
     scales: &SeriesScales<'_>,
     stats: &mut AggregatorStats,
     out: &mut Vec<Candle>,
-    merged: &mut Vec<Acc>,
+    on_closed: &mut dyn FnMut(&Acc),
 ) {
     let new_through = level.start(limit);
     if new_through <= level.closed_through {
@@ -699,7 +695,7 @@ fn close_level(
             emit_closed(level, f, stats);
         }
         if !acc.is_empty() {
-            merged.push(acc.clone());
+            on_closed(&acc);
         }
         level.closed_through = level.end(acc.open_time);
         emit_closed(level, acc, stats);
