@@ -187,7 +187,9 @@ struct Series {
     ids_ordered: bool,
     price_scale: u8,
     size_scale: u8,
-    levels: Vec<Level>,
+    /// One level per interval, finest first; inline, so the hot path does
+    /// not chase another pointer.
+    levels: [Level; Interval::ALL.len()],
     dedup: Dedup,
     watermark: i64,
     /// When the watermark reaches this, run the close step.
@@ -247,10 +249,8 @@ impl CandleAggregator {
                     .get(&exchange)
                     .copied()
                     .unwrap_or_else(|| exchange.empty_interval_policy());
-                let levels = Interval::ALL
-                    .iter()
-                    .map(|iv| Level::new(*iv, self.config.intervals.contains(iv)))
-                    .collect();
+                let levels =
+                    Interval::ALL.map(|iv| Level::new(iv, self.config.intervals.contains(&iv)));
                 self.series.push(Series {
                     exchange,
                     instrument: instrument.clone(),
@@ -346,6 +346,7 @@ impl CandleAggregator {
 
     /// Moves the exchange-wide watermark, closing quiet series of that exchange
     /// once per second of exchange time.
+    #[inline(never)]
     fn sweep_exchange(&mut self, exchange: Exchange, ts: i64, out: &mut Vec<Candle>) {
         let entry = &mut self.exchange_watermark[exchange.index()];
         if ts > entry.0 {
@@ -412,6 +413,7 @@ impl Series {
         ))
     }
 
+    #[inline(never)]
     fn raise_scales(&mut self, price_scale: u8, size_scale: u8) -> Option<()> {
         if price_scale > MAX_SCALE || size_scale > MAX_SCALE {
             return None;
@@ -454,6 +456,7 @@ impl Series {
     /// Closes every bucket whose end plus grace is at or before `watermark`,
     /// merging closed seconds upward and making flat candles where the policy
     /// says so.
+    #[inline(never)]
     fn advance(
         &mut self,
         watermark: i64,
@@ -514,6 +517,7 @@ impl Series {
 
     /// A trade whose second has closed: revise (or fill) the bucket holding it
     /// at every level.
+    #[inline(never)]
     fn apply_late(
         &mut self,
         t: &FixedTrade<'_>,
