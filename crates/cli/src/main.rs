@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use ck_app::config::{AppConfig, SourceConfig};
 use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
-use ck_bus::{Clock, SystemClock};
+use ck_bus::Clock;
 use ck_model::{Exchange, Instrument, Interval, Ts};
 use ck_sources::import::ImportTarget;
 use ck_sources::replay::ReplayOptions;
@@ -202,9 +202,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ctrl_c.cancel();
                 }
             });
-            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            // Replayed data runs on its own exchange time: the wall clock would
+            // close (and then refuse as too late) every candle of the past.
+            // Live capture is what the wall clock is for.
+            let clock: Option<Arc<dyn Clock>> = None;
             let started = Instant::now();
-            let report = run_pipeline(&settings, store, sources, Some(clock), token).await?;
+            let report = run_pipeline(&settings, store, sources, clock, token).await?;
             print_report(&report, started);
             Ok(())
         }

@@ -262,3 +262,43 @@ fn config_prints_the_effective_configuration() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn run_replays_the_configured_sources_into_the_store() {
+    let dir = tempfile::tempdir().expect("dir");
+    let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\nkind = \"replay\"\nfiles = [{:?}]\nspeed = 0\n",
+            fixture.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let out = candlekeep(
+        dir.path(),
+        &["--config", config.to_str().expect("utf8"), "run"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = candlekeep(
+        dir.path(),
+        &[
+            "candles",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--interval",
+            "1m",
+        ],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 7);
+    assert_eq!(
+        rows[0]["state"], "closed",
+        "replayed minutes close on exchange time"
+    );
+    assert_eq!(rows[0]["trades"], 875);
+}
