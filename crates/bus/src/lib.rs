@@ -81,8 +81,9 @@ pub enum Event {
     Trade(Trade),
     /// Best bid and ask.
     Quote(Quote),
-    /// A candle: provisional, closed or revised.
-    Candle(Candle),
+    /// A candle: provisional, closed or revised. Boxed: candles are large and
+    /// rarer than trades, and every event moves through queues by value.
+    Candle(Box<Candle>),
     /// An instrument listing.
     Instrument(InstrumentInfo),
     /// Input that could not be used.

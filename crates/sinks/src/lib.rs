@@ -71,10 +71,10 @@ impl Pending {
             Event::Candle(c) => {
                 let key = (c.exchange, c.instrument.clone(), c.interval, c.open_time);
                 match self.candle_index.get(&key) {
-                    Some(&i) => self.batch.candles[i] = c,
+                    Some(&i) => self.batch.candles[i] = *c,
                     None => {
                         self.candle_index.insert(key, self.batch.candles.len());
-                        self.batch.candles.push(c);
+                        self.batch.candles.push(*c);
                     }
                 }
             }
@@ -284,7 +284,7 @@ mod tests {
             (0, "1.3", CandleState::Closed),
             (60, "9", CandleState::Provisional),
         ] {
-            tx.send(Event::Candle(candle(open, close, state)))
+            tx.send(Event::Candle(Box::new(candle(open, close, state))))
                 .await
                 .expect("send");
         }

@@ -88,7 +88,7 @@ impl CandleRunner {
                         }
                         output.send(event).await?;
                         for c in candles.drain(..) {
-                            output.send(Event::Candle(c)).await?;
+                            output.send(Event::Candle(Box::new(c))).await?;
                         }
                     }
                 }
@@ -98,14 +98,14 @@ impl CandleRunner {
                     }
                     self.aggregator.drain_provisional(&mut candles);
                     for c in candles.drain(..) {
-                        output.send(Event::Candle(c)).await?;
+                        output.send(Event::Candle(Box::new(c))).await?;
                     }
                 }
             }
         }
         self.aggregator.flush(&mut candles);
         for c in candles.drain(..) {
-            output.send(Event::Candle(c)).await?;
+            output.send(Event::Candle(Box::new(c))).await?;
         }
         Ok(self.aggregator.stats())
     }
