@@ -373,11 +373,18 @@ impl Decimal {
         let mut buf = [0u8; 40];
         let mut n = self.mantissa.unsigned_abs();
         let mut i = buf.len();
-        loop {
+        // 128-bit division is slow: peel digits in u128 only until the rest fits u64.
+        while n > u128::from(u64::MAX) {
             i -= 1;
             buf[i] = b'0' + (n % 10) as u8;
             n /= 10;
-            if n == 0 {
+        }
+        let mut small = n as u64;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (small % 10) as u8;
+            small /= 10;
+            if small == 0 {
                 break;
             }
         }
