@@ -215,46 +215,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(s) = speed.filter(|s| !s.is_finite() || *s <= 0.0) {
                 anyhow::bail!("--speed must be a positive number, got {s}");
             }
-            let store = ck_app::open_store(&settings)?;
-            let started = Instant::now();
             let source = Source::Replay {
                 files,
                 options: ReplayOptions { speed },
             };
-            let report = run_pipeline(
-                &settings,
-                store,
-                vec![source],
-                None,
-                CancellationToken::new(),
-            )
-            .await?;
-            print_report(&report, started);
-            Ok(())
+            run_to_end(&settings, source).await
         }
         Command::Import {
             exchange,
             instrument,
             file,
         } => {
-            let store = ck_app::open_store(&settings)?;
-            let started = Instant::now();
             let target = ImportTarget {
                 exchange,
                 instrument,
                 received: Ts::now(),
             };
-            let source = Source::Import { file, target };
-            let report = run_pipeline(
-                &settings,
-                store,
-                vec![source],
-                None,
-                CancellationToken::new(),
-            )
-            .await?;
-            print_report(&report, started);
-            Ok(())
+            run_to_end(&settings, Source::Import { file, target }).await
         }
         Command::Candles {
             range,
@@ -290,6 +267,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output::errors(&store.ingest_errors(limit).await?)
         }
     }
+}
+
+/// Runs one finite source (replay, import) through the pipeline, on exchange
+/// time, and prints what it did.
+async fn run_to_end(settings: &ck_app::config::Settings, source: Source) -> anyhow::Result<()> {
+    let store = ck_app::open_store(settings)?;
+    let started = Instant::now();
+    let report = run_pipeline(
+        settings,
+        store,
+        vec![source],
+        None,
+        CancellationToken::new(),
+    )
+    .await?;
+    print_report(&report, started);
+    Ok(())
 }
 
 fn range_query(r: &RangeArgs) -> anyhow::Result<RangeQuery> {

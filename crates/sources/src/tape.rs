@@ -99,11 +99,7 @@ impl TapeWriter {
         cur.encoder.write_all(self.line.as_bytes()).map_err(io)?;
         cur.unflushed += 1;
         if cur.unflushed >= flush_every {
-            cur.encoder.flush().map_err(|source| TapeError::Io {
-                path: cur.path.clone(),
-                source,
-            })?;
-            cur.unflushed = 0;
+            self.flush()?;
         }
         Ok(())
     }

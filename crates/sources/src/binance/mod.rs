@@ -57,6 +57,26 @@ impl BinanceParser {
         Ok(instrument)
     }
 
+    /// A normalized trade; an aggTrade passes its agg id and its fill count.
+    fn trade(
+        &mut self,
+        t: &BinanceTrade<'_>,
+        fills: u32,
+        received: Ts,
+    ) -> Result<Trade, ParseError> {
+        Ok(Trade {
+            exchange: EX,
+            instrument: self.instrument(t.symbol)?,
+            trade_id: TradeId::Num(t.id),
+            price: decimal(EX, "price", t.price)?,
+            size: decimal(EX, "quantity", t.qty)?,
+            side: side(t.buyer_is_maker),
+            ts_exchange: Ts::from_millis(t.time_ms),
+            ts_received: received,
+            fills,
+        })
+    }
+
     fn exchange_info(&mut self, body: &str, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
         let info: BinanceExchangeInfo = serde_json::from_str(body).map_err(json)?;
         self.last = None;
@@ -81,17 +101,8 @@ impl BinanceParser {
                     Some(t) => t,
                     None => serde_json::from_str(data).map_err(json)?,
                 };
-                out.push(Event::Trade(Trade {
-                    exchange: EX,
-                    instrument: self.instrument(t.symbol)?,
-                    trade_id: TradeId::Num(t.id),
-                    price: decimal(EX, "price", t.price)?,
-                    size: decimal(EX, "quantity", t.qty)?,
-                    side: side(t.buyer_is_maker),
-                    ts_exchange: Ts::from_millis(t.time_ms),
-                    ts_received: received,
-                    fills: 1,
-                }));
+                let trade = self.trade(&t, 1, received)?;
+                out.push(Event::Trade(trade));
                 Ok(Parsed::Events(1))
             }
             "aggTrade" => {
@@ -108,17 +119,16 @@ impl BinanceParser {
                         field: "f..l",
                         value: format!("{}..{}", t.first_trade, t.last_trade),
                     })?;
-                out.push(Event::Trade(Trade {
-                    exchange: EX,
-                    instrument: self.instrument(t.symbol)?,
-                    trade_id: TradeId::Num(t.id),
-                    price: decimal(EX, "price", t.price)?,
-                    size: decimal(EX, "quantity", t.qty)?,
-                    side: side(t.buyer_is_maker),
-                    ts_exchange: Ts::from_millis(t.time_ms),
-                    ts_received: received,
-                    fills,
-                }));
+                let one = BinanceTrade {
+                    symbol: t.symbol,
+                    id: t.id,
+                    price: t.price,
+                    qty: t.qty,
+                    time_ms: t.time_ms,
+                    buyer_is_maker: t.buyer_is_maker,
+                };
+                let trade = self.trade(&one, fills, received)?;
+                out.push(Event::Trade(trade));
                 Ok(Parsed::Events(1))
             }
             "bookTicker" => {

@@ -364,6 +364,10 @@ fn trade_insert_sql(rows: usize) -> String {
     )
 }
 
+/// The candle columns `candle_from_row` reads, in its order.
+const CANDLE_SELECT: &str = "SELECT open_time, open, high, low, close, volume, quote_volume, vwap, \
+     taker_buy_volume, trades, first_trade_id, last_trade_id, state FROM candles";
+
 const INSTRUMENT_ID: &str = "(SELECT id FROM instruments WHERE exchange = ?1 AND instrument = ?2)";
 
 #[async_trait::async_trait]
@@ -385,9 +389,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(&format!(
-                    "SELECT open_time, open, high, low, close, volume, quote_volume, vwap, taker_buy_volume,
-                            trades, first_trade_id, last_trade_id, state
-                     FROM candles WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4
+                    "{CANDLE_SELECT} WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4
                        AND open_time >= ?5 AND open_time < ?6 ORDER BY open_time LIMIT ?7"
                 ))
                 .map_err(sql("preparing candle query"))?;
@@ -449,9 +451,7 @@ impl Store for SqliteStore {
         let instrument = instrument.clone();
         self.read(move |c| {
             c.prepare_cached(&format!(
-                "SELECT open_time, open, high, low, close, volume, quote_volume, vwap, taker_buy_volume,
-                        trades, first_trade_id, last_trade_id, state
-                 FROM candles WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = 'ours'
+                "{CANDLE_SELECT} WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = 'ours'
                  ORDER BY open_time DESC LIMIT 1"
             ))
             .and_then(|mut s| {
