@@ -196,6 +196,11 @@ struct Series {
     next_due: i64,
     arrivals: u64,
     dirty: bool,
+    /// The newest open second, kept out of `levels[0].open` so the trade path
+    /// touches nothing else. Valid when `hot_start` is not `i64::MIN`; it is
+    /// put back ("spilled") before anything else looks at the open seconds.
+    hot: Acc,
+    hot_start: i64,
 }
 
 /// Builds candles of every interval from trades. See the module docs for the
@@ -264,6 +269,8 @@ impl CandleAggregator {
                     next_due: i64::MIN,
                     arrivals: 0,
                     dirty: false,
+                    hot: Acc::empty(i64::MIN),
+                    hot_start: i64::MIN,
                 });
                 self.index.insert((exchange, instrument.clone()), i);
                 i
@@ -320,17 +327,16 @@ impl CandleAggregator {
         s.dirty = true;
         stats.trades += 1;
 
-        let base = &mut s.levels[0];
         let start = ts - ts.rem_euclid(NANOS_PER_SEC);
-        let outcome = if start + NANOS_PER_SEC <= base.closed_through {
+        let outcome = if start == s.hot_start {
+            s.hot.add(&fixed);
+            TradeOutcome::Applied
+        } else if start + NANOS_PER_SEC <= s.levels[0].closed_through {
             s.apply_late(&fixed, stats, out);
             stats.late_trades += 1;
             TradeOutcome::Revised
         } else {
-            match base.open.back_mut() {
-                Some(acc) if acc.open_time == start => acc.add(&fixed),
-                _ => base.open_bucket(start).add(&fixed),
-            }
+            s.add_to_open_second(start, &fixed);
             TradeOutcome::Applied
         };
 
@@ -398,6 +404,37 @@ impl CandleAggregator {
 }
 
 impl Series {
+    /// Puts the hot second back among the open seconds (it is the newest).
+    fn spill(&mut self) {
+        if self.hot_start != i64::MIN {
+            let acc = std::mem::replace(&mut self.hot, Acc::empty(i64::MIN));
+            self.levels[0].open.push_back(acc);
+            self.hot_start = i64::MIN;
+        }
+    }
+
+    /// A trade for an open second other than the hot one.
+    #[inline(never)]
+    fn add_to_open_second(&mut self, start: i64, t: &FixedTrade<'_>) {
+        self.spill();
+        let base = &mut self.levels[0];
+        match base.open.back() {
+            Some(newest) if newest.open_time > start => base.open_bucket(start).add(t),
+            Some(newest) if newest.open_time == start => {
+                if let Some(acc) = base.open.pop_back() {
+                    self.hot = acc;
+                    self.hot_start = start;
+                    self.hot.add(t);
+                }
+            }
+            _ => {
+                self.hot = Acc::empty(start);
+                self.hot_start = start;
+                self.hot.add(t);
+            }
+        }
+    }
+
     /// Price and size at the series scales, raising the scales if the trade
     /// has more digits.
     #[inline]
@@ -415,6 +452,7 @@ impl Series {
 
     #[inline(never)]
     fn raise_scales(&mut self, price_scale: u8, size_scale: u8) -> Option<()> {
+        self.spill();
         if price_scale > MAX_SCALE || size_scale > MAX_SCALE {
             return None;
         }
@@ -466,6 +504,7 @@ impl Series {
         stats: &mut AggregatorStats,
         out: &mut Vec<Candle>,
     ) {
+        self.spill();
         let limit = watermark.saturating_sub(grace);
         let flat = (self.policy == EmptyIntervalPolicy::Flat).then_some(max_flat_span);
         let scales = SeriesScales {
@@ -594,7 +633,8 @@ impl Series {
         }
     }
 
-    fn provisional(&self, out: &mut Vec<Candle>) {
+    fn provisional(&mut self, out: &mut Vec<Candle>) {
+        self.spill();
         let scales = self.scales();
         let base = &self.levels[0];
         for level in &self.levels {
