@@ -71,7 +71,7 @@ pub fn replay_blocking(
                 Ok(msg) => {
                     stats.records += 1;
                     if let Some(speed) = options.speed.filter(|s| *s > 0.0) {
-                        wait_for(&mut pace, msg.ts_received, speed);
+                        wait_for(&mut pace, msg.ts_received, speed, stop);
                     }
                     let origin = || format!("{}#{}", path.display(), i + 1);
                     normalizer.handle(&msg, &origin, &mut out);
@@ -101,12 +101,21 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// Sleeps so that messages leave at `speed` times their recorded pace.
-fn wait_for(pace: &mut Option<(Ts, Instant)>, ts: Ts, speed: f64) {
+/// Sleeps so that messages leave at `speed` times their recorded pace, in
+/// short slices so that a stop request is seen promptly.
+fn wait_for(
+    pace: &mut Option<(Ts, Instant)>,
+    ts: Ts,
+    speed: f64,
+    stop: &(dyn Fn() -> bool + Sync),
+) {
     let (first, started) = *pace.get_or_insert((ts, Instant::now()));
     let due = Duration::from_secs_f64(((ts.0 - first.0).max(0) as f64 / 1e9) / speed);
-    let elapsed = started.elapsed();
-    if due > elapsed {
-        std::thread::sleep(due - elapsed);
+    loop {
+        let elapsed = started.elapsed();
+        if due <= elapsed || stop() {
+            return;
+        }
+        std::thread::sleep((due - elapsed).min(Duration::from_millis(100)));
     }
 }
