@@ -50,7 +50,7 @@ pub struct AppConfig {
     pub tape: TapeConfig,
     /// Sizes of the pipeline's bounded queues.
     pub pipeline: PipelineConfig,
-    /// Where data comes from.
+    /// Where data comes from. Default: live Binance BTC-USDT and ETH-USDT.
     pub sources: Vec<SourceConfig>,
 }
 
@@ -62,7 +62,11 @@ impl Default for AppConfig {
             candles: CandlesConfig::default(),
             tape: TapeConfig::default(),
             pipeline: PipelineConfig::default(),
-            sources: Vec::new(),
+            sources: vec![SourceConfig::Binance {
+                instruments: vec!["BTC-USDT".to_owned(), "ETH-USDT".to_owned()],
+                ws_url: default_binance_ws(),
+                stale_after_secs: default_stale_secs(),
+            }],
         }
     }
 }
@@ -185,6 +189,17 @@ impl Default for PipelineConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum SourceConfig {
+    /// Live Binance spot capture: trades and best bid/ask.
+    Binance {
+        /// Instruments, `BASE-QUOTE`.
+        instruments: Vec<String>,
+        /// WebSocket base URL.
+        #[serde(default = "default_binance_ws")]
+        ws_url: String,
+        /// Reconnect when nothing arrives for this many seconds.
+        #[serde(default = "default_stale_secs")]
+        stale_after_secs: u64,
+    },
     /// Replays recordings (tapes or fixture formats) through the pipeline.
     Replay {
         /// The files, in order.
@@ -193,6 +208,14 @@ pub enum SourceConfig {
         #[serde(default)]
         speed: f64,
     },
+}
+
+fn default_binance_ws() -> String {
+    ck_sources::binance::DEFAULT_WS_URL.to_owned()
+}
+
+fn default_stale_secs() -> u64 {
+    60
 }
 
 /// The validated runtime settings derived from [`AppConfig`].
@@ -286,6 +309,26 @@ impl AppConfig {
         }
         for s in &self.sources {
             match s {
+                SourceConfig::Binance {
+                    instruments,
+                    ws_url,
+                    ..
+                } => {
+                    if instruments.is_empty() {
+                        return Err(invalid(
+                            "a binance source needs at least one instrument".into(),
+                        ));
+                    }
+                    for i in instruments {
+                        ck_model::Instrument::parse(i)
+                            .map_err(|e| invalid(format!("sources: {e}")))?;
+                    }
+                    if !(ws_url.starts_with("ws://") || ws_url.starts_with("wss://")) {
+                        return Err(invalid(format!(
+                            "sources: ws_url `{ws_url}` must start with ws:// or wss://"
+                        )));
+                    }
+                }
                 SourceConfig::Replay { files, speed } => {
                     if files.is_empty() {
                         return Err(invalid("a replay source needs at least one file".into()));

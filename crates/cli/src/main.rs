@@ -4,14 +4,14 @@ mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use ck_app::config::{AppConfig, SourceConfig};
 use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
-use ck_bus::Clock;
 use ck_model::{Exchange, Instrument, Interval, Ts};
+use ck_sources::binance::BinanceLiveConfig;
 use ck_sources::import::ImportTarget;
+use ck_sources::live::BackoffPolicy;
 use ck_sources::replay::ReplayOptions;
 use ck_store::{CandleSource, RangeQuery};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -177,18 +177,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run => {
             let store = ck_app::open_store(&settings)?;
-            let sources: Vec<Source> = config
-                .sources
-                .iter()
-                .map(|s| match s {
+            let mut sources = Vec::new();
+            for s in &config.sources {
+                sources.push(match s {
                     SourceConfig::Replay { files, speed } => Source::Replay {
                         files: files.clone(),
                         options: ReplayOptions {
                             speed: (*speed > 0.0).then_some(*speed),
                         },
                     },
-                })
-                .collect();
+                    SourceConfig::Binance {
+                        instruments,
+                        ws_url,
+                        stale_after_secs,
+                    } => {
+                        let instruments = instruments
+                            .iter()
+                            .map(|i| Instrument::parse(i))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        Source::Binance(BinanceLiveConfig {
+                            ws_url: ws_url.clone(),
+                            instruments,
+                            backoff: BackoffPolicy::default(),
+                            stale_after: std::time::Duration::from_secs((*stale_after_secs).max(1)),
+                        })
+                    }
+                });
+            }
             if sources.is_empty() {
                 anyhow::bail!(
                     "no sources configured: add a [[sources]] entry to the config (see config/example.toml)"
@@ -202,12 +217,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ctrl_c.cancel();
                 }
             });
-            // Replayed data runs on its own exchange time: the wall clock would
-            // close (and then refuse as too late) every candle of the past.
-            // Live capture is what the wall clock is for.
-            let clock: Option<Arc<dyn Clock>> = None;
+            // The pipeline uses the system clock for live sources only: replayed
+            // data closes its candles on its own exchange time.
             let started = Instant::now();
-            let report = run_pipeline(&settings, store, sources, clock, token).await?;
+            let report = run_pipeline(&settings, store, sources, None, token).await?;
             print_report(&report, started);
             Ok(())
         }
@@ -314,6 +327,13 @@ fn print_report(report: &PipelineReport, started: Instant) {
                 r.normalized.errors,
                 r.bad_records,
                 r.normalized.unsupported
+            ),
+            SourceReport::Live(s) => eprintln!(
+                "{}: {} messages, {} reconnects, last message {}",
+                s.exchange,
+                s.messages,
+                s.reconnects,
+                s.last_message.map_or("never".to_owned(), |t| t.to_string())
             ),
             SourceReport::Import(i) => {
                 eprintln!(

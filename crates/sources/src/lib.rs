@@ -7,6 +7,8 @@
 //! - [`recordings::Recording`]: reads tapes and the fixture formats back.
 //! - [`replay`]: feeds recordings through the normalizer onto the bus.
 //! - [`import`]: loads trades from CSV or JSON lines files.
+//! - [`live`]: reconnect backoff and connector status shared by the live
+//!   connectors (`binance::run_binance`).
 
 #![warn(missing_docs)]
 
@@ -14,6 +16,7 @@ pub mod binance;
 pub mod coinbase_exchange;
 mod flat_json;
 pub mod import;
+pub mod live;
 pub mod normalize;
 pub mod parse;
 pub mod recordings;

@@ -2,8 +2,10 @@
 //! `exchangeInfo` instrument list.
 
 mod wire;
+mod ws;
 
 pub use wire::{BinanceKline, BinanceKlineEvent};
+pub use ws::{BinanceLiveConfig, DEFAULT_WS_URL, run_binance};
 
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};

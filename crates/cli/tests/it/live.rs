@@ -1,0 +1,137 @@
+//! Live capture against the mock Binance server on 127.0.0.1, replaying the
+//! recorded real traffic: connect, survive a dropped connection, tape every
+//! message, store every trade.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ck_app::config::AppConfig;
+use ck_app::pipeline::{Source, SourceReport, run_pipeline};
+use ck_mock::binance::{MockBinance, MockOptions};
+use ck_model::{Exchange, Instrument, Ts};
+use ck_sources::binance::BinanceLiveConfig;
+use ck_sources::live::BackoffPolicy;
+use ck_sources::recordings::Recording;
+use ck_store::RangeQuery;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_capture_survives_a_dropped_connection_and_tapes_everything() {
+    let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    let recording: Vec<_> = Recording::open(&fixture)
+        .expect("open")
+        .map(|r| r.expect("line"))
+        .filter(|m| m.data.contains("@trade\"") || m.data.contains("@bookTicker\""))
+        .take(3_000)
+        .collect();
+    let recorded_trades = recording
+        .iter()
+        .filter(|m| m.data.contains("@trade\""))
+        .count();
+    assert!(recorded_trades > 500, "{recorded_trades}");
+    let mock = MockBinance::start(
+        &recording,
+        MockOptions {
+            drop_after: Some(1_000),
+            ..MockOptions::default()
+        },
+    )
+    .await
+    .expect("mock");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let env = vec![(
+        "CANDLEKEEP_DATA_DIR".to_owned(),
+        dir.path().display().to_string(),
+    )];
+    let settings = AppConfig::load(None, env)
+        .expect("config")
+        .settings()
+        .expect("settings");
+    let store = ck_app::open_store(&settings).expect("store");
+    let source = Source::Binance(BinanceLiveConfig {
+        ws_url: mock.ws_url(),
+        instruments: vec![Instrument::parse("BTC-USDT").expect("i")],
+        backoff: BackoffPolicy {
+            initial: Duration::from_millis(20),
+            ..BackoffPolicy::default()
+        },
+        stale_after: Duration::from_secs(30),
+    });
+    let token = CancellationToken::new();
+    let pipeline = tokio::spawn({
+        let (store, token, settings) = (store.clone(), token.clone(), settings.clone());
+        async move { run_pipeline(&settings, store, vec![source], None, token).await }
+    });
+
+    // Wait (bounded) until every recorded trade is stored, then stop.
+    let q = RangeQuery {
+        exchange: Exchange::Binance,
+        instrument: Instrument::parse("BTC-USDT").expect("i"),
+        from: Ts(i64::MIN),
+        to: Ts(i64::MAX),
+        limit: 1_000_000,
+    };
+    let mut stored = 0;
+    for _ in 0..600 {
+        stored = store.trades(&q).await.expect("trades").len();
+        if stored == recorded_trades && mock.finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    token.cancel();
+    let report = pipeline.await.expect("join").expect("pipeline");
+    assert_eq!(stored, recorded_trades, "every recorded trade is stored");
+    assert_eq!(
+        mock.connections(),
+        2,
+        "the connector reconnected after the drop"
+    );
+    let SourceReport::Live(status) = &report.sources[0] else {
+        panic!("live report")
+    };
+    assert_eq!(status.reconnects, 1);
+    assert_eq!(status.messages as usize, recording.len());
+    let capture = report.capture.expect("capture stage ran");
+    assert_eq!(
+        capture.taped as usize,
+        recording.len(),
+        "every raw message taped"
+    );
+    assert_eq!(capture.normalized.errors, 0);
+
+    // The tape replays to exactly what the mock sent (time-shifted), in order.
+    let tape_dir = dir.path().join("tapes").join("binance");
+    let mut tapes: Vec<PathBuf> = std::fs::read_dir(&tape_dir)
+        .expect("tapes")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    tapes.sort();
+    let taped: Vec<_> = tapes
+        .iter()
+        .flat_map(|p| Recording::open(p).expect("tape").map(|r| r.expect("line")))
+        .collect();
+    assert_eq!(taped.len(), recording.len());
+    let first_trade = taped
+        .iter()
+        .find(|m| m.data.contains("@trade\""))
+        .expect("a trade");
+    assert!(
+        first_trade.data.contains("\"t\":3735683259"),
+        "{}",
+        first_trade.data
+    );
+
+    // Times were shifted to now, so the wall clock closed candles as it would live.
+    let candles = store
+        .candles(&q, ck_model::Interval::S1, ck_store::CandleSource::Ours)
+        .await
+        .expect("candles");
+    assert!(
+        candles
+            .iter()
+            .any(|c| c.state == ck_model::CandleState::Closed),
+        "live candles close"
+    );
+}

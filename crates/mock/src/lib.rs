@@ -1,0 +1,11 @@
+//! Mock exchanges for tests, demos and benchmarks: each speaks a venue's real
+//! WebSocket protocol on a local address and replays recorded real traffic,
+//! time-shifted so that it looks live.
+//!
+//! - [`binance::MockBinance`]: combined streams (`/stream?streams=...`),
+//!   `SUBSCRIBE` requests, ping frames, and fault injection (dropping the
+//!   connection after a number of messages).
+
+#![warn(missing_docs)]
+
+pub mod binance;

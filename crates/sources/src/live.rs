@@ -1,0 +1,195 @@
+//! What every live connector shares: reconnect backoff with jitter, and the
+//! connector status the rest of the program reads.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ck_model::{Exchange, Ts};
+
+/// Reconnect delays: exponential, capped, with jitter; reset after a good
+/// connection.
+#[derive(Debug, Clone)]
+pub struct BackoffPolicy {
+    /// The first delay.
+    pub initial: Duration,
+    /// The longest delay.
+    pub max: Duration,
+    /// Growth per failed attempt.
+    pub multiplier: f64,
+    /// Each delay is scaled by a random factor in `[1 - jitter, 1]`.
+    pub jitter: f64,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(60),
+            multiplier: 2.0,
+            jitter: 0.3,
+        }
+    }
+}
+
+/// The state of one backoff sequence.
+#[derive(Debug)]
+pub struct Backoff {
+    policy: BackoffPolicy,
+    current: Duration,
+    rng: u64,
+}
+
+impl Backoff {
+    /// A fresh sequence. `seed` varies the jitter between connectors.
+    #[must_use]
+    pub fn new(policy: BackoffPolicy, seed: u64) -> Backoff {
+        Backoff {
+            current: policy.initial,
+            policy,
+            rng: seed | 1,
+        }
+    }
+
+    /// The next delay to wait before reconnecting.
+    pub fn next_delay(&mut self) -> Duration {
+        // xorshift: jitter needs spread, not cryptographic randomness.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        let factor = 1.0 - self.policy.jitter.clamp(0.0, 1.0) * unit;
+        let delay = self.current.mul_f64(factor);
+        self.current = self
+            .current
+            .mul_f64(self.policy.multiplier.max(1.0))
+            .min(self.policy.max);
+        delay
+    }
+
+    /// Back to the initial delay, after a connection that worked.
+    pub fn reset(&mut self) {
+        self.current = self.policy.initial;
+    }
+}
+
+/// Where a connector is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionState {
+    /// Not started, or connecting for the first time.
+    Connecting,
+    /// Connected and subscribed.
+    Connected,
+    /// Lost the connection; waiting to reconnect.
+    Reconnecting,
+    /// Stopped on request.
+    Stopped,
+}
+
+/// A snapshot of a connector, for status output and the API.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectorSnapshot {
+    /// The venue.
+    pub exchange: Exchange,
+    /// The connection state.
+    pub state: ConnectionState,
+    /// Messages received.
+    pub messages: u64,
+    /// Reconnects so far.
+    pub reconnects: u64,
+    /// When the last message arrived.
+    pub last_message: Option<Ts>,
+    /// The last connection error, if any.
+    pub last_error: Option<String>,
+}
+
+/// Shared, updated by the connector, read by anyone.
+#[derive(Debug)]
+pub struct ConnectorStatus {
+    inner: Mutex<ConnectorSnapshot>,
+}
+
+impl ConnectorStatus {
+    /// A status for a connector that has not connected yet.
+    #[must_use]
+    pub fn new(exchange: Exchange) -> ConnectorStatus {
+        ConnectorStatus {
+            inner: Mutex::new(ConnectorSnapshot {
+                exchange,
+                state: ConnectionState::Connecting,
+                messages: 0,
+                reconnects: 0,
+                last_message: None,
+                last_error: None,
+            }),
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut ConnectorSnapshot)) {
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard);
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn snapshot(&self) -> ConnectorSnapshot {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_state(&self, state: ConnectionState) {
+        self.with(|s| s.state = state);
+    }
+
+    pub(crate) fn on_message(&self, at: Ts) {
+        self.with(|s| {
+            s.messages += 1;
+            s.last_message = Some(at);
+        });
+    }
+
+    pub(crate) fn on_disconnect(&self, error: Option<String>) {
+        self.with(|s| {
+            s.reconnects += 1;
+            s.state = ConnectionState::Reconnecting;
+            if error.is_some() {
+                s.last_error = error;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_jitters_and_resets() {
+        let policy = BackoffPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(800),
+            multiplier: 2.0,
+            jitter: 0.5,
+        };
+        let mut b = Backoff::new(policy, 42);
+        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
+        let ceilings = [100, 200, 400, 800, 800, 800];
+        for (d, c) in delays.iter().zip(ceilings) {
+            assert!(
+                *d <= Duration::from_millis(c) && *d >= Duration::from_millis(c / 2),
+                "{d:?} vs {c}"
+            );
+        }
+        assert!(
+            delays.windows(2).any(|w| w[0] != w[1]),
+            "jitter varies the delays"
+        );
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}
