@@ -485,7 +485,7 @@ mod tests {
     #[test]
     fn shipped_configs_are_valid() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
-        for name in ["example.toml", "replay-demo.toml"] {
+        for name in ["example.toml", "replay-demo.toml", "mock-demo.toml"] {
             let c = AppConfig::load(Some(&dir.join(name)), env(&[]))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(c.to_toml().is_ok(), "{name}");

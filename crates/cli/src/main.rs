@@ -83,6 +83,19 @@ enum Command {
     },
     /// List stored instruments with their last trade time.
     Instruments,
+    /// Serve a mock Binance WebSocket on this machine that replays recordings
+    /// (time-shifted to now), for demos and offline runs.
+    MockExchange {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        listen: std::net::SocketAddr,
+        /// Pace relative to the recording (1 = real time); as fast as the client reads if absent.
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Recordings with Binance combined-stream messages.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Show the most recent ingest errors (bad input that was skipped).
     Errors {
         /// How many.
@@ -274,6 +287,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Instruments => {
             let store = ck_app::open_store(&settings)?;
             output::instruments(&store.instruments().await?)
+        }
+        Command::MockExchange {
+            listen,
+            speed,
+            files,
+        } => {
+            let mut recording = Vec::new();
+            for f in &files {
+                let r = ck_sources::recordings::Recording::open(f)?;
+                anyhow::ensure!(
+                    r.exchange() == Exchange::Binance,
+                    "{}: the mock serves Binance recordings only",
+                    f.display()
+                );
+                recording.extend(r.filter_map(Result::ok));
+            }
+            let options = ck_mock::binance::MockOptions {
+                speed,
+                ..Default::default()
+            };
+            let mock = ck_mock::binance::MockBinance::start_on(listen, &recording, options).await?;
+            eprintln!(
+                "mock Binance on {} with {} messages; Ctrl-C to stop",
+                mock.ws_url(),
+                mock.len()
+            );
+            tokio::signal::ctrl_c().await?;
+            Ok(())
         }
         Command::Errors { limit } => {
             let store = ck_app::open_store(&settings)?;

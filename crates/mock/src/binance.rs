@@ -62,6 +62,19 @@ impl MockBinance {
         recording: &[RawMessage],
         options: MockOptions,
     ) -> std::io::Result<MockBinance> {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        MockBinance::start_on(any, recording, options).await
+    }
+
+    /// Like [`MockBinance::start`], on a chosen address.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn start_on(
+        addr: SocketAddr,
+        recording: &[RawMessage],
+        options: MockOptions,
+    ) -> std::io::Result<MockBinance> {
         let messages: Vec<(Ts, String, String)> = recording
             .iter()
             .filter(|m| m.origin == Origin::Ws)
@@ -85,7 +98,7 @@ impl MockBinance {
             options,
             shift_ms: Ts::now().as_millis() - first.as_millis(),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let accept = shared.clone();
         tokio::spawn(async move {
