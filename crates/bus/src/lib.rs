@@ -13,7 +13,7 @@ pub mod metrics;
 
 use std::sync::Arc;
 
-use ck_model::{Candle, Exchange, InstrumentInfo, Quote, Trade, Ts};
+use ck_model::{Candle, Exchange, Gap, InstrumentInfo, Quote, Trade, Ts};
 
 /// One message exactly as received from an exchange (or read from a tape).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,8 @@ pub enum Event {
     Instrument(InstrumentInfo),
     /// Input that could not be used.
     IngestError(IngestError),
+    /// Trades known to be missing.
+    Gap(Gap),
 }
 
 /// The sending half of a bounded pipeline edge.

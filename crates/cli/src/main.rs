@@ -96,6 +96,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// List recorded gaps (trades known to be missing), newest first.
+    Gaps {
+        /// Only this exchange.
+        #[arg(long)]
+        exchange: Option<Exchange>,
+        /// Only this instrument, BASE-QUOTE.
+        #[arg(long)]
+        instrument: Option<Instrument>,
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Show the most recent ingest errors (bad input that was skipped).
     Errors {
         /// How many.
@@ -315,6 +327,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             tokio::signal::ctrl_c().await?;
             Ok(())
+        }
+        Command::Gaps {
+            exchange,
+            instrument,
+            limit,
+        } => {
+            let store = ck_app::open_store(&settings)?;
+            output::gaps(&store.gaps(exchange, instrument.as_ref(), limit).await?)
         }
         Command::Errors { limit } => {
             let store = ck_app::open_store(&settings)?;

@@ -146,3 +146,7 @@ pub(crate) fn instruments(list: &[StoredInstrument]) -> anyhow::Result<()> {
 pub(crate) fn errors(list: &[IngestError]) -> anyhow::Result<()> {
     json(list)
 }
+
+pub(crate) fn gaps(list: &[ck_model::Gap]) -> anyhow::Result<()> {
+    json(list)
+}

@@ -94,6 +94,14 @@ impl Exchange {
         }
     }
 
+    /// Whether consecutive trades of one instrument have consecutive ids, so
+    /// that a jump in ids is a gap: Binance (`t` of `trade`, `a` of
+    /// `aggTrade`) and Coinbase Exchange (`trade_id` per product).
+    #[must_use]
+    pub const fn sequential_trade_ids(self) -> bool {
+        matches!(self, Exchange::Binance | Exchange::CoinbaseExchange)
+    }
+
     /// Whether the exchange's trade ids increase with exchange order, so that
     /// open and close can follow them. Otherwise time (then arrival) orders trades.
     #[must_use]

@@ -9,6 +9,7 @@
 
 mod candle;
 mod decimal;
+mod gap;
 mod instrument;
 mod interval;
 mod time;
@@ -16,6 +17,7 @@ mod trade;
 
 pub use candle::{Candle, CandleRecord, CandleState, EmptyIntervalPolicy};
 pub use decimal::{Decimal, DecimalError, MAX_SCALE, pow10};
+pub use gap::{Gap, GapState};
 pub use instrument::{Exchange, Instrument, InstrumentError, InstrumentInfo, normalize_asset};
 pub use interval::{Interval, IntervalError};
 pub use time::{NANOS_PER_SEC, Ts, TsError};

@@ -68,6 +68,7 @@ impl Pending {
             Event::Quote(q) => self.batch.quotes.push(q),
             Event::Instrument(i) => self.batch.instruments.push(i),
             Event::IngestError(e) => self.batch.errors.push(e),
+            Event::Gap(g) => self.batch.gaps.push(g),
             Event::Candle(c) => {
                 let key = (c.exchange, c.instrument.clone(), c.interval, c.open_time);
                 match self.candle_index.get(&key) {
@@ -238,6 +239,14 @@ mod tests {
         }
         async fn ingest_errors(&self, n: usize) -> Result<Vec<ck_bus::IngestError>, Error> {
             self.inner.ingest_errors(n).await
+        }
+        async fn gaps(
+            &self,
+            e: Option<Exchange>,
+            i: Option<&Instrument>,
+            n: usize,
+        ) -> Result<Vec<ck_model::Gap>, Error> {
+            self.inner.gaps(e, i, n).await
         }
         async fn counts(&self) -> Result<StoreCounts, Error> {
             self.inner.counts().await

@@ -12,7 +12,7 @@
 pub mod sqlite;
 
 use ck_bus::IngestError;
-use ck_model::{Candle, Exchange, Instrument, InstrumentInfo, Interval, Quote, Trade, Ts};
+use ck_model::{Candle, Exchange, Gap, Instrument, InstrumentInfo, Interval, Quote, Trade, Ts};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +96,8 @@ pub struct WriteBatch {
     pub exchange_candles: Vec<Candle>,
     /// Ingest errors.
     pub errors: Vec<IngestError>,
+    /// Gaps detected (a gap already recorded is not recorded twice).
+    pub gaps: Vec<Gap>,
 }
 
 impl WriteBatch {
@@ -108,6 +110,7 @@ impl WriteBatch {
             + self.candles.len()
             + self.exchange_candles.len()
             + self.errors.len()
+            + self.gaps.len()
     }
 
     /// True when there is nothing to write.
@@ -209,6 +212,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The most recent ingest errors, newest first.
     async fn ingest_errors(&self, limit: usize) -> Result<Vec<IngestError>, Error>;
+
+    /// Recorded gaps, newest first, optionally of one exchange and instrument.
+    async fn gaps(
+        &self,
+        exchange: Option<Exchange>,
+        instrument: Option<&Instrument>,
+        limit: usize,
+    ) -> Result<Vec<Gap>, Error>;
 
     /// Row counts.
     async fn counts(&self) -> Result<StoreCounts, Error>;

@@ -70,6 +70,46 @@ pub async fn store_contract(store: &dyn Store) {
     candles_upsert_by_state(store).await;
     quotes_and_latest(store).await;
     instruments_and_errors(store).await;
+    gaps_are_recorded_once(store).await;
+}
+
+async fn gaps_are_recorded_once(store: &dyn Store) {
+    let gap = ck_model::Gap {
+        exchange: Exchange::Binance,
+        instrument: inst("BTC-USDT"),
+        from_ts: Ts::from_secs(10),
+        to_ts: Ts::from_secs(20),
+        first_missing_id: Some(101),
+        last_missing_id: Some(105),
+        state: ck_model::GapState::Open,
+        reason: "trade ids jumped from 100 to 106".into(),
+        detected_at: Ts::from_secs(21),
+    };
+    let batch = std::sync::Arc::new(WriteBatch {
+        gaps: vec![gap.clone(), gap.clone()],
+        ..WriteBatch::default()
+    });
+    store.write(batch.clone()).await.expect("write");
+    store.write(batch).await.expect("write again");
+    assert_eq!(
+        store.gaps(None, None, 10).await.expect("gaps"),
+        vec![gap.clone()],
+        "recorded once"
+    );
+    assert_eq!(
+        store
+            .gaps(Some(Exchange::Binance), Some(&inst("BTC-USDT")), 10)
+            .await
+            .expect("gaps"),
+        vec![gap]
+    );
+    assert!(
+        store
+            .gaps(Some(Exchange::Kraken), None, 10)
+            .await
+            .expect("gaps")
+            .is_empty()
+    );
 }
 
 async fn trades_are_exact_and_deduplicated(store: &dyn Store) {

@@ -146,6 +146,19 @@ fn import_then_query_candles_as_json_and_csv() {
         )
     );
 
+    // The skipped row was trade 3: Binance ids are sequential, so it is a gap.
+    let out = candlekeep(dir.path(), &["gaps", "--exchange", "binance"]);
+    let gaps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(gaps.as_array().map(Vec::len), Some(1), "{gaps}");
+    assert_eq!(
+        (
+            gaps[0]["first_missing_id"].as_u64(),
+            gaps[0]["last_missing_id"].as_u64()
+        ),
+        (Some(3), Some(3))
+    );
+    assert_eq!(gaps[0]["state"], "open");
+
     let out = candlekeep(dir.path(), &["errors"]);
     let errors: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(

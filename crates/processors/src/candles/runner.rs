@@ -8,6 +8,7 @@ use ck_bus::{Clock, Closed, Event, Receiver, Sender};
 use ck_model::Candle;
 
 use super::{AggregatorStats, CandleAggregator, TradeOutcome};
+use crate::gaps::GapDetector;
 
 /// Settings of the candle stage.
 #[derive(Debug, Clone)]
@@ -33,14 +34,15 @@ impl Default for RunnerConfig {
 }
 
 struct Meters {
+    gaps: Arc<Counter>,
     duplicates: Arc<Counter>,
     late: Arc<Counter>,
     too_late: Arc<Counter>,
     out_of_range: Arc<Counter>,
 }
 
-/// Feeds trades from the bus to a [`CandleAggregator`] and passes every event
-/// on, followed by the candles it caused.
+/// Feeds trades from the bus to a [`CandleAggregator`] and a [`GapDetector`],
+/// and passes every event on, followed by the gaps and candles it caused.
 pub struct CandleRunner {
     aggregator: CandleAggregator,
     config: RunnerConfig,
@@ -61,6 +63,7 @@ impl CandleRunner {
         output: Sender<Event>,
     ) -> Result<AggregatorStats, Closed> {
         let meters = Meters {
+            gaps: metrics::counter("candlekeep_gaps_detected_total"),
             duplicates: metrics::counter("candlekeep_duplicate_trades_total"),
             late: metrics::counter("candlekeep_late_trades_total"),
             too_late: metrics::counter("candlekeep_too_late_trades_total"),
@@ -70,6 +73,7 @@ impl CandleRunner {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(self.config.batch);
         let mut candles: Vec<Candle> = Vec::new();
+        let mut gaps = GapDetector::new();
         loop {
             tokio::select! {
                 n = input.recv_many(&mut batch, self.config.batch) => {
@@ -77,7 +81,10 @@ impl CandleRunner {
                         break;
                     }
                     for event in batch.drain(..) {
+                        let mut gap = None;
                         if let Event::Trade(trade) = &event {
+                            let now = self.config.clock.as_ref().map_or(trade.ts_received, |c| c.now());
+                            gap = gaps.on_trade(trade, now);
                             match self.aggregator.on_trade(trade, &mut candles) {
                                 TradeOutcome::Duplicate => meters.duplicates.inc(),
                                 TradeOutcome::Revised => meters.late.inc(),
@@ -87,6 +94,11 @@ impl CandleRunner {
                             }
                         }
                         output.send(event).await?;
+                        if let Some(g) = gap {
+                            meters.gaps.inc();
+                            tracing::warn!(exchange = %g.exchange, instrument = %g.instrument, reason = %g.reason, "gap detected");
+                            output.send(Event::Gap(g)).await?;
+                        }
                         for c in candles.drain(..) {
                             output.send(Event::Candle(Box::new(c))).await?;
                         }

@@ -17,13 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ck_bus::IngestError;
-use ck_model::{Candle, Exchange, Instrument, Interval, Quote, Trade, Ts};
+use ck_model::{Candle, Exchange, Gap, Instrument, Interval, Quote, Trade, Ts};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::{
     CandleSource, Error, RangeQuery, Store, StoreCounts, StoredInstrument, WriteBatch, WriteSummary,
 };
-use rows::{candle_from_row, id_param, quote_from_row, side_code, trade_from_row};
+use rows::{candle_from_row, gap_from_row, id_param, quote_from_row, side_code, trade_from_row};
 
 /// How hard a commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -350,6 +350,30 @@ fn write_batch(
                 .map_err(sql("inserting ingest error"))?;
         }
     }
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id, state, reason, detected_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            )
+            .map_err(sql("preparing gap insert"))?;
+        for g in &b.gaps {
+            let id = instrument_id(&tx, ids, g.exchange, &g.instrument)?;
+            let ids = [g.first_missing_id, g.last_missing_id].map(|v| v.map(num_id_value));
+            insert
+                .execute(params![
+                    id,
+                    g.from_ts.0,
+                    g.to_ts.0,
+                    ids[0],
+                    ids[1],
+                    g.state.as_str(),
+                    g.reason,
+                    g.detected_at.0
+                ])
+                .map_err(sql("inserting gap"))?;
+        }
+    }
     tx.commit().map_err(sql("committing write"))?;
     Ok(summary)
 }
@@ -555,6 +579,32 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn gaps(
+        &self,
+        exchange: Option<Exchange>,
+        instrument: Option<&Instrument>,
+        max: usize,
+    ) -> Result<Vec<Gap>, Error> {
+        let instrument = instrument.cloned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT i.exchange, i.instrument, g.from_ts, g.to_ts, g.from_trade_id, g.to_trade_id, g.state, g.reason, g.detected_at
+                     FROM gaps g JOIN instruments i ON i.id = g.instrument_id
+                     WHERE (?1 IS NULL OR i.exchange = ?1) AND (?2 IS NULL OR i.instrument = ?2)
+                     ORDER BY g.from_ts DESC LIMIT ?3",
+                )
+                .map_err(sql("preparing gap query"))?;
+            let rows = stmt
+                .query_map(params![exchange.map(Exchange::as_str), instrument.as_ref().map(Instrument::as_str), limit(max)], |r| {
+                    Ok(gap_from_row(r))
+                })
+                .map_err(sql("querying gaps"))?;
+            collect(rows)
+        })
+        .await
+    }
+
     async fn counts(&self) -> Result<StoreCounts, Error> {
         self.read(|c| {
             let count = |table: &str| -> Result<u64, Error> {
@@ -580,6 +630,14 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// A numeric trade id as stored: an integer when it fits i64, else text.
+fn num_id_value(n: u64) -> rusqlite::types::Value {
+    i64::try_from(n).map_or_else(
+        |_| rusqlite::types::Value::Text(n.to_string()),
+        rusqlite::types::Value::Integer,
+    )
 }
 
 fn limit(n: usize) -> i64 {

@@ -165,3 +165,37 @@ pub(crate) fn quote_from_row(
         last: opt_dec("last", r.get(6).map_err(sqlerr)?)?,
     })
 }
+
+/// Reads `exchange, instrument, from_ts, to_ts, from_trade_id, to_trade_id,
+/// state, reason, detected_at`.
+pub(crate) fn gap_from_row(r: &Row<'_>) -> Result<ck_model::Gap, Error> {
+    let exchange: String = r.get(0).map_err(sqlerr)?;
+    let instrument: String = r.get(1).map_err(sqlerr)?;
+    let state: String = r.get(6).map_err(sqlerr)?;
+    let num = |i: usize| -> Result<Option<u64>, Error> {
+        Ok(id_from(r.get_ref(i).map_err(sqlerr)?)?.and_then(|id| id.as_u64()))
+    };
+    Ok(ck_model::Gap {
+        exchange: exchange.parse().map_err(|_| Error::Corrupt {
+            what: "exchange",
+            value: exchange.clone(),
+        })?,
+        instrument: Instrument::parse(&instrument).map_err(|_| Error::Corrupt {
+            what: "instrument",
+            value: instrument.clone(),
+        })?,
+        from_ts: Ts(r.get(2).map_err(sqlerr)?),
+        to_ts: Ts(r.get(3).map_err(sqlerr)?),
+        first_missing_id: num(4)?,
+        last_missing_id: num(5)?,
+        state: ck_model::GapState::parse(&state).ok_or(Error::Corrupt {
+            what: "gap state",
+            value: state.clone(),
+        })?,
+        reason: r
+            .get::<_, Option<String>>(7)
+            .map_err(sqlerr)?
+            .unwrap_or_default(),
+        detected_at: Ts(r.get(8).map_err(sqlerr)?),
+    })
+}

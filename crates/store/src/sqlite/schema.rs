@@ -6,10 +6,11 @@ use rusqlite::{Connection, params};
 use crate::Error;
 
 /// `(version, description, SQL)`, oldest first.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "instruments, trades, quotes, candles, gaps, ingest errors",
-    r"
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "instruments, trades, quotes, candles, gaps, ingest errors",
+        r"
 CREATE TABLE instruments (
     id            INTEGER PRIMARY KEY,
     exchange      TEXT NOT NULL,
@@ -89,7 +90,15 @@ CREATE TABLE ingest_errors (
     excerpt  TEXT NOT NULL
 );
 ",
-)];
+    ),
+    (
+        2,
+        "a gap is recorded once",
+        r"
+CREATE UNIQUE INDEX gaps_unique ON gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id);
+",
+    ),
+];
 
 /// Brings the database up to the newest schema.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Error> {

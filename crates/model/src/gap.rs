@@ -1,0 +1,62 @@
+//! Gaps: stretches of a trade stream that candlekeep knows it did not see.
+
+use crate::{Exchange, Instrument, Ts};
+
+/// Where a gap stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GapState {
+    /// Detected, not repaired yet.
+    Open,
+    /// Every missing trade was fetched and stored.
+    Filled,
+    /// It cannot be repaired; the reason says why.
+    Unfillable,
+}
+
+impl GapState {
+    /// `open`, `filled` or `unfillable`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GapState::Open => "open",
+            GapState::Filled => "filled",
+            GapState::Unfillable => "unfillable",
+        }
+    }
+
+    /// Parses the name written by [`GapState::as_str`].
+    #[must_use]
+    pub fn parse(text: &str) -> Option<GapState> {
+        match text {
+            "open" => Some(GapState::Open),
+            "filled" => Some(GapState::Filled),
+            "unfillable" => Some(GapState::Unfillable),
+            _ => None,
+        }
+    }
+}
+
+/// Missing trades of one instrument: the ids (where ids are sequential) and
+/// the time span between the trades seen on either side.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Gap {
+    /// The venue.
+    pub exchange: Exchange,
+    /// The instrument.
+    pub instrument: Instrument,
+    /// Exchange time of the last trade before the gap.
+    pub from_ts: Ts,
+    /// Exchange time of the first trade after the gap.
+    pub to_ts: Ts,
+    /// The first missing trade id, where ids are sequential.
+    pub first_missing_id: Option<u64>,
+    /// The last missing trade id, where ids are sequential.
+    pub last_missing_id: Option<u64>,
+    /// Open, filled or unfillable.
+    pub state: GapState,
+    /// How it was found, or why it cannot be filled.
+    pub reason: String,
+    /// When candlekeep noticed it.
+    pub detected_at: Ts,
+}
