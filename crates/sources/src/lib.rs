@@ -1,6 +1,7 @@
 //! candlekeep sources: everything that brings market data in.
 //!
-//! - [`parse::Parser`]: one per exchange (`binance`, `coinbase_exchange`),
+//! - [`parse::Parser`]: one per exchange (`binance`, `coinbase` (Advanced
+//!   Trade), `coinbase_exchange`, `okx`),
 //!   turning raw messages into normalized events. [`normalize::Normalizer`]
 //!   runs them for live capture and replay alike.
 //! - [`tape`]: writes every raw message to a compressed per-day tape.
@@ -13,11 +14,13 @@
 #![warn(missing_docs)]
 
 pub mod binance;
+pub mod coinbase;
 pub mod coinbase_exchange;
 mod flat_json;
 pub mod import;
 pub mod live;
 pub mod normalize;
+pub mod okx;
 pub mod parse;
 pub mod recordings;
 pub mod replay;

@@ -75,6 +75,8 @@ pub fn parser_for(exchange: Exchange) -> Option<Box<dyn Parser>> {
         Exchange::CoinbaseExchange => Some(Box::new(
             crate::coinbase_exchange::CoinbaseExchangeParser::new(),
         )),
+        Exchange::Coinbase => Some(Box::new(crate::coinbase::CoinbaseParser::new())),
+        Exchange::Okx => Some(Box::new(crate::okx::OkxParser::new())),
         _ => None,
     }
 }

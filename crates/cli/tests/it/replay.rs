@@ -189,3 +189,130 @@ async fn a_corrupt_store_file_is_a_clear_error() {
         .to_string();
     assert!(err.contains("sqlite"), "{err}");
 }
+
+/// Distinct trades per instrument in a cryptofeed recording, read with a
+/// generic JSON parser: the test's own count, independent of our parsers.
+fn recorded_trades(
+    path: &Path,
+    pick: &dyn Fn(&serde_json::Value) -> Vec<(String, String, String)>,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let mut by_instrument: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, String>,
+    > = Default::default();
+    for msg in Recording::open(path).expect("open") {
+        let msg = msg.expect("line");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&msg.data) else {
+            continue;
+        };
+        for (instrument, id, side) in pick(&v) {
+            by_instrument
+                .entry(instrument)
+                .or_default()
+                .insert(id, side);
+        }
+    }
+    by_instrument
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_advanced_recording_replays_every_trade_with_taker_sides() {
+    let file = ck_testkit::fixture("cryptofeed/COINBASE.jsonl.zst");
+    let expected = recorded_trades(&file, &|v| {
+        if v["channel"] != "market_trades" {
+            return vec![];
+        }
+        let mut out = vec![];
+        for e in v["events"].as_array().into_iter().flatten() {
+            for t in e["trades"].as_array().into_iter().flatten() {
+                out.push((
+                    t["product_id"].as_str().unwrap_or("").to_owned(),
+                    t["trade_id"].as_str().unwrap_or("").to_owned(),
+                    t["side"].as_str().unwrap_or("").to_owned(),
+                ));
+            }
+        }
+        out
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, report) = replay(dir.path(), vec![file]).await;
+    let SourceReport::Replay(r) = &report.sources[0] else {
+        panic!("replay report")
+    };
+    assert_eq!((r.normalized.errors, r.bad_records), (0, 0));
+    let btc = &expected["BTC-USD"];
+    assert!(btc.len() > 20, "{}", btc.len());
+    let (trades, candles) = snapshot(store.as_ref(), Exchange::Coinbase, "BTC-USD").await;
+    assert_eq!(
+        trades.len(),
+        btc.len(),
+        "every distinct recorded trade, once"
+    );
+    for t in &trades {
+        let maker = &btc[&t.trade_id.to_string()];
+        let taker = if maker == "SELL" {
+            ck_model::Side::Buy
+        } else {
+            ck_model::Side::Sell
+        };
+        assert_eq!(t.side, taker, "trade {}", t.trade_id);
+    }
+    assert!(
+        candles.iter().all(|c| c.trades > 0),
+        "Coinbase publishes no candle for an empty interval"
+    );
+    assert!(
+        store
+            .latest_quote(
+                Exchange::Coinbase,
+                &Instrument::parse("BTC-USD").expect("i")
+            )
+            .await
+            .expect("quote")
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okx_recording_replays_spot_trades_and_ignores_derivatives() {
+    let file = ck_testkit::fixture("cryptofeed/OKX.jsonl.zst");
+    let expected = recorded_trades(&file, &|v| {
+        if v["arg"]["channel"] != "trades" {
+            return vec![];
+        }
+        v["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t["instId"].as_str().unwrap_or("").to_owned(),
+                    t["tradeId"].as_str().unwrap_or("").to_owned(),
+                    t["side"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, report) = replay(dir.path(), vec![file]).await;
+    let SourceReport::Replay(r) = &report.sources[0] else {
+        panic!("replay report")
+    };
+    assert_eq!((r.normalized.errors, r.bad_records), (0, 0));
+    let spot = &expected["BTC-USDT"];
+    let (trades, _) = snapshot(store.as_ref(), Exchange::Okx, "BTC-USDT").await;
+    assert_eq!(trades.len(), spot.len());
+    assert!(
+        trades
+            .iter()
+            .all(|t| spot[&t.trade_id.to_string()] == t.side.as_str()),
+        "OKX side is the taker side"
+    );
+    let listed = store.instruments().await.expect("instruments");
+    assert!(
+        listed
+            .iter()
+            .all(|i| !i.info.native_symbol.ends_with("-SWAP")),
+        "derivatives are not listed as spot"
+    );
+}

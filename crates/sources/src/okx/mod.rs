@@ -1,0 +1,282 @@
+//! OKX v5 public channels: `trades` and `tickers`, and the instruments list.
+//! Only spot instruments (`BASE-QUOTE`) become events; swaps, futures and
+//! options in a shared stream are understood and ignored. `side` is the taker
+//! side. Trade ids arrive as strings and stay strings.
+//!
+//! Sample `trades` message:
+//! `{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"338476307","px":"30236","sz":"0.0002","side":"buy","ts":"1652459224818"}]}`
+
+use ck_bus::{Event, Origin, RawMessage};
+use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
+use serde::Deserialize;
+
+use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, listing};
+
+const EX: Exchange = Exchange::Okx;
+
+#[derive(Debug, Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    arg: Option<Arg<'a>>,
+    #[serde(borrow, default)]
+    data: Vec<OkxRow<'a>>,
+    #[serde(borrow, default)]
+    event: Option<&'a str>,
+    #[serde(default)]
+    msg: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Arg<'a> {
+    channel: &'a str,
+}
+
+/// A row of `trades` or `tickers` data; fields present per channel.
+#[derive(Debug, Deserialize)]
+struct OkxRow<'a> {
+    #[serde(rename = "instId", default)]
+    inst_id: &'a str,
+    #[serde(rename = "tradeId", default)]
+    trade_id: Option<&'a str>,
+    #[serde(default)]
+    px: Option<&'a str>,
+    #[serde(default)]
+    sz: Option<&'a str>,
+    #[serde(default)]
+    side: Option<&'a str>,
+    #[serde(default)]
+    ts: Option<&'a str>,
+    #[serde(default)]
+    last: Option<&'a str>,
+    #[serde(rename = "bidPx", default)]
+    bid_px: Option<&'a str>,
+    #[serde(rename = "bidSz", default)]
+    bid_sz: Option<&'a str>,
+    #[serde(rename = "askPx", default)]
+    ask_px: Option<&'a str>,
+    #[serde(rename = "askSz", default)]
+    ask_sz: Option<&'a str>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Instruments {
+    data: Vec<OkxInstrument>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OkxInstrument {
+    inst_id: String,
+    inst_type: String,
+    #[serde(default)]
+    base_ccy: String,
+    #[serde(default)]
+    quote_ccy: String,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// Parses OKX v5 public WebSocket messages and instrument lists.
+#[derive(Debug, Default)]
+pub struct OkxParser {
+    symbols: SymbolMap,
+}
+
+fn json(source: serde_json::Error) -> ParseError {
+    ParseError::Json {
+        exchange: EX,
+        source,
+    }
+}
+
+fn field<'a>(name: &'static str, v: Option<&'a str>) -> Result<&'a str, ParseError> {
+    v.ok_or(ParseError::BadField {
+        exchange: EX,
+        field: name,
+        value: "(missing)".into(),
+    })
+}
+
+fn millis(text: &str) -> Result<Ts, ParseError> {
+    text.parse::<i64>()
+        .map(Ts::from_millis)
+        .map_err(|_| ParseError::BadField {
+            exchange: EX,
+            field: "ts",
+            value: text.to_owned(),
+        })
+}
+
+/// Spot ids are `BASE-QUOTE`; anything with more parts is a derivative.
+fn is_spot(inst_id: &str) -> bool {
+    inst_id.matches('-').count() == 1
+}
+
+impl OkxParser {
+    /// A parser with an empty instrument table.
+    #[must_use]
+    pub fn new() -> OkxParser {
+        OkxParser::default()
+    }
+
+    fn instrument(&mut self, inst_id: &str) -> Result<Instrument, ParseError> {
+        match self.symbols.resolve(EX, inst_id, false) {
+            Err(e) if self.symbols.is_empty() => Instrument::parse(inst_id).map_err(|_| e),
+            other => other,
+        }
+    }
+}
+
+impl Parser for OkxParser {
+    fn exchange(&self) -> Exchange {
+        EX
+    }
+
+    fn parse(&mut self, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
+        if let Origin::Rest { url } = &msg.origin {
+            if !url.contains("/public/instruments") {
+                return Ok(Parsed::Ignored);
+            }
+            let list: Instruments = serde_json::from_str(&msg.data).map_err(json)?;
+            let before = out.len();
+            for i in list
+                .data
+                .iter()
+                .filter(|i| i.inst_type == "SPOT" && !i.base_ccy.is_empty())
+            {
+                let instrument = Instrument::new(&i.base_ccy, &i.quote_ccy);
+                self.symbols.insert(&i.inst_id, instrument.clone());
+                out.push(listing(EX, instrument, &i.inst_id, i.state.as_deref()));
+            }
+            return Ok(if out.len() > before {
+                Parsed::Events(out.len() - before)
+            } else {
+                Parsed::Ignored
+            });
+        }
+        if msg.data == "pong" {
+            return Ok(Parsed::Ignored);
+        }
+        let m: Envelope<'_> = serde_json::from_str(&msg.data).map_err(json)?;
+        if m.event == Some("error") {
+            return Err(ParseError::Venue {
+                exchange: EX,
+                message: format!(
+                    "code {}: {}",
+                    m.code.unwrap_or_default(),
+                    m.msg.unwrap_or_default()
+                ),
+            });
+        }
+        // Book channels and subscription events are understood, not used here.
+        let Some(arg) = m
+            .arg
+            .filter(|a| m.event.is_none() && matches!(a.channel, "trades" | "tickers"))
+        else {
+            return Ok(Parsed::Ignored);
+        };
+        let before = out.len();
+        for row in m.data.iter().filter(|r| is_spot(r.inst_id)) {
+            match arg.channel {
+                "trades" => {
+                    let side = field("side", row.side)?;
+                    out.push(Event::Trade(Trade {
+                        exchange: EX,
+                        instrument: self.instrument(row.inst_id)?,
+                        trade_id: TradeId::Str(field("tradeId", row.trade_id)?.into()),
+                        price: decimal(EX, "px", field("px", row.px)?)?,
+                        size: decimal(EX, "sz", field("sz", row.sz)?)?,
+                        side: Side::parse(side).ok_or_else(|| ParseError::BadField {
+                            exchange: EX,
+                            field: "side",
+                            value: side.to_owned(),
+                        })?,
+                        ts_exchange: millis(field("ts", row.ts)?)?,
+                        ts_received: msg.ts_received,
+                        fills: 1,
+                    }));
+                }
+                "tickers" => {
+                    let opt = |name, v: Option<&str>| {
+                        v.filter(|s| !s.is_empty())
+                            .map(|x| decimal(EX, name, x))
+                            .transpose()
+                    };
+                    out.push(Event::Quote(Quote {
+                        exchange: EX,
+                        instrument: self.instrument(row.inst_id)?,
+                        bid: decimal(EX, "bidPx", field("bidPx", row.bid_px)?)?,
+                        bid_size: opt("bidSz", row.bid_sz)?,
+                        ask: decimal(EX, "askPx", field("askPx", row.ask_px)?)?,
+                        ask_size: opt("askSz", row.ask_sz)?,
+                        last: opt("last", row.last)?,
+                        ts_exchange: row.ts.map(millis).transpose()?.unwrap_or(msg.ts_received),
+                        ts_received: msg.ts_received,
+                    }));
+                }
+                _ => return Ok(Parsed::Ignored),
+            }
+        }
+        Ok(if out.len() > before {
+            Parsed::Events(out.len() - before)
+        } else {
+            Parsed::Ignored
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(data: &str) -> (Result<Parsed, ParseError>, Vec<Event>) {
+        let msg = RawMessage {
+            exchange: EX,
+            ts_received: Ts(1),
+            origin: Origin::Ws,
+            data: data.into(),
+        };
+        let mut out = Vec::new();
+        (OkxParser::new().parse(&msg, &mut out), out)
+    }
+
+    #[test]
+    fn spot_trades_and_tickers() {
+        // From fixtures/cryptofeed/OKX.jsonl.zst.
+        let (r, out) = parse(
+            r#"{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"338476307","px":"30236","sz":"0.0002","side":"buy","ts":"1652459224818"}]}"#,
+        );
+        assert_eq!(r.expect("ok"), Parsed::Events(1));
+        let Event::Trade(t) = &out[0] else {
+            panic!("trade")
+        };
+        assert_eq!(
+            (t.side, t.ts_exchange),
+            (Side::Buy, Ts::from_millis(1_652_459_224_818))
+        );
+        assert_eq!(t.trade_id, TradeId::Str("338476307".into()));
+        let (r, out) = parse(
+            r#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instType":"SPOT","instId":"BTC-USDT","last":"30236","lastSz":"0.0002","askPx":"30228.7","askSz":"1.55896972","bidPx":"30228.6","bidSz":"0.23393","ts":"1652459224956"}]}"#,
+        );
+        assert_eq!(r.expect("ok"), Parsed::Events(1));
+        let Event::Quote(q) = &out[0] else {
+            panic!("quote")
+        };
+        assert_eq!(
+            (q.bid.to_string(), q.ask.to_string()),
+            ("30228.6".to_owned(), "30228.7".to_owned())
+        );
+    }
+
+    #[test]
+    fn derivatives_are_ignored_and_errors_reported() {
+        let (r, out) = parse(
+            r#"{"arg":{"channel":"trades","instId":"BTC-USD-220527"},"data":[{"instId":"BTC-USD-220527","tradeId":"7849","px":"30218.8","sz":"1","side":"buy","ts":"1652459199958"}]}"#,
+        );
+        assert_eq!((r.expect("ok"), out.len()), (Parsed::Ignored, 0));
+        let (r, _) = parse(r#"{"event":"error","code":"60012","msg":"Invalid request"}"#);
+        assert!(r.expect_err("error").to_string().contains("60012"));
+    }
+}
