@@ -190,16 +190,19 @@ async fn a_corrupt_store_file_is_a_clear_error() {
     assert!(err.contains("sqlite"), "{err}");
 }
 
+/// `(instrument, trade id, side)` of each trade in one recorded message.
+type TradeRows = Vec<(String, String, String)>;
+/// Trade id to side, per instrument.
+type TradesByInstrument =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
 /// Distinct trades per instrument in a cryptofeed recording, read with a
 /// generic JSON parser: the test's own count, independent of our parsers.
 fn recorded_trades(
     path: &Path,
-    pick: &dyn Fn(&serde_json::Value) -> Vec<(String, String, String)>,
-) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
-    let mut by_instrument: std::collections::BTreeMap<
-        String,
-        std::collections::BTreeMap<String, String>,
-    > = Default::default();
+    pick: &dyn Fn(&serde_json::Value) -> TradeRows,
+) -> TradesByInstrument {
+    let mut by_instrument = TradesByInstrument::default();
     for msg in Recording::open(path).expect("open") {
         let msg = msg.expect("line");
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&msg.data) else {
