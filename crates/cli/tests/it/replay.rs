@@ -319,3 +319,39 @@ async fn okx_recording_replays_spot_trades_and_ignores_derivatives() {
         "derivatives are not listed as spot"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitstamp_recording_replays_every_trade() {
+    let file = ck_testkit::fixture("cryptofeed/BITSTAMP.jsonl.zst");
+    let expected = recorded_trades(&file, &|v| {
+        if v["event"] != "trade" {
+            return vec![];
+        }
+        let pair = v["channel"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("live_trades_")
+            .to_owned();
+        let side = if v["data"]["type"] == 0 {
+            "buy"
+        } else {
+            "sell"
+        };
+        vec![(pair, v["data"]["id"].to_string(), side.to_owned())]
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, report) = replay(dir.path(), vec![file]).await;
+    let SourceReport::Replay(r) = &report.sources[0] else {
+        panic!("replay report")
+    };
+    assert_eq!((r.normalized.errors, r.bad_records), (0, 0));
+    let eth = &expected["ethusd"];
+    assert!(eth.len() >= 5, "{}", eth.len());
+    let (trades, _) = snapshot(store.as_ref(), Exchange::Bitstamp, "ETH-USD").await;
+    assert_eq!(trades.len(), eth.len());
+    assert!(
+        trades
+            .iter()
+            .all(|t| eth[&t.trade_id.to_string()] == t.side.as_str())
+    );
+}
