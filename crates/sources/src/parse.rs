@@ -138,6 +138,20 @@ impl SymbolMap {
         Ok(instrument)
     }
 
+    /// The instrument for a native id already written `BASE-QUOTE`
+    /// (Coinbase, OKX): the listing decides once it has arrived; before that,
+    /// the id itself is parsed.
+    pub fn resolve_dashed(
+        &mut self,
+        exchange: Exchange,
+        native: &str,
+    ) -> Result<Instrument, ParseError> {
+        match self.resolve(exchange, native, false) {
+            Err(e) if self.by_native.is_empty() => Instrument::parse(native).map_err(|_| e),
+            other => other,
+        }
+    }
+
     /// How many symbols are known.
     #[must_use]
     pub fn len(&self) -> usize {

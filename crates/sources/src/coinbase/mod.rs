@@ -105,10 +105,7 @@ impl CoinbaseParser {
     }
 
     fn instrument(&mut self, product: &str) -> Result<Instrument, ParseError> {
-        match self.symbols.resolve(EX, product, false) {
-            Err(e) if self.symbols.is_empty() => Instrument::parse(product).map_err(|_| e),
-            other => other,
-        }
+        self.symbols.resolve_dashed(EX, product)
     }
 }
 

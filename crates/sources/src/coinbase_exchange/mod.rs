@@ -41,14 +41,7 @@ impl CoinbaseExchangeParser {
     }
 
     fn instrument(&mut self, product: &str) -> Result<Instrument, ParseError> {
-        match self.symbols.resolve(EX, product, false) {
-            Ok(i) => Ok(i),
-            Err(e) if self.symbols.is_empty() => {
-                // No product list yet: product ids are already BASE-QUOTE.
-                Instrument::parse(product).map_err(|_| e)
-            }
-            Err(e) => Err(e),
-        }
+        self.symbols.resolve_dashed(EX, product)
     }
 
     fn time(text: &str) -> Result<Ts, ParseError> {

@@ -122,10 +122,7 @@ impl OkxParser {
     }
 
     fn instrument(&mut self, inst_id: &str) -> Result<Instrument, ParseError> {
-        match self.symbols.resolve(EX, inst_id, false) {
-            Err(e) if self.symbols.is_empty() => Instrument::parse(inst_id).map_err(|_| e),
-            other => other,
-        }
+        self.symbols.resolve_dashed(EX, inst_id)
     }
 }
 
