@@ -108,6 +108,20 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Live data with no internet: starts a mock Binance on 127.0.0.1 that
+    /// replays the recorded traffic (time-shifted to now), and the whole live
+    /// pipeline against it, until Ctrl-C.
+    Demo {
+        /// The recording to serve.
+        #[arg(
+            long,
+            default_value = "../shared/fixtures/hftbacktest/binance_spot_btcusdt_20240808.gz"
+        )]
+        recording: PathBuf,
+        /// Pace relative to the recording (1 = real time).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
     /// Show the most recent ingest errors (bad input that was skipped).
     Errors {
         /// How many.
@@ -305,16 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             speed,
             files,
         } => {
-            let mut recording = Vec::new();
-            for f in &files {
-                let r = ck_sources::recordings::Recording::open(f)?;
-                anyhow::ensure!(
-                    r.exchange() == Exchange::Binance,
-                    "{}: the mock serves Binance recordings only",
-                    f.display()
-                );
-                recording.extend(r.filter_map(Result::ok));
-            }
+            let recording = binance_recording(&files)?;
             let options = ck_mock::binance::MockOptions {
                 speed,
                 ..Default::default()
@@ -336,11 +341,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = ck_app::open_store(&settings)?;
             output::gaps(&store.gaps(exchange, instrument.as_ref(), limit).await?)
         }
+        Command::Demo { recording, speed } => {
+            anyhow::ensure!(
+                speed.is_finite() && speed > 0.0,
+                "--speed must be a positive number, got {speed}"
+            );
+            let messages = binance_recording(std::slice::from_ref(&recording))?;
+            let options = ck_mock::binance::MockOptions {
+                speed: Some(speed),
+                ..Default::default()
+            };
+            let mock = ck_mock::binance::MockBinance::start(&messages, options).await?;
+            eprintln!(
+                "demo: mock Binance on {} replaying {}; Ctrl-C to stop",
+                mock.ws_url(),
+                recording.display()
+            );
+            let source = Source::Binance(BinanceLiveConfig {
+                ws_url: mock.ws_url(),
+                instruments: vec![Instrument::new("BTC", "USDT")],
+                backoff: BackoffPolicy::default(),
+                stale_after: std::time::Duration::from_secs(60),
+            });
+            let store = ck_app::open_store(&settings)?;
+            let token = CancellationToken::new();
+            let ctrl_c = token.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    ctrl_c.cancel();
+                }
+            });
+            let started = Instant::now();
+            let report = run_pipeline(&settings, store, vec![source], None, token).await?;
+            print_report(&report, started);
+            Ok(())
+        }
         Command::Errors { limit } => {
             let store = ck_app::open_store(&settings)?;
             output::errors(&store.ingest_errors(limit).await?)
         }
     }
+}
+
+/// The messages of Binance recordings, for the mock exchange.
+fn binance_recording(files: &[PathBuf]) -> anyhow::Result<Vec<ck_bus::RawMessage>> {
+    let mut recording = Vec::new();
+    for f in files {
+        let r = ck_sources::recordings::Recording::open(f)?;
+        anyhow::ensure!(
+            r.exchange() == Exchange::Binance,
+            "{}: the mock serves Binance recordings only",
+            f.display()
+        );
+        recording.extend(r.filter_map(Result::ok));
+    }
+    Ok(recording)
 }
 
 /// Runs one finite source (replay, import) through the pipeline, on exchange

@@ -315,3 +315,67 @@ fn run_replays_the_configured_sources_into_the_store() {
     );
     assert_eq!(rows[0]["trades"], 875);
 }
+
+#[test]
+fn demo_captures_live_from_the_mock_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("dir");
+    let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .args([
+            "--data-dir",
+            dir.path().to_str().expect("utf8"),
+            "--log",
+            "warn",
+            "demo",
+            "--speed",
+            "100",
+            "--recording",
+        ])
+        .arg(&fixture)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start demo");
+    // Bounded wait for live trades to reach the store.
+    let mut stored = 0;
+    for _ in 0..200 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let out = candlekeep(
+            dir.path(),
+            &[
+                "trades",
+                "--exchange",
+                "binance",
+                "--instrument",
+                "BTC-USDT",
+                "--limit",
+                "1000000",
+            ],
+        );
+        if let Ok(rows) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            stored = rows.as_array().map_or(0, Vec::len);
+            if stored > 100 {
+                break;
+            }
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("demo exits");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stored > 100, "live trades reached the store: {stored}");
+    assert!(
+        text(&out.stderr).contains("binance:"),
+        "the connector reports: {}",
+        text(&out.stderr)
+    );
+    let tapes = dir.path().join("tapes").join("binance");
+    assert_eq!(
+        std::fs::read_dir(&tapes).expect("tapes").count(),
+        1,
+        "today's tape"
+    );
+}
