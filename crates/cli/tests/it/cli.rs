@@ -320,7 +320,7 @@ fn run_replays_the_configured_sources_into_the_store() {
 fn demo_captures_live_from_the_mock_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("dir");
     let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+    let child = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
         .args([
             "--data-dir",
             dir.path().to_str().expect("utf8"),
