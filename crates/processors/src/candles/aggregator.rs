@@ -22,6 +22,9 @@
 //!   applied to candles; it is still stored, and candles for that period can be
 //!   rebuilt from the store.
 //! - A trade id seen before changes nothing and is counted as a duplicate.
+//! - A trade whose numbers do not fit (more than 18 digits past the point, or
+//!   price and size scales adding up past 30) or whose exchange time is before
+//!   1970 or after 2200 is counted as out of range and not applied.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -100,6 +103,8 @@ pub struct AggregatorStats {
 }
 
 const BASE: Interval = Interval::S1;
+/// 2200-01-01T00:00:00Z: later exchange times are refused.
+const LATEST_TS: i64 = 7_258_118_400 * NANOS_PER_SEC;
 /// The index of the 1m level, the second tier of merging.
 const MINUTE: usize = 1;
 const MAX_SCALE: u8 = 18;
@@ -290,6 +295,12 @@ impl CandleAggregator {
         let stats = &mut self.stats;
         let s = &mut self.series[i];
 
+        // Times outside 1970..2200 are garbage from upstream; bucket arithmetic
+        // near the ends of i64 would overflow.
+        if !(0..=LATEST_TS).contains(&ts) {
+            stats.out_of_range += 1;
+            return TradeOutcome::OutOfRange;
+        }
         let Some((price, size)) = s.fixed(trade) else {
             stats.out_of_range += 1;
             return TradeOutcome::OutOfRange;
@@ -453,7 +464,12 @@ impl Series {
     #[inline(never)]
     fn raise_scales(&mut self, price_scale: u8, size_scale: u8) -> Option<()> {
         self.spill();
-        if price_scale > MAX_SCALE || size_scale > MAX_SCALE {
+        let (ps, zs) = (
+            self.price_scale.max(price_scale),
+            self.size_scale.max(size_scale),
+        );
+        // Quote volume carries both scales; it must stay a valid Decimal.
+        if ps > MAX_SCALE || zs > MAX_SCALE || ps + zs > ck_model::MAX_SCALE {
             return None;
         }
         let pf = (price_scale > self.price_scale)

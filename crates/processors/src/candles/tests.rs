@@ -444,3 +444,30 @@ fn flush_emits_every_open_bucket() {
         ]
     );
 }
+
+#[test]
+fn too_many_digits_are_refused_not_a_panic() {
+    let mut agg = CandleAggregator::new(only(&[Interval::M1]));
+    let mut out = Vec::new();
+    let t = bin(1, 1.0, "1.000000000000000001", "0.000000000000000001");
+    assert_eq!(agg.on_trade(&t, &mut out), TradeOutcome::OutOfRange);
+    let mut far = bin(3, 0.0, "1", "1");
+    far.ts_exchange = Ts(i64::MAX);
+    assert_eq!(
+        agg.on_trade(&far, &mut out),
+        TradeOutcome::OutOfRange,
+        "absurd times are refused"
+    );
+    assert_eq!(
+        agg.on_trade(&bin(2, 2.0, "1.5", "2"), &mut out),
+        TradeOutcome::Applied
+    );
+    agg.flush(&mut out);
+    assert_eq!(agg.stats().out_of_range, 2);
+    assert_eq!(
+        out.iter()
+            .find(|c| c.interval == Interval::M1)
+            .map(|c| c.trades),
+        Some(1)
+    );
+}
