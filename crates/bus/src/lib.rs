@@ -198,3 +198,24 @@ impl Clock for SystemClock {
         Ts::now()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn channel_depth_is_visible_and_closing_ends_the_receiver() {
+        let (tx, mut rx) = channel::<u32>("ck-test-queue", 4);
+        tx.send(1).await.expect("send");
+        tx.send(2).await.expect("send");
+        let depth = metrics::gauge("candlekeep_queue_depth{queue=\"ck-test-queue\"}");
+        assert_eq!(depth.get(), 2);
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(depth.get(), 1);
+        drop(tx);
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv_many(&mut buf, 10).await, 1);
+        assert_eq!(rx.recv_many(&mut buf, 10).await, 0, "closed and empty");
+        assert_eq!(depth.get(), 0);
+    }
+}

@@ -101,3 +101,24 @@ pub fn render_prometheus() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_one_type_line_per_family() {
+        counter("ck_test_events_total{exchange=\"binance\"}").inc_by(3);
+        counter("ck_test_events_total{exchange=\"okx\"}").inc();
+        gauge("ck_test_depth{queue=\"ingest\"}").set(7);
+        let text = render_prometheus();
+        assert_eq!(
+            text.matches("# TYPE ck_test_events_total counter").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("ck_test_events_total{exchange=\"binance\"} 3"));
+        assert!(text.contains("ck_test_events_total{exchange=\"okx\"} 1"));
+        assert!(text.contains("# TYPE ck_test_depth gauge\nck_test_depth{queue=\"ingest\"} 7"));
+    }
+}
