@@ -1,7 +1,7 @@
 //! candlekeep sources: everything that brings market data in.
 //!
 //! - [`parse::Parser`]: one per exchange (`binance`, `coinbase` (Advanced
-//!   Trade), `coinbase_exchange`, `okx`, `bitstamp`),
+//!   Trade), `coinbase_exchange`, `okx`, `bitstamp`, `bitfinex`),
 //!   turning raw messages into normalized events. [`normalize::Normalizer`]
 //!   runs them for live capture and replay alike.
 //! - [`tape`]: writes every raw message to a compressed per-day tape.
@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod binance;
+pub mod bitfinex;
 pub mod bitstamp;
 pub mod coinbase;
 pub mod coinbase_exchange;

@@ -78,6 +78,7 @@ pub fn parser_for(exchange: Exchange) -> Option<Box<dyn Parser>> {
         Exchange::Coinbase => Some(Box::new(crate::coinbase::CoinbaseParser::new())),
         Exchange::Okx => Some(Box::new(crate::okx::OkxParser::new())),
         Exchange::Bitstamp => Some(Box::new(crate::bitstamp::BitstampParser::new())),
+        Exchange::Bitfinex => Some(Box::new(crate::bitfinex::BitfinexParser::new())),
         _ => None,
     }
 }

@@ -355,3 +355,56 @@ async fn bitstamp_recording_replays_every_trade() {
             .all(|t| eth[&t.trade_id.to_string()] == t.side.as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitfinex_recording_replays_snapshots_and_updates_once() {
+    let file = ck_testkit::fixture("cryptofeed/BITFINEX.jsonl.zst");
+    // The test's own reading: channel ids from `subscribed`, then every trade
+    // row of a trades channel (snapshot rows and `te`), by id, with its sign.
+    let mut channels = std::collections::HashMap::new();
+    let mut expected: std::collections::BTreeMap<u64, bool> = Default::default();
+    for msg in Recording::open(&file).expect("open") {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&msg.expect("line").data) else {
+            continue;
+        };
+        if v["event"] == "subscribed" && v["channel"] == "trades" && v["symbol"] == "tBFTUSD" {
+            channels.insert(v["chanId"].as_i64().expect("id"), ());
+        }
+        let Some(arr) = v.as_array() else { continue };
+        if !arr
+            .first()
+            .and_then(serde_json::Value::as_i64)
+            .is_some_and(|id| channels.contains_key(&id))
+        {
+            continue;
+        }
+        let rows: Vec<&serde_json::Value> = match (&arr[1], arr.get(2)) {
+            (serde_json::Value::String(s), Some(row)) if s == "te" => vec![row],
+            (serde_json::Value::Array(rows), _) => rows.iter().collect(),
+            _ => vec![],
+        };
+        for r in rows {
+            expected.insert(
+                r[0].as_u64().expect("id"),
+                r[2].as_f64().expect("amount") > 0.0,
+            );
+        }
+    }
+    assert!(expected.len() >= 10, "{}", expected.len());
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, report) = replay(dir.path(), vec![file]).await;
+    let SourceReport::Replay(r) = &report.sources[0] else {
+        panic!("replay report")
+    };
+    assert_eq!((r.normalized.errors, r.bad_records), (0, 0));
+    let (trades, candles) = snapshot(store.as_ref(), Exchange::Bitfinex, "BFT-USD").await;
+    assert_eq!(trades.len(), expected.len(), "each trade once");
+    for t in &trades {
+        let buy = expected[&t.trade_id.as_u64().expect("numeric")];
+        assert_eq!(t.side == ck_model::Side::Buy, buy, "trade {}", t.trade_id);
+    }
+    assert!(
+        candles.iter().all(|c| c.trades > 0),
+        "Bitfinex publishes no candle for an empty interval"
+    );
+}
