@@ -144,8 +144,15 @@ pub async fn run_pipeline(
                 let clock = live_clock.clone();
                 source_tasks.push(tracker.spawn(async move {
                     let status = Arc::new(ConnectorStatus::new(Exchange::Binance));
-                    run_binance(config, raw, status.clone(), clock, token.cancelled_owned())
-                        .await?;
+                    run_binance(
+                        config,
+                        raw,
+                        tx,
+                        status.clone(),
+                        clock,
+                        token.cancelled_owned(),
+                    )
+                    .await?;
                     Ok(SourceReport::Live(status.snapshot()))
                 }));
             }

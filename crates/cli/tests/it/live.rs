@@ -123,6 +123,20 @@ async fn binance_capture_survives_a_dropped_connection_and_tapes_everything() {
         first_trade.data
     );
 
+    // The reconnect window is on record as an open gap for the instrument.
+    let gaps = store
+        .gaps(Some(Exchange::Binance), Some(&q.instrument), 10)
+        .await
+        .expect("gaps");
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!(
+        gaps[0].reason.starts_with("reconnect"),
+        "{}",
+        gaps[0].reason
+    );
+    assert_eq!(gaps[0].state, ck_model::GapState::Open);
+    assert!(gaps[0].from_ts <= gaps[0].to_ts);
+
     // Times were shifted to now, so the wall clock closed candles as it would live.
     let candles = store
         .candles(&q, ck_model::Interval::S1, ck_store::CandleSource::Ours)

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ck_bus::{Clock, Closed, Origin, RawMessage, Sender};
-use ck_model::{Exchange, Instrument};
+use ck_bus::{Clock, Closed, Event, Origin, RawMessage, Sender};
+use ck_model::{Exchange, Gap, GapState, Instrument, Ts};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -55,9 +55,14 @@ impl BinanceLiveConfig {
 /// Runs until `stop` returns true (checked between messages and while
 /// waiting), sending every text frame to `tx` as a [`RawMessage`].
 /// Fails only when `tx` closes.
+///
+/// After a reconnect, when data flows again, every configured instrument gets
+/// an open [`Gap`] on `events` spanning the window without data: trades may
+/// have been missed there (id continuity, where the venue has it, tells more).
 pub async fn run_binance(
     config: BinanceLiveConfig,
     tx: Sender<RawMessage>,
+    events: Sender<Event>,
     status: Arc<ConnectorStatus>,
     clock: Arc<dyn Clock>,
     stop: impl std::future::Future<Output = ()> + Send,
@@ -65,11 +70,16 @@ pub async fn run_binance(
     let url = config.stream_url();
     let mut backoff = Backoff::new(config.backoff.clone(), clock.now().0.unsigned_abs());
     tokio::pin!(stop);
+    // The start of the current window without data, once data had flowed.
+    let mut window: Option<Ts> = None;
     loop {
         let error = tokio::select! {
             () = &mut stop => break,
-            result = session(&url, &config, &tx, &status, &clock, &mut backoff) => result?,
+            result = session(&url, &config, &tx, &events, &status, &clock, &mut backoff, &mut window) => result?,
         };
+        if window.is_none() {
+            window = status.snapshot().last_message;
+        }
         match &error {
             Some(e) => {
                 tracing::warn!(exchange = %Exchange::Binance, error = %e, "connection lost; reconnecting")
@@ -90,13 +100,19 @@ pub async fn run_binance(
 }
 
 /// One connection: returns why it ended (`None` for a clean close).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one connection's whole context, passed down once"
+)]
 async fn session(
     url: &str,
     config: &BinanceLiveConfig,
     tx: &Sender<RawMessage>,
+    events: &Sender<Event>,
     status: &ConnectorStatus,
     clock: &Arc<dyn Clock>,
     backoff: &mut Backoff,
+    window: &mut Option<Ts>,
 ) -> Result<Option<String>, Closed> {
     let (mut ws, _) = match tokio_tungstenite::connect_async(url).await {
         Ok(ok) => ok,
@@ -119,6 +135,26 @@ async fn session(
                 }
                 let now = clock.now();
                 status.on_message(now);
+                if let Some(from) = window.take() {
+                    for instrument in &config.instruments {
+                        tracing::warn!(exchange = %Exchange::Binance, %instrument, %from, to = %now, "reconnect window recorded as a gap");
+                        events
+                            .send(Event::Gap(Gap {
+                                exchange: Exchange::Binance,
+                                instrument: instrument.clone(),
+                                from_ts: from,
+                                to_ts: now,
+                                first_missing_id: None,
+                                last_missing_id: None,
+                                state: GapState::Open,
+                                reason: format!(
+                                    "reconnect: no data received between {from} and {now}"
+                                ),
+                                detected_at: now,
+                            }))
+                            .await?;
+                    }
+                }
                 let data = text.as_str();
                 let shutdown = data.contains("\"serverShutdown\"");
                 tx.send(RawMessage {
