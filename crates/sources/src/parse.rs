@@ -166,6 +166,24 @@ impl SymbolMap {
     }
 }
 
+/// Maps a decoder error to [`ParseError::Json`] for `exchange`.
+pub(crate) fn json(exchange: Exchange) -> impl Fn(serde_json::Error) -> ParseError {
+    move |source| ParseError::Json { exchange, source }
+}
+
+/// The value of a field the message must have.
+pub(crate) fn required<T>(
+    exchange: Exchange,
+    field: &'static str,
+    v: Option<T>,
+) -> Result<T, ParseError> {
+    v.ok_or(ParseError::BadField {
+        exchange,
+        field,
+        value: "(missing)".into(),
+    })
+}
+
 /// Parses an exact decimal field, naming the field on failure.
 pub(crate) fn decimal(
     exchange: Exchange,

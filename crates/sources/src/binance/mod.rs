@@ -10,7 +10,7 @@ pub use ws::{BinanceLiveConfig, DEFAULT_WS_URL, run_binance};
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 
-use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, listing};
+use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing};
 use wire::{
     BinanceAggTrade, BinanceBookTicker, BinanceCombined, BinanceExchangeInfo, BinanceTrade,
 };
@@ -23,13 +23,6 @@ pub struct BinanceParser {
     symbols: SymbolMap,
     /// The last symbol resolved, and its instrument.
     last: Option<(String, Instrument)>,
-}
-
-fn json(source: serde_json::Error) -> ParseError {
-    ParseError::Json {
-        exchange: EX,
-        source,
-    }
 }
 
 fn side(buyer_is_maker: bool) -> Side {
@@ -80,7 +73,7 @@ impl BinanceParser {
     }
 
     fn exchange_info(&mut self, body: &str, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
-        let info: BinanceExchangeInfo = serde_json::from_str(body).map_err(json)?;
+        let info: BinanceExchangeInfo = serde_json::from_str(body).map_err(json(EX))?;
         self.last = None;
         for s in &info.symbols {
             let instrument = Instrument::new(&s.base_asset, &s.quote_asset);
@@ -101,7 +94,7 @@ impl BinanceParser {
             "trade" => {
                 let t = match BinanceTrade::from_flat(data) {
                     Some(t) => t,
-                    None => serde_json::from_str(data).map_err(json)?,
+                    None => serde_json::from_str(data).map_err(json(EX))?,
                 };
                 let trade = self.trade(&t, 1, received)?;
                 out.push(Event::Trade(trade));
@@ -110,7 +103,7 @@ impl BinanceParser {
             "aggTrade" => {
                 let t = match BinanceAggTrade::from_flat(data) {
                     Some(t) => t,
-                    None => serde_json::from_str(data).map_err(json)?,
+                    None => serde_json::from_str(data).map_err(json(EX))?,
                 };
                 let fills = t
                     .last_trade
@@ -134,7 +127,7 @@ impl BinanceParser {
                 Ok(Parsed::Events(1))
             }
             "bookTicker" => {
-                let q: BinanceBookTicker<'_> = serde_json::from_str(data).map_err(json)?;
+                let q: BinanceBookTicker<'_> = serde_json::from_str(data).map_err(json(EX))?;
                 out.push(Event::Quote(Quote {
                     exchange: EX,
                     instrument: self.instrument(q.symbol)?,
@@ -192,7 +185,7 @@ impl Parser for BinanceParser {
                 other => return other,
             }
         }
-        let envelope: BinanceCombined<'_> = serde_json::from_str(&msg.data).map_err(json)?;
+        let envelope: BinanceCombined<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
         if let Some(code) = envelope.code {
             return Err(ParseError::Venue {
                 exchange: EX,

@@ -17,7 +17,7 @@ use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::parse::{ParseError, Parsed, Parser, decimal};
+use crate::parse::{ParseError, Parsed, Parser, decimal, json};
 
 const EX: Exchange = Exchange::Bitfinex;
 
@@ -47,13 +47,6 @@ enum Channel {
 #[derive(Debug, Default)]
 pub struct BitfinexParser {
     channels: HashMap<i64, Channel>,
-}
-
-fn json(source: serde_json::Error) -> ParseError {
-    ParseError::Json {
-        exchange: EX,
-        source,
-    }
 }
 
 fn bad(field: &'static str, value: &str) -> ParseError {
@@ -87,7 +80,7 @@ impl BitfinexParser {
     }
 
     fn trade(instrument: &Instrument, row: &RawValue, received: Ts) -> Result<Trade, ParseError> {
-        let fields: Vec<&RawValue> = serde_json::from_str(row.get()).map_err(json)?;
+        let fields: Vec<&RawValue> = serde_json::from_str(row.get()).map_err(json(EX))?;
         let [id, mts, amount, price] = fields[..] else {
             return Err(bad("trade", row.get()));
         };
@@ -120,7 +113,7 @@ impl Parser for BitfinexParser {
             return Ok(Parsed::Ignored);
         }
         if msg.data.trim_start().starts_with('{') {
-            let e: EventMessage = serde_json::from_str(&msg.data).map_err(json)?;
+            let e: EventMessage = serde_json::from_str(&msg.data).map_err(json(EX))?;
             match e.event.as_str() {
                 "subscribed" => {
                     let id = e.chan_id.ok_or_else(|| bad("chanId", &msg.data))?;
@@ -148,7 +141,7 @@ impl Parser for BitfinexParser {
             }
             return Ok(Parsed::Ignored);
         }
-        let parts: Vec<&RawValue> = serde_json::from_str(&msg.data).map_err(json)?;
+        let parts: Vec<&RawValue> = serde_json::from_str(&msg.data).map_err(json(EX))?;
         let (Some(id), Some(body)) = (parts.first(), parts.get(1)) else {
             return Err(bad("message", &msg.data));
         };
@@ -174,7 +167,7 @@ impl Parser for BitfinexParser {
                 )?));
             }
             (Channel::Trades(instrument), snapshot) if snapshot.starts_with('[') => {
-                let rows: Vec<&RawValue> = serde_json::from_str(snapshot).map_err(json)?;
+                let rows: Vec<&RawValue> = serde_json::from_str(snapshot).map_err(json(EX))?;
                 for row in rows {
                     out.push(Event::Trade(Self::trade(
                         &instrument,
@@ -184,7 +177,7 @@ impl Parser for BitfinexParser {
                 }
             }
             (Channel::Ticker(instrument), ticker) if ticker.starts_with('[') => {
-                let f: Vec<&RawValue> = serde_json::from_str(ticker).map_err(json)?;
+                let f: Vec<&RawValue> = serde_json::from_str(ticker).map_err(json(EX))?;
                 let [bid, bid_size, ask, ask_size, _, _, last, ..] = f[..] else {
                     return Err(bad("ticker", ticker));
                 };

@@ -9,7 +9,7 @@ use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
 
-use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, listing};
+use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing, required};
 
 const EX: Exchange = Exchange::Bitstamp;
 
@@ -51,21 +51,6 @@ pub struct BitstampParser {
     symbols: SymbolMap,
 }
 
-fn json(source: serde_json::Error) -> ParseError {
-    ParseError::Json {
-        exchange: EX,
-        source,
-    }
-}
-
-fn field<T>(name: &'static str, v: Option<T>) -> Result<T, ParseError> {
-    v.ok_or(ParseError::BadField {
-        exchange: EX,
-        field: name,
-        value: "(missing)".into(),
-    })
-}
-
 impl BitstampParser {
     /// A parser with an empty pair table.
     #[must_use]
@@ -84,7 +69,7 @@ impl Parser for BitstampParser {
             if !url.contains("trading-pairs-info") {
                 return Ok(Parsed::Ignored);
             }
-            let pairs: Vec<BitstampPair> = serde_json::from_str(&msg.data).map_err(json)?;
+            let pairs: Vec<BitstampPair> = serde_json::from_str(&msg.data).map_err(json(EX))?;
             for p in &pairs {
                 let instrument =
                     Instrument::parse(&p.name).map_err(|_| ParseError::UnknownSymbol {
@@ -96,7 +81,7 @@ impl Parser for BitstampParser {
             }
             return Ok(Parsed::Events(pairs.len()));
         }
-        let m: Envelope<'_> = serde_json::from_str(&msg.data).map_err(json)?;
+        let m: Envelope<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
         let Some(pair) = m
             .channel
             .strip_prefix("live_trades_")
@@ -105,8 +90,8 @@ impl Parser for BitstampParser {
             // Subscription acks, order books, heartbeats, reconnect requests.
             return Ok(Parsed::Ignored);
         };
-        let t = field("data", m.data)?;
-        let side = match field("type", t.kind)? {
+        let t = required(EX, "data", m.data)?;
+        let side = match required(EX, "type", t.kind)? {
             0 => Side::Buy,
             1 => Side::Sell,
             other => {
@@ -117,7 +102,7 @@ impl Parser for BitstampParser {
                 });
             }
         };
-        let micros = field("microtimestamp", t.microtimestamp)?;
+        let micros = required(EX, "microtimestamp", t.microtimestamp)?;
         let ts = micros
             .parse::<i64>()
             .map(Ts::from_micros)
@@ -129,9 +114,9 @@ impl Parser for BitstampParser {
         out.push(Event::Trade(Trade {
             exchange: EX,
             instrument: self.symbols.resolve(EX, pair, true)?,
-            trade_id: TradeId::Num(field("id", t.id)?),
-            price: decimal(EX, "price_str", field("price_str", t.price_str)?)?,
-            size: decimal(EX, "amount_str", field("amount_str", t.amount_str)?)?,
+            trade_id: TradeId::Num(required(EX, "id", t.id)?),
+            price: decimal(EX, "price_str", required(EX, "price_str", t.price_str)?)?,
+            size: decimal(EX, "amount_str", required(EX, "amount_str", t.amount_str)?)?,
             side,
             ts_exchange: ts,
             ts_received: msg.ts_received,

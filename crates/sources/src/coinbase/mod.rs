@@ -10,7 +10,7 @@ use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
 
-use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, listing};
+use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing};
 
 const EX: Exchange = Exchange::Coinbase;
 
@@ -82,13 +82,6 @@ pub struct CoinbaseParser {
     symbols: SymbolMap,
 }
 
-fn json(source: serde_json::Error) -> ParseError {
-    ParseError::Json {
-        exchange: EX,
-        source,
-    }
-}
-
 fn time(field: &'static str, text: &str) -> Result<Ts, ParseError> {
     Ts::parse(text).map_err(|_| ParseError::BadField {
         exchange: EX,
@@ -119,7 +112,7 @@ impl Parser for CoinbaseParser {
             if !url.contains("/products") {
                 return Ok(Parsed::Ignored);
             }
-            let list: Products = serde_json::from_str(&msg.data).map_err(json)?;
+            let list: Products = serde_json::from_str(&msg.data).map_err(json(EX))?;
             for p in &list.products {
                 let instrument = if p.base_currency_id.is_empty() {
                     Instrument::parse(&p.product_id).map_err(|_| ParseError::UnknownSymbol {
@@ -134,7 +127,7 @@ impl Parser for CoinbaseParser {
             }
             return Ok(Parsed::Events(list.products.len()));
         }
-        let m: Envelope<'_> = serde_json::from_str(&msg.data).map_err(json)?;
+        let m: Envelope<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
         if m.kind == Some("error") {
             return Err(ParseError::Venue {
                 exchange: EX,

@@ -7,7 +7,7 @@ mod wire;
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 
-use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, listing};
+use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing, required};
 use wire::{CoinbaseMessage, CoinbaseProduct};
 
 const EX: Exchange = Exchange::CoinbaseExchange;
@@ -16,21 +16,6 @@ const EX: Exchange = Exchange::CoinbaseExchange;
 #[derive(Debug, Default)]
 pub struct CoinbaseExchangeParser {
     symbols: SymbolMap,
-}
-
-fn json(source: serde_json::Error) -> ParseError {
-    ParseError::Json {
-        exchange: EX,
-        source,
-    }
-}
-
-fn required<'a>(field: &'static str, v: Option<&'a str>) -> Result<&'a str, ParseError> {
-    v.ok_or(ParseError::BadField {
-        exchange: EX,
-        field,
-        value: "(missing)".into(),
-    })
 }
 
 impl CoinbaseExchangeParser {
@@ -63,7 +48,8 @@ impl Parser for CoinbaseExchangeParser {
             if !url.ends_with("/products") {
                 return Ok(Parsed::Ignored);
             }
-            let products: Vec<CoinbaseProduct> = serde_json::from_str(&msg.data).map_err(json)?;
+            let products: Vec<CoinbaseProduct> =
+                serde_json::from_str(&msg.data).map_err(json(EX))?;
             for p in &products {
                 let instrument = Instrument::new(&p.base_currency, &p.quote_currency);
                 self.symbols.insert(&p.id, instrument.clone());
@@ -71,28 +57,24 @@ impl Parser for CoinbaseExchangeParser {
             }
             return Ok(Parsed::Events(products.len()));
         }
-        let m: CoinbaseMessage<'_> = serde_json::from_str(&msg.data).map_err(json)?;
+        let m: CoinbaseMessage<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
         match m.kind {
             "match" | "last_match" => {
-                let maker = required("side", m.side)?;
+                let maker = required(EX, "side", m.side)?;
                 let maker = Side::parse(maker).ok_or_else(|| ParseError::BadField {
                     exchange: EX,
                     field: "side",
                     value: maker.to_owned(),
                 })?;
-                let trade_id = m.trade_id.ok_or(ParseError::BadField {
-                    exchange: EX,
-                    field: "trade_id",
-                    value: "(missing)".into(),
-                })?;
+                let trade_id = required(EX, "trade_id", m.trade_id)?;
                 out.push(Event::Trade(Trade {
                     exchange: EX,
-                    instrument: self.instrument(required("product_id", m.product_id)?)?,
+                    instrument: self.instrument(required(EX, "product_id", m.product_id)?)?,
                     trade_id: TradeId::Num(trade_id),
-                    price: decimal(EX, "price", required("price", m.price)?)?,
-                    size: decimal(EX, "size", required("size", m.size)?)?,
+                    price: decimal(EX, "price", required(EX, "price", m.price)?)?,
+                    size: decimal(EX, "size", required(EX, "size", m.size)?)?,
                     side: maker.opposite(),
-                    ts_exchange: Self::time(required("time", m.time)?)?,
+                    ts_exchange: Self::time(required(EX, "time", m.time)?)?,
                     ts_received: msg.ts_received,
                     fills: 1,
                 }));
@@ -105,7 +87,7 @@ impl Parser for CoinbaseExchangeParser {
                 let opt = |field, v: Option<&str>| v.map(|t| decimal(EX, field, t)).transpose();
                 out.push(Event::Quote(Quote {
                     exchange: EX,
-                    instrument: self.instrument(required("product_id", m.product_id)?)?,
+                    instrument: self.instrument(required(EX, "product_id", m.product_id)?)?,
                     bid: decimal(EX, "best_bid", bid)?,
                     bid_size: opt("best_bid_size", m.best_bid_size)?,
                     ask: decimal(EX, "best_ask", ask)?,

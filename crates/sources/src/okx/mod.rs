@@ -10,7 +10,7 @@ use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
 
-use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, listing};
+use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing, required};
 
 const EX: Exchange = Exchange::Okx;
 
@@ -84,21 +84,6 @@ pub struct OkxParser {
     symbols: SymbolMap,
 }
 
-fn json(source: serde_json::Error) -> ParseError {
-    ParseError::Json {
-        exchange: EX,
-        source,
-    }
-}
-
-fn field<'a>(name: &'static str, v: Option<&'a str>) -> Result<&'a str, ParseError> {
-    v.ok_or(ParseError::BadField {
-        exchange: EX,
-        field: name,
-        value: "(missing)".into(),
-    })
-}
-
 fn millis(text: &str) -> Result<Ts, ParseError> {
     text.parse::<i64>()
         .map(Ts::from_millis)
@@ -136,7 +121,7 @@ impl Parser for OkxParser {
             if !url.contains("/public/instruments") {
                 return Ok(Parsed::Ignored);
             }
-            let list: Instruments = serde_json::from_str(&msg.data).map_err(json)?;
+            let list: Instruments = serde_json::from_str(&msg.data).map_err(json(EX))?;
             let before = out.len();
             for i in list
                 .data
@@ -156,7 +141,7 @@ impl Parser for OkxParser {
         if msg.data == "pong" {
             return Ok(Parsed::Ignored);
         }
-        let m: Envelope<'_> = serde_json::from_str(&msg.data).map_err(json)?;
+        let m: Envelope<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
         if m.event == Some("error") {
             return Err(ParseError::Venue {
                 exchange: EX,
@@ -178,19 +163,19 @@ impl Parser for OkxParser {
         for row in m.data.iter().filter(|r| is_spot(r.inst_id)) {
             match arg.channel {
                 "trades" => {
-                    let side = field("side", row.side)?;
+                    let side = required(EX, "side", row.side)?;
                     out.push(Event::Trade(Trade {
                         exchange: EX,
                         instrument: self.instrument(row.inst_id)?,
-                        trade_id: TradeId::Str(field("tradeId", row.trade_id)?.into()),
-                        price: decimal(EX, "px", field("px", row.px)?)?,
-                        size: decimal(EX, "sz", field("sz", row.sz)?)?,
+                        trade_id: TradeId::Str(required(EX, "tradeId", row.trade_id)?.into()),
+                        price: decimal(EX, "px", required(EX, "px", row.px)?)?,
+                        size: decimal(EX, "sz", required(EX, "sz", row.sz)?)?,
                         side: Side::parse(side).ok_or_else(|| ParseError::BadField {
                             exchange: EX,
                             field: "side",
                             value: side.to_owned(),
                         })?,
-                        ts_exchange: millis(field("ts", row.ts)?)?,
+                        ts_exchange: millis(required(EX, "ts", row.ts)?)?,
                         ts_received: msg.ts_received,
                         fills: 1,
                     }));
@@ -204,9 +189,9 @@ impl Parser for OkxParser {
                     out.push(Event::Quote(Quote {
                         exchange: EX,
                         instrument: self.instrument(row.inst_id)?,
-                        bid: decimal(EX, "bidPx", field("bidPx", row.bid_px)?)?,
+                        bid: decimal(EX, "bidPx", required(EX, "bidPx", row.bid_px)?)?,
                         bid_size: opt("bidSz", row.bid_sz)?,
-                        ask: decimal(EX, "askPx", field("askPx", row.ask_px)?)?,
+                        ask: decimal(EX, "askPx", required(EX, "askPx", row.ask_px)?)?,
                         ask_size: opt("askSz", row.ask_sz)?,
                         last: opt("last", row.last)?,
                         ts_exchange: row.ts.map(millis).transpose()?.unwrap_or(msg.ts_received),
