@@ -170,11 +170,23 @@ fn import_then_query_candles_as_json_and_csv() {
     );
 }
 
+/// Runs `args` and checks the exit code and that stderr names the problem.
+fn refused(data_dir: &Path, args: &[&str], code: i32, needle: &str) {
+    let out = candlekeep(data_dir, args);
+    assert_eq!(out.status.code(), Some(code), "{args:?}");
+    assert!(
+        text(&out.stderr).contains(needle),
+        "{args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn bad_arguments_are_refused_with_the_valid_values() {
     let dir = tempfile::tempdir().expect("dir");
-    let out = candlekeep(
-        dir.path(),
+    let d = dir.path();
+    refused(
+        d,
         &[
             "candles",
             "--exchange",
@@ -184,15 +196,11 @@ fn bad_arguments_are_refused_with_the_valid_values() {
             "--interval",
             "1m",
         ],
+        2,
+        "valid exchanges: binance",
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("valid exchanges: binance"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = candlekeep(
-        dir.path(),
+    refused(
+        d,
         &[
             "candles",
             "--exchange",
@@ -202,15 +210,11 @@ fn bad_arguments_are_refused_with_the_valid_values() {
             "--interval",
             "2m",
         ],
+        2,
+        "valid intervals: 1s, 1m",
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("valid intervals: 1s, 1m"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = candlekeep(
-        dir.path(),
+    refused(
+        d,
         &[
             "trades",
             "--exchange",
@@ -222,15 +226,11 @@ fn bad_arguments_are_refused_with_the_valid_values() {
             "--to",
             "2024-01-01",
         ],
+        1,
+        "must be before",
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("must be before"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = candlekeep(
-        dir.path(),
+    refused(
+        d,
         &[
             "import",
             "--exchange",
@@ -239,12 +239,8 @@ fn bad_arguments_are_refused_with_the_valid_values() {
             "BTC-USDT",
             "/no/such/file.csv",
         ],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("/no/such/file.csv"),
-        "{}",
-        text(&out.stderr)
+        1,
+        "/no/such/file.csv",
     );
 }
 
