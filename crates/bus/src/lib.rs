@@ -13,7 +13,7 @@ pub mod metrics;
 
 use std::sync::Arc;
 
-use ck_model::{Candle, Exchange, Gap, InstrumentInfo, Quote, Trade, Ts};
+use ck_model::{BackfillProgress, Candle, Exchange, Gap, InstrumentInfo, Quote, Trade, Ts};
 
 /// One message exactly as received from an exchange (or read from a tape).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +88,13 @@ pub enum Event {
     Instrument(InstrumentInfo),
     /// Input that could not be used.
     IngestError(IngestError),
-    /// Trades known to be missing.
+    /// Trades known to be missing, or a known gap's new state (filled,
+    /// unfillable): a gap is identified by instrument, time and id range.
     Gap(Gap),
+    /// The exchange's own candle, fetched to verify ours; stored apart.
+    ExchangeCandle(Box<Candle>),
+    /// A backfill job's position, committed after the data before it.
+    Progress(BackfillProgress),
 }
 
 /// The sending half of a bounded pipeline edge.

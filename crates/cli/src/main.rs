@@ -86,12 +86,30 @@ enum Command {
     /// Serve a mock Binance WebSocket on this machine that replays recordings
     /// (time-shifted to now), for demos and offline runs.
     MockExchange {
-        /// Address to listen on.
+        /// Address of the WebSocket (combined streams at `/stream`).
         #[arg(long, default_value = "127.0.0.1:9443")]
         listen: std::net::SocketAddr,
+        /// Address of the REST API (`/api/v3/...`).
+        #[arg(long, default_value = "127.0.0.1:9444")]
+        rest_listen: std::net::SocketAddr,
         /// Pace relative to the recording (1 = real time); as fast as the client reads if absent.
         #[arg(long)]
         speed: Option<f64>,
+        /// Start again at the end, ids and times moved on by one lap.
+        #[arg(long = "loop")]
+        looped: bool,
+        /// Fault: close every connection after this many messages.
+        #[arg(long)]
+        drop_every: Option<usize>,
+        /// Fault: withhold every Nth trade message (a gap for the client).
+        #[arg(long)]
+        skip_every: Option<usize>,
+        /// Fault: after every Nth message, send a truncated frame.
+        #[arg(long)]
+        malformed_every: Option<usize>,
+        /// Fault: answer every Nth REST request with 429 and Retry-After.
+        #[arg(long)]
+        rest_429_every: Option<usize>,
         /// Recordings with Binance combined-stream messages.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -316,18 +334,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::MockExchange {
             listen,
+            rest_listen,
             speed,
+            looped,
+            drop_every,
+            skip_every,
+            malformed_every,
+            rest_429_every,
             files,
         } => {
             let recording = binance_recording(&files)?;
             let options = ck_mock::binance::MockOptions {
                 speed,
+                looped,
+                faults: ck_mock::binance::Faults {
+                    drop_every,
+                    skip_every,
+                    malformed_every,
+                    rest_429_every,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
-            let mock = ck_mock::binance::MockBinance::start_on(listen, &recording, options).await?;
+            let mock =
+                ck_mock::binance::MockBinance::start_on(listen, rest_listen, &recording, options)
+                    .await?;
             eprintln!(
-                "mock Binance on {} with {} messages; Ctrl-C to stop",
+                "mock Binance: WebSocket {} and REST {} with {} messages; Ctrl-C to stop",
                 mock.ws_url(),
+                mock.rest_url(),
                 mock.len()
             );
             tokio::signal::ctrl_c().await?;

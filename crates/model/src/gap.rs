@@ -60,3 +60,18 @@ pub struct Gap {
     /// When candlekeep noticed it.
     pub detected_at: Ts,
 }
+
+/// How far a resumable backfill job has come: committed in the same
+/// transaction as the data it covers, so a rerun continues exactly there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackfillProgress {
+    /// The job: exchange, instrument, kind and range, such as
+    /// `binance BTC-USDT trades 2024-01-01T00:00:00Z..2024-01-02T00:00:00Z`.
+    pub job: String,
+    /// Where to continue: the next trade id or open time, as the job writes it.
+    pub cursor: String,
+    /// True when the job has covered its whole range.
+    pub done: bool,
+    /// When this was written.
+    pub updated_at: Ts,
+}

@@ -17,7 +17,7 @@ mod trade;
 
 pub use candle::{Candle, CandleRecord, CandleState, EmptyIntervalPolicy};
 pub use decimal::{Decimal, DecimalError, MAX_SCALE, pow10};
-pub use gap::{Gap, GapState};
+pub use gap::{BackfillProgress, Gap, GapState};
 pub use instrument::{Exchange, Instrument, InstrumentError, InstrumentInfo, normalize_asset};
 pub use interval::{Interval, IntervalError};
 pub use time::{NANOS_PER_SEC, Ts, TsError};

@@ -69,6 +69,8 @@ impl Pending {
             Event::Instrument(i) => self.batch.instruments.push(i),
             Event::IngestError(e) => self.batch.errors.push(e),
             Event::Gap(g) => self.batch.gaps.push(g),
+            Event::ExchangeCandle(c) => self.batch.exchange_candles.push(*c),
+            Event::Progress(p) => self.batch.progress.push(p),
             Event::Candle(c) => {
                 let key = (c.exchange, c.instrument.clone(), c.interval, c.open_time);
                 match self.candle_index.get(&key) {

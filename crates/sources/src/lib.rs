@@ -26,4 +26,5 @@ pub mod okx;
 pub mod parse;
 pub mod recordings;
 pub mod replay;
+pub mod rest;
 pub mod tape;

@@ -12,7 +12,9 @@
 pub mod sqlite;
 
 use ck_bus::IngestError;
-use ck_model::{Candle, Exchange, Gap, Instrument, InstrumentInfo, Interval, Quote, Trade, Ts};
+use ck_model::{
+    BackfillProgress, Candle, Exchange, Gap, Instrument, InstrumentInfo, Interval, Quote, Trade, Ts,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +98,11 @@ pub struct WriteBatch {
     pub exchange_candles: Vec<Candle>,
     /// Ingest errors.
     pub errors: Vec<IngestError>,
-    /// Gaps detected (a gap already recorded is not recorded twice).
+    /// Gaps detected (a gap already recorded is not recorded twice), and
+    /// state changes of recorded gaps (an open gap never reopens a closed one).
     pub gaps: Vec<Gap>,
+    /// Backfill positions, written after the rest of the batch.
+    pub progress: Vec<BackfillProgress>,
 }
 
 impl WriteBatch {
@@ -111,6 +116,7 @@ impl WriteBatch {
             + self.exchange_candles.len()
             + self.errors.len()
             + self.gaps.len()
+            + self.progress.len()
     }
 
     /// True when there is nothing to write.
@@ -199,6 +205,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         instrument: &Instrument,
         interval: Interval,
     ) -> Result<Option<Candle>, Error>;
+
+    /// The stored trade with the latest exchange time (ties: the highest id).
+    async fn last_trade(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+    ) -> Result<Option<Trade>, Error>;
+
+    /// A backfill job's stored position.
+    async fn backfill_progress(&self, job: &str) -> Result<Option<BackfillProgress>, Error>;
 
     /// The latest quote.
     async fn latest_quote(

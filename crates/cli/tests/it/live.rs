@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ck_app::config::AppConfig;
 use ck_app::pipeline::{Source, SourceReport, run_pipeline};
-use ck_mock::binance::{MockBinance, MockOptions};
+use ck_mock::binance::{Faults, MockBinance, MockOptions};
 use ck_model::{Exchange, Instrument, Ts};
 use ck_sources::binance::BinanceLiveConfig;
 use ck_sources::live::BackoffPolicy;
@@ -32,7 +32,10 @@ async fn binance_capture_survives_a_dropped_connection_and_tapes_everything() {
     let mock = MockBinance::start(
         &recording,
         MockOptions {
-            drop_after: Some(1_000),
+            faults: Faults {
+                drop_after: Some(1_000),
+                ..Faults::default()
+            },
             ..MockOptions::default()
         },
     )

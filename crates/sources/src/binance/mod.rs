@@ -1,10 +1,12 @@
 //! Binance spot: combined streams (`trade`, `aggTrade`, `bookTicker`) and the
 //! `exchangeInfo` instrument list.
 
+mod rest;
 mod wire;
 mod ws;
 
 pub use wire::{BinanceKline, BinanceKlineEvent};
+pub use rest::{BinanceRest, DEFAULT_REST_URL, HistoryError, MAX_PAGE, native_symbol};
 pub use ws::{BinanceLiveConfig, DEFAULT_WS_URL, run_binance};
 
 use ck_bus::{Event, Origin, RawMessage};

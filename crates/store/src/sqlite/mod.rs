@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ck_bus::IngestError;
-use ck_model::{Candle, Exchange, Gap, Instrument, Interval, Quote, Trade, Ts};
+use ck_model::{BackfillProgress, Candle, Exchange, Gap, Instrument, Interval, Quote, Trade, Ts};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::{
@@ -353,8 +353,11 @@ fn write_batch(
     {
         let mut insert = tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id, state, reason, detected_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                "INSERT INTO gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id, state, reason, detected_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (instrument_id, from_ts, to_ts, coalesce(from_trade_id, ''), coalesce(to_trade_id, ''))
+                 DO UPDATE SET state = excluded.state, reason = excluded.reason, updated_at = excluded.updated_at
+                 WHERE excluded.state <> 'open'",
             )
             .map_err(sql("preparing gap insert"))?;
         for g in &b.gaps {
@@ -369,9 +372,23 @@ fn write_batch(
                     ids[1],
                     g.state.as_str(),
                     g.reason,
-                    g.detected_at.0
+                    g.detected_at.0,
+                    Ts::now().0
                 ])
                 .map_err(sql("inserting gap"))?;
+        }
+    }
+    {
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO backfill_progress (job, cursor, done, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (job) DO UPDATE SET cursor = excluded.cursor, done = excluded.done, updated_at = excluded.updated_at",
+            )
+            .map_err(sql("preparing progress upsert"))?;
+        for p in &b.progress {
+            upsert
+                .execute(params![p.job, p.cursor, p.done, p.updated_at.0])
+                .map_err(sql("writing backfill progress"))?;
         }
     }
     tx.commit().map_err(sql("committing write"))?;
@@ -486,6 +503,49 @@ impl Store for SqliteStore {
             })
             .map_err(sql("querying latest candle"))?
             .transpose()
+        })
+        .await
+    }
+
+    async fn last_trade(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+    ) -> Result<Option<Trade>, Error> {
+        let instrument = instrument.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT trade_id, ts, price, size, side, ts_received, fills FROM trades
+                 WHERE instrument_id = {INSTRUMENT_ID} ORDER BY ts DESC, trade_id DESC LIMIT 1"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![exchange.as_str(), instrument.as_str()], |r| {
+                    Ok(trade_from_row(r, exchange, &instrument))
+                })
+                .optional()
+            })
+            .map_err(sql("querying last trade"))?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn backfill_progress(&self, job: &str) -> Result<Option<BackfillProgress>, Error> {
+        let job = job.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT cursor, done, updated_at FROM backfill_progress WHERE job = ?1")
+                .and_then(|mut s| {
+                    s.query_row(params![job], |r| {
+                        Ok(BackfillProgress {
+                            job: job.clone(),
+                            cursor: r.get(0)?,
+                            done: r.get(1)?,
+                            updated_at: Ts(r.get(2)?),
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(sql("querying backfill progress"))
         })
         .await
     }

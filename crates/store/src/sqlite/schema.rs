@@ -98,6 +98,28 @@ CREATE TABLE ingest_errors (
 CREATE UNIQUE INDEX gaps_unique ON gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id);
 ",
     ),
+    (
+        3,
+        "gaps without ids are unique too; backfill progress",
+        r"
+-- SQLite treats NULLs as distinct in a unique index: reconnect gaps (no ids)
+-- need a key that compares them.
+DELETE FROM gaps WHERE id NOT IN (
+    SELECT MIN(id) FROM gaps
+    GROUP BY instrument_id, from_ts, to_ts, coalesce(from_trade_id, ''), coalesce(to_trade_id, '')
+);
+DROP INDEX gaps_unique;
+CREATE UNIQUE INDEX gaps_unique ON gaps
+    (instrument_id, from_ts, to_ts, coalesce(from_trade_id, ''), coalesce(to_trade_id, ''));
+
+CREATE TABLE backfill_progress (
+    job        TEXT PRIMARY KEY,
+    cursor     TEXT NOT NULL,
+    done       INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+",
+    ),
 ];
 
 /// Brings the database up to the newest schema.

@@ -1,0 +1,415 @@
+//! A mock of Binance spot: the combined-stream WebSocket and the REST history
+//! endpoints (`exchangeInfo`, `historicalTrades`, `aggTrades`, `klines`),
+//! both served from one recording, time-shifted to now, optionally looped,
+//! with faults injected on demand.
+
+mod book;
+mod rest;
+mod ws;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ck_bus::{Origin, RawMessage};
+use ck_model::Ts;
+use tokio::net::TcpListener;
+
+pub use book::MockTrade;
+use book::{SymbolBook, TradeBook};
+
+/// Faults to inject. Counts are messages sent on one connection unless said
+/// otherwise; `None` disables a fault.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Close the first connection after this many messages.
+    pub drop_after: Option<usize>,
+    /// Close every connection after this many messages.
+    pub drop_every: Option<usize>,
+    /// Withhold every Nth data message (counted over the whole replay): the
+    /// client never sees it, so trade ids jump and a gap appears.
+    pub skip_every: Option<usize>,
+    /// After every Nth message, send a malformed (truncated) frame.
+    pub malformed_every: Option<usize>,
+    /// After every N messages, stop sending data (pings go on) for a while.
+    pub stall: Option<(usize, Duration)>,
+    /// Answer every Nth REST request with 429 and `Retry-After: 1`.
+    pub rest_429_every: Option<usize>,
+    /// Delay every REST response by this much.
+    pub rest_delay: Option<Duration>,
+}
+
+/// How the mock behaves.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// `None`: send as fast as the client reads. `Some(x)`: x times the
+    /// recorded pace.
+    pub speed: Option<f64>,
+    /// Start again at the end, with ids and times moved on by one lap.
+    pub looped: bool,
+    /// Send a ping frame this often, as Binance does every 20 s.
+    pub ping_every: Duration,
+    /// Faults to inject.
+    pub faults: Faults,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            speed: None,
+            looped: false,
+            ping_every: Duration::from_secs(20),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// One recorded stream message.
+#[derive(Debug)]
+struct StreamMessage {
+    ts: Ts,
+    stream: String,
+    /// Upper-case symbol (`BTCUSDT`).
+    symbol: String,
+    /// The first lap's text, already time-shifted.
+    text: String,
+    /// The parsed message, for shifting later laps.
+    value: serde_json::Value,
+    /// For trade messages: how many trade messages came before it.
+    trade_ordinal: Option<u64>,
+}
+
+struct Shared {
+    messages: Vec<StreamMessage>,
+    /// The next message to send, over all laps: shared, so a reconnecting
+    /// client resumes where the last connection stopped.
+    cursor: AtomicU64,
+    connections: AtomicUsize,
+    rest_requests: AtomicUsize,
+    skipped: AtomicUsize,
+    options: MockOptions,
+    shift_ms: i64,
+    book: TradeBook,
+    /// Per symbol: recorded `exchangeInfo` entries, or derived ones.
+    listings: BTreeMap<String, (String, String)>,
+    /// Per symbol and id field (`t`, `a`): the id span of one lap.
+    id_spans: HashMap<(String, &'static str), u64>,
+}
+
+impl Shared {
+    fn len(&self) -> u64 {
+        self.messages.len() as u64
+    }
+
+    /// Laps started so far (at least one).
+    fn laps(&self) -> u64 {
+        if !self.options.looped || self.messages.is_empty() {
+            return 1;
+        }
+        self.cursor.load(Ordering::SeqCst) / self.len() + 1
+    }
+
+    /// The text of message `n` (over all laps).
+    fn text(&self, n: u64) -> Option<String> {
+        let len = self.len();
+        if len == 0 {
+            return None;
+        }
+        let (lap, index) = (n / len, n % len);
+        let m = self.messages.get(usize::try_from(index).ok()?)?;
+        if lap == 0 {
+            return Some(m.text.clone());
+        }
+        let lap_i = i64::try_from(lap).ok()?;
+        let mut v = m.value.clone();
+        let data = v.get_mut("data")?.as_object_mut()?;
+        let shift = self.shift_ms + lap_i * self.book.time_span_ms;
+        for key in ["E", "T"] {
+            if let Some(t) = data.get(key).and_then(serde_json::Value::as_i64) {
+                data.insert(key.to_owned(), (t + shift).into());
+            }
+        }
+        for (key, span_key) in [("t", "t"), ("a", "a"), ("f", "t"), ("l", "t")] {
+            let span = self
+                .id_spans
+                .get(&(m.symbol.clone(), span_key))
+                .copied()
+                .unwrap_or(1);
+            if let Some(id) = data.get(key).and_then(serde_json::Value::as_u64) {
+                data.insert(key.to_owned(), (id + lap * span).into());
+            }
+        }
+        Some(v.to_string())
+    }
+}
+
+/// A running mock; dropping the handle does not stop it (it ends with the runtime).
+pub struct MockBinance {
+    ws_addr: SocketAddr,
+    rest_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// Quote assets, longest first, to split a symbol without `exchangeInfo`.
+const QUOTES: [&str; 12] = [
+    "FDUSD", "USDT", "USDC", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "GBP", "DAI",
+];
+
+fn split_symbol(symbol: &str) -> Option<(String, String)> {
+    QUOTES.iter().find_map(|q| {
+        let base = symbol.strip_suffix(q)?;
+        (!base.is_empty()).then(|| (base.to_owned(), (*q).to_owned()))
+    })
+}
+
+impl MockBinance {
+    /// Starts a mock on `127.0.0.1` (any free ports, one for the WebSocket
+    /// and one for REST) that replays the combined-stream messages of
+    /// `recording`, with every event time (`E`, `T`) shifted so the first
+    /// message is "now".
+    ///
+    /// # Errors
+    /// When a port cannot be bound.
+    pub async fn start(
+        recording: &[RawMessage],
+        options: MockOptions,
+    ) -> std::io::Result<MockBinance> {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        MockBinance::start_on(any, any, recording, options).await
+    }
+
+    /// Like [`MockBinance::start`], on chosen addresses.
+    ///
+    /// # Errors
+    /// When an address cannot be bound.
+    pub async fn start_on(
+        ws_addr: SocketAddr,
+        rest_addr: SocketAddr,
+        recording: &[RawMessage],
+        options: MockOptions,
+    ) -> std::io::Result<MockBinance> {
+        let first = recording
+            .iter()
+            .find(|m| m.origin == Origin::Ws)
+            .map_or(Ts::now(), |m| m.ts_received);
+        let shift_ms = Ts::now().as_millis() - first.as_millis();
+        let shared = Arc::new(build(recording, options, shift_ms));
+
+        let ws_listener = TcpListener::bind(ws_addr).await?;
+        let ws_addr = ws_listener.local_addr()?;
+        tokio::spawn(ws::accept(ws_listener, shared.clone()));
+        let rest_listener = TcpListener::bind(rest_addr).await?;
+        let rest_addr = rest_listener.local_addr()?;
+        tokio::spawn(rest::serve(rest_listener, shared.clone()));
+        Ok(MockBinance {
+            ws_addr,
+            rest_addr,
+            shared,
+        })
+    }
+
+    /// The base URL to give a connector: `ws://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.ws_addr)
+    }
+
+    /// The REST root: `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.rest_addr)
+    }
+
+    /// Connections accepted so far.
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// REST requests answered so far (429s included).
+    #[must_use]
+    pub fn rest_requests(&self) -> usize {
+        self.shared.rest_requests.load(Ordering::SeqCst)
+    }
+
+    /// Data messages withheld by the `skip_every` fault.
+    #[must_use]
+    pub fn skipped(&self) -> usize {
+        self.shared.skipped.load(Ordering::SeqCst)
+    }
+
+    /// Recorded messages the mock holds (one lap).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shared.messages.len()
+    }
+
+    /// True when the recording had no combined-stream messages.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.shared.messages.is_empty()
+    }
+
+    /// True once every message has been sent (never, when looping).
+    #[must_use]
+    pub fn finished(&self) -> bool {
+        !self.shared.options.looped && self.shared.cursor.load(Ordering::SeqCst) >= self.shared.len()
+    }
+
+    /// Every trade of `symbol` (`BTCUSDT`) in the first lap, as REST serves
+    /// them: what a gap-free capture must end up with.
+    #[must_use]
+    pub fn trades(&self, symbol: &str) -> Vec<MockTrade> {
+        self.shared
+            .book
+            .symbols
+            .get(symbol)
+            .map(|b| b.trades.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Shared {
+    let mut messages = Vec::new();
+    let mut book = TradeBook::default();
+    let mut listings = BTreeMap::new();
+    let mut ranges: HashMap<(String, &'static str), (u64, u64)> = HashMap::new();
+    let mut trade_messages = 0u64;
+    for m in recording {
+        if let Origin::Rest { url } = &m.origin {
+            if url.contains("exchangeInfo") {
+                read_listings(&m.data, &mut listings);
+            }
+            continue;
+        }
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&m.data) else {
+            continue;
+        };
+        let Some(stream) = value.get("stream").and_then(|s| s.as_str()).map(str::to_owned) else {
+            continue;
+        };
+        let Some(data) = value.get_mut("data").and_then(|d| d.as_object_mut()) else {
+            continue;
+        };
+        let symbol = data
+            .get("s")
+            .and_then(|s| s.as_str())
+            .map_or_else(
+                || stream.split('@').next().unwrap_or("").to_ascii_uppercase(),
+                str::to_owned,
+            );
+        for key in ["t", "a"] {
+            if let Some(id) = data.get(key).and_then(serde_json::Value::as_u64) {
+                let r = ranges.entry((symbol.clone(), key)).or_insert((id, id));
+                r.0 = r.0.min(id);
+                r.1 = r.1.max(id);
+            }
+        }
+        let original = value.clone();
+        if let Some(data) = value.get_mut("data").and_then(|d| d.as_object_mut()) {
+            for key in ["E", "T"] {
+                if let Some(t) = data.get(key).and_then(serde_json::Value::as_i64) {
+                    data.insert(key.to_owned(), (t + shift_ms).into());
+                }
+            }
+            if stream.ends_with("@trade") {
+                let trade = (|| {
+                    Some(MockTrade {
+                        id: data.get("t")?.as_u64()?,
+                        price: data.get("p")?.as_str()?.to_owned(),
+                        qty: data.get("q")?.as_str()?.to_owned(),
+                        time_ms: data.get("T")?.as_i64()?,
+                        buyer_is_maker: data.get("m")?.as_bool()?,
+                    })
+                })();
+                if let Some(t) = trade {
+                    book.symbols
+                        .entry(symbol.clone())
+                        .or_insert_with(SymbolBook::default)
+                        .trades
+                        .push(t);
+                }
+            }
+        }
+        let is_trade = stream.ends_with("@trade") || stream.ends_with("@aggTrade");
+        let trade_ordinal = is_trade.then(|| {
+            trade_messages += 1;
+            trade_messages - 1
+        });
+        messages.push(StreamMessage {
+            trade_ordinal,
+            ts: m.ts_received,
+            stream,
+            text: value.to_string(),
+            symbol,
+            value: original,
+        });
+    }
+    for b in book.symbols.values_mut() {
+        b.trades.sort_by_key(|t| t.id);
+        b.trades.dedup_by_key(|t| t.id);
+    }
+    for symbol in book.symbols.keys() {
+        if !listings.contains_key(symbol)
+            && let Some(split) = split_symbol(symbol)
+        {
+            listings.insert(symbol.clone(), split);
+        }
+    }
+    let span_ns = match (messages.first(), messages.last()) {
+        (Some(a), Some(b)) => b.ts.0 - a.ts.0,
+        _ => 0,
+    };
+    // One lap later, times move on by the recording's length plus a second.
+    book.time_span_ms = span_ns / 1_000_000 + 1_000;
+    let id_spans = ranges
+        .into_iter()
+        .map(|(k, (lo, hi))| (k, hi - lo + 1))
+        .collect();
+    Shared {
+        messages,
+        cursor: AtomicU64::new(0),
+        connections: AtomicUsize::new(0),
+        rest_requests: AtomicUsize::new(0),
+        skipped: AtomicUsize::new(0),
+        options,
+        shift_ms,
+        book,
+        listings,
+        id_spans,
+    }
+}
+
+/// Reads `symbols[].{symbol, baseAsset, quoteAsset}` from a recorded `exchangeInfo`.
+fn read_listings(body: &str, out: &mut BTreeMap<String, (String, String)>) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return;
+    };
+    for s in v
+        .get("symbols")
+        .and_then(|s| s.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let field = |k: &str| s.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        if let (Some(symbol), Some(base), Some(quote)) =
+            (field("symbol"), field("baseAsset"), field("quoteAsset"))
+        {
+            out.insert(symbol, (base, quote));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_split_on_known_quotes() {
+        assert_eq!(split_symbol("BTCUSDT"), Some(("BTC".into(), "USDT".into())));
+        assert_eq!(split_symbol("LRCBTC"), Some(("LRC".into(), "BTC".into())));
+        assert_eq!(split_symbol("USDT"), None);
+    }
+}

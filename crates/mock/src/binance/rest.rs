@@ -1,0 +1,317 @@
+//! The mock's REST API: `exchangeInfo`, `historicalTrades`, `aggTrades` and
+//! `klines`, answered from the same trades the WebSocket replays, in
+//! Binance's own shapes and error format, with the REST faults (429 with
+//! `Retry-After`, slow responses).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ck_model::{Decimal, Interval};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use super::{MockTrade, Shared};
+
+type Params = Query<HashMap<String, String>>;
+
+pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let app = Router::new()
+        .route("/api/v3/exchangeInfo", get(exchange_info))
+        .route("/api/v3/historicalTrades", get(historical_trades))
+        .route("/api/v3/aggTrades", get(agg_trades))
+        .route("/api/v3/klines", get(klines))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "mock REST server stopped");
+    }
+}
+
+/// Binance's error body: `{"code":-1121,"msg":"Invalid symbol."}`.
+fn error(status: StatusCode, code: i64, msg: &str) -> Response {
+    (status, axum::Json(json!({"code": code, "msg": msg}))).into_response()
+}
+
+/// The REST faults, applied before every answer.
+async fn gate(shared: &Shared) -> Option<Response> {
+    let n = shared.rest_requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let faults = &shared.options.faults;
+    if let Some(delay) = faults.rest_delay {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(every) = faults.rest_429_every
+        && every > 0
+        && n.is_multiple_of(every)
+    {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            -1003,
+            "Too many requests; current limit is 6000 request weight per 1 MINUTE.",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Some(r);
+    }
+    None
+}
+
+fn symbol<'a>(shared: &Shared, q: &'a HashMap<String, String>) -> Result<&'a str, Response> {
+    let Some(s) = q.get("symbol") else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            -1102,
+            "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+        ));
+    };
+    if !shared.listings.contains_key(s.as_str()) {
+        return Err(error(StatusCode::BAD_REQUEST, -1121, "Invalid symbol."));
+    }
+    Ok(s)
+}
+
+fn number<T: std::str::FromStr>(
+    q: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<T>, Response> {
+    match q.get(key) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                -1100,
+                &format!("Illegal characters found in parameter '{key}'; legal range is '^[0-9]{{1,20}}$'."),
+            )
+        }),
+    }
+}
+
+fn limit(q: &HashMap<String, String>) -> Result<usize, Response> {
+    Ok(number::<usize>(q, "limit")?.unwrap_or(500).clamp(1, 1000))
+}
+
+async fn exchange_info(State(shared): State<Arc<Shared>>) -> Response {
+    if let Some(r) = gate(&shared).await {
+        return r;
+    }
+    let symbols: Vec<_> = shared
+        .listings
+        .iter()
+        .map(|(s, (base, quote))| {
+            json!({"symbol": s, "status": "TRADING", "baseAsset": base, "quoteAsset": quote})
+        })
+        .collect();
+    axum::Json(json!({
+        "timezone": "UTC",
+        "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}],
+        "symbols": symbols,
+    }))
+    .into_response()
+}
+
+async fn historical_trades(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response {
+    if let Some(r) = gate(&shared).await {
+        return r;
+    }
+    let answer = || -> Result<Response, Response> {
+        let s = symbol(&shared, &q)?;
+        let limit = limit(&q)?;
+        let laps = shared.laps();
+        let trades = match number::<u64>(&q, "fromId")? {
+            Some(from) => shared.book.from_id(s, from, limit, laps),
+            None => shared.book.latest(s, limit, laps),
+        };
+        let rows: Vec<_> = trades.iter().map(trade_json).collect();
+        Ok(axum::Json(rows).into_response())
+    };
+    answer().unwrap_or_else(|e| e)
+}
+
+fn trade_json(t: &MockTrade) -> serde_json::Value {
+    let quote = Decimal::parse(&t.price)
+        .ok()
+        .zip(Decimal::parse(&t.qty).ok())
+        .and_then(|(p, q)| p.checked_mul(q))
+        .map(|d| d.normalize().to_string())
+        .unwrap_or_default();
+    json!({
+        "id": t.id, "price": t.price, "qty": t.qty, "quoteQty": quote,
+        "time": t.time_ms, "isBuyerMaker": t.buyer_is_maker, "isBestMatch": true,
+    })
+}
+
+/// One aggregate per trade: the recording has single trades, and an
+/// aggregate of one is what Binance serves for a lone fill.
+async fn agg_trades(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response {
+    if let Some(r) = gate(&shared).await {
+        return r;
+    }
+    let answer = || -> Result<Response, Response> {
+        let s = symbol(&shared, &q)?;
+        let limit = limit(&q)?;
+        let laps = shared.laps();
+        let trades = match (
+            number::<u64>(&q, "fromId")?,
+            number::<i64>(&q, "startTime")?,
+            number::<i64>(&q, "endTime")?,
+        ) {
+            (Some(from), _, _) => shared.book.from_id(s, from, limit, laps),
+            (None, Some(start), end) => {
+                shared
+                    .book
+                    .in_time(s, start, end.unwrap_or(i64::MAX), limit, laps)
+            }
+            (None, None, Some(end)) => {
+                let mut all = shared.book.in_time(s, i64::MIN, end, usize::MAX, laps);
+                let keep = all.len().saturating_sub(limit);
+                all.drain(..keep);
+                all
+            }
+            (None, None, None) => shared.book.latest(s, limit, laps),
+        };
+        let rows: Vec<_> = trades
+            .iter()
+            .map(|t| {
+                json!({"a": t.id, "p": t.price, "q": t.qty, "f": t.id, "l": t.id,
+                       "T": t.time_ms, "m": t.buyer_is_maker, "M": true})
+            })
+            .collect();
+        Ok(axum::Json(rows).into_response())
+    };
+    answer().unwrap_or_else(|e| e)
+}
+
+/// Klines computed from the trades, with flat klines (previous close, no
+/// volume) for quiet intervals, as Binance generates them.
+async fn klines(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response {
+    if let Some(r) = gate(&shared).await {
+        return r;
+    }
+    let answer = || -> Result<Response, Response> {
+        let s = symbol(&shared, &q)?;
+        let interval: Interval = q
+            .get("interval")
+            .and_then(|i| i.parse().ok())
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, -1120, "Invalid interval."))?;
+        let Some(step_ns) = interval.fixed_nanos() else {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                -1120,
+                "Invalid interval (the mock serves fixed-length intervals only).",
+            ));
+        };
+        let step = step_ns / 1_000_000;
+        let limit = limit(&q)?;
+        let start = number::<i64>(&q, "startTime")?.unwrap_or(i64::MIN);
+        let end = number::<i64>(&q, "endTime")?.unwrap_or(i64::MAX);
+        let trades = shared
+            .book
+            .in_time(s, i64::MIN, i64::MAX, usize::MAX, shared.laps());
+        Ok(axum::Json(kline_rows(&trades, step, start, end, limit)).into_response())
+    };
+    answer().unwrap_or_else(|e| e)
+}
+
+struct Bar {
+    open_ms: i64,
+    open: Decimal,
+    high: Decimal,
+    low: Decimal,
+    close: Decimal,
+    volume: Decimal,
+    quote: Decimal,
+    taker_base: Decimal,
+    taker_quote: Decimal,
+    trades: u64,
+}
+
+fn kline_rows(
+    trades: &[MockTrade],
+    step: i64,
+    start: i64,
+    end: i64,
+    limit: usize,
+) -> Vec<serde_json::Value> {
+    let mut bars: Vec<Bar> = Vec::new();
+    for t in trades {
+        let (Ok(price), Ok(qty)) = (Decimal::parse(&t.price), Decimal::parse(&t.qty)) else {
+            continue;
+        };
+        let open_ms = t.time_ms.div_euclid(step) * step;
+        // Quiet intervals since the last bar are flat at its close.
+        while let Some(last) = bars.last()
+            && last.open_ms + step < open_ms
+        {
+            let c = last.close;
+            let zero = Decimal::new(0, 0);
+            bars.push(Bar {
+                open_ms: last.open_ms + step,
+                open: c,
+                high: c,
+                low: c,
+                close: c,
+                volume: zero,
+                quote: zero,
+                taker_base: zero,
+                taker_quote: zero,
+                trades: 0,
+            });
+        }
+        let notional = price.checked_mul(qty).unwrap_or(Decimal::new(0, 0));
+        let add = |a: Decimal, b: Decimal| a.checked_add(b).unwrap_or(a);
+        match bars.last_mut() {
+            Some(b) if b.open_ms == open_ms => {
+                b.high = b.high.max(price);
+                b.low = b.low.min(price);
+                b.close = price;
+                b.volume = add(b.volume, qty);
+                b.quote = add(b.quote, notional);
+                if !t.buyer_is_maker {
+                    b.taker_base = add(b.taker_base, qty);
+                    b.taker_quote = add(b.taker_quote, notional);
+                }
+                b.trades += 1;
+            }
+            _ => {
+                let zero = Decimal::new(0, 0);
+                let taker = !t.buyer_is_maker;
+                bars.push(Bar {
+                    open_ms,
+                    open: price,
+                    high: price,
+                    low: price,
+                    close: price,
+                    volume: qty,
+                    quote: notional,
+                    taker_base: if taker { qty } else { zero },
+                    taker_quote: if taker { notional } else { zero },
+                    trades: 1,
+                });
+            }
+        }
+    }
+    bars.iter()
+        .filter(|b| b.open_ms >= start && b.open_ms <= end)
+        .take(limit)
+        .map(|b| {
+            json!([
+                b.open_ms,
+                b.open.to_string(),
+                b.high.to_string(),
+                b.low.to_string(),
+                b.close.to_string(),
+                b.volume.to_string(),
+                b.open_ms + step - 1,
+                b.quote.normalize().to_string(),
+                b.trades,
+                b.taker_base.to_string(),
+                b.taker_quote.normalize().to_string(),
+                "0"
+            ])
+        })
+        .collect()
+}

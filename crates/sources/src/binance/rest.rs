@@ -1,0 +1,271 @@
+//! Binance spot REST history: trades by id (`historicalTrades`), the first
+//! trade at a time (`aggTrades`), the exchange's own candles (`klines`) and the
+//! instrument list (`exchangeInfo`). Weights are the documented ones.
+
+use std::sync::Arc;
+
+use ck_bus::{Origin, RawMessage};
+use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Trade, TradeId, Ts};
+use serde::Deserialize;
+
+use crate::parse::{ParseError, decimal, json};
+use crate::rest::{RestClient, RestError};
+
+use super::side;
+
+const EX: Exchange = Exchange::Binance;
+
+/// The public REST API.
+pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
+
+/// The most rows one history request returns.
+pub const MAX_PAGE: u32 = 1_000;
+
+/// Why a history request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The request failed.
+    #[error(transparent)]
+    Rest(#[from] RestError),
+    /// The response could not be read.
+    #[error("{url}: {source}")]
+    Parse {
+        /// The URL.
+        url: String,
+        /// What was wrong.
+        #[source]
+        source: ParseError,
+    },
+}
+
+/// `historicalTrades` row:
+/// `{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012","time":1499865549590,"isBuyerMaker":true,"isBestMatch":true}`
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestTrade<'a> {
+    id: u64,
+    price: &'a str,
+    qty: &'a str,
+    time: i64,
+    is_buyer_maker: bool,
+}
+
+/// `aggTrades` row, the fields we read: `{"a":26129,"f":27781,"l":27781,"T":1498793709153,...}`.
+#[derive(Debug, Deserialize)]
+struct RestAggTrade {
+    #[serde(rename = "f")]
+    first_trade: u64,
+}
+
+/// Binance spot REST history, spending the shared budget of `client`.
+#[derive(Debug, Clone)]
+pub struct BinanceRest {
+    client: Arc<RestClient>,
+}
+
+/// `BTC-USDT` as Binance names it on REST: `BTCUSDT`.
+#[must_use]
+pub fn native_symbol(instrument: &Instrument) -> String {
+    format!("{}{}", instrument.base(), instrument.quote())
+}
+
+impl BinanceRest {
+    /// History over `client` (whose base URL is Binance's REST root).
+    #[must_use]
+    pub fn new(client: Arc<RestClient>) -> BinanceRest {
+        BinanceRest { client }
+    }
+
+    /// The client, and so the budget, this uses.
+    #[must_use]
+    pub fn client(&self) -> &Arc<RestClient> {
+        &self.client
+    }
+
+    /// Up to `limit` trades with id `>= from_id`, oldest first.
+    pub async fn trades_from_id(
+        &self,
+        instrument: &Instrument,
+        from_id: u64,
+        limit: u32,
+    ) -> Result<Vec<Trade>, HistoryError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let path = format!(
+            "/api/v3/historicalTrades?symbol={}&fromId={from_id}&limit={limit}",
+            native_symbol(instrument)
+        );
+        let response = self.client.get(&path, 25).await?;
+        let received = Ts::now();
+        let parse = |source| HistoryError::Parse {
+            url: response.url.clone(),
+            source,
+        };
+        let rows: Vec<RestTrade<'_>> = serde_json::from_str(&response.body)
+            .map_err(json(EX))
+            .map_err(parse)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Trade {
+                    exchange: EX,
+                    instrument: instrument.clone(),
+                    trade_id: TradeId::Num(r.id),
+                    price: decimal(EX, "price", r.price)?,
+                    size: decimal(EX, "qty", r.qty)?,
+                    side: side(r.is_buyer_maker),
+                    ts_exchange: Ts::from_millis(r.time),
+                    ts_received: received,
+                    fills: 1,
+                })
+            })
+            .collect::<Result<Vec<Trade>, ParseError>>()
+            .map_err(parse)
+    }
+
+    /// The id of the first trade at or after `at`, if any trade happened since.
+    pub async fn first_trade_id_at(
+        &self,
+        instrument: &Instrument,
+        at: Ts,
+    ) -> Result<Option<u64>, HistoryError> {
+        let path = format!(
+            "/api/v3/aggTrades?symbol={}&startTime={}&limit=1",
+            native_symbol(instrument),
+            at.as_millis()
+        );
+        let response = self.client.get(&path, 4).await?;
+        let rows: Vec<RestAggTrade> = serde_json::from_str(&response.body)
+            .map_err(json(EX))
+            .map_err(|source| HistoryError::Parse {
+                url: response.url.clone(),
+                source,
+            })?;
+        Ok(rows.first().map(|r| r.first_trade))
+    }
+
+    /// Up to `limit` of the exchange's own candles opening at or after
+    /// `start`, oldest first. The candle still open is marked provisional.
+    pub async fn klines(
+        &self,
+        instrument: &Instrument,
+        interval: Interval,
+        start: Ts,
+        limit: u32,
+    ) -> Result<Vec<Candle>, HistoryError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let path = format!(
+            "/api/v3/klines?symbol={}&interval={}&startTime={}&limit={limit}",
+            native_symbol(instrument),
+            interval.as_str(),
+            start.as_millis()
+        );
+        let response = self.client.get(&path, 2).await?;
+        let parse = |source| HistoryError::Parse {
+            url: response.url.clone(),
+            source,
+        };
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&response.body)
+            .map_err(json(EX))
+            .map_err(parse)?;
+        let now = Ts::now();
+        rows.iter()
+            .map(|row| kline_row(instrument, interval, row, now))
+            .collect::<Result<Vec<Candle>, ParseError>>()
+            .map_err(parse)
+    }
+
+    /// The `exchangeInfo` response, as a raw REST message for the parser.
+    pub async fn exchange_info(&self) -> Result<RawMessage, HistoryError> {
+        let response = self.client.get("/api/v3/exchangeInfo", 20).await?;
+        Ok(RawMessage {
+            exchange: EX,
+            ts_received: Ts::now(),
+            origin: Origin::Rest { url: response.url },
+            data: response.body,
+        })
+    }
+}
+
+/// `[openTime, "open", "high", "low", "close", "volume", closeTime,
+/// "quoteVolume", numTrades, "takerBuyBase", "takerBuyQuote", "0"]`.
+fn kline_row(
+    instrument: &Instrument,
+    interval: Interval,
+    row: &serde_json::Value,
+    now: Ts,
+) -> Result<Candle, ParseError> {
+    let bad = |field: &'static str| ParseError::BadField {
+        exchange: EX,
+        field,
+        value: row.to_string().chars().take(120).collect(),
+    };
+    let text = |i: usize, field: &'static str| -> Result<Decimal, ParseError> {
+        let s = row.get(i).and_then(|v| v.as_str()).ok_or_else(|| bad(field))?;
+        decimal(EX, field, s)
+    };
+    let open_ms = row
+        .get(0)
+        .and_then(serde_json::Value::as_i64)
+        .ok_or_else(|| bad("kline open time"))?;
+    let trades = row
+        .get(8)
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| bad("kline trade count"))?;
+    let open_time = Ts::from_millis(open_ms);
+    let (open, high, low, close) = (
+        text(1, "kline open")?,
+        text(2, "kline high")?,
+        text(3, "kline low")?,
+        text(4, "kline close")?,
+    );
+    let volume = text(5, "kline volume")?;
+    let quote_volume = text(7, "kline quote volume")?;
+    let vwap = quote_volume
+        .checked_div(volume, close.scale().saturating_add(4))
+        .unwrap_or(close);
+    let state = if interval.next_start(open_time) > now {
+        CandleState::Provisional
+    } else {
+        CandleState::Closed
+    };
+    Ok(Candle {
+        exchange: EX,
+        instrument: instrument.clone(),
+        interval,
+        open_time,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        quote_volume,
+        vwap,
+        taker_buy_volume: text(9, "kline taker buy volume")?,
+        trades,
+        first_trade_id: None,
+        last_trade_id: None,
+        state,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kline_rows_become_exchange_candles() {
+        // The documented example row (binance-spot-api-docs, rest-api.md).
+        let row: serde_json::Value = serde_json::from_str(
+            r#"[1499040000000,"0.01634790","0.80000000","0.01575800","0.01577100","148976.11427815",1499644799999,"2434.19055334",308,"1756.87402397","28.46694368","0"]"#,
+        )
+        .expect("json");
+        let i = Instrument::parse("LTC-BTC").expect("i");
+        let c = kline_row(&i, Interval::M1, &row, Ts::from_secs(2_000_000_000)).expect("row");
+        assert_eq!(c.open_time, Ts::from_millis(1_499_040_000_000));
+        assert_eq!(c.high.to_string(), "0.80000000");
+        assert_eq!(c.trades, 308);
+        assert_eq!(c.state, CandleState::Closed);
+        let bad: serde_json::Value = serde_json::from_str(r#"[1,"x"]"#).expect("json");
+        let err = kline_row(&i, Interval::M1, &bad, Ts(0)).expect_err("bad row");
+        assert!(err.to_string().contains("kline"), "{err}");
+    }
+}
