@@ -236,6 +236,19 @@ mod tests {
         ) -> Result<Option<ck_model::Quote>, Error> {
             self.inner.latest_quote(e, i).await
         }
+        async fn last_trade(
+            &self,
+            e: Exchange,
+            i: &Instrument,
+        ) -> Result<Option<ck_model::Trade>, Error> {
+            self.inner.last_trade(e, i).await
+        }
+        async fn backfill_progress(
+            &self,
+            job: &str,
+        ) -> Result<Option<ck_model::BackfillProgress>, Error> {
+            self.inner.backfill_progress(job).await
+        }
         async fn instruments(&self) -> Result<Vec<StoredInstrument>, Error> {
             self.inner.instruments().await
         }

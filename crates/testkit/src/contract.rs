@@ -71,6 +71,79 @@ pub async fn store_contract(store: &dyn Store) {
     quotes_and_latest(store).await;
     instruments_and_errors(store).await;
     gaps_are_recorded_once(store).await;
+    gap_states_move_forward(store).await;
+    last_trade_and_backfill_progress(store).await;
+}
+
+async fn gap_states_move_forward(store: &dyn Store) {
+    // A reconnect gap has no ids: it must still be recorded once.
+    let open = ck_model::Gap {
+        exchange: Exchange::Binance,
+        instrument: inst("ETH-USDT"),
+        from_ts: Ts::from_secs(50),
+        to_ts: Ts::from_secs(60),
+        first_missing_id: None,
+        last_missing_id: None,
+        state: ck_model::GapState::Open,
+        reason: "reconnect".into(),
+        detected_at: Ts::from_secs(61),
+    };
+    let filled = ck_model::Gap {
+        state: ck_model::GapState::Filled,
+        reason: "filled: 3 trades over REST".into(),
+        ..open.clone()
+    };
+    for gaps in [vec![open.clone(), open.clone()], vec![filled.clone()], vec![open.clone()]] {
+        store
+            .write(std::sync::Arc::new(WriteBatch {
+                gaps,
+                ..WriteBatch::default()
+            }))
+            .await
+            .expect("write gap");
+    }
+    assert_eq!(
+        store
+            .gaps(Some(Exchange::Binance), Some(&inst("ETH-USDT")), 10)
+            .await
+            .expect("gaps"),
+        vec![filled],
+        "one row, filled, and a repeated open does not reopen it"
+    );
+}
+
+async fn last_trade_and_backfill_progress(store: &dyn Store) {
+    let last = store
+        .last_trade(Exchange::Binance, &inst("BTC-USDT"))
+        .await
+        .expect("last trade")
+        .expect("some");
+    assert_eq!(last.ts_exchange, Ts::from_secs(40), "{last:?}");
+    assert!(
+        store
+            .last_trade(Exchange::Kraken, &inst("BTC-USDT"))
+            .await
+            .expect("last trade")
+            .is_none()
+    );
+    let job = "binance BTC-USDT trades test";
+    assert!(store.backfill_progress(job).await.expect("progress").is_none());
+    for (cursor, done) in [("100", false), ("2001", true)] {
+        let p = ck_model::BackfillProgress {
+            job: job.into(),
+            cursor: cursor.into(),
+            done,
+            updated_at: Ts::from_secs(1),
+        };
+        store
+            .write(std::sync::Arc::new(WriteBatch {
+                progress: vec![p.clone()],
+                ..WriteBatch::default()
+            }))
+            .await
+            .expect("write progress");
+        assert_eq!(store.backfill_progress(job).await.expect("progress"), Some(p));
+    }
 }
 
 async fn gaps_are_recorded_once(store: &dyn Store) {
