@@ -66,6 +66,7 @@ impl Default for AppConfig {
                 instruments: vec!["BTC-USDT".to_owned(), "ETH-USDT".to_owned()],
                 ws_url: default_binance_ws(),
                 stale_after_secs: default_stale_secs(),
+                rest_url: default_binance_rest(),
             }],
         }
     }
@@ -199,6 +200,10 @@ pub enum SourceConfig {
         /// Reconnect when nothing arrives for this many seconds.
         #[serde(default = "default_stale_secs")]
         stale_after_secs: u64,
+        /// REST root for the instrument list and automatic gap repair; an
+        /// empty string runs without REST (gaps are recorded and stay open).
+        #[serde(default = "default_binance_rest")]
+        rest_url: String,
     },
     /// Replays recordings (tapes or fixture formats) through the pipeline.
     Replay {
@@ -212,6 +217,10 @@ pub enum SourceConfig {
 
 fn default_binance_ws() -> String {
     ck_sources::binance::DEFAULT_WS_URL.to_owned()
+}
+
+fn default_binance_rest() -> String {
+    ck_sources::binance::DEFAULT_REST_URL.to_owned()
 }
 
 fn default_stale_secs() -> u64 {
@@ -312,8 +321,17 @@ impl AppConfig {
                 SourceConfig::Binance {
                     instruments,
                     ws_url,
+                    rest_url,
                     ..
                 } => {
+                    if !(rest_url.is_empty()
+                        || rest_url.starts_with("http://")
+                        || rest_url.starts_with("https://"))
+                    {
+                        return Err(invalid(format!(
+                            "sources: rest_url `{rest_url}` must start with http:// or https:// (or be empty to disable REST)"
+                        )));
+                    }
                     if instruments.is_empty() {
                         return Err(invalid(
                             "a binance source needs at least one instrument".into(),

@@ -6,13 +6,19 @@
 //!   writer, and stops them in order.
 //! - [`capture::run_capture`]: the live capture stage: tapes every raw message,
 //!   then normalizes it.
+//! - [`backfill`]: resumable REST history jobs (`candlekeep backfill`).
+//! - [`repair`]: automatic gap repair from REST history.
+//! - [`verify`]: our candles against the exchange's own.
 //! - [`open_store`]: the configured store backend.
 
 #![warn(missing_docs)]
 
+pub mod backfill;
 pub mod capture;
 pub mod config;
 pub mod pipeline;
+pub mod repair;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -24,7 +24,12 @@ use ck_model::Exchange;
 use ck_sources::binance::{BinanceLiveConfig, run_binance};
 use ck_sources::live::{ConnectorSnapshot, ConnectorStatus};
 
+use crate::backfill::{BackfillContext, BackfillJob, JobMeter, JobReport, run_jobs};
 use crate::capture::{CaptureStats, TapeSettings, run_capture};
+use crate::repair::{Histories, RepairStats, open_gaps, run_gap_repair, startup_seed};
+use ck_sources::binance::BinanceRest;
+use ck_sources::history::History;
+use ck_sources::rest::{RestClient, RestSettings};
 use ck_processors::candles::{AggregatorStats, CandleAggregator, CandleRunner, RunnerConfig};
 use ck_sinks::{StoreWriter, WriterStats};
 use ck_sources::import::{ImportStats, ImportTarget, import_file};
@@ -47,6 +52,15 @@ pub enum Source {
     },
     /// Live Binance spot capture, until shutdown.
     Binance(BinanceLiveConfig),
+    /// REST backfill jobs, run concurrently within the venue's budget.
+    Backfill {
+        /// The jobs.
+        jobs: Vec<BackfillJob>,
+        /// The venue's history.
+        history: Arc<dyn History>,
+        /// One meter per job, for a progress bar.
+        meters: Vec<Arc<JobMeter>>,
+    },
     /// Import one trade file.
     Import {
         /// The CSV or JSON lines file.
@@ -65,6 +79,8 @@ pub enum SourceReport {
     Import(ImportStats),
     /// A live connector's final status.
     Live(ConnectorSnapshot),
+    /// Backfill jobs' reports (an error stops only its own job).
+    Backfill(Vec<Result<JobReport, String>>),
 }
 
 /// What a pipeline run did.
@@ -78,6 +94,8 @@ pub struct PipelineReport {
     pub writer: WriterStats,
     /// The capture stage of live sources (tapes and parsing), if any ran.
     pub capture: Option<CaptureStats>,
+    /// Gap repair, if it ran (live sources with REST).
+    pub repair: Option<RepairStats>,
 }
 
 /// Runs `sources` through the pipeline into `store` until they finish or
@@ -104,10 +122,68 @@ pub async fn run_pipeline(
     let (ingest_tx, ingest_rx) = channel::<Event>("ingest", settings.config.pipeline.ingest_queue);
     let (store_tx, store_rx) = channel::<Event>("store", settings.config.pipeline.store_queue);
 
-    let writer = tracker.spawn(StoreWriter::new(store, settings.writer.clone()).run(store_rx));
+    // REST for live venues: the instrument list (checked before anything
+    // starts) and the history that repairs gaps.
+    let mut histories: Histories = Histories::new();
+    let mut listings: Vec<RawMessage> = Vec::new();
+    let mut gap_seeds = Vec::new();
+    for source in &sources {
+        let Source::Binance(config) = source else {
+            continue;
+        };
+        for instrument in &config.instruments {
+            if let Some((id, at)) = store
+                .last_trade(Exchange::Binance, instrument)
+                .await
+                .ok()
+                .flatten()
+                .as_ref()
+                .and_then(startup_seed)
+            {
+                gap_seeds.push((Exchange::Binance, instrument.clone(), id, at));
+            }
+        }
+        let Some(url) = &config.rest_url else {
+            continue;
+        };
+        let client = RestClient::new(Exchange::Binance, RestSettings::new(url.clone()))
+            .context("setting up the REST client")?
+            .with_failure_sink(ingest_tx.clone());
+        let rest = BinanceRest::new(Arc::new(client));
+        match rest.exchange_info().await {
+            Ok(info) => {
+                ck_sources::binance::check_listed(&info.data, &config.instruments)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                listings.push(info);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "binance: instrument list unavailable; starting without checking symbols");
+            }
+        }
+        histories.insert(Exchange::Binance, Arc::new(rest));
+    }
+    let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
+    let repairing = live && !histories.is_empty();
+    let repair = if repairing {
+        for gap in open_gaps(store.as_ref(), &histories.keys().copied().collect::<Vec<_>>()).await {
+            let _ = gap_tx.send(gap);
+        }
+        Some(tracker.spawn(run_gap_repair(
+            gap_rx,
+            histories,
+            ingest_tx.clone(),
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
+
+    let writer = tracker.spawn(StoreWriter::new(store.clone(), settings.writer.clone()).run(store_rx));
     let runner_config = RunnerConfig {
         clock: clock.clone(),
         tick: settings.tick,
+        gap_tap: repairing.then_some(gap_tx),
+        gap_seeds,
         ..RunnerConfig::default()
     };
     let runner = CandleRunner::new(
@@ -125,10 +201,14 @@ pub async fn run_pipeline(
             flush_every: settings.config.tape.flush_every,
             flush_interval: Duration::from_secs(1),
         });
-        (
-            Some(raw_tx),
-            Some(tracker.spawn(run_capture(raw_rx, ingest_tx.clone(), tape))),
-        )
+        let capture = tracker.spawn(run_capture(raw_rx, ingest_tx.clone(), tape));
+        for info in listings {
+            raw_tx
+                .send(info)
+                .await
+                .map_err(|_| anyhow::anyhow!("the capture stage stopped at start"))?;
+        }
+        (Some(raw_tx), Some(capture))
     } else {
         (None, None)
     };
@@ -156,6 +236,31 @@ pub async fn run_pipeline(
                     Ok(SourceReport::Live(status.snapshot()))
                 }));
             }
+            (
+                Source::Backfill {
+                    jobs,
+                    history,
+                    meters,
+                },
+                _,
+            ) => {
+                let ctx = BackfillContext {
+                    history,
+                    store: store.clone(),
+                    out: tx,
+                    coarsest: settings.aggregator.intervals.iter().copied().max_by_key(|i| i.index()),
+                    stop: token,
+                };
+                source_tasks.push(tracker.spawn(async move {
+                    let results = run_jobs(jobs, ctx, meters).await;
+                    Ok(SourceReport::Backfill(
+                        results
+                            .into_iter()
+                            .map(|r| r.map_err(|e| e.to_string()))
+                            .collect(),
+                    ))
+                }));
+            }
             (source, _) => {
                 source_tasks.push(tracker.spawn_blocking(move || run_source(source, &tx, &token)))
             }
@@ -171,6 +276,10 @@ pub async fn run_pipeline(
     }
     let capture = match capture {
         Some(task) => Some(task.await.context("capture stage panicked")??),
+        None => None,
+    };
+    let repair = match repair {
+        Some(task) => Some(task.await.context("gap repair panicked")?),
         None => None,
     };
     // Sources are done: the rest drains by itself, within the grace period.
@@ -203,6 +312,7 @@ pub async fn run_pipeline(
         aggregator,
         writer,
         capture,
+        repair,
     })
 }
 
@@ -217,6 +327,7 @@ fn run_source(
             Ok(SourceReport::Replay(stats))
         }
         Source::Binance(_) => anyhow::bail!("a live source needs the capture stage"),
+        Source::Backfill { .. } => anyhow::bail!("a backfill runs as an async task"),
         Source::Import { file, target } => {
             let stats = import_file(&file, &target, |e| tx.blocking_send(e))?;
             Ok(SourceReport::Import(stats))

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use ck_app::config::{AppConfig, SourceConfig};
+use ck_app::backfill::{BackfillJob, BackfillKind, JobMeter};
 use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
 use ck_model::{Exchange, Instrument, Interval, Ts};
 use ck_sources::binance::BinanceLiveConfig;
@@ -146,6 +147,50 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Fetch history over REST for a range: trades (building our candles on the
+    /// way) and/or the exchange's own candles. Resumable: rerun to continue.
+    Backfill {
+        /// The exchange (binance).
+        #[arg(long)]
+        exchange: Exchange,
+        /// Instruments, BASE-QUOTE; repeat for several (fetched in parallel).
+        #[arg(long = "instrument", required = true)]
+        instruments: Vec<Instrument>,
+        /// Start, inclusive: RFC 3339 or a date (2024-01-01).
+        #[arg(long, value_parser = parse_time)]
+        from: Ts,
+        /// End, exclusive: RFC 3339 or a date.
+        #[arg(long, value_parser = parse_time)]
+        to: Ts,
+        /// Fetch trades (the default when --candles is not given).
+        #[arg(long)]
+        trades: bool,
+        /// Fetch the exchange's own candles of this interval; repeat for several.
+        #[arg(long, value_name = "INTERVAL")]
+        candles: Vec<Interval>,
+        /// The REST root (default: the venue's public API, or the configured source's).
+        #[arg(long)]
+        rest_url: Option<String>,
+    },
+    /// Compare our candles with the exchange's own (fetched with
+    /// `backfill --candles`) and print every difference; exits 1 if any.
+    Verify {
+        /// The exchange.
+        #[arg(long)]
+        exchange: Exchange,
+        /// The instrument, BASE-QUOTE.
+        #[arg(long)]
+        instrument: Instrument,
+        /// The interval.
+        #[arg(long, default_value = "1m")]
+        interval: Interval,
+        /// Start, inclusive.
+        #[arg(long, value_parser = parse_time)]
+        from: Ts,
+        /// End, exclusive.
+        #[arg(long, value_parser = parse_time)]
+        to: Ts,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         instruments,
                         ws_url,
                         stale_after_secs,
+                        rest_url,
                     } => {
                         let instruments = instruments
                             .iter()
@@ -257,6 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             instruments,
                             backoff: BackoffPolicy::default(),
                             stale_after: std::time::Duration::from_secs((*stale_after_secs).max(1)),
+                            rest_url: (!rest_url.is_empty()).then(|| rest_url.clone()),
                         })
                     }
                 });
@@ -397,6 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 instruments: vec![Instrument::new("BTC", "USDT")],
                 backoff: BackoffPolicy::default(),
                 stale_after: std::time::Duration::from_secs(60),
+                rest_url: Some(mock.rest_url()),
             });
             let store = ck_app::open_store(&settings)?;
             let token = CancellationToken::new();
@@ -415,7 +463,166 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = ck_app::open_store(&settings)?;
             output::errors(&store.ingest_errors(limit).await?)
         }
+        Command::Backfill {
+            exchange,
+            instruments,
+            from,
+            to,
+            trades,
+            candles,
+            rest_url,
+        } => {
+            anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
+            anyhow::ensure!(
+                exchange == Exchange::Binance,
+                "backfill: no REST history for {exchange} yet (supported: binance)"
+            );
+            let rest_url = rest_url
+                .or_else(|| configured_rest_url(&settings))
+                .unwrap_or_else(|| ck_sources::binance::DEFAULT_REST_URL.to_owned());
+            let client = ck_sources::rest::RestClient::new(
+                exchange,
+                ck_sources::rest::RestSettings::new(rest_url),
+            )?;
+            let history = std::sync::Arc::new(ck_sources::binance::BinanceRest::new(
+                std::sync::Arc::new(client),
+            ));
+            let mut kinds = Vec::new();
+            if trades || candles.is_empty() {
+                kinds.push(BackfillKind::Trades);
+            }
+            kinds.extend(candles.into_iter().map(BackfillKind::Candles));
+            let jobs: Vec<BackfillJob> = instruments
+                .iter()
+                .flat_map(|i| {
+                    kinds.iter().map(move |&kind| BackfillJob {
+                        exchange,
+                        instrument: i.clone(),
+                        from,
+                        to,
+                        kind,
+                    })
+                })
+                .collect();
+            run_backfill(&settings, jobs, history).await
+        }
+        Command::Verify {
+            exchange,
+            instrument,
+            interval,
+            from,
+            to,
+        } => {
+            anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
+            let store = ck_app::open_store(&settings)?;
+            let q = RangeQuery {
+                exchange,
+                instrument: instrument.clone(),
+                from,
+                to,
+                limit: usize::MAX,
+            };
+            let theirs = store.candles(&q, interval, CandleSource::Exchange).await?;
+            anyhow::ensure!(
+                !theirs.is_empty(),
+                "no {exchange} {instrument} {interval} candles from the exchange are stored in that range; fetch them first: candlekeep backfill --exchange {exchange} --instrument {instrument} --from {from} --to {to} --candles {interval}"
+            );
+            let ours = store.candles(&q, interval, CandleSource::Ours).await?;
+            let report = ck_app::verify::compare(&ours, &theirs);
+            for d in &report.differences {
+                println!("{d}");
+            }
+            eprintln!(
+                "{} candles on both sides: {} equal; {} differences",
+                report.compared,
+                report.equal,
+                report.differences.len()
+            );
+            if report.differences.is_empty() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "our candles differ from the exchange's ({} differences)",
+                    report.differences.len()
+                ))
+            }
+        }
     }
+}
+
+/// The REST root of the first configured source of that venue.
+fn configured_rest_url(settings: &ck_app::config::Settings) -> Option<String> {
+    settings.config.sources.iter().find_map(|s| match s {
+        SourceConfig::Binance { rest_url, .. } if !rest_url.is_empty() => Some(rest_url.clone()),
+        _ => None,
+    })
+}
+
+/// Runs backfill jobs through the pipeline with a progress bar on stderr.
+async fn run_backfill(
+    settings: &ck_app::config::Settings,
+    jobs: Vec<BackfillJob>,
+    history: std::sync::Arc<dyn ck_sources::history::History>,
+) -> anyhow::Result<()> {
+    let store = ck_app::open_store(settings)?;
+    let meters: Vec<std::sync::Arc<JobMeter>> =
+        jobs.iter().map(|_| std::sync::Arc::default()).collect();
+    let bar = indicatif::ProgressBar::new(jobs.len() as u64 * 1000);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% eta {eta} {msg}",
+        )
+        .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?,
+    );
+    let watch = meters.clone();
+    let ticker_bar = bar.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            let done: u64 = watch
+                .iter()
+                .map(|m| m.permille.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            let rows: u64 = watch
+                .iter()
+                .map(|m| m.rows.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            ticker_bar.set_position(done);
+            ticker_bar.set_message(format!("{rows} rows"));
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let token = CancellationToken::new();
+    let ctrl_c = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("stopping: committing what was fetched; rerun to continue");
+            ctrl_c.cancel();
+        }
+    });
+    let started = Instant::now();
+    let source = Source::Backfill {
+        jobs,
+        history,
+        meters,
+    };
+    let report = run_pipeline(settings, store, vec![source], None, token).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let report = report?;
+    print_report(&report, started);
+    let failed = report
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            SourceReport::Backfill(jobs) => Some(jobs.iter().filter(|j| j.is_err()).count()),
+            _ => None,
+        })
+        .sum::<usize>();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} backfill job(s) failed (see above); rerun to continue where they stopped"
+    );
+    Ok(())
 }
 
 /// The messages of Binance recordings, for the mock exchange.
@@ -486,6 +693,21 @@ fn print_report(report: &PipelineReport, started: Instant) {
                 s.reconnects,
                 s.last_message.map_or("never".to_owned(), |t| t.to_string())
             ),
+            SourceReport::Backfill(jobs) => {
+                for j in jobs {
+                    match j {
+                        Ok(r) if r.already_done => eprintln!("{}: already complete", r.job),
+                        Ok(r) => eprintln!(
+                            "{}: {} rows in {} pages{}",
+                            r.job,
+                            r.rows,
+                            r.pages,
+                            if r.done { ", complete" } else { ", stopped (rerun to continue)" }
+                        ),
+                        Err(e) => eprintln!("backfill failed: {e}"),
+                    }
+                }
+            }
             SourceReport::Import(i) => {
                 eprintln!(
                     "imported {} trades; {} bad rows skipped",

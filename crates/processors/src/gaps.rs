@@ -23,6 +23,12 @@ impl GapDetector {
         GapDetector::default()
     }
 
+    /// Starts `instrument` from a known last trade (the last one stored before
+    /// a restart), so the first live trade reveals what was missed meanwhile.
+    pub fn seed(&mut self, exchange: Exchange, instrument: Instrument, last_id: u64, at: Ts) {
+        self.last.insert((exchange, instrument), (last_id, at));
+    }
+
     /// Looks at one trade; returns the gap it reveals, if any. `now` stamps
     /// the detection.
     pub fn on_trade(&mut self, trade: &Trade, now: Ts) -> Option<Gap> {

@@ -19,6 +19,7 @@ pub mod bitstamp;
 pub mod coinbase;
 pub mod coinbase_exchange;
 mod flat_json;
+pub mod history;
 pub mod import;
 pub mod live;
 pub mod normalize;

@@ -1,5 +1,8 @@
 //! End-to-end tests: the pipeline on real recordings, and the binary itself.
 
+mod backfill;
 mod cli;
+mod gapfree;
 mod live;
 mod replay;
+mod support;

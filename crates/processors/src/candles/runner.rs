@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ck_bus::metrics::{self, Counter};
 use ck_bus::{Clock, Closed, Event, Receiver, Sender};
-use ck_model::Candle;
+use ck_model::{Candle, Exchange, Gap, GapState, Instrument, Ts};
 
 use super::{AggregatorStats, CandleAggregator, TradeOutcome};
 use crate::gaps::GapDetector;
@@ -21,6 +21,10 @@ pub struct RunnerConfig {
     pub tick: Duration,
     /// Events taken from the bus per wake-up.
     pub batch: usize,
+    /// Every open gap found (or passed through) is also sent here, for repair.
+    pub gap_tap: Option<tokio::sync::mpsc::UnboundedSender<Gap>>,
+    /// Last known trade ids (from the store) to continue id-gap detection from.
+    pub gap_seeds: Vec<(Exchange, Instrument, u64, Ts)>,
 }
 
 impl Default for RunnerConfig {
@@ -29,6 +33,8 @@ impl Default for RunnerConfig {
             clock: None,
             tick: Duration::from_millis(250),
             batch: 1024,
+            gap_tap: None,
+            gap_seeds: Vec::new(),
         }
     }
 }
@@ -74,6 +80,17 @@ impl CandleRunner {
         let mut batch = Vec::with_capacity(self.config.batch);
         let mut candles: Vec<Candle> = Vec::new();
         let mut gaps = GapDetector::new();
+        for (exchange, instrument, id, at) in std::mem::take(&mut self.config.gap_seeds) {
+            gaps.seed(exchange, instrument, id, at);
+        }
+        let tap = |g: &Gap| {
+            if let Some(tap) = &self.config.gap_tap
+                && g.state == GapState::Open
+            {
+                // The repairer may have stopped; the gap is stored regardless.
+                let _ = tap.send(g.clone());
+            }
+        };
         loop {
             tokio::select! {
                 n = input.recv_many(&mut batch, self.config.batch) => {
@@ -93,10 +110,14 @@ impl CandleRunner {
                                 TradeOutcome::Applied => {}
                             }
                         }
+                        if let Event::Gap(g) = &event {
+                            tap(g);
+                        }
                         output.send(event).await?;
                         if let Some(g) = gap {
                             meters.gaps.inc();
                             tracing::warn!(exchange = %g.exchange, instrument = %g.instrument, reason = %g.reason, "gap detected");
+                            tap(&g);
                             output.send(Event::Gap(g)).await?;
                         }
                         for c in candles.drain(..) {

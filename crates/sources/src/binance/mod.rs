@@ -6,7 +6,7 @@ mod wire;
 mod ws;
 
 pub use wire::{BinanceKline, BinanceKlineEvent};
-pub use rest::{BinanceRest, DEFAULT_REST_URL, HistoryError, MAX_PAGE, native_symbol};
+pub use rest::{BinanceRest, DEFAULT_REST_URL, MAX_PAGE, native_symbol};
 pub use ws::{BinanceLiveConfig, DEFAULT_WS_URL, run_binance};
 
 use ck_bus::{Event, Origin, RawMessage};
@@ -147,6 +147,35 @@ impl BinanceParser {
             // is the order book: both are understood and not turned into events.
             _ => Ok(Parsed::Ignored),
         }
+    }
+}
+
+/// Checks an `exchangeInfo` body: every instrument must be listed and
+/// trading. The error names each refused symbol and why.
+///
+/// # Errors
+/// When the body cannot be read, or an instrument is unknown or not trading.
+pub fn check_listed(body: &str, instruments: &[Instrument]) -> Result<(), ParseError> {
+    let info: BinanceExchangeInfo = serde_json::from_str(body).map_err(json(EX))?;
+    let mut refused = Vec::new();
+    for instrument in instruments {
+        let native = rest::native_symbol(instrument);
+        match info.symbols.iter().find(|s| s.symbol == native) {
+            None => refused.push(format!("`{native}` ({instrument}) is not listed")),
+            Some(s) if s.status != "TRADING" => refused.push(format!(
+                "`{native}` ({instrument}) is {} (delisted or halted), not TRADING",
+                s.status
+            )),
+            Some(_) => {}
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(ParseError::Venue {
+            exchange: EX,
+            message: format!("refusing to subscribe: {}", refused.join("; ")),
+        })
     }
 }
 
@@ -327,6 +356,19 @@ mod tests {
             assert!(err.contains(expected), "{input}: {err}");
         }
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn unknown_and_delisted_symbols_are_refused_by_name() {
+        let body = r#"{"symbols":[{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","quoteAsset":"USDT"},{"symbol":"LUNAUSDT","status":"BREAK","baseAsset":"LUNA","quoteAsset":"USDT"}]}"#;
+        let i = |s: &str| Instrument::parse(s).expect("i");
+        check_listed(body, &[i("BTC-USDT")]).expect("listed");
+        let err = check_listed(body, &[i("BTC-USDT"), i("LUNA-USDT"), i("FOO-USDT")])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("`LUNAUSDT` (LUNA-USDT) is BREAK"), "{err}");
+        assert!(err.contains("`FOOUSDT` (FOO-USDT) is not listed"), "{err}");
+        assert!(!err.contains("BTCUSDT"), "{err}");
     }
 
     #[test]

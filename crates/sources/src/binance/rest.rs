@@ -9,7 +9,8 @@ use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Tra
 use serde::Deserialize;
 
 use crate::parse::{ParseError, decimal, json};
-use crate::rest::{RestClient, RestError};
+use crate::history::{History, HistoryError};
+use crate::rest::RestClient;
 
 use super::side;
 
@@ -20,23 +21,6 @@ pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
 
 /// The most rows one history request returns.
 pub const MAX_PAGE: u32 = 1_000;
-
-/// Why a history request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HistoryError {
-    /// The request failed.
-    #[error(transparent)]
-    Rest(#[from] RestError),
-    /// The response could not be read.
-    #[error("{url}: {source}")]
-    Parse {
-        /// The URL.
-        url: String,
-        /// What was wrong.
-        #[source]
-        source: ParseError,
-    },
-}
 
 /// `historicalTrades` row:
 /// `{"id":28457,"price":"4.00000100","qty":"12.00000000","quoteQty":"48.000012","time":1499865549590,"isBuyerMaker":true,"isBestMatch":true}`
@@ -82,8 +66,29 @@ impl BinanceRest {
         &self.client
     }
 
-    /// Up to `limit` trades with id `>= from_id`, oldest first.
-    pub async fn trades_from_id(
+    /// The `exchangeInfo` response, as a raw REST message for the parser.
+    pub async fn exchange_info(&self) -> Result<RawMessage, HistoryError> {
+        let response = self.client.get("/api/v3/exchangeInfo", 20).await?;
+        Ok(RawMessage {
+            exchange: EX,
+            ts_received: Ts::now(),
+            origin: Origin::Rest { url: response.url },
+            data: response.body,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl History for BinanceRest {
+    fn exchange(&self) -> Exchange {
+        EX
+    }
+
+    fn page_size(&self) -> u32 {
+        MAX_PAGE
+    }
+
+    async fn trades_from_id(
         &self,
         instrument: &Instrument,
         from_id: u64,
@@ -121,8 +126,7 @@ impl BinanceRest {
             .map_err(parse)
     }
 
-    /// The id of the first trade at or after `at`, if any trade happened since.
-    pub async fn first_trade_id_at(
+    async fn first_trade_id_at(
         &self,
         instrument: &Instrument,
         at: Ts,
@@ -142,9 +146,7 @@ impl BinanceRest {
         Ok(rows.first().map(|r| r.first_trade))
     }
 
-    /// Up to `limit` of the exchange's own candles opening at or after
-    /// `start`, oldest first. The candle still open is marked provisional.
-    pub async fn klines(
+    async fn candles(
         &self,
         instrument: &Instrument,
         interval: Interval,
@@ -171,17 +173,6 @@ impl BinanceRest {
             .map(|row| kline_row(instrument, interval, row, now))
             .collect::<Result<Vec<Candle>, ParseError>>()
             .map_err(parse)
-    }
-
-    /// The `exchangeInfo` response, as a raw REST message for the parser.
-    pub async fn exchange_info(&self) -> Result<RawMessage, HistoryError> {
-        let response = self.client.get("/api/v3/exchangeInfo", 20).await?;
-        Ok(RawMessage {
-            exchange: EX,
-            ts_received: Ts::now(),
-            origin: Origin::Rest { url: response.url },
-            data: response.body,
-        })
     }
 }
 

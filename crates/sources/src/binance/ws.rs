@@ -30,6 +30,9 @@ pub struct BinanceLiveConfig {
     pub backoff: BackoffPolicy,
     /// Reconnect when nothing arrives for this long.
     pub stale_after: Duration,
+    /// REST root for the instrument list and gap repair; `None` runs
+    /// without REST (gaps are recorded and stay open).
+    pub rest_url: Option<String>,
 }
 
 impl BinanceLiveConfig {

@@ -1,0 +1,353 @@
+//! `candlekeep backfill`: REST history for a range, resumable.
+//!
+//! A job is one exchange, instrument, kind (trades, or the exchange's candles
+//! of one interval) and range. It pages forward through the venue's history
+//! and sends what it gets into the pipeline like any source, followed by a
+//! [`BackfillProgress`] event that the store commits after that data. A rerun
+//! of the same job reads the position back and continues there; a finished job
+//! is not fetched again.
+//!
+//! Trades are found by id: the first id at `from` (one cheap request), then
+//! pages by id until a trade at or after `to`. On resume, the trades already
+//! stored since the start of the coarsest open candle are fed through the
+//! candle stage again first, so the candles that straddle the stop are built
+//! from every trade, not only those after it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ck_bus::{Event, Sender};
+use ck_model::{BackfillProgress, Exchange, Instrument, Interval, TradeId, Ts};
+use ck_sources::history::{History, HistoryError};
+use ck_store::{RangeQuery, Store};
+use tokio_util::sync::CancellationToken;
+
+/// What a job fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillKind {
+    /// Trades (our candles are built from them on the way).
+    Trades,
+    /// The exchange's own candles of one interval, stored apart from ours.
+    Candles(Interval),
+}
+
+/// One resumable unit of backfill.
+#[derive(Debug, Clone)]
+pub struct BackfillJob {
+    /// The venue.
+    pub exchange: Exchange,
+    /// The instrument.
+    pub instrument: Instrument,
+    /// Inclusive start.
+    pub from: Ts,
+    /// Exclusive end.
+    pub to: Ts,
+    /// Trades or candles.
+    pub kind: BackfillKind,
+}
+
+impl BackfillJob {
+    /// The key its progress is stored under.
+    #[must_use]
+    pub fn key(&self) -> String {
+        let kind = match self.kind {
+            BackfillKind::Trades => "trades".to_owned(),
+            BackfillKind::Candles(i) => format!("candles {i}"),
+        };
+        format!(
+            "{} {} {kind} {}..{}",
+            self.exchange, self.instrument, self.from, self.to
+        )
+    }
+}
+
+/// Live progress of one job, for a progress bar.
+#[derive(Debug, Default)]
+pub struct JobMeter {
+    /// Thousandths of the range covered.
+    pub permille: AtomicU64,
+    /// Rows fetched in this run.
+    pub rows: AtomicU64,
+    /// REST pages fetched in this run.
+    pub pages: AtomicU64,
+}
+
+/// What a job did in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobReport {
+    /// The job's key.
+    pub job: String,
+    /// Rows fetched now.
+    pub rows: u64,
+    /// Pages fetched now.
+    pub pages: u64,
+    /// True if it had finished in an earlier run.
+    pub already_done: bool,
+    /// True if the range is now complete.
+    pub done: bool,
+}
+
+/// Why a job stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// The venue's history failed.
+    #[error("{job}: {source}")]
+    History {
+        /// The job.
+        job: String,
+        /// The cause.
+        #[source]
+        source: HistoryError,
+    },
+    /// The stored position could not be read.
+    #[error("{job}: reading the stored position: {source}")]
+    Store {
+        /// The job.
+        job: String,
+        /// The cause.
+        #[source]
+        source: ck_store::Error,
+    },
+    /// The job's task failed.
+    #[error("backfill task failed: {0}")]
+    Panicked(String),
+    /// The stored position is not one this job writes.
+    #[error("{job}: stored position `{cursor}` is invalid")]
+    BadCursor {
+        /// The job.
+        job: String,
+        /// What was stored.
+        cursor: String,
+    },
+}
+
+/// Everything a job needs.
+#[derive(Debug, Clone)]
+pub struct BackfillContext {
+    /// The venue's history.
+    pub history: Arc<dyn History>,
+    /// The store, for positions and warm-up.
+    pub store: Arc<dyn Store>,
+    /// The pipeline's ingest queue.
+    pub out: Sender<Event>,
+    /// The coarsest candle interval being built (for warm-up on resume).
+    pub coarsest: Option<Interval>,
+    /// Stops between pages.
+    pub stop: CancellationToken,
+}
+
+fn fraction(from: Ts, to: Ts, at: Ts) -> u64 {
+    let span = (to.0 - from.0).max(1) as f64;
+    (((at.0 - from.0).max(0) as f64 / span).clamp(0.0, 1.0) * 1000.0) as u64
+}
+
+/// Runs one job to its end, or until `stop`; the position is committed as it goes.
+pub async fn run_job(
+    job: &BackfillJob,
+    ctx: &BackfillContext,
+    meter: &JobMeter,
+) -> Result<JobReport, BackfillError> {
+    let key = job.key();
+    let stored = ctx
+        .store
+        .backfill_progress(&key)
+        .await
+        .map_err(|source| BackfillError::Store {
+            job: key.clone(),
+            source,
+        })?;
+    let mut report = JobReport {
+        job: key.clone(),
+        rows: 0,
+        pages: 0,
+        already_done: stored.as_ref().is_some_and(|p| p.done),
+        done: false,
+    };
+    if report.already_done {
+        meter.permille.store(1000, Ordering::Relaxed);
+        report.done = true;
+        return Ok(report);
+    }
+    let history = |source| BackfillError::History {
+        job: key.clone(),
+        source,
+    };
+    let bad_cursor = |cursor: &str| BackfillError::BadCursor {
+        job: key.clone(),
+        cursor: cursor.to_owned(),
+    };
+    let progress = |cursor: String, done: bool| {
+        Event::Progress(BackfillProgress {
+            job: key.clone(),
+            cursor,
+            done,
+            updated_at: Ts::now(),
+        })
+    };
+    let page = ctx.history.page_size();
+    match job.kind {
+        BackfillKind::Trades => {
+            let mut next = match &stored {
+                Some(p) => {
+                    let (id, at) = p
+                        .cursor
+                        .split_once('@')
+                        .and_then(|(id, at)| Some((id.parse::<u64>().ok()?, at.parse::<i64>().ok()?)))
+                        .ok_or_else(|| bad_cursor(&p.cursor))?;
+                    warm_up(job, ctx, Ts(at)).await;
+                    Some(id)
+                }
+                None => ctx
+                    .history
+                    .first_trade_id_at(&job.instrument, job.from)
+                    .await
+                    .map_err(history)?,
+            };
+            while let Some(from_id) = next {
+                if ctx.stop.is_cancelled() {
+                    return Ok(report);
+                }
+                let trades = ctx
+                    .history
+                    .trades_from_id(&job.instrument, from_id, page)
+                    .await
+                    .map_err(history)?;
+                report.pages += 1;
+                meter.pages.fetch_add(1, Ordering::Relaxed);
+                let full = trades.len() as u32 >= page;
+                let mut last: Option<(u64, Ts)> = None;
+                let mut reached_end = false;
+                for t in trades {
+                    if t.ts_exchange >= job.to {
+                        reached_end = true;
+                        break;
+                    }
+                    if let TradeId::Num(id) = t.trade_id {
+                        last = Some((id, t.ts_exchange));
+                    }
+                    report.rows += 1;
+                    meter.rows.fetch_add(1, Ordering::Relaxed);
+                    if ctx.out.send(Event::Trade(t)).await.is_err() {
+                        return Ok(report);
+                    }
+                }
+                let done = reached_end || !full || last.is_none();
+                let cursor = match last {
+                    Some((id, at)) => {
+                        meter.permille.store(fraction(job.from, job.to, at), Ordering::Relaxed);
+                        format!("{}@{}", id + 1, at.0)
+                    }
+                    None => format!("{from_id}@{}", job.from.0),
+                };
+                if ctx.out.send(progress(cursor, done)).await.is_err() {
+                    return Ok(report);
+                }
+                if done {
+                    break;
+                }
+                next = last.map(|(id, _)| id + 1);
+            }
+        }
+        BackfillKind::Candles(interval) => {
+            let mut start = match &stored {
+                Some(p) => Ts(p.cursor.parse::<i64>().map_err(|_| bad_cursor(&p.cursor))?),
+                None => interval.bucket_start(job.from),
+            };
+            while start < job.to {
+                if ctx.stop.is_cancelled() {
+                    return Ok(report);
+                }
+                let candles = ctx
+                    .history
+                    .candles(&job.instrument, interval, start, page)
+                    .await
+                    .map_err(history)?;
+                report.pages += 1;
+                meter.pages.fetch_add(1, Ordering::Relaxed);
+                let full = candles.len() as u32 >= page;
+                let mut next = start;
+                for c in candles {
+                    if c.open_time >= job.to {
+                        next = job.to;
+                        break;
+                    }
+                    next = interval.next_start(c.open_time);
+                    report.rows += 1;
+                    meter.rows.fetch_add(1, Ordering::Relaxed);
+                    if ctx.out.send(Event::ExchangeCandle(Box::new(c))).await.is_err() {
+                        return Ok(report);
+                    }
+                }
+                let done = next >= job.to || !full || next == start;
+                meter.permille.store(fraction(job.from, job.to, next), Ordering::Relaxed);
+                if ctx.out.send(progress(next.0.to_string(), done)).await.is_err() {
+                    return Ok(report);
+                }
+                if done {
+                    break;
+                }
+                start = next;
+            }
+        }
+    }
+    meter.permille.store(1000, Ordering::Relaxed);
+    report.done = true;
+    Ok(report)
+}
+
+/// Feeds the trades stored between the start of the coarsest candle open at
+/// `at` (but not before the job's start) and `at` through the candle stage
+/// again, an hour at a time.
+async fn warm_up(job: &BackfillJob, ctx: &BackfillContext, at: Ts) {
+    let Some(coarsest) = ctx.coarsest else {
+        return;
+    };
+    let mut from = coarsest.bucket_start(at).max(job.from);
+    let hour = Interval::H1.fixed_nanos().unwrap_or(3_600_000_000_000);
+    while from <= at {
+        let to = Ts(from.0.saturating_add(hour).min(at.0.saturating_add(1)));
+        let q = RangeQuery {
+            exchange: job.exchange,
+            instrument: job.instrument.clone(),
+            from,
+            to,
+            limit: usize::MAX,
+        };
+        match ctx.store.trades(&q).await {
+            Ok(trades) => {
+                for t in trades {
+                    if ctx.out.send(Event::Trade(t)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(job = %job.key(), error = %e, "warm-up read failed; candles at the resume point may be partial");
+                return;
+            }
+        }
+        from = to;
+    }
+}
+
+/// Runs jobs concurrently (one venue budget paces them all); returns each
+/// job's report or error, in order.
+pub async fn run_jobs(
+    jobs: Vec<BackfillJob>,
+    ctx: BackfillContext,
+    meters: Vec<Arc<JobMeter>>,
+) -> Vec<Result<JobReport, BackfillError>> {
+    let mut tasks = Vec::new();
+    for (job, meter) in jobs.into_iter().zip(meters) {
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move { run_job(&job, &ctx, &meter).await }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(match t.await {
+            Ok(r) => r,
+            Err(e) => Err(BackfillError::Panicked(e.to_string())),
+        });
+    }
+    out
+}

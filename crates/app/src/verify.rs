@@ -1,0 +1,105 @@
+//! `candlekeep verify`: our candles against the exchange's own, field by field.
+
+use std::collections::BTreeMap;
+
+use ck_model::{Candle, Decimal, Ts};
+
+/// One way a candle pair differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// We have a candle the exchange does not.
+    OnlyOurs(Ts),
+    /// The exchange has a candle we do not.
+    OnlyExchange(Ts),
+    /// A field differs.
+    Field {
+        /// The candle's open time.
+        open_time: Ts,
+        /// The field.
+        field: &'static str,
+        /// Our value.
+        ours: String,
+        /// The exchange's value.
+        exchange: String,
+    },
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difference::OnlyOurs(t) => write!(f, "{t}  only in ours"),
+            Difference::OnlyExchange(t) => write!(f, "{t}  only in the exchange's"),
+            Difference::Field {
+                open_time,
+                field,
+                ours,
+                exchange,
+            } => write!(f, "{open_time}  {field}: ours {ours}, exchange {exchange}"),
+        }
+    }
+}
+
+/// The outcome of a comparison.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Candles present on both sides.
+    pub compared: usize,
+    /// Of those, identical in every compared field.
+    pub equal: usize,
+    /// Every difference, by open time.
+    pub differences: Vec<Difference>,
+}
+
+/// Compares by open time: open, high, low, close, volume, quote volume,
+/// taker buy volume (numerically, so `1.50` equals `1.5`) and trade count.
+#[must_use]
+pub fn compare(ours: &[Candle], exchange: &[Candle]) -> VerifyReport {
+    let ours: BTreeMap<Ts, &Candle> = ours.iter().map(|c| (c.open_time, c)).collect();
+    let theirs: BTreeMap<Ts, &Candle> = exchange.iter().map(|c| (c.open_time, c)).collect();
+    let mut report = VerifyReport::default();
+    let mut times: Vec<Ts> = ours.keys().chain(theirs.keys()).copied().collect();
+    times.sort();
+    times.dedup();
+    for t in times {
+        match (ours.get(&t), theirs.get(&t)) {
+            (Some(a), Some(b)) => {
+                report.compared += 1;
+                let before = report.differences.len();
+                let decimals: [(&'static str, Decimal, Decimal); 7] = [
+                    ("open", a.open, b.open),
+                    ("high", a.high, b.high),
+                    ("low", a.low, b.low),
+                    ("close", a.close, b.close),
+                    ("volume", a.volume, b.volume),
+                    ("quote_volume", a.quote_volume, b.quote_volume),
+                    ("taker_buy_volume", a.taker_buy_volume, b.taker_buy_volume),
+                ];
+                for (field, x, y) in decimals {
+                    if x != y {
+                        report.differences.push(Difference::Field {
+                            open_time: t,
+                            field,
+                            ours: x.to_string(),
+                            exchange: y.to_string(),
+                        });
+                    }
+                }
+                if a.trades != b.trades {
+                    report.differences.push(Difference::Field {
+                        open_time: t,
+                        field: "trades",
+                        ours: a.trades.to_string(),
+                        exchange: b.trades.to_string(),
+                    });
+                }
+                if report.differences.len() == before {
+                    report.equal += 1;
+                }
+            }
+            (Some(_), None) => report.differences.push(Difference::OnlyOurs(t)),
+            (None, Some(_)) => report.differences.push(Difference::OnlyExchange(t)),
+            (None, None) => {}
+        }
+    }
+    report
+}

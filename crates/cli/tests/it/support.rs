@@ -1,0 +1,132 @@
+//! Helpers shared by the end-to-end tests: settings on a temporary folder,
+//! the real Binance recording, and candles recomputed from a trade set.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ck_app::config::{AppConfig, Settings};
+use ck_bus::RawMessage;
+use ck_mock::binance::MockTrade;
+use ck_model::{Candle, Decimal, Exchange, Instrument, Interval, Side, Trade, TradeId, Ts};
+use ck_processors::candles::CandleAggregator;
+use ck_sources::recordings::Recording;
+use ck_store::{CandleSource, RangeQuery, Store};
+
+pub(crate) fn settings(dir: &std::path::Path) -> Settings {
+    let env = vec![(
+        "CANDLEKEEP_DATA_DIR".to_owned(),
+        dir.display().to_string(),
+    )];
+    AppConfig::load(None, env)
+        .expect("config")
+        .settings()
+        .expect("settings")
+}
+
+pub(crate) fn btc() -> Instrument {
+    Instrument::parse("BTC-USDT").expect("instrument")
+}
+
+/// The hftbacktest Binance recording's trade and bookTicker messages.
+pub(crate) fn binance_messages(take: usize) -> Vec<RawMessage> {
+    let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    Recording::open(&fixture)
+        .expect("open")
+        .map(|r| r.expect("line"))
+        .filter(|m| m.data.contains("@trade\"") || m.data.contains("@bookTicker\""))
+        .take(take)
+        .collect()
+}
+
+pub(crate) fn everything(instrument: Instrument) -> RangeQuery {
+    RangeQuery {
+        exchange: Exchange::Binance,
+        instrument,
+        from: Ts(i64::MIN),
+        to: Ts(i64::MAX),
+        limit: usize::MAX,
+    }
+}
+
+/// A mock trade as candlekeep normalizes it.
+pub(crate) fn to_trade(t: &MockTrade) -> Trade {
+    Trade {
+        exchange: Exchange::Binance,
+        instrument: btc(),
+        trade_id: TradeId::Num(t.id),
+        price: Decimal::parse(&t.price).expect("price"),
+        size: Decimal::parse(&t.qty).expect("qty"),
+        side: if t.buyer_is_maker { Side::Sell } else { Side::Buy },
+        ts_exchange: Ts::from_millis(t.time_ms),
+        ts_received: Ts::from_millis(t.time_ms),
+        fills: 1,
+    }
+}
+
+/// The final `interval` candles of a complete trade set, by open time, from
+/// a fresh aggregator fed in id order.
+pub(crate) fn expected_candles(
+    settings: &Settings,
+    trades: &[Trade],
+    interval: Interval,
+) -> BTreeMap<Ts, Candle> {
+    let mut aggregator = CandleAggregator::new(settings.aggregator.clone());
+    let mut out = Vec::new();
+    for t in trades {
+        aggregator.on_trade(t, &mut out);
+    }
+    aggregator.flush(&mut out);
+    out.into_iter()
+        .filter(|c| c.interval == interval)
+        .map(|c| (c.open_time, c))
+        .collect()
+}
+
+/// Asserts that the stored candles up to the last trade's equal `expected`
+/// in every value (states may differ: live candles close by the clock).
+pub(crate) async fn assert_candles_match(
+    store: &dyn Store,
+    expected: &BTreeMap<Ts, Candle>,
+    interval: Interval,
+) {
+    let stored = store
+        .candles(&everything(btc()), interval, CandleSource::Ours)
+        .await
+        .expect("candles");
+    let last = *expected.keys().next_back().expect("some candles");
+    let stored: BTreeMap<Ts, Candle> = stored
+        .into_iter()
+        .filter(|c| c.open_time <= last)
+        .map(|c| (c.open_time, c))
+        .collect();
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same {interval} candles"
+    );
+    for (t, e) in expected {
+        let s = &stored[t];
+        assert_eq!(
+            (s.open, s.high, s.low, s.close, s.volume, s.trades),
+            (e.open, e.high, e.low, e.close, e.volume, e.trades),
+            "{interval} candle at {t}"
+        );
+    }
+}
+
+/// Polls `done` every 50 ms for up to `limit` (real I/O on loopback, so real
+/// time), returning whether it became true.
+pub(crate) async fn eventually<F, Fut>(limit: Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done().await
+}

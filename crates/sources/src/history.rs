@@ -1,0 +1,59 @@
+//! REST history behind one trait, so gap repair and backfill work the same for
+//! every venue that can serve trades by id.
+
+use ck_model::{Candle, Exchange, Instrument, Interval, Trade, Ts};
+
+use crate::parse::ParseError;
+use crate::rest::RestError;
+
+/// Why a history request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The request failed.
+    #[error(transparent)]
+    Rest(#[from] RestError),
+    /// The response could not be read.
+    #[error("{url}: {source}")]
+    Parse {
+        /// The URL.
+        url: String,
+        /// What was wrong.
+        #[source]
+        source: ParseError,
+    },
+}
+
+/// A venue's REST history. Every call spends the venue's shared rate budget.
+#[async_trait::async_trait]
+pub trait History: Send + Sync + std::fmt::Debug {
+    /// The venue.
+    fn exchange(&self) -> Exchange;
+
+    /// The most rows one request returns.
+    fn page_size(&self) -> u32;
+
+    /// Up to `limit` trades with id `>= from_id`, oldest first.
+    async fn trades_from_id(
+        &self,
+        instrument: &Instrument,
+        from_id: u64,
+        limit: u32,
+    ) -> Result<Vec<Trade>, HistoryError>;
+
+    /// The id of the first trade at or after `at`; `None` if none happened since.
+    async fn first_trade_id_at(
+        &self,
+        instrument: &Instrument,
+        at: Ts,
+    ) -> Result<Option<u64>, HistoryError>;
+
+    /// Up to `limit` of the exchange's own candles opening at or after
+    /// `start`, oldest first; the candle still open is provisional.
+    async fn candles(
+        &self,
+        instrument: &Instrument,
+        interval: Interval,
+        start: Ts,
+        limit: u32,
+    ) -> Result<Vec<Candle>, HistoryError>;
+}
