@@ -148,14 +148,14 @@ pub async fn run_job(
     meter: &JobMeter,
 ) -> Result<JobReport, BackfillError> {
     let key = job.key();
-    let stored = ctx
-        .store
-        .backfill_progress(&key)
-        .await
-        .map_err(|source| BackfillError::Store {
-            job: key.clone(),
-            source,
-        })?;
+    let stored =
+        ctx.store
+            .backfill_progress(&key)
+            .await
+            .map_err(|source| BackfillError::Store {
+                job: key.clone(),
+                source,
+            })?;
     let mut report = JobReport {
         job: key.clone(),
         rows: 0,
@@ -192,7 +192,9 @@ pub async fn run_job(
                     let (id, at) = p
                         .cursor
                         .split_once('@')
-                        .and_then(|(id, at)| Some((id.parse::<u64>().ok()?, at.parse::<i64>().ok()?)))
+                        .and_then(|(id, at)| {
+                            Some((id.parse::<u64>().ok()?, at.parse::<i64>().ok()?))
+                        })
                         .ok_or_else(|| bad_cursor(&p.cursor))?;
                     warm_up(job, ctx, Ts(at)).await;
                     Some(id)
@@ -234,7 +236,9 @@ pub async fn run_job(
                 let done = reached_end || !full || last.is_none();
                 let cursor = match last {
                     Some((id, at)) => {
-                        meter.permille.store(fraction(job.from, job.to, at), Ordering::Relaxed);
+                        meter
+                            .permille
+                            .store(fraction(job.from, job.to, at), Ordering::Relaxed);
                         format!("{}@{}", id + 1, at.0)
                     }
                     None => format!("{from_id}@{}", job.from.0),
@@ -274,13 +278,25 @@ pub async fn run_job(
                     next = interval.next_start(c.open_time);
                     report.rows += 1;
                     meter.rows.fetch_add(1, Ordering::Relaxed);
-                    if ctx.out.send(Event::ExchangeCandle(Box::new(c))).await.is_err() {
+                    if ctx
+                        .out
+                        .send(Event::ExchangeCandle(Box::new(c)))
+                        .await
+                        .is_err()
+                    {
                         return Ok(report);
                     }
                 }
                 let done = next >= job.to || !full || next == start;
-                meter.permille.store(fraction(job.from, job.to, next), Ordering::Relaxed);
-                if ctx.out.send(progress(next.0.to_string(), done)).await.is_err() {
+                meter
+                    .permille
+                    .store(fraction(job.from, job.to, next), Ordering::Relaxed);
+                if ctx
+                    .out
+                    .send(progress(next.0.to_string(), done))
+                    .await
+                    .is_err()
+                {
                     return Ok(report);
                 }
                 if done {
@@ -340,7 +356,9 @@ pub async fn run_jobs(
     let mut tasks = Vec::new();
     for (job, meter) in jobs.into_iter().zip(meters) {
         let ctx = ctx.clone();
-        tasks.push(tokio::spawn(async move { run_job(&job, &ctx, &meter).await }));
+        tasks.push(tokio::spawn(
+            async move { run_job(&job, &ctx, &meter).await },
+        ));
     }
     let mut out = Vec::new();
     for t in tasks {

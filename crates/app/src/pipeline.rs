@@ -27,13 +27,13 @@ use ck_sources::live::{ConnectorSnapshot, ConnectorStatus};
 use crate::backfill::{BackfillContext, BackfillJob, JobMeter, JobReport, run_jobs};
 use crate::capture::{CaptureStats, TapeSettings, run_capture};
 use crate::repair::{Histories, RepairStats, open_gaps, run_gap_repair, startup_seed};
-use ck_sources::binance::BinanceRest;
-use ck_sources::history::History;
-use ck_sources::rest::{RestClient, RestSettings};
 use ck_processors::candles::{AggregatorStats, CandleAggregator, CandleRunner, RunnerConfig};
 use ck_sinks::{StoreWriter, WriterStats};
+use ck_sources::binance::BinanceRest;
+use ck_sources::history::History;
 use ck_sources::import::{ImportStats, ImportTarget, import_file};
 use ck_sources::replay::{ReplayOptions, ReplayStats, replay_blocking};
+use ck_sources::rest::{RestClient, RestSettings};
 use ck_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -147,8 +147,8 @@ pub async fn run_pipeline(
             continue;
         };
         let client = RestClient::new(Exchange::Binance, RestSettings::new(url.clone()))
-            .context("setting up the REST client")?
-            .with_failure_sink(ingest_tx.clone());
+            .context("setting up the REST client")?;
+        client.record_failures_to(&ingest_tx);
         let rest = BinanceRest::new(Arc::new(client));
         match rest.exchange_info().await {
             Ok(info) => {
@@ -165,7 +165,12 @@ pub async fn run_pipeline(
     let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
     let repairing = live && !histories.is_empty();
     let repair = if repairing {
-        for gap in open_gaps(store.as_ref(), &histories.keys().copied().collect::<Vec<_>>()).await {
+        for gap in open_gaps(
+            store.as_ref(),
+            &histories.keys().copied().collect::<Vec<_>>(),
+        )
+        .await
+        {
             let _ = gap_tx.send(gap);
         }
         Some(tracker.spawn(run_gap_repair(
@@ -178,7 +183,8 @@ pub async fn run_pipeline(
         None
     };
 
-    let writer = tracker.spawn(StoreWriter::new(store.clone(), settings.writer.clone()).run(store_rx));
+    let writer =
+        tracker.spawn(StoreWriter::new(store.clone(), settings.writer.clone()).run(store_rx));
     let runner_config = RunnerConfig {
         clock: clock.clone(),
         tick: settings.tick,
@@ -244,11 +250,17 @@ pub async fn run_pipeline(
                 },
                 _,
             ) => {
+                history.client().record_failures_to(&tx);
                 let ctx = BackfillContext {
                     history,
                     store: store.clone(),
                     out: tx,
-                    coarsest: settings.aggregator.intervals.iter().copied().max_by_key(|i| i.index()),
+                    coarsest: settings
+                        .aggregator
+                        .intervals
+                        .iter()
+                        .copied()
+                        .max_by_key(|i| i.index()),
                     stop: token,
                 };
                 source_tasks.push(tracker.spawn(async move {

@@ -67,9 +67,11 @@ pub async fn run_gap_repair(
                 format!("{}; filled: {n} trades fetched over REST", gap.reason),
                 n,
             ),
-            Ok(Outcome::Unfillable(why, n)) => {
-                (GapState::Unfillable, format!("{}; unfillable: {why}", gap.reason), n)
-            }
+            Ok(Outcome::Unfillable(why, n)) => (
+                GapState::Unfillable,
+                format!("{}; unfillable: {why}", gap.reason),
+                n,
+            ),
             Err(Failure::Closed) => break,
             Err(Failure::History(e)) => (
                 GapState::Unfillable,
@@ -149,9 +151,7 @@ async fn repair_one(
             let mut got = 0u64;
             while next <= last {
                 let want = u32::try_from(last - next + 1).unwrap_or(page).min(page);
-                let trades = history
-                    .trades_from_id(&gap.instrument, next, want)
-                    .await?;
+                let trades = history.trades_from_id(&gap.instrument, next, want).await?;
                 let Some(end) = trades.last().and_then(numeric_id) else {
                     break;
                 };
@@ -179,10 +179,7 @@ async fn repair_one(
             // a little earlier or later are covered too.
             let from = Ts(gap.from_ts.0.saturating_sub(RECONNECT_MARGIN.0));
             let to = Ts(gap.to_ts.0.saturating_add(RECONNECT_MARGIN.0));
-            let Some(mut next) = history
-                .first_trade_id_at(&gap.instrument, from)
-                .await?
-            else {
+            let Some(mut next) = history.first_trade_id_at(&gap.instrument, from).await? else {
                 return Ok(Outcome::Filled(0));
             };
             let mut got = 0u64;

@@ -147,7 +147,44 @@ pub fn channel<T>(name: &str, capacity: usize) -> (Sender<T>, Receiver<T>) {
     )
 }
 
+/// A sender that does not keep its channel open: for side records (failed
+/// REST requests) from components that outlive a pipeline run.
+#[derive(Debug)]
+pub struct WeakSender<T> {
+    inner: tokio::sync::mpsc::WeakSender<T>,
+    depth: Arc<metrics::Gauge>,
+}
+
+impl<T> Clone for WeakSender<T> {
+    fn clone(&self) -> Self {
+        WeakSender {
+            inner: self.inner.clone(),
+            depth: self.depth.clone(),
+        }
+    }
+}
+
+impl<T> WeakSender<T> {
+    /// A sender, if the channel is still open.
+    #[must_use]
+    pub fn upgrade(&self) -> Option<Sender<T>> {
+        Some(Sender {
+            inner: self.inner.upgrade()?,
+            depth: self.depth.clone(),
+        })
+    }
+}
+
 impl<T> Sender<T> {
+    /// A weak handle: sends while others keep the channel open.
+    #[must_use]
+    pub fn downgrade(&self) -> WeakSender<T> {
+        WeakSender {
+            inner: self.inner.downgrade(),
+            depth: self.depth.clone(),
+        }
+    }
+
     /// Sends, waiting while the channel is full (backpressure).
     pub async fn send(&self, value: T) -> Result<(), Closed> {
         self.inner.send(value).await.map_err(|_| Closed)?;

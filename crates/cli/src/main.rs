@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ck_app::config::{AppConfig, SourceConfig};
 use ck_app::backfill::{BackfillJob, BackfillKind, JobMeter};
+use ck_app::config::{AppConfig, SourceConfig};
 use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
 use ck_model::{Exchange, Instrument, Interval, Ts};
 use ck_sources::binance::BinanceLiveConfig;
@@ -702,7 +702,11 @@ fn print_report(report: &PipelineReport, started: Instant) {
                             r.job,
                             r.rows,
                             r.pages,
-                            if r.done { ", complete" } else { ", stopped (rerun to continue)" }
+                            if r.done {
+                                ", complete"
+                            } else {
+                                ", stopped (rerun to continue)"
+                            }
                         ),
                         Err(e) => eprintln!("backfill failed: {e}"),
                     }

@@ -4,7 +4,7 @@
 use ck_model::{Candle, Exchange, Instrument, Interval, Trade, Ts};
 
 use crate::parse::ParseError;
-use crate::rest::RestError;
+use crate::rest::{RestClient, RestError};
 
 /// Why a history request failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,9 @@ pub enum HistoryError {
 pub trait History: Send + Sync + std::fmt::Debug {
     /// The venue.
     fn exchange(&self) -> Exchange;
+
+    /// The REST client (and so the rate budget) this history spends.
+    fn client(&self) -> &RestClient;
 
     /// The most rows one request returns.
     fn page_size(&self) -> u32;

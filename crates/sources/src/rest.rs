@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ck_bus::metrics::{self, Counter};
-use ck_bus::{Event, IngestError, Sender};
+use ck_bus::{Event, IngestError, Sender, WeakSender};
 use ck_model::Exchange;
 use tokio::time::Instant;
 
@@ -178,7 +178,7 @@ pub struct RestClient {
     http: reqwest::Client,
     settings: RestSettings,
     budget: RateBudget,
-    failures: Option<Sender<Event>>,
+    failures: Mutex<Option<WeakSender<Event>>>,
     requests: std::sync::Arc<Counter>,
     failed: std::sync::Arc<Counter>,
 }
@@ -198,7 +198,7 @@ impl RestClient {
             http,
             settings,
             budget: RateBudget::for_exchange(exchange),
-            failures: None,
+            failures: Mutex::new(None),
             requests: metrics::counter(&format!(
                 "candlekeep_rest_requests_total{{exchange=\"{exchange}\"}}"
             )),
@@ -216,11 +216,13 @@ impl RestClient {
     }
 
     /// Records every failed attempt as an [`IngestError`] event on `sink`
-    /// (stored, so `candlekeep errors` lists them).
-    #[must_use]
-    pub fn with_failure_sink(mut self, sink: Sender<Event>) -> RestClient {
-        self.failures = Some(sink);
-        self
+    /// (stored, so `candlekeep errors` lists them), for as long as the
+    /// channel is open: the client does not keep a pipeline alive.
+    pub fn record_failures_to(&self, sink: &Sender<Event>) {
+        *self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sink.downgrade());
     }
 
     /// The venue.
@@ -308,9 +310,14 @@ impl RestClient {
 
     async fn record(&self, url: &str, failure: &str, body: &str) -> Result<(), RestError> {
         self.failed.inc();
-        if let Some(sink) = &self.failures {
-            let error =
-                IngestError::new(Some(self.exchange), format!("GET {url}"), failure, body);
+        let sink = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(WeakSender::upgrade);
+        if let Some(sink) = sink {
+            let error = IngestError::new(Some(self.exchange), format!("GET {url}"), failure, body);
             sink.send(Event::IngestError(error))
                 .await
                 .map_err(|_| RestError::Closed)?;
@@ -339,6 +346,9 @@ mod tests {
         budget.pause_for(Duration::from_secs(30));
         let before = Instant::now();
         budget.acquire(1).await;
-        assert!(Instant::now() - before >= Duration::from_secs(30), "the pause holds");
+        assert!(
+            Instant::now() - before >= Duration::from_secs(30),
+            "the pause holds"
+        );
     }
 }

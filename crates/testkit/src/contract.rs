@@ -93,7 +93,11 @@ async fn gap_states_move_forward(store: &dyn Store) {
         reason: "filled: 3 trades over REST".into(),
         ..open.clone()
     };
-    for gaps in [vec![open.clone(), open.clone()], vec![filled.clone()], vec![open.clone()]] {
+    for gaps in [
+        vec![open.clone(), open.clone()],
+        vec![filled.clone()],
+        vec![open.clone()],
+    ] {
         store
             .write(std::sync::Arc::new(WriteBatch {
                 gaps,
@@ -127,7 +131,13 @@ async fn last_trade_and_backfill_progress(store: &dyn Store) {
             .is_none()
     );
     let job = "binance BTC-USDT trades test";
-    assert!(store.backfill_progress(job).await.expect("progress").is_none());
+    assert!(
+        store
+            .backfill_progress(job)
+            .await
+            .expect("progress")
+            .is_none()
+    );
     for (cursor, done) in [("100", false), ("2001", true)] {
         let p = ck_model::BackfillProgress {
             job: job.into(),
@@ -142,7 +152,10 @@ async fn last_trade_and_backfill_progress(store: &dyn Store) {
             }))
             .await
             .expect("write progress");
-        assert_eq!(store.backfill_progress(job).await.expect("progress"), Some(p));
+        assert_eq!(
+            store.backfill_progress(job).await.expect("progress"),
+            Some(p)
+        );
     }
 }
 

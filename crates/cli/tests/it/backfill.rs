@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ck_app::backfill::{BackfillJob, BackfillKind, JobMeter};
-use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
 use ck_app::config::Settings;
+use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
 use ck_mock::binance::{Faults, MockBinance, MockOptions};
 use ck_model::{Exchange, Interval, TradeId, Ts};
 use ck_sources::binance::BinanceRest;
@@ -89,7 +89,11 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
     .await
     .expect("mock");
     let all = mock.trades("BTCUSDT");
-    assert!(all.len() > 5_000, "enough for many 1000-trade pages: {}", all.len());
+    assert!(
+        all.len() > 5_000,
+        "enough for many 1000-trade pages: {}",
+        all.len()
+    );
     let from = Ts::from_millis(all[0].time_ms);
     let to = Ts::from_millis(all[all.len() - 1].time_ms + 1);
     let trades_job = BackfillJob {
@@ -106,11 +110,22 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
     let q = everything(btc());
 
     // First run: stopped after three pages.
-    let first = run(&settings, store.clone(), vec![trades_job.clone()], history(&mock), Some(3)).await;
+    let first = run(
+        &settings,
+        store.clone(),
+        vec![trades_job.clone()],
+        history(&mock),
+        Some(3),
+    )
+    .await;
     let first = &job_reports(&first)[0];
     assert!(!first.done, "interrupted: {first:?}");
     let partial = store.trades(&q).await.expect("trades").len();
-    assert!(partial >= 3_000 && partial < all.len(), "{partial} of {}", all.len());
+    assert!(
+        partial >= 3_000 && partial < all.len(),
+        "{partial} of {}",
+        all.len()
+    );
     let progress = store
         .backfill_progress(&trades_job.key())
         .await
@@ -119,7 +134,14 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
     assert!(!progress.done);
 
     // Second run: continues from the stored position and finishes.
-    let second = run(&settings, store.clone(), vec![trades_job.clone()], history(&mock), None).await;
+    let second = run(
+        &settings,
+        store.clone(),
+        vec![trades_job.clone()],
+        history(&mock),
+        None,
+    )
+    .await;
     let second = &job_reports(&second)[0];
     assert!(second.done, "{second:?}");
     let pages = all.len().div_ceil(1_000) as u64;
@@ -145,8 +167,10 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
     // 429s were met, recorded with URL and status, and retried.
     let errors = store.ingest_errors(1_000).await.expect("errors");
     assert!(
-        errors.iter().any(|e| e.message.starts_with("HTTP 429")
-            && e.origin.contains("/api/v3/historicalTrades")),
+        errors
+            .iter()
+            .any(|e| e.message.starts_with("HTTP 429")
+                && e.origin.contains("/api/v3/historicalTrades")),
         "{errors:?}"
     );
 
@@ -159,7 +183,14 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
 
     // A third run has nothing left to do and asks the venue nothing.
     let before = mock.rest_requests();
-    let third = run(&settings, store.clone(), vec![trades_job.clone()], history(&mock), None).await;
+    let third = run(
+        &settings,
+        store.clone(),
+        vec![trades_job.clone()],
+        history(&mock),
+        None,
+    )
+    .await;
     assert!(job_reports(&third)[0].already_done);
     assert_eq!(mock.rest_requests(), before);
 
@@ -168,7 +199,14 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
         kind: BackfillKind::Candles(Interval::M1),
         ..trades_job
     };
-    run(&settings, store.clone(), vec![candles_job], history(&mock), None).await;
+    run(
+        &settings,
+        store.clone(),
+        vec![candles_job],
+        history(&mock),
+        None,
+    )
+    .await;
     let range = ck_store::RangeQuery {
         from: Interval::M1.bucket_start(from),
         to,
@@ -184,6 +222,10 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
         .await
         .expect("our candles");
     let report = ck_app::verify::compare(&ours, &theirs);
-    assert_eq!(report.differences, Vec::new(), "our candles equal the exchange's");
+    assert_eq!(
+        report.differences,
+        Vec::new(),
+        "our candles equal the exchange's"
+    );
     assert_eq!(report.compared, theirs.len());
 }

@@ -78,7 +78,10 @@ async fn faults_are_repaired_from_rest_to_the_exact_trade_set() {
     .await;
     token.cancel();
     let report = pipeline.await.expect("join").expect("pipeline");
-    assert!(complete, "the store reached the complete trade set with no open gap");
+    assert!(
+        complete,
+        "the store reached the complete trade set with no open gap"
+    );
 
     // Exactly the mock's trades: same ids, each once.
     let stored = store.trades(&q).await.expect("trades");
@@ -90,15 +93,35 @@ async fn faults_are_repaired_from_rest_to_the_exact_trade_set() {
         })
         .collect();
     assert_eq!(stored.len(), stored_ids.len(), "no duplicates");
-    assert_eq!(stored_ids, all_ids, "every trade the mock served, nothing else");
+    assert_eq!(
+        stored_ids, all_ids,
+        "every trade the mock served, nothing else"
+    );
 
     // The faults happened, and every incident is in the gap log, filled.
     assert!(mock.skipped() >= 10, "skipped {}", mock.skipped());
-    assert!(mock.connections() >= 4, "connections {}", mock.connections());
-    let gaps = store.gaps(Some(Exchange::Binance), None, 10_000).await.expect("gaps");
-    let reconnects = gaps.iter().filter(|g| g.reason.starts_with("reconnect")).count();
-    assert_eq!(reconnects, mock.connections() - 1, "one gap per reconnect: {gaps:#?}");
-    assert!(gaps.iter().all(|g| g.state == GapState::Filled), "{gaps:#?}");
+    assert!(
+        mock.connections() >= 4,
+        "connections {}",
+        mock.connections()
+    );
+    let gaps = store
+        .gaps(Some(Exchange::Binance), None, 10_000)
+        .await
+        .expect("gaps");
+    let reconnects = gaps
+        .iter()
+        .filter(|g| g.reason.starts_with("reconnect"))
+        .count();
+    assert_eq!(
+        reconnects,
+        mock.connections() - 1,
+        "one gap per reconnect: {gaps:#?}"
+    );
+    assert!(
+        gaps.iter().all(|g| g.state == GapState::Filled),
+        "{gaps:#?}"
+    );
     let repair = report.repair.expect("repair ran");
     assert_eq!(repair.filled as usize, gaps.len(), "{repair:?}");
     assert_eq!(repair.unfillable, 0, "{repair:?}");
@@ -118,7 +141,10 @@ async fn faults_are_repaired_from_rest_to_the_exact_trade_set() {
     let capture = report.capture.expect("capture");
     assert!(capture.normalized.errors >= 5, "{capture:?}");
     let errors = store.ingest_errors(10_000).await.expect("errors");
-    assert!(errors.iter().any(|e| e.message.contains("malformed")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.message.contains("malformed")),
+        "{errors:?}"
+    );
     // 429s were recorded with their URL and status, and retried.
     assert!(
         errors

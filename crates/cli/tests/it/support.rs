@@ -13,10 +13,7 @@ use ck_sources::recordings::Recording;
 use ck_store::{CandleSource, RangeQuery, Store};
 
 pub(crate) fn settings(dir: &std::path::Path) -> Settings {
-    let env = vec![(
-        "CANDLEKEEP_DATA_DIR".to_owned(),
-        dir.display().to_string(),
-    )];
+    let env = vec![("CANDLEKEEP_DATA_DIR".to_owned(), dir.display().to_string())];
     AppConfig::load(None, env)
         .expect("config")
         .settings()
@@ -56,7 +53,11 @@ pub(crate) fn to_trade(t: &MockTrade) -> Trade {
         trade_id: TradeId::Num(t.id),
         price: Decimal::parse(&t.price).expect("price"),
         size: Decimal::parse(&t.qty).expect("qty"),
-        side: if t.buyer_is_maker { Side::Sell } else { Side::Buy },
+        side: if t.buyer_is_maker {
+            Side::Sell
+        } else {
+            Side::Buy
+        },
         ts_exchange: Ts::from_millis(t.time_ms),
         ts_received: Ts::from_millis(t.time_ms),
         fills: 1,

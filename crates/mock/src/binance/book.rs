@@ -57,7 +57,7 @@ pub(crate) struct TradeBook {
 
 impl TradeBook {
     /// Up to `limit` trades with id `>= from_id`, over laps `0..laps`.
-    pub(crate) fn from_id(
+    pub(crate) fn trades_from_id(
         &self,
         symbol: &str,
         from_id: u64,
@@ -74,9 +74,7 @@ impl TradeBook {
         let mut lap = from_id.saturating_sub(first.id) / span;
         let mut out = Vec::new();
         while lap < laps && out.len() < limit {
-            let start = book
-                .trades
-                .partition_point(|t| t.id + lap * span < from_id);
+            let start = book.trades.partition_point(|t| t.id + lap * span < from_id);
             for i in start..book.trades.len() {
                 if out.len() >= limit {
                     break;
@@ -99,7 +97,7 @@ impl TradeBook {
             return Vec::new();
         };
         let top = last.id + (laps.max(1) - 1) * book.id_span();
-        self.from_id(symbol, top.saturating_sub(limit as u64 - 1), limit, laps)
+        self.trades_from_id(symbol, top.saturating_sub(limit as u64 - 1), limit, laps)
     }
 
     /// Up to `limit` trades with time in `[start_ms, end_ms]`.

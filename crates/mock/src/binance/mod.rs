@@ -255,7 +255,8 @@ impl MockBinance {
     /// True once every message has been sent (never, when looping).
     #[must_use]
     pub fn finished(&self) -> bool {
-        !self.shared.options.looped && self.shared.cursor.load(Ordering::SeqCst) >= self.shared.len()
+        !self.shared.options.looped
+            && self.shared.cursor.load(Ordering::SeqCst) >= self.shared.len()
     }
 
     /// Every trade of `symbol` (`BTCUSDT`) in the first lap, as REST serves
@@ -287,19 +288,20 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
         let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&m.data) else {
             continue;
         };
-        let Some(stream) = value.get("stream").and_then(|s| s.as_str()).map(str::to_owned) else {
+        let Some(stream) = value
+            .get("stream")
+            .and_then(|s| s.as_str())
+            .map(str::to_owned)
+        else {
             continue;
         };
         let Some(data) = value.get_mut("data").and_then(|d| d.as_object_mut()) else {
             continue;
         };
-        let symbol = data
-            .get("s")
-            .and_then(|s| s.as_str())
-            .map_or_else(
-                || stream.split('@').next().unwrap_or("").to_ascii_uppercase(),
-                str::to_owned,
-            );
+        let symbol = data.get("s").and_then(|s| s.as_str()).map_or_else(
+            || stream.split('@').next().unwrap_or("").to_ascii_uppercase(),
+            str::to_owned,
+        );
         for key in ["t", "a"] {
             if let Some(id) = data.get(key).and_then(serde_json::Value::as_u64) {
                 let r = ranges.entry((symbol.clone(), key)).or_insert((id, id));

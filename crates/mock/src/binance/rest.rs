@@ -37,6 +37,21 @@ fn error(status: StatusCode, code: i64, msg: &str) -> Response {
     (status, axum::Json(json!({"code": code, "msg": msg}))).into_response()
 }
 
+/// A refused request, answered in Binance's error format.
+struct Refused(StatusCode, i64, String);
+
+impl Refused {
+    fn bad(code: i64, msg: impl Into<String>) -> Refused {
+        Refused(StatusCode::BAD_REQUEST, code, msg.into())
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error(self.0, self.1, &self.2)
+    }
+}
+
 /// The REST faults, applied before every answer.
 async fn gate(shared: &Shared) -> Option<Response> {
     let n = shared.rest_requests.fetch_add(1, Ordering::SeqCst) + 1;
@@ -60,16 +75,15 @@ async fn gate(shared: &Shared) -> Option<Response> {
     None
 }
 
-fn symbol<'a>(shared: &Shared, q: &'a HashMap<String, String>) -> Result<&'a str, Response> {
+fn symbol<'a>(shared: &Shared, q: &'a HashMap<String, String>) -> Result<&'a str, Refused> {
     let Some(s) = q.get("symbol") else {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
+        return Err(Refused::bad(
             -1102,
             "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
         ));
     };
     if !shared.listings.contains_key(s.as_str()) {
-        return Err(error(StatusCode::BAD_REQUEST, -1121, "Invalid symbol."));
+        return Err(Refused::bad(-1121, "Invalid symbol."));
     }
     Ok(s)
 }
@@ -77,20 +91,19 @@ fn symbol<'a>(shared: &Shared, q: &'a HashMap<String, String>) -> Result<&'a str
 fn number<T: std::str::FromStr>(
     q: &HashMap<String, String>,
     key: &str,
-) -> Result<Option<T>, Response> {
+) -> Result<Option<T>, Refused> {
     match q.get(key) {
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
-            error(
-                StatusCode::BAD_REQUEST,
+            Refused::bad(
                 -1100,
-                &format!("Illegal characters found in parameter '{key}'; legal range is '^[0-9]{{1,20}}$'."),
+                format!("Illegal characters found in parameter '{key}'; legal range is '^[0-9]{{1,20}}$'."),
             )
         }),
     }
 }
 
-fn limit(q: &HashMap<String, String>) -> Result<usize, Response> {
+fn limit(q: &HashMap<String, String>) -> Result<usize, Refused> {
     Ok(number::<usize>(q, "limit")?.unwrap_or(500).clamp(1, 1000))
 }
 
@@ -117,18 +130,18 @@ async fn historical_trades(State(shared): State<Arc<Shared>>, Query(q): Params) 
     if let Some(r) = gate(&shared).await {
         return r;
     }
-    let answer = || -> Result<Response, Response> {
+    let answer = || -> Result<Response, Refused> {
         let s = symbol(&shared, &q)?;
         let limit = limit(&q)?;
         let laps = shared.laps();
         let trades = match number::<u64>(&q, "fromId")? {
-            Some(from) => shared.book.from_id(s, from, limit, laps),
+            Some(from) => shared.book.trades_from_id(s, from, limit, laps),
             None => shared.book.latest(s, limit, laps),
         };
         let rows: Vec<_> = trades.iter().map(trade_json).collect();
         Ok(axum::Json(rows).into_response())
     };
-    answer().unwrap_or_else(|e| e)
+    answer().unwrap_or_else(IntoResponse::into_response)
 }
 
 fn trade_json(t: &MockTrade) -> serde_json::Value {
@@ -150,7 +163,7 @@ async fn agg_trades(State(shared): State<Arc<Shared>>, Query(q): Params) -> Resp
     if let Some(r) = gate(&shared).await {
         return r;
     }
-    let answer = || -> Result<Response, Response> {
+    let answer = || -> Result<Response, Refused> {
         let s = symbol(&shared, &q)?;
         let limit = limit(&q)?;
         let laps = shared.laps();
@@ -159,7 +172,7 @@ async fn agg_trades(State(shared): State<Arc<Shared>>, Query(q): Params) -> Resp
             number::<i64>(&q, "startTime")?,
             number::<i64>(&q, "endTime")?,
         ) {
-            (Some(from), _, _) => shared.book.from_id(s, from, limit, laps),
+            (Some(from), _, _) => shared.book.trades_from_id(s, from, limit, laps),
             (None, Some(start), end) => {
                 shared
                     .book
@@ -182,7 +195,7 @@ async fn agg_trades(State(shared): State<Arc<Shared>>, Query(q): Params) -> Resp
             .collect();
         Ok(axum::Json(rows).into_response())
     };
-    answer().unwrap_or_else(|e| e)
+    answer().unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Klines computed from the trades, with flat klines (previous close, no
@@ -191,15 +204,14 @@ async fn klines(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response
     if let Some(r) = gate(&shared).await {
         return r;
     }
-    let answer = || -> Result<Response, Response> {
+    let answer = || -> Result<Response, Refused> {
         let s = symbol(&shared, &q)?;
         let interval: Interval = q
             .get("interval")
             .and_then(|i| i.parse().ok())
-            .ok_or_else(|| error(StatusCode::BAD_REQUEST, -1120, "Invalid interval."))?;
+            .ok_or_else(|| Refused::bad(-1120, "Invalid interval."))?;
         let Some(step_ns) = interval.fixed_nanos() else {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
+            return Err(Refused::bad(
                 -1120,
                 "Invalid interval (the mock serves fixed-length intervals only).",
             ));
@@ -213,7 +225,7 @@ async fn klines(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response
             .in_time(s, i64::MIN, i64::MAX, usize::MAX, shared.laps());
         Ok(axum::Json(kline_rows(&trades, step, start, end, limit)).into_response())
     };
-    answer().unwrap_or_else(|e| e)
+    answer().unwrap_or_else(IntoResponse::into_response)
 }
 
 struct Bar {

@@ -81,7 +81,8 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
             let lap = n / len;
             match (shared.messages.get(at), shared.options.speed) {
                 (Some(m), Some(speed)) if speed > 0.0 => {
-                    let lap_ns = i64::try_from(lap).unwrap_or(0) * shared.book.time_span_ms * 1_000_000;
+                    let lap_ns =
+                        i64::try_from(lap).unwrap_or(0) * shared.book.time_span_ms * 1_000_000;
                     let ts = m.ts.0 + lap_ns;
                     let first = first_ts.get_or_insert(Ts(ts)).0;
                     let secs = (ts - first).max(0) as f64 / 1e9 / speed;
@@ -113,7 +114,11 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
         }
         conn.stall_until = None;
         // Paced: one message per wake-up. Unpaced: a batch, then one flush.
-        let batch = if shared.options.speed.is_some() { 1 } else { BATCH };
+        let batch = if shared.options.speed.is_some() {
+            1
+        } else {
+            BATCH
+        };
         for _ in 0..batch {
             if !send_next(&mut ws, &shared, &streams, &mut conn).await? {
                 break;

@@ -5,8 +5,8 @@ mod rest;
 mod wire;
 mod ws;
 
-pub use wire::{BinanceKline, BinanceKlineEvent};
 pub use rest::{BinanceRest, DEFAULT_REST_URL, MAX_PAGE, native_symbol};
+pub use wire::{BinanceKline, BinanceKlineEvent};
 pub use ws::{BinanceLiveConfig, DEFAULT_WS_URL, run_binance};
 
 use ck_bus::{Event, Origin, RawMessage};

@@ -8,8 +8,8 @@ use ck_bus::{Origin, RawMessage};
 use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Trade, TradeId, Ts};
 use serde::Deserialize;
 
-use crate::parse::{ParseError, decimal, json};
 use crate::history::{History, HistoryError};
+use crate::parse::{ParseError, decimal, json};
 use crate::rest::RestClient;
 
 use super::side;
@@ -60,12 +60,6 @@ impl BinanceRest {
         BinanceRest { client }
     }
 
-    /// The client, and so the budget, this uses.
-    #[must_use]
-    pub fn client(&self) -> &Arc<RestClient> {
-        &self.client
-    }
-
     /// The `exchangeInfo` response, as a raw REST message for the parser.
     pub async fn exchange_info(&self) -> Result<RawMessage, HistoryError> {
         let response = self.client.get("/api/v3/exchangeInfo", 20).await?;
@@ -82,6 +76,10 @@ impl BinanceRest {
 impl History for BinanceRest {
     fn exchange(&self) -> Exchange {
         EX
+    }
+
+    fn client(&self) -> &RestClient {
+        &self.client
     }
 
     fn page_size(&self) -> u32 {
@@ -190,7 +188,10 @@ fn kline_row(
         value: row.to_string().chars().take(120).collect(),
     };
     let text = |i: usize, field: &'static str| -> Result<Decimal, ParseError> {
-        let s = row.get(i).and_then(|v| v.as_str()).ok_or_else(|| bad(field))?;
+        let s = row
+            .get(i)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad(field))?;
         decimal(EX, field, s)
     };
     let open_ms = row

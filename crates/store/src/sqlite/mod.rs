@@ -533,19 +533,21 @@ impl Store for SqliteStore {
     async fn backfill_progress(&self, job: &str) -> Result<Option<BackfillProgress>, Error> {
         let job = job.to_owned();
         self.read(move |c| {
-            c.prepare_cached("SELECT cursor, done, updated_at FROM backfill_progress WHERE job = ?1")
-                .and_then(|mut s| {
-                    s.query_row(params![job], |r| {
-                        Ok(BackfillProgress {
-                            job: job.clone(),
-                            cursor: r.get(0)?,
-                            done: r.get(1)?,
-                            updated_at: Ts(r.get(2)?),
-                        })
+            c.prepare_cached(
+                "SELECT cursor, done, updated_at FROM backfill_progress WHERE job = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![job], |r| {
+                    Ok(BackfillProgress {
+                        job: job.clone(),
+                        cursor: r.get(0)?,
+                        done: r.get(1)?,
+                        updated_at: Ts(r.get(2)?),
                     })
-                    .optional()
                 })
-                .map_err(sql("querying backfill progress"))
+                .optional()
+            })
+            .map_err(sql("querying backfill progress"))
         })
         .await
     }
