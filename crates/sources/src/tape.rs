@@ -1,8 +1,11 @@
 //! Tapes: every raw message, exactly as received, with its receive time.
 //!
 //! One zstd-compressed file per exchange per UTC day:
-//! `<dir>/<exchange>/<YYYY-MM-DD>.tape.zst`. Each file holds one or more zstd
-//! frames (a restart on the same day appends a frame). Inside, text lines:
+//! `<dir>/<exchange>/<YYYY-MM-DD>.tape.zst`. A restart on the same day starts
+//! a new segment, `<YYYY-MM-DD>_r001.tape.zst` and so on (they sort after the
+//! first), and never appends: after a crash the old file may end inside an
+//! unfinished zstd frame, which a frame appended behind it would make
+//! unreadable. Inside, text lines:
 //!
 //! ```text
 //! # candlekeep-tape v1 exchange=binance
@@ -133,7 +136,13 @@ impl TapeWriter {
     }
 
     fn open_day(&self, day: Ts) -> Result<OpenDay, TapeError> {
-        let path = Self::path_for(&self.dir, self.exchange, day);
+        let first = Self::path_for(&self.dir, self.exchange, day);
+        let mut path = first.clone();
+        let mut segment = 0;
+        while path.exists() {
+            segment += 1;
+            path = first.with_file_name(format!("{}_r{segment:03}.tape.zst", day.date_string()));
+        }
         let io = |source| TapeError::Io {
             path: path.clone(),
             source,
@@ -142,8 +151,8 @@ impl TapeWriter {
             fs::create_dir_all(parent).map_err(io)?;
         }
         let file = OpenOptions::new()
-            .create(true)
-            .append(true)
+            .create_new(true)
+            .write(true)
             .open(&path)
             .map_err(io)?;
         let mut encoder = zstd::stream::write::Encoder::new(BufWriter::new(file), 3).map_err(io)?;
@@ -274,25 +283,46 @@ mod tests {
     }
 
     #[test]
-    fn restart_appends_a_frame_and_truncation_keeps_the_flushed_part() {
+    fn a_crash_keeps_the_flushed_part_and_a_restart_starts_a_new_segment() {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = Ts::parse("2024-01-01T10:00:00Z").expect("t").0;
-        for i in 0..2 {
+        // A writer that dies after a flush: the flushed lines survive.
+        let mut w = TapeWriter::new(dir.path(), Exchange::Binance, 1);
+        w.write(&msg(t, r#"{"n":0}"#)).expect("write");
+        std::mem::forget(w); // no finish, no fsync: like a crash
+        let first = TapeWriter::path_for(dir.path(), Exchange::Binance, Ts(t).day_start());
+        // Two restarts the same day, each finished cleanly.
+        for i in 1..3 {
             let mut w = TapeWriter::new(dir.path(), Exchange::Binance, 1);
             w.write(&msg(t + i, &format!("{{\"n\":{i}}}")))
                 .expect("write");
         }
-        let path = TapeWriter::path_for(dir.path(), Exchange::Binance, Ts(t).day_start());
-        let all: Vec<_> = Recording::open(&path).expect("open").collect();
-        assert_eq!(all.len(), 2, "both frames are read");
-
-        // A writer that dies after a flush: the flushed lines survive.
-        let mut w = TapeWriter::new(dir.path(), Exchange::Binance, 1);
-        w.write(&msg(t + 5, r#"{"n":5}"#)).expect("write");
-        std::mem::forget(w); // no finish, no fsync: like a crash
-        let read: Vec<_> = Recording::open(&path).expect("open").collect();
-        let ok: Vec<_> = read.iter().filter_map(|r| r.as_ref().ok()).collect();
-        assert_eq!(ok.len(), 3, "{read:?}");
-        assert_eq!(ok[2].data, r#"{"n":5}"#);
+        let mut files: Vec<PathBuf> = fs::read_dir(first.parent().expect("dir"))
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "2024-01-01.tape.zst",
+                "2024-01-01_r001.tape.zst",
+                "2024-01-01_r002.tape.zst"
+            ]
+        );
+        let read: Vec<String> = files
+            .iter()
+            .flat_map(|p| Recording::open(p).expect("open").filter_map(Result::ok))
+            .map(|r| r.data)
+            .collect();
+        assert_eq!(
+            read,
+            [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#],
+            "the crashed segment's flushed line, then both restarts, in order"
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 mod backfill;
 mod cli;
+mod crash;
 mod gapfree;
 mod live;
 mod replay;

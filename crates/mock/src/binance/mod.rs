@@ -90,6 +90,9 @@ struct Shared {
     rest_requests: AtomicUsize,
     skipped: AtomicUsize,
     options: MockOptions,
+    /// Paced replay runs on one clock from the first connection, like a
+    /// live venue: what fell due while no one was connected is missed.
+    clock_start: std::sync::OnceLock<tokio::time::Instant>,
     shift_ms: i64,
     book: TradeBook,
     /// Per symbol: recorded `exchangeInfo` entries, or derived ones.
@@ -109,6 +112,18 @@ impl Shared {
             return 1;
         }
         self.cursor.load(Ordering::SeqCst) / self.len() + 1
+    }
+
+    /// When message `n` (over all laps) is due, when paced.
+    fn due(&self, n: u64) -> Option<tokio::time::Instant> {
+        let speed = self.options.speed.filter(|s| *s > 0.0)?;
+        let len = self.len();
+        let first = self.messages.first()?.ts.0;
+        let m = self.messages.get(usize::try_from(n % len).ok()?)?;
+        let lap_ns = i64::try_from(n / len).ok()? * self.book.time_span_ms * 1_000_000;
+        let secs = (m.ts.0 + lap_ns - first).max(0) as f64 / 1e9 / speed;
+        let start = *self.clock_start.get_or_init(tokio::time::Instant::now);
+        Some(start + Duration::from_secs_f64(secs))
     }
 
     /// The text of message `n` (over all laps).
@@ -376,6 +391,7 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
         connections: AtomicUsize::new(0),
         rest_requests: AtomicUsize::new(0),
         skipped: AtomicUsize::new(0),
+        clock_start: std::sync::OnceLock::new(),
         options,
         shift_ms,
         book,

@@ -4,9 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use ck_model::Ts;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -64,9 +62,23 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
     };
     let mut ping = tokio::time::interval(shared.options.ping_every);
     ping.tick().await;
-    let started = Instant::now();
-    let mut first_ts: Option<Ts> = None;
     let len = shared.len();
+    // Paced: what fell due while no one was connected is gone, as on a live
+    // venue (the client's gap detection and REST repair must cover it).
+    if index > 0 && shared.options.speed.is_some() {
+        let now = Instant::now();
+        loop {
+            let n = shared.cursor.load(Ordering::SeqCst);
+            let exhausted = len == 0 || (!shared.options.looped && n >= len);
+            if exhausted || shared.due(n).is_none_or(|d| d >= now) {
+                break;
+            }
+            let _ = shared
+                .cursor
+                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+    let started = Instant::now();
     loop {
         if conn.drop_at.is_some_and(|n| conn.sent >= n) {
             // Fault injection: an abrupt end, as when a server restarts.
@@ -77,19 +89,7 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
         let due = if exhausted {
             None
         } else {
-            let at = usize::try_from(n % len).unwrap_or(0);
-            let lap = n / len;
-            match (shared.messages.get(at), shared.options.speed) {
-                (Some(m), Some(speed)) if speed > 0.0 => {
-                    let lap_ns =
-                        i64::try_from(lap).unwrap_or(0) * shared.book.time_span_ms * 1_000_000;
-                    let ts = m.ts.0 + lap_ns;
-                    let first = first_ts.get_or_insert(Ts(ts)).0;
-                    let secs = (ts - first).max(0) as f64 / 1e9 / speed;
-                    Some(started + Duration::from_secs_f64(secs))
-                }
-                _ => Some(started),
-            }
+            Some(shared.due(n).unwrap_or(started))
         };
         let due = match (due, conn.stall_until) {
             (Some(d), Some(s)) => Some(d.max(s)),
