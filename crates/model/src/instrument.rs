@@ -99,7 +99,10 @@ impl Exchange {
     /// `aggTrade`) and Coinbase Exchange (`trade_id` per product).
     #[must_use]
     pub const fn sequential_trade_ids(self) -> bool {
-        matches!(self, Exchange::Binance | Exchange::CoinbaseExchange)
+        matches!(
+            self,
+            Exchange::Binance | Exchange::CoinbaseExchange | Exchange::Kraken
+        )
     }
 
     /// Whether the exchange's trade ids increase with exchange order, so that

@@ -1,7 +1,8 @@
 //! candlekeep sources: everything that brings market data in.
 //!
 //! - [`parse::Parser`]: one per exchange (`binance`, `coinbase` (Advanced
-//!   Trade), `coinbase_exchange`, `okx`, `bitstamp`, `bitfinex`),
+//!   Trade), `coinbase_exchange`, `okx`, `bitstamp`, `bitfinex`, `kraken`
+//!   (WS v1 and v2), `bybit` (spot)),
 //!   turning raw messages into normalized events. [`normalize::Normalizer`]
 //!   runs them for live capture and replay alike.
 //! - [`tape`]: writes every raw message to a compressed per-day tape.
@@ -16,11 +17,13 @@
 pub mod binance;
 pub mod bitfinex;
 pub mod bitstamp;
+pub mod bybit;
 pub mod coinbase;
 pub mod coinbase_exchange;
 mod flat_json;
 pub mod history;
 pub mod import;
+pub mod kraken;
 pub mod live;
 pub mod normalize;
 pub mod okx;

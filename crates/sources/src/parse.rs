@@ -79,6 +79,8 @@ pub fn parser_for(exchange: Exchange) -> Option<Box<dyn Parser>> {
         Exchange::Okx => Some(Box::new(crate::okx::OkxParser::new())),
         Exchange::Bitstamp => Some(Box::new(crate::bitstamp::BitstampParser::new())),
         Exchange::Bitfinex => Some(Box::new(crate::bitfinex::BitfinexParser::new())),
+        Exchange::Kraken => Some(Box::new(crate::kraken::KrakenParser::new())),
+        Exchange::Bybit => Some(Box::new(crate::bybit::BybitParser::new())),
         _ => None,
     }
 }

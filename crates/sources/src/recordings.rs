@@ -80,6 +80,9 @@ pub struct Recording {
     /// A first line read while detecting the format, still to be served.
     pending: Option<String>,
     failed: bool,
+    /// cryptofeed connections to derivative endpoints, which are skipped
+    /// (Bybit's linear feed reuses the spot symbols).
+    skipped_conns: std::collections::HashSet<String>,
 }
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -187,6 +190,7 @@ impl Recording {
             buf: String::new(),
             pending,
             failed: false,
+            skipped_conns: std::collections::HashSet::new(),
         })
     }
 
@@ -202,11 +206,11 @@ impl Recording {
         self.exchange
     }
 
-    fn decode(&self, line: &str) -> Option<Result<RawMessage, String>> {
+    fn decode(&mut self, line: &str) -> Option<Result<RawMessage, String>> {
         let ex = self.exchange;
         match self.format {
             Format::Tape => decode_line(ex, line),
-            Format::CryptofeedV3 => decode_cryptofeed_v3(ex, line),
+            Format::CryptofeedV3 => decode_cryptofeed_v3(ex, line, &mut self.skipped_conns),
             Format::CryptofeedV1 => decode_cryptofeed_v1(ex, line),
             Format::Hftbacktest => decode_hftbacktest(ex, line),
         }
@@ -277,10 +281,18 @@ fn raw_secs(raw: &RawValue) -> Result<Ts, String> {
     Ts::parse_unix_secs(text).map_err(|e| e.to_string())
 }
 
-fn decode_cryptofeed_v3(exchange: Exchange, line: &str) -> Option<Result<RawMessage, String>> {
+fn decode_cryptofeed_v3(
+    exchange: Exchange,
+    line: &str,
+    skipped_conns: &mut std::collections::HashSet<String>,
+) -> Option<Result<RawMessage, String>> {
     #[derive(serde::Deserialize)]
     struct Record<'a> {
         t: &'a str,
+        #[serde(default)]
+        conn: Option<String>,
+        #[serde(default)]
+        addr: Option<String>,
         #[serde(borrow, default)]
         ts: Option<&'a RawValue>,
         #[serde(default)]
@@ -295,6 +307,17 @@ fn decode_cryptofeed_v3(exchange: Exchange, line: &str) -> Option<Result<RawMess
         Ok(r) => r,
         Err(e) => return Some(Err(format!("bad cryptofeed record: {e}"))),
     };
+    if r.t == "connect"
+        && exchange == Exchange::Bybit
+        && let (Some(conn), Some(addr)) = (&r.conn, &r.addr)
+        && crate::bybit::is_derivatives_url(addr)
+    {
+        tracing::info!(%conn, %addr, "skipping a Bybit derivatives connection (candlekeep captures spot)");
+        skipped_conns.insert(conn.clone());
+    }
+    if r.conn.as_ref().is_some_and(|c| skipped_conns.contains(c)) {
+        return None;
+    }
     let origin = match (r.t, r.url) {
         ("recv", _) => Origin::Ws,
         ("http", Some(url)) => Origin::Rest { url },
@@ -404,14 +427,21 @@ mod tests {
     fn v3_records_keep_exact_times() {
         let line =
             r#"{"t":"recv","conn":"BINANCE.ws.1","ts":1633998523.9630001,"data":"{\"x\":1}"}"#;
-        let m = decode_cryptofeed_v3(Exchange::Binance, line)
+        let m = decode_cryptofeed_v3(Exchange::Binance, line, &mut Default::default())
             .expect("some")
             .expect("ok");
         assert_eq!(m.ts_received, Ts(1_633_998_523_963_000_100));
         assert_eq!(m.data, r#"{"x":1}"#);
-        assert!(decode_cryptofeed_v3(Exchange::Binance, r#"{"t":"send","data":"x"}"#).is_none());
         assert!(
-            decode_cryptofeed_v3(Exchange::Binance, "{oops")
+            decode_cryptofeed_v3(
+                Exchange::Binance,
+                r#"{"t":"send","data":"x"}"#,
+                &mut Default::default()
+            )
+            .is_none()
+        );
+        assert!(
+            decode_cryptofeed_v3(Exchange::Binance, "{oops", &mut Default::default())
                 .expect("some")
                 .is_err()
         );

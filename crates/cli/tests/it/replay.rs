@@ -408,3 +408,116 @@ async fn bitfinex_recording_replays_snapshots_and_updates_once() {
         "Bitfinex publishes no candle for an empty interval"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kraken_v1_recording_replays_every_trade_and_ticker() {
+    let file = ck_testkit::fixture("cryptofeed/KRAKEN.jsonl.zst");
+    // The test's own reading: `[chan, [[price, volume, time, side, ..]..], "trade", pair]`.
+    let expected = recorded_trades(&file, &|v| {
+        let Some(arr) = v.as_array() else {
+            return vec![];
+        };
+        if arr.len() != 4 || arr[2] != "trade" {
+            return vec![];
+        }
+        let pair = arr[3]
+            .as_str()
+            .unwrap_or("")
+            .replace("XBT", "BTC")
+            .replace('/', "-");
+        arr[1]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let f = |i: usize| r[i].as_str().unwrap_or("").to_owned();
+                let id = format!("v1:{}:{}:{}:{}", f(2), f(0), f(1), f(3));
+                let side = if f(3) == "b" { "buy" } else { "sell" };
+                (pair.clone(), id, side.to_owned())
+            })
+            .collect()
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, report) = replay(dir.path(), vec![file]).await;
+    let SourceReport::Replay(r) = &report.sources[0] else {
+        panic!("replay report")
+    };
+    assert_eq!((r.normalized.errors, r.bad_records), (0, 0));
+    let total: usize = expected.values().map(std::collections::BTreeMap::len).sum();
+    assert_eq!(total, 10, "the recording holds ten trades");
+    for (pair, recorded) in &expected {
+        let (trades, _) = snapshot(store.as_ref(), Exchange::Kraken, pair).await;
+        assert_eq!(trades.len(), recorded.len(), "{pair}");
+        for t in &trades {
+            assert_eq!(
+                recorded[&t.trade_id.to_string()],
+                t.side.as_str(),
+                "{pair} {}",
+                t.trade_id
+            );
+        }
+    }
+    assert!(
+        store
+            .latest_quote(Exchange::Kraken, &Instrument::parse("XMR-USD").expect("i"))
+            .await
+            .expect("quote")
+            .is_some(),
+        "v1 tickers become quotes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bybit_recording_replays_spot_trades_and_skips_derivatives() {
+    let file = ck_testkit::fixture("cryptofeed/BYBIT.jsonl.zst");
+    // The test's own reading of the spot connection (`BYBIT.ws.3`, /v5/public/spot).
+    let mut expected: std::collections::BTreeMap<String, String> = Default::default();
+    let text = {
+        use std::io::Read as _;
+        let mut s = String::new();
+        zstd::stream::read::Decoder::new(std::fs::File::open(&file).expect("open"))
+            .expect("zstd")
+            .read_to_string(&mut s)
+            .expect("read");
+        s
+    };
+    let spot_conn = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["t"] == "connect" && v["addr"].as_str().is_some_and(|a| a.ends_with("/spot")))
+        .and_then(|v| v["conn"].as_str().map(str::to_owned))
+        .expect("a spot connection");
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["t"] != "recv" || v["conn"] != spot_conn.as_str() {
+            continue;
+        }
+        let Ok(m) = serde_json::from_str::<serde_json::Value>(v["data"].as_str().unwrap_or(""))
+        else {
+            continue;
+        };
+        if m["topic"] != "publicTrade.BTCUSDT" {
+            continue;
+        }
+        for t in m["data"].as_array().into_iter().flatten() {
+            expected.insert(
+                t["i"].as_str().unwrap_or("").to_owned(),
+                t["S"].as_str().unwrap_or("").to_ascii_lowercase(),
+            );
+        }
+    }
+    assert!(expected.len() >= 10, "{}", expected.len());
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, report) = replay(dir.path(), vec![file]).await;
+    let SourceReport::Replay(r) = &report.sources[0] else {
+        panic!("replay report")
+    };
+    assert_eq!((r.normalized.errors, r.bad_records), (0, 0));
+    let (trades, _) = snapshot(store.as_ref(), Exchange::Bybit, "BTC-USDT").await;
+    assert_eq!(trades.len(), expected.len(), "spot trades only, each once");
+    for t in &trades {
+        assert_eq!(expected[&t.trade_id.to_string()], t.side.as_str());
+    }
+}
