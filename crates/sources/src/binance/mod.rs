@@ -7,7 +7,7 @@ mod ws;
 
 pub use rest::{BinanceRest, DEFAULT_REST_URL, MAX_PAGE, native_symbol};
 pub use wire::{BinanceKline, BinanceKlineEvent};
-pub use ws::{BinanceLiveConfig, DEFAULT_WS_URL, run_binance};
+pub use ws::{BinanceLiveConfig, BinanceProtocol, DEFAULT_WS_URL, run_binance};
 
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};

@@ -1,5 +1,8 @@
-//! What every live connector shares: reconnect backoff with jitter, and the
-//! connector status the rest of the program reads.
+//! What every live connector shares: reconnect backoff with jitter, the
+//! connector status the rest of the program reads, and the one WebSocket
+//! connector ([`connector::run_ws`]) driven by a venue's [`connector::WsProtocol`].
+
+pub mod connector;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -97,6 +100,8 @@ pub struct ConnectorSnapshot {
     pub messages: u64,
     /// Reconnects so far.
     pub reconnects: u64,
+    /// Stale instruments resubscribed so far.
+    pub resubscribes: u64,
     /// When the last message arrived.
     pub last_message: Option<Ts>,
     /// The last connection error, if any.
@@ -119,6 +124,7 @@ impl ConnectorStatus {
                 state: ConnectionState::Connecting,
                 messages: 0,
                 reconnects: 0,
+                resubscribes: 0,
                 last_message: None,
                 last_error: None,
             }),
@@ -151,6 +157,10 @@ impl ConnectorStatus {
             s.messages += 1;
             s.last_message = Some(at);
         });
+    }
+
+    pub(crate) fn on_resubscribe(&self) {
+        self.with(|s| s.resubscribes += 1);
     }
 
     pub(crate) fn on_disconnect(&self, error: Option<String>) {

@@ -1,0 +1,305 @@
+//! One WebSocket connector for every venue: what differs (URL, subscribe
+//! messages, pings, where a message names its symbol) is a [`WsProtocol`].
+//!
+//! - Reconnects with exponential backoff and jitter, forever; resubscribes
+//!   everything on each new connection.
+//! - Connection watchdog: no data for `stale_after` ends the connection.
+//! - Instrument watchdog: an instrument silent for `stale_after` while others
+//!   flow is unsubscribed and subscribed again (venues whose data names the
+//!   symbol; see [`WsProtocol::symbol_of`]).
+//! - After a reconnect, when data flows again, every instrument gets an open
+//!   [`Gap`] spanning the window without data, for REST repair.
+//! - Every text frame goes out as a [`RawMessage`] (tape, then parser);
+//!   protocol pongs are not market data and are not forwarded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ck_bus::{Clock, Closed, Event, Origin, RawMessage, Sender};
+use ck_model::{Exchange, Gap, GapState, Instrument, Ts};
+use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Backoff, BackoffPolicy, ConnectionState, ConnectorStatus};
+
+/// How one venue's public WebSocket is spoken.
+pub trait WsProtocol: Send + Sync + std::fmt::Debug {
+    /// The venue.
+    fn exchange(&self) -> Exchange;
+
+    /// The URL to connect to (some venues name the streams in it).
+    fn connect_url(&self, base: &str, _instruments: &[Instrument]) -> String {
+        base.to_owned()
+    }
+
+    /// The messages that subscribe `instruments`, sent on every new connection.
+    fn subscribe(&self, instruments: &[Instrument]) -> Vec<String>;
+
+    /// The messages that drop and renew one instrument's subscription.
+    fn resubscribe(&self, instrument: &Instrument) -> Vec<String>;
+
+    /// An application-level ping and its period, where the venue wants one.
+    fn ping(&self) -> Option<(Duration, String)> {
+        None
+    }
+
+    /// The symbol as the venue writes it in data messages.
+    fn native(&self, instrument: &Instrument) -> String;
+
+    /// The symbol a data message is about; `None` for control messages, or
+    /// venues whose data does not name it (then only the connection
+    /// watchdog runs).
+    fn symbol_of<'a>(&self, text: &'a str) -> Option<&'a str>;
+
+    /// A reply to our ping, not to be forwarded.
+    fn is_pong(&self, _text: &str) -> bool {
+        false
+    }
+
+    /// The venue asks us to reconnect (maintenance, shutdown).
+    fn asks_reconnect(&self, _text: &str) -> bool {
+        false
+    }
+}
+
+/// The text after `"key":"` up to the next quote: a cheap field read for
+/// [`WsProtocol::symbol_of`], no JSON pass.
+#[must_use]
+pub fn string_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let at = text.find(key)? + key.len();
+    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(&rest[..rest.find('"')?])
+}
+
+/// Settings of one live connector.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// WebSocket URL (for Binance, the base without `/stream`).
+    pub ws_url: String,
+    /// The instruments to capture.
+    pub instruments: Vec<Instrument>,
+    /// Reconnect delays.
+    pub backoff: BackoffPolicy,
+    /// A connection or instrument without data for this long is renewed.
+    pub stale_after: Duration,
+    /// REST root for the instrument list and gap repair; `None` runs
+    /// without REST (gaps are recorded and stay open).
+    pub rest_url: Option<String>,
+}
+
+/// Runs until `stop`, sending every text frame to `tx` and reconnect gaps
+/// to `events`. Fails only when a channel closes.
+pub async fn run_ws(
+    protocol: Arc<dyn WsProtocol>,
+    config: LiveConfig,
+    tx: Sender<RawMessage>,
+    events: Sender<Event>,
+    status: Arc<ConnectorStatus>,
+    clock: Arc<dyn Clock>,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Closed> {
+    let exchange = protocol.exchange();
+    let url = protocol.connect_url(&config.ws_url, &config.instruments);
+    let mut backoff = Backoff::new(config.backoff.clone(), clock.now().0.unsigned_abs());
+    tokio::pin!(stop);
+    // The start of the current window without data, once data had flowed.
+    let mut window: Option<Ts> = None;
+    let ctx = Session {
+        protocol: protocol.as_ref(),
+        config: &config,
+        url: &url,
+        tx: &tx,
+        events: &events,
+        status: &status,
+        clock: &clock,
+    };
+    loop {
+        let error = tokio::select! {
+            () = &mut stop => break,
+            result = ctx.run(&mut backoff, &mut window) => result?,
+        };
+        if window.is_none() {
+            window = status.snapshot().last_message;
+        }
+        match &error {
+            Some(e) => tracing::warn!(%exchange, error = %e, "connection lost; reconnecting"),
+            None => tracing::info!(%exchange, "connection closed by the server; reconnecting"),
+        }
+        status.on_disconnect(error);
+        let delay = backoff.next_delay();
+        tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+    status.set_state(ConnectionState::Stopped);
+    Ok(())
+}
+
+struct Session<'a> {
+    protocol: &'a dyn WsProtocol,
+    config: &'a LiveConfig,
+    url: &'a str,
+    tx: &'a Sender<RawMessage>,
+    events: &'a Sender<Event>,
+    status: &'a ConnectorStatus,
+    clock: &'a Arc<dyn Clock>,
+}
+
+impl Session<'_> {
+    /// One connection: returns why it ended (`None` for a clean close).
+    async fn run(
+        &self,
+        backoff: &mut Backoff,
+        window: &mut Option<Ts>,
+    ) -> Result<Option<String>, Closed> {
+        let exchange = self.protocol.exchange();
+        let (mut ws, _) = match tokio_tungstenite::connect_async(self.url).await {
+            Ok(ok) => ok,
+            Err(e) => return Ok(Some(format!("connecting to {}: {e}", self.url))),
+        };
+        for m in self.protocol.subscribe(&self.config.instruments) {
+            if let Err(e) = ws.send(Message::Text(m.into())).await {
+                return Ok(Some(format!("subscribing: {e}")));
+            }
+        }
+        self.status.set_state(ConnectionState::Connected);
+        tracing::info!(%exchange, url = %self.url, "connected and subscribed");
+
+        let stale = self.config.stale_after;
+        let index: HashMap<String, usize> = self
+            .config
+            .instruments
+            .iter()
+            .enumerate()
+            .map(|(i, inst)| (self.protocol.native(inst), i))
+            .collect();
+        let started = Instant::now();
+        let mut seen = vec![started; self.config.instruments.len()];
+        let mut tracked = vec![false; self.config.instruments.len()];
+        let mut last_data = started;
+        let mut watchdog = tokio::time::interval((stale / 4).max(Duration::from_millis(10)));
+        watchdog.tick().await;
+        let (ping_every, ping_text) = self
+            .protocol
+            .ping()
+            .unwrap_or((Duration::from_secs(3600), String::new()));
+        let mut ping = tokio::time::interval(ping_every);
+        ping.tick().await;
+        let mut healthy = false;
+        loop {
+            let next = tokio::select! {
+                next = ws.next() => next,
+                _ = ping.tick(), if !ping_text.is_empty() => {
+                    if let Err(e) = ws.send(Message::Text(ping_text.clone().into())).await {
+                        return Ok(Some(format!("sending ping: {e}")));
+                    }
+                    continue;
+                }
+                _ = watchdog.tick() => {
+                    let now = Instant::now();
+                    if now - last_data >= stale {
+                        return Ok(Some(format!("no data for {stale:?}")));
+                    }
+                    for (i, instrument) in self.config.instruments.iter().enumerate() {
+                        if tracked[i] && now - seen[i] >= stale {
+                            tracing::warn!(%exchange, %instrument, "stream stale; resubscribing");
+                            self.status.on_resubscribe();
+                            seen[i] = now;
+                            for m in self.protocol.resubscribe(instrument) {
+                                if let Err(e) = ws.send(Message::Text(m.into())).await {
+                                    return Ok(Some(format!("resubscribing: {e}")));
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let data = text.as_str();
+                    if self.protocol.is_pong(data) {
+                        continue;
+                    }
+                    let now_i = Instant::now();
+                    last_data = now_i;
+                    if let Some(&i) = self.protocol.symbol_of(data).and_then(|s| index.get(s)) {
+                        seen[i] = now_i;
+                        tracked[i] = true;
+                    }
+                    if !healthy {
+                        // Data flows: the next failure starts the backoff afresh.
+                        backoff.reset();
+                        healthy = true;
+                    }
+                    let now = self.clock.now();
+                    self.status.on_message(now);
+                    if let Some(from) = window.take() {
+                        self.record_window(from, now).await?;
+                    }
+                    let reconnect = self.protocol.asks_reconnect(data);
+                    self.tx
+                        .send(RawMessage {
+                            exchange,
+                            ts_received: now,
+                            origin: Origin::Ws,
+                            data: data.to_owned(),
+                        })
+                        .await?;
+                    if reconnect {
+                        return Ok(Some("the venue asked to reconnect".into()));
+                    }
+                }
+                // Pings are answered by tungstenite as it reads; pongs and
+                // binary frames carry no market data.
+                Some(Ok(
+                    Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_),
+                )) => {}
+                Some(Ok(Message::Close(frame))) => {
+                    return Ok(frame.map(|f| format!("closed by server: {} {}", f.code, f.reason)));
+                }
+                Some(Err(e)) => return Ok(Some(e.to_string())),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Records the window without data as an open gap per instrument.
+    async fn record_window(&self, from: Ts, to: Ts) -> Result<(), Closed> {
+        let exchange = self.protocol.exchange();
+        for instrument in &self.config.instruments {
+            tracing::warn!(%exchange, %instrument, %from, %to, "reconnect window recorded as a gap");
+            self.events
+                .send(Event::Gap(Gap {
+                    exchange,
+                    instrument: instrument.clone(),
+                    from_ts: from,
+                    to_ts: to,
+                    first_missing_id: None,
+                    last_missing_id: None,
+                    state: GapState::Open,
+                    reason: format!("reconnect: no data received between {from} and {to}"),
+                    detected_at: to,
+                }))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_fields_are_read_without_parsing() {
+        let t = r#"{"type":"match","product_id":"BTC-USD","price":"1"}"#;
+        assert_eq!(string_field(t, "\"product_id\""), Some("BTC-USD"));
+        assert_eq!(string_field(t, "\"missing\""), None);
+        assert_eq!(string_field(r#"{"a": "x"}"#, "\"a\""), Some("x"));
+    }
+}
