@@ -21,7 +21,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ck_bus::{Clock, Event, RawMessage, Sender, SystemClock, channel};
 use ck_model::Exchange;
-use ck_sources::binance::{BinanceLiveConfig, run_binance};
+use ck_sources::binance::{BinanceLiveConfig, BinanceProtocol};
+use ck_sources::live::connector::{LiveConfig, WsProtocol, run_ws};
 use ck_sources::live::{ConnectorSnapshot, ConnectorStatus};
 
 use crate::backfill::{BackfillContext, BackfillJob, JobMeter, JobReport, run_jobs};
@@ -50,8 +51,17 @@ pub enum Source {
         /// Pace.
         options: ReplayOptions,
     },
-    /// Live Binance spot capture, until shutdown.
+    /// Live Binance spot capture, until shutdown, with REST (instrument
+    /// list check, gap repair) when the config names a REST root.
     Binance(BinanceLiveConfig),
+    /// Live capture from any venue's WebSocket, until shutdown. Gaps are
+    /// detected and recorded; REST repair covers the venues with history.
+    Live {
+        /// The venue's protocol.
+        protocol: Arc<dyn WsProtocol>,
+        /// URL, instruments, watchdog and backoff.
+        config: LiveConfig,
+    },
     /// REST backfill jobs, run concurrently within the venue's budget.
     Backfill {
         /// The jobs.
@@ -112,7 +122,9 @@ pub async fn run_pipeline(
     wall_clock: Option<Arc<dyn Clock>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<PipelineReport> {
-    let live = sources.iter().any(|s| matches!(s, Source::Binance(_)));
+    let live = sources
+        .iter()
+        .any(|s| matches!(s, Source::Binance(_) | Source::Live { .. }));
     let clock: Option<Arc<dyn Clock>> = if live {
         Some(wall_clock.clone().unwrap_or_else(|| Arc::new(SystemClock)))
     } else {
@@ -128,21 +140,31 @@ pub async fn run_pipeline(
     let mut listings: Vec<RawMessage> = Vec::new();
     let mut gap_seeds = Vec::new();
     for source in &sources {
-        let Source::Binance(config) = source else {
-            continue;
+        let (exchange, config) = match source {
+            Source::Binance(config) => (Exchange::Binance, config),
+            Source::Live { protocol, config } => (protocol.exchange(), config),
+            _ => continue,
         };
+        if !exchange.sequential_trade_ids() {
+            continue;
+        }
         for instrument in &config.instruments {
             if let Some((id, at)) = store
-                .last_trade(Exchange::Binance, instrument)
+                .last_trade(exchange, instrument)
                 .await
                 .ok()
                 .flatten()
                 .as_ref()
                 .and_then(startup_seed)
             {
-                gap_seeds.push((Exchange::Binance, instrument.clone(), id, at));
+                gap_seeds.push((exchange, instrument.clone(), id, at));
             }
         }
+    }
+    for source in &sources {
+        let Source::Binance(config) = source else {
+            continue;
+        };
         let Some(url) = &config.rest_url else {
             continue;
         };
@@ -226,21 +248,13 @@ pub async fn run_pipeline(
         let token = shutdown.clone();
         match (source, &raw_tx) {
             (Source::Binance(config), Some(raw)) => {
-                let raw = raw.clone();
-                let clock = live_clock.clone();
-                source_tasks.push(tracker.spawn(async move {
-                    let status = Arc::new(ConnectorStatus::new(Exchange::Binance));
-                    run_binance(
-                        config,
-                        raw,
-                        tx,
-                        status.clone(),
-                        clock,
-                        token.cancelled_owned(),
-                    )
-                    .await?;
-                    Ok(SourceReport::Live(status.snapshot()))
-                }));
+                let protocol: Arc<dyn WsProtocol> = Arc::new(BinanceProtocol);
+                let (raw, clock) = (raw.clone(), live_clock.clone());
+                source_tasks.push(tracker.spawn(run_live(protocol, config, raw, tx, clock, token)));
+            }
+            (Source::Live { protocol, config }, Some(raw)) => {
+                let (raw, clock) = (raw.clone(), live_clock.clone());
+                source_tasks.push(tracker.spawn(run_live(protocol, config, raw, tx, clock, token)));
             }
             (
                 Source::Backfill {
@@ -328,6 +342,28 @@ pub async fn run_pipeline(
     })
 }
 
+async fn run_live(
+    protocol: Arc<dyn WsProtocol>,
+    config: LiveConfig,
+    raw: Sender<RawMessage>,
+    events: Sender<Event>,
+    clock: Arc<dyn Clock>,
+    token: CancellationToken,
+) -> anyhow::Result<SourceReport> {
+    let status = Arc::new(ConnectorStatus::new(protocol.exchange()));
+    run_ws(
+        protocol,
+        config,
+        raw,
+        events,
+        status.clone(),
+        clock,
+        token.cancelled_owned(),
+    )
+    .await?;
+    Ok(SourceReport::Live(status.snapshot()))
+}
+
 fn run_source(
     source: Source,
     tx: &Sender<Event>,
@@ -338,7 +374,9 @@ fn run_source(
             let stats = replay_blocking(&files, options, tx, &|| token.is_cancelled())?;
             Ok(SourceReport::Replay(stats))
         }
-        Source::Binance(_) => anyhow::bail!("a live source needs the capture stage"),
+        Source::Binance(_) | Source::Live { .. } => {
+            anyhow::bail!("a live source needs the capture stage")
+        }
         Source::Backfill { .. } => anyhow::bail!("a backfill runs as an async task"),
         Source::Import { file, target } => {
             let stats = import_file(&file, &target, |e| tx.blocking_send(e))?;

@@ -4,8 +4,11 @@
 //!
 //! - [`binance::MockBinance`]: combined streams (`/stream?streams=...`),
 //!   `SUBSCRIBE` requests, ping frames, and fault injection (dropping the
-//!   connection after a number of messages).
+//!   connection after a number of messages), REST history, faults.
+//! - [`venue::MockVenue`]: any venue's WebSocket, replaying its recording
+//!   frame by frame after the client subscribes, answering the venue's pings.
 
 #![warn(missing_docs)]
 
 pub mod binance;
+pub mod venue;

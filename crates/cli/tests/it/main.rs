@@ -7,3 +7,4 @@ mod gapfree;
 mod live;
 mod replay;
 mod support;
+mod venues;

@@ -10,6 +10,8 @@
 //! Sample trade update: `[232959,"te",[669899160,1618665870435,0.5,0.077]]`;
 //! snapshot: `[232959,[[669899159,1618665870435,166.391496,0.076989],...]]`.
 
+pub mod ws;
+
 use std::collections::HashMap;
 
 use ck_bus::{Event, Origin, RawMessage};

@@ -4,6 +4,8 @@
 
 mod wire;
 
+pub mod ws;
+
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 

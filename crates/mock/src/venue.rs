@@ -1,0 +1,228 @@
+//! A mock of any venue's WebSocket that replays its recording frame by frame.
+//!
+//! The recordings hold the venue's own side of the conversation, including
+//! its replies to the recorder's subscribe requests, so after the client's
+//! first message (its subscription) the mock plays every recorded frame in
+//! order: the client sees exactly what the venue sent. Around that it speaks
+//! the venue's control protocol: it answers application pings the way the
+//! venue does, sends WebSocket pings, and can drop the connection (a
+//! reconnecting client resumes where the last connection stopped).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ck_bus::{Origin, RawMessage};
+use ck_model::Exchange;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How the venue mock behaves.
+#[derive(Debug, Clone)]
+pub struct VenueOptions {
+    /// Close the first connection after this many frames.
+    pub drop_after: Option<usize>,
+    /// Send a WebSocket ping this often.
+    pub ping_every: Duration,
+}
+
+impl Default for VenueOptions {
+    fn default() -> Self {
+        VenueOptions {
+            drop_after: None,
+            ping_every: Duration::from_secs(20),
+        }
+    }
+}
+
+struct Shared {
+    exchange: Exchange,
+    frames: Vec<String>,
+    cursor: AtomicUsize,
+    connections: AtomicUsize,
+    subscribes: std::sync::Mutex<Vec<String>>,
+    options: VenueOptions,
+}
+
+/// A running venue mock.
+pub struct MockVenue {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl MockVenue {
+    /// Serves the WebSocket frames of `recording` on `127.0.0.1` (any port).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn start(
+        exchange: Exchange,
+        recording: &[RawMessage],
+        options: VenueOptions,
+    ) -> std::io::Result<MockVenue> {
+        let frames = recording
+            .iter()
+            .filter(|m| m.origin == Origin::Ws)
+            .map(|m| m.data.clone())
+            .collect();
+        let shared = Arc::new(Shared {
+            exchange,
+            frames,
+            cursor: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            subscribes: std::sync::Mutex::new(Vec::new()),
+            options,
+        });
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let accept = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let shared = accept.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve(socket, shared).await {
+                        tracing::debug!(error = %e, "mock venue connection ended");
+                    }
+                });
+            }
+        });
+        Ok(MockVenue { addr, shared })
+    }
+
+    /// `ws://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// True once every recorded frame was sent.
+    #[must_use]
+    pub fn finished(&self) -> bool {
+        self.shared.cursor.load(Ordering::SeqCst) >= self.shared.frames.len()
+    }
+
+    /// Frames it holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.shared.frames.len()
+    }
+
+    /// True when the recording had no WebSocket frames.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.shared.frames.is_empty()
+    }
+
+    /// Every subscribe-like message clients sent, in order.
+    #[must_use]
+    pub fn subscribes(&self) -> Vec<String> {
+        self.shared
+            .subscribes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The venue's answer to an application-level ping, if `text` is one.
+fn pong(exchange: Exchange, text: &str) -> Option<String> {
+    let trimmed = text.trim();
+    if trimmed == "ping" {
+        return Some("pong".to_owned()); // OKX
+    }
+    let v: serde_json::Value = serde_json::from_str(trimmed).ok()?;
+    let reply = if v["op"] == "ping" {
+        serde_json::json!({"success": true, "ret_msg": "pong", "conn_id": "mock", "op": "ping"})
+    } else if v["method"] == "ping" {
+        serde_json::json!({"method": "pong", "req_id": v["req_id"]})
+    } else if v["event"] == "ping" {
+        match exchange {
+            Exchange::Bitfinex => serde_json::json!({"event": "pong", "cid": v["cid"]}),
+            _ => serde_json::json!({"event": "pong", "reqid": v["reqid"]}),
+        }
+    } else if v["event"] == "bts:heartbeat" {
+        serde_json::json!({"event": "bts:heartbeat", "channel": "", "data": {"status": "success"}})
+    } else {
+        return None;
+    };
+    Some(reply.to_string())
+}
+
+async fn serve(
+    socket: TcpStream,
+    shared: Arc<Shared>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    // Streams named in the URL (Binance's `/stream?streams=`) are a subscription.
+    let mut subscribed = false;
+    #[expect(
+        clippy::result_large_err,
+        reason = "tungstenite's handshake callback returns its own error type"
+    )]
+    let mut ws = tokio_tungstenite::accept_hdr_async(
+        socket,
+        |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+         resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+            subscribed = req.uri().query().is_some_and(|q| q.contains("streams="));
+            Ok(resp)
+        },
+    )
+    .await?;
+    let index = shared.connections.fetch_add(1, Ordering::SeqCst);
+    let drop_after = if index == 0 {
+        shared.options.drop_after
+    } else {
+        None
+    };
+    let mut ping = tokio::time::interval(shared.options.ping_every);
+    ping.tick().await;
+    let mut sent = 0usize;
+    loop {
+        if drop_after.is_some_and(|n| sent >= n) {
+            return Ok(());
+        }
+        let i = shared.cursor.load(Ordering::SeqCst);
+        let next = shared.frames.get(i).filter(|_| subscribed);
+        tokio::select! {
+            biased;
+            incoming = ws.next() => {
+                match incoming {
+                    Some(Ok(Message::Text(t))) => {
+                        if let Some(reply) = pong(shared.exchange, t.as_str()) {
+                            ws.send(Message::Text(reply.into())).await?;
+                        } else {
+                            shared
+                                .subscribes
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(t.as_str().to_owned());
+                            subscribed = true;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(()),
+                }
+            }
+            _ = ping.tick() => ws.send(Message::Ping(b"mock".to_vec().into())).await?,
+            () = std::future::ready(()), if next.is_some() => {
+                if shared
+                    .cursor
+                    .compare_exchange(i, i + 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                    && let Some(frame) = next
+                {
+                    ws.send(Message::Text(frame.clone().into())).await?;
+                    sent += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Bitfinex v2 WebSocket: `trades` and `ticker` per symbol (`tBTCUSD`).
+//! Data frames carry only a channel id, so only the connection watchdog runs
+//! (Bitfinex sends `hb` heartbeats every 15 s on each channel). A `ping`
+//! event keeps the connection checked both ways.
+
+use std::time::Duration;
+
+use ck_model::{Exchange, Instrument};
+use serde_json::json;
+
+use crate::live::connector::WsProtocol;
+
+/// The public endpoint.
+pub const DEFAULT_WS_URL: &str = "wss://api-pub.bitfinex.com/ws/2";
+
+/// Bitfinex v2 `trades` + `ticker`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BitfinexProtocol;
+
+/// `BTC-USD` as Bitfinex names it: `tBTCUSD` (`tDOGE:USD` for long names).
+#[must_use]
+pub fn native_symbol(instrument: &Instrument) -> String {
+    let (b, q) = (instrument.base(), instrument.quote());
+    if b.len() > 3 || q.len() > 3 {
+        format!("t{b}:{q}")
+    } else {
+        format!("t{b}{q}")
+    }
+}
+
+impl WsProtocol for BitfinexProtocol {
+    fn exchange(&self) -> Exchange {
+        Exchange::Bitfinex
+    }
+
+    fn subscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        instruments
+            .iter()
+            .flat_map(|i| {
+                let symbol = native_symbol(i);
+                ["trades", "ticker"].map(|c| {
+                    json!({"event": "subscribe", "channel": c, "symbol": symbol}).to_string()
+                })
+            })
+            .collect()
+    }
+
+    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
+        // Unsubscribing needs the channel id; a fresh subscribe renews it.
+        self.subscribe(std::slice::from_ref(instrument))
+    }
+
+    fn ping(&self) -> Option<(Duration, String)> {
+        Some((
+            Duration::from_secs(30),
+            json!({"event": "ping", "cid": 1}).to_string(),
+        ))
+    }
+
+    fn is_pong(&self, text: &str) -> bool {
+        text.contains("\"event\":\"pong\"")
+    }
+
+    fn native(&self, instrument: &Instrument) -> String {
+        native_symbol(instrument)
+    }
+
+    fn symbol_of<'a>(&self, _text: &'a str) -> Option<&'a str> {
+        None
+    }
+
+    fn asks_reconnect(&self, text: &str) -> bool {
+        // `{"event":"info","code":20051}`: stop/restart websocket server.
+        text.contains("\"code\":20051")
+    }
+}

@@ -1,0 +1,68 @@
+//! Bitstamp WebSocket v2: `live_trades_<pair>`. The server may ask for a
+//! reconnect (`bts:request_reconnect`); a `bts:heartbeat` checks the link.
+
+use std::time::Duration;
+
+use ck_model::{Exchange, Instrument};
+use serde_json::json;
+
+use crate::live::connector::{WsProtocol, string_field};
+
+/// The public endpoint.
+pub const DEFAULT_WS_URL: &str = "wss://ws.bitstamp.net";
+
+/// Bitstamp `live_trades`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BitstampProtocol;
+
+fn pair(instrument: &Instrument) -> String {
+    format!("{}{}", instrument.base(), instrument.quote()).to_ascii_lowercase()
+}
+
+fn message(event: &str, instrument: &Instrument) -> String {
+    json!({"event": event, "data": {"channel": format!("live_trades_{}", pair(instrument))}})
+        .to_string()
+}
+
+impl WsProtocol for BitstampProtocol {
+    fn exchange(&self) -> Exchange {
+        Exchange::Bitstamp
+    }
+
+    fn subscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        instruments
+            .iter()
+            .map(|i| message("bts:subscribe", i))
+            .collect()
+    }
+
+    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
+        vec![
+            message("bts:unsubscribe", instrument),
+            message("bts:subscribe", instrument),
+        ]
+    }
+
+    fn ping(&self) -> Option<(Duration, String)> {
+        Some((
+            Duration::from_secs(30),
+            json!({"event": "bts:heartbeat"}).to_string(),
+        ))
+    }
+
+    fn is_pong(&self, text: &str) -> bool {
+        text.contains("\"event\":\"bts:heartbeat\"")
+    }
+
+    fn native(&self, instrument: &Instrument) -> String {
+        pair(instrument)
+    }
+
+    fn symbol_of<'a>(&self, text: &'a str) -> Option<&'a str> {
+        string_field(text, "\"channel\"")?.strip_prefix("live_trades_")
+    }
+
+    fn asks_reconnect(&self, text: &str) -> bool {
+        text.contains("bts:request_reconnect")
+    }
+}

@@ -1,0 +1,49 @@
+//! Coinbase Advanced Trade WebSocket: one subscribe per channel
+//! (`market_trades`, `ticker`, and `heartbeats`, without which idle
+//! connections are closed).
+
+use ck_model::{Exchange, Instrument};
+use serde_json::json;
+
+use crate::live::connector::{WsProtocol, string_field};
+
+/// The public market-data feed.
+pub const DEFAULT_WS_URL: &str = "wss://advanced-trade-ws.coinbase.com";
+
+const CHANNELS: [&str; 3] = ["market_trades", "ticker", "heartbeats"];
+
+/// Coinbase Advanced Trade `market_trades` + `ticker`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoinbaseProtocol;
+
+fn messages(kind: &str, ids: &[&str]) -> Vec<String> {
+    CHANNELS
+        .iter()
+        .map(|c| json!({"type": kind, "product_ids": ids, "channel": c}).to_string())
+        .collect()
+}
+
+impl WsProtocol for CoinbaseProtocol {
+    fn exchange(&self) -> Exchange {
+        Exchange::Coinbase
+    }
+
+    fn subscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        let ids: Vec<&str> = instruments.iter().map(Instrument::as_str).collect();
+        messages("subscribe", &ids)
+    }
+
+    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
+        let mut out = messages("unsubscribe", &[instrument.as_str()]);
+        out.extend(messages("subscribe", &[instrument.as_str()]));
+        out
+    }
+
+    fn native(&self, instrument: &Instrument) -> String {
+        instrument.as_str().to_owned()
+    }
+
+    fn symbol_of<'a>(&self, text: &'a str) -> Option<&'a str> {
+        string_field(text, "\"product_id\"")
+    }
+}

@@ -1,0 +1,43 @@
+//! Coinbase Exchange WebSocket: `matches`, `ticker` and `heartbeat` (which
+//! keeps quiet products visibly alive; there is no ping protocol).
+
+use ck_model::{Exchange, Instrument};
+use serde_json::json;
+
+use crate::live::connector::{WsProtocol, string_field};
+
+/// The public feed.
+pub const DEFAULT_WS_URL: &str = "wss://ws-feed.exchange.coinbase.com";
+
+/// Coinbase Exchange `matches` + `ticker`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoinbaseExchangeProtocol;
+
+fn ids(instruments: &[Instrument]) -> Vec<&str> {
+    instruments.iter().map(Instrument::as_str).collect()
+}
+
+impl WsProtocol for CoinbaseExchangeProtocol {
+    fn exchange(&self) -> Exchange {
+        Exchange::CoinbaseExchange
+    }
+
+    fn subscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        vec![json!({"type": "subscribe", "product_ids": ids(instruments), "channels": ["matches", "ticker", "heartbeat"]}).to_string()]
+    }
+
+    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
+        ["unsubscribe", "subscribe"]
+            .iter()
+            .map(|t| json!({"type": t, "product_ids": [instrument.as_str()], "channels": ["matches", "ticker", "heartbeat"]}).to_string())
+            .collect()
+    }
+
+    fn native(&self, instrument: &Instrument) -> String {
+        instrument.as_str().to_owned()
+    }
+
+    fn symbol_of<'a>(&self, text: &'a str) -> Option<&'a str> {
+        string_field(text, "\"product_id\"")
+    }
+}

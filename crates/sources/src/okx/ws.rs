@@ -1,0 +1,55 @@
+//! OKX v5 public WebSocket: `trades` and `tickers`. OKX closes a connection
+//! silent for 30 s; the client sends the text `ping` and gets `pong`.
+
+use std::time::Duration;
+
+use ck_model::{Exchange, Instrument};
+use serde_json::json;
+
+use crate::live::connector::{WsProtocol, string_field};
+
+/// The public endpoint.
+pub const DEFAULT_WS_URL: &str = "wss://ws.okx.com:8443/ws/v5/public";
+
+/// OKX `trades` + `tickers` (spot instrument ids are `BTC-USDT`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OkxProtocol;
+
+fn message(op: &str, instruments: &[Instrument]) -> String {
+    let args: Vec<serde_json::Value> = instruments
+        .iter()
+        .flat_map(|i| ["trades", "tickers"].map(|c| json!({"channel": c, "instId": i.as_str()})))
+        .collect();
+    json!({"op": op, "args": args}).to_string()
+}
+
+impl WsProtocol for OkxProtocol {
+    fn exchange(&self) -> Exchange {
+        Exchange::Okx
+    }
+
+    fn subscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        vec![message("subscribe", instruments)]
+    }
+
+    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
+        let one = std::slice::from_ref(instrument);
+        vec![message("unsubscribe", one), message("subscribe", one)]
+    }
+
+    fn ping(&self) -> Option<(Duration, String)> {
+        Some((Duration::from_secs(25), "ping".to_owned()))
+    }
+
+    fn is_pong(&self, text: &str) -> bool {
+        text == "pong"
+    }
+
+    fn native(&self, instrument: &Instrument) -> String {
+        instrument.as_str().to_owned()
+    }
+
+    fn symbol_of<'a>(&self, text: &'a str) -> Option<&'a str> {
+        string_field(text, "\"instId\"")
+    }
+}
