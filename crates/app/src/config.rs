@@ -205,6 +205,21 @@ pub enum SourceConfig {
         #[serde(default = "default_binance_rest")]
         rest_url: String,
     },
+    /// Live Coinbase Advanced Trade capture (`market_trades`, `ticker`).
+    Coinbase(VenueSourceConfig),
+    /// Live Coinbase Exchange capture (`matches`, `ticker`).
+    #[serde(rename = "coinbase_exchange")]
+    CoinbaseExchange(VenueSourceConfig),
+    /// Live Bitfinex v2 capture (`trades`, `ticker`).
+    Bitfinex(VenueSourceConfig),
+    /// Live Kraken capture (`trade`, `ticker`); `api = "v1"` for WS v1.
+    Kraken(VenueSourceConfig),
+    /// Live Bitstamp capture (`live_trades`).
+    Bitstamp(VenueSourceConfig),
+    /// Live OKX capture (`trades`, `tickers`).
+    Okx(VenueSourceConfig),
+    /// Live Bybit spot capture (`publicTrade`, `orderbook.1`).
+    Bybit(VenueSourceConfig),
     /// Replays recordings (tapes or fixture formats) through the pipeline.
     Replay {
         /// The files, in order.
@@ -213,6 +228,41 @@ pub enum SourceConfig {
         #[serde(default)]
         speed: f64,
     },
+}
+
+/// A live venue other than Binance (which has its own keys for REST).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VenueSourceConfig {
+    /// Instruments, `BASE-QUOTE`.
+    pub instruments: Vec<String>,
+    /// WebSocket URL; the venue's public endpoint if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_url: Option<String>,
+    /// Renew a connection, or resubscribe an instrument, silent this long.
+    #[serde(default = "default_stale_secs")]
+    pub stale_after_secs: u64,
+    /// Kraken only: `v2` (default) or `v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+impl SourceConfig {
+    /// The venue of a live source other than Binance, with its settings.
+    #[must_use]
+    pub fn venue(&self) -> Option<(ck_model::Exchange, &VenueSourceConfig)> {
+        use ck_model::Exchange as E;
+        Some(match self {
+            SourceConfig::Coinbase(v) => (E::Coinbase, v),
+            SourceConfig::CoinbaseExchange(v) => (E::CoinbaseExchange, v),
+            SourceConfig::Bitfinex(v) => (E::Bitfinex, v),
+            SourceConfig::Kraken(v) => (E::Kraken, v),
+            SourceConfig::Bitstamp(v) => (E::Bitstamp, v),
+            SourceConfig::Okx(v) => (E::Okx, v),
+            SourceConfig::Bybit(v) => (E::Bybit, v),
+            SourceConfig::Binance { .. } | SourceConfig::Replay { .. } => return None,
+        })
+    }
 }
 
 fn default_binance_ws() -> String {
@@ -345,6 +395,41 @@ impl AppConfig {
                         return Err(invalid(format!(
                             "sources: ws_url `{ws_url}` must start with ws:// or wss://"
                         )));
+                    }
+                }
+                SourceConfig::Coinbase(_)
+                | SourceConfig::CoinbaseExchange(_)
+                | SourceConfig::Bitfinex(_)
+                | SourceConfig::Kraken(_)
+                | SourceConfig::Bitstamp(_)
+                | SourceConfig::Okx(_)
+                | SourceConfig::Bybit(_) => {
+                    let Some((exchange, v)) = s.venue() else {
+                        continue;
+                    };
+                    if v.instruments.is_empty() {
+                        return Err(invalid(format!(
+                            "a {exchange} source needs at least one instrument"
+                        )));
+                    }
+                    for i in &v.instruments {
+                        ck_model::Instrument::parse(i)
+                            .map_err(|e| invalid(format!("sources: {e}")))?;
+                    }
+                    if let Some(url) = &v.ws_url
+                        && !(url.starts_with("ws://") || url.starts_with("wss://"))
+                    {
+                        return Err(invalid(format!(
+                            "sources: ws_url `{url}` must start with ws:// or wss://"
+                        )));
+                    }
+                    match (exchange, v.api.as_deref()) {
+                        (_, None) | (ck_model::Exchange::Kraken, Some("v1" | "v2")) => {}
+                        (_, Some(api)) => {
+                            return Err(invalid(format!(
+                                "sources: api `{api}` is not known for {exchange} (Kraken takes v1 or v2)"
+                            )));
+                        }
                     }
                 }
                 SourceConfig::Replay { files, speed } => {
@@ -498,6 +583,41 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn every_venue_is_a_source_kind() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        let mut text = String::new();
+        for kind in [
+            "coinbase",
+            "coinbase_exchange",
+            "bitfinex",
+            "bitstamp",
+            "okx",
+            "bybit",
+        ] {
+            text.push_str(&format!(
+                "[[sources]]\nkind = \"{kind}\"\ninstruments = [\"BTC-USD\"]\n\n"
+            ));
+        }
+        text.push_str(
+            "[[sources]]\nkind = \"kraken\"\ninstruments = [\"BTC-USD\"]\napi = \"v1\"\n",
+        );
+        std::fs::write(&path, &text).expect("write");
+        let c = AppConfig::load(Some(&path), env(&[])).expect("valid");
+        let venues: Vec<_> = c
+            .sources
+            .iter()
+            .filter_map(|s| s.venue().map(|v| v.0))
+            .collect();
+        assert_eq!(venues.len(), 7, "{venues:?}");
+        std::fs::write(&path, text.replace("api = \"v1\"", "api = \"v3\"")).expect("write");
+        let err = AppConfig::load(Some(&path), env(&[]))
+            .expect_err("bad api")
+            .to_string();
+        assert!(err.contains("api `v3`"), "{err}");
     }
 
     #[test]

@@ -288,6 +288,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             speed: (*speed > 0.0).then_some(*speed),
                         },
                     },
+                    venue @ (SourceConfig::Coinbase(_)
+                    | SourceConfig::CoinbaseExchange(_)
+                    | SourceConfig::Bitfinex(_)
+                    | SourceConfig::Kraken(_)
+                    | SourceConfig::Bitstamp(_)
+                    | SourceConfig::Okx(_)
+                    | SourceConfig::Bybit(_)) => {
+                        let (exchange, v) = venue
+                            .venue()
+                            .ok_or_else(|| anyhow::anyhow!("not a venue source"))?;
+                        let (protocol, default_url) = ck_sources::live::protocol_for(
+                            exchange,
+                            v.api.as_deref() == Some("v1"),
+                        )
+                        .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
+                        Source::Live {
+                            protocol,
+                            config: ck_sources::live::connector::LiveConfig {
+                                ws_url: v.ws_url.clone().unwrap_or_else(|| default_url.to_owned()),
+                                instruments: v
+                                    .instruments
+                                    .iter()
+                                    .map(|i| Instrument::parse(i))
+                                    .collect::<Result<Vec<_>, _>>()?,
+                                backoff: BackoffPolicy::default(),
+                                stale_after: std::time::Duration::from_secs(
+                                    v.stale_after_secs.max(1),
+                                ),
+                                rest_url: None,
+                            },
+                        }
+                    }
                     SourceConfig::Binance {
                         instruments,
                         ws_url,

@@ -174,36 +174,6 @@ impl ConnectorStatus {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_caps_jitters_and_resets() {
-        let policy = BackoffPolicy {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(800),
-            multiplier: 2.0,
-            jitter: 0.5,
-        };
-        let mut b = Backoff::new(policy, 42);
-        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
-        let ceilings = [100, 200, 400, 800, 800, 800];
-        for (d, c) in delays.iter().zip(ceilings) {
-            assert!(
-                *d <= Duration::from_millis(c) && *d >= Duration::from_millis(c / 2),
-                "{d:?} vs {c}"
-            );
-        }
-        assert!(
-            delays.windows(2).any(|w| w[0] != w[1]),
-            "jitter varies the delays"
-        );
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
-    }
-}
-
 /// The WebSocket protocol and default URL of `exchange`. `kraken_v1` picks
 /// Kraken's v1 API instead of v2.
 #[must_use]
@@ -251,4 +221,34 @@ pub fn protocol_for(
         ),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_jitters_and_resets() {
+        let policy = BackoffPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(800),
+            multiplier: 2.0,
+            jitter: 0.5,
+        };
+        let mut b = Backoff::new(policy, 42);
+        let delays: Vec<Duration> = (0..6).map(|_| b.next_delay()).collect();
+        let ceilings = [100, 200, 400, 800, 800, 800];
+        for (d, c) in delays.iter().zip(ceilings) {
+            assert!(
+                *d <= Duration::from_millis(c) && *d >= Duration::from_millis(c / 2),
+                "{d:?} vs {c}"
+            );
+        }
+        assert!(
+            delays.windows(2).any(|w| w[0] != w[1]),
+            "jitter varies the delays"
+        );
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
 }
