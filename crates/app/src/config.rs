@@ -83,7 +83,8 @@ pub struct StoreConfig {
     pub durability: DurabilityConfig,
     /// Rows per commit, at most.
     pub batch_rows: usize,
-    /// Commit at least this often, in milliseconds.
+    /// Commit at most this many milliseconds after the oldest uncommitted
+    /// event arrived (batches still grow to `batch_rows` under load).
     pub flush_interval_ms: u64,
 }
 
@@ -93,7 +94,7 @@ impl Default for StoreConfig {
             url: String::new(),
             durability: DurabilityConfig::Full,
             batch_rows: 20_000,
-            flush_interval_ms: 500,
+            flush_interval_ms: 50,
         }
     }
 }

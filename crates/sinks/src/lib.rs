@@ -1,8 +1,9 @@
 //! candlekeep sinks: where events leave the pipeline.
 //!
 //! [`StoreWriter`] batches events into [`ck_store::WriteBatch`]es and commits
-//! them. A batch is committed when it is full or when the flush interval
-//! passes, whichever is first. Repeated updates of one candle inside a batch
+//! them. A batch is committed when it is full, or when its oldest event has
+//! waited the flush interval, whichever is first: under load batches grow to
+//! the row limit, and a trickle is committed within the interval. Repeated updates of one candle inside a batch
 //! are coalesced to the newest. A failed commit is retried with backoff,
 //! holding the batch: meanwhile the bounded input fills and the pipeline
 //! waits, so nothing is dropped.
@@ -23,7 +24,7 @@ use ck_store::{Store, WriteBatch, WriteSummary};
 pub struct WriterConfig {
     /// Commit once a batch holds this many rows.
     pub batch_rows: usize,
-    /// Commit at least this often while events arrive.
+    /// Commit at most this long after the oldest uncommitted event arrived.
     pub flush_interval: Duration,
     /// First retry delay after a failed commit; doubles up to `max_backoff`.
     pub initial_backoff: Duration,
@@ -35,7 +36,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
             batch_rows: 20_000,
-            flush_interval: Duration::from_millis(500),
+            flush_interval: Duration::from_millis(50),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
         }
@@ -90,6 +91,12 @@ impl Pending {
     }
 }
 
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    if let Some(t) = deadline {
+        tokio::time::sleep_until(t).await;
+    }
+}
+
 /// Commits pipeline events to a [`Store`].
 pub struct StoreWriter {
     store: Arc<dyn Store>,
@@ -116,25 +123,29 @@ impl StoreWriter {
     pub async fn run(mut self, mut input: Receiver<Event>) -> WriterStats {
         let mut pending = Pending::default();
         let mut buf = Vec::with_capacity(4096);
-        let mut flush = tokio::time::interval(self.config.flush_interval);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When the oldest uncommitted event arrived.
+        let mut oldest: Option<tokio::time::Instant> = None;
         loop {
+            let deadline = oldest.map(|t| t + self.config.flush_interval);
             tokio::select! {
                 n = input.recv_many(&mut buf, 4096) => {
                     if n == 0 {
                         break;
                     }
+                    oldest.get_or_insert_with(tokio::time::Instant::now);
                     for e in buf.drain(..) {
                         pending.push(e);
                     }
                     if pending.batch.len() >= self.config.batch_rows {
                         self.commit(pending.take()).await;
+                        oldest = None;
                     }
                 }
-                _ = flush.tick() => {
+                () = sleep_until(deadline), if deadline.is_some() => {
                     if !pending.batch.is_empty() {
                         self.commit(pending.take()).await;
                     }
+                    oldest = None;
                 }
             }
         }

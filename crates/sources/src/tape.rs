@@ -155,7 +155,8 @@ impl TapeWriter {
             .write(true)
             .open(&path)
             .map_err(io)?;
-        let mut encoder = zstd::stream::write::Encoder::new(BufWriter::new(file), 3).map_err(io)?;
+        // Level 1: live capture must keep up first; tapes still shrink ~8x.
+        let mut encoder = zstd::stream::write::Encoder::new(BufWriter::new(file), 1).map_err(io)?;
         writeln!(encoder, "{TAPE_HEADER} exchange={}", self.exchange).map_err(io)?;
         Ok(OpenDay {
             day,

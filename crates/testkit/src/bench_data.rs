@@ -74,3 +74,42 @@ pub fn repeated_binance_trades(n: usize) -> Vec<Trade> {
         })
         .collect()
 }
+
+/// `n` trades as Binance combined-stream `@trade` messages, spread round-robin
+/// over `symbols` instruments (`BTCUSDT` when 1, else `S000USDT`, `S001USDT`,
+/// …, each with its own contiguous ids), received when recorded (shifted as
+/// in [`repeated_binance_trades`]).
+///
+/// # Panics
+/// Panics if the fixture is missing.
+#[must_use]
+pub fn repeated_binance_trade_messages(n: usize, symbols: usize) -> Vec<RawMessage> {
+    let symbols = symbols.max(1);
+    let names: Vec<String> = if symbols == 1 {
+        vec!["BTCUSDT".to_owned()]
+    } else {
+        (0..symbols).map(|i| format!("S{i:03}USDT")).collect()
+    };
+    repeated_binance_trades(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let symbol = &names[i % symbols];
+            let id = t.trade_id.as_u64().expect("numeric") / symbols as u64;
+            let ms = t.ts_exchange.as_millis();
+            let data = format!(
+                r#"{{"stream":"{}@trade","data":{{"e":"trade","E":{ms},"s":"{symbol}","t":{id},"p":"{}","q":"{}","T":{ms},"m":{},"M":true}}}}"#,
+                symbol.to_ascii_lowercase(),
+                t.price,
+                t.size,
+                t.side == ck_model::Side::Sell
+            );
+            RawMessage {
+                exchange: ck_model::Exchange::Binance,
+                ts_received: t.ts_received,
+                origin: Origin::Ws,
+                data,
+            }
+        })
+        .collect()
+}

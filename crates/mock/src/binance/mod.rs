@@ -16,6 +16,7 @@ use std::time::Duration;
 use ck_bus::{Origin, RawMessage};
 use ck_model::Ts;
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use book::MockTrade;
 use book::{SymbolBook, TradeBook};
@@ -73,10 +74,10 @@ struct StreamMessage {
     stream: String,
     /// Upper-case symbol (`BTCUSDT`).
     symbol: String,
-    /// The first lap's text, already time-shifted.
-    text: String,
-    /// The parsed message, for shifting later laps.
-    value: serde_json::Value,
+    /// The first lap's text, already time-shifted (cheap to clone).
+    text: Utf8Bytes,
+    /// The parsed message, for shifting later laps (kept only when looping).
+    value: Option<serde_json::Value>,
     /// For trade messages: how many trade messages came before it.
     trade_ordinal: Option<u64>,
 }
@@ -127,7 +128,7 @@ impl Shared {
     }
 
     /// The text of message `n` (over all laps).
-    fn text(&self, n: u64) -> Option<String> {
+    fn text(&self, n: u64) -> Option<Utf8Bytes> {
         let len = self.len();
         if len == 0 {
             return None;
@@ -138,7 +139,7 @@ impl Shared {
             return Some(m.text.clone());
         }
         let lap_i = i64::try_from(lap).ok()?;
-        let mut v = m.value.clone();
+        let mut v = m.value.clone()?;
         let data = v.get_mut("data")?.as_object_mut()?;
         let shift = self.shift_ms + lap_i * self.book.time_span_ms;
         for key in ["E", "T"] {
@@ -156,7 +157,7 @@ impl Shared {
                 data.insert(key.to_owned(), (id + lap * span).into());
             }
         }
-        Some(v.to_string())
+        Some(v.to_string().into())
     }
 }
 
@@ -324,7 +325,7 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
                 r.1 = r.1.max(id);
             }
         }
-        let original = value.clone();
+        let original = options.looped.then(|| value.clone());
         if let Some(data) = value.get_mut("data").and_then(|d| d.as_object_mut()) {
             for key in ["E", "T"] {
                 if let Some(t) = data.get(key).and_then(serde_json::Value::as_i64) {
@@ -359,7 +360,7 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
             trade_ordinal,
             ts: m.ts_received,
             stream,
-            text: value.to_string(),
+            text: value.to_string().into(),
             symbol,
             value: original,
         });

@@ -171,14 +171,14 @@ async fn send_next(
     let Some(text) = shared.text(n) else {
         return Ok(true);
     };
-    ws.feed(Message::Text(text.clone().into())).await?;
+    ws.feed(Message::Text(text.clone())).await?;
     conn.sent += 1;
     if let Some(every) = faults.malformed_every
         && every > 0
         && conn.sent.is_multiple_of(every)
     {
         let cut = text.len() / 2;
-        let broken: String = text.chars().take(cut).collect();
+        let broken: String = text.as_str().chars().take(cut).collect();
         ws.feed(Message::Text(broken.into())).await?;
     }
     if let Some((every, pause)) = faults.stall
