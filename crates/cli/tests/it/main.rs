@@ -8,3 +8,4 @@ mod live;
 mod replay;
 mod support;
 mod venues;
+mod watchdog;

@@ -36,6 +36,10 @@ pub struct Faults {
     pub malformed_every: Option<usize>,
     /// After every N messages, stop sending data (pings go on) for a while.
     pub stall: Option<(usize, Duration)>,
+    /// Withhold this stream's messages (`s001usdt@trade`) on every
+    /// connection until the client subscribes to it again: a stale stream,
+    /// for the connector's per-instrument watchdog.
+    pub mute_until_resubscribed: Option<String>,
     /// Answer every Nth REST request with 429 and `Retry-After: 1`.
     pub rest_429_every: Option<usize>,
     /// Delay every REST response by this much.

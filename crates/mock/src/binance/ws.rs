@@ -33,6 +33,8 @@ pub(super) async fn accept(listener: TcpListener, shared: Arc<Shared>) {
 /// What one connection has done, for the per-connection faults.
 struct Connection {
     sent: usize,
+    /// A stream withheld until it is subscribed again.
+    muted: Option<String>,
     drop_at: Option<usize>,
     stall_until: Option<Instant>,
 }
@@ -54,6 +56,7 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
     let faults = &shared.options.faults;
     let mut conn = Connection {
         sent: 0,
+        muted: faults.mute_until_resubscribed.clone(),
         drop_at: match (index, faults.drop_after, faults.drop_every) {
             (0, Some(n), _) => Some(n),
             (_, _, every) => every,
@@ -99,7 +102,12 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
             biased;
             incoming = ws.next() => {
                 match incoming {
-                    Some(Ok(Message::Text(t))) => subscribe(&mut ws, &mut streams, t.as_str()).await?,
+                    Some(Ok(Message::Text(t))) => {
+                        subscribe(&mut ws, &mut streams, t.as_str()).await?;
+                        if conn.muted.as_ref().is_some_and(|m| t.as_str().contains("\"SUBSCRIBE\"") && t.as_str().contains(m.as_str())) {
+                            conn.muted = None;
+                        }
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(e),
                     None => return Ok(()),
@@ -158,7 +166,7 @@ async fn send_next(
     {
         return Ok(true);
     }
-    if !streams.contains(&m.stream) {
+    if !streams.contains(&m.stream) || conn.muted.as_ref() == Some(&m.stream) {
         return Ok(true);
     }
     if let (Some(every), Some(ordinal)) = (faults.skip_every, m.trade_ordinal)

@@ -69,6 +69,10 @@ impl WsProtocol for BitfinexProtocol {
         None
     }
 
+    fn names_symbols(&self) -> bool {
+        false
+    }
+
     fn asks_reconnect(&self, text: &str) -> bool {
         // `{"event":"info","code":20051}`: stop/restart websocket server.
         text.contains("\"code\":20051")

@@ -48,10 +48,14 @@ pub trait WsProtocol: Send + Sync + std::fmt::Debug {
     /// The symbol as the venue writes it in data messages.
     fn native(&self, instrument: &Instrument) -> String;
 
-    /// The symbol a data message is about; `None` for control messages, or
-    /// venues whose data does not name it (then only the connection
-    /// watchdog runs).
+    /// The symbol a data message is about; `None` for control messages.
     fn symbol_of<'a>(&self, text: &'a str) -> Option<&'a str>;
+
+    /// False for venues whose data frames do not name the symbol (then only
+    /// the connection watchdog runs).
+    fn names_symbols(&self) -> bool {
+        true
+    }
 
     /// A reply to our ping, not to be forwarded.
     fn is_pong(&self, _text: &str) -> bool {
@@ -179,7 +183,7 @@ impl Session<'_> {
             .collect();
         let started = Instant::now();
         let mut seen = vec![started; self.config.instruments.len()];
-        let mut tracked = vec![false; self.config.instruments.len()];
+        let per_instrument = self.protocol.names_symbols();
         let mut last_data = started;
         let mut watchdog = tokio::time::interval((stale / 4).max(Duration::from_millis(10)));
         watchdog.tick().await;
@@ -205,7 +209,7 @@ impl Session<'_> {
                         return Ok(Some(format!("no data for {stale:?}")));
                     }
                     for (i, instrument) in self.config.instruments.iter().enumerate() {
-                        if tracked[i] && now - seen[i] >= stale {
+                        if per_instrument && now - seen[i] >= stale {
                             tracing::warn!(%exchange, %instrument, "stream stale; resubscribing");
                             self.status.on_resubscribe();
                             seen[i] = now;
@@ -229,7 +233,6 @@ impl Session<'_> {
                     last_data = now_i;
                     if let Some(&i) = self.protocol.symbol_of(data).and_then(|s| index.get(s)) {
                         seen[i] = now_i;
-                        tracked[i] = true;
                     }
                     if !healthy {
                         // Data flows: the next failure starts the backoff afresh.
