@@ -221,6 +221,17 @@ pub enum SourceConfig {
     Okx(VenueSourceConfig),
     /// Live Bybit spot capture (`publicTrade`, `orderbook.1`).
     Bybit(VenueSourceConfig),
+    /// Best bid/ask polled over REST, at a cadence per instrument (venues or
+    /// pairs without a WebSocket feed). Binance for now.
+    Poll {
+        /// The venue.
+        exchange: ck_model::Exchange,
+        /// Its REST root; the venue's public API if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rest_url: Option<String>,
+        /// What to poll.
+        tickers: Vec<PollTickerConfig>,
+    },
     /// Replays recordings (tapes or fixture formats) through the pipeline.
     Replay {
         /// The files, in order.
@@ -229,6 +240,16 @@ pub enum SourceConfig {
         #[serde(default)]
         speed: f64,
     },
+}
+
+/// One polled instrument.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollTickerConfig {
+    /// `BASE-QUOTE`.
+    pub instrument: String,
+    /// Poll every this many milliseconds.
+    pub every_ms: u64,
 }
 
 /// A live venue other than Binance (which has its own keys for REST).
@@ -261,7 +282,9 @@ impl SourceConfig {
             SourceConfig::Bitstamp(v) => (E::Bitstamp, v),
             SourceConfig::Okx(v) => (E::Okx, v),
             SourceConfig::Bybit(v) => (E::Bybit, v),
-            SourceConfig::Binance { .. } | SourceConfig::Replay { .. } => return None,
+            SourceConfig::Binance { .. }
+            | SourceConfig::Replay { .. }
+            | SourceConfig::Poll { .. } => return None,
         })
     }
 }
@@ -431,6 +454,37 @@ impl AppConfig {
                                 "sources: api `{api}` is not known for {exchange} (Kraken takes v1 or v2)"
                             )));
                         }
+                    }
+                }
+                SourceConfig::Poll {
+                    exchange,
+                    rest_url,
+                    tickers,
+                } => {
+                    if *exchange != ck_model::Exchange::Binance {
+                        return Err(invalid(format!(
+                            "sources: {exchange} cannot be polled yet (binance can)"
+                        )));
+                    }
+                    if tickers.is_empty() {
+                        return Err(invalid("a poll source needs at least one ticker".into()));
+                    }
+                    for t in tickers {
+                        ck_model::Instrument::parse(&t.instrument)
+                            .map_err(|e| invalid(format!("sources: {e}")))?;
+                        if t.every_ms < 10 {
+                            return Err(invalid(format!(
+                                "sources: polling {} every {} ms is too often (10 ms at least)",
+                                t.instrument, t.every_ms
+                            )));
+                        }
+                    }
+                    if let Some(url) = rest_url
+                        && !(url.starts_with("http://") || url.starts_with("https://"))
+                    {
+                        return Err(invalid(format!(
+                            "sources: rest_url `{url}` must start with http:// or https://"
+                        )));
                     }
                 }
                 SourceConfig::Replay { files, speed } => {

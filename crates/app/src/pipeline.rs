@@ -14,6 +14,7 @@
 //! what is left and returns. Tasks still running after the grace period are
 //! aborted and logged by name.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use ck_sinks::{StoreWriter, WriterStats};
 use ck_sources::binance::BinanceRest;
 use ck_sources::history::History;
 use ck_sources::import::{ImportStats, ImportTarget, import_file};
+use ck_sources::poll::{PollStats, PollTarget, run_ticker_poll};
 use ck_sources::replay::{ReplayOptions, ReplayStats, replay_blocking};
 use ck_sources::rest::{RestClient, RestSettings};
 use ck_store::Store;
@@ -62,6 +64,15 @@ pub enum Source {
         /// URL, instruments, watchdog and backoff.
         config: LiveConfig,
     },
+    /// Best bid/ask polled over REST at a cadence per instrument, until shutdown.
+    Poll {
+        /// The venue.
+        exchange: Exchange,
+        /// Its REST root.
+        rest_url: String,
+        /// What to poll, how often.
+        targets: Vec<PollTarget>,
+    },
     /// REST backfill jobs, run concurrently within the venue's budget.
     Backfill {
         /// The jobs.
@@ -89,6 +100,8 @@ pub enum SourceReport {
     Import(ImportStats),
     /// A live connector's final status.
     Live(ConnectorSnapshot),
+    /// A polling source's counts.
+    Poll(PollStats),
     /// Backfill jobs' reports (an error stops only its own job).
     Backfill(Vec<Result<JobReport, String>>),
 }
@@ -122,9 +135,12 @@ pub async fn run_pipeline(
     wall_clock: Option<Arc<dyn Clock>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<PipelineReport> {
-    let live = sources
-        .iter()
-        .any(|s| matches!(s, Source::Binance(_) | Source::Live { .. }));
+    let live = sources.iter().any(|s| {
+        matches!(
+            s,
+            Source::Binance(_) | Source::Live { .. } | Source::Poll { .. }
+        )
+    });
     let clock: Option<Arc<dyn Clock>> = if live {
         Some(wall_clock.clone().unwrap_or_else(|| Arc::new(SystemClock)))
     } else {
@@ -161,6 +177,31 @@ pub async fn run_pipeline(
             }
         }
     }
+    // One REST client, so one rate budget, per exchange.
+    let mut clients: HashMap<Exchange, Arc<RestClient>> = HashMap::new();
+    let mut client_for = |exchange: Exchange, url: &str| -> anyhow::Result<Arc<RestClient>> {
+        if let Some(c) = clients.get(&exchange) {
+            if c.base_url() != url.trim_end_matches('/') {
+                tracing::warn!(%exchange, kept = c.base_url(), ignored = url, "one REST root per exchange; keeping the first");
+            }
+            return Ok(c.clone());
+        }
+        let client = RestClient::new(exchange, RestSettings::new(url))
+            .context("setting up the REST client")?;
+        client.record_failures_to(&ingest_tx);
+        let client = Arc::new(client);
+        clients.insert(exchange, client.clone());
+        Ok(client)
+    };
+    let mut pollers = Vec::new();
+    for source in &sources {
+        if let Source::Poll {
+            exchange, rest_url, ..
+        } = source
+        {
+            pollers.push(client_for(*exchange, rest_url)?);
+        }
+    }
     for source in &sources {
         let Source::Binance(config) = source else {
             continue;
@@ -168,10 +209,7 @@ pub async fn run_pipeline(
         let Some(url) = &config.rest_url else {
             continue;
         };
-        let client = RestClient::new(Exchange::Binance, RestSettings::new(url.clone()))
-            .context("setting up the REST client")?;
-        client.record_failures_to(&ingest_tx);
-        let rest = BinanceRest::new(Arc::new(client));
+        let rest = BinanceRest::new(client_for(Exchange::Binance, url)?);
         match rest.exchange_info().await {
             Ok(info) => {
                 ck_sources::binance::check_listed(&info.data, &config.instruments)
@@ -251,6 +289,15 @@ pub async fn run_pipeline(
                 let protocol: Arc<dyn WsProtocol> = Arc::new(BinanceProtocol);
                 let (raw, clock) = (raw.clone(), live_clock.clone());
                 source_tasks.push(tracker.spawn(run_live(protocol, config, raw, tx, clock, token)));
+            }
+            (Source::Poll { targets, .. }, Some(raw)) => {
+                let client = pollers.remove(0);
+                let raw = raw.clone();
+                source_tasks.push(tracker.spawn(async move {
+                    let stats =
+                        run_ticker_poll(client, targets, raw, token.cancelled_owned()).await;
+                    Ok(SourceReport::Poll(stats))
+                }));
             }
             (Source::Live { protocol, config }, Some(raw)) => {
                 let (raw, clock) = (raw.clone(), live_clock.clone());
@@ -374,7 +421,7 @@ fn run_source(
             let stats = replay_blocking(&files, options, tx, &|| token.is_cancelled())?;
             Ok(SourceReport::Replay(stats))
         }
-        Source::Binance(_) | Source::Live { .. } => {
+        Source::Binance(_) | Source::Live { .. } | Source::Poll { .. } => {
             anyhow::bail!("a live source needs the capture stage")
         }
         Source::Backfill { .. } => anyhow::bail!("a backfill runs as an async task"),

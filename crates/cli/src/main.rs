@@ -320,6 +320,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             },
                         }
                     }
+                    SourceConfig::Poll {
+                        exchange,
+                        rest_url,
+                        tickers,
+                    } => Source::Poll {
+                        exchange: *exchange,
+                        rest_url: rest_url
+                            .clone()
+                            .unwrap_or_else(|| ck_sources::binance::DEFAULT_REST_URL.to_owned()),
+                        targets: tickers
+                            .iter()
+                            .map(|t| {
+                                Ok(ck_sources::poll::PollTarget {
+                                    instrument: Instrument::parse(&t.instrument)?,
+                                    every: std::time::Duration::from_millis(t.every_ms),
+                                })
+                            })
+                            .collect::<Result<Vec<_>, ck_model::InstrumentError>>()?,
+                    },
                     SourceConfig::Binance {
                         instruments,
                         ws_url,
@@ -725,6 +744,12 @@ fn print_report(report: &PipelineReport, started: Instant) {
                 s.reconnects,
                 s.last_message.map_or("never".to_owned(), |t| t.to_string())
             ),
+            SourceReport::Poll(p) => {
+                eprintln!("polled: {} responses", p.responses);
+                for r in &p.refused {
+                    eprintln!("  {r}");
+                }
+            }
             SourceReport::Backfill(jobs) => {
                 for j in jobs {
                     match j {

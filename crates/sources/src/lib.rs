@@ -28,6 +28,7 @@ pub mod live;
 pub mod normalize;
 pub mod okx;
 pub mod parse;
+pub mod poll;
 pub mod recordings;
 pub mod replay;
 pub mod rest;

@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod gapfree;
 mod live;
+mod poll;
 mod replay;
 mod support;
 mod venues;

@@ -86,6 +86,16 @@ struct StreamMessage {
     trade_ordinal: Option<u64>,
 }
 
+impl StreamMessage {
+    /// The message as JSON.
+    fn value_or_text(&self) -> serde_json::Value {
+        match &self.value {
+            Some(v) => v.clone(),
+            None => serde_json::from_str(self.text.as_str()).unwrap_or_default(),
+        }
+    }
+}
+
 struct Shared {
     messages: Vec<StreamMessage>,
     /// The next message to send, over all laps: shared, so a reconnecting

@@ -26,6 +26,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         .route("/api/v3/historicalTrades", get(historical_trades))
         .route("/api/v3/aggTrades", get(agg_trades))
         .route("/api/v3/klines", get(klines))
+        .route("/api/v3/ticker/bookTicker", get(book_ticker))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "mock REST server stopped");
@@ -155,6 +156,41 @@ fn trade_json(t: &MockTrade) -> serde_json::Value {
         "id": t.id, "price": t.price, "qty": t.qty, "quoteQty": quote,
         "time": t.time_ms, "isBuyerMaker": t.buyer_is_maker, "isBestMatch": true,
     })
+}
+
+/// The best bid/ask as of the replay's position: the last `bookTicker`
+/// message sent (or, before any, the first recorded).
+async fn book_ticker(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response {
+    if let Some(r) = gate(&shared).await {
+        return r;
+    }
+    let answer = || -> Result<Response, Refused> {
+        let s = symbol(&shared, &q)?;
+        let cursor = usize::try_from(shared.cursor.load(Ordering::SeqCst)).unwrap_or(usize::MAX);
+        let tickers = shared
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.symbol == s && m.stream.ends_with("@bookTicker"));
+        let mut chosen = None;
+        for (i, m) in tickers {
+            if chosen.is_none() || i < cursor {
+                chosen = Some(m);
+            }
+            if i >= cursor {
+                break;
+            }
+        }
+        let Some(m) = chosen else {
+            return Err(Refused::bad(-1121, "Invalid symbol."));
+        };
+        let d = &m.value_or_text()["data"];
+        Ok(axum::Json(json!({
+            "symbol": s, "bidPrice": d["b"], "bidQty": d["B"], "askPrice": d["a"], "askQty": d["A"],
+        }))
+        .into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
 }
 
 /// One aggregate per trade: the recording has single trades, and an

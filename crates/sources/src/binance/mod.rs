@@ -14,7 +14,8 @@ use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing};
 use wire::{
-    BinanceAggTrade, BinanceBookTicker, BinanceCombined, BinanceExchangeInfo, BinanceTrade,
+    BinanceAggTrade, BinanceBookTicker, BinanceCombined, BinanceExchangeInfo,
+    BinanceRestBookTicker, BinanceTrade,
 };
 
 const EX: Exchange = Exchange::Binance;
@@ -203,6 +204,23 @@ impl Parser for BinanceParser {
         if let Origin::Rest { url } = &msg.origin {
             if url.contains("/exchangeInfo") {
                 return self.exchange_info(&msg.data, out);
+            }
+            if url.contains("/ticker/bookTicker") {
+                // Polled best bid/ask (the REST polling source).
+                let q: BinanceRestBookTicker<'_> =
+                    serde_json::from_str(&msg.data).map_err(json(EX))?;
+                out.push(Event::Quote(Quote {
+                    exchange: EX,
+                    instrument: self.instrument(q.symbol)?,
+                    bid: decimal(EX, "bidPrice", q.bid_price)?,
+                    bid_size: Some(decimal(EX, "bidQty", q.bid_qty)?),
+                    ask: decimal(EX, "askPrice", q.ask_price)?,
+                    ask_size: Some(decimal(EX, "askQty", q.ask_qty)?),
+                    last: None,
+                    ts_exchange: msg.ts_received,
+                    ts_received: msg.ts_received,
+                }));
+                return Ok(Parsed::Events(1));
             }
             return Ok(Parsed::Ignored);
         }

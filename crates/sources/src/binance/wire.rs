@@ -132,6 +132,18 @@ pub struct BinanceKline<'a> {
     pub closed: bool,
 }
 
+/// `GET /api/v3/ticker/bookTicker?symbol=`:
+/// `{"symbol":"BTCUSDT","bidPrice":"61837.62000000","bidQty":"1.2","askPrice":"61837.63000000","askQty":"0.5"}`
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BinanceRestBookTicker<'a> {
+    pub(crate) symbol: &'a str,
+    pub(crate) bid_price: &'a str,
+    pub(crate) bid_qty: &'a str,
+    pub(crate) ask_price: &'a str,
+    pub(crate) ask_qty: &'a str,
+}
+
 /// `GET /api/v3/exchangeInfo`, the parts we read.
 #[derive(Debug, Deserialize)]
 pub(crate) struct BinanceExchangeInfo {
