@@ -165,3 +165,40 @@ async fn binance_capture_survives_a_dropped_connection_and_tapes_everything() {
         "live candles close"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_looped_mock_moves_ids_and_times_on_each_lap() {
+    use futures_util::StreamExt;
+    let recording = ck_testkit::bench_data::repeated_binance_trade_messages(100, 1);
+    let mock = MockBinance::start(
+        &recording,
+        MockOptions {
+            looped: true,
+            ..MockOptions::default()
+        },
+    )
+    .await
+    .expect("mock");
+    let url = format!("{}/stream?streams=btcusdt@trade", mock.ws_url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let mut seen: Vec<(u64, i64)> = Vec::new();
+    while seen.len() < 250 {
+        let Some(Ok(m)) = ws.next().await else {
+            panic!("stream ended")
+        };
+        let Ok(text) = m.to_text() else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+            continue;
+        };
+        seen.push((
+            v["data"]["t"].as_u64().expect("id"),
+            v["data"]["T"].as_i64().expect("time"),
+        ));
+    }
+    assert!(!mock.finished(), "a looped mock never finishes");
+    assert!(
+        seen.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "ids continue contiguously across laps"
+    );
+    assert!(seen.windows(2).all(|w| w[1].1 >= w[0].1), "times never go back");
+}
