@@ -103,3 +103,71 @@ pub fn compare(ours: &[Candle], exchange: &[Candle]) -> VerifyReport {
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ck_model::{CandleState, Exchange, Instrument, Interval};
+
+    fn candle(secs: i64, close: &str, trades: u64) -> Candle {
+        let d = |s: &str| Decimal::parse(s).expect("decimal");
+        Candle {
+            exchange: Exchange::Binance,
+            instrument: Instrument::parse("BTC-USDT").expect("i"),
+            interval: Interval::M1,
+            open_time: Ts::from_secs(secs),
+            open: d("1"),
+            high: d("2"),
+            low: d("1"),
+            close: d(close),
+            volume: d("3"),
+            quote_volume: d("4"),
+            vwap: d("1.5"),
+            taker_buy_volume: d("1"),
+            trades,
+            first_trade_id: None,
+            last_trade_id: None,
+            state: CandleState::Closed,
+        }
+    }
+
+    #[test]
+    fn every_difference_is_reported_and_equal_numbers_are_equal() {
+        let ours = [
+            candle(0, "1.50", 3),
+            candle(60, "2", 3),
+            candle(120, "1", 1),
+        ];
+        let theirs = [
+            candle(0, "1.5", 3),
+            candle(60, "1.9", 4),
+            candle(180, "1", 1),
+        ];
+        let r = compare(&ours, &theirs);
+        assert_eq!((r.compared, r.equal), (2, 1));
+        assert_eq!(
+            r.differences,
+            vec![
+                Difference::Field {
+                    open_time: Ts::from_secs(60),
+                    field: "close",
+                    ours: "2".into(),
+                    exchange: "1.9".into()
+                },
+                Difference::Field {
+                    open_time: Ts::from_secs(60),
+                    field: "trades",
+                    ours: "3".into(),
+                    exchange: "4".into()
+                },
+                Difference::OnlyOurs(Ts::from_secs(120)),
+                Difference::OnlyExchange(Ts::from_secs(180)),
+            ]
+        );
+        assert!(
+            r.differences[0]
+                .to_string()
+                .contains("close: ours 2, exchange 1.9")
+        );
+    }
+}

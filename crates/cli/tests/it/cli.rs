@@ -375,3 +375,102 @@ fn demo_captures_live_from_the_mock_and_stops_cleanly_on_ctrl_c() {
         "today's tape"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_and_verify_from_the_command_line() {
+    use ck_mock::binance::{MockBinance, MockOptions};
+    let recording = crate::support::binance_messages(usize::MAX);
+    let mock = MockBinance::start(&recording, MockOptions::default())
+        .await
+        .expect("mock");
+    let trades = mock.trades("BTCUSDT");
+    let from = ck_model::Ts::from_millis(trades[0].time_ms).to_string();
+    let to = ck_model::Ts::from_millis(trades[trades.len() - 1].time_ms + 1).to_string();
+    let dir = tempfile::tempdir().expect("dir");
+    let rest = mock.rest_url();
+    let args = [
+        "backfill",
+        "--exchange",
+        "binance",
+        "--instrument",
+        "BTC-USDT",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--trades",
+        "--candles",
+        "1m",
+        "--rest-url",
+        &rest,
+    ];
+    let data = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking({
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            candlekeep(&data, &args)
+        }
+    })
+    .await
+    .expect("join");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("trades") && stderr.contains("complete"),
+        "{stderr}"
+    );
+    let again = tokio::task::spawn_blocking({
+        let (data, args): (std::path::PathBuf, Vec<String>) = (
+            dir.path().to_owned(),
+            args.iter().map(|s| (*s).to_owned()).collect(),
+        );
+        move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            candlekeep(&data, &args)
+        }
+    })
+    .await
+    .expect("join");
+    assert!(
+        text(&again.stderr).contains("already complete"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // Our candles are whole only from the first full minute: verify from there.
+    let start = ck_model::Interval::M1
+        .next_start(
+            ck_model::Interval::M1.bucket_start(ck_model::Ts::from_millis(trades[0].time_ms)),
+        )
+        .to_string();
+    let last_full = ck_model::Interval::M1
+        .bucket_start(ck_model::Ts::from_millis(trades[trades.len() - 1].time_ms))
+        .to_string();
+    let verify = candlekeep(
+        dir.path(),
+        &[
+            "verify",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--interval",
+            "1m",
+            "--from",
+            &start,
+            "--to",
+            &last_full,
+        ],
+    );
+    let stderr = text(&verify.stderr);
+    assert!(
+        verify.status.success(),
+        "{stderr}\n{}",
+        text(&verify.stdout)
+    );
+    assert!(
+        stderr.contains("differences") && stderr.contains(" 0 differences"),
+        "{stderr}"
+    );
+}

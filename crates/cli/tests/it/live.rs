@@ -180,7 +180,9 @@ async fn the_looped_mock_moves_ids_and_times_on_each_lap() {
     .await
     .expect("mock");
     let url = format!("{}/stream?streams=btcusdt@trade", mock.ws_url());
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
     let mut seen: Vec<(u64, i64)> = Vec::new();
     while seen.len() < 250 {
         let Some(Ok(m)) = ws.next().await else {
@@ -200,5 +202,8 @@ async fn the_looped_mock_moves_ids_and_times_on_each_lap() {
         seen.windows(2).all(|w| w[1].0 == w[0].0 + 1),
         "ids continue contiguously across laps"
     );
-    assert!(seen.windows(2).all(|w| w[1].1 >= w[0].1), "times never go back");
+    assert!(
+        seen.windows(2).all(|w| w[1].1 >= w[0].1),
+        "times never go back"
+    );
 }
