@@ -168,6 +168,19 @@ impl SymbolMap {
     }
 }
 
+/// Parses one WebSocket frame (received at `Ts(5)`), for parser unit tests.
+#[cfg(test)]
+pub(crate) fn parse_ws(parser: &mut dyn Parser, data: &str) -> Result<Vec<Event>, ParseError> {
+    let msg = RawMessage {
+        exchange: parser.exchange(),
+        ts_received: ck_model::Ts(5),
+        origin: ck_bus::Origin::Ws,
+        data: data.into(),
+    };
+    let mut out = Vec::new();
+    parser.parse(&msg, &mut out).map(|_| out)
+}
+
 /// Maps a decoder error to [`ParseError::Json`] for `exchange`.
 pub(crate) fn json(exchange: Exchange) -> impl Fn(serde_json::Error) -> ParseError {
     move |source| ParseError::Json { exchange, source }

@@ -5,12 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ck_app::pipeline::{Source, run_pipeline};
 use ck_mock::binance::{Faults, MockBinance, MockOptions};
 use ck_model::{Exchange, GapState, Interval, TradeId};
-use ck_sources::binance::BinanceLiveConfig;
-use ck_sources::live::BackoffPolicy;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{
     assert_candles_match, binance_messages, btc, eventually, everything, expected_candles,
@@ -42,21 +38,8 @@ async fn faults_are_repaired_from_rest_to_the_exact_trade_set() {
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
     let store = ck_app::open_store(&settings).expect("store");
-    let source = Source::Binance(BinanceLiveConfig {
-        ws_url: mock.ws_url(),
-        instruments: vec![btc()],
-        backoff: BackoffPolicy {
-            initial: Duration::from_millis(20),
-            ..BackoffPolicy::default()
-        },
-        stale_after: Duration::from_secs(30),
-        rest_url: Some(mock.rest_url()),
-    });
-    let token = CancellationToken::new();
-    let pipeline = tokio::spawn({
-        let (store, token, settings) = (store.clone(), token.clone(), settings.clone());
-        async move { run_pipeline(&settings, store, vec![source], None, token).await }
-    });
+    let source = crate::support::binance_source(&mock, vec![btc()], Duration::from_secs(30), true);
+    let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
 
     let q = everything(btc());
     let expected_len = all_ids.len();

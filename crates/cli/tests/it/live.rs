@@ -6,14 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ck_app::config::AppConfig;
-use ck_app::pipeline::{Source, SourceReport, run_pipeline};
+use ck_app::pipeline::SourceReport;
 use ck_mock::binance::{Faults, MockBinance, MockOptions};
 use ck_model::{Exchange, Instrument, Ts};
-use ck_sources::binance::BinanceLiveConfig;
-use ck_sources::live::BackoffPolicy;
 use ck_sources::recordings::Recording;
 use ck_store::RangeQuery;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binance_capture_survives_a_dropped_connection_and_tapes_everything() {
@@ -52,21 +49,13 @@ async fn binance_capture_survives_a_dropped_connection_and_tapes_everything() {
         .settings()
         .expect("settings");
     let store = ck_app::open_store(&settings).expect("store");
-    let source = Source::Binance(BinanceLiveConfig {
-        ws_url: mock.ws_url(),
-        instruments: vec![Instrument::parse("BTC-USDT").expect("i")],
-        backoff: BackoffPolicy {
-            initial: Duration::from_millis(20),
-            ..BackoffPolicy::default()
-        },
-        stale_after: Duration::from_secs(30),
-        rest_url: Some(mock.rest_url()),
-    });
-    let token = CancellationToken::new();
-    let pipeline = tokio::spawn({
-        let (store, token, settings) = (store.clone(), token.clone(), settings.clone());
-        async move { run_pipeline(&settings, store, vec![source], None, token).await }
-    });
+    let source = crate::support::binance_source(
+        &mock,
+        vec![Instrument::parse("BTC-USDT").expect("i")],
+        Duration::from_secs(30),
+        true,
+    );
+    let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
 
     // Wait (bounded) until every recorded trade is stored, then stop.
     let q = RangeQuery {

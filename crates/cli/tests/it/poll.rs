@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use ck_app::pipeline::{Source, SourceReport, run_pipeline};
+use ck_app::pipeline::{Source, SourceReport};
 use ck_mock::binance::{MockBinance, MockOptions};
 use ck_model::{Exchange, Instrument};
 use ck_sources::poll::PollTarget;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{binance_messages, btc, eventually, everything, settings};
 
@@ -40,11 +39,7 @@ async fn polled_tickers_become_quotes_and_unknown_symbols_are_refused() {
             },
         ],
     };
-    let token = CancellationToken::new();
-    let pipeline = tokio::spawn({
-        let (store, token, settings) = (store.clone(), token.clone(), settings.clone());
-        async move { run_pipeline(&settings, store, vec![source], None, token).await }
-    });
+    let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
     let enough = eventually(Duration::from_secs(30), || {
         let store = store.clone();
         async move {

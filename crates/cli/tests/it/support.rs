@@ -131,3 +131,40 @@ where
     }
     done().await
 }
+
+/// A live Binance source against `mock`, reconnecting quickly; with the
+/// mock's REST (instrument check, gap repair) when `rest`.
+pub(crate) fn binance_source(
+    mock: &ck_mock::binance::MockBinance,
+    instruments: Vec<Instrument>,
+    stale_after: Duration,
+    rest: bool,
+) -> ck_app::pipeline::Source {
+    ck_app::pipeline::Source::Binance(ck_sources::binance::BinanceLiveConfig {
+        ws_url: mock.ws_url(),
+        instruments,
+        backoff: ck_sources::live::BackoffPolicy {
+            initial: Duration::from_millis(20),
+            ..ck_sources::live::BackoffPolicy::default()
+        },
+        stale_after,
+        rest_url: rest.then(|| mock.rest_url()),
+    })
+}
+
+/// Runs the pipeline with `source` in the background until the token is cancelled.
+pub(crate) fn spawn_pipeline(
+    settings: &Settings,
+    store: &std::sync::Arc<dyn Store>,
+    source: ck_app::pipeline::Source,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<ck_app::pipeline::PipelineReport>>,
+) {
+    let token = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn({
+        let (store, token, settings) = (store.clone(), token.clone(), settings.clone());
+        async move { ck_app::pipeline::run_pipeline(&settings, store, vec![source], None, token).await }
+    });
+    (token, handle)
+}

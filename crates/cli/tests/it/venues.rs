@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ck_app::pipeline::{Source, SourceReport, run_pipeline};
+use ck_app::pipeline::{Source, SourceReport};
 use ck_bus::{Event, Origin, RawMessage};
 use ck_mock::venue::{MockVenue, VenueOptions};
 use ck_model::{Exchange, Instrument, Ts};
@@ -15,12 +15,31 @@ use ck_sources::live::connector::LiveConfig;
 use ck_sources::normalize::Normalizer;
 use ck_sources::recordings::Recording;
 use ck_store::RangeQuery;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{eventually, settings};
 
 type TradeKey = (String, String, String, String, String);
 type QuoteKey = (String, String, String);
+
+/// What must match of a trade: instrument, id, price, size and side.
+fn trade_key(t: &ck_model::Trade) -> TradeKey {
+    (
+        t.instrument.to_string(),
+        t.trade_id.to_string(),
+        t.price.normalize().to_string(),
+        t.size.normalize().to_string(),
+        t.side.as_str().to_owned(),
+    )
+}
+
+/// What must match of a quote: instrument, bid and ask.
+fn quote_key(q: &ck_model::Quote) -> QuoteKey {
+    (
+        q.instrument.to_string(),
+        q.bid.to_string(),
+        q.ask.to_string(),
+    )
+}
 
 /// What the recording's WebSocket frames contain, by the venue's parser.
 fn recorded(messages: &[RawMessage]) -> (BTreeMap<TradeKey, usize>, BTreeMap<QuoteKey, usize>) {
@@ -33,21 +52,11 @@ fn recorded(messages: &[RawMessage]) -> (BTreeMap<TradeKey, usize>, BTreeMap<Quo
     for e in out {
         match e {
             Event::Trade(t) => {
-                let key = (
-                    t.instrument.to_string(),
-                    t.trade_id.to_string(),
-                    t.price.normalize().to_string(),
-                    t.size.normalize().to_string(),
-                    t.side.as_str().to_owned(),
-                );
+                let key = trade_key(&t);
                 *trades.entry(key).or_insert(0) += 1;
             }
             Event::Quote(q) => {
-                let key = (
-                    q.instrument.to_string(),
-                    q.bid.to_string(),
-                    q.ask.to_string(),
-                );
+                let key = quote_key(&q);
                 *quotes.entry(key).or_insert(0) += 1;
             }
             _ => {}
@@ -110,11 +119,7 @@ async fn live_capture_equals_recording(exchange: Exchange, fixture: &str, kraken
             rest_url: None,
         },
     };
-    let token = CancellationToken::new();
-    let pipeline = tokio::spawn({
-        let (store, token, settings) = (store.clone(), token.clone(), settings.clone());
-        async move { run_pipeline(&settings, store, vec![source], None, token).await }
-    });
+    let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
     let expected_trades: usize = trades.len();
     let done = eventually(Duration::from_secs(60), || {
         let (store, mock) = (store.clone(), &mock);
@@ -151,21 +156,11 @@ async fn live_capture_equals_recording(exchange: Exchange, fixture: &str, kraken
     let mut got_quotes = BTreeMap::new();
     for i in &instruments {
         for t in store.trades(&all(exchange, i)).await.expect("trades") {
-            let key = (
-                t.instrument.to_string(),
-                t.trade_id.to_string(),
-                t.price.normalize().to_string(),
-                t.size.normalize().to_string(),
-                t.side.as_str().to_owned(),
-            );
+            let key = trade_key(&t);
             *got_trades.entry(key).or_insert(0) += 1;
         }
         for q in store.quotes(&all(exchange, i)).await.expect("quotes") {
-            let key = (
-                q.instrument.to_string(),
-                q.bid.to_string(),
-                q.ask.to_string(),
-            );
+            let key = quote_key(&q);
             *got_quotes.entry(key).or_insert(0) += 1;
         }
     }

@@ -4,14 +4,12 @@
 
 use std::time::Duration;
 
-use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
+use ck_app::pipeline::{PipelineReport, SourceReport};
 use ck_mock::binance::{Faults, MockBinance, MockOptions};
 use ck_model::Instrument;
-use ck_sources::binance::BinanceLiveConfig;
-use ck_sources::live::{BackoffPolicy, ConnectorSnapshot};
+use ck_sources::live::ConnectorSnapshot;
 use ck_store::Store;
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{eventually, everything, settings};
 
@@ -24,21 +22,8 @@ async fn capture(
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
     let store = ck_app::open_store(&settings).expect("store");
-    let source = Source::Binance(BinanceLiveConfig {
-        ws_url: mock.ws_url(),
-        instruments,
-        backoff: BackoffPolicy {
-            initial: Duration::from_millis(20),
-            ..BackoffPolicy::default()
-        },
-        stale_after,
-        rest_url: None,
-    });
-    let token = CancellationToken::new();
-    let pipeline = tokio::spawn({
-        let (store, token, settings) = (store.clone(), token.clone(), settings.clone());
-        async move { run_pipeline(&settings, store, vec![source], None, token).await }
-    });
+    let source = crate::support::binance_source(mock, instruments, stale_after, false);
+    let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
     let done = eventually(Duration::from_secs(60), || until(store.clone())).await;
     token.cancel();
     let report = pipeline.await.expect("join").expect("pipeline");

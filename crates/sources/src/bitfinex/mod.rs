@@ -210,14 +210,7 @@ mod tests {
     use super::*;
 
     fn feed(p: &mut BitfinexParser, data: &str) -> Result<Vec<Event>, ParseError> {
-        let msg = RawMessage {
-            exchange: EX,
-            ts_received: Ts(5),
-            origin: Origin::Ws,
-            data: data.into(),
-        };
-        let mut out = Vec::new();
-        p.parse(&msg, &mut out).map(|_| out)
+        crate::parse::parse_ws(p, data)
     }
 
     #[test]

@@ -203,15 +203,7 @@ mod tests {
     use super::*;
 
     fn parse(data: &str) -> Result<Vec<Event>, ParseError> {
-        let msg = RawMessage {
-            exchange: EX,
-            ts_received: Ts(5),
-            origin: Origin::Ws,
-            data: data.into(),
-        };
-        let mut out = Vec::new();
-        BybitParser::new().parse(&msg, &mut out)?;
-        Ok(out)
+        crate::parse::parse_ws(&mut BybitParser::new(), data)
     }
 
     #[test]
