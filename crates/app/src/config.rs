@@ -318,6 +318,9 @@ pub struct Settings {
     pub tick: std::time::Duration,
     /// The rest, as configured.
     pub config: AppConfig,
+    /// The live connectors of this application (the pipeline registers
+    /// them; the API shows them). Clones of the settings share it.
+    pub connectors: std::sync::Arc<ck_sources::live::ConnectorRegistry>,
 }
 
 impl AppConfig {
@@ -531,6 +534,7 @@ impl AppConfig {
             },
             tick: std::time::Duration::from_millis(self.candles.tick_ms.max(10)),
             config: self.clone(),
+            connectors: std::sync::Arc::default(),
         })
     }
 

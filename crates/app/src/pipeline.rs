@@ -288,7 +288,15 @@ pub async fn run_pipeline(
             (Source::Binance(config), Some(raw)) => {
                 let protocol: Arc<dyn WsProtocol> = Arc::new(BinanceProtocol);
                 let (raw, clock) = (raw.clone(), live_clock.clone());
-                source_tasks.push(tracker.spawn(run_live(protocol, config, raw, tx, clock, token)));
+                source_tasks.push(tracker.spawn(run_live(
+                    protocol,
+                    config,
+                    raw,
+                    tx,
+                    clock,
+                    token,
+                    settings.connectors.clone(),
+                )));
             }
             (Source::Poll { targets, .. }, Some(raw)) => {
                 let client = pollers.remove(0);
@@ -301,7 +309,15 @@ pub async fn run_pipeline(
             }
             (Source::Live { protocol, config }, Some(raw)) => {
                 let (raw, clock) = (raw.clone(), live_clock.clone());
-                source_tasks.push(tracker.spawn(run_live(protocol, config, raw, tx, clock, token)));
+                source_tasks.push(tracker.spawn(run_live(
+                    protocol,
+                    config,
+                    raw,
+                    tx,
+                    clock,
+                    token,
+                    settings.connectors.clone(),
+                )));
             }
             (
                 Source::Backfill {
@@ -396,8 +412,10 @@ async fn run_live(
     events: Sender<Event>,
     clock: Arc<dyn Clock>,
     token: CancellationToken,
+    registry: Arc<ck_sources::live::ConnectorRegistry>,
 ) -> anyhow::Result<SourceReport> {
     let status = Arc::new(ConnectorStatus::new(protocol.exchange()));
+    registry.register(status.clone());
     run_ws(
         protocol,
         config,

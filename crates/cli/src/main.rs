@@ -37,8 +37,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the pipeline from the configuration until Ctrl-C.
-    Run,
+    /// Run the pipeline from the configuration until Ctrl-C, serving the
+    /// API (`/api/v1`, `/health`, `/metrics`) meanwhile.
+    Run {
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: std::net::SocketAddr,
+    },
     /// Print the effective configuration (file plus environment), as TOML.
     Config,
     /// Feed recordings through the same parsers and pipeline as live capture.
@@ -140,6 +145,9 @@ enum Command {
         /// Pace relative to the recording (1 = real time).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: std::net::SocketAddr,
     },
     /// Show the most recent ingest errors (bad input that was skipped).
     Errors {
@@ -277,7 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.to_toml()?);
             Ok(())
         }
-        Command::Run => {
+        Command::Run { listen } => {
             let store = ck_app::open_store(&settings)?;
             let mut sources = Vec::new();
             for s in &config.sources {
@@ -372,11 +380,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ctrl_c.cancel();
                 }
             });
+            let api = start_api(listen, &settings, &store, &token).await?;
             // The pipeline uses the system clock for live sources only: replayed
             // data closes its candles on its own exchange time.
             let started = Instant::now();
-            let report = run_pipeline(&settings, store, sources, None, token).await?;
-            print_report(&report, started);
+            let report = run_pipeline(&settings, store, sources, None, token.clone()).await;
+            token.cancel();
+            api.await.ok();
+            print_report(&report?, started);
             Ok(())
         }
         Command::Replay { files, speed } => {
@@ -474,7 +485,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = ck_app::open_store(&settings)?;
             output::gaps(&store.gaps(exchange, instrument.as_ref(), limit).await?)
         }
-        Command::Demo { recording, speed } => {
+        Command::Demo {
+            recording,
+            speed,
+            listen,
+        } => {
             anyhow::ensure!(
                 speed.is_finite() && speed > 0.0,
                 "--speed must be a positive number, got {speed}"
@@ -505,9 +520,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ctrl_c.cancel();
                 }
             });
+            let api = start_api(listen, &settings, &store, &token).await?;
             let started = Instant::now();
-            let report = run_pipeline(&settings, store, vec![source], None, token).await?;
-            print_report(&report, started);
+            let report = run_pipeline(&settings, store, vec![source], None, token.clone()).await;
+            token.cancel();
+            api.await.ok();
+            print_report(&report?, started);
             Ok(())
         }
         Command::Errors { limit } => {
@@ -599,6 +617,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Binds the API on `listen` and serves it until `token` is cancelled.
+async fn start_api(
+    listen: std::net::SocketAddr,
+    settings: &ck_app::config::Settings,
+    store: &std::sync::Arc<dyn ck_store::Store>,
+    token: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!("the API cannot listen on {listen}: {e} (use --listen ADDR)")
+    })?;
+    let addr = listener.local_addr()?;
+    eprintln!("API on http://{addr} (docs at /api/docs)");
+    let state = ck_api::ApiState {
+        store: store.clone(),
+        connectors: settings.connectors.clone(),
+    };
+    let stop = token.clone().cancelled_owned();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = ck_api::serve(listener, state, stop).await {
+            tracing::error!(error = %e, "API server failed");
+        }
+    }))
 }
 
 /// The REST root of the first configured source of that venue.

@@ -124,7 +124,7 @@ pub(crate) fn quotes(quotes: &[Quote], as_csv: bool) -> anyhow::Result<()> {
 struct InstrumentRow<'a> {
     exchange: ck_model::Exchange,
     instrument: &'a ck_model::Instrument,
-    native_symbol: &'a str,
+    native_symbol: String,
     status: Option<&'a str>,
     last_trade_time: Option<ck_model::Ts>,
 }
@@ -135,7 +135,11 @@ pub(crate) fn instruments(list: &[StoredInstrument]) -> anyhow::Result<()> {
         .map(|i| InstrumentRow {
             exchange: i.info.exchange,
             instrument: &i.info.instrument,
-            native_symbol: &i.info.native_symbol,
+            native_symbol: if i.info.native_symbol.is_empty() {
+                ck_sources::parse::native_symbol(i.info.exchange, &i.info.instrument)
+            } else {
+                i.info.native_symbol.clone()
+            },
             status: i.info.status.as_deref(),
             last_trade_time: i.last_trade_time,
         })

@@ -3,6 +3,7 @@
 use crate::{Decimal, Exchange, Instrument, Interval, TradeId, Ts};
 
 /// Where a candle is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CandleState {
@@ -96,6 +97,7 @@ impl Candle {
 /// A candle as the CLI and the API print it: the fields users asked for, with
 /// decimals as strings and times in RFC 3339. CSV output has these columns,
 /// in this order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CandleRecord {
     /// Start of the interval, RFC 3339.

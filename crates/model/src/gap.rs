@@ -3,6 +3,7 @@
 use crate::{Exchange, Instrument, Ts};
 
 /// Where a gap stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GapState {
@@ -39,6 +40,7 @@ impl GapState {
 
 /// Missing trades of one instrument: the ids (where ids are sequential) and
 /// the time span between the trades seen on either side.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Gap {
     /// The venue.

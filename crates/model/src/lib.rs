@@ -22,3 +22,84 @@ pub use instrument::{Exchange, Instrument, InstrumentError, InstrumentInfo, norm
 pub use interval::{Interval, IntervalError};
 pub use time::{NANOS_PER_SEC, Ts, TsError};
 pub use trade::{Quote, Side, Trade, TradeId};
+
+#[cfg(feature = "openapi")]
+mod openapi {
+    //! Decimals and times are strings on the wire: exact decimal text and
+    //! RFC 3339 UTC.
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+    use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
+
+    fn string(description: &str, example: &str, format: Option<SchemaFormat>) -> RefOr<Schema> {
+        let mut b = ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .description(Some(description))
+            .examples([serde_json::Value::String(example.to_owned())]);
+        if let Some(f) = format {
+            b = b.format(Some(f));
+        }
+        RefOr::T(Schema::Object(b.build()))
+    }
+
+    macro_rules! string_schema {
+        ($t:ty, $description:expr, $example:expr) => {
+            impl utoipa::PartialSchema for $t {
+                fn schema() -> RefOr<Schema> {
+                    string($description, $example, None)
+                }
+            }
+            impl utoipa::ToSchema for $t {}
+        };
+    }
+
+    string_schema!(
+        crate::Decimal,
+        "An exact decimal, as the exchange wrote it.",
+        "61837.63000000"
+    );
+    string_schema!(
+        crate::Exchange,
+        "An exchange: binance, coinbase-exchange, coinbase, bitfinex, kraken, bitstamp, okx, bybit.",
+        "binance"
+    );
+    string_schema!(crate::Instrument, "An instrument, BASE-QUOTE.", "BTC-USDT");
+    string_schema!(
+        crate::Interval,
+        "A candle interval: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w 1M.",
+        "1m"
+    );
+    string_schema!(crate::Side, "The taker's side: buy or sell.", "buy");
+
+    impl utoipa::PartialSchema for crate::Ts {
+        fn schema() -> RefOr<Schema> {
+            string(
+                "A time, RFC 3339 in UTC with up to nanoseconds.",
+                "2024-08-08T23:54:00Z",
+                Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)),
+            )
+        }
+    }
+    impl utoipa::ToSchema for crate::Ts {}
+
+    impl utoipa::PartialSchema for crate::TradeId {
+        fn schema() -> RefOr<Schema> {
+            use utoipa::openapi::schema::OneOfBuilder;
+            let int = ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Integer))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(0))
+                .build();
+            let text = ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .build();
+            RefOr::T(Schema::OneOf(
+                OneOfBuilder::new()
+                    .item(int)
+                    .item(text)
+                    .description(Some("A trade id: a number, or the venue's string id."))
+                    .build(),
+            ))
+        }
+    }
+    impl utoipa::ToSchema for crate::TradeId {}
+}

@@ -157,7 +157,7 @@ pub struct RangeQuery {
 /// An instrument the store knows, with its latest data time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredInstrument {
-    /// The listing.
+    /// The listing (`native_symbol` is empty when the venue's list never arrived).
     pub info: InstrumentInfo,
     /// Exchange time of the newest stored trade.
     pub last_trade_time: Option<Ts>,

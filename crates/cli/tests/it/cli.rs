@@ -14,6 +14,20 @@ fn candlekeep(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run candlekeep")
 }
 
+/// A plain HTTP/1.1 GET on loopback; the whole response as text.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the API");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -287,7 +301,13 @@ fn run_replays_the_configured_sources_into_the_store() {
     .expect("write config");
     let out = candlekeep(
         dir.path(),
-        &["--config", config.to_str().expect("utf8"), "run"],
+        &[
+            "--config",
+            config.to_str().expect("utf8"),
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = candlekeep(
@@ -323,6 +343,8 @@ fn demo_captures_live_from_the_mock_and_stops_cleanly_on_ctrl_c() {
             "--log",
             "warn",
             "demo",
+            "--listen",
+            "127.0.0.1:0",
             "--speed",
             "100",
             "--recording",
@@ -332,6 +354,30 @@ fn demo_captures_live_from_the_mock_and_stops_cleanly_on_ctrl_c() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start demo");
+    let mut child = child;
+    // stderr, line by line, on a thread: the API's address comes first.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines_tx.send(line);
+        }
+        all
+    });
+    let api = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("API on http://")
+                .map(|a| a.split_whitespace().next().unwrap_or("").to_owned())
+        })
+        .expect("the API address is printed");
     // Bounded wait for live trades to reach the store.
     let mut stored = 0;
     for _ in 0..200 {
@@ -355,18 +401,30 @@ fn demo_captures_live_from_the_mock_and_stops_cleanly_on_ctrl_c() {
             }
         }
     }
+    // The API serves the running connector and the stored instrument.
+    let connectors = http_get(&api, "/api/v1/connectors");
+    assert!(
+        connectors.contains("\"exchange\":\"binance\"")
+            && connectors.contains("\"state\":\"connected\""),
+        "{connectors}"
+    );
+    let health = http_get(&api, "/health");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.contains("\"connected\":1"),
+        "{health}"
+    );
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success());
-    let out = child.wait_with_output().expect("demo exits");
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status = child.wait().expect("demo exits");
+    let stderr = reader.join().expect("stderr reader");
+    assert!(status.success(), "{stderr}");
     assert!(stored > 100, "live trades reached the store: {stored}");
     assert!(
-        text(&out.stderr).contains("binance:"),
-        "the connector reports: {}",
-        text(&out.stderr)
+        stderr.contains("binance:"),
+        "the connector reports: {stderr}"
     );
     let tapes = dir.path().join("tapes").join("binance");
     assert_eq!(

@@ -29,7 +29,7 @@ fn start(config: &Path, data: &Path) -> Running {
         Command::new(env!("CARGO_BIN_EXE_candlekeep"))
             .arg("--config")
             .arg(config)
-            .arg("run")
+            .args(["run", "--listen", "127.0.0.1:0"])
             .env("CANDLEKEEP_DATA_DIR", data)
             .env("CANDLEKEEP_LOG", "warn")
             .stdout(Stdio::null())

@@ -174,6 +174,33 @@ impl ConnectorStatus {
     }
 }
 
+/// Every connector of a running application, for status output and the API.
+#[derive(Debug, Default)]
+pub struct ConnectorRegistry {
+    inner: Mutex<Vec<std::sync::Arc<ConnectorStatus>>>,
+}
+
+impl ConnectorRegistry {
+    /// Adds a connector's status.
+    pub fn register(&self, status: std::sync::Arc<ConnectorStatus>) {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(status);
+    }
+
+    /// The state of every registered connector, in registration order.
+    #[must_use]
+    pub fn snapshots(&self) -> Vec<ConnectorSnapshot> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|s| s.snapshot())
+            .collect()
+    }
+}
+
 /// The WebSocket protocol and default URL of `exchange`. `kraken_v1` picks
 /// Kraken's v1 API instead of v2.
 #[must_use]

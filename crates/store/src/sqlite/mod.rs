@@ -605,7 +605,7 @@ impl Store for SqliteStore {
                         Ok(StoredInstrument {
                             info: ck_model::InstrumentInfo {
                                 exchange,
-                                native_symbol: native.unwrap_or_else(|| instrument.to_string()),
+                                native_symbol: native.unwrap_or_default(),
                                 instrument,
                                 status,
                             },

@@ -1,0 +1,71 @@
+//! Every error is JSON: `{"error": {"status": 400, "message": "…"}}`. A
+//! client mistake is a 4xx naming what was wrong; a server failure is a 500
+//! that says only that it failed (the cause is logged, never sent).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API error.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A bad parameter or body.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing there.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] ck_store::Error),
+}
+
+/// The error body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The error itself.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The HTTP status.
+    pub status: u16,
+    /// A message for people.
+    pub message: String,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The JSON error response for `status` and `message`.
+pub(crate) fn error_response(status: StatusCode, message: String) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            status: status.as_u16(),
+            message,
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+            "internal error; the server log has the details".to_owned()
+        } else {
+            self.to_string()
+        };
+        error_response(status, message)
+    }
+}

@@ -1,0 +1,128 @@
+//! candlekeep's HTTP API, served by `candlekeep run` on one port:
+//!
+//! - REST under `/api/v1`: reference lists ([`status`]), market data
+//!   ([`market`]), completeness and connectors;
+//! - `/health` and `/metrics` (Prometheus text);
+//! - the OpenAPI document at `/api/openapi.json`, generated from the
+//!   handlers' annotations, and a readable page of it at `/api/docs`.
+//!
+//! Every error is JSON ([`error::ApiError`]).
+
+#![warn(missing_docs)]
+
+pub mod error;
+mod market;
+mod params;
+mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use ck_sources::live::ConnectorRegistry;
+use ck_store::Store;
+use utoipa::OpenApi;
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The live connectors of this process.
+    pub connectors: Arc<ConnectorRegistry>,
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "candlekeep",
+        description = "Gap-free crypto market data: trades, quotes and exact candles. Decimals are exact strings; times are RFC 3339 UTC; ranges are half-open [from, to).",
+    ),
+    paths(
+        status::exchanges,
+        status::instruments,
+        market::candles,
+        market::latest_candle,
+        market::trades,
+        market::tickers,
+        market::prices,
+        status::completeness,
+        status::connectors,
+        status::health,
+        status::metrics,
+    ),
+    components(schemas(
+        error::ErrorBody,
+        error::ErrorDetail,
+        ck_model::CandleRecord,
+        ck_model::Gap
+    ))
+)]
+pub struct ApiDoc;
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/exchanges", get(status::exchanges))
+        .route("/api/v1/instruments", get(status::instruments))
+        .route("/api/v1/candles", get(market::candles))
+        .route("/api/v1/candles/latest", get(market::latest_candle))
+        .route("/api/v1/trades", get(market::trades))
+        .route("/api/v1/tickers", get(market::tickers))
+        .route("/api/v1/prices", get(market::prices))
+        .route("/api/v1/completeness", get(status::completeness))
+        .route("/api/v1/connectors", get(status::connectors))
+        .route("/health", get(status::health))
+        .route("/metrics", get(status::metrics))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/docs", get(docs))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+async fn openapi() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the OpenAPI document");
+            error::error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+        }
+    }
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error::error_response(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint `{}`; see /api/docs", uri.path()),
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error::error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint".into(),
+    )
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

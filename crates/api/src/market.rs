@@ -1,0 +1,485 @@
+//! Market data: candles (JSON or CSV, cursor pages, latest, by time),
+//! trades, tickers and price history.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use ck_model::{Candle, CandleRecord, Decimal, Exchange, Instrument, Interval, Side, TradeId, Ts};
+use ck_store::{CandleSource, RangeQuery};
+use serde::Serialize;
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::params::{self, Query};
+
+/// The query string, with a JSON error if it cannot be read.
+pub(crate) struct Params(pub(crate) Query);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<Query>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::BadRequest(format!("query string: {}", e.body_text())))
+    }
+}
+
+/// A page of rows, with the cursor of the next page in `X-Next-Cursor` (and
+/// a `Link: rel="next"` header) when there is more.
+fn page<T: Serialize>(
+    rows: &[T],
+    columns: &[&str],
+    as_csv: bool,
+    next: Option<String>,
+    path: &str,
+    q: &Query,
+) -> Result<Response, ApiError> {
+    let mut response = if as_csv {
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        w.write_record(columns)
+            .map_err(|e| ApiError::BadRequest(format!("csv: {e}")))?;
+        for r in rows {
+            w.serialize(r)
+                .map_err(|e| ApiError::BadRequest(format!("csv: {e}")))?;
+        }
+        let body = w
+            .into_inner()
+            .map_err(|e| ApiError::BadRequest(format!("csv: {e}")))?;
+        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+    } else {
+        axum::Json(rows).into_response()
+    };
+    if let Some(cursor) = next {
+        let mut query: Vec<(String, String)> = q
+            .iter()
+            .filter(|(k, _)| k.as_str() != "cursor")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        query.sort();
+        query.push(("cursor".into(), cursor.clone()));
+        let link = format!(
+            "<{path}?{}>; rel=\"next\"",
+            query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", encode(v)))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        let headers = response.headers_mut();
+        if let Ok(v) = cursor.parse() {
+            headers.insert("x-next-cursor", v);
+        }
+        if let Ok(v) = link.parse() {
+            headers.insert(header::LINK, v);
+        }
+    }
+    Ok(response)
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Candle columns, in CSV order (the CLI's).
+const CANDLE_COLUMNS: [&str; 13] = [
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "vwap",
+    "taker_buy_volume",
+    "trades",
+    "first_trade_id",
+    "last_trade_id",
+    "state",
+];
+
+fn source(q: &Query) -> Result<CandleSource, ApiError> {
+    match q.get("source").map(String::as_str) {
+        None | Some("" | "ours") => Ok(CandleSource::Ours),
+        Some("exchange") => Ok(CandleSource::Exchange),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "`source` = `{other}`; valid: ours, exchange"
+        ))),
+    }
+}
+
+/// An instrument the store knows, or a 404 naming it.
+async fn known(
+    state: &ApiState,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> Result<(), ApiError> {
+    let all = state.store.instruments().await?;
+    if all
+        .iter()
+        .any(|i| i.info.exchange == exchange && &i.info.instrument == instrument)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no data for {exchange} {instrument}; GET /api/v1/instruments lists what is stored"
+        )))
+    }
+}
+
+/// Candles of one instrument and interval, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/candles", tag = "market",
+    params(
+        ("exchange" = String, Query, description = "The exchange, such as `binance`."),
+        ("instrument" = String, Query, description = "BASE-QUOTE, such as `BTC-USDT`."),
+        ("interval" = String, Query, description = "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w 1M."),
+        ("from" = Option<String>, Query, description = "Open time, inclusive (RFC 3339 or a date)."),
+        ("to" = Option<String>, Query, description = "Open time, exclusive."),
+        ("limit" = Option<usize>, Query, description = "At most this many (default 1000, at most 1,000,000)."),
+        ("cursor" = Option<String>, Query, description = "From the previous page's `X-Next-Cursor`."),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`."),
+        ("source" = Option<String>, Query, description = "`ours` (default) or `exchange`."),
+    ),
+    responses(
+        (status = 200, description = "Candles; `X-Next-Cursor` when there are more.", body = [CandleRecord]),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown instrument.", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn candles(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let (exchange, instrument) = (params::exchange(&q)?, params::instrument(&q)?);
+    let interval = params::interval(&q, None)?;
+    let (mut from, to) = params::range(&q)?;
+    let limit = params::limit(&q, 1_000)?;
+    let as_csv = params::csv(&q)?;
+    let source = source(&q)?;
+    if let Some(c) = params::time(&q, "cursor")? {
+        from = from.max(c);
+    }
+    known(&state, exchange, &instrument).await?;
+    let query = RangeQuery {
+        exchange,
+        instrument,
+        from,
+        to,
+        limit: limit + 1,
+    };
+    let mut candles = state.store.candles(&query, interval, source).await?;
+    let next = (candles.len() > limit).then(|| {
+        candles.truncate(limit);
+        candles
+            .last()
+            .map(|c| Ts(c.open_time.0 + 1).to_string())
+            .unwrap_or_default()
+    });
+    let rows: Vec<CandleRecord> = candles.iter().map(CandleRecord::from).collect();
+    page(&rows, &CANDLE_COLUMNS, as_csv, next, "/api/v1/candles", &q)
+}
+
+/// The latest candle, or the candle holding `time`.
+#[utoipa::path(
+    get, path = "/api/v1/candles/latest", tag = "market",
+    params(
+        ("exchange" = String, Query, description = "The exchange."),
+        ("instrument" = String, Query, description = "BASE-QUOTE."),
+        ("interval" = String, Query, description = "The interval."),
+        ("time" = Option<String>, Query, description = "The candle holding this time instead of the latest."),
+    ),
+    responses(
+        (status = 200, description = "The candle.", body = CandleRecord),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+        (status = 404, description = "No such candle.", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn latest_candle(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let (exchange, instrument) = (params::exchange(&q)?, params::instrument(&q)?);
+    let interval = params::interval(&q, None)?;
+    let candle: Option<Candle> = match params::time(&q, "time")? {
+        None => {
+            state
+                .store
+                .latest_candle(exchange, &instrument, interval)
+                .await?
+        }
+        Some(t) => {
+            let open = interval.bucket_start(t);
+            let query = RangeQuery {
+                exchange,
+                instrument: instrument.clone(),
+                from: open,
+                to: Ts(open.0 + 1),
+                limit: 1,
+            };
+            state
+                .store
+                .candles(&query, interval, CandleSource::Ours)
+                .await?
+                .pop()
+        }
+    };
+    let candle = candle.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no {interval} candle for {exchange} {instrument} there"
+        ))
+    })?;
+    Ok(axum::Json(CandleRecord::from(&candle)).into_response())
+}
+
+/// One trade, as the CLI prints it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TradeRecord {
+    /// Exchange time.
+    ts: Ts,
+    /// The venue's id.
+    trade_id: TradeId,
+    /// Price.
+    price: Decimal,
+    /// Size.
+    qty: Decimal,
+    /// The taker's side.
+    side: Side,
+    /// When candlekeep received it.
+    received: Ts,
+}
+
+/// Trades of one instrument, in exchange order.
+#[utoipa::path(
+    get, path = "/api/v1/trades", tag = "market",
+    params(
+        ("exchange" = String, Query, description = "The exchange."),
+        ("instrument" = String, Query, description = "BASE-QUOTE."),
+        ("from" = Option<String>, Query, description = "Exchange time, inclusive."),
+        ("to" = Option<String>, Query, description = "Exchange time, exclusive."),
+        ("limit" = Option<usize>, Query, description = "At most this many (default 1000)."),
+        ("cursor" = Option<String>, Query, description = "From the previous page's `X-Next-Cursor`."),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`."),
+    ),
+    responses(
+        (status = 200, description = "Trades; `X-Next-Cursor` when there are more.", body = [TradeRecord]),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown instrument.", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn trades(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let (exchange, instrument) = (params::exchange(&q)?, params::instrument(&q)?);
+    let (mut from, to) = params::range(&q)?;
+    let limit = params::limit(&q, 1_000)?;
+    let as_csv = params::csv(&q)?;
+    // The cursor is `<time>~<skip>`: the page starts at that time, after the
+    // first `skip` trades there (trades can share a time).
+    let mut skip = 0usize;
+    if let Some(c) = q.get("cursor").filter(|c| !c.is_empty()) {
+        let bad = || ApiError::BadRequest(format!("`cursor` = `{c}` is not one this API gave"));
+        let (t, n) = c.split_once('~').ok_or_else(bad)?;
+        from = from.max(Ts::parse(t).map_err(|_| bad())?);
+        skip = n.parse().map_err(|_| bad())?;
+    }
+    known(&state, exchange, &instrument).await?;
+    let query = RangeQuery {
+        exchange,
+        instrument,
+        from,
+        to,
+        limit: limit.saturating_add(skip).saturating_add(1),
+    };
+    let trades = state.store.trades(&query).await?;
+    let mut rows: Vec<TradeRecord> = trades
+        .iter()
+        .skip(skip)
+        .map(|t| TradeRecord {
+            ts: t.ts_exchange,
+            trade_id: t.trade_id.clone(),
+            price: t.price,
+            qty: t.size,
+            side: t.side,
+            received: t.ts_received,
+        })
+        .collect();
+    let next = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        let last = rows.last().map_or(from, |r| r.ts);
+        // Trades at the last time already served (skipped next time).
+        let served = trades
+            .iter()
+            .take(skip + limit)
+            .filter(|t| t.ts_exchange == last)
+            .count();
+        format!("{last}~{served}")
+    });
+    page(
+        &rows,
+        &["ts", "trade_id", "price", "qty", "side", "received"],
+        as_csv,
+        next,
+        "/api/v1/trades",
+        &q,
+    )
+}
+
+/// The latest price, bid and ask of an instrument.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Ticker {
+    /// The exchange.
+    exchange: Exchange,
+    /// The instrument.
+    instrument: Instrument,
+    /// The last trade's price (the latest 1s candle's close).
+    price: Option<Decimal>,
+    /// Best bid.
+    bid: Option<Decimal>,
+    /// Best ask.
+    ask: Option<Decimal>,
+    /// When the price was set (the last trade's time).
+    price_time: Option<Ts>,
+    /// When the bid and ask were quoted.
+    quote_time: Option<Ts>,
+}
+
+/// The latest price, bid and ask per instrument.
+#[utoipa::path(
+    get, path = "/api/v1/tickers", tag = "market",
+    params(("exchange" = Option<String>, Query, description = "Only this exchange.")),
+    responses(
+        (status = 200, description = "One ticker per stored instrument.", body = [Ticker]),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn tickers(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let only = if q.contains_key("exchange") {
+        Some(params::exchange(&q)?)
+    } else {
+        None
+    };
+    let mut out = Vec::new();
+    for i in state.store.instruments().await? {
+        let (exchange, instrument) = (i.info.exchange, i.info.instrument);
+        if only.is_some_and(|e| e != exchange) {
+            continue;
+        }
+        let candle = state
+            .store
+            .latest_candle(exchange, &instrument, Interval::S1)
+            .await?;
+        let quote = state.store.latest_quote(exchange, &instrument).await?;
+        out.push(Ticker {
+            exchange,
+            price: candle.as_ref().map(|c| c.close),
+            price_time: i.last_trade_time,
+            bid: quote.as_ref().map(|q| q.bid),
+            ask: quote.as_ref().map(|q| q.ask),
+            quote_time: quote.as_ref().map(|q| q.ts_exchange),
+            instrument,
+        });
+    }
+    Ok(axum::Json(out).into_response())
+}
+
+/// One point of a price series.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct PricePoint {
+    /// The start of the interval.
+    time: Ts,
+    /// The close of the interval.
+    price: Decimal,
+}
+
+/// A price series (interval closes) for charts: the interval is chosen so
+/// that the range gives at most `points` points, unless one is given.
+#[utoipa::path(
+    get, path = "/api/v1/prices", tag = "market",
+    params(
+        ("exchange" = String, Query, description = "The exchange."),
+        ("instrument" = String, Query, description = "BASE-QUOTE."),
+        ("from" = String, Query, description = "Start, inclusive."),
+        ("to" = Option<String>, Query, description = "End, exclusive (default: now)."),
+        ("interval" = Option<String>, Query, description = "Fix the interval instead."),
+        ("points" = Option<usize>, Query, description = "At most this many points (default 500)."),
+    ),
+    responses(
+        (status = 200, description = "The series, oldest first.", body = [PricePoint]),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown instrument.", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn prices(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let (exchange, instrument) = (params::exchange(&q)?, params::instrument(&q)?);
+    let from = params::time(&q, "from")?
+        .ok_or_else(|| ApiError::BadRequest("missing query parameter `from`".into()))?;
+    let to = params::time(&q, "to")?.unwrap_or_else(Ts::now);
+    if from >= to {
+        return Err(ApiError::BadRequest(format!(
+            "`from` ({from}) must be before `to` ({to})"
+        )));
+    }
+    let points = match q.get("points") {
+        None => 500,
+        Some(p) => match p.parse::<usize>() {
+            Ok(n) if (1..=100_000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "`points` = `{p}` must be a whole number from 1 to 100000"
+                )));
+            }
+        },
+    };
+    let interval = if q.contains_key("interval") {
+        params::interval(&q, None)?
+    } else {
+        let span = to.0.saturating_sub(from.0);
+        Interval::ALL
+            .iter()
+            .copied()
+            .find(|i| {
+                i.fixed_nanos()
+                    .is_some_and(|n| span / n <= i64::try_from(points).unwrap_or(i64::MAX))
+            })
+            .unwrap_or(Interval::D1)
+    };
+    known(&state, exchange, &instrument).await?;
+    let query = RangeQuery {
+        exchange,
+        instrument,
+        from: interval.bucket_start(from),
+        to,
+        limit: points.max(1).saturating_mul(2),
+    };
+    let series: Vec<PricePoint> = state
+        .store
+        .candles(&query, interval, CandleSource::Ours)
+        .await?
+        .into_iter()
+        .map(|c| PricePoint {
+            time: c.open_time,
+            price: c.close,
+        })
+        .collect();
+    Ok(axum::Json(series).into_response())
+}

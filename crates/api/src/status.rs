@@ -1,0 +1,311 @@
+//! Reference lists and the state of the system: exchanges, instruments,
+//! completeness, connectors, health and metrics.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use ck_model::{Exchange, Gap, Instrument, Interval, Ts};
+use ck_sources::live::{ConnectionState, ConnectorSnapshot};
+use ck_store::{CandleSource, RangeQuery};
+use serde::Serialize;
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::market::Params;
+use crate::params;
+
+/// An exchange with data or a connector.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ExchangeStatus {
+    /// The exchange.
+    exchange: Exchange,
+    /// `connected`, `reconnecting`, `stopped`, `connecting`, or `idle` (no connector).
+    status: String,
+    /// Instruments with stored data.
+    instruments: usize,
+    /// The newest stored trade's time.
+    last_data_time: Option<Ts>,
+}
+
+/// Exchanges, with their connector state and last data time.
+#[utoipa::path(get, path = "/api/v1/exchanges", tag = "reference",
+    responses((status = 200, description = "Every exchange candlekeep knows.", body = [ExchangeStatus])))]
+pub(crate) async fn exchanges(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let stored = state.store.instruments().await?;
+    let connectors = state.connectors.snapshots();
+    let out: Vec<ExchangeStatus> = Exchange::ALL
+        .iter()
+        .map(|&exchange| {
+            let mine = stored.iter().filter(|i| i.info.exchange == exchange);
+            let status = connectors
+                .iter()
+                .find(|c| c.exchange == exchange)
+                .map_or("idle".to_owned(), |c| state_name(c.state).to_owned());
+            ExchangeStatus {
+                exchange,
+                status,
+                instruments: mine.clone().count(),
+                last_data_time: mine.filter_map(|i| i.last_trade_time).max(),
+            }
+        })
+        .collect();
+    Ok(axum::Json(out).into_response())
+}
+
+fn state_name(s: ConnectionState) -> &'static str {
+    match s {
+        ConnectionState::Connecting => "connecting",
+        ConnectionState::Connected => "connected",
+        ConnectionState::Reconnecting => "reconnecting",
+        ConnectionState::Stopped => "stopped",
+    }
+}
+
+/// A stored instrument.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct InstrumentStatus {
+    /// The exchange.
+    exchange: Exchange,
+    /// BASE-QUOTE.
+    instrument: Instrument,
+    /// The exchange's own symbol.
+    native_symbol: String,
+    /// The venue's listing status, when known.
+    status: Option<String>,
+    /// The newest stored trade's time.
+    last_trade_time: Option<Ts>,
+}
+
+/// Instruments with stored data, with their status and last trade time.
+#[utoipa::path(get, path = "/api/v1/instruments", tag = "reference",
+    params(("exchange" = Option<String>, Query, description = "Only this exchange.")),
+    responses(
+        (status = 200, description = "A JSON array.", body = [InstrumentStatus]),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+    ))]
+pub(crate) async fn instruments(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let only = if q.contains_key("exchange") {
+        Some(params::exchange(&q)?)
+    } else {
+        None
+    };
+    let out: Vec<InstrumentStatus> = state
+        .store
+        .instruments()
+        .await?
+        .into_iter()
+        .filter(|i| only.is_none_or(|e| e == i.info.exchange))
+        .map(|i| InstrumentStatus {
+            exchange: i.info.exchange,
+            native_symbol: if i.info.native_symbol.is_empty() {
+                ck_sources::parse::native_symbol(i.info.exchange, &i.info.instrument)
+            } else {
+                i.info.native_symbol
+            },
+            instrument: i.info.instrument,
+            status: i.info.status,
+            last_trade_time: i.last_trade_time,
+        })
+        .collect();
+    Ok(axum::Json(out).into_response())
+}
+
+/// How complete the data of one instrument and interval is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Completeness {
+    /// The exchange.
+    exchange: Exchange,
+    /// The instrument.
+    instrument: Instrument,
+    /// The interval.
+    interval: Interval,
+    /// The range looked at: from the first candle (or `from`)…
+    from: Option<Ts>,
+    /// …to the last (or `to`).
+    to: Option<Ts>,
+    /// Candles present.
+    candles: usize,
+    /// Candles the range should hold (fixed-length intervals).
+    expected: Option<u64>,
+    /// `candles / expected` in percent.
+    coverage_pct: Option<f64>,
+    /// Gaps recorded for the instrument in the range, with their states.
+    gaps: Vec<Gap>,
+    /// Gaps still open.
+    open_gaps: usize,
+    /// The newest stored trade's time.
+    last_message_time: Option<Ts>,
+}
+
+/// Coverage, gaps and last data time of one instrument and interval.
+#[utoipa::path(get, path = "/api/v1/completeness", tag = "status",
+    params(
+        ("exchange" = String, Query, description = "The exchange."),
+        ("instrument" = String, Query, description = "BASE-QUOTE."),
+        ("interval" = Option<String>, Query, description = "Default 1m."),
+        ("from" = Option<String>, Query, description = "Start, inclusive (default: the first candle)."),
+        ("to" = Option<String>, Query, description = "End, exclusive (default: after the last candle)."),
+    ),
+    responses(
+        (status = 200, description = "The figures.", body = Completeness),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+    ))]
+pub(crate) async fn completeness(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let (exchange, instrument) = (params::exchange(&q)?, params::instrument(&q)?);
+    let interval = params::interval(&q, Some(Interval::M1))?;
+    let (from, to) = params::range(&q)?;
+    let query = RangeQuery {
+        exchange,
+        instrument: instrument.clone(),
+        from,
+        to,
+        limit: params::MAX_LIMIT,
+    };
+    let candles = state
+        .store
+        .candles(&query, interval, CandleSource::Ours)
+        .await?;
+    let first = (from.0 != i64::MIN)
+        .then_some(from)
+        .or_else(|| candles.first().map(|c| c.open_time));
+    let last = (to.0 != i64::MAX)
+        .then_some(to)
+        .or_else(|| candles.last().map(|c| interval.next_start(c.open_time)));
+    let expected = match (first, last, interval.fixed_nanos()) {
+        (Some(a), Some(b), Some(n)) if b > a => Some(((b.0 - a.0 + n - 1) / n) as u64),
+        _ => None,
+    };
+    let gaps: Vec<Gap> = state
+        .store
+        .gaps(Some(exchange), Some(&instrument), 10_000)
+        .await?
+        .into_iter()
+        .filter(|g| g.to_ts >= from && g.from_ts < to)
+        .collect();
+    let last_message_time = state
+        .store
+        .last_trade(exchange, &instrument)
+        .await?
+        .map(|t| t.ts_exchange);
+    let body = Completeness {
+        exchange,
+        interval,
+        from: first,
+        to: last,
+        candles: candles.len(),
+        coverage_pct: expected
+            .filter(|e| *e > 0)
+            .map(|e| (candles.len() as f64 / e as f64 * 100.0).min(100.0)),
+        expected,
+        open_gaps: gaps
+            .iter()
+            .filter(|g| g.state == ck_model::GapState::Open)
+            .count(),
+        gaps,
+        last_message_time,
+        instrument,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// One connector's state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ConnectorView {
+    /// The exchange.
+    exchange: Exchange,
+    /// `connecting`, `connected`, `reconnecting` or `stopped`.
+    state: String,
+    /// Messages received.
+    messages: u64,
+    /// Reconnects so far.
+    reconnects: u64,
+    /// Stale instruments resubscribed so far.
+    resubscribes: u64,
+    /// When the last message arrived.
+    last_message: Option<Ts>,
+    /// The last connection error.
+    last_error: Option<String>,
+}
+
+impl From<ConnectorSnapshot> for ConnectorView {
+    fn from(s: ConnectorSnapshot) -> Self {
+        ConnectorView {
+            exchange: s.exchange,
+            state: state_name(s.state).to_owned(),
+            messages: s.messages,
+            reconnects: s.reconnects,
+            resubscribes: s.resubscribes,
+            last_message: s.last_message,
+            last_error: s.last_error,
+        }
+    }
+}
+
+/// The live connectors of this process.
+#[utoipa::path(get, path = "/api/v1/connectors", tag = "status",
+    responses((status = 200, description = "One item per connector.", body = [ConnectorView])))]
+pub(crate) async fn connectors(State(state): State<ApiState>) -> Response {
+    let out: Vec<ConnectorView> = state
+        .connectors
+        .snapshots()
+        .into_iter()
+        .map(ConnectorView::from)
+        .collect();
+    axum::Json(out).into_response()
+}
+
+/// Health.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// `ok`, or `degraded` when the store cannot be read.
+    status: String,
+    /// The store answered.
+    store: bool,
+    /// Connectors, and how many are connected.
+    connectors: usize,
+    /// Connected connectors.
+    connected: usize,
+}
+
+/// Liveness and readiness.
+#[utoipa::path(get, path = "/health", tag = "status",
+    responses(
+        (status = 200, description = "Healthy.", body = Health),
+        (status = 503, description = "The store cannot be read.", body = Health),
+    ))]
+pub(crate) async fn health(State(state): State<ApiState>) -> Response {
+    let store = state.store.counts().await.is_ok();
+    let snapshots = state.connectors.snapshots();
+    let body = Health {
+        status: if store { "ok" } else { "degraded" }.to_owned(),
+        store,
+        connectors: snapshots.len(),
+        connected: snapshots
+            .iter()
+            .filter(|s| s.state == ConnectionState::Connected)
+            .count(),
+    };
+    let code = if store {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+/// Prometheus metrics: ingest counts, gaps, reconnects, errors, queue depths.
+#[utoipa::path(get, path = "/metrics", tag = "status",
+    responses((status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ck_bus::metrics::render_prometheus(),
+    )
+        .into_response()
+}

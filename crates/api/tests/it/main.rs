@@ -1,0 +1,365 @@
+//! Router tests: every endpoint through `oneshot`, on a store seeded by
+//! replaying the real hftbacktest Binance recording, with the bad inputs.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ck_api::{ApiState, router};
+use ck_app::pipeline::{Source, run_pipeline};
+use ck_sources::replay::ReplayOptions;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// The seeded store, shared by every test (replayed once).
+fn state() -> ApiState {
+    static STATE: OnceLock<(ApiState, tempfile::TempDir)> = OnceLock::new();
+    STATE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("dir");
+            let env = vec![(
+                "CANDLEKEEP_DATA_DIR".to_owned(),
+                dir.path().display().to_string(),
+            )];
+            let settings = ck_app::config::AppConfig::load(None, env)
+                .expect("config")
+                .settings()
+                .expect("settings");
+            let store = ck_app::open_store(&settings).expect("store");
+            let file = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+            // Replayed on a runtime of its own, in a thread of its own (the
+            // first test to get here is already inside a runtime).
+            let seeded = store.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(run_pipeline(
+                    &settings,
+                    seeded,
+                    vec![Source::Replay {
+                        files: vec![file],
+                        options: ReplayOptions::default(),
+                    }],
+                    None,
+                    tokio_util::sync::CancellationToken::new(),
+                ))
+                .expect("replay");
+            })
+            .join()
+            .expect("seeding thread");
+            (
+                ApiState {
+                    store,
+                    connectors: Arc::default(),
+                },
+                dir,
+            )
+        })
+        .0
+        .clone()
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+async fn get(uri: &str) -> Reply {
+    let response = router(state())
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// A 4xx with a JSON error whose message contains `needle`.
+async fn refused(uri: &str, status: StatusCode, needle: &str) {
+    let r = get(uri).await;
+    assert_eq!(r.status, status, "{uri}: {}", r.body);
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains(needle), "{uri}: {message}");
+}
+
+const C: &str = "/api/v1/candles?exchange=binance&instrument=BTC-USDT";
+
+#[tokio::test]
+async fn instruments_and_exchanges_list_what_is_stored() {
+    let r = get("/api/v1/instruments").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let items = r.json();
+    let btc = items
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|i| i["instrument"] == "BTC-USDT")
+        .expect("BTC-USDT listed");
+    assert_eq!(btc["exchange"], "binance");
+    assert_eq!(btc["native_symbol"], "BTCUSDT");
+    assert!(
+        btc["last_trade_time"]
+            .as_str()
+            .expect("time")
+            .starts_with("2024-08-09T00:0")
+    );
+    let ex = get("/api/v1/exchanges").await.json();
+    let binance = ex
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["exchange"] == "binance")
+        .expect("binance");
+    assert_eq!(
+        (binance["instruments"].as_u64(), binance["status"].as_str()),
+        (Some(1), Some("idle"))
+    );
+    refused(
+        "/api/v1/instruments?exchange=nasdaq",
+        StatusCode::BAD_REQUEST,
+        "unknown exchange `nasdaq`",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn candles_page_with_a_cursor_and_answer_csv() {
+    let all = get(&format!("{C}&interval=1m")).await;
+    assert_eq!(all.status, StatusCode::OK);
+    let all = all.json();
+    let all = all.as_array().expect("array");
+    assert!(all.len() >= 6, "{}", all.len());
+    assert!(
+        all.iter()
+            .all(|c| c["open"].is_string() && c["state"].is_string())
+    );
+    // Two per page: the pages join up to the whole, in order.
+    let mut got = Vec::new();
+    let mut uri = format!("{C}&interval=1m&limit=2");
+    loop {
+        let page = get(&uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        got.extend(page.json().as_array().expect("array").iter().cloned());
+        match page.headers.get("x-next-cursor") {
+            Some(c) => {
+                let c = c.to_str().expect("ascii");
+                assert!(page.headers.get("link").is_some());
+                uri = format!("{C}&interval=1m&limit=2&cursor={}", c.replace(':', "%3A"));
+            }
+            None => break,
+        }
+    }
+    assert_eq!(&got, all, "pages join up to the whole");
+    let csv = get(&format!("{C}&interval=1m&format=csv&limit=3")).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/csv")
+    );
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "open_time,open,high,low,close,volume,quote_volume,vwap,taker_buy_volume,trades,first_trade_id,last_trade_id,state"
+    );
+    assert_eq!(lines.len(), 4);
+}
+
+#[tokio::test]
+async fn latest_candle_and_lookup_by_time() {
+    let latest =
+        get("/api/v1/candles/latest?exchange=binance&instrument=BTC-USDT&interval=1m").await;
+    assert_eq!(latest.status, StatusCode::OK, "{}", latest.body);
+    let at = get("/api/v1/candles/latest?exchange=binance&instrument=BTC-USDT&interval=1m&time=2024-08-08T23:56:30.5Z").await;
+    assert_eq!(at.status, StatusCode::OK, "{}", at.body);
+    assert_eq!(at.json()["open_time"], "2024-08-08T23:56:00Z");
+    refused(
+        "/api/v1/candles/latest?exchange=binance&instrument=BTC-USDT&interval=1m&time=2020-01-01",
+        StatusCode::NOT_FOUND,
+        "no 1m candle",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn trades_page_through_everything_once() {
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/trades?exchange=binance&instrument=BTC-USDT&limit=1000".to_owned();
+    loop {
+        let page = get(&uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for t in page.json().as_array().expect("array") {
+            seen.push(t["trade_id"].as_u64().expect("id"));
+        }
+        match page.headers.get("x-next-cursor") {
+            Some(c) => {
+                uri = format!(
+                    "/api/v1/trades?exchange=binance&instrument=BTC-USDT&limit=1000&cursor={}",
+                    c.to_str().expect("ascii").replace(':', "%3A")
+                );
+            }
+            None => break,
+        }
+    }
+    let mut distinct = seen.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(seen.len(), 9_757, "every trade of the recording");
+    assert_eq!(distinct.len(), seen.len(), "none twice");
+}
+
+#[tokio::test]
+async fn tickers_prices_and_completeness() {
+    let t = get("/api/v1/tickers").await.json();
+    let btc = &t.as_array().expect("array")[0];
+    assert_eq!(btc["instrument"], "BTC-USDT");
+    assert!(
+        btc["price"].is_string() && btc["bid"].is_string() && btc["ask"].is_string(),
+        "{btc}"
+    );
+    let p = get("/api/v1/prices?exchange=binance&instrument=BTC-USDT&from=2024-08-08T23:54:00Z&to=2024-08-09T00:01:00Z&points=10").await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    let series = p.json();
+    let series = series.as_array().expect("array");
+    assert!(!series.is_empty() && series.len() <= 20, "{}", series.len());
+    let c = get("/api/v1/completeness?exchange=binance&instrument=BTC-USDT&interval=1m").await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.body);
+    let c = c.json();
+    assert_eq!(c["coverage_pct"].as_f64(), Some(100.0), "{c}");
+    assert_eq!(c["open_gaps"].as_u64(), Some(0));
+    assert!(c["last_message_time"].is_string());
+}
+
+#[tokio::test]
+async fn health_metrics_connectors_and_openapi() {
+    let h = get("/health").await;
+    assert_eq!(
+        (h.status, h.json()["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let m = get("/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.body.contains("candlekeep_queue_depth"), "{}", m.body);
+    assert_eq!(
+        get("/api/v1/connectors").await.json(),
+        serde_json::json!([])
+    );
+    let doc = get("/api/openapi.json").await.json();
+    for path in [
+        "/api/v1/candles",
+        "/api/v1/instruments",
+        "/api/v1/trades",
+        "/api/v1/tickers",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    let page = get("/api/docs").await;
+    assert!(page.status.is_success() && page.body.contains("/api/openapi.json"));
+}
+
+#[tokio::test]
+async fn bad_inputs_get_clear_json_errors() {
+    refused(
+        C,
+        StatusCode::BAD_REQUEST,
+        "missing query parameter `interval`",
+    )
+    .await;
+    refused(
+        &format!("{C}&interval=7m"),
+        StatusCode::BAD_REQUEST,
+        "unknown interval `7m`",
+    )
+    .await;
+    refused(
+        "/api/v1/candles?exchange=binance&instrument=NOPE-USDT&interval=1m",
+        StatusCode::NOT_FOUND,
+        "no data for binance NOPE-USDT",
+    )
+    .await;
+    refused(
+        "/api/v1/candles?exchange=binance&instrument=BTCUSDT&interval=1m",
+        StatusCode::BAD_REQUEST,
+        "instrument",
+    )
+    .await;
+    refused(
+        &format!("{C}&interval=1m&from=2024-02-01&to=2024-01-01"),
+        StatusCode::BAD_REQUEST,
+        "must be before",
+    )
+    .await;
+    refused(
+        &format!("{C}&interval=1m&limit=99999999999"),
+        StatusCode::BAD_REQUEST,
+        "`limit`",
+    )
+    .await;
+    refused(
+        &format!("{C}&interval=1m&limit=-1"),
+        StatusCode::BAD_REQUEST,
+        "`limit`",
+    )
+    .await;
+    refused(
+        &format!("{C}&interval=1m&from=yesterday"),
+        StatusCode::BAD_REQUEST,
+        "not a time",
+    )
+    .await;
+    refused(
+        &format!("{C}&interval=1m&format=xml"),
+        StatusCode::BAD_REQUEST,
+        "valid: json, csv",
+    )
+    .await;
+    refused(
+        "/api/v1/trades?exchange=binance&instrument=BTC-USDT&cursor=garbage",
+        StatusCode::BAD_REQUEST,
+        "cursor",
+    )
+    .await;
+    refused("/api/v1/nothing", StatusCode::NOT_FOUND, "no such endpoint").await;
+    refused(
+        &format!("{C}&interval=%ZZ"),
+        StatusCode::BAD_REQUEST,
+        "unknown interval",
+    )
+    .await;
+    let r = router(state())
+        .oneshot(
+            Request::post("/api/v1/candles")
+                .header("content-type", "application/json")
+                .body(Body::from("{not json"))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
