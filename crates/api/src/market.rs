@@ -143,9 +143,9 @@ async fn known(
 #[utoipa::path(
     get, path = "/api/v1/candles", tag = "market",
     params(
-        ("exchange" = String, Query, description = "The exchange, such as `binance`."),
-        ("instrument" = String, Query, description = "BASE-QUOTE, such as `BTC-USDT`."),
-        ("interval" = String, Query, description = "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w 1M."),
+        ("exchange" = ck_model::Exchange, Query, description = "The exchange, such as `binance`."),
+        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE, such as `BTC-USDT`."),
+        ("interval" = ck_model::Interval, Query, description = "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w 1M."),
         ("from" = Option<String>, Query, description = "Open time, inclusive (RFC 3339 or a date)."),
         ("to" = Option<String>, Query, description = "Open time, exclusive."),
         ("limit" = Option<usize>, Query, description = "At most this many (default 1000, at most 1,000,000)."),
@@ -196,9 +196,9 @@ pub(crate) async fn candles(
 #[utoipa::path(
     get, path = "/api/v1/candles/latest", tag = "market",
     params(
-        ("exchange" = String, Query, description = "The exchange."),
-        ("instrument" = String, Query, description = "BASE-QUOTE."),
-        ("interval" = String, Query, description = "The interval."),
+        ("exchange" = ck_model::Exchange, Query, description = "The exchange."),
+        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE."),
+        ("interval" = ck_model::Interval, Query, description = "The interval."),
         ("time" = Option<String>, Query, description = "The candle holding this time instead of the latest."),
     ),
     responses(
@@ -265,8 +265,8 @@ pub(crate) struct TradeRecord {
 #[utoipa::path(
     get, path = "/api/v1/trades", tag = "market",
     params(
-        ("exchange" = String, Query, description = "The exchange."),
-        ("instrument" = String, Query, description = "BASE-QUOTE."),
+        ("exchange" = ck_model::Exchange, Query, description = "The exchange."),
+        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE."),
         ("from" = Option<String>, Query, description = "Exchange time, inclusive."),
         ("to" = Option<String>, Query, description = "Exchange time, exclusive."),
         ("limit" = Option<usize>, Query, description = "At most this many (default 1000)."),
@@ -360,7 +360,7 @@ pub(crate) struct Ticker {
 /// The latest price, bid and ask per instrument.
 #[utoipa::path(
     get, path = "/api/v1/tickers", tag = "market",
-    params(("exchange" = Option<String>, Query, description = "Only this exchange.")),
+    params(("exchange" = Option<ck_model::Exchange>, Query, description = "Only this exchange.")),
     responses(
         (status = 200, description = "One ticker per stored instrument.", body = [Ticker]),
         (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
@@ -413,11 +413,11 @@ pub(crate) struct PricePoint {
 #[utoipa::path(
     get, path = "/api/v1/prices", tag = "market",
     params(
-        ("exchange" = String, Query, description = "The exchange."),
-        ("instrument" = String, Query, description = "BASE-QUOTE."),
+        ("exchange" = ck_model::Exchange, Query, description = "The exchange."),
+        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE."),
         ("from" = String, Query, description = "Start, inclusive."),
         ("to" = Option<String>, Query, description = "End, exclusive (default: now)."),
-        ("interval" = Option<String>, Query, description = "Fix the interval instead."),
+        ("interval" = Option<ck_model::Interval>, Query, description = "Fix the interval instead."),
         ("points" = Option<usize>, Query, description = "At most this many points (default 500)."),
     ),
     responses(

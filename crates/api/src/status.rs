@@ -78,7 +78,7 @@ pub(crate) struct InstrumentStatus {
 
 /// Instruments with stored data, with their status and last trade time.
 #[utoipa::path(get, path = "/api/v1/instruments", tag = "reference",
-    params(("exchange" = Option<String>, Query, description = "Only this exchange.")),
+    params(("exchange" = Option<ck_model::Exchange>, Query, description = "Only this exchange.")),
     responses(
         (status = 200, description = "A JSON array.", body = [InstrumentStatus]),
         (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
@@ -143,9 +143,9 @@ pub(crate) struct Completeness {
 /// Coverage, gaps and last data time of one instrument and interval.
 #[utoipa::path(get, path = "/api/v1/completeness", tag = "status",
     params(
-        ("exchange" = String, Query, description = "The exchange."),
-        ("instrument" = String, Query, description = "BASE-QUOTE."),
-        ("interval" = Option<String>, Query, description = "Default 1m."),
+        ("exchange" = ck_model::Exchange, Query, description = "The exchange."),
+        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE."),
+        ("interval" = Option<ck_model::Interval>, Query, description = "Default 1m."),
         ("from" = Option<String>, Query, description = "Start, inclusive (default: the first candle)."),
         ("to" = Option<String>, Query, description = "End, exclusive (default: after the last candle)."),
     ),

@@ -44,6 +44,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: std::net::SocketAddr,
     },
+    /// Serve the API over the store, without capturing (an API node).
+    Serve {
+        /// Where the API listens.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: std::net::SocketAddr,
+    },
     /// Print the effective configuration (file plus environment), as TOML.
     Config,
     /// Feed recordings through the same parsers and pipeline as live capture.
@@ -388,6 +394,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             token.cancel();
             api.await.ok();
             print_report(&report?, started);
+            Ok(())
+        }
+        Command::Serve { listen } => {
+            let store = ck_app::open_store(&settings)?;
+            let token = CancellationToken::new();
+            let api = start_api(listen, &settings, &store, &token).await?;
+            tokio::signal::ctrl_c().await?;
+            token.cancel();
+            api.await.ok();
             Ok(())
         }
         Command::Replay { files, speed } => {

@@ -57,17 +57,56 @@ mod openapi {
         "An exact decimal, as the exchange wrote it.",
         "61837.63000000"
     );
-    string_schema!(
-        crate::Exchange,
-        "An exchange: binance, coinbase-exchange, coinbase, bitfinex, kraken, bitstamp, okx, bybit.",
-        "binance"
-    );
-    string_schema!(crate::Instrument, "An instrument, BASE-QUOTE.", "BTC-USDT");
-    string_schema!(
-        crate::Interval,
-        "A candle interval: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w 1M.",
-        "1m"
-    );
+    fn one_of(description: &str, values: Vec<String>, example: &str) -> RefOr<Schema> {
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .description(Some(description))
+                .enum_values(Some(values))
+                .examples([serde_json::Value::String(example.to_owned())])
+                .build(),
+        ))
+    }
+
+    impl utoipa::PartialSchema for crate::Exchange {
+        fn schema() -> RefOr<Schema> {
+            let names = crate::Exchange::ALL
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect();
+            one_of("An exchange.", names, "binance")
+        }
+    }
+    impl utoipa::ToSchema for crate::Exchange {}
+
+    impl utoipa::PartialSchema for crate::Interval {
+        fn schema() -> RefOr<Schema> {
+            let names = crate::Interval::names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            one_of(
+                "A candle interval (1w starts Monday; 1M is the calendar month).",
+                names,
+                "1m",
+            )
+        }
+    }
+    impl utoipa::ToSchema for crate::Interval {}
+
+    impl utoipa::PartialSchema for crate::Instrument {
+        fn schema() -> RefOr<Schema> {
+            RefOr::T(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .description(Some("An instrument, BASE-QUOTE."))
+                    .pattern(Some("^[A-Za-z0-9]+-[A-Za-z0-9]+$"))
+                    .examples([serde_json::Value::String("BTC-USDT".to_owned())])
+                    .build(),
+            ))
+        }
+    }
+    impl utoipa::ToSchema for crate::Instrument {}
     string_schema!(crate::Side, "The taker's side: buy or sell.", "buy");
 
     impl utoipa::PartialSchema for crate::Ts {
