@@ -2,6 +2,9 @@
 //!
 //! - REST under `/api/v1`: reference lists ([`status`]), market data
 //!   ([`market`]), completeness and connectors;
+//! - WebSocket push at `/api/v1/ws` ([`ws`]: subscriptions to trades,
+//!   candles and tickers; snapshot first, then live updates; heartbeats;
+//!   `lagged` notices for clients that fall behind);
 //! - `/health` and `/metrics` (Prometheus text);
 //! - the OpenAPI document at `/api/openapi.json`, generated from the
 //!   handlers' annotations, and a readable page of it at `/api/docs`.
@@ -14,6 +17,7 @@ pub mod error;
 mod market;
 mod params;
 mod status;
+mod ws;
 
 use std::sync::Arc;
 
@@ -32,6 +36,10 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// The live connectors of this process.
     pub connectors: Arc<ConnectorRegistry>,
+    /// Live updates for WebSocket clients.
+    pub feed: ck_bus::LiveFeed,
+    /// How often the WebSocket sends a heartbeat.
+    pub heartbeat: std::time::Duration,
 }
 
 /// The OpenAPI document.
@@ -75,6 +83,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/prices", get(market::prices))
         .route("/api/v1/completeness", get(status::completeness))
         .route("/api/v1/connectors", get(status::connectors))
+        .route("/api/v1/ws", get(ws::upgrade))
         .route("/health", get(status::health))
         .route("/metrics", get(status::metrics))
         .route("/api/openapi.json", get(openapi))

@@ -50,6 +50,8 @@ pub struct AppConfig {
     pub tape: TapeConfig,
     /// Sizes of the pipeline's bounded queues.
     pub pipeline: PipelineConfig,
+    /// The HTTP API.
+    pub api: ApiConfig,
     /// Where data comes from. Default: live Binance BTC-USDT and ETH-USDT.
     pub sources: Vec<SourceConfig>,
 }
@@ -62,6 +64,7 @@ impl Default for AppConfig {
             candles: CandlesConfig::default(),
             tape: TapeConfig::default(),
             pipeline: PipelineConfig::default(),
+            api: ApiConfig::default(),
             sources: vec![SourceConfig::Binance {
                 instruments: vec!["BTC-USDT".to_owned(), "ETH-USDT".to_owned()],
                 ws_url: default_binance_ws(),
@@ -183,6 +186,26 @@ impl Default for PipelineConfig {
             ingest_queue: 65_536,
             store_queue: 65_536,
             shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// The HTTP API (`--listen` sets the address).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Live updates each WebSocket client may fall behind by before the
+    /// oldest are dropped and it gets a `lagged` notice.
+    pub ws_queue: usize,
+    /// Seconds between the server's WebSocket heartbeats.
+    pub ws_heartbeat_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            ws_queue: 4_096,
+            ws_heartbeat_secs: 15,
         }
     }
 }
@@ -321,6 +344,9 @@ pub struct Settings {
     /// The live connectors of this application (the pipeline registers
     /// them; the API shows them). Clones of the settings share it.
     pub connectors: std::sync::Arc<ck_sources::live::ConnectorRegistry>,
+    /// Live trades, quotes and candles for WebSocket clients (the candle
+    /// stage publishes; nobody waits on a slow reader). Clones share it.
+    pub feed: ck_bus::LiveFeed,
 }
 
 impl AppConfig {
@@ -385,6 +411,11 @@ impl AppConfig {
                 self.store.url
             )));
         };
+        if self.api.ws_queue == 0 || self.api.ws_heartbeat_secs == 0 {
+            return Err(invalid(
+                "api.ws_queue and api.ws_heartbeat_secs must be above zero".into(),
+            ));
+        }
         if self.store.batch_rows == 0
             || self.pipeline.ingest_queue == 0
             || self.pipeline.store_queue == 0
@@ -535,6 +566,7 @@ impl AppConfig {
             tick: std::time::Duration::from_millis(self.candles.tick_ms.max(10)),
             config: self.clone(),
             connectors: std::sync::Arc::default(),
+            feed: ck_bus::live_feed(self.api.ws_queue.max(1)),
         })
     }
 

@@ -250,6 +250,7 @@ pub async fn run_pipeline(
         tick: settings.tick,
         gap_tap: repairing.then_some(gap_tx),
         gap_seeds,
+        feed: Some(settings.feed.clone()),
         ..RunnerConfig::default()
     };
     let runner = CandleRunner::new(

@@ -224,6 +224,17 @@ impl<T> Receiver<T> {
     }
 }
 
+/// Live events for subscribers that must never slow the pipeline: a
+/// broadcast whose receivers each lag on their own, losing the oldest
+/// updates (and learning how many) when they fall behind.
+pub type LiveFeed = tokio::sync::broadcast::Sender<Arc<Event>>;
+
+/// A feed holding up to `capacity` updates per subscriber.
+#[must_use]
+pub fn live_feed(capacity: usize) -> LiveFeed {
+    tokio::sync::broadcast::channel(capacity.max(1)).0
+}
+
 /// Where the wall-clock time comes from. Parsers and processors never read
 /// the system clock directly, so tests can drive time.
 pub trait Clock: Send + Sync + std::fmt::Debug {

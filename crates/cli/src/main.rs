@@ -649,6 +649,8 @@ async fn start_api(
     let state = ck_api::ApiState {
         store: store.clone(),
         connectors: settings.connectors.clone(),
+        feed: settings.feed.clone(),
+        heartbeat: std::time::Duration::from_secs(settings.config.api.ws_heartbeat_secs),
     };
     let stop = token.clone().cancelled_owned();
     Ok(tokio::spawn(async move {

@@ -1,6 +1,8 @@
 //! Router tests: every endpoint through `oneshot`, on a store seeded by
 //! replaying the real hftbacktest Binance recording, with the bad inputs.
 
+mod ws;
+
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
@@ -54,6 +56,8 @@ fn state() -> ApiState {
                 ApiState {
                     store,
                     connectors: Arc::default(),
+                    feed: ck_bus::live_feed(16),
+                    heartbeat: std::time::Duration::from_secs(15),
                 },
                 dir,
             )

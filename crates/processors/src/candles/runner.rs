@@ -25,6 +25,8 @@ pub struct RunnerConfig {
     pub gap_tap: Option<tokio::sync::mpsc::UnboundedSender<Gap>>,
     /// Last known trade ids (from the store) to continue id-gap detection from.
     pub gap_seeds: Vec<(Exchange, Instrument, u64, Ts)>,
+    /// Trades, quotes and candles are also published here (never waits).
+    pub feed: Option<ck_bus::LiveFeed>,
 }
 
 impl Default for RunnerConfig {
@@ -35,6 +37,7 @@ impl Default for RunnerConfig {
             batch: 1024,
             gap_tap: None,
             gap_seeds: Vec::new(),
+            feed: None,
         }
     }
 }
@@ -45,6 +48,18 @@ struct Meters {
     late: Arc<Counter>,
     too_late: Arc<Counter>,
     out_of_range: Arc<Counter>,
+}
+
+/// Publishes trades, quotes and candles to the live feed, if anyone listens.
+fn publish(feed: Option<&ck_bus::LiveFeed>, event: &Event) {
+    let Some(feed) = feed else { return };
+    if feed.receiver_count() == 0 {
+        return;
+    }
+    if matches!(event, Event::Trade(_) | Event::Quote(_) | Event::Candle(_)) {
+        // Send fails only when nobody listens: nothing to do then.
+        let _ = feed.send(Arc::new(event.clone()));
+    }
 }
 
 /// Feeds trades from the bus to a [`CandleAggregator`] and a [`GapDetector`],
@@ -83,6 +98,7 @@ impl CandleRunner {
         for (exchange, instrument, id, at) in std::mem::take(&mut self.config.gap_seeds) {
             gaps.seed(exchange, instrument, id, at);
         }
+        let feed = self.config.feed.clone();
         let tap = |g: &Gap| {
             if let Some(tap) = &self.config.gap_tap
                 && g.state == GapState::Open
@@ -113,6 +129,7 @@ impl CandleRunner {
                         if let Event::Gap(g) = &event {
                             tap(g);
                         }
+                        publish(feed.as_ref(), &event);
                         output.send(event).await?;
                         if let Some(g) = gap {
                             meters.gaps.inc();
@@ -121,7 +138,9 @@ impl CandleRunner {
                             output.send(Event::Gap(g)).await?;
                         }
                         for c in candles.drain(..) {
-                            output.send(Event::Candle(Box::new(c))).await?;
+                            let e = Event::Candle(Box::new(c));
+                            publish(feed.as_ref(), &e);
+                            output.send(e).await?;
                         }
                     }
                 }
@@ -131,14 +150,18 @@ impl CandleRunner {
                     }
                     self.aggregator.drain_provisional(&mut candles);
                     for c in candles.drain(..) {
-                        output.send(Event::Candle(Box::new(c))).await?;
+                        let e = Event::Candle(Box::new(c));
+                        publish(feed.as_ref(), &e);
+                        output.send(e).await?;
                     }
                 }
             }
         }
         self.aggregator.flush(&mut candles);
         for c in candles.drain(..) {
-            output.send(Event::Candle(Box::new(c))).await?;
+            let e = Event::Candle(Box::new(c));
+            publish(feed.as_ref(), &e);
+            output.send(e).await?;
         }
         Ok(self.aggregator.stats())
     }

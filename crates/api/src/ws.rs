@@ -1,0 +1,282 @@
+//! WebSocket push at `/api/v1/ws`.
+//!
+//! Client messages (JSON):
+//! - `{"op":"subscribe","channel":"candles","exchange":"binance","instruments":["BTC-USDT"],"interval":"1m"}`
+//!   (`channel`: `trades`, `candles` or `tickers`; `instrument` for one),
+//!   and `"op":"unsubscribe"` with the same fields;
+//! - the older OHLCV database's form:
+//!   `{"event_type":"subscribe","data_type":"ohlcv","exchange":"bitfinex","base_id":"BTC","quote_id":"USD","interval":"1m"}`.
+//!
+//! Server messages: `subscribed` / `unsubscribed`; a `snapshot` per
+//! subscription (the latest candle, trade or quote in the store); then
+//! `candle` (with its state: provisional, closed, revised), `trade` and
+//! `ticker` updates; `heartbeat` every few seconds; `lagged` with the number
+//! of updates dropped when the client fell behind by more than its queue;
+//! `error` for a message it cannot use (the connection stays open).
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use ck_bus::Event;
+use ck_model::{CandleRecord, Exchange, Instrument, Interval, Ts};
+use ck_store::Store;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::ApiState;
+
+/// What a client listens to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Topic {
+    Trades(Exchange, Instrument),
+    Candles(Exchange, Instrument, Interval),
+    Tickers(Exchange, Instrument),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    #[serde(default)]
+    op: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    exchange: Option<String>,
+    #[serde(default)]
+    instrument: Option<String>,
+    #[serde(default)]
+    instruments: Option<Vec<String>>,
+    #[serde(default)]
+    interval: Option<String>,
+    // The older OHLCV database's fields.
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(default)]
+    data_type: Option<String>,
+    #[serde(default)]
+    base_id: Option<String>,
+    #[serde(default)]
+    quote_id: Option<String>,
+}
+
+/// `subscribe` or `unsubscribe`, and the topics named.
+fn read_request(text: &str) -> Result<(bool, Vec<Topic>), String> {
+    let r: Request =
+        serde_json::from_str(text).map_err(|e| format!("not a request this server knows: {e}"))?;
+    let (op, channel) = match (&r.op, &r.event_type) {
+        (Some(op), _) => (op.as_str(), r.channel.clone().unwrap_or_default()),
+        (None, Some(ev)) => {
+            let channel = match r.data_type.as_deref() {
+                Some("ohlcv") => "candles".to_owned(),
+                Some(other) => other.to_owned(),
+                None => return Err("`data_type` is missing".into()),
+            };
+            (ev.as_str(), channel)
+        }
+        (None, None) => return Err("`op` is missing (subscribe or unsubscribe)".into()),
+    };
+    let subscribe = match op {
+        "subscribe" => true,
+        "unsubscribe" => false,
+        other => {
+            return Err(format!(
+                "unknown op `{other}`; valid: subscribe, unsubscribe"
+            ));
+        }
+    };
+    let exchange: Exchange = r
+        .exchange
+        .as_deref()
+        .ok_or("`exchange` is missing")?
+        .parse()
+        .map_err(|e: ck_model::InstrumentError| e.to_string())?;
+    let mut names: Vec<String> = r.instruments.clone().unwrap_or_default();
+    names.extend(r.instrument.clone());
+    if let (Some(b), Some(q)) = (&r.base_id, &r.quote_id) {
+        names.push(format!("{b}-{q}"));
+    }
+    if names.is_empty() {
+        return Err("name at least one `instrument` (or `instruments`)".into());
+    }
+    let mut topics = Vec::new();
+    for n in names {
+        let instrument = Instrument::parse(&n).map_err(|e| e.to_string())?;
+        topics.push(match channel.as_str() {
+            "trades" => Topic::Trades(exchange, instrument),
+            "tickers" => Topic::Tickers(exchange, instrument),
+            "candles" => {
+                let interval: Interval = r
+                    .interval
+                    .as_deref()
+                    .ok_or("candles need an `interval`")?
+                    .parse()
+                    .map_err(|e: ck_model::IntervalError| e.to_string())?;
+                Topic::Candles(exchange, instrument, interval)
+            }
+            other => {
+                return Err(format!(
+                    "unknown channel `{other}`; valid: trades, candles, tickers"
+                ));
+            }
+        });
+    }
+    Ok((subscribe, topics))
+}
+
+fn topic_json(t: &Topic) -> serde_json::Value {
+    match t {
+        Topic::Trades(e, i) => json!({"channel": "trades", "exchange": e, "instrument": i}),
+        Topic::Tickers(e, i) => json!({"channel": "tickers", "exchange": e, "instrument": i}),
+        Topic::Candles(e, i, iv) => {
+            json!({"channel": "candles", "exchange": e, "instrument": i, "interval": iv})
+        }
+    }
+}
+
+/// The update `event` makes for a client subscribed to `topics`, if any.
+fn update(event: &Event, topics: &HashSet<Topic>) -> Option<String> {
+    match event {
+        Event::Trade(t) => topics
+            .contains(&Topic::Trades(t.exchange, t.instrument.clone()))
+            .then(|| {
+                json!({"type": "trade", "exchange": t.exchange, "instrument": t.instrument,
+                   "trade_id": t.trade_id, "price": t.price, "qty": t.size, "side": t.side,
+                   "ts": t.ts_exchange, "received": t.ts_received})
+                .to_string()
+            }),
+        Event::Quote(q) => topics
+            .contains(&Topic::Tickers(q.exchange, q.instrument.clone()))
+            .then(|| {
+                json!({"type": "ticker", "exchange": q.exchange, "instrument": q.instrument,
+                   "bid": q.bid, "ask": q.ask, "bid_size": q.bid_size, "ask_size": q.ask_size,
+                   "last": q.last, "ts": q.ts_exchange})
+                .to_string()
+            }),
+        Event::Candle(c) => topics
+            .contains(&Topic::Candles(c.exchange, c.instrument.clone(), c.interval))
+            .then(|| {
+                json!({"type": "candle", "exchange": c.exchange, "instrument": c.instrument,
+                   "interval": c.interval, "state": c.state, "candle": CandleRecord::from(c.as_ref())})
+                .to_string()
+            }),
+        _ => None,
+    }
+}
+
+/// The first message of a subscription: the latest stored state.
+async fn snapshot(store: &dyn Store, topic: &Topic) -> serde_json::Value {
+    let data = match topic {
+        Topic::Candles(e, i, iv) => store
+            .latest_candle(*e, i, *iv)
+            .await
+            .ok()
+            .flatten()
+            .map(|c| json!(CandleRecord::from(&c))),
+        Topic::Tickers(e, i) => store
+            .latest_quote(*e, i)
+            .await
+            .ok()
+            .flatten()
+            .map(|q| json!({"bid": q.bid, "ask": q.ask, "bid_size": q.bid_size, "ask_size": q.ask_size, "ts": q.ts_exchange})),
+        Topic::Trades(e, i) => store.last_trade(*e, i).await.ok().flatten().map(|t| {
+            json!({"trade_id": t.trade_id, "price": t.price, "qty": t.size, "side": t.side, "ts": t.ts_exchange})
+        }),
+    };
+    let mut msg = topic_json(topic);
+    if let Some(obj) = msg.as_object_mut() {
+        obj.insert("type".into(), json!("snapshot"));
+        obj.insert("data".into(), data.unwrap_or(serde_json::Value::Null));
+    }
+    msg
+}
+
+/// Upgrades to a WebSocket.
+pub(crate) async fn upgrade(State(state): State<ApiState>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| client(socket, state))
+}
+
+/// Updates taken from the feed per wake-up, sent with one flush.
+const BATCH: usize = 256;
+
+async fn client(mut socket: WebSocket, state: ApiState) {
+    use futures_util::SinkExt as _;
+    let mut feed = state.feed.subscribe();
+    let mut topics: HashSet<Topic> = HashSet::new();
+    let mut heartbeat = tokio::time::interval(state.heartbeat);
+    heartbeat.tick().await;
+    let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+    loop {
+        let outgoing: Option<String> = tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    match read_request(text.as_str()) {
+                        Ok((subscribe, named)) => {
+                            let mut replies = Vec::new();
+                            for t in named {
+                                let mut ack = topic_json(&t);
+                                if let Some(o) = ack.as_object_mut() {
+                                    o.insert("type".into(), json!(if subscribe { "subscribed" } else { "unsubscribed" }));
+                                }
+                                replies.push(ack.to_string());
+                                if subscribe {
+                                    replies.push(snapshot(state.store.as_ref(), &t).await.to_string());
+                                    topics.insert(t);
+                                } else {
+                                    topics.remove(&t);
+                                }
+                            }
+                            for r in replies {
+                                if socket.send(Message::Text(r.into())).await.is_err() {
+                                    return;
+                                }
+                            }
+                            None
+                        }
+                        Err(message) => Some(json!({"type": "error", "message": message}).to_string()),
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => Some(json!({"type": "error", "message": "send JSON text frames"}).to_string()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => None,
+            },
+            event = feed.recv() => {
+                // Take what else is ready too, and send it with one flush.
+                let mut next = Some(event);
+                while let Some(event) = next.take() {
+                    match event {
+                        Ok(e) => batch.extend(update(&e, &topics)),
+                        Err(RecvError::Lagged(n)) => {
+                            batch.push(json!({"type": "lagged", "dropped": n}).to_string());
+                        }
+                        Err(RecvError::Closed) => return,
+                    }
+                    if batch.len() < BATCH {
+                        next = match feed.try_recv() {
+                            Ok(e) => Some(Ok(e)),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                            Err(_) => None,
+                        };
+                    }
+                }
+                for text in batch.drain(..) {
+                    if socket.feed(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                if socket.flush().await.is_err() {
+                    return;
+                }
+                None
+            },
+            _ = heartbeat.tick() => Some(json!({"type": "heartbeat", "time": Ts::now()}).to_string()),
+        };
+        if let Some(text) = outgoing
+            && socket.send(Message::Text(text.into())).await.is_err()
+        {
+            return;
+        }
+    }
+}

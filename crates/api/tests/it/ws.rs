@@ -1,0 +1,207 @@
+//! WebSocket push against a real server on port 0, fed by a paced replay of
+//! the real Binance fixture: subscribe, snapshot, live updates; a fast client
+//! gets every trade, a slow one gets a `lagged` notice; a malformed message
+//! gets an error and the connection stays open.
+
+use std::time::Duration;
+
+use ck_app::pipeline::{Source, run_pipeline};
+use ck_sources::replay::ReplayOptions;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(addr: std::net::SocketAddr, recv_buffer: Option<u32>) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(n) = recv_buffer {
+        socket.set_recv_buffer_size(n).expect("buffer size");
+    }
+    let stream = socket.connect(addr).await.expect("connect");
+    let (ws, _) = tokio_tungstenite::client_async(
+        format!("ws://{addr}/api/v1/ws"),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .expect("upgrade");
+    ws
+}
+
+async fn next_json(ws: &mut Client) -> serde_json::Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return serde_json::from_str(t.as_str()).expect("json");
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no message: {other:?}"),
+        }
+    }
+}
+
+async fn send(ws: &mut Client, v: &str) {
+    ws.send(Message::Text(v.to_owned().into()))
+        .await
+        .expect("send");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
+    let dir = tempfile::tempdir().expect("dir");
+    let env = vec![
+        (
+            "CANDLEKEEP_DATA_DIR".to_owned(),
+            dir.path().display().to_string(),
+        ),
+        ("CANDLEKEEP_API__WS_QUEUE".to_owned(), "4096".to_owned()),
+        (
+            "CANDLEKEEP_API__WS_HEARTBEAT_SECS".to_owned(),
+            "1".to_owned(),
+        ),
+    ];
+    let settings = ck_app::config::AppConfig::load(None, env)
+        .expect("config")
+        .settings()
+        .expect("settings");
+    let store = ck_app::open_store(&settings).expect("store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = ck_api::ApiState {
+        store: store.clone(),
+        connectors: settings.connectors.clone(),
+        feed: settings.feed.clone(),
+        heartbeat: Duration::from_secs(1),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(ck_api::serve(
+        listener,
+        state,
+        stop.clone().cancelled_owned(),
+    ));
+
+    let mut fast = connect(addr, None).await;
+    // A malformed message: an error reply, and the connection stays usable.
+    send(&mut fast, "{not json").await;
+    let err = next_json(&mut fast).await;
+    assert_eq!(err["type"], "error", "{err}");
+    send(
+        &mut fast,
+        r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"BTC-USDT"}"#,
+    )
+    .await;
+    send(&mut fast, r#"{"op":"subscribe","channel":"candles","exchange":"binance","instruments":["BTC-USDT"],"interval":"1m"}"#).await;
+    let mut acks = Vec::new();
+    for _ in 0..4 {
+        acks.push(next_json(&mut fast).await);
+    }
+    assert_eq!(acks[0]["type"], "subscribed");
+    assert_eq!(acks[1]["type"], "snapshot", "a snapshot first: {:?}", acks);
+    assert_eq!(
+        acks[1]["data"],
+        serde_json::Value::Null,
+        "nothing stored yet"
+    );
+    assert_eq!(
+        (acks[2]["type"].as_str(), acks[2]["interval"].as_str()),
+        (Some("subscribed"), Some("1m"))
+    );
+
+    // The older OHLCV database's subscribe message.
+    let mut legacy = connect(addr, None).await;
+    send(&mut legacy, r#"{"event_type":"subscribe","data_type":"ohlcv","exchange":"binance","base_id":"BTC","quote_id":"USDT","interval":"1m"}"#).await;
+    let ack = next_json(&mut legacy).await;
+    assert_eq!(
+        (
+            ack["type"].as_str(),
+            ack["channel"].as_str(),
+            ack["instrument"].as_str()
+        ),
+        (Some("subscribed"), Some("candles"), Some("BTC-USDT"))
+    );
+
+    // A slow client with a tiny socket buffer that does not read for a while.
+    let mut slow = connect(addr, Some(4096)).await;
+    send(
+        &mut slow,
+        r#"{"op":"subscribe","channel":"tickers","exchange":"binance","instrument":"BTC-USDT"}"#,
+    )
+    .await;
+    send(
+        &mut slow,
+        r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"BTC-USDT"}"#,
+    )
+    .await;
+
+    let file = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    let replay = tokio::spawn({
+        let (settings, store) = (settings.clone(), store.clone());
+        async move {
+            run_pipeline(
+                &settings,
+                store,
+                vec![Source::Replay {
+                    files: vec![file],
+                    options: ReplayOptions { speed: Some(120.0) },
+                }],
+                None,
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+        }
+    });
+
+    // The fast client reads everything as it comes (on a task of its own).
+    let reader = tokio::spawn(async move {
+        let mut trades = Vec::new();
+        let mut candle_states = std::collections::BTreeSet::new();
+        let mut heartbeats = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while trades.len() < 9_757 && tokio::time::Instant::now() < deadline {
+            let m = next_json(&mut fast).await;
+            match m["type"].as_str() {
+                Some("trade") => trades.push(m["trade_id"].as_u64().expect("id")),
+                Some("candle") => {
+                    assert_eq!(m["interval"], "1m");
+                    candle_states.insert(m["state"].as_str().expect("state").to_owned());
+                }
+                Some("heartbeat") => heartbeats += 1,
+                Some("lagged") => panic!("the fast client lagged: {m}"),
+                _ => {}
+            }
+        }
+        (trades, candle_states, heartbeats)
+    });
+    let (trades, candle_states, heartbeats) = reader.await.expect("fast reader");
+    replay.await.expect("join").expect("replay");
+    assert_eq!(trades.len(), 9_757, "every trade reached the fast client");
+    assert!(
+        trades.windows(2).all(|w| w[1] == w[0] + 1),
+        "every trade, in order, once"
+    );
+    assert!(
+        candle_states.contains("closed") && candle_states.contains("provisional"),
+        "{candle_states:?}"
+    );
+    assert!(heartbeats >= 1, "heartbeats while streaming");
+
+    // The slow client: behind by more than its queue, it learns how much it lost.
+    // It reads now: the notice, what is left of its queue, then heartbeats.
+    let mut lagged = 0u64;
+    let mut slow_trades = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        let v = next_json(&mut slow).await;
+        match v["type"].as_str() {
+            Some("lagged") => lagged += v["dropped"].as_u64().expect("count"),
+            Some("trade") => slow_trades += 1,
+            Some("heartbeat") if lagged > 0 => break,
+            _ => {}
+        }
+    }
+    assert!(lagged > 0, "the slow client got a lagged notice");
+    assert!(slow_trades < 9_757, "and lost updates: {slow_trades}");
+    stop.cancel();
+}
