@@ -280,7 +280,7 @@ pub(crate) struct Health {
         (status = 503, description = "The store cannot be read.", body = Health),
     ))]
 pub(crate) async fn health(State(state): State<ApiState>) -> Response {
-    let store = state.store.counts().await.is_ok();
+    let store = state.store.ping().await.is_ok();
     let snapshots = state.connectors.snapshots();
     let body = Health {
         status: if store { "ok" } else { "degraded" }.to_owned(),

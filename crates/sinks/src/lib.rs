@@ -277,6 +277,9 @@ mod tests {
         async fn counts(&self) -> Result<StoreCounts, Error> {
             self.inner.counts().await
         }
+        async fn ping(&self) -> Result<(), Error> {
+            self.inner.ping().await
+        }
     }
 
     fn candle(open_secs: i64, close: &str, state: CandleState) -> Candle {

@@ -239,4 +239,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Row counts.
     async fn counts(&self) -> Result<StoreCounts, Error>;
+
+    /// A cheap round trip to the database, for health checks.
+    async fn ping(&self) -> Result<(), Error>;
 }

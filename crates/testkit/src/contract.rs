@@ -65,6 +65,7 @@ fn range(from: i64, to: i64) -> RangeQuery {
 /// # Panics
 /// Panics on the first broken promise, naming it.
 pub async fn store_contract(store: &dyn Store) {
+    store.ping().await.expect("a fresh store answers a ping");
     trades_are_exact_and_deduplicated(store).await;
     large_batches_deduplicate(store).await;
     candles_upsert_by_state(store).await;

@@ -507,6 +507,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn ping(&self) -> Result<(), Error> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(sql("pinging the database"))
+        })
+        .await
+    }
+
     async fn last_trade(
         &self,
         exchange: Exchange,

@@ -1,0 +1,188 @@
+//! API benchmarks over loopback, on a store holding one year of 1m candles
+//! (525,600 rows) for one instrument.
+//!
+//! - `latest_candle`: 64 keep-alive connections request
+//!   `/api/v1/candles/latest` for 5 s; requests per second and latency
+//!   percentiles. Baseline in the same process: `/health`, which does no store
+//!   read beyond a count.
+//! - `year_of_1m_candles`: `GET /api/v1/candles` for the whole year in one
+//!   response (JSON), and the store query alone; median of five.
+//!
+//! `cargo bench -p ck-api --bench api`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Ts};
+use ck_store::{CandleSource, RangeQuery, Store, WriteBatch};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const YEAR_MINUTES: i64 = 525_600;
+const START: Ts = Ts::from_secs(1_704_067_200); // 2024-01-01
+
+fn candle(i: i64) -> Candle {
+    let p = Decimal::new(6_000_000 + i128::from(i % 1_000), 2);
+    Candle {
+        exchange: Exchange::Binance,
+        instrument: Instrument::new("BTC", "USDT"),
+        interval: Interval::M1,
+        open_time: Ts(START.0 + i * 60_000_000_000),
+        open: p,
+        high: p,
+        low: p,
+        close: p,
+        volume: Decimal::new(12_345, 4),
+        quote_volume: Decimal::new(74_070_000, 2),
+        vwap: p,
+        taker_buy_volume: Decimal::new(6_000, 4),
+        trades: 42,
+        first_trade_id: None,
+        last_trade_id: None,
+        state: CandleState::Closed,
+    }
+}
+
+/// One keep-alive HTTP/1.1 GET; returns the body length.
+async fn get(stream: &mut tokio::net::TcpStream, path: &str, buf: &mut Vec<u8>) -> usize {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    buf.clear();
+    loop {
+        let mut chunk = [0u8; 65_536];
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().expect("length"));
+            let body_start = end + 4;
+            while buf.len() < body_start + len {
+                let n = stream.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "connection closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return len;
+        }
+    }
+}
+
+async fn load(addr: std::net::SocketAddr, path: &'static str, secs: u64) -> (f64, Vec<Duration>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            let mut buf = Vec::new();
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                get(&mut s, path, &mut buf).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    all.sort();
+    (rate, all)
+}
+
+fn pct(l: &[Duration], p: f64) -> Duration {
+    l[((l.len() as f64 * p) as usize).min(l.len() - 1)]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("dir");
+        let store: Arc<dyn Store> = Arc::new(
+            ck_store::sqlite::SqliteStore::open(
+                &dir.path().join("bench.sqlite"),
+                ck_store::sqlite::Durability::Normal,
+            )
+            .expect("store"),
+        );
+        for chunk in (0..YEAR_MINUTES).collect::<Vec<_>>().chunks(50_000) {
+            let batch = WriteBatch {
+                candles: chunk.iter().map(|&i| candle(i)).collect(),
+                ..WriteBatch::default()
+            };
+            store.write(Arc::new(batch)).await.expect("seed");
+        }
+        let state = ck_api::ApiState {
+            store: store.clone(),
+            connectors: Arc::default(),
+            feed: ck_bus::live_feed(16),
+            heartbeat: Duration::from_secs(15),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(ck_api::serve(listener, state, std::future::pending()));
+
+        let (rate, lat) = load(addr, "/api/v1/candles/latest?exchange=binance&instrument=BTC-USDT&interval=1m", 5).await;
+        println!(
+            "api/latest_candle: {rate:.0} req/s, p50 {:?}, p99 {:?} (64 connections, 5 s)",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+        let (base, blat) = load(addr, "/health", 5).await;
+        println!(
+            "api/health baseline: {base:.0} req/s, p50 {:?}, p99 {:?}; latest candle at {:.2}x the baseline's rate",
+            pct(&blat, 0.5),
+            pct(&blat, 0.99),
+            rate / base
+        );
+
+        let q = RangeQuery {
+            exchange: Exchange::Binance,
+            instrument: Instrument::new("BTC", "USDT"),
+            from: START,
+            to: Ts(START.0 + YEAR_MINUTES * 60_000_000_000),
+            limit: 1_000_000,
+        };
+        let mut store_times = Vec::new();
+        let mut http_times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let n = store.candles(&q, Interval::M1, CandleSource::Ours).await.expect("query").len();
+            store_times.push(t.elapsed());
+            assert_eq!(n, YEAR_MINUTES as usize);
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let mut buf = Vec::new();
+            let t = Instant::now();
+            bytes = get(
+                &mut s,
+                "/api/v1/candles?exchange=binance&instrument=BTC-USDT&interval=1m&from=2024-01-01&to=2025-01-01&limit=1000000",
+                &mut buf,
+            )
+            .await;
+            http_times.push(t.elapsed());
+        }
+        store_times.sort();
+        http_times.sort();
+        println!(
+            "api/year_of_1m_candles: HTTP JSON response median {:?} ({} MB); store query alone median {:?} (five runs each)",
+            http_times[2],
+            bytes / 1_000_000,
+            store_times[2]
+        );
+    });
+}
