@@ -93,23 +93,6 @@ fn encode(v: &str) -> String {
         .collect()
 }
 
-/// Candle columns, in CSV order (the CLI's).
-const CANDLE_COLUMNS: [&str; 13] = [
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "vwap",
-    "taker_buy_volume",
-    "trades",
-    "first_trade_id",
-    "last_trade_id",
-    "state",
-];
-
 fn source(q: &Query) -> Result<CandleSource, ApiError> {
     match q.get("source").map(String::as_str) {
         None | Some("" | "ours") => Ok(CandleSource::Ours),
@@ -189,7 +172,14 @@ pub(crate) async fn candles(
             .unwrap_or_default()
     });
     let rows: Vec<CandleRecord> = candles.iter().map(CandleRecord::from).collect();
-    page(&rows, &CANDLE_COLUMNS, as_csv, next, "/api/v1/candles", &q)
+    page(
+        &rows,
+        &CandleRecord::COLUMNS,
+        as_csv,
+        next,
+        "/api/v1/candles",
+        &q,
+    )
 }
 
 /// The latest candle, or the candle holding `time`.
@@ -370,11 +360,7 @@ pub(crate) async fn tickers(
     State(state): State<ApiState>,
     Params(q): Params,
 ) -> Result<Response, ApiError> {
-    let only = if q.contains_key("exchange") {
-        Some(params::exchange(&q)?)
-    } else {
-        None
-    };
+    let only = params::optional_exchange(&q)?;
     let mut out = Vec::new();
     for i in state.store.instruments().await? {
         let (exchange, instrument) = (i.info.exchange, i.info.instrument);

@@ -31,6 +31,15 @@ pub(crate) fn exchange(q: &Query) -> Result<Exchange, ApiError> {
     })
 }
 
+/// `exchange`, if given.
+pub(crate) fn optional_exchange(q: &Query) -> Result<Option<Exchange>, ApiError> {
+    if q.contains_key("exchange") {
+        exchange(q).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 pub(crate) fn instrument(q: &Query) -> Result<Instrument, ApiError> {
     let v = required(q, "instrument")?;
     Instrument::parse(v).map_err(|e| ApiError::BadRequest(format!("instrument: {e}")))

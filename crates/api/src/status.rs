@@ -87,11 +87,7 @@ pub(crate) async fn instruments(
     State(state): State<ApiState>,
     Params(q): Params,
 ) -> Result<Response, ApiError> {
-    let only = if q.contains_key("exchange") {
-        Some(params::exchange(&q)?)
-    } else {
-        None
-    };
+    let only = params::optional_exchange(&q)?;
     let out: Vec<InstrumentStatus> = state
         .store
         .instruments()

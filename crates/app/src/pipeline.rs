@@ -285,20 +285,15 @@ pub async fn run_pipeline(
     for source in sources {
         let tx = ingest_tx.clone();
         let token = shutdown.clone();
+        // Binance is a live venue like the others, plus REST (set up above).
+        let source = match source {
+            Source::Binance(config) => Source::Live {
+                protocol: Arc::new(BinanceProtocol),
+                config,
+            },
+            other => other,
+        };
         match (source, &raw_tx) {
-            (Source::Binance(config), Some(raw)) => {
-                let protocol: Arc<dyn WsProtocol> = Arc::new(BinanceProtocol);
-                let (raw, clock) = (raw.clone(), live_clock.clone());
-                source_tasks.push(tracker.spawn(run_live(
-                    protocol,
-                    config,
-                    raw,
-                    tx,
-                    clock,
-                    token,
-                    settings.connectors.clone(),
-                )));
-            }
             (Source::Poll { targets, .. }, Some(raw)) => {
                 let client = pollers.remove(0);
                 let raw = raw.clone();

@@ -26,27 +26,10 @@ fn csv<T: Serialize>(rows: &[T], header: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Candle columns, in output order.
-pub(crate) const CANDLE_COLUMNS: [&str; 13] = [
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "vwap",
-    "taker_buy_volume",
-    "trades",
-    "first_trade_id",
-    "last_trade_id",
-    "state",
-];
-
 pub(crate) fn candles(candles: &[Candle], as_csv: bool) -> anyhow::Result<()> {
     let rows: Vec<CandleRecord> = candles.iter().map(CandleRecord::from).collect();
     if as_csv {
-        csv(&rows, &CANDLE_COLUMNS)
+        csv(&rows, &CandleRecord::COLUMNS)
     } else {
         json(&rows)
     }

@@ -128,6 +128,25 @@ pub struct CandleRecord {
     pub state: CandleState,
 }
 
+impl CandleRecord {
+    /// The CSV columns, in order (the fields above).
+    pub const COLUMNS: [&'static str; 13] = [
+        "open_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "vwap",
+        "taker_buy_volume",
+        "trades",
+        "first_trade_id",
+        "last_trade_id",
+        "state",
+    ];
+}
+
 impl From<&Candle> for CandleRecord {
     fn from(c: &Candle) -> Self {
         CandleRecord {
