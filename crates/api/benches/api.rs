@@ -126,12 +126,7 @@ fn main() {
             };
             store.write(Arc::new(batch)).await.expect("seed");
         }
-        let state = ck_api::ApiState {
-            store: store.clone(),
-            connectors: Arc::default(),
-            feed: ck_bus::live_feed(16),
-            heartbeat: Duration::from_secs(15),
-        };
+        let state = ck_api::ApiState::new(store.clone(), Arc::default(), ck_bus::live_feed(16), Duration::from_secs(15));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(ck_api::serve(listener, state, std::future::pending()));

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+mod latest;
 mod market;
 mod params;
 mod status;
@@ -29,7 +30,7 @@ use ck_sources::live::ConnectorRegistry;
 use ck_store::Store;
 use utoipa::OpenApi;
 
-/// What the handlers read.
+/// What the handlers read. Build it with [`ApiState::new`].
 #[derive(Debug, Clone)]
 pub struct ApiState {
     /// The store.
@@ -40,6 +41,29 @@ pub struct ApiState {
     pub feed: ck_bus::LiveFeed,
     /// How often the WebSocket sends a heartbeat.
     pub heartbeat: std::time::Duration,
+    /// The latest candles, as JSON.
+    latest: Arc<latest::LatestCandles>,
+}
+
+impl ApiState {
+    /// The state over `store`, showing `connectors`, pushing `feed`.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn Store>,
+        connectors: Arc<ConnectorRegistry>,
+        feed: ck_bus::LiveFeed,
+        heartbeat: std::time::Duration,
+    ) -> ApiState {
+        ApiState {
+            store,
+            connectors,
+            feed,
+            heartbeat,
+            latest: Arc::new(latest::LatestCandles::new(
+                std::time::Duration::from_millis(250),
+            )),
+        }
+    }
 }
 
 /// The OpenAPI document.
@@ -131,7 +155,10 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let follower = tokio::spawn(latest::follow(state.feed.clone(), state.latest.clone()));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    follower.abort();
+    served
 }

@@ -203,12 +203,23 @@ pub(crate) async fn latest_candle(
 ) -> Result<Response, ApiError> {
     let (exchange, instrument) = (params::exchange(&q)?, params::instrument(&q)?);
     let interval = params::interval(&q, None)?;
+    let json_body = |json: axum::body::Bytes| {
+        ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+    };
     let candle: Option<Candle> = match params::time(&q, "time")? {
         None => {
-            state
+            let key = (exchange, instrument.clone(), interval);
+            if let Some(json) = state.latest.get(&key) {
+                return Ok(json_body(json));
+            }
+            match state
                 .store
                 .latest_candle(exchange, &instrument, interval)
                 .await?
+            {
+                Some(c) => return Ok(json_body(state.latest.put(&c))),
+                None => None,
+            }
         }
         Some(t) => {
             let open = interval.bucket_start(t);

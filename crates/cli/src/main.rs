@@ -646,12 +646,12 @@ async fn start_api(
     })?;
     let addr = listener.local_addr()?;
     eprintln!("API on http://{addr} (docs at /api/docs)");
-    let state = ck_api::ApiState {
-        store: store.clone(),
-        connectors: settings.connectors.clone(),
-        feed: settings.feed.clone(),
-        heartbeat: std::time::Duration::from_secs(settings.config.api.ws_heartbeat_secs),
-    };
+    let state = ck_api::ApiState::new(
+        store.clone(),
+        settings.connectors.clone(),
+        settings.feed.clone(),
+        std::time::Duration::from_secs(settings.config.api.ws_heartbeat_secs),
+    );
     let stop = token.clone().cancelled_owned();
     Ok(tokio::spawn(async move {
         if let Err(e) = ck_api::serve(listener, state, stop).await {

@@ -53,12 +53,12 @@ fn state() -> ApiState {
             .join()
             .expect("seeding thread");
             (
-                ApiState {
+                ApiState::new(
                     store,
-                    connectors: Arc::default(),
-                    feed: ck_bus::live_feed(16),
-                    heartbeat: std::time::Duration::from_secs(15),
-                },
+                    Arc::default(),
+                    ck_bus::live_feed(16),
+                    std::time::Duration::from_secs(15),
+                ),
                 dir,
             )
         })

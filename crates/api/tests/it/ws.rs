@@ -69,12 +69,12 @@ async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let state = ck_api::ApiState {
-        store: store.clone(),
-        connectors: settings.connectors.clone(),
-        feed: settings.feed.clone(),
-        heartbeat: Duration::from_secs(1),
-    };
+    let state = ck_api::ApiState::new(
+        store.clone(),
+        settings.connectors.clone(),
+        settings.feed.clone(),
+        Duration::from_secs(1),
+    );
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(ck_api::serve(
         listener,
