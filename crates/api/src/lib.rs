@@ -43,6 +43,8 @@ pub struct ApiState {
     pub heartbeat: std::time::Duration,
     /// The latest candles, as JSON.
     latest: Arc<latest::LatestCandles>,
+    /// The bearer token state-changing requests need; `None` refuses them all.
+    token: Option<Arc<str>>,
 }
 
 impl ApiState {
@@ -62,8 +64,58 @@ impl ApiState {
             latest: Arc::new(latest::LatestCandles::new(
                 std::time::Duration::from_millis(250),
             )),
+            token: None,
         }
     }
+
+    /// Requires `token` (as `Authorization: Bearer <token>`) on every
+    /// request that changes state; an empty token counts as none.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<String>) -> ApiState {
+        self.token = token.filter(|t| !t.is_empty()).map(Arc::from);
+        self
+    }
+}
+
+/// Refuses a state-changing request (anything but GET, HEAD, OPTIONS)
+/// without the configured bearer token, with a 401.
+async fn require_token(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (&state.token, given) {
+        (Some(expected), Some(given))
+            if constant_time_eq(expected.as_bytes(), given.as_bytes()) =>
+        {
+            next.run(request).await
+        }
+        (None, _) => error::error_response(
+            StatusCode::UNAUTHORIZED,
+            "state-changing requests are disabled: set api.token or CANDLEKEEP_API_TOKEN".into(),
+        ),
+        _ => error::error_response(
+            StatusCode::UNAUTHORIZED,
+            "this request changes state: send Authorization: Bearer <api.token>".into(),
+        ),
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The OpenAPI document.
@@ -114,6 +166,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/docs", get(docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }

@@ -199,6 +199,11 @@ pub struct ApiConfig {
     pub ws_queue: usize,
     /// Seconds between the server's WebSocket heartbeats.
     pub ws_heartbeat_secs: u64,
+    /// The bearer token every state-changing request must carry
+    /// (`CANDLEKEEP_API_TOKEN` overrides it). Without one, such requests are
+    /// refused. Never printed by `candlekeep config`.
+    #[serde(default, skip_serializing)]
+    pub token: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -206,6 +211,7 @@ impl Default for ApiConfig {
         ApiConfig {
             ws_queue: 4_096,
             ws_heartbeat_secs: 15,
+            token: None,
         }
     }
 }

@@ -651,6 +651,11 @@ async fn start_api(
         settings.connectors.clone(),
         settings.feed.clone(),
         std::time::Duration::from_secs(settings.config.api.ws_heartbeat_secs),
+    )
+    .with_token(
+        std::env::var("CANDLEKEEP_API_TOKEN")
+            .ok()
+            .or_else(|| settings.config.api.token.clone()),
     );
     let stop = token.clone().cancelled_owned();
     Ok(tokio::spawn(async move {

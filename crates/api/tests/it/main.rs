@@ -356,14 +356,62 @@ async fn bad_inputs_get_clear_json_errors() {
         "unknown interval",
     )
     .await;
-    let r = router(state())
+    // A malformed JSON body, authenticated, on a read-only endpoint: a JSON 405.
+    let r = router(state().with_token(Some("t".into())))
         .oneshot(
             Request::post("/api/v1/candles")
                 .header("content-type", "application/json")
+                .header("authorization", "Bearer t")
                 .body(Body::from("{not json"))
                 .expect("request"),
         )
         .await
         .expect("response");
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body = r.into_body().collect().await.expect("body").to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json error");
+    assert!(v["error"]["message"].is_string());
+}
+
+#[tokio::test]
+async fn state_changing_requests_need_the_bearer_token() {
+    let post = |token: Option<&str>| {
+        let mut r = Request::post("/api/v1/candles");
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        r.body(Body::empty()).expect("request")
+    };
+    // No token configured: refused, saying how to enable.
+    let r = router(state())
+        .oneshot(post(Some("x")))
+        .await
+        .expect("response");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let configured = state().with_token(Some("s3cret".into()));
+    for (token, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("wrong"), StatusCode::UNAUTHORIZED),
+        // The right token passes authentication (no POST route exists yet).
+        (Some("s3cret"), StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let r = router(configured.clone())
+            .oneshot(post(token))
+            .await
+            .expect("response");
+        assert_eq!(r.status(), status, "{token:?}");
+        let body = r.into_body().collect().await.expect("body").to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json error");
+        assert!(v["error"]["message"].is_string());
+    }
+    // Reading needs no token.
+    let r = router(configured)
+        .oneshot(
+            Request::get("/health")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(r.status(), StatusCode::OK);
 }
