@@ -45,6 +45,8 @@ pub struct ApiState {
     latest: Arc<latest::LatestCandles>,
     /// The bearer token state-changing requests need; `None` refuses them all.
     token: Option<Arc<str>>,
+    /// Origins allowed to call the API from a browser (`*` for any).
+    cors_origins: Vec<String>,
 }
 
 impl ApiState {
@@ -65,7 +67,15 @@ impl ApiState {
                 std::time::Duration::from_millis(250),
             )),
             token: None,
+            cors_origins: Vec::new(),
         }
+    }
+
+    /// Lets browsers on `origins` (or any, with `*`) call the API; none by default.
+    #[must_use]
+    pub fn with_cors(mut self, origins: Vec<String>) -> ApiState {
+        self.cors_origins = origins;
+        self
     }
 
     /// Requires `token` (as `Authorization: Bearer <token>`) on every
@@ -149,7 +159,8 @@ pub struct ApiDoc;
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let cors = cors(&state.cors_origins);
+    let app = Router::new()
         .route("/api/v1/exchanges", get(status::exchanges))
         .route("/api/v1/instruments", get(status::instruments))
         .route("/api/v1/candles", get(market::candles))
@@ -171,7 +182,34 @@ pub fn router(state: ApiState) -> Router {
             require_token,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(layer) => app.layer(layer),
+        None => app,
+    }
+}
+
+/// The CORS layer for `origins`, if any are allowed.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods(Any)
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([
+                header::LINK,
+                header::HeaderName::from_static("x-next-cursor"),
+            ]),
+    )
 }
 
 async fn openapi() -> Response {

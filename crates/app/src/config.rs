@@ -204,6 +204,8 @@ pub struct ApiConfig {
     /// refused. Never printed by `candlekeep config`.
     #[serde(default, skip_serializing)]
     pub token: Option<String>,
+    /// Origins whose web pages may call the API (`["*"]` for any); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -212,6 +214,7 @@ impl Default for ApiConfig {
             ws_queue: 4_096,
             ws_heartbeat_secs: 15,
             token: None,
+            cors_origins: Vec::new(),
         }
     }
 }

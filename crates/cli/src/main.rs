@@ -656,7 +656,8 @@ async fn start_api(
         std::env::var("CANDLEKEEP_API_TOKEN")
             .ok()
             .or_else(|| settings.config.api.token.clone()),
-    );
+    )
+    .with_cors(settings.config.api.cors_origins.clone());
     let stop = token.clone().cancelled_owned();
     Ok(tokio::spawn(async move {
         if let Err(e) = ck_api::serve(listener, state, stop).await {

@@ -415,3 +415,40 @@ async fn state_changing_requests_need_the_bearer_token() {
         .expect("response");
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_configurable() {
+    let preflight = || {
+        Request::options("/api/v1/instruments")
+            .header("origin", "http://dash.local")
+            .header("access-control-request-method", "GET")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let r = router(state())
+        .oneshot(preflight())
+        .await
+        .expect("response");
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "no CORS unless configured"
+    );
+    let allowed = state().with_cors(vec!["http://dash.local".into()]);
+    let r = router(allowed.clone())
+        .oneshot(preflight())
+        .await
+        .expect("response");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://dash.local"
+    );
+    let other = Request::get("/api/v1/instruments")
+        .header("origin", "http://evil.example")
+        .body(Body::empty())
+        .expect("request");
+    let r = router(allowed).oneshot(other).await.expect("response");
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "other origins get nothing"
+    );
+}
