@@ -121,15 +121,28 @@ async fn live_capture_equals_recording(exchange: Exchange, fixture: &str, kraken
     };
     let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
     let expected_trades: usize = trades.len();
+    let expected_quotes: std::collections::BTreeSet<QuoteKey> = quotes.keys().cloned().collect();
+    // Done when every frame was served and every trade and distinct quote is
+    // stored: frames still unread when the pipeline stops are not captured.
     let done = eventually(Duration::from_secs(60), || {
-        let (store, mock) = (store.clone(), &mock);
+        let (store, mock, instruments, expected_quotes) =
+            (store.clone(), &mock, &instruments, &expected_quotes);
         async move {
-            mock.finished()
-                && store.counts().await.map(|c| c.trades as usize).unwrap_or(0) >= expected_trades
+            if !mock.finished()
+                || store.counts().await.map(|c| c.trades as usize).unwrap_or(0) < expected_trades
+            {
+                return false;
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for i in instruments {
+                for q in store.quotes(&all(exchange, i)).await.unwrap_or_default() {
+                    seen.insert(quote_key(&q));
+                }
+            }
+            &seen == expected_quotes
         }
     })
     .await;
-    // Let the last quotes through the pipeline, then stop (shutdown drains).
     token.cancel();
     let report = pipeline.await.expect("join").expect("pipeline");
     assert!(
