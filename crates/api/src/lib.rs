@@ -7,7 +7,9 @@
 //!   `lagged` notices for clients that fall behind);
 //! - `/health` and `/metrics` (Prometheus text);
 //! - the OpenAPI document at `/api/openapi.json`, generated from the
-//!   handlers' annotations, and a readable page of it at `/api/docs`.
+//!   handlers' annotations, and a readable page of it at `/api/docs`;
+//! - the web page at `/` ([`ui`]): live chart, comparison, statistics and
+//!   status, every asset compiled in.
 //!
 //! Every error is JSON ([`error::ApiError`]).
 
@@ -17,7 +19,9 @@ pub mod error;
 mod latest;
 mod market;
 mod params;
+mod stats;
 mod status;
+mod ui;
 mod ws;
 
 use std::sync::Arc;
@@ -143,6 +147,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         market::trades,
         market::tickers,
         market::prices,
+        stats::stats,
         status::completeness,
         status::connectors,
         status::health,
@@ -153,7 +158,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         error::ErrorDetail,
         ck_model::CandleRecord,
         ck_model::Gap
-    ))
+    )),
+    tags(
+        (name = "reference", description = "Exchanges and instruments."),
+        (name = "market", description = "Candles, trades, tickers and price series."),
+        (name = "stats", description = "Statistics and rankings."),
+        (name = "status", description = "Completeness, connectors, health and metrics."),
+    )
 )]
 pub struct ApiDoc;
 
@@ -168,6 +179,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/trades", get(market::trades))
         .route("/api/v1/tickers", get(market::tickers))
         .route("/api/v1/prices", get(market::prices))
+        .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/completeness", get(status::completeness))
         .route("/api/v1/connectors", get(status::connectors))
         .route("/api/v1/ws", get(ws::upgrade))
@@ -175,6 +187,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(status::metrics))
         .route("/api/openapi.json", get(openapi))
         .route("/api/docs", get(docs))
+        .route("/", get(ui::index))
+        .route("/ui/{*path}", get(ui::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -135,6 +135,7 @@ async fn known(
         ("cursor" = Option<String>, Query, description = "From the previous page's `X-Next-Cursor`."),
         ("format" = Option<String>, Query, description = "`json` (default) or `csv`."),
         ("source" = Option<String>, Query, description = "`ours` (default) or `exchange`."),
+        ("order" = Option<String>, Query, description = "`asc` (default: the oldest `limit` candles of the range, oldest first) or `desc` (the newest `limit`, newest first; the next page goes further back)."),
     ),
     responses(
         (status = 200, description = "Candles; `X-Next-Cursor` when there are more.", body = [CandleRecord]),
@@ -148,12 +149,15 @@ pub(crate) async fn candles(
 ) -> Result<Response, ApiError> {
     let (exchange, instrument) = (params::exchange(&q)?, params::instrument(&q)?);
     let interval = params::interval(&q, None)?;
-    let (mut from, to) = params::range(&q)?;
+    let (mut from, mut to) = params::range(&q)?;
     let limit = params::limit(&q, 1_000)?;
     let as_csv = params::csv(&q)?;
     let source = source(&q)?;
-    if let Some(c) = params::time(&q, "cursor")? {
-        from = from.max(c);
+    let newest_first = params::descending(&q)?;
+    match params::time(&q, "cursor")? {
+        Some(c) if newest_first => to = to.min(c),
+        Some(c) => from = from.max(c),
+        None => {}
     }
     known(&state, exchange, &instrument).await?;
     let query = RangeQuery {
@@ -163,12 +167,27 @@ pub(crate) async fn candles(
         to,
         limit: limit + 1,
     };
-    let mut candles = state.store.candles(&query, interval, source).await?;
+    let mut candles = if newest_first {
+        state
+            .store
+            .candles_newest_first(&query, interval, source)
+            .await?
+    } else {
+        state.store.candles(&query, interval, source).await?
+    };
     let next = (candles.len() > limit).then(|| {
         candles.truncate(limit);
+        // The next page starts after the last candle of this one, in the
+        // order asked for (`to` is exclusive, `from` inclusive).
         candles
             .last()
-            .map(|c| Ts(c.open_time.0 + 1).to_string())
+            .map(|c| {
+                if newest_first {
+                    c.open_time.to_string()
+                } else {
+                    Ts(c.open_time.0 + 1).to_string()
+                }
+            })
             .unwrap_or_default()
     });
     let rows: Vec<CandleRecord> = candles.iter().map(CandleRecord::from).collect();

@@ -103,3 +103,25 @@ pub(crate) fn csv(q: &Query) -> Result<bool, ApiError> {
         ))),
     }
 }
+
+/// `order=asc` (default) or `order=desc`: whether newest comes first.
+pub(crate) fn descending(q: &Query) -> Result<bool, ApiError> {
+    match q.get("order").map(String::as_str) {
+        None | Some("" | "asc") => Ok(false),
+        Some("desc") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "`order` = `{other}`; valid: asc, desc"
+        ))),
+    }
+}
+
+/// A true/false flag, false when absent.
+pub(crate) fn flag(q: &Query, name: &str) -> Result<bool, ApiError> {
+    match q.get(name).map(String::as_str) {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "`{name}` = `{other}`; valid: true, false"
+        ))),
+    }
+}

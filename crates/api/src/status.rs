@@ -76,9 +76,13 @@ pub(crate) struct InstrumentStatus {
     last_trade_time: Option<Ts>,
 }
 
-/// Instruments with stored data, with their status and last trade time.
+/// Instruments the store knows (listed by a venue, or with stored data),
+/// with their status and last trade time.
 #[utoipa::path(get, path = "/api/v1/instruments", tag = "reference",
-    params(("exchange" = Option<ck_model::Exchange>, Query, description = "Only this exchange.")),
+    params(
+        ("exchange" = Option<ck_model::Exchange>, Query, description = "Only this exchange."),
+        ("with_data" = Option<bool>, Query, description = "Only instruments with stored trades."),
+    ),
     responses(
         (status = 200, description = "A JSON array.", body = [InstrumentStatus]),
         (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
@@ -88,12 +92,14 @@ pub(crate) async fn instruments(
     Params(q): Params,
 ) -> Result<Response, ApiError> {
     let only = params::optional_exchange(&q)?;
+    let with_data = params::flag(&q, "with_data")?;
     let out: Vec<InstrumentStatus> = state
         .store
         .instruments()
         .await?
         .into_iter()
         .filter(|i| only.is_none_or(|e| e == i.info.exchange))
+        .filter(|i| !with_data || i.last_trade_time.is_some())
         .map(|i| InstrumentStatus {
             exchange: i.info.exchange,
             native_symbol: if i.info.native_symbol.is_empty() {

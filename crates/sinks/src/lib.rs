@@ -226,6 +226,14 @@ mod tests {
         ) -> Result<Vec<Candle>, Error> {
             self.inner.candles(q, i, s).await
         }
+        async fn candles_newest_first(
+            &self,
+            q: &RangeQuery,
+            i: Interval,
+            s: CandleSource,
+        ) -> Result<Vec<Candle>, Error> {
+            self.inner.candles_newest_first(q, i, s).await
+        }
         async fn trades(&self, q: &RangeQuery) -> Result<Vec<ck_model::Trade>, Error> {
             self.inner.trades(q).await
         }

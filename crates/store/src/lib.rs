@@ -192,6 +192,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         source: CandleSource,
     ) -> Result<Vec<Candle>, Error>;
 
+    /// The newest `limit` candles with open time in `[from, to)`, newest
+    /// first: the page before a time, for scrolling back through history.
+    async fn candles_newest_first(
+        &self,
+        query: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+    ) -> Result<Vec<Candle>, Error>;
+
     /// Trades of one instrument with exchange time in `[from, to)`, in exchange order.
     async fn trades(&self, query: &RangeQuery) -> Result<Vec<Trade>, Error>;
 

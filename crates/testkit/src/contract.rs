@@ -364,6 +364,31 @@ async fn candles_upsert_by_state(store: &dyn Store) {
         (d("100.90"), CandleState::Revised),
         "a revision replaces it"
     );
+    let newest = store
+        .candles_newest_first(
+            &RangeQuery {
+                limit: 1,
+                ..range(0, 120)
+            },
+            Interval::M1,
+            CandleSource::Ours,
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        newest.iter().map(|c| c.open_time).collect::<Vec<_>>(),
+        [Ts::from_secs(60)],
+        "newest first, limited"
+    );
+    let newest = store
+        .candles_newest_first(&range(0, 120), Interval::M1, CandleSource::Ours)
+        .await
+        .expect("query");
+    assert_eq!(
+        newest.iter().map(|c| c.open_time).collect::<Vec<_>>(),
+        [Ts::from_secs(60), Ts::from_secs(0)],
+        "every candle in range, newest first"
+    );
     let latest = store
         .latest_candle(Exchange::Binance, &inst("BTC-USDT"), Interval::M1)
         .await

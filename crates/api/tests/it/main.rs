@@ -1,5 +1,6 @@
 //! Router tests: every endpoint through `oneshot`, on a store seeded by
-//! replaying the real hftbacktest Binance recording, with the bad inputs.
+//! replaying the real hftbacktest Binance recording and the cryptofeed
+//! Coinbase one, with the bad inputs.
 
 mod ws;
 
@@ -28,7 +29,10 @@ fn state() -> ApiState {
                 .settings()
                 .expect("settings");
             let store = ck_app::open_store(&settings).expect("store");
-            let file = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+            let files = vec![
+                ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz"),
+                ck_testkit::fixture("cryptofeed/COINBASE.jsonl.zst"),
+            ];
             // Replayed on a runtime of its own, in a thread of its own (the
             // first test to get here is already inside a runtime).
             let seeded = store.clone();
@@ -42,7 +46,7 @@ fn state() -> ApiState {
                     &settings,
                     seeded,
                     vec![Source::Replay {
-                        files: vec![file],
+                        files,
                         options: ReplayOptions::default(),
                     }],
                     None,
@@ -451,4 +455,231 @@ async fn cors_is_off_by_default_and_configurable() {
         r.headers().get("access-control-allow-origin").is_none(),
         "other origins get nothing"
     );
+}
+
+#[tokio::test]
+async fn candles_newest_first_page_back_through_the_same_candles() {
+    let all = get(&format!("{C}&interval=1m")).await.json();
+    let mut all = all.as_array().expect("array").clone();
+    all.reverse();
+    let mut got = Vec::new();
+    let mut uri = format!("{C}&interval=1m&limit=3&order=desc");
+    loop {
+        let page = get(&uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        got.extend(page.json().as_array().expect("array").iter().cloned());
+        match page.headers.get("x-next-cursor") {
+            Some(c) => {
+                let c = c.to_str().expect("ascii").replace(':', "%3A");
+                uri = format!("{C}&interval=1m&limit=3&order=desc&cursor={c}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(got, all, "newest first, every candle once");
+    refused(
+        &format!("{C}&interval=1m&order=sideways"),
+        StatusCode::BAD_REQUEST,
+        "valid: asc, desc",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn instruments_with_data_leaves_out_listed_only_ones() {
+    let r = get("/api/v1/instruments?with_data=true").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let items = r.json();
+    let items = items.as_array().expect("array");
+    let mut names: Vec<String> = items
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["exchange"].as_str().unwrap_or(""),
+                i["instrument"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["binance:BTC-USDT", "coinbase:BTC-USD", "coinbase:ETH-USD"]
+    );
+    assert!(items.iter().all(|i| i["last_trade_time"].is_string()));
+    refused(
+        "/api/v1/instruments?with_data=maybe",
+        StatusCode::BAD_REQUEST,
+        "with_data",
+    )
+    .await;
+}
+
+/// The sample standard deviation, written out.
+fn stddev(xs: &[f64]) -> f64 {
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+}
+
+#[tokio::test]
+async fn stats_agree_with_a_recomputation_from_the_candles() {
+    let r = get("/api/v1/stats?window=1h").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let items = r.json();
+    let items = items.as_array().expect("array");
+    assert_eq!(items.len(), 3, "one per instrument with data: {items:?}");
+    // Ranked by the standard deviation of log returns, highest first.
+    let ranks: Vec<u64> = items.iter().filter_map(|i| i["rank"].as_u64()).collect();
+    assert_eq!(ranks, [1, 2, 3]);
+    let sds: Vec<f64> = items.iter().filter_map(|i| i["stddev"].as_f64()).collect();
+    assert_eq!(sds.len(), 3);
+    assert!(sds.windows(2).all(|w| w[0] >= w[1]), "{sds:?}");
+    for item in items {
+        let (ex, inst) = (
+            item["exchange"].as_str().expect("ex"),
+            item["instrument"].as_str().expect("inst"),
+        );
+        let (from, to) = (
+            item["from"].as_str().expect("from"),
+            item["to"].as_str().expect("to"),
+        );
+        let candles = get(&format!(
+            "/api/v1/candles?exchange={ex}&instrument={inst}&interval=1m&from={from}&to={to}&limit=100000"
+        ))
+        .await
+        .json();
+        let candles = candles.as_array().expect("array");
+        assert_eq!(item["candles"].as_u64(), Some(candles.len() as u64));
+        let num =
+            |v: &serde_json::Value| v.as_str().expect("decimal").parse::<f64>().expect("number");
+        let closes: Vec<f64> = candles.iter().map(|c| num(&c["close"])).collect();
+        let first_open = num(&candles[0]["open"]);
+        let ret = closes[closes.len() - 1] / first_open - 1.0;
+        let log_returns: Vec<f64> = closes.windows(2).map(|w| (w[1] / w[0]).ln()).collect();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 + 1e-9 * b.abs();
+        assert!(
+            close(item["return"].as_f64().expect("return"), ret),
+            "{item}"
+        );
+        assert!(
+            close(item["stddev"].as_f64().expect("sd"), stddev(&log_returns)),
+            "{item}"
+        );
+        assert!(
+            close(item["price_stddev"].as_f64().expect("psd"), stddev(&closes)),
+            "{item}"
+        );
+        let high = candles
+            .iter()
+            .map(|c| num(&c["high"]))
+            .fold(f64::MIN, f64::max);
+        assert_eq!(num(&item["high"]), high);
+    }
+    // One instrument, a fixed range: the window ends where asked.
+    let one = get("/api/v1/stats?instruments=binance:BTC-USDT&from=2024-08-08T23:50:00Z&to=2024-08-09T00:00:00Z").await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    let one = one.json();
+    assert_eq!(one[0]["to"], "2024-08-09T00:00:00Z");
+    let stored = get(&format!(
+        "{C}&interval=1m&from=2024-08-08T23:50:00Z&to=2024-08-09T00:00:00Z"
+    ))
+    .await
+    .json();
+    assert_eq!(
+        one[0]["candles"].as_u64(),
+        Some(stored.as_array().expect("array").len() as u64)
+    );
+    assert_eq!(one[0]["rank"].as_u64(), Some(1));
+}
+
+#[tokio::test]
+async fn stats_refuse_bad_windows_and_unknown_instruments() {
+    refused(
+        "/api/v1/stats?window=24",
+        StatusCode::BAD_REQUEST,
+        "`window` = `24`",
+    )
+    .await;
+    refused(
+        "/api/v1/stats?window=5y",
+        StatusCode::BAD_REQUEST,
+        "unit s, m, h, d or w",
+    )
+    .await;
+    refused(
+        "/api/v1/stats?instruments=BTC-USDT",
+        StatusCode::BAD_REQUEST,
+        "exchange:BASE-QUOTE",
+    )
+    .await;
+    refused(
+        "/api/v1/stats?instruments=mtgox:BTC-USD",
+        StatusCode::BAD_REQUEST,
+        "unknown exchange `mtgox`",
+    )
+    .await;
+    refused(
+        "/api/v1/stats?instruments=binance:DOGE-EUR",
+        StatusCode::NOT_FOUND,
+        "DOGE-EUR",
+    )
+    .await;
+    refused(
+        "/api/v1/stats?from=2024-08-09&to=2024-08-08",
+        StatusCode::BAD_REQUEST,
+        "must be before",
+    )
+    .await;
+    refused(
+        "/api/v1/stats?interval=7m",
+        StatusCode::BAD_REQUEST,
+        "unknown interval",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_web_page_and_its_assets_are_served_from_the_binary() {
+    let page = get("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
+    assert!(
+        page.body.contains("/ui/vendor/lightweight-charts.js"),
+        "the page loads the vendored library"
+    );
+    assert!(
+        !page.body.contains("https://cdn") && !page.body.contains("unpkg"),
+        "no CDN"
+    );
+    let lib = get("/ui/vendor/lightweight-charts.js").await;
+    assert_eq!(lib.status, StatusCode::OK);
+    assert!(
+        lib.body.contains("LightweightCharts"),
+        "the standalone build"
+    );
+    for asset in ["/ui/app.js", "/ui/app.css"] {
+        let r = get(asset).await;
+        assert_eq!(r.status, StatusCode::OK, "{asset}");
+        let etag = r.headers["etag"].to_str().expect("ascii").to_owned();
+        let again = router(state())
+            .oneshot(
+                Request::get(asset)
+                    .header("if-none-match", &etag)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(
+            again.status(),
+            StatusCode::NOT_MODIFIED,
+            "{asset} revalidates"
+        );
+    }
+    refused("/ui/secret.txt", StatusCode::NOT_FOUND, "no asset").await;
 }

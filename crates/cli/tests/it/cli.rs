@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support::{Demo, http_get};
+
 fn candlekeep(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_candlekeep"))
         .arg("--data-dir")
@@ -12,20 +14,6 @@ fn candlekeep(data_dir: &Path, args: &[&str]) -> Output {
         .env_remove("CANDLEKEEP_CONFIG")
         .output()
         .expect("run candlekeep")
-}
-
-/// A plain HTTP/1.1 GET on loopback; the whole response as text.
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the API");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
 }
 
 fn text(b: &[u8]) -> String {
@@ -336,48 +324,8 @@ fn run_replays_the_configured_sources_into_the_store() {
 fn demo_captures_live_from_the_mock_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("dir");
     let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
-    let child = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .args([
-            "--data-dir",
-            dir.path().to_str().expect("utf8"),
-            "--log",
-            "warn",
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--speed",
-            "100",
-            "--recording",
-        ])
-        .arg(&fixture)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start demo");
-    let mut child = child;
-    // stderr, line by line, on a thread: the API's address comes first.
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = lines_tx.send(line);
-        }
-        all
-    });
-    let api = lines
-        .iter()
-        .find_map(|l| {
-            l.strip_prefix("API on http://")
-                .map(|a| a.split_whitespace().next().unwrap_or("").to_owned())
-        })
-        .expect("the API address is printed");
+    let demo = Demo::start(dir.path(), &fixture, 100);
+    let api = demo.api.clone();
     // Bounded wait for live trades to reach the store.
     let mut stored = 0;
     for _ in 0..200 {
@@ -413,13 +361,7 @@ fn demo_captures_live_from_the_mock_and_stops_cleanly_on_ctrl_c() {
         health.starts_with("HTTP/1.1 200") && health.contains("\"connected\":1"),
         "{health}"
     );
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let status = child.wait().expect("demo exits");
-    let stderr = reader.join().expect("stderr reader");
+    let (status, stderr) = demo.stop();
     assert!(status.success(), "{stderr}");
     assert!(stored > 100, "live trades reached the store: {stored}");
     assert!(

@@ -1,6 +1,7 @@
 //! End-to-end tests: the pipeline on real recordings, and the binary itself.
 
 mod backfill;
+mod browser;
 mod cli;
 mod crash;
 mod gapfree;

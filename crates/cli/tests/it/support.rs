@@ -168,3 +168,89 @@ pub(crate) fn spawn_pipeline(
     });
     (token, handle)
 }
+
+/// A plain HTTP/1.1 GET on loopback; the whole response as text.
+pub(crate) fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the API");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// `candlekeep demo` running on `data_dir`: a mock Binance replaying
+/// `recording` at `speed`, the live pipeline, and the API on a free port.
+pub(crate) struct Demo {
+    child: std::process::Child,
+    reader: std::thread::JoinHandle<String>,
+    /// The API's address, `127.0.0.1:PORT`.
+    pub(crate) api: String,
+}
+
+impl Demo {
+    pub(crate) fn start(
+        data_dir: &std::path::Path,
+        recording: &std::path::Path,
+        speed: u32,
+    ) -> Demo {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args([
+                "--log",
+                "warn",
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--speed",
+            ])
+            .arg(speed.to_string())
+            .arg("--recording")
+            .arg(recording)
+            .env_remove("CANDLEKEEP_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start demo");
+        // stderr, line by line, on a thread: the API's address comes first.
+        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                all.push_str(&line);
+                all.push('\n');
+                let _ = lines_tx.send(line);
+            }
+            all
+        });
+        let api = lines
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("API on http://")
+                    .map(|a| a.split_whitespace().next().unwrap_or("").to_owned())
+            })
+            .expect("the API address is printed");
+        Demo { child, reader, api }
+    }
+
+    /// Ctrl-C, then the exit status and everything it printed on stderr.
+    pub(crate) fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let killed = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let status = self.child.wait().expect("demo exits");
+        (status, self.reader.join().expect("stderr reader"))
+    }
+}

@@ -1,0 +1,324 @@
+//! Statistics per instrument over a window of stored candles, ranked
+//! across instruments by volatility: the price tracker's "standard
+//! deviation and rank" table.
+//!
+//! Each request reads the window's candles from the store (at most
+//! [`MAX_CANDLES`] per instrument: the interval grows with the window).
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use ck_model::{Candle, Decimal, Exchange, Instrument, Interval, Ts};
+use ck_store::{CandleSource, RangeQuery};
+use serde::Serialize;
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::market::Params;
+use crate::params::{self, Query};
+
+/// The most candles read per instrument (seven days of minutes).
+const MAX_CANDLES: i64 = 7 * 24 * 60;
+
+/// The longest window.
+const MAX_WINDOW_NANOS: i64 = 3_660 * 86_400 * 1_000_000_000;
+
+/// One instrument's statistics over the window.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct InstrumentStats {
+    /// The exchange.
+    exchange: Exchange,
+    /// BASE-QUOTE.
+    instrument: Instrument,
+    /// The candles the statistics are computed from.
+    interval: Interval,
+    /// The window's start (inclusive).
+    from: Ts,
+    /// The window's end (exclusive): `to`, or else the end of the
+    /// instrument's newest candle.
+    to: Ts,
+    /// Candles in the window.
+    candles: usize,
+    /// The first candle's open.
+    open: Decimal,
+    /// The last candle's close.
+    close: Decimal,
+    /// The highest price.
+    high: Decimal,
+    /// The lowest price.
+    low: Decimal,
+    /// `close / open - 1`.
+    #[serde(rename = "return")]
+    #[schema(rename = "return")]
+    change: f64,
+    /// The sample standard deviation of the log returns between
+    /// consecutive closes (per `interval`; `null` with fewer than two
+    /// returns). The rank is by this.
+    stddev: Option<f64>,
+    /// The sample standard deviation of the closes, in the quote currency.
+    price_stddev: Option<f64>,
+    /// Base volume.
+    volume: Decimal,
+    /// Quote volume over base volume (`null` without trades).
+    vwap: Option<Decimal>,
+    /// 1 for the most volatile (highest `stddev`) of the instruments shown.
+    rank: usize,
+}
+
+/// Statistics per instrument over a window, ranked by volatility.
+#[utoipa::path(
+    get, path = "/api/v1/stats", tag = "stats",
+    params(
+        ("window" = Option<String>, Query, description = "How far back from the window's end: `90m`, `24h` (default), `7d`, `2w`."),
+        ("instruments" = Option<String>, Query, description = "`exchange:BASE-QUOTE`, comma-separated (default: every instrument with data)."),
+        ("from" = Option<String>, Query, description = "The window's start instead of `to - window`."),
+        ("to" = Option<String>, Query, description = "The window's end (default: each instrument's newest candle)."),
+        ("interval" = Option<ck_model::Interval>, Query, description = "The candles to use (default: the finest that keeps a window within 10,080 candles)."),
+    ),
+    responses(
+        (status = 200, description = "One item per instrument with candles in the window, by rank.", body = [InstrumentStats]),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+        (status = 404, description = "An unknown instrument.", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn stats(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let window = window(&q)?;
+    let (from, to) = (params::time(&q, "from")?, params::time(&q, "to")?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(ApiError::BadRequest(format!(
+            "`from` ({f}) must be before `to` ({t})"
+        )));
+    }
+    let span = match (from, to) {
+        (Some(f), Some(t)) => t.0.saturating_sub(f.0),
+        _ => window,
+    };
+    let interval = if q.contains_key("interval") {
+        params::interval(&q, None)?
+    } else {
+        finest_interval(span)
+    };
+    let stored = state.store.instruments().await?;
+    let wanted: Vec<(Exchange, Instrument, Option<Ts>)> = match q.get("instruments") {
+        Some(list) if !list.is_empty() => {
+            let mut out = Vec::new();
+            for item in list.split(',') {
+                let (e, i) = instrument_key(item)?;
+                let found = stored
+                    .iter()
+                    .find(|s| s.info.exchange == e && s.info.instrument == i)
+                    .ok_or_else(|| {
+                        ApiError::NotFound(format!(
+                            "no data for {e} {i}; GET /api/v1/instruments?with_data=true lists what is stored"
+                        ))
+                    })?;
+                out.push((e, i, found.last_trade_time));
+            }
+            out
+        }
+        _ => stored
+            .into_iter()
+            .filter(|s| s.last_trade_time.is_some())
+            .map(|s| (s.info.exchange, s.info.instrument, s.last_trade_time))
+            .collect(),
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    for (exchange, instrument, last) in wanted {
+        let end = match (to, last) {
+            (Some(t), _) => t,
+            (None, Some(last)) => Ts(interval
+                .bucket_start(last)
+                .0
+                .saturating_add(interval.fixed_nanos().unwrap_or(0))),
+            (None, None) => continue,
+        };
+        let start = from.unwrap_or(Ts(end.0.saturating_sub(window)));
+        if start >= end {
+            continue;
+        }
+        let query = RangeQuery {
+            exchange,
+            instrument,
+            from: start,
+            to: end,
+            limit: usize::try_from(MAX_CANDLES).unwrap_or(usize::MAX) * 2,
+        };
+        let candles = state
+            .store
+            .candles(&query, interval, CandleSource::Ours)
+            .await?;
+        if let Some(s) = window_stats(&candles, start, end) {
+            out.push(s);
+        }
+    }
+    rank(&mut out);
+    Ok(axum::Json(out).into_response())
+}
+
+/// `window`, in nanoseconds: a whole number and a unit (s, m, h, d, w).
+fn window(q: &Query) -> Result<i64, ApiError> {
+    let Some(text) = q.get("window").filter(|w| !w.is_empty()) else {
+        return Ok(24 * 3_600 * 1_000_000_000);
+    };
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "`window` = `{text}`: use a whole number and a unit s, m, h, d or w (such as 24h or 7d), up to 10 years"
+        ))
+    };
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = text.split_at(unit_at);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(secs * 1_000_000_000)
+        .filter(|w| (1..=MAX_WINDOW_NANOS).contains(w))
+        .ok_or_else(bad)
+}
+
+/// The finest fixed interval that covers `span` in at most [`MAX_CANDLES`].
+fn finest_interval(span: i64) -> Interval {
+    Interval::ALL
+        .iter()
+        .copied()
+        .filter(|i| *i != Interval::S1)
+        .find(|i| i.fixed_nanos().is_some_and(|n| span / n <= MAX_CANDLES))
+        .unwrap_or(Interval::W1)
+}
+
+/// `exchange:BASE-QUOTE`.
+fn instrument_key(item: &str) -> Result<(Exchange, Instrument), ApiError> {
+    let (e, i) = item.trim().split_once(':').ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "`instruments` item `{item}`: write exchange:BASE-QUOTE, such as binance:BTC-USDT"
+        ))
+    })?;
+    let exchange: Exchange = e.parse().map_err(|_| {
+        let valid: Vec<&str> = Exchange::ALL.iter().map(|e| e.as_str()).collect();
+        ApiError::BadRequest(format!(
+            "`instruments` item `{item}`: unknown exchange `{e}`; valid: {}",
+            valid.join(", ")
+        ))
+    })?;
+    let instrument = Instrument::parse(i)
+        .map_err(|e| ApiError::BadRequest(format!("`instruments` item `{item}`: {e}")))?;
+    Ok((exchange, instrument))
+}
+
+/// The statistics of `candles` (one instrument, oldest first), if any.
+fn window_stats(candles: &[Candle], from: Ts, to: Ts) -> Option<InstrumentStats> {
+    let (first, last) = (candles.first()?, candles.last()?);
+    let closes: Vec<f64> = candles.iter().map(|c| c.close.to_f64()).collect();
+    let log_returns: Vec<f64> = closes
+        .windows(2)
+        .filter(|w| w[0] > 0.0 && w[1] > 0.0)
+        .map(|w| (w[1] / w[0]).ln())
+        .collect();
+    let mut volume = Decimal::from(0);
+    let mut quote_volume = Decimal::from(0);
+    for c in candles {
+        volume = volume.checked_add(c.volume).unwrap_or(volume);
+        quote_volume = quote_volume
+            .checked_add(c.quote_volume)
+            .unwrap_or(quote_volume);
+    }
+    let open = first.open.to_f64();
+    Some(InstrumentStats {
+        exchange: first.exchange,
+        instrument: first.instrument.clone(),
+        interval: first.interval,
+        from,
+        to,
+        candles: candles.len(),
+        open: first.open,
+        close: last.close,
+        high: candles.iter().map(|c| c.high).max().unwrap_or(first.high),
+        low: candles.iter().map(|c| c.low).min().unwrap_or(first.low),
+        change: if open > 0.0 {
+            last.close.to_f64() / open - 1.0
+        } else {
+            0.0
+        },
+        stddev: sample_stddev(&log_returns),
+        price_stddev: sample_stddev(&closes),
+        volume,
+        vwap: if volume > Decimal::from(0) {
+            quote_volume.checked_div(volume, 8).map(Decimal::normalize)
+        } else {
+            None
+        },
+        rank: 0,
+    })
+}
+
+/// The sample (n - 1) standard deviation, by Welford's method.
+fn sample_stddev(xs: &[f64]) -> Option<f64> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let (mut mean, mut m2) = (0.0, 0.0);
+    for (n, &x) in xs.iter().enumerate() {
+        let delta = x - mean;
+        mean += delta / (n + 1) as f64;
+        m2 += delta * (x - mean);
+    }
+    let sd = (m2 / (xs.len() - 1) as f64).sqrt();
+    sd.is_finite().then_some(sd)
+}
+
+/// Sorts by volatility, highest first (unknown last), and numbers the ranks.
+fn rank(stats: &mut [InstrumentStats]) {
+    stats.sort_by(|a, b| match (a.stddev, b.stddev) {
+        (Some(x), Some(y)) => y.total_cmp(&x),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => (a.exchange.as_str(), a.instrument.as_str())
+            .cmp(&(b.exchange.as_str(), b.instrument.as_str())),
+    });
+    for (i, s) in stats.iter_mut().enumerate() {
+        s.rank = i + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_stddev_matches_the_textbook_formula() {
+        let xs = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
+        let mean = xs.iter().sum::<f64>() / 8.0;
+        let direct = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 7.0).sqrt();
+        let got = sample_stddev(&xs).expect("defined");
+        assert!((got - direct).abs() < 1e-12, "{got} vs {direct}");
+        assert_eq!(sample_stddev(&[1.0]), None);
+    }
+
+    #[test]
+    fn windows_parse_with_units_and_refuse_nonsense() {
+        let q = |w: &str| Query::from([("window".to_owned(), w.to_owned())]);
+        assert_eq!(window(&q("90m")).ok(), Some(90 * 60 * 1_000_000_000));
+        assert_eq!(window(&q("7d")).ok(), Some(7 * 86_400 * 1_000_000_000));
+        for bad in ["24", "h", "-1h", "0h", "1y", "99999999999w"] {
+            assert!(window(&q(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_interval_grows_with_the_window() {
+        let day = 86_400 * 1_000_000_000;
+        assert_eq!(finest_interval(day), Interval::M1);
+        assert_eq!(finest_interval(7 * day), Interval::M1);
+        assert_eq!(finest_interval(30 * day), Interval::M5);
+        assert_eq!(finest_interval(365 * day), Interval::H1);
+    }
+}

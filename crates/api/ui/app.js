@@ -1,0 +1,587 @@
+// candlekeep's web page: a live candle chart, a comparison of instruments in
+// percent change, a statistics table and a status panel. It reads only the
+// public API of the server that serves it (/api/v1/...), and draws with
+// TradingView Lightweight Charts, vendored from npm (web/vendor.sh).
+//
+// The state of the page lives in the URL's fragment, so that a view can be
+// shared: #exchange=binance&instrument=BTC-USDT&interval=1m&compare=a,b
+//
+// Elements carry what they show as data attributes (data-candles,
+// data-series, data-rows, ...), which the browser test reads.
+'use strict';
+
+(() => {
+  const LC = window.LightweightCharts;
+  const INTERVALS = {
+    '1s': 1, '1m': 60, '3m': 180, '5m': 300, '15m': 900, '30m': 1800,
+    '1h': 3600, '2h': 7200, '4h': 14400, '6h': 21600, '8h': 28800,
+    '12h': 43200, '1d': 86400, '1w': 604800, '1M': 2592000,
+  };
+  const WINDOWS = ['1h', '6h', '24h', '7d', '30d'];
+  const PAGE = 500;
+  const COLORS = ['#4c9aff', '#f5a623', '#7ed321', '#e056fd', '#50e3c2',
+    '#ff6b6b', '#c0c0c0', '#ffd166', '#9b59b6', '#1abc9c'];
+  const UP = '#26a69a';
+  const DOWN = '#ef5350';
+
+  const $ = (id) => document.getElementById(id);
+  const keyOf = (i) => `${i.exchange}:${i.instrument}`;
+  const toSec = (iso) => Math.floor(Date.parse(iso) / 1000);
+  const iso = (sec) => new Date(sec * 1000).toISOString();
+  const windowSecs = (w) => {
+    const m = /^(\d+)([smhdw])$/.exec(w);
+    if (!m) return null;
+    return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[m[2]];
+  };
+  const fmt = (x, digits) => (x == null || !Number.isFinite(x) ? '–'
+    : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 }));
+  const pct = (x, digits = 2) => (x == null || !Number.isFinite(x) ? '–'
+    : `${(x * 100).toFixed(digits)}%`);
+  const price = (s) => {
+    const n = Number(s);
+    if (!Number.isFinite(n)) return '–';
+    return n >= 1000 ? fmt(n, 2) : n >= 1 ? fmt(n, 4) : fmt(n, 8);
+  };
+  const when = (t) => (t ? t.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '–');
+
+  // ---- the page's state, kept in the URL fragment ----
+  const params = new URLSearchParams(location.hash.slice(1));
+  const state = {
+    exchange: params.get('exchange'),
+    instrument: params.get('instrument'),
+    interval: INTERVALS[params.get('interval')] ? params.get('interval') : '1m',
+    compare: (params.get('compare') || '').split(',').filter(Boolean),
+    compareWindow: params.get('cw') || '24h',
+    statsWindow: params.get('sw') || '24h',
+  };
+  let instruments = [];
+
+  function saveState() {
+    const p = new URLSearchParams();
+    if (state.exchange) p.set('exchange', state.exchange);
+    if (state.instrument) p.set('instrument', state.instrument);
+    p.set('interval', state.interval);
+    if (state.compare.length) p.set('compare', state.compare.join(','));
+    p.set('cw', state.compareWindow);
+    p.set('sw', state.statsWindow);
+    history.replaceState(null, '', `#${p}`);
+  }
+
+  function problem(message) {
+    const el = $('problem');
+    el.hidden = !message;
+    el.textContent = message || '';
+  }
+
+  async function getJson(url) {
+    const res = await fetch(url, { headers: { accept: 'application/json' } });
+    const body = await res.json().catch(() => null);
+    if (!res.ok) {
+      throw new Error(body && body.error ? body.error.message : `${url}: HTTP ${res.status}`);
+    }
+    return { body, next: res.headers.get('x-next-cursor') };
+  }
+
+  const chartOptions = () => ({
+    autoSize: true,
+    layout: { background: { color: '#161c23' }, textColor: '#d5dbe1', attributionLogo: true },
+    grid: { vertLines: { color: '#222a33' }, horzLines: { color: '#222a33' } },
+    rightPriceScale: { borderColor: '#2a323c' },
+    timeScale: { borderColor: '#2a323c', timeVisible: true, secondsVisible: false },
+    crosshair: { mode: LC.CrosshairMode.Normal },
+  });
+
+  // ---- the live candle chart ----
+  const chartEl = $('chart');
+  const chart = LC.createChart(chartEl, chartOptions());
+  const candleSeries = chart.addSeries(LC.CandlestickSeries, {
+    upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN,
+  });
+  const volumeSeries = chart.addSeries(LC.HistogramSeries, {
+    priceFormat: { type: 'volume' }, priceScaleId: '', lastValueVisible: false, priceLineVisible: false,
+  });
+  volumeSeries.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+  let bars = []; // oldest first: { bar, volume, record }
+  let olderCursor = null;
+  let loadingOlder = false;
+  let generation = 0;
+  let updates = 0;
+
+  const toBar = (c) => ({
+    bar: { time: toSec(c.open_time), open: Number(c.open), high: Number(c.high), low: Number(c.low), close: Number(c.close) },
+    volume: { time: toSec(c.open_time), value: Number(c.volume), color: Number(c.close) >= Number(c.open) ? 'rgba(38,166,154,0.45)' : 'rgba(239,83,80,0.45)' },
+    record: c,
+  });
+
+  function drawAll() {
+    candleSeries.setData(bars.map((b) => b.bar));
+    volumeSeries.setData(bars.map((b) => b.volume));
+    chartEl.dataset.candles = String(candleSeries.data().length);
+  }
+
+  function showLegend(b) {
+    if (!b) { $('legend').textContent = ''; return; }
+    const c = b.record;
+    $('legend').textContent = `${when(c.open_time)}  O ${price(c.open)}  H ${price(c.high)}  L ${price(c.low)}  C ${price(c.close)}  V ${fmt(Number(c.volume), 4)}  ${c.trades} trades${c.state ? `  (${c.state})` : ''}`;
+  }
+
+  chart.subscribeCrosshairMove((p) => {
+    const t = p && p.time;
+    showLegend(t ? bars.find((b) => b.bar.time === t) : bars[bars.length - 1]);
+  });
+
+  function candlesUrl(cursor) {
+    const q = new URLSearchParams({
+      exchange: state.exchange, instrument: state.instrument, interval: state.interval,
+      order: 'desc', limit: String(PAGE),
+    });
+    if (cursor) q.set('cursor', cursor);
+    return `/api/v1/candles?${q}`;
+  }
+
+  async function loadChart() {
+    const mine = ++generation;
+    bars = [];
+    olderCursor = null;
+    drawAll();
+    $('chart-title').textContent = `${state.exchange} ${state.instrument} · ${state.interval}`;
+    chart.applyOptions({ timeScale: { secondsVisible: state.interval === '1s' } });
+    try {
+      const { body, next } = await getJson(candlesUrl(null));
+      if (mine !== generation) return;
+      bars = body.reverse().map(toBar);
+      olderCursor = next;
+      drawAll();
+      const n = bars.length;
+      chart.timeScale().setVisibleLogicalRange({ from: Math.max(0, n - 150), to: n + 3 });
+      showLegend(bars[n - 1]);
+      problem(null);
+    } catch (e) {
+      problem(`Chart: ${e.message}`);
+    }
+    live.follow();
+  }
+
+  async function loadOlder() {
+    if (!olderCursor || loadingOlder) return;
+    loadingOlder = true;
+    const mine = generation;
+    try {
+      const { body, next } = await getJson(candlesUrl(olderCursor));
+      if (mine !== generation) return;
+      const older = body.reverse().map(toBar).filter((b) => !bars.length || b.bar.time < bars[0].bar.time);
+      olderCursor = next;
+      if (older.length) {
+        const range = chart.timeScale().getVisibleLogicalRange();
+        bars = older.concat(bars);
+        drawAll();
+        if (range) {
+          chart.timeScale().setVisibleLogicalRange({ from: range.from + older.length, to: range.to + older.length });
+        }
+      }
+    } catch (e) {
+      problem(`Older candles: ${e.message}`);
+    } finally {
+      loadingOlder = false;
+    }
+  }
+
+  chart.timeScale().subscribeVisibleLogicalRangeChange((r) => {
+    if (r && r.from < 30) loadOlder();
+  });
+
+  // A candle from the WebSocket: the newest moves on; an older one (a
+  // revision after a late trade or a repaired gap) replaces its bar.
+  function applyCandle(c) {
+    const b = toBar(c);
+    const last = bars[bars.length - 1];
+    if (!last || b.bar.time > last.bar.time) {
+      bars.push(b);
+    } else if (b.bar.time === last.bar.time) {
+      bars[bars.length - 1] = b;
+    } else {
+      let lo = 0;
+      let hi = bars.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (bars[mid].bar.time < b.bar.time) lo = mid + 1; else hi = mid;
+      }
+      if (bars[lo].bar.time === b.bar.time) {
+        bars[lo] = b;
+        try {
+          candleSeries.update(b.bar, true);
+          volumeSeries.update(b.volume, true);
+        } catch (_) {
+          drawAll();
+        }
+      } else if (lo > 0) {
+        bars.splice(lo, 0, b);
+        drawAll();
+      }
+      // Older than anything loaded: scrolling back will fetch it.
+      updates += 1;
+      chartEl.dataset.updates = String(updates);
+      return;
+    }
+    candleSeries.update(b.bar);
+    volumeSeries.update(b.volume);
+    chartEl.dataset.candles = String(candleSeries.data().length);
+    updates += 1;
+    chartEl.dataset.updates = String(updates);
+    showLegend(b);
+  }
+
+  // ---- the WebSocket: one connection, reconnecting, following the chart ----
+  const live = (() => {
+    let ws = null;
+    let topic = null;
+    let retry = 500;
+    const badge = $('live');
+    const send = (m) => { if (ws && ws.readyState === 1) ws.send(JSON.stringify(m)); };
+    const sub = (op, t) => send({ op, channel: 'candles', exchange: t.exchange, instrument: t.instrument, interval: t.interval });
+    function connect() {
+      const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+      ws = new WebSocket(`${scheme}://${location.host}/api/v1/ws`);
+      ws.onopen = () => {
+        retry = 500;
+        badge.textContent = 'live';
+        badge.classList.add('on');
+        if (topic) sub('subscribe', topic);
+      };
+      ws.onclose = () => {
+        badge.textContent = 'reconnecting';
+        badge.classList.remove('on');
+        setTimeout(connect, retry);
+        retry = Math.min(retry * 2, 15000);
+      };
+      ws.onmessage = (ev) => {
+        let m;
+        try { m = JSON.parse(ev.data); } catch (_) { return; }
+        const mine = topic && m.exchange === topic.exchange && m.instrument === topic.instrument && m.interval === topic.interval;
+        if (m.type === 'snapshot' && m.channel === 'candles' && mine && m.data) applyCandle(m.data);
+        else if (m.type === 'candle' && mine) applyCandle({ ...m.candle, state: m.state });
+        else if (m.type === 'lagged') loadChart();
+        else if (m.type === 'error') problem(`Live updates: ${m.message}`);
+      };
+    }
+    return {
+      start: connect,
+      follow() {
+        const next = { exchange: state.exchange, instrument: state.instrument, interval: state.interval };
+        if (topic && topic.exchange === next.exchange && topic.instrument === next.instrument && topic.interval === next.interval) return;
+        if (topic) sub('unsubscribe', topic);
+        topic = next;
+        sub('subscribe', topic);
+      },
+    };
+  })();
+
+  // ---- comparison in percent change ----
+  const compareEl = $('compare');
+  const compareChart = LC.createChart(compareEl, chartOptions());
+  compareChart.applyOptions({
+    localization: { priceFormatter: (v) => `${v.toFixed(2)}%` },
+  });
+  let compareSeries = [];
+
+  function renderPick() {
+    const filter = $('compare-filter').value.trim().toUpperCase();
+    const el = $('compare-pick');
+    el.textContent = '';
+    for (const i of instruments) {
+      const key = keyOf(i);
+      const on = state.compare.includes(key);
+      if (filter && !on && !key.toUpperCase().includes(filter)) continue;
+      const label = document.createElement('label');
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.checked = on;
+      box.value = key;
+      box.addEventListener('change', () => {
+        state.compare = box.checked ? state.compare.concat(key) : state.compare.filter((k) => k !== key);
+        saveState();
+        loadCompare();
+      });
+      label.append(box, ` ${key}`);
+      el.append(label);
+    }
+  }
+
+  async function loadCompare() {
+    for (const s of compareSeries) compareChart.removeSeries(s);
+    compareSeries = [];
+    const legend = $('compare-legend');
+    legend.textContent = '';
+    const chosen = state.compare.map((k) => instruments.find((i) => keyOf(i) === k)).filter(Boolean);
+    const span = windowSecs(state.compareWindow) || 86400;
+    const end = Math.max(0, ...chosen.map((i) => toSec(i.last_trade_time)));
+    let points = 0;
+    const results = await Promise.all(chosen.map(async (i) => {
+      const q = new URLSearchParams({
+        exchange: i.exchange, instrument: i.instrument, from: iso(end - span), to: iso(end + 60), points: '1500',
+      });
+      try {
+        return { i, rows: (await getJson(`/api/v1/prices?${q}`)).body };
+      } catch (e) {
+        return { i, error: e.message };
+      }
+    }));
+    results.forEach(({ i, rows, error }, n) => {
+      const color = COLORS[n % COLORS.length];
+      const tag = document.createElement('span');
+      tag.style.setProperty('--c', color);
+      if (error || !rows.length) {
+        tag.textContent = `${keyOf(i)}: ${error || 'no data in the window'}`;
+        legend.append(tag);
+        return;
+      }
+      const base = Number(rows[0].price);
+      const data = rows.map((r) => ({ time: toSec(r.time), value: (Number(r.price) / base - 1) * 100 }));
+      const s = compareChart.addSeries(LC.LineSeries, { color, lineWidth: 2, priceLineVisible: false });
+      s.setData(data);
+      compareSeries.push(s);
+      points += data.length;
+      tag.textContent = `${keyOf(i)} ${data[data.length - 1].value >= 0 ? '+' : ''}${data[data.length - 1].value.toFixed(2)}%`;
+      legend.append(tag);
+    });
+    compareChart.timeScale().fitContent();
+    compareEl.dataset.series = String(compareSeries.length);
+    compareEl.dataset.points = String(points);
+  }
+
+  // ---- statistics ----
+  let statsRows = [];
+  let statsSort = { key: 'rank', asc: true };
+
+  async function loadStats() {
+    const table = $('stats');
+    try {
+      const q = new URLSearchParams({ window: state.statsWindow });
+      statsRows = (await getJson(`/api/v1/stats?${q}`)).body;
+      $('stats-note').textContent = `${state.statsWindow} to each instrument's latest candle; ranked by σ of returns`;
+    } catch (e) {
+      statsRows = [];
+      $('stats-note').textContent = e.message;
+    }
+    renderStats();
+    table.dataset.rows = String(statsRows.length);
+  }
+
+  function renderStats() {
+    const value = (r, k) => (k === 'name' ? keyOf(r) : k === 'close' || k === 'volume' ? Number(r[k]) : r[k]);
+    const rows = statsRows.slice().sort((a, b) => {
+      const x = value(a, statsSort.key);
+      const y = value(b, statsSort.key);
+      const c = x == null ? 1 : y == null ? -1 : x < y ? -1 : x > y ? 1 : 0;
+      return statsSort.asc ? c : -c;
+    });
+    const body = $('stats').tBodies[0];
+    body.textContent = '';
+    for (const r of rows) {
+      const tr = body.insertRow();
+      tr.className = 'pickable';
+      tr.title = `${r.candles} ${r.interval} candles, ${when(r.from)} to ${when(r.to)}`;
+      const cells = [
+        [String(r.rank), 'num'],
+        [keyOf(r), ''],
+        [price(r.close), 'num'],
+        [pct(r.return), `num ${r.return > 0 ? 'up' : r.return < 0 ? 'down' : ''}`],
+        [pct(r.stddev, 3), 'num'],
+        [fmt(r.price_stddev, 6), 'num'],
+        [fmt(Number(r.volume), 4), 'num'],
+      ];
+      for (const [text, cls] of cells) {
+        const td = tr.insertCell();
+        td.textContent = text;
+        td.className = cls;
+      }
+      tr.addEventListener('click', () => select(r.exchange, r.instrument));
+    }
+    for (const th of $('stats').tHead.rows[0].cells) {
+      th.classList.toggle('sorted', th.dataset.key === statsSort.key);
+      th.classList.toggle('asc', th.dataset.key === statsSort.key && statsSort.asc);
+    }
+  }
+
+  for (const th of $('stats').tHead.rows[0].cells) {
+    th.addEventListener('click', () => {
+      const k = th.dataset.key;
+      statsSort = { key: k, asc: statsSort.key === k ? !statsSort.asc : k === 'rank' || k === 'name' };
+      renderStats();
+    });
+  }
+
+  // ---- status: connectors, completeness and gaps ----
+  async function loadConnectors() {
+    const body = $('connectors').tBodies[0];
+    try {
+      const rows = (await getJson('/api/v1/connectors')).body;
+      body.textContent = '';
+      if (!rows.length) {
+        const td = body.insertRow().insertCell();
+        td.colSpan = 5;
+        td.textContent = 'No live connectors in this process (serving stored data).';
+      }
+      for (const c of rows) {
+        const tr = body.insertRow();
+        const cells = [[c.exchange, ''], [c.state, `state-${c.state}`], [fmt(c.messages, 0), 'num'],
+          [fmt(c.reconnects, 0), 'num'], [when(c.last_message), '']];
+        for (const [text, cls] of cells) {
+          const td = tr.insertCell();
+          td.textContent = text;
+          td.className = cls;
+        }
+        if (c.last_error) tr.title = c.last_error;
+      }
+    } catch (e) {
+      problem(`Connectors: ${e.message}`);
+    }
+  }
+
+  async function loadCompleteness() {
+    const i = instruments.find((x) => x.exchange === state.exchange && x.instrument === state.instrument);
+    const figures = $('completeness');
+    const gaps = $('gaps').tBodies[0];
+    if (!i || !i.last_trade_time) return;
+    const end = toSec(i.last_trade_time);
+    const to = Math.ceil((end + 1) / 60) * 60;
+    const q = new URLSearchParams({
+      exchange: i.exchange, instrument: i.instrument, interval: '1m', from: iso(to - 86400), to: iso(to),
+    });
+    $('completeness-title').textContent = `${keyOf(i)}, the 24 hours to its last trade`;
+    try {
+      const c = (await getJson(`/api/v1/completeness?${q}`)).body;
+      figures.textContent = '';
+      const first = c.from ? toSec(c.from) : null;
+      for (const [label, value] of [
+        ['1m candles', `${fmt(c.candles, 0)} / ${fmt(c.expected, 0)}`],
+        ['coverage', c.coverage_pct == null ? '–' : `${c.coverage_pct.toFixed(2)}%`],
+        ['gaps open', String(c.open_gaps)],
+        ['gaps recorded', String(c.gaps.length)],
+        ['last trade', when(c.last_message_time)],
+      ]) {
+        const d = document.createElement('div');
+        const b = document.createElement('b');
+        b.textContent = value;
+        d.append(b, label);
+        figures.append(d);
+      }
+      figures.dataset.coverage = c.coverage_pct == null ? '' : String(c.coverage_pct);
+      figures.title = first ? `from ${iso(first)}` : '';
+      gaps.textContent = '';
+      if (!c.gaps.length) {
+        const td = gaps.insertRow().insertCell();
+        td.colSpan = 4;
+        td.textContent = 'No gaps recorded in this range.';
+      }
+      for (const g of c.gaps.slice(0, 50)) {
+        const tr = gaps.insertRow();
+        for (const text of [when(g.from_ts), when(g.to_ts), g.state, g.reason]) {
+          tr.insertCell().textContent = text;
+        }
+      }
+    } catch (e) {
+      figures.textContent = e.message;
+    }
+  }
+
+  // ---- controls ----
+  function fillSelect(el, values, chosen, label = (v) => v) {
+    el.textContent = '';
+    for (const v of values) {
+      const o = document.createElement('option');
+      o.value = v;
+      o.textContent = label(v);
+      o.selected = v === chosen;
+      el.append(o);
+    }
+  }
+
+  function select(exchange, instrument) {
+    state.exchange = exchange;
+    state.instrument = instrument;
+    $('instrument').value = `${exchange}:${instrument}`;
+    saveState();
+    loadChart();
+    loadCompleteness();
+  }
+
+  $('instrument').addEventListener('change', (e) => {
+    const [ex, inst] = e.target.value.split(':');
+    select(ex, inst);
+  });
+  $('interval').addEventListener('change', (e) => {
+    state.interval = e.target.value;
+    saveState();
+    loadChart();
+  });
+  $('compare-window').addEventListener('change', (e) => {
+    state.compareWindow = e.target.value;
+    saveState();
+    loadCompare();
+  });
+  $('compare-filter').addEventListener('input', renderPick);
+  $('stats-window').addEventListener('change', (e) => {
+    state.statsWindow = e.target.value;
+    $('stats-custom').value = '';
+    saveState();
+    loadStats();
+  });
+  $('stats-custom').addEventListener('change', (e) => {
+    const w = e.target.value.trim();
+    if (!windowSecs(w)) {
+      problem(`Window "${w}": write a number and a unit s, m, h, d or w, such as 3d`);
+      return;
+    }
+    problem(null);
+    state.statsWindow = w;
+    saveState();
+    loadStats();
+  });
+
+  async function start() {
+    fillSelect($('interval'), Object.keys(INTERVALS), state.interval);
+    fillSelect($('compare-window'), WINDOWS, state.compareWindow);
+    fillSelect($('stats-window'), WINDOWS.includes(state.statsWindow) ? WINDOWS : WINDOWS.concat(state.statsWindow), state.statsWindow);
+    try {
+      instruments = (await getJson('/api/v1/instruments?with_data=true')).body;
+    } catch (e) {
+      problem(`Instruments: ${e.message}`);
+      return;
+    }
+    instruments.sort((a, b) => (b.last_trade_time || '').localeCompare(a.last_trade_time || '') || keyOf(a).localeCompare(keyOf(b)));
+    if (!instruments.length) {
+      problem('No data stored yet: run `candlekeep run` with sources, `candlekeep demo`, or `candlekeep replay`.');
+      loadConnectors();
+      return;
+    }
+    const known = (ex, inst) => instruments.some((i) => i.exchange === ex && i.instrument === inst);
+    if (!known(state.exchange, state.instrument)) {
+      state.exchange = instruments[0].exchange;
+      state.instrument = instruments[0].instrument;
+    }
+    fillSelect($('instrument'), instruments.map(keyOf), `${state.exchange}:${state.instrument}`);
+    state.compare = state.compare.filter((k) => instruments.some((i) => keyOf(i) === k));
+    if (!state.compare.length) {
+      // The same base currency across venues, else the most recent few.
+      const base = state.instrument.split('-')[0];
+      const same = instruments.filter((i) => i.instrument.split('-')[0] === base).map(keyOf);
+      state.compare = (same.length > 1 ? same : instruments.map(keyOf)).slice(0, 4);
+    }
+    saveState();
+    live.start();
+    renderPick();
+    await Promise.all([loadChart(), loadCompare(), loadStats(), loadConnectors(), loadCompleteness()]);
+    document.body.dataset.readyMs = String(Math.round(performance.now()));
+    document.body.dataset.ready = 'true';
+    setInterval(loadConnectors, 5000);
+    setInterval(loadCompleteness, 30000);
+    setInterval(loadStats, 60000);
+  }
+
+  if (!LC) {
+    problem('The chart library did not load.');
+  } else {
+    start();
+  }
+})();

@@ -1,0 +1,185 @@
+//! The web page in a real browser: headless Chromium against `candlekeep
+//! demo` (live Binance from the mock) on a store that also holds the
+//! cryptofeed recordings of five more venues, replayed first.
+//!
+//! It checks, from the page's DOM after its scripts ran, that the chart drew
+//! stored candles and took live ones over the WebSocket, that the
+//! comparison overlays four instruments across two exchanges, and that the
+//! statistics table has a row per instrument; and saves a screenshot as
+//! `target/ui-test/candlekeep.png`.
+//!
+//! Chromium must be installed (`apt-get install -y chromium`; `.ci/run`
+//! does it), or named by `CANDLEKEEP_CHROMIUM`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::{Demo, http_get};
+
+/// The Chromium binary, or a loud failure saying how to get one.
+fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("CANDLEKEEP_CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "the browser test needs Chromium: `apt-get install -y chromium` (or set CANDLEKEEP_CHROMIUM)"
+    );
+}
+
+/// The value of `attr="..."` on the element with `id="id"` in `dom` (the
+/// body when `id` is empty).
+fn attribute(dom: &str, id: &str, attr: &str) -> Option<String> {
+    let (at, tag_start) = if id.is_empty() {
+        let at = dom.find("<body")?;
+        (at, at)
+    } else {
+        let at = dom.find(&format!("id=\"{id}\""))?;
+        (at, dom[..at].rfind('<')?)
+    };
+    let tag_end = at + dom[at..].find('>')?;
+    let tag = &dom[tag_start..tag_end];
+    let key = format!("{attr}=\"");
+    let v = tag.find(&key)? + key.len();
+    Some(tag[v..v + tag[v..].find('"')?].to_owned())
+}
+
+fn number(dom: &str, id: &str, attr: &str) -> u64 {
+    attribute(dom, id, attr)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("#{id} has no numeric {attr} in the page"))
+}
+
+#[test]
+fn the_page_draws_live_candles_the_comparison_and_the_statistics() {
+    let browser = chromium();
+    let dir = tempfile::tempdir().expect("dir");
+    let fixtures: Vec<PathBuf> = [
+        "cryptofeed/COINBASE.jsonl.zst",
+        "cryptofeed/BYBIT.jsonl.zst",
+        "cryptofeed/BITFINEX.jsonl.zst",
+        "cryptofeed/KRAKEN.jsonl.zst",
+        "cryptofeed/OKX.jsonl.zst",
+    ]
+    .into_iter()
+    .map(ck_testkit::fixture)
+    .collect();
+    let replayed = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--log", "warn", "replay"])
+        .args(&fixtures)
+        .env_remove("CANDLEKEEP_CONFIG")
+        .output()
+        .expect("replay");
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+
+    let recording = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    let demo = Demo::start(dir.path(), &recording, 20);
+    // Bounded wait until the live Binance trades are stored, so that the
+    // page opens on them.
+    let mut with_data = String::new();
+    for _ in 0..300 {
+        with_data = http_get(&demo.api, "/api/v1/instruments?with_data=true");
+        if with_data.contains("\"exchange\":\"binance\"") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        with_data.contains("\"exchange\":\"binance\""),
+        "live data arrives: {with_data}"
+    );
+    let instruments = with_data.matches("\"last_trade_time\":\"").count();
+
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-test");
+    std::fs::create_dir_all(&artifacts).expect("artifact dir");
+    let screenshot = artifacts.join("candlekeep.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let profile = tempfile::tempdir().expect("profile");
+    let url = format!(
+        "http://{}/#interval=1m&compare=coinbase:BTC-USD,coinbase:ETH-USD,bybit:BTC-USDT,bybit:ETH-USDT&cw=24h&sw=24h",
+        demo.api
+    );
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1280,1500",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    let (status, stderr) = demo.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+
+    assert_eq!(
+        attribute(&dom, "problem", "hidden").as_deref(),
+        Some(""),
+        "no problem shown: {dom}"
+    );
+    assert_eq!(
+        attribute(&dom, "live", "class").as_deref(),
+        Some("badge on")
+    );
+    // The chart opened on the newest instrument (live Binance) and drew
+    // its stored candles, then took updates over the WebSocket.
+    assert!(
+        dom.contains("binance BTC-USDT · 1m"),
+        "the chart's title names it"
+    );
+    assert!(number(&dom, "chart", "data-candles") >= 1, "candles drawn");
+    assert!(number(&dom, "chart", "data-updates") >= 1, "live updates");
+    // Four instruments on two exchanges, overlaid in percent.
+    assert_eq!(number(&dom, "compare", "data-series"), 4);
+    assert!(number(&dom, "compare", "data-points") >= 8);
+    assert!(dom.contains("bybit:ETH-USDT "), "legend names each series");
+    // A statistics row per instrument with data.
+    assert_eq!(number(&dom, "stats", "data-rows"), instruments as u64);
+    assert!(dom.contains("<td class=\"\">kraken:XMR-USD</td>"));
+    // The status panel shows the live connector.
+    assert!(dom.contains("state-connected"), "connector row");
+    assert_eq!(attribute(&dom, "", "data-ready").as_deref(), Some("true"));
+
+    let png = std::fs::read(&screenshot).expect("the screenshot is saved");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real picture: {} bytes",
+        png.len()
+    );
+    eprintln!(
+        "screenshot: {}; page ready after {} ms",
+        screenshot.display(),
+        attribute(&dom, "", "data-ready-ms").unwrap_or_default()
+    );
+}
