@@ -17,6 +17,7 @@
 
 pub mod error;
 mod latest;
+mod limit;
 mod market;
 mod params;
 mod stats;
@@ -51,6 +52,12 @@ pub struct ApiState {
     token: Option<Arc<str>>,
     /// Origins allowed to call the API from a browser (`*` for any).
     cors_origins: Vec<String>,
+    /// Updates a WebSocket client may fall behind by before it is told it lagged.
+    ws_queue: usize,
+    /// Per-client request limits; none when `None`.
+    limiter: Option<Arc<limit::RateLimiter>>,
+    /// The encoded updates WebSocket clients read, once the first connects.
+    fanout: Arc<std::sync::OnceLock<tokio::sync::broadcast::Sender<Arc<ws::Encoded>>>>,
 }
 
 impl ApiState {
@@ -72,7 +79,27 @@ impl ApiState {
             )),
             token: None,
             cors_origins: Vec::new(),
+            ws_queue: 4_096,
+            limiter: None,
+            fanout: Arc::default(),
         }
+    }
+
+    /// Limits each client (by address) to `per_second` requests a second,
+    /// in bursts of up to `burst`; 0 turns the limit off (the default).
+    #[must_use]
+    pub fn with_rate_limit(mut self, per_second: u32, burst: u32) -> ApiState {
+        self.limiter =
+            (per_second > 0).then(|| Arc::new(limit::RateLimiter::new(per_second, burst)));
+        self
+    }
+
+    /// How many updates a WebSocket client may fall behind by before the
+    /// oldest are dropped and it gets a `lagged` notice (default 4096).
+    #[must_use]
+    pub fn with_ws_queue(mut self, updates: usize) -> ApiState {
+        self.ws_queue = updates.max(1);
+        self
     }
 
     /// Lets browsers on `origins` (or any, with `*`) call the API; none by default.
@@ -195,6 +222,10 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             require_token,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::limit,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state);
     match cors {
@@ -264,7 +295,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let follower = tokio::spawn(latest::follow(state.feed.clone(), state.latest.clone()));
-    let served = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     follower.abort();

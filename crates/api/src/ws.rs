@@ -15,22 +15,24 @@
 //! `error` for a message it cannot use (the connection stays open).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use ck_bus::Event;
 use ck_model::{CandleRecord, Exchange, Instrument, Interval, Ts};
 use ck_store::Store;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::ApiState;
 
 /// What a client listens to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Topic {
+pub(crate) enum Topic {
     Trades(Exchange, Instrument),
     Candles(Exchange, Instrument, Interval),
     Tickers(Exchange, Instrument),
@@ -136,33 +138,77 @@ fn topic_json(t: &Topic) -> serde_json::Value {
     }
 }
 
-/// The update `event` makes for a client subscribed to `topics`, if any.
-fn update(event: &Event, topics: &HashSet<Topic>) -> Option<String> {
-    match event {
-        Event::Trade(t) => topics
-            .contains(&Topic::Trades(t.exchange, t.instrument.clone()))
-            .then(|| {
-                json!({"type": "trade", "exchange": t.exchange, "instrument": t.instrument,
-                   "trade_id": t.trade_id, "price": t.price, "qty": t.size, "side": t.side,
-                   "ts": t.ts_exchange, "received": t.ts_received})
-                .to_string()
-            }),
-        Event::Quote(q) => topics
-            .contains(&Topic::Tickers(q.exchange, q.instrument.clone()))
-            .then(|| {
-                json!({"type": "ticker", "exchange": q.exchange, "instrument": q.instrument,
-                   "bid": q.bid, "ask": q.ask, "bid_size": q.bid_size, "ask_size": q.ask_size,
-                   "last": q.last, "ts": q.ts_exchange})
-                .to_string()
-            }),
-        Event::Candle(c) => topics
-            .contains(&Topic::Candles(c.exchange, c.instrument.clone(), c.interval))
-            .then(|| {
-                json!({"type": "candle", "exchange": c.exchange, "instrument": c.instrument,
-                   "interval": c.interval, "state": c.state, "candle": CandleRecord::from(c.as_ref())})
-                .to_string()
-            }),
-        _ => None,
+/// An update as every client subscribed to its topic receives it: encoded
+/// once, shared by reference (a client's send copies nothing but a count).
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    /// Who gets it; `None` for everyone.
+    topic: Option<Topic>,
+    text: Utf8Bytes,
+}
+
+/// The topic of `event` and its JSON, if clients can subscribe to it.
+fn encode(event: &Event) -> Option<Encoded> {
+    let (topic, value) = match event {
+        Event::Trade(t) => (
+            Topic::Trades(t.exchange, t.instrument.clone()),
+            json!({"type": "trade", "exchange": t.exchange, "instrument": t.instrument,
+               "trade_id": t.trade_id, "price": t.price, "qty": t.size, "side": t.side,
+               "ts": t.ts_exchange, "received": t.ts_received}),
+        ),
+        Event::Quote(q) => (
+            Topic::Tickers(q.exchange, q.instrument.clone()),
+            json!({"type": "ticker", "exchange": q.exchange, "instrument": q.instrument,
+               "bid": q.bid, "ask": q.ask, "bid_size": q.bid_size, "ask_size": q.ask_size,
+               "last": q.last, "ts": q.ts_exchange}),
+        ),
+        Event::Candle(c) => (
+            Topic::Candles(c.exchange, c.instrument.clone(), c.interval),
+            json!({"type": "candle", "exchange": c.exchange, "instrument": c.instrument,
+               "interval": c.interval, "state": c.state, "candle": CandleRecord::from(c.as_ref())}),
+        ),
+        _ => return None,
+    };
+    Some(Encoded {
+        topic: Some(topic),
+        text: value.to_string().into(),
+    })
+}
+
+/// The channel of encoded updates every WebSocket client reads, started
+/// with the first client: one task reads the live feed and encodes each
+/// update once, however many clients there are.
+pub(crate) fn fanout(state: &ApiState) -> broadcast::Receiver<Arc<Encoded>> {
+    state
+        .fanout
+        .get_or_init(|| {
+            let (tx, _) = broadcast::channel(state.ws_queue);
+            let feed = state.feed.subscribe();
+            tokio::spawn(encode_feed(feed, tx.clone()));
+            tx
+        })
+        .subscribe()
+}
+
+async fn encode_feed(
+    mut feed: broadcast::Receiver<Arc<Event>>,
+    out: broadcast::Sender<Arc<Encoded>>,
+) {
+    loop {
+        let encoded = match feed.recv().await {
+            Ok(event) => match encode(&event) {
+                Some(e) => e,
+                None => continue,
+            },
+            // The encoder itself fell behind: every client missed these.
+            Err(RecvError::Lagged(n)) => Encoded {
+                topic: None,
+                text: json!({"type": "lagged", "dropped": n}).to_string().into(),
+            },
+            Err(RecvError::Closed) => return,
+        };
+        // No receivers is fine: nobody is subscribed right now.
+        let _ = out.send(Arc::new(encoded));
     }
 }
 
@@ -203,11 +249,11 @@ const BATCH: usize = 256;
 
 async fn client(mut socket: WebSocket, state: ApiState) {
     use futures_util::SinkExt as _;
-    let mut feed = state.feed.subscribe();
+    let mut feed = fanout(&state);
     let mut topics: HashSet<Topic> = HashSet::new();
     let mut heartbeat = tokio::time::interval(state.heartbeat);
     heartbeat.tick().await;
-    let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Utf8Bytes> = Vec::with_capacity(BATCH);
     loop {
         let outgoing: Option<String> = tokio::select! {
             incoming = socket.recv() => match incoming {
@@ -247,9 +293,13 @@ async fn client(mut socket: WebSocket, state: ApiState) {
                 let mut next = Some(event);
                 while let Some(event) = next.take() {
                     match event {
-                        Ok(e) => batch.extend(update(&e, &topics)),
+                        Ok(e) => {
+                            if e.topic.as_ref().is_none_or(|t| topics.contains(t)) {
+                                batch.push(e.text.clone());
+                            }
+                        }
                         Err(RecvError::Lagged(n)) => {
-                            batch.push(json!({"type": "lagged", "dropped": n}).to_string());
+                            batch.push(json!({"type": "lagged", "dropped": n}).to_string().into());
                         }
                         Err(RecvError::Closed) => return,
                     }
@@ -262,7 +312,7 @@ async fn client(mut socket: WebSocket, state: ApiState) {
                     }
                 }
                 for text in batch.drain(..) {
-                    if socket.feed(Message::Text(text.into())).await.is_err() {
+                    if socket.feed(Message::Text(text)).await.is_err() {
                         return;
                     }
                 }

@@ -206,6 +206,10 @@ pub struct ApiConfig {
     pub token: Option<String>,
     /// Origins whose web pages may call the API (`["*"]` for any); none by default.
     pub cors_origins: Vec<String>,
+    /// Requests a second each client (by address) may make; 0 for no limit.
+    pub rate_limit_per_sec: u32,
+    /// The burst a client may make above its rate.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -215,6 +219,8 @@ impl Default for ApiConfig {
             ws_heartbeat_secs: 15,
             token: None,
             cors_origins: Vec::new(),
+            rate_limit_per_sec: 100,
+            rate_limit_burst: 200,
         }
     }
 }

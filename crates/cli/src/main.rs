@@ -652,6 +652,11 @@ async fn start_api(
         settings.feed.clone(),
         std::time::Duration::from_secs(settings.config.api.ws_heartbeat_secs),
     )
+    .with_ws_queue(settings.config.api.ws_queue)
+    .with_rate_limit(
+        settings.config.api.rate_limit_per_sec,
+        settings.config.api.rate_limit_burst,
+    )
     .with_token(
         std::env::var("CANDLEKEEP_API_TOKEN")
             .ok()

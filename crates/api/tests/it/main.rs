@@ -683,3 +683,48 @@ async fn the_web_page_and_its_assets_are_served_from_the_binary() {
     }
     refused("/ui/secret.txt", StatusCode::NOT_FOUND, "no asset").await;
 }
+
+#[tokio::test]
+async fn each_client_has_its_own_request_rate_limit() {
+    use axum::extract::ConnectInfo;
+    let limited = state().with_rate_limit(1, 2);
+    let app = router(limited);
+    let call = |ip: [u8; 4]| {
+        let mut request = Request::get("/api/v1/exchanges")
+            .body(Body::empty())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(std::net::SocketAddr::from((ip, 40_000))));
+        app.clone().oneshot(request)
+    };
+    let before = ck_bus::metrics::counter("api_requests_limited_total").get();
+    for _ in 0..2 {
+        assert_eq!(
+            call([10, 0, 0, 1]).await.expect("response").status(),
+            StatusCode::OK
+        );
+    }
+    let refused = call([10, 0, 0, 1]).await.expect("response");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body = refused
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("too many requests from 10.0.0.1")),
+        "{body}"
+    );
+    assert_eq!(
+        call([10, 0, 0, 2]).await.expect("response").status(),
+        StatusCode::OK,
+        "another client is not limited"
+    );
+    assert!(ck_bus::metrics::counter("api_requests_limited_total").get() > before);
+}

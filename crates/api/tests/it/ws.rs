@@ -74,7 +74,8 @@ async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
         settings.connectors.clone(),
         settings.feed.clone(),
         Duration::from_secs(1),
-    );
+    )
+    .with_ws_queue(settings.config.api.ws_queue);
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(ck_api::serve(
         listener,
