@@ -52,6 +52,8 @@ pub struct AppConfig {
     pub pipeline: PipelineConfig,
     /// The HTTP API.
     pub api: ApiConfig,
+    /// How long each kind of data is kept.
+    pub retention: RetentionConfig,
     /// Where data comes from. Default: live Binance BTC-USDT and ETH-USDT.
     pub sources: Vec<SourceConfig>,
 }
@@ -65,6 +67,7 @@ impl Default for AppConfig {
             tape: TapeConfig::default(),
             pipeline: PipelineConfig::default(),
             api: ApiConfig::default(),
+            retention: RetentionConfig::default(),
             sources: vec![SourceConfig::Binance {
                 instruments: vec!["BTC-USDT".to_owned(), "ETH-USDT".to_owned()],
                 ws_url: default_binance_ws(),
@@ -187,6 +190,69 @@ impl Default for PipelineConfig {
             store_queue: 65_536,
             shutdown_grace_secs: 10,
         }
+    }
+}
+
+/// Retention (the history manager): how long to keep each kind of data,
+/// `"forever"` or a duration such as `"30d"`. Trades are kept at least until
+/// every candle built from them is closed and past the lateness window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Raw tapes, by whole day.
+    pub tapes: String,
+    /// Trades.
+    pub trades: String,
+    /// Quotes (best bid and ask).
+    pub quotes: String,
+    /// Candles per interval, such as `{ "1s" = "7d", "1m" = "365d" }`;
+    /// intervals not named are kept forever.
+    pub candles: BTreeMap<String, String>,
+    /// Seconds between prunes while `run` is capturing.
+    pub every_secs: u64,
+    /// Rows per delete transaction (small, so ingest never waits long).
+    pub batch_rows: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            tapes: "forever".into(),
+            trades: "forever".into(),
+            quotes: "forever".into(),
+            candles: BTreeMap::new(),
+            every_secs: 3_600,
+            batch_rows: 5_000,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The policies, checked.
+    ///
+    /// # Errors
+    /// A value that is not `forever` or a duration, or an unknown interval.
+    pub fn policy(&self) -> Result<crate::retention::Policy, ConfigError> {
+        use crate::retention::Keep;
+        let mut candles = Vec::new();
+        for (name, keep) in &self.candles {
+            let interval = name
+                .parse::<Interval>()
+                .map_err(|e| ConfigError::Invalid(format!("retention.candles: `{name}`: {e}")))?;
+            candles.push((interval, Keep::parse(&format!("candles.{name}"), keep)?));
+        }
+        if self.every_secs == 0 || self.batch_rows == 0 {
+            return Err(ConfigError::Invalid(
+                "retention.every_secs and retention.batch_rows must be above zero".into(),
+            ));
+        }
+        Ok(crate::retention::Policy {
+            tapes: Keep::parse("tapes", &self.tapes)?,
+            trades: Keep::parse("trades", &self.trades)?,
+            quotes: Keep::parse("quotes", &self.quotes)?,
+            candles,
+            batch_rows: self.batch_rows,
+        })
     }
 }
 
@@ -426,6 +492,7 @@ impl AppConfig {
                 self.store.url
             )));
         };
+        self.retention.policy()?;
         if self.api.ws_queue == 0 || self.api.ws_heartbeat_secs == 0 {
             return Err(invalid(
                 "api.ws_queue and api.ws_heartbeat_secs must be above zero".into(),

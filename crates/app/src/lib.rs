@@ -18,6 +18,7 @@ pub mod capture;
 pub mod config;
 pub mod pipeline;
 pub mod repair;
+pub mod retention;
 pub mod verify;
 
 use std::sync::Arc;

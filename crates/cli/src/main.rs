@@ -155,6 +155,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: std::net::SocketAddr,
     },
+    /// Apply the `[retention]` policies now: delete old trades, quotes,
+    /// candles and tapes in small batches and give the space back
+    /// (`run` does this every `retention.every_secs`).
+    Prune {
+        /// Show what would go; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show the most recent ingest errors (bad input that was skipped).
     Errors {
         /// How many.
@@ -387,6 +395,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             });
             let api = start_api(listen, &settings, &store, &token).await?;
+            let policy = config.retention.policy()?;
+            if policy.prunes_anything() {
+                tokio::spawn(ck_app::retention::run_schedule(
+                    settings.clone(),
+                    store.clone(),
+                    policy,
+                    std::time::Duration::from_secs(config.retention.every_secs),
+                    token.clone(),
+                ));
+            }
             // The pipeline uses the system clock for live sources only: replayed
             // data closes its candles on its own exchange time.
             let started = Instant::now();
@@ -542,6 +560,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api.await.ok();
             print_report(&report?, started);
             Ok(())
+        }
+        Command::Prune { dry_run } => {
+            let policy = config.retention.policy()?;
+            let store = ck_app::open_store(&settings)?;
+            let now = Ts::now();
+            let report =
+                ck_app::retention::prune(&settings, store.as_ref(), &policy, now, dry_run).await?;
+            output::prune(
+                &report,
+                &ck_app::retention::plan(&settings, &policy, now, dry_run),
+            )
         }
         Command::Errors { limit } => {
             let store = ck_app::open_store(&settings)?;

@@ -7,7 +7,7 @@ use ck_model::{Candle, CandleRecord, Quote, Trade};
 use ck_store::StoredInstrument;
 use serde::Serialize;
 
-fn json<T: Serialize>(rows: &[T]) -> anyhow::Result<()> {
+fn json<T: Serialize + ?Sized>(rows: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, rows)?;
     writeln!(out)?;
@@ -136,4 +136,36 @@ pub(crate) fn errors(list: &[IngestError]) -> anyhow::Result<()> {
 
 pub(crate) fn gaps(list: &[ck_model::Gap]) -> anyhow::Result<()> {
     json(list)
+}
+
+/// What a prune removed (or would), as JSON, with the cutoffs used.
+pub(crate) fn prune(
+    report: &ck_app::retention::RetentionReport,
+    plan: &ck_store::PrunePlan,
+) -> anyhow::Result<()> {
+    let candles: serde_json::Map<String, serde_json::Value> = report
+        .store
+        .candles
+        .iter()
+        .map(|(interval, n)| {
+            let before = plan
+                .candles_before
+                .iter()
+                .find(|(i, _)| i == interval)
+                .map(|(_, t)| t.to_string());
+            (
+                interval.as_str().to_owned(),
+                serde_json::json!({"rows": n, "before": before}),
+            )
+        })
+        .collect();
+    json(&serde_json::json!({
+        "dry_run": plan.dry_run,
+        "trades": {"rows": report.store.trades, "before": plan.trades_before.map(|t| t.to_string())},
+        "quotes": {"rows": report.store.quotes, "before": plan.quotes_before.map(|t| t.to_string())},
+        "candles": candles,
+        "tapes": report.tapes.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "database_bytes_before": report.store.bytes_before,
+        "database_bytes_after": report.store.bytes_after,
+    }))
 }

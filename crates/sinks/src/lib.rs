@@ -226,6 +226,9 @@ mod tests {
         ) -> Result<Vec<Candle>, Error> {
             self.inner.candles(q, i, s).await
         }
+        async fn prune(&self, plan: &ck_store::PrunePlan) -> Result<ck_store::PruneReport, Error> {
+            self.inner.prune(plan).await
+        }
         async fn candles_newest_first(
             &self,
             q: &RangeQuery,

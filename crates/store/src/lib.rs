@@ -126,6 +126,36 @@ impl WriteBatch {
     }
 }
 
+/// What retention removes: rows older than each cutoff. `None` keeps all.
+#[derive(Debug, Clone, Default)]
+pub struct PrunePlan {
+    /// Trades with exchange time before this.
+    pub trades_before: Option<Ts>,
+    /// Quotes with exchange time before this.
+    pub quotes_before: Option<Ts>,
+    /// Candles (ours and the exchange's) of an interval opening before a time.
+    pub candles_before: Vec<(Interval, Ts)>,
+    /// Rows per delete transaction; the writer is free between batches.
+    pub batch_rows: usize,
+    /// Count what would go, delete nothing.
+    pub dry_run: bool,
+}
+
+/// What a prune removed (or, in a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Trades.
+    pub trades: u64,
+    /// Quotes.
+    pub quotes: u64,
+    /// Candles per interval.
+    pub candles: Vec<(Interval, u64)>,
+    /// Bytes the database used before.
+    pub bytes_before: u64,
+    /// Bytes it uses after (space given back to the file system).
+    pub bytes_after: u64,
+}
+
 /// What a commit changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteSummary {
@@ -214,6 +244,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         instrument: &Instrument,
         interval: Interval,
     ) -> Result<Option<Candle>, Error>;
+
+    /// Deletes what `plan` names, in batches of `plan.batch_rows` so that
+    /// writes interleave, and gives the space back where the backend can.
+    async fn prune(&self, plan: &PrunePlan) -> Result<PruneReport, Error>;
 
     /// The stored trade with the latest exchange time (ties: the highest id).
     async fn last_trade(

@@ -474,3 +474,92 @@ async fn backfill_and_verify_from_the_command_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn prune_dry_run_counts_and_prune_deletes_by_the_configured_policy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("trades.csv");
+    // Two trades from 2024 and one from a minute ago.
+    let recent = ck_model::Ts(ck_model::Ts::now().0 - 60_000_000_000);
+    std::fs::write(
+        &csv,
+        format!(
+            "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n2024-01-01T00:00:30Z,2,42001,1,sell\n{recent},3,42002,1,buy\n"
+        ),
+    )
+    .expect("write csv");
+    let import = candlekeep(
+        dir.path(),
+        &[
+            "import",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            csv.to_str().expect("utf8"),
+        ],
+    );
+    assert!(import.status.success(), "{}", text(&import.stderr));
+    let config = dir.path().join("retention.toml");
+    std::fs::write(&config, "[retention]\ntrades = \"30d\"\n").expect("config");
+    let prune = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&config)
+            .args(["--log", "warn", "prune"])
+            .args(args)
+            .output()
+            .expect("run prune")
+    };
+    let dry = prune(&["--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("json");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["trades"]["rows"], 2, "{report}");
+    let done = prune(&[]);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json");
+    assert_eq!(report["trades"]["rows"], 2, "{report}");
+    let left = candlekeep(
+        dir.path(),
+        &[
+            "trades",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+        ],
+    );
+    let left: serde_json::Value = serde_json::from_slice(&left.stdout).expect("json");
+    assert_eq!(
+        left.as_array().map(Vec::len),
+        Some(1),
+        "the recent trade stays"
+    );
+    let candles = candlekeep(
+        dir.path(),
+        &[
+            "candles",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--interval",
+            "1m",
+            "--to",
+            "2024-01-02",
+        ],
+    );
+    let candles: serde_json::Value = serde_json::from_slice(&candles.stdout).expect("json");
+    assert_eq!(candles[0]["trades"], 2, "the candle survives its trades");
+    std::fs::write(&config, "[retention]\ntrades = \"a month\"\n").expect("config");
+    let bad = prune(&["--dry-run"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("retention.trades = `a month`"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -8,6 +8,7 @@ mod gapfree;
 mod live;
 mod poll;
 mod replay;
+mod retention;
 mod support;
 mod venues;
 mod watchdog;

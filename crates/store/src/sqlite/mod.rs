@@ -9,6 +9,7 @@
 //! nothing committed. [`Durability::Normal`] survives a process crash but may
 //! lose the last commits on power loss.
 
+mod prune;
 mod rows;
 mod schema;
 
@@ -83,8 +84,11 @@ impl SqliteStore {
             Durability::Full => "FULL",
             Durability::Normal => "NORMAL",
         };
+        // Incremental vacuum lets pruning give space back; it only takes
+        // effect on a database created with it (before any table).
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL;
+            "PRAGMA auto_vacuum = INCREMENTAL;
+             PRAGMA journal_mode = WAL;
              PRAGMA synchronous = {sync};
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 10000;
@@ -530,6 +534,10 @@ impl Store for SqliteStore {
             .transpose()
         })
         .await
+    }
+
+    async fn prune(&self, plan: &crate::PrunePlan) -> Result<crate::PruneReport, Error> {
+        prune::prune(self, plan).await
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -1,0 +1,231 @@
+//! Retention: the history manager. Policies per kind of data (`[retention]`
+//! in the config: tapes, trades, quotes, and candles per interval) become a
+//! [`PrunePlan`] of cutoffs, which the store carries out in small batches.
+//!
+//! Safety: trades are kept until every candle built from them is closed and
+//! past the lateness window, whatever the policy says: the trade cutoff is
+//! never later than the start of the current bucket of the longest candle
+//! interval, taken at `now - lateness - grace`. Candles are stored apart
+//! from trades, so pruning trades never changes a candle.
+
+use std::path::Path;
+
+use ck_model::{Interval, Ts};
+use ck_store::{PrunePlan, PruneReport, Store};
+
+use crate::config::{ConfigError, Settings};
+
+/// How long to keep one kind of data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Never prune.
+    Forever,
+    /// Prune what is older than this many nanoseconds.
+    For(i64),
+}
+
+impl Keep {
+    /// `"forever"`, or a whole number and a unit: `90m`, `36h`, `30d`, `52w`.
+    ///
+    /// # Errors
+    /// Anything else, with a message naming `what`.
+    pub fn parse(what: &str, text: &str) -> Result<Keep, ConfigError> {
+        if text == "forever" {
+            return Ok(Keep::Forever);
+        }
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "retention.{what} = `{text}`: write \"forever\" or a whole number and a unit m, h, d or w (such as \"30d\")"
+            ))
+        };
+        let at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let n: i64 = text[..at].parse().map_err(|_| bad())?;
+        let secs = match &text[at..] {
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(secs * 1_000_000_000)
+            .filter(|n| *n > 0)
+            .map(Keep::For)
+            .ok_or_else(bad)
+    }
+
+    fn cutoff(self, now: Ts) -> Option<Ts> {
+        match self {
+            Keep::Forever => None,
+            Keep::For(n) => Some(Ts(now.0.saturating_sub(n))),
+        }
+    }
+}
+
+/// The policies, read from `[retention]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Raw tapes (whole days).
+    pub tapes: Keep,
+    /// Trades.
+    pub trades: Keep,
+    /// Quotes.
+    pub quotes: Keep,
+    /// Candles, per interval (intervals not named are kept forever).
+    pub candles: Vec<(Interval, Keep)>,
+    /// Rows per delete transaction.
+    pub batch_rows: usize,
+}
+
+impl Policy {
+    /// Whether anything is ever pruned.
+    #[must_use]
+    pub fn prunes_anything(&self) -> bool {
+        [self.tapes, self.trades, self.quotes]
+            .iter()
+            .chain(self.candles.iter().map(|(_, k)| k))
+            .any(|k| *k != Keep::Forever)
+    }
+}
+
+/// The cutoffs for `now`, with the trade cutoff held back so that no open
+/// or still-revisable candle loses its trades.
+#[must_use]
+pub fn plan(settings: &Settings, policy: &Policy, now: Ts, dry_run: bool) -> PrunePlan {
+    PrunePlan {
+        trades_before: policy
+            .trades
+            .cutoff(now)
+            .map(|cut| cut.min(safe_trade_cutoff(settings, now))),
+        quotes_before: policy.quotes.cutoff(now),
+        candles_before: policy
+            .candles
+            .iter()
+            .filter_map(|(i, k)| k.cutoff(now).map(|c| (*i, c)))
+            .collect(),
+        batch_rows: policy.batch_rows,
+        dry_run,
+    }
+}
+
+/// The latest time before which every candle built from trades is closed
+/// and past the lateness window.
+#[must_use]
+pub fn safe_trade_cutoff(settings: &Settings, now: Ts) -> Ts {
+    let agg = &settings.aggregator;
+    let settled = Ts(now
+        .0
+        .saturating_sub(agg.lateness_nanos)
+        .saturating_sub(agg.grace_nanos));
+    agg.intervals
+        .iter()
+        .map(|i| i.bucket_start(settled))
+        .min()
+        .unwrap_or(settled)
+}
+
+/// What one prune did: the store's report and the tapes removed.
+#[derive(Debug, Clone, Default)]
+pub struct RetentionReport {
+    /// Rows and bytes.
+    pub store: PruneReport,
+    /// Tape files removed (or, in a dry run, that would be).
+    pub tapes: Vec<std::path::PathBuf>,
+}
+
+/// Prunes the store and the tapes by `policy` as of `now`.
+///
+/// # Errors
+/// When the store fails or a tape cannot be removed.
+pub async fn prune(
+    settings: &Settings,
+    store: &dyn Store,
+    policy: &Policy,
+    now: Ts,
+    dry_run: bool,
+) -> anyhow::Result<RetentionReport> {
+    let plan = plan(settings, policy, now, dry_run);
+    let store = store.prune(&plan).await?;
+    let tapes = match policy.tapes.cutoff(now) {
+        Some(cut) => prune_tapes(&settings.data_dir.join("tapes"), cut, dry_run)?,
+        None => Vec::new(),
+    };
+    Ok(RetentionReport { store, tapes })
+}
+
+/// Tape files whose whole day ended before `cut`
+/// (`<dir>/<exchange>/<YYYY-MM-DD>[_rNNN].tape.zst`).
+fn prune_tapes(dir: &Path, cut: Ts, dry_run: bool) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut gone = Vec::new();
+    let Ok(exchanges) = std::fs::read_dir(dir) else {
+        return Ok(gone); // no tapes yet
+    };
+    for exchange in exchanges.flatten() {
+        let Ok(files) = std::fs::read_dir(exchange.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let Some(day) = name.get(..10).and_then(|d| Ts::parse(d).ok()) else {
+                continue;
+            };
+            if !name.ends_with(".tape.zst") || Interval::D1.next_start(day) > cut {
+                continue;
+            }
+            if !dry_run {
+                std::fs::remove_file(file.path())
+                    .map_err(|e| anyhow::anyhow!("removing tape {}: {e}", file.path().display()))?;
+            }
+            gone.push(file.path());
+        }
+    }
+    gone.sort();
+    Ok(gone)
+}
+
+/// Prunes every `every` until `stop`, logging what went; failures are
+/// logged and retried at the next round, never fatal to capture.
+pub async fn run_schedule(
+    settings: Settings,
+    store: std::sync::Arc<dyn Store>,
+    policy: Policy,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match prune(&settings, store.as_ref(), &policy, Ts::now(), false).await {
+            Ok(r) => tracing::info!(
+                trades = r.store.trades,
+                quotes = r.store.quotes,
+                candles = r.store.candles.iter().map(|c| c.1).sum::<u64>(),
+                tapes = r.tapes.len(),
+                bytes_before = r.store.bytes_before,
+                bytes_after = r.store.bytes_after,
+                "retention: pruned"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention: prune failed; retrying next round"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_reads_forever_and_durations_and_refuses_the_rest() {
+        assert_eq!(Keep::parse("trades", "forever").ok(), Some(Keep::Forever));
+        assert_eq!(
+            Keep::parse("trades", "30d").ok(),
+            Some(Keep::For(30 * 86_400 * 1_000_000_000))
+        );
+        for bad in ["30", "d", "0d", "-1d", "1y", "99999999999999w"] {
+            let e = Keep::parse("trades", bad).expect_err(bad);
+            assert!(e.to_string().contains("retention.trades"), "{e}");
+        }
+    }
+}
