@@ -169,19 +169,8 @@ fn window(q: &Query) -> Result<i64, ApiError> {
             "`window` = `{text}`: use a whole number and a unit s, m, h, d or w (such as 24h or 7d), up to 10 years"
         ))
     };
-    let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = text.split_at(unit_at);
-    let n: i64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(secs * 1_000_000_000)
-        .filter(|w| (1..=MAX_WINDOW_NANOS).contains(w))
+    ck_model::parse_span(text)
+        .filter(|w| *w <= MAX_WINDOW_NANOS)
         .ok_or_else(bad)
 }
 

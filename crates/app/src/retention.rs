@@ -35,22 +35,10 @@ impl Keep {
         }
         let bad = || {
             ConfigError::Invalid(format!(
-                "retention.{what} = `{text}`: write \"forever\" or a whole number and a unit m, h, d or w (such as \"30d\")"
+                "retention.{what} = `{text}`: write \"forever\" or a whole number and a unit s, m, h, d or w (such as \"30d\")"
             ))
         };
-        let at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: i64 = text[..at].parse().map_err(|_| bad())?;
-        let secs = match &text[at..] {
-            "m" => 60,
-            "h" => 3_600,
-            "d" => 86_400,
-            "w" => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        n.checked_mul(secs * 1_000_000_000)
-            .filter(|n| *n > 0)
-            .map(Keep::For)
-            .ok_or_else(bad)
+        ck_model::parse_span(text).map(Keep::For).ok_or_else(bad)
     }
 
     fn cutoff(self, now: Ts) -> Option<Ts> {

@@ -20,7 +20,7 @@ pub use decimal::{Decimal, DecimalError, MAX_SCALE, pow10};
 pub use gap::{BackfillProgress, Gap, GapState};
 pub use instrument::{Exchange, Instrument, InstrumentError, InstrumentInfo, normalize_asset};
 pub use interval::{Interval, IntervalError};
-pub use time::{NANOS_PER_SEC, Ts, TsError};
+pub use time::{NANOS_PER_SEC, Ts, TsError, parse_span};
 pub use trade::{Quote, Side, Trade, TradeId};
 
 #[cfg(feature = "openapi")]

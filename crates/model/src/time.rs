@@ -266,6 +266,24 @@ fn parse_rfc3339(s: &str) -> Option<Ts> {
     Some(Ts(midnight + secs * NANOS_PER_SEC + nanos))
 }
 
+/// A span written as a whole number and a unit, `s`, `m`, `h`, `d` or `w`
+/// (`90m`, `24h`, `30d`), in nanoseconds; `None` for anything else, zero,
+/// or a span that overflows.
+#[must_use]
+pub fn parse_span(text: &str) -> Option<i64> {
+    let at = text.find(|c: char| !c.is_ascii_digit())?;
+    let n: i64 = text[..at].parse().ok()?;
+    let secs: i64 = match &text[at..] {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs * NANOS_PER_SEC).filter(|n| *n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

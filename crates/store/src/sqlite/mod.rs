@@ -115,6 +115,33 @@ impl SqliteStore {
         })
     }
 
+    /// Candles in `q`'s range, by open time in `order` (`ASC` or `DESC`).
+    async fn candle_range(
+        &self,
+        q: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+        order: &'static str,
+    ) -> Result<Vec<Candle>, Error> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "{CANDLE_SELECT} WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4
+                       AND open_time >= ?5 AND open_time < ?6 ORDER BY open_time {order} LIMIT ?7"
+                ))
+                .map_err(sql("preparing candle query"))?;
+            let rows = stmt
+                .query_map(
+                    params![q.exchange.as_str(), q.instrument.as_str(), interval.as_str(), source.as_str(), q.from.0, q.to.0, limit(q.limit)],
+                    |r| Ok(candle_from_row(r, q.exchange, &q.instrument, interval)),
+                )
+                .map_err(sql("querying candles"))?;
+            collect(rows)
+        })
+        .await
+    }
+
     /// The database file.
     #[must_use]
     pub fn path(&self) -> &Path {
@@ -430,23 +457,7 @@ impl Store for SqliteStore {
         interval: Interval,
         source: CandleSource,
     ) -> Result<Vec<Candle>, Error> {
-        let q = q.clone();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "{CANDLE_SELECT} WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4
-                       AND open_time >= ?5 AND open_time < ?6 ORDER BY open_time LIMIT ?7"
-                ))
-                .map_err(sql("preparing candle query"))?;
-            let rows = stmt
-                .query_map(
-                    params![q.exchange.as_str(), q.instrument.as_str(), interval.as_str(), source.as_str(), q.from.0, q.to.0, limit(q.limit)],
-                    |r| Ok(candle_from_row(r, q.exchange, &q.instrument, interval)),
-                )
-                .map_err(sql("querying candles"))?;
-            collect(rows)
-        })
-        .await
+        self.candle_range(q, interval, source, "ASC").await
     }
 
     async fn candles_newest_first(
@@ -455,23 +466,7 @@ impl Store for SqliteStore {
         interval: Interval,
         source: CandleSource,
     ) -> Result<Vec<Candle>, Error> {
-        let q = q.clone();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "{CANDLE_SELECT} WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4
-                       AND open_time >= ?5 AND open_time < ?6 ORDER BY open_time DESC LIMIT ?7"
-                ))
-                .map_err(sql("preparing newest-first candle query"))?;
-            let rows = stmt
-                .query_map(
-                    params![q.exchange.as_str(), q.instrument.as_str(), interval.as_str(), source.as_str(), q.from.0, q.to.0, limit(q.limit)],
-                    |r| Ok(candle_from_row(r, q.exchange, &q.instrument, interval)),
-                )
-                .map_err(sql("querying candles"))?;
-            collect(rows)
-        })
-        .await
+        self.candle_range(q, interval, source, "DESC").await
     }
 
     async fn trades(&self, q: &RangeQuery) -> Result<Vec<Trade>, Error> {
