@@ -56,12 +56,23 @@ pub(crate) struct InstrumentStats {
     stddev: Option<f64>,
     /// The sample standard deviation of the closes, in the quote currency.
     price_stddev: Option<f64>,
+    /// Realized volatility, annualised: `sqrt(Σ r²)` over the log returns
+    /// `r` between consecutive closes, times `sqrt(365 days / (to - from))`
+    /// (crypto trades every day of the year); `null` without returns.
+    realized_vol: Option<f64>,
     /// Base volume.
     volume: Decimal,
+    /// Quote volume (the ranking by volume uses it).
+    quote_volume: Decimal,
     /// Quote volume over base volume (`null` without trades).
     vwap: Option<Decimal>,
     /// 1 for the most volatile (highest `stddev`) of the instruments shown.
     rank: usize,
+    /// 1 for the highest `return`.
+    return_rank: usize,
+    /// 1 for the highest `quote_volume` (meaningful across instruments that
+    /// share a quote currency).
+    volume_rank: usize,
 }
 
 /// Statistics per instrument over a window, ranked by volatility.
@@ -239,14 +250,29 @@ fn window_stats(candles: &[Candle], from: Ts, to: Ts) -> Option<InstrumentStats>
         },
         stddev: sample_stddev(&log_returns),
         price_stddev: sample_stddev(&closes),
+        realized_vol: realized_vol(&log_returns, to.0.saturating_sub(from.0)),
         volume,
+        quote_volume,
         vwap: if volume > Decimal::from(0) {
             quote_volume.checked_div(volume, 8).map(Decimal::normalize)
         } else {
             None
         },
         rank: 0,
+        return_rank: 0,
+        volume_rank: 0,
     })
+}
+
+/// `sqrt(Σ r²)` scaled from a window of `span` nanoseconds to a year.
+fn realized_vol(log_returns: &[f64], span: i64) -> Option<f64> {
+    const YEAR: f64 = 365.0 * 86_400.0 * 1e9;
+    if log_returns.is_empty() || span <= 0 {
+        return None;
+    }
+    let sum_sq: f64 = log_returns.iter().map(|r| r * r).sum();
+    let v = (sum_sq * YEAR / span as f64).sqrt();
+    v.is_finite().then_some(v)
 }
 
 /// The sample (n - 1) standard deviation, by Welford's method.
@@ -264,8 +290,18 @@ fn sample_stddev(xs: &[f64]) -> Option<f64> {
     sd.is_finite().then_some(sd)
 }
 
-/// Sorts by volatility, highest first (unknown last), and numbers the ranks.
+/// Numbers the return and volume ranks, then sorts by volatility, highest
+/// first (unknown last), and numbers that rank.
 fn rank(stats: &mut [InstrumentStats]) {
+    let mut order: Vec<usize> = (0..stats.len()).collect();
+    order.sort_by(|&a, &b| stats[b].change.total_cmp(&stats[a].change));
+    for (r, &i) in order.iter().enumerate() {
+        stats[i].return_rank = r + 1;
+    }
+    order.sort_by(|&a, &b| stats[b].quote_volume.cmp(&stats[a].quote_volume));
+    for (r, &i) in order.iter().enumerate() {
+        stats[i].volume_rank = r + 1;
+    }
     stats.sort_by(|a, b| match (a.stddev, b.stddev) {
         (Some(x), Some(y)) => y.total_cmp(&x),
         (Some(_), None) => std::cmp::Ordering::Less,

@@ -387,6 +387,7 @@
         [price(r.close), 'num'],
         [pct(r.return), `num ${r.return > 0 ? 'up' : r.return < 0 ? 'down' : ''}`],
         [pct(r.stddev, 3), 'num'],
+        [pct(r.realized_vol, 1), 'num'],
         [fmt(r.price_stddev, 6), 'num'],
         [fmt(Number(r.volume), 4), 'num'],
       ];

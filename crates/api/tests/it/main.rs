@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ck_api::{ApiState, router};
 use ck_app::pipeline::{Source, run_pipeline};
+use ck_model::Ts;
 use ck_sources::replay::ReplayOptions;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -569,11 +570,43 @@ async fn stats_agree_with_a_recomputation_from_the_candles() {
             close(item["price_stddev"].as_f64().expect("psd"), stddev(&closes)),
             "{item}"
         );
+        let span = (Ts::parse(to).expect("to").0 - Ts::parse(from).expect("from").0) as f64;
+        let realized =
+            (log_returns.iter().map(|r| r * r).sum::<f64>() * 365.0 * 86_400e9 / span).sqrt();
+        assert!(
+            close(item["realized_vol"].as_f64().expect("rv"), realized),
+            "{item}"
+        );
         let high = candles
             .iter()
             .map(|c| num(&c["high"]))
             .fold(f64::MIN, f64::max);
         assert_eq!(num(&item["high"]), high);
+    }
+    // Rankings by return and by quote volume, each a permutation of 1..=3.
+    for key in ["return", "quote_volume"] {
+        let rank_key = if key == "return" {
+            "return_rank"
+        } else {
+            "volume_rank"
+        };
+        let by: Vec<(f64, u64)> = items
+            .iter()
+            .map(|i| {
+                let v = i[key]
+                    .as_f64()
+                    .or_else(|| i[key].as_str().and_then(|s| s.parse().ok()));
+                (v.expect("value"), i[rank_key].as_u64().expect("rank"))
+            })
+            .collect();
+        let mut ranks: Vec<u64> = by.iter().map(|b| b.1).collect();
+        ranks.sort_unstable();
+        assert_eq!(ranks, [1, 2, 3], "{key}: a permutation");
+        for a in &by {
+            for b in &by {
+                assert!(a.0 <= b.0 || a.1 < b.1, "{key}: higher ranks first: {by:?}");
+            }
+        }
     }
     // One instrument, a fixed range: the window ends where asked.
     let one = get("/api/v1/stats?instruments=binance:BTC-USDT&from=2024-08-08T23:50:00Z&to=2024-08-09T00:00:00Z").await;
