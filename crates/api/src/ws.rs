@@ -147,6 +147,16 @@ pub(crate) struct Encoded {
     text: Utf8Bytes,
 }
 
+/// The topic of `event`, if clients can subscribe to it.
+fn topic_of(event: &Event) -> Option<Topic> {
+    match event {
+        Event::Trade(t) => Some(Topic::Trades(t.exchange, t.instrument.clone())),
+        Event::Quote(q) => Some(Topic::Tickers(q.exchange, q.instrument.clone())),
+        Event::Candle(c) => Some(Topic::Candles(c.exchange, c.instrument.clone(), c.interval)),
+        _ => None,
+    }
+}
+
 /// The topic of `event` and its JSON, if clients can subscribe to it.
 fn encode(event: &Event) -> Option<Encoded> {
     let (topic, value) = match event {
@@ -175,6 +185,54 @@ fn encode(event: &Event) -> Option<Encoded> {
     })
 }
 
+/// How many clients listen to each topic, so that the encoder skips what
+/// nobody asked for (most candle updates, most instruments).
+pub(crate) type Listened = Arc<std::sync::RwLock<std::collections::HashMap<Topic, usize>>>;
+
+/// One client's topics, counted in [`Listened`] while it is connected.
+struct ClientTopics {
+    mine: HashSet<Topic>,
+    all: Listened,
+}
+
+impl ClientTopics {
+    fn add(&mut self, t: Topic) {
+        if self.mine.insert(t.clone())
+            && let Ok(mut all) = self.all.write()
+        {
+            *all.entry(t).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, t: &Topic) {
+        if self.mine.remove(t)
+            && let Ok(mut all) = self.all.write()
+            && let Some(n) = all.get_mut(t)
+        {
+            *n -= 1;
+            if *n == 0 {
+                all.remove(t);
+            }
+        }
+    }
+}
+
+impl Drop for ClientTopics {
+    fn drop(&mut self) {
+        let Ok(mut all) = self.all.write() else {
+            return;
+        };
+        for t in self.mine.drain() {
+            if let Some(n) = all.get_mut(&t) {
+                *n -= 1;
+                if *n == 0 {
+                    all.remove(&t);
+                }
+            }
+        }
+    }
+}
+
 /// The channel of encoded updates every WebSocket client reads, started
 /// with the first client: one task reads the live feed and encodes each
 /// update once, however many clients there are.
@@ -184,7 +242,7 @@ pub(crate) fn fanout(state: &ApiState) -> broadcast::Receiver<Arc<Encoded>> {
         .get_or_init(|| {
             let (tx, _) = broadcast::channel(state.ws_queue);
             let feed = state.feed.subscribe();
-            tokio::spawn(encode_feed(feed, tx.clone()));
+            tokio::spawn(encode_feed(feed, tx.clone(), state.listened.clone()));
             tx
         })
         .subscribe()
@@ -193,13 +251,22 @@ pub(crate) fn fanout(state: &ApiState) -> broadcast::Receiver<Arc<Encoded>> {
 async fn encode_feed(
     mut feed: broadcast::Receiver<Arc<Event>>,
     out: broadcast::Sender<Arc<Encoded>>,
+    listened: Listened,
 ) {
     loop {
         let encoded = match feed.recv().await {
-            Ok(event) => match encode(&event) {
-                Some(e) => e,
-                None => continue,
-            },
+            Ok(event) => {
+                let Some(topic) = topic_of(&event) else {
+                    continue;
+                };
+                if !listened.read().is_ok_and(|l| l.contains_key(&topic)) {
+                    continue;
+                }
+                match encode(&event) {
+                    Some(e) => e,
+                    None => continue,
+                }
+            }
             // The encoder itself fell behind: every client missed these.
             Err(RecvError::Lagged(n)) => Encoded {
                 topic: None,
@@ -254,7 +321,10 @@ const BATCH: usize = 256;
 async fn client(mut socket: WebSocket, state: ApiState) {
     use futures_util::SinkExt as _;
     let mut feed = fanout(&state);
-    let mut topics: HashSet<Topic> = HashSet::new();
+    let mut topics = ClientTopics {
+        mine: HashSet::new(),
+        all: state.listened.clone(),
+    };
     let mut heartbeat = tokio::time::interval(state.heartbeat);
     heartbeat.tick().await;
     let mut batch: Vec<Utf8Bytes> = Vec::with_capacity(BATCH);
@@ -272,8 +342,10 @@ async fn client(mut socket: WebSocket, state: ApiState) {
                                 }
                                 replies.push(ack.to_string());
                                 if subscribe {
+                                    // Listening first: an update racing the snapshot
+                                    // still arrives (after it), never falls between.
+                                    topics.add(t.clone());
                                     replies.push(snapshot(state.store.as_ref(), &t).await.to_string());
-                                    topics.insert(t);
                                 } else {
                                     topics.remove(&t);
                                 }
@@ -298,7 +370,7 @@ async fn client(mut socket: WebSocket, state: ApiState) {
                 while let Some(event) = next.take() {
                     match event {
                         Ok(e) => {
-                            if e.topic.as_ref().is_none_or(|t| topics.contains(t)) {
+                            if e.topic.as_ref().is_none_or(|t| topics.mine.contains(t)) {
                                 batch.push(e.text.clone());
                             }
                         }
