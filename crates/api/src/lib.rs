@@ -56,10 +56,8 @@ pub struct ApiState {
     ws_queue: usize,
     /// Per-client request limits; none when `None`.
     limiter: Option<Arc<limit::RateLimiter>>,
-    /// How many WebSocket clients listen to each topic.
-    listened: ws::Listened,
-    /// The encoded updates WebSocket clients read, once the first connects.
-    fanout: Arc<std::sync::OnceLock<tokio::sync::broadcast::Sender<Arc<ws::Encoded>>>>,
+    /// What the WebSocket clients share: topics listened to, encoded updates.
+    hub: Arc<ws::Hub>,
 }
 
 impl ApiState {
@@ -83,8 +81,7 @@ impl ApiState {
             cors_origins: Vec::new(),
             ws_queue: 4_096,
             limiter: None,
-            listened: Arc::default(),
-            fanout: Arc::default(),
+            hub: Arc::default(),
         }
     }
 

@@ -19,9 +19,6 @@ use crate::{ApiState, error};
 /// requests rarely wait on one another's lock.
 const SHARDS: usize = 16;
 
-/// A bucket untouched this long is full again and can be forgotten.
-const IDLE: Duration = Duration::from_secs(300);
-
 /// The limits, and a bucket per client.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
@@ -57,7 +54,10 @@ impl RateLimiter {
             return Ok(()); // a poisoned lock never blocks the API
         };
         if buckets.len() > 10_000 {
-            buckets.retain(|_, b| now.duration_since(b.at) < IDLE);
+            // Forget only buckets that have filled up again: a new one
+            // starts full, so forgetting them changes nothing.
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
         }
         let b = buckets.entry(client).or_insert(Bucket {
             tokens: self.burst,
@@ -130,5 +130,28 @@ mod tests {
             "a token a tenth of a second"
         );
         assert!(l.take(a, t0 + Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn forgetting_idle_clients_never_refills_an_empty_bucket() {
+        let l = RateLimiter::new(1, 2);
+        let t0 = Instant::now();
+        let busy: IpAddr = std::net::Ipv4Addr::from_bits(16).into();
+        assert!(l.take(busy, t0).is_ok() && l.take(busy, t0).is_ok());
+        // Enough other clients in the same shard to make it clean up.
+        for i in 2..10_005u32 {
+            let other: IpAddr = std::net::Ipv4Addr::from_bits(i * 16).into();
+            let _ = l.take(other, t0 + Duration::from_secs(10));
+        }
+        let at = t0 + Duration::from_millis(10_500);
+        assert!(l.take(busy, at).is_ok(), "refilled by its rate");
+        assert!(
+            l.take(busy, at).is_ok(),
+            "a second token after 10 s (burst 2)"
+        );
+        assert!(
+            l.take(busy, at).is_err(),
+            "but no more: its bucket was not reset"
+        );
     }
 }

@@ -187,7 +187,7 @@ fn encode(event: &Event) -> Option<Encoded> {
 
 /// How many clients listen to each topic, so that the encoder skips what
 /// nobody asked for (most candle updates, most instruments).
-pub(crate) type Listened = Arc<std::sync::RwLock<std::collections::HashMap<Topic, usize>>>;
+type Listened = Arc<std::sync::RwLock<std::collections::HashMap<Topic, usize>>>;
 
 /// One client's topics, counted in [`Listened`] while it is connected.
 struct ClientTopics {
@@ -233,16 +233,25 @@ impl Drop for ClientTopics {
     }
 }
 
+/// What every WebSocket client of one server shares: the topics listened
+/// to, and the channel of encoded updates (started with the first client).
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    listened: Listened,
+    updates: std::sync::OnceLock<broadcast::Sender<Arc<Encoded>>>,
+}
+
 /// The channel of encoded updates every WebSocket client reads, started
 /// with the first client: one task reads the live feed and encodes each
 /// update once, however many clients there are.
 pub(crate) fn fanout(state: &ApiState) -> broadcast::Receiver<Arc<Encoded>> {
     state
-        .fanout
+        .hub
+        .updates
         .get_or_init(|| {
             let (tx, _) = broadcast::channel(state.ws_queue);
             let feed = state.feed.subscribe();
-            tokio::spawn(encode_feed(feed, tx.clone(), state.listened.clone()));
+            tokio::spawn(encode_feed(feed, tx.clone(), state.hub.listened.clone()));
             tx
         })
         .subscribe()
@@ -323,7 +332,7 @@ async fn client(mut socket: WebSocket, state: ApiState) {
     let mut feed = fanout(&state);
     let mut topics = ClientTopics {
         mine: HashSet::new(),
-        all: state.listened.clone(),
+        all: state.hub.listened.clone(),
     };
     let mut heartbeat = tokio::time::interval(state.heartbeat);
     heartbeat.tick().await;

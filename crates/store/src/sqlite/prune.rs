@@ -6,6 +6,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 
 use super::{SqliteStore, lock, sql};
+use ck_model::{Interval, Ts};
+
 use crate::{Error, PrunePlan, PruneReport};
 
 /// One kind of row, by instrument: how to count and delete those before a cutoff.
@@ -49,39 +51,27 @@ pub(super) async fn prune(store: &SqliteStore, plan: &PrunePlan) -> Result<Prune
             Ok(ids)
         })
         .await?;
-    let mut work: Vec<(&'static Kind, Option<Value>, i64)> = Vec::new();
+    let total = |kind: &'static Kind, cut: Ts, interval: Option<Interval>| {
+        let ids = &ids;
+        async move {
+            let interval = interval.map(|i| Value::Text(i.as_str().to_owned()));
+            let mut removed = 0;
+            for &id in ids {
+                removed += remove(store, kind, id, cut.0, interval.clone(), plan).await?;
+            }
+            Ok::<u64, Error>(removed)
+        }
+    };
     if let Some(cut) = plan.trades_before {
-        work.push((&TRADES, None, cut.0));
+        report.trades = total(&TRADES, cut, None).await?;
     }
     if let Some(cut) = plan.quotes_before {
-        work.push((&QUOTES, None, cut.0));
+        report.quotes = total(&QUOTES, cut, None).await?;
     }
-    for (interval, cut) in &plan.candles_before {
-        work.push((
-            &CANDLES,
-            Some(Value::Text(interval.as_str().to_owned())),
-            cut.0,
-        ));
-    }
-    for (kind, interval, cut) in work {
-        let mut removed = 0;
-        for &id in &ids {
-            removed += remove(store, kind, id, cut, interval.clone(), plan).await?;
-        }
-        match interval {
-            Some(Value::Text(name)) => {
-                let iv = plan
-                    .candles_before
-                    .iter()
-                    .find(|(i, _)| i.as_str() == name)
-                    .map(|(i, _)| *i);
-                if let Some(iv) = iv {
-                    report.candles.push((iv, removed));
-                }
-            }
-            _ if std::ptr::eq(kind, &TRADES) => report.trades = removed,
-            _ => report.quotes = removed,
-        }
+    for &(interval, cut) in &plan.candles_before {
+        report
+            .candles
+            .push((interval, total(&CANDLES, cut, Some(interval)).await?));
     }
     let removed_any =
         report.trades + report.quotes + report.candles.iter().map(|c| c.1).sum::<u64>() > 0;
