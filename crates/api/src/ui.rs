@@ -55,13 +55,27 @@ pub(crate) async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Respo
     }
 }
 
+/// The asset's ETag, hashed once per process.
+fn etag(asset: &Asset) -> &'static str {
+    static TAGS: std::sync::LazyLock<Vec<(&'static str, String)>> =
+        std::sync::LazyLock::new(|| {
+            std::iter::once(&INDEX)
+                .chain(ASSETS.iter())
+                .map(|a| (a.name, format!("\"{:016x}\"", fnv1a(a.bytes))))
+                .collect()
+        });
+    TAGS.iter()
+        .find(|(name, _)| *name == asset.name)
+        .map_or("\"0\"", |(_, tag)| tag.as_str())
+}
+
 fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
-    let etag = format!("\"{:016x}\"", fnv1a(asset.bytes));
+    let etag = etag(asset);
     let cached = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""));
+    let etag = HeaderValue::from_static(etag);
     let common = [
         (header::ETAG, etag),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
