@@ -229,6 +229,24 @@ mod tests {
         async fn prune(&self, plan: &ck_store::PrunePlan) -> Result<ck_store::PruneReport, Error> {
             self.inner.prune(plan).await
         }
+        async fn alert_rules(&self) -> Result<Vec<ck_store::StoredRule>, Error> {
+            self.inner.alert_rules().await
+        }
+        async fn put_alert_rule(&self, id: Option<i64>, rule: &str) -> Result<Option<i64>, Error> {
+            self.inner.put_alert_rule(id, rule).await
+        }
+        async fn delete_alert_rule(&self, id: i64) -> Result<bool, Error> {
+            self.inner.delete_alert_rule(id).await
+        }
+        async fn record_firing(&self, rule_id: &str, at: Ts, firing: &str) -> Result<i64, Error> {
+            self.inner.record_firing(rule_id, at, firing).await
+        }
+        async fn set_firing_deliveries(&self, id: i64, deliveries: &str) -> Result<(), Error> {
+            self.inner.set_firing_deliveries(id, deliveries).await
+        }
+        async fn firings(&self, limit: usize) -> Result<Vec<ck_store::StoredFiring>, Error> {
+            self.inner.firings(limit).await
+        }
         async fn candles_newest_first(
             &self,
             q: &RangeQuery,

@@ -126,6 +126,32 @@ impl WriteBatch {
     }
 }
 
+/// An alert rule kept in the store (created over the API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRule {
+    /// Its id.
+    pub id: i64,
+    /// The rule, as JSON.
+    pub rule: String,
+    /// When it was last written.
+    pub updated_at: Ts,
+}
+
+/// A recorded alert firing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFiring {
+    /// Its id.
+    pub id: i64,
+    /// The rule's id.
+    pub rule_id: String,
+    /// When it fired.
+    pub fired_at: Ts,
+    /// What fired, as JSON.
+    pub firing: String,
+    /// The delivery results, as JSON, once known.
+    pub deliveries: Option<String>,
+}
+
 /// What retention removes: rows older than each cutoff. `None` keeps all.
 #[derive(Debug, Clone, Default)]
 pub struct PrunePlan {
@@ -244,6 +270,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         instrument: &Instrument,
         interval: Interval,
     ) -> Result<Option<Candle>, Error>;
+
+    /// Alert rules created over the API, by id.
+    async fn alert_rules(&self) -> Result<Vec<StoredRule>, Error>;
+
+    /// Stores a rule (JSON): a new one when `id` is `None`, else replaces
+    /// that one. The rule's id, or `None` when `id` names no rule.
+    async fn put_alert_rule(&self, id: Option<i64>, rule: &str) -> Result<Option<i64>, Error>;
+
+    /// Deletes a rule; whether it existed.
+    async fn delete_alert_rule(&self, id: i64) -> Result<bool, Error>;
+
+    /// Records a firing (JSON); its id.
+    async fn record_firing(&self, rule_id: &str, at: Ts, firing: &str) -> Result<i64, Error>;
+
+    /// Records the delivery results (JSON) of a firing.
+    async fn set_firing_deliveries(&self, id: i64, deliveries: &str) -> Result<(), Error>;
+
+    /// The latest firings, newest first.
+    async fn firings(&self, limit: usize) -> Result<Vec<StoredFiring>, Error>;
 
     /// Deletes what `plan` names, in batches of `plan.batch_rows` so that
     /// writes interleave, and gives the space back where the backend can.

@@ -74,6 +74,62 @@ pub async fn store_contract(store: &dyn Store) {
     gaps_are_recorded_once(store).await;
     gap_states_move_forward(store).await;
     last_trade_and_backfill_progress(store).await;
+    alert_rules_and_firings(store).await;
+}
+
+async fn alert_rules_and_firings(store: &dyn Store) {
+    assert!(store.alert_rules().await.expect("rules").is_empty());
+    let a = store
+        .put_alert_rule(None, r#"{"kind":"gap_unfillable"}"#)
+        .await
+        .expect("insert")
+        .expect("an id");
+    let b = store
+        .put_alert_rule(None, r#"{"kind":"stale_feed"}"#)
+        .await
+        .expect("insert")
+        .expect("an id");
+    assert_ne!(a, b);
+    assert_eq!(
+        store.put_alert_rule(Some(b), r#"{"kind":"x"}"#).await.expect("update"),
+        Some(b)
+    );
+    assert_eq!(
+        store.put_alert_rule(Some(b + 100), "{}").await.expect("update"),
+        None,
+        "updating a rule that does not exist says so"
+    );
+    let rules = store.alert_rules().await.expect("rules");
+    assert_eq!(
+        rules.iter().map(|r| (r.id, r.rule.as_str())).collect::<Vec<_>>(),
+        [(a, r#"{"kind":"gap_unfillable"}"#), (b, r#"{"kind":"x"}"#)]
+    );
+    assert!(store.delete_alert_rule(a).await.expect("delete"));
+    assert!(!store.delete_alert_rule(a).await.expect("delete"), "gone already");
+
+    let first = store
+        .record_firing("1", Ts::from_secs(10), r#"{"n":1}"#)
+        .await
+        .expect("record");
+    let second = store
+        .record_firing("config:1", Ts::from_secs(20), r#"{"n":2}"#)
+        .await
+        .expect("record");
+    store
+        .set_firing_deliveries(first, r#"[{"ok":true}]"#)
+        .await
+        .expect("deliveries");
+    let firings = store.firings(10).await.expect("firings");
+    assert_eq!(
+        firings.iter().map(|f| f.id).collect::<Vec<_>>(),
+        [second, first],
+        "newest first"
+    );
+    assert_eq!(firings[0].rule_id, "config:1");
+    assert_eq!(firings[0].deliveries, None, "not delivered yet");
+    assert_eq!(firings[1].deliveries.as_deref(), Some(r#"[{"ok":true}]"#));
+    assert_eq!(firings[1].fired_at, Ts::from_secs(10));
+    assert_eq!(store.firings(1).await.expect("firings").len(), 1);
 }
 
 async fn gap_states_move_forward(store: &dyn Store) {

@@ -50,13 +50,16 @@ struct Meters {
     out_of_range: Arc<Counter>,
 }
 
-/// Publishes trades, quotes and candles to the live feed, if anyone listens.
+/// Publishes trades, quotes, candles and gaps to the live feed, if anyone listens.
 fn publish(feed: Option<&ck_bus::LiveFeed>, event: &Event) {
     let Some(feed) = feed else { return };
     if feed.receiver_count() == 0 {
         return;
     }
-    if matches!(event, Event::Trade(_) | Event::Quote(_) | Event::Candle(_)) {
+    if matches!(
+        event,
+        Event::Trade(_) | Event::Quote(_) | Event::Candle(_) | Event::Gap(_)
+    ) {
         // Send fails only when nobody listens: nothing to do then.
         let _ = feed.send(Arc::new(event.clone()));
     }

@@ -9,6 +9,7 @@
 //! nothing committed. [`Durability::Normal`] survives a process crash but may
 //! lose the last commits on power loss.
 
+mod alerts;
 mod prune;
 mod rows;
 mod schema;
@@ -529,6 +530,30 @@ impl Store for SqliteStore {
             .transpose()
         })
         .await
+    }
+
+    async fn alert_rules(&self) -> Result<Vec<crate::StoredRule>, Error> {
+        alerts::rules(self).await
+    }
+
+    async fn put_alert_rule(&self, id: Option<i64>, rule: &str) -> Result<Option<i64>, Error> {
+        alerts::put_rule(self, id, rule).await
+    }
+
+    async fn delete_alert_rule(&self, id: i64) -> Result<bool, Error> {
+        alerts::delete_rule(self, id).await
+    }
+
+    async fn record_firing(&self, rule_id: &str, at: Ts, firing: &str) -> Result<i64, Error> {
+        alerts::record_firing(self, rule_id, at, firing).await
+    }
+
+    async fn set_firing_deliveries(&self, id: i64, deliveries: &str) -> Result<(), Error> {
+        alerts::set_deliveries(self, id, deliveries).await
+    }
+
+    async fn firings(&self, limit: usize) -> Result<Vec<crate::StoredFiring>, Error> {
+        alerts::firings(self, limit).await
     }
 
     async fn prune(&self, plan: &crate::PrunePlan) -> Result<crate::PruneReport, Error> {

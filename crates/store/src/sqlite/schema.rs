@@ -120,6 +120,26 @@ CREATE TABLE backfill_progress (
 );
 ",
     ),
+    (
+        4,
+        "alert rules and their firings",
+        r"
+CREATE TABLE alert_rules (
+    id         INTEGER PRIMARY KEY,
+    rule       TEXT NOT NULL,    -- the rule as JSON
+    updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE alert_firings (
+    id         INTEGER PRIMARY KEY,
+    rule_id    TEXT NOT NULL,
+    fired_at   INTEGER NOT NULL,
+    firing     TEXT NOT NULL,    -- what fired, as JSON
+    deliveries TEXT              -- the delivery results, as JSON, once known
+);
+CREATE INDEX alert_firings_by_time ON alert_firings (fired_at);
+",
+    ),
 ];
 
 /// Brings the database up to the newest schema.

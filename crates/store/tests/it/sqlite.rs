@@ -24,7 +24,7 @@ async fn sqlite_is_in_wal_mode_and_reopens_with_its_data() {
     let versions: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("migrations");
-    assert_eq!(versions, 3);
+    assert_eq!(versions, 4);
     drop(conn);
     let store = SqliteStore::open(&path, Durability::Full).expect("reopen migrates nothing twice");
     assert_eq!(store.counts().await.expect("counts").trades, 304);

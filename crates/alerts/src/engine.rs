@@ -1,0 +1,549 @@
+//! Rule evaluation: pure and synchronous. The engine is fed every relevant
+//! update (trades, 1m candles, gaps) and a clock tick for stale feeds, and
+//! answers with the rules that fire.
+//!
+//! Each rule fires when its condition becomes true, then not again until
+//! the value has gone back past the threshold by the rule's hysteresis (a
+//! fraction of the threshold) *and* its cooldown has passed. Event-driven
+//! rules run on the data's own time (the trade's exchange time), so a replay
+//! fires exactly as the live market did; stale-feed rules run on the clock.
+
+use std::collections::{HashMap, VecDeque};
+
+use ck_bus::Event;
+use ck_model::{Exchange, GapState, Instrument, Interval, Ts};
+use serde::Serialize;
+
+use crate::rule::{Condition, Rule, window_nanos};
+
+/// A rule that fired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Firing {
+    /// The rule's id.
+    pub rule_id: String,
+    /// The rule's name.
+    pub rule: String,
+    /// The rule's kind.
+    pub kind: String,
+    /// The exchange concerned, if one.
+    pub exchange: Option<Exchange>,
+    /// The instrument concerned, if one.
+    pub instrument: Option<Instrument>,
+    /// The value that crossed: a price, a percentage, a z-score, a multiple,
+    /// seconds.
+    pub value: f64,
+    /// The threshold it crossed.
+    pub threshold: f64,
+    /// A sentence for people.
+    pub message: String,
+    /// When (the data's time; the clock's for stale feeds).
+    pub time: Ts,
+}
+
+const MINUTE: i64 = 60_000_000_000;
+
+/// One 1m candle, as the statistics need it.
+#[derive(Debug, Clone, Copy)]
+struct Minute {
+    open_time: Ts,
+    open: f64,
+    close: f64,
+    volume: f64,
+}
+
+/// What the engine knows of one instrument.
+#[derive(Debug, Default)]
+struct Series {
+    price: Option<f64>,
+    /// When the last trade was received (wall clock).
+    last_received: Option<Ts>,
+    minutes: VecDeque<Minute>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RuleState {
+    armed: bool,
+    last_fired: Option<Ts>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: String,
+    rule: Rule,
+    state: RuleState,
+    /// The window, for the kinds that have one.
+    window: i64,
+}
+
+/// A condition's reading now.
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    value: f64,
+    threshold: f64,
+    active: bool,
+    rearm: bool,
+}
+
+impl Check {
+    /// True above the threshold; re-armed below it by the hysteresis.
+    fn above(value: f64, threshold: f64, h: f64) -> Check {
+        Check {
+            value,
+            threshold,
+            active: value > threshold,
+            rearm: value < threshold * (1.0 - h),
+        }
+    }
+
+    /// True below the threshold; re-armed above it by the hysteresis.
+    fn below(value: f64, threshold: f64, h: f64) -> Check {
+        Check {
+            value,
+            threshold,
+            active: value < threshold,
+            rearm: value > threshold * (1.0 + h),
+        }
+    }
+}
+
+/// The engine: rules, their states, and the series they read.
+#[derive(Debug)]
+pub struct Engine {
+    entries: Vec<Entry>,
+    series: HashMap<(Exchange, Instrument), Series>,
+    /// The longest window any rule looks back over.
+    keep: i64,
+    started: Ts,
+}
+
+impl Engine {
+    /// An engine with no rules, started at `now` (stale feeds count from it).
+    #[must_use]
+    pub fn new(now: Ts) -> Engine {
+        Engine {
+            entries: Vec::new(),
+            series: HashMap::new(),
+            keep: 0,
+            started: now,
+        }
+    }
+
+    /// Replaces the rules. A rule whose id and content are unchanged keeps
+    /// its state (armed, last fired); rules are assumed valid.
+    pub fn set_rules(&mut self, rules: Vec<(String, Rule)>) {
+        let mut old: HashMap<String, Entry> =
+            self.entries.drain(..).map(|e| (e.id.clone(), e)).collect();
+        self.entries = rules
+            .into_iter()
+            .map(|(id, rule)| {
+                let window = match &rule.condition {
+                    Condition::PctChange { window, .. }
+                    | Condition::Zscore { window, .. }
+                    | Condition::VolumeSpike { window, .. } => window_nanos(window).unwrap_or(0),
+                    _ => 0,
+                };
+                let state = old
+                    .remove(&id)
+                    .filter(|e| e.rule == rule)
+                    .map_or(
+                        RuleState {
+                            armed: true,
+                            last_fired: None,
+                        },
+                        |e| e.state,
+                    );
+                Entry {
+                    id,
+                    rule,
+                    state,
+                    window,
+                }
+            })
+            .collect();
+        self.keep = self.entries.iter().map(|e| e.window).max().unwrap_or(0);
+    }
+
+    /// How many rules it holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds no rules.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn watched(&self, exchange: Exchange, instrument: &Instrument) -> bool {
+        self.entries.iter().any(|e| match &e.rule.condition {
+            Condition::PriceAbove {
+                exchange: x,
+                instrument: i,
+                ..
+            }
+            | Condition::PriceBelow {
+                exchange: x,
+                instrument: i,
+                ..
+            }
+            | Condition::PctChange {
+                exchange: x,
+                instrument: i,
+                ..
+            }
+            | Condition::Zscore {
+                exchange: x,
+                instrument: i,
+                ..
+            }
+            | Condition::VolumeSpike {
+                exchange: x,
+                instrument: i,
+                ..
+            }
+            | Condition::StaleFeed {
+                exchange: x,
+                instrument: i,
+                ..
+            } => *x == exchange && i == instrument,
+            Condition::SpreadAbove {
+                instrument: i,
+                exchanges,
+                ..
+            } => i == instrument && exchanges.contains(&exchange),
+            Condition::GapUnfillable { .. } => false,
+        })
+    }
+
+    /// Takes one update; returns the rules it fired.
+    pub fn on_event(&mut self, event: &Event) -> Vec<Firing> {
+        match event {
+            Event::Trade(t) => {
+                if !self.watched(t.exchange, &t.instrument) {
+                    return Vec::new();
+                }
+                let s = self
+                    .series
+                    .entry((t.exchange, t.instrument.clone()))
+                    .or_default();
+                s.price = Some(t.price.to_f64());
+                s.last_received = Some(t.ts_received);
+                self.evaluate(t.exchange, &t.instrument, t.ts_exchange, None)
+            }
+            Event::Candle(c) if c.interval == Interval::M1 => {
+                if !self.watched(c.exchange, &c.instrument) {
+                    return Vec::new();
+                }
+                let keep = self.keep;
+                let s = self
+                    .series
+                    .entry((c.exchange, c.instrument.clone()))
+                    .or_default();
+                let m = Minute {
+                    open_time: c.open_time,
+                    open: c.open.to_f64(),
+                    close: c.close.to_f64(),
+                    volume: c.volume.to_f64(),
+                };
+                match s.minutes.iter().rposition(|x| x.open_time <= m.open_time) {
+                    Some(i) if s.minutes[i].open_time == m.open_time => s.minutes[i] = m,
+                    Some(i) => s.minutes.insert(i + 1, m),
+                    None => s.minutes.push_front(m),
+                }
+                let newest = s.minutes.back().map_or(m.open_time, |x| x.open_time);
+                while s
+                    .minutes
+                    .front()
+                    .is_some_and(|x| x.open_time.0 < newest.0 - keep - MINUTE)
+                {
+                    s.minutes.pop_front();
+                }
+                if s.price.is_none() {
+                    s.price = Some(m.close);
+                }
+                self.evaluate(c.exchange, &c.instrument, c.close_time(), None)
+            }
+            Event::Gap(g) if g.state == GapState::Unfillable => {
+                let at = g.detected_at.max(g.to_ts);
+                self.evaluate(g.exchange, &g.instrument, at, Some(g))
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The clock: stale-feed rules.
+    pub fn on_tick(&mut self, now: Ts) -> Vec<Firing> {
+        let mut fired = Vec::new();
+        for e in &mut self.entries {
+            let Condition::StaleFeed {
+                exchange,
+                instrument,
+                seconds,
+            } = &e.rule.condition
+            else {
+                continue;
+            };
+            let last = self
+                .series
+                .get(&(*exchange, instrument.clone()))
+                .and_then(|s| s.last_received)
+                .unwrap_or(self.started);
+            let age = (now.0 - last.0) as f64 / 1e9;
+            let limit = *seconds as f64;
+            let check = Check {
+                value: age,
+                threshold: limit,
+                active: age > limit,
+                rearm: age < limit,
+            };
+            if consider(&mut e.state, check, e.rule.cooldown_secs, now) {
+                fired.push(firing(
+                    e,
+                    Some(*exchange),
+                    Some(instrument.clone()),
+                    check,
+                    now,
+                    format!("no trade from {exchange} {instrument} for {age:.0} s (limit {limit:.0} s)"),
+                ));
+            }
+        }
+        fired
+    }
+
+    fn evaluate(
+        &mut self,
+        exchange: Exchange,
+        instrument: &Instrument,
+        now: Ts,
+        gap: Option<&ck_model::Gap>,
+    ) -> Vec<Firing> {
+        let mut fired = Vec::new();
+        let series = &self.series;
+        for e in &mut self.entries {
+            let h = e.rule.hysteresis.to_f64();
+            let read = |x: Exchange, i: &Instrument| series.get(&(x, i.clone()));
+            let (check, message) = match &e.rule.condition {
+                Condition::GapUnfillable {
+                    exchange: x,
+                    instrument: i,
+                } => {
+                    let Some(g) = gap else { continue };
+                    if x.is_some_and(|x| x != exchange) || i.as_ref().is_some_and(|i| i != instrument) {
+                        continue;
+                    }
+                    let check = Check {
+                        value: (g.to_ts.0 - g.from_ts.0) as f64 / 1e9,
+                        threshold: 0.0,
+                        active: true,
+                        rearm: true,
+                    };
+                    (check, format!("gap on {exchange} {instrument} from {} to {} cannot be filled: {}", g.from_ts, g.to_ts, g.reason))
+                }
+                _ if gap.is_some() => continue,
+                Condition::StaleFeed {
+                    exchange: x,
+                    instrument: i,
+                    seconds,
+                } => {
+                    // A trade re-arms it; only the clock fires it.
+                    if *x == exchange && i == instrument {
+                        let fresh = read(*x, i)
+                            .and_then(|s| s.last_received)
+                            .is_some_and(|t| (Ts::now().0 - t.0) < i64::try_from(*seconds).unwrap_or(i64::MAX) * 1_000_000_000);
+                        if fresh {
+                            e.state.armed = true;
+                        }
+                    }
+                    continue;
+                }
+                Condition::PriceAbove {
+                    exchange: x,
+                    instrument: i,
+                    level,
+                }
+                | Condition::PriceBelow {
+                    exchange: x,
+                    instrument: i,
+                    level,
+                } => {
+                    if *x != exchange || i != instrument {
+                        continue;
+                    }
+                    let Some(p) = read(*x, i).and_then(|s| s.price) else {
+                        continue;
+                    };
+                    let above = matches!(e.rule.condition, Condition::PriceAbove { .. });
+                    let check = if above {
+                        Check::above(p, level.to_f64(), h)
+                    } else {
+                        Check::below(p, level.to_f64(), h)
+                    };
+                    let word = if above { "above" } else { "below" };
+                    (check, format!("{exchange} {instrument} at {p} is {word} {level}"))
+                }
+                Condition::PctChange {
+                    exchange: x,
+                    instrument: i,
+                    window,
+                    percent,
+                } => {
+                    if *x != exchange || i != instrument {
+                        continue;
+                    }
+                    let Some(s) = read(*x, i) else { continue };
+                    let (Some(p), Some(base)) = (s.price, window_start(s, now, e.window)) else {
+                        continue;
+                    };
+                    let change = (p / base.open - 1.0) * 100.0;
+                    let check = Check::above(change.abs(), *percent, h);
+                    (check, format!("{exchange} {instrument} moved {change:+.2}% in {window} (from {} to {p})", base.open))
+                }
+                Condition::Zscore {
+                    exchange: x,
+                    instrument: i,
+                    window,
+                    threshold,
+                } => {
+                    if *x != exchange || i != instrument {
+                        continue;
+                    }
+                    let Some(s) = read(*x, i) else { continue };
+                    let Some(p) = s.price else { continue };
+                    if window_start(s, now, e.window).is_none() {
+                        continue;
+                    }
+                    let closes: Vec<f64> = in_window(s, now, e.window).map(|m| m.close).collect();
+                    let Some((mean, sd)) = mean_sd(&closes) else { continue };
+                    let z = (p - mean) / sd;
+                    let check = Check::above(z.abs(), *threshold, h);
+                    (check, format!("{exchange} {instrument} at {p} is {z:+.2} standard deviations from its {window} mean {mean:.8}"))
+                }
+                Condition::VolumeSpike {
+                    exchange: x,
+                    instrument: i,
+                    window,
+                    factor,
+                } => {
+                    if *x != exchange || i != instrument {
+                        continue;
+                    }
+                    let Some(s) = read(*x, i) else { continue };
+                    let Some(current) = s.minutes.back() else { continue };
+                    if window_start(s, now, e.window).is_none() {
+                        continue;
+                    }
+                    let before: Vec<f64> = in_window(s, now, e.window)
+                        .filter(|m| m.open_time < current.open_time)
+                        .map(|m| m.volume)
+                        .collect();
+                    if before.len() < 3 {
+                        continue;
+                    }
+                    let mean = before.iter().sum::<f64>() / before.len() as f64;
+                    if mean <= 0.0 {
+                        continue;
+                    }
+                    let multiple = current.volume / mean;
+                    let check = Check::above(multiple, *factor, h);
+                    (check, format!("{exchange} {instrument} traded {} in the minute from {}: {multiple:.1}x its {window} mean {mean:.8}", current.volume, current.open_time))
+                }
+                Condition::SpreadAbove {
+                    instrument: i,
+                    exchanges,
+                    percent,
+                } => {
+                    if i != instrument || !exchanges.contains(&exchange) {
+                        continue;
+                    }
+                    let (Some(a), Some(b)) = (
+                        read(exchanges[0], i).and_then(|s| s.price),
+                        read(exchanges[1], i).and_then(|s| s.price),
+                    ) else {
+                        continue;
+                    };
+                    let spread = (a - b).abs() / a.min(b) * 100.0;
+                    let check = Check::above(spread, *percent, h);
+                    (check, format!("{instrument}: {} {a} vs {} {b}, spread {spread:.3}%", exchanges[0], exchanges[1]))
+                }
+            };
+            if consider(&mut e.state, check, e.rule.cooldown_secs, now) {
+                fired.push(firing(e, Some(exchange), Some(instrument.clone()), check, now, message));
+            }
+        }
+        fired
+    }
+}
+
+/// The first minute of the window ending at `now`, if the data reaches
+/// back that far (within a minute).
+fn window_start(s: &Series, now: Ts, window: i64) -> Option<Minute> {
+    let start = now.0 - window;
+    let first = s.minutes.front()?;
+    if first.open_time.0 > start + MINUTE {
+        return None;
+    }
+    s.minutes.iter().find(|m| m.open_time.0 >= start).copied()
+}
+
+fn in_window(s: &Series, now: Ts, window: i64) -> impl Iterator<Item = &Minute> {
+    let start = now.0 - window;
+    s.minutes
+        .iter()
+        .filter(move |m| m.open_time.0 >= start && m.open_time <= now)
+}
+
+/// The mean and sample standard deviation, if defined and not zero.
+fn mean_sd(xs: &[f64]) -> Option<(f64, f64)> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+    let sd = var.sqrt();
+    (sd > 0.0 && sd.is_finite()).then_some((mean, sd))
+}
+
+/// Whether the rule fires on `check` at `now`, updating its state.
+fn consider(state: &mut RuleState, check: Check, cooldown_secs: u64, now: Ts) -> bool {
+    if !state.armed {
+        if check.rearm {
+            state.armed = true;
+        }
+        return false;
+    }
+    let cooled = state.last_fired.is_none_or(|t| {
+        now.0.saturating_sub(t.0) >= i64::try_from(cooldown_secs).unwrap_or(i64::MAX).saturating_mul(1_000_000_000)
+    });
+    if check.active && cooled {
+        state.armed = false;
+        state.last_fired = Some(now);
+        return true;
+    }
+    false
+}
+
+fn firing(
+    e: &Entry,
+    exchange: Option<Exchange>,
+    instrument: Option<Instrument>,
+    check: Check,
+    time: Ts,
+    message: String,
+) -> Firing {
+    let kind = serde_json::to_value(&e.rule.condition)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    Firing {
+        rule_id: e.id.clone(),
+        rule: e.rule.display_name(),
+        kind,
+        exchange,
+        instrument,
+        value: check.value,
+        threshold: check.threshold,
+        message,
+        time,
+    }
+}

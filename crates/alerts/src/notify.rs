@@ -1,0 +1,297 @@
+//! Notification channels and delivery: a webhook (JSON POST signed with
+//! HMAC-SHA256), Slack, Discord and Telegram bot webhooks, email over SMTP
+//! (STARTTLS when the server offers it) and the log. Each attempt that
+//! fails is retried with exponential backoff; every result is returned, to
+//! be recorded with the firing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ck_model::Ts;
+use hmac::Mac;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Firing;
+
+/// The header carrying the webhook signature: `sha256=<hex HMAC of the body>`.
+pub const SIGNATURE_HEADER: &str = "x-candlekeep-signature";
+
+/// A named channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelConfig {
+    /// The name rules use in `notify`.
+    pub name: String,
+    /// Where it goes.
+    #[serde(flatten)]
+    pub target: Target,
+}
+
+/// Where a channel delivers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// A JSON POST of the firing; signed when `secret` is set.
+    Webhook {
+        /// The URL.
+        url: String,
+        /// The HMAC-SHA256 key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
+    /// A Slack incoming webhook (`{"text": ...}`).
+    Slack {
+        /// The webhook URL.
+        url: String,
+    },
+    /// A Discord webhook (`{"content": ...}`).
+    Discord {
+        /// The webhook URL.
+        url: String,
+    },
+    /// A Telegram bot (`sendMessage` with `chat_id` and `text`).
+    Telegram {
+        /// `https://api.telegram.org/bot<token>/sendMessage`.
+        url: String,
+        /// The chat.
+        chat_id: String,
+    },
+    /// Email over SMTP (STARTTLS when the server offers it).
+    Email {
+        /// `host:port` of the SMTP server.
+        smtp: String,
+        /// The sender address.
+        from: String,
+        /// The recipients.
+        to: Vec<String>,
+        /// The login, if the server wants one (sent only over TLS).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        /// The password.
+        #[serde(default, skip_serializing)]
+        password: Option<String>,
+    },
+    /// The log (every firing is logged anyway; this names it as a channel).
+    Log,
+}
+
+/// One channel's result for one firing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The channel.
+    pub channel: String,
+    /// Whether it was delivered.
+    pub ok: bool,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it finished.
+    pub at: Ts,
+}
+
+/// Delivers firings to channels.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    client: reqwest::Client,
+    channels: HashMap<String, ChannelConfig>,
+    attempts: u32,
+    backoff: Duration,
+}
+
+impl Notifier {
+    /// A notifier for `channels`, trying each delivery up to `attempts`
+    /// times, waiting `backoff` and then twice as long each time.
+    ///
+    /// # Errors
+    /// A channel name used twice, or a TLS setup failure.
+    pub fn new(
+        channels: Vec<ChannelConfig>,
+        attempts: u32,
+        backoff: Duration,
+    ) -> Result<Notifier, String> {
+        let mut by_name = HashMap::new();
+        for c in channels {
+            if let Some(old) = by_name.insert(c.name.clone(), c) {
+                return Err(format!("alert channel `{}` is defined twice", old.name));
+            }
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(Notifier {
+            client,
+            channels: by_name,
+            attempts: attempts.max(1),
+            backoff,
+        })
+    }
+
+    /// Whether a channel of this name exists.
+    #[must_use]
+    pub fn has(&self, name: &str) -> bool {
+        self.channels.contains_key(name)
+    }
+
+    /// Delivers `firing` to each named channel (in parallel), retrying
+    /// failures; one result per channel.
+    pub async fn deliver(&self, firing: &Firing, channels: &[String]) -> Vec<Delivery> {
+        tracing::warn!(rule = %firing.rule, rule_id = %firing.rule_id, value = firing.value, "alert: {}", firing.message);
+        let tasks = channels.iter().map(|name| self.deliver_one(firing, name));
+        futures_util::future::join_all(tasks).await
+    }
+
+    async fn deliver_one(&self, firing: &Firing, name: &str) -> Delivery {
+        let Some(channel) = self.channels.get(name) else {
+            return Delivery {
+                channel: name.to_owned(),
+                ok: false,
+                attempts: 0,
+                error: Some(format!("no channel named `{name}`")),
+                at: Ts::now(),
+            };
+        };
+        let mut wait = self.backoff;
+        let mut last_error = None;
+        for attempt in 1..=self.attempts {
+            match self.send(&channel.target, firing).await {
+                Ok(()) => {
+                    ck_bus::metrics::counter("alerts_delivered_total").inc();
+                    return Delivery {
+                        channel: name.to_owned(),
+                        ok: true,
+                        attempts: attempt,
+                        error: None,
+                        at: Ts::now(),
+                    };
+                }
+                Err(e) => {
+                    ck_bus::metrics::counter("alerts_delivery_failures_total").inc();
+                    tracing::warn!(channel = name, attempt, error = %e, "alert delivery failed");
+                    last_error = Some(e);
+                    if attempt < self.attempts {
+                        tokio::time::sleep(wait).await;
+                        wait = wait.saturating_mul(2);
+                    }
+                }
+            }
+        }
+        Delivery {
+            channel: name.to_owned(),
+            ok: false,
+            attempts: self.attempts,
+            error: last_error,
+            at: Ts::now(),
+        }
+    }
+
+    async fn send(&self, target: &Target, firing: &Firing) -> Result<(), String> {
+        let text = format!("candlekeep alert: {}: {}", firing.rule, firing.message);
+        match target {
+            Target::Webhook { url, secret } => {
+                let body = serde_json::to_vec(firing).map_err(|e| e.to_string())?;
+                let mut request = self
+                    .client
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json");
+                if let Some(secret) = secret {
+                    request = request.header(SIGNATURE_HEADER, signature(secret.as_bytes(), &body));
+                }
+                check(request.body(body).send().await).await
+            }
+            Target::Slack { url } => {
+                self.post_json(url, &serde_json::json!({ "text": text })).await
+            }
+            Target::Discord { url } => {
+                self.post_json(url, &serde_json::json!({ "content": text })).await
+            }
+            Target::Telegram { url, chat_id } => {
+                self.post_json(url, &serde_json::json!({ "chat_id": chat_id, "text": text }))
+                    .await
+            }
+            Target::Email {
+                smtp,
+                from,
+                to,
+                username,
+                password,
+            } => {
+                let login = username.as_ref().map(|u| crate::smtp::Credentials {
+                    username: u.clone(),
+                    password: password.clone().unwrap_or_default(),
+                });
+                crate::smtp::send(
+                    smtp,
+                    from,
+                    to,
+                    &format!("candlekeep alert: {}", firing.rule),
+                    &email_body(firing),
+                    login.as_ref(),
+                )
+                .await
+            }
+            Target::Log => {
+                tracing::warn!(target: "candlekeep::alerts", rule = %firing.rule, "{}", firing.message);
+                Ok(())
+            }
+        }
+    }
+
+    async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<(), String> {
+        check(self.client.post(url).json(body).send().await).await
+    }
+}
+
+/// A 2xx, or an error naming the status and the start of the body.
+async fn check(sent: reqwest::Result<reqwest::Response>) -> Result<(), String> {
+    let response = sent.map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(format!(
+        "HTTP {status}: {}",
+        body.chars().take(200).collect::<String>()
+    ))
+}
+
+/// `sha256=<hex>` of HMAC-SHA256 over `body` with `key`.
+#[must_use]
+pub fn signature(key: &[u8], body: &[u8]) -> String {
+    // HMAC takes a key of any length, so this cannot fail.
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(7 + bytes.len() * 2);
+    out.push_str("sha256=");
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+fn email_body(f: &Firing) -> String {
+    format!(
+        "{}\r\n\r\nRule: {} ({}, id {})\r\nValue: {}\r\nThreshold: {}\r\nTime: {}\r\n",
+        f.message, f.rule, f.kind, f.rule_id, f.value, f.threshold, f.time
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_matches_rfc_4231_test_case_2() {
+        // RFC 4231, test case 2: key "Jefe".
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
