@@ -142,16 +142,13 @@ impl Engine {
                     | Condition::VolumeSpike { window, .. } => window_nanos(window).unwrap_or(0),
                     _ => 0,
                 };
-                let state = old
-                    .remove(&id)
-                    .filter(|e| e.rule == rule)
-                    .map_or(
-                        RuleState {
-                            armed: true,
-                            last_fired: None,
-                        },
-                        |e| e.state,
-                    );
+                let state = old.remove(&id).filter(|e| e.rule == rule).map_or(
+                    RuleState {
+                        armed: true,
+                        last_fired: None,
+                    },
+                    |e| e.state,
+                );
                 Entry {
                     id,
                     rule,
@@ -304,7 +301,9 @@ impl Engine {
                     Some(instrument.clone()),
                     check,
                     now,
-                    format!("no trade from {exchange} {instrument} for {age:.0} s (limit {limit:.0} s)"),
+                    format!(
+                        "no trade from {exchange} {instrument} for {age:.0} s (limit {limit:.0} s)"
+                    ),
                 ));
             }
         }
@@ -329,7 +328,9 @@ impl Engine {
                     instrument: i,
                 } => {
                     let Some(g) = gap else { continue };
-                    if x.is_some_and(|x| x != exchange) || i.as_ref().is_some_and(|i| i != instrument) {
+                    if x.is_some_and(|x| x != exchange)
+                        || i.as_ref().is_some_and(|i| i != instrument)
+                    {
                         continue;
                     }
                     let check = Check {
@@ -338,7 +339,13 @@ impl Engine {
                         active: true,
                         rearm: true,
                     };
-                    (check, format!("gap on {exchange} {instrument} from {} to {} cannot be filled: {}", g.from_ts, g.to_ts, g.reason))
+                    (
+                        check,
+                        format!(
+                            "gap on {exchange} {instrument} from {} to {} cannot be filled: {}",
+                            g.from_ts, g.to_ts, g.reason
+                        ),
+                    )
                 }
                 _ if gap.is_some() => continue,
                 Condition::StaleFeed {
@@ -348,9 +355,10 @@ impl Engine {
                 } => {
                     // A trade re-arms it; only the clock fires it.
                     if *x == exchange && i == instrument {
-                        let fresh = read(*x, i)
-                            .and_then(|s| s.last_received)
-                            .is_some_and(|t| (Ts::now().0 - t.0) < i64::try_from(*seconds).unwrap_or(i64::MAX) * 1_000_000_000);
+                        let fresh = read(*x, i).and_then(|s| s.last_received).is_some_and(|t| {
+                            (Ts::now().0 - t.0)
+                                < i64::try_from(*seconds).unwrap_or(i64::MAX) * 1_000_000_000
+                        });
                         if fresh {
                             e.state.armed = true;
                         }
@@ -380,7 +388,10 @@ impl Engine {
                         Check::below(p, level.to_f64(), h)
                     };
                     let word = if above { "above" } else { "below" };
-                    (check, format!("{exchange} {instrument} at {p} is {word} {level}"))
+                    (
+                        check,
+                        format!("{exchange} {instrument} at {p} is {word} {level}"),
+                    )
                 }
                 Condition::PctChange {
                     exchange: x,
@@ -397,7 +408,13 @@ impl Engine {
                     };
                     let change = (p / base.open - 1.0) * 100.0;
                     let check = Check::above(change.abs(), *percent, h);
-                    (check, format!("{exchange} {instrument} moved {change:+.2}% in {window} (from {} to {p})", base.open))
+                    (
+                        check,
+                        format!(
+                            "{exchange} {instrument} moved {change:+.2}% in {window} (from {} to {p})",
+                            base.open
+                        ),
+                    )
                 }
                 Condition::Zscore {
                     exchange: x,
@@ -413,11 +430,23 @@ impl Engine {
                     if window_start(s, now, e.window).is_none() {
                         continue;
                     }
-                    let closes: Vec<f64> = in_window(s, now, e.window).map(|m| m.close).collect();
-                    let Some((mean, sd)) = mean_sd(&closes) else { continue };
+                    // The baseline: the window's minutes before the current one.
+                    let current = s.minutes.back().map_or(now, |m| m.open_time);
+                    let closes: Vec<f64> = in_window(s, now, e.window)
+                        .filter(|m| m.open_time < current)
+                        .map(|m| m.close)
+                        .collect();
+                    let Some((mean, sd)) = mean_sd(&closes) else {
+                        continue;
+                    };
                     let z = (p - mean) / sd;
                     let check = Check::above(z.abs(), *threshold, h);
-                    (check, format!("{exchange} {instrument} at {p} is {z:+.2} standard deviations from its {window} mean {mean:.8}"))
+                    (
+                        check,
+                        format!(
+                            "{exchange} {instrument} at {p} is {z:+.2} standard deviations from its {window} mean {mean:.8}"
+                        ),
+                    )
                 }
                 Condition::VolumeSpike {
                     exchange: x,
@@ -429,7 +458,9 @@ impl Engine {
                         continue;
                     }
                     let Some(s) = read(*x, i) else { continue };
-                    let Some(current) = s.minutes.back() else { continue };
+                    let Some(current) = s.minutes.back() else {
+                        continue;
+                    };
                     if window_start(s, now, e.window).is_none() {
                         continue;
                     }
@@ -446,7 +477,13 @@ impl Engine {
                     }
                     let multiple = current.volume / mean;
                     let check = Check::above(multiple, *factor, h);
-                    (check, format!("{exchange} {instrument} traded {} in the minute from {}: {multiple:.1}x its {window} mean {mean:.8}", current.volume, current.open_time))
+                    (
+                        check,
+                        format!(
+                            "{exchange} {instrument} traded {} in the minute from {}: {multiple:.1}x its {window} mean {mean:.8}",
+                            current.volume, current.open_time
+                        ),
+                    )
                 }
                 Condition::SpreadAbove {
                     instrument: i,
@@ -464,11 +501,24 @@ impl Engine {
                     };
                     let spread = (a - b).abs() / a.min(b) * 100.0;
                     let check = Check::above(spread, *percent, h);
-                    (check, format!("{instrument}: {} {a} vs {} {b}, spread {spread:.3}%", exchanges[0], exchanges[1]))
+                    (
+                        check,
+                        format!(
+                            "{instrument}: {} {a} vs {} {b}, spread {spread:.3}%",
+                            exchanges[0], exchanges[1]
+                        ),
+                    )
                 }
             };
             if consider(&mut e.state, check, e.rule.cooldown_secs, now) {
-                fired.push(firing(e, Some(exchange), Some(instrument.clone()), check, now, message));
+                fired.push(firing(
+                    e,
+                    Some(exchange),
+                    Some(instrument.clone()),
+                    check,
+                    now,
+                    message,
+                ));
             }
         }
         fired
@@ -513,7 +563,10 @@ fn consider(state: &mut RuleState, check: Check, cooldown_secs: u64, now: Ts) ->
         return false;
     }
     let cooled = state.last_fired.is_none_or(|t| {
-        now.0.saturating_sub(t.0) >= i64::try_from(cooldown_secs).unwrap_or(i64::MAX).saturating_mul(1_000_000_000)
+        now.0.saturating_sub(t.0)
+            >= i64::try_from(cooldown_secs)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000_000)
     });
     if check.active && cooled {
         state.armed = false;
@@ -545,5 +598,240 @@ fn firing(
         threshold: check.threshold,
         message,
         time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ck_model::{Candle, CandleState, Decimal, Gap, Side, Trade, TradeId};
+
+    use super::*;
+
+    const SEC: i64 = 1_000_000_000;
+
+    fn btc() -> Instrument {
+        Instrument::new("BTC", "USDT")
+    }
+
+    fn trade(exchange: Exchange, secs: i64, price: &str) -> Event {
+        Event::Trade(Trade {
+            exchange,
+            instrument: btc(),
+            trade_id: TradeId::Num(secs as u64),
+            price: Decimal::parse(price).expect("price"),
+            size: Decimal::from(1),
+            side: Side::Buy,
+            ts_exchange: Ts(secs * SEC),
+            ts_received: Ts(secs * SEC),
+            fills: 1,
+        })
+    }
+
+    fn minute(n: i64, open: f64, close: f64, volume: f64) -> Event {
+        let d = |x: f64| Decimal::parse(&format!("{x}")).expect("decimal");
+        Event::Candle(Box::new(Candle {
+            exchange: Exchange::Binance,
+            instrument: btc(),
+            interval: Interval::M1,
+            open_time: Ts(n * 60 * SEC),
+            open: d(open),
+            high: d(open.max(close)),
+            low: d(open.min(close)),
+            close: d(close),
+            volume: d(volume),
+            quote_volume: d(volume * close),
+            vwap: d(close),
+            taker_buy_volume: d(0.0),
+            trades: 1,
+            first_trade_id: None,
+            last_trade_id: None,
+            state: CandleState::Closed,
+        }))
+    }
+
+    fn engine(json: &str) -> Engine {
+        let mut e = Engine::new(Ts(0));
+        e.set_rules(vec![("1".into(), Rule::from_json(json).expect("rule"))]);
+        e
+    }
+
+    fn run(e: &mut Engine, events: &[Event]) -> Vec<Firing> {
+        events.iter().flat_map(|ev| e.on_event(ev)).collect()
+    }
+
+    #[test]
+    fn a_price_wobbling_around_its_level_fires_once() {
+        let mut e = engine(
+            r#"{"kind":"price_above","exchange":"binance","instrument":"BTC-USDT","level":"100","cooldown_secs":0,"hysteresis":"0.01"}"#,
+        );
+        let wobble: Vec<Event> = (0..100)
+            .map(|i| {
+                trade(
+                    Exchange::Binance,
+                    i,
+                    if i % 2 == 0 { "100.5" } else { "99.5" },
+                )
+            })
+            .collect();
+        let fired = run(&mut e, &wobble);
+        assert_eq!(fired.len(), 1, "within the 1 % band it does not re-arm");
+        assert_eq!(fired[0].value, 100.5);
+        assert!(
+            fired[0].message.contains("above 100"),
+            "{}",
+            fired[0].message
+        );
+        // Back below 99 (1 % under), then above again: a second firing.
+        let again = run(
+            &mut e,
+            &[
+                trade(Exchange::Binance, 200, "98.9"),
+                trade(Exchange::Binance, 201, "101"),
+            ],
+        );
+        assert_eq!(again.len(), 1);
+    }
+
+    #[test]
+    fn the_cooldown_holds_a_rearmed_rule_back() {
+        let mut e = engine(
+            r#"{"kind":"price_below","exchange":"binance","instrument":"BTC-USDT","level":"100","cooldown_secs":60,"hysteresis":"0"}"#,
+        );
+        let fired = run(
+            &mut e,
+            &[
+                trade(Exchange::Binance, 0, "99"),   // fires
+                trade(Exchange::Binance, 10, "101"), // re-arms
+                trade(Exchange::Binance, 20, "99"),  // cooling down
+                trade(Exchange::Binance, 59, "98"),  // still
+                trade(Exchange::Binance, 60, "97"),  // fires again
+                trade(Exchange::Binance, 61, "101"),
+            ],
+        );
+        let times: Vec<i64> = fired.iter().map(|f| f.time.0 / SEC).collect();
+        assert_eq!(times, [0, 60]);
+    }
+
+    #[test]
+    fn percent_change_zscore_and_volume_spikes_read_the_minutes() {
+        // Ten quiet minutes, then a jump in price and volume.
+        let mut quiet: Vec<Event> = (0..10)
+            .map(|n| minute(n, 100.0, 100.0 + (n % 2) as f64 * 0.1, 5.0))
+            .collect();
+        let mut pct = engine(
+            r#"{"kind":"pct_change","exchange":"binance","instrument":"BTC-USDT","window":"10m","percent":2}"#,
+        );
+        let mut z = engine(
+            r#"{"kind":"zscore","exchange":"binance","instrument":"BTC-USDT","window":"10m","threshold":3}"#,
+        );
+        let mut vol = engine(
+            r#"{"kind":"volume_spike","exchange":"binance","instrument":"BTC-USDT","window":"10m","factor":4}"#,
+        );
+        for e in [&mut pct, &mut z, &mut vol] {
+            assert!(run(e, &quiet).is_empty(), "nothing while quiet");
+        }
+        quiet.clear();
+        let jump = [
+            minute(10, 100.0, 103.0, 30.0),
+            trade(Exchange::Binance, 10 * 60 + 30, "103"),
+        ];
+        let p = run(&mut pct, &jump);
+        assert_eq!(p.len(), 1);
+        assert!(
+            (p[0].value - 3.0).abs() < 1e-9,
+            "3 % from the window's first open: {}",
+            p[0].value
+        );
+        let zs = run(&mut z, &jump);
+        assert_eq!(zs.len(), 1, "103 is far outside 100.0-100.1");
+        assert!(zs[0].value > 3.0);
+        let v = run(&mut vol, &jump);
+        assert_eq!(v.len(), 1);
+        assert!(
+            (v[0].value - 6.0).abs() < 1e-9,
+            "30 against a mean of 5: {}",
+            v[0].value
+        );
+    }
+
+    #[test]
+    fn a_window_not_yet_covered_by_data_does_not_fire() {
+        let mut pct = engine(
+            r#"{"kind":"pct_change","exchange":"binance","instrument":"BTC-USDT","window":"1h","percent":1}"#,
+        );
+        let events: Vec<Event> = (0..10)
+            .map(|n| minute(n, 100.0, 100.0 + n as f64, 1.0))
+            .collect();
+        assert!(run(&mut pct, &events).is_empty());
+    }
+
+    #[test]
+    fn spreads_stale_feeds_and_unfillable_gaps() {
+        let mut spread = engine(
+            r#"{"kind":"spread_above","instrument":"BTC-USDT","exchanges":["binance","okx"],"percent":0.5}"#,
+        );
+        let fired = run(
+            &mut spread,
+            &[
+                trade(Exchange::Binance, 0, "100"),
+                trade(Exchange::Okx, 1, "100.4"),
+                trade(Exchange::Okx, 2, "100.6"),
+            ],
+        );
+        assert_eq!(fired.len(), 1);
+        assert!((fired[0].value - 0.6).abs() < 1e-9);
+
+        let mut stale = engine(
+            r#"{"kind":"stale_feed","exchange":"binance","instrument":"BTC-USDT","seconds":30,"cooldown_secs":0}"#,
+        );
+        assert!(stale.on_tick(Ts(10 * SEC)).is_empty());
+        let fired = stale.on_tick(Ts(31 * SEC));
+        assert_eq!(fired.len(), 1, "30 s with no trade since the start");
+        assert!(stale.on_tick(Ts(40 * SEC)).is_empty(), "once");
+
+        let mut gaps =
+            engine(r#"{"kind":"gap_unfillable","exchange":"binance","cooldown_secs":0}"#);
+        let gap = |exchange, state| {
+            Event::Gap(Gap {
+                exchange,
+                instrument: btc(),
+                from_ts: Ts(0),
+                to_ts: Ts(5 * SEC),
+                first_missing_id: Some(1),
+                last_missing_id: Some(9),
+                state,
+                reason: "REST has no trades there".into(),
+                detected_at: Ts(6 * SEC),
+            })
+        };
+        let fired = run(
+            &mut gaps,
+            &[
+                gap(Exchange::Binance, GapState::Open),
+                gap(Exchange::Okx, GapState::Unfillable),
+                gap(Exchange::Binance, GapState::Unfillable),
+            ],
+        );
+        assert_eq!(fired.len(), 1);
+        assert!(fired[0].message.contains("REST has no trades there"));
+    }
+
+    #[test]
+    fn a_changed_rule_starts_afresh_and_an_unchanged_one_keeps_its_state() {
+        let json = r#"{"kind":"price_above","exchange":"binance","instrument":"BTC-USDT","level":"100","cooldown_secs":0}"#;
+        let mut e = engine(json);
+        assert_eq!(run(&mut e, &[trade(Exchange::Binance, 0, "101")]).len(), 1);
+        e.set_rules(vec![("1".into(), Rule::from_json(json).expect("rule"))]);
+        assert!(
+            run(&mut e, &[trade(Exchange::Binance, 1, "102")]).is_empty(),
+            "still disarmed"
+        );
+        let raised = json.replace("\"100\"", "\"101.5\"");
+        e.set_rules(vec![("1".into(), Rule::from_json(&raised).expect("rule"))]);
+        assert_eq!(
+            run(&mut e, &[trade(Exchange::Binance, 2, "102")]).len(),
+            1,
+            "a new rule"
+        );
     }
 }

@@ -34,8 +34,8 @@ pub enum Target {
     Webhook {
         /// The URL.
         url: String,
-        /// The HMAC-SHA256 key.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// The HMAC-SHA256 key (never printed).
+        #[serde(default, skip_serializing)]
         secret: Option<String>,
     },
     /// A Slack incoming webhook (`{"text": ...}`).
@@ -66,7 +66,7 @@ pub enum Target {
         /// The login, if the server wants one (sent only over TLS).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         username: Option<String>,
-        /// The password.
+        /// The password (never printed).
         #[serde(default, skip_serializing)]
         password: Option<String>,
     },
@@ -201,14 +201,19 @@ impl Notifier {
                 check(request.body(body).send().await).await
             }
             Target::Slack { url } => {
-                self.post_json(url, &serde_json::json!({ "text": text })).await
+                self.post_json(url, &serde_json::json!({ "text": text }))
+                    .await
             }
             Target::Discord { url } => {
-                self.post_json(url, &serde_json::json!({ "content": text })).await
+                self.post_json(url, &serde_json::json!({ "content": text }))
+                    .await
             }
             Target::Telegram { url, chat_id } => {
-                self.post_json(url, &serde_json::json!({ "chat_id": chat_id, "text": text }))
-                    .await
+                self.post_json(
+                    url,
+                    &serde_json::json!({ "chat_id": chat_id, "text": text }),
+                )
+                .await
             }
             Target::Email {
                 smtp,

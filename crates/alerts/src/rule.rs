@@ -47,7 +47,7 @@ pub enum Condition {
         percent: f64,
     },
     /// The price is at least `threshold` standard deviations from the mean
-    /// of the 1m closes over `window`.
+    /// of the 1m closes over `window` (the minutes before the current one).
     Zscore {
         /// The exchange.
         exchange: Exchange,
@@ -200,7 +200,9 @@ impl Rule {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(RuleError(format!("`{name}` must be a positive number, got {v}")))
+                Err(RuleError(format!(
+                    "`{name}` must be a positive number, got {v}"
+                )))
             }
         };
         match &self.condition {
@@ -209,7 +211,9 @@ impl Rule {
                     return bad(format!("`level` must be above zero, got {level}"));
                 }
             }
-            Condition::PctChange { window, percent, .. } => {
+            Condition::PctChange {
+                window, percent, ..
+            } => {
                 window_nanos(window)?;
                 positive("percent", *percent)?;
             }
@@ -347,7 +351,10 @@ mod tests {
         let cases = [
             ("[]", "a JSON object"),
             (r#"{"exchange":"binance"}"#, "`kind` is missing"),
-            (r#"{"kind":"price_sideways"}"#, "unknown kind `price_sideways`"),
+            (
+                r#"{"kind":"price_sideways"}"#,
+                "unknown kind `price_sideways`",
+            ),
             (
                 r#"{"kind":"price_above","exchange":"binance","instrument":"BTC-USDT","levle":"1"}"#,
                 "unknown field `levle`",

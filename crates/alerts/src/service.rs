@@ -25,13 +25,16 @@ pub struct AlertHandle {
     pub config_rules: Arc<Vec<(String, Rule)>>,
     /// Wakes the service to reload the rules from the store.
     pub reload: Arc<Notify>,
+    /// The channel names rules may use in `notify`.
+    pub channels: Arc<Vec<String>>,
 }
 
 impl AlertHandle {
-    /// A handle for the config's `rules`, numbered from 1.
+    /// A handle for the config's `rules`, numbered from 1, and `channels`.
     #[must_use]
-    pub fn new(rules: Vec<Rule>) -> AlertHandle {
+    pub fn new(rules: Vec<Rule>, channels: Vec<String>) -> AlertHandle {
         AlertHandle {
+            channels: Arc::new(channels),
             config_rules: Arc::new(
                 rules
                     .into_iter()
@@ -53,7 +56,9 @@ pub async fn all_rules(handle: &AlertHandle, store: &dyn Store) -> Vec<(String, 
             for s in stored {
                 match Rule::from_json(&s.rule) {
                     Ok(r) => rules.push((s.id.to_string(), r)),
-                    Err(e) => tracing::error!(id = s.id, error = %e, "stored alert rule cannot be read; skipped"),
+                    Err(e) => {
+                        tracing::error!(id = s.id, error = %e, "stored alert rule cannot be read; skipped")
+                    }
                 }
             }
         }
@@ -62,9 +67,25 @@ pub async fn all_rules(handle: &AlertHandle, store: &dyn Store) -> Vec<(String, 
     rules
 }
 
-/// Runs until `stop`: evaluates, records and delivers.
+/// The next update, or never when not listening.
+async fn next(
+    rx: &mut Option<broadcast::Receiver<Arc<Event>>>,
+) -> Result<Arc<Event>, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How often the rules are read again even without a change here (another
+/// process may have changed them).
+const RELOAD_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs until `stop`: evaluates, records and delivers. It listens to the
+/// live feed only while there are rules, so that a process without alerts
+/// does not copy every update for nobody.
 pub async fn run(
-    mut feed: broadcast::Receiver<Arc<Event>>,
+    feed: ck_bus::LiveFeed,
     store: Arc<dyn Store>,
     handle: AlertHandle,
     notifier: Arc<Notifier>,
@@ -74,19 +95,25 @@ pub async fn run(
     let missed = ck_bus::metrics::counter("alerts_updates_missed_total");
     let mut engine = Engine::new(Ts::now());
     let mut channels = load(&mut engine, all_rules(&handle, store.as_ref()).await);
+    let mut rx = (!engine.is_empty()).then(|| feed.subscribe());
     tracing::info!(rules = engine.len(), "alerts: evaluating");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut reload = tokio::time::interval(RELOAD_EVERY);
+    reload.tick().await;
     loop {
         let fired: Vec<Firing> = tokio::select! {
             () = stop.cancelled() => return,
-            () = handle.reload.notified() => {
-                channels = load(&mut engine, all_rules(&handle, store.as_ref()).await);
-                tracing::info!(rules = engine.len(), "alerts: rules reloaded");
-                continue;
+            () = handle.reload.notified() => Vec::new(),
+            _ = reload.tick() => Vec::new(),
+            _ = tick.tick() => {
+                let fired = engine.on_tick(Ts::now());
+                if fired.is_empty() { continue } else { fired }
             }
-            _ = tick.tick() => engine.on_tick(Ts::now()),
-            event = feed.recv() => match event {
-                Ok(e) => engine.on_event(&e),
+            event = next(&mut rx) => match event {
+                Ok(e) => {
+                    let fired = engine.on_event(&e);
+                    if fired.is_empty() { continue } else { fired }
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     missed.inc_by(n);
                     tracing::warn!(missed = n, "alerts fell behind the live feed; those updates were not evaluated");
@@ -95,6 +122,17 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
+        if fired.is_empty() {
+            // A reload: read the rules again, and listen only while there are some.
+            channels = load(&mut engine, all_rules(&handle, store.as_ref()).await);
+            tracing::debug!(rules = engine.len(), "alerts: rules reloaded");
+            if engine.is_empty() {
+                rx = None;
+            } else if rx.is_none() {
+                rx = Some(feed.subscribe());
+            }
+            continue;
+        }
         for f in fired {
             fired_total.inc();
             let targets = channels.get(&f.rule_id).cloned().unwrap_or_default();
@@ -122,7 +160,10 @@ async fn record_and_deliver(
     channels: Vec<String>,
 ) {
     let json = serde_json::to_string(&firing).unwrap_or_default();
-    let id = match store.record_firing(&firing.rule_id, firing.time, &json).await {
+    let id = match store
+        .record_firing(&firing.rule_id, firing.time, &json)
+        .await
+    {
         Ok(id) => Some(id),
         Err(e) => {
             tracing::error!(error = %e, rule = %firing.rule, "recording an alert firing");

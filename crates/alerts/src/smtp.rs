@@ -104,7 +104,9 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>) -> Result<Vec<String>, String> {
+async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+) -> Result<Vec<String>, String> {
     let (code, lines) = send_line_all(s, "EHLO candlekeep").await?;
     if code != 250 {
         return Err(format!("EHLO refused: {code} {}", lines.join(" ")));
@@ -135,7 +137,11 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
     if code == want {
         Ok(())
     } else {
-        let shown = if line.starts_with("AUTH") { "AUTH PLAIN …" } else { line };
+        let shown = if line.starts_with("AUTH") {
+            "AUTH PLAIN …"
+        } else {
+            line
+        };
         Err(format!("`{shown}`: the server answered {code} {text}"))
     }
 }
@@ -156,7 +162,10 @@ async fn send_line_all<S: AsyncRead + AsyncWrite + Unpin>(
     reply(s).await
 }
 
-async fn write<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>, text: &str) -> Result<(), String> {
+async fn write<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    text: &str,
+) -> Result<(), String> {
     let w = s.get_mut();
     tokio::time::timeout(STEP, async {
         w.write_all(text.as_bytes()).await?;
@@ -176,7 +185,10 @@ async fn expect<S: AsyncRead + AsyncWrite + Unpin>(
     if code == want {
         Ok(())
     } else {
-        Err(format!("{what}: the server answered {code} {}", lines.join(" ")))
+        Err(format!(
+            "{what}: the server answered {code} {}",
+            lines.join(" ")
+        ))
     }
 }
 
@@ -208,7 +220,10 @@ async fn reply<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> Result<(u16, Vec<S
 fn message(from: &str, to: &[String], subject: &str, body: &str) -> String {
     let mut out = format!(
         "From: <{from}>\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
-        to.iter().map(|t| format!("<{t}>")).collect::<Vec<_>>().join(", "),
+        to.iter()
+            .map(|t| format!("<{t}>"))
+            .collect::<Vec<_>>()
+            .join(", "),
         subject.replace(['\r', '\n'], " "),
         rfc5322_date(Ts::now()),
     );
@@ -247,7 +262,11 @@ fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -277,7 +296,13 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {
-        for (raw, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(raw.as_bytes()), enc);
         }
     }

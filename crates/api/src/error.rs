@@ -15,6 +15,12 @@ pub enum ApiError {
     /// Nothing there.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with how the thing is managed.
+    #[error("{0}")]
+    Conflict(String),
+    /// A failure of ours (logged, never shown).
+    #[error("{0}")]
+    Internal(String),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] ck_store::Error),
@@ -41,7 +47,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+mod alerts;
 pub mod error;
 mod latest;
 mod limit;
@@ -58,6 +59,8 @@ pub struct ApiState {
     limiter: Option<Arc<limit::RateLimiter>>,
     /// What the WebSocket clients share: topics listened to, encoded updates.
     hub: Arc<ws::Hub>,
+    /// The config's alert rules, the channel names, and the service's reload.
+    alerts: ck_alerts::AlertHandle,
 }
 
 impl ApiState {
@@ -82,6 +85,7 @@ impl ApiState {
             ws_queue: 4_096,
             limiter: None,
             hub: Arc::default(),
+            alerts: ck_alerts::AlertHandle::default(),
         }
     }
 
@@ -91,6 +95,14 @@ impl ApiState {
     pub fn with_rate_limit(mut self, per_second: u32, burst: u32) -> ApiState {
         self.limiter =
             (per_second > 0).then(|| Arc::new(limit::RateLimiter::new(per_second, burst)));
+        self
+    }
+
+    /// Serves the alert rules of `handle` (the config's, and the store's),
+    /// and wakes its service when the API changes them.
+    #[must_use]
+    pub fn with_alerts(mut self, handle: ck_alerts::AlertHandle) -> ApiState {
+        self.alerts = handle;
         self
     }
 
@@ -159,9 +171,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Declares the bearer token scheme the state-changing endpoints use.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
 /// The OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerScheme),
     info(
         title = "candlekeep",
         description = "Gap-free crypto market data: trades, quotes and exact candles. Decimals are exact strings; times are RFC 3339 UTC; ranges are half-open [from, to).",
@@ -175,6 +204,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         market::tickers,
         market::prices,
         stats::stats,
+        alerts::list,
+        alerts::create,
+        alerts::get,
+        alerts::replace,
+        alerts::delete,
+        alerts::firings,
         status::completeness,
         status::connectors,
         status::health,
@@ -190,6 +225,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         (name = "reference", description = "Exchanges and instruments."),
         (name = "market", description = "Candles, trades, tickers and price series."),
         (name = "stats", description = "Statistics and rankings."),
+        (name = "alerts", description = "Alert rules (changes need the bearer token) and their firings."),
         (name = "status", description = "Completeness, connectors, health and metrics."),
     )
 )]
@@ -207,6 +243,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tickers", get(market::tickers))
         .route("/api/v1/prices", get(market::prices))
         .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/alerts", get(alerts::list).post(alerts::create))
+        .route("/api/v1/alerts/firings", get(alerts::firings))
+        .route(
+            "/api/v1/alerts/{id}",
+            get(alerts::get).put(alerts::replace).delete(alerts::delete),
+        )
         .route("/api/v1/completeness", get(status::completeness))
         .route("/api/v1/connectors", get(status::connectors))
         .route("/api/v1/ws", get(ws::upgrade))

@@ -54,6 +54,8 @@ pub struct AppConfig {
     pub api: ApiConfig,
     /// How long each kind of data is kept.
     pub retention: RetentionConfig,
+    /// Alert rules and notification channels.
+    pub alerts: AlertsConfig,
     /// Where data comes from. Default: live Binance BTC-USDT and ETH-USDT.
     pub sources: Vec<SourceConfig>,
 }
@@ -68,6 +70,7 @@ impl Default for AppConfig {
             pipeline: PipelineConfig::default(),
             api: ApiConfig::default(),
             retention: RetentionConfig::default(),
+            alerts: AlertsConfig::default(),
             sources: vec![SourceConfig::Binance {
                 instruments: vec!["BTC-USDT".to_owned(), "ETH-USDT".to_owned()],
                 ws_url: default_binance_ws(),
@@ -253,6 +256,72 @@ impl RetentionConfig {
             candles,
             batch_rows: self.batch_rows,
         })
+    }
+}
+
+/// Alerts: rules (as `/api/v1/alerts` takes them) and the channels they
+/// notify. Rules can also be created over the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Rules, such as `{ kind = "price_above", exchange = "binance",
+    /// instrument = "BTC-USDT", level = "70000", notify = ["ops"] }`.
+    pub rules: Vec<serde_json::Value>,
+    /// Channels, such as `{ name = "ops", kind = "webhook", url = "...", secret = "..." }`.
+    pub channels: Vec<ck_alerts::ChannelConfig>,
+    /// Tries per delivery before it is recorded as failed.
+    pub attempts: u32,
+    /// The wait before the first retry, doubling each time.
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            rules: Vec::new(),
+            channels: Vec::new(),
+            attempts: 5,
+            retry_backoff_ms: 1_000,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// The config's rules, checked, and each channel they name.
+    ///
+    /// # Errors
+    /// A bad rule (named by its place) or an unknown channel.
+    pub fn rules(&self) -> Result<Vec<ck_alerts::Rule>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, value) in self.rules.iter().enumerate() {
+            let rule = ck_alerts::Rule::from_value(value.clone())
+                .map_err(|e| ConfigError::Invalid(format!("alerts.rules[{}]: {e}", i + 1)))?;
+            if let Some(missing) = rule
+                .notify
+                .iter()
+                .find(|n| !self.channels.iter().any(|c| &c.name == *n))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "alerts.rules[{}]: no channel named `{missing}` in alerts.channels",
+                    i + 1
+                )));
+            }
+            out.push(rule);
+        }
+        Ok(out)
+    }
+
+    /// The notifier for the channels.
+    ///
+    /// # Errors
+    /// A channel name used twice.
+    pub fn notifier(&self) -> Result<ck_alerts::Notifier, ConfigError> {
+        ck_alerts::Notifier::new(
+            self.channels.clone(),
+            self.attempts,
+            std::time::Duration::from_millis(self.retry_backoff_ms),
+        )
+        .map_err(ConfigError::Invalid)
     }
 }
 
@@ -493,6 +562,7 @@ impl AppConfig {
             )));
         };
         self.retention.policy()?;
+        self.alerts.rules()?;
         if self.api.ws_queue == 0 || self.api.ws_heartbeat_secs == 0 {
             return Err(invalid(
                 "api.ws_queue and api.ws_heartbeat_secs must be above zero".into(),

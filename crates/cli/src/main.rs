@@ -394,7 +394,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ctrl_c.cancel();
                 }
             });
-            let api = start_api(listen, &settings, &store, &token).await?;
+            let alerts = start_alerts(&settings, &store, &token, true)?;
+            let api = start_api(listen, &settings, &store, &alerts, &token).await?;
             let policy = config.retention.policy()?;
             if policy.prunes_anything() {
                 tokio::spawn(ck_app::retention::run_schedule(
@@ -417,7 +418,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { listen } => {
             let store = ck_app::open_store(&settings)?;
             let token = CancellationToken::new();
-            let api = start_api(listen, &settings, &store, &token).await?;
+            let alerts = start_alerts(&settings, &store, &token, false)?;
+            let api = start_api(listen, &settings, &store, &alerts, &token).await?;
             tokio::signal::ctrl_c().await?;
             token.cancel();
             api.await.ok();
@@ -553,7 +555,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ctrl_c.cancel();
                 }
             });
-            let api = start_api(listen, &settings, &store, &token).await?;
+            let alerts = start_alerts(&settings, &store, &token, true)?;
+            let api = start_api(listen, &settings, &store, &alerts, &token).await?;
             let started = Instant::now();
             let report = run_pipeline(&settings, store, vec![source], None, token.clone()).await;
             token.cancel();
@@ -664,10 +667,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Binds the API on `listen` and serves it until `token` is cancelled.
+/// The config's alert rules and channels; with `evaluate`, also the service
+/// that evaluates them on the live feed and delivers what fires.
+fn start_alerts(
+    settings: &ck_app::config::Settings,
+    store: &std::sync::Arc<dyn ck_store::Store>,
+    token: &CancellationToken,
+    evaluate: bool,
+) -> anyhow::Result<ck_alerts::AlertHandle> {
+    let config = &settings.config.alerts;
+    let handle = ck_alerts::AlertHandle::new(
+        config.rules()?,
+        config.channels.iter().map(|c| c.name.clone()).collect(),
+    );
+    if evaluate {
+        tokio::spawn(ck_alerts::service::run(
+            settings.feed.clone(),
+            store.clone(),
+            handle.clone(),
+            std::sync::Arc::new(config.notifier()?),
+            token.clone(),
+        ));
+    }
+    Ok(handle)
+}
+
 async fn start_api(
     listen: std::net::SocketAddr,
     settings: &ck_app::config::Settings,
     store: &std::sync::Arc<dyn ck_store::Store>,
+    alerts: &ck_alerts::AlertHandle,
     token: &CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
@@ -682,6 +711,7 @@ async fn start_api(
         std::time::Duration::from_secs(settings.config.api.ws_heartbeat_secs),
     )
     .with_ws_queue(settings.config.api.ws_queue)
+    .with_alerts(alerts.clone())
     .with_rate_limit(
         settings.config.api.rate_limit_per_sec,
         settings.config.api.rate_limit_burst,

@@ -91,21 +91,33 @@ async fn alert_rules_and_firings(store: &dyn Store) {
         .expect("an id");
     assert_ne!(a, b);
     assert_eq!(
-        store.put_alert_rule(Some(b), r#"{"kind":"x"}"#).await.expect("update"),
+        store
+            .put_alert_rule(Some(b), r#"{"kind":"x"}"#)
+            .await
+            .expect("update"),
         Some(b)
     );
     assert_eq!(
-        store.put_alert_rule(Some(b + 100), "{}").await.expect("update"),
+        store
+            .put_alert_rule(Some(b + 100), "{}")
+            .await
+            .expect("update"),
         None,
         "updating a rule that does not exist says so"
     );
     let rules = store.alert_rules().await.expect("rules");
     assert_eq!(
-        rules.iter().map(|r| (r.id, r.rule.as_str())).collect::<Vec<_>>(),
+        rules
+            .iter()
+            .map(|r| (r.id, r.rule.as_str()))
+            .collect::<Vec<_>>(),
         [(a, r#"{"kind":"gap_unfillable"}"#), (b, r#"{"kind":"x"}"#)]
     );
     assert!(store.delete_alert_rule(a).await.expect("delete"));
-    assert!(!store.delete_alert_rule(a).await.expect("delete"), "gone already");
+    assert!(
+        !store.delete_alert_rule(a).await.expect("delete"),
+        "gone already"
+    );
 
     let first = store
         .record_firing("1", Ts::from_secs(10), r#"{"n":1}"#)

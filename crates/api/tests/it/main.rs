@@ -761,3 +761,152 @@ async fn each_client_has_its_own_request_rate_limit() {
     );
     assert!(ck_bus::metrics::counter("api_requests_limited_total").get() > before);
 }
+
+/// A request with an optional bearer token and JSON body; status and JSON.
+async fn call(
+    state: ApiState,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let mut r = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    let response = router(state)
+        .oneshot(r.body(Body::from(body.to_owned())).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn alert_rules_are_listed_created_replaced_and_deleted_with_the_token() {
+    let config_rule = ck_alerts::Rule::from_json(
+        r#"{"kind":"stale_feed","exchange":"binance","instrument":"BTC-USDT","seconds":60}"#,
+    )
+    .expect("rule");
+    let handle = ck_alerts::AlertHandle::new(vec![config_rule], vec!["ops".into()]);
+    let reload = handle.reload.clone();
+    let s = state().with_token(Some("tok".into())).with_alerts(handle);
+    let rule = r#"{"kind":"price_above","exchange":"binance","instrument":"BTC-USDT","level":"70000","notify":["ops"]}"#;
+
+    // Without the token: 401, nothing stored.
+    let (status, body) = call(s.clone(), "POST", "/api/v1/alerts", None, rule).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // Bad rules: 400 with what is wrong.
+    for (bad, needle) in [
+        ("{not json", "not JSON"),
+        (
+            r#"{"kind":"price_above","exchange":"binance","instrument":"BTC-USDT","levl":"1"}"#,
+            "unknown field `levl`",
+        ),
+        (
+            r#"{"kind":"price_above","exchange":"binance","instrument":"BTC-USDT","level":"1","notify":["pager"]}"#,
+            "no channel named `pager`",
+        ),
+    ] {
+        let (status, body) = call(s.clone(), "POST", "/api/v1/alerts", Some("tok"), bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(needle)),
+            "{body}"
+        );
+    }
+    // Created, and the service is told.
+    let (status, created) = call(s.clone(), "POST", "/api/v1/alerts", Some("tok"), rule).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["source"], "api");
+    assert_eq!(created["rule"]["level"], "70000");
+    assert_eq!(created["rule"]["cooldown_secs"], 300, "defaults filled in");
+    tokio::time::timeout(std::time::Duration::from_secs(1), reload.notified())
+        .await
+        .expect("the service is asked to reload");
+    let id = created["id"].as_str().expect("id").to_owned();
+    // Listed after the config's rule; readable one by one.
+    let (_, list) = call(s.clone(), "GET", "/api/v1/alerts", None, "").await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids.first(), Some(&"config:1"));
+    assert!(ids.contains(&id.as_str()));
+    let (status, one) = call(s.clone(), "GET", &format!("/api/v1/alerts/{id}"), None, "").await;
+    assert_eq!(
+        (status, one["rule"]["kind"].as_str()),
+        (StatusCode::OK, Some("price_above"))
+    );
+    // Replaced.
+    let raised = rule.replace("70000", "80000");
+    let (status, put) = call(
+        s.clone(),
+        "PUT",
+        &format!("/api/v1/alerts/{id}"),
+        Some("tok"),
+        &raised,
+    )
+    .await;
+    assert_eq!(
+        (status, put["rule"]["level"].as_str()),
+        (StatusCode::OK, Some("80000"))
+    );
+    // The config's rules change only in the file.
+    let (status, _) = call(
+        s.clone(),
+        "DELETE",
+        "/api/v1/alerts/config:1",
+        Some("tok"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Deleted, then gone.
+    let (status, _) = call(
+        s.clone(),
+        "DELETE",
+        &format!("/api/v1/alerts/{id}"),
+        Some("tok"),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for (method, body) in [("GET", ""), ("DELETE", ""), ("PUT", rule)] {
+        let (status, _) = call(
+            s.clone(),
+            method,
+            &format!("/api/v1/alerts/{id}"),
+            Some("tok"),
+            body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method}");
+    }
+    // Firings: recorded by the service, listed newest first with deliveries.
+    s.store
+        .record_firing(
+            "config:1",
+            ck_model::Ts::from_secs(5),
+            r#"{"message":"quiet"}"#,
+        )
+        .await
+        .expect("record");
+    let (status, firings) =
+        call(s.clone(), "GET", "/api/v1/alerts/firings?limit=5", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(firings[0]["firing"]["message"], "quiet");
+    assert_eq!(firings[0]["deliveries"], serde_json::Value::Null);
+    let (status, _) = call(s, "GET", "/api/v1/alerts/firings?limit=0", None, "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

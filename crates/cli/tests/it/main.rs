@@ -1,5 +1,6 @@
 //! End-to-end tests: the pipeline on real recordings, and the binary itself.
 
+mod alerts;
 mod backfill;
 mod browser;
 mod cli;

@@ -139,4 +139,3 @@ pub(super) async fn firings(store: &SqliteStore, n: usize) -> Result<Vec<StoredF
         })
         .await
 }
-
