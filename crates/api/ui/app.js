@@ -486,6 +486,40 @@
     }
   }
 
+  // ---- alerts: the latest firings and how their deliveries went ----
+  async function loadAlerts() {
+    const body = $('firings').tBodies[0];
+    try {
+      const [rules, firings] = await Promise.all([
+        getJson('/api/v1/alerts'),
+        getJson('/api/v1/alerts/firings?limit=50'),
+      ]);
+      $('alerts-note').textContent = `${rules.body.length} rule${rules.body.length === 1 ? '' : 's'}`;
+      body.textContent = '';
+      if (!firings.body.length) {
+        const td = body.insertRow().insertCell();
+        td.colSpan = 4;
+        td.textContent = 'Nothing has fired.';
+      }
+      for (const f of firings.body) {
+        const tr = body.insertRow();
+        const d = f.deliveries;
+        const delivered = d == null ? 'pending'
+          : d.length === 0 ? 'log only'
+            : d.map((x) => `${x.channel} ${x.ok ? '✓' : `✗ ${x.error || ''}`}`).join(', ');
+        const cells = [[when(f.fired_at), ''], [f.firing.rule || f.rule_id, ''], [f.firing.message || '', 'wrap'], [delivered, '']];
+        for (const [text, cls] of cells) {
+          const td = tr.insertCell();
+          td.textContent = text;
+          td.className = cls;
+        }
+      }
+      $('firings').dataset.rows = String(firings.body.length);
+    } catch (e) {
+      $('alerts-note').textContent = e.message;
+    }
+  }
+
   // ---- controls ----
   function fillSelect(el, values, chosen, label = (v) => v) {
     el.textContent = '';
@@ -554,6 +588,7 @@
     if (!instruments.length) {
       problem('No data stored yet: run `candlekeep run` with sources, `candlekeep demo`, or `candlekeep replay`.');
       loadConnectors();
+      loadAlerts();
       return;
     }
     const known = (ex, inst) => instruments.some((i) => i.exchange === ex && i.instrument === inst);
@@ -572,10 +607,11 @@
     saveState();
     live.start();
     renderPick();
-    await Promise.all([loadChart(), loadCompare(), loadStats(), loadConnectors(), loadCompleteness()]);
+    await Promise.all([loadChart(), loadCompare(), loadStats(), loadConnectors(), loadCompleteness(), loadAlerts()]);
     document.body.dataset.readyMs = String(Math.round(performance.now()));
     document.body.dataset.ready = 'true';
     setInterval(loadConnectors, 5000);
+    setInterval(loadAlerts, 10000);
     setInterval(loadCompleteness, 30000);
     setInterval(loadStats, 60000);
   }

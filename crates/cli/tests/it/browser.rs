@@ -87,7 +87,14 @@ fn the_page_draws_live_candles_the_comparison_and_the_statistics() {
     );
 
     let recording = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
-    let demo = Demo::start(dir.path(), &recording, 20);
+    // One alert rule, which the first live trade fires.
+    let config = dir.path().join("alerts.toml");
+    std::fs::write(
+        &config,
+        "[alerts]\nrules = [{ kind = \"price_above\", exchange = \"binance\", instrument = \"BTC-USDT\", level = \"1\" }]\n",
+    )
+    .expect("config");
+    let demo = Demo::start_with_config(dir.path(), &recording, 20, Some(&config));
     // Bounded wait until the live Binance trades are stored, so that the
     // page opens on them.
     let mut with_data = String::new();
@@ -167,6 +174,9 @@ fn the_page_draws_live_candles_the_comparison_and_the_statistics() {
     // A statistics row per instrument with data.
     assert_eq!(number(&dom, "stats", "data-rows"), instruments as u64);
     assert!(dom.contains("<td class=\"\">kraken:XMR-USD</td>"));
+    // The alerts panel lists the firing.
+    assert!(number(&dom, "firings", "data-rows") >= 1, "a firing listed");
+    assert!(dom.contains("binance BTC-USDT above 1"), "the rule's name");
     // The status panel shows the live connector.
     assert!(dom.contains("state-connected"), "connector row");
     assert_eq!(attribute(&dom, "", "data-ready").as_deref(), Some("true"));

@@ -198,7 +198,21 @@ impl Demo {
         recording: &std::path::Path,
         speed: u32,
     ) -> Demo {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        Demo::start_with_config(data_dir, recording, speed, None)
+    }
+
+    /// As [`Demo::start`], with a config file.
+    pub(crate) fn start_with_config(
+        data_dir: &std::path::Path,
+        recording: &std::path::Path,
+        speed: u32,
+        config: Option<&std::path::Path>,
+    ) -> Demo {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"));
+        if let Some(c) = config {
+            command.arg("--config").arg(c);
+        }
+        let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
             .args([
