@@ -204,6 +204,7 @@ impl utoipa::Modify for BearerScheme {
         market::tickers,
         market::prices,
         stats::stats,
+        stats::cross,
         alerts::list,
         alerts::create,
         alerts::get,
@@ -243,6 +244,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tickers", get(market::tickers))
         .route("/api/v1/prices", get(market::prices))
         .route("/api/v1/stats", get(stats::stats))
+        .route("/api/v1/stats/cross", get(stats::cross))
         .route("/api/v1/alerts", get(alerts::list).post(alerts::create))
         .route("/api/v1/alerts/firings", get(alerts::firings))
         .route(

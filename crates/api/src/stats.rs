@@ -170,6 +170,172 @@ pub(crate) async fn stats(
     Ok(axum::Json(out).into_response())
 }
 
+/// One venue in a cross-exchange comparison.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct VenuePrice {
+    /// The exchange.
+    exchange: Exchange,
+    /// The instrument there.
+    instrument: Instrument,
+    /// The close of its newest candle in the window (candles of the
+    /// finest interval that covers the window in at most 10,080).
+    price: Decimal,
+    /// That candle's open time.
+    price_time: Ts,
+    /// Base volume over the window (the composite's weight).
+    volume: Decimal,
+    /// `price / composite - 1`.
+    deviation: f64,
+}
+
+/// Prices of one instrument across venues, against their composite.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub(crate) struct CrossExchange {
+    /// The window's start.
+    from: Ts,
+    /// The window's end.
+    to: Ts,
+    /// The volume-weighted mean of the venues' prices (the plain mean when
+    /// no venue traded).
+    composite: f64,
+    /// `(highest - lowest) / lowest` of the venues' prices.
+    spread: f64,
+    /// The venue with the highest price.
+    highest: Exchange,
+    /// The venue with the lowest price.
+    lowest: Exchange,
+    /// Each venue with candles in the window.
+    venues: Vec<VenuePrice>,
+}
+
+/// One instrument across exchanges: each venue's latest price and volume
+/// over the window, the volume-weighted composite price, how far each venue
+/// deviates from it, and the spread between the highest and the lowest.
+#[utoipa::path(
+    get, path = "/api/v1/stats/cross", tag = "stats",
+    params(
+        ("instrument" = Option<ck_model::Instrument>, Query, description = "Every venue with data for this BASE-QUOTE."),
+        ("instruments" = Option<String>, Query, description = "Or these `exchange:BASE-QUOTE` (to compare across quote currencies)."),
+        ("window" = Option<String>, Query, description = "The volume window: `24h` (default), `7d`, ..."),
+        ("to" = Option<String>, Query, description = "The window's end (default: the newest data among the venues)."),
+    ),
+    responses(
+        (status = 200, description = "The comparison.", body = CrossExchange),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+        (status = 404, description = "Fewer than two venues with data in the window.", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn cross(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let window = window(&q)?;
+    let stored = state.store.instruments().await?;
+    let venues: Vec<(Exchange, Instrument, Ts)> = match (q.get("instruments"), q.get("instrument"))
+    {
+        (Some(list), _) if !list.is_empty() => {
+            let mut out = Vec::new();
+            for item in list.split(',') {
+                let (e, i) = instrument_key(item)?;
+                if let Some(last) = stored
+                    .iter()
+                    .find(|s| s.info.exchange == e && s.info.instrument == i)
+                    .and_then(|s| s.last_trade_time)
+                {
+                    out.push((e, i, last));
+                }
+            }
+            out
+        }
+        (_, Some(_)) => {
+            let i = params::instrument(&q)?;
+            stored
+                .iter()
+                .filter(|s| s.info.instrument == i)
+                .filter_map(|s| s.last_trade_time.map(|t| (s.info.exchange, i.clone(), t)))
+                .collect()
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "name `instrument` (every venue with it) or `instruments` (exchange:BASE-QUOTE, comma-separated)".into(),
+            ));
+        }
+    };
+    let to = match params::time(&q, "to")? {
+        Some(t) => t,
+        None => venues
+            .iter()
+            .map(|v| Ts(Interval::M1.bucket_start(v.2).0 + 60_000_000_000))
+            .max()
+            .unwrap_or_else(Ts::now),
+    };
+    let from = Ts(to.0.saturating_sub(window));
+    let mut out = Vec::new();
+    for (exchange, instrument, _) in venues {
+        let query = RangeQuery {
+            exchange,
+            instrument: instrument.clone(),
+            from,
+            to,
+            limit: usize::try_from(MAX_CANDLES).unwrap_or(usize::MAX) * 2,
+        };
+        let interval = finest_interval(window);
+        let candles = state
+            .store
+            .candles(&query, interval, CandleSource::Ours)
+            .await?;
+        let Some(last) = candles.last() else { continue };
+        let volume = candles.iter().fold(Decimal::from(0), |acc, c| {
+            acc.checked_add(c.volume).unwrap_or(acc)
+        });
+        out.push(VenuePrice {
+            exchange,
+            instrument,
+            price: last.close,
+            price_time: last.open_time,
+            volume,
+            deviation: 0.0,
+        });
+    }
+    if out.len() < 2 {
+        return Err(ApiError::NotFound(format!(
+            "{} venue(s) have candles between {from} and {to}; a comparison needs two",
+            out.len()
+        )));
+    }
+    let weight: f64 = out.iter().map(|v| v.volume.to_f64()).sum();
+    let composite = if weight > 0.0 {
+        out.iter()
+            .map(|v| v.price.to_f64() * v.volume.to_f64())
+            .sum::<f64>()
+            / weight
+    } else {
+        out.iter().map(|v| v.price.to_f64()).sum::<f64>() / out.len() as f64
+    };
+    for v in &mut out {
+        v.deviation = v.price.to_f64() / composite - 1.0;
+    }
+    let by_price = |a: &&VenuePrice, b: &&VenuePrice| a.price.cmp(&b.price);
+    let (Some(high), Some(low)) = (out.iter().max_by(by_price), out.iter().min_by(by_price)) else {
+        return Err(ApiError::Internal("no venues".into()));
+    };
+    let (spread, highest, lowest) = (
+        high.price.to_f64() / low.price.to_f64() - 1.0,
+        high.exchange,
+        low.exchange,
+    );
+    let body = CrossExchange {
+        from,
+        to,
+        composite,
+        spread,
+        highest,
+        lowest,
+        venues: out,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
 /// `window`, in nanoseconds: a whole number and a unit (s, m, h, d, w).
 fn window(q: &Query) -> Result<i64, ApiError> {
     let Some(text) = q.get("window").filter(|w| !w.is_empty()) else {

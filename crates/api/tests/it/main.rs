@@ -910,3 +910,71 @@ async fn alert_rules_are_listed_created_replaced_and_deleted_with_the_token() {
     let (status, _) = call(s, "GET", "/api/v1/alerts/firings?limit=0", None, "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn cross_exchange_composite_and_spread_agree_with_the_candles() {
+    let r =
+        get("/api/v1/stats/cross?instruments=binance:BTC-USDT,coinbase:BTC-USD&window=1000d").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let c = r.json();
+    let venues = c["venues"].as_array().expect("venues");
+    assert_eq!(venues.len(), 2);
+    let (from, to) = (
+        c["from"].as_str().expect("from"),
+        c["to"].as_str().expect("to"),
+    );
+    let num = |v: &serde_json::Value| v.as_str().expect("decimal").parse::<f64>().expect("number");
+    let mut weighted = 0.0;
+    let mut weight = 0.0;
+    let mut prices = Vec::new();
+    for v in venues {
+        let (ex, inst) = (
+            v["exchange"].as_str().expect("ex"),
+            v["instrument"].as_str().expect("inst"),
+        );
+        // 1000 days in at most 10,080 candles: 4h candles.
+        let candles = get(&format!(
+            "/api/v1/candles?exchange={ex}&instrument={inst}&interval=4h&from={from}&to={to}&limit=100000"
+        ))
+        .await
+        .json();
+        let candles = candles.as_array().expect("array");
+        let last = candles.last().expect("a candle");
+        assert_eq!(v["price"], last["close"], "{ex}");
+        let volume: f64 = candles.iter().map(|c| num(&c["volume"])).sum();
+        assert!((num(&v["volume"]) - volume).abs() < 1e-9, "{ex}: {volume}");
+        weighted += num(&v["price"]) * num(&v["volume"]);
+        weight += num(&v["volume"]);
+        prices.push((num(&v["price"]), ex.to_owned()));
+    }
+    let composite = weighted / weight;
+    assert!((c["composite"].as_f64().expect("composite") - composite).abs() < 1e-6);
+    for v in venues {
+        let dev = num(&v["price"]) / composite - 1.0;
+        assert!((v["deviation"].as_f64().expect("deviation") - dev).abs() < 1e-12);
+    }
+    prices.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(c["lowest"].as_str(), Some(prices[0].1.as_str()));
+    assert_eq!(c["highest"].as_str(), Some(prices[1].1.as_str()));
+    let spread = prices[1].0 / prices[0].0 - 1.0;
+    assert!((c["spread"].as_f64().expect("spread") - spread).abs() < 1e-12);
+
+    refused(
+        "/api/v1/stats/cross?instrument=BTC-USD",
+        StatusCode::NOT_FOUND,
+        "needs two",
+    )
+    .await;
+    refused(
+        "/api/v1/stats/cross",
+        StatusCode::BAD_REQUEST,
+        "name `instrument`",
+    )
+    .await;
+    refused(
+        "/api/v1/stats/cross?instrument=BTCUSD",
+        StatusCode::BAD_REQUEST,
+        "instrument",
+    )
+    .await;
+}
