@@ -24,6 +24,7 @@ mod params;
 mod stats;
 mod status;
 mod ui;
+mod windows;
 mod ws;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct ApiState {
     limiter: Option<Arc<limit::RateLimiter>>,
     /// What the WebSocket clients share: topics listened to, encoded updates.
     hub: Arc<ws::Hub>,
+    /// Rolling windows of candles for statistics.
+    windows: Arc<windows::WindowCache>,
     /// The config's alert rules, the channel names, and the service's reload.
     alerts: ck_alerts::AlertHandle,
 }
@@ -85,6 +88,7 @@ impl ApiState {
             ws_queue: 4_096,
             limiter: None,
             hub: Arc::default(),
+            windows: Arc::new(windows::WindowCache::new()),
             alerts: ck_alerts::AlertHandle::default(),
         }
     }

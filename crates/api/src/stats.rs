@@ -2,8 +2,11 @@
 //! across instruments by volatility: the price tracker's "standard
 //! deviation and rank" table.
 //!
-//! Each request reads the window's candles from the store (at most
-//! [`MAX_CANDLES`] per instrument: the interval grows with the window).
+//! Rolling windows (ending at `to` or at each instrument's newest candle)
+//! come from an in-memory cache of candles ([`crate::windows`]) that reads
+//! the store only where the window changed; a fixed `from`–`to` range is
+//! read once. At most [`MAX_CANDLES`] per instrument: the interval grows
+//! with the window.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -151,20 +154,36 @@ pub(crate) async fn stats(
         if start >= end {
             continue;
         }
-        let query = RangeQuery {
-            exchange,
-            instrument,
-            from: start,
-            to: end,
-            limit: usize::try_from(MAX_CANDLES).unwrap_or(usize::MAX) * 2,
+        let stats = if from.is_none() {
+            // The rolling window ending at `end`: kept in memory, read
+            // from the store only where it changed.
+            state
+                .windows
+                .with(
+                    state.store.as_ref(),
+                    (exchange, &instrument),
+                    interval,
+                    window,
+                    end,
+                    |candles| window_stats(candles, start, end),
+                )
+                .await?
+        } else {
+            // A fixed range, asked for once.
+            let query = RangeQuery {
+                exchange,
+                instrument,
+                from: start,
+                to: end,
+                limit: usize::try_from(MAX_CANDLES).unwrap_or(usize::MAX) * 2,
+            };
+            let candles = state
+                .store
+                .candles(&query, interval, CandleSource::Ours)
+                .await?;
+            window_stats(&candles, start, end)
         };
-        let candles = state
-            .store
-            .candles(&query, interval, CandleSource::Ours)
-            .await?;
-        if let Some(s) = window_stats(&candles, start, end) {
-            out.push(s);
-        }
+        out.extend(stats);
     }
     rank(&mut out);
     Ok(axum::Json(out).into_response())

@@ -978,3 +978,108 @@ async fn cross_exchange_composite_and_spread_agree_with_the_candles() {
     )
     .await;
 }
+
+/// A closed 1m candle of binance BTC-USDT, minute `n` after 2024-01-01.
+fn minute_candle(n: i64, close: i64) -> ck_model::Candle {
+    let p = ck_model::Decimal::from(close);
+    ck_model::Candle {
+        exchange: ck_model::Exchange::Binance,
+        instrument: ck_model::Instrument::new("BTC", "USDT"),
+        interval: ck_model::Interval::M1,
+        open_time: ck_model::Ts::from_secs(1_704_067_200 + n * 60),
+        open: p,
+        high: p,
+        low: p,
+        close: p,
+        volume: ck_model::Decimal::from(1),
+        quote_volume: p,
+        vwap: p,
+        taker_buy_volume: ck_model::Decimal::from(0),
+        trades: 1,
+        first_trade_id: None,
+        last_trade_id: None,
+        state: ck_model::CandleState::Closed,
+    }
+}
+
+#[tokio::test]
+async fn rolling_stats_read_only_the_tail_of_the_store_after_the_first_request() {
+    use ck_store::{Store, WriteBatch};
+    let dir = tempfile::tempdir().expect("dir");
+    let store: Arc<dyn Store> = Arc::new(
+        ck_store::sqlite::SqliteStore::open(
+            &dir.path().join("s.sqlite"),
+            ck_store::sqlite::Durability::Normal,
+        )
+        .expect("store"),
+    );
+    // Two hours of minutes at 100, and the last trade in the last minute.
+    let last = ck_model::Trade {
+        exchange: ck_model::Exchange::Binance,
+        instrument: ck_model::Instrument::new("BTC", "USDT"),
+        trade_id: ck_model::TradeId::Num(1),
+        price: ck_model::Decimal::from(100),
+        size: ck_model::Decimal::from(1),
+        side: ck_model::Side::Buy,
+        ts_exchange: ck_model::Ts::from_secs(1_704_067_200 + 119 * 60 + 30),
+        ts_received: ck_model::Ts::from_secs(1_704_067_200 + 119 * 60 + 30),
+        fills: 1,
+    };
+    let write = |candles: Vec<ck_model::Candle>, trades: Vec<ck_model::Trade>| {
+        let store = store.clone();
+        async move {
+            store
+                .write(Arc::new(WriteBatch {
+                    candles,
+                    trades,
+                    ..WriteBatch::default()
+                }))
+                .await
+                .expect("write");
+        }
+    };
+    write(
+        (0..120).map(|n| minute_candle(n, 100)).collect(),
+        vec![last],
+    )
+    .await;
+    let s = ApiState::new(
+        store.clone(),
+        Arc::default(),
+        ck_bus::live_feed(4),
+        std::time::Duration::from_secs(15),
+    );
+    let stats = |s: ApiState| async move {
+        let (status, body) = call(s, "GET", "/api/v1/stats?window=1h", None, "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body[0].clone()
+    };
+    let first = stats(s.clone()).await;
+    assert_eq!(first["candles"], 60);
+    assert_eq!(first["high"], "100");
+
+    // A revision far back in the window (50 minutes ago) and one of the
+    // newest minute: the next request reads only the tail of the store, so
+    // it sees the second and not (yet) the first.
+    let mut old = minute_candle(70, 500);
+    old.state = ck_model::CandleState::Revised;
+    let mut newest = minute_candle(119, 110);
+    newest.state = ck_model::CandleState::Revised;
+    write(vec![old, newest], Vec::new()).await;
+    let second = stats(s.clone()).await;
+    assert_eq!(second["close"], "110", "the tail is read again");
+    assert_eq!(
+        second["high"], "110",
+        "the revision 50 minutes back is not: no full rescan"
+    );
+    // A fixed range reads the store afresh and sees both.
+    let (_, fixed) = call(
+        s,
+        "GET",
+        "/api/v1/stats?from=2024-01-01T01:00:00Z&to=2024-01-01T02:00:00Z",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(fixed[0]["high"], "500");
+}
