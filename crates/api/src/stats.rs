@@ -98,6 +98,13 @@ pub(crate) async fn stats(
     State(state): State<ApiState>,
     Params(q): Params,
 ) -> Result<Response, ApiError> {
+    Ok(axum::Json(compute(&state, &q).await?).into_response())
+}
+
+/// The statistics `q` asks for (`window`, `instruments`, `from`, `to`,
+/// `interval`), ranked: the REST answer, and what the WebSocket pushes.
+pub(crate) async fn compute(state: &ApiState, q: &Query) -> Result<Vec<InstrumentStats>, ApiError> {
+    let q = q.clone();
     let window = window(&q)?;
     let (from, to) = (params::time(&q, "from")?, params::time(&q, "to")?);
     if let (Some(f), Some(t)) = (from, to)
@@ -186,7 +193,7 @@ pub(crate) async fn stats(
         out.extend(stats);
     }
     rank(&mut out);
-    Ok(axum::Json(out).into_response())
+    Ok(out)
 }
 
 /// One venue in a cross-exchange comparison.
@@ -356,7 +363,7 @@ pub(crate) async fn cross(
 }
 
 /// `window`, in nanoseconds: a whole number and a unit (s, m, h, d, w).
-fn window(q: &Query) -> Result<i64, ApiError> {
+pub(crate) fn window(q: &Query) -> Result<i64, ApiError> {
     let Some(text) = q.get("window").filter(|w| !w.is_empty()) else {
         return Ok(24 * 3_600 * 1_000_000_000);
     };

@@ -7,6 +7,11 @@
 //! - the older OHLCV database's form:
 //!   `{"event_type":"subscribe","data_type":"ohlcv","exchange":"bitfinex","base_id":"BTC","quote_id":"USD","interval":"1m"}`.
 //!
+//! - statistics: `{"op":"subscribe","channel":"stats","window":"24h"}`
+//!   (optionally `exchange` and `instruments`, or `instruments` as
+//!   `exchange:BASE-QUOTE`): the table of `/api/v1/stats`, pushed as
+//!   `{"type":"stats",...,"data":[...]}` every five seconds.
+//!
 //! Server messages: `subscribed` / `unsubscribed`; a `snapshot` per
 //! subscription (the latest candle, trade or quote in the store); then
 //! `candle` (with its state: provisional, closed, revised), `trade` and
@@ -22,7 +27,6 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use ck_bus::Event;
 use ck_model::{CandleRecord, Exchange, Instrument, Interval, Ts};
-use ck_store::Store;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -36,7 +40,16 @@ pub(crate) enum Topic {
     Trades(Exchange, Instrument),
     Candles(Exchange, Instrument, Interval),
     Tickers(Exchange, Instrument),
+    /// Statistics over a window, for some instruments (`exchange:BASE-QUOTE`,
+    /// comma-separated) or all; pushed every [`STATS_EVERY`].
+    Stats {
+        window: String,
+        instruments: Option<String>,
+    },
 }
+
+/// How often statistics subscriptions get a fresh table.
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +66,8 @@ struct Request {
     instruments: Option<Vec<String>>,
     #[serde(default)]
     interval: Option<String>,
+    #[serde(default)]
+    window: Option<String>,
     // The older OHLCV database's fields.
     #[serde(default)]
     event_type: Option<String>,
@@ -89,6 +104,9 @@ fn read_request(text: &str) -> Result<(bool, Vec<Topic>), String> {
             ));
         }
     };
+    if channel == "stats" {
+        return Ok((subscribe, vec![stats_topic(&r)?]));
+    }
     let exchange: Exchange = r
         .exchange
         .as_deref()
@@ -128,8 +146,45 @@ fn read_request(text: &str) -> Result<(bool, Vec<Topic>), String> {
     Ok((subscribe, topics))
 }
 
+/// A statistics subscription: `window` (default 24h) and, optionally,
+/// `exchange` with `instruments`, or `instruments` as `exchange:BASE-QUOTE`.
+fn stats_topic(r: &Request) -> Result<Topic, String> {
+    let window = r.window.clone().unwrap_or_else(|| "24h".to_owned());
+    let q = crate::params::Query::from([("window".to_owned(), window.clone())]);
+    crate::stats::window(&q).map_err(|e| e.to_string())?;
+    let mut names: Vec<String> = r.instruments.clone().unwrap_or_default();
+    names.extend(r.instrument.clone());
+    let instruments = if names.is_empty() {
+        None
+    } else {
+        let mut keys = Vec::new();
+        for n in names {
+            let key = match &r.exchange {
+                Some(e) => format!("{e}:{n}"),
+                None => n,
+            };
+            let (e, i) = key.split_once(':').ok_or_else(|| {
+                format!("`{key}`: name `exchange`, or write instruments as exchange:BASE-QUOTE")
+            })?;
+            e.parse::<Exchange>()
+                .map_err(|e: ck_model::InstrumentError| e.to_string())?;
+            Instrument::parse(i).map_err(|e| e.to_string())?;
+            keys.push(key);
+        }
+        Some(keys.join(","))
+    };
+    Ok(Topic::Stats {
+        window,
+        instruments,
+    })
+}
+
 fn topic_json(t: &Topic) -> serde_json::Value {
     match t {
+        Topic::Stats {
+            window,
+            instruments,
+        } => json!({"channel": "stats", "window": window, "instruments": instruments}),
         Topic::Trades(e, i) => json!({"channel": "trades", "exchange": e, "instrument": i}),
         Topic::Tickers(e, i) => json!({"channel": "tickers", "exchange": e, "instrument": i}),
         Topic::Candles(e, i, iv) => {
@@ -288,9 +343,31 @@ async fn encode_feed(
     }
 }
 
+/// The statistics a subscription asks for, as JSON (an error message if
+/// they cannot be computed).
+async fn stats_json(
+    state: &ApiState,
+    window: &str,
+    instruments: Option<&String>,
+) -> serde_json::Value {
+    let mut q = crate::params::Query::from([("window".to_owned(), window.to_owned())]);
+    if let Some(i) = instruments {
+        q.insert("instruments".to_owned(), i.clone());
+    }
+    match crate::stats::compute(state, &q).await {
+        Ok(rows) => json!(rows),
+        Err(e) => json!({"error": e.to_string()}),
+    }
+}
+
 /// The first message of a subscription: the latest stored state.
-async fn snapshot(store: &dyn Store, topic: &Topic) -> serde_json::Value {
+async fn snapshot(state: &ApiState, topic: &Topic) -> serde_json::Value {
+    let store = state.store.as_ref();
     let data = match topic {
+        Topic::Stats {
+            window,
+            instruments,
+        } => Some(stats_json(state, window, instruments.as_ref()).await),
         Topic::Candles(e, i, iv) => store
             .latest_candle(*e, i, *iv)
             .await
@@ -336,6 +413,8 @@ async fn client(mut socket: WebSocket, state: ApiState) {
     };
     let mut heartbeat = tokio::time::interval(state.heartbeat);
     heartbeat.tick().await;
+    let mut stats_tick = tokio::time::interval(STATS_EVERY);
+    stats_tick.tick().await;
     let mut batch: Vec<Utf8Bytes> = Vec::with_capacity(BATCH);
     loop {
         let outgoing: Option<String> = tokio::select! {
@@ -354,7 +433,7 @@ async fn client(mut socket: WebSocket, state: ApiState) {
                                     // Listening first: an update racing the snapshot
                                     // still arrives (after it), never falls between.
                                     topics.add(t.clone());
-                                    replies.push(snapshot(state.store.as_ref(), &t).await.to_string());
+                                    replies.push(snapshot(&state, &t).await.to_string());
                                 } else {
                                     topics.remove(&t);
                                 }
@@ -407,6 +486,21 @@ async fn client(mut socket: WebSocket, state: ApiState) {
                 None
             },
             _ = heartbeat.tick() => Some(json!({"type": "heartbeat", "time": Ts::now()}).to_string()),
+            _ = stats_tick.tick() => {
+                for t in &topics.mine {
+                    if let Topic::Stats { window, instruments } = t {
+                        let mut msg = topic_json(t);
+                        if let Some(o) = msg.as_object_mut() {
+                            o.insert("type".into(), json!("stats"));
+                            o.insert("data".into(), stats_json(&state, window, instruments.as_ref()).await);
+                        }
+                        if socket.send(Message::Text(msg.to_string().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                None
+            }
         };
         if let Some(text) = outgoing
             && socket.send(Message::Text(text.into())).await.is_err()

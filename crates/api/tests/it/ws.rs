@@ -208,3 +208,72 @@ async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
     assert!(slow_trades < 9_757, "and lost updates: {slow_trades}");
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_are_pushed_to_subscribers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = super::state();
+    tokio::spawn(ck_api::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
+    let mut ws = connect(addr, None).await;
+    send(
+        &mut ws,
+        r#"{"op":"subscribe","channel":"stats","window":"5x"}"#,
+    )
+    .await;
+    let err = next_json(&mut ws).await;
+    assert_eq!(err["type"], "error", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`window` = `5x`")),
+        "{err}"
+    );
+    send(
+        &mut ws,
+        r#"{"op":"subscribe","channel":"stats","window":"1h","exchange":"coinbase","instruments":["BTC-USD","ETH-USD"]}"#,
+    )
+    .await;
+    let ack = next_json(&mut ws).await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["channel"].as_str()),
+        (Some("subscribed"), Some("stats"))
+    );
+    let snapshot = next_json(&mut ws).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    // The same table as REST.
+    let rest = ck_api::router(state);
+    let response = tower::ServiceExt::oneshot(
+        rest,
+        axum::http::Request::get(
+            "/api/v1/stats?window=1h&instruments=coinbase:BTC-USD,coinbase:ETH-USD",
+        )
+        .body(axum::body::Body::empty())
+        .expect("request"),
+    )
+    .await
+    .expect("response");
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let table: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(snapshot["data"], table);
+    assert_eq!(table.as_array().map(Vec::len), Some(2));
+    // Then pushed again, every five seconds.
+    loop {
+        let m = next_json(&mut ws).await;
+        if m["type"] == "stats" {
+            assert_eq!(m["window"], "1h");
+            assert_eq!(m["data"], table);
+            break;
+        }
+        assert_eq!(m["type"], "heartbeat", "{m}");
+    }
+}
