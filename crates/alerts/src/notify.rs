@@ -69,6 +69,10 @@ pub enum Target {
         /// The password (never printed).
         #[serde(default, skip_serializing)]
         password: Option<String>,
+        /// A PEM file of certificates to trust besides the web PKI roots
+        /// (a private mail server's own CA).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_file: Option<String>,
     },
     /// The log (every firing is logged anyway; this names it as a channel).
     Log,
@@ -221,6 +225,7 @@ impl Notifier {
                 to,
                 username,
                 password,
+                ca_file,
             } => {
                 let login = username.as_ref().map(|u| crate::smtp::Credentials {
                     username: u.clone(),
@@ -233,6 +238,7 @@ impl Notifier {
                     &format!("candlekeep alert: {}", firing.rule),
                     &email_body(firing),
                     login.as_ref(),
+                    ca_file.as_deref(),
                 )
                 .await
             }

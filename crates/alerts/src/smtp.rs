@@ -29,6 +29,7 @@ pub(crate) async fn send(
     subject: &str,
     body: &str,
     login: Option<&Credentials>,
+    ca_file: Option<&str>,
 ) -> Result<(), String> {
     if to.is_empty() {
         return Err("no recipients".into());
@@ -51,6 +52,17 @@ pub(crate) async fn send(
         command(&mut plain, "STARTTLS", 220).await?;
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = ca_file {
+            use rustls::pki_types::pem::PemObject as _;
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("reading {path}: {e}"))?
+            {
+                let cert = cert.map_err(|e| format!("reading {path}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("a certificate in {path}: {e}"))?;
+            }
+        }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -54,6 +54,11 @@ struct SmtpServer {
 
 impl SmtpServer {
     fn start() -> SmtpServer {
+        SmtpServer::start_with(&[])
+    }
+
+    /// With extra aiosmtpd arguments (`--tlscert`, `--tlskey`).
+    fn start_with(extra: &[&str]) -> SmtpServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -61,6 +66,7 @@ impl SmtpServer {
         let addr = format!("127.0.0.1:{port}");
         let mut child = Command::new(python())
             .args(["-u", "-m", "aiosmtpd", "-n", "-l", &addr])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -102,51 +108,68 @@ impl Drop for SmtpServer {
     }
 }
 
-/// What the webhook receiver saw: each body, and whether its signature held.
+/// What the webhook receiver saw: each body, and whether its signature held;
+/// and the chat bodies, by path.
 #[derive(Default)]
 struct Hooks {
     calls: Vec<(String, bool)>,
+    chats: Vec<(String, serde_json::Value)>,
 }
 
 async fn webhook_receiver(hooks: Arc<Mutex<Hooks>>) -> String {
     use axum::http::{HeaderMap, StatusCode};
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let hooks = hooks.clone();
-            async move {
-                let given = headers
-                    .get(ck_alerts::notify::SIGNATURE_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let valid = given == ck_alerts::notify::signature(SECRET.as_bytes(), &body);
-                let mut h = hooks.lock().expect("lock");
-                h.calls
-                    .push((String::from_utf8_lossy(&body).into_owned(), valid));
-                // The first delivery fails: the notifier must retry.
-                if h.calls.len() == 1 {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else if valid {
-                    StatusCode::OK
-                } else {
-                    StatusCode::UNAUTHORIZED
+    let chats = hooks.clone();
+    let app = axum::Router::new()
+        .route(
+            "/chat/{kind}",
+            axum::routing::post(
+                move |axum::extract::Path(kind): axum::extract::Path<String>,
+                      axum::Json(body): axum::Json<serde_json::Value>| {
+                    let chats = chats.clone();
+                    async move {
+                        chats.lock().expect("lock").chats.push((kind, body));
+                        StatusCode::OK
+                    }
+                },
+            ),
+        )
+        .route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let hooks = hooks.clone();
+                async move {
+                    let given = headers
+                        .get(ck_alerts::notify::SIGNATURE_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let valid = given == ck_alerts::notify::signature(SECRET.as_bytes(), &body);
+                    let mut h = hooks.lock().expect("lock");
+                    h.calls
+                        .push((String::from_utf8_lossy(&body).into_owned(), valid));
+                    // The first delivery fails: the notifier must retry.
+                    if h.calls.len() == 1 {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else if valid {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    }
                 }
-            }
-        }),
-    );
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/hook")
+    format!("http://{addr}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox() {
     let smtp = SmtpServer::start();
     let hooks = Arc::new(Mutex::new(Hooks::default()));
-    let hook_url = webhook_receiver(hooks.clone()).await;
+    let receiver = webhook_receiver(hooks.clone()).await;
 
     let dir = tempfile::tempdir().expect("dir");
     let s = settings(dir.path());
@@ -155,15 +178,34 @@ async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox
     // many times in its last minutes. One firing an hour, whatever it does.
     let rule = Rule::from_json(
         r#"{"kind":"price_below","exchange":"binance","instrument":"BTC-USDT","level":"61700",
-            "cooldown_secs":3600,"hysteresis":"0","notify":["hook","mail"]}"#,
+            "cooldown_secs":3600,"hysteresis":"0","notify":["hook","mail","slack","discord","telegram"]}"#,
     )
     .expect("rule");
     let channels = vec![
         ChannelConfig {
             name: "hook".into(),
             target: Target::Webhook {
-                url: hook_url,
+                url: format!("{receiver}/hook"),
                 secret: Some(SECRET.into()),
+            },
+        },
+        ChannelConfig {
+            name: "slack".into(),
+            target: Target::Slack {
+                url: format!("{receiver}/chat/slack"),
+            },
+        },
+        ChannelConfig {
+            name: "discord".into(),
+            target: Target::Discord {
+                url: format!("{receiver}/chat/discord"),
+            },
+        },
+        ChannelConfig {
+            name: "telegram".into(),
+            target: Target::Telegram {
+                url: format!("{receiver}/chat/telegram"),
+                chat_id: "-100042".into(),
             },
         },
         ChannelConfig {
@@ -174,10 +216,12 @@ async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox
                 to: vec!["trader@example.org".into()],
                 username: None,
                 password: None,
+                ca_file: None,
             },
         },
     ];
-    let handle = AlertHandle::new(vec![rule], vec!["hook".into(), "mail".into()]);
+    let names = ["hook", "mail", "slack", "discord", "telegram"];
+    let handle = AlertHandle::new(vec![rule], names.iter().map(|n| (*n).to_owned()).collect());
     let notifier = Notifier::new(channels, 4, Duration::from_millis(50)).expect("notifier");
     let stop = CancellationToken::new();
     let service = tokio::spawn(ck_alerts::service::run(
@@ -277,6 +321,25 @@ async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox
         assert_eq!(posted["message"].as_str(), Some(message.as_str()));
     }
 
+    // The chat webhooks got their own payload formats.
+    let mut chats = std::mem::take(&mut hooks.lock().expect("lock").chats);
+    chats.sort_by(|a, b| a.0.cmp(&b.0));
+    let text = format!("candlekeep alert: binance BTC-USDT below 61700: {message}");
+    assert_eq!(
+        chats,
+        [
+            ("discord".to_owned(), serde_json::json!({ "content": text })),
+            ("slack".to_owned(), serde_json::json!({ "text": text })),
+            (
+                "telegram".to_owned(),
+                serde_json::json!({ "chat_id": "-100042", "text": text })
+            ),
+        ]
+    );
+    for name in ["slack", "discord", "telegram"] {
+        assert_eq!(by(name)["ok"].as_bool(), Some(true), "{name}");
+    }
+
     // The inbox got the message with its subject and text.
     let mut mail = String::new();
     for _ in 0..100 {
@@ -292,4 +355,137 @@ async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox
     );
     assert!(mail.contains("To: <trader@example.org>"), "{mail}");
     assert!(mail.contains(&message), "{mail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_over_starttls_when_the_server_offers_it() {
+    // A certificate for localhost, and a server that offers STARTTLS and
+    // refuses mail until it is used.
+    let dir = tempfile::tempdir().expect("dir");
+    let path = |name: &str| dir.path().join(name);
+    let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
+    std::fs::write(
+        path("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("openssl (apt-get install -y openssl)")
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    // A private CA, and a certificate it signs for localhost.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=candlekeep test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let smtp = SmtpServer::start_with(&[
+        "--tlscert",
+        cert.to_str().expect("utf8"),
+        "--tlskey",
+        key.to_str().expect("utf8"),
+    ]);
+    let port = smtp
+        .addr
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_owned())
+        .expect("port");
+    let channel = |name: &str, ca_file: Option<String>| ChannelConfig {
+        name: name.into(),
+        target: Target::Email {
+            smtp: format!("localhost:{port}"),
+            from: "candlekeep@example.org".into(),
+            to: vec!["trader@example.org".into()],
+            username: None,
+            password: None,
+            ca_file,
+        },
+    };
+    let notifier = Notifier::new(
+        vec![
+            channel("trusted", Some(ca.display().to_string())),
+            channel("untrusted", None),
+        ],
+        1,
+        Duration::from_millis(10),
+    )
+    .expect("notifier");
+    let firing = ck_alerts::Firing {
+        rule_id: "7".into(),
+        rule: "starttls check".into(),
+        kind: "price_above".into(),
+        exchange: None,
+        instrument: None,
+        value: 1.5,
+        threshold: 1.0,
+        message: "sent over TLS".into(),
+        time: ck_model::Ts::from_secs(1_700_000_000),
+    };
+    let results = notifier
+        .deliver(&firing, &["trusted".into(), "untrusted".into()])
+        .await;
+    assert!(results[0].ok, "{results:?}");
+    // Without the server's CA the certificate is refused: TLS is verified.
+    assert!(!results[1].ok);
+    let why = results[1].error.clone().unwrap_or_default();
+    assert!(why.contains("STARTTLS handshake"), "{why}");
+    let mut mail = String::new();
+    for _ in 0..100 {
+        mail = smtp.received();
+        if mail.contains("END MESSAGE") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        mail.contains("Subject: candlekeep alert: starttls check"),
+        "{mail}"
+    );
+    assert!(mail.contains("sent over TLS"), "{mail}");
 }
