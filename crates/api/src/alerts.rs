@@ -56,7 +56,9 @@ fn view(id: String, source: &str, rule: &Rule, updated_at: Option<Ts>) -> AlertR
 }
 
 /// The rule in `body`, checked, with its channels known.
-fn read_rule(state: &ApiState, body: &str) -> Result<Rule, ApiError> {
+fn read_rule(state: &ApiState, body: &[u8]) -> Result<Rule, ApiError> {
+    let body = std::str::from_utf8(body)
+        .map_err(|e| ApiError::BadRequest(format!("rule: the body is not UTF-8 text: {e}")))?;
     let rule = Rule::from_json(body).map_err(|e| ApiError::BadRequest(format!("rule: {e}")))?;
     if let Some(missing) = rule
         .notify
@@ -116,7 +118,7 @@ pub(crate) async fn list(State(state): State<ApiState>) -> Result<Response, ApiE
     security(("bearer" = [])))]
 pub(crate) async fn create(
     State(state): State<ApiState>,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let rule = read_rule(&state, &body)?;
     let json = serde_json::to_string(&rule).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -176,7 +178,7 @@ pub(crate) async fn get(
 pub(crate) async fn replace(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let n = stored_id(&id)?;
     let rule = read_rule(&state, &body)?;

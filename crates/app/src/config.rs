@@ -523,6 +523,12 @@ impl AppConfig {
             if matches!(rest, "LOG" | "CONFIG") {
                 continue;
             }
+            // The documented name of the API token, short for API__TOKEN.
+            let rest = if rest == "API_TOKEN" {
+                "API__TOKEN"
+            } else {
+                rest
+            };
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
             set_path(&mut value, &path, parse_env_value(&raw))
                 .map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
@@ -774,6 +780,13 @@ mod tests {
         assert_eq!(s.sqlite_path, PathBuf::from("./data/candlekeep.sqlite"));
         assert_eq!(s.aggregator.intervals.len(), 15);
         assert_eq!(s.durability, Durability::Full);
+    }
+
+    #[test]
+    fn the_api_token_variable_sets_the_token_and_is_never_printed() {
+        let c = AppConfig::load(None, env(&[("CANDLEKEEP_API_TOKEN", "s3cret")])).expect("load");
+        assert_eq!(c.api.token.as_deref(), Some("s3cret"));
+        assert!(!c.to_toml().expect("toml").contains("s3cret"));
     }
 
     #[test]

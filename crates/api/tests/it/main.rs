@@ -823,6 +823,30 @@ async fn alert_rules_are_listed_created_replaced_and_deleted_with_the_token() {
             "{body}"
         );
     }
+    // A body that is not UTF-8: a JSON 400 too.
+    let response = router(s.clone())
+        .oneshot(
+            Request::post("/api/v1/alerts")
+                .header("authorization", "Bearer tok")
+                .body(Body::from(vec![0xff, 0xfe]))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not UTF-8")),
+        "{body}"
+    );
     // Created, and the service is told.
     let (status, created) = call(s.clone(), "POST", "/api/v1/alerts", Some("tok"), rule).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");

@@ -5,7 +5,7 @@
 //! retry, and that the cooldown holds a wobbling price to one firing.
 //!
 //! aiosmtpd must be importable by `target/ci-venv/bin/python` (`.ci/run`
-//! installs it), by `$CANDLEKEEP_PYTHON`, or by `python3`.
+//! installs it), by `$CK_TEST_PYTHON`, or by `python3`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -25,7 +25,7 @@ const SECRET: &str = "webhook-secret";
 /// A Python that can run aiosmtpd, or a loud failure saying how to get one.
 fn python() -> PathBuf {
     let venv = ck_testkit::project_root().join("target/ci-venv/bin/python");
-    let candidates: Vec<PathBuf> = std::env::var_os("CANDLEKEEP_PYTHON")
+    let candidates: Vec<PathBuf> = std::env::var_os("CK_TEST_PYTHON")
         .map(PathBuf::from)
         .into_iter()
         .chain([venv, PathBuf::from("python3")])
@@ -41,7 +41,7 @@ fn python() -> PathBuf {
         }
     }
     panic!(
-        "the alert test needs a real SMTP server: `pip install aiosmtpd` (into target/ci-venv, as .ci/run does, or set CANDLEKEEP_PYTHON); tried {candidates:?}"
+        "the alert test needs a real SMTP server: `pip install aiosmtpd` (into target/ci-venv, as .ci/run does, or set CK_TEST_PYTHON); tried {candidates:?}"
     );
 }
 

@@ -9,7 +9,7 @@
 //! `target/ui-test/candlekeep.png`.
 //!
 //! Chromium must be installed (`apt-get install -y chromium`; `.ci/run`
-//! does it), or named by `CANDLEKEEP_CHROMIUM`.
+//! does it), or named by `CK_TEST_CHROMIUM`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,7 +18,7 @@ use crate::support::{Demo, http_get};
 
 /// The Chromium binary, or a loud failure saying how to get one.
 fn chromium() -> PathBuf {
-    if let Some(p) = std::env::var_os("CANDLEKEEP_CHROMIUM") {
+    if let Some(p) = std::env::var_os("CK_TEST_CHROMIUM") {
         return PathBuf::from(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -31,7 +31,7 @@ fn chromium() -> PathBuf {
         }
     }
     panic!(
-        "the browser test needs Chromium: `apt-get install -y chromium` (or set CANDLEKEEP_CHROMIUM)"
+        "the browser test needs Chromium: `apt-get install -y chromium` (or set CK_TEST_CHROMIUM)"
     );
 }
 
