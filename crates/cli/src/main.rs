@@ -716,11 +716,8 @@ async fn start_api(
         settings.config.api.rate_limit_per_sec,
         settings.config.api.rate_limit_burst,
     )
-    .with_token(
-        std::env::var("CANDLEKEEP_API_TOKEN")
-            .ok()
-            .or_else(|| settings.config.api.token.clone()),
-    )
+    // `CANDLEKEEP_API_TOKEN` arrives here as `api.token` (see the config).
+    .with_token(settings.config.api.token.clone())
     .with_cors(settings.config.api.cors_origins.clone());
     let stop = token.clone().cancelled_owned();
     Ok(tokio::spawn(async move {
