@@ -440,6 +440,10 @@ pub struct VenueSourceConfig {
     /// Kraken only: `v2` (default) or `v1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<String>,
+    /// The REST root for gap repair: the venue's public one where candlekeep
+    /// has its REST history (Coinbase Exchange), if absent; `""` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest_url: Option<String>,
 }
 
 impl SourceConfig {

@@ -222,6 +222,23 @@ pub async fn run_pipeline(
         }
         histories.insert(Exchange::Binance, Arc::new(rest));
     }
+    for source in &sources {
+        let Source::Live { protocol, config } = source else {
+            continue;
+        };
+        let Some(url) = &config.rest_url else {
+            continue;
+        };
+        let exchange = protocol.exchange();
+        match ck_sources::history::for_exchange(exchange, client_for(exchange, url)?) {
+            Some(history) => {
+                histories.insert(exchange, history);
+            }
+            None => {
+                tracing::warn!(%exchange, "no REST history for this venue yet: its gaps are recorded and stay open")
+            }
+        }
+    }
     let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
     let repairing = live && !histories.is_empty();
     let repair = if repairing {

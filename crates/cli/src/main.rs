@@ -338,7 +338,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 stale_after: std::time::Duration::from_secs(
                                     v.stale_after_secs.max(1),
                                 ),
-                                rest_url: None,
+                                rest_url: match &v.rest_url {
+                                    Some(url) if url.is_empty() => None,
+                                    Some(url) => Some(url.clone()),
+                                    None => ck_sources::history::default_rest_url(exchange)
+                                        .map(str::to_owned),
+                                },
                             },
                         }
                     }

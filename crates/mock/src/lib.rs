@@ -6,9 +6,13 @@
 //!   `SUBSCRIBE` requests, ping frames, and fault injection (dropping the
 //!   connection after a number of messages), REST history, faults.
 //! - [`venue::MockVenue`]: any venue's WebSocket, replaying its recording
-//!   frame by frame after the client subscribes, answering the venue's pings.
+//!   frame by frame after the client subscribes, answering the venue's pings,
+//!   with dropped connections and withheld frames on demand.
+//! - [`coinbase_exchange::MockCoinbaseRest`]: Coinbase Exchange's REST
+//!   trades, from the same recording.
 
 #![warn(missing_docs)]
 
 pub mod binance;
+pub mod coinbase_exchange;
 pub mod venue;

@@ -26,6 +26,9 @@ pub struct VenueOptions {
     pub drop_after: Option<usize>,
     /// Send a WebSocket ping this often.
     pub ping_every: Duration,
+    /// Fault: withhold every Nth frame containing this text (for example
+    /// `"type":"match"`), which makes a gap for the client.
+    pub withhold: Option<(String, usize)>,
 }
 
 impl Default for VenueOptions {
@@ -33,12 +36,17 @@ impl Default for VenueOptions {
         VenueOptions {
             drop_after: None,
             ping_every: Duration::from_secs(20),
+            withhold: None,
         }
     }
 }
 
 struct Shared {
     exchange: Exchange,
+    /// Frames seen that contain the withheld marker.
+    marked: AtomicUsize,
+    /// Frames withheld so far.
+    withheld: AtomicUsize,
     frames: Vec<String>,
     cursor: AtomicUsize,
     connections: AtomicUsize,
@@ -69,6 +77,8 @@ impl MockVenue {
             .collect();
         let shared = Arc::new(Shared {
             exchange,
+            marked: AtomicUsize::new(0),
+            withheld: AtomicUsize::new(0),
             frames,
             cursor: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
@@ -89,6 +99,12 @@ impl MockVenue {
             }
         });
         Ok(MockVenue { addr, shared })
+    }
+
+    /// Frames withheld by the `withhold` fault.
+    #[must_use]
+    pub fn withheld(&self) -> usize {
+        self.shared.withheld.load(Ordering::SeqCst)
     }
 
     /// `ws://127.0.0.1:PORT`.
@@ -219,6 +235,13 @@ async fn serve(
                     .is_ok()
                     && let Some(frame) = next
                 {
+                    if let Some((marker, every)) = &shared.options.withhold
+                        && frame.contains(marker.as_str())
+                        && (shared.marked.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of((*every).max(1))
+                    {
+                        shared.withheld.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
                     ws.send(Message::Text(frame.clone().into())).await?;
                     sent += 1;
                 }

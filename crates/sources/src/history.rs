@@ -3,6 +3,8 @@
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Trade, Ts};
 
+use std::sync::Arc;
+
 use crate::parse::ParseError;
 use crate::rest::{RestClient, RestError};
 
@@ -12,6 +14,9 @@ pub enum HistoryError {
     /// The request failed.
     #[error(transparent)]
     Rest(#[from] RestError),
+    /// The venue does not serve this.
+    #[error("{0}")]
+    Unsupported(String),
     /// The response could not be read.
     #[error("{url}: {source}")]
     Parse {
@@ -59,4 +64,26 @@ pub trait History: Send + Sync + std::fmt::Debug {
         start: Ts,
         limit: u32,
     ) -> Result<Vec<Candle>, HistoryError>;
+}
+
+/// The REST history of `exchange` over `client`, where candlekeep has one.
+#[must_use]
+pub fn for_exchange(exchange: Exchange, client: Arc<RestClient>) -> Option<Arc<dyn History>> {
+    match exchange {
+        Exchange::Binance => Some(Arc::new(crate::binance::BinanceRest::new(client))),
+        Exchange::CoinbaseExchange => Some(Arc::new(
+            crate::coinbase_exchange::rest::CoinbaseExchangeRest::new(client),
+        )),
+        _ => None,
+    }
+}
+
+/// The public REST root of a venue whose history candlekeep reads.
+#[must_use]
+pub fn default_rest_url(exchange: Exchange) -> Option<&'static str> {
+    match exchange {
+        Exchange::Binance => Some(crate::binance::DEFAULT_REST_URL),
+        Exchange::CoinbaseExchange => Some(crate::coinbase_exchange::rest::DEFAULT_REST_URL),
+        _ => None,
+    }
 }

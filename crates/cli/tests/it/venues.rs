@@ -239,3 +239,214 @@ async fn bybit_live_capture_equals_its_recording() {
 async fn binance_combined_streams_live_capture_equals_its_recording() {
     live_capture_equals_recording(Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst", false).await;
 }
+
+/// Coinbase Exchange with every 5th `match` frame withheld: the connector
+/// sees the trade-id jumps, records each gap, and repairs it from the mock's
+/// REST trades (the same recording). The store ends with every recorded
+/// trade up to the last one served per product (a withheld tail is
+/// invisible: no later id reveals it), each gap filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_exchange_gaps_are_repaired_over_rest() {
+    use ck_mock::coinbase_exchange::MockCoinbaseRest;
+    let exchange = Exchange::CoinbaseExchange;
+    let file = ck_testkit::fixture("cryptofeed/COINBASE_EXCHANGE.ws.28.0");
+    let messages: Vec<RawMessage> = Recording::open(&file)
+        .expect("open")
+        .map(|r| r.expect("record"))
+        .collect();
+    let marker = "\"type\":\"match\"";
+    // Which trades the mock will serve: every 5th match frame is withheld.
+    let mut last_served: BTreeMap<String, u64> = BTreeMap::new();
+    let mut withheld_ids = 0;
+    let mut withheld: Vec<(String, u64)> = Vec::new();
+    let mut seen = 0;
+    for m in messages
+        .iter()
+        .filter(|m| m.origin == Origin::Ws && m.data.contains(marker))
+    {
+        seen += 1;
+        let v: serde_json::Value = serde_json::from_str(&m.data).expect("json");
+        let (product, id) = (
+            v["product_id"].as_str().expect("product"),
+            v["trade_id"].as_u64().expect("id"),
+        );
+        if seen % 5 == 0 {
+            withheld_ids += 1;
+            withheld.push((product.to_owned(), id));
+        } else {
+            let e = last_served.entry(product.to_owned()).or_insert(0);
+            *e = (*e).max(id);
+        }
+    }
+    // Withheld trades followed by a served one of the same product: the gaps.
+    let detectable = withheld
+        .iter()
+        .filter(|(p, id)| last_served.get(p).is_some_and(|last| id < last))
+        .count() as u64;
+    assert!(
+        detectable > 10,
+        "the fault makes gaps: {detectable} of {withheld_ids} withheld"
+    );
+    let (trades, _) = recorded(&messages);
+    let expected: BTreeMap<TradeKey, usize> = trades
+        .keys()
+        .filter(|k| {
+            let product = k.0.clone();
+            let id: u64 = k.1.parse().expect("numeric id");
+            last_served.get(&product).is_some_and(|last| id <= *last)
+        })
+        .map(|k| (k.clone(), 1))
+        .collect();
+    let instruments: Vec<Instrument> = last_served
+        .keys()
+        .map(|p| Instrument::parse(p).expect("instrument"))
+        .collect();
+
+    let mock = MockVenue::start(
+        exchange,
+        &messages,
+        VenueOptions {
+            withhold: Some((marker.to_owned(), 5)),
+            ..VenueOptions::default()
+        },
+    )
+    .await
+    .expect("mock");
+    let rest = MockCoinbaseRest::start(&messages).await.expect("rest mock");
+    let (protocol, _) = ck_sources::live::protocol_for(exchange, false).expect("protocol");
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = settings(dir.path());
+    let store = ck_app::open_store(&settings).expect("store");
+    let source = Source::Live {
+        protocol,
+        config: LiveConfig {
+            ws_url: mock.ws_url(),
+            instruments: instruments.clone(),
+            backoff: BackoffPolicy::default(),
+            stale_after: Duration::from_secs(30),
+            rest_url: Some(rest.rest_url()),
+        },
+    };
+    let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
+    let done = eventually(Duration::from_secs(60), || {
+        let (store, mock) = (store.clone(), &mock);
+        let want = expected.len() as u64;
+        async move {
+            let open = store
+                .gaps(Some(exchange), None, 10_000)
+                .await
+                .map(|g| g.iter().any(|g| g.state == ck_model::GapState::Open))
+                .unwrap_or(true);
+            mock.finished() && !open && store.counts().await.map(|c| c.trades).unwrap_or(0) >= want
+        }
+    })
+    .await;
+    token.cancel();
+    pipeline.await.expect("join").expect("pipeline");
+    assert!(done, "every gap repaired and every trade stored");
+    assert_eq!(mock.withheld(), withheld_ids);
+
+    let mut got = BTreeMap::new();
+    for i in &instruments {
+        for t in store.trades(&all(exchange, i)).await.expect("trades") {
+            *got.entry(trade_key(&t)).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(got, expected, "exactly the recorded trades, once each");
+    let gaps = store
+        .gaps(Some(exchange), None, 10_000)
+        .await
+        .expect("gaps");
+    assert!(!gaps.is_empty());
+    let missing: u64 = gaps
+        .iter()
+        .map(|g| g.last_missing_id.unwrap_or(0) - g.first_missing_id.unwrap_or(1) + 1)
+        .sum();
+    assert!(
+        missing >= detectable,
+        "{missing} ids in gaps, {detectable} withheld"
+    );
+    assert!(
+        gaps.iter().all(|g| g.state == ck_model::GapState::Filled),
+        "{:?}",
+        gaps.iter()
+            .map(|g| (&g.state, &g.reason))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Coinbase Exchange's REST history against the mock: pages by id, oldest
+/// first, and the binary search for the first trade at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_exchange_rest_history_pages_by_id_and_finds_a_time() {
+    let file = ck_testkit::fixture("cryptofeed/COINBASE_EXCHANGE.ws.28.0");
+    let messages: Vec<RawMessage> = Recording::open(&file)
+        .expect("open")
+        .map(|r| r.expect("record"))
+        .collect();
+    let rest = ck_mock::coinbase_exchange::MockCoinbaseRest::start(&messages)
+        .await
+        .expect("rest mock");
+    // The product with the most trades, from the recording.
+    let (trades, _) = recorded(&messages);
+    let mut by_product: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for k in trades.keys() {
+        by_product
+            .entry(k.0.clone())
+            .or_default()
+            .push(k.1.parse().expect("id"));
+    }
+    let (product, mut ids) = by_product
+        .into_iter()
+        .max_by_key(|(_, ids)| ids.len())
+        .expect("a product");
+    ids.sort_unstable();
+    let instrument = Instrument::parse(&product).expect("instrument");
+    let client = ck_sources::rest::RestClient::new(
+        Exchange::CoinbaseExchange,
+        ck_sources::rest::RestSettings::new(rest.rest_url()),
+    )
+    .expect("client");
+    let history =
+        ck_sources::history::for_exchange(Exchange::CoinbaseExchange, std::sync::Arc::new(client))
+            .expect("a history");
+    let first = ids[0];
+    let page = history
+        .trades_from_id(&instrument, first, 5)
+        .await
+        .expect("page");
+    let got: Vec<u64> = page
+        .iter()
+        .map(|t| t.trade_id.to_string().parse().expect("id"))
+        .collect();
+    let want: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|&id| id >= first && id < first + 5)
+        .collect();
+    assert_eq!(got, want, "ids [first, first+5), oldest first");
+    // The first trade at or after the time of the middle trade.
+    let all = history
+        .trades_from_id(&instrument, first, 1000)
+        .await
+        .expect("all");
+    let middle = &all[all.len() / 2];
+    let found = history
+        .first_trade_id_at(&instrument, middle.ts_exchange)
+        .await
+        .expect("search")
+        .expect("an id");
+    let expected = all
+        .iter()
+        .find(|t| t.ts_exchange >= middle.ts_exchange)
+        .map(|t| t.trade_id.to_string().parse::<u64>().expect("id"));
+    assert_eq!(Some(found), expected);
+    let later = Ts(all.last().expect("a trade").ts_exchange.0 + 1);
+    assert_eq!(
+        history
+            .first_trade_id_at(&instrument, later)
+            .await
+            .expect("search"),
+        None
+    );
+}

@@ -4,6 +4,7 @@
 
 mod wire;
 
+pub mod rest;
 pub mod ws;
 
 use ck_bus::{Event, Origin, RawMessage};

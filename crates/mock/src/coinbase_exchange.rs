@@ -1,0 +1,128 @@
+//! Coinbase Exchange's REST trades (`GET /products/{id}/trades`), served
+//! from the `match` frames of a recording: newest first, paged by trade id
+//! with `after` (older) and `before` (newer), `limit` up to 1000, the page
+//! cursors in `CB-AFTER` / `CB-BEFORE`, and Coinbase's error shape.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ck_bus::{Origin, RawMessage};
+use serde_json::{Value, json};
+
+/// Trades by product, by id.
+type Book = HashMap<String, BTreeMap<u64, Value>>;
+
+/// A running REST mock.
+pub struct MockCoinbaseRest {
+    addr: std::net::SocketAddr,
+    trades: usize,
+}
+
+impl MockCoinbaseRest {
+    /// Serves the trades in `recording` on `127.0.0.1` (any port).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn start(recording: &[RawMessage]) -> std::io::Result<MockCoinbaseRest> {
+        let mut book = Book::new();
+        for m in recording.iter().filter(|m| m.origin == Origin::Ws) {
+            let Ok(v) = serde_json::from_str::<Value>(&m.data) else {
+                continue;
+            };
+            if !matches!(v["type"].as_str(), Some("match" | "last_match")) {
+                continue;
+            }
+            let (Some(product), Some(id)) = (v["product_id"].as_str(), v["trade_id"].as_u64())
+            else {
+                continue;
+            };
+            let row = json!({
+                "time": v["time"], "trade_id": id, "price": v["price"],
+                "size": v["size"], "side": v["side"],
+            });
+            book.entry(product.to_owned()).or_default().insert(id, row);
+        }
+        let trades = book.values().map(BTreeMap::len).sum();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .route("/products/{product}/trades", get(trades_page))
+            .with_state(Arc::new(book));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(MockCoinbaseRest { addr, trades })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Distinct trades it serves.
+    #[must_use]
+    pub fn trades(&self) -> usize {
+        self.trades
+    }
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(json!({ "message": text }))).into_response()
+}
+
+async fn trades_page(
+    State(book): State<Arc<Book>>,
+    Path(product): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(trades) = book.get(&product) else {
+        return message(StatusCode::NOT_FOUND, "NotFound");
+    };
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        q.get(name)
+            .map(|v| v.parse::<u64>())
+            .transpose()
+            .map_err(|_| format!("invalid {name}"))
+    };
+    let (after, before, limit) = match (number("after"), number("before"), number("limit")) {
+        (Ok(a), Ok(b), Ok(l)) => (a, b, l.unwrap_or(1_000)),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return message(StatusCode::BAD_REQUEST, &e);
+        }
+    };
+    if !(1..=1_000).contains(&limit) {
+        return message(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000");
+    }
+    let upper = after.map_or(u64::MAX, |a| a.saturating_sub(1));
+    let lower = before.map_or(0, |b| b.saturating_add(1));
+    let page: Vec<(&u64, &Value)> = if lower > upper {
+        Vec::new()
+    } else if before.is_some() && after.is_none() {
+        // `before`: the page of newer trades just above the cursor.
+        let mut newer: Vec<_> = trades.range(lower..).take(limit as usize).collect();
+        newer.reverse();
+        newer
+    } else {
+        trades
+            .range(lower..=upper)
+            .rev()
+            .take(limit as usize)
+            .collect()
+    };
+    let rows: Vec<&Value> = page.iter().map(|(_, v)| *v).collect();
+    let mut response = axum::Json(rows).into_response();
+    if let (Some((newest, _)), Some((oldest, _))) = (page.first(), page.last()) {
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&newest.to_string()) {
+            headers.insert("cb-before", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&oldest.to_string()) {
+            headers.insert("cb-after", v);
+        }
+    }
+    response
+}
