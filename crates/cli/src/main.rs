@@ -172,7 +172,7 @@ enum Command {
     /// Fetch history over REST for a range: trades (building our candles on the
     /// way) and/or the exchange's own candles. Resumable: rerun to continue.
     Backfill {
-        /// The exchange (binance).
+        /// The exchange: binance or coinbase-exchange.
         #[arg(long)]
         exchange: Exchange,
         /// Instruments, BASE-QUOTE; repeat for several (fetched in parallel).
@@ -594,20 +594,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rest_url,
         } => {
             anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
-            anyhow::ensure!(
-                exchange == Exchange::Binance,
-                "backfill: no REST history for {exchange} yet (supported: binance)"
-            );
+            let default_url = ck_sources::history::default_rest_url(exchange).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "backfill: no REST history for {exchange} yet (supported: binance, coinbase-exchange)"
+                )
+            })?;
             let rest_url = rest_url
-                .or_else(|| configured_rest_url(&settings))
-                .unwrap_or_else(|| ck_sources::binance::DEFAULT_REST_URL.to_owned());
+                .or_else(|| configured_rest_url(&settings, exchange))
+                .unwrap_or_else(|| default_url.to_owned());
             let client = ck_sources::rest::RestClient::new(
                 exchange,
                 ck_sources::rest::RestSettings::new(rest_url),
             )?;
-            let history = std::sync::Arc::new(ck_sources::binance::BinanceRest::new(
-                std::sync::Arc::new(client),
-            ));
+            let history = ck_sources::history::for_exchange(exchange, std::sync::Arc::new(client))
+                .ok_or_else(|| anyhow::anyhow!("backfill: no REST history for {exchange}"))?;
             let mut kinds = Vec::new();
             if trades || candles.is_empty() {
                 kinds.push(BackfillKind::Trades);
@@ -733,10 +733,19 @@ async fn start_api(
 }
 
 /// The REST root of the first configured source of that venue.
-fn configured_rest_url(settings: &ck_app::config::Settings) -> Option<String> {
+/// The REST root a configured source of `exchange` names, if any.
+fn configured_rest_url(settings: &ck_app::config::Settings, exchange: Exchange) -> Option<String> {
     settings.config.sources.iter().find_map(|s| match s {
-        SourceConfig::Binance { rest_url, .. } if !rest_url.is_empty() => Some(rest_url.clone()),
-        _ => None,
+        SourceConfig::Binance { rest_url, .. }
+            if exchange == Exchange::Binance && !rest_url.is_empty() =>
+        {
+            Some(rest_url.clone())
+        }
+        other => other
+            .venue()
+            .filter(|(e, _)| *e == exchange)
+            .and_then(|(_, v)| v.rest_url.clone())
+            .filter(|u| !u.is_empty()),
     })
 }
 

@@ -229,3 +229,96 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
     );
     assert_eq!(report.compared, theirs.len());
 }
+
+/// `candlekeep backfill --exchange coinbase-exchange` over the time span of
+/// the recorded Coinbase Exchange trades, from the mock's REST trades: the
+/// store ends with exactly the recorded trades of that product in the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_exchange_trades_backfill_from_the_command_line() {
+    use ck_bus::{Origin, RawMessage};
+    let file = ck_testkit::fixture("cryptofeed/COINBASE_EXCHANGE.ws.28.0");
+    let messages: Vec<RawMessage> = ck_sources::recordings::Recording::open(&file)
+        .expect("open")
+        .map(|r| r.expect("record"))
+        .collect();
+    let rest = ck_mock::coinbase_exchange::MockCoinbaseRest::start(&messages)
+        .await
+        .expect("rest mock");
+    // The product with the most recorded trades, and their times.
+    let mut by_product: std::collections::BTreeMap<String, Vec<(u64, Ts)>> = Default::default();
+    for m in messages.iter().filter(|m| m.origin == Origin::Ws) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&m.data) else {
+            continue;
+        };
+        if v["type"] == "match" || v["type"] == "last_match" {
+            by_product
+                .entry(v["product_id"].as_str().expect("product").to_owned())
+                .or_default()
+                .push((
+                    v["trade_id"].as_u64().expect("id"),
+                    Ts::parse(v["time"].as_str().expect("time")).expect("time"),
+                ));
+        }
+    }
+    let (product, mut recorded) = by_product
+        .into_iter()
+        .max_by_key(|(_, t)| t.len())
+        .expect("a product");
+    recorded.sort_unstable();
+    recorded.dedup();
+    let from = recorded.iter().map(|t| t.1).min().expect("first");
+    let to = Ts(recorded.iter().map(|t| t.1).max().expect("last").0 + 1);
+    let dir = tempfile::tempdir().expect("dir");
+    let args = [
+        "--data-dir".to_owned(),
+        dir.path().display().to_string(),
+        "--log".into(),
+        "warn".into(),
+        "backfill".into(),
+        "--exchange".into(),
+        "coinbase-exchange".into(),
+        "--instrument".into(),
+        product.clone(),
+        "--from".into(),
+        from.to_string(),
+        "--to".into(),
+        to.to_string(),
+        "--rest-url".into(),
+        rest.rest_url(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+            .args(&args)
+            .env_remove("CANDLEKEEP_CONFIG")
+            .output()
+            .expect("backfill")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = settings(dir.path());
+    let store = ck_app::open_store(&s).expect("store");
+    let instrument = ck_model::Instrument::parse(&product).expect("instrument");
+    let stored = store
+        .trades(&ck_store::RangeQuery {
+            exchange: Exchange::CoinbaseExchange,
+            instrument,
+            from: Ts(i64::MIN),
+            to: Ts(i64::MAX),
+            limit: usize::MAX >> 1,
+        })
+        .await
+        .expect("trades");
+    let got: Vec<(u64, Ts)> = stored
+        .iter()
+        .map(|t| match t.trade_id {
+            TradeId::Num(n) => (n, t.ts_exchange),
+            TradeId::Str(_) => (0, t.ts_exchange),
+        })
+        .collect();
+    assert_eq!(got, recorded, "every recorded trade of {product}, once");
+}
