@@ -318,32 +318,54 @@ async fn warm_up(job: &BackfillJob, ctx: &BackfillContext, at: Ts) {
     let Some(coarsest) = ctx.coarsest else {
         return;
     };
-    let mut from = coarsest.bucket_start(at).max(job.from);
+    let from = coarsest.bucket_start(at).max(job.from);
+    if let Err(e) = replay_stored_trades(
+        ctx.store.as_ref(),
+        (job.exchange, &job.instrument),
+        from,
+        at,
+        &ctx.out,
+    )
+    .await
+    {
+        tracing::error!(job = %job.key(), error = %e, "warm-up read failed; candles at the resume point may be partial");
+    }
+}
+
+/// Sends the stored trades of one instrument with times in `[from, at]`
+/// to `out`, oldest first, reading an hour at a time: a candle stage warmed
+/// up this way builds the candles still open at `at` from every trade, not
+/// only from those that arrive next.
+///
+/// # Errors
+/// When the store cannot be read. A closed `out` just stops it.
+pub async fn replay_stored_trades(
+    store: &dyn ck_store::Store,
+    (exchange, instrument): (Exchange, &Instrument),
+    mut from: Ts,
+    at: Ts,
+    out: &Sender<Event>,
+) -> Result<u64, ck_store::Error> {
     let hour = Interval::H1.fixed_nanos().unwrap_or(3_600_000_000_000);
+    let mut sent = 0;
     while from <= at {
         let to = Ts(from.0.saturating_add(hour).min(at.0.saturating_add(1)));
         let q = RangeQuery {
-            exchange: job.exchange,
-            instrument: job.instrument.clone(),
+            exchange,
+            instrument: instrument.clone(),
             from,
             to,
             limit: usize::MAX,
         };
-        match ctx.store.trades(&q).await {
-            Ok(trades) => {
-                for t in trades {
-                    if ctx.out.send(Event::Trade(t)).await.is_err() {
-                        return;
-                    }
-                }
+        for t in store.trades(&q).await? {
+            if out.send(Event::Trade(t)).await.is_err() {
+                return Ok(sent);
             }
-            Err(e) => {
-                tracing::error!(job = %job.key(), error = %e, "warm-up read failed; candles at the resume point may be partial");
-                return;
-            }
+            sent += 1;
         }
         from = to;
     }
+    Ok(sent)
 }
 
 /// Runs jobs concurrently (one venue budget paces them all); returns each

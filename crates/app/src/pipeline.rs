@@ -298,6 +298,56 @@ pub async fn run_pipeline(
     };
     let live_clock: Arc<dyn Clock> = clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
 
+    // A restart mid-candle: before live data flows, the candle stage gets
+    // the stored trades of every candle still open, so that those candles
+    // are built from all their trades, not only from the ones after the
+    // restart. (With `1M` among the intervals that is up to a month of
+    // trades per instrument.)
+    if let Some(coarsest) = settings
+        .aggregator
+        .intervals
+        .iter()
+        .copied()
+        .max_by_key(|i| i.index())
+    {
+        let now = live_clock.now();
+        for source in &sources {
+            let (exchange, config) = match source {
+                Source::Binance(config) => (Exchange::Binance, config),
+                Source::Live { protocol, config } => (protocol.exchange(), config),
+                _ => continue,
+            };
+            for instrument in &config.instruments {
+                let from = coarsest.bucket_start(now);
+                // Up to the newest stored trade, even if the venue's clock
+                // runs ahead of ours.
+                let newest = store
+                    .last_trade(exchange, instrument)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or(now, |t| t.ts_exchange.max(now));
+                match crate::backfill::replay_stored_trades(
+                    store.as_ref(),
+                    (exchange, instrument),
+                    from,
+                    newest,
+                    &ingest_tx,
+                )
+                .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(%exchange, %instrument, trades = n, since = %from, "warmed up the open candles from the store")
+                    }
+                    Err(e) => {
+                        tracing::error!(%exchange, %instrument, error = %e, "warm-up read failed; candles open at the restart may be partial")
+                    }
+                }
+            }
+        }
+    }
+
     let mut source_tasks: Vec<tokio::task::JoinHandle<anyhow::Result<SourceReport>>> = Vec::new();
     for source in sources {
         let tx = ingest_tx.clone();

@@ -1,7 +1,8 @@
 //! Crash safety: `candlekeep run` is killed with SIGKILL in the middle of
 //! capture and started again. The store stays intact with no duplicates, and
 //! the trades missed while it was down (the mock is paced like a live venue:
-//! what falls due while no one listens is gone) are backfilled over REST.
+//! what falls due while no one listens is gone) are backfilled over REST;
+//! the candles spanning the restart hold every trade.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -144,6 +145,22 @@ async fn sigkill_mid_capture_then_restart_loses_nothing() {
         gaps.iter().all(|g| g.state == GapState::Filled),
         "{gaps:#?}"
     );
+
+    // Candles spanning the restart hold every trade: the second run warmed
+    // its aggregator up from the stored trades before going live.
+    let env = vec![("CANDLEKEEP_DATA_DIR".to_owned(), data.display().to_string())];
+    let settings = ck_app::config::AppConfig::load(None, env)
+        .expect("config")
+        .settings()
+        .expect("settings");
+    for interval in [
+        ck_model::Interval::M1,
+        ck_model::Interval::H1,
+        ck_model::Interval::D1,
+    ] {
+        let expected = crate::support::expected_candles(&settings, &trades, interval);
+        crate::support::assert_candles_match(store.as_ref(), &expected, interval).await;
+    }
 
     // Both runs' tapes read back: the killed one up to its last flush.
     let tapes: Vec<PathBuf> = std::fs::read_dir(data.join("tapes").join("binance"))
