@@ -154,6 +154,12 @@ enum Command {
         /// Where the API listens.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: std::net::SocketAddr,
+        /// A folder of cryptofeed recordings: a mock of each venue whose
+        /// recorded times can be moved to now (Coinbase, Coinbase Exchange,
+        /// Bitstamp, OKX, Bybit) is started too, with its live connector;
+        /// `none` for Binance alone.
+        #[arg(long, default_value = "../shared/fixtures/cryptofeed")]
+        venues: PathBuf,
     },
     /// Apply the `[retention]` policies now: delete old trades, quotes,
     /// candles and tapes in small batches and give the space back
@@ -529,6 +535,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             recording,
             speed,
             listen,
+            venues,
         } => {
             anyhow::ensure!(
                 speed.is_finite() && speed > 0.0,
@@ -552,6 +559,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 stale_after: std::time::Duration::from_secs(60),
                 rest_url: Some(mock.rest_url()),
             });
+            let mut sources = vec![source];
+            // Kept alive for the run: each serves its venue's recording.
+            let mut mocks = Vec::new();
+            if venues.as_os_str() != "none" {
+                for (exchange, file) in DEMO_VENUES {
+                    let path = venues.join(file);
+                    if !path.is_file() {
+                        tracing::warn!(%exchange, path = %path.display(), "demo: no recording; venue left out");
+                        continue;
+                    }
+                    let (mock, source) = demo_venue(*exchange, &path, speed).await?;
+                    eprintln!(
+                        "demo: mock {exchange} on {} replaying {}",
+                        mock.ws_url(),
+                        path.display()
+                    );
+                    sources.push(source);
+                    mocks.push(mock);
+                }
+            }
             let store = ck_app::open_store(&settings)?;
             let token = CancellationToken::new();
             let ctrl_c = token.clone();
@@ -563,7 +590,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let alerts = start_alerts(&settings, &store, &token, true)?;
             let api = start_api(listen, &settings, &store, &alerts, &token).await?;
             let started = Instant::now();
-            let report = run_pipeline(&settings, store, vec![source], None, token.clone()).await;
+            let report = run_pipeline(&settings, store, sources, None, token.clone()).await;
+            drop(mocks);
             token.cancel();
             api.await.ok();
             print_report(&report?, started);
@@ -672,6 +700,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Binds the API on `listen` and serves it until `token` is cancelled.
+/// The venues `demo` adds from the cryptofeed recordings: those whose frames
+/// carry their times in named fields, so the mock can move them to now.
+const DEMO_VENUES: &[(Exchange, &str)] = &[
+    (Exchange::Coinbase, "COINBASE.jsonl.zst"),
+    (Exchange::CoinbaseExchange, "COINBASE_EXCHANGE.ws.28.0"),
+    (Exchange::Bitstamp, "BITSTAMP.jsonl.zst"),
+    (Exchange::Okx, "OKX.jsonl.zst"),
+    (Exchange::Bybit, "BYBIT.jsonl.zst"),
+];
+
+/// A mock of `exchange` replaying `path` (times moved to now, paced at
+/// `speed`) and the live source that captures it: every instrument the
+/// recording trades or quotes.
+async fn demo_venue(
+    exchange: Exchange,
+    path: &std::path::Path,
+    speed: f64,
+) -> anyhow::Result<(ck_mock::venue::MockVenue, Source)> {
+    let messages: Vec<ck_bus::RawMessage> = ck_sources::recordings::Recording::open(path)?
+        .filter_map(Result::ok)
+        .collect();
+    let mut normalizer = ck_sources::normalize::Normalizer::new();
+    let mut events = Vec::new();
+    for m in messages.iter().filter(|m| m.origin == ck_bus::Origin::Ws) {
+        normalizer.handle(m, &|| "demo".to_owned(), &mut events);
+    }
+    let mut instruments: Vec<Instrument> = events
+        .iter()
+        .filter_map(|e| match e {
+            ck_bus::Event::Trade(t) => Some(t.instrument.clone()),
+            ck_bus::Event::Quote(q) => Some(q.instrument.clone()),
+            _ => None,
+        })
+        .collect();
+    instruments.sort();
+    instruments.dedup();
+    let mock = ck_mock::venue::MockVenue::start(
+        exchange,
+        &messages,
+        ck_mock::venue::VenueOptions {
+            shift_to_now: true,
+            speed: Some(speed),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let (protocol, _) = ck_sources::live::protocol_for(exchange, false)
+        .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
+    let source = Source::Live {
+        protocol,
+        config: ck_sources::live::connector::LiveConfig {
+            ws_url: mock.ws_url(),
+            instruments,
+            backoff: BackoffPolicy::default(),
+            stale_after: std::time::Duration::from_secs(60),
+            rest_url: None,
+        },
+    };
+    Ok((mock, source))
+}
+
 /// The config's alert rules and channels; with `evaluate`, also the service
 /// that evaluates them on the live feed and delivers what fires.
 fn start_alerts(

@@ -15,4 +15,5 @@
 
 pub mod binance;
 pub mod coinbase_exchange;
+pub mod shift;
 pub mod venue;

@@ -29,6 +29,12 @@ pub struct VenueOptions {
     /// Fault: withhold every Nth frame containing this text (for example
     /// `"type":"match"`), which makes a gap for the client.
     pub withhold: Option<(String, usize)>,
+    /// Move the recorded times so that the first frame is now (where the
+    /// venue's frames name their times in fields: [`crate::shift`]).
+    pub shift_to_now: bool,
+    /// Pace the frames as recorded, this many times faster (1 = real
+    /// time); as fast as the client reads when `None`.
+    pub speed: Option<f64>,
 }
 
 impl Default for VenueOptions {
@@ -37,12 +43,20 @@ impl Default for VenueOptions {
             drop_after: None,
             ping_every: Duration::from_secs(20),
             withhold: None,
+            shift_to_now: false,
+            speed: None,
         }
     }
 }
 
 struct Shared {
     exchange: Exchange,
+    /// When each frame was recorded.
+    recorded_at: Vec<ck_model::Ts>,
+    /// When the mock started (the paced clock's zero).
+    started: tokio::time::Instant,
+    /// Added to every recorded time (ns), when shifting.
+    offset: i64,
     /// Frames seen that contain the withheld marker.
     marked: AtomicUsize,
     /// Frames withheld so far.
@@ -70,13 +84,21 @@ impl MockVenue {
         recording: &[RawMessage],
         options: VenueOptions,
     ) -> std::io::Result<MockVenue> {
-        let frames = recording
+        let ws: Vec<&RawMessage> = recording
             .iter()
             .filter(|m| m.origin == Origin::Ws)
-            .map(|m| m.data.clone())
             .collect();
+        let frames = ws.iter().map(|m| m.data.clone()).collect();
+        let recorded_at: Vec<ck_model::Ts> = ws.iter().map(|m| m.ts_received).collect();
+        let offset = match (options.shift_to_now, recorded_at.first()) {
+            (true, Some(first)) => ck_model::Ts::now().0 - first.0,
+            _ => 0,
+        };
         let shared = Arc::new(Shared {
             exchange,
+            recorded_at,
+            started: tokio::time::Instant::now(),
+            offset,
             marked: AtomicUsize::new(0),
             withheld: AtomicUsize::new(0),
             frames,
@@ -206,6 +228,18 @@ async fn serve(
         }
         let i = shared.cursor.load(Ordering::SeqCst);
         let next = shared.frames.get(i).filter(|_| subscribed);
+        // Paced: frame i is due at its recorded offset from the first, scaled.
+        let due = match (
+            shared.options.speed,
+            shared.recorded_at.get(i),
+            shared.recorded_at.first(),
+        ) {
+            (Some(speed), Some(at), Some(first)) if speed > 0.0 => {
+                let ns = ((at.0 - first.0).max(0) as f64 / speed) as u64;
+                shared.started + Duration::from_nanos(ns)
+            }
+            _ => tokio::time::Instant::now(),
+        };
         tokio::select! {
             biased;
             incoming = ws.next() => {
@@ -228,7 +262,7 @@ async fn serve(
                 }
             }
             _ = ping.tick() => ws.send(Message::Ping(b"mock".to_vec().into())).await?,
-            () = std::future::ready(()), if next.is_some() => {
+            () = tokio::time::sleep_until(due), if next.is_some() => {
                 if shared
                     .cursor
                     .compare_exchange(i, i + 1, Ordering::SeqCst, Ordering::SeqCst)
@@ -242,7 +276,12 @@ async fn serve(
                         shared.withheld.fetch_add(1, Ordering::SeqCst);
                         continue;
                     }
-                    ws.send(Message::Text(frame.clone().into())).await?;
+                    let text = if shared.offset == 0 {
+                        frame.clone()
+                    } else {
+                        crate::shift::shift_frame(shared.exchange, frame, shared.offset)
+                    };
+                    ws.send(Message::Text(text.into())).await?;
                     sent += 1;
                 }
             }

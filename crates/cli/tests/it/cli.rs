@@ -563,3 +563,59 @@ fn prune_dry_run_counts_and_prune_deletes_by_the_configured_policy() {
         text(&bad.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_every_venue_whose_recording_moves_to_now() {
+    let dir = tempfile::tempdir().expect("dir");
+    let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    let venues = ck_testkit::fixture("cryptofeed/OKX.jsonl.zst")
+        .parent()
+        .expect("cryptofeed folder")
+        .to_owned();
+    let demo = Demo::start_with_venues(dir.path(), &fixture, 50, &venues);
+    let started = ck_model::Ts::now();
+    let wanted = [
+        "binance",
+        "coinbase",
+        "coinbase-exchange",
+        "bitstamp",
+        "okx",
+        "bybit",
+    ];
+    let mut body = String::new();
+    for _ in 0..300 {
+        body = http_get(&demo.api, "/api/v1/instruments?with_data=true");
+        if wanted
+            .iter()
+            .all(|e| body.contains(&format!("\"exchange\":\"{e}\"")))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let candles = http_get(
+        &demo.api,
+        "/api/v1/candles?exchange=okx&instrument=BTC-USDT&interval=1m&order=desc&limit=1",
+    );
+    let (status, stderr) = demo.stop();
+    assert!(status.success(), "{stderr}");
+    let json = body.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let items: serde_json::Value = serde_json::from_str(json).expect("instruments json");
+    for e in wanted {
+        let item = items
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["exchange"] == e))
+            .unwrap_or_else(|| panic!("{e} captured: {body}"));
+        // Moved to now: the last trade is from this run, not from the recording's day.
+        let last =
+            ck_model::Ts::parse(item["last_trade_time"].as_str().expect("time")).expect("ts");
+        assert!(
+            last.0 > started.0 - 120_000_000_000,
+            "{e}: {last} is now-ish (started {started})"
+        );
+    }
+    assert!(
+        candles.starts_with("HTTP/1.1 200") && candles.contains("\"open_time\""),
+        "{candles}"
+    );
+}

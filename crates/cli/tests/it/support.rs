@@ -201,12 +201,32 @@ impl Demo {
         Demo::start_with_config(data_dir, recording, speed, None)
     }
 
+    /// As [`Demo::start`], with the mocks of the venues recorded in `venues` too.
+    pub(crate) fn start_with_venues(
+        data_dir: &std::path::Path,
+        recording: &std::path::Path,
+        speed: u32,
+        venues: &std::path::Path,
+    ) -> Demo {
+        Demo::launch(data_dir, recording, speed, None, Some(venues))
+    }
+
     /// As [`Demo::start`], with a config file.
     pub(crate) fn start_with_config(
         data_dir: &std::path::Path,
         recording: &std::path::Path,
         speed: u32,
         config: Option<&std::path::Path>,
+    ) -> Demo {
+        Demo::launch(data_dir, recording, speed, config, None)
+    }
+
+    fn launch(
+        data_dir: &std::path::Path,
+        recording: &std::path::Path,
+        speed: u32,
+        config: Option<&std::path::Path>,
+        venues: Option<&std::path::Path>,
     ) -> Demo {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"));
         if let Some(c) = config {
@@ -226,6 +246,10 @@ impl Demo {
             .arg(speed.to_string())
             .arg("--recording")
             .arg(recording)
+            .args(venues.map_or_else(
+                || vec!["--venues".to_owned(), "none".to_owned()],
+                |v| vec!["--venues".to_owned(), v.display().to_string()],
+            ))
             .env_remove("CANDLEKEEP_CONFIG")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
