@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ck_alerts::{AlertHandle, ChannelConfig, Notifier, Rule, Target};
-use ck_app::pipeline::{Source, run_pipeline};
 use ck_model::Decimal;
-use ck_sources::replay::ReplayOptions;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{btc, everything, settings};
@@ -98,6 +96,19 @@ impl SmtpServer {
 
     fn received(&self) -> String {
         self.out.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// What it printed once a whole message arrived (or after five seconds).
+    async fn message(&self) -> String {
+        let mut mail = String::new();
+        for _ in 0..100 {
+            mail = self.received();
+            if mail.contains("END MESSAGE") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        mail
     }
 }
 
@@ -233,20 +244,7 @@ async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox
     ));
     // Let the service subscribe before the replay starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    run_pipeline(
-        &s,
-        store.clone(),
-        vec![Source::Replay {
-            files: vec![ck_testkit::fixture(
-                "hftbacktest/binance_spot_btcusdt_20240808.gz",
-            )],
-            options: ReplayOptions::default(),
-        }],
-        None,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("replay");
+    crate::support::replay_binance_fixture(&s, &store).await;
 
     // The firing, and its deliveries once they are known.
     let mut firings = Vec::new();
@@ -341,14 +339,7 @@ async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox
     }
 
     // The inbox got the message with its subject and text.
-    let mut mail = String::new();
-    for _ in 0..100 {
-        mail = smtp.received();
-        if mail.contains("END MESSAGE") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mail = smtp.message().await;
     assert!(
         mail.contains("Subject: candlekeep alert: binance BTC-USDT below 61700"),
         "{mail}"
@@ -475,14 +466,7 @@ async fn email_goes_over_starttls_when_the_server_offers_it() {
     assert!(!results[1].ok);
     let why = results[1].error.clone().unwrap_or_default();
     assert!(why.contains("STARTTLS handshake"), "{why}");
-    let mut mail = String::new();
-    for _ in 0..100 {
-        mail = smtp.received();
-        if mail.contains("END MESSAGE") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mail = smtp.message().await;
     assert!(
         mail.contains("Subject: candlekeep alert: starttls check"),
         "{mail}"

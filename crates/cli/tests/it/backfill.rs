@@ -235,12 +235,8 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
 /// store ends with exactly the recorded trades of that product in the range.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coinbase_exchange_trades_backfill_from_the_command_line() {
-    use ck_bus::{Origin, RawMessage};
-    let file = ck_testkit::fixture("cryptofeed/COINBASE_EXCHANGE.ws.28.0");
-    let messages: Vec<RawMessage> = ck_sources::recordings::Recording::open(&file)
-        .expect("open")
-        .map(|r| r.expect("record"))
-        .collect();
+    use ck_bus::Origin;
+    let messages = crate::support::recording("cryptofeed/COINBASE_EXCHANGE.ws.28.0");
     let rest = ck_mock::coinbase_exchange::MockCoinbaseRest::start(&messages)
         .await
         .expect("rest mock");

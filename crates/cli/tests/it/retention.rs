@@ -3,12 +3,9 @@
 //! may still be revised are kept whatever the policy says; candle and tape
 //! policies remove only what is older; the space is given back.
 
-use ck_app::pipeline::{Source, run_pipeline};
 use ck_app::retention::{self, Keep, Policy};
 use ck_model::{Candle, Exchange, Interval, Trade, Ts};
-use ck_sources::replay::ReplayOptions;
 use ck_store::{CandleSource, Store};
-use tokio_util::sync::CancellationToken;
 
 use crate::support::{btc, everything, settings};
 
@@ -46,20 +43,7 @@ async fn pruning_keeps_every_candle_and_every_trade_newer_than_the_policy() {
     let dir = tempfile::tempdir().expect("dir");
     let s = settings(dir.path());
     let store = ck_app::open_store(&s).expect("store");
-    run_pipeline(
-        &s,
-        store.clone(),
-        vec![Source::Replay {
-            files: vec![ck_testkit::fixture(
-                "hftbacktest/binance_spot_btcusdt_20240808.gz",
-            )],
-            options: ReplayOptions::default(),
-        }],
-        None,
-        CancellationToken::new(),
-    )
-    .await
-    .expect("replay");
+    crate::support::replay_binance_fixture(&s, &store).await;
     let intervals = s.aggregator.intervals.clone();
     let candles_before = candles(store.as_ref(), &intervals).await;
     let trades_before = trades(store.as_ref()).await;

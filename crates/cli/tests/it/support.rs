@@ -292,3 +292,29 @@ impl Demo {
         (status, self.reader.join().expect("stderr reader"))
     }
 }
+
+/// Replays the hftbacktest Binance recording into `store` as fast as it goes.
+pub(crate) async fn replay_binance_fixture(settings: &Settings, store: &std::sync::Arc<dyn Store>) {
+    ck_app::pipeline::run_pipeline(
+        settings,
+        store.clone(),
+        vec![ck_app::pipeline::Source::Replay {
+            files: vec![ck_testkit::fixture(
+                "hftbacktest/binance_spot_btcusdt_20240808.gz",
+            )],
+            options: ck_sources::replay::ReplayOptions::default(),
+        }],
+        None,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("replay");
+}
+
+/// Every record of a recording in `../shared/fixtures`.
+pub(crate) fn recording(relative: &str) -> Vec<RawMessage> {
+    Recording::open(&ck_testkit::fixture(relative))
+        .expect("open recording")
+        .map(|r| r.expect("record"))
+        .collect()
+}

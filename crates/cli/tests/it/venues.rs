@@ -249,11 +249,7 @@ async fn binance_combined_streams_live_capture_equals_its_recording() {
 async fn coinbase_exchange_gaps_are_repaired_over_rest() {
     use ck_mock::coinbase_exchange::MockCoinbaseRest;
     let exchange = Exchange::CoinbaseExchange;
-    let file = ck_testkit::fixture("cryptofeed/COINBASE_EXCHANGE.ws.28.0");
-    let messages: Vec<RawMessage> = Recording::open(&file)
-        .expect("open")
-        .map(|r| r.expect("record"))
-        .collect();
+    let messages = crate::support::recording("cryptofeed/COINBASE_EXCHANGE.ws.28.0");
     let marker = "\"type\":\"match\"";
     // Which trades the mock will serve: every 5th match frame is withheld.
     let mut last_served: BTreeMap<String, u64> = BTreeMap::new();
@@ -379,11 +375,7 @@ async fn coinbase_exchange_gaps_are_repaired_over_rest() {
 /// first, and the binary search for the first trade at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coinbase_exchange_rest_history_pages_by_id_and_finds_a_time() {
-    let file = ck_testkit::fixture("cryptofeed/COINBASE_EXCHANGE.ws.28.0");
-    let messages: Vec<RawMessage> = Recording::open(&file)
-        .expect("open")
-        .map(|r| r.expect("record"))
-        .collect();
+    let messages = crate::support::recording("cryptofeed/COINBASE_EXCHANGE.ws.28.0");
     let rest = ck_mock::coinbase_exchange::MockCoinbaseRest::start(&messages)
         .await
         .expect("rest mock");
