@@ -321,12 +321,13 @@ pub async fn run_pipeline(
                 let from = coarsest.bucket_start(now);
                 // Up to the newest stored trade, even if the venue's clock
                 // runs ahead of ours.
-                let newest = store
-                    .last_trade(exchange, instrument)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or(now, |t| t.ts_exchange.max(now));
+                let Some(last) = store.last_trade(exchange, instrument).await.ok().flatten() else {
+                    continue; // nothing stored yet
+                };
+                if last.ts_exchange < from {
+                    continue; // no candle open now has stored trades
+                }
+                let newest = last.ts_exchange.max(now);
                 match crate::backfill::replay_stored_trades(
                     store.as_ref(),
                     (exchange, instrument),
