@@ -154,10 +154,10 @@ enum Command {
         /// Where the API listens.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: std::net::SocketAddr,
-        /// A folder of cryptofeed recordings: a mock of each venue whose
-        /// recorded times can be moved to now (Coinbase, Coinbase Exchange,
-        /// Bitstamp, OKX, Bybit) is started too, with its live connector;
-        /// `none` for Binance alone.
+        /// A folder of cryptofeed recordings: a mock of each venue recorded
+        /// there (Coinbase, Coinbase Exchange, Bitfinex, Kraken, Bitstamp,
+        /// OKX, Bybit; times moved to now) is started too, with its live
+        /// connector; `none` for Binance alone.
         #[arg(long, default_value = "../shared/fixtures/cryptofeed")]
         venues: PathBuf,
     },
@@ -563,13 +563,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Kept alive for the run: each serves its venue's recording.
             let mut mocks = Vec::new();
             if venues.as_os_str() != "none" {
-                for (exchange, file) in DEMO_VENUES {
+                for (exchange, file, kraken_v1) in DEMO_VENUES {
                     let path = venues.join(file);
                     if !path.is_file() {
                         tracing::warn!(%exchange, path = %path.display(), "demo: no recording; venue left out");
                         continue;
                     }
-                    let (mock, source) = demo_venue(*exchange, &path, speed).await?;
+                    let (mock, source) = demo_venue(*exchange, &path, *kraken_v1, speed).await?;
                     eprintln!(
                         "demo: mock {exchange} on {} replaying {}",
                         mock.ws_url(),
@@ -700,14 +700,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Binds the API on `listen` and serves it until `token` is cancelled.
-/// The venues `demo` adds from the cryptofeed recordings: those whose frames
-/// carry their times in named fields, so the mock can move them to now.
-const DEMO_VENUES: &[(Exchange, &str)] = &[
-    (Exchange::Coinbase, "COINBASE.jsonl.zst"),
-    (Exchange::CoinbaseExchange, "COINBASE_EXCHANGE.ws.28.0"),
-    (Exchange::Bitstamp, "BITSTAMP.jsonl.zst"),
-    (Exchange::Okx, "OKX.jsonl.zst"),
-    (Exchange::Bybit, "BYBIT.jsonl.zst"),
+/// The venues `demo` adds from the cryptofeed recordings (the mock moves
+/// their recorded times to now), and whether the recording is Kraken's v1 API.
+const DEMO_VENUES: &[(Exchange, &str, bool)] = &[
+    (Exchange::Coinbase, "COINBASE.jsonl.zst", false),
+    (
+        Exchange::CoinbaseExchange,
+        "COINBASE_EXCHANGE.ws.28.0",
+        false,
+    ),
+    (Exchange::Bitfinex, "BITFINEX.jsonl.zst", false),
+    (Exchange::Kraken, "KRAKEN.jsonl.zst", true),
+    (Exchange::Bitstamp, "BITSTAMP.jsonl.zst", false),
+    (Exchange::Okx, "OKX.jsonl.zst", false),
+    (Exchange::Bybit, "BYBIT.jsonl.zst", false),
 ];
 
 /// A mock of `exchange` replaying `path` (times moved to now, paced at
@@ -716,6 +722,7 @@ const DEMO_VENUES: &[(Exchange, &str)] = &[
 async fn demo_venue(
     exchange: Exchange,
     path: &std::path::Path,
+    kraken_v1: bool,
     speed: f64,
 ) -> anyhow::Result<(ck_mock::venue::MockVenue, Source)> {
     let messages: Vec<ck_bus::RawMessage> = ck_sources::recordings::Recording::open(path)?
@@ -746,7 +753,7 @@ async fn demo_venue(
         },
     )
     .await?;
-    let (protocol, _) = ck_sources::live::protocol_for(exchange, false)
+    let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1)
         .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
     let source = Source::Live {
         protocol,

@@ -4,10 +4,13 @@
 //! so everything else (prices with their exact digits, ids) stays byte for
 //! byte what the venue sent.
 //!
-//! Shifted: Coinbase Exchange (`time`), Coinbase Advanced Trade (`time`,
-//! `timestamp`), Kraken v2 (`timestamp`), Bitstamp (`timestamp` s,
-//! `microtimestamp` µs), OKX (`ts` ms), Bybit (`T`, `ts` ms). Not shifted:
-//! frames that carry times only by position in arrays (Bitfinex, Kraken v1).
+//! Shifted by field: Coinbase Exchange (`time`), Coinbase Advanced Trade
+//! (`time`, `timestamp`), Kraken v2 (`timestamp`), Bitstamp (`timestamp` s,
+//! `microtimestamp` µs), OKX (`ts` ms), Bybit (`T`, `ts` ms). Shifted by
+//! position: Bitfinex trades (`[ID, MTS, AMOUNT, PRICE]` in snapshots and
+//! `te`/`tu` updates) and Kraken v1 trades (`[price, volume, "secs.frac", …]`,
+//! moved by whole seconds so the fraction keeps its digits). Array frames
+//! are rebuilt from their elements' own text.
 
 use ck_model::{Exchange, Ts};
 
@@ -35,17 +38,94 @@ fn fields(exchange: Exchange) -> &'static [(&'static str, Unit)] {
 /// Whether frames of `exchange` can be shifted.
 #[must_use]
 pub fn shiftable(exchange: Exchange) -> bool {
-    !fields(exchange).is_empty()
+    !fields(exchange).is_empty() || exchange == Exchange::Bitfinex
 }
 
 /// `frame` with every time field of `exchange` moved by `offset` ns.
 #[must_use]
 pub fn shift_frame(exchange: Exchange, frame: &str, offset: i64) -> String {
+    if frame.starts_with('[')
+        && let Some(shifted) = shift_positional(exchange, frame, offset)
+    {
+        return shifted;
+    }
     let mut text = frame.to_owned();
     for (name, unit) in fields(exchange) {
         text = shift_field(&text, name, *unit, offset);
     }
     text
+}
+
+type Raw<'a> = &'a serde_json::value::RawValue;
+
+fn join(items: &[String]) -> String {
+    format!("[{}]", items.join(","))
+}
+
+fn texts(items: &[Raw<'_>]) -> Vec<String> {
+    items.iter().map(|r| r.get().to_owned()).collect()
+}
+
+/// One trade row with its time at `index`, moved (`None` if it is not one).
+fn shift_row(row: &str, index: usize, len: usize, unit: Unit, offset: i64) -> Option<String> {
+    let items: Vec<Raw<'_>> = serde_json::from_str(row).ok()?;
+    if items.len() != len {
+        return None;
+    }
+    let mut out = texts(&items);
+    let token = items[index].get();
+    out[index] = match token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        // "secs.frac": whole seconds move, the fraction keeps its digits.
+        Some(inner) => {
+            let (secs, frac) = inner.split_once('.').unwrap_or((inner, ""));
+            let secs: i64 = secs.parse().ok()?;
+            let moved = secs + offset / 1_000_000_000;
+            if frac.is_empty() {
+                format!("\"{moved}\"")
+            } else {
+                format!("\"{moved}.{frac}\"")
+            }
+        }
+        None => shift_value(token, unit, offset)?,
+    };
+    Some(join(&out))
+}
+
+/// Bitfinex and Kraken v1 trade frames, by position.
+fn shift_positional(exchange: Exchange, frame: &str, offset: i64) -> Option<String> {
+    let top: Vec<Raw<'_>> = serde_json::from_str(frame).ok()?;
+    let mut out = texts(&top);
+    match exchange {
+        // [CHAN, [[ID, MTS, AMOUNT, PRICE], ...]] and [CHAN, "te"|"tu", [ID, MTS, AMOUNT, PRICE]]
+        Exchange::Bitfinex => match top.as_slice() {
+            [_, rows] if rows.get().starts_with("[[") => {
+                let rows: Vec<Raw<'_>> = serde_json::from_str(rows.get()).ok()?;
+                let shifted: Option<Vec<String>> = rows
+                    .iter()
+                    .map(|r| shift_row(r.get(), 1, 4, Unit::Millis, offset))
+                    .collect();
+                out[1] = join(&shifted?);
+            }
+            [_, kind, row] if matches!(kind.get(), "\"te\"" | "\"tu\"") => {
+                out[2] = shift_row(row.get(), 1, 4, Unit::Millis, offset)?;
+            }
+            _ => return None,
+        },
+        // [CHAN, [["price", "volume", "secs.frac", side, type, misc], ...], "trade", PAIR]
+        Exchange::Kraken => match top.as_slice() {
+            [_, rows, kind, _] if kind.get() == "\"trade\"" => {
+                let rows: Vec<Raw<'_>> = serde_json::from_str(rows.get()).ok()?;
+                let shifted: Option<Vec<String>> = rows
+                    .iter()
+                    .map(|r| shift_row(r.get(), 2, 6, Unit::Secs, offset))
+                    .collect();
+                out[1] = join(&shifted?);
+            }
+            _ => return None,
+        },
+        _ => return None,
+    }
+    Some(join(&out))
 }
 
 fn shift_field(text: &str, name: &str, unit: Unit, offset: i64) -> String {
@@ -129,8 +209,31 @@ mod tests {
             shift_frame(Exchange::Bitstamp, bitstamp, HOUR),
             r#"{"data":{"timestamp":"1641347321","microtimestamp":"1641347321269000"}}"#
         );
-        let bitfinex = "[17,\"te\",[1,1618678150123,0.5,60000]]";
-        assert_eq!(shift_frame(Exchange::Bitfinex, bitfinex, HOUR), bitfinex);
-        assert!(!shiftable(Exchange::Bitfinex) && shiftable(Exchange::Okx));
+        let te = "[17,\"te\",[1,1618678150123,0.5,60000.10]]";
+        assert_eq!(
+            shift_frame(Exchange::Bitfinex, te, HOUR),
+            "[17,\"te\",[1,1618681750123,0.5,60000.10]]"
+        );
+        let snapshot = "[232960,[[670002570,1618677535660,-76.7682617,0.00002516],[670002569,1618677306497,-692.4561076,0.00002523]]]";
+        assert_eq!(
+            shift_frame(Exchange::Bitfinex, snapshot, HOUR),
+            "[232960,[[670002570,1618681135660,-76.7682617,0.00002516],[670002569,1618680906497,-692.4561076,0.00002523]]]"
+        );
+        // A ticker and a heartbeat stay as they are.
+        for other in ["[17,[1,2,3,4,5,6,7,8,9,10]]", "[17,\"hb\"]"] {
+            assert_eq!(shift_frame(Exchange::Bitfinex, other, HOUR), other);
+        }
+        let kraken_v1 = r#"[993,[["354.11000000","0.89594024","1618678142.557535","s","l",""]],"trade","XMR/USD"]"#;
+        assert_eq!(
+            shift_frame(Exchange::Kraken, kraken_v1, HOUR),
+            r#"[993,[["354.11000000","0.89594024","1618681742.557535","s","l",""]],"trade","XMR/USD"]"#
+        );
+        let kraken_v2 = r#"{"channel":"trade","data":[{"price":1.5,"timestamp":"2023-09-25T07:49:37.708706Z"}]}"#;
+        assert_eq!(
+            shift_frame(Exchange::Kraken, kraken_v2, HOUR),
+            r#"{"channel":"trade","data":[{"price":1.5,"timestamp":"2023-09-25T08:49:37.708706Z"}]}"#
+        );
+        assert!(shiftable(Exchange::Bitfinex) && shiftable(Exchange::Okx));
+        assert!(!shiftable(Exchange::Binance));
     }
 }

@@ -565,7 +565,7 @@ fn prune_dry_run_counts_and_prune_deletes_by_the_configured_policy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_serves_every_venue_whose_recording_moves_to_now() {
+async fn demo_serves_every_recorded_venue_moved_to_now() {
     let dir = tempfile::tempdir().expect("dir");
     let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
     let venues = ck_testkit::fixture("cryptofeed/OKX.jsonl.zst")
