@@ -3,12 +3,14 @@
 //! - [`Store`]: the contract every backend meets (one test suite,
 //!   `ck_testkit::store_contract`, runs against each).
 //! - [`sqlite::SqliteStore`]: the embedded default, SQLite in WAL mode.
+//! - [`postgres::PgStore`]: PostgreSQL (TimescaleDB when present), for scale-out.
 //! - [`WriteBatch`]: what the store writer commits in one transaction.
 //!
 //! Time ranges are half-open, `[from, to)`, on exchange time (candles: open time).
 
 #![warn(missing_docs)]
 
+pub mod postgres;
 pub mod sqlite;
 
 use ck_bus::IngestError;
@@ -28,6 +30,15 @@ pub enum Error {
         /// The cause.
         #[source]
         source: rusqlite::Error,
+    },
+    /// PostgreSQL refused or failed.
+    #[error("postgres: {context}")]
+    Postgres {
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
     },
     /// The database file or folder could not be used.
     #[error("store at {path}")]

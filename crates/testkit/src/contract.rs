@@ -75,6 +75,51 @@ pub async fn store_contract(store: &dyn Store) {
     gap_states_move_forward(store).await;
     last_trade_and_backfill_progress(store).await;
     alert_rules_and_firings(store).await;
+    prune_removes_only_older_rows(store).await;
+}
+
+async fn prune_removes_only_older_rows(store: &dyn Store) {
+    let plan = ck_store::PrunePlan {
+        trades_before: Some(Ts::from_secs(15)),
+        quotes_before: Some(Ts::from_secs(6)),
+        candles_before: vec![(Interval::M1, Ts::from_secs(60)), (Interval::H1, Ts::from_secs(60))],
+        batch_rows: 1,
+        dry_run: true,
+    };
+    let dry = store.prune(&plan).await.expect("dry run");
+    assert_eq!(
+        (dry.trades, dry.quotes, dry.candles.clone()),
+        (1, 1, vec![(Interval::M1, 2), (Interval::H1, 0)]),
+        "a dry run counts the trade at 10 s, the quote at 5 s and both sources' candle at 0 s"
+    );
+    assert_eq!(store.counts().await.expect("counts").trades, 304, "and deletes nothing");
+    let done = store
+        .prune(&ck_store::PrunePlan {
+            dry_run: false,
+            ..plan
+        })
+        .await
+        .expect("prune");
+    assert_eq!(
+        (done.trades, done.quotes, done.candles),
+        (dry.trades, dry.quotes, dry.candles),
+        "the prune removes what the dry run counted"
+    );
+    let trades = store.trades(&range(0, 100)).await.expect("trades");
+    assert_eq!(
+        trades.first().map(|t| t.ts_exchange),
+        Some(Ts::from_secs(20)),
+        "the older trade is gone, the rest stay"
+    );
+    assert_eq!(store.counts().await.expect("counts").trades, 303);
+    let candles = store
+        .candles(&range(0, 120), Interval::M1, CandleSource::Ours)
+        .await
+        .expect("candles");
+    assert_eq!(
+        candles.iter().map(|c| c.open_time).collect::<Vec<_>>(),
+        [Ts::from_secs(60)]
+    );
 }
 
 async fn alert_rules_and_firings(store: &dyn Store) {

@@ -1,3 +1,4 @@
 //! ck-store integration tests.
 
+mod postgres;
 mod sqlite;

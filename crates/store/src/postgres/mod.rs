@@ -1,0 +1,977 @@
+//! The scale-out store: PostgreSQL, with TimescaleDB when the server has it.
+//!
+//! - One writer connection commits each [`WriteBatch`] in one transaction.
+//!   Trades go in as one `INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO
+//!   NOTHING` per batch (a single round trip whatever the batch size);
+//!   quotes and candles are upserted the same way.
+//! - Readers share a few connections round-robin; tokio-postgres pipelines
+//!   concurrent queries on each. Statements are prepared once per connection.
+//! - A lost connection is opened again on next use; the store writer retries
+//!   a failed commit, so a database restart loses nothing.
+//! - The schema is created and migrated on open ([`schema`]); several
+//!   processes may open one database at once.
+
+mod prune;
+mod rows;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ck_bus::IngestError;
+use ck_model::{
+    BackfillProgress, Candle, CandleState, Exchange, Gap, Instrument, Interval, Quote, Trade, Ts,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::{
+    CandleSource, Error, PrunePlan, PruneReport, RangeQuery, Store, StoreCounts, StoredFiring,
+    StoredInstrument, StoredRule, WriteBatch, WriteSummary,
+};
+use rows::{
+    CANDLE_COLUMNS, GAP_COLUMNS, QUOTE_COLUMNS, TRADE_COLUMNS, candle_from_row, exchange_from,
+    gap_from_row, id_seq, id_text, instrument_from, quote_from_row, side_code, trade_from_row,
+};
+pub use schema::Extension;
+
+pub(crate) fn pg(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
+    move |source| Error::Postgres { context, source }
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://user@host:port/db` (libpq URL or key=value form).
+    pub url: String,
+    /// A schema to keep every table in (created if missing); `None` uses
+    /// the server's default search path. Tests use one schema each.
+    pub schema: Option<String>,
+    /// Reader connections.
+    pub readers: usize,
+    /// TimescaleDB: compress chunks older than this many days.
+    pub compress_after_days: i64,
+}
+
+impl PgOptions {
+    /// Defaults for `url`.
+    #[must_use]
+    pub fn new(url: &str) -> PgOptions {
+        PgOptions {
+            url: url.to_owned(),
+            schema: None,
+            readers: 4,
+            compress_after_days: 7,
+        }
+    }
+}
+
+/// One connection with its prepared statements.
+struct Conn {
+    client: Client,
+    statements: Mutex<HashMap<&'static str, Statement>>,
+}
+
+impl Conn {
+    async fn open(options: &PgOptions) -> Result<Conn, Error> {
+        let mut config: tokio_postgres::Config =
+            options.url.parse().map_err(pg("reading the PostgreSQL URL"))?;
+        if config.get_application_name().is_none() {
+            // Names the schema too, so an operator (or a test) can tell
+            // which store a connection serves.
+            config.application_name(match &options.schema {
+                Some(schema) => format!("candlekeep/{schema}"),
+                None => "candlekeep".to_owned(),
+            });
+        }
+        let (client, connection) = config.connect(NoTls).await.map_err(pg("connecting"))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection closed");
+            }
+        });
+        if let Some(schema) = &options.schema {
+            let ident = quote_ident(schema);
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {ident}; SET search_path TO {ident}"
+                ))
+                .await
+                .map_err(pg("selecting the schema"))?;
+        }
+        Ok(Conn {
+            client,
+            statements: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn statement(&self, sql: &'static str) -> Result<Statement, Error> {
+        if let Some(s) = self
+            .statements
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(sql)
+        {
+            return Ok(s.clone());
+        }
+        let s = self
+            .client
+            .prepare(sql)
+            .await
+            .map_err(pg("preparing a statement"))?;
+        self.statements
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(sql, s.clone());
+        Ok(s)
+    }
+
+    async fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        context: &'static str,
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
+        let stmt = self.statement(sql).await?;
+        self.client.query(&stmt, params).await.map_err(pg(context))
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        context: &'static str,
+    ) -> Result<Option<tokio_postgres::Row>, Error> {
+        let stmt = self.statement(sql).await?;
+        self.client
+            .query_opt(&stmt, params)
+            .await
+            .map_err(pg(context))
+    }
+
+    async fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        context: &'static str,
+    ) -> Result<u64, Error> {
+        let stmt = self.statement(sql).await?;
+        self.client.execute(&stmt, params).await.map_err(pg(context))
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+struct Writer {
+    conn: Option<Conn>,
+    ids: HashMap<(Exchange, Instrument), i64>,
+}
+
+struct Inner {
+    options: PgOptions,
+    extension: Extension,
+    writer: tokio::sync::Mutex<Writer>,
+    readers: Vec<tokio::sync::Mutex<Option<Arc<Conn>>>>,
+    next_reader: AtomicUsize,
+}
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.inner.options.schema)
+            .field("extension", &self.inner.extension)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects, creates or migrates the schema, and sets up TimescaleDB
+    /// when the server offers it.
+    pub async fn open(options: PgOptions) -> Result<PgStore, Error> {
+        let mut conn = Conn::open(&options).await?;
+        schema::migrate(&mut conn.client).await?;
+        let extension = schema::timescale(&mut conn.client, options.compress_after_days).await;
+        let readers = (0..options.readers.max(1))
+            .map(|_| tokio::sync::Mutex::new(None))
+            .collect();
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                options,
+                extension,
+                writer: tokio::sync::Mutex::new(Writer {
+                    conn: Some(conn),
+                    ids: HashMap::new(),
+                }),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// What the server offers (detected at open).
+    #[must_use]
+    pub fn extension(&self) -> &Extension {
+        &self.inner.extension
+    }
+
+    /// A reader connection, opened again if it was lost.
+    async fn reader(&self) -> Result<Arc<Conn>, Error> {
+        let n = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % self.inner.readers.len();
+        let mut slot = self.inner.readers[n].lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.client.is_closed()) {
+            return Ok(c.clone());
+        }
+        let conn = Arc::new(Conn::open(&self.inner.options).await?);
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs `f` with the writer connection (opened again if lost). On error
+    /// the id cache is cleared: ids from a rolled-back transaction may not exist.
+    async fn with_writer<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn, &mut HashMap<(Exchange, Instrument), i64>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut w = self.inner.writer.lock().await;
+        let w = &mut *w;
+        if w.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            w.conn = None;
+            w.conn = Some(Conn::open(&self.inner.options).await?);
+        }
+        let Some(conn) = w.conn.as_mut() else {
+            unreachable!("opened above")
+        };
+        let result = f(conn, &mut w.ids).await;
+        if result.is_err() {
+            w.ids.clear();
+        }
+        result
+    }
+
+    async fn candle_range(
+        &self,
+        q: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+        newest_first: bool,
+    ) -> Result<Vec<Candle>, Error> {
+        const ASC: &str = const_format_candles!("ASC");
+        const DESC: &str = const_format_candles!("DESC");
+        let conn = self.reader().await?;
+        let rows = conn
+            .query(
+                if newest_first { DESC } else { ASC },
+                &[
+                    &q.exchange.as_str(),
+                    &q.instrument.as_str(),
+                    &interval.as_str(),
+                    &source.as_str(),
+                    &q.from.0,
+                    &q.to.0,
+                    &limit(q.limit),
+                ],
+                "querying candles",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| candle_from_row(r, q.exchange, &q.instrument, interval))
+            .collect()
+    }
+}
+
+/// The candle range query, in one order.
+macro_rules! const_format_candles {
+    ($order:literal) => {
+        concat!(
+            "SELECT open_time, open::text, high::text, low::text, close::text, \
+             volume::text, quote_volume::text, vwap::text, taker_buy_volume::text, trades, \
+             first_trade_id, last_trade_id, state FROM candles \
+             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2) \
+             AND interval = $3 AND source = $4 AND open_time >= $5 AND open_time < $6 \
+             ORDER BY open_time ",
+            $order,
+            " LIMIT $7"
+        )
+    };
+}
+use const_format_candles;
+
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+async fn instrument_id(
+    tx: &tokio_postgres::Transaction<'_>,
+    ids: &mut HashMap<(Exchange, Instrument), i64>,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> Result<i64, Error> {
+    if let Some(id) = ids.get(&(exchange, instrument.clone())) {
+        return Ok(*id);
+    }
+    let row = tx
+        .query_one(
+            "WITH new AS (
+                 INSERT INTO instruments (exchange, instrument) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING RETURNING id)
+             SELECT id FROM new UNION ALL
+             SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2",
+            &[&exchange.as_str(), &instrument.as_str()],
+        )
+        .await
+        .map_err(pg("finding instrument"))?;
+    let id: i64 = row.get(0);
+    ids.insert((exchange, instrument.clone()), id);
+    Ok(id)
+}
+
+const TRADE_INSERT: &str = "INSERT INTO trades (instrument_id, trade_id, trade_seq, ts, price, size, side, ts_received, fills)
+     SELECT i, t, s, ts, p::numeric, z::numeric, sd, tr, f
+     FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::int2[], $8::int8[], $9::int4[])
+          AS u(i, t, s, ts, p, z, sd, tr, f)
+     ON CONFLICT DO NOTHING";
+
+const QUOTE_UPSERT: &str = "INSERT INTO quotes (instrument_id, ts, ts_received, bid, bid_size, ask, ask_size, last)
+     SELECT i, ts, tr, b::numeric, bs::numeric, a::numeric, az::numeric, l::numeric
+     FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+          AS u(i, ts, tr, b, bs, a, az, l)
+     ON CONFLICT (instrument_id, ts, ts_received) DO UPDATE SET
+        bid = excluded.bid, bid_size = excluded.bid_size, ask = excluded.ask,
+        ask_size = excluded.ask_size, last = excluded.last";
+
+const CANDLE_UPSERT: &str = "INSERT INTO candles (instrument_id, interval, open_time, source, open, high, low, close, volume,
+                          quote_volume, vwap, taker_buy_volume, trades, first_trade_id, last_trade_id, state)
+     SELECT i, iv, ot, src, o::numeric, h::numeric, l::numeric, c::numeric, v::numeric, qv::numeric,
+            vw::numeric, tb::numeric, n, ft, lt, st
+     FROM unnest($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                 $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[], $16::text[])
+          AS u(i, iv, ot, src, o, h, l, c, v, qv, vw, tb, n, ft, lt, st)
+     ON CONFLICT (instrument_id, interval, source, open_time) DO UPDATE SET
+        open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
+        volume = excluded.volume, quote_volume = excluded.quote_volume, vwap = excluded.vwap,
+        taker_buy_volume = excluded.taker_buy_volume, trades = excluded.trades,
+        first_trade_id = excluded.first_trade_id, last_trade_id = excluded.last_trade_id,
+        state = excluded.state
+     WHERE excluded.state <> 'provisional' OR candles.state = 'provisional'";
+
+/// Column arrays for one trade insert.
+#[derive(Default)]
+struct TradeColumns {
+    instrument: Vec<i64>,
+    id: Vec<String>,
+    seq: Vec<Option<i64>>,
+    ts: Vec<i64>,
+    price: Vec<String>,
+    size: Vec<String>,
+    side: Vec<i16>,
+    received: Vec<i64>,
+    fills: Vec<i32>,
+}
+
+async fn write_batch(
+    conn: &mut Conn,
+    ids: &mut HashMap<(Exchange, Instrument), i64>,
+    b: &WriteBatch,
+) -> Result<WriteSummary, Error> {
+    let mut summary = WriteSummary::default();
+    let tx = conn
+        .client
+        .transaction()
+        .await
+        .map_err(pg("starting write"))?;
+    for i in &b.instruments {
+        tx.execute(
+            "INSERT INTO instruments (exchange, instrument, native_symbol, status) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (exchange, instrument) DO UPDATE SET native_symbol = excluded.native_symbol, status = excluded.status",
+            &[&i.exchange.as_str(), &i.instrument.as_str(), &i.native_symbol, &i.status],
+        )
+        .await
+        .map_err(pg("upserting instrument"))?;
+    }
+    if !b.trades.is_empty() {
+        let mut cols = TradeColumns::default();
+        let mut last: Option<(Exchange, &Instrument, i64)> = None;
+        for t in &b.trades {
+            let id = match last {
+                Some((e, i, id))
+                    if e == t.exchange && (i.ptr_eq(&t.instrument) || *i == t.instrument) =>
+                {
+                    id
+                }
+                _ => {
+                    let id = instrument_id(&tx, ids, t.exchange, &t.instrument).await?;
+                    last = Some((t.exchange, &t.instrument, id));
+                    id
+                }
+            };
+            cols.instrument.push(id);
+            cols.id.push(id_text(&t.trade_id));
+            cols.seq.push(id_seq(&t.trade_id));
+            cols.ts.push(t.ts_exchange.0);
+            cols.price.push(t.price.to_string());
+            cols.size.push(t.size.to_string());
+            cols.side.push(side_code(t.side));
+            cols.received.push(t.ts_received.0);
+            cols.fills.push(i32::try_from(t.fills).unwrap_or(i32::MAX));
+        }
+        let n = tx
+            .execute(
+                TRADE_INSERT,
+                &[
+                    &cols.instrument,
+                    &cols.id,
+                    &cols.seq,
+                    &cols.ts,
+                    &cols.price,
+                    &cols.size,
+                    &cols.side,
+                    &cols.received,
+                    &cols.fills,
+                ],
+            )
+            .await
+            .map_err(pg("inserting trades"))?;
+        summary.trades_inserted = n;
+        summary.trades_duplicate = b.trades.len() as u64 - n;
+    }
+    if !b.quotes.is_empty() {
+        // One upsert may not touch a row twice: the last quote of a key wins,
+        // as it would row by row.
+        let mut by_key: HashMap<(i64, i64, i64), &Quote> = HashMap::new();
+        let mut order = Vec::new();
+        for q in &b.quotes {
+            let id = instrument_id(&tx, ids, q.exchange, &q.instrument).await?;
+            let key = (id, q.ts_exchange.0, q.ts_received.0);
+            if by_key.insert(key, q).is_none() {
+                order.push(key);
+            }
+        }
+        let text = |d: Option<ck_model::Decimal>| d.map(|d| d.to_string());
+        let mut c: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+        let mut d: [Vec<Option<String>>; 5] = Default::default();
+        for key in &order {
+            let q = by_key[key];
+            c.0.push(key.0);
+            c.1.push(key.1);
+            c.2.push(key.2);
+            d[0].push(Some(q.bid.to_string()));
+            d[1].push(text(q.bid_size));
+            d[2].push(Some(q.ask.to_string()));
+            d[3].push(text(q.ask_size));
+            d[4].push(text(q.last));
+        }
+        tx.execute(
+            QUOTE_UPSERT,
+            &[&c.0, &c.1, &c.2, &d[0], &d[1], &d[2], &d[3], &d[4]],
+        )
+        .await
+        .map_err(pg("inserting quotes"))?;
+        summary.quotes_inserted = b.quotes.len() as u64;
+    }
+    for (candles, source) in [
+        (&b.candles, CandleSource::Ours),
+        (&b.exchange_candles, CandleSource::Exchange),
+    ] {
+        if candles.is_empty() {
+            continue;
+        }
+        summary.candles_upserted += upsert_candles(&tx, ids, candles, source).await?;
+    }
+    for e in &b.errors {
+        tx.execute(
+            "INSERT INTO ingest_errors (ts, exchange, origin, message, excerpt) VALUES ($1, $2, $3, $4, $5)",
+            &[&e.ts.0, &e.exchange.map(Exchange::as_str), &e.origin, &e.message, &e.excerpt],
+        )
+        .await
+        .map_err(pg("inserting ingest error"))?;
+    }
+    for g in &b.gaps {
+        let id = instrument_id(&tx, ids, g.exchange, &g.instrument).await?;
+        let [first, last] = [g.first_missing_id, g.last_missing_id].map(|v| v.map(|n| n.to_string()));
+        tx.execute(
+            "INSERT INTO gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id, state, reason, detected_at, updated_at)
+             VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric, $6, $7, $8, $9)
+             ON CONFLICT (instrument_id, from_ts, to_ts, coalesce(from_trade_id, -1), coalesce(to_trade_id, -1))
+             DO UPDATE SET state = excluded.state, reason = excluded.reason, updated_at = excluded.updated_at
+             WHERE excluded.state <> 'open'",
+            &[&id, &g.from_ts.0, &g.to_ts.0, &first, &last, &g.state.as_str(), &g.reason, &g.detected_at.0, &Ts::now().0],
+        )
+        .await
+        .map_err(pg("inserting gap"))?;
+    }
+    for p in &b.progress {
+        tx.execute(
+            "INSERT INTO backfill_progress (job, cursor, done, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (job) DO UPDATE SET cursor = excluded.cursor, done = excluded.done, updated_at = excluded.updated_at",
+            &[&p.job, &p.cursor, &p.done, &p.updated_at.0],
+        )
+        .await
+        .map_err(pg("writing backfill progress"))?;
+    }
+    tx.commit().await.map_err(pg("committing write"))?;
+    Ok(summary)
+}
+
+/// Upserts candles of one source. Within the batch, later versions of a
+/// candle replace earlier ones by the store's rule (a provisional never
+/// replaces a closed or revised candle), so one statement suffices.
+async fn upsert_candles(
+    tx: &tokio_postgres::Transaction<'_>,
+    ids: &mut HashMap<(Exchange, Instrument), i64>,
+    candles: &[Candle],
+    source: CandleSource,
+) -> Result<u64, Error> {
+    let mut latest: HashMap<(i64, Interval, i64), &Candle> = HashMap::new();
+    let mut order = Vec::new();
+    for c in candles {
+        let id = instrument_id(tx, ids, c.exchange, &c.instrument).await?;
+        let key = (id, c.interval, c.open_time.0);
+        match latest.get(&key) {
+            None => {
+                order.push(key);
+                latest.insert(key, c);
+            }
+            Some(old)
+                if c.state != CandleState::Provisional
+                    || old.state == CandleState::Provisional =>
+            {
+                latest.insert(key, c);
+            }
+            Some(_) => {}
+        }
+    }
+    let mut ints: [Vec<i64>; 3] = Default::default();
+    let mut texts: [Vec<String>; 11] = Default::default();
+    let mut trade_ids: [Vec<Option<String>>; 2] = Default::default();
+    for key in &order {
+        let c = latest[key];
+        ints[0].push(key.0);
+        ints[1].push(key.2);
+        ints[2].push(i64::try_from(c.trades).unwrap_or(i64::MAX));
+        for (i, v) in [
+            c.interval.as_str().to_owned(),
+            source.as_str().to_owned(),
+            c.open.to_string(),
+            c.high.to_string(),
+            c.low.to_string(),
+            c.close.to_string(),
+            c.volume.to_string(),
+            c.quote_volume.to_string(),
+            c.vwap.to_string(),
+            c.taker_buy_volume.to_string(),
+            c.state.as_str().to_owned(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            texts[i].push(v);
+        }
+        trade_ids[0].push(c.first_trade_id.as_ref().map(id_text));
+        trade_ids[1].push(c.last_trade_id.as_ref().map(id_text));
+    }
+    tx.execute(
+        CANDLE_UPSERT,
+        &[
+            &ints[0],
+            &texts[0],
+            &ints[1],
+            &texts[1],
+            &texts[2],
+            &texts[3],
+            &texts[4],
+            &texts[5],
+            &texts[6],
+            &texts[7],
+            &texts[8],
+            &texts[9],
+            &ints[2],
+            &trade_ids[0],
+            &trade_ids[1],
+            &texts[10],
+        ],
+    )
+    .await
+    .map_err(pg("upserting candles"))
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteSummary, Error> {
+        self.with_writer(async |conn, ids| write_batch(conn, ids, &batch).await)
+            .await
+    }
+
+    async fn candles(
+        &self,
+        q: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+    ) -> Result<Vec<Candle>, Error> {
+        self.candle_range(q, interval, source, false).await
+    }
+
+    async fn candles_newest_first(
+        &self,
+        q: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+    ) -> Result<Vec<Candle>, Error> {
+        self.candle_range(q, interval, source, true).await
+    }
+
+    async fn trades(&self, q: &RangeQuery) -> Result<Vec<Trade>, Error> {
+        const SQL: &str = "SELECT trade_id, ts, price::text, size::text, side, ts_received, fills FROM trades
+             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
+               AND ts >= $3 AND ts < $4 ORDER BY ts, trade_seq NULLS LAST, trade_id LIMIT $5";
+        debug_assert!(SQL.contains(TRADE_COLUMNS));
+        let conn = self.reader().await?;
+        let rows = conn
+            .query(
+                SQL,
+                &[
+                    &q.exchange.as_str(),
+                    &q.instrument.as_str(),
+                    &q.from.0,
+                    &q.to.0,
+                    &limit(q.limit),
+                ],
+                "querying trades",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| trade_from_row(r, q.exchange, &q.instrument))
+            .collect()
+    }
+
+    async fn quotes(&self, q: &RangeQuery) -> Result<Vec<Quote>, Error> {
+        const SQL: &str = "SELECT ts, ts_received, bid::text, bid_size::text, ask::text, ask_size::text, last::text FROM quotes
+             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
+               AND ts >= $3 AND ts < $4 ORDER BY ts, ts_received LIMIT $5";
+        debug_assert!(SQL.contains(QUOTE_COLUMNS));
+        let conn = self.reader().await?;
+        let rows = conn
+            .query(
+                SQL,
+                &[
+                    &q.exchange.as_str(),
+                    &q.instrument.as_str(),
+                    &q.from.0,
+                    &q.to.0,
+                    &limit(q.limit),
+                ],
+                "querying quotes",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| quote_from_row(r, q.exchange, &q.instrument))
+            .collect()
+    }
+
+    async fn latest_candle(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+        interval: Interval,
+    ) -> Result<Option<Candle>, Error> {
+        const SQL: &str = "SELECT open_time, open::text, high::text, low::text, close::text, \
+             volume::text, quote_volume::text, vwap::text, taker_buy_volume::text, trades, \
+             first_trade_id, last_trade_id, state FROM candles \
+             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2) \
+             AND interval = $3 AND source = 'ours' ORDER BY open_time DESC LIMIT 1";
+        debug_assert!(SQL.contains(CANDLE_COLUMNS));
+        let conn = self.reader().await?;
+        conn.query_opt(
+            SQL,
+            &[&exchange.as_str(), &instrument.as_str(), &interval.as_str()],
+            "querying latest candle",
+        )
+        .await?
+        .map(|r| candle_from_row(&r, exchange, instrument, interval))
+        .transpose()
+    }
+
+    async fn alert_rules(&self) -> Result<Vec<StoredRule>, Error> {
+        let conn = self.reader().await?;
+        let rows = conn
+            .query(
+                "SELECT id, rule, updated_at FROM alert_rules ORDER BY id",
+                &[],
+                "reading alert rules",
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredRule {
+                id: r.get(0),
+                rule: r.get(1),
+                updated_at: Ts(r.get(2)),
+            })
+            .collect())
+    }
+
+    async fn put_alert_rule(&self, id: Option<i64>, rule: &str) -> Result<Option<i64>, Error> {
+        let now = Ts::now().0;
+        self.with_writer(async |conn, _| match id {
+            None => {
+                let row = conn
+                    .query_opt(
+                        "INSERT INTO alert_rules (rule, updated_at) VALUES ($1, $2) RETURNING id",
+                        &[&rule, &now],
+                        "storing alert rule",
+                    )
+                    .await?;
+                Ok(row.map(|r| r.get(0)))
+            }
+            Some(id) => {
+                let n = conn
+                    .execute(
+                        "UPDATE alert_rules SET rule = $2, updated_at = $3 WHERE id = $1",
+                        &[&id, &rule, &now],
+                        "updating alert rule",
+                    )
+                    .await?;
+                Ok((n > 0).then_some(id))
+            }
+        })
+        .await
+    }
+
+    async fn delete_alert_rule(&self, id: i64) -> Result<bool, Error> {
+        self.with_writer(async |conn, _| {
+            conn.execute(
+                "DELETE FROM alert_rules WHERE id = $1",
+                &[&id],
+                "deleting alert rule",
+            )
+            .await
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn record_firing(&self, rule_id: &str, at: Ts, firing: &str) -> Result<i64, Error> {
+        self.with_writer(async |conn, _| {
+            let row = conn
+                .query_opt(
+                    "INSERT INTO alert_firings (rule_id, fired_at, firing) VALUES ($1, $2, $3) RETURNING id",
+                    &[&rule_id, &at.0, &firing],
+                    "recording firing",
+                )
+                .await?;
+            row.map(|r| r.get(0)).ok_or(Error::Corrupt {
+                what: "firing id",
+                value: "none returned".into(),
+            })
+        })
+        .await
+    }
+
+    async fn set_firing_deliveries(&self, id: i64, deliveries: &str) -> Result<(), Error> {
+        self.with_writer(async |conn, _| {
+            conn.execute(
+                "UPDATE alert_firings SET deliveries = $2 WHERE id = $1",
+                &[&id, &deliveries],
+                "recording deliveries",
+            )
+            .await
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn firings(&self, max: usize) -> Result<Vec<StoredFiring>, Error> {
+        let conn = self.reader().await?;
+        let rows = conn
+            .query(
+                "SELECT id, rule_id, fired_at, firing, deliveries FROM alert_firings ORDER BY id DESC LIMIT $1",
+                &[&limit(max)],
+                "reading firings",
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredFiring {
+                id: r.get(0),
+                rule_id: r.get(1),
+                fired_at: Ts(r.get(2)),
+                firing: r.get(3),
+                deliveries: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn prune(&self, plan: &PrunePlan) -> Result<PruneReport, Error> {
+        prune::prune(self, plan).await
+    }
+
+    async fn last_trade(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+    ) -> Result<Option<Trade>, Error> {
+        const SQL: &str = "SELECT trade_id, ts, price::text, size::text, side, ts_received, fills FROM trades
+             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
+             ORDER BY ts DESC, trade_seq DESC NULLS FIRST, trade_id DESC LIMIT 1";
+        let conn = self.reader().await?;
+        conn.query_opt(
+            SQL,
+            &[&exchange.as_str(), &instrument.as_str()],
+            "querying last trade",
+        )
+        .await?
+        .map(|r| trade_from_row(&r, exchange, instrument))
+        .transpose()
+    }
+
+    async fn backfill_progress(&self, job: &str) -> Result<Option<BackfillProgress>, Error> {
+        let conn = self.reader().await?;
+        Ok(conn
+            .query_opt(
+                "SELECT cursor, done, updated_at FROM backfill_progress WHERE job = $1",
+                &[&job],
+                "querying backfill progress",
+            )
+            .await?
+            .map(|r| BackfillProgress {
+                job: job.to_owned(),
+                cursor: r.get(0),
+                done: r.get(1),
+                updated_at: Ts(r.get(2)),
+            }))
+    }
+
+    async fn latest_quote(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+    ) -> Result<Option<Quote>, Error> {
+        const SQL: &str = "SELECT ts, ts_received, bid::text, bid_size::text, ask::text, ask_size::text, last::text FROM quotes
+             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
+             ORDER BY ts DESC, ts_received DESC LIMIT 1";
+        let conn = self.reader().await?;
+        conn.query_opt(
+            SQL,
+            &[&exchange.as_str(), &instrument.as_str()],
+            "querying latest quote",
+        )
+        .await?
+        .map(|r| quote_from_row(&r, exchange, instrument))
+        .transpose()
+    }
+
+    async fn instruments(&self) -> Result<Vec<StoredInstrument>, Error> {
+        let conn = self.reader().await?;
+        let rows = conn
+            .query(
+                "SELECT i.exchange, i.instrument, i.native_symbol, i.status,
+                        (SELECT MAX(ts) FROM trades t WHERE t.instrument_id = i.id)
+                 FROM instruments i ORDER BY i.exchange, i.instrument",
+                &[],
+                "querying instruments",
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredInstrument {
+                    info: ck_model::InstrumentInfo {
+                        exchange: exchange_from(r.get(0))?,
+                        instrument: instrument_from(r.get(1))?,
+                        native_symbol: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                        status: r.get(3),
+                    },
+                    last_trade_time: r.get::<_, Option<i64>>(4).map(Ts),
+                })
+            })
+            .collect()
+    }
+
+    async fn ingest_errors(&self, max: usize) -> Result<Vec<IngestError>, Error> {
+        let conn = self.reader().await?;
+        let rows = conn
+            .query(
+                "SELECT ts, exchange, origin, message, excerpt FROM ingest_errors ORDER BY id DESC LIMIT $1",
+                &[&limit(max)],
+                "querying errors",
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| IngestError {
+                ts: Ts(r.get(0)),
+                exchange: r.get::<_, Option<&str>>(1).and_then(|e| e.parse().ok()),
+                origin: r.get(2),
+                message: r.get(3),
+                excerpt: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn gaps(
+        &self,
+        exchange: Option<Exchange>,
+        instrument: Option<&Instrument>,
+        max: usize,
+    ) -> Result<Vec<Gap>, Error> {
+        const SQL: &str = "SELECT i.exchange, i.instrument, g.from_ts, g.to_ts, \
+             g.from_trade_id::text, g.to_trade_id::text, g.state, g.reason, g.detected_at \
+             FROM gaps g JOIN instruments i ON i.id = g.instrument_id
+             WHERE ($1::text IS NULL OR i.exchange = $1) AND ($2::text IS NULL OR i.instrument = $2)
+             ORDER BY g.from_ts DESC, g.id DESC LIMIT $3";
+        debug_assert!(SQL.contains(GAP_COLUMNS));
+        let conn = self.reader().await?;
+        let rows = conn
+            .query(
+                SQL,
+                &[
+                    &exchange.map(Exchange::as_str),
+                    &instrument.map(Instrument::as_str),
+                    &limit(max),
+                ],
+                "querying gaps",
+            )
+            .await?;
+        rows.iter().map(gap_from_row).collect()
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, Error> {
+        let conn = self.reader().await?;
+        let row = conn
+            .query_opt(
+                "SELECT (SELECT count(*) FROM instruments), (SELECT count(*) FROM trades),
+                        (SELECT count(*) FROM quotes), (SELECT count(*) FROM candles WHERE source = 'ours'),
+                        (SELECT count(*) FROM ingest_errors)",
+                &[],
+                "counting rows",
+            )
+            .await?
+            .ok_or(Error::Corrupt {
+                what: "counts",
+                value: "no row".into(),
+            })?;
+        let n = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+        Ok(StoreCounts {
+            instruments: n(0),
+            trades: n(1),
+            quotes: n(2),
+            candles: n(3),
+            errors: n(4),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        let conn = self.reader().await?;
+        conn.query_opt("SELECT 1", &[], "pinging the database")
+            .await
+            .map(|_| ())
+    }
+}

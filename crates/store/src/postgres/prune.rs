@@ -1,0 +1,147 @@
+//! Retention for PostgreSQL: deletes in small transactions per instrument
+//! (ingest never waits long on them), then `VACUUM` so the space is reused,
+//! and returned to the file system where it lies at a table's end.
+
+use ck_model::{Interval, Ts};
+
+use super::{PgStore, limit};
+use crate::{Error, PrunePlan, PruneReport};
+
+/// One kind of row: how to count and delete those of an instrument before a cutoff.
+struct Kind {
+    table: &'static str,
+    count: &'static str,
+    delete: &'static str,
+}
+
+// Deletes: $1 instrument id, $2 cutoff, $3 batch size, $4 interval (candles
+// only). Counts: $1 instrument id, $2 cutoff, $3 interval (candles only).
+const TRADES: Kind = Kind {
+    table: "trades",
+    count: "SELECT count(*) FROM trades WHERE instrument_id = $1 AND ts < $2",
+    delete: "DELETE FROM trades WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM trades WHERE instrument_id = $1 AND ts < $2 LIMIT $3))",
+};
+const QUOTES: Kind = Kind {
+    table: "quotes",
+    count: "SELECT count(*) FROM quotes WHERE instrument_id = $1 AND ts < $2",
+    delete: "DELETE FROM quotes WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM quotes WHERE instrument_id = $1 AND ts < $2 LIMIT $3))",
+};
+const CANDLES: Kind = Kind {
+    table: "candles",
+    count: "SELECT count(*) FROM candles WHERE instrument_id = $1 AND interval = $3 AND open_time < $2",
+    delete: "DELETE FROM candles WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM candles WHERE instrument_id = $1 AND interval = $4 AND open_time < $2 LIMIT $3))",
+};
+
+pub(super) async fn prune(store: &PgStore, plan: &PrunePlan) -> Result<PruneReport, Error> {
+    let mut report = PruneReport {
+        bytes_before: size(store).await?,
+        ..PruneReport::default()
+    };
+    let ids: Vec<i64> = store
+        .reader()
+        .await?
+        .query(
+            "SELECT id FROM instruments ORDER BY id",
+            &[],
+            "listing instruments",
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut touched = Vec::new();
+    let mut run = async |kind: &'static Kind, cut: Ts, interval: Option<Interval>| {
+        let mut removed = 0;
+        for &id in &ids {
+            removed += remove(store, kind, id, cut, interval, plan).await?;
+        }
+        if removed > 0 && !touched.contains(&kind.table) {
+            touched.push(kind.table);
+        }
+        Ok::<u64, Error>(removed)
+    };
+    if let Some(cut) = plan.trades_before {
+        report.trades = run(&TRADES, cut, None).await?;
+    }
+    if let Some(cut) = plan.quotes_before {
+        report.quotes = run(&QUOTES, cut, None).await?;
+    }
+    for &(interval, cut) in &plan.candles_before {
+        let n = run(&CANDLES, cut, Some(interval)).await?;
+        report.candles.push((interval, n));
+    }
+    if !plan.dry_run {
+        let conn = store.reader().await?;
+        for table in touched {
+            // VACUUM runs outside a transaction; a simple query is one.
+            conn.client
+                .batch_execute(&format!("VACUUM (ANALYZE) {table}"))
+                .await
+                .map_err(super::pg("vacuuming"))?;
+        }
+    }
+    report.bytes_after = size(store).await?;
+    Ok(report)
+}
+
+async fn remove(
+    store: &PgStore,
+    kind: &'static Kind,
+    id: i64,
+    cut: Ts,
+    interval: Option<Interval>,
+    plan: &PrunePlan,
+) -> Result<u64, Error> {
+    let interval = interval.map(Interval::as_str);
+    let batch = limit(plan.batch_rows.max(1));
+    if plan.dry_run {
+        let conn = store.reader().await?;
+        let row = if let Some(iv) = interval {
+            conn.query_opt(kind.count, &[&id, &cut.0, &iv], "counting rows to prune")
+                .await?
+        } else {
+            conn.query_opt(kind.count, &[&id, &cut.0], "counting rows to prune")
+                .await?
+        };
+        return Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)));
+    }
+    let mut removed = 0;
+    loop {
+        // Each batch is its own transaction on the writer: ingest commits
+        // interleave with the deletes.
+        let n = store
+            .with_writer(async |conn, _| {
+                if let Some(iv) = interval {
+                    conn.execute(kind.delete, &[&id, &cut.0, &batch, &iv], "pruning")
+                        .await
+                } else {
+                    conn.execute(kind.delete, &[&id, &cut.0, &batch], "pruning")
+                        .await
+                }
+            })
+            .await?;
+        removed += n;
+        if n == 0 {
+            return Ok(removed);
+        }
+    }
+}
+
+/// Bytes the store's tables (with indexes and TOAST) use.
+async fn size(store: &PgStore) -> Result<u64, Error> {
+    let row = store
+        .reader()
+        .await?
+        .query_opt(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::BIGINT
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')",
+            &[],
+            "measuring the store",
+        )
+        .await?;
+    Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+}

@@ -1,0 +1,214 @@
+//! Converting between PostgreSQL rows and model types.
+//!
+//! Decimals travel as text both ways (`$n::text::numeric` in, `col::text`
+//! out), so no digit is ever rounded.
+
+use ck_model::{
+    Candle, CandleState, Decimal, Exchange, Instrument, Interval, Quote, Side, Trade, TradeId, Ts,
+};
+use tokio_postgres::Row;
+
+use crate::Error;
+
+/// A trade id as stored: numbers as digits, strings behind `s:`.
+pub(crate) fn id_text(id: &TradeId) -> String {
+    match id {
+        TradeId::Num(n) => n.to_string(),
+        TradeId::Str(s) => format!("s:{s}"),
+    }
+}
+
+/// The numeric id when it fits `BIGINT`, for ordering.
+pub(crate) fn id_seq(id: &TradeId) -> Option<i64> {
+    id.as_u64().and_then(|n| i64::try_from(n).ok())
+}
+
+pub(crate) fn id_from_text(text: &str) -> Result<TradeId, Error> {
+    if let Some(s) = text.strip_prefix("s:") {
+        return Ok(TradeId::Str(s.into()));
+    }
+    text.parse::<u64>()
+        .map(TradeId::Num)
+        .map_err(|_| Error::Corrupt {
+            what: "trade id",
+            value: text.to_owned(),
+        })
+}
+
+pub(crate) const fn side_code(side: Side) -> i16 {
+    match side {
+        Side::Buy => 1,
+        Side::Sell => 2,
+        Side::Unknown => 0,
+    }
+}
+
+fn side_from(code: i16) -> Side {
+    match code {
+        1 => Side::Buy,
+        2 => Side::Sell,
+        _ => Side::Unknown,
+    }
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, Error> {
+    r.try_get(i).map_err(|source| Error::Postgres {
+        context: "reading row",
+        source,
+    })
+}
+
+fn dec(r: &Row, i: usize, what: &'static str) -> Result<Decimal, Error> {
+    let text: &str = get(r, i)?;
+    Decimal::parse(text).map_err(|_| Error::Corrupt {
+        what,
+        value: text.to_owned(),
+    })
+}
+
+fn opt_dec(r: &Row, i: usize, what: &'static str) -> Result<Option<Decimal>, Error> {
+    let text: Option<&str> = get(r, i)?;
+    text.map(|t| {
+        Decimal::parse(t).map_err(|_| Error::Corrupt {
+            what,
+            value: t.to_owned(),
+        })
+    })
+    .transpose()
+}
+
+/// The trade columns [`trade_from_row`] reads, in its order.
+pub(crate) const TRADE_COLUMNS: &str =
+    "trade_id, ts, price::text, size::text, side, ts_received, fills";
+
+pub(crate) fn trade_from_row(
+    r: &Row,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> Result<Trade, Error> {
+    let fills: i32 = get(r, 6)?;
+    Ok(Trade {
+        exchange,
+        instrument: instrument.clone(),
+        trade_id: id_from_text(get(r, 0)?)?,
+        ts_exchange: Ts(get(r, 1)?),
+        price: dec(r, 2, "price")?,
+        size: dec(r, 3, "size")?,
+        side: side_from(get(r, 4)?),
+        ts_received: Ts(get(r, 5)?),
+        fills: u32::try_from(fills).map_err(|_| Error::Corrupt {
+            what: "fills",
+            value: fills.to_string(),
+        })?,
+    })
+}
+
+/// The quote columns [`quote_from_row`] reads, in its order.
+pub(crate) const QUOTE_COLUMNS: &str =
+    "ts, ts_received, bid::text, bid_size::text, ask::text, ask_size::text, last::text";
+
+pub(crate) fn quote_from_row(
+    r: &Row,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> Result<Quote, Error> {
+    Ok(Quote {
+        exchange,
+        instrument: instrument.clone(),
+        ts_exchange: Ts(get(r, 0)?),
+        ts_received: Ts(get(r, 1)?),
+        bid: dec(r, 2, "bid")?,
+        bid_size: opt_dec(r, 3, "bid_size")?,
+        ask: dec(r, 4, "ask")?,
+        ask_size: opt_dec(r, 5, "ask_size")?,
+        last: opt_dec(r, 6, "last")?,
+    })
+}
+
+/// The candle columns [`candle_from_row`] reads, in its order.
+pub(crate) const CANDLE_COLUMNS: &str = "open_time, open::text, high::text, low::text, close::text, \
+     volume::text, quote_volume::text, vwap::text, taker_buy_volume::text, trades, \
+     first_trade_id, last_trade_id, state";
+
+pub(crate) fn candle_from_row(
+    r: &Row,
+    exchange: Exchange,
+    instrument: &Instrument,
+    interval: Interval,
+) -> Result<Candle, Error> {
+    let trades: i64 = get(r, 9)?;
+    let state: &str = get(r, 12)?;
+    let id = |i: usize| -> Result<Option<TradeId>, Error> {
+        get::<Option<&str>>(r, i)?.map(id_from_text).transpose()
+    };
+    Ok(Candle {
+        exchange,
+        instrument: instrument.clone(),
+        interval,
+        open_time: Ts(get(r, 0)?),
+        open: dec(r, 1, "open")?,
+        high: dec(r, 2, "high")?,
+        low: dec(r, 3, "low")?,
+        close: dec(r, 4, "close")?,
+        volume: dec(r, 5, "volume")?,
+        quote_volume: dec(r, 6, "quote_volume")?,
+        vwap: dec(r, 7, "vwap")?,
+        taker_buy_volume: dec(r, 8, "taker_buy_volume")?,
+        trades: u64::try_from(trades).map_err(|_| Error::Corrupt {
+            what: "trades",
+            value: trades.to_string(),
+        })?,
+        first_trade_id: id(10)?,
+        last_trade_id: id(11)?,
+        state: CandleState::parse(state).ok_or_else(|| Error::Corrupt {
+            what: "state",
+            value: state.to_owned(),
+        })?,
+    })
+}
+
+pub(crate) fn exchange_from(text: &str) -> Result<Exchange, Error> {
+    text.parse().map_err(|_| Error::Corrupt {
+        what: "exchange",
+        value: text.to_owned(),
+    })
+}
+
+pub(crate) fn instrument_from(text: &str) -> Result<Instrument, Error> {
+    Instrument::parse(text).map_err(|_| Error::Corrupt {
+        what: "instrument",
+        value: text.to_owned(),
+    })
+}
+
+/// The gap columns [`gap_from_row`] reads, in its order (joined with instruments as `i`).
+pub(crate) const GAP_COLUMNS: &str = "i.exchange, i.instrument, g.from_ts, g.to_ts, \
+     g.from_trade_id::text, g.to_trade_id::text, g.state, g.reason, g.detected_at";
+
+pub(crate) fn gap_from_row(r: &Row) -> Result<ck_model::Gap, Error> {
+    let state: &str = get(r, 6)?;
+    let num = |i: usize| -> Result<Option<u64>, Error> {
+        get::<Option<&str>>(r, i)?
+            .map(|t| {
+                t.parse::<u64>().map_err(|_| Error::Corrupt {
+                    what: "gap trade id",
+                    value: t.to_owned(),
+                })
+            })
+            .transpose()
+    };
+    Ok(ck_model::Gap {
+        exchange: exchange_from(get(r, 0)?)?,
+        instrument: instrument_from(get(r, 1)?)?,
+        from_ts: Ts(get(r, 2)?),
+        to_ts: Ts(get(r, 3)?),
+        first_missing_id: num(4)?,
+        last_missing_id: num(5)?,
+        state: ck_model::GapState::parse(state).ok_or_else(|| Error::Corrupt {
+            what: "gap state",
+            value: state.to_owned(),
+        })?,
+        reason: get::<Option<String>>(r, 7)?.unwrap_or_default(),
+        detected_at: Ts(get(r, 8)?),
+    })
+}

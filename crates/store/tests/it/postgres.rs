@@ -1,0 +1,132 @@
+//! The PostgreSQL backend against the real server on loopback.
+//!
+//! `CK_TEST_POSTGRES_URL` overrides the server (default
+//! `postgres://postgres@127.0.0.1:5432/test`). Each test works in a schema
+//! of its own and drops it at the end.
+
+use ck_store::Store;
+use ck_store::postgres::{Extension, PgOptions, PgStore};
+
+pub(crate) fn url() -> String {
+    std::env::var("CK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A store in a fresh schema; panics with how to start the server if it is down.
+pub(crate) async fn fresh(name: &str) -> (PgStore, Schema) {
+    let schema = format!("ck_{name}_{}", std::process::id());
+    let admin = admin().await;
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .expect("drop old schema");
+    let mut options = PgOptions::new(&url());
+    options.schema = Some(schema.clone());
+    let store = PgStore::open(options).await.expect("open the PostgreSQL store");
+    (store, Schema { name: schema })
+}
+
+async fn admin() -> tokio_postgres::Client {
+    let url = url();
+    let (client, conn) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "PostgreSQL is unreachable at {url}: {e}. Start it with \
+             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+             (or set CK_TEST_POSTGRES_URL)"
+        ),
+    };
+    tokio::spawn(conn);
+    client
+}
+
+/// Drops its schema when the test ends.
+pub(crate) struct Schema {
+    name: String,
+}
+
+impl Schema {
+    pub(crate) async fn drop_now(self) {
+        admin()
+            .await
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .await
+            .expect("drop schema");
+    }
+}
+
+#[tokio::test]
+async fn postgres_passes_the_store_contract() {
+    let (store, schema) = fresh("contract").await;
+    ck_testkit::store_contract(&store).await;
+    schema.drop_now().await;
+}
+
+#[tokio::test]
+async fn postgres_migrates_once_and_reports_its_extension() {
+    let (store, schema) = fresh("migrate").await;
+    assert!(
+        matches!(store.extension(), Extension::None | Extension::Timescale(_)),
+        "detected at open"
+    );
+    let mut options = PgOptions::new(&url());
+    options.schema = Some(schema.name.clone());
+    // Several processes open one database at once: each finds it migrated.
+    let opened = futures_join(options.clone(), options).await;
+    assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+    let admin = admin().await;
+    let versions: i64 = admin
+        .query_one(
+            &format!("SELECT count(*) FROM {}.schema_migrations", schema.name),
+            &[],
+        )
+        .await
+        .expect("migrations")
+        .get(0);
+    assert_eq!(versions, 1, "each migration applied once");
+    assert_eq!(store.counts().await.expect("counts").trades, 0);
+    schema.drop_now().await;
+}
+
+async fn futures_join(a: PgOptions, b: PgOptions) -> Vec<Result<PgStore, ck_store::Error>> {
+    let (x, y) = tokio::join!(PgStore::open(a), PgStore::open(b));
+    vec![x, y]
+}
+
+#[tokio::test]
+async fn postgres_store_survives_a_lost_connection() {
+    let (store, schema) = fresh("reconnect").await;
+    store.ping().await.expect("ping");
+    // Kill every connection of this schema's store from outside.
+    let admin = admin().await;
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'candlekeep/{}'",
+            schema.name
+        ))
+        .await
+        .expect("terminate");
+    // The first use after the loss may fail; the next one reconnects.
+    let mut ok = false;
+    for _ in 0..3 {
+        if store.ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the store opens a new connection after losing one");
+    let write = std::sync::Arc::new(ck_store::WriteBatch {
+        trades: ck_testkit::bench_data::binance_trades().into_iter().take(10).collect(),
+        ..ck_store::WriteBatch::default()
+    });
+    let mut written = None;
+    for _ in 0..3 {
+        if let Ok(s) = store.write(write.clone()).await {
+            written = Some(s);
+            break;
+        }
+    }
+    assert_eq!(written.map(|s| s.trades_inserted), Some(10));
+    schema.drop_now().await;
+}
