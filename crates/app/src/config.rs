@@ -81,11 +81,58 @@ impl Default for AppConfig {
     }
 }
 
+/// Which backend holds the store, from `store.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded SQLite file (`sqlite:PATH`, or empty for the default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://…` or `postgresql://…`).
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// Reads a store URL; empty means `<data_dir>/candlekeep.sqlite`.
+    pub fn parse(url: &str, data_dir: &Path) -> Result<StoreLocation, String> {
+        if url.is_empty() {
+            Ok(StoreLocation::Sqlite(data_dir.join("candlekeep.sqlite")))
+        } else if let Some(p) = url.strip_prefix("sqlite:") {
+            let p = p.trim_start_matches("//");
+            if p.is_empty() {
+                return Err("`sqlite:` needs a path, as in sqlite:./data/candlekeep.sqlite".into());
+            }
+            Ok(StoreLocation::Sqlite(PathBuf::from(p)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreLocation::Postgres(url.to_owned()))
+        } else {
+            Err(format!(
+                "`{url}` is not a store URL: use sqlite:PATH or postgres://USER@HOST:PORT/DB"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            // The URL may hold a password: show only where it points.
+            StoreLocation::Postgres(url) => {
+                let host = url
+                    .split_once("://")
+                    .map_or(url.as_str(), |(_, rest)| rest);
+                let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+                write!(f, "postgres://{host}")
+            }
+        }
+    }
+}
+
 /// The store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite:PATH`; empty means `sqlite:<data_dir>/candlekeep.sqlite`.
+    /// `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`; empty means
+    /// `sqlite:<data_dir>/candlekeep.sqlite`.
     pub url: String,
     /// `full` (fsync every commit; a crash, even of the machine, loses nothing
     /// committed) or `normal` (survives a process crash).
@@ -483,8 +530,8 @@ fn default_stale_secs() -> u64 {
 pub struct Settings {
     /// The data folder.
     pub data_dir: PathBuf,
-    /// The SQLite file.
-    pub sqlite_path: PathBuf,
+    /// Where the store is.
+    pub store: StoreLocation,
     /// SQLite durability.
     pub durability: Durability,
     /// Aggregator settings.
@@ -561,16 +608,8 @@ impl AppConfig {
                 .map_err(|e| invalid(format!("candles.empty_intervals: {e}")))?;
             empty_policy.insert(ex, *policy);
         }
-        let sqlite_path = if self.store.url.is_empty() {
-            self.data_dir.join("candlekeep.sqlite")
-        } else if let Some(p) = self.store.url.strip_prefix("sqlite:") {
-            PathBuf::from(p.trim_start_matches("//"))
-        } else {
-            return Err(invalid(format!(
-                "store.url `{}` is not supported: use sqlite:PATH (PostgreSQL arrives with the scale-out backend)",
-                self.store.url
-            )));
-        };
+        let store = StoreLocation::parse(&self.store.url, &self.data_dir)
+            .map_err(|e| invalid(format!("store.url: {e}")))?;
         self.retention.policy()?;
         self.alerts.rules()?;
         if self.api.ws_queue == 0 || self.api.ws_heartbeat_secs == 0 {
@@ -702,7 +741,7 @@ impl AppConfig {
         };
         Ok(Settings {
             data_dir: self.data_dir.clone(),
-            sqlite_path,
+            store,
             durability: match self.store.durability {
                 DurabilityConfig::Full => Durability::Full,
                 DurabilityConfig::Normal => Durability::Normal,
@@ -781,7 +820,10 @@ mod tests {
     fn defaults_are_valid() {
         let c = AppConfig::load(None, env(&[])).expect("defaults");
         let s = c.settings().expect("settings");
-        assert_eq!(s.sqlite_path, PathBuf::from("./data/candlekeep.sqlite"));
+        assert_eq!(
+            s.store,
+            StoreLocation::Sqlite(PathBuf::from("./data/candlekeep.sqlite"))
+        );
         assert_eq!(s.aggregator.intervals.len(), 15);
         assert_eq!(s.durability, Durability::Full);
     }

@@ -24,12 +24,29 @@ pub mod verify;
 use std::sync::Arc;
 
 use ck_store::Store;
+use ck_store::postgres::{PgOptions, PgStore};
 use ck_store::sqlite::SqliteStore;
 
-/// Opens the configured store.
-pub fn open_store(settings: &config::Settings) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(&settings.sqlite_path, settings.durability)
+/// Opens the configured store: SQLite, or PostgreSQL (schema created or
+/// migrated, TimescaleDB detected and reported).
+pub async fn open_store(settings: &config::Settings) -> anyhow::Result<Arc<dyn Store>> {
+    open_location(&settings.store, settings.durability).await
+}
+
+/// Opens the store at `location`.
+pub async fn open_location(
+    location: &config::StoreLocation,
+    durability: ck_store::sqlite::Durability,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let opened: Result<Arc<dyn Store>, ck_store::Error> = match location {
+        config::StoreLocation::Sqlite(path) => {
+            SqliteStore::open(path, durability).map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
+        config::StoreLocation::Postgres(url) => PgStore::open(PgOptions::new(url))
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>),
+    };
+    opened
         .map_err(|e| anyhow::anyhow!(e))
-        .map_err(|e| e.context(format!("opening store {}", settings.sqlite_path.display())))?;
-    Ok(Arc::new(store))
+        .map_err(|e| e.context(format!("opening store {location}")))
 }

@@ -64,7 +64,7 @@ async fn run(n: usize, symbols: usize) -> (Duration, u64, u64) {
         .expect("config")
         .settings()
         .expect("settings");
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = ck_app::open_store(&settings).await.expect("store");
     let rss_before = status_kb("VmRSS:");
     let source = Source::Binance(BinanceLiveConfig {
         ws_url: mock.ws_url(),

@@ -22,7 +22,7 @@ fn once(rt: &tokio::runtime::Runtime) -> Duration {
         .expect("config")
         .settings()
         .expect("settings");
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = rt.block_on(ck_app::open_store(&settings)).expect("store");
     let start = Instant::now();
     let source = Source::Replay {
         files: vec![file],

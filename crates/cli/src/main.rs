@@ -306,7 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { listen } => {
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             let mut sources = Vec::new();
             for s in &config.sources {
                 sources.push(match s {
@@ -427,7 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { listen } => {
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             let token = CancellationToken::new();
             let alerts = start_alerts(&settings, &store, &token, false)?;
             let api = start_api(listen, &settings, &store, &alerts, &token).await?;
@@ -463,7 +463,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             interval,
             source,
         } => {
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             let source = match source {
                 SourceArg::Ours => CandleSource::Ours,
                 SourceArg::Exchange => CandleSource::Exchange,
@@ -474,17 +474,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output::candles(&candles, range.format == Format::Csv)
         }
         Command::Trades { range } => {
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             let trades = store.trades(&range_query(&range)?).await?;
             output::trades(&trades, range.format == Format::Csv)
         }
         Command::Quotes { range } => {
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             let quotes = store.quotes(&range_query(&range)?).await?;
             output::quotes(&quotes, range.format == Format::Csv)
         }
         Command::Instruments => {
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             output::instruments(&store.instruments().await?)
         }
         Command::MockExchange {
@@ -528,7 +528,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             instrument,
             limit,
         } => {
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             output::gaps(&store.gaps(exchange, instrument.as_ref(), limit).await?)
         }
         Command::Demo {
@@ -579,7 +579,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     mocks.push(mock);
                 }
             }
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             let token = CancellationToken::new();
             let ctrl_c = token.clone();
             tokio::spawn(async move {
@@ -599,7 +599,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Prune { dry_run } => {
             let policy = config.retention.policy()?;
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             let now = Ts::now();
             let report =
                 ck_app::retention::prune(&settings, store.as_ref(), &policy, now, dry_run).await?;
@@ -609,7 +609,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Errors { limit } => {
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             output::errors(&store.ingest_errors(limit).await?)
         }
         Command::Backfill {
@@ -663,7 +663,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             to,
         } => {
             anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
-            let store = ck_app::open_store(&settings)?;
+            let store = ck_app::open_store(&settings).await?;
             let q = RangeQuery {
                 exchange,
                 instrument: instrument.clone(),
@@ -851,7 +851,7 @@ async fn run_backfill(
     jobs: Vec<BackfillJob>,
     history: std::sync::Arc<dyn ck_sources::history::History>,
 ) -> anyhow::Result<()> {
-    let store = ck_app::open_store(settings)?;
+    let store = ck_app::open_store(settings).await?;
     let meters: Vec<std::sync::Arc<JobMeter>> =
         jobs.iter().map(|_| std::sync::Arc::default()).collect();
     let bar = indicatif::ProgressBar::new(jobs.len() as u64 * 1000);
@@ -930,7 +930,7 @@ fn binance_recording(files: &[PathBuf]) -> anyhow::Result<Vec<ck_bus::RawMessage
 /// Runs one finite source (replay, import) through the pipeline, on exchange
 /// time, and prints what it did.
 async fn run_to_end(settings: &ck_app::config::Settings, source: Source) -> anyhow::Result<()> {
-    let store = ck_app::open_store(settings)?;
+    let store = ck_app::open_store(settings).await?;
     let started = Instant::now();
     let report = run_pipeline(
         settings,

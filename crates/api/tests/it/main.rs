@@ -29,7 +29,14 @@ fn state() -> ApiState {
                 .expect("config")
                 .settings()
                 .expect("settings");
-            let store = ck_app::open_store(&settings).expect("store");
+            // SQLite opens without a runtime (open_store is async).
+            let store: std::sync::Arc<dyn ck_store::Store> = std::sync::Arc::new(
+                ck_store::sqlite::SqliteStore::open(
+                    &dir.path().join("candlekeep.sqlite"),
+                    ck_store::sqlite::Durability::Normal,
+                )
+                .expect("store"),
+            );
             let files = vec![
                 ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz"),
                 ck_testkit::fixture("cryptofeed/COINBASE.jsonl.zst"),

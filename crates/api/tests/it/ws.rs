@@ -64,7 +64,7 @@ async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
         .expect("config")
         .settings()
         .expect("settings");
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = ck_app::open_store(&settings).await.expect("store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

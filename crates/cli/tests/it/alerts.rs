@@ -184,7 +184,7 @@ async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox
 
     let dir = tempfile::tempdir().expect("dir");
     let s = settings(dir.path());
-    let store = ck_app::open_store(&s).expect("store");
+    let store = ck_app::open_store(&s).await.expect("store");
     // The recording trades around 61,600–61,860; it crosses below 61,700
     // many times in its last minutes. One firing an hour, whatever it does.
     let rule = Rule::from_json(

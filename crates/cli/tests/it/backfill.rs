@@ -106,7 +106,7 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
 
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = ck_app::open_store(&settings).await.expect("store");
     let q = everything(btc());
 
     // First run: stopped after three pages.
@@ -297,7 +297,7 @@ async fn coinbase_exchange_trades_backfill_from_the_command_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     let s = settings(dir.path());
-    let store = ck_app::open_store(&s).expect("store");
+    let store = ck_app::open_store(&s).await.expect("store");
     let instrument = ck_model::Instrument::parse(&product).expect("instrument");
     let stored = store
         .trades(&ck_store::RangeQuery {

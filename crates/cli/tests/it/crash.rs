@@ -90,7 +90,7 @@ async fn sigkill_mid_capture_then_restart_loses_nothing() {
             .expect("config")
             .settings()
             .expect("settings");
-        ck_app::open_store(&settings).expect("store")
+        ck_app::open_store(&settings).await.expect("store")
     };
     let q = everything(btc());
     let expected = all.len();

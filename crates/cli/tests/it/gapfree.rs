@@ -37,7 +37,7 @@ async fn faults_are_repaired_from_rest_to_the_exact_trade_set() {
 
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = ck_app::open_store(&settings).await.expect("store");
     let source = crate::support::binance_source(&mock, vec![btc()], Duration::from_secs(30), true);
     let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
 

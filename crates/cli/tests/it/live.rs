@@ -48,7 +48,7 @@ async fn binance_capture_survives_a_dropped_connection_and_tapes_everything() {
         .expect("config")
         .settings()
         .expect("settings");
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = ck_app::open_store(&settings).await.expect("store");
     let source = crate::support::binance_source(
         &mock,
         vec![Instrument::parse("BTC-USDT").expect("i")],

@@ -24,7 +24,7 @@ async fn polled_tickers_become_quotes_and_unknown_symbols_are_refused() {
         .expect("mock");
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = ck_app::open_store(&settings).await.expect("store");
     let source = Source::Poll {
         exchange: Exchange::Binance,
         rest_url: mock.rest_url(),

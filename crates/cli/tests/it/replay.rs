@@ -23,7 +23,7 @@ fn settings(dir: &Path) -> Settings {
 
 async fn replay(dir: &Path, files: Vec<PathBuf>) -> (Arc<dyn Store>, PipelineReport) {
     let s = settings(dir);
-    let store = ck_app::open_store(&s).expect("store");
+    let store = ck_app::open_store(&s).await.expect("store");
     let source = Source::Replay {
         files,
         options: ReplayOptions::default(),

@@ -42,7 +42,7 @@ fn policy(trades: Keep, quotes: Keep) -> Policy {
 async fn pruning_keeps_every_candle_and_every_trade_newer_than_the_policy() {
     let dir = tempfile::tempdir().expect("dir");
     let s = settings(dir.path());
-    let store = ck_app::open_store(&s).expect("store");
+    let store = ck_app::open_store(&s).await.expect("store");
     crate::support::replay_binance_fixture(&s, &store).await;
     let intervals = s.aggregator.intervals.clone();
     let candles_before = candles(store.as_ref(), &intervals).await;

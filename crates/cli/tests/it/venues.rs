@@ -105,7 +105,7 @@ async fn live_capture_equals_recording(exchange: Exchange, fixture: &str, kraken
     let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1).expect("protocol");
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = ck_app::open_store(&settings).await.expect("store");
     let source = Source::Live {
         protocol,
         config: LiveConfig {
@@ -312,7 +312,7 @@ async fn coinbase_exchange_gaps_are_repaired_over_rest() {
     let (protocol, _) = ck_sources::live::protocol_for(exchange, false).expect("protocol");
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = ck_app::open_store(&settings).await.expect("store");
     let source = Source::Live {
         protocol,
         config: LiveConfig {

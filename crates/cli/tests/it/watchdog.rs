@@ -21,7 +21,7 @@ async fn capture(
 ) -> (bool, PipelineReport, Arc<dyn Store>) {
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
-    let store = ck_app::open_store(&settings).expect("store");
+    let store = ck_app::open_store(&settings).await.expect("store");
     let source = crate::support::binance_source(mock, instruments, stale_after, false);
     let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
     let done = eventually(Duration::from_secs(60), || until(store.clone())).await;
