@@ -56,6 +56,10 @@ pub struct AppConfig {
     pub retention: RetentionConfig,
     /// Alert rules and notification channels.
     pub alerts: AlertsConfig,
+    /// NATS JetStream, joining collectors, processors and API nodes.
+    pub nats: NatsConfig,
+    /// The Redis sink (hot state and pub/sub for outside apps).
+    pub redis: RedisConfig,
     /// Where data comes from. Default: live Binance BTC-USDT and ETH-USDT.
     pub sources: Vec<SourceConfig>,
 }
@@ -71,12 +75,93 @@ impl Default for AppConfig {
             api: ApiConfig::default(),
             retention: RetentionConfig::default(),
             alerts: AlertsConfig::default(),
+            nats: NatsConfig::default(),
+            redis: RedisConfig::default(),
             sources: vec![SourceConfig::Binance {
                 instruments: vec!["BTC-USDT".to_owned(), "ETH-USDT".to_owned()],
                 ws_url: default_binance_ws(),
                 stale_after_secs: default_stale_secs(),
                 rest_url: default_binance_rest(),
             }],
+        }
+    }
+}
+
+/// NATS JetStream, for `run --role collector|processor|api`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// The server, `nats://HOST:PORT`.
+    pub url: String,
+    /// The JetStream stream holding trades, quotes, gaps and listings
+    /// (created on start if missing; its limits are updated to these).
+    pub stream: String,
+    /// Subject prefix: collectors publish `<prefix>.trades.<exchange>.<instrument>`,
+    /// `<prefix>.quotes.…`, `<prefix>.gaps.…` and `<prefix>.meta.…`;
+    /// processors publish live updates on `<prefix>.live.…` (not stored).
+    pub subject_prefix: String,
+    /// How long the stream keeps messages, in hours.
+    pub max_age_hours: u64,
+    /// The stream's size limit in bytes (oldest dropped first); 0 for none.
+    pub max_bytes: i64,
+    /// JetStream's de-duplication window (by message id), in seconds.
+    pub duplicate_window_secs: u64,
+    /// The processors' durable consumer. Processors sharing a name share
+    /// the work; each name receives every message.
+    pub consumer: String,
+    /// Seconds before an unacknowledged message is delivered again.
+    pub ack_wait_secs: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "CANDLEKEEP".into(),
+            subject_prefix: "candlekeep".into(),
+            max_age_hours: 24 * 7,
+            max_bytes: 0,
+            duplicate_window_secs: 120,
+            consumer: "processor".into(),
+            ack_wait_secs: 60,
+        }
+    }
+}
+
+/// The Redis sink. Off unless `url` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://HOST:PORT/DB`; empty turns the sink off.
+    pub url: String,
+    /// Key of the hash holding the latest candle of a stream. Placeholders:
+    /// `{exchange}`, `{base}`, `{quote}`, `{instrument}`, `{interval}`. The
+    /// default is the older OHLCV database's.
+    pub candle_key: String,
+    /// Intervals whose latest candle is kept.
+    pub candle_intervals: Vec<Interval>,
+    /// Keep price, bid and ask history in sorted sets scored by unix time
+    /// (`<namespace>:PRICE_HISTORY`, `BID_HISTORY`, `ASK_HISTORY`).
+    pub history: bool,
+    /// Namespace of an instrument's history keys (same placeholders).
+    pub history_namespace: String,
+    /// History older than this many seconds is trimmed.
+    pub history_secs: u64,
+    /// Prefix of the pub/sub channels: `<prefix>.trades.<exchange>.<instrument>`,
+    /// `<prefix>.tickers.…` and `<prefix>.candles.<exchange>.<instrument>.<interval>`.
+    pub channel_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: String::new(),
+            candle_key: "ws_send_{exchange};;{base};;{quote}".into(),
+            candle_intervals: vec![Interval::M1],
+            history: true,
+            history_namespace: "{exchange}:{instrument}".into(),
+            history_secs: 24 * 3600,
+            channel_prefix: "candlekeep".into(),
         }
     }
 }
@@ -548,6 +633,9 @@ pub struct Settings {
     /// Live trades, quotes and candles for WebSocket clients (the candle
     /// stage publishes; nobody waits on a slow reader). Clones share it.
     pub feed: ck_bus::LiveFeed,
+    /// A collector's NATS connection: the pipeline publishes there instead
+    /// of building candles and writing the store.
+    pub publish_to: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
 impl AppConfig {
@@ -768,6 +856,7 @@ impl AppConfig {
             config: self.clone(),
             connectors: std::sync::Arc::default(),
             feed: ck_bus::live_feed(self.api.ws_queue.max(1)),
+            publish_to: None,
         })
     }
 

@@ -9,12 +9,14 @@
 //! - [`backfill`]: resumable REST history jobs (`candlekeep backfill`).
 //! - [`repair`]: automatic gap repair from REST history.
 //! - [`verify`]: our candles against the exchange's own.
+//! - [`cluster`]: scale-out roles over NATS JetStream.
 //! - [`open_store`]: the configured store backend.
 
 #![warn(missing_docs)]
 
 pub mod backfill;
 pub mod capture;
+pub mod cluster;
 pub mod config;
 pub mod pipeline;
 pub mod repair;

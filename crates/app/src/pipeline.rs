@@ -82,6 +82,8 @@ pub enum Source {
         /// One meter per job, for a progress bar.
         meters: Vec<Arc<JobMeter>>,
     },
+    /// A processor's input: the JetStream durable consumer, until shutdown.
+    Nats(std::sync::Arc<crate::cluster::Cluster>),
     /// Import one trade file.
     Import {
         /// The CSV or JSON lines file.
@@ -104,6 +106,8 @@ pub enum SourceReport {
     Poll(PollStats),
     /// Backfill jobs' reports (an error stops only its own job).
     Backfill(Vec<Result<JobReport, String>>),
+    /// A processor's consumer.
+    Nats(crate::cluster::ConsumerStats),
 }
 
 /// What a pipeline run did.
@@ -119,10 +123,15 @@ pub struct PipelineReport {
     pub capture: Option<CaptureStats>,
     /// Gap repair, if it ran (live sources with REST).
     pub repair: Option<RepairStats>,
+    /// What a collector published to NATS (in place of the candle stage
+    /// and store writer), if this process is one.
+    pub collector: Option<crate::cluster::CollectorStats>,
 }
 
 /// Runs `sources` through the pipeline into `store` until they finish or
-/// `shutdown` is cancelled, then stops in order.
+/// `shutdown` is cancelled, then stops in order. With `settings.publish_to`
+/// (a collector), events go to NATS instead of the candle stage and the
+/// store, which is then only read (restart seeds, open gaps).
 ///
 /// `wall_clock` stamps live messages and closes quiet candles; the system
 /// clock is used if it is `None` and a live source runs. Without live sources
@@ -138,7 +147,7 @@ pub async fn run_pipeline(
     let live = sources.iter().any(|s| {
         matches!(
             s,
-            Source::Binance(_) | Source::Live { .. } | Source::Poll { .. }
+            Source::Binance(_) | Source::Live { .. } | Source::Poll { .. } | Source::Nats(_)
         )
     });
     let clock: Option<Arc<dyn Clock>> = if live {
@@ -260,21 +269,34 @@ pub async fn run_pipeline(
         None
     };
 
-    let writer =
-        tracker.spawn(StoreWriter::new(store.clone(), settings.writer.clone()).run(store_rx));
-    let runner_config = RunnerConfig {
-        clock: clock.clone(),
-        tick: settings.tick,
-        gap_tap: repairing.then_some(gap_tx),
-        gap_seeds,
-        feed: Some(settings.feed.clone()),
-        ..RunnerConfig::default()
+    let (stages, collector) = if let Some(cluster) = &settings.publish_to {
+        drop((store_tx, store_rx));
+        let collector = tracker.spawn(crate::cluster::run_collector(
+            cluster.clone(),
+            ingest_rx,
+            repairing.then_some(gap_tx),
+            gap_seeds,
+            shutdown.clone(),
+        ));
+        (None, Some(collector))
+    } else {
+        let writer =
+            tracker.spawn(StoreWriter::new(store.clone(), settings.writer.clone()).run(store_rx));
+        let runner_config = RunnerConfig {
+            clock: clock.clone(),
+            tick: settings.tick,
+            gap_tap: repairing.then_some(gap_tx),
+            gap_seeds,
+            feed: Some(settings.feed.clone()),
+            ..RunnerConfig::default()
+        };
+        let runner = CandleRunner::new(
+            CandleAggregator::new(settings.aggregator.clone()),
+            runner_config,
+        );
+        let candles = tracker.spawn(runner.run(ingest_rx, store_tx));
+        (Some((candles, writer)), None)
     };
-    let runner = CandleRunner::new(
-        CandleAggregator::new(settings.aggregator.clone()),
-        runner_config,
-    );
-    let candles = tracker.spawn(runner.run(ingest_rx, store_tx));
 
     // Live sources send raw messages through the capture stage (tape, then
     // parse); files are parsed by their own readers.
@@ -303,13 +325,40 @@ pub async fn run_pipeline(
     // are built from all their trades, not only from the ones after the
     // restart. (With `1M` among the intervals that is up to a month of
     // trades per instrument.)
-    if let Some(coarsest) = settings
+    let coarsest = settings
         .aggregator
         .intervals
         .iter()
         .copied()
         .max_by_key(|i| i.index())
+        .filter(|_| settings.publish_to.is_none());
+    if let Some(coarsest) = coarsest
+        && sources.iter().any(|s| matches!(s, Source::Nats(_)))
     {
+        // A processor restarting: the candles open at the newest stored
+        // trade of each instrument are rebuilt from the store before the
+        // stream resumes (what the stream sends again is deduplicated).
+        for stored in store.instruments().await.unwrap_or_default() {
+            let (exchange, instrument) = (stored.info.exchange, &stored.info.instrument);
+            let Some(last) = stored.last_trade_time else {
+                continue;
+            };
+            let from = coarsest.bucket_start(last);
+            match crate::backfill::replay_stored_trades(
+                store.as_ref(),
+                (exchange, instrument),
+                from,
+                last,
+                &ingest_tx,
+            )
+            .await
+            {
+                Ok(n) => tracing::info!(%exchange, %instrument, trades = n, since = %from, "warmed up the open candles from the store"),
+                Err(e) => tracing::error!(%exchange, %instrument, error = %e, "warm-up read failed; candles open at the restart may be partial"),
+            }
+        }
+    }
+    if let Some(coarsest) = coarsest {
         let now = live_clock.now();
         for source in &sources {
             let (exchange, config) = match source {
@@ -414,6 +463,13 @@ pub async fn run_pipeline(
                     ))
                 }));
             }
+            (Source::Nats(cluster), _) => {
+                let store = store.clone();
+                source_tasks.push(tracker.spawn(async move {
+                    let stats = crate::cluster::run_consumer(cluster, store, tx, token).await?;
+                    Ok(SourceReport::Nats(stats))
+                }));
+            }
             (source, _) => {
                 source_tasks.push(tracker.spawn_blocking(move || run_source(source, &tx, &token)))
             }
@@ -438,11 +494,22 @@ pub async fn run_pipeline(
     // Sources are done: the rest drains by itself, within the grace period.
     let grace = Duration::from_secs(settings.config.pipeline.shutdown_grace_secs.max(1));
     let drained = async {
-        let aggregator = candles.await.context("candle stage panicked")?;
-        let writer = writer.await.context("store writer panicked")?;
-        anyhow::Ok((aggregator, writer))
+        match stages {
+            Some((candles, writer)) => {
+                let aggregator = candles.await.context("candle stage panicked")?;
+                let writer = writer.await.context("store writer panicked")?;
+                anyhow::Ok((aggregator, writer, None))
+            }
+            None => {
+                let collector = match collector {
+                    Some(task) => Some(task.await.context("NATS publisher panicked")?),
+                    None => None,
+                };
+                anyhow::Ok((Ok(AggregatorStats::default()), WriterStats::default(), collector))
+            }
+        }
     };
-    let (aggregator, writer) = if shutdown.is_cancelled() {
+    let (aggregator, writer, collector) = if shutdown.is_cancelled() {
         match tokio::time::timeout(grace, drained).await {
             Ok(r) => r?,
             Err(_) => {
@@ -466,6 +533,7 @@ pub async fn run_pipeline(
         writer,
         capture,
         repair,
+        collector,
     })
 }
 
@@ -507,6 +575,7 @@ fn run_source(
             anyhow::bail!("a live source needs the capture stage")
         }
         Source::Backfill { .. } => anyhow::bail!("a backfill runs as an async task"),
+        Source::Nats(_) => anyhow::bail!("the NATS consumer runs as an async task"),
         Source::Import { file, target } => {
             let stats = import_file(&file, &target, |e| tx.blocking_send(e))?;
             Ok(SourceReport::Import(stats))

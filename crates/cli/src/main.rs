@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use ck_app::backfill::{BackfillJob, BackfillKind, JobMeter};
+use ck_app::cluster::{Cluster, Role};
 use ck_app::config::{AppConfig, SourceConfig};
 use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
 use ck_model::{Exchange, Instrument, Interval, Ts};
@@ -28,6 +29,10 @@ struct Cli {
     /// The TOML configuration file (every key has a default).
     #[arg(long, global = true, env = "CANDLEKEEP_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The store: `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`
+    /// (overrides `store.url`).
+    #[arg(long, global = true, env = "CANDLEKEEP_STORE", value_name = "URL")]
+    store: Option<String>,
     /// Log filter, for example `info` or `ck_sources=debug`.
     #[arg(long, global = true, env = "CANDLEKEEP_LOG", default_value = "info")]
     log: String,
@@ -43,6 +48,12 @@ enum Command {
         /// Where the API listens.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: std::net::SocketAddr,
+        /// What this process does: `all` (everything, no NATS), `collector`
+        /// (capture, publish to NATS JetStream), `processor` (consume, build
+        /// candles and alerts, write the store) or `api` (serve the store and
+        /// live updates from NATS). See `[nats]` in the configuration.
+        #[arg(long, default_value = "all")]
+        role: Role,
     },
     /// Serve the API over the store, without capturing (an API node).
     Serve {
@@ -288,11 +299,14 @@ fn main() -> ExitCode {
 
 fn load_config(cli: &Cli) -> anyhow::Result<AppConfig> {
     let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k != "CANDLEKEEP_DATA_DIR")
+        .filter(|(k, _)| k != "CANDLEKEEP_DATA_DIR" && k != "CANDLEKEEP_STORE")
         .collect();
     let mut config = AppConfig::load(cli.config.as_deref(), env)?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir.clone_from(dir);
+    }
+    if let Some(url) = &cli.store {
+        config.store.url.clone_from(url);
     }
     Ok(config)
 }
@@ -305,98 +319,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.to_toml()?);
             Ok(())
         }
-        Command::Run { listen } => {
+        Command::Run { listen, role } => {
+            let mut settings = settings;
+            let cluster = match role {
+                Role::All => None,
+                _ => Some(Cluster::connect(&config.nats).await?),
+            };
             let store = ck_app::open_store(&settings).await?;
-            let mut sources = Vec::new();
-            for s in &config.sources {
-                sources.push(match s {
-                    SourceConfig::Replay { files, speed } => Source::Replay {
-                        files: files.clone(),
-                        options: ReplayOptions {
-                            speed: (*speed > 0.0).then_some(*speed),
-                        },
-                    },
-                    venue @ (SourceConfig::Coinbase(_)
-                    | SourceConfig::CoinbaseExchange(_)
-                    | SourceConfig::Bitfinex(_)
-                    | SourceConfig::Kraken(_)
-                    | SourceConfig::Bitstamp(_)
-                    | SourceConfig::Okx(_)
-                    | SourceConfig::Bybit(_)) => {
-                        let (exchange, v) = venue
-                            .venue()
-                            .ok_or_else(|| anyhow::anyhow!("not a venue source"))?;
-                        let (protocol, default_url) = ck_sources::live::protocol_for(
-                            exchange,
-                            v.api.as_deref() == Some("v1"),
-                        )
-                        .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
-                        Source::Live {
-                            protocol,
-                            config: ck_sources::live::connector::LiveConfig {
-                                ws_url: v.ws_url.clone().unwrap_or_else(|| default_url.to_owned()),
-                                instruments: v
-                                    .instruments
-                                    .iter()
-                                    .map(|i| Instrument::parse(i))
-                                    .collect::<Result<Vec<_>, _>>()?,
-                                backoff: BackoffPolicy::default(),
-                                stale_after: std::time::Duration::from_secs(
-                                    v.stale_after_secs.max(1),
-                                ),
-                                rest_url: match &v.rest_url {
-                                    Some(url) if url.is_empty() => None,
-                                    Some(url) => Some(url.clone()),
-                                    None => ck_sources::history::default_rest_url(exchange)
-                                        .map(str::to_owned),
-                                },
-                            },
-                        }
-                    }
-                    SourceConfig::Poll {
-                        exchange,
-                        rest_url,
-                        tickers,
-                    } => Source::Poll {
-                        exchange: *exchange,
-                        rest_url: rest_url
-                            .clone()
-                            .unwrap_or_else(|| ck_sources::binance::DEFAULT_REST_URL.to_owned()),
-                        targets: tickers
-                            .iter()
-                            .map(|t| {
-                                Ok(ck_sources::poll::PollTarget {
-                                    instrument: Instrument::parse(&t.instrument)?,
-                                    every: std::time::Duration::from_millis(t.every_ms),
-                                })
-                            })
-                            .collect::<Result<Vec<_>, ck_model::InstrumentError>>()?,
-                    },
-                    SourceConfig::Binance {
-                        instruments,
-                        ws_url,
-                        stale_after_secs,
-                        rest_url,
-                    } => {
-                        let instruments = instruments
-                            .iter()
-                            .map(|i| Instrument::parse(i))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        Source::Binance(BinanceLiveConfig {
-                            ws_url: ws_url.clone(),
-                            instruments,
-                            backoff: BackoffPolicy::default(),
-                            stale_after: std::time::Duration::from_secs((*stale_after_secs).max(1)),
-                            rest_url: (!rest_url.is_empty()).then(|| rest_url.clone()),
-                        })
-                    }
-                });
-            }
-            if sources.is_empty() {
-                anyhow::bail!(
-                    "no sources configured: add a [[sources]] entry to the config (see config/example.toml)"
-                );
-            }
+            tracing::info!(store = %settings.store, ?role, "starting");
             let token = CancellationToken::new();
             let ctrl_c = token.clone();
             tokio::spawn(async move {
@@ -405,10 +335,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ctrl_c.cancel();
                 }
             });
-            let alerts = start_alerts(&settings, &store, &token, true)?;
+            let sources = match (role, &cluster) {
+                (Role::Api, Some(cluster)) => {
+                    // An API node: the store, and live updates from processors.
+                    let alerts = start_alerts(&settings, &store, &token, false)?;
+                    let api = start_api(listen, &settings, &store, &alerts, &token).await?;
+                    ck_app::cluster::follow_live(cluster.clone(), settings.feed.clone(), token.clone()).await?;
+                    api.await.ok();
+                    return Ok(());
+                }
+                (Role::Processor, Some(cluster)) => {
+                    tokio::spawn(ck_app::cluster::publish_live(
+                        cluster.clone(),
+                        settings.feed.clone(),
+                        token.clone(),
+                    ));
+                    vec![Source::Nats(cluster.clone())]
+                }
+                (Role::Collector, Some(cluster)) => {
+                    settings.publish_to = Some(cluster.clone());
+                    sources_from_config(&config)?
+                }
+                _ => sources_from_config(&config)?,
+            };
+            if sources.is_empty() {
+                anyhow::bail!(
+                    "no sources configured: add a [[sources]] entry to the config (see config/example.toml)"
+                );
+            }
+            // Collectors write nothing: alerts and retention run where the
+            // candles are built.
+            let builds_candles = role != Role::Collector;
+            let alerts = start_alerts(&settings, &store, &token, builds_candles)?;
             let api = start_api(listen, &settings, &store, &alerts, &token).await?;
             let policy = config.retention.policy()?;
-            if policy.prunes_anything() {
+            if builds_candles && policy.prunes_anything() {
                 tokio::spawn(ck_app::retention::run_schedule(
                     settings.clone(),
                     store.clone(),
@@ -1005,6 +966,10 @@ fn print_report(report: &PipelineReport, started: Instant) {
                     }
                 }
             }
+            SourceReport::Nats(n) => eprintln!(
+                "nats: {} messages received, {} undecodable, acknowledged through stream sequence {}",
+                n.received, n.undecodable, n.acked
+            ),
             SourceReport::Import(i) => {
                 eprintln!(
                     "imported {} trades; {} bad rows skipped",
@@ -1016,6 +981,13 @@ fn print_report(report: &PipelineReport, started: Instant) {
                 }
             }
         }
+    }
+    if let Some(c) = &report.collector {
+        eprintln!(
+            "collector: {} messages published to NATS, {} gaps found",
+            c.published, c.gaps
+        );
+        return;
     }
     let a = &report.aggregator;
     let w = &report.writer.written;
@@ -1038,4 +1010,94 @@ fn print_report(report: &PipelineReport, started: Instant) {
         report.writer.commits,
         secs
     );
+}
+
+/// The sources the configuration names.
+fn sources_from_config(config: &AppConfig) -> anyhow::Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    for s in &config.sources {
+        sources.push(match s {
+            SourceConfig::Replay { files, speed } => Source::Replay {
+                files: files.clone(),
+                options: ReplayOptions {
+                    speed: (*speed > 0.0).then_some(*speed),
+                },
+            },
+            venue @ (SourceConfig::Coinbase(_)
+            | SourceConfig::CoinbaseExchange(_)
+            | SourceConfig::Bitfinex(_)
+            | SourceConfig::Kraken(_)
+            | SourceConfig::Bitstamp(_)
+            | SourceConfig::Okx(_)
+            | SourceConfig::Bybit(_)) => {
+                let (exchange, v) = venue
+                    .venue()
+                    .ok_or_else(|| anyhow::anyhow!("not a venue source"))?;
+                let (protocol, default_url) = ck_sources::live::protocol_for(
+                    exchange,
+                    v.api.as_deref() == Some("v1"),
+                )
+                .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
+                Source::Live {
+                    protocol,
+                    config: ck_sources::live::connector::LiveConfig {
+                        ws_url: v.ws_url.clone().unwrap_or_else(|| default_url.to_owned()),
+                        instruments: v
+                            .instruments
+                            .iter()
+                            .map(|i| Instrument::parse(i))
+                            .collect::<Result<Vec<_>, _>>()?,
+                        backoff: BackoffPolicy::default(),
+                        stale_after: std::time::Duration::from_secs(
+                            v.stale_after_secs.max(1),
+                        ),
+                        rest_url: match &v.rest_url {
+                            Some(url) if url.is_empty() => None,
+                            Some(url) => Some(url.clone()),
+                            None => ck_sources::history::default_rest_url(exchange)
+                                .map(str::to_owned),
+                        },
+                    },
+                }
+            }
+            SourceConfig::Poll {
+                exchange,
+                rest_url,
+                tickers,
+            } => Source::Poll {
+                exchange: *exchange,
+                rest_url: rest_url
+                    .clone()
+                    .unwrap_or_else(|| ck_sources::binance::DEFAULT_REST_URL.to_owned()),
+                targets: tickers
+                    .iter()
+                    .map(|t| {
+                        Ok(ck_sources::poll::PollTarget {
+                            instrument: Instrument::parse(&t.instrument)?,
+                            every: std::time::Duration::from_millis(t.every_ms),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ck_model::InstrumentError>>()?,
+            },
+            SourceConfig::Binance {
+                instruments,
+                ws_url,
+                stale_after_secs,
+                rest_url,
+            } => {
+                let instruments = instruments
+                    .iter()
+                    .map(|i| Instrument::parse(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Source::Binance(BinanceLiveConfig {
+                    ws_url: ws_url.clone(),
+                    instruments,
+                    backoff: BackoffPolicy::default(),
+                    stale_after: std::time::Duration::from_secs((*stale_after_secs).max(1)),
+                    rest_url: (!rest_url.is_empty()).then(|| rest_url.clone()),
+                })
+            }
+        });
+    }
+    Ok(sources)
 }

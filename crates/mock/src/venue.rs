@@ -32,6 +32,10 @@ pub struct VenueOptions {
     /// Move the recorded times so that the first frame is now (where the
     /// venue's frames name their times in fields: [`crate::shift`]).
     pub shift_to_now: bool,
+    /// Move the recorded times so that the first frame is at this time
+    /// (overrides `shift_to_now`): two mocks of one recording started with
+    /// the same time serve the same data.
+    pub shift_to: Option<ck_model::Ts>,
     /// Pace the frames as recorded, this many times faster (1 = real
     /// time); as fast as the client reads when `None`.
     pub speed: Option<f64>,
@@ -44,6 +48,7 @@ impl Default for VenueOptions {
             ping_every: Duration::from_secs(20),
             withhold: None,
             shift_to_now: false,
+            shift_to: None,
             speed: None,
         }
     }
@@ -90,8 +95,9 @@ impl MockVenue {
             .collect();
         let frames = ws.iter().map(|m| m.data.clone()).collect();
         let recorded_at: Vec<ck_model::Ts> = ws.iter().map(|m| m.ts_received).collect();
-        let offset = match (options.shift_to_now, recorded_at.first()) {
-            (true, Some(first)) => ck_model::Ts::now().0 - first.0,
+        let offset = match (options.shift_to, options.shift_to_now, recorded_at.first()) {
+            (Some(at), _, Some(first)) => at.0 - first.0,
+            (None, true, Some(first)) => ck_model::Ts::now().0 - first.0,
             _ => 0,
         };
         let shared = Arc::new(Shared {

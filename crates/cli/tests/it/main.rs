@@ -4,6 +4,7 @@ mod alerts;
 mod backfill;
 mod browser;
 mod cli;
+mod cluster;
 mod crash;
 mod gapfree;
 mod live;

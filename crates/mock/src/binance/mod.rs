@@ -58,6 +58,9 @@ pub struct MockOptions {
     pub ping_every: Duration,
     /// Faults to inject.
     pub faults: Faults,
+    /// Shift the times so the first message is at this time instead of
+    /// now: two mocks started with the same time serve the same data.
+    pub shift_to: Option<Ts>,
 }
 
 impl Default for MockOptions {
@@ -67,6 +70,7 @@ impl Default for MockOptions {
             looped: false,
             ping_every: Duration::from_secs(20),
             faults: Faults::default(),
+            shift_to: None,
         }
     }
 }
@@ -224,7 +228,7 @@ impl MockBinance {
             .iter()
             .find(|m| m.origin == Origin::Ws)
             .map_or(Ts::now(), |m| m.ts_received);
-        let shift_ms = Ts::now().as_millis() - first.as_millis();
+        let shift_ms = options.shift_to.unwrap_or_else(Ts::now).as_millis() - first.as_millis();
         let shared = Arc::new(build(recording, options, shift_ms));
 
         let ws_listener = TcpListener::bind(ws_addr).await?;

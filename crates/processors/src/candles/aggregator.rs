@@ -321,8 +321,16 @@ impl CandleAggregator {
             }
         }
         s.arrivals += 1;
+        // Trades at one time are ordered by id where ids are ordered (also
+        // string ids holding numbers, as Coinbase Advanced Trade sends), so
+        // that open and close do not depend on arrival: a restart, a replay
+        // or another node builds the same candle.
         let (tiebreak, id_in_key) = match (&trade.trade_id, s.ids_ordered) {
             (TradeId::Num(n), true) => (*n, true),
+            (TradeId::Str(text), true) => match text.parse::<u64>() {
+                Ok(n) => (n, false),
+                Err(_) => (s.arrivals, false),
+            },
             _ => (s.arrivals, false),
         };
         let fixed = FixedTrade {

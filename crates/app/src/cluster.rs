@@ -1,0 +1,598 @@
+//! Scale-out over NATS JetStream: `run --role collector|processor|api`.
+//!
+//! ```text
+//!  collector ──JetStream──> processor ──> store (PostgreSQL)
+//!  (capture, gap           (candles,         │
+//!   detection + repair)     alerts)          │
+//!          core NATS <prefix>.live.… ──> API node ──> clients
+//! ```
+//!
+//! - **Collectors** run the live sources and publish every normalized trade,
+//!   quote, gap and listing to `<prefix>.trades|quotes|gaps|meta.<exchange>.<instrument>`.
+//!   Each message carries a `Nats-Msg-Id` (a trade's is its exchange,
+//!   instrument and id), so a republished trade is dropped by JetStream
+//!   within its de-duplication window. A publish is retried until JetStream
+//!   acknowledges it: a NATS outage stalls capture's queues, never drops.
+//! - **Processors** read the stream through a durable pull consumer and run
+//!   the normal candle stage and store writer. The stream position goes into
+//!   the store in the same transaction as the data before it; messages are
+//!   acknowledged (ack-all) only up to that committed position. A processor
+//!   killed at any moment resumes from its durable position: what it gets
+//!   again is deduplicated by trade id in the store and in the aggregator,
+//!   and the candles open at the restart are rebuilt from the stored trades.
+//! - **API nodes** serve from the shared store, and push the live updates
+//!   the processors publish on core NATS (`<prefix>.live.…`, not stored).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
+use ck_bus::{Event, IngestError, LiveFeed, Receiver, Sender, metrics};
+use ck_model::{BackfillProgress, Candle, Exchange, Gap, Instrument, InstrumentInfo, Quote, Trade, Ts};
+use ck_processors::gaps::GapDetector;
+use ck_store::Store;
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NatsConfig;
+
+/// What one `candlekeep run` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Everything in one process, no NATS (the default).
+    #[default]
+    All,
+    /// Capture and publish to JetStream.
+    Collector,
+    /// Consume from JetStream, build candles and alerts, write the store.
+    Processor,
+    /// Serve the API from the store and live updates from NATS.
+    Api,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "all" => Ok(Role::All),
+            "collector" => Ok(Role::Collector),
+            "processor" => Ok(Role::Processor),
+            "api" => Ok(Role::Api),
+            other => Err(format!(
+                "unknown role `{other}`: use all, collector, processor or api"
+            )),
+        }
+    }
+}
+
+/// One message on the wire (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Wire {
+    /// A trade.
+    Trade(Trade),
+    /// Best bid and ask.
+    Quote(Quote),
+    /// A gap, or a gap's new state.
+    Gap(Gap),
+    /// An instrument listing.
+    Instrument(InstrumentInfo),
+    /// Bad input a collector skipped.
+    Error(IngestError),
+    /// A candle update (live subjects only).
+    Candle(Candle),
+}
+
+impl Wire {
+    fn from_event(event: &Event) -> Option<Wire> {
+        Some(match event {
+            Event::Trade(t) => Wire::Trade(t.clone()),
+            Event::Quote(q) => Wire::Quote(q.clone()),
+            Event::Gap(g) => Wire::Gap(g.clone()),
+            Event::Instrument(i) => Wire::Instrument(i.clone()),
+            Event::IngestError(e) => Wire::Error(e.clone()),
+            Event::Candle(c) => Wire::Candle((**c).clone()),
+            Event::ExchangeCandle(_) | Event::Progress(_) => return None,
+        })
+    }
+
+    fn into_event(self) -> Event {
+        match self {
+            Wire::Trade(t) => Event::Trade(t),
+            Wire::Quote(q) => Event::Quote(q),
+            Wire::Gap(g) => Event::Gap(g),
+            Wire::Instrument(i) => Event::Instrument(i),
+            Wire::Error(e) => Event::IngestError(e),
+            Wire::Candle(c) => Event::Candle(Box::new(c)),
+        }
+    }
+}
+
+/// A connection to NATS with the stream in place.
+#[derive(Debug)]
+pub struct Cluster {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: NatsConfig,
+}
+
+impl Cluster {
+    /// Connects, and creates the stream if missing (or updates its limits).
+    pub async fn connect(config: &NatsConfig) -> anyhow::Result<Arc<Cluster>> {
+        let client = async_nats::ConnectOptions::new()
+            .name("candlekeep")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(config.url.as_str())
+            .await
+            .with_context(|| format!("connecting to NATS at {}", config.url))?;
+        let js = jetstream::new(client.clone());
+        let p = &config.subject_prefix;
+        let wanted = stream::Config {
+            name: config.stream.clone(),
+            subjects: ["trades", "quotes", "gaps", "meta"]
+                .iter()
+                .map(|k| format!("{p}.{k}.>"))
+                .collect(),
+            max_age: Duration::from_secs(config.max_age_hours.max(1) * 3600),
+            max_bytes: if config.max_bytes > 0 {
+                config.max_bytes
+            } else {
+                -1
+            },
+            duplicate_window: Duration::from_secs(config.duplicate_window_secs.max(1)),
+            storage: stream::StorageType::File,
+            ..stream::Config::default()
+        };
+        js.create_or_update_stream(wanted)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("creating the JetStream stream {}", config.stream))?;
+        tracing::info!(url = %config.url, stream = %config.stream, prefix = %p, "joined NATS JetStream");
+        Ok(Arc::new(Cluster {
+            client,
+            js,
+            config: config.clone(),
+        }))
+    }
+
+    /// The subject and de-duplication id of an event, if it is published.
+    fn address(&self, event: &Event) -> Option<(String, Option<String>)> {
+        let p = &self.config.subject_prefix;
+        let at = |kind: &str, e: Exchange, i: &Instrument| format!("{p}.{kind}.{e}.{i}");
+        Some(match event {
+            Event::Trade(t) => (
+                at("trades", t.exchange, &t.instrument),
+                Some(format!("t:{}:{}:{}", t.exchange, t.instrument, t.trade_id)),
+            ),
+            Event::Quote(q) => (
+                at("quotes", q.exchange, &q.instrument),
+                Some(format!(
+                    "q:{}:{}:{}:{}",
+                    q.exchange, q.instrument, q.ts_exchange.0, q.ts_received.0
+                )),
+            ),
+            Event::Gap(g) => (
+                at("gaps", g.exchange, &g.instrument),
+                Some(format!(
+                    "g:{}:{}:{}:{}:{}",
+                    g.exchange,
+                    g.instrument,
+                    g.from_ts.0,
+                    g.to_ts.0,
+                    g.state.as_str()
+                )),
+            ),
+            Event::Instrument(i) => (at("meta", i.exchange, &i.instrument), None),
+            Event::IngestError(e) => (
+                format!(
+                    "{p}.meta.{}.errors",
+                    e.exchange.map_or("unknown", Exchange::as_str)
+                ),
+                None,
+            ),
+            _ => return None,
+        })
+    }
+
+    /// Publishes events to JetStream and waits for every acknowledgement,
+    /// retrying (with backoff, for ever) those that fail. Returns how many
+    /// were published.
+    async fn publish_all(&self, events: &[Event], stop: &CancellationToken) -> u64 {
+        let published = metrics::counter("candlekeep_nats_published_total");
+        let retries = metrics::counter("candlekeep_nats_publish_retries_total");
+        let mut messages = Vec::with_capacity(events.len());
+        for event in events {
+            let (Some((subject, id)), Some(wire)) = (self.address(event), Wire::from_event(event))
+            else {
+                continue;
+            };
+            match serde_json::to_vec(&wire) {
+                Ok(body) => messages.push((subject, id, body)),
+                Err(e) => tracing::error!(error = %e, "could not encode an event for NATS"),
+            }
+        }
+        let mut pending: Vec<usize> = (0..messages.len()).collect();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let mut acks = Vec::with_capacity(pending.len());
+            let mut failed = Vec::new();
+            for &i in &pending {
+                let (subject, id, body) = &messages[i];
+                let mut msg = PublishMessage::build().payload(body.clone().into());
+                if let Some(id) = id {
+                    msg = msg.message_id(id);
+                }
+                match self.js.send_publish(subject.clone(), msg).await {
+                    Ok(ack) => acks.push((i, ack)),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "publish failed");
+                        failed.push(i);
+                    }
+                }
+            }
+            for (i, ack) in acks {
+                if let Err(e) = ack.await {
+                    tracing::debug!(error = %e, "publish not acknowledged");
+                    failed.push(i);
+                }
+            }
+            published.inc_by((pending.len() - failed.len()) as u64);
+            if failed.is_empty() {
+                return messages.len() as u64;
+            }
+            retries.inc_by(failed.len() as u64);
+            tracing::warn!(
+                failed = failed.len(),
+                retry_in = ?delay,
+                "JetStream did not take every message; publishing them again"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stop.cancelled(), if delay > Duration::from_secs(5) => {
+                    tracing::error!(lost = failed.len(), "stopping with messages NATS never acknowledged");
+                    return (messages.len() - failed.len()) as u64;
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
+            failed.sort_unstable();
+            pending = failed;
+        }
+    }
+}
+
+/// What a collector published.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CollectorStats {
+    /// Messages JetStream acknowledged.
+    pub published: u64,
+    /// Gaps found by trade-id continuity.
+    pub gaps: u64,
+}
+
+/// The collector's last stage, in place of the candle stage and the store
+/// writer: finds id gaps (sending them to repair) and publishes everything.
+pub async fn run_collector(
+    cluster: Arc<Cluster>,
+    mut events: Receiver<Event>,
+    gap_tap: Option<tokio::sync::mpsc::UnboundedSender<Gap>>,
+    seeds: Vec<(Exchange, Instrument, u64, Ts)>,
+    stop: CancellationToken,
+) -> CollectorStats {
+    let mut stats = CollectorStats::default();
+    let gaps_found = metrics::counter("candlekeep_gaps_detected_total");
+    let mut detector = GapDetector::new();
+    for (exchange, instrument, id, at) in seeds {
+        detector.seed(exchange, instrument, id, at);
+    }
+    let mut batch = Vec::new();
+    let mut out = Vec::new();
+    while events.recv_many(&mut batch, 1024).await > 0 {
+        for event in batch.drain(..) {
+            let found = match &event {
+                Event::Trade(t) => detector.on_trade(t, Ts::now()),
+                Event::Gap(g) if g.state == ck_model::GapState::Open => Some(g.clone()),
+                _ => None,
+            };
+            let passed_through = matches!(event, Event::Gap(_));
+            out.push(event);
+            if let Some(gap) = found {
+                if let Some(tap) = &gap_tap {
+                    let _ = tap.send(gap.clone());
+                }
+                if !passed_through {
+                    stats.gaps += 1;
+                    gaps_found.inc();
+                    tracing::warn!(exchange = %gap.exchange, instrument = %gap.instrument, reason = %gap.reason, "gap detected");
+                    out.push(Event::Gap(gap));
+                }
+            }
+        }
+        stats.published += cluster.publish_all(&out, &stop).await;
+        out.clear();
+    }
+    stats
+}
+
+/// What a processor's consumer did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsumerStats {
+    /// Messages received (redeliveries included).
+    pub received: u64,
+    /// Messages that could not be decoded (recorded as ingest errors).
+    pub undecodable: u64,
+    /// The highest stream sequence acknowledged.
+    pub acked: u64,
+}
+
+/// The processor's source: the durable consumer, until `stop`.
+pub async fn run_consumer(
+    cluster: Arc<Cluster>,
+    store: Arc<dyn Store>,
+    out: Sender<Event>,
+    stop: CancellationToken,
+) -> anyhow::Result<ConsumerStats> {
+    let config = &cluster.config;
+    let stream = cluster
+        .js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("opening the JetStream stream")?;
+    let p = &config.subject_prefix;
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &config.consumer,
+            consumer::pull::Config {
+                durable_name: Some(config.consumer.clone()),
+                ack_policy: consumer::AckPolicy::All,
+                ack_wait: Duration::from_secs(config.ack_wait_secs.max(1)),
+                max_ack_pending: 200_000,
+                filter_subjects: ["trades", "quotes", "gaps", "meta"]
+                    .iter()
+                    .map(|k| format!("{p}.{k}.>"))
+                    .collect(),
+                ..consumer::pull::Config::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("creating the durable consumer")?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("pulling from the durable consumer")?;
+    let job = format!("nats {} {}", config.stream, config.consumer);
+    tracing::info!(stream = %config.stream, consumer = %config.consumer, "processor consuming");
+
+    let received = metrics::counter("candlekeep_nats_received_total");
+    let bad = metrics::counter("candlekeep_nats_undecodable_total");
+    let mut stats = ConsumerStats::default();
+    let mut pending: VecDeque<(u64, jetstream::Message)> = VecDeque::new();
+    let mut marked = 0u64; // newest sequence sent as a progress marker
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {
+                mark(&out, &job, &pending, &mut marked).await?;
+                ack_committed(store.as_ref(), &job, &mut pending, &mut stats).await;
+            }
+            next = messages.next() => {
+                let Some(next) = next else { break };
+                let message = match next {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "NATS consumer hiccup; continuing");
+                        continue;
+                    }
+                };
+                let seq = match message.info() {
+                    Ok(info) => info.stream_sequence,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a message without JetStream metadata; skipped");
+                        continue;
+                    }
+                };
+                stats.received += 1;
+                received.inc();
+                let event = match serde_json::from_slice::<Wire>(&message.payload) {
+                    Ok(wire) => wire.into_event(),
+                    Err(e) => {
+                        stats.undecodable += 1;
+                        bad.inc();
+                        Event::IngestError(IngestError::new(
+                            None,
+                            format!("nats {} #{seq}", message.subject),
+                            format!("undecodable message: {e}"),
+                            &String::from_utf8_lossy(&message.payload),
+                        ))
+                    }
+                };
+                out.send(event).await.map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
+                pending.push_back((seq, message));
+                if pending.len() % 1024 == 0 {
+                    mark(&out, &job, &pending, &mut marked).await?;
+                }
+            }
+        }
+    }
+    // Stopping: mark the end, and acknowledge what gets committed meanwhile
+    // (the rest is delivered again to the next processor, harmlessly).
+    mark(&out, &job, &pending, &mut marked).await?;
+    for _ in 0..25 {
+        ack_committed(store.as_ref(), &job, &mut pending, &mut stats).await;
+        if pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(stats)
+}
+
+/// Sends a progress marker for the newest pending message: the store writer
+/// commits it after everything sent before it.
+async fn mark(
+    out: &Sender<Event>,
+    job: &str,
+    pending: &VecDeque<(u64, jetstream::Message)>,
+    marked: &mut u64,
+) -> anyhow::Result<()> {
+    let Some(&(newest, _)) = pending.back() else {
+        return Ok(());
+    };
+    if newest <= *marked {
+        return Ok(());
+    }
+    *marked = newest;
+    out.send(Event::Progress(BackfillProgress {
+        job: job.to_owned(),
+        cursor: newest.to_string(),
+        done: false,
+        updated_at: Ts::now(),
+    }))
+    .await
+    .map_err(|_| anyhow::anyhow!("the pipeline stopped"))
+}
+
+/// Acknowledges (ack-all) the newest message at or below the committed position.
+async fn ack_committed(
+    store: &dyn Store,
+    job: &str,
+    pending: &mut VecDeque<(u64, jetstream::Message)>,
+    stats: &mut ConsumerStats,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let committed = match store.backfill_progress(job).await {
+        Ok(Some(p)) => p.cursor.parse::<u64>().unwrap_or(0),
+        Ok(None) => 0,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the committed stream position");
+            return;
+        }
+    };
+    let mut last = None;
+    while pending.front().is_some_and(|(seq, _)| *seq <= committed) {
+        last = pending.pop_front();
+    }
+    if let Some((seq, message)) = last {
+        match message.ack().await {
+            Ok(()) => stats.acked = seq,
+            Err(e) => tracing::warn!(error = %e, seq, "ack failed; the message will come again"),
+        }
+    }
+}
+
+/// Processor side: publishes the live feed (trades, quotes, candles, gaps)
+/// on core NATS for API nodes, until `stop`. Never slows the pipeline: a
+/// lagging publisher loses the oldest updates and counts them.
+pub async fn publish_live(cluster: Arc<Cluster>, feed: LiveFeed, stop: CancellationToken) {
+    let mut rx = feed.subscribe();
+    let lagged = metrics::counter("candlekeep_nats_live_lagged_total");
+    let p = cluster.config.subject_prefix.clone();
+    loop {
+        let event = tokio::select! {
+            () = stop.cancelled() => break,
+            r = rx.recv() => match r {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    lagged.inc_by(n);
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+        };
+        let Some(wire) = Wire::from_event(&event) else {
+            continue;
+        };
+        let (kind, exchange, instrument) = match &wire {
+            Wire::Trade(t) => ("trades", t.exchange, &t.instrument),
+            Wire::Quote(q) => ("quotes", q.exchange, &q.instrument),
+            Wire::Candle(c) => ("candles", c.exchange, &c.instrument),
+            Wire::Gap(g) => ("gaps", g.exchange, &g.instrument),
+            Wire::Instrument(_) | Wire::Error(_) => continue,
+        };
+        let Ok(body) = serde_json::to_vec(&wire) else {
+            continue;
+        };
+        let subject = format!("{p}.live.{kind}.{exchange}.{instrument}");
+        if let Err(e) = cluster.client.publish(subject, body.into()).await {
+            tracing::debug!(error = %e, "live update not published");
+        }
+    }
+}
+
+/// API side: feeds live updates from NATS into this process's live feed
+/// (for WebSocket clients), until `stop`.
+pub async fn follow_live(
+    cluster: Arc<Cluster>,
+    feed: LiveFeed,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let subject = format!("{}.live.>", cluster.config.subject_prefix);
+    let mut sub = cluster
+        .client
+        .subscribe(subject.clone())
+        .await
+        .with_context(|| format!("subscribing to {subject}"))?;
+    let bad = metrics::counter("candlekeep_nats_undecodable_total");
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            m = sub.next() => match m {
+                Some(m) => m,
+                None => return Ok(()),
+            },
+        };
+        match serde_json::from_slice::<Wire>(&message.payload) {
+            Ok(wire) => {
+                let _ = feed.send(Arc::new(wire.into_event()));
+            }
+            Err(e) => {
+                bad.inc();
+                tracing::warn!(subject = %message.subject, error = %e, "undecodable live update skipped");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_round_trips_exactly() {
+        let trade = Trade {
+            exchange: Exchange::Binance,
+            instrument: Instrument::parse("BTC-USDT").expect("instrument"),
+            trade_id: ck_model::TradeId::Num(u64::MAX),
+            price: ck_model::Decimal::parse("61837.63000000").expect("price"),
+            size: ck_model::Decimal::parse("0.00100000").expect("size"),
+            side: ck_model::Side::Sell,
+            ts_exchange: Ts(1_723_075_200_123_456_789),
+            ts_received: Ts(1_723_075_200_223_456_789),
+            fills: 3,
+        };
+        let text = serde_json::to_string(&Wire::Trade(trade.clone())).expect("encode");
+        let back: Wire = serde_json::from_str(&text).expect("decode");
+        assert!(
+            matches!(back, Wire::Trade(t) if t == trade),
+            "nanoseconds, decimals and ids survive: {text}"
+        );
+    }
+
+    #[test]
+    fn roles_parse_and_refuse_unknown_names() {
+        assert_eq!("processor".parse::<Role>(), Ok(Role::Processor));
+        let err = "worker".parse::<Role>().expect_err("unknown");
+        assert!(err.contains("worker"), "{err}");
+    }
+}

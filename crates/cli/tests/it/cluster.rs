@@ -1,0 +1,492 @@
+//! Scale-out on one machine: two collectors (Binance and Coinbase Advanced
+//! Trade, each replayed by its own mock), one processor and one API node, joined
+//! through the real NATS JetStream server and the real PostgreSQL on
+//! loopback. Beside them, a single `run --role all` process captures the same
+//! replayed data into SQLite. The processor is killed (SIGKILL) mid-run and
+//! started again.
+//!
+//! The candles in PostgreSQL, and those the API node serves, equal the
+//! single process's; every trade is stored once.
+//!
+//! `CK_TEST_POSTGRES_URL` and `CK_TEST_NATS_URL` override the servers
+//! (defaults: `postgres://postgres@127.0.0.1:5432/test`, `nats://127.0.0.1:4222`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ck_bus::{Event, Origin, RawMessage};
+use ck_mock::venue::{MockVenue, VenueOptions};
+use ck_model::{Candle, Exchange, Instrument, Interval, Ts};
+use ck_store::{CandleSource, RangeQuery, Store};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::support::{eventually, recording};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn postgres_url() -> String {
+    std::env::var("CK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn nats_url() -> String {
+    std::env::var("CK_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A venue recording: its frames, the instruments it trades, its trade count.
+struct Venue {
+    exchange: Exchange,
+    kind: &'static str,
+    messages: Vec<RawMessage>,
+    instruments: Vec<Instrument>,
+    trades: usize,
+}
+
+fn venue(exchange: Exchange, kind: &'static str, file: &str) -> Venue {
+    let messages = recording(file);
+    let mut normalizer = ck_sources::normalize::Normalizer::new();
+    let mut events = Vec::new();
+    for m in messages.iter().filter(|m| m.origin == Origin::Ws) {
+        normalizer.handle(m, &|| "recording".to_owned(), &mut events);
+    }
+    let mut keys = BTreeSet::new();
+    let mut instruments = BTreeSet::new();
+    for e in &events {
+        match e {
+            Event::Trade(t) => {
+                keys.insert((t.instrument.clone(), t.trade_id.to_string()));
+                instruments.insert(t.instrument.clone());
+            }
+            Event::Quote(q) => {
+                instruments.insert(q.instrument.clone());
+            }
+            _ => {}
+        }
+    }
+    Venue {
+        exchange,
+        kind,
+        messages,
+        instruments: instruments.into_iter().collect(),
+        trades: keys.len(),
+    }
+}
+
+async fn mock(v: &Venue, at: Ts, speed: f64) -> MockVenue {
+    MockVenue::start(
+        v.exchange,
+        &v.messages,
+        VenueOptions {
+            shift_to: Some(at),
+            speed: Some(speed),
+            ..VenueOptions::default()
+        },
+    )
+    .await
+    .expect("mock")
+}
+
+fn source_toml(v: &Venue, mock: &MockVenue) -> String {
+    let instruments: Vec<String> = v
+        .instruments
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect();
+    format!(
+        "[[sources]]\nkind = \"{}\"\nws_url = \"{}\"\nrest_url = \"\"\nstale_after_secs = 600\ninstruments = [{}]\n",
+        v.kind,
+        mock.ws_url(),
+        instruments.join(", ")
+    )
+}
+
+/// Starts `candlekeep run` with this config and extra arguments.
+fn start(dir: &Path, name: &str, config: &str, env: &[(&str, String)], args: &[&str]) -> Running {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, config).expect("config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_candlekeep"));
+    cmd.arg("--config")
+        .arg(&path)
+        .arg("run")
+        .args(args)
+        .env("CANDLEKEEP_DATA_DIR", dir.join(name))
+        .env("CANDLEKEEP_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Running(cmd.spawn().expect("start candlekeep run"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A GET over plain HTTP/1.1; the body.
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8(buf).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+async fn total_trades(store: &dyn Store) -> u64 {
+    store.counts().await.map(|c| c.trades).unwrap_or(0)
+}
+
+/// Every candle field but the state (closed or revised depends on when a
+/// late trade arrived, not on what was traded).
+fn values(c: &Candle) -> String {
+    format!(
+        "{} o={} h={} l={} c={} v={} qv={} vwap={} tb={} n={} ids={:?}-{:?}",
+        c.open_time,
+        c.open,
+        c.high,
+        c.low,
+        c.close,
+        c.volume,
+        c.quote_volume,
+        c.vwap,
+        c.taker_buy_volume,
+        c.trades,
+        c.first_trade_id,
+        c.last_trade_id
+    )
+}
+
+async fn candles(store: &dyn Store, e: Exchange, i: &Instrument, iv: Interval) -> Vec<String> {
+    let q = RangeQuery {
+        exchange: e,
+        instrument: i.clone(),
+        from: Ts(i64::MIN),
+        to: Ts(i64::MAX),
+        limit: 1_000_000,
+    };
+    store
+        .candles(&q, iv, CandleSource::Ours)
+        .await
+        .expect("candles")
+        .iter()
+        .map(values)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process() {
+    let tag = format!("ckt{}", std::process::id());
+    // PostgreSQL: a schema of this test's own, named in the URL's search path.
+    let (pg, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is unreachable at {}: {e}. Start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
+                postgres_url()
+            )
+        });
+    tokio::spawn(conn);
+    pg.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {tag} CASCADE; CREATE SCHEMA {tag}"
+    ))
+    .await
+    .expect("schema");
+    let store_url = format!("{}?options=-csearch_path%3D{tag}", postgres_url());
+    let nats = async_nats::connect(nats_url()).await.unwrap_or_else(|e| {
+        panic!(
+            "NATS is unreachable at {}: {e}. Start it with \
+             `nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server &`",
+            nats_url()
+        )
+    });
+    let js = async_nats::jetstream::new(nats);
+    let stream = tag.to_uppercase();
+    let _ = js.delete_stream(&stream).await;
+
+    // Binance: about six recorded minutes of BTC-USDT; Coinbase Advanced
+    // Trade: its recording. Recorded times are moved to one start time for
+    // both runs, so they see the same data; Binance's six minutes take
+    // about twenty seconds.
+    let binance_messages = crate::support::binance_messages(usize::MAX);
+    let coinbase = venue(Exchange::Coinbase, "coinbase", "cryptofeed/COINBASE.jsonl.zst");
+    let speed = 20.0;
+    let at = Ts::now();
+    let binance_mock = |at| {
+        let m = binance_messages.clone();
+        async move {
+            ck_mock::binance::MockBinance::start(
+                &m,
+                ck_mock::binance::MockOptions {
+                    speed: Some(speed),
+                    shift_to: Some(at),
+                    ..ck_mock::binance::MockOptions::default()
+                },
+            )
+            .await
+            .expect("binance mock")
+        }
+    };
+    let binance_toml = |m: &ck_mock::binance::MockBinance| {
+        format!(
+            "[[sources]]\nkind = \"binance\"\ninstruments = [\"BTC-USDT\"]\nws_url = \"{}\"\nrest_url = \"\"\nstale_after_secs = 600\n",
+            m.ws_url()
+        )
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster_env = vec![
+        ("CANDLEKEEP_STORE", store_url.clone()),
+        ("CANDLEKEEP_NATS__URL", nats_url()),
+        ("CANDLEKEEP_NATS__STREAM", stream.clone()),
+        ("CANDLEKEEP_NATS__SUBJECT_PREFIX", tag.clone()),
+    ];
+
+    // The single process, on its own mocks.
+    let (bn1, cb1) = (binance_mock(at).await, mock(&coinbase, at, speed).await);
+    let binance_trades = bn1.trades("BTCUSDT").len();
+    assert!(
+        binance_trades > 1_000 && coinbase.trades > 100,
+        "recordings hold trades: {binance_trades} and {}",
+        coinbase.trades
+    );
+    let expected = (binance_trades + coinbase.trades) as u64;
+    let single = start(
+        dir.path(),
+        "single",
+        &(binance_toml(&bn1) + &source_toml(&coinbase, &cb1)),
+        &[],
+        &["--listen", "127.0.0.1:0", "--role", "all"],
+    );
+
+    // The cluster, on mocks of its own serving the same data.
+    let (bn2, cb2) = (binance_mock(at).await, mock(&coinbase, at, speed).await);
+    let api_port = free_port();
+    let api_listen = format!("127.0.0.1:{api_port}");
+    let mut processor = start(
+        dir.path(),
+        "processor",
+        "sources = []\n",
+        &cluster_env,
+        &["--listen", "127.0.0.1:0", "--role", "processor"],
+    );
+    let _api = start(
+        dir.path(),
+        "api",
+        "sources = []\n",
+        &cluster_env,
+        &["--listen", &api_listen, "--role", "api"],
+    );
+    let _collector_a = start(
+        dir.path(),
+        "collector-a",
+        &binance_toml(&bn2),
+        &cluster_env,
+        &["--listen", "127.0.0.1:0", "--role", "collector"],
+    );
+    let _collector_b = start(
+        dir.path(),
+        "collector-b",
+        &source_toml(&coinbase, &cb2),
+        &cluster_env,
+        &["--listen", "127.0.0.1:0", "--role", "collector"],
+    );
+
+    // Readers of both stores (opened once each has created its schema).
+    let settings = crate::support::settings(dir.path());
+    let pg_store = {
+        let mut store = None;
+        for _ in 0..100 {
+            let location = ck_app::config::StoreLocation::Postgres(store_url.clone());
+            if let Ok(s) = ck_app::open_location(&location, settings.durability).await {
+                store = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        store.expect("the PostgreSQL store opens")
+    };
+
+    // The API node pushes live updates from NATS to a WebSocket client.
+    let live_trade = {
+        let url = format!("ws://{api_listen}/api/v1/ws");
+        let instrument = "BTC-USDT";
+        tokio::spawn(async move {
+            use futures_util::{SinkExt as _, StreamExt as _};
+            let mut ws = None;
+            for _ in 0..100 {
+                if let Ok((s, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+                    ws = Some(s);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut ws = ws?;
+            let sub = format!(
+                r#"{{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"{instrument}"}}"#
+            );
+            ws.send(tokio_tungstenite::tungstenite::Message::Text(sub.into()))
+                .await
+                .ok()?;
+            while let Some(Ok(m)) = ws.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = m
+                    && t.contains("\"type\":\"trade\"")
+                {
+                    return Some(t.to_string());
+                }
+            }
+            None
+        })
+    };
+
+    // Kill the processor mid-run, then start it again.
+    let third = expected / 3;
+    let reached = eventually(Duration::from_secs(90), || {
+        let s = pg_store.clone();
+        async move { total_trades(s.as_ref()).await >= third }
+    })
+    .await;
+    assert!(reached, "the processor stored a third of the trades");
+    processor.0.kill().expect("SIGKILL the processor");
+    processor.0.wait().expect("reaped");
+    let stored_at_kill = total_trades(pg_store.as_ref()).await;
+    let _processor = start(
+        dir.path(),
+        "processor",
+        "sources = []\n",
+        &cluster_env,
+        &["--listen", "127.0.0.1:0", "--role", "processor"],
+    );
+
+    let single_store = ck_app::open_location(
+        &ck_app::config::StoreLocation::Sqlite(dir.path().join("single/candlekeep.sqlite")),
+        settings.durability,
+    )
+    .await
+    .expect("single store");
+    let all_in = eventually(Duration::from_secs(120), || {
+        let (a, b) = (pg_store.clone(), single_store.clone());
+        let finished = [&bn1, &bn2].iter().all(|m| m.finished())
+            && [&cb1, &cb2].iter().all(|m| m.finished());
+        async move {
+            finished
+                && total_trades(a.as_ref()).await == expected
+                && total_trades(b.as_ref()).await == expected
+        }
+    })
+    .await;
+    assert!(
+        all_in,
+        "every recorded trade stored once in both: cluster {}, single {}, expected {expected} (processor killed at {stored_at_kill})",
+        total_trades(pg_store.as_ref()).await,
+        total_trades(single_store.as_ref()).await
+    );
+    assert!(stored_at_kill < expected, "the kill came mid-run");
+
+    // Candles settle a moment after the trades: compare until equal.
+    let mut series: Vec<(Exchange, Instrument)> = coinbase
+        .instruments
+        .iter()
+        .map(|i| (Exchange::Coinbase, i.clone()))
+        .collect();
+    series.push((Exchange::Binance, crate::support::btc()));
+    let last_difference = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let same = eventually(Duration::from_secs(30), || {
+        let (a, b, series) = (pg_store.clone(), single_store.clone(), series.clone());
+        let diff = last_difference.clone();
+        async move {
+            for (e, i) in &series {
+                for iv in [Interval::M1, Interval::H1] {
+                    let (x, y) = (
+                        candles(a.as_ref(), *e, i, iv).await,
+                        candles(b.as_ref(), *e, i, iv).await,
+                    );
+                    if x != y {
+                        *diff.lock().expect("lock") =
+                            format!("{e} {i} {iv}: cluster {x:#?}\nsingle {y:#?}");
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(
+        same,
+        "candles differ: {}",
+        last_difference.lock().expect("lock")
+    );
+    let one_minute: usize = {
+        let mut n = 0;
+        for (e, i) in &series {
+            n += candles(single_store.as_ref(), *e, i, Interval::M1).await.len();
+        }
+        n
+    };
+    assert!(one_minute > 10, "{one_minute} one-minute candles compared");
+
+    // The API node serves the same candles from the shared store.
+    let (e, i) = (Exchange::Binance, crate::support::btc());
+    let body = http_get(
+        api_port,
+        &format!(
+            "/api/v1/candles?exchange={}&instrument={i}&interval=1m&limit=10000",
+            e.as_str()
+        ),
+    )
+    .await
+    .expect("the API node answers");
+    let served: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let served_closes: Vec<String> = served["candles"]
+        .as_array()
+        .or(served.as_array())
+        .expect("a candle list")
+        .iter()
+        .map(|c| c["close"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let stored_closes: Vec<String> = {
+        let q = RangeQuery {
+            exchange: e,
+            instrument: i.clone(),
+            from: Ts(i64::MIN),
+            to: Ts(i64::MAX),
+            limit: 10_000,
+        };
+        single_store
+            .candles(&q, Interval::M1, CandleSource::Ours)
+            .await
+            .expect("candles")
+            .iter()
+            .map(|c| c.close.to_string())
+            .collect()
+    };
+    assert_eq!(served_closes, stored_closes, "the API node serves them");
+    let live = tokio::time::timeout(Duration::from_secs(5), live_trade).await;
+    assert!(
+        matches!(live, Ok(Ok(Some(_)))),
+        "the API node pushed a live trade it got over NATS: {live:?}"
+    );
+
+    drop(single);
+    let _ = js.delete_stream(&stream).await;
+    pg.batch_execute(&format!("DROP SCHEMA IF EXISTS {tag} CASCADE"))
+        .await
+        .expect("drop schema");
+}
