@@ -14,12 +14,17 @@
 //!   within its de-duplication window. A publish is retried until JetStream
 //!   acknowledges it: a NATS outage stalls capture's queues, never drops.
 //! - **Processors** read the stream through a durable pull consumer and run
-//!   the normal candle stage and store writer. The stream position goes into
-//!   the store in the same transaction as the data before it; messages are
-//!   acknowledged (ack-all) only up to that committed position. A processor
-//!   killed at any moment resumes from its durable position: what it gets
-//!   again is deduplicated by trade id in the store and in the aggregator,
-//!   and the candles open at the restart are rebuilt from the stored trades.
+//!   the normal candle stage and store writer. Each processor sends its
+//!   stream position through the pipeline, so the store commits it in the
+//!   same transaction as the data before it; a message is acknowledged (each
+//!   one explicitly) only once its position is committed. A processor killed
+//!   at any moment loses nothing: the server delivers what it had not
+//!   acknowledged again (to any processor of the consumer) after
+//!   `nats.ack_wait_secs`. What comes twice is deduplicated by trade id in
+//!   the store and in the aggregator, and the candles open at a restart are
+//!   rebuilt from the stored trades first.
+//!   (Ack-all would be wrong here: a new processor's ack would also cover
+//!   the messages delivered to the one that died.)
 //! - **API nodes** serve from the shared store, and push the live updates
 //!   the processors publish on core NATS (`<prefix>.live.…`, not stored).
 
@@ -30,7 +35,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use ck_bus::{Event, IngestError, LiveFeed, Receiver, Sender, metrics};
-use ck_model::{BackfillProgress, Candle, Exchange, Gap, Instrument, InstrumentInfo, Quote, Trade, Ts};
+use ck_model::{
+    BackfillProgress, Candle, Exchange, Gap, Instrument, InstrumentInfo, Quote, Trade, Ts,
+};
 use ck_processors::gaps::GapDetector;
 use ck_store::Store;
 use futures_util::StreamExt as _;
@@ -348,7 +355,7 @@ pub async fn run_consumer(
             &config.consumer,
             consumer::pull::Config {
                 durable_name: Some(config.consumer.clone()),
-                ack_policy: consumer::AckPolicy::All,
+                ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(config.ack_wait_secs.max(1)),
                 max_ack_pending: 200_000,
                 filter_subjects: ["trades", "quotes", "gaps", "meta"]
@@ -366,7 +373,14 @@ pub async fn run_consumer(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("pulling from the durable consumer")?;
-    let job = format!("nats {} {}", config.stream, config.consumer);
+    // This process's own position (processors may share the consumer).
+    let job = format!(
+        "nats {} {} {}-{}",
+        config.stream,
+        config.consumer,
+        std::process::id(),
+        Ts::now().0
+    );
     tracing::info!(stream = %config.stream, consumer = %config.consumer, "processor consuming");
 
     let received = metrics::counter("candlekeep_nats_received_total");
@@ -461,7 +475,7 @@ async fn mark(
     .map_err(|_| anyhow::anyhow!("the pipeline stopped"))
 }
 
-/// Acknowledges (ack-all) the newest message at or below the committed position.
+/// Acknowledges every pending message at or below the committed position.
 async fn ack_committed(
     store: &dyn Store,
     job: &str,
@@ -479,13 +493,12 @@ async fn ack_committed(
             return;
         }
     };
-    let mut last = None;
     while pending.front().is_some_and(|(seq, _)| *seq <= committed) {
-        last = pending.pop_front();
-    }
-    if let Some((seq, message)) = last {
+        let Some((seq, message)) = pending.pop_front() else {
+            break;
+        };
         match message.ack().await {
-            Ok(()) => stats.acked = seq,
+            Ok(()) => stats.acked = stats.acked.max(seq),
             Err(e) => tracing::warn!(error = %e, seq, "ack failed; the message will come again"),
         }
     }

@@ -109,7 +109,8 @@ pub struct NatsConfig {
     /// The processors' durable consumer. Processors sharing a name share
     /// the work; each name receives every message.
     pub consumer: String,
-    /// Seconds before an unacknowledged message is delivered again.
+    /// Seconds before a message a processor took but did not acknowledge
+    /// (it died, or its store is stuck) is delivered again.
     pub ack_wait_secs: u64,
 }
 
@@ -123,7 +124,7 @@ impl Default for NatsConfig {
             max_bytes: 0,
             duplicate_window_secs: 120,
             consumer: "processor".into(),
-            ack_wait_secs: 60,
+            ack_wait_secs: 30,
         }
     }
 }
@@ -202,9 +203,7 @@ impl std::fmt::Display for StoreLocation {
             StoreLocation::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
             // The URL may hold a password: show only where it points.
             StoreLocation::Postgres(url) => {
-                let host = url
-                    .split_once("://")
-                    .map_or(url.as_str(), |(_, rest)| rest);
+                let host = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
                 let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
                 write!(f, "postgres://{host}")
             }

@@ -353,8 +353,12 @@ pub async fn run_pipeline(
             )
             .await
             {
-                Ok(n) => tracing::info!(%exchange, %instrument, trades = n, since = %from, "warmed up the open candles from the store"),
-                Err(e) => tracing::error!(%exchange, %instrument, error = %e, "warm-up read failed; candles open at the restart may be partial"),
+                Ok(n) => {
+                    tracing::info!(%exchange, %instrument, trades = n, since = %from, "warmed up the open candles from the store")
+                }
+                Err(e) => {
+                    tracing::error!(%exchange, %instrument, error = %e, "warm-up read failed; candles open at the restart may be partial")
+                }
             }
         }
     }
@@ -505,7 +509,11 @@ pub async fn run_pipeline(
                     Some(task) => Some(task.await.context("NATS publisher panicked")?),
                     None => None,
                 };
-                anyhow::Ok((Ok(AggregatorStats::default()), WriterStats::default(), collector))
+                anyhow::Ok((
+                    Ok(AggregatorStats::default()),
+                    WriterStats::default(),
+                    collector,
+                ))
             }
         }
     };

@@ -340,7 +340,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     // An API node: the store, and live updates from processors.
                     let alerts = start_alerts(&settings, &store, &token, false)?;
                     let api = start_api(listen, &settings, &store, &alerts, &token).await?;
-                    ck_app::cluster::follow_live(cluster.clone(), settings.feed.clone(), token.clone()).await?;
+                    ck_app::cluster::follow_live(
+                        cluster.clone(),
+                        settings.feed.clone(),
+                        token.clone(),
+                    )
+                    .await?;
                     api.await.ok();
                     return Ok(());
                 }
@@ -366,6 +371,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Collectors write nothing: alerts and retention run where the
             // candles are built.
             let builds_candles = role != Role::Collector;
+            if builds_candles && !config.redis.url.is_empty() {
+                tokio::spawn(ck_app::redis_sink::run_redis_sink(
+                    config.redis.clone(),
+                    settings.feed.clone(),
+                    token.clone(),
+                ));
+            }
             let alerts = start_alerts(&settings, &store, &token, builds_candles)?;
             let api = start_api(listen, &settings, &store, &alerts, &token).await?;
             let policy = config.retention.policy()?;
@@ -1033,11 +1045,9 @@ fn sources_from_config(config: &AppConfig) -> anyhow::Result<Vec<Source>> {
                 let (exchange, v) = venue
                     .venue()
                     .ok_or_else(|| anyhow::anyhow!("not a venue source"))?;
-                let (protocol, default_url) = ck_sources::live::protocol_for(
-                    exchange,
-                    v.api.as_deref() == Some("v1"),
-                )
-                .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
+                let (protocol, default_url) =
+                    ck_sources::live::protocol_for(exchange, v.api.as_deref() == Some("v1"))
+                        .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
                 Source::Live {
                     protocol,
                     config: ck_sources::live::connector::LiveConfig {
@@ -1048,14 +1058,13 @@ fn sources_from_config(config: &AppConfig) -> anyhow::Result<Vec<Source>> {
                             .map(|i| Instrument::parse(i))
                             .collect::<Result<Vec<_>, _>>()?,
                         backoff: BackoffPolicy::default(),
-                        stale_after: std::time::Duration::from_secs(
-                            v.stale_after_secs.max(1),
-                        ),
+                        stale_after: std::time::Duration::from_secs(v.stale_after_secs.max(1)),
                         rest_url: match &v.rest_url {
                             Some(url) if url.is_empty() => None,
                             Some(url) => Some(url.clone()),
-                            None => ck_sources::history::default_rest_url(exchange)
-                                .map(str::to_owned),
+                            None => {
+                                ck_sources::history::default_rest_url(exchange).map(str::to_owned)
+                            }
                         },
                     },
                 }

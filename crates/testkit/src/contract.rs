@@ -82,7 +82,10 @@ async fn prune_removes_only_older_rows(store: &dyn Store) {
     let plan = ck_store::PrunePlan {
         trades_before: Some(Ts::from_secs(15)),
         quotes_before: Some(Ts::from_secs(6)),
-        candles_before: vec![(Interval::M1, Ts::from_secs(60)), (Interval::H1, Ts::from_secs(60))],
+        candles_before: vec![
+            (Interval::M1, Ts::from_secs(60)),
+            (Interval::H1, Ts::from_secs(60)),
+        ],
         batch_rows: 1,
         dry_run: true,
     };
@@ -92,7 +95,11 @@ async fn prune_removes_only_older_rows(store: &dyn Store) {
         (1, 1, vec![(Interval::M1, 2), (Interval::H1, 0)]),
         "a dry run counts the trade at 10 s, the quote at 5 s and both sources' candle at 0 s"
     );
-    assert_eq!(store.counts().await.expect("counts").trades, 304, "and deletes nothing");
+    assert_eq!(
+        store.counts().await.expect("counts").trades,
+        304,
+        "and deletes nothing"
+    );
     let done = store
         .prune(&ck_store::PrunePlan {
             dry_run: false,

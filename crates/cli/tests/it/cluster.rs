@@ -6,7 +6,9 @@
 //! started again.
 //!
 //! The candles in PostgreSQL, and those the API node serves, equal the
-//! single process's; every trade is stored once.
+//! single process's; every trade is stored once. (The kill lands where the
+//! processor holds messages it has not acknowledged: they come back after
+//! the ack wait, to the new processor.)
 //!
 //! `CK_TEST_POSTGRES_URL` and `CK_TEST_NATS_URL` override the servers
 //! (defaults: `postgres://postgres@127.0.0.1:5432/test`, `nats://127.0.0.1:4222`).
@@ -20,7 +22,6 @@ use ck_bus::{Event, Origin, RawMessage};
 use ck_mock::venue::{MockVenue, VenueOptions};
 use ck_model::{Candle, Exchange, Instrument, Interval, Ts};
 use ck_store::{CandleSource, RangeQuery, Store};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::{eventually, recording};
 
@@ -96,11 +97,7 @@ async fn mock(v: &Venue, at: Ts, speed: f64) -> MockVenue {
 }
 
 fn source_toml(v: &Venue, mock: &MockVenue) -> String {
-    let instruments: Vec<String> = v
-        .instruments
-        .iter()
-        .map(|i| format!("\"{i}\""))
-        .collect();
+    let instruments: Vec<String> = v.instruments.iter().map(|i| format!("\"{i}\"")).collect();
     format!(
         "[[sources]]\nkind = \"{}\"\nws_url = \"{}\"\nrest_url = \"\"\nstale_after_secs = 600\ninstruments = [{}]\n",
         v.kind,
@@ -134,19 +131,6 @@ fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
-}
-
-/// A GET over plain HTTP/1.1; the body.
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8(buf).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 async fn total_trades(store: &dyn Store) -> u64 {
@@ -226,7 +210,11 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     // both runs, so they see the same data; Binance's six minutes take
     // about twenty seconds.
     let binance_messages = crate::support::binance_messages(usize::MAX);
-    let coinbase = venue(Exchange::Coinbase, "coinbase", "cryptofeed/COINBASE.jsonl.zst");
+    let coinbase = venue(
+        Exchange::Coinbase,
+        "coinbase",
+        "cryptofeed/COINBASE.jsonl.zst",
+    );
     let speed = 20.0;
     let at = Ts::now();
     let binance_mock = |at| {
@@ -256,6 +244,8 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         ("CANDLEKEEP_NATS__URL", nats_url()),
         ("CANDLEKEEP_NATS__STREAM", stream.clone()),
         ("CANDLEKEEP_NATS__SUBJECT_PREFIX", tag.clone()),
+        // What the killed processor took comes back after this.
+        ("CANDLEKEEP_NATS__ACK_WAIT_SECS", "3".to_owned()),
     ];
 
     // The single process, on its own mocks.
@@ -382,8 +372,8 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     .expect("single store");
     let all_in = eventually(Duration::from_secs(120), || {
         let (a, b) = (pg_store.clone(), single_store.clone());
-        let finished = [&bn1, &bn2].iter().all(|m| m.finished())
-            && [&cb1, &cb2].iter().all(|m| m.finished());
+        let finished =
+            [&bn1, &bn2].iter().all(|m| m.finished()) && [&cb1, &cb2].iter().all(|m| m.finished());
         async move {
             finished
                 && total_trades(a.as_ref()).await == expected
@@ -436,7 +426,9 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     let one_minute: usize = {
         let mut n = 0;
         for (e, i) in &series {
-            n += candles(single_store.as_ref(), *e, i, Interval::M1).await.len();
+            n += candles(single_store.as_ref(), *e, i, Interval::M1)
+                .await
+                .len();
         }
         n
     };
@@ -444,16 +436,16 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
 
     // The API node serves the same candles from the shared store.
     let (e, i) = (Exchange::Binance, crate::support::btc());
-    let body = http_get(
-        api_port,
+    let response = crate::support::http_get(
+        &api_listen,
         &format!(
             "/api/v1/candles?exchange={}&instrument={i}&interval=1m&limit=10000",
             e.as_str()
         ),
-    )
-    .await
-    .expect("the API node answers");
-    let served: serde_json::Value = serde_json::from_str(&body).expect("json");
+    );
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let served: serde_json::Value = serde_json::from_str(body).expect("json");
     let served_closes: Vec<String> = served["candles"]
         .as_array()
         .or(served.as_array())

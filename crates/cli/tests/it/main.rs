@@ -9,6 +9,7 @@ mod crash;
 mod gapfree;
 mod live;
 mod poll;
+mod redis;
 mod replay;
 mod retention;
 mod support;

@@ -75,8 +75,10 @@ struct Conn {
 
 impl Conn {
     async fn open(options: &PgOptions) -> Result<Conn, Error> {
-        let mut config: tokio_postgres::Config =
-            options.url.parse().map_err(pg("reading the PostgreSQL URL"))?;
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(pg("reading the PostgreSQL URL"))?;
         if config.get_application_name().is_none() {
             // Names the schema too, so an operator (or a test) can tell
             // which store a connection serves.
@@ -157,7 +159,10 @@ impl Conn {
         context: &'static str,
     ) -> Result<u64, Error> {
         let stmt = self.statement(sql).await?;
-        self.client.execute(&stmt, params).await.map_err(pg(context))
+        self.client
+            .execute(&stmt, params)
+            .await
+            .map_err(pg(context))
     }
 }
 
@@ -304,7 +309,6 @@ macro_rules! const_format_candles {
     };
 }
 use const_format_candles;
-
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -497,7 +501,8 @@ async fn write_batch(
     }
     for g in &b.gaps {
         let id = instrument_id(&tx, ids, g.exchange, &g.instrument).await?;
-        let [first, last] = [g.first_missing_id, g.last_missing_id].map(|v| v.map(|n| n.to_string()));
+        let [first, last] =
+            [g.first_missing_id, g.last_missing_id].map(|v| v.map(|n| n.to_string()));
         tx.execute(
             "INSERT INTO gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id, state, reason, detected_at, updated_at)
              VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric, $6, $7, $8, $9)
@@ -542,8 +547,7 @@ async fn upsert_candles(
                 latest.insert(key, c);
             }
             Some(old)
-                if c.state != CandleState::Provisional
-                    || old.state == CandleState::Provisional =>
+                if c.state != CandleState::Provisional || old.state == CandleState::Provisional =>
             {
                 latest.insert(key, c);
             }

@@ -22,7 +22,9 @@ pub(crate) async fn fresh(name: &str) -> (PgStore, Schema) {
         .expect("drop old schema");
     let mut options = PgOptions::new(&url());
     options.schema = Some(schema.clone());
-    let store = PgStore::open(options).await.expect("open the PostgreSQL store");
+    let store = PgStore::open(options)
+        .await
+        .expect("open the PostgreSQL store");
     (store, Schema { name: schema })
 }
 
@@ -117,7 +119,10 @@ async fn postgres_store_survives_a_lost_connection() {
     }
     assert!(ok, "the store opens a new connection after losing one");
     let write = std::sync::Arc::new(ck_store::WriteBatch {
-        trades: ck_testkit::bench_data::binance_trades().into_iter().take(10).collect(),
+        trades: ck_testkit::bench_data::binance_trades()
+            .into_iter()
+            .take(10)
+            .collect(),
         ..ck_store::WriteBatch::default()
     });
     let mut written = None;

@@ -27,7 +27,11 @@ async fn sqlite_is_in_wal_mode_and_reopens_with_its_data() {
     assert_eq!(versions, 4);
     drop(conn);
     let store = SqliteStore::open(&path, Durability::Full).expect("reopen migrates nothing twice");
-    assert_eq!(store.counts().await.expect("counts").trades, 303, "the contract ends with a prune");
+    assert_eq!(
+        store.counts().await.expect("counts").trades,
+        303,
+        "the contract ends with a prune"
+    );
 }
 
 #[tokio::test]
