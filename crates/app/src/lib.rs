@@ -10,6 +10,7 @@
 //! - [`repair`]: automatic gap repair from REST history.
 //! - [`verify`]: our candles against the exchange's own.
 //! - [`cluster`]: scale-out roles over NATS JetStream.
+//! - [`migrate`]: copying a whole store between backends.
 //! - [`redis_sink`]: hot state and pub/sub in Redis for outside apps.
 //! - [`open_store`]: the configured store backend.
 
@@ -19,6 +20,7 @@ pub mod backfill;
 pub mod capture;
 pub mod cluster;
 pub mod config;
+pub mod migrate;
 pub mod pipeline;
 pub mod redis_sink;
 pub mod repair;

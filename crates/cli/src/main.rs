@@ -180,6 +180,17 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Copy a whole store into another, with no loss: SQLite to PostgreSQL
+    /// (or back). The target's schema is created if needed; rerunning is
+    /// safe (rows already there are not doubled).
+    Migrate {
+        /// The store to read: `sqlite:PATH` or `postgres://…`.
+        #[arg(long)]
+        from: String,
+        /// The store to fill: `postgres://…` or `sqlite:PATH`.
+        #[arg(long)]
+        to: String,
+    },
     /// Show the most recent ingest errors (bad input that was skipped).
     Errors {
         /// How many.
@@ -407,6 +418,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             token.cancel();
             api.await.ok();
+            Ok(())
+        }
+        Command::Migrate { from, to } => {
+            let parse = |url: &str| {
+                ck_app::config::StoreLocation::parse(url, &settings.data_dir)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            };
+            let (from, to) = (parse(&from)?, parse(&to)?);
+            if from == to {
+                anyhow::bail!("--from and --to name the same store ({from})");
+            }
+            let source = ck_app::open_location(&from, settings.durability).await?;
+            let target = ck_app::open_location(&to, settings.durability).await?;
+            let started = Instant::now();
+            let report = ck_app::migrate::copy_store(source.as_ref(), target.as_ref(), &|line| {
+                eprintln!("{line}")
+            })
+            .await?;
+            let (a, b) = (source.counts().await?, target.counts().await?);
+            eprintln!(
+                "copied {from} to {to} in {:.1} s: {} instruments, {} trades, {} quotes, {} candles",
+                started.elapsed().as_secs_f64(),
+                report.instruments,
+                report.trades,
+                report.quotes,
+                report.candles
+            );
+            if b.trades < a.trades || b.quotes < a.quotes || b.candles < a.candles {
+                anyhow::bail!(
+                    "the target holds fewer rows than the source: trades {} < {}, quotes {} < {}, candles {} < {}",
+                    b.trades, a.trades, b.quotes, a.quotes, b.candles, a.candles
+                );
+            }
             Ok(())
         }
         Command::Replay { files, speed } => {

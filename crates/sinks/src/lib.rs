@@ -292,6 +292,12 @@ mod tests {
         async fn instruments(&self) -> Result<Vec<StoredInstrument>, Error> {
             self.inner.instruments().await
         }
+        async fn backfill_jobs(&self) -> Result<Vec<ck_model::BackfillProgress>, Error> {
+            self.inner.backfill_jobs().await
+        }
+        async fn restore_alert_rule(&self, rule: &ck_store::StoredRule) -> Result<(), Error> {
+            self.inner.restore_alert_rule(rule).await
+        }
         async fn ingest_errors(&self, n: usize) -> Result<Vec<ck_bus::IngestError>, Error> {
             self.inner.ingest_errors(n).await
         }

@@ -315,6 +315,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A backfill job's stored position.
     async fn backfill_progress(&self, job: &str) -> Result<Option<BackfillProgress>, Error>;
 
+    /// Every stored job position (backfills, NATS consumers), by job name.
+    async fn backfill_jobs(&self) -> Result<Vec<BackfillProgress>, Error>;
+
+    /// Stores a rule under its own id and time, replacing any rule with that
+    /// id (copying a store); later new rules get higher ids.
+    async fn restore_alert_rule(&self, rule: &StoredRule) -> Result<(), Error>;
+
     /// The latest quote.
     async fn latest_quote(
         &self,

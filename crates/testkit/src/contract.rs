@@ -194,6 +194,22 @@ async fn alert_rules_and_firings(store: &dyn Store) {
     assert_eq!(firings[1].deliveries.as_deref(), Some(r#"[{"ok":true}]"#));
     assert_eq!(firings[1].fired_at, Ts::from_secs(10));
     assert_eq!(store.firings(1).await.expect("firings").len(), 1);
+
+    // Copying a store keeps rule ids; later rules get new ones.
+    let restored = ck_store::StoredRule {
+        id: 40,
+        rule: r#"{"kind":"restored"}"#.into(),
+        updated_at: Ts::from_secs(5),
+    };
+    store.restore_alert_rule(&restored).await.expect("restore");
+    let rules = store.alert_rules().await.expect("rules");
+    assert_eq!(rules.last(), Some(&restored), "kept with its id and time");
+    let next = store
+        .put_alert_rule(None, "{}")
+        .await
+        .expect("insert")
+        .expect("an id");
+    assert!(next > 40, "a new rule after a restored one gets a new id: {next}");
 }
 
 async fn gap_states_move_forward(store: &dyn Store) {
@@ -275,8 +291,9 @@ async fn last_trade_and_backfill_progress(store: &dyn Store) {
             .expect("write progress");
         assert_eq!(
             store.backfill_progress(job).await.expect("progress"),
-            Some(p)
+            Some(p.clone())
         );
+        assert_eq!(store.backfill_jobs().await.expect("jobs"), vec![p]);
     }
 }
 

@@ -8,6 +8,7 @@ mod cluster;
 mod crash;
 mod gapfree;
 mod live;
+mod migrate;
 mod poll;
 mod redis;
 mod replay;

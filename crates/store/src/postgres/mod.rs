@@ -797,7 +797,7 @@ impl Store for PgStore {
         let conn = self.reader().await?;
         let rows = conn
             .query(
-                "SELECT id, rule_id, fired_at, firing, deliveries FROM alert_firings ORDER BY id DESC LIMIT $1",
+                "SELECT id, rule_id, fired_at, firing, deliveries FROM alert_firings ORDER BY fired_at DESC, id DESC LIMIT $1",
                 &[&limit(max)],
                 "reading firings",
             )
@@ -852,6 +852,47 @@ impl Store for PgStore {
                 done: r.get(1),
                 updated_at: Ts(r.get(2)),
             }))
+    }
+
+    async fn backfill_jobs(&self) -> Result<Vec<BackfillProgress>, Error> {
+        let conn = self.reader().await?;
+        let rows = conn
+            .query(
+                "SELECT job, cursor, done, updated_at FROM backfill_progress ORDER BY job",
+                &[],
+                "reading backfill jobs",
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| BackfillProgress {
+                job: r.get(0),
+                cursor: r.get(1),
+                done: r.get(2),
+                updated_at: Ts(r.get(3)),
+            })
+            .collect())
+    }
+
+    async fn restore_alert_rule(&self, rule: &StoredRule) -> Result<(), Error> {
+        self.with_writer(async |conn, _| {
+            conn.execute(
+                "INSERT INTO alert_rules (id, rule, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET rule = excluded.rule, updated_at = excluded.updated_at",
+                &[&rule.id, &rule.rule, &rule.updated_at.0],
+                "restoring alert rule",
+            )
+            .await?;
+            // New rules must not take a restored id.
+            conn.execute(
+                "SELECT setval(pg_get_serial_sequence('alert_rules', 'id'), GREATEST((SELECT MAX(id) FROM alert_rules), 1))",
+                &[],
+                "moving the rule id sequence",
+            )
+            .await
+            .map(|_| ())
+        })
+        .await
     }
 
     async fn latest_quote(

@@ -70,6 +70,19 @@ pub(super) async fn put_rule(
     .await
 }
 
+pub(super) async fn restore_rule(store: &SqliteStore, rule: StoredRule) -> Result<(), Error> {
+    write(store, move |c| {
+        c.execute(
+            "INSERT INTO alert_rules (id, rule, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET rule = excluded.rule, updated_at = excluded.updated_at",
+            params![rule.id, rule.rule, rule.updated_at.0],
+        )
+        .map(|_| ())
+        .map_err(sql("restoring alert rule"))
+    })
+    .await
+}
+
 pub(super) async fn delete_rule(store: &SqliteStore, id: i64) -> Result<bool, Error> {
     write(store, move |c| {
         c.execute("DELETE FROM alert_rules WHERE id = ?1", params![id])

@@ -614,6 +614,31 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn backfill_jobs(&self) -> Result<Vec<BackfillProgress>, Error> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT job, cursor, done, updated_at FROM backfill_progress ORDER BY job")
+                .map_err(sql("preparing backfill job query"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(BackfillProgress {
+                        job: r.get(0)?,
+                        cursor: r.get(1)?,
+                        done: r.get(2)?,
+                        updated_at: Ts(r.get(3)?),
+                    })
+                })
+                .map_err(sql("reading backfill jobs"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(sql("reading backfill jobs"))
+        })
+        .await
+    }
+
+    async fn restore_alert_rule(&self, rule: &crate::StoredRule) -> Result<(), Error> {
+        alerts::restore_rule(self, rule.clone()).await
+    }
+
     async fn latest_quote(
         &self,
         exchange: Exchange,

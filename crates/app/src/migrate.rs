@@ -1,0 +1,299 @@
+//! `candlekeep migrate`: copies a whole store into another (SQLite to
+//! PostgreSQL, or back), through the [`Store`] contract, so any pair of
+//! backends works.
+//!
+//! Everything is copied: listings, trades, quotes, candles of every interval
+//! (ours and the exchange's), gaps with their states, ingest errors, job
+//! positions, alert rules (with their ids) and firings. Rows are read in
+//! pages by time and written in batches; the target deduplicates, so a copy
+//! that stopped can simply run again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ck_model::{Exchange, Instrument, Interval, Quote, Trade, TradeId, Ts};
+use ck_store::{CandleSource, RangeQuery, Store, WriteBatch};
+
+/// Rows read per page.
+const PAGE: usize = 20_000;
+
+/// What was copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// Instruments.
+    pub instruments: u64,
+    /// Trades read from the source.
+    pub trades: u64,
+    /// Quotes read.
+    pub quotes: u64,
+    /// Candles read (both sources, every interval).
+    pub candles: u64,
+    /// Gaps.
+    pub gaps: u64,
+    /// Ingest errors.
+    pub errors: u64,
+    /// Job positions.
+    pub jobs: u64,
+    /// Alert rules.
+    pub rules: u64,
+    /// Alert firings.
+    pub firings: u64,
+}
+
+async fn write(to: &dyn Store, batch: WriteBatch) -> anyhow::Result<()> {
+    if !batch.is_empty() {
+        to.write(Arc::new(batch)).await?;
+    }
+    Ok(())
+}
+
+fn range(exchange: Exchange, instrument: &Instrument, from: Ts, limit: usize) -> RangeQuery {
+    RangeQuery {
+        exchange,
+        instrument: instrument.clone(),
+        from,
+        to: Ts(i64::MAX),
+        limit,
+    }
+}
+
+/// Copies everything in `from` into `to`; `progress` hears about each step.
+pub async fn copy_store(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<MigrateReport> {
+    let mut report = MigrateReport::default();
+    let instruments = from.instruments().await?;
+    write(
+        to,
+        WriteBatch {
+            instruments: instruments
+                .iter()
+                .filter(|i| !i.info.native_symbol.is_empty() || i.info.status.is_some())
+                .map(|i| i.info.clone())
+                .collect(),
+            ..WriteBatch::default()
+        },
+    )
+    .await?;
+    for stored in &instruments {
+        let (e, i) = (stored.info.exchange, &stored.info.instrument);
+        report.instruments += 1;
+        let trades = copy_trades(from, to, e, i).await?;
+        let quotes = copy_quotes(from, to, e, i).await?;
+        let mut candles = 0;
+        for interval in Interval::ALL {
+            for source in [CandleSource::Ours, CandleSource::Exchange] {
+                candles += copy_candles(from, to, e, i, interval, source).await?;
+            }
+        }
+        progress(&format!(
+            "{e} {i}: {trades} trades, {quotes} quotes, {candles} candles"
+        ));
+        report.trades += trades;
+        report.quotes += quotes;
+        report.candles += candles;
+    }
+    let gaps = from.gaps(None, None, usize::MAX >> 1).await?;
+    report.gaps = gaps.len() as u64;
+    write(
+        to,
+        WriteBatch {
+            gaps,
+            ..WriteBatch::default()
+        },
+    )
+    .await?;
+    let mut errors = from.ingest_errors(usize::MAX >> 1).await?;
+    errors.reverse(); // oldest first, as they were recorded
+    report.errors = errors.len() as u64;
+    for chunk in errors.chunks(PAGE) {
+        write(
+            to,
+            WriteBatch {
+                errors: chunk.to_vec(),
+                ..WriteBatch::default()
+            },
+        )
+        .await?;
+    }
+    let jobs = from.backfill_jobs().await?;
+    report.jobs = jobs.len() as u64;
+    write(
+        to,
+        WriteBatch {
+            progress: jobs,
+            ..WriteBatch::default()
+        },
+    )
+    .await?;
+    for rule in from.alert_rules().await? {
+        to.restore_alert_rule(&rule).await?;
+        report.rules += 1;
+    }
+    let mut firings = from.firings(usize::MAX >> 1).await?;
+    firings.reverse();
+    // Firings have no natural key: one already in the target (same rule,
+    // time and content) is not copied again.
+    let present: HashSet<(String, Ts, String)> = to
+        .firings(usize::MAX >> 1)
+        .await?
+        .into_iter()
+        .map(|f| (f.rule_id, f.fired_at, f.firing))
+        .collect();
+    for f in firings {
+        if present.contains(&(f.rule_id.clone(), f.fired_at, f.firing.clone())) {
+            continue;
+        }
+        let id = to.record_firing(&f.rule_id, f.fired_at, &f.firing).await?;
+        if let Some(d) = &f.deliveries {
+            to.set_firing_deliveries(id, d).await?;
+        }
+        report.firings += 1;
+    }
+    progress(&format!(
+        "{} gaps, {} ingest errors, {} job positions, {} alert rules, {} firings",
+        report.gaps, report.errors, report.jobs, report.rules, report.firings
+    ));
+    Ok(report)
+}
+
+/// Pages through time; `key` tells rows at the page's last time apart, so
+/// the next page (starting at that time) skips the ones already copied. A
+/// page holding one time only is read again, larger.
+async fn copy_trades(
+    from: &dyn Store,
+    to: &dyn Store,
+    e: Exchange,
+    i: &Instrument,
+) -> anyhow::Result<u64> {
+    let mut cursor = Ts(i64::MIN);
+    let mut seen: HashSet<TradeId> = HashSet::new();
+    let mut limit = PAGE;
+    let mut copied = 0;
+    loop {
+        let page = from.trades(&range(e, i, cursor, limit)).await?;
+        let full = page.len() == limit;
+        let fresh: Vec<Trade> = page
+            .into_iter()
+            .filter(|t| !(t.ts_exchange == cursor && seen.contains(&t.trade_id)))
+            .collect();
+        let Some(last) = fresh.last().map(|t| t.ts_exchange) else {
+            if full {
+                limit *= 2;
+                continue;
+            }
+            return Ok(copied);
+        };
+        if last != cursor {
+            seen.clear();
+        }
+        seen.extend(
+            fresh
+                .iter()
+                .filter(|t| t.ts_exchange == last)
+                .map(|t| t.trade_id.clone()),
+        );
+        cursor = last;
+        copied += fresh.len() as u64;
+        write(
+            to,
+            WriteBatch {
+                trades: fresh,
+                ..WriteBatch::default()
+            },
+        )
+        .await?;
+        if !full {
+            return Ok(copied);
+        }
+    }
+}
+
+async fn copy_quotes(
+    from: &dyn Store,
+    to: &dyn Store,
+    e: Exchange,
+    i: &Instrument,
+) -> anyhow::Result<u64> {
+    let mut cursor = Ts(i64::MIN);
+    let mut seen: HashSet<i64> = HashSet::new(); // receive times at `cursor`
+    let mut limit = PAGE;
+    let mut copied = 0;
+    loop {
+        let page = from.quotes(&range(e, i, cursor, limit)).await?;
+        let full = page.len() == limit;
+        let fresh: Vec<Quote> = page
+            .into_iter()
+            .filter(|q| !(q.ts_exchange == cursor && seen.contains(&q.ts_received.0)))
+            .collect();
+        let Some(last) = fresh.last().map(|q| q.ts_exchange) else {
+            if full {
+                limit *= 2;
+                continue;
+            }
+            return Ok(copied);
+        };
+        if last != cursor {
+            seen.clear();
+        }
+        seen.extend(
+            fresh
+                .iter()
+                .filter(|q| q.ts_exchange == last)
+                .map(|q| q.ts_received.0),
+        );
+        cursor = last;
+        copied += fresh.len() as u64;
+        write(
+            to,
+            WriteBatch {
+                quotes: fresh,
+                ..WriteBatch::default()
+            },
+        )
+        .await?;
+        if !full {
+            return Ok(copied);
+        }
+    }
+}
+
+async fn copy_candles(
+    from: &dyn Store,
+    to: &dyn Store,
+    e: Exchange,
+    i: &Instrument,
+    interval: Interval,
+    source: CandleSource,
+) -> anyhow::Result<u64> {
+    let mut cursor = Ts(i64::MIN);
+    let mut copied = 0;
+    loop {
+        // Open times are unique per series: the next page starts after the last.
+        let page = from
+            .candles(&range(e, i, cursor, PAGE), interval, source)
+            .await?;
+        let Some(last) = page.last().map(|c| c.open_time) else {
+            return Ok(copied);
+        };
+        let full = page.len() == PAGE;
+        copied += page.len() as u64;
+        let batch = match source {
+            CandleSource::Ours => WriteBatch {
+                candles: page,
+                ..WriteBatch::default()
+            },
+            CandleSource::Exchange => WriteBatch {
+                exchange_candles: page,
+                ..WriteBatch::default()
+            },
+        };
+        write(to, batch).await?;
+        if !full {
+            return Ok(copied);
+        }
+        cursor = Ts(last.0 + 1);
+    }
+}
