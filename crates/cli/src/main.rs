@@ -448,7 +448,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if b.trades < a.trades || b.quotes < a.quotes || b.candles < a.candles {
                 anyhow::bail!(
                     "the target holds fewer rows than the source: trades {} < {}, quotes {} < {}, candles {} < {}",
-                    b.trades, a.trades, b.quotes, a.quotes, b.candles, a.candles
+                    b.trades,
+                    a.trades,
+                    b.quotes,
+                    a.quotes,
+                    b.candles,
+                    a.candles
                 );
             }
             Ok(())

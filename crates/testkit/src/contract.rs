@@ -209,7 +209,10 @@ async fn alert_rules_and_firings(store: &dyn Store) {
         .await
         .expect("insert")
         .expect("an id");
-    assert!(next > 40, "a new rule after a restored one gets a new id: {next}");
+    assert!(
+        next > 40,
+        "a new rule after a restored one gets a new id: {next}"
+    );
 }
 
 async fn gap_states_move_forward(store: &dyn Store) {

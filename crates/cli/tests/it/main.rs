@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod crash;
+mod deploy;
 mod gapfree;
 mod live;
 mod migrate;

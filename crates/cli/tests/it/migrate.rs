@@ -121,7 +121,10 @@ async fn migrate_copies_sqlite_into_postgres_with_no_loss() {
         pg.counts().await.expect("counts"),
     );
     assert_eq!(a, b, "every row copied once, even after a second run");
-    assert!(a.trades > 10_000 && a.quotes > 1_000 && a.candles > 100, "{a:?}");
+    assert!(
+        a.trades > 10_000 && a.quotes > 1_000 && a.candles > 100,
+        "{a:?}"
+    );
 
     let instruments = sqlite.instruments().await.expect("instruments");
     assert_eq!(pg.instruments().await.expect("instruments"), instruments);
@@ -136,8 +139,13 @@ async fn migrate_copies_sqlite_into_postgres_with_no_loss() {
         };
         for interval in Interval::ALL {
             let (x, y) = (
-                sqlite.candles(&q, interval, CandleSource::Ours).await.expect("candles"),
-                pg.candles(&q, interval, CandleSource::Ours).await.expect("candles"),
+                sqlite
+                    .candles(&q, interval, CandleSource::Ours)
+                    .await
+                    .expect("candles"),
+                pg.candles(&q, interval, CandleSource::Ours)
+                    .await
+                    .expect("candles"),
             );
             assert_eq!(x, y, "{} {} {interval}", q.exchange, q.instrument);
             compared += x.len();

@@ -617,7 +617,9 @@ impl Store for SqliteStore {
     async fn backfill_jobs(&self) -> Result<Vec<BackfillProgress>, Error> {
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached("SELECT job, cursor, done, updated_at FROM backfill_progress ORDER BY job")
+                .prepare_cached(
+                    "SELECT job, cursor, done, updated_at FROM backfill_progress ORDER BY job",
+                )
                 .map_err(sql("preparing backfill job query"))?;
             let rows = stmt
                 .query_map([], |r| {
