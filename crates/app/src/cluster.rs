@@ -431,7 +431,7 @@ pub async fn run_consumer(
                 };
                 out.send(event).await.map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
                 pending.push_back((seq, message));
-                if pending.len() % 1024 == 0 {
+                if pending.len().is_multiple_of(1024) {
                     mark(&out, &job, &pending, &mut marked).await?;
                 }
             }

@@ -10,7 +10,7 @@ use ck_app::config::StoreLocation;
 use ck_app::pipeline::Source;
 use ck_model::{Interval, Ts};
 use ck_sources::replay::ReplayOptions;
-use ck_store::{CandleSource, RangeQuery, Store, WriteBatch};
+use ck_store::{CandleSource, RangeQuery, WriteBatch};
 
 use crate::support::{settings, spawn_pipeline};
 
