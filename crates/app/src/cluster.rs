@@ -205,6 +205,12 @@ impl Cluster {
         })
     }
 
+    /// Publishes events as a collector does (subjects, message ids, every
+    /// acknowledgement awaited, failures retried); how many were published.
+    pub async fn publish(&self, events: &[Event]) -> u64 {
+        self.publish_all(events, &CancellationToken::new()).await
+    }
+
     /// Publishes events to JetStream and waits for every acknowledgement,
     /// retrying (with backoff, for ever) those that fail. Returns how many
     /// were published.

@@ -583,20 +583,23 @@ async fn demo_serves_every_recorded_venue_moved_to_now() {
         "bybit",
     ];
     let mut body = String::new();
+    let mut candles = String::new();
+    // Candles are committed a moment after the trades: wait for both.
     for _ in 0..300 {
         body = http_get(&demo.api, "/api/v1/instruments?with_data=true");
+        candles = http_get(
+            &demo.api,
+            "/api/v1/candles?exchange=okx&instrument=BTC-USDT&interval=1m&order=desc&limit=1",
+        );
         if wanted
             .iter()
             .all(|e| body.contains(&format!("\"exchange\":\"{e}\"")))
+            && candles.contains("\"open_time\"")
         {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let candles = http_get(
-        &demo.api,
-        "/api/v1/candles?exchange=okx&instrument=BTC-USDT&interval=1m&order=desc&limit=1",
-    );
     let (status, stderr) = demo.stop();
     assert!(status.success(), "{stderr}");
     let json = body.split("\r\n\r\n").nth(1).unwrap_or_default();

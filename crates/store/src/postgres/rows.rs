@@ -212,3 +212,90 @@ pub(crate) fn gap_from_row(r: &Row) -> Result<ck_model::Gap, Error> {
         detected_at: Ts(get(r, 8)?),
     })
 }
+
+/// A decimal sent to PostgreSQL as binary `NUMERIC` (base-10000 digits), so
+/// the server does not parse text for every price and size.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PgNumeric(pub(crate) Decimal);
+
+impl PgNumeric {
+    /// `(weight, base-10000 digits, most significant first)` of |value|.
+    fn groups(self) -> (i16, Vec<i16>) {
+        let scale = u32::from(self.0.scale());
+        let mut abs = self.0.mantissa().unsigned_abs();
+        // Least significant group first; fraction groups end at the point.
+        let mut groups: Vec<i16> = Vec::with_capacity(10);
+        let partial = scale % 4;
+        if partial != 0 {
+            let p = 10u128.pow(partial);
+            groups.push(((abs % p) * 10u128.pow(4 - partial)) as i16);
+            abs /= p;
+        }
+        while abs > 0 {
+            groups.push((abs % 10_000) as i16);
+            abs /= 10_000;
+        }
+        let fraction_groups = scale.div_ceil(4) as i16;
+        // Every fraction group exists even when zero-valued at the top.
+        while (groups.len() as i16) < fraction_groups {
+            groups.push(0);
+        }
+        let weight = groups.len() as i16 - 1 - fraction_groups;
+        groups.reverse();
+        // Trailing and leading zero groups are implied.
+        while groups.last() == Some(&0) {
+            groups.pop();
+        }
+        let leading = groups.iter().take_while(|g| **g == 0).count();
+        groups.drain(..leading);
+        (weight - leading as i16, groups)
+    }
+}
+
+impl tokio_postgres::types::ToSql for PgNumeric {
+    fn to_sql(
+        &self,
+        _ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut as _;
+        let (weight, groups) = self.groups();
+        let sign: u16 = if self.0.is_negative() && !groups.is_empty() {
+            0x4000
+        } else {
+            0
+        };
+        out.put_i16(i16::try_from(groups.len())?);
+        out.put_i16(if groups.is_empty() { 0 } else { weight });
+        out.put_u16(sign);
+        out.put_u16(u16::from(self.0.scale()));
+        for g in groups {
+            out.put_i16(g);
+        }
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::NUMERIC
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_groups_are_base_10000_around_the_point() {
+        let g = |s: &str| PgNumeric(Decimal::parse(s).expect("decimal")).groups();
+        assert_eq!(g("61837.63000000"), (1, vec![6, 1837, 6300]));
+        assert_eq!(g("0.00000638"), (-2, vec![638]));
+        assert_eq!(g("1e-8"), (-2, vec![1]));
+        assert_eq!(g("5"), (0, vec![5]));
+        assert_eq!(g("10000"), (1, vec![1]));
+        assert_eq!(g("0.5"), (-1, vec![5000]));
+        assert_eq!(g("0"), (-1, vec![]));
+        assert_eq!(g("-12.34"), (0, vec![12, 3400]));
+    }
+}

@@ -23,7 +23,7 @@ const MIGRATION_LOCK: i64 = 0x6361_6e64_6c65; // "candle"
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "instruments, trades, quotes, candles, gaps, errors, backfill progress, alerts",
-    r"
+    r#"
 CREATE TABLE instruments (
     id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     exchange      TEXT NOT NULL,
@@ -35,7 +35,7 @@ CREATE TABLE instruments (
 
 CREATE TABLE trades (
     instrument_id BIGINT NOT NULL,
-    trade_id      TEXT NOT NULL,
+    trade_id      TEXT COLLATE "C" NOT NULL,
     trade_seq     BIGINT,
     ts            BIGINT NOT NULL,
     price         NUMERIC NOT NULL,
@@ -125,7 +125,7 @@ CREATE TABLE alert_firings (
     deliveries TEXT
 );
 CREATE INDEX alert_firings_by_time ON alert_firings (fired_at);
-",
+"#,
 )];
 
 /// The newest schema version this binary knows.
