@@ -182,6 +182,18 @@ async fn year(runs: usize) {
     );
 }
 
+/// Real (repeated) trades moved so the first is now, as live trades are
+/// (the processor closes candles by the wall clock, as in production).
+fn now_trades(n: usize) -> Vec<ck_model::Trade> {
+    let mut trades = ck_testkit::bench_data::repeated_binance_trades(n);
+    let shift = Ts::now().0 - trades.first().map_or(0, |t| t.ts_exchange.0);
+    for t in &mut trades {
+        t.ts_exchange = Ts(t.ts_exchange.0 + shift);
+        t.ts_received = Ts(t.ts_received.0 + shift);
+    }
+    trades
+}
+
 /// A processor pipeline on its own stream; the trades, published as a collector would.
 struct NatsRun {
     cluster: Arc<Cluster>,
@@ -246,10 +258,7 @@ async fn nats(runs: usize) {
         // Throughput: publish everything, time until all is committed.
         let tag = format!("ckbench{}r{run}", std::process::id());
         let r = nats_processor(&tag).await;
-        let trades: Vec<Event> = ck_testkit::bench_data::repeated_binance_trades(TRADES)
-            .into_iter()
-            .map(Event::Trade)
-            .collect();
+        let trades: Vec<Event> = now_trades(TRADES).into_iter().map(Event::Trade).collect();
         let start = Instant::now();
         for chunk in trades.chunks(1_000) {
             r.cluster.publish(chunk).await;
@@ -274,7 +283,12 @@ async fn nats(runs: usize) {
             async move {
                 let (mut to_trade, mut to_candle) = (Vec::new(), Vec::new());
                 let mut candle_seen: HashMap<String, ()> = HashMap::new();
-                while let Ok(e) = rx.recv().await {
+                loop {
+                    let e = match rx.recv().await {
+                        Ok(e) => e,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    };
                     let now = Instant::now();
                     let id = match e.as_ref() {
                         Event::Trade(t) => {
@@ -300,7 +314,7 @@ async fn nats(runs: usize) {
                 (to_trade, to_candle)
             }
         });
-        let paced = ck_testkit::bench_data::repeated_binance_trades(10_000);
+        let paced = now_trades(10_000);
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         for chunk in paced.chunks(20) {
             tick.tick().await;
