@@ -964,8 +964,9 @@ mod tests {
             ),
             (
                 vec![("CANDLEKEEP_STORE__URL", "mysql://x")],
-                "not supported",
+                "`mysql://x` is not a store URL",
             ),
+            (vec![("CANDLEKEEP_STORE__URL", "sqlite:")], "needs a path"),
         ];
         for (vars, expected) in cases {
             let err = AppConfig::load(None, env(&vars))
@@ -1008,6 +1009,25 @@ mod tests {
             .expect_err("bad api")
             .to_string();
         assert!(err.contains("api `v3`"), "{err}");
+    }
+
+    #[test]
+    fn store_urls_name_sqlite_or_postgres() {
+        let c = AppConfig::load(
+            None,
+            env(&[("CANDLEKEEP_STORE__URL", "postgres://ck:secret@db:5432/ck")]),
+        )
+        .expect("load");
+        let s = c.settings().expect("settings");
+        assert_eq!(
+            s.store,
+            StoreLocation::Postgres("postgres://ck:secret@db:5432/ck".into())
+        );
+        assert_eq!(
+            s.store.to_string(),
+            "postgres://db:5432/ck",
+            "shown without the password"
+        );
     }
 
     #[test]
