@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ck_model::{Exchange, Instrument, Interval, Quote, Trade, TradeId, Ts};
+use ck_model::{Exchange, Instrument, Interval, Quote, Trade, Ts};
 use ck_store::{CandleSource, RangeQuery, Store, WriteBatch};
 
 /// Rows read per page.
@@ -159,27 +159,28 @@ pub async fn copy_store(
     Ok(report)
 }
 
-/// Pages through time; `key` tells rows at the page's last time apart, so
-/// the next page (starting at that time) skips the ones already copied. A
-/// page holding one time only is read again, larger.
-async fn copy_trades(
-    from: &dyn Store,
-    to: &dyn Store,
-    e: Exchange,
-    i: &Instrument,
+/// Pages through time with `read(from, limit)` (rows in time order) and
+/// hands each page to `write`. `key` tells rows at the page's last time
+/// apart, so the next page (starting at that time) skips the ones already
+/// copied; a page holding one time only is read again, larger.
+async fn copy_by_time<T, K: Eq + std::hash::Hash>(
+    read: impl AsyncFn(Ts, usize) -> anyhow::Result<Vec<T>>,
+    write_page: impl AsyncFn(Vec<T>) -> anyhow::Result<()>,
+    time: impl Fn(&T) -> Ts,
+    key: impl Fn(&T) -> K,
 ) -> anyhow::Result<u64> {
     let mut cursor = Ts(i64::MIN);
-    let mut seen: HashSet<TradeId> = HashSet::new();
+    let mut seen: HashSet<K> = HashSet::new();
     let mut limit = PAGE;
     let mut copied = 0;
     loop {
-        let page = from.trades(&range(e, i, cursor, limit)).await?;
+        let page = read(cursor, limit).await?;
         let full = page.len() == limit;
-        let fresh: Vec<Trade> = page
+        let fresh: Vec<T> = page
             .into_iter()
-            .filter(|t| !(t.ts_exchange == cursor && seen.contains(&t.trade_id)))
+            .filter(|r| !(time(r) == cursor && seen.contains(&key(r))))
             .collect();
-        let Some(last) = fresh.last().map(|t| t.ts_exchange) else {
+        let Some(last) = fresh.last().map(&time) else {
             if full {
                 limit *= 2;
                 continue;
@@ -189,26 +190,38 @@ async fn copy_trades(
         if last != cursor {
             seen.clear();
         }
-        seen.extend(
-            fresh
-                .iter()
-                .filter(|t| t.ts_exchange == last)
-                .map(|t| t.trade_id.clone()),
-        );
+        seen.extend(fresh.iter().filter(|r| time(r) == last).map(&key));
         cursor = last;
         copied += fresh.len() as u64;
-        write(
-            to,
-            WriteBatch {
-                trades: fresh,
-                ..WriteBatch::default()
-            },
-        )
-        .await?;
+        write_page(fresh).await?;
         if !full {
             return Ok(copied);
         }
     }
+}
+
+async fn copy_trades(
+    from: &dyn Store,
+    to: &dyn Store,
+    e: Exchange,
+    i: &Instrument,
+) -> anyhow::Result<u64> {
+    copy_by_time(
+        async |at, limit| Ok(from.trades(&range(e, i, at, limit)).await?),
+        async |trades: Vec<Trade>| {
+            write(
+                to,
+                WriteBatch {
+                    trades,
+                    ..WriteBatch::default()
+                },
+            )
+            .await
+        },
+        |t| t.ts_exchange,
+        |t| t.trade_id.clone(),
+    )
+    .await
 }
 
 async fn copy_quotes(
@@ -217,47 +230,22 @@ async fn copy_quotes(
     e: Exchange,
     i: &Instrument,
 ) -> anyhow::Result<u64> {
-    let mut cursor = Ts(i64::MIN);
-    let mut seen: HashSet<i64> = HashSet::new(); // receive times at `cursor`
-    let mut limit = PAGE;
-    let mut copied = 0;
-    loop {
-        let page = from.quotes(&range(e, i, cursor, limit)).await?;
-        let full = page.len() == limit;
-        let fresh: Vec<Quote> = page
-            .into_iter()
-            .filter(|q| !(q.ts_exchange == cursor && seen.contains(&q.ts_received.0)))
-            .collect();
-        let Some(last) = fresh.last().map(|q| q.ts_exchange) else {
-            if full {
-                limit *= 2;
-                continue;
-            }
-            return Ok(copied);
-        };
-        if last != cursor {
-            seen.clear();
-        }
-        seen.extend(
-            fresh
-                .iter()
-                .filter(|q| q.ts_exchange == last)
-                .map(|q| q.ts_received.0),
-        );
-        cursor = last;
-        copied += fresh.len() as u64;
-        write(
-            to,
-            WriteBatch {
-                quotes: fresh,
-                ..WriteBatch::default()
-            },
-        )
-        .await?;
-        if !full {
-            return Ok(copied);
-        }
-    }
+    copy_by_time(
+        async |at, limit| Ok(from.quotes(&range(e, i, at, limit)).await?),
+        async |quotes: Vec<Quote>| {
+            write(
+                to,
+                WriteBatch {
+                    quotes,
+                    ..WriteBatch::default()
+                },
+            )
+            .await
+        },
+        |q| q.ts_exchange,
+        |q| q.ts_received.0,
+    )
+    .await
 }
 
 async fn copy_candles(

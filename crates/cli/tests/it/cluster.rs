@@ -23,7 +23,7 @@ use ck_mock::venue::{MockVenue, VenueOptions};
 use ck_model::{Candle, Exchange, Instrument, Interval, Ts};
 use ck_store::{CandleSource, RangeQuery, Store};
 
-use crate::support::{eventually, recording};
+use crate::support::{eventually, postgres_admin, postgres_url, recording};
 
 struct Running(Child);
 
@@ -32,11 +32,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn postgres_url() -> String {
-    std::env::var("CK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 fn nats_url() -> String {
@@ -178,21 +173,10 @@ async fn candles(store: &dyn Store, e: Exchange, i: &Instrument, iv: Interval) -
 async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process() {
     let tag = format!("ckt{}", std::process::id());
     // PostgreSQL: a schema of this test's own, named in the URL's search path.
-    let (pg, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is unreachable at {}: {e}. Start it with \
-                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
-                postgres_url()
-            )
-        });
-    tokio::spawn(conn);
-    pg.batch_execute(&format!(
+    let pg = postgres_admin(&format!(
         "DROP SCHEMA IF EXISTS {tag} CASCADE; CREATE SCHEMA {tag}"
     ))
-    .await
-    .expect("schema");
+    .await;
     let store_url = format!("{}?options=-csearch_path%3D{tag}", postgres_url());
     let nats = async_nats::connect(nats_url()).await.unwrap_or_else(|e| {
         panic!(

@@ -12,12 +12,7 @@ use ck_model::{Interval, Ts};
 use ck_sources::replay::ReplayOptions;
 use ck_store::{CandleSource, RangeQuery, WriteBatch};
 
-use crate::support::{settings, spawn_pipeline};
-
-fn postgres_url() -> String {
-    std::env::var("CK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+use crate::support::{postgres_admin, postgres_url, settings, spawn_pipeline};
 
 fn migrate(from: &str, to: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
@@ -86,22 +81,10 @@ async fn migrate_copies_sqlite_into_postgres_with_no_loss() {
 
     // An empty schema of this test's own.
     let schema = format!("ckm{}", std::process::id());
-    let (admin, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is unreachable at {}: {e}. Start it with \
-                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
-                postgres_url()
-            )
-        });
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .await
-        .expect("schema");
+    let admin = postgres_admin(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .await;
     let target_url = format!("{}?options=-csearch_path%3D{schema}", postgres_url());
     let source_url = format!("sqlite:{}", dir.path().join("candlekeep.sqlite").display());
 

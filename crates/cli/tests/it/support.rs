@@ -318,3 +318,28 @@ pub(crate) fn recording(relative: &str) -> Vec<RawMessage> {
         .map(|r| r.expect("record"))
         .collect()
 }
+
+/// The PostgreSQL the tests use: `CK_TEST_POSTGRES_URL`, or the local
+/// server's `test` database.
+pub(crate) fn postgres_url() -> String {
+    std::env::var("CK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A connection to that PostgreSQL, after `sql` ran on it (typically:
+/// drop and create the test's schema); panics with how to start the server.
+pub(crate) async fn postgres_admin(sql: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is unreachable at {}: {e}. Start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                 (or set CK_TEST_POSTGRES_URL)",
+                postgres_url()
+            )
+        });
+    tokio::spawn(conn);
+    client.batch_execute(sql).await.expect("PostgreSQL set-up");
+    client
+}

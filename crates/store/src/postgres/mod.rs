@@ -232,6 +232,30 @@ impl PgStore {
         &self.inner.extension
     }
 
+    /// Rows of a range query taking `$1` exchange, `$2` instrument, `$3`
+    /// from, `$4` to and `$5` limit.
+    async fn range_rows(
+        &self,
+        sql: &'static str,
+        q: &RangeQuery,
+        context: &'static str,
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
+        self.reader()
+            .await?
+            .query(
+                sql,
+                &[
+                    &q.exchange.as_str(),
+                    &q.instrument.as_str(),
+                    &q.from.0,
+                    &q.to.0,
+                    &limit(q.limit),
+                ],
+                context,
+            )
+            .await
+    }
+
     /// A reader connection, opened again if it was lost.
     async fn reader(&self) -> Result<Arc<Conn>, Error> {
         let n = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % self.inner.readers.len();
@@ -695,20 +719,7 @@ impl Store for PgStore {
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
                AND ts >= $3 AND ts < $4 ORDER BY ts, trade_seq NULLS LAST, trade_id LIMIT $5";
         debug_assert!(SQL.contains(TRADE_COLUMNS));
-        let conn = self.reader().await?;
-        let rows = conn
-            .query(
-                SQL,
-                &[
-                    &q.exchange.as_str(),
-                    &q.instrument.as_str(),
-                    &q.from.0,
-                    &q.to.0,
-                    &limit(q.limit),
-                ],
-                "querying trades",
-            )
-            .await?;
+        let rows = self.range_rows(SQL, q, "querying trades").await?;
         rows.iter()
             .map(|r| trade_from_row(r, q.exchange, &q.instrument))
             .collect()
@@ -719,20 +730,7 @@ impl Store for PgStore {
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
                AND ts >= $3 AND ts < $4 ORDER BY ts, ts_received LIMIT $5";
         debug_assert!(SQL.contains(QUOTE_COLUMNS));
-        let conn = self.reader().await?;
-        let rows = conn
-            .query(
-                SQL,
-                &[
-                    &q.exchange.as_str(),
-                    &q.instrument.as_str(),
-                    &q.from.0,
-                    &q.to.0,
-                    &limit(q.limit),
-                ],
-                "querying quotes",
-            )
-            .await?;
+        let rows = self.range_rows(SQL, q, "querying quotes").await?;
         rows.iter()
             .map(|r| quote_from_row(r, q.exchange, &q.instrument))
             .collect()
