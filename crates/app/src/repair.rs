@@ -7,6 +7,9 @@
 //!   by id; ids the venue no longer serves make it unfillable.
 //! - A gap without ids (a reconnect window) is fetched by time: from the first
 //!   trade at `from_ts` until a trade after `to_ts`.
+//! - A venue whose history is read by time (Bitfinex) has every gap fetched
+//!   by its time window: the trades between the two trades around an id gap,
+//!   or a reconnect window widened by a margin.
 //!
 //! Duplicates are harmless: the store keeps one row per trade id, and the
 //! aggregator drops ids it has seen.
@@ -145,6 +148,9 @@ async fn repair_one(
         ));
     };
     let page = history.page_size();
+    if history.by_time() {
+        return repair_by_time(gap, history.as_ref(), out).await;
+    }
     match (gap.first_missing_id, gap.last_missing_id) {
         (Some(first), Some(last)) if first <= last => {
             let mut next = first;
@@ -205,6 +211,79 @@ async fn repair_one(
             }
             Ok(Outcome::Filled(got))
         }
+    }
+}
+
+/// Fetches a gap's time window from a venue read by time, page after page
+/// from the window's start (each page starts at the last trade's instant;
+/// trades seen there already are skipped), until a trade after the window.
+async fn repair_by_time(
+    gap: &Gap,
+    history: &dyn History,
+    out: &Sender<Event>,
+) -> Result<Outcome, Failure> {
+    let ids = gap.first_missing_id.zip(gap.last_missing_id);
+    let (from, to) = if ids.is_some() {
+        (gap.from_ts, gap.to_ts)
+    } else {
+        (
+            Ts(gap.from_ts.0.saturating_sub(RECONNECT_MARGIN.0)),
+            Ts(gap.to_ts.0.saturating_add(RECONNECT_MARGIN.0)),
+        )
+    };
+    let page = history.page_size();
+    let mut cursor = from;
+    let mut seen: std::collections::HashSet<TradeId> = std::collections::HashSet::new();
+    let (mut got, mut in_ids) = (0u64, 0u64);
+    loop {
+        let trades = history
+            .trades_from_time(&gap.instrument, cursor, page)
+            .await?;
+        let full = trades.len() as u32 >= page;
+        let Some(last) = trades.last().map(|t| t.ts_exchange) else {
+            break;
+        };
+        let mut fresh = 0;
+        let mut past = false;
+        for t in trades {
+            if t.ts_exchange > to {
+                past = true;
+                break;
+            }
+            if !seen.insert(t.trade_id.clone()) {
+                continue;
+            }
+            fresh += 1;
+            if let (Some((first, last_id)), Some(id)) = (ids, numeric_id(&t))
+                && (first..=last_id).contains(&id)
+            {
+                in_ids += 1;
+            }
+            got += 1;
+            out.send(Event::Trade(t)).await?;
+        }
+        if past || !full {
+            break;
+        }
+        if fresh == 0 {
+            return Ok(Outcome::Unfillable(
+                format!(
+                    "more than {page} trades at {last}: the venue's pages cannot pass that instant"
+                ),
+                got,
+            ));
+        }
+        cursor = last;
+    }
+    match ids {
+        Some((first, last)) if in_ids < last - first + 1 => Ok(Outcome::Unfillable(
+            format!(
+                "the venue served {in_ids} of the {} missing trades",
+                last - first + 1
+            ),
+            got,
+        )),
+        _ => Ok(Outcome::Filled(got)),
     }
 }
 

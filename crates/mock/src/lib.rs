@@ -10,10 +10,13 @@
 //!   with dropped connections and withheld frames on demand.
 //! - [`coinbase_exchange::MockCoinbaseRest`]: Coinbase Exchange's REST
 //!   trades, from the same recording.
+//! - [`bitfinex::MockBitfinexRest`]: Bitfinex's REST trades by time, from
+//!   the same recording, moved in time as the venue mock moves them.
 
 #![warn(missing_docs)]
 
 pub mod binance;
+pub mod bitfinex;
 pub mod coinbase_exchange;
 pub mod shift;
 pub mod venue;

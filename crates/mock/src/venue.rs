@@ -66,6 +66,9 @@ struct Shared {
     marked: AtomicUsize,
     /// Frames withheld so far.
     withheld: AtomicUsize,
+    /// Frames that fell due while no client was connected (paced only).
+    missed: AtomicUsize,
+    missed_frames: std::sync::Mutex<Vec<String>>,
     frames: Vec<String>,
     cursor: AtomicUsize,
     connections: AtomicUsize,
@@ -107,6 +110,8 @@ impl MockVenue {
             offset,
             marked: AtomicUsize::new(0),
             withheld: AtomicUsize::new(0),
+            missed: AtomicUsize::new(0),
+            missed_frames: std::sync::Mutex::new(Vec::new()),
             frames,
             cursor: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
@@ -133,6 +138,23 @@ impl MockVenue {
     #[must_use]
     pub fn withheld(&self) -> usize {
         self.shared.withheld.load(Ordering::SeqCst)
+    }
+
+    /// Frames that fell due while no client was connected, never sent
+    /// (paced mocks run like a live venue).
+    #[must_use]
+    pub fn missed(&self) -> usize {
+        self.shared.missed.load(Ordering::SeqCst)
+    }
+
+    /// The frames it missed (see [`MockVenue::missed`]), as recorded.
+    #[must_use]
+    pub fn missed_frames(&self) -> Vec<String> {
+        self.shared
+            .missed_frames
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// `ws://127.0.0.1:PORT`.
@@ -225,6 +247,41 @@ async fn serve(
     } else {
         None
     };
+    // Paced, a reconnecting client has missed what fell due meanwhile, as on
+    // a live venue (its gap detection and REST repair must cover it).
+    if index > 0
+        && let (Some(speed), Some(first)) = (
+            shared.options.speed.filter(|s| *s > 0.0),
+            shared.recorded_at.first().copied(),
+        )
+    {
+        let now = tokio::time::Instant::now();
+        loop {
+            let i = shared.cursor.load(Ordering::SeqCst);
+            let Some(at) = shared.recorded_at.get(i) else {
+                break;
+            };
+            let due = shared.started
+                + Duration::from_nanos(((at.0 - first.0).max(0) as f64 / speed) as u64);
+            if due >= now {
+                break;
+            }
+            if shared
+                .cursor
+                .compare_exchange(i, i + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                shared.missed.fetch_add(1, Ordering::SeqCst);
+                if let Some(frame) = shared.frames.get(i) {
+                    shared
+                        .missed_frames
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(frame.clone());
+                }
+            }
+        }
+    }
     let mut ping = tokio::time::interval(shared.options.ping_every);
     ping.tick().await;
     let mut sent = 0usize;

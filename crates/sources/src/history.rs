@@ -1,5 +1,5 @@
-//! REST history behind one trait, so gap repair and backfill work the same for
-//! every venue that can serve trades by id.
+//! REST history behind one trait, so gap repair works the same for every
+//! venue: by trade id (Binance, Coinbase Exchange) or by time (Bitfinex).
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Trade, Ts};
 
@@ -40,6 +40,27 @@ pub trait History: Send + Sync + std::fmt::Debug {
     /// The most rows one request returns.
     fn page_size(&self) -> u32;
 
+    /// True when the venue's history is read by time
+    /// ([`History::trades_from_time`]) rather than by trade id.
+    fn by_time(&self) -> bool {
+        false
+    }
+
+    /// Up to `limit` trades at or after `from`, oldest first (venues read
+    /// by time; trades at the page's last instant may continue on the next).
+    async fn trades_from_time(
+        &self,
+        instrument: &Instrument,
+        from: Ts,
+        limit: u32,
+    ) -> Result<Vec<Trade>, HistoryError> {
+        let _ = (instrument, from, limit);
+        Err(HistoryError::Unsupported(format!(
+            "{} history is read by trade id",
+            self.exchange()
+        )))
+    }
+
     /// Up to `limit` trades with id `>= from_id`, oldest first.
     async fn trades_from_id(
         &self,
@@ -74,6 +95,7 @@ pub fn for_exchange(exchange: Exchange, client: Arc<RestClient>) -> Option<Arc<d
         Exchange::CoinbaseExchange => Some(Arc::new(
             crate::coinbase_exchange::rest::CoinbaseExchangeRest::new(client),
         )),
+        Exchange::Bitfinex => Some(Arc::new(crate::bitfinex::rest::BitfinexRest::new(client))),
         _ => None,
     }
 }
@@ -84,6 +106,7 @@ pub fn default_rest_url(exchange: Exchange) -> Option<&'static str> {
     match exchange {
         Exchange::Binance => Some(crate::binance::DEFAULT_REST_URL),
         Exchange::CoinbaseExchange => Some(crate::coinbase_exchange::rest::DEFAULT_REST_URL),
+        Exchange::Bitfinex => Some(crate::bitfinex::rest::DEFAULT_REST_URL),
         _ => None,
     }
 }

@@ -442,3 +442,166 @@ async fn coinbase_exchange_rest_history_pages_by_id_and_finds_a_time() {
         None
     );
 }
+
+/// Bitfinex gap repair by time, against the REST mock serving the
+/// recording's trades (the recording has snapshot trades only, no live `te`
+/// updates, so the gap is given rather than provoked): a reconnect window
+/// over the middle of the trades is fetched page by page (pages of 5, so
+/// paging by time, and trades sharing a millisecond across a page boundary,
+/// are exercised), every trade in the window comes out once, and the gap is
+/// filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitfinex_gap_is_filled_from_rest_history_by_time() {
+    let exchange = Exchange::Bitfinex;
+    let messages = crate::support::recording("cryptofeed/BITFINEX.jsonl.zst");
+    let (trades, _) = recorded(&messages);
+    let rest = ck_mock::bitfinex::MockBitfinexRest::start(&messages, None)
+        .await
+        .expect("rest mock");
+    assert_eq!(
+        rest.trades(),
+        trades.len(),
+        "REST serves the recorded trades"
+    );
+
+    // The instrument with the most trades, and the recorded trades of it.
+    let mut normalizer = Normalizer::new();
+    let mut events = Vec::new();
+    for m in messages.iter().filter(|m| m.origin == Origin::Ws) {
+        normalizer.handle(m, &|| "recording".to_owned(), &mut events);
+    }
+    let mut by_instrument: BTreeMap<Instrument, Vec<ck_model::Trade>> = BTreeMap::new();
+    for e in events {
+        if let Event::Trade(t) = e {
+            by_instrument
+                .entry(t.instrument.clone())
+                .or_default()
+                .push(t);
+        }
+    }
+    let (instrument, mut recorded_trades) = by_instrument
+        .into_iter()
+        .max_by_key(|(_, t)| t.len())
+        .expect("trades");
+    recorded_trades.sort_by_key(|t| (t.ts_exchange, t.trade_id.clone()));
+    assert!(recorded_trades.len() >= 20, "{}", recorded_trades.len());
+    // A reconnect window (no ids) over the middle half, margins included.
+    let n = recorded_trades.len();
+    let margin = 5_000_000_000;
+    let (from, to) = (
+        Ts(recorded_trades[n / 4].ts_exchange.0 + margin),
+        Ts(recorded_trades[3 * n / 4].ts_exchange.0 - margin),
+    );
+    let want: BTreeMap<TradeKey, usize> = recorded_trades
+        .iter()
+        .filter(|t| t.ts_exchange.0 >= from.0 - margin && t.ts_exchange.0 <= to.0 + margin)
+        .map(|t| (trade_key(t), 1))
+        .collect();
+    assert!(want.len() >= 5, "{} trades in the window", want.len());
+
+    let client = ck_sources::rest::RestClient::new(
+        exchange,
+        ck_sources::rest::RestSettings::new(rest.rest_url()),
+    )
+    .expect("client");
+    let history = PagedBy5(
+        ck_sources::history::for_exchange(exchange, std::sync::Arc::new(client))
+            .expect("a history"),
+    );
+    assert!(ck_sources::history::History::by_time(&history));
+    let mut histories = ck_app::repair::Histories::new();
+    histories.insert(exchange, std::sync::Arc::new(history));
+    let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
+    let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
+    gap_tx
+        .send(ck_model::Gap {
+            exchange,
+            instrument: instrument.clone(),
+            from_ts: from,
+            to_ts: to,
+            first_missing_id: None,
+            last_missing_id: None,
+            state: ck_model::GapState::Open,
+            reason: "reconnect".into(),
+            detected_at: Ts::now(),
+        })
+        .expect("send gap");
+    drop(gap_tx);
+    let stats = ck_app::repair::run_gap_repair(
+        gap_rx,
+        histories,
+        tx,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    let mut got: BTreeMap<TradeKey, usize> = BTreeMap::new();
+    let mut update = None;
+    while let Some(e) = rx.recv().await {
+        match e {
+            Event::Trade(t) => *got.entry(trade_key(&t)).or_insert(0) += 1,
+            Event::Gap(g) => update = Some(g),
+            _ => {}
+        }
+    }
+    assert_eq!(got, want, "every trade of the window, once");
+    assert_eq!(stats.filled, 1);
+    let update = update.expect("the gap's new state");
+    assert_eq!(
+        update.state,
+        ck_model::GapState::Filled,
+        "{}",
+        update.reason
+    );
+}
+
+/// A history that asks for pages of five, to exercise paging.
+#[derive(Debug)]
+struct PagedBy5(std::sync::Arc<dyn ck_sources::history::History>);
+
+#[async_trait::async_trait]
+impl ck_sources::history::History for PagedBy5 {
+    fn exchange(&self) -> Exchange {
+        self.0.exchange()
+    }
+    fn client(&self) -> &ck_sources::rest::RestClient {
+        self.0.client()
+    }
+    fn page_size(&self) -> u32 {
+        5
+    }
+    fn by_time(&self) -> bool {
+        self.0.by_time()
+    }
+    async fn trades_from_time(
+        &self,
+        instrument: &Instrument,
+        from: Ts,
+        limit: u32,
+    ) -> Result<Vec<ck_model::Trade>, ck_sources::history::HistoryError> {
+        self.0.trades_from_time(instrument, from, limit).await
+    }
+    async fn trades_from_id(
+        &self,
+        instrument: &Instrument,
+        from_id: u64,
+        limit: u32,
+    ) -> Result<Vec<ck_model::Trade>, ck_sources::history::HistoryError> {
+        self.0.trades_from_id(instrument, from_id, limit).await
+    }
+    async fn first_trade_id_at(
+        &self,
+        instrument: &Instrument,
+        at: Ts,
+    ) -> Result<Option<u64>, ck_sources::history::HistoryError> {
+        self.0.first_trade_id_at(instrument, at).await
+    }
+    async fn candles(
+        &self,
+        instrument: &Instrument,
+        interval: ck_model::Interval,
+        start: Ts,
+        limit: u32,
+    ) -> Result<Vec<ck_model::Candle>, ck_sources::history::HistoryError> {
+        self.0.candles(instrument, interval, start, limit).await
+    }
+}
