@@ -18,11 +18,8 @@ use serde_json::value::RawValue;
 /// Rows by symbol, by (MTS, ID), as `[ID,MTS,AMOUNT,PRICE]` text.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
 
-/// A running REST mock.
-pub struct MockBitfinexRest {
-    addr: std::net::SocketAddr,
-    trades: usize,
-}
+/// The mock's constructor (it returns a [`crate::RestMock`]).
+pub struct MockBitfinexRest;
 
 /// Reads one `[ID,MTS,AMOUNT,PRICE]` row, its time moved by `shift_ms`.
 fn row(raw: &RawValue, shift_ms: i64) -> Option<((i64, u64), String)> {
@@ -46,7 +43,7 @@ impl MockBitfinexRest {
     pub async fn start(
         recording: &[RawMessage],
         shift_to: Option<ck_model::Ts>,
-    ) -> std::io::Result<MockBitfinexRest> {
+    ) -> std::io::Result<crate::RestMock> {
         let shift_ms = match (shift_to, recording.iter().find(|m| m.origin == Origin::Ws)) {
             (Some(at), Some(first)) => at.as_millis() - first.ts_received.as_millis(),
             _ => 0,
@@ -98,25 +95,10 @@ impl MockBitfinexRest {
             }
         }
         let trades = book.values().map(BTreeMap::len).sum();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/v2/trades/{symbol}/hist", get(trades_page))
             .with_state(Arc::new(book));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(MockBitfinexRest { addr, trades })
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    #[must_use]
-    pub fn rest_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Distinct trades it serves.
-    #[must_use]
-    pub fn trades(&self) -> usize {
-        self.trades
+        crate::RestMock::serve(app, trades).await
     }
 }
 

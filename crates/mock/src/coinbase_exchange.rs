@@ -17,18 +17,15 @@ use serde_json::{Value, json};
 /// Trades by product, by id.
 type Book = HashMap<String, BTreeMap<u64, Value>>;
 
-/// A running REST mock.
-pub struct MockCoinbaseRest {
-    addr: std::net::SocketAddr,
-    trades: usize,
-}
+/// The mock's constructor (it returns a [`crate::RestMock`]).
+pub struct MockCoinbaseRest;
 
 impl MockCoinbaseRest {
     /// Serves the trades in `recording` on `127.0.0.1` (any port).
     ///
     /// # Errors
     /// When the port cannot be bound.
-    pub async fn start(recording: &[RawMessage]) -> std::io::Result<MockCoinbaseRest> {
+    pub async fn start(recording: &[RawMessage]) -> std::io::Result<crate::RestMock> {
         let mut book = Book::new();
         for m in recording.iter().filter(|m| m.origin == Origin::Ws) {
             let Ok(v) = serde_json::from_str::<Value>(&m.data) else {
@@ -48,25 +45,10 @@ impl MockCoinbaseRest {
             book.entry(product.to_owned()).or_default().insert(id, row);
         }
         let trades = book.values().map(BTreeMap::len).sum();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/products/{product}/trades", get(trades_page))
             .with_state(Arc::new(book));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(MockCoinbaseRest { addr, trades })
-    }
-
-    /// `http://127.0.0.1:PORT`.
-    #[must_use]
-    pub fn rest_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Distinct trades it serves.
-    #[must_use]
-    pub fn trades(&self) -> usize {
-        self.trades
+        crate::RestMock::serve(app, trades).await
     }
 }
 

@@ -20,3 +20,31 @@ pub mod bitfinex;
 pub mod coinbase_exchange;
 pub mod shift;
 pub mod venue;
+
+/// A running REST mock on `127.0.0.1` (the venue modules build its routes).
+pub struct RestMock {
+    addr: std::net::SocketAddr,
+    trades: usize,
+}
+
+impl RestMock {
+    /// Serves `app` on a free loopback port.
+    pub(crate) async fn serve(app: axum::Router, trades: usize) -> std::io::Result<RestMock> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(RestMock { addr, trades })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Distinct trades it serves.
+    #[must_use]
+    pub fn trades(&self) -> usize {
+        self.trades
+    }
+}
