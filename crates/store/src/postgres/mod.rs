@@ -335,8 +335,8 @@ struct WriterState<'a> {
 macro_rules! const_format_candles {
     ($order:literal) => {
         concat!(
-            "SELECT open_time, open::text, high::text, low::text, close::text, \
-             volume::text, quote_volume::text, vwap::text, taker_buy_volume::text, trades, \
+            "SELECT open_time, open, high, low, close, \
+             volume, quote_volume, vwap, taker_buy_volume, trades, \
              first_trade_id, last_trade_id, state FROM candles \
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2) \
              AND interval = $3 AND source = $4 AND open_time >= $5 AND open_time < $6 \
@@ -715,7 +715,7 @@ impl Store for PgStore {
     }
 
     async fn trades(&self, q: &RangeQuery) -> Result<Vec<Trade>, Error> {
-        const SQL: &str = "SELECT trade_id, ts, price::text, size::text, side, ts_received, fills FROM trades
+        const SQL: &str = "SELECT trade_id, ts, price, size, side, ts_received, fills FROM trades
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
                AND ts >= $3 AND ts < $4 ORDER BY ts, trade_seq NULLS LAST, trade_id LIMIT $5";
         debug_assert!(SQL.contains(TRADE_COLUMNS));
@@ -726,7 +726,7 @@ impl Store for PgStore {
     }
 
     async fn quotes(&self, q: &RangeQuery) -> Result<Vec<Quote>, Error> {
-        const SQL: &str = "SELECT ts, ts_received, bid::text, bid_size::text, ask::text, ask_size::text, last::text FROM quotes
+        const SQL: &str = "SELECT ts, ts_received, bid, bid_size, ask, ask_size, last FROM quotes
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
                AND ts >= $3 AND ts < $4 ORDER BY ts, ts_received LIMIT $5";
         debug_assert!(SQL.contains(QUOTE_COLUMNS));
@@ -742,8 +742,8 @@ impl Store for PgStore {
         instrument: &Instrument,
         interval: Interval,
     ) -> Result<Option<Candle>, Error> {
-        const SQL: &str = "SELECT open_time, open::text, high::text, low::text, close::text, \
-             volume::text, quote_volume::text, vwap::text, taker_buy_volume::text, trades, \
+        const SQL: &str = "SELECT open_time, open, high, low, close, \
+             volume, quote_volume, vwap, taker_buy_volume, trades, \
              first_trade_id, last_trade_id, state FROM candles \
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2) \
              AND interval = $3 AND source = 'ours' ORDER BY open_time DESC LIMIT 1";
@@ -878,7 +878,7 @@ impl Store for PgStore {
         exchange: Exchange,
         instrument: &Instrument,
     ) -> Result<Option<Trade>, Error> {
-        const SQL: &str = "SELECT trade_id, ts, price::text, size::text, side, ts_received, fills FROM trades
+        const SQL: &str = "SELECT trade_id, ts, price, size, side, ts_received, fills FROM trades
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
              ORDER BY ts DESC, trade_seq DESC NULLS FIRST, trade_id DESC LIMIT 1";
         let conn = self.reader().await?;
@@ -955,7 +955,7 @@ impl Store for PgStore {
         exchange: Exchange,
         instrument: &Instrument,
     ) -> Result<Option<Quote>, Error> {
-        const SQL: &str = "SELECT ts, ts_received, bid::text, bid_size::text, ask::text, ask_size::text, last::text FROM quotes
+        const SQL: &str = "SELECT ts, ts_received, bid, bid_size, ask, ask_size, last FROM quotes
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
              ORDER BY ts DESC, ts_received DESC LIMIT 1";
         let conn = self.reader().await?;

@@ -1,7 +1,8 @@
 //! Converting between PostgreSQL rows and model types.
 //!
-//! Decimals travel as text both ways (`$n::text::numeric` in, `col::text`
-//! out), so no digit is ever rounded.
+//! Decimals travel as binary `NUMERIC` both ways ([`PgNumeric`]; candles'
+//! and quotes' inputs as text cast on the server), so no digit is ever
+//! rounded and the scale is kept.
 
 use ck_model::{
     Candle, CandleState, Decimal, Exchange, Instrument, Interval, Quote, Side, Trade, TradeId, Ts,
@@ -59,27 +60,23 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Resul
 }
 
 fn dec(r: &Row, i: usize, what: &'static str) -> Result<Decimal, Error> {
-    let text: &str = get(r, i)?;
-    Decimal::parse(text).map_err(|_| Error::Corrupt {
+    opt_dec(r, i, what)?.ok_or_else(|| Error::Corrupt {
         what,
-        value: text.to_owned(),
+        value: "NULL".into(),
     })
 }
 
 fn opt_dec(r: &Row, i: usize, what: &'static str) -> Result<Option<Decimal>, Error> {
-    let text: Option<&str> = get(r, i)?;
-    text.map(|t| {
-        Decimal::parse(t).map_err(|_| Error::Corrupt {
+    r.try_get::<_, Option<PgNumeric>>(i)
+        .map(|v| v.map(|n| n.0))
+        .map_err(|e| Error::Corrupt {
             what,
-            value: t.to_owned(),
+            value: e.to_string(),
         })
-    })
-    .transpose()
 }
 
 /// The trade columns [`trade_from_row`] reads, in its order.
-pub(crate) const TRADE_COLUMNS: &str =
-    "trade_id, ts, price::text, size::text, side, ts_received, fills";
+pub(crate) const TRADE_COLUMNS: &str = "trade_id, ts, price, size, side, ts_received, fills";
 
 pub(crate) fn trade_from_row(
     r: &Row,
@@ -104,8 +101,7 @@ pub(crate) fn trade_from_row(
 }
 
 /// The quote columns [`quote_from_row`] reads, in its order.
-pub(crate) const QUOTE_COLUMNS: &str =
-    "ts, ts_received, bid::text, bid_size::text, ask::text, ask_size::text, last::text";
+pub(crate) const QUOTE_COLUMNS: &str = "ts, ts_received, bid, bid_size, ask, ask_size, last";
 
 pub(crate) fn quote_from_row(
     r: &Row,
@@ -126,8 +122,8 @@ pub(crate) fn quote_from_row(
 }
 
 /// The candle columns [`candle_from_row`] reads, in its order.
-pub(crate) const CANDLE_COLUMNS: &str = "open_time, open::text, high::text, low::text, close::text, \
-     volume::text, quote_volume::text, vwap::text, taker_buy_volume::text, trades, \
+pub(crate) const CANDLE_COLUMNS: &str = "open_time, open, high, low, close, \
+     volume, quote_volume, vwap, taker_buy_volume, trades, \
      first_trade_id, last_trade_id, state";
 
 pub(crate) fn candle_from_row(
@@ -282,6 +278,59 @@ impl tokio_postgres::types::ToSql for PgNumeric {
     tokio_postgres::types::to_sql_checked!();
 }
 
+impl<'a> tokio_postgres::types::FromSql<'a> for PgNumeric {
+    fn from_sql(
+        _ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<PgNumeric, Box<dyn std::error::Error + Sync + Send>> {
+        let word = |i: usize| -> Result<u16, Box<dyn std::error::Error + Sync + Send>> {
+            raw.get(i * 2..i * 2 + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .ok_or_else(|| "short NUMERIC".into())
+        };
+        let ndigits = usize::from(word(0)?);
+        let weight = i64::from(word(1)? as i16);
+        let sign = word(2)?;
+        let dscale = word(3)?;
+        if sign == 0xC000 {
+            return Err("NUMERIC NaN is not a price".into());
+        }
+        let too_big = || -> Box<dyn std::error::Error + Sync + Send> {
+            "NUMERIC beyond the decimal's range".into()
+        };
+        let mut acc: i128 = 0;
+        for i in 0..ndigits {
+            let digit = i128::from(word(4 + i)?);
+            acc = acc
+                .checked_mul(10_000)
+                .and_then(|a| a.checked_add(digit))
+                .ok_or_else(too_big)?;
+        }
+        // `acc` is the value times 10^(4 * (ndigits - 1 - weight)).
+        let held = 4 * (ndigits as i64 - 1 - weight);
+        let scale = i64::from(dscale);
+        let pow = |n: i64| -> Option<i128> { ck_model::pow10(u32::try_from(n).ok()?) };
+        let mantissa = if ndigits == 0 {
+            0
+        } else if held > scale {
+            acc / pow(held - scale).ok_or_else(too_big)?
+        } else {
+            acc.checked_mul(pow(scale - held).ok_or_else(too_big)?)
+                .ok_or_else(too_big)?
+        };
+        let scale = u8::try_from(dscale)
+            .ok()
+            .filter(|s| *s <= ck_model::MAX_SCALE)
+            .ok_or_else(too_big)?;
+        let mantissa = if sign == 0x4000 { -mantissa } else { mantissa };
+        Ok(PgNumeric(Decimal::new(mantissa, scale)))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::NUMERIC
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +346,42 @@ mod tests {
         assert_eq!(g("0.5"), (-1, vec![5000]));
         assert_eq!(g("0"), (-1, vec![]));
         assert_eq!(g("-12.34"), (0, vec![12, 3400]));
+    }
+
+    #[test]
+    fn numeric_binary_round_trips_with_its_scale() {
+        use tokio_postgres::types::{FromSql as _, ToSql as _, Type};
+        for text in [
+            "61837.63000000",
+            "0.00000638",
+            "1e-8",
+            "5",
+            "10000",
+            "0.5",
+            "0",
+            "-12.34",
+            "123456789012345678.123456789012",
+            "0.000000000000000000000000000001",
+        ] {
+            let d = Decimal::parse(text).expect("decimal");
+            let mut buf = bytes::BytesMut::new();
+            PgNumeric(d)
+                .to_sql(&Type::NUMERIC, &mut buf)
+                .expect("encode");
+            let back = PgNumeric::from_sql(&Type::NUMERIC, &buf).expect("decode").0;
+            assert_eq!(
+                (back.mantissa(), back.scale(), back.to_string()),
+                (d.mantissa(), d.scale(), d.to_string()),
+                "{text}"
+            );
+        }
+        assert!(
+            PgNumeric::from_sql(&Type::NUMERIC, &[0, 0, 0, 0, 0xC0, 0, 0, 0]).is_err(),
+            "NaN"
+        );
+        assert!(
+            PgNumeric::from_sql(&Type::NUMERIC, &[0, 1]).is_err(),
+            "short"
+        );
     }
 }
