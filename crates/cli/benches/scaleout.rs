@@ -282,7 +282,8 @@ async fn nats(runs: usize) {
             let sent = sent.clone();
             async move {
                 let (mut to_trade, mut to_candle) = (Vec::new(), Vec::new());
-                let mut candle_seen: HashMap<String, ()> = HashMap::new();
+                let mut candle_seen: std::collections::HashSet<String> =
+                    std::collections::HashSet::new();
                 loop {
                     let e = match rx.recv().await {
                         Ok(e) => e,
@@ -305,7 +306,7 @@ async fn nats(runs: usize) {
                         _ => None,
                     };
                     if let Some(id) = id
-                        && candle_seen.insert(id.clone(), ()).is_none()
+                        && candle_seen.insert(id.clone())
                         && let Some(at) = sent.lock().expect("lock").get(&id)
                     {
                         to_candle.push(now.duration_since(*at).as_secs_f64());

@@ -31,8 +31,8 @@ use crate::{
     StoredInstrument, StoredRule, WriteBatch, WriteSummary,
 };
 use rows::{
-    CANDLE_COLUMNS, GAP_COLUMNS, QUOTE_COLUMNS, TRADE_COLUMNS, candle_from_row, exchange_from,
-    gap_from_row, id_seq, id_text, instrument_from, quote_from_row, side_code, trade_from_row,
+    candle_columns, candle_from_row, exchange_from, gap_columns, gap_from_row, id_seq, id_text,
+    instrument_from, quote_columns, quote_from_row, side_code, trade_columns, trade_from_row,
 };
 pub use schema::Extension;
 
@@ -301,8 +301,8 @@ impl PgStore {
         source: CandleSource,
         newest_first: bool,
     ) -> Result<Vec<Candle>, Error> {
-        const ASC: &str = const_format_candles!("ASC");
-        const DESC: &str = const_format_candles!("DESC");
+        const ASC: &str = candle_range_sql!("ASC");
+        const DESC: &str = candle_range_sql!("DESC");
         let conn = self.reader().await?;
         let rows = conn
             .query(
@@ -332,12 +332,12 @@ struct WriterState<'a> {
 }
 
 /// The candle range query, in one order.
-macro_rules! const_format_candles {
+macro_rules! candle_range_sql {
     ($order:literal) => {
         concat!(
-            "SELECT open_time, open, high, low, close, \
-             volume, quote_volume, vwap, taker_buy_volume, trades, \
-             first_trade_id, last_trade_id, state FROM candles \
+            "SELECT ",
+            candle_columns!(),
+            " FROM candles \
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2) \
              AND interval = $3 AND source = $4 AND open_time >= $5 AND open_time < $6 \
              ORDER BY open_time ",
@@ -346,7 +346,7 @@ macro_rules! const_format_candles {
         )
     };
 }
-use const_format_candles;
+use candle_range_sql;
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -715,10 +715,13 @@ impl Store for PgStore {
     }
 
     async fn trades(&self, q: &RangeQuery) -> Result<Vec<Trade>, Error> {
-        const SQL: &str = "SELECT trade_id, ts, price, size, side, ts_received, fills FROM trades
+        const SQL: &str = concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
-               AND ts >= $3 AND ts < $4 ORDER BY ts, trade_seq NULLS LAST, trade_id LIMIT $5";
-        debug_assert!(SQL.contains(TRADE_COLUMNS));
+               AND ts >= $3 AND ts < $4 ORDER BY ts, trade_seq NULLS LAST, trade_id LIMIT $5"
+        );
         let rows = self.range_rows(SQL, q, "querying trades").await?;
         rows.iter()
             .map(|r| trade_from_row(r, q.exchange, &q.instrument))
@@ -726,10 +729,13 @@ impl Store for PgStore {
     }
 
     async fn quotes(&self, q: &RangeQuery) -> Result<Vec<Quote>, Error> {
-        const SQL: &str = "SELECT ts, ts_received, bid, bid_size, ask, ask_size, last FROM quotes
+        const SQL: &str = concat!(
+            "SELECT ",
+            quote_columns!(),
+            " FROM quotes
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
-               AND ts >= $3 AND ts < $4 ORDER BY ts, ts_received LIMIT $5";
-        debug_assert!(SQL.contains(QUOTE_COLUMNS));
+               AND ts >= $3 AND ts < $4 ORDER BY ts, ts_received LIMIT $5"
+        );
         let rows = self.range_rows(SQL, q, "querying quotes").await?;
         rows.iter()
             .map(|r| quote_from_row(r, q.exchange, &q.instrument))
@@ -742,12 +748,13 @@ impl Store for PgStore {
         instrument: &Instrument,
         interval: Interval,
     ) -> Result<Option<Candle>, Error> {
-        const SQL: &str = "SELECT open_time, open, high, low, close, \
-             volume, quote_volume, vwap, taker_buy_volume, trades, \
-             first_trade_id, last_trade_id, state FROM candles \
+        const SQL: &str = concat!(
+            "SELECT ",
+            candle_columns!(),
+            " FROM candles \
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2) \
-             AND interval = $3 AND source = 'ours' ORDER BY open_time DESC LIMIT 1";
-        debug_assert!(SQL.contains(CANDLE_COLUMNS));
+             AND interval = $3 AND source = 'ours' ORDER BY open_time DESC LIMIT 1"
+        );
         let conn = self.reader().await?;
         conn.query_opt(
             SQL,
@@ -878,9 +885,13 @@ impl Store for PgStore {
         exchange: Exchange,
         instrument: &Instrument,
     ) -> Result<Option<Trade>, Error> {
-        const SQL: &str = "SELECT trade_id, ts, price, size, side, ts_received, fills FROM trades
+        const SQL: &str = concat!(
+            "SELECT ",
+            trade_columns!(),
+            " FROM trades
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
-             ORDER BY ts DESC, trade_seq DESC NULLS FIRST, trade_id DESC LIMIT 1";
+             ORDER BY ts DESC, trade_seq DESC NULLS FIRST, trade_id DESC LIMIT 1"
+        );
         let conn = self.reader().await?;
         conn.query_opt(
             SQL,
@@ -955,9 +966,13 @@ impl Store for PgStore {
         exchange: Exchange,
         instrument: &Instrument,
     ) -> Result<Option<Quote>, Error> {
-        const SQL: &str = "SELECT ts, ts_received, bid, bid_size, ask, ask_size, last FROM quotes
+        const SQL: &str = concat!(
+            "SELECT ",
+            quote_columns!(),
+            " FROM quotes
              WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
-             ORDER BY ts DESC, ts_received DESC LIMIT 1";
+             ORDER BY ts DESC, ts_received DESC LIMIT 1"
+        );
         let conn = self.reader().await?;
         conn.query_opt(
             SQL,
@@ -1022,12 +1037,13 @@ impl Store for PgStore {
         instrument: Option<&Instrument>,
         max: usize,
     ) -> Result<Vec<Gap>, Error> {
-        const SQL: &str = "SELECT i.exchange, i.instrument, g.from_ts, g.to_ts, \
-             g.from_trade_id::text, g.to_trade_id::text, g.state, g.reason, g.detected_at \
-             FROM gaps g JOIN instruments i ON i.id = g.instrument_id
+        const SQL: &str = concat!(
+            "SELECT ",
+            gap_columns!(),
+            " FROM gaps g JOIN instruments i ON i.id = g.instrument_id
              WHERE ($1::text IS NULL OR i.exchange = $1) AND ($2::text IS NULL OR i.instrument = $2)
-             ORDER BY g.from_ts DESC, g.id DESC LIMIT $3";
-        debug_assert!(SQL.contains(GAP_COLUMNS));
+             ORDER BY g.from_ts DESC, g.id DESC LIMIT $3"
+        );
         let conn = self.reader().await?;
         let rows = conn
             .query(

@@ -75,8 +75,14 @@ fn opt_dec(r: &Row, i: usize, what: &'static str) -> Result<Option<Decimal>, Err
         })
 }
 
-/// The trade columns [`trade_from_row`] reads, in its order.
-pub(crate) const TRADE_COLUMNS: &str = "trade_id, ts, price, size, side, ts_received, fills";
+/// The trade columns [`trade_from_row`] reads, in its order (a literal,
+/// for `concat!`).
+macro_rules! trade_columns {
+    () => {
+        "trade_id, ts, price, size, side, ts_received, fills"
+    };
+}
+pub(crate) use trade_columns;
 
 pub(crate) fn trade_from_row(
     r: &Row,
@@ -100,8 +106,13 @@ pub(crate) fn trade_from_row(
     })
 }
 
-/// The quote columns [`quote_from_row`] reads, in its order.
-pub(crate) const QUOTE_COLUMNS: &str = "ts, ts_received, bid, bid_size, ask, ask_size, last";
+/// The quote columns [`quote_from_row`] reads, in its order (a literal).
+macro_rules! quote_columns {
+    () => {
+        "ts, ts_received, bid, bid_size, ask, ask_size, last"
+    };
+}
+pub(crate) use quote_columns;
 
 pub(crate) fn quote_from_row(
     r: &Row,
@@ -121,10 +132,14 @@ pub(crate) fn quote_from_row(
     })
 }
 
-/// The candle columns [`candle_from_row`] reads, in its order.
-pub(crate) const CANDLE_COLUMNS: &str = "open_time, open, high, low, close, \
-     volume, quote_volume, vwap, taker_buy_volume, trades, \
-     first_trade_id, last_trade_id, state";
+/// The candle columns [`candle_from_row`] reads, in its order (a literal).
+macro_rules! candle_columns {
+    () => {
+        "open_time, open, high, low, close, volume, quote_volume, vwap, \
+         taker_buy_volume, trades, first_trade_id, last_trade_id, state"
+    };
+}
+pub(crate) use candle_columns;
 
 pub(crate) fn candle_from_row(
     r: &Row,
@@ -177,9 +192,15 @@ pub(crate) fn instrument_from(text: &str) -> Result<Instrument, Error> {
     })
 }
 
-/// The gap columns [`gap_from_row`] reads, in its order (joined with instruments as `i`).
-pub(crate) const GAP_COLUMNS: &str = "i.exchange, i.instrument, g.from_ts, g.to_ts, \
-     g.from_trade_id::text, g.to_trade_id::text, g.state, g.reason, g.detected_at";
+/// The gap columns [`gap_from_row`] reads, in its order (joined with
+/// instruments as `i`; a literal).
+macro_rules! gap_columns {
+    () => {
+        "i.exchange, i.instrument, g.from_ts, g.to_ts, \
+         g.from_trade_id::text, g.to_trade_id::text, g.state, g.reason, g.detected_at"
+    };
+}
+pub(crate) use gap_columns;
 
 pub(crate) fn gap_from_row(r: &Row) -> Result<ck_model::Gap, Error> {
     let state: &str = get(r, 6)?;
