@@ -5,8 +5,10 @@
 //! feed) to the client reading it. The clients run in the same process and
 //! share the two cores with the server, so the latency is an upper bound.
 //!
-//! `cargo bench -p ck-api --bench ws_fanout -- [clients] [trades/s] [seconds]`
-//! (default 1000 10000 5).
+//! `cargo bench -p ck-api --bench ws_fanout -- [clients] [trades/s] [seconds] [linger ms] [batch]`
+//! (default 1000 10000 5 0 0). With linger, the server collects updates for
+//! that long into one batch (`api.ws_linger_ms`); with batch 1 the clients
+//! connect with `?batch=true` and get a batch in one frame.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,10 +24,16 @@ struct ClientReport {
     latencies_us: Vec<u32>,
 }
 
-/// The `"received":"..."` time in a trade message, as nanoseconds.
+/// What precedes a trade's receive time.
+const RECEIVED: &str = "\"received\":";
+/// What precedes the rows of a batch.
+const ROWS: &str = "\"rows\":[[";
+
+/// The time at the start of `"...", the text after `"received":`, as
+/// nanoseconds.
 fn received(text: &str) -> Option<i64> {
-    let at = text.find("\"received\":\"")? + 12;
-    let end = at + text[at..].find('"')?;
+    let at = 1;
+    let end = at + text.get(at..)?.find('"')?;
     Ts::parse(&text[at..end]).ok().map(|t| t.0)
 }
 
@@ -34,13 +42,17 @@ async fn client(
     ready: tokio::sync::mpsc::Sender<()>,
     expected: u64,
     until: Instant,
+    batched: bool,
 ) -> ClientReport {
     // A 16 KiB read buffer: tungstenite's default (128 KiB) is zeroed on
     // every read, which made memset the top of the profile (29%).
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(16 * 1024);
+        .read_buffer_size(64 * 1024);
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-        format!("ws://{addr}/api/v1/ws"),
+        format!(
+            "ws://{addr}/api/v1/ws{}",
+            if batched { "?batch=true" } else { "" }
+        ),
         Some(config),
         false,
     )
@@ -62,6 +74,9 @@ async fn client(
         lagged: 0,
         latencies_us: Vec::new(),
     };
+    let received_field = memchr::memmem::Finder::new(RECEIVED);
+    let rows_field = memchr::memmem::Finder::new(ROWS);
+    let row_end = memchr::memmem::Finder::new("],[");
     while report.trades + report.lagged < expected {
         let left = until.saturating_duration_since(Instant::now());
         let Ok(Some(Ok(msg))) = tokio::time::timeout(left, ws.next()).await else {
@@ -69,17 +84,42 @@ async fn client(
         };
         let Message::Text(text) = msg else { continue };
         let text = text.as_str();
-        if text.contains("\"type\":\"trade\"") {
+        let now = Ts::now().0;
+        let sample = |report: &mut ClientReport, received: &dyn Fn() -> Option<i64>| {
             report.trades += 1;
             if report.trades.is_multiple_of(10)
-                && let Some(r) = received(text)
+                && let Some(r) = received()
             {
-                let us = (Ts::now().0 - r) / 1_000;
+                let us = (now - r) / 1_000;
                 report
                     .latencies_us
                     .push(u32::try_from(us.max(0)).unwrap_or(u32::MAX));
             }
-        } else if text.contains("\"type\":\"lagged\"") {
+        };
+        // A batch: rows of [trade_id, price, qty, side, ts, received].
+        if let Some(at) = rows_field.find(text.as_bytes()) {
+            let rows = &text[at + ROWS.len()..];
+            let mut start = 0;
+            loop {
+                let end = row_end.find(&rows.as_bytes()[start..]).map(|e| start + e);
+                let row = &rows[start..end.unwrap_or(rows.len())];
+                // The last field: `,"<received>"`.
+                sample(&mut report, &|| {
+                    row.rfind(",\"").and_then(|i| received(&row[i + 1..]))
+                });
+                match end {
+                    Some(e) => start = e + 3,
+                    None => break,
+                }
+            }
+            continue;
+        }
+        // One trade.
+        if let Some(at) = received_field.find(text.as_bytes()) {
+            sample(&mut report, &|| received(&text[at + RECEIVED.len()..]));
+            continue;
+        }
+        if text.contains("\"type\":\"lagged\"") {
             let n: u64 = text
                 .split("\"dropped\":")
                 .nth(1)
@@ -92,14 +132,98 @@ async fn client(
     report
 }
 
+/// What the clients saw, summed.
+#[derive(Default)]
+struct Summary {
+    complete: u64,
+    delivered: u64,
+    lagged: u64,
+    /// p50, p99, max (µs) and the number of samples.
+    latency: (u32, u32, u32, usize),
+}
+
+/// Runs `clients` clients against `addr` until each has `expected` trades
+/// (or `until`), calling `ready` once all are subscribed.
+async fn run_clients(
+    addr: std::net::SocketAddr,
+    clients: u64,
+    expected: u64,
+    until: Instant,
+    batched: bool,
+    ready: impl FnOnce(),
+) -> Summary {
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(clients as usize);
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        handles.push(tokio::spawn(client(
+            addr,
+            ready_tx.clone(),
+            expected,
+            until,
+            batched,
+        )));
+        // Connect in small steps: the listener's backlog is finite.
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..clients {
+        ready_rx.recv().await.expect("client ready");
+    }
+    ready();
+    let mut sum = Summary::default();
+    let mut lat: Vec<u32> = Vec::new();
+    for h in handles {
+        let r = h.await.expect("client");
+        sum.delivered += r.trades;
+        sum.lagged += r.lagged;
+        sum.complete += u64::from(r.trades == expected);
+        lat.extend(r.latencies_us);
+    }
+    lat.sort_unstable();
+    let p = |q: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    sum.latency = (p(0.5), p(0.99), lat.last().copied().unwrap_or(0), lat.len());
+    sum
+}
+
+/// The client process (`separate` = 1): the clients run at nice 19 in a
+/// process of their own, as if on another machine that is slower to get
+/// the CPU than the server; it prints `ready`, then its summary.
+fn client_process(addr: &str, args: &[u64]) {
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    let (clients, expected, secs, batched) = (args[0], args[1], args[2], args[3] == 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let until = Instant::now() + Duration::from_secs(secs);
+    let s = rt.block_on(run_clients(addr, clients, expected, until, batched, || {
+        println!("ready");
+    }));
+    println!(
+        "summary {} {} {} {} {} {} {}",
+        s.complete, s.delivered, s.lagged, s.latency.0, s.latency.1, s.latency.2, s.latency.3
+    );
+}
+
 fn main() {
     let args: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
+    if let Ok(addr) = std::env::var("CK_FANOUT_SERVER") {
+        return client_process(&addr, &args);
+    }
     let clients = args.first().copied().unwrap_or(1_000);
     let rate = args.get(1).copied().unwrap_or(10_000);
     let secs = args.get(2).copied().unwrap_or(5);
+    let linger = Duration::from_millis(args.get(3).copied().unwrap_or(0));
+    let batched = args.get(4).copied().unwrap_or(0) == 1;
+    // 0: clients in this process; 1: in their own process; 2: there, at nice 19.
+    let separate = args.get(5).copied().unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -112,25 +236,54 @@ fn main() {
                 ck_store::sqlite::SqliteStore::open(&dir.path().join("bench.db"), ck_store::sqlite::Durability::Normal)
                     .expect("store"),
             );
-        let feed = ck_bus::live_feed(4_096);
+        let feed = ck_bus::live_feed(262_144);
         let state = ck_api::ApiState::new(store, Arc::default(), feed.clone(), Duration::from_secs(15))
-            .with_ws_queue(4_096);
+            .with_ws_queue(4_096)
+            .with_ws_linger(linger);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(ck_api::serve(listener, state, std::future::pending()));
 
         let expected = rate * secs;
-        let until = Instant::now() + Duration::from_secs(secs + 15);
-        let (ready_tx, mut ready) = tokio::sync::mpsc::channel(clients as usize);
-        let mut handles = Vec::new();
-        for _ in 0..clients {
-            handles.push(tokio::spawn(client(addr, ready_tx.clone(), expected, until)));
-            // Connect in small steps: the listener's backlog is finite.
-            tokio::task::yield_now().await;
-        }
-        for _ in 0..clients {
-            ready.recv().await.expect("client ready");
-        }
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+        let clients_done: tokio::task::JoinHandle<Summary> = if separate > 0 {
+            use tokio::io::AsyncBufReadExt as _;
+            let mut child = tokio::process::Command::new("nice")
+                .args(["-n", if separate == 2 { "19" } else { "0" }])
+                .arg(std::env::current_exe().expect("exe"))
+                .args([clients, expected, secs + 15, u64::from(batched)].map(|n| n.to_string()))
+                .env("CK_FANOUT_SERVER", addr.to_string())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("client process");
+            let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+            tokio::spawn(async move {
+                let mut ready_tx = Some(ready_tx);
+                let mut sum = Summary::default();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line == "ready" {
+                        ready_tx.take().map(|t| t.send(()));
+                    } else if let Some(rest) = line.strip_prefix("summary ") {
+                        let n: Vec<u64> = rest.split(' ').filter_map(|w| w.parse().ok()).collect();
+                        sum = Summary {
+                            complete: n[0],
+                            delivered: n[1],
+                            lagged: n[2],
+                            latency: (n[3] as u32, n[4] as u32, n[5] as u32, n[6] as usize),
+                        };
+                    }
+                }
+                let _ = child.wait().await;
+                sum
+            })
+        } else {
+            let until = Instant::now() + Duration::from_secs(secs + 15);
+            tokio::spawn(run_clients(addr, clients, expected, until, batched, move || {
+                let _ = ready_tx.send(());
+            }))
+        };
+        ready_rx.await.expect("clients ready");
 
         // Trades at `rate` per second, in 1 ms ticks.
         let per_tick = (rate / 1_000).max(1);
@@ -157,30 +310,33 @@ fn main() {
             }
         }
         let published_in = started.elapsed();
-        let mut delivered = 0u64;
-        let mut lagged = 0u64;
-        let mut complete = 0u64;
-        let mut lat: Vec<u32> = Vec::new();
-        for h in handles {
-            let r = h.await.expect("client");
-            delivered += r.trades;
-            lagged += r.lagged;
-            complete += u64::from(r.trades == expected);
-            lat.extend(r.latencies_us);
-        }
+        let s = clients_done.await.expect("clients");
         let drained_in = started.elapsed();
-        lat.sort_unstable();
-        let p = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0);
+        let pushes = ck_bus::metrics::histogram(ck_api::PUSH_LATENCY);
+        let push_bound = |q: f64| pushes.quantile_bound(q).map_or(f64::NAN, |s| s * 1e3);
         println!(
-            "ws_fanout: {clients} clients, {rate} trades/s for {secs} s (published in {published_in:.2?}, all delivered by {drained_in:.2?}): \
-             {complete}/{clients} clients got every trade; {delivered} of {} deliveries ({:.2}%), {lagged} dropped as lagged; \
-             latency received→client p50 {} µs, p99 {} µs, max {} µs ({} samples)",
+            "ws_fanout: {clients} clients{}{}, linger {linger:?}, {rate} trades/s for {secs} s (published in {published_in:.2?}, all delivered by {drained_in:.2?}): \
+             {}/{clients} clients got every trade; {} of {} deliveries ({:.2}%), {} dropped as lagged; \
+             latency received→client p50 {} µs, p99 {} µs, max {} µs ({} samples); \
+             server receive→push (bucket bounds) p50 ≤ {} ms, p99 ≤ {} ms ({} pushes)",
+            if batched { " (batched)" } else { "" },
+            match separate {
+                0 => "",
+                1 => " (own process)",
+                _ => " (own process, nice 19)",
+            },
+            s.complete,
+            s.delivered,
             expected * clients,
-            delivered as f64 / (expected * clients) as f64 * 100.0,
-            p(0.5),
-            p(0.99),
-            lat.last().copied().unwrap_or(0),
-            lat.len(),
+            s.delivered as f64 / (expected * clients) as f64 * 100.0,
+            s.lagged,
+            s.latency.0,
+            s.latency.1,
+            s.latency.2,
+            s.latency.3,
+            push_bound(0.5),
+            push_bound(0.99),
+            pushes.count(),
         );
     });
 }

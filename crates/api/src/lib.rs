@@ -26,6 +26,7 @@ mod status;
 mod ui;
 mod windows;
 mod ws;
+pub use ws::PUSH_LATENCY;
 
 use std::sync::Arc;
 
@@ -54,8 +55,11 @@ pub struct ApiState {
     token: Option<Arc<str>>,
     /// Origins allowed to call the API from a browser (`*` for any).
     cors_origins: Vec<String>,
-    /// Updates a WebSocket client may fall behind by before it is told it lagged.
+    /// Batches of updates a WebSocket client may fall behind by before it is told it lagged.
     ws_queue: usize,
+    /// How long the WebSocket encoder keeps collecting updates into one
+    /// batch after the first (zero: only what is ready).
+    ws_linger: std::time::Duration,
     /// Per-client request limits; none when `None`.
     limiter: Option<Arc<limit::RateLimiter>>,
     /// What the WebSocket clients share: topics listened to, encoded updates.
@@ -86,6 +90,7 @@ impl ApiState {
             token: None,
             cors_origins: Vec::new(),
             ws_queue: 4_096,
+            ws_linger: std::time::Duration::ZERO,
             limiter: None,
             hub: Arc::default(),
             windows: Arc::new(windows::WindowCache::new()),
@@ -110,11 +115,23 @@ impl ApiState {
         self
     }
 
-    /// How many updates a WebSocket client may fall behind by before the
-    /// oldest are dropped and it gets a `lagged` notice (default 4096).
+    /// How many batches of updates a WebSocket client may fall behind by
+    /// before the oldest are dropped and it gets a `lagged` notice with the
+    /// number of updates it missed (default 4096). A batch is what the
+    /// server took from the feed at once: one update while the feed is quiet.
     #[must_use]
     pub fn with_ws_queue(mut self, updates: usize) -> ApiState {
         self.ws_queue = updates.max(1);
+        self
+    }
+
+    /// Collects WebSocket updates for up to `linger` after the first before
+    /// sending them on as one batch (default zero: only what is ready). A
+    /// few milliseconds let many clients of busy streams keep up, at that
+    /// much added latency.
+    #[must_use]
+    pub fn with_ws_linger(mut self, linger: std::time::Duration) -> ApiState {
+        self.ws_linger = linger;
         self
     }
 

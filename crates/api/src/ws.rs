@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -30,7 +31,7 @@ use ck_model::{CandleRecord, Exchange, Instrument, Interval, Ts};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::ApiState;
 
@@ -200,6 +201,116 @@ pub(crate) struct Encoded {
     /// Who gets it; `None` for everyone.
     topic: Option<Topic>,
     text: Utf8Bytes,
+    /// The fields that are not the topic's, as a JSON array in the order of
+    /// [`fields`]: a row of a `batch` frame.
+    row: String,
+    /// When candlekeep received it from the exchange (trades and quotes).
+    received: Option<Ts>,
+}
+
+/// The fields of a row of a `batch` frame of `topic`.
+fn fields(topic: &Topic) -> &'static [&'static str] {
+    match topic {
+        Topic::Trades(..) => &TRADE_FIELDS,
+        Topic::Tickers(..) => &TICKER_FIELDS,
+        Topic::Candles(..) => &CandleRecord::COLUMNS,
+        Topic::Stats { .. } => &[],
+    }
+}
+
+const TRADE_FIELDS: [&str; 6] = ["trade_id", "price", "qty", "side", "ts", "received"];
+const TICKER_FIELDS: [&str; 6] = ["bid", "ask", "bid_size", "ask_size", "last", "ts"];
+
+/// The updates of one topic within a [`Batch`], in feed order.
+#[derive(Debug)]
+pub(crate) struct Group {
+    /// Who gets them; `None` for everyone (the encoder's own `lagged` notice).
+    topic: Option<Topic>,
+    updates: Vec<Utf8Bytes>,
+    /// The same updates as one `batch` frame, for clients connected with
+    /// `?batch=true` (built while any is connected).
+    frame: Option<Utf8Bytes>,
+}
+
+/// What the encoder took from the live feed in one go (everything ready,
+/// or what arrived within the linger), grouped by topic. Each client reads
+/// a batch in one wake-up and sends its part with one flush: so the cost
+/// per client follows the number of batches, not of updates.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// Position of the first update in the stream of all updates, so a
+    /// client that lagged can count what it missed.
+    first: u64,
+    /// Updates in the batch.
+    len: u64,
+    /// The earliest time one of them was received from the exchange.
+    received: Option<Ts>,
+    groups: Vec<Group>,
+}
+
+impl Batch {
+    /// Groups `updates` by topic, keeping each topic's order.
+    fn new(first: u64, updates: Vec<Encoded>, frames: bool) -> Batch {
+        let len = updates.len() as u64;
+        let received = updates.iter().filter_map(|u| u.received).min();
+        let mut groups: Vec<(Group, Vec<String>)> = Vec::new();
+        for u in updates {
+            match groups.iter_mut().find(|(g, _)| g.topic == u.topic) {
+                Some((g, rows)) if u.topic.is_some() => {
+                    g.updates.push(u.text);
+                    rows.push(u.row);
+                }
+                _ => groups.push((
+                    Group {
+                        topic: u.topic,
+                        updates: vec![u.text],
+                        frame: None,
+                    },
+                    vec![u.row],
+                )),
+            }
+        }
+        let groups = groups
+            .into_iter()
+            .map(|(mut g, rows)| {
+                if frames && let Some(t) = &g.topic {
+                    g.frame = Some(batch_frame(t, &rows));
+                }
+                g
+            })
+            .collect();
+        Batch {
+            first,
+            len,
+            received,
+            groups,
+        }
+    }
+}
+
+/// A `batch` frame: the topic's fields (`channel`, `exchange`,
+/// `instrument`, `interval`), then `fields`, the names of the columns, and
+/// `rows`, one array per update, oldest first.
+fn batch_frame(topic: &Topic, rows: &[String]) -> Utf8Bytes {
+    let mut head = topic_json(topic);
+    if let Some(o) = head.as_object_mut() {
+        o.insert("type".into(), json!("batch"));
+        o.insert("fields".into(), json!(fields(topic)));
+    }
+    let head = head.to_string();
+    let size: usize = rows.iter().map(|r| r.len() + 1).sum();
+    let mut out = String::with_capacity(head.len() + size + 12);
+    // `{...}` becomes `{...,"rows":[...]}`.
+    out.push_str(head.strip_suffix('}').unwrap_or(&head));
+    out.push_str(",\"rows\":[");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r);
+    }
+    out.push_str("]}");
+    out.into()
 }
 
 /// The topic of `event`, if clients can subscribe to it.
@@ -234,7 +345,20 @@ fn encode(event: &Event) -> Option<Encoded> {
         ),
         _ => return None,
     };
+    // A candle's row is its record; the others', their own fields.
+    let values = value.get("candle").unwrap_or(&value);
+    let row: Vec<&serde_json::Value> = fields(&topic)
+        .iter()
+        .map(|f| values.get(f).unwrap_or(&serde_json::Value::Null))
+        .collect();
+    let received = match event {
+        Event::Trade(t) => Some(t.ts_received),
+        Event::Quote(q) => Some(q.ts_received),
+        _ => None,
+    };
     Some(Encoded {
+        received,
+        row: serde_json::to_string(&row).unwrap_or_else(|_| "[]".into()),
         topic: Some(topic),
         text: value.to_string().into(),
     })
@@ -293,53 +417,139 @@ impl Drop for ClientTopics {
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
     listened: Listened,
-    updates: std::sync::OnceLock<broadcast::Sender<Arc<Encoded>>>,
+    /// Clients connected with `?batch=true`: while there are any, each batch
+    /// carries ready `batch` frames.
+    batch_clients: Arc<AtomicUsize>,
+    /// Position of the next update the encoder will send.
+    next: Arc<AtomicU64>,
+    updates: std::sync::OnceLock<broadcast::Sender<Arc<Batch>>>,
 }
 
 /// The channel of encoded updates every WebSocket client reads, started
 /// with the first client: one task reads the live feed and encodes each
 /// update once, however many clients there are.
-pub(crate) fn fanout(state: &ApiState) -> broadcast::Receiver<Arc<Encoded>> {
+pub(crate) fn fanout(state: &ApiState) -> broadcast::Receiver<Arc<Batch>> {
     state
         .hub
         .updates
         .get_or_init(|| {
             let (tx, _) = broadcast::channel(state.ws_queue);
-            let feed = state.feed.subscribe();
-            tokio::spawn(encode_feed(feed, tx.clone(), state.hub.listened.clone()));
+            let encoder = Encoder {
+                feed: state.feed.subscribe(),
+                out: tx.clone(),
+                listened: state.hub.listened.clone(),
+                batch_clients: state.hub.batch_clients.clone(),
+                next: state.hub.next.clone(),
+                linger: state.ws_linger,
+            };
+            encoder.start();
             tx
         })
         .subscribe()
 }
 
-async fn encode_feed(
-    mut feed: broadcast::Receiver<Arc<Event>>,
-    out: broadcast::Sender<Arc<Encoded>>,
+/// The metric of the time from receiving a trade or quote from the
+/// exchange to writing it to a WebSocket client (the oldest of each write).
+pub const PUSH_LATENCY: &str = "candlekeep_ws_push_latency_seconds";
+
+/// Most updates in one batch.
+const MAX_BATCH: usize = 4_096;
+
+/// Reads the live feed, encodes what clients listen to, and sends it on in
+/// batches.
+struct Encoder {
+    feed: broadcast::Receiver<Arc<Event>>,
+    out: broadcast::Sender<Arc<Batch>>,
     listened: Listened,
-) {
-    loop {
-        let encoded = match feed.recv().await {
-            Ok(event) => {
-                let Some(topic) = topic_of(&event) else {
-                    continue;
-                };
-                if !listened.read().is_ok_and(|l| l.contains_key(&topic)) {
-                    continue;
+    batch_clients: Arc<AtomicUsize>,
+    next: Arc<AtomicU64>,
+    /// How long to keep collecting after the first update of a batch.
+    linger: std::time::Duration,
+}
+
+impl Encoder {
+    /// Runs on a thread of its own: as a task, it waited its turn behind
+    /// every client task, and with a thousand clients it fell seconds
+    /// behind the feed.
+    fn start(self) {
+        let spawned = std::thread::Builder::new()
+            .name("ck-ws-encoder".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(self.run()),
+                    Err(e) => tracing::error!("WebSocket encoder: no runtime: {e}"),
                 }
-                match encode(&event) {
-                    Some(e) => e,
-                    None => continue,
+            });
+        if let Err(e) = spawned {
+            tracing::error!("WebSocket encoder: no thread: {e}");
+        }
+    }
+
+    async fn run(mut self) {
+        let mut updates: Vec<Encoded> = Vec::new();
+        loop {
+            // Wait for the first update, then take what else is ready (and,
+            // with a linger, what arrives within it).
+            let first = self.feed.recv().await;
+            if !self.take(first, &mut updates) {
+                return;
+            }
+            let deadline = tokio::time::Instant::now() + self.linger;
+            while updates.len() < MAX_BATCH {
+                let next = match self.feed.try_recv() {
+                    Ok(e) => Ok(e),
+                    Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                    Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                    Err(TryRecvError::Empty) if self.linger.is_zero() => break,
+                    Err(TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, self.feed.recv()).await {
+                            Ok(r) => r,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                if !self.take(next, &mut updates) {
+                    return;
                 }
             }
+            if updates.is_empty() {
+                continue;
+            }
+            let first = self.next.fetch_add(updates.len() as u64, Ordering::Relaxed);
+            let frames = self.batch_clients.load(Ordering::Relaxed) > 0;
+            let batch = Batch::new(first, std::mem::take(&mut updates), frames);
+            // No receivers is fine: nobody is subscribed right now.
+            let _ = self.out.send(Arc::new(batch));
+        }
+    }
+
+    /// Adds what the feed gave to `updates`; false once the feed is closed.
+    fn take(&self, received: Result<Arc<Event>, RecvError>, updates: &mut Vec<Encoded>) -> bool {
+        match received {
+            Ok(event) => {
+                if let Some(topic) = topic_of(&event)
+                    && self.listened.read().is_ok_and(|l| l.contains_key(&topic))
+                    && let Some(e) = encode(&event)
+                {
+                    updates.push(e);
+                }
+                true
+            }
             // The encoder itself fell behind: every client missed these.
-            Err(RecvError::Lagged(n)) => Encoded {
-                topic: None,
-                text: json!({"type": "lagged", "dropped": n}).to_string().into(),
-            },
-            Err(RecvError::Closed) => return,
-        };
-        // No receivers is fine: nobody is subscribed right now.
-        let _ = out.send(Arc::new(encoded));
+            Err(RecvError::Lagged(n)) => {
+                updates.push(Encoded {
+                    topic: None,
+                    text: lagged_notice(n),
+                    row: String::new(),
+                    received: None,
+                });
+                true
+            }
+            Err(RecvError::Closed) => false,
+        }
     }
 }
 
@@ -392,20 +602,143 @@ async fn snapshot(state: &ApiState, topic: &Topic) -> serde_json::Value {
     msg
 }
 
-/// Upgrades to a WebSocket.
-pub(crate) async fn upgrade(State(state): State<ApiState>, ws: WebSocketUpgrade) -> Response {
+/// Upgrades to a WebSocket. `?batch=true` asks for updates in batches: a
+/// `{"type":"batch","channel":...,"fields":[...],"rows":[[...],...]}` frame
+/// per subscription holds its updates among what the server took from the
+/// feed at once, one row per update.
+pub(crate) async fn upgrade(
+    State(state): State<ApiState>,
+    crate::market::Params(q): crate::market::Params,
+    ws: WebSocketUpgrade,
+) -> Result<Response, crate::error::ApiError> {
+    let batch = match q.get("batch").map(String::as_str) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(other) => {
+            return Err(crate::error::ApiError::BadRequest(format!(
+                "`batch` = `{other}`; valid: true, false"
+            )));
+        }
+    };
     // Clients send only small requests; tungstenite zeroes its whole read
     // buffer on every read attempt, which at the default 128 KiB made memset
     // the top of the fan-out profile.
-    ws.read_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| client(socket, state))
+    Ok(ws
+        .read_buffer_size(4 * 1024)
+        .on_upgrade(move |socket| client(socket, state, batch)))
 }
 
-/// Updates taken from the feed per wake-up, sent with one flush.
-const BATCH: usize = 256;
+/// A client connected with `?batch=true`, counted while it is connected.
+struct BatchClient(Arc<AtomicUsize>);
 
-async fn client(mut socket: WebSocket, state: ApiState) {
-    use futures_util::SinkExt as _;
+impl BatchClient {
+    fn new(count: &Arc<AtomicUsize>) -> BatchClient {
+        count.fetch_add(1, Ordering::Relaxed);
+        BatchClient(count.clone())
+    }
+}
+
+impl Drop for BatchClient {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a client is in the stream of updates, to count what it missed
+/// when it lags.
+struct Position {
+    /// The position of the next update it expects.
+    next: u64,
+    /// It lagged, and the count is due with the next batch it gets.
+    lagged: bool,
+}
+
+impl Position {
+    /// Updates missed before `batch` (if it lagged), and moves past it.
+    fn advance(&mut self, batch: &Batch) -> Option<u64> {
+        let missed = self
+            .lagged
+            .then(|| batch.first.saturating_sub(self.next))
+            .filter(|n| *n > 0);
+        self.lagged = false;
+        self.next = batch.first + batch.len;
+        missed
+    }
+}
+
+fn lagged_notice(dropped: u64) -> Utf8Bytes {
+    json!({"type": "lagged", "dropped": dropped})
+        .to_string()
+        .into()
+}
+
+/// What of `batch` goes to a client with `topics`, as frames, added to `out`.
+fn frames_for(batch: &Batch, topics: &HashSet<Topic>, batched: bool, out: &mut Vec<Utf8Bytes>) {
+    let mine = |g: &&Group| g.topic.as_ref().is_none_or(|t| topics.contains(t));
+    if !batched {
+        for g in batch.groups.iter().filter(mine) {
+            out.extend(g.updates.iter().cloned());
+        }
+        return;
+    }
+    // A frame per topic (shared by every client of it); notices alone.
+    for g in batch.groups.iter().filter(mine) {
+        match &g.frame {
+            Some(frame) => out.push(frame.clone()),
+            // A batch built before this client connected.
+            None => out.extend(g.updates.iter().cloned()),
+        }
+    }
+}
+
+/// What a client sent, as its reader task passes it on.
+enum Incoming {
+    Text(Utf8Bytes),
+    Binary,
+}
+
+/// Reads what a client sends, on a task of its own: a read attempt costs
+/// (tungstenite zeroes its read buffer each time), and polling the socket
+/// in the writer's loop made one for every update pushed.
+fn spawn_reader(
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+) -> (tokio::sync::mpsc::Receiver<Incoming>, AbortOnDrop) {
+    use futures_util::StreamExt as _;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let task = tokio::spawn(async move {
+        while let Some(received) = stream.next().await {
+            let incoming = match received {
+                Ok(Message::Text(text)) => Incoming::Text(text),
+                Ok(Message::Binary(_)) => Incoming::Binary,
+                Ok(Message::Close(_)) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            if tx.send(incoming).await.is_err() {
+                return;
+            }
+        }
+    });
+    (rx, AbortOnDrop(task))
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn client(socket: WebSocket, state: ApiState, batched: bool) {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let (mut socket, stream) = socket.split();
+    let (mut incoming, _reader) = spawn_reader(stream);
+    let _counted = batched.then(|| BatchClient::new(&state.hub.batch_clients));
+    let mut position = Position {
+        next: state.hub.next.load(Ordering::Relaxed),
+        lagged: false,
+    };
     let mut feed = fanout(&state);
     let mut topics = ClientTopics {
         mine: HashSet::new(),
@@ -415,11 +748,12 @@ async fn client(mut socket: WebSocket, state: ApiState) {
     heartbeat.tick().await;
     let mut stats_tick = tokio::time::interval(STATS_EVERY);
     stats_tick.tick().await;
-    let mut batch: Vec<Utf8Bytes> = Vec::with_capacity(BATCH);
+    let mut frames: Vec<Utf8Bytes> = Vec::new();
+    let push_latency = ck_bus::metrics::histogram(PUSH_LATENCY);
     loop {
         let outgoing: Option<String> = tokio::select! {
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(text))) => {
+            incoming = incoming.recv() => match incoming {
+                Some(Incoming::Text(text)) => {
                     match read_request(text.as_str()) {
                         Ok((subscribe, named)) => {
                             let mut replies = Vec::new();
@@ -448,40 +782,47 @@ async fn client(mut socket: WebSocket, state: ApiState) {
                         Err(message) => Some(json!({"type": "error", "message": message}).to_string()),
                     }
                 }
-                Some(Ok(Message::Binary(_))) => Some(json!({"type": "error", "message": "send JSON text frames"}).to_string()),
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => None,
+                Some(Incoming::Binary) => Some(json!({"type": "error", "message": "send JSON text frames"}).to_string()),
+                None => return,
             },
-            event = feed.recv() => {
+            received = feed.recv() => {
                 // Take what else is ready too, and send it with one flush.
-                let mut next = Some(event);
-                while let Some(event) = next.take() {
-                    match event {
-                        Ok(e) => {
-                            if e.topic.as_ref().is_none_or(|t| topics.mine.contains(t)) {
-                                batch.push(e.text.clone());
+                let mut next = Some(received);
+                let mut oldest: Option<Ts> = None;
+                while let Some(received) = next.take() {
+                    match received {
+                        Ok(batch) => {
+                            if let Some(missed) = position.advance(&batch) {
+                                frames.push(lagged_notice(missed));
+                            }
+                            let before = frames.len();
+                            frames_for(&batch, &topics.mine, batched, &mut frames);
+                            if frames.len() > before {
+                                oldest = oldest.into_iter().chain(batch.received).min();
                             }
                         }
-                        Err(RecvError::Lagged(n)) => {
-                            batch.push(json!({"type": "lagged", "dropped": n}).to_string().into());
-                        }
+                        Err(RecvError::Lagged(_)) => position.lagged = true,
                         Err(RecvError::Closed) => return,
                     }
-                    if batch.len() < BATCH {
+                    if frames.len() < MAX_BATCH {
                         next = match feed.try_recv() {
-                            Ok(e) => Some(Ok(e)),
-                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                            Ok(b) => Some(Ok(b)),
+                            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
                             Err(_) => None,
                         };
                     }
                 }
-                for text in batch.drain(..) {
+                for text in frames.drain(..) {
                     if socket.feed(Message::Text(text)).await.is_err() {
                         return;
                     }
                 }
                 if socket.flush().await.is_err() {
                     return;
+                }
+                if let Some(t) = oldest {
+                    let nanos = u64::try_from(Ts::now().0.saturating_sub(t.0)).unwrap_or(0);
+                    push_latency.observe(std::time::Duration::from_nanos(nanos));
                 }
                 None
             },

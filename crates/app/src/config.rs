@@ -460,9 +460,15 @@ impl AlertsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Live updates each WebSocket client may fall behind by before the
-    /// oldest are dropped and it gets a `lagged` notice.
+    /// Batches of live updates each WebSocket client may fall behind by
+    /// before the oldest are dropped and it gets a `lagged` notice (a batch
+    /// is what the server took from the feed at once; one update while the
+    /// feed is quiet).
     pub ws_queue: usize,
+    /// Milliseconds the WebSocket server keeps collecting updates into one
+    /// batch after the first; 0 (the default) sends what is ready at once.
+    /// A few milliseconds let a thousand clients of a busy stream keep up.
+    pub ws_linger_ms: u64,
     /// Seconds between the server's WebSocket heartbeats.
     pub ws_heartbeat_secs: u64,
     /// The bearer token every state-changing request must carry
@@ -482,6 +488,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             ws_queue: 4_096,
+            ws_linger_ms: 0,
             ws_heartbeat_secs: 15,
             token: None,
             cors_origins: Vec::new(),
@@ -636,6 +643,12 @@ pub struct Settings {
     /// of building candles and writing the store.
     pub publish_to: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
+
+/// Updates the live feed holds for each reader (the WebSocket encoder, the
+/// Redis sink, alerts...) before the slowest loses the oldest: about six
+/// seconds at 10,000 a second, for a few megabytes of pointers. A
+/// WebSocket client's own queue is `api.ws_queue`, after the encoder.
+const LIVE_FEED_CAPACITY: usize = 65_536;
 
 impl AppConfig {
     /// Reads `path` (if given), applies environment overrides from `env`, and
@@ -854,7 +867,7 @@ impl AppConfig {
             tick: std::time::Duration::from_millis(self.candles.tick_ms.max(10)),
             config: self.clone(),
             connectors: std::sync::Arc::default(),
-            feed: ck_bus::live_feed(self.api.ws_queue.max(1)),
+            feed: ck_bus::live_feed(LIVE_FEED_CAPACITY),
             publish_to: None,
         })
     }

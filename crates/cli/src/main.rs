@@ -834,6 +834,9 @@ async fn start_api(
         std::time::Duration::from_secs(settings.config.api.ws_heartbeat_secs),
     )
     .with_ws_queue(settings.config.api.ws_queue)
+    .with_ws_linger(std::time::Duration::from_millis(
+        settings.config.api.ws_linger_ms,
+    ))
     .with_alerts(alerts.clone())
     .with_rate_limit(
         settings.config.api.rate_limit_per_sec,

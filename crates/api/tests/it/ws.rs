@@ -46,15 +46,22 @@ async fn send(ws: &mut Client, v: &str) {
         .expect("send");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
-    let dir = tempfile::tempdir().expect("dir");
+/// A server on port 0 over a fresh store, with WebSocket queues of
+/// `ws_queue` batches and `linger`; then its settings, store, address and
+/// the token that stops it.
+async fn serve_fresh(
+    dir: &std::path::Path,
+    ws_queue: usize,
+    linger: Duration,
+) -> (
+    ck_app::config::Settings,
+    std::sync::Arc<dyn ck_store::Store>,
+    std::net::SocketAddr,
+    tokio_util::sync::CancellationToken,
+) {
     let env = vec![
-        (
-            "CANDLEKEEP_DATA_DIR".to_owned(),
-            dir.path().display().to_string(),
-        ),
-        ("CANDLEKEEP_API__WS_QUEUE".to_owned(), "4096".to_owned()),
+        ("CANDLEKEEP_DATA_DIR".to_owned(), dir.display().to_string()),
+        ("CANDLEKEEP_API__WS_QUEUE".to_owned(), ws_queue.to_string()),
         (
             "CANDLEKEEP_API__WS_HEARTBEAT_SECS".to_owned(),
             "1".to_owned(),
@@ -75,13 +82,46 @@ async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
         settings.feed.clone(),
         Duration::from_secs(1),
     )
-    .with_ws_queue(settings.config.api.ws_queue);
+    .with_ws_queue(settings.config.api.ws_queue)
+    .with_ws_linger(linger);
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(ck_api::serve(
         listener,
         state,
         stop.clone().cancelled_owned(),
     ));
+    (settings, store, addr, stop)
+}
+
+/// Replays the real Binance fixture through the pipeline at `speed`.
+fn replay_binance(
+    settings: &ck_app::config::Settings,
+    store: &std::sync::Arc<dyn ck_store::Store>,
+    speed: f64,
+) -> tokio::task::JoinHandle<Result<ck_app::pipeline::PipelineReport, String>> {
+    let file = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    let (settings, store) = (settings.clone(), store.clone());
+    tokio::spawn(async move {
+        run_pipeline(
+            &settings,
+            store,
+            vec![Source::Replay {
+                files: vec![file],
+                options: ReplayOptions { speed: Some(speed) },
+            }],
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .map_err(|e| format!("{e:#}"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Batches of updates; at this replay speed, several updates each.
+    let (settings, store, addr, stop) = serve_fresh(dir.path(), 1024, Duration::ZERO).await;
 
     let mut fast = connect(addr, None).await;
     // A malformed message: an error reply, and the connection stays usable.
@@ -136,25 +176,9 @@ async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
     )
     .await;
 
-    let file = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
-    let replay = tokio::spawn({
-        let (settings, store) = (settings.clone(), store.clone());
-        async move {
-            run_pipeline(
-                &settings,
-                store,
-                vec![Source::Replay {
-                    files: vec![file],
-                    // Paced so that the fast client keeps up even on a loaded machine
-                    // (CI compiles beside it); the slow one still falls far behind.
-                    options: ReplayOptions { speed: Some(60.0) },
-                }],
-                None,
-                tokio_util::sync::CancellationToken::new(),
-            )
-            .await
-        }
-    });
+    // Paced so that the fast client keeps up even on a loaded machine (CI
+    // compiles beside it); the slow one still falls far behind.
+    let replay = replay_binance(&settings, &store, 60.0);
 
     // The fast client reads everything as it comes (on a task of its own).
     let reader = tokio::spawn(async move {
@@ -276,4 +300,97 @@ async fn statistics_are_pushed_to_subscribers() {
         }
         assert_eq!(m["type"], "heartbeat", "{m}");
     }
+}
+
+/// A `?batch=true` client gets the same trades as a plain one, in order,
+/// as rows of `batch` frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_clients_get_every_update_as_rows_of_batch_frames() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (settings, store, addr, stop) =
+        serve_fresh(dir.path(), 4096, Duration::from_millis(5)).await;
+    let connect_at = |query: &'static str| async move {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws{query}"))
+            .await
+            .expect("connect");
+        ws
+    };
+    // A bad value is refused before the upgrade.
+    let refused =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws?batch=maybe")).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 400),
+        "{refused:?}"
+    );
+    let subscribe =
+        r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"BTC-USDT"}"#;
+    let mut plain = connect_at("").await;
+    let mut batched = connect_at("?batch=true").await;
+    for ws in [&mut plain, &mut batched] {
+        send(ws, subscribe).await;
+        assert_eq!(next_json(ws).await["type"], "subscribed");
+        assert_eq!(next_json(ws).await["type"], "snapshot");
+    }
+    let replay = replay_binance(&settings, &store, 600.0);
+    let collect = |mut ws: Client| {
+        tokio::spawn(async move {
+            let mut rows: Vec<serde_json::Value> = Vec::new();
+            let mut frames = 0;
+            while rows.len() < 9_757 {
+                let m = next_json(&mut ws).await;
+                match m["type"].as_str() {
+                    Some("trade") => rows.push(serde_json::json!([
+                        m["trade_id"],
+                        m["price"],
+                        m["qty"],
+                        m["side"],
+                        m["ts"],
+                        m["received"]
+                    ])),
+                    Some("batch") => {
+                        frames += 1;
+                        assert_eq!(
+                            (
+                                m["channel"].as_str(),
+                                m["exchange"].as_str(),
+                                m["instrument"].as_str()
+                            ),
+                            (Some("trades"), Some("binance"), Some("BTC-USDT")),
+                            "{m}"
+                        );
+                        assert_eq!(
+                            m["fields"],
+                            serde_json::json!([
+                                "trade_id", "price", "qty", "side", "ts", "received"
+                            ])
+                        );
+                        rows.extend(m["rows"].as_array().expect("rows").iter().cloned());
+                    }
+                    Some("lagged") => panic!("lagged: {m}"),
+                    _ => {}
+                }
+            }
+            (rows, frames)
+        })
+    };
+    let (plain, batched) = (collect(plain), collect(batched));
+    let (plain_rows, _) = plain.await.expect("plain client");
+    let (batch_rows, frames) = batched.await.expect("batch client");
+    replay.await.expect("join").expect("replay");
+    assert_eq!(batch_rows.len(), 9_757);
+    assert_eq!(batch_rows, plain_rows, "the same trades, in the same order");
+    assert!(
+        batch_rows
+            .windows(2)
+            .all(|w| w[1][0].as_u64() == w[0][0].as_u64().map(|id| id + 1)),
+        "every trade once, in order"
+    );
+    assert!(
+        frames < 9_757 / 2,
+        "trades came several to a frame: {frames} frames"
+    );
+    // The server measured receive-to-push times.
+    let pushes = ck_bus::metrics::histogram(ck_api::PUSH_LATENCY);
+    assert!(pushes.count() > 0);
+    stop.cancel();
 }
