@@ -8,7 +8,7 @@
 //! - `year_of_1m_candles`: `GET /api/v1/candles` for the whole year in one
 //!   response (JSON), and the store query alone; median of five.
 //!
-//! `cargo bench -p ck-api --bench api`
+//! `cargo bench -p ck-api --bench api [-- latest|year]` (both by default).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,6 +105,8 @@ fn pct(l: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -131,6 +133,7 @@ fn main() {
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(ck_api::serve(listener, state, std::future::pending()));
 
+        if run("latest") {
         let (rate, lat) = load(addr, "/api/v1/candles/latest?exchange=binance&instrument=BTC-USDT&interval=1m", 5).await;
         println!(
             "api/latest_candle: {rate:.0} req/s, p50 {:?}, p99 {:?} (64 connections, 5 s)",
@@ -144,6 +147,10 @@ fn main() {
             pct(&blat, 0.99),
             rate / base
         );
+        }
+        if !run("year") {
+            return;
+        }
 
         let q = RangeQuery {
             exchange: Exchange::Binance,

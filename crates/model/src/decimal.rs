@@ -370,42 +370,63 @@ impl Decimal {
     /// `out` has room: the hot path of storing trades.
     pub fn write_to(&self, out: &mut String) {
         out.clear();
-        let mut buf = [0u8; 40];
+        let mut buf = [0u8; 48];
+        out.push_str(self.text(&mut buf));
+    }
+
+    /// Appends the text to `out`: the hot path of writing JSON.
+    pub fn append_to(&self, out: &mut Vec<u8>) {
+        let mut buf = [0u8; 48];
+        out.extend_from_slice(self.text(&mut buf).as_bytes());
+    }
+
+    /// The text, laid out at the end of `buf`.
+    fn text<'a>(&self, buf: &'a mut [u8; 48]) -> &'a str {
         let mut n = self.mantissa.unsigned_abs();
         let mut i = buf.len();
-        // 128-bit division is slow: peel digits in u128 only until the rest fits u64.
-        while n > u128::from(u64::MAX) {
+        let mut digit = |buf: &mut [u8; 48], d: u8| {
             i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
+            buf[i] = b'0' + d;
+        };
+        // 128-bit division is slow: peel digits in u128 only until the rest fits u64.
+        let mut count = 0;
+        while n > u128::from(u64::MAX) {
+            digit(buf, (n % 10) as u8);
             n /= 10;
+            count += 1;
         }
         let mut small = n as u64;
         loop {
-            i -= 1;
-            buf[i] = b'0' + (small % 10) as u8;
+            digit(buf, (small % 10) as u8);
             small /= 10;
+            count += 1;
             if small == 0 {
                 break;
             }
         }
-        let digits = &buf[i..];
         let scale = usize::from(self.scale);
-        if self.mantissa < 0 {
-            out.push('-');
+        // Leading zeros so that there is a digit before the point.
+        while count <= scale {
+            digit(buf, 0);
+            count += 1;
         }
-        let push = |out: &mut String, d: &[u8]| d.iter().for_each(|c| out.push(char::from(*c)));
-        if scale == 0 {
-            push(out, digits);
-        } else if digits.len() > scale {
-            let (int, frac) = digits.split_at(digits.len() - scale);
-            push(out, int);
-            out.push('.');
-            push(out, frac);
+        let end = buf.len();
+        let start = end - count;
+        if scale > 0 {
+            // Shift the integer part left by one to open a gap for the point.
+            let point = end - scale;
+            buf.copy_within(start..point, start - 1);
+            buf[point - 1] = b'.';
+            i = start - 1;
         } else {
-            out.push_str("0.");
-            (0..scale - digits.len()).for_each(|_| out.push('0'));
-            push(out, digits);
+            i = start;
         }
+        if self.mantissa < 0 {
+            i -= 1;
+            buf[i] = b'-';
+        }
+        // Only ASCII digits, '.' and '-' were written.
+        std::str::from_utf8(&buf[i..]).unwrap_or("")
     }
 }
 
@@ -585,10 +606,23 @@ mod tests {
                 Decimal::new(i128::MIN + 1, 2),
                 "-1701411834604692317316873037158841057.27",
             ),
+            (
+                Decimal::new(i128::MIN + 1, MAX_SCALE),
+                "-170141183.460469231731687303715884105727",
+            ),
+            (
+                Decimal::new(-5, MAX_SCALE),
+                "-0.000000000000000000000000000005",
+            ),
+            (Decimal::new(7, 3), "0.007"),
+            (Decimal::new(1_000, 3), "1.000"),
         ] {
             v.write_to(&mut s);
             assert_eq!(s, text);
             assert_eq!(v.to_string(), text);
+            let mut bytes = b"x".to_vec();
+            v.append_to(&mut bytes);
+            assert_eq!(bytes, format!("x{text}").into_bytes());
         }
     }
 

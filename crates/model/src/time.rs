@@ -120,24 +120,72 @@ impl FromStr for Ts {
 
 /// Writes RFC 3339 in UTC with `Z`, and with as many fractional digits as needed
 /// (none, 3, 6 or 9).
-impl fmt::Display for Ts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Ts {
+    /// Appends the RFC 3339 text (as [`Display`](fmt::Display) writes it)
+    /// to `out`: the hot path of writing JSON.
+    pub fn append_to(&self, out: &mut Vec<u8>) {
+        let mut buf = [0u8; 40];
+        let n = self.rfc3339(&mut buf);
+        out.extend_from_slice(&buf[..n]);
+    }
+
+    /// Writes the RFC 3339 text into `buf`; returns its length. Fractions
+    /// of a second take 3, 6 or 9 digits, the fewest that are exact.
+    fn rfc3339(&self, buf: &mut [u8; 40]) -> usize {
         let days = self.0.div_euclid(NANOS_PER_DAY);
         let rem = self.0.rem_euclid(NANOS_PER_DAY);
         let (y, mo, d) = civil_from_days(days);
         let secs = rem / NANOS_PER_SEC;
         let nanos = rem % NANOS_PER_SEC;
-        let (h, mi, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-        write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")?;
-        if nanos == 0 {
-        } else if nanos % 1_000_000 == 0 {
-            write!(f, ".{:03}", nanos / 1_000_000)?;
-        } else if nanos % 1_000 == 0 {
-            write!(f, ".{:06}", nanos / 1_000)?;
-        } else {
-            write!(f, ".{nanos:09}")?;
+        // An i64 of nanoseconds spans the years 1677 to 2262: four digits.
+        let mut n = 0;
+        put(buf, &mut n, y, 4);
+        sep(buf, &mut n, b'-');
+        put(buf, &mut n, i64::from(mo), 2);
+        sep(buf, &mut n, b'-');
+        put(buf, &mut n, i64::from(d), 2);
+        sep(buf, &mut n, b'T');
+        put(buf, &mut n, secs / 3600, 2);
+        sep(buf, &mut n, b':');
+        put(buf, &mut n, (secs / 60) % 60, 2);
+        sep(buf, &mut n, b':');
+        put(buf, &mut n, secs % 60, 2);
+        if nanos != 0 {
+            sep(buf, &mut n, b'.');
+            if nanos % 1_000_000 == 0 {
+                put(buf, &mut n, nanos / 1_000_000, 3);
+            } else if nanos % 1_000 == 0 {
+                put(buf, &mut n, nanos / 1_000, 6);
+            } else {
+                put(buf, &mut n, nanos, 9);
+            }
         }
-        f.write_str("Z")
+        sep(buf, &mut n, b'Z');
+        n
+    }
+}
+
+/// Writes `v` as `width` decimal digits at `buf[*n..]`.
+fn put(buf: &mut [u8; 40], n: &mut usize, mut v: i64, width: usize) {
+    for k in (0..width).rev() {
+        buf[*n + k] = b'0' + (v.rem_euclid(10)) as u8;
+        v /= 10;
+    }
+    *n += width;
+}
+
+/// Writes `c` at `buf[*n]`.
+fn sep(buf: &mut [u8; 40], n: &mut usize, c: u8) {
+    buf[*n] = c;
+    *n += 1;
+}
+
+impl fmt::Display for Ts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 40];
+        let n = self.rfc3339(&mut buf);
+        // Only ASCII was written.
+        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -228,7 +276,8 @@ fn parse_rfc3339(s: &str) -> Option<Ts> {
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
-    let midnight = days_from_civil(year, month, day) * NANOS_PER_DAY;
+    // Checked: a date outside 1677..2262 does not fit i64 nanoseconds.
+    let midnight = days_from_civil(year, month, day).checked_mul(NANOS_PER_DAY)?;
     if b.len() == 10 {
         return Some(Ts(midnight));
     }
@@ -263,7 +312,7 @@ fn parse_rfc3339(s: &str) -> Option<Ts> {
         _ => return None,
     };
     let secs = h * 3600 + mi * 60 + sec - offset_secs;
-    Some(Ts(midnight + secs * NANOS_PER_SEC + nanos))
+    midnight.checked_add(secs * NANOS_PER_SEC + nanos).map(Ts)
 }
 
 /// A span written as a whole number and a unit, `s`, `m`, `h`, `d` or `w`
@@ -296,9 +345,17 @@ mod tests {
             "2014-11-07T08:19:28.464459Z",
             "1969-12-31T23:59:59.000000001Z",
             "2024-02-29T12:00:00Z",
+            "1677-09-22T00:00:00.000000001Z",
+            "2262-04-11T23:47:16.854775807Z",
         ] {
-            assert_eq!(Ts::parse(text).expect("valid").to_string(), text);
+            let t = Ts::parse(text).expect("valid");
+            assert_eq!(t.to_string(), text);
+            let mut bytes = b"[".to_vec();
+            t.append_to(&mut bytes);
+            assert_eq!(bytes, format!("[{text}").into_bytes());
         }
+        assert_eq!(Ts(i64::MIN).to_string(), "1677-09-21T00:12:43.145224192Z");
+        assert_eq!(Ts(i64::MAX).to_string(), "2262-04-11T23:47:16.854775807Z");
     }
 
     #[test]
@@ -330,6 +387,11 @@ mod tests {
             "2024-01-01T25:00:00Z",
             "yesterday",
             "2024-01-01T00:00:00",
+            // Outside what i64 nanoseconds hold.
+            "0001-01-01",
+            "9999-12-31T23:59:59Z",
+            "2262-04-11T23:47:17Z",
+            "1677-09-21T00:12:43Z",
         ] {
             assert!(Ts::parse(text).is_err(), "{text}");
         }

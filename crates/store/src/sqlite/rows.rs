@@ -81,7 +81,16 @@ pub(crate) fn candle_from_row(
     instrument: &Instrument,
     interval: Interval,
 ) -> Result<Candle, Error> {
-    let text = |i: usize| -> Result<String, Error> { r.get::<_, String>(i).map_err(sqlerr) };
+    // Borrowed from SQLite's row: no copy per column.
+    let text = |i: usize| -> Result<&str, Error> {
+        r.get_ref(i)
+            .map_err(sqlerr)?
+            .as_str()
+            .map_err(|e| Error::Corrupt {
+                what: "candle column",
+                value: e.to_string(),
+            })
+    };
     let state = text(12)?;
     let trades: i64 = r.get(9).map_err(sqlerr)?;
     Ok(Candle {
@@ -103,9 +112,9 @@ pub(crate) fn candle_from_row(
         })?,
         first_trade_id: id_from(r.get_ref(10).map_err(sqlerr)?)?,
         last_trade_id: id_from(r.get_ref(11).map_err(sqlerr)?)?,
-        state: CandleState::parse(&state).ok_or(Error::Corrupt {
+        state: CandleState::parse(state).ok_or_else(|| Error::Corrupt {
             what: "state",
-            value: state.clone(),
+            value: state.to_owned(),
         })?,
     })
 }
