@@ -8,7 +8,8 @@
 //! - `year_of_1m_candles`: `GET /api/v1/candles` for the whole year in one
 //!   response (JSON), and the store query alone; median of five.
 //!
-//! `cargo bench -p ck-api --bench api [-- latest|year]` (both by default).
+//! `cargo bench -p ck-api --bench api [-- latest|year|store]` (the first
+//! two by default; `store` runs only the store query, for profiling).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -148,7 +149,7 @@ fn main() {
             rate / base
         );
         }
-        if !run("year") {
+        if !run("year") && !run("store") {
             return;
         }
 
@@ -159,6 +160,15 @@ fn main() {
             to: Ts(START.0 + YEAR_MINUTES * 60_000_000_000),
             limit: 1_000_000,
         };
+        if only.as_deref() == Some("store") {
+            // For profiling: the store query alone, ten times.
+            for _ in 0..10 {
+                let t = Instant::now();
+                let n = store.candles(&q, Interval::M1, CandleSource::Ours).await.expect("query").len();
+                println!("api/store_query: {n} candles in {:?}", t.elapsed());
+            }
+            return;
+        }
         let mut store_times = Vec::new();
         let mut http_times = Vec::new();
         let mut bytes = 0;

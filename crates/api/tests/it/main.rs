@@ -1114,3 +1114,121 @@ async fn rolling_stats_read_only_the_tail_of_the_store_after_the_first_request()
     .await;
     assert_eq!(fixed[0]["high"], "500");
 }
+
+/// Reads of 20,000 candles and more are split by time and read in
+/// parallel: pages, in either order, still hold every candle once, with
+/// the same JSON serde writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_candle_reads_are_split_in_parts_without_loss() {
+    use ck_model::{Candle, CandleRecord, CandleState, Decimal, Exchange, Instrument, Interval};
+    let dir = tempfile::tempdir().expect("dir");
+    let store: Arc<dyn ck_store::Store> = Arc::new(
+        ck_store::sqlite::SqliteStore::open(
+            &dir.path().join("large.sqlite"),
+            ck_store::sqlite::Durability::Normal,
+        )
+        .expect("store"),
+    );
+    let start = Ts::from_secs(1_704_067_200);
+    // Uneven spacing: a gap of a day in the middle, so parts differ in size.
+    let candles: Vec<Candle> = (0..50_000i64)
+        .map(|i| {
+            let minute = if i < 30_000 { i } else { i + 1_440 };
+            let p = Decimal::new(6_000_000 + i128::from(i % 977), 2);
+            Candle {
+                exchange: Exchange::Binance,
+                instrument: Instrument::new("BTC", "USDT"),
+                interval: Interval::M1,
+                open_time: Ts(start.0 + minute * 60_000_000_000),
+                open: p,
+                high: p,
+                low: p,
+                close: p,
+                volume: Decimal::new(12_345 + i128::from(i), 4),
+                quote_volume: Decimal::new(74_070_000, 2),
+                vwap: p,
+                taker_buy_volume: Decimal::new(6_000, 4),
+                trades: u64::try_from(i).expect("count"),
+                first_trade_id: Some(ck_model::TradeId::Num(u64::try_from(i).expect("id"))),
+                last_trade_id: None,
+                state: CandleState::Closed,
+            }
+        })
+        .collect();
+    store
+        .write(Arc::new(ck_store::WriteBatch {
+            candles: candles.clone(),
+            ..ck_store::WriteBatch::default()
+        }))
+        .await
+        .expect("seed");
+    let app = router(ApiState::new(
+        store,
+        Arc::default(),
+        ck_bus::live_feed(16),
+        std::time::Duration::from_secs(15),
+    ));
+    let fetch = |uri: String| {
+        let app = app.clone();
+        async move {
+            let response = app
+                .oneshot(Request::get(&uri).body(Body::empty()).expect("request"))
+                .await
+                .expect("response");
+            assert_eq!(response.status(), StatusCode::OK, "{uri}");
+            let next = response
+                .headers()
+                .get("x-next-cursor")
+                .map(|c| c.to_str().expect("ascii").replace(':', "%3A"));
+            let length: Option<usize> = response
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            assert_eq!(length, Some(bytes.len()), "the length sent is the body's");
+            (bytes, next)
+        }
+    };
+    let records: Vec<CandleRecord> = candles.iter().map(CandleRecord::from).collect();
+    let base = "/api/v1/candles?exchange=binance&instrument=BTC-USDT&interval=1m";
+    // All at once: exactly what serde writes for the records.
+    let (whole, next) = fetch(format!("{base}&limit=1000000")).await;
+    assert_eq!(next, None);
+    assert_eq!(
+        String::from_utf8_lossy(&whole),
+        serde_json::to_string(&records).expect("json")
+    );
+    for (order, expected) in [
+        ("asc", records.clone()),
+        ("desc", {
+            let mut r = records.clone();
+            r.reverse();
+            r
+        }),
+    ] {
+        let mut got: Vec<CandleRecord> = Vec::new();
+        let mut uri = format!("{base}&limit=20000&order={order}");
+        let mut pages = 0;
+        loop {
+            let (bytes, next) = fetch(uri).await;
+            let page: Vec<CandleRecord> = serde_json::from_slice(&bytes).expect("json");
+            pages += 1;
+            assert!(
+                page.len() == 20_000 || next.is_none(),
+                "{order}: full pages but the last"
+            );
+            got.extend(page);
+            match next {
+                Some(c) => uri = format!("{base}&limit=20000&order={order}&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3, "{order}");
+        assert_eq!(got, expected, "{order}: every candle once, in order");
+    }
+}
