@@ -18,6 +18,7 @@
 pub mod binance;
 pub mod bitfinex;
 pub mod coinbase_exchange;
+pub mod kraken;
 pub mod shift;
 pub mod venue;
 

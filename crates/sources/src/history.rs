@@ -1,5 +1,6 @@
 //! REST history behind one trait, so gap repair works the same for every
-//! venue: by trade id (Binance, Coinbase Exchange) or by time (Bitfinex).
+//! venue: by trade id (Binance, Coinbase Exchange) or by time (Bitfinex,
+//! Kraken).
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Trade, Ts};
 
@@ -96,6 +97,7 @@ pub fn for_exchange(exchange: Exchange, client: Arc<RestClient>) -> Option<Arc<d
             crate::coinbase_exchange::rest::CoinbaseExchangeRest::new(client),
         )),
         Exchange::Bitfinex => Some(Arc::new(crate::bitfinex::rest::BitfinexRest::new(client))),
+        Exchange::Kraken => Some(Arc::new(crate::kraken::rest::KrakenRest::new(client))),
         _ => None,
     }
 }
@@ -107,6 +109,7 @@ pub fn default_rest_url(exchange: Exchange) -> Option<&'static str> {
         Exchange::Binance => Some(crate::binance::DEFAULT_REST_URL),
         Exchange::CoinbaseExchange => Some(crate::coinbase_exchange::rest::DEFAULT_REST_URL),
         Exchange::Bitfinex => Some(crate::bitfinex::rest::DEFAULT_REST_URL),
+        Exchange::Kraken => Some(crate::kraken::rest::DEFAULT_REST_URL),
         _ => None,
     }
 }

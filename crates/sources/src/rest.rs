@@ -60,6 +60,8 @@ impl RateBudget {
             Exchange::Coinbase | Exchange::CoinbaseExchange => {
                 RateBudget::new(exchange, 10, Duration::from_secs(1))
             }
+            // About one call a second keeps within Kraken's public limits.
+            Exchange::Kraken => RateBudget::new(exchange, 1, Duration::from_secs(1)),
             _ => RateBudget::new(exchange, 5, Duration::from_secs(1)),
         }
     }
