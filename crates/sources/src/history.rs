@@ -62,20 +62,36 @@ pub trait History: Send + Sync + std::fmt::Debug {
         )))
     }
 
-    /// Up to `limit` trades with id `>= from_id`, oldest first.
+    /// Up to `limit` trades with id `>= from_id`, oldest first (venues read
+    /// by id).
     async fn trades_from_id(
         &self,
         instrument: &Instrument,
         from_id: u64,
         limit: u32,
-    ) -> Result<Vec<Trade>, HistoryError>;
+    ) -> Result<Vec<Trade>, HistoryError> {
+        let _ = (instrument, from_id, limit);
+        Err(self.read_by_time())
+    }
 
-    /// The id of the first trade at or after `at`; `None` if none happened since.
+    /// The id of the first trade at or after `at`; `None` if none happened
+    /// since (venues read by id).
     async fn first_trade_id_at(
         &self,
         instrument: &Instrument,
         at: Ts,
-    ) -> Result<Option<u64>, HistoryError>;
+    ) -> Result<Option<u64>, HistoryError> {
+        let _ = (instrument, at);
+        Err(self.read_by_time())
+    }
+
+    /// The refusal of a by-id call on a venue read by time.
+    fn read_by_time(&self) -> HistoryError {
+        HistoryError::Unsupported(format!(
+            "{} REST pages trades by time, not by id",
+            self.exchange()
+        ))
+    }
 
     /// Up to `limit` of the exchange's own candles opening at or after
     /// `start`, oldest first; the candle still open is provisional.

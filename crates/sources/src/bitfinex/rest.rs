@@ -113,27 +113,6 @@ impl History for BitfinexRest {
         })
     }
 
-    async fn trades_from_id(
-        &self,
-        _instrument: &Instrument,
-        _from_id: u64,
-        _limit: u32,
-    ) -> Result<Vec<Trade>, HistoryError> {
-        Err(HistoryError::Unsupported(
-            "Bitfinex trade ids are shared by every pair: its history is read by time".into(),
-        ))
-    }
-
-    async fn first_trade_id_at(
-        &self,
-        _instrument: &Instrument,
-        _at: Ts,
-    ) -> Result<Option<u64>, HistoryError> {
-        Err(HistoryError::Unsupported(
-            "Bitfinex trade ids are shared by every pair: its history is read by time".into(),
-        ))
-    }
-
     async fn candles(
         &self,
         _instrument: &Instrument,

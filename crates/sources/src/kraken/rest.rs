@@ -190,27 +190,6 @@ impl History for KrakenRest {
         }
     }
 
-    async fn trades_from_id(
-        &self,
-        _instrument: &Instrument,
-        _from_id: u64,
-        _limit: u32,
-    ) -> Result<Vec<Trade>, HistoryError> {
-        Err(HistoryError::Unsupported(
-            "Kraken REST pages trades by time (`since`), not by id".into(),
-        ))
-    }
-
-    async fn first_trade_id_at(
-        &self,
-        _instrument: &Instrument,
-        _at: Ts,
-    ) -> Result<Option<u64>, HistoryError> {
-        Err(HistoryError::Unsupported(
-            "Kraken REST pages trades by time (`since`), not by id".into(),
-        ))
-    }
-
     async fn candles(
         &self,
         _instrument: &Instrument,
