@@ -240,7 +240,17 @@ async fn repair_by_time(
             .trades_from_time(&gap.instrument, cursor, page)
             .await?;
         let full = trades.len() as u32 >= page;
+        let first_time = trades.first().map(|t| t.ts_exchange);
         let Some(last) = trades.last().map(|t| t.ts_exchange) else {
+            if history.recent_only() {
+                return Ok(Outcome::Unfillable(
+                    format!(
+                        "{} served no recent trades at or after {from}",
+                        gap.exchange
+                    ),
+                    got,
+                ));
+            }
             break;
         };
         let mut fresh = 0;
@@ -261,6 +271,20 @@ async fn repair_by_time(
             }
             got += 1;
             out.send(Event::Trade(t)).await?;
+        }
+        if history.recent_only() {
+            // One page is all the venue has: does it reach back to the
+            // gap (its margins aside)?
+            return Ok(match first_time {
+                Some(oldest) if oldest > gap.from_ts => Outcome::Unfillable(
+                    format!(
+                        "{} serves only its {page} most recent trades; the oldest was at {oldest}, after the gap's start {}",
+                        gap.exchange, gap.from_ts
+                    ),
+                    got,
+                ),
+                _ => Outcome::Filled(got),
+            });
         }
         if past || !full {
             break;

@@ -47,6 +47,13 @@ pub trait History: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// True when the venue serves only its most recent trades (one page,
+    /// whatever the time asked for): history older than that page cannot
+    /// be fetched.
+    fn recent_only(&self) -> bool {
+        false
+    }
+
     /// Up to `limit` trades at or after `from`, oldest first (venues read
     /// by time; trades at the page's last instant may continue on the next).
     async fn trades_from_time(
@@ -114,6 +121,7 @@ pub fn for_exchange(exchange: Exchange, client: Arc<RestClient>) -> Option<Arc<d
         )),
         Exchange::Bitfinex => Some(Arc::new(crate::bitfinex::rest::BitfinexRest::new(client))),
         Exchange::Kraken => Some(Arc::new(crate::kraken::rest::KrakenRest::new(client))),
+        Exchange::Bybit => Some(Arc::new(crate::bybit::rest::BybitRest::new(client))),
         _ => None,
     }
 }
@@ -126,6 +134,7 @@ pub fn default_rest_url(exchange: Exchange) -> Option<&'static str> {
         Exchange::CoinbaseExchange => Some(crate::coinbase_exchange::rest::DEFAULT_REST_URL),
         Exchange::Bitfinex => Some(crate::bitfinex::rest::DEFAULT_REST_URL),
         Exchange::Kraken => Some(crate::kraken::rest::DEFAULT_REST_URL),
+        Exchange::Bybit => Some(crate::bybit::rest::DEFAULT_REST_URL),
         _ => None,
     }
 }

@@ -476,6 +476,118 @@ async fn kraken_gap_is_filled_from_rest_history_by_time() {
     gap_is_filled_by_time(Exchange::Kraken, &messages, &rest, without_id, 3).await;
 }
 
+/// Bybit keeps only its most recent trades (60 on spot): against the REST
+/// mock serving the spot recording's trades, asked for pages of five, a gap
+/// over the last five trades is filled with exactly those, and a gap older
+/// than them is reported unfillable with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bybit_recent_trades_fill_recent_gaps_and_refuse_older_ones() {
+    let exchange = Exchange::Bybit;
+    let messages = crate::support::recording("cryptofeed/BYBIT.jsonl.zst");
+    let rest = ck_mock::bybit::MockBybitRest::start(&messages, None)
+        .await
+        .expect("rest mock");
+    let (instrument, trades) = busiest_instrument(&messages);
+    let n = trades.len();
+    assert!(n >= 10, "{n} trades");
+    assert_eq!(rest.trades(), recorded(&messages).0.len());
+    let history = PagedBy5(
+        ck_sources::history::for_exchange(
+            exchange,
+            std::sync::Arc::new(
+                ck_sources::rest::RestClient::new(
+                    exchange,
+                    ck_sources::rest::RestSettings::new(rest.rest_url()),
+                )
+                .expect("client"),
+            ),
+        )
+        .expect("a history"),
+    );
+    assert!(ck_sources::history::History::recent_only(&history));
+    let history: std::sync::Arc<dyn ck_sources::history::History> = std::sync::Arc::new(history);
+    let repair = |from: Ts, to: Ts| {
+        let history = history.clone();
+        let instrument = instrument.clone();
+        async move {
+            let mut histories = ck_app::repair::Histories::new();
+            histories.insert(exchange, history);
+            let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
+            let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
+            gap_tx
+                .send(ck_model::Gap {
+                    exchange,
+                    instrument,
+                    from_ts: from,
+                    to_ts: to,
+                    first_missing_id: None,
+                    last_missing_id: None,
+                    state: ck_model::GapState::Open,
+                    reason: "reconnect".into(),
+                    detected_at: Ts::now(),
+                })
+                .expect("send gap");
+            drop(gap_tx);
+            ck_app::repair::run_gap_repair(
+                gap_rx,
+                histories,
+                tx,
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await;
+            let (mut got, mut gap) = (Vec::new(), None);
+            while let Some(e) = rx.recv().await {
+                match e {
+                    Event::Trade(t) => got.push(trade_key(&t)),
+                    Event::Gap(g) => gap = Some(g),
+                    _ => {}
+                }
+            }
+            (got, gap.expect("the gap's new state"))
+        }
+    };
+    // The last five trades: filled with exactly them, oldest first.
+    let (got, gap) = repair(trades[n - 5].ts_exchange, trades[n - 1].ts_exchange).await;
+    assert_eq!(gap.state, ck_model::GapState::Filled, "{}", gap.reason);
+    assert_eq!(
+        got,
+        trades[n - 5..].iter().map(trade_key).collect::<Vec<_>>()
+    );
+    // Older than the most recent five: unfillable, and says why.
+    let (_, gap) = repair(trades[1].ts_exchange, trades[n - 7].ts_exchange).await;
+    assert_eq!(gap.state, ck_model::GapState::Unfillable, "{}", gap.reason);
+    assert!(
+        gap.reason.contains("serves only its 5 most recent trades"),
+        "{}",
+        gap.reason
+    );
+}
+
+/// The instrument of `messages` with the most recorded trades, and those
+/// trades, oldest first.
+fn busiest_instrument(messages: &[RawMessage]) -> (Instrument, Vec<ck_model::Trade>) {
+    let mut normalizer = Normalizer::new();
+    let mut events = Vec::new();
+    for m in messages.iter().filter(|m| m.origin == Origin::Ws) {
+        normalizer.handle(m, &|| "recording".to_owned(), &mut events);
+    }
+    let mut by_instrument: BTreeMap<Instrument, Vec<ck_model::Trade>> = BTreeMap::new();
+    for e in events {
+        if let Event::Trade(t) = e {
+            by_instrument
+                .entry(t.instrument.clone())
+                .or_default()
+                .push(t);
+        }
+    }
+    let (instrument, mut trades) = by_instrument
+        .into_iter()
+        .max_by_key(|(_, t)| t.len())
+        .expect("trades");
+    trades.sort_by_key(|t| (t.ts_exchange, t.trade_id.clone()));
+    (instrument, trades)
+}
+
 /// Repairs a reconnect gap over the recorded trades of the busiest
 /// instrument of `messages` (the middle half, or all when there are few)
 /// from `rest`, in pages of five, and checks that every trade of the window
@@ -494,26 +606,7 @@ async fn gap_is_filled_by_time(
         "REST serves the recorded trades"
     );
 
-    // The instrument with the most trades, and the recorded trades of it.
-    let mut normalizer = Normalizer::new();
-    let mut events = Vec::new();
-    for m in messages.iter().filter(|m| m.origin == Origin::Ws) {
-        normalizer.handle(m, &|| "recording".to_owned(), &mut events);
-    }
-    let mut by_instrument: BTreeMap<Instrument, Vec<ck_model::Trade>> = BTreeMap::new();
-    for e in events {
-        if let Event::Trade(t) = e {
-            by_instrument
-                .entry(t.instrument.clone())
-                .or_default()
-                .push(t);
-        }
-    }
-    let (instrument, mut recorded_trades) = by_instrument
-        .into_iter()
-        .max_by_key(|(_, t)| t.len())
-        .expect("trades");
-    recorded_trades.sort_by_key(|t| (t.ts_exchange, t.trade_id.clone()));
+    let (instrument, recorded_trades) = busiest_instrument(messages);
     assert!(
         recorded_trades.len() >= at_least,
         "{}",
@@ -616,6 +709,9 @@ impl ck_sources::history::History for PagedBy5 {
     }
     fn by_time(&self) -> bool {
         self.0.by_time()
+    }
+    fn recent_only(&self) -> bool {
+        self.0.recent_only()
     }
     async fn trades_from_time(
         &self,

@@ -10,6 +10,7 @@
 //!
 //! Sample: `{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1672304486868,"data":[{"T":1672304486865,"s":"BTCUSDT","S":"Buy","v":"0.001","p":"16578.50","L":"PlusTick","i":"20f43950-d8dd-5b31-9112-a178eb6023af","BT":false}]}`
 
+pub mod rest;
 pub mod ws;
 
 use ck_bus::{Event, Origin, RawMessage};

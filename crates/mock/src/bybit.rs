@@ -1,0 +1,111 @@
+//! Bybit v5 REST recent trades (`GET /v5/market/recent-trade?category=spot&symbol=&limit=`),
+//! served from the `publicTrade` frames of a spot WebSocket recording: the
+//! `limit` (1 to 60, default 60) most recent trades of the symbol, newest
+//! first, as `{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[...]}}`
+//! with Bybit's field names (`execId` is the WebSocket `i`). Bybit keeps
+//! no older history, and neither does this mock. Errors come as a non-zero
+//! `retCode`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ck_bus::{Origin, RawMessage};
+
+/// Rows by symbol, by (time ms, arrival), as row JSON.
+type Book = HashMap<String, BTreeMap<(i64, usize), String>>;
+
+/// The mock's constructor (it returns a [`crate::RestMock`]).
+pub struct MockBybitRest;
+
+impl MockBybitRest {
+    /// Serves the trades in `recording` on `127.0.0.1` (any port); with
+    /// `shift_to`, times move as a [`crate::venue::MockVenue`] started with
+    /// the same `shift_to` moves them.
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn start(
+        recording: &[RawMessage],
+        shift_to: Option<ck_model::Ts>,
+    ) -> std::io::Result<crate::RestMock> {
+        let shift_ms = match (shift_to, recording.iter().find(|m| m.origin == Origin::Ws)) {
+            (Some(at), Some(first)) => at.as_millis() - first.ts_received.as_millis(),
+            _ => 0,
+        };
+        let mut book = Book::new();
+        let mut arrival = 0;
+        for m in recording.iter().filter(|m| m.origin == Origin::Ws) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&m.data) else {
+                continue;
+            };
+            if !v["topic"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("publicTrade."))
+            {
+                continue;
+            }
+            for t in v["data"].as_array().into_iter().flatten() {
+                let (Some(symbol), Some(time)) = (t["s"].as_str(), t["T"].as_i64()) else {
+                    continue;
+                };
+                let time = time + shift_ms;
+                arrival += 1;
+                let row = serde_json::json!({
+                    "execId": t["i"], "symbol": symbol, "price": t["p"], "size": t["v"],
+                    "side": t["S"], "time": time.to_string(), "isBlockTrade": t["BT"],
+                });
+                book.entry(symbol.to_owned())
+                    .or_default()
+                    .insert((time, arrival), row.to_string());
+            }
+        }
+        let trades = book.values().map(BTreeMap::len).sum();
+        let app = Router::new()
+            .route("/v5/market/recent-trade", get(recent_trades))
+            .with_state(Arc::new(book));
+        crate::RestMock::serve(app, trades).await
+    }
+}
+
+fn refusal(code: u32, text: &str) -> Response {
+    (
+        [("content-type", "application/json")],
+        format!("{{\"retCode\":{code},\"retMsg\":\"{text}\",\"result\":{{}}}}"),
+    )
+        .into_response()
+}
+
+async fn recent_trades(
+    State(book): State<Arc<Book>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if q.get("category").map(String::as_str) != Some("spot") {
+        return refusal(10001, "this mock serves category=spot only");
+    }
+    let Some(rows) = q.get("symbol").and_then(|s| book.get(s)) else {
+        return refusal(10001, "params error: symbol invalid");
+    };
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 60,
+        Some(Ok(l)) if (1..=60).contains(&l) => l,
+        Some(_) => return refusal(10001, "params error: limit invalid"),
+    };
+    let list: Vec<&str> = rows
+        .values()
+        .rev()
+        .take(limit)
+        .map(String::as_str)
+        .collect();
+    (
+        [("content-type", "application/json")],
+        format!(
+            "{{\"retCode\":0,\"retMsg\":\"OK\",\"result\":{{\"category\":\"spot\",\"list\":[{}]}},\"time\":0}}",
+            list.join(",")
+        ),
+    )
+        .into_response()
+}
