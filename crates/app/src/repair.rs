@@ -242,7 +242,7 @@ async fn repair_by_time(
         let full = trades.len() as u32 >= page;
         let first_time = trades.first().map(|t| t.ts_exchange);
         let Some(last) = trades.last().map(|t| t.ts_exchange) else {
-            if history.recent_only() {
+            if history.keeps_only().is_some() {
                 return Ok(Outcome::Unfillable(
                     format!(
                         "{} served no recent trades at or after {from}",
@@ -260,6 +260,10 @@ async fn repair_by_time(
                 past = true;
                 break;
             }
+            // (Venues that keep only recent trades send older ones too.)
+            if t.ts_exchange < from {
+                continue;
+            }
             if !seen.insert(t.trade_id.clone()) {
                 continue;
             }
@@ -272,13 +276,13 @@ async fn repair_by_time(
             got += 1;
             out.send(Event::Trade(t)).await?;
         }
-        if history.recent_only() {
+        if let Some(keeps) = history.keeps_only() {
             // One page is all the venue has: does it reach back to the
             // gap (its margins aside)?
             return Ok(match first_time {
                 Some(oldest) if oldest > gap.from_ts => Outcome::Unfillable(
                     format!(
-                        "{} serves only its {page} most recent trades; the oldest was at {oldest}, after the gap's start {}",
+                        "{} serves only {keeps}; the oldest was at {oldest}, after the gap's start {}",
                         gap.exchange, gap.from_ts
                     ),
                     got,

@@ -17,6 +17,7 @@
 
 pub mod binance;
 pub mod bitfinex;
+pub mod bitstamp;
 pub mod bybit;
 pub mod coinbase_exchange;
 pub mod kraken;

@@ -47,11 +47,14 @@ pub trait History: Send + Sync + std::fmt::Debug {
         false
     }
 
-    /// True when the venue serves only its most recent trades (one page,
-    /// whatever the time asked for): history older than that page cannot
-    /// be fetched.
-    fn recent_only(&self) -> bool {
-        false
+    /// What the venue keeps, when it serves only recent trades (one page,
+    /// whatever the time asked for), such as "its 60 most recent spot
+    /// trades": history older than that cannot be fetched. `None` for
+    /// venues with their whole history. Such a venue's
+    /// [`History::trades_from_time`] returns its whole page, trades before
+    /// `from` too, so that the caller sees how far back it reaches.
+    fn keeps_only(&self) -> Option<&'static str> {
+        None
     }
 
     /// Up to `limit` trades at or after `from`, oldest first (venues read
@@ -122,6 +125,7 @@ pub fn for_exchange(exchange: Exchange, client: Arc<RestClient>) -> Option<Arc<d
         Exchange::Bitfinex => Some(Arc::new(crate::bitfinex::rest::BitfinexRest::new(client))),
         Exchange::Kraken => Some(Arc::new(crate::kraken::rest::KrakenRest::new(client))),
         Exchange::Bybit => Some(Arc::new(crate::bybit::rest::BybitRest::new(client))),
+        Exchange::Bitstamp => Some(Arc::new(crate::bitstamp::rest::BitstampRest::new(client))),
         _ => None,
     }
 }
@@ -135,6 +139,7 @@ pub fn default_rest_url(exchange: Exchange) -> Option<&'static str> {
         Exchange::Bitfinex => Some(crate::bitfinex::rest::DEFAULT_REST_URL),
         Exchange::Kraken => Some(crate::kraken::rest::DEFAULT_REST_URL),
         Exchange::Bybit => Some(crate::bybit::rest::DEFAULT_REST_URL),
+        Exchange::Bitstamp => Some(crate::bitstamp::rest::DEFAULT_REST_URL),
         _ => None,
     }
 }

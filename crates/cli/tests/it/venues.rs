@@ -504,7 +504,7 @@ async fn bybit_recent_trades_fill_recent_gaps_and_refuse_older_ones() {
         )
         .expect("a history"),
     );
-    assert!(ck_sources::history::History::recent_only(&history));
+    assert!(ck_sources::history::History::keeps_only(&history).is_some());
     let history: std::sync::Arc<dyn ck_sources::history::History> = std::sync::Arc::new(history);
     let repair = |from: Ts, to: Ts| {
         let history = history.clone();
@@ -557,7 +557,97 @@ async fn bybit_recent_trades_fill_recent_gaps_and_refuse_older_ones() {
     let (_, gap) = repair(trades[1].ts_exchange, trades[n - 7].ts_exchange).await;
     assert_eq!(gap.state, ck_model::GapState::Unfillable, "{}", gap.reason);
     assert!(
-        gap.reason.contains("serves only its 5 most recent trades"),
+        gap.reason
+            .contains("serves only its 60 most recent spot trades"),
+        "{}",
+        gap.reason
+    );
+}
+
+/// Bitstamp keeps the last day of trades (`transactions?time=minute|hour|day`):
+/// against the REST mock serving the recording moved to half a minute ago,
+/// a gap over the recorded trades is filled with every one of them (from
+/// the last minute), and a gap two days old is unfillable with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitstamp_recent_transactions_fill_recent_gaps_and_refuse_older_ones() {
+    let exchange = Exchange::Bitstamp;
+    let messages = crate::support::recording("cryptofeed/BITSTAMP.jsonl.zst");
+    let shift_to = Ts(Ts::now().0 - 30_000_000_000);
+    let rest = ck_mock::bitstamp::MockBitstampRest::start(&messages, Some(shift_to))
+        .await
+        .expect("rest mock");
+    assert_eq!(rest.trades(), recorded(&messages).0.len());
+    let first_frame = messages
+        .iter()
+        .find(|m| m.origin == Origin::Ws)
+        .expect("frames")
+        .ts_received;
+    let shift = shift_to.0 - first_frame.0;
+    let (instrument, trades) = busiest_instrument(&messages);
+    assert!(trades.len() >= 3, "{} trades", trades.len());
+    let client = ck_sources::rest::RestClient::new(
+        exchange,
+        ck_sources::rest::RestSettings::new(rest.rest_url()),
+    )
+    .expect("client");
+    let history = ck_sources::history::for_exchange(exchange, std::sync::Arc::new(client))
+        .expect("a history");
+    assert!(history.keeps_only().is_some());
+    let repair = |from: Ts, to: Ts| {
+        let (history, instrument) = (history.clone(), instrument.clone());
+        async move {
+            let mut histories = ck_app::repair::Histories::new();
+            histories.insert(exchange, history);
+            let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
+            let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
+            gap_tx
+                .send(ck_model::Gap {
+                    exchange,
+                    instrument,
+                    from_ts: from,
+                    to_ts: to,
+                    first_missing_id: None,
+                    last_missing_id: None,
+                    state: ck_model::GapState::Open,
+                    reason: "reconnect".into(),
+                    detected_at: Ts::now(),
+                })
+                .expect("send gap");
+            drop(gap_tx);
+            ck_app::repair::run_gap_repair(
+                gap_rx,
+                histories,
+                tx,
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await;
+            let (mut got, mut gap) = (Vec::new(), None);
+            while let Some(e) = rx.recv().await {
+                match e {
+                    Event::Trade(t) => got.push(trade_key(&t)),
+                    Event::Gap(g) => gap = Some(g),
+                    _ => {}
+                }
+            }
+            (got, gap.expect("the gap's new state"))
+        }
+    };
+    // Whole seconds on REST: the window starts at the first trade's second.
+    let first = Ts((trades[0].ts_exchange.0 + shift).div_euclid(1_000_000_000) * 1_000_000_000);
+    let last = Ts(trades[trades.len() - 1].ts_exchange.0 + shift);
+    let (got, gap) = repair(first, last).await;
+    assert_eq!(gap.state, ck_model::GapState::Filled, "{}", gap.reason);
+    let mut want: Vec<TradeKey> = trades.iter().map(trade_key).collect();
+    let mut got_sorted = got.clone();
+    want.sort();
+    got_sorted.sort();
+    assert_eq!(got_sorted, want, "every recorded trade, once");
+    let two_days = 2 * 86_400 * 1_000_000_000;
+    let (got, gap) = repair(Ts(first.0 - two_days), Ts(last.0 - two_days)).await;
+    assert_eq!(gap.state, ck_model::GapState::Unfillable, "{}", gap.reason);
+    assert!(got.is_empty());
+    assert!(
+        gap.reason.contains("serves only the last day of trades"),
         "{}",
         gap.reason
     );
@@ -710,8 +800,8 @@ impl ck_sources::history::History for PagedBy5 {
     fn by_time(&self) -> bool {
         self.0.by_time()
     }
-    fn recent_only(&self) -> bool {
-        self.0.recent_only()
+    fn keeps_only(&self) -> Option<&'static str> {
+        self.0.keeps_only()
     }
     async fn trades_from_time(
         &self,

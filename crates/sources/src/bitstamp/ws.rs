@@ -15,7 +15,7 @@ pub const DEFAULT_WS_URL: &str = "wss://ws.bitstamp.net";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BitstampProtocol;
 
-fn pair(instrument: &Instrument) -> String {
+pub(crate) fn pair(instrument: &Instrument) -> String {
     format!("{}{}", instrument.base(), instrument.quote()).to_ascii_lowercase()
 }
 

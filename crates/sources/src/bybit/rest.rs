@@ -1,6 +1,6 @@
 //! Bybit v5 REST trades: `GET /v5/market/recent-trade?category=spot&symbol=BTCUSDT&limit=<1..60>`.
 //! Bybit serves only its most recent trades (60 at most on spot) and no
-//! older history, so this history is [`History::recent_only`]: gap repair
+//! older history, so this history [`History::keeps_only`] those: gap repair
 //! takes what the one page holds of the window, and reports the gap
 //! unfillable when the page does not reach back to the window's start.
 //! The answer is `{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"execId":"...","symbol":"BTCUSDT","price":"...","size":"...","side":"Buy","time":"<ms>","isBlockTrade":false}]}}`,
@@ -141,15 +141,15 @@ impl History for BybitRest {
         true
     }
 
-    fn recent_only(&self) -> bool {
-        true
+    fn keeps_only(&self) -> Option<&'static str> {
+        Some("its 60 most recent spot trades")
     }
 
-    /// The most recent `limit` trades, those at or after `from`.
+    /// The most recent `limit` trades (older than `from` too).
     async fn trades_from_time(
         &self,
         instrument: &Instrument,
-        from: Ts,
+        _from: Ts,
         limit: u32,
     ) -> Result<Vec<Trade>, HistoryError> {
         let path = format!(
@@ -169,10 +169,7 @@ impl History for BybitRest {
                     tracing::warn!(url = %response.url, %message, "Bybit rate limit; pausing");
                     self.client.budget().pause_for(TOO_MANY_PAUSE);
                 }
-                Ok(mut trades) => {
-                    trades.retain(|t| t.ts_exchange >= from);
-                    return Ok(trades);
-                }
+                Ok(trades) => return Ok(trades),
                 Err(source) => {
                     return Err(HistoryError::Parse {
                         url: response.url.clone(),

@@ -1,0 +1,113 @@
+//! Bitstamp REST trades (`GET /api/v2/transactions/{pair}/?time=minute|hour|day`),
+//! served from the `live_trades_<pair>` frames of a WebSocket recording:
+//! every trade of the last minute, hour (the default) or day by the clock
+//! of the machine, newest first, as
+//! `[{"date":"<s>","tid":"<id>","price":"...","amount":"...","type":"0"|"1"}]`.
+//! Start it with `shift_to` near now, or the recorded trades are too old to
+//! be served, as they would be on Bitstamp.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ck_bus::{Origin, RawMessage};
+
+/// Rows by pair, by (time µs, id), as row JSON.
+type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
+
+/// The mock's constructor (it returns a [`crate::RestMock`]).
+pub struct MockBitstampRest;
+
+impl MockBitstampRest {
+    /// Serves the trades in `recording` on `127.0.0.1` (any port); with
+    /// `shift_to`, times move as a [`crate::venue::MockVenue`] started with
+    /// the same `shift_to` moves them.
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn start(
+        recording: &[RawMessage],
+        shift_to: Option<ck_model::Ts>,
+    ) -> std::io::Result<crate::RestMock> {
+        let shift_us = match (shift_to, recording.iter().find(|m| m.origin == Origin::Ws)) {
+            (Some(at), Some(first)) => (at.0 - first.ts_received.0) / 1_000,
+            _ => 0,
+        };
+        let mut book = Book::new();
+        for m in recording.iter().filter(|m| m.origin == Origin::Ws) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&m.data) else {
+                continue;
+            };
+            let (Some(pair), "trade") = (
+                v["channel"]
+                    .as_str()
+                    .and_then(|c| c.strip_prefix("live_trades_")),
+                v["event"].as_str().unwrap_or_default(),
+            ) else {
+                continue;
+            };
+            let t = &v["data"];
+            let (Some(id), Some(micros)) = (
+                t["id"].as_u64(),
+                t["microtimestamp"]
+                    .as_str()
+                    .and_then(|s| s.parse::<i64>().ok()),
+            ) else {
+                continue;
+            };
+            let micros = micros + shift_us;
+            let row = serde_json::json!({
+                "date": micros.div_euclid(1_000_000).to_string(), "tid": id.to_string(),
+                "price": t["price_str"], "amount": t["amount_str"],
+                "type": t["type"].as_u64().unwrap_or(0).to_string(),
+            });
+            book.entry(pair.to_owned())
+                .or_default()
+                .insert((micros, id), row.to_string());
+        }
+        let trades = book.values().map(BTreeMap::len).sum();
+        let app = Router::new()
+            .route("/api/v2/transactions/{pair}/", get(transactions))
+            .with_state(Arc::new(book));
+        crate::RestMock::serve(app, trades).await
+    }
+}
+
+async fn transactions(
+    State(book): State<Arc<Book>>,
+    Path(pair): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let refuse = |reason: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            format!("{{\"status\":\"error\",\"reason\":\"{reason}\"}}"),
+        )
+            .into_response()
+    };
+    let span_secs: i64 = match q.get("time").map(String::as_str) {
+        Some("minute") => 60,
+        None | Some("hour") => 3_600,
+        Some("day") => 86_400,
+        Some(_) => return refuse("Invalid time"),
+    };
+    let Some(rows) = book.get(&pair) else {
+        return refuse("Invalid pair");
+    };
+    let since_us = (ck_model::Ts::now().0 / 1_000) - span_secs * 1_000_000;
+    let list: Vec<&str> = rows
+        .range((since_us, 0)..)
+        .rev()
+        .map(|(_, r)| r.as_str())
+        .collect();
+    (
+        [("content-type", "application/json")],
+        format!("[{}]", list.join(",")),
+    )
+        .into_response()
+}
