@@ -449,14 +449,25 @@ async fn coinbase_exchange_rest_history_pages_by_id_and_finds_a_time() {
 /// over the middle of the trades is fetched page by page (pages of 5, so
 /// paging by time, and trades sharing a millisecond across a page boundary,
 /// are exercised), every trade in the window comes out once, and the gap is
-/// filled.
+/// filled, although the mock refuses every third request with 429 and
+/// answers slowly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bitfinex_gap_is_filled_from_rest_history_by_time() {
     let messages = crate::support::recording("cryptofeed/BITFINEX.jsonl.zst");
     let rest = ck_mock::bitfinex::MockBitfinexRest::start(&messages, None)
         .await
         .expect("rest mock");
+    // Every third request refused with 429 and `Retry-After`, every answer slow.
+    rest.set_faults(ck_mock::RestFaults {
+        every_429: Some(3),
+        delay: Some(std::time::Duration::from_millis(20)),
+    });
     gap_is_filled_by_time(Exchange::Bitfinex, &messages, &rest, trade_key, 20).await;
+    let (requests, refused) = rest.requests();
+    assert!(
+        refused >= 1 && requests > refused,
+        "{refused} of {requests} requests refused, and the repair went on"
+    );
 }
 
 /// Kraken gap repair by time (`Trades` with a nanosecond `since`), against
