@@ -55,7 +55,7 @@ pub struct ApiState {
     token: Option<Arc<str>>,
     /// Origins allowed to call the API from a browser (`*` for any).
     cors_origins: Vec<String>,
-    /// Batches of updates a WebSocket client may fall behind by before it is told it lagged.
+    /// Updates a WebSocket client may fall behind the newest by before it is told it lagged.
     ws_queue: usize,
     /// How long the WebSocket encoder keeps collecting updates into one
     /// batch after the first (zero: only what is ready).
@@ -115,10 +115,9 @@ impl ApiState {
         self
     }
 
-    /// How many batches of updates a WebSocket client may fall behind by
+    /// How many updates a WebSocket client may fall behind the newest by
     /// before the oldest are dropped and it gets a `lagged` notice with the
-    /// number of updates it missed (default 4096). A batch is what the
-    /// server took from the feed at once: one update while the feed is quiet.
+    /// number it missed (default 4096).
     #[must_use]
     pub fn with_ws_queue(mut self, updates: usize) -> ApiState {
         self.ws_queue = updates.max(1);

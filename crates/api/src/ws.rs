@@ -433,6 +433,8 @@ pub(crate) fn fanout(state: &ApiState) -> broadcast::Receiver<Arc<Batch>> {
         .hub
         .updates
         .get_or_init(|| {
+            // A batch holds one update or more: this many batches hold at
+            // least a queue of updates, so the check by position comes first.
             let (tx, _) = broadcast::channel(state.ws_queue);
             let encoder = Encoder {
                 feed: state.feed.subscribe(),
@@ -666,6 +668,11 @@ impl Position {
     }
 }
 
+/// The position of the next update the encoder will send.
+fn head(state: &ApiState) -> u64 {
+    state.hub.next.load(Ordering::Relaxed)
+}
+
 fn lagged_notice(dropped: u64) -> Utf8Bytes {
     json!({"type": "lagged", "dropped": dropped})
         .to_string()
@@ -750,6 +757,7 @@ async fn client(socket: WebSocket, state: ApiState, batched: bool) {
     stats_tick.tick().await;
     let mut frames: Vec<Utf8Bytes> = Vec::new();
     let push_latency = ck_bus::metrics::histogram(PUSH_LATENCY);
+    let queue = state.ws_queue as u64;
     loop {
         let outgoing: Option<String> = tokio::select! {
             incoming = incoming.recv() => match incoming {
@@ -791,6 +799,13 @@ async fn client(socket: WebSocket, state: ApiState, batched: bool) {
                 let mut oldest: Option<Ts> = None;
                 while let Some(received) = next.take() {
                     match received {
+                        // Newer updates than its queue holds came after this
+                        // batch: it is dropped, and counted with the next one.
+                        Ok(batch)
+                            if head(&state).saturating_sub(batch.first + batch.len) >= queue =>
+                        {
+                            position.lagged = true;
+                        }
                         Ok(batch) => {
                             if let Some(missed) = position.advance(&batch) {
                                 frames.push(lagged_notice(missed));

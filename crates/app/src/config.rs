@@ -460,10 +460,8 @@ impl AlertsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Batches of live updates each WebSocket client may fall behind by
-    /// before the oldest are dropped and it gets a `lagged` notice (a batch
-    /// is what the server took from the feed at once; one update while the
-    /// feed is quiet).
+    /// Live updates each WebSocket client may fall behind the newest by
+    /// before the oldest are dropped and it gets a `lagged` notice.
     pub ws_queue: usize,
     /// Milliseconds the WebSocket server keeps collecting updates into one
     /// batch after the first; 0 (the default) sends what is ready at once.

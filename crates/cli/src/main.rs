@@ -584,6 +584,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut sources = vec![source];
             // Kept alive for the run: each serves its venue's recording.
             let mut mocks = Vec::new();
+            let mut rest_mocks = Vec::new();
             if venues.as_os_str() != "none" {
                 for (exchange, file, kraken_v1) in DEMO_VENUES {
                     let path = venues.join(file);
@@ -591,14 +592,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         tracing::warn!(%exchange, path = %path.display(), "demo: no recording; venue left out");
                         continue;
                     }
-                    let (mock, source) = demo_venue(*exchange, &path, *kraken_v1, speed).await?;
+                    let (mock, rest, source) =
+                        demo_venue(*exchange, &path, *kraken_v1, speed).await?;
                     eprintln!(
-                        "demo: mock {exchange} on {} replaying {}",
+                        "demo: mock {exchange} on {}{} replaying {}",
                         mock.ws_url(),
+                        rest.as_ref()
+                            .map(|r| format!(" (REST {})", r.rest_url()))
+                            .unwrap_or_default(),
                         path.display()
                     );
                     sources.push(source);
                     mocks.push(mock);
+                    rest_mocks.extend(rest);
                 }
             }
             let store = ck_app::open_store(&settings).await?;
@@ -614,6 +620,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let started = Instant::now();
             let report = run_pipeline(&settings, store, sources, None, token.clone()).await;
             drop(mocks);
+            drop(rest_mocks);
             token.cancel();
             api.await.ok();
             print_report(&report?, started);
@@ -739,14 +746,15 @@ const DEMO_VENUES: &[(Exchange, &str, bool)] = &[
 ];
 
 /// A mock of `exchange` replaying `path` (times moved to now, paced at
-/// `speed`) and the live source that captures it: every instrument the
-/// recording trades or quotes.
+/// `speed`), its REST mock where candlekeep reads that venue's history (so
+/// gaps are repaired from it), and the live source that captures it: every
+/// instrument the recording trades or quotes.
 async fn demo_venue(
     exchange: Exchange,
     path: &std::path::Path,
     kraken_v1: bool,
     speed: f64,
-) -> anyhow::Result<(ck_mock::venue::MockVenue, Source)> {
+) -> anyhow::Result<(ck_mock::venue::MockVenue, Option<ck_mock::RestMock>, Source)> {
     let messages: Vec<ck_bus::RawMessage> = ck_sources::recordings::Recording::open(path)?
         .filter_map(Result::ok)
         .collect();
@@ -765,6 +773,21 @@ async fn demo_venue(
         .collect();
     instruments.sort();
     instruments.dedup();
+    let now = Some(Ts::now());
+    let rest = match exchange {
+        Exchange::CoinbaseExchange => {
+            Some(ck_mock::coinbase_exchange::MockCoinbaseRest::start(&messages).await?)
+        }
+        Exchange::Bitfinex => {
+            Some(ck_mock::bitfinex::MockBitfinexRest::start(&messages, now).await?)
+        }
+        Exchange::Kraken => Some(ck_mock::kraken::MockKrakenRest::start(&messages, now).await?),
+        Exchange::Bybit => Some(ck_mock::bybit::MockBybitRest::start(&messages, now).await?),
+        Exchange::Bitstamp => {
+            Some(ck_mock::bitstamp::MockBitstampRest::start(&messages, now).await?)
+        }
+        _ => None,
+    };
     let mock = ck_mock::venue::MockVenue::start(
         exchange,
         &messages,
@@ -784,10 +807,10 @@ async fn demo_venue(
             instruments,
             backoff: BackoffPolicy::default(),
             stale_after: std::time::Duration::from_secs(60),
-            rest_url: None,
+            rest_url: rest.as_ref().map(ck_mock::RestMock::rest_url),
         },
     };
-    Ok((mock, source))
+    Ok((mock, rest, source))
 }
 
 /// The config's alert rules and channels; with `evaluate`, also the service

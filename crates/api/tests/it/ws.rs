@@ -120,8 +120,7 @@ fn replay_binance(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
     let dir = tempfile::tempdir().expect("dir");
-    // Batches of updates; at this replay speed, several updates each.
-    let (settings, store, addr, stop) = serve_fresh(dir.path(), 1024, Duration::ZERO).await;
+    let (settings, store, addr, stop) = serve_fresh(dir.path(), 4096, Duration::ZERO).await;
 
     let mut fast = connect(addr, None).await;
     // A malformed message: an error reply, and the connection stays usable.
