@@ -8,7 +8,11 @@
 //! is not fetched again.
 //!
 //! Trades are found by id: the first id at `from` (one cheap request), then
-//! pages by id until a trade at or after `to`. On resume, the trades already
+//! pages by id until a trade at or after `to`. Venues whose history is read
+//! by time (Bitfinex, Kraken) page by time instead: each page starts at the
+//! last page's last instant, and trades seen there are skipped. Venues that
+//! keep only recent trades (Bybit, Bitstamp) cannot backfill a range and
+//! are refused. On resume, the trades already
 //! stored since the start of the coarsest open candle are fed through the
 //! candle stage again first, so the candles that straddle the stop are built
 //! from every trade, not only those after it.
@@ -186,6 +190,88 @@ pub async fn run_job(
     };
     let page = ctx.history.page_size();
     match job.kind {
+        BackfillKind::Trades if ctx.history.by_time() => {
+            if let Some(keeps) = ctx.history.keeps_only() {
+                return Err(history(HistoryError::Unsupported(format!(
+                    "{} serves only {keeps}: it cannot backfill a range",
+                    job.exchange
+                ))));
+            }
+            let mut at = match &stored {
+                Some(p) => {
+                    let at = p
+                        .cursor
+                        .strip_prefix("time@")
+                        .and_then(|t| t.parse::<i64>().ok())
+                        .ok_or_else(|| bad_cursor(&p.cursor))?;
+                    warm_up(job, ctx, Ts(at)).await;
+                    Ts(at)
+                }
+                None => job.from,
+            };
+            // Ids sent at the current page's last instant, which the next
+            // page starts at again.
+            let mut seen_at_last: std::collections::HashSet<TradeId> = Default::default();
+            loop {
+                if ctx.stop.is_cancelled() {
+                    return Ok(report);
+                }
+                let trades = ctx
+                    .history
+                    .trades_from_time(&job.instrument, at, page)
+                    .await
+                    .map_err(history)?;
+                report.pages += 1;
+                meter.pages.fetch_add(1, Ordering::Relaxed);
+                let full = trades.len() as u32 >= page;
+                let mut reached_end = false;
+                let mut fresh = 0;
+                let mut last = at;
+                for t in trades {
+                    if t.ts_exchange >= job.to {
+                        reached_end = true;
+                        break;
+                    }
+                    if t.ts_exchange < at
+                        || (t.ts_exchange == at && seen_at_last.contains(&t.trade_id))
+                    {
+                        continue;
+                    }
+                    if t.ts_exchange > last {
+                        seen_at_last.clear();
+                        last = t.ts_exchange;
+                    }
+                    seen_at_last.insert(t.trade_id.clone());
+                    fresh += 1;
+                    report.rows += 1;
+                    meter.rows.fetch_add(1, Ordering::Relaxed);
+                    if ctx.out.send(Event::Trade(t)).await.is_err() {
+                        return Ok(report);
+                    }
+                }
+                if full && fresh == 0 && !reached_end {
+                    return Err(history(HistoryError::Unsupported(format!(
+                        "more than {page} trades at {at}: the venue's pages cannot pass that instant"
+                    ))));
+                }
+                let done = reached_end || !full;
+                meter
+                    .permille
+                    .store(fraction(job.from, job.to, last), Ordering::Relaxed);
+                if ctx
+                    .out
+                    .send(progress(format!("time@{}", last.0), done))
+                    .await
+                    .is_err()
+                {
+                    return Ok(report);
+                }
+                if done {
+                    break;
+                }
+                at = last;
+            }
+        }
         BackfillKind::Trades => {
             let mut next = match &stored {
                 Some(p) => {

@@ -200,7 +200,7 @@ enum Command {
     /// Fetch history over REST for a range: trades (building our candles on the
     /// way) and/or the exchange's own candles. Resumable: rerun to continue.
     Backfill {
-        /// The exchange: binance or coinbase-exchange.
+        /// The exchange: binance, coinbase-exchange, bitfinex or kraken.
         #[arg(long)]
         exchange: Exchange,
         /// Instruments, BASE-QUOTE; repeat for several (fetched in parallel).
@@ -653,7 +653,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
             let default_url = ck_sources::history::default_rest_url(exchange).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "backfill: no REST history for {exchange} yet (supported: binance, coinbase-exchange)"
+                    "backfill: no REST history for {exchange} yet (supported: binance, coinbase-exchange, bitfinex, kraken)"
                 )
             })?;
             let rest_url = rest_url
@@ -665,6 +665,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             let history = ck_sources::history::for_exchange(exchange, std::sync::Arc::new(client))
                 .ok_or_else(|| anyhow::anyhow!("backfill: no REST history for {exchange}"))?;
+            if let Some(keeps) = history.keeps_only() {
+                anyhow::bail!(
+                    "backfill: {exchange} serves only {keeps}, so it cannot backfill a range \
+                     (live gaps are still repaired from it)"
+                );
+            }
             let mut kinds = Vec::new();
             if trades || candles.is_empty() {
                 kinds.push(BackfillKind::Trades);

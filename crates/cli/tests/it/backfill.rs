@@ -318,3 +318,67 @@ async fn coinbase_exchange_trades_backfill_from_the_command_line() {
         .collect();
     assert_eq!(got, recorded, "every recorded trade of {product}, once");
 }
+
+/// Trades of a venue read by time (Bitfinex), backfilled from its REST mock
+/// in pages of five: stopped after two pages, resumed, and complete with
+/// exactly the recorded trades of the instrument in the range, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_read_by_time_backfill_is_resumed_and_complete() {
+    let messages = crate::support::recording("cryptofeed/BITFINEX.jsonl.zst");
+    let rest = ck_mock::bitfinex::MockBitfinexRest::start(&messages, None)
+        .await
+        .expect("rest mock");
+    let (instrument, recorded) = crate::support::busiest_instrument(&messages);
+    assert!(recorded.len() >= 20, "{} trades", recorded.len());
+    let history: Arc<dyn History> = Arc::new(crate::support::PagedBy5(
+        ck_sources::history::for_exchange(
+            Exchange::Bitfinex,
+            Arc::new(
+                RestClient::new(Exchange::Bitfinex, RestSettings::new(rest.rest_url()))
+                    .expect("client"),
+            ),
+        )
+        .expect("history"),
+    ));
+    let job = BackfillJob {
+        exchange: Exchange::Bitfinex,
+        instrument: instrument.clone(),
+        from: recorded[0].ts_exchange,
+        to: Ts(recorded[recorded.len() - 1].ts_exchange.0 + 1),
+        kind: BackfillKind::Trades,
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let s = settings(dir.path());
+    let store = ck_app::open_store(&s).await.expect("store");
+    let first = run(
+        &s,
+        store.clone(),
+        vec![job.clone()],
+        history.clone(),
+        Some(2),
+    )
+    .await;
+    let stopped = job_reports(&first);
+    assert!(!stopped[0].done, "stopped halfway: {stopped:?}");
+    let second = run(&s, store.clone(), vec![job], history, None).await;
+    let resumed = job_reports(&second);
+    assert!(resumed[0].done, "{resumed:?}");
+    assert!(
+        stopped[0].pages + resumed[0].pages >= recorded.len() as u64 / 5,
+        "pages of five: {stopped:?} {resumed:?}"
+    );
+    let stored = store
+        .trades(&ck_store::RangeQuery {
+            exchange: Exchange::Bitfinex,
+            ..everything(instrument)
+        })
+        .await
+        .expect("trades");
+    let key = |t: &ck_model::Trade| (t.trade_id.clone(), t.ts_exchange, t.price, t.size, t.side);
+    let mut want: Vec<_> = recorded.iter().map(key).collect();
+    want.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    want.dedup();
+    let got: Vec<_> = stored.iter().map(key).collect();
+    assert_eq!(got.len(), want.len(), "no duplicates, none missing");
+    assert_eq!(got, want, "every recorded trade, once");
+}

@@ -187,6 +187,25 @@ fn refused(data_dir: &Path, args: &[&str], code: i32, needle: &str) {
 fn bad_arguments_are_refused_with_the_valid_values() {
     let dir = tempfile::tempdir().expect("dir");
     let d = dir.path();
+    // A venue that keeps only recent trades cannot backfill a range.
+    refused(
+        d,
+        &[
+            "backfill",
+            "--exchange",
+            "bybit",
+            "--instrument",
+            "BTC-USDT",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-02",
+            "--rest-url",
+            "http://127.0.0.1:9",
+        ],
+        1,
+        "bybit serves only its 60 most recent spot trades, so it cannot backfill a range",
+    );
     refused(
         d,
         &[

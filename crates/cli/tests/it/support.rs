@@ -343,3 +343,83 @@ pub(crate) async fn postgres_admin(sql: &str) -> tokio_postgres::Client {
     client.batch_execute(sql).await.expect("PostgreSQL set-up");
     client
 }
+
+/// The instrument of `messages` with the most recorded trades, and those
+/// trades, oldest first.
+pub(crate) fn busiest_instrument(messages: &[RawMessage]) -> (Instrument, Vec<ck_model::Trade>) {
+    let mut normalizer = ck_sources::normalize::Normalizer::new();
+    let mut events = Vec::new();
+    for m in messages.iter().filter(|m| m.origin == ck_bus::Origin::Ws) {
+        normalizer.handle(m, &|| "recording".to_owned(), &mut events);
+    }
+    let mut by_instrument: BTreeMap<Instrument, Vec<ck_model::Trade>> = BTreeMap::new();
+    for e in events {
+        if let ck_bus::Event::Trade(t) = e {
+            by_instrument
+                .entry(t.instrument.clone())
+                .or_default()
+                .push(t);
+        }
+    }
+    let (instrument, mut trades) = by_instrument
+        .into_iter()
+        .max_by_key(|(_, t)| t.len())
+        .expect("trades");
+    trades.sort_by_key(|t| (t.ts_exchange, t.trade_id.clone()));
+    (instrument, trades)
+}
+
+/// A history that asks for pages of five, to exercise paging.
+#[derive(Debug)]
+pub(crate) struct PagedBy5(pub(crate) std::sync::Arc<dyn ck_sources::history::History>);
+
+#[async_trait::async_trait]
+impl ck_sources::history::History for PagedBy5 {
+    fn exchange(&self) -> Exchange {
+        self.0.exchange()
+    }
+    fn client(&self) -> &ck_sources::rest::RestClient {
+        self.0.client()
+    }
+    fn page_size(&self) -> u32 {
+        5
+    }
+    fn by_time(&self) -> bool {
+        self.0.by_time()
+    }
+    fn keeps_only(&self) -> Option<&'static str> {
+        self.0.keeps_only()
+    }
+    async fn trades_from_time(
+        &self,
+        instrument: &Instrument,
+        from: Ts,
+        limit: u32,
+    ) -> Result<Vec<ck_model::Trade>, ck_sources::history::HistoryError> {
+        self.0.trades_from_time(instrument, from, limit).await
+    }
+    async fn trades_from_id(
+        &self,
+        instrument: &Instrument,
+        from_id: u64,
+        limit: u32,
+    ) -> Result<Vec<ck_model::Trade>, ck_sources::history::HistoryError> {
+        self.0.trades_from_id(instrument, from_id, limit).await
+    }
+    async fn first_trade_id_at(
+        &self,
+        instrument: &Instrument,
+        at: Ts,
+    ) -> Result<Option<u64>, ck_sources::history::HistoryError> {
+        self.0.first_trade_id_at(instrument, at).await
+    }
+    async fn candles(
+        &self,
+        instrument: &Instrument,
+        interval: ck_model::Interval,
+        start: Ts,
+        limit: u32,
+    ) -> Result<Vec<ck_model::Candle>, ck_sources::history::HistoryError> {
+        self.0.candles(instrument, interval, start, limit).await
+    }
+}
