@@ -7,7 +7,8 @@
 //!   connection after a number of messages), REST history, faults.
 //! - [`venue::MockVenue`]: any venue's WebSocket, replaying its recording
 //!   frame by frame after the client subscribes, answering the venue's pings,
-//!   with dropped connections and withheld frames on demand.
+//!   with dropped connections, withheld frames (gaps), malformed frames and
+//!   stalls on demand.
 //! - [`coinbase_exchange::MockCoinbaseRest`]: Coinbase Exchange's REST
 //!   trades, from the same recording.
 //! - [`bitfinex::MockBitfinexRest`]: Bitfinex's REST trades by time, from

@@ -39,6 +39,12 @@ pub struct VenueOptions {
     /// Pace the frames as recorded, this many times faster (1 = real
     /// time); as fast as the client reads when `None`.
     pub speed: Option<f64>,
+    /// Fault: after every Nth frame sent, a malformed one (the next frame
+    /// cut in half), which the client must count and get past.
+    pub malformed_every: Option<usize>,
+    /// Fault: after every N frames sent, send no data for this long (pings
+    /// go on).
+    pub stall: Option<(usize, Duration)>,
 }
 
 impl Default for VenueOptions {
@@ -50,6 +56,8 @@ impl Default for VenueOptions {
             shift_to_now: false,
             shift_to: None,
             speed: None,
+            malformed_every: None,
+            stall: None,
         }
     }
 }
@@ -66,6 +74,9 @@ struct Shared {
     marked: AtomicUsize,
     /// Frames withheld so far.
     withheld: AtomicUsize,
+    /// Malformed frames sent, and stalls made.
+    malformed: AtomicUsize,
+    stalls: AtomicUsize,
     /// Frames that fell due while no client was connected (paced only).
     missed: AtomicUsize,
     missed_frames: std::sync::Mutex<Vec<String>>,
@@ -110,6 +121,8 @@ impl MockVenue {
             offset,
             marked: AtomicUsize::new(0),
             withheld: AtomicUsize::new(0),
+            malformed: AtomicUsize::new(0),
+            stalls: AtomicUsize::new(0),
             missed: AtomicUsize::new(0),
             missed_frames: std::sync::Mutex::new(Vec::new()),
             frames,
@@ -132,6 +145,18 @@ impl MockVenue {
             }
         });
         Ok(MockVenue { addr, shared })
+    }
+
+    /// Malformed frames sent by the `malformed_every` fault.
+    #[must_use]
+    pub fn malformed(&self) -> usize {
+        self.shared.malformed.load(Ordering::SeqCst)
+    }
+
+    /// Stalls made by the `stall` fault.
+    #[must_use]
+    pub fn stalls(&self) -> usize {
+        self.shared.stalls.load(Ordering::SeqCst)
     }
 
     /// Frames withheld by the `withhold` fault.
@@ -285,6 +310,7 @@ async fn serve(
     let mut ping = tokio::time::interval(shared.options.ping_every);
     ping.tick().await;
     let mut sent = 0usize;
+    let mut stalled_until: Option<tokio::time::Instant> = None;
     loop {
         if drop_after.is_some_and(|n| sent >= n) {
             return Ok(());
@@ -303,6 +329,7 @@ async fn serve(
             }
             _ => tokio::time::Instant::now(),
         };
+        let due = stalled_until.map_or(due, |u| due.max(u));
         tokio::select! {
             biased;
             incoming = ws.next() => {
@@ -344,8 +371,26 @@ async fn serve(
                     } else {
                         crate::shift::shift_frame(shared.exchange, frame, shared.offset)
                     };
+                    if let Some(every) = shared.options.malformed_every
+                        && every > 0
+                        && (sent + 1).is_multiple_of(every)
+                    {
+                        let mut cut = text.len() / 2;
+                        while !text.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        ws.send(Message::Text(text[..cut].to_owned().into())).await?;
+                        shared.malformed.fetch_add(1, Ordering::SeqCst);
+                    }
                     ws.send(Message::Text(text.into())).await?;
                     sent += 1;
+                    if let Some((every, pause)) = shared.options.stall
+                        && every > 0
+                        && sent.is_multiple_of(every)
+                    {
+                        stalled_until = Some(tokio::time::Instant::now() + pause);
+                        shared.stalls.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
             }
         }

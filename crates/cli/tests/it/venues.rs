@@ -92,11 +92,16 @@ async fn live_capture_equals_recording(exchange: Exchange, fixture: &str, kraken
     instruments.sort();
     instruments.dedup();
 
+    // Faults: the connection dropped halfway, a malformed frame before
+    // every tenth of the frames, and two stalls (pings go on).
+    let frames = mock_frames(&messages);
     let mock = MockVenue::start(
         exchange,
         &messages,
         VenueOptions {
-            drop_after: Some(mock_frames(&messages) / 2),
+            drop_after: Some(frames / 2),
+            malformed_every: Some((frames / 10).max(2)),
+            stall: Some(((frames / 3).max(1), Duration::from_millis(300))),
             ..VenueOptions::default()
         },
     )
@@ -157,6 +162,13 @@ async fn live_capture_equals_recording(exchange: Exchange, fixture: &str, kraken
         "{exchange}: the dropped connection was renewed"
     );
     assert_eq!(mock.connections(), 2);
+    assert!(mock.stalls() >= 1, "{exchange}: stalled");
+    let malformed = mock.malformed() as u64;
+    let errors = report.capture.as_ref().map_or(0, |c| c.normalized.errors);
+    assert!(
+        malformed >= 1 && errors >= malformed,
+        "{exchange}: {malformed} malformed frames sent, {errors} counted as errors"
+    );
     if exchange != Exchange::Binance {
         // Binance names its streams in the URL.
         assert!(
