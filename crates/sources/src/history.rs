@@ -143,3 +143,42 @@ pub fn default_rest_url(exchange: Exchange) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// Pause after a venue says, in an answer's body, that it is rate limited.
+const LIMITED_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Times a request is made again after such an answer.
+const LIMITED_RETRIES: u32 = 5;
+
+/// GETs `path` and reads the body with `read`. Some venues say they are
+/// rate limited in the body of an HTTP 200 (Kraken's `Too many requests`,
+/// Bybit's `retCode` 10006), which the client cannot see: when `read`
+/// reports a venue error that `limited` recognises, the venue's budget is
+/// paused and the request made again (five times at most).
+pub(crate) async fn get_read<T>(
+    client: &RestClient,
+    path: &str,
+    limited: impl Fn(&str) -> bool,
+    read: impl Fn(&str) -> Result<T, ParseError>,
+) -> Result<T, HistoryError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let response = client.get(path, 1).await?;
+        match read(&response.body) {
+            Err(ParseError::Venue { message, .. })
+                if limited(&message) && attempt <= LIMITED_RETRIES =>
+            {
+                tracing::warn!(url = %response.url, %message, "rate limited; pausing");
+                client.budget().pause_for(LIMITED_PAUSE);
+            }
+            Ok(value) => return Ok(value),
+            Err(source) => {
+                return Err(HistoryError::Parse {
+                    url: response.url.clone(),
+                    source,
+                });
+            }
+        }
+    }
+}

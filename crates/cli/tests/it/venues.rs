@@ -529,46 +529,8 @@ async fn bybit_recent_trades_fill_recent_gaps_and_refuse_older_ones() {
     );
     assert!(ck_sources::history::History::keeps_only(&history).is_some());
     let history: std::sync::Arc<dyn ck_sources::history::History> = std::sync::Arc::new(history);
-    let repair = |from: Ts, to: Ts| {
-        let history = history.clone();
-        let instrument = instrument.clone();
-        async move {
-            let mut histories = ck_app::repair::Histories::new();
-            histories.insert(exchange, history);
-            let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
-            let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
-            gap_tx
-                .send(ck_model::Gap {
-                    exchange,
-                    instrument,
-                    from_ts: from,
-                    to_ts: to,
-                    first_missing_id: None,
-                    last_missing_id: None,
-                    state: ck_model::GapState::Open,
-                    reason: "reconnect".into(),
-                    detected_at: Ts::now(),
-                })
-                .expect("send gap");
-            drop(gap_tx);
-            ck_app::repair::run_gap_repair(
-                gap_rx,
-                histories,
-                tx,
-                tokio_util::sync::CancellationToken::new(),
-            )
-            .await;
-            let (mut got, mut gap) = (Vec::new(), None);
-            while let Some(e) = rx.recv().await {
-                match e {
-                    Event::Trade(t) => got.push(trade_key(&t)),
-                    Event::Gap(g) => gap = Some(g),
-                    _ => {}
-                }
-            }
-            (got, gap.expect("the gap's new state"))
-        }
-    };
+    let repair =
+        |from: Ts, to: Ts| repair_window(exchange, history.clone(), instrument.clone(), from, to);
     // The last five trades: filled with exactly them, oldest first.
     let (got, gap) = repair(trades[n - 5].ts_exchange, trades[n - 1].ts_exchange).await;
     assert_eq!(gap.state, ck_model::GapState::Filled, "{}", gap.reason);
@@ -616,45 +578,8 @@ async fn bitstamp_recent_transactions_fill_recent_gaps_and_refuse_older_ones() {
     let history = ck_sources::history::for_exchange(exchange, std::sync::Arc::new(client))
         .expect("a history");
     assert!(history.keeps_only().is_some());
-    let repair = |from: Ts, to: Ts| {
-        let (history, instrument) = (history.clone(), instrument.clone());
-        async move {
-            let mut histories = ck_app::repair::Histories::new();
-            histories.insert(exchange, history);
-            let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
-            let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
-            gap_tx
-                .send(ck_model::Gap {
-                    exchange,
-                    instrument,
-                    from_ts: from,
-                    to_ts: to,
-                    first_missing_id: None,
-                    last_missing_id: None,
-                    state: ck_model::GapState::Open,
-                    reason: "reconnect".into(),
-                    detected_at: Ts::now(),
-                })
-                .expect("send gap");
-            drop(gap_tx);
-            ck_app::repair::run_gap_repair(
-                gap_rx,
-                histories,
-                tx,
-                tokio_util::sync::CancellationToken::new(),
-            )
-            .await;
-            let (mut got, mut gap) = (Vec::new(), None);
-            while let Some(e) = rx.recv().await {
-                match e {
-                    Event::Trade(t) => got.push(trade_key(&t)),
-                    Event::Gap(g) => gap = Some(g),
-                    _ => {}
-                }
-            }
-            (got, gap.expect("the gap's new state"))
-        }
-    };
+    let repair =
+        |from: Ts, to: Ts| repair_window(exchange, history.clone(), instrument.clone(), from, to);
     // Whole seconds on REST: the window starts at the first trade's second.
     let first = Ts((trades[0].ts_exchange.0 + shift).div_euclid(1_000_000_000) * 1_000_000_000);
     let last = Ts(trades[trades.len() - 1].ts_exchange.0 + shift);
@@ -674,6 +599,52 @@ async fn bitstamp_recent_transactions_fill_recent_gaps_and_refuse_older_ones() {
         "{}",
         gap.reason
     );
+}
+
+/// Repairs one reconnect gap of `instrument` from `from` to `to` with
+/// `history`; the trades it fetched (as [`trade_key`]s, in order) and the
+/// gap's new state.
+async fn repair_window(
+    exchange: Exchange,
+    history: std::sync::Arc<dyn ck_sources::history::History>,
+    instrument: Instrument,
+    from: Ts,
+    to: Ts,
+) -> (Vec<TradeKey>, ck_model::Gap) {
+    let mut histories = ck_app::repair::Histories::new();
+    histories.insert(exchange, history);
+    let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
+    let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
+    gap_tx
+        .send(ck_model::Gap {
+            exchange,
+            instrument,
+            from_ts: from,
+            to_ts: to,
+            first_missing_id: None,
+            last_missing_id: None,
+            state: ck_model::GapState::Open,
+            reason: "reconnect".into(),
+            detected_at: Ts::now(),
+        })
+        .expect("send gap");
+    drop(gap_tx);
+    ck_app::repair::run_gap_repair(
+        gap_rx,
+        histories,
+        tx,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    let (mut got, mut gap) = (Vec::new(), None);
+    while let Some(e) = rx.recv().await {
+        match e {
+            Event::Trade(t) => got.push(trade_key(&t)),
+            Event::Gap(g) => gap = Some(g),
+            _ => {}
+        }
+    }
+    (got, gap.expect("the gap's new state"))
 }
 
 /// Repairs a reconnect gap over the recorded trades of the busiest

@@ -145,11 +145,13 @@ impl History for BitstampRest {
             crate::bitstamp::ws::pair(instrument),
             span(now, from)
         );
-        let response = self.client.get(&path, 1).await?;
-        trades_from(&response.body, instrument, now).map_err(|source| HistoryError::Parse {
-            url: response.url.clone(),
-            source,
-        })
+        crate::history::get_read(
+            &self.client,
+            &path,
+            |_| false,
+            |body| trades_from(body, instrument, now),
+        )
+        .await
     }
 
     async fn candles(

@@ -117,12 +117,6 @@ fn trades_from(
     Ok(out)
 }
 
-/// Pause after `retCode` 10006 (too many visits).
-const TOO_MANY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Times a request is made again after 10006.
-const TOO_MANY_RETRIES: u32 = 5;
-
 #[async_trait::async_trait]
 impl History for BybitRest {
     fn exchange(&self) -> Exchange {
@@ -158,26 +152,13 @@ impl History for BybitRest {
             instrument.quote(),
             limit.clamp(1, MAX_PAGE)
         );
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let response = self.client.get(&path, 1).await?;
-            match trades_from(&response.body, instrument, Ts::now()) {
-                Err(ParseError::Venue { message, .. })
-                    if message.starts_with("retCode 10006") && attempt <= TOO_MANY_RETRIES =>
-                {
-                    tracing::warn!(url = %response.url, %message, "Bybit rate limit; pausing");
-                    self.client.budget().pause_for(TOO_MANY_PAUSE);
-                }
-                Ok(trades) => return Ok(trades),
-                Err(source) => {
-                    return Err(HistoryError::Parse {
-                        url: response.url.clone(),
-                        source,
-                    });
-                }
-            }
-        }
+        crate::history::get_read(
+            &self.client,
+            &path,
+            |m| m.starts_with("retCode 10006"),
+            |body| trades_from(body, instrument, Ts::now()),
+        )
+        .await
     }
 
     async fn candles(

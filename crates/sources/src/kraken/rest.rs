@@ -131,13 +131,6 @@ fn trades_from(
     Ok(out)
 }
 
-/// Pause after Kraken says `Too many requests` (its limits block for
-/// seconds; the error comes with HTTP 200, so the client cannot see it).
-const TOO_MANY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Times a page is asked again after `Too many requests`.
-const TOO_MANY_RETRIES: u32 = 5;
-
 #[async_trait::async_trait]
 impl History for KrakenRest {
     fn exchange(&self) -> Exchange {
@@ -168,26 +161,13 @@ impl History for KrakenRest {
             from.0.saturating_sub(1).max(0),
             limit.clamp(1, MAX_PAGE)
         );
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let response = self.client.get(&path, 1).await?;
-            match trades_from(&response.body, instrument, Ts::now()) {
-                Err(ParseError::Venue { message, .. })
-                    if message.contains("Too many requests") && attempt <= TOO_MANY_RETRIES =>
-                {
-                    tracing::warn!(url = %response.url, %message, "Kraken rate limit; pausing");
-                    self.client.budget().pause_for(TOO_MANY_PAUSE);
-                }
-                Ok(trades) => return Ok(trades),
-                Err(source) => {
-                    return Err(HistoryError::Parse {
-                        url: response.url.clone(),
-                        source,
-                    });
-                }
-            }
-        }
+        crate::history::get_read(
+            &self.client,
+            &path,
+            |m| m.contains("Too many requests"),
+            |body| trades_from(body, instrument, Ts::now()),
+        )
+        .await
     }
 
     async fn candles(
