@@ -254,20 +254,29 @@ impl Batch {
         let len = updates.len() as u64;
         let received = updates.iter().filter_map(|u| u.received).min();
         let mut groups: Vec<(Group, Vec<String>)> = Vec::new();
+        // Where each topic's group is: a batch may hold hundreds of topics.
+        let mut index: std::collections::HashMap<Topic, usize> = std::collections::HashMap::new();
         for u in updates {
-            match groups.iter_mut().find(|(g, _)| g.topic == u.topic) {
-                Some((g, rows)) if u.topic.is_some() => {
+            let at = u.topic.as_ref().and_then(|t| index.get(t).copied());
+            match at {
+                Some(i) => {
+                    let (g, rows) = &mut groups[i];
                     g.updates.push(u.text);
                     rows.push(u.row);
                 }
-                _ => groups.push((
-                    Group {
-                        topic: u.topic,
-                        updates: vec![u.text],
-                        frame: None,
-                    },
-                    vec![u.row],
-                )),
+                None => {
+                    if let Some(t) = &u.topic {
+                        index.insert(t.clone(), groups.len());
+                    }
+                    groups.push((
+                        Group {
+                            topic: u.topic,
+                            updates: vec![u.text],
+                            frame: None,
+                        },
+                        vec![u.row],
+                    ));
+                }
             }
         }
         let groups = groups

@@ -611,6 +611,22 @@ async fn repair_window(
     from: Ts,
     to: Ts,
 ) -> (Vec<TradeKey>, ck_model::Gap) {
+    let (trades, gap, _) = repair_window_trades(exchange, history, instrument, from, to).await;
+    (trades.iter().map(trade_key).collect(), gap)
+}
+
+/// [`repair_window`], with the trades as fetched and the repair's counts.
+async fn repair_window_trades(
+    exchange: Exchange,
+    history: std::sync::Arc<dyn ck_sources::history::History>,
+    instrument: Instrument,
+    from: Ts,
+    to: Ts,
+) -> (
+    Vec<ck_model::Trade>,
+    ck_model::Gap,
+    ck_app::repair::RepairStats,
+) {
     let mut histories = ck_app::repair::Histories::new();
     histories.insert(exchange, history);
     let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
@@ -629,7 +645,7 @@ async fn repair_window(
         })
         .expect("send gap");
     drop(gap_tx);
-    ck_app::repair::run_gap_repair(
+    let stats = ck_app::repair::run_gap_repair(
         gap_rx,
         histories,
         tx,
@@ -639,12 +655,12 @@ async fn repair_window(
     let (mut got, mut gap) = (Vec::new(), None);
     while let Some(e) = rx.recv().await {
         match e {
-            Event::Trade(t) => got.push(trade_key(&t)),
+            Event::Trade(t) => got.push(t),
             Event::Gap(g) => gap = Some(g),
             _ => {}
         }
     }
-    (got, gap.expect("the gap's new state"))
+    (got, gap.expect("the gap's new state"), stats)
 }
 
 /// Repairs a reconnect gap over the recorded trades of the busiest
@@ -706,43 +722,14 @@ async fn gap_is_filled_by_time(
             .expect("a history"),
     );
     assert!(ck_sources::history::History::by_time(&history));
-    let mut histories = ck_app::repair::Histories::new();
-    histories.insert(exchange, std::sync::Arc::new(history));
-    let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
-    let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
-    gap_tx
-        .send(ck_model::Gap {
-            exchange,
-            instrument: instrument.clone(),
-            from_ts: from,
-            to_ts: to,
-            first_missing_id: None,
-            last_missing_id: None,
-            state: ck_model::GapState::Open,
-            reason: "reconnect".into(),
-            detected_at: Ts::now(),
-        })
-        .expect("send gap");
-    drop(gap_tx);
-    let stats = ck_app::repair::run_gap_repair(
-        gap_rx,
-        histories,
-        tx,
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .await;
+    let (trades, update, stats) =
+        repair_window_trades(exchange, std::sync::Arc::new(history), instrument, from, to).await;
     let mut got: BTreeMap<TradeKey, usize> = BTreeMap::new();
-    let mut update = None;
-    while let Some(e) = rx.recv().await {
-        match e {
-            Event::Trade(t) => *got.entry(key(&t)).or_insert(0) += 1,
-            Event::Gap(g) => update = Some(g),
-            _ => {}
-        }
+    for t in &trades {
+        *got.entry(key(t)).or_insert(0) += 1;
     }
     assert_eq!(got, want, "every trade of the window, once");
     assert_eq!(stats.filled, 1);
-    let update = update.expect("the gap's new state");
     assert_eq!(
         update.state,
         ck_model::GapState::Filled,
