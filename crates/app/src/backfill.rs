@@ -347,21 +347,20 @@ pub async fn run_job(
                 if ctx.stop.is_cancelled() {
                     return Ok(report);
                 }
-                let candles = ctx
+                let answer = ctx
                     .history
                     .candles(&job.instrument, interval, start, page)
                     .await
                     .map_err(history)?;
                 report.pages += 1;
                 meter.pages.fetch_add(1, Ordering::Relaxed);
-                let full = candles.len() as u32 >= page;
-                let mut next = start;
-                for c in candles {
+                for c in answer.candles {
+                    if c.open_time < start {
+                        continue;
+                    }
                     if c.open_time >= job.to {
-                        next = job.to;
                         break;
                     }
-                    next = interval.next_start(c.open_time);
                     report.rows += 1;
                     meter.rows.fetch_add(1, Ordering::Relaxed);
                     if ctx
@@ -373,7 +372,8 @@ pub async fn run_job(
                         return Ok(report);
                     }
                 }
-                let done = next >= job.to || !full || next == start;
+                let next = answer.next.min(job.to);
+                let done = answer.at_end || next >= job.to || next <= start;
                 meter
                     .permille
                     .store(fraction(job.from, job.to, next), Ordering::Relaxed);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use ck_model::{Candle, Decimal, Ts};
+use ck_model::{Candle, CandleField, Ts};
 
 /// One way a candle pair differs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +50,11 @@ pub struct VerifyReport {
     pub differences: Vec<Difference>,
 }
 
-/// Compares by open time: open, high, low, close, volume, quote volume,
-/// taker buy volume (numerically, so `1.50` equals `1.5`) and trade count.
+/// Compares by open time, in each of `fields` (decimals numerically, so
+/// `1.50` equals `1.5`): pass the fields the exchange publishes,
+/// [`ck_model::Exchange::candle_fields`].
 #[must_use]
-pub fn compare(ours: &[Candle], exchange: &[Candle]) -> VerifyReport {
+pub fn compare(ours: &[Candle], exchange: &[Candle], fields: &[CandleField]) -> VerifyReport {
     let ours: BTreeMap<Ts, &Candle> = ours.iter().map(|c| (c.open_time, c)).collect();
     let theirs: BTreeMap<Ts, &Candle> = exchange.iter().map(|c| (c.open_time, c)).collect();
     let mut report = VerifyReport::default();
@@ -65,32 +66,16 @@ pub fn compare(ours: &[Candle], exchange: &[Candle]) -> VerifyReport {
             (Some(a), Some(b)) => {
                 report.compared += 1;
                 let before = report.differences.len();
-                let decimals: [(&'static str, Decimal, Decimal); 7] = [
-                    ("open", a.open, b.open),
-                    ("high", a.high, b.high),
-                    ("low", a.low, b.low),
-                    ("close", a.close, b.close),
-                    ("volume", a.volume, b.volume),
-                    ("quote_volume", a.quote_volume, b.quote_volume),
-                    ("taker_buy_volume", a.taker_buy_volume, b.taker_buy_volume),
-                ];
-                for (field, x, y) in decimals {
+                for &field in fields {
+                    let (x, y) = (field.value(a), field.value(b));
                     if x != y {
                         report.differences.push(Difference::Field {
                             open_time: t,
-                            field,
+                            field: field.as_str(),
                             ours: x.to_string(),
                             exchange: y.to_string(),
                         });
                     }
-                }
-                if a.trades != b.trades {
-                    report.differences.push(Difference::Field {
-                        open_time: t,
-                        field: "trades",
-                        ours: a.trades.to_string(),
-                        exchange: b.trades.to_string(),
-                    });
                 }
                 if report.differences.len() == before {
                     report.equal += 1;
@@ -107,7 +92,7 @@ pub fn compare(ours: &[Candle], exchange: &[Candle]) -> VerifyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ck_model::{CandleState, Exchange, Instrument, Interval};
+    use ck_model::{CandleState, Decimal, Exchange, Instrument, Interval};
 
     fn candle(secs: i64, close: &str, trades: u64) -> Candle {
         let d = |s: &str| Decimal::parse(s).expect("decimal");
@@ -143,7 +128,7 @@ mod tests {
             candle(60, "1.9", 4),
             candle(180, "1", 1),
         ];
-        let r = compare(&ours, &theirs);
+        let r = compare(&ours, &theirs, &CandleField::ALL);
         assert_eq!((r.compared, r.equal), (2, 1));
         assert_eq!(
             r.differences,
@@ -169,5 +154,24 @@ mod tests {
                 .to_string()
                 .contains("close: ours 2, exchange 1.9")
         );
+    }
+
+    #[test]
+    fn only_the_fields_the_exchange_publishes_are_compared() {
+        // A venue without trade counts or quote volume: those differ, and
+        // are not differences; a close that differs still is.
+        let ours = [candle(0, "1", 3), candle(60, "2", 3)];
+        let mut theirs = [candle(0, "1", 0), candle(60, "2.5", 0)];
+        theirs[0].quote_volume = Decimal::parse("0").expect("zero");
+        let r = compare(&ours, &theirs, &CandleField::OHLCV);
+        assert_eq!((r.compared, r.equal), (2, 1));
+        assert_eq!(r.differences.len(), 1);
+        assert!(
+            r.differences[0]
+                .to_string()
+                .contains("close: ours 2, exchange 2.5")
+        );
+        let all = compare(&ours, &theirs, &CandleField::ALL);
+        assert_eq!(all.equal, 0, "with every field compared, counts differ");
     }
 }

@@ -665,14 +665,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             let history = ck_sources::history::for_exchange(exchange, std::sync::Arc::new(client))
                 .ok_or_else(|| anyhow::anyhow!("backfill: no REST history for {exchange}"))?;
-            if let Some(keeps) = history.keeps_only() {
-                anyhow::bail!(
-                    "backfill: {exchange} serves only {keeps}, so it cannot backfill a range \
-                     (live gaps are still repaired from it)"
-                );
-            }
             let mut kinds = Vec::new();
             if trades || candles.is_empty() {
+                if let Some(why) = history.trades_unavailable() {
+                    anyhow::bail!(
+                        "backfill: {why}, so it cannot backfill trades; its candles can be \
+                         backfilled with --candles"
+                    );
+                }
+                if let Some(keeps) = history.keeps_only() {
+                    anyhow::bail!(
+                        "backfill: {exchange} serves only {keeps}, so it cannot backfill trades \
+                         over a range (live gaps are still repaired from it; its candles can be \
+                         backfilled with --candles)"
+                    );
+                }
                 kinds.push(BackfillKind::Trades);
             }
             kinds.extend(candles.into_iter().map(BackfillKind::Candles));
@@ -712,15 +719,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "no {exchange} {instrument} {interval} candles from the exchange are stored in that range; fetch them first: candlekeep backfill --exchange {exchange} --instrument {instrument} --from {from} --to {to} --candles {interval}"
             );
             let ours = store.candles(&q, interval, CandleSource::Ours).await?;
-            let report = ck_app::verify::compare(&ours, &theirs);
+            let fields = exchange.candle_fields();
+            let report = ck_app::verify::compare(&ours, &theirs, fields);
             for d in &report.differences {
                 println!("{d}");
             }
+            let names: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
             eprintln!(
-                "{} candles on both sides: {} equal; {} differences",
+                "{} candles on both sides: {} equal; {} differences (compared: {}, the fields {exchange} publishes)",
                 report.compared,
                 report.equal,
-                report.differences.len()
+                report.differences.len(),
+                names.join(", ")
             );
             if report.differences.is_empty() {
                 Ok(())

@@ -2,7 +2,9 @@
 //! trades of a WebSocket recording (snapshots and `te` updates; `tu` repeats
 //! them): `start` (ms, inclusive), `limit` up to 10,000, `sort=1` (oldest
 //! first; the only order this mock serves), rows `[ID, MTS, AMOUNT, PRICE]`
-//! with the recorded number text, errors in Bitfinex's `["error", code, msg]`.
+//! with the recorded number text, errors in Bitfinex's `["error", code, msg]`;
+//! and candles (`GET /v2/candles/trade:{tf}:{symbol}/hist`) computed from the
+//! same trades, with none for intervals without trades, as Bitfinex does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
 use serde_json::value::RawValue;
+
+use crate::bars::{Fill, Fills, SEC, bars, fills_of};
 
 /// Rows by symbol, by (MTS, ID), as `[ID,MTS,AMOUNT,PRICE]` text.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
@@ -95,9 +99,25 @@ impl MockBitfinexRest {
             }
         }
         let trades = book.values().map(BTreeMap::len).sum();
+        let fills = fills_of(&book, |&(mts, _), text| {
+            let (_, _, amount, price): (u64, i64, &RawValue, &RawValue) =
+                serde_json::from_str(text).ok()?;
+            let amount = amount.get();
+            Fill::parse(
+                mts * 1_000_000,
+                price.get(),
+                amount,
+                !amount.starts_with('-'),
+            )
+        });
         let app = Router::new()
             .route("/v2/trades/{symbol}/hist", get(trades_page))
-            .with_state(Arc::new(book));
+            .with_state(Arc::new(book))
+            .merge(
+                Router::new()
+                    .route("/v2/candles/{key}/hist", get(candles_page))
+                    .with_state(Arc::new(fills)),
+            );
         crate::RestMock::serve(app, trades).await
     }
 }
@@ -144,6 +164,87 @@ async fn trades_page(
             .map(|(_, v)| v.as_str())
             .collect()
     });
+    (
+        [("content-type", "application/json")],
+        format!("[{}]", rows.join(",")),
+    )
+        .into_response()
+}
+
+/// The length of a Bitfinex timeframe (`1m` ... `1D`), in ns.
+fn timeframe_nanos(tf: &str) -> Option<i64> {
+    Some(match tf {
+        "1m" => 60 * SEC,
+        "5m" => 300 * SEC,
+        "15m" => 900 * SEC,
+        "30m" => 1_800 * SEC,
+        "1h" => 3_600 * SEC,
+        "3h" => 10_800 * SEC,
+        "6h" => 21_600 * SEC,
+        "12h" => 43_200 * SEC,
+        "1D" => 86_400 * SEC,
+        _ => return None,
+    })
+}
+
+/// `GET /v2/candles/trade:{tf}:{symbol}/hist?start=&end=&limit=&sort=`:
+/// rows `[MTS, OPEN, CLOSE, HIGH, LOW, VOLUME]`, `start` and `end` (ms)
+/// inclusive, no candle for an interval without trades.
+async fn candles_page(
+    State(fills): State<Arc<Fills>>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    // Symbols of long names hold a colon themselves: `tTESTBTC:TESTUSD`.
+    let mut parts = key.splitn(3, ':');
+    let (Some("trade"), Some(step), Some(symbol)) = (
+        parts.next(),
+        parts.next().and_then(timeframe_nanos),
+        parts.next(),
+    ) else {
+        return error(StatusCode::BAD_REQUEST, 10020, "key: invalid");
+    };
+    let number = |name: &str, default: i64| -> Result<i64, String> {
+        q.get(name).map_or(Ok(default), |v| {
+            v.parse::<i64>().map_err(|_| format!("{name}: invalid"))
+        })
+    };
+    let (start, end, limit, sort) = match (
+        number("start", 0),
+        number("end", i64::MAX / 1_000_000),
+        number("limit", 100),
+        number("sort", -1),
+    ) {
+        (Ok(s), Ok(e), Ok(l), Ok(o)) => (s, e, l, o),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, 10020, &e);
+        }
+    };
+    if !(1..=10_000).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, 10020, "limit: invalid");
+    }
+    let all = fills
+        .get(symbol)
+        .map_or_else(Vec::new, |f| bars(f, step, false));
+    let mut rows: Vec<String> = all
+        .iter()
+        .filter(|b| (start..=end).contains(&b.open_ms()))
+        .map(|b| {
+            format!(
+                "[{},{},{},{},{},{}]",
+                b.open_ms(),
+                b.open,
+                b.close,
+                b.high,
+                b.low,
+                b.volume
+            )
+        })
+        .collect();
+    if sort != 1 {
+        rows.reverse();
+    }
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
     (
         [("content-type", "application/json")],
         format!("[{}]", rows.join(",")),

@@ -5,6 +5,12 @@
 //! `[{"date":"<s>","tid":"<id>","price":"...","amount":"...","type":"0"|"1"}]`.
 //! Start it with `shift_to` near now, or the recorded trades are too old to
 //! be served, as they would be on Bitstamp.
+//!
+//! Candles (`GET /api/v2/ohlc/{pair}/?step=&limit=&start=&end=`) come from
+//! the same trades, flat at the previous close for intervals without trades
+//! (what candlekeep assumes for Bitstamp; unverified): the `limit` candles
+//! up to `end` when it is given (Bitstamp then ignores `start`), else from
+//! `start`, else the newest; `{"data":{"pair":..,"ohlc":[{..}]}}`, oldest first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,6 +21,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
+
+use crate::bars::{Fill, Fills, SEC, bars, fills_of};
 
 /// Rows by pair, by (time µs, id), as row JSON.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
@@ -70,9 +78,23 @@ impl MockBitstampRest {
                 .insert((micros, id), row.to_string());
         }
         let trades = book.values().map(BTreeMap::len).sum();
+        let fills = fills_of(&book, |&(micros, _), text| {
+            let row: serde_json::Value = serde_json::from_str(text).ok()?;
+            Fill::parse(
+                micros * 1_000,
+                row["price"].as_str()?,
+                row["amount"].as_str()?,
+                row["type"] == "0",
+            )
+        });
         let app = Router::new()
             .route("/api/v2/transactions/{pair}/", get(transactions))
-            .with_state(Arc::new(book));
+            .with_state(Arc::new(book))
+            .merge(
+                Router::new()
+                    .route("/api/v2/ohlc/{pair}/", get(ohlc))
+                    .with_state(Arc::new(fills)),
+            );
         crate::RestMock::serve(app, trades).await
     }
 }
@@ -110,4 +132,69 @@ async fn transactions(
         format!("[{}]", list.join(",")),
     )
         .into_response()
+}
+
+async fn ohlc(
+    State(fills): State<Arc<Fills>>,
+    Path(pair): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let refuse = |reason: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            format!("{{\"status\":\"error\",\"reason\":\"{reason}\"}}"),
+        )
+            .into_response()
+    };
+    let Some(trades) = fills.get(&pair) else {
+        return refuse("Invalid pair");
+    };
+    let number = |name: &str| -> Result<Option<i64>, ()> {
+        q.get(name)
+            .map(|v| v.parse::<i64>())
+            .transpose()
+            .map_err(|_| ())
+    };
+    let (Ok(Some(step)), Ok(Some(limit)), Ok(start), Ok(end)) = (
+        number("step"),
+        number("limit"),
+        number("start"),
+        number("end"),
+    ) else {
+        return refuse("Invalid step, limit, start or end");
+    };
+    if ![
+        60, 180, 300, 900, 1_800, 3_600, 7_200, 14_400, 21_600, 43_200, 86_400, 259_200,
+    ]
+    .contains(&step)
+        || !(1..=1_000).contains(&limit)
+    {
+        return refuse("Invalid step or limit");
+    }
+    let all = bars(trades, step * SEC, true);
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let chosen: Vec<&crate::bars::Bar> = match (start, end) {
+        (_, Some(end)) => {
+            let upto: Vec<_> = all.iter().filter(|b| b.open_secs() <= end).collect();
+            upto[upto.len().saturating_sub(limit)..].to_vec()
+        }
+        (Some(start), None) => all
+            .iter()
+            .filter(|b| b.open_secs() >= start)
+            .take(limit)
+            .collect(),
+        (None, None) => all[all.len().saturating_sub(limit)..].iter().collect(),
+    };
+    let rows: Vec<serde_json::Value> = chosen
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "timestamp": b.open_secs().to_string(), "open": b.open.to_string(),
+                "high": b.high.to_string(), "low": b.low.to_string(),
+                "close": b.close.to_string(), "volume": b.volume.to_string(),
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({"data": {"pair": pair, "ohlc": rows}})).into_response()
 }

@@ -5,6 +5,12 @@
 //! with Bybit's field names (`execId` is the WebSocket `i`). Bybit keeps
 //! no older history, and neither does this mock. Errors come as a non-zero
 //! `retCode`.
+//!
+//! Klines (`GET /v5/market/kline?category=spot&symbol=&interval=&start=&end=&limit=`)
+//! come from the same trades: rows `[start, open, high, low, close, volume,
+//! turnover]` as strings, newest first, flat at the previous close for
+//! intervals without trades (Bybit's behaviour there is unverified; this is
+//! what candlekeep assumes for it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,6 +20,8 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
+
+use crate::bars::{Fill, Fills, SEC, bars, fills_of};
 
 /// Rows by symbol, by (time ms, arrival), as row JSON.
 type Book = HashMap<String, BTreeMap<(i64, usize), String>>;
@@ -64,9 +72,23 @@ impl MockBybitRest {
             }
         }
         let trades = book.values().map(BTreeMap::len).sum();
+        let fills = fills_of(&book, |&(time_ms, _), text| {
+            let row: serde_json::Value = serde_json::from_str(text).ok()?;
+            Fill::parse(
+                time_ms * 1_000_000,
+                row["price"].as_str()?,
+                row["size"].as_str()?,
+                row["side"] == "Buy",
+            )
+        });
         let app = Router::new()
             .route("/v5/market/recent-trade", get(recent_trades))
-            .with_state(Arc::new(book));
+            .with_state(Arc::new(book))
+            .merge(
+                Router::new()
+                    .route("/v5/market/kline", get(klines))
+                    .with_state(Arc::new(fills)),
+            );
         crate::RestMock::serve(app, trades).await
     }
 }
@@ -105,6 +127,71 @@ async fn recent_trades(
         format!(
             "{{\"retCode\":0,\"retMsg\":\"OK\",\"result\":{{\"category\":\"spot\",\"list\":[{}]}},\"time\":0}}",
             list.join(",")
+        ),
+    )
+        .into_response()
+}
+
+/// Bybit's kline interval codes, in ns.
+fn kline_nanos(code: &str) -> Option<i64> {
+    Some(match code {
+        "D" => 86_400 * SEC,
+        minutes => match minutes.parse::<i64>().ok()? {
+            m @ (1 | 3 | 5 | 15 | 30 | 60 | 120 | 240 | 360 | 720) => m * 60 * SEC,
+            _ => return None,
+        },
+    })
+}
+
+async fn klines(
+    State(fills): State<Arc<Fills>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if q.get("category").map(String::as_str) != Some("spot") {
+        return refusal(10001, "this mock serves category=spot only");
+    }
+    let Some(trades) = q.get("symbol").and_then(|s| fills.get(s)) else {
+        return refusal(10001, "params error: symbol invalid");
+    };
+    let Some(step) = q.get("interval").and_then(|i| kline_nanos(i)) else {
+        return refusal(10001, "params error: interval invalid");
+    };
+    let number = |name: &str, default: i64| -> Option<i64> {
+        q.get(name).map_or(Some(default), |v| v.parse().ok())
+    };
+    let (Some(start), Some(end), Some(limit)) = (
+        number("start", 0),
+        number("end", i64::MAX),
+        number("limit", 200),
+    ) else {
+        return refusal(10001, "params error");
+    };
+    if !(1..=1_000).contains(&limit) {
+        return refusal(10001, "params error: limit invalid");
+    }
+    let rows: Vec<String> = bars(trades, step, true)
+        .iter()
+        .rev()
+        .filter(|b| (start..=end).contains(&b.open_ms()))
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(|b| {
+            format!(
+                "[\"{}\",\"{}\",\"{}\",\"{}\",\"{}\",\"{}\",\"{}\"]",
+                b.open_ms(),
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+                b.quote
+            )
+        })
+        .collect();
+    (
+        [("content-type", "application/json")],
+        format!(
+            "{{\"retCode\":0,\"retMsg\":\"OK\",\"result\":{{\"category\":\"spot\",\"list\":[{}]}},\"time\":0}}",
+            rows.join(",")
         ),
     )
         .into_response()

@@ -1,7 +1,8 @@
 //! Coinbase Exchange's REST trades (`GET /products/{id}/trades`), served
 //! from the `match` frames of a recording: newest first, paged by trade id
 //! with `after` (older) and `before` (newer), `limit` up to 1000, the page
-//! cursors in `CB-AFTER` / `CB-BEFORE`, and Coinbase's error shape.
+//! cursors in `CB-AFTER` / `CB-BEFORE`, and Coinbase's error shape; and
+//! candles (`GET /products/{id}/candles`) computed from the same trades.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
 use serde_json::{Value, json};
+
+use crate::bars::{Fill, Fills, SEC, bars, fills_of};
 
 /// Trades by product, by id.
 type Book = HashMap<String, BTreeMap<u64, Value>>;
@@ -45,9 +48,24 @@ impl MockCoinbaseRest {
             book.entry(product.to_owned()).or_default().insert(id, row);
         }
         let trades = book.values().map(BTreeMap::len).sum();
+        let fills = fills_of(&book, |_, row| {
+            let time = ck_model::Ts::parse(row["time"].as_str()?).ok()?;
+            // The side is the maker's: a maker sell is a taker buy.
+            Fill::parse(
+                time.0,
+                row["price"].as_str()?,
+                row["size"].as_str()?,
+                row["side"] == "sell",
+            )
+        });
         let app = Router::new()
             .route("/products/{product}/trades", get(trades_page))
-            .with_state(Arc::new(book));
+            .with_state(Arc::new(book))
+            .merge(
+                Router::new()
+                    .route("/products/{product}/candles", get(candles_page))
+                    .with_state(Arc::new(fills)),
+            );
         crate::RestMock::serve(app, trades).await
     }
 }
@@ -107,4 +125,65 @@ async fn trades_page(
         }
     }
     response
+}
+
+/// `GET /products/{id}/candles?granularity=&start=&end=` (RFC 3339, both
+/// ends inclusive bucket starts): rows `[time, low, high, open, close,
+/// volume]` as numbers, newest first, none for intervals without trades; a
+/// range of more than 300 buckets is refused, as Coinbase refuses it.
+async fn candles_page(
+    State(fills): State<Arc<Fills>>,
+    Path(product): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(trades) = fills.get(&product) else {
+        return message(StatusCode::NOT_FOUND, "NotFound");
+    };
+    let granularity = match q.get("granularity").map(|g| g.parse::<i64>()) {
+        Some(Ok(g)) if [60, 300, 900, 3_600, 21_600, 86_400].contains(&g) => g,
+        _ => return message(StatusCode::BAD_REQUEST, "Unsupported granularity"),
+    };
+    let time = |name: &str| -> Result<Option<i64>, String> {
+        q.get(name)
+            .map(|v| ck_model::Ts::parse(v).map(|t| t.0 / SEC))
+            .transpose()
+            .map_err(|_| format!("invalid {name}"))
+    };
+    let bars = bars(trades, granularity * SEC, false);
+    let (start, end) = match (time("start"), time("end")) {
+        (Ok(Some(s)), Ok(Some(e))) => (s, e),
+        (Ok(None), Ok(None)) => {
+            let newest = bars.last().map_or(0, crate::bars::Bar::open_secs);
+            (newest - 299 * granularity, newest)
+        }
+        (Err(e), _) | (_, Err(e)) => return message(StatusCode::BAD_REQUEST, &e),
+        _ => return message(StatusCode::BAD_REQUEST, "start and end go together"),
+    };
+    if end < start || (end - start) / granularity + 1 > 300 {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "granularity too small for the requested time range. Count of aggregations requested exceeds 300",
+        );
+    }
+    let rows: Vec<String> = bars
+        .iter()
+        .rev()
+        .filter(|b| (start..=end).contains(&b.open_secs()))
+        .map(|b| {
+            format!(
+                "[{},{},{},{},{},{}]",
+                b.open_secs(),
+                b.low,
+                b.high,
+                b.open,
+                b.close,
+                b.volume
+            )
+        })
+        .collect();
+    (
+        [("content-type", "application/json")],
+        format!("[{}]", rows.join(",")),
+    )
+        .into_response()
 }

@@ -8,6 +8,11 @@
 //! 1,000); rows are `[price, volume, time, side, type, misc, trade_id]` with
 //! the time in seconds as a JSON number; `last` is the last row's time in
 //! nanoseconds, as a string. Errors come in Kraken's `error` array.
+//!
+//! Candles: `GET /0/public/OHLC?pair=&interval=<minutes>&since=<s>`, rows
+//! `[time, open, high, low, close, vwap, volume, count]` after `since`, of
+//! the 720 most recent candles only, flat at the previous close for
+//! intervals without trades, as Kraken serves them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,6 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
 use serde_json::value::RawValue;
+
+use crate::bars::{Fill, Fills, SEC, bars, fills_of};
 
 /// Rows by REST pair, by (time ns, id), as row text.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
@@ -103,9 +110,23 @@ impl MockKrakenRest {
             }
         }
         let trades = book.values().map(BTreeMap::len).sum();
+        let fills = fills_of(&book, |&(time_ns, _), text| {
+            let row: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
+            Fill::parse(
+                time_ns,
+                row.first()?.as_str()?,
+                row.get(1)?.as_str()?,
+                row.get(3)? == "b",
+            )
+        });
         let app = Router::new()
             .route("/0/public/Trades", get(trades_page))
-            .with_state(Arc::new(book));
+            .with_state(Arc::new(book))
+            .merge(
+                Router::new()
+                    .route("/0/public/OHLC", get(ohlc_page))
+                    .with_state(Arc::new(fills)),
+            );
         crate::RestMock::serve(app, trades).await
     }
 }
@@ -219,6 +240,59 @@ async fn trades_page(
             .map(|(_, r)| r.as_str())
             .collect::<Vec<_>>()
             .join(",")
+    );
+    ([("content-type", "application/json")], body).into_response()
+}
+
+/// Candles Kraken keeps per interval.
+const OHLC_KEPT: usize = 720;
+
+async fn ohlc_page(
+    State(fills): State<Arc<Fills>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(pair) = q.get("pair") else {
+        return error("EGeneral:Invalid arguments");
+    };
+    let minutes = match q.get("interval").map(|s| s.parse::<i64>()) {
+        None => 1,
+        Some(Ok(m)) if [1, 5, 15, 30, 60, 240, 1_440, 10_080, 21_600].contains(&m) => m,
+        Some(_) => return error("EGeneral:Invalid arguments:interval"),
+    };
+    let since = match q.get("since").map(|s| s.parse::<i64>()) {
+        None => i64::MIN,
+        Some(Ok(s)) => s,
+        Some(Err(_)) => return error("EGeneral:Invalid arguments:since"),
+    };
+    let Some(trades) = fills.get(pair) else {
+        return error("EQuery:Unknown asset pair");
+    };
+    let all = bars(trades, minutes * 60 * SEC, true);
+    let kept = &all[all.len().saturating_sub(OHLC_KEPT)..];
+    let rows: Vec<String> = kept
+        .iter()
+        .filter(|b| b.open_secs() > since)
+        .map(|b| {
+            let vwap = b
+                .quote
+                .checked_div(b.volume, b.close.scale().saturating_add(4))
+                .map_or_else(|| "0.0".to_owned(), |v| v.to_string());
+            format!(
+                "[{},\"{}\",\"{}\",\"{}\",\"{}\",\"{vwap}\",\"{}\",{}]",
+                b.open_secs(),
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+                b.trades
+            )
+        })
+        .collect();
+    let last = kept.last().map_or(0, crate::bars::Bar::open_secs);
+    let body = format!(
+        "{{\"error\":[],\"result\":{{\"{pair}\":[{}],\"last\":{last}}}}}",
+        rows.join(",")
     );
     ([("content-type", "application/json")], body).into_response()
 }

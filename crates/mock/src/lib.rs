@@ -16,6 +16,11 @@
 //! - [`kraken::MockKrakenRest`], [`bybit::MockBybitRest`] and
 //!   [`bitstamp::MockBitstampRest`]: Kraken's trades by `since`, Bybit's
 //!   recent trades and Bitstamp's last day of transactions, likewise.
+//! - [`okx::MockOkxRest`] and [`coinbase_advanced::MockCoinbaseAdvancedRest`]:
+//!   OKX's and Coinbase Advanced Trade's candles.
+//!
+//! Every REST mock serves candles too, computed from the trades it serves
+//! (`bars.rs`), in the venue's shape.
 //!
 //! Every REST mock ([`RestMock`]) takes faults on demand while it runs
 //! ([`RestMock::set_faults`]): 429 answers with `Retry-After`, and slow
@@ -23,12 +28,15 @@
 
 #![warn(missing_docs)]
 
+mod bars;
 pub mod binance;
 pub mod bitfinex;
 pub mod bitstamp;
 pub mod bybit;
+pub mod coinbase_advanced;
 pub mod coinbase_exchange;
 pub mod kraken;
+pub mod okx;
 pub mod shift;
 pub mod venue;
 

@@ -38,6 +38,98 @@ impl CandleState {
     }
 }
 
+/// A field of a candle that can be compared with the exchange's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CandleField {
+    /// Open.
+    Open,
+    /// High.
+    High,
+    /// Low.
+    Low,
+    /// Close.
+    Close,
+    /// Base volume.
+    Volume,
+    /// Quote volume.
+    QuoteVolume,
+    /// Base volume of taker buys.
+    TakerBuyVolume,
+    /// Number of trades.
+    Trades,
+}
+
+impl CandleField {
+    /// Every field.
+    pub const ALL: [CandleField; 8] = [
+        CandleField::Open,
+        CandleField::High,
+        CandleField::Low,
+        CandleField::Close,
+        CandleField::Volume,
+        CandleField::QuoteVolume,
+        CandleField::TakerBuyVolume,
+        CandleField::Trades,
+    ];
+
+    /// Open, high, low, close and volume: what every venue publishes.
+    pub const OHLCV: [CandleField; 5] = [
+        CandleField::Open,
+        CandleField::High,
+        CandleField::Low,
+        CandleField::Close,
+        CandleField::Volume,
+    ];
+
+    /// The name the API and the CLI use.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CandleField::Open => "open",
+            CandleField::High => "high",
+            CandleField::Low => "low",
+            CandleField::Close => "close",
+            CandleField::Volume => "volume",
+            CandleField::QuoteVolume => "quote_volume",
+            CandleField::TakerBuyVolume => "taker_buy_volume",
+            CandleField::Trades => "trades",
+        }
+    }
+
+    /// The field's value in `candle`, as text (decimals exact).
+    #[must_use]
+    pub fn value(self, candle: &Candle) -> FieldValue {
+        match self {
+            CandleField::Open => FieldValue::Decimal(candle.open),
+            CandleField::High => FieldValue::Decimal(candle.high),
+            CandleField::Low => FieldValue::Decimal(candle.low),
+            CandleField::Close => FieldValue::Decimal(candle.close),
+            CandleField::Volume => FieldValue::Decimal(candle.volume),
+            CandleField::QuoteVolume => FieldValue::Decimal(candle.quote_volume),
+            CandleField::TakerBuyVolume => FieldValue::Decimal(candle.taker_buy_volume),
+            CandleField::Trades => FieldValue::Count(candle.trades),
+        }
+    }
+}
+
+/// One field's value, compared numerically (`1.50` equals `1.5`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValue {
+    /// A price or volume.
+    Decimal(Decimal),
+    /// A count.
+    Count(u64),
+}
+
+impl std::fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldValue::Decimal(d) => d.fmt(f),
+            FieldValue::Count(n) => n.fmt(f),
+        }
+    }
+}
+
 /// What a candle stream does for an interval with no trades.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

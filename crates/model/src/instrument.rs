@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::EmptyIntervalPolicy;
+use crate::{CandleField, EmptyIntervalPolicy};
 
 /// A venue candlekeep knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,6 +91,24 @@ impl Exchange {
             // Binance and Kraken publish flat candles; OKX, Bybit and Bitstamp are
             // unverified, and flat keeps a continuous series for charts.
             _ => EmptyIntervalPolicy::Flat,
+        }
+    }
+
+    /// The fields of this exchange's own candles, which `verify` compares
+    /// with ours; the others are absent from its candles (and stored as 0).
+    /// Binance publishes all of them; Kraken adds the trade count to OHLCV,
+    /// OKX and Bybit the quote volume (`volCcyQuote`, `turnover`).
+    #[must_use]
+    pub const fn candle_fields(self) -> &'static [CandleField] {
+        use CandleField::{Close, High, Low, Open, QuoteVolume, Trades, Volume};
+        match self {
+            Exchange::Binance => &CandleField::ALL,
+            Exchange::Kraken => &[Open, High, Low, Close, Volume, Trades],
+            Exchange::Okx | Exchange::Bybit => &[Open, High, Low, Close, Volume, QuoteVolume],
+            Exchange::Coinbase
+            | Exchange::CoinbaseExchange
+            | Exchange::Bitfinex
+            | Exchange::Bitstamp => &CandleField::OHLCV,
         }
     }
 

@@ -15,7 +15,7 @@ mod interval;
 mod time;
 mod trade;
 
-pub use candle::{Candle, CandleRecord, CandleState, EmptyIntervalPolicy};
+pub use candle::{Candle, CandleField, CandleRecord, CandleState, EmptyIntervalPolicy, FieldValue};
 pub use decimal::{Decimal, DecimalError, MAX_SCALE, pow10};
 pub use gap::{BackfillProgress, Gap, GapState};
 pub use instrument::{Exchange, Instrument, InstrumentError, InstrumentInfo, normalize_asset};

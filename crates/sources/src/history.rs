@@ -57,6 +57,13 @@ pub trait History: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Why candlekeep does not read this venue's trade history, where it
+    /// reads only its candles: gap repair leaves such a venue's gaps open,
+    /// and `backfill --trades` refuses it with this reason.
+    fn trades_unavailable(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Up to `limit` trades at or after `from`, oldest first (venues read
     /// by time; trades at the page's last instant may continue on the next).
     async fn trades_from_time(
@@ -103,15 +110,131 @@ pub trait History: Send + Sync + std::fmt::Debug {
         ))
     }
 
-    /// Up to `limit` of the exchange's own candles opening at or after
-    /// `start`, oldest first; the candle still open is provisional.
+    /// The exchange's own candles opening at or after `start` (one
+    /// request's worth, at most `limit`), oldest first; the candle still
+    /// open is provisional. Fields the venue does not publish
+    /// ([`Exchange::candle_fields`]) are 0.
     async fn candles(
         &self,
         instrument: &Instrument,
         interval: Interval,
         start: Ts,
         limit: u32,
-    ) -> Result<Vec<Candle>, HistoryError>;
+    ) -> Result<CandlePage, HistoryError>;
+}
+
+/// One answer of exchange candles, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CandlePage {
+    /// Candles opening at or after the start asked for, oldest first.
+    pub candles: Vec<Candle>,
+    /// Every candle the exchange has between the start asked for and this
+    /// time is in `candles`: the next page starts here. Venues asked for a
+    /// time window say its end (a window may hold no candle where the
+    /// venue skips quiet intervals); the others the last candle's close.
+    pub next: Ts,
+    /// The answer reached the present (or all the venue serves): there is
+    /// no next page.
+    pub at_end: bool,
+}
+
+impl CandlePage {
+    /// A page of a venue asked for the window from `start` to `end`
+    /// (exclusive): the next page starts at `end`, and there is none once
+    /// the window reaches the present.
+    #[must_use]
+    pub fn window(candles: Vec<Candle>, end: Ts, now: Ts) -> CandlePage {
+        CandlePage {
+            candles,
+            next: end,
+            at_end: end > now,
+        }
+    }
+}
+
+/// The end (exclusive) of a window of `limit` candles of `interval` from
+/// `start`, for venues asked by time window.
+#[must_use]
+pub fn window_end(interval: Interval, start: Ts, limit: u32) -> Ts {
+    let mut end = start;
+    for _ in 0..limit.max(1) {
+        end = interval.next_start(end);
+    }
+    end
+}
+
+/// One exchange candle's fields as a venue writes them; `None` for what it
+/// does not publish.
+pub(crate) struct VenueCandle<'a> {
+    pub open_time: Ts,
+    pub open: &'a str,
+    pub high: &'a str,
+    pub low: &'a str,
+    pub close: &'a str,
+    pub volume: &'a str,
+    pub quote_volume: Option<&'a str>,
+    pub trades: Option<u64>,
+}
+
+impl VenueCandle<'_> {
+    /// The candle, exact decimals read from the venue's text; provisional
+    /// while its interval has not passed at `now`. Unpublished volumes and
+    /// counts are 0, and so is the VWAP without a quote volume.
+    pub(crate) fn candle(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+        interval: Interval,
+        now: Ts,
+    ) -> Result<Candle, ParseError> {
+        use crate::parse::decimal;
+        let zero = ck_model::Decimal::new(0, 0);
+        let close = decimal(exchange, "candle close", self.close)?;
+        let volume = decimal(exchange, "candle volume", self.volume)?;
+        let quote_volume = match self.quote_volume {
+            Some(q) => decimal(exchange, "candle quote volume", q)?,
+            None => zero,
+        };
+        let vwap = match self.quote_volume {
+            Some(_) => quote_volume
+                .checked_div(volume, close.scale().saturating_add(4))
+                .unwrap_or(close),
+            None => zero,
+        };
+        Ok(Candle {
+            exchange,
+            instrument: instrument.clone(),
+            interval,
+            open_time: self.open_time,
+            open: decimal(exchange, "candle open", self.open)?,
+            high: decimal(exchange, "candle high", self.high)?,
+            low: decimal(exchange, "candle low", self.low)?,
+            close,
+            volume,
+            quote_volume,
+            vwap,
+            taker_buy_volume: zero,
+            trades: self.trades.unwrap_or(0),
+            first_trade_id: None,
+            last_trade_id: None,
+            state: if interval.next_start(self.open_time) > now {
+                ck_model::CandleState::Provisional
+            } else {
+                ck_model::CandleState::Closed
+            },
+        })
+    }
+}
+
+/// The refusal of an interval a venue's candles do not come in.
+pub(crate) fn no_such_interval(
+    exchange: Exchange,
+    interval: Interval,
+    valid: &str,
+) -> HistoryError {
+    HistoryError::Unsupported(format!(
+        "{exchange} publishes no {interval} candles; it has {valid}"
+    ))
 }
 
 /// The REST history of `exchange` over `client`, where candlekeep has one.
@@ -126,6 +249,8 @@ pub fn for_exchange(exchange: Exchange, client: Arc<RestClient>) -> Option<Arc<d
         Exchange::Kraken => Some(Arc::new(crate::kraken::rest::KrakenRest::new(client))),
         Exchange::Bybit => Some(Arc::new(crate::bybit::rest::BybitRest::new(client))),
         Exchange::Bitstamp => Some(Arc::new(crate::bitstamp::rest::BitstampRest::new(client))),
+        Exchange::Okx => Some(Arc::new(crate::okx::rest::OkxRest::new(client))),
+        Exchange::Coinbase => Some(Arc::new(crate::coinbase::rest::CoinbaseRest::new(client))),
         _ => None,
     }
 }
@@ -140,6 +265,8 @@ pub fn default_rest_url(exchange: Exchange) -> Option<&'static str> {
         Exchange::Kraken => Some(crate::kraken::rest::DEFAULT_REST_URL),
         Exchange::Bybit => Some(crate::bybit::rest::DEFAULT_REST_URL),
         Exchange::Bitstamp => Some(crate::bitstamp::rest::DEFAULT_REST_URL),
+        Exchange::Okx => Some(crate::okx::rest::DEFAULT_REST_URL),
+        Exchange::Coinbase => Some(crate::coinbase::rest::DEFAULT_REST_URL),
         _ => None,
     }
 }

@@ -29,7 +29,7 @@ fn history(mock: &MockBinance) -> Arc<dyn History> {
     Arc::new(BinanceRest::new(Arc::new(client)))
 }
 
-async fn run(
+pub(crate) async fn run(
     settings: &Settings,
     store: Arc<dyn Store>,
     jobs: Vec<BackfillJob>,
@@ -59,7 +59,7 @@ async fn run(
         .expect("pipeline")
 }
 
-fn job_reports(report: &PipelineReport) -> Vec<ck_app::backfill::JobReport> {
+pub(crate) fn job_reports(report: &PipelineReport) -> Vec<ck_app::backfill::JobReport> {
     report
         .sources
         .iter()
@@ -221,7 +221,7 @@ async fn backfill_is_interrupted_resumed_and_complete_without_duplicates() {
         .candles(&range, Interval::M1, CandleSource::Ours)
         .await
         .expect("our candles");
-    let report = ck_app::verify::compare(&ours, &theirs);
+    let report = ck_app::verify::compare(&ours, &theirs, Exchange::Binance.candle_fields());
     assert_eq!(
         report.differences,
         Vec::new(),

@@ -1,24 +1,9 @@
 //! The `candlekeep` binary, as a user runs it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use crate::support::{Demo, http_get};
-
-fn candlekeep(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--log", "warn"])
-        .args(args)
-        .env_remove("CANDLEKEEP_CONFIG")
-        .output()
-        .expect("run candlekeep")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::support::{Demo, candlekeep, http_get, text};
 
 #[test]
 fn import_then_query_candles_as_json_and_csv() {
@@ -204,7 +189,27 @@ fn bad_arguments_are_refused_with_the_valid_values() {
             "http://127.0.0.1:9",
         ],
         1,
-        "bybit serves only its 60 most recent spot trades, so it cannot backfill a range",
+        "bybit serves only its 60 most recent spot trades, so it cannot backfill trades over a range",
+    );
+    // A venue whose candles only are read refuses trades, and says why.
+    refused(
+        d,
+        &[
+            "backfill",
+            "--exchange",
+            "okx",
+            "--instrument",
+            "BTC-USDT",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-02",
+            "--trades",
+            "--rest-url",
+            "http://127.0.0.1:9",
+        ],
+        1,
+        "OKX trade history is not read yet",
     );
     refused(
         d,

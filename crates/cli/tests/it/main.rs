@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod deploy;
+mod exchange_candles;
 mod gapfree;
 mod live;
 mod migrate;

@@ -419,7 +419,24 @@ impl ck_sources::history::History for PagedBy5 {
         interval: ck_model::Interval,
         start: Ts,
         limit: u32,
-    ) -> Result<Vec<ck_model::Candle>, ck_sources::history::HistoryError> {
+    ) -> Result<ck_sources::history::CandlePage, ck_sources::history::HistoryError> {
         self.0.candles(instrument, interval, start, limit).await
     }
+}
+
+/// Runs the `candlekeep` binary over the store in `data_dir`, to the end.
+pub(crate) fn candlekeep(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--log", "warn"])
+        .args(args)
+        .env_remove("CANDLEKEEP_CONFIG")
+        .output()
+        .expect("run candlekeep")
+}
+
+/// Process output as text.
+pub(crate) fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }

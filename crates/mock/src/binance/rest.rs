@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use super::{MockTrade, Shared};
+use crate::bars::{Fill, bars};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -264,19 +265,6 @@ async fn klines(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response
     answer().unwrap_or_else(IntoResponse::into_response)
 }
 
-struct Bar {
-    open_ms: i64,
-    open: Decimal,
-    high: Decimal,
-    low: Decimal,
-    close: Decimal,
-    volume: Decimal,
-    quote: Decimal,
-    taker_base: Decimal,
-    taker_quote: Decimal,
-    trades: u64,
-}
-
 fn kline_rows(
     trades: &[MockTrade],
     step: i64,
@@ -284,76 +272,24 @@ fn kline_rows(
     end: i64,
     limit: usize,
 ) -> Vec<serde_json::Value> {
-    let mut bars: Vec<Bar> = Vec::new();
-    for t in trades {
-        let (Ok(price), Ok(qty)) = (Decimal::parse(&t.price), Decimal::parse(&t.qty)) else {
-            continue;
-        };
-        let open_ms = t.time_ms.div_euclid(step) * step;
-        // Quiet intervals since the last bar are flat at its close.
-        while let Some(last) = bars.last()
-            && last.open_ms + step < open_ms
-        {
-            let c = last.close;
-            let zero = Decimal::new(0, 0);
-            bars.push(Bar {
-                open_ms: last.open_ms + step,
-                open: c,
-                high: c,
-                low: c,
-                close: c,
-                volume: zero,
-                quote: zero,
-                taker_base: zero,
-                taker_quote: zero,
-                trades: 0,
-            });
-        }
-        let notional = price.checked_mul(qty).unwrap_or(Decimal::new(0, 0));
-        let add = |a: Decimal, b: Decimal| a.checked_add(b).unwrap_or(a);
-        match bars.last_mut() {
-            Some(b) if b.open_ms == open_ms => {
-                b.high = b.high.max(price);
-                b.low = b.low.min(price);
-                b.close = price;
-                b.volume = add(b.volume, qty);
-                b.quote = add(b.quote, notional);
-                if !t.buyer_is_maker {
-                    b.taker_base = add(b.taker_base, qty);
-                    b.taker_quote = add(b.taker_quote, notional);
-                }
-                b.trades += 1;
-            }
-            _ => {
-                let zero = Decimal::new(0, 0);
-                let taker = !t.buyer_is_maker;
-                bars.push(Bar {
-                    open_ms,
-                    open: price,
-                    high: price,
-                    low: price,
-                    close: price,
-                    volume: qty,
-                    quote: notional,
-                    taker_base: if taker { qty } else { zero },
-                    taker_quote: if taker { notional } else { zero },
-                    trades: 1,
-                });
-            }
-        }
-    }
+    let fills: Vec<Fill> = trades
+        .iter()
+        .filter_map(|t| Fill::parse(t.time_ms * 1_000_000, &t.price, &t.qty, !t.buyer_is_maker))
+        .collect();
+    // Quiet intervals between trades are flat at the previous close.
+    let bars = bars(&fills, step * 1_000_000, true);
     bars.iter()
-        .filter(|b| b.open_ms >= start && b.open_ms <= end)
+        .filter(|b| b.open_ms() >= start && b.open_ms() <= end)
         .take(limit)
         .map(|b| {
             json!([
-                b.open_ms,
+                b.open_ms(),
                 b.open.to_string(),
                 b.high.to_string(),
                 b.low.to_string(),
                 b.close.to_string(),
                 b.volume.to_string(),
-                b.open_ms + step - 1,
+                b.open_ms() + step - 1,
                 b.quote.normalize().to_string(),
                 b.trades,
                 b.taker_base.to_string(),

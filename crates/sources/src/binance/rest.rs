@@ -8,7 +8,7 @@ use ck_bus::{Origin, RawMessage};
 use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Trade, TradeId, Ts};
 use serde::Deserialize;
 
-use crate::history::{History, HistoryError};
+use crate::history::{CandlePage, History, HistoryError};
 use crate::parse::{ParseError, decimal, json};
 use crate::rest::RestClient;
 
@@ -150,7 +150,7 @@ impl History for BinanceRest {
         interval: Interval,
         start: Ts,
         limit: u32,
-    ) -> Result<Vec<Candle>, HistoryError> {
+    ) -> Result<CandlePage, HistoryError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let path = format!(
             "/api/v3/klines?symbol={}&interval={}&startTime={}&limit={limit}",
@@ -167,10 +167,20 @@ impl History for BinanceRest {
             .map_err(json(EX))
             .map_err(parse)?;
         let now = Ts::now();
-        rows.iter()
+        let candles = rows
+            .iter()
             .map(|row| kline_row(instrument, interval, row, now))
             .collect::<Result<Vec<Candle>, ParseError>>()
-            .map_err(parse)
+            .map_err(parse)?;
+        // Klines come `limit` at a time from `startTime`, whatever lies
+        // between: a short page reached the present.
+        Ok(CandlePage {
+            next: candles
+                .last()
+                .map_or(start, |c| interval.next_start(c.open_time)),
+            at_end: candles.len() < limit as usize,
+            candles,
+        })
     }
 }
 

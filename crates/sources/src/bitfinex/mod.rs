@@ -171,13 +171,18 @@ impl Parser for BitfinexParser {
             }
             (Channel::Trades(instrument), snapshot) if snapshot.starts_with('[') => {
                 let rows: Vec<&RawValue> = serde_json::from_str(snapshot).map_err(json(EX))?;
-                for row in rows {
-                    out.push(Event::Trade(Self::trade(
-                        &instrument,
-                        row,
-                        msg.ts_received,
-                    )?));
-                }
+                let mut trades = rows
+                    .into_iter()
+                    .map(|row| Self::trade(&instrument, row, msg.ts_received))
+                    .collect::<Result<Vec<Trade>, ParseError>>()?;
+                // The snapshot lists the newest first. Oldest first, the
+                // candle stage sees time move forward; newest first, every
+                // older trade would look late (hours late on a quiet pair)
+                // and miss its candle.
+                trades.sort_by(|a, b| {
+                    (a.ts_exchange, &a.trade_id).cmp(&(b.ts_exchange, &b.trade_id))
+                });
+                out.extend(trades.into_iter().map(Event::Trade));
             }
             (Channel::Ticker(instrument), ticker) if ticker.starts_with('[') => {
                 let f: Vec<&RawValue> = serde_json::from_str(ticker).map_err(json(EX))?;
@@ -221,7 +226,8 @@ mod tests {
         // From fixtures/cryptofeed/BITFINEX.jsonl.zst (snapshot, first rows).
         let snap = feed(&mut p, "[232959,[[669899159,1618665870435,166.391496,0.076989],[669898213,1618661110078,-2272.50116833,0.068961]]]").expect("snapshot");
         assert_eq!(snap.len(), 2);
-        let Event::Trade(t) = &snap[1] else {
+        // Oldest first, although the snapshot lists the newest first.
+        let Event::Trade(t) = &snap[0] else {
             panic!("trade")
         };
         assert_eq!(

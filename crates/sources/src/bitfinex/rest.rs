@@ -8,7 +8,9 @@
 use ck_model::{Candle, Exchange, Instrument, Interval, Side, Trade, TradeId, Ts};
 use serde_json::value::RawValue;
 
-use crate::history::{History, HistoryError};
+use crate::history::{
+    CandlePage, History, HistoryError, VenueCandle, no_such_interval, window_end,
+};
 use crate::parse::{ParseError, decimal, json};
 use crate::rest::RestClient;
 
@@ -115,15 +117,83 @@ impl History for BitfinexRest {
 
     async fn candles(
         &self,
-        _instrument: &Instrument,
-        _interval: Interval,
-        _start: Ts,
-        _limit: u32,
-    ) -> Result<Vec<Candle>, HistoryError> {
-        Err(HistoryError::Unsupported(
-            "Bitfinex candles carry no quote volume, taker volume or trade count, so they cannot be verified field by field; not fetched".into(),
-        ))
+        instrument: &Instrument,
+        interval: Interval,
+        start: Ts,
+        limit: u32,
+    ) -> Result<CandlePage, HistoryError> {
+        let timeframe = timeframe(interval)
+            .ok_or_else(|| no_such_interval(EX, interval, "1m 5m 15m 30m 1h 6h 12h 1d 1M"))?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        let end = window_end(interval, start, limit);
+        let path = format!(
+            "/v2/candles/trade:{timeframe}:{}/hist?start={}&end={}&limit={limit}&sort=1",
+            crate::bitfinex::ws::native_symbol(instrument),
+            start.as_millis().max(0),
+            end.as_millis() - 1
+        );
+        let response = self.client.get(&path, 1).await?;
+        let now = Ts::now();
+        let candles =
+            candles_from(&response.body, instrument, interval, now).map_err(|source| {
+                HistoryError::Parse {
+                    url: response.url.clone(),
+                    source,
+                }
+            })?;
+        Ok(CandlePage::window(candles, end, now))
     }
+}
+
+/// Bitfinex's name of `interval` (`1D`, not `1d`), where it has one.
+fn timeframe(interval: Interval) -> Option<&'static str> {
+    Some(match interval {
+        Interval::M1 => "1m",
+        Interval::M5 => "5m",
+        Interval::M15 => "15m",
+        Interval::M30 => "30m",
+        Interval::H1 => "1h",
+        Interval::H6 => "6h",
+        Interval::H12 => "12h",
+        Interval::D1 => "1D",
+        Interval::Mo1 => "1M",
+        _ => return None,
+    })
+}
+
+/// Reads `[MTS, OPEN, CLOSE, HIGH, LOW, VOLUME]` rows (numbers, `MTS` the
+/// open time in ms), oldest first.
+fn candles_from(
+    body: &str,
+    instrument: &Instrument,
+    interval: Interval,
+    now: Ts,
+) -> Result<Vec<Candle>, ParseError> {
+    type Row<'a> = (
+        i64,
+        &'a RawValue,
+        &'a RawValue,
+        &'a RawValue,
+        &'a RawValue,
+        &'a RawValue,
+    );
+    let mut rows: Vec<Row<'_>> = serde_json::from_str(body).map_err(json(EX))?;
+    rows.sort_by_key(|r| r.0);
+    rows.into_iter()
+        .map(|(mts, open, close, high, low, volume)| {
+            VenueCandle {
+                open_time: Ts::from_millis(mts),
+                open: open.get(),
+                high: high.get(),
+                low: low.get(),
+                close: close.get(),
+                volume: volume.get(),
+                quote_volume: None,
+                trades: None,
+            }
+            .candle(EX, instrument, interval, now)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -146,5 +216,34 @@ mod tests {
         );
         let err = trades_from("[[1,2,0,5]]", &i, Ts(0)).expect_err("zero amount");
         assert!(err.to_string().contains("amount"), "{err}");
+    }
+
+    #[test]
+    fn candle_rows_are_read_in_bitfinex_order() {
+        // The documented row: [MTS, OPEN, CLOSE, HIGH, LOW, VOLUME].
+        let body = "[[1574698320000,7379.8,7383.8,7388.3,7379.785503,1.68829482],[1574698260000,7379.785503,7379.8,7380,7379.7,0.5]]";
+        let i = Instrument::parse("BTC-USD").expect("instrument");
+        let c = candles_from(body, &i, Interval::M1, Ts::from_secs(2_000_000_000)).expect("rows");
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            c[0].open_time,
+            Ts::from_millis(1_574_698_260_000),
+            "oldest first"
+        );
+        let last = &c[1];
+        assert_eq!(
+            [&last.open, &last.close, &last.high, &last.low, &last.volume].map(ToString::to_string),
+            ["7379.8", "7383.8", "7388.3", "7379.785503", "1.68829482"]
+        );
+        assert_eq!(last.state, ck_model::CandleState::Closed);
+        assert!(
+            candles_from(
+                "[\"error\",10020,\"limit: invalid\"]",
+                &i,
+                Interval::M1,
+                Ts(0)
+            )
+            .is_err()
+        );
     }
 }

@@ -8,13 +8,15 @@
 //! unfillable. The field types are as community code shows them
 //! (unverified): numbers are accepted as strings or as JSON numbers.
 //!
-//! Bitstamp's OHLC has no quote volume, taker volume or trade count, so its
-//! candles are not fetched for verification.
+//! Candles (unverified): `GET /api/v2/ohlc/{pair}/?step=<s>&limit=<1..1000>&end=<s>`,
+//! the `limit` candles up to `end`; open, high, low, close and volume only.
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Side, Trade, TradeId, Ts};
 use serde_json::Value;
 
-use crate::history::{History, HistoryError};
+use crate::history::{
+    CandlePage, History, HistoryError, VenueCandle, no_such_interval, window_end,
+};
 use crate::parse::{ParseError, decimal, json};
 use crate::rest::RestClient;
 
@@ -156,15 +158,105 @@ impl History for BitstampRest {
 
     async fn candles(
         &self,
-        _instrument: &Instrument,
-        _interval: Interval,
-        _start: Ts,
-        _limit: u32,
-    ) -> Result<Vec<Candle>, HistoryError> {
-        Err(HistoryError::Unsupported(
-            "Bitstamp OHLC has no quote volume, taker volume or trade count, so it cannot be verified field by field; not fetched".into(),
-        ))
+        instrument: &Instrument,
+        interval: Interval,
+        start: Ts,
+        limit: u32,
+    ) -> Result<CandlePage, HistoryError> {
+        let step = ohlc_step(interval)
+            .ok_or_else(|| no_such_interval(EX, interval, "1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d"))?;
+        let limit = limit.clamp(1, MAX_CANDLES);
+        let end = window_end(interval, start, limit);
+        // Given `end`, Bitstamp answers the `limit` candles up to it (and
+        // ignores `start`): `end` is the window's last open time.
+        let path = format!(
+            "/api/v2/ohlc/{}/?step={step}&limit={limit}&end={}",
+            crate::bitstamp::ws::pair(instrument),
+            end.0.div_euclid(ck_model::NANOS_PER_SEC) - step
+        );
+        let now = Ts::now();
+        let mut candles = crate::history::get_read(
+            &self.client,
+            &path,
+            |_| false,
+            |body| candles_from(body, instrument, interval, now),
+        )
+        .await?;
+        candles.retain(|c| c.open_time >= start && c.open_time < end);
+        Ok(CandlePage::window(candles, end, now))
     }
+}
+
+/// Candles per request, at most.
+const MAX_CANDLES: u32 = 1_000;
+
+/// Bitstamp's `step` (seconds) for `interval`, where it has one.
+fn ohlc_step(interval: Interval) -> Option<i64> {
+    match interval {
+        Interval::M1
+        | Interval::M3
+        | Interval::M5
+        | Interval::M15
+        | Interval::M30
+        | Interval::H1
+        | Interval::H2
+        | Interval::H4
+        | Interval::H6
+        | Interval::H12
+        | Interval::D1 => interval.fixed_nanos().map(|n| n / ck_model::NANOS_PER_SEC),
+        _ => None,
+    }
+}
+
+/// Reads an `ohlc` answer, `{"data":{"pair":"BTC/USD","ohlc":[{"timestamp":"<s>",
+/// "open":..,"high":..,"low":..,"close":..,"volume":..}]}}` (numbers as
+/// strings or numbers), oldest first.
+fn candles_from(
+    body: &str,
+    instrument: &Instrument,
+    interval: Interval,
+    now: Ts,
+) -> Result<Vec<Candle>, ParseError> {
+    let v: Value = serde_json::from_str(body).map_err(json(EX))?;
+    let Some(rows) = v["data"]["ohlc"].as_array() else {
+        return Err(ParseError::Venue {
+            exchange: EX,
+            message: v.to_string().chars().take(200).collect(),
+        });
+    };
+    let field = |row: &Value, name: &'static str| {
+        text(&row[name]).ok_or(ParseError::BadField {
+            exchange: EX,
+            field: name,
+            value: row[name].to_string(),
+        })
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let time = field(row, "timestamp")?;
+        let secs: i64 = time.parse().map_err(|_| ParseError::BadField {
+            exchange: EX,
+            field: "timestamp",
+            value: time.clone(),
+        })?;
+        let (open, high, low) = (field(row, "open")?, field(row, "high")?, field(row, "low")?);
+        let (close, volume) = (field(row, "close")?, field(row, "volume")?);
+        out.push(
+            VenueCandle {
+                open_time: Ts::from_secs(secs),
+                open: &open,
+                high: &high,
+                low: &low,
+                close: &close,
+                volume: &volume,
+                quote_volume: None,
+                trades: None,
+            }
+            .candle(EX, instrument, interval, now)?,
+        );
+    }
+    out.sort_by_key(|c| c.open_time);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -189,5 +281,27 @@ mod tests {
         assert_eq!(span(now, Ts::from_secs(9_950)), "minute");
         assert_eq!(span(now, Ts::from_secs(7_000)), "hour");
         assert_eq!(span(now, Ts::from_secs(1)), "day");
+    }
+
+    #[test]
+    fn ohlc_rows_in_either_number_form() {
+        let body = r#"{"data":{"pair":"BTC/USD","ohlc":[{"high":"19500","timestamp":"1663200060","volume":"0.5","low":"19400.5","close":"19450","open":"19400.5"},{"high":19400.5,"timestamp":"1663200000","volume":1.25,"low":19300,"close":19400.5,"open":19350}]}}"#;
+        let i = Instrument::new("BTC", "USD");
+        let c = candles_from(body, &i, Interval::M1, Ts::from_secs(1_663_300_000)).expect("rows");
+        assert_eq!(c[0].open_time, Ts::from_secs(1_663_200_000), "oldest first");
+        assert_eq!(
+            [&c[0].open, &c[0].high, &c[0].low, &c[0].close, &c[0].volume].map(ToString::to_string),
+            ["19350", "19400.5", "19300", "19400.5", "1.25"]
+        );
+        assert_eq!(c[1].high.to_string(), "19500");
+        assert!(
+            candles_from(
+                r#"{"status":"error","reason":"Invalid pair"}"#,
+                &i,
+                Interval::M1,
+                Ts(0)
+            )
+            .is_err()
+        );
     }
 }

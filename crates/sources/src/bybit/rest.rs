@@ -7,13 +7,16 @@
 //! newest first; `execId` is the id WebSocket trades carry in `i`, and the
 //! side is the taker's. `retCode` 10006 is "too many visits".
 //!
-//! Bybit klines carry no trade count or taker volume, so they are not
-//! fetched for verification.
+//! Candles: `GET /v5/market/kline?category=spot&symbol=&interval=&start=&end=&limit=`
+//! (ms, both ends inclusive, up to 1,000), rows `[start, open, high, low,
+//! close, volume, turnover]`, newest first; no trade count or taker volume.
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
 
-use crate::history::{History, HistoryError};
+use crate::history::{
+    CandlePage, History, HistoryError, VenueCandle, no_such_interval, window_end,
+};
 use crate::parse::{ParseError, decimal, json};
 use crate::rest::RestClient;
 
@@ -41,18 +44,31 @@ impl BybitRest {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope<'a> {
+struct Envelope<'a, T> {
     ret_code: i64,
     #[serde(borrow, default)]
     ret_msg: &'a str,
-    #[serde(borrow, default)]
-    result: Option<TradeList<'a>>,
+    #[serde(default = "Option::default")]
+    result: Option<List<T>>,
 }
 
 #[derive(Deserialize)]
-struct TradeList<'a> {
-    #[serde(borrow, default)]
-    list: Vec<RestTrade<'a>>,
+struct List<T> {
+    #[serde(default = "Vec::default")]
+    list: Vec<T>,
+}
+
+/// The `result.list` of an answer, as Bybit orders it (newest first);
+/// Bybit's refusals as [`ParseError::Venue`].
+fn list<'a, T: Deserialize<'a>>(body: &'a str) -> Result<Vec<T>, ParseError> {
+    let envelope: Envelope<'a, T> = serde_json::from_str(body).map_err(json(EX))?;
+    if envelope.ret_code != 0 {
+        return Err(ParseError::Venue {
+            exchange: EX,
+            message: format!("retCode {}: {}", envelope.ret_code, envelope.ret_msg),
+        });
+    }
+    Ok(envelope.result.map(|r| r.list).unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -72,26 +88,14 @@ fn trades_from(
     instrument: &Instrument,
     received: Ts,
 ) -> Result<Vec<Trade>, ParseError> {
-    let envelope: Envelope<'_> = serde_json::from_str(body).map_err(json(EX))?;
-    if envelope.ret_code != 0 {
-        return Err(ParseError::Venue {
-            exchange: EX,
-            message: format!("retCode {}: {}", envelope.ret_code, envelope.ret_msg),
-        });
-    }
+    let trades: Vec<RestTrade<'_>> = list(body)?;
     let bad = |field: &'static str, value: &str| ParseError::BadField {
         exchange: EX,
         field,
         value: value.to_owned(),
     };
     let mut out = Vec::new();
-    for t in envelope
-        .result
-        .map(|r| r.list)
-        .unwrap_or_default()
-        .into_iter()
-        .rev()
-    {
+    for t in trades.into_iter().rev() {
         let side = match t.side {
             "Buy" => Side::Buy,
             "Sell" => Side::Sell,
@@ -163,15 +167,97 @@ impl History for BybitRest {
 
     async fn candles(
         &self,
-        _instrument: &Instrument,
-        _interval: Interval,
-        _start: Ts,
-        _limit: u32,
-    ) -> Result<Vec<Candle>, HistoryError> {
-        Err(HistoryError::Unsupported(
-            "Bybit klines carry no trade count or taker volume, so they cannot be verified field by field; not fetched".into(),
-        ))
+        instrument: &Instrument,
+        interval: Interval,
+        start: Ts,
+        limit: u32,
+    ) -> Result<CandlePage, HistoryError> {
+        let code = kline_interval(interval)
+            .ok_or_else(|| no_such_interval(EX, interval, "1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d"))?;
+        let limit = limit.clamp(1, MAX_KLINES);
+        let end = window_end(interval, start, limit);
+        let path = format!(
+            "/v5/market/kline?category=spot&symbol={}&interval={code}&start={}&end={}&limit={limit}",
+            crate::parse::native_symbol(EX, instrument),
+            start.as_millis(),
+            end.as_millis() - 1
+        );
+        let now = Ts::now();
+        let mut candles = crate::history::get_read(
+            &self.client,
+            &path,
+            |m| m.starts_with("retCode 10006"),
+            |body| candles_from(body, instrument, interval, now),
+        )
+        .await?;
+        candles.retain(|c| c.open_time >= start && c.open_time < end);
+        Ok(CandlePage::window(candles, end, now))
     }
+}
+
+/// Klines per request, at most.
+const MAX_KLINES: u32 = 1_000;
+
+/// Bybit's code of `interval` (minutes, or `D`), where it has one.
+fn kline_interval(interval: Interval) -> Option<&'static str> {
+    Some(match interval {
+        Interval::M1 => "1",
+        Interval::M3 => "3",
+        Interval::M5 => "5",
+        Interval::M15 => "15",
+        Interval::M30 => "30",
+        Interval::H1 => "60",
+        Interval::H2 => "120",
+        Interval::H4 => "240",
+        Interval::H6 => "360",
+        Interval::H12 => "720",
+        Interval::D1 => "D",
+        _ => return None,
+    })
+}
+
+/// Reads a `kline` answer: rows `[start(ms), open, high, low, close,
+/// volume, turnover]` (strings, newest first), oldest first; `turnover` is
+/// the quote volume.
+fn candles_from(
+    body: &str,
+    instrument: &Instrument,
+    interval: Interval,
+    now: Ts,
+) -> Result<Vec<Candle>, ParseError> {
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+    );
+    let rows: Vec<Row<'_>> = list(body)?;
+    let mut out = rows
+        .into_iter()
+        .map(|(start, open, high, low, close, volume, turnover)| {
+            let ms: i64 = start.parse().map_err(|_| ParseError::BadField {
+                exchange: EX,
+                field: "kline start",
+                value: start.to_owned(),
+            })?;
+            VenueCandle {
+                open_time: Ts::from_millis(ms),
+                open,
+                high,
+                low,
+                close,
+                volume,
+                quote_volume: Some(turnover),
+                trades: None,
+            }
+            .candle(EX, instrument, interval, now)
+        })
+        .collect::<Result<Vec<Candle>, ParseError>>()?;
+    out.sort_by_key(|c| c.open_time);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -204,6 +290,44 @@ mod tests {
         assert!(
             matches!(&refused, Err(ParseError::Venue { message, .. }) if message == "retCode 10006: Too many visits!"),
             "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn kline_rows_come_oldest_first_with_turnover_as_quote_volume() {
+        // The documented answer shape (bybit-exchange/docs, market/kline).
+        let body = r#"{"retCode":0,"retMsg":"OK","result":{"symbol":"BTCUSDT","category":"spot","list":[["1670608860000","17071","17073","17027","17055.5","268611","15.74462667"],["1670608800000","17000","17080","16990","17071","2.5","42600.1"]]},"retExtInfo":{},"time":1672025956592}"#;
+        let i = Instrument::new("BTC", "USDT");
+        let c = candles_from(body, &i, Interval::M1, Ts::from_secs(1_670_608_900)).expect("rows");
+        assert_eq!(c[0].open_time, Ts::from_millis(1_670_608_800_000));
+        assert_eq!(
+            [
+                &c[1].open,
+                &c[1].high,
+                &c[1].low,
+                &c[1].close,
+                &c[1].volume,
+                &c[1].quote_volume
+            ]
+            .map(ToString::to_string),
+            [
+                "17071",
+                "17073",
+                "17027",
+                "17055.5",
+                "268611",
+                "15.74462667"
+            ]
+        );
+        assert_eq!(c[1].state, ck_model::CandleState::Provisional);
+        assert!(
+            candles_from(
+                r#"{"retCode":10001,"retMsg":"params error"}"#,
+                &i,
+                Interval::M1,
+                Ts(0)
+            )
+            .is_err()
         );
     }
 }

@@ -6,6 +6,7 @@
 //! Sample `market_trades` message:
 //! `{"channel":"market_trades","timestamp":"2026-08-09T21:05:48.228568804Z","sequence_num":0,"events":[{"type":"snapshot","trades":[{"product_id":"BTC-USD","trade_id":"1068572090","price":"65083.67","size":"0.002186","time":"2026-08-09T21:05:42.514318Z","side":"SELL"}]}]}`
 
+pub mod rest;
 pub mod ws;
 
 use ck_bus::{Event, Origin, RawMessage};

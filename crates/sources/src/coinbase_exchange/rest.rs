@@ -7,8 +7,11 @@
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use crate::history::{History, HistoryError};
+use crate::history::{
+    CandlePage, History, HistoryError, VenueCandle, no_such_interval, window_end,
+};
 use crate::parse::{ParseError, decimal, json};
 use crate::rest::RestClient;
 
@@ -176,13 +179,107 @@ impl History for CoinbaseExchangeRest {
 
     async fn candles(
         &self,
-        _instrument: &Instrument,
-        _interval: Interval,
-        _start: Ts,
-        _limit: u32,
-    ) -> Result<Vec<Candle>, HistoryError> {
-        Err(HistoryError::Unsupported(
-            "Coinbase Exchange candles carry no quote volume, taker volume or trade count, so they cannot be verified field by field; not fetched".into(),
-        ))
+        instrument: &Instrument,
+        interval: Interval,
+        start: Ts,
+        limit: u32,
+    ) -> Result<CandlePage, HistoryError> {
+        let granularity = granularity(interval)
+            .ok_or_else(|| no_such_interval(EX, interval, "1m 5m 15m 1h 6h 1d"))?;
+        // A range implying more than 300 buckets is refused; both ends are
+        // bucket starts, inclusive.
+        let limit = limit.clamp(1, MAX_CANDLES);
+        let end = window_end(interval, start, limit);
+        let path = format!(
+            "/products/{}/candles?granularity={granularity}&start={}&end={}",
+            crate::parse::native_symbol(EX, instrument),
+            start,
+            Ts(end.0 - granularity * ck_model::NANOS_PER_SEC)
+        );
+        let response = self.client.get(&path, 1).await?;
+        let now = Ts::now();
+        let mut candles =
+            candles_from(&response.body, instrument, interval, now).map_err(|source| {
+                HistoryError::Parse {
+                    url: response.url.clone(),
+                    source,
+                }
+            })?;
+        candles.retain(|c| c.open_time >= start && c.open_time < end);
+        Ok(CandlePage::window(candles, end, now))
+    }
+}
+
+/// The most candles one request may span.
+const MAX_CANDLES: u32 = 300;
+
+/// The bucket length in seconds Coinbase accepts for `interval`.
+fn granularity(interval: Interval) -> Option<i64> {
+    match interval {
+        Interval::M1
+        | Interval::M5
+        | Interval::M15
+        | Interval::H1
+        | Interval::H6
+        | Interval::D1 => interval.fixed_nanos().map(|n| n / ck_model::NANOS_PER_SEC),
+        _ => None,
+    }
+}
+
+/// Reads `[time, low, high, open, close, volume]` rows (numbers, `time` the
+/// bucket start in seconds; newest first) into candles, oldest first.
+fn candles_from(
+    body: &str,
+    instrument: &Instrument,
+    interval: Interval,
+    now: Ts,
+) -> Result<Vec<Candle>, ParseError> {
+    type Row<'a> = (
+        i64,
+        &'a RawValue,
+        &'a RawValue,
+        &'a RawValue,
+        &'a RawValue,
+        &'a RawValue,
+    );
+    let mut rows: Vec<Row<'_>> = serde_json::from_str(body).map_err(json(EX))?;
+    rows.sort_by_key(|r| r.0);
+    rows.into_iter()
+        .map(|(time, low, high, open, close, volume)| {
+            VenueCandle {
+                open_time: Ts::from_secs(time),
+                open: open.get(),
+                high: high.get(),
+                low: low.get(),
+                close: close.get(),
+                volume: volume.get(),
+                quote_volume: None,
+                trades: None,
+            }
+            .candle(EX, instrument, interval, now)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candle_rows_are_low_high_open_close_newest_first() {
+        // The documented row order: [time, low, high, open, close, volume].
+        let body = "[[1415398800,0.32,4.2,0.35,4.2,12.3],[1415398740,0.3,0.4,0.31,0.35,1e-2]]";
+        let i = Instrument::parse("BTC-USD").expect("instrument");
+        let c = candles_from(body, &i, Interval::M1, Ts::from_secs(1_415_398_830)).expect("rows");
+        assert_eq!(c[0].open_time, Ts::from_secs(1_415_398_740), "oldest first");
+        assert_eq!(
+            [&c[1].open, &c[1].high, &c[1].low, &c[1].close, &c[1].volume].map(ToString::to_string),
+            ["0.35", "4.2", "0.32", "4.2", "12.3"]
+        );
+        assert_eq!(c[0].volume.to_string(), "0.01");
+        assert_eq!(c[1].state, ck_model::CandleState::Provisional);
+        assert_eq!(c[0].state, ck_model::CandleState::Closed);
+        assert_eq!(granularity(Interval::M3), None);
+        assert_eq!(granularity(Interval::H6), Some(21_600));
     }
 }

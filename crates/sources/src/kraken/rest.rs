@@ -8,14 +8,16 @@
 //! the history is paged by time ([`History::by_time`]). Kraken reports
 //! failures in `error` (with HTTP 200), such as `EGeneral:Too many requests`.
 //!
-//! Kraken's OHLC keeps only the 720 most recent candles and has no quote
-//! or taker volume, so its candles are not fetched for verification.
+//! Candles: `GET /0/public/OHLC?pair=&interval=<minutes>&since=<s>`, rows
+//! `[time, open, high, low, close, vwap, volume, count]`. Kraken keeps only
+//! the 720 most recent candles of an interval, whatever `since` asks, and
+//! publishes no quote or taker volume.
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Trade, TradeId, Ts};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::history::{History, HistoryError};
+use crate::history::{CandlePage, History, HistoryError, VenueCandle, no_such_interval};
 use crate::parse::{ParseError, decimal, json};
 use crate::rest::RestClient;
 
@@ -61,13 +63,9 @@ struct Envelope<'a> {
     result: Option<std::collections::BTreeMap<&'a str, &'a RawValue>>,
 }
 
-/// Reads a `Trades` answer: the trades, or Kraken's error as
-/// [`ParseError::Venue`].
-fn trades_from(
-    body: &str,
-    instrument: &Instrument,
-    received: Ts,
-) -> Result<Vec<Trade>, ParseError> {
+/// The rows of an answer, which sit under Kraken's own pair name
+/// (`XXBTZUSD`) beside `last`; Kraken's error as [`ParseError::Venue`].
+fn result_rows(body: &str) -> Result<Option<&RawValue>, ParseError> {
     let envelope: Envelope<'_> = serde_json::from_str(body).map_err(json(EX))?;
     if !envelope.error.is_empty() {
         return Err(ParseError::Venue {
@@ -75,12 +73,20 @@ fn trades_from(
             message: envelope.error.join("; "),
         });
     }
-    // The rows sit under Kraken's own pair name (`XXBTZUSD`), beside `last`.
-    let Some(rows) = envelope
+    Ok(envelope
         .result
         .as_ref()
-        .and_then(|r| r.iter().find(|(k, _)| **k != "last").map(|(_, v)| *v))
-    else {
+        .and_then(|r| r.iter().find(|(k, _)| **k != "last").map(|(_, v)| *v)))
+}
+
+/// Reads a `Trades` answer: the trades, or Kraken's error as
+/// [`ParseError::Venue`].
+fn trades_from(
+    body: &str,
+    instrument: &Instrument,
+    received: Ts,
+) -> Result<Vec<Trade>, ParseError> {
+    let Some(rows) = result_rows(body)? else {
         return Ok(Vec::new());
     };
     let rows: Vec<Vec<&RawValue>> = serde_json::from_str(rows.get()).map_err(json(EX))?;
@@ -172,15 +178,99 @@ impl History for KrakenRest {
 
     async fn candles(
         &self,
-        _instrument: &Instrument,
-        _interval: Interval,
-        _start: Ts,
+        instrument: &Instrument,
+        interval: Interval,
+        start: Ts,
         _limit: u32,
-    ) -> Result<Vec<Candle>, HistoryError> {
-        Err(HistoryError::Unsupported(
-            "Kraken OHLC keeps only the 720 most recent candles and has no quote or taker volume, so they cannot be verified field by field; not fetched".into(),
-        ))
+    ) -> Result<CandlePage, HistoryError> {
+        let minutes = ohlc_minutes(interval)
+            .ok_or_else(|| no_such_interval(EX, interval, "1m 5m 15m 30m 1h 4h 1d"))?;
+        let path = format!(
+            "/0/public/OHLC?pair={}&interval={minutes}&since={}",
+            rest_pair(instrument),
+            (start.0.div_euclid(ck_model::NANOS_PER_SEC) - 1).max(0)
+        );
+        let now = Ts::now();
+        let mut candles = crate::history::get_read(
+            &self.client,
+            &path,
+            |m| m.contains("Too many requests"),
+            |body| candles_from(body, instrument, interval, now),
+        )
+        .await?;
+        if let Some(first) = candles.first()
+            && first.open_time > start
+        {
+            tracing::warn!(
+                %instrument, %interval, asked = %start, oldest = %first.open_time,
+                "Kraken serves only its 720 most recent candles; older ones cannot be fetched"
+            );
+        }
+        candles.retain(|c| c.open_time >= start);
+        // Kraken answers up to the current candle, whatever `since` was.
+        Ok(CandlePage {
+            next: candles
+                .last()
+                .map_or(start, |c| interval.next_start(c.open_time)),
+            at_end: true,
+            candles,
+        })
     }
+}
+
+/// Kraken's OHLC interval, in minutes, where it has `interval`.
+fn ohlc_minutes(interval: Interval) -> Option<i64> {
+    match interval {
+        Interval::M1
+        | Interval::M5
+        | Interval::M15
+        | Interval::M30
+        | Interval::H1
+        | Interval::H4
+        | Interval::D1 => interval
+            .fixed_nanos()
+            .map(|n| n / (60 * ck_model::NANOS_PER_SEC)),
+        _ => None,
+    }
+}
+
+/// Reads an `OHLC` answer: rows `[time, "open", "high", "low", "close",
+/// "vwap", "volume", count]` (time the open, in seconds), oldest first.
+fn candles_from(
+    body: &str,
+    instrument: &Instrument,
+    interval: Interval,
+    now: Ts,
+) -> Result<Vec<Candle>, ParseError> {
+    type Row<'a> = (
+        i64,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        u64,
+    );
+    let Some(rows) = result_rows(body)? else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<Row<'_>> = serde_json::from_str(rows.get()).map_err(json(EX))?;
+    rows.into_iter()
+        .map(|(time, open, high, low, close, _vwap, volume, count)| {
+            VenueCandle {
+                open_time: Ts::from_secs(time),
+                open,
+                high,
+                low,
+                close,
+                volume,
+                quote_volume: None,
+                trades: Some(count),
+            }
+            .candle(EX, instrument, interval, now)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -214,5 +304,32 @@ mod tests {
         );
         assert_eq!(rest_pair(&Instrument::new("DOGE", "BTC")), "XDGXBT");
         assert_eq!(rest_pair(&Instrument::new("ETH", "CHF")), "ETHCHF");
+    }
+
+    #[test]
+    fn ohlc_rows_keep_counts_and_flat_candles() {
+        // The fixture row shape: a flat candle with count 0, then a traded one.
+        let body = r#"{"error":[],"result":{"XXBTZUSD":[[1762777020,"106038.2","106038.2","106038.2","106038.2","0.0","0.00000000",0],[1762777080,"106038.2","106050.0","106000.1","106049.9","106020.3","0.51000000",7]],"last":1762777020}}"#;
+        let i = Instrument::new("BTC", "USD");
+        let c = candles_from(body, &i, Interval::M1, Ts::from_secs(1_762_777_100)).expect("rows");
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].trades, c[0].volume.is_zero()), (0, true));
+        assert_eq!(c[1].open_time, Ts::from_secs(1_762_777_080));
+        assert_eq!(
+            [&c[1].open, &c[1].high, &c[1].low, &c[1].close, &c[1].volume].map(ToString::to_string),
+            ["106038.2", "106050.0", "106000.1", "106049.9", "0.51000000"]
+        );
+        assert_eq!(c[1].trades, 7);
+        assert_eq!(c[1].state, ck_model::CandleState::Provisional);
+        let err = candles_from(
+            r#"{"error":["EQuery:Unknown asset pair"]}"#,
+            &i,
+            Interval::M1,
+            Ts(0),
+        )
+        .expect_err("venue error");
+        assert!(err.to_string().contains("Unknown asset pair"), "{err}");
+        assert_eq!(ohlc_minutes(Interval::H4), Some(240));
+        assert_eq!(ohlc_minutes(Interval::W1), None);
     }
 }

@@ -6,6 +6,7 @@
 //! Sample `trades` message:
 //! `{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"338476307","px":"30236","sz":"0.0002","side":"buy","ts":"1652459224818"}]}`
 
+pub mod rest;
 pub mod ws;
 
 use ck_bus::{Event, Origin, RawMessage};

@@ -1,0 +1,122 @@
+//! Coinbase Advanced Trade public REST candles
+//! (`GET /api/v3/brokerage/market/products/{id}/candles?start=&end=&granularity=`),
+//! computed from the `market_trades` frames of a WebSocket recording
+//! (snapshot and update trades, once each by `trade_id`): `start` and `end`
+//! are UNIX seconds, both required, both inclusive bucket starts, at most
+//! 350 buckets; rows `{"start","low","high","open","close","volume"}` as
+//! strings, newest first, none for intervals without trades.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ck_bus::{Origin, RawMessage};
+
+use crate::bars::{Fill, Fills, SEC, bars, fills_of};
+
+/// The mock's constructor (it returns a [`crate::RestMock`]).
+pub struct MockCoinbaseAdvancedRest;
+
+impl MockCoinbaseAdvancedRest {
+    /// Serves candles of the trades in `recording` on `127.0.0.1` (any
+    /// port).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn start(recording: &[RawMessage]) -> std::io::Result<crate::RestMock> {
+        // Trades by product, by (time, id): snapshots repeat trades.
+        let mut book: HashMap<String, BTreeMap<(i64, String), Fill>> = HashMap::new();
+        for m in recording.iter().filter(|m| m.origin == Origin::Ws) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&m.data) else {
+                continue;
+            };
+            if v["channel"] != "market_trades" {
+                continue;
+            }
+            let events = v["events"].as_array().into_iter().flatten();
+            for t in events.flat_map(|e| e["trades"].as_array().into_iter().flatten()) {
+                let (Some(product), Some(id), Some(time), Some(price), Some(size)) = (
+                    t["product_id"].as_str(),
+                    t["trade_id"].as_str(),
+                    t["time"].as_str().and_then(|s| ck_model::Ts::parse(s).ok()),
+                    t["price"].as_str(),
+                    t["size"].as_str(),
+                ) else {
+                    continue;
+                };
+                // The side is the maker's: a maker sell is a taker buy.
+                if let Some(f) = Fill::parse(time.0, price, size, t["side"] == "SELL") {
+                    book.entry(product.to_owned())
+                        .or_default()
+                        .insert((time.0, format!("{id:0>20}")), f);
+                }
+            }
+        }
+        let fills = fills_of(&book, |_, f| Some(f.clone()));
+        let trades = fills.values().map(Vec::len).sum();
+        let app = Router::new()
+            .route(
+                "/api/v3/brokerage/market/products/{product}/candles",
+                get(candles),
+            )
+            .with_state(Arc::new(fills));
+        crate::RestMock::serve(app, trades).await
+    }
+}
+
+fn refusal(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        format!("{{\"error\":\"INVALID_ARGUMENT\",\"message\":\"{message}\"}}"),
+    )
+        .into_response()
+}
+
+async fn candles(
+    State(fills): State<Arc<Fills>>,
+    Path(product): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(trades) = fills.get(&product) else {
+        return refusal(StatusCode::NOT_FOUND, "product not found");
+    };
+    let step = match q.get("granularity").map(String::as_str) {
+        Some("ONE_MINUTE") => 60,
+        Some("FIVE_MINUTE") => 300,
+        Some("FIFTEEN_MINUTE") => 900,
+        Some("THIRTY_MINUTE") => 1_800,
+        Some("ONE_HOUR") => 3_600,
+        Some("TWO_HOUR") => 7_200,
+        Some("SIX_HOUR") => 21_600,
+        Some("ONE_DAY") => 86_400,
+        _ => return refusal(StatusCode::BAD_REQUEST, "invalid granularity"),
+    };
+    let secs = |name: &str| q.get(name).and_then(|v| v.parse::<i64>().ok());
+    let (Some(start), Some(end)) = (secs("start"), secs("end")) else {
+        return refusal(StatusCode::BAD_REQUEST, "start and end are required");
+    };
+    if end < start || (end - start) / step + 1 > 350 {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "number of candles requested should be less than 350",
+        );
+    }
+    let rows: Vec<serde_json::Value> = bars(trades, step * SEC, false)
+        .iter()
+        .rev()
+        .filter(|b| (start..=end).contains(&b.open_secs()))
+        .map(|b| {
+            serde_json::json!({
+                "start": b.open_secs().to_string(), "low": b.low.to_string(),
+                "high": b.high.to_string(), "open": b.open.to_string(),
+                "close": b.close.to_string(), "volume": b.volume.to_string(),
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "candles": rows })).into_response()
+}
