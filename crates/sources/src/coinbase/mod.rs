@@ -140,6 +140,7 @@ impl Parser for CoinbaseParser {
         let before = out.len();
         match m.channel {
             Some("market_trades") => {
+                let first = out.len();
                 for t in m.events.iter().flat_map(|e| e.trades.iter()) {
                     let maker = Side::parse(t.side).ok_or_else(|| ParseError::BadField {
                         exchange: EX,
@@ -158,6 +159,13 @@ impl Parser for CoinbaseParser {
                         fills: 1,
                     }));
                 }
+                // A message lists its trades newest first (a snapshot spans
+                // minutes on a quiet product): oldest first, the candle
+                // stage sees time move forward and none of them looks late.
+                out[first..].sort_by_key(|e| match e {
+                    Event::Trade(t) => t.ts_exchange,
+                    _ => Ts(0),
+                });
             }
             Some("ticker" | "ticker_batch") => {
                 let ts = m
@@ -212,5 +220,26 @@ mod tests {
         assert_eq!(t.side, Side::Buy, "the maker sold: the taker bought");
         assert_eq!(t.trade_id, TradeId::Str("1068572090".into()));
         assert_eq!(t.ts_exchange.to_string(), "2026-08-09T21:05:42.514318Z");
+    }
+
+    #[test]
+    fn a_snapshot_listed_newest_first_comes_out_oldest_first() {
+        let data = r#"{"channel":"market_trades","sequence_num":0,"events":[{"type":"snapshot","trades":[{"product_id":"BTC-USD","trade_id":"3","price":"3","size":"1","time":"2026-08-09T21:05:42Z","side":"SELL"},{"product_id":"BTC-USD","trade_id":"2","price":"2","size":"1","time":"2026-08-09T20:35:00Z","side":"SELL"},{"product_id":"BTC-USD","trade_id":"1","price":"1","size":"1","time":"2026-08-09T20:01:00Z","side":"BUY"}]}]}"#;
+        let msg = RawMessage {
+            exchange: EX,
+            ts_received: Ts(1),
+            origin: Origin::Ws,
+            data: data.into(),
+        };
+        let mut out = Vec::new();
+        CoinbaseParser::new().parse(&msg, &mut out).expect("parses");
+        let ids: Vec<String> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::Trade(t) => Some(t.trade_id.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, ["1", "2", "3"]);
     }
 }
