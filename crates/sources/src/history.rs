@@ -152,6 +152,46 @@ impl CandlePage {
     }
 }
 
+/// One window of candles, `[start, end)`: GETs `path` (which asks for that
+/// window), reads the body with `read` (given the time now, for which
+/// candles are still open), keeps the candles inside the window, and says
+/// the next window starts at `end`. Rate limits reported in the body and
+/// recognised by `limited` are waited out as [`get_read`] does.
+pub(crate) async fn candle_window(
+    client: &RestClient,
+    path: &str,
+    (start, end): (Ts, Ts),
+    limited: impl Fn(&str) -> bool,
+    read: impl Fn(&str, Ts) -> Result<Vec<Candle>, ParseError>,
+) -> Result<CandlePage, HistoryError> {
+    let now = Ts::now();
+    let mut candles = get_read(client, path, limited, |body| read(body, now)).await?;
+    candles.retain(|c| c.open_time >= start && c.open_time < end);
+    Ok(CandlePage::window(candles, end, now))
+}
+
+/// Reads rows of a time and five numbers, `[t, a, b, c, d, e]` (Bitfinex's
+/// and Coinbase Exchange's candles), the numbers as their JSON text.
+pub(crate) fn number_rows(
+    exchange: Exchange,
+    body: &str,
+) -> Result<Vec<(i64, [&str; 5])>, ParseError> {
+    use serde_json::value::RawValue;
+    type Row<'a> = (
+        i64,
+        &'a RawValue,
+        &'a RawValue,
+        &'a RawValue,
+        &'a RawValue,
+        &'a RawValue,
+    );
+    let rows: Vec<Row<'_>> = serde_json::from_str(body).map_err(crate::parse::json(exchange))?;
+    Ok(rows
+        .into_iter()
+        .map(|(t, a, b, c, d, e)| (t, [a.get(), b.get(), c.get(), d.get(), e.get()]))
+        .collect())
+}
+
 /// The end (exclusive) of a window of `limit` candles of `interval` from
 /// `start`, for venues asked by time window.
 #[must_use]

@@ -132,16 +132,14 @@ impl History for BitfinexRest {
             start.as_millis().max(0),
             end.as_millis() - 1
         );
-        let response = self.client.get(&path, 1).await?;
-        let now = Ts::now();
-        let candles =
-            candles_from(&response.body, instrument, interval, now).map_err(|source| {
-                HistoryError::Parse {
-                    url: response.url.clone(),
-                    source,
-                }
-            })?;
-        Ok(CandlePage::window(candles, end, now))
+        crate::history::candle_window(
+            &self.client,
+            &path,
+            (start, end),
+            |_| false,
+            |body, now| candles_from(body, instrument, interval, now),
+        )
+        .await
     }
 }
 
@@ -169,25 +167,17 @@ fn candles_from(
     interval: Interval,
     now: Ts,
 ) -> Result<Vec<Candle>, ParseError> {
-    type Row<'a> = (
-        i64,
-        &'a RawValue,
-        &'a RawValue,
-        &'a RawValue,
-        &'a RawValue,
-        &'a RawValue,
-    );
-    let mut rows: Vec<Row<'_>> = serde_json::from_str(body).map_err(json(EX))?;
+    let mut rows = crate::history::number_rows(EX, body)?;
     rows.sort_by_key(|r| r.0);
     rows.into_iter()
-        .map(|(mts, open, close, high, low, volume)| {
+        .map(|(mts, [open, close, high, low, volume])| {
             VenueCandle {
                 open_time: Ts::from_millis(mts),
-                open: open.get(),
-                high: high.get(),
-                low: low.get(),
-                close: close.get(),
-                volume: volume.get(),
+                open,
+                high,
+                low,
+                close,
+                volume,
                 quote_volume: None,
                 trades: None,
             }

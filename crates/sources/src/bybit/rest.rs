@@ -182,16 +182,14 @@ impl History for BybitRest {
             start.as_millis(),
             end.as_millis() - 1
         );
-        let now = Ts::now();
-        let mut candles = crate::history::get_read(
+        crate::history::candle_window(
             &self.client,
             &path,
+            (start, end),
             |m| m.starts_with("retCode 10006"),
-            |body| candles_from(body, instrument, interval, now),
+            |body, now| candles_from(body, instrument, interval, now),
         )
-        .await?;
-        candles.retain(|c| c.open_time >= start && c.open_time < end);
-        Ok(CandlePage::window(candles, end, now))
+        .await
     }
 }
 

@@ -155,16 +155,14 @@ impl History for CoinbaseRest {
             start.0.div_euclid(ck_model::NANOS_PER_SEC),
             last_open.0.div_euclid(ck_model::NANOS_PER_SEC)
         );
-        let now = Ts::now();
-        let mut candles = crate::history::get_read(
+        crate::history::candle_window(
             &self.client,
             &path,
+            (start, end),
             |_| false,
-            |body| candles_from(body, instrument, interval, now),
+            |body, now| candles_from(body, instrument, interval, now),
         )
-        .await?;
-        candles.retain(|c| c.open_time >= start && c.open_time < end);
-        Ok(CandlePage::window(candles, end, now))
+        .await
     }
 }
 

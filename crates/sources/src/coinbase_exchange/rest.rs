@@ -7,7 +7,6 @@
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::history::{
     CandlePage, History, HistoryError, VenueCandle, no_such_interval, window_end,
@@ -196,17 +195,14 @@ impl History for CoinbaseExchangeRest {
             start,
             Ts(end.0 - granularity * ck_model::NANOS_PER_SEC)
         );
-        let response = self.client.get(&path, 1).await?;
-        let now = Ts::now();
-        let mut candles =
-            candles_from(&response.body, instrument, interval, now).map_err(|source| {
-                HistoryError::Parse {
-                    url: response.url.clone(),
-                    source,
-                }
-            })?;
-        candles.retain(|c| c.open_time >= start && c.open_time < end);
-        Ok(CandlePage::window(candles, end, now))
+        crate::history::candle_window(
+            &self.client,
+            &path,
+            (start, end),
+            |_| false,
+            |body, now| candles_from(body, instrument, interval, now),
+        )
+        .await
     }
 }
 
@@ -234,25 +230,17 @@ fn candles_from(
     interval: Interval,
     now: Ts,
 ) -> Result<Vec<Candle>, ParseError> {
-    type Row<'a> = (
-        i64,
-        &'a RawValue,
-        &'a RawValue,
-        &'a RawValue,
-        &'a RawValue,
-        &'a RawValue,
-    );
-    let mut rows: Vec<Row<'_>> = serde_json::from_str(body).map_err(json(EX))?;
+    let mut rows = crate::history::number_rows(EX, body)?;
     rows.sort_by_key(|r| r.0);
     rows.into_iter()
-        .map(|(time, low, high, open, close, volume)| {
+        .map(|(time, [low, high, open, close, volume])| {
             VenueCandle {
                 open_time: Ts::from_secs(time),
-                open: open.get(),
-                high: high.get(),
-                low: low.get(),
-                close: close.get(),
-                volume: volume.get(),
+                open,
+                high,
+                low,
+                close,
+                volume,
                 quote_volume: None,
                 trades: None,
             }

@@ -165,16 +165,14 @@ impl History for OkxRest {
             end.as_millis(),
             start.as_millis() - 1
         );
-        let now = Ts::now();
-        let mut candles = crate::history::get_read(
+        crate::history::candle_window(
             &self.client,
             &path,
+            (start, end),
             |m| m.starts_with("code 50011") || m.starts_with("code 50113"),
-            |body| candles_from(body, instrument, interval, now),
+            |body, now| candles_from(body, instrument, interval, now),
         )
-        .await?;
-        candles.retain(|c| c.open_time >= start && c.open_time < end);
-        Ok(CandlePage::window(candles, end, now))
+        .await
     }
 }
 
