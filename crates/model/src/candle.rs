@@ -244,28 +244,91 @@ impl Candle {
     /// byte what `serde_json` writes for it, without building the record:
     /// the hot path of large candle responses.
     pub fn append_record_json(&self, out: &mut Vec<u8>) {
-        let decimal = |out: &mut Vec<u8>, key: &str, d: &Decimal| {
-            out.extend_from_slice(key.as_bytes());
-            out.push(b'"');
-            d.append_to(out);
-            out.push(b'"');
-        };
+        RecordFields {
+            open_time: self.open_time,
+            decimals: [
+                &self.open,
+                &self.high,
+                &self.low,
+                &self.close,
+                &self.volume,
+                &self.quote_volume,
+                &self.vwap,
+                &self.taker_buy_volume,
+            ],
+            trades: self.trades,
+            first_trade_id: self.first_trade_id.as_ref(),
+            last_trade_id: self.last_trade_id.as_ref(),
+            state: self.state,
+        }
+        .append_json(out);
+    }
+}
+
+/// A decimal as a candle record writes it: a [`Decimal`], or the exact text
+/// a [`Decimal`] wrote (as a store keeps it), copied as it is.
+pub trait DecimalText {
+    /// Appends the decimal's text.
+    fn append_decimal(&self, out: &mut Vec<u8>);
+}
+
+impl DecimalText for Decimal {
+    fn append_decimal(&self, out: &mut Vec<u8>) {
+        self.append_to(out);
+    }
+}
+
+impl DecimalText for str {
+    fn append_decimal(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+
+/// The fields of one [`CandleRecord`], borrowed, for writing its JSON
+/// straight from a [`Candle`] or from a store's row: open, high, low,
+/// close, volume, quote volume, VWAP and taker buy volume, in that order.
+pub struct RecordFields<'a, D: DecimalText + ?Sized> {
+    /// Start of the interval.
+    pub open_time: Ts,
+    /// The eight decimals, in [`CandleRecord::COLUMNS`] order.
+    pub decimals: [&'a D; 8],
+    /// Trade count.
+    pub trades: u64,
+    /// First trade id.
+    pub first_trade_id: Option<&'a TradeId>,
+    /// Last trade id.
+    pub last_trade_id: Option<&'a TradeId>,
+    /// The state.
+    pub state: CandleState,
+}
+
+impl<D: DecimalText + ?Sized> RecordFields<'_, D> {
+    /// Appends the record's JSON to `out`, byte for byte what `serde_json`
+    /// writes for the [`CandleRecord`].
+    pub fn append_json(&self, out: &mut Vec<u8>) {
+        const KEYS: [&str; 8] = [
+            ",\"open\":\"",
+            ",\"high\":\"",
+            ",\"low\":\"",
+            ",\"close\":\"",
+            ",\"volume\":\"",
+            ",\"quote_volume\":\"",
+            ",\"vwap\":\"",
+            ",\"taker_buy_volume\":\"",
+        ];
         out.extend_from_slice(b"{\"open_time\":\"");
         self.open_time.append_to(out);
         out.push(b'"');
-        decimal(out, ",\"open\":", &self.open);
-        decimal(out, ",\"high\":", &self.high);
-        decimal(out, ",\"low\":", &self.low);
-        decimal(out, ",\"close\":", &self.close);
-        decimal(out, ",\"volume\":", &self.volume);
-        decimal(out, ",\"quote_volume\":", &self.quote_volume);
-        decimal(out, ",\"vwap\":", &self.vwap);
-        decimal(out, ",\"taker_buy_volume\":", &self.taker_buy_volume);
+        for (key, d) in KEYS.iter().zip(self.decimals) {
+            out.extend_from_slice(key.as_bytes());
+            d.append_decimal(out);
+            out.push(b'"');
+        }
         out.extend_from_slice(b",\"trades\":");
         out.extend_from_slice(self.trades.to_string().as_bytes());
         for (key, id) in [
-            (",\"first_trade_id\":", &self.first_trade_id),
-            (",\"last_trade_id\":", &self.last_trade_id),
+            (",\"first_trade_id\":", self.first_trade_id),
+            (",\"last_trade_id\":", self.last_trade_id),
         ] {
             out.extend_from_slice(key.as_bytes());
             match id {

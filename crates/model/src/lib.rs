@@ -15,7 +15,10 @@ mod interval;
 mod time;
 mod trade;
 
-pub use candle::{Candle, CandleField, CandleRecord, CandleState, EmptyIntervalPolicy, FieldValue};
+pub use candle::{
+    Candle, CandleField, CandleRecord, CandleState, DecimalText, EmptyIntervalPolicy, FieldValue,
+    RecordFields,
+};
 pub use decimal::{Decimal, DecimalError, MAX_SCALE, pow10};
 pub use gap::{BackfillProgress, Gap, GapState};
 pub use instrument::{Exchange, Instrument, InstrumentError, InstrumentInfo, normalize_asset};

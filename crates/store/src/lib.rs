@@ -245,6 +245,61 @@ pub struct StoreCounts {
     pub errors: u64,
 }
 
+/// Candles written as JSON records ([`ck_model::CandleRecord`]'s shape),
+/// each preceded by a comma, with each one's end and open time, so that a
+/// reader can cut them to a limit and page on from the last.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CandleRecords {
+    /// `,{...},{...}`.
+    pub json: Vec<u8>,
+    /// Where each record ends in `json`.
+    pub ends: Vec<usize>,
+    /// Each record's open time.
+    pub open_times: Vec<Ts>,
+}
+
+impl CandleRecords {
+    /// Room for `n` records.
+    #[must_use]
+    pub fn with_capacity(n: usize) -> CandleRecords {
+        CandleRecords {
+            json: Vec::with_capacity(n * 280),
+            ends: Vec::with_capacity(n),
+            open_times: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds a record opening at `open_time`, written by `write`.
+    pub fn push(&mut self, open_time: Ts, write: impl FnOnce(&mut Vec<u8>)) {
+        self.json.push(b',');
+        write(&mut self.json);
+        self.ends.push(self.json.len());
+        self.open_times.push(open_time);
+    }
+
+    /// How many records.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Keeps the first `n` records.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.len() {
+            self.json
+                .truncate(if n == 0 { 0 } else { self.ends[n - 1] });
+            self.ends.truncate(n);
+            self.open_times.truncate(n);
+        }
+    }
+}
+
 /// The storage contract. Every backend passes `ck_testkit::store_contract`.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -267,6 +322,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         interval: Interval,
         source: CandleSource,
     ) -> Result<Vec<Candle>, Error>;
+
+    /// The candles [`Store::candles`] (or, `newest_first`,
+    /// [`Store::candles_newest_first`]) reads, written as their JSON
+    /// records: the API's large responses. This default writes each
+    /// candle read; a backend may write straight from its rows.
+    async fn candle_records(
+        &self,
+        query: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+        newest_first: bool,
+    ) -> Result<CandleRecords, Error> {
+        let candles = if newest_first {
+            self.candles_newest_first(query, interval, source).await?
+        } else {
+            self.candles(query, interval, source).await?
+        };
+        let mut records = CandleRecords::with_capacity(candles.len());
+        for c in &candles {
+            records.push(c.open_time, |out| c.append_record_json(out));
+        }
+        Ok(records)
+    }
 
     /// Trades of one instrument with exchange time in `[from, to)`, in exchange order.
     async fn trades(&self, query: &RangeQuery) -> Result<Vec<Trade>, Error>;

@@ -529,6 +529,40 @@ async fn candles_upsert_by_state(store: &dyn Store) {
         [Ts::from_secs(60), Ts::from_secs(0)],
         "every candle in range, newest first"
     );
+    // The JSON records are those of the candles read, in either order.
+    for (newest_first, limit) in [(false, 1000), (true, 1000), (false, 1)] {
+        let q = RangeQuery {
+            limit,
+            ..range(0, 120)
+        };
+        let candles = if newest_first {
+            store
+                .candles_newest_first(&q, Interval::M1, CandleSource::Ours)
+                .await
+        } else {
+            store.candles(&q, Interval::M1, CandleSource::Ours).await
+        }
+        .expect("candles");
+        let records = store
+            .candle_records(&q, Interval::M1, CandleSource::Ours, newest_first)
+            .await
+            .expect("records");
+        let mut want = Vec::new();
+        for c in &candles {
+            want.push(b',');
+            c.append_record_json(&mut want);
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&records.json),
+            String::from_utf8_lossy(&want),
+            "records, newest first: {newest_first}, limit {limit}"
+        );
+        assert_eq!(
+            records.open_times,
+            candles.iter().map(|c| c.open_time).collect::<Vec<_>>()
+        );
+        assert_eq!(records.ends.last().copied(), Some(want.len()));
+    }
     let latest = store
         .latest_candle(Exchange::Binance, &inst("BTC-USDT"), Interval::M1)
         .await

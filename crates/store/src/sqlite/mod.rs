@@ -23,9 +23,13 @@ use ck_model::{BackfillProgress, Candle, Exchange, Gap, Instrument, Interval, Qu
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::{
-    CandleSource, Error, RangeQuery, Store, StoreCounts, StoredInstrument, WriteBatch, WriteSummary,
+    CandleRecords, CandleSource, Error, RangeQuery, Store, StoreCounts, StoredInstrument,
+    WriteBatch, WriteSummary,
 };
-use rows::{candle_from_row, gap_from_row, id_param, quote_from_row, side_code, trade_from_row};
+use rows::{
+    candle_from_row, candle_record_from_row, gap_from_row, id_param, quote_from_row, side_code,
+    trade_from_row,
+};
 
 /// How hard a commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -139,6 +143,34 @@ impl SqliteStore {
                 )
                 .map_err(sql("querying candles"))?;
             collect(rows)
+        })
+        .await
+    }
+
+    /// [`Self::candle_range`], written as JSON records from the rows.
+    async fn candle_record_range(
+        &self,
+        q: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+        order: &'static str,
+    ) -> Result<CandleRecords, Error> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "{CANDLE_SELECT} WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4
+                       AND open_time >= ?5 AND open_time < ?6 ORDER BY open_time {order} LIMIT ?7"
+                ))
+                .map_err(sql("preparing candle query"))?;
+            let mut rows = stmt
+                .query(params![q.exchange.as_str(), q.instrument.as_str(), interval.as_str(), source.as_str(), q.from.0, q.to.0, limit(q.limit)])
+                .map_err(sql("querying candles"))?;
+            let mut records = CandleRecords::with_capacity(q.limit.min(1 << 20));
+            while let Some(r) = rows.next().map_err(sql("reading candles"))? {
+                candle_record_from_row(r, &mut records)?;
+            }
+            Ok(records)
         })
         .await
     }
@@ -468,6 +500,17 @@ impl Store for SqliteStore {
         source: CandleSource,
     ) -> Result<Vec<Candle>, Error> {
         self.candle_range(q, interval, source, "DESC").await
+    }
+
+    async fn candle_records(
+        &self,
+        q: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+        newest_first: bool,
+    ) -> Result<CandleRecords, Error> {
+        let order = if newest_first { "DESC" } else { "ASC" };
+        self.candle_record_range(q, interval, source, order).await
     }
 
     async fn trades(&self, q: &RangeQuery) -> Result<Vec<Trade>, Error> {

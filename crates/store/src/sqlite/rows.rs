@@ -1,12 +1,13 @@
 //! Converting between rows and model types.
 
 use ck_model::{
-    Candle, CandleState, Decimal, Exchange, Instrument, Interval, Quote, Side, Trade, TradeId, Ts,
+    Candle, CandleState, Decimal, Exchange, Instrument, Interval, Quote, RecordFields, Side, Trade,
+    TradeId, Ts,
 };
 use rusqlite::Row;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 
-use crate::Error;
+use crate::{CandleRecords, Error};
 
 /// Trade ids go in as integers when they fit, else as text.
 pub(crate) fn id_param(id: &TradeId) -> ToSqlOutput<'_> {
@@ -117,6 +118,72 @@ pub(crate) fn candle_from_row(
             value: state.to_owned(),
         })?,
     })
+}
+
+/// Writes the row [`candle_from_row`] reads as its JSON record, straight
+/// from the stored text: decimals are kept as the text a `Decimal` wrote,
+/// so they are copied (after checking that they are plain decimal text,
+/// which needs no JSON escaping).
+pub(crate) fn candle_record_from_row(r: &Row<'_>, out: &mut CandleRecords) -> Result<(), Error> {
+    let text = |i: usize, what: &'static str| -> Result<&str, Error> {
+        let v = r.get_ref(i).map_err(sqlerr)?;
+        let bytes = match v {
+            ValueRef::Text(t) => t,
+            other => {
+                return Err(Error::Corrupt {
+                    what,
+                    value: format!("{other:?}"),
+                });
+            }
+        };
+        if bytes.is_empty()
+            || !bytes
+                .iter()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+        {
+            return Err(Error::Corrupt {
+                what,
+                value: String::from_utf8_lossy(bytes).into_owned(),
+            });
+        }
+        // Only ASCII digits, dots and minus signs: valid UTF-8.
+        std::str::from_utf8(bytes).map_err(|_| Error::Corrupt {
+            what,
+            value: String::from_utf8_lossy(bytes).into_owned(),
+        })
+    };
+    let open_time = Ts(r.get(0).map_err(sqlerr)?);
+    let decimals = [
+        text(1, "open")?,
+        text(2, "high")?,
+        text(3, "low")?,
+        text(4, "close")?,
+        text(5, "volume")?,
+        text(6, "quote_volume")?,
+        text(7, "vwap")?,
+        text(8, "taker_buy_volume")?,
+    ];
+    let trades: i64 = r.get(9).map_err(sqlerr)?;
+    let first = id_from(r.get_ref(10).map_err(sqlerr)?)?;
+    let last = id_from(r.get_ref(11).map_err(sqlerr)?)?;
+    let state_text = r.get_ref(12).map_err(sqlerr)?.as_str().unwrap_or_default();
+    let state = CandleState::parse(state_text).ok_or_else(|| Error::Corrupt {
+        what: "state",
+        value: state_text.to_owned(),
+    })?;
+    let fields = RecordFields {
+        open_time,
+        decimals,
+        trades: u64::try_from(trades).map_err(|_| Error::Corrupt {
+            what: "trades",
+            value: trades.to_string(),
+        })?,
+        first_trade_id: first.as_ref(),
+        last_trade_id: last.as_ref(),
+        state,
+    };
+    out.push(open_time, |json| fields.append_json(json));
+    Ok(())
 }
 
 fn sqlerr(source: rusqlite::Error) -> Error {
