@@ -173,34 +173,20 @@ pub(crate) async fn candles(
         to,
         limit: limit + 1,
     };
-    let mut parts = read_candles(&state, query, interval, source, newest_first).await?;
-    // At most `limit`: the one more read tells that there is a next page.
-    let mut left = limit;
-    let mut more = false;
-    for part in &mut parts {
-        if part.len() > left {
-            part.truncate(left);
-            more = true;
-        }
-        left -= part.len();
-    }
-    parts.retain(|p| !p.is_empty());
-    let next = more.then(|| {
-        // The next page starts after the last candle of this one, in the
-        // order asked for (`to` is exclusive, `from` inclusive).
-        parts
-            .last()
-            .and_then(|p| p.last())
-            .map(|c| {
-                if newest_first {
-                    c.open_time.to_string()
-                } else {
-                    Ts(c.open_time.0 + 1).to_string()
-                }
-            })
-            .unwrap_or_default()
-    });
     if as_csv {
+        let store = state.store.clone();
+        let mut parts = read_parts(&state, query, interval, source, newest_first, |q| {
+            let store = store.clone();
+            async move {
+                if newest_first {
+                    store.candles_newest_first(&q, interval, source).await
+                } else {
+                    store.candles(&q, interval, source).await
+                }
+            }
+        })
+        .await?;
+        let next = cut(&mut parts, limit, newest_first);
         let rows: Vec<CandleRecord> = parts.iter().flatten().map(CandleRecord::from).collect();
         return page(
             &rows,
@@ -211,9 +197,36 @@ pub(crate) async fn candles(
             &q,
         );
     }
-    let body = candles_json(parts).await?;
+    // JSON: the store writes the records (SQLite straight from its rows),
+    // and the parts go out as they are, with the length known up front.
+    let store = state.store.clone();
+    let mut parts = read_parts(&state, query, interval, source, newest_first, |q| {
+        let store = store.clone();
+        async move {
+            store
+                .candle_records(&q, interval, source, newest_first)
+                .await
+        }
+    })
+    .await?;
+    let next = cut(&mut parts, limit, newest_first);
+    let mut body: Vec<axum::body::Bytes> = Vec::with_capacity(parts.len() + 1);
+    for part in parts {
+        let mut json = part.json;
+        // Every record comes after a comma; the first opens the array.
+        if body.is_empty()
+            && let Some(first) = json.first_mut()
+        {
+            *first = b'[';
+        }
+        body.push(axum::body::Bytes::from(json));
+    }
+    body.push(axum::body::Bytes::from_static(if body.is_empty() {
+        b"[]"
+    } else {
+        b"]"
+    }));
     let length = body.iter().map(|b| b.len()).sum::<usize>();
-    // The pieces go out as they are, with the length known up front.
     let response = (
         [
             (
@@ -236,28 +249,85 @@ const PARALLEL_FROM: usize = 20_000;
 /// Parts a large read is split into: one per core is enough here.
 const PARTS: i64 = 4;
 
-/// The candles of `query` (at most its limit), as consecutive parts in the
-/// order asked for. A large read is split by time into parts read at once
-/// (SQLite reads in parallel on its reader connections, PostgreSQL on
-/// its); each part reads up to the whole limit, and the caller keeps what
-/// the limit allows in order.
-async fn read_candles(
+/// Consecutive candles of a read, in the order asked for.
+trait CandlePart {
+    fn count(&self) -> usize;
+    fn keep(&mut self, n: usize);
+    fn last_open(&self) -> Option<Ts>;
+}
+
+impl CandlePart for Vec<Candle> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn keep(&mut self, n: usize) {
+        self.truncate(n);
+    }
+    fn last_open(&self) -> Option<Ts> {
+        self.last().map(|c| c.open_time)
+    }
+}
+
+impl CandlePart for ck_store::CandleRecords {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn keep(&mut self, n: usize) {
+        self.truncate(n);
+    }
+    fn last_open(&self) -> Option<Ts> {
+        self.open_times.last().copied()
+    }
+}
+
+/// Cuts `parts` (read with one more than `limit`) to `limit` candles, and
+/// returns the cursor of the next page when there is one: after the last
+/// candle kept, in the order asked for (`to` is exclusive, `from`
+/// inclusive).
+fn cut<P: CandlePart>(parts: &mut Vec<P>, limit: usize, newest_first: bool) -> Option<String> {
+    let mut left = limit;
+    let mut more = false;
+    for part in parts.iter_mut() {
+        if part.count() > left {
+            part.keep(left);
+            more = true;
+        }
+        left -= part.count();
+    }
+    parts.retain(|p| p.count() > 0);
+    more.then(|| {
+        parts
+            .last()
+            .and_then(CandlePart::last_open)
+            .map(|t| {
+                if newest_first {
+                    t.to_string()
+                } else {
+                    Ts(t.0 + 1).to_string()
+                }
+            })
+            .unwrap_or_default()
+    })
+}
+
+/// What `read` gives for `query` (at most its limit), as consecutive parts
+/// in the order asked for. A large read is split by time into parts read
+/// at once (SQLite reads in parallel on its reader connections, PostgreSQL
+/// on its); each part reads up to the whole limit, and the caller keeps
+/// what the limit allows in order ([`cut`]).
+async fn read_parts<P, F, Fut>(
     state: &ApiState,
     query: RangeQuery,
     interval: ck_model::Interval,
     source: CandleSource,
     newest_first: bool,
-) -> Result<Vec<Vec<Candle>>, ApiError> {
-    let read = |q: RangeQuery| {
-        let store = state.store.clone();
-        async move {
-            if newest_first {
-                store.candles_newest_first(&q, interval, source).await
-            } else {
-                store.candles(&q, interval, source).await
-            }
-        }
-    };
+    read: F,
+) -> Result<Vec<P>, ApiError>
+where
+    P: Send + 'static,
+    F: Fn(RangeQuery) -> Fut,
+    Fut: std::future::Future<Output = Result<P, ck_store::Error>> + Send + 'static,
+{
     if query.limit < PARALLEL_FROM {
         return Ok(vec![read(query).await?]);
     }
@@ -303,40 +373,6 @@ async fn read_candles(
         );
     }
     Ok(parts)
-}
-
-/// `parts` as one JSON array, in pieces (serialized in parallel on the
-/// blocking pool, each piece a part).
-async fn candles_json(parts: Vec<Vec<Candle>>) -> Result<Vec<axum::body::Bytes>, ApiError> {
-    let count = parts.len();
-    let pieces: Vec<_> = parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, part)| {
-            tokio::task::spawn_blocking(move || {
-                let mut out = Vec::with_capacity(part.len() * 280 + 2);
-                for (k, c) in part.iter().enumerate() {
-                    out.push(if i == 0 && k == 0 { b'[' } else { b',' });
-                    c.append_record_json(&mut out);
-                }
-                axum::body::Bytes::from(out)
-            })
-        })
-        .collect();
-    let mut body = Vec::with_capacity(count + 1);
-    for p in pieces {
-        body.push(
-            p.await
-                .map_err(|e| ApiError::Internal(format!("candle JSON: {e}")))?,
-        );
-    }
-    // `[` came with the first candle; none at all is `[]`.
-    body.push(axum::body::Bytes::from_static(if count == 0 {
-        b"[]"
-    } else {
-        b"]"
-    }));
-    Ok(body)
 }
 
 /// The latest candle, or the candle holding `time`.

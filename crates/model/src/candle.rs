@@ -284,6 +284,13 @@ impl DecimalText for str {
     }
 }
 
+/// Decimal text as bytes (checked by whoever read them).
+impl DecimalText for [u8] {
+    fn append_decimal(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+}
+
 /// The fields of one [`CandleRecord`], borrowed, for writing its JSON
 /// straight from a [`Candle`] or from a store's row: open, high, low,
 /// close, volume, quote volume, VWAP and taker buy volume, in that order.

@@ -125,7 +125,7 @@ pub(crate) fn candle_from_row(
 /// so they are copied (after checking that they are plain decimal text,
 /// which needs no JSON escaping).
 pub(crate) fn candle_record_from_row(r: &Row<'_>, out: &mut CandleRecords) -> Result<(), Error> {
-    let text = |i: usize, what: &'static str| -> Result<&str, Error> {
+    let text = |i: usize, what: &'static str| -> Result<&[u8], Error> {
         let v = r.get_ref(i).map_err(sqlerr)?;
         let bytes = match v {
             ValueRef::Text(t) => t,
@@ -136,6 +136,7 @@ pub(crate) fn candle_record_from_row(r: &Row<'_>, out: &mut CandleRecords) -> Re
                 });
             }
         };
+        // Plain decimal text only: it needs no JSON escaping.
         if bytes.is_empty()
             || !bytes
                 .iter()
@@ -146,11 +147,7 @@ pub(crate) fn candle_record_from_row(r: &Row<'_>, out: &mut CandleRecords) -> Re
                 value: String::from_utf8_lossy(bytes).into_owned(),
             });
         }
-        // Only ASCII digits, dots and minus signs: valid UTF-8.
-        std::str::from_utf8(bytes).map_err(|_| Error::Corrupt {
-            what,
-            value: String::from_utf8_lossy(bytes).into_owned(),
-        })
+        Ok(bytes)
     };
     let open_time = Ts(r.get(0).map_err(sqlerr)?);
     let decimals = [

@@ -88,3 +88,62 @@ async fn a_failed_batch_commits_nothing() {
         "the trade rolled back with the candle"
     );
 }
+
+/// A candle row whose decimal text was damaged outside candlekeep is
+/// refused with the column named, by the JSON records as by the candles,
+/// never copied into a response.
+#[tokio::test]
+async fn damaged_candle_text_is_refused_not_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ck.sqlite");
+    let store = SqliteStore::open(&path, Durability::Full).expect("open");
+    let p: ck_model::Decimal = "100.5".parse().expect("d");
+    let c = ck_model::Candle {
+        exchange: ck_model::Exchange::Binance,
+        instrument: "BTC-USDT".parse().expect("i"),
+        interval: ck_model::Interval::M1,
+        open_time: ck_model::Ts(0),
+        open: p,
+        high: p,
+        low: p,
+        close: p,
+        volume: p,
+        quote_volume: p,
+        vwap: p,
+        taker_buy_volume: p,
+        trades: 1,
+        first_trade_id: None,
+        last_trade_id: None,
+        state: ck_model::CandleState::Closed,
+    };
+    let batch = ck_store::WriteBatch {
+        candles: vec![c],
+        ..Default::default()
+    };
+    store
+        .write(std::sync::Arc::new(batch))
+        .await
+        .expect("write");
+    let q = ck_store::RangeQuery {
+        exchange: ck_model::Exchange::Binance,
+        instrument: "BTC-USDT".parse().expect("i"),
+        from: ck_model::Ts(0),
+        to: ck_model::Ts(i64::MAX),
+        limit: 10,
+    };
+    let (m1, ours) = (ck_model::Interval::M1, ck_store::CandleSource::Ours);
+    let good = store
+        .candle_records(&q, m1, ours, false)
+        .await
+        .expect("records");
+    assert_eq!(good.len(), 1);
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    conn.execute("UPDATE candles SET high = '1\"}]'", [])
+        .expect("damage");
+    let err = store
+        .candle_records(&q, m1, ours, false)
+        .await
+        .expect_err("damaged text");
+    assert!(err.to_string().contains("high"), "{err}");
+    assert!(store.candles(&q, m1, ours).await.is_err());
+}
