@@ -798,6 +798,9 @@ async fn demo_venue(
             Some(ck_mock::bitfinex::MockBitfinexRest::start(&messages, now).await?)
         }
         Exchange::Kraken => Some(ck_mock::kraken::MockKrakenRest::start(&messages, now).await?),
+        Exchange::Coinbase => {
+            Some(ck_mock::coinbase_advanced::MockCoinbaseAdvancedRest::start(&messages, now).await?)
+        }
         Exchange::Bybit => Some(ck_mock::bybit::MockBybitRest::start(&messages, now).await?),
         Exchange::Bitstamp => {
             Some(ck_mock::bitstamp::MockBitstampRest::start(&messages, now).await?)

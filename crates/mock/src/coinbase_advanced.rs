@@ -1,10 +1,16 @@
-//! Coinbase Advanced Trade public REST candles
-//! (`GET /api/v3/brokerage/market/products/{id}/candles?start=&end=&granularity=`),
-//! computed from the `market_trades` frames of a WebSocket recording
-//! (snapshot and update trades, once each by `trade_id`): `start` and `end`
-//! are UNIX seconds, both required, both inclusive bucket starts, at most
-//! 350 buckets; rows `{"start","low","high","open","close","volume"}` as
-//! strings, newest first, none for intervals without trades.
+//! Coinbase Advanced Trade public REST trades and candles, from the
+//! `market_trades` frames of a WebSocket recording (snapshot and update
+//! trades, once each by `trade_id`):
+//! - `GET /api/v3/brokerage/market/products/{id}/ticker?limit=&start=&end=`:
+//!   the trades with `start <= time <= end` (UNIX seconds, optional), the
+//!   newest `limit` (1 to 1,000) of them, newest first, as
+//!   `{"trades":[...],"best_bid":"","best_ask":""}` with the recorded
+//!   fields (`side` the maker's, as on the WebSocket).
+//! - `GET /api/v3/brokerage/market/products/{id}/candles?start=&end=&granularity=`:
+//!   `start` and `end` are UNIX seconds, both required, both inclusive
+//!   bucket starts, at most 350 buckets; rows
+//!   `{"start","low","high","open","close","volume"}` as strings, newest
+//!   first, none for intervals without trades.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,18 +24,31 @@ use ck_bus::{Origin, RawMessage};
 
 use crate::bars::{Fill, Fills, SEC, bars, fills_of};
 
+/// Trade rows by product, by (time ns, zero-padded id), as JSON text.
+type Rows = HashMap<String, BTreeMap<(i64, String), String>>;
+
 /// The mock's constructor (it returns a [`crate::RestMock`]).
 pub struct MockCoinbaseAdvancedRest;
 
 impl MockCoinbaseAdvancedRest {
-    /// Serves candles of the trades in `recording` on `127.0.0.1` (any
-    /// port).
+    /// Serves the trades in `recording`, and their candles, on `127.0.0.1`
+    /// (any port); with `shift_to`, times move as a
+    /// [`crate::venue::MockVenue`] started with the same `shift_to` moves
+    /// them.
     ///
     /// # Errors
     /// When the port cannot be bound.
-    pub async fn start(recording: &[RawMessage]) -> std::io::Result<crate::RestMock> {
+    pub async fn start(
+        recording: &[RawMessage],
+        shift_to: Option<ck_model::Ts>,
+    ) -> std::io::Result<crate::RestMock> {
+        let shift = match (shift_to, recording.iter().find(|m| m.origin == Origin::Ws)) {
+            (Some(at), Some(first)) => at.0 - first.ts_received.0,
+            _ => 0,
+        };
         // Trades by product, by (time, id): snapshots repeat trades.
         let mut book: HashMap<String, BTreeMap<(i64, String), Fill>> = HashMap::new();
+        let mut rows: Rows = HashMap::new();
         for m in recording.iter().filter(|m| m.origin == Origin::Ws) {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&m.data) else {
                 continue;
@@ -42,7 +61,10 @@ impl MockCoinbaseAdvancedRest {
                 let (Some(product), Some(id), Some(time), Some(price), Some(size)) = (
                     t["product_id"].as_str(),
                     t["trade_id"].as_str(),
-                    t["time"].as_str().and_then(|s| ck_model::Ts::parse(s).ok()),
+                    t["time"]
+                        .as_str()
+                        .and_then(|s| ck_model::Ts::parse(s).ok())
+                        .map(|t| ck_model::Ts(t.0 + shift)),
                     t["price"].as_str(),
                     t["size"].as_str(),
                 ) else {
@@ -50,9 +72,17 @@ impl MockCoinbaseAdvancedRest {
                 };
                 // The side is the maker's: a maker sell is a taker buy.
                 if let Some(f) = Fill::parse(time.0, price, size, t["side"] == "SELL") {
+                    let key = (time.0, format!("{id:0>20}"));
                     book.entry(product.to_owned())
                         .or_default()
-                        .insert((time.0, format!("{id:0>20}")), f);
+                        .insert(key.clone(), f);
+                    let row = serde_json::json!({
+                        "trade_id": id, "product_id": product, "price": price, "size": size,
+                        "time": time.to_string(), "side": t["side"], "bid": "", "ask": "", "exchange": "",
+                    });
+                    rows.entry(product.to_owned())
+                        .or_default()
+                        .insert(key, row.to_string());
                 }
             }
         }
@@ -63,7 +93,15 @@ impl MockCoinbaseAdvancedRest {
                 "/api/v3/brokerage/market/products/{product}/candles",
                 get(candles),
             )
-            .with_state(Arc::new(fills));
+            .with_state(Arc::new(fills))
+            .merge(
+                Router::new()
+                    .route(
+                        "/api/v3/brokerage/market/products/{product}/ticker",
+                        get(ticker),
+                    )
+                    .with_state(Arc::new(rows)),
+            );
         crate::RestMock::serve(app, trades).await
     }
 }
@@ -119,4 +157,45 @@ async fn candles(
         })
         .collect();
     axum::Json(serde_json::json!({ "candles": rows })).into_response()
+}
+
+async fn ticker(
+    State(rows): State<Arc<Rows>>,
+    Path(product): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(trades) = rows.get(&product) else {
+        return refusal(StatusCode::NOT_FOUND, "product not found");
+    };
+    let Some(limit) = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| (1..=1_000).contains(l))
+    else {
+        return refusal(StatusCode::BAD_REQUEST, "limit is required, 1 to 1000");
+    };
+    let secs = |name: &str, default: i64| -> Option<i64> {
+        q.get(name).map_or(Some(default), |v| v.parse().ok())
+    };
+    let (Some(start), Some(end)) = (secs("start", i64::MIN / SEC), secs("end", i64::MAX / SEC))
+    else {
+        return refusal(StatusCode::BAD_REQUEST, "start and end are UNIX seconds");
+    };
+    let list: Vec<&str> = trades
+        .range((start.saturating_mul(SEC), String::new())..)
+        .take_while(|((t, _), _)| *t <= end.saturating_mul(SEC))
+        .map(|(_, row)| row.as_str())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .take(limit)
+        .collect();
+    (
+        [("content-type", "application/json")],
+        format!(
+            "{{\"trades\":[{}],\"best_bid\":\"\",\"best_ask\":\"\"}}",
+            list.join(",")
+        ),
+    )
+        .into_response()
 }

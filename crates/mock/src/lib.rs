@@ -17,7 +17,8 @@
 //!   [`bitstamp::MockBitstampRest`]: Kraken's trades by `since`, Bybit's
 //!   recent trades and Bitstamp's last day of transactions, likewise.
 //! - [`okx::MockOkxRest`] and [`coinbase_advanced::MockCoinbaseAdvancedRest`]:
-//!   OKX's and Coinbase Advanced Trade's candles.
+//!   OKX's candles, and Coinbase Advanced Trade's trades by time window and
+//!   candles.
 //!
 //! Every REST mock serves candles too, computed from the trades it serves
 //! (`bars.rs`), in the venue's shape.

@@ -155,9 +155,10 @@ async fn okx_candles_verify_against_ours_with_quote_volume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coinbase_advanced_candles_verify_against_ours() {
     let fixture = "cryptofeed/COINBASE.jsonl.zst";
-    let rest = ck_mock::coinbase_advanced::MockCoinbaseAdvancedRest::start(&recording(fixture))
-        .await
-        .expect("rest mock");
+    let rest =
+        ck_mock::coinbase_advanced::MockCoinbaseAdvancedRest::start(&recording(fixture), None)
+            .await
+            .expect("rest mock");
     let compared = exchange_candles_verify(Exchange::Coinbase, fixture, &rest).await;
     assert!(compared >= 1, "{compared} candles compared");
 }

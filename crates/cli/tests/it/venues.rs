@@ -499,6 +499,24 @@ async fn kraken_gap_is_filled_from_rest_history_by_time() {
     gap_is_filled_by_time(Exchange::Kraken, &messages, &rest, without_id, 3).await;
 }
 
+/// Coinbase Advanced gap repair by time windows (the public `ticker`
+/// endpoint with `start`/`end`), against the REST mock serving the
+/// recording's trades: every trade of a reconnect window comes out once,
+/// under 429s, although the mock answers a full window with its newest
+/// trades only (the client halves such windows until they are complete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_advanced_gap_is_filled_from_rest_history_by_time() {
+    let messages = crate::support::recording("cryptofeed/COINBASE.jsonl.zst");
+    let rest = ck_mock::coinbase_advanced::MockCoinbaseAdvancedRest::start(&messages, None)
+        .await
+        .expect("rest mock");
+    rest.set_faults(ck_mock::RestFaults {
+        every_429: Some(4),
+        delay: None,
+    });
+    gap_is_filled_by_time(Exchange::Coinbase, &messages, &rest, trade_key, 10).await;
+}
+
 /// Bybit keeps only its most recent trades (60 on spot): against the REST
 /// mock serving the spot recording's trades, asked for pages of five, a gap
 /// over the last five trades is filled with exactly those, and a gap older

@@ -6,10 +6,18 @@
 //! 300), none for intervals without trades. Open, high, low, close and
 //! volume only.
 //!
-//! Trade history is not read: the public `ticker` endpoint's `start`/`end`
-//! paging is unverified, and the venue is documented as recent-only.
+//! Trades: `GET /api/v3/brokerage/market/products/{id}/ticker?limit=&start=<s>&end=<s>`,
+//! `{"trades":[{"trade_id":"…","product_id":"BTC-USD","price":"…","size":"…","time":"…","side":"BUY"|"SELL"}],"best_bid":…,"best_ask":…}`.
+//! Which trades a full window returns (oldest or newest), and whether its
+//! ends are inclusive, are unverified, so this history relies on neither:
+//! it asks for windows of whole seconds with a second of overlap on each
+//! side and keeps only the window's own trades, and a window that comes
+//! back full (as many trades as asked for) is halved and asked again, so
+//! every window it keeps is complete. Empty windows double, up to a day, so
+//! a quiet stretch is crossed in a few requests. `side` is read as the
+//! WebSocket's: the maker's (unverified for REST).
 
-use ck_model::{Candle, Exchange, Instrument, Interval, Ts};
+use ck_model::{Candle, Exchange, Instrument, Interval, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
 
 use crate::history::{
@@ -25,6 +33,13 @@ pub const DEFAULT_REST_URL: &str = "https://api.coinbase.com";
 
 /// Candles per request, at most.
 const MAX_CANDLES: u32 = 300;
+
+/// Trades asked for per window; a window returning this many is too full.
+const WINDOW_TRADES: u32 = 1_000;
+
+/// The first window of a trade page, and the longest.
+const FIRST_WINDOW: i64 = 60 * ck_model::NANOS_PER_SEC;
+const LONGEST_WINDOW: i64 = 86_400 * ck_model::NANOS_PER_SEC;
 
 /// Coinbase Advanced Trade history (candles) over one [`RestClient`].
 #[derive(Debug)]
@@ -117,6 +132,95 @@ fn candles_from(
     Ok(out)
 }
 
+#[derive(Deserialize)]
+struct TickerAnswer<'a> {
+    #[serde(borrow)]
+    trades: Vec<RestTrade<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RestTrade<'a> {
+    trade_id: &'a str,
+    price: &'a str,
+    size: &'a str,
+    time: &'a str,
+    /// The maker's side, as on the WebSocket.
+    side: &'a str,
+}
+
+/// Reads a `ticker` answer's trades (in any order); an error body as
+/// [`ParseError::Venue`].
+fn trades_from(
+    body: &str,
+    instrument: &Instrument,
+    received: Ts,
+) -> Result<Vec<Trade>, ParseError> {
+    let answer: TickerAnswer<'_> = serde_json::from_str(body).map_err(|e| {
+        match serde_json::from_str::<serde_json::Value>(body) {
+            Ok(v) if v.get("trades").is_none() => ParseError::Venue {
+                exchange: EX,
+                message: body.chars().take(200).collect(),
+            },
+            _ => json(EX)(e),
+        }
+    })?;
+    let bad = |field: &'static str, value: &str| ParseError::BadField {
+        exchange: EX,
+        field,
+        value: value.to_owned(),
+    };
+    answer
+        .trades
+        .iter()
+        .map(|t| {
+            let maker = Side::parse(t.side).ok_or_else(|| bad("side", t.side))?;
+            Ok(Trade {
+                exchange: EX,
+                instrument: instrument.clone(),
+                trade_id: TradeId::Str(t.trade_id.into()),
+                price: crate::parse::decimal(EX, "price", t.price)?,
+                size: crate::parse::decimal(EX, "size", t.size)?,
+                side: maker.opposite(),
+                ts_exchange: Ts::parse(t.time).map_err(|_| bad("time", t.time))?,
+                ts_received: received,
+                fills: 1,
+            })
+        })
+        .collect()
+}
+
+impl CoinbaseRest {
+    /// The trades of `[start, end)` (whole seconds), asked for with a
+    /// second of overlap on each side; `None` when the answer is full, so
+    /// that the window may hold more.
+    async fn window(
+        &self,
+        instrument: &Instrument,
+        start: Ts,
+        end: Ts,
+    ) -> Result<Option<Vec<Trade>>, HistoryError> {
+        let secs = |t: Ts| t.0.div_euclid(ck_model::NANOS_PER_SEC);
+        let path = format!(
+            "/api/v3/brokerage/market/products/{}/ticker?limit={WINDOW_TRADES}&start={}&end={}",
+            crate::parse::native_symbol(EX, instrument),
+            secs(start) - 1,
+            secs(end) + 1
+        );
+        let mut trades = crate::history::get_read(
+            &self.client,
+            &path,
+            |_| false,
+            |body| trades_from(body, instrument, Ts::now()),
+        )
+        .await?;
+        if trades.len() >= WINDOW_TRADES as usize {
+            return Ok(None);
+        }
+        trades.retain(|t| t.ts_exchange >= start && t.ts_exchange < end);
+        Ok(Some(trades))
+    }
+}
+
 #[async_trait::async_trait]
 impl History for CoinbaseRest {
     fn exchange(&self) -> Exchange {
@@ -127,14 +231,65 @@ impl History for CoinbaseRest {
         &self.client
     }
 
+    /// Trades per page (a candle request caps itself at 300).
     fn page_size(&self) -> u32 {
-        MAX_CANDLES
+        WINDOW_TRADES
     }
 
-    fn trades_unavailable(&self) -> Option<&'static str> {
-        Some(
-            "Coinbase Advanced Trade trade history is not read (its public ticker endpoint serves recent trades; paging by start and end is unverified)",
-        )
+    fn by_time(&self) -> bool {
+        true
+    }
+
+    /// Whole windows from `from` until `limit` trades are in hand or the
+    /// windows reach the present (see the module's notes).
+    async fn trades_from_time(
+        &self,
+        instrument: &Instrument,
+        from: Ts,
+        limit: u32,
+    ) -> Result<Vec<Trade>, HistoryError> {
+        let second = ck_model::NANOS_PER_SEC;
+        let now = Ts::now();
+        let mut out: Vec<Trade> = Vec::new();
+        // Windows start on whole seconds; trades before `from` are dropped.
+        let mut start = Ts(from.0.div_euclid(second) * second);
+        let mut span = FIRST_WINDOW;
+        // Trades at `from` itself do not count: the caller has seen them
+        // when it pages on from its last page's last instant.
+        let mut after_from = 0usize;
+        while after_from < limit as usize && start <= now {
+            let end = Ts(start.0.saturating_add(span));
+            match self.window(instrument, start, end).await? {
+                None if span > second => span = (span / 2 / second).max(1) * second,
+                None => {
+                    return Err(HistoryError::Unsupported(format!(
+                        "more than {WINDOW_TRADES} {instrument} trades in the second at {start}: Coinbase Advanced's windows cannot split it"
+                    )));
+                }
+                Some(trades) => {
+                    if trades.is_empty() {
+                        span = (span * 2).min(LONGEST_WINDOW);
+                    }
+                    after_from += trades.iter().filter(|t| t.ts_exchange > from).count();
+                    out.extend(trades.into_iter().filter(|t| t.ts_exchange >= from));
+                    start = end;
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.ts_exchange, &a.trade_id).cmp(&(b.ts_exchange, &b.trade_id)));
+        // Cut after `limit` trades past `from`, but never inside an
+        // instant: the windows hold every trade of it, and a page that ends
+        // inside a burst of trades sharing one time could not page past it.
+        let n = out.partition_point(|t| t.ts_exchange <= from) + limit as usize;
+        if let (Some(cut), Some(before)) = (out.get(n), n.checked_sub(1).and_then(|i| out.get(i))) {
+            let keep = if before.ts_exchange == cut.ts_exchange {
+                out.partition_point(|t| t.ts_exchange <= cut.ts_exchange)
+            } else {
+                n
+            };
+            out.truncate(keep);
+        }
+        Ok(out)
     }
 
     async fn candles(
@@ -191,5 +346,28 @@ mod tests {
         .expect_err("refused");
         assert!(err.to_string().contains("bad granularity"), "{err}");
         assert_eq!(granularity(Interval::H4), None);
+    }
+
+    #[test]
+    fn ticker_trades_read_the_maker_side_as_the_websocket_does() {
+        // The documented answer shape (Get Public Market Trades).
+        let body = r#"{"trades":[{"trade_id":"34b080bf","product_id":"BTC-USD","price":"140.91","size":"4","time":"2021-05-31T09:59:59.123Z","side":"BUY","bid":"","ask":"","exchange":""}],"best_bid":"291.13","best_ask":"292.40"}"#;
+        let i = Instrument::new("BTC", "USD");
+        let t = trades_from(body, &i, Ts(0)).expect("trades");
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].trade_id, TradeId::Str("34b080bf".into()));
+        assert_eq!(t[0].side, Side::Sell, "the maker bought: the taker sold");
+        assert_eq!(
+            (t[0].price.to_string(), t[0].size.to_string()),
+            ("140.91".into(), "4".into())
+        );
+        assert_eq!(t[0].ts_exchange.to_string(), "2021-05-31T09:59:59.123Z");
+        let err = trades_from(
+            r#"{"error":"NOT_FOUND","message":"product not found"}"#,
+            &i,
+            Ts(0),
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("product not found"), "{err}");
     }
 }
