@@ -170,12 +170,15 @@ pub(crate) async fn candle_window(
     Ok(CandlePage::window(candles, end, now))
 }
 
-/// Reads rows of a time and five numbers, `[t, a, b, c, d, e]` (Bitfinex's
-/// and Coinbase Exchange's candles), the numbers as their JSON text.
-pub(crate) fn number_rows(
+/// Candles from rows of a time and five numbers, `[t, a, b, c, d, e]`
+/// (Bitfinex's and Coinbase Exchange's, in either order), oldest first:
+/// `fields` names a row's numbers (their JSON text) for the venue.
+pub(crate) fn number_row_candles<'a>(
     exchange: Exchange,
-    body: &str,
-) -> Result<Vec<(i64, [&str; 5])>, ParseError> {
+    body: &'a str,
+    (instrument, interval, now): (&Instrument, Interval, Ts),
+    fields: impl Fn(i64, [&'a str; 5]) -> VenueCandle<'a>,
+) -> Result<Vec<Candle>, ParseError> {
     use serde_json::value::RawValue;
     type Row<'a> = (
         i64,
@@ -185,11 +188,15 @@ pub(crate) fn number_rows(
         &'a RawValue,
         &'a RawValue,
     );
-    let rows: Vec<Row<'_>> = serde_json::from_str(body).map_err(crate::parse::json(exchange))?;
-    Ok(rows
-        .into_iter()
-        .map(|(t, a, b, c, d, e)| (t, [a.get(), b.get(), c.get(), d.get(), e.get()]))
-        .collect())
+    let mut rows: Vec<Row<'a>> =
+        serde_json::from_str(body).map_err(crate::parse::json(exchange))?;
+    rows.sort_by_key(|r| r.0);
+    rows.into_iter()
+        .map(|(t, a, b, c, d, e)| {
+            fields(t, [a.get(), b.get(), c.get(), d.get(), e.get()])
+                .candle(exchange, instrument, interval, now)
+        })
+        .collect()
 }
 
 /// The end (exclusive) of a window of `limit` candles of `interval` from

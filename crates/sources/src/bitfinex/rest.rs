@@ -167,23 +167,21 @@ fn candles_from(
     interval: Interval,
     now: Ts,
 ) -> Result<Vec<Candle>, ParseError> {
-    let mut rows = crate::history::number_rows(EX, body)?;
-    rows.sort_by_key(|r| r.0);
-    rows.into_iter()
-        .map(|(mts, [open, close, high, low, volume])| {
-            VenueCandle {
-                open_time: Ts::from_millis(mts),
-                open,
-                high,
-                low,
-                close,
-                volume,
-                quote_volume: None,
-                trades: None,
-            }
-            .candle(EX, instrument, interval, now)
-        })
-        .collect()
+    crate::history::number_row_candles(
+        EX,
+        body,
+        (instrument, interval, now),
+        |mts, [open, close, high, low, volume]| VenueCandle {
+            open_time: Ts::from_millis(mts),
+            open,
+            high,
+            low,
+            close,
+            volume,
+            quote_volume: None,
+            trades: None,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -303,7 +303,8 @@ impl History for CoinbaseRest {
             .ok_or_else(|| no_such_interval(EX, interval, "1m 5m 15m 30m 1h 2h 6h 1d"))?;
         let limit = limit.clamp(1, MAX_CANDLES);
         let end = window_end(interval, start, limit);
-        let last_open = Ts(end.0 - (end.0 - start.0) / i64::from(limit));
+        // Both ends are bucket starts: the window's last one ends it.
+        let last_open = Ts(end.0 - interval.fixed_nanos().unwrap_or(0));
         let path = format!(
             "/api/v3/brokerage/market/products/{}/candles?start={}&end={}&granularity={granularity}",
             crate::parse::native_symbol(EX, instrument),

@@ -230,23 +230,21 @@ fn candles_from(
     interval: Interval,
     now: Ts,
 ) -> Result<Vec<Candle>, ParseError> {
-    let mut rows = crate::history::number_rows(EX, body)?;
-    rows.sort_by_key(|r| r.0);
-    rows.into_iter()
-        .map(|(time, [low, high, open, close, volume])| {
-            VenueCandle {
-                open_time: Ts::from_secs(time),
-                open,
-                high,
-                low,
-                close,
-                volume,
-                quote_volume: None,
-                trades: None,
-            }
-            .candle(EX, instrument, interval, now)
-        })
-        .collect()
+    crate::history::number_row_candles(
+        EX,
+        body,
+        (instrument, interval, now),
+        |time, [low, high, open, close, volume]| VenueCandle {
+            open_time: Ts::from_secs(time),
+            open,
+            high,
+            low,
+            close,
+            volume,
+            quote_volume: None,
+            trades: None,
+        },
+    )
 }
 
 #[cfg(test)]
