@@ -197,10 +197,9 @@ pub(crate) async fn candles(
             &q,
         );
     }
-    // JSON: the store writes the records (SQLite straight from its rows),
-    // and the parts go out as they are, with the length known up front.
+    // JSON: the store writes the records (SQLite straight from its rows).
     let store = state.store.clone();
-    let mut parts = read_parts(&state, query, interval, source, newest_first, |q| {
+    let reads = split(&state, query, interval, source, newest_first, move |q| {
         let store = store.clone();
         async move {
             store
@@ -209,6 +208,14 @@ pub(crate) async fn candles(
         }
     })
     .await?;
+    if source == CandleSource::Ours && reads.most.is_some_and(|most| most <= limit as u64) {
+        // No next page is possible: each part goes out as soon as it is
+        // read, while the later ones are still being read.
+        return Ok(stream_records(reads.in_order(), limit));
+    }
+    // Otherwise the parts are cut to the limit first, and go out as they
+    // are, with the length known up front.
+    let mut parts = reads.all().await?;
     let next = cut(&mut parts, limit, newest_first);
     let mut body: Vec<axum::body::Bytes> = Vec::with_capacity(parts.len() + 1);
     for part in parts {
@@ -246,8 +253,9 @@ pub(crate) async fn candles(
 /// Candles read at or above this many are read in parallel parts.
 const PARALLEL_FROM: usize = 20_000;
 
-/// Parts a large read is split into: one per core is enough here.
-const PARTS: i64 = 4;
+/// Parts a large read is split into: enough that the first is ready early
+/// when the parts are streamed, two at a time.
+const PARTS: i64 = 8;
 
 /// Consecutive candles of a read, in the order asked for.
 trait CandlePart {
@@ -310,11 +318,63 @@ fn cut<P: CandlePart>(parts: &mut Vec<P>, limit: usize, newest_first: bool) -> O
     })
 }
 
+/// A query split into consecutive parts, in the order asked for, and how
+/// to read one.
+struct PartReads<F> {
+    parts: Vec<RangeQuery>,
+    read: F,
+    /// At most this many candles are in the parts together, when that is
+    /// known: the interval's slots from the first candle stored in the
+    /// range to the last (our candles open on the interval's boundaries,
+    /// one per slot).
+    most: Option<u64>,
+}
+
+impl<P, F, Fut> PartReads<F>
+where
+    P: Send + 'static,
+    F: Fn(RangeQuery) -> Fut,
+    Fut: std::future::Future<Output = Result<P, ck_store::Error>> + Send + 'static,
+{
+    /// Every part, read at once.
+    async fn all(self) -> Result<Vec<P>, ApiError> {
+        let reads: Vec<_> = self
+            .parts
+            .into_iter()
+            .map(|q| tokio::spawn((self.read)(q)))
+            .collect();
+        let mut parts = Vec::with_capacity(reads.len());
+        for r in reads {
+            parts.push(
+                r.await
+                    .map_err(|e| ApiError::Internal(format!("candle read: {e}")))??,
+            );
+        }
+        Ok(parts)
+    }
+
+    /// The parts in order as they are read, two at a time (one per core):
+    /// the first is ready early, and the rest are read while it is sent.
+    fn in_order(self) -> impl futures_util::Stream<Item = Result<P, String>> + Send + 'static
+    where
+        F: Send + 'static,
+    {
+        use futures_util::StreamExt;
+        let read = self.read;
+        futures_util::stream::iter(self.parts)
+            .map(move |q| tokio::spawn(read(q)))
+            .buffered(2)
+            .map(|r| match r {
+                Ok(Ok(part)) => Ok(part),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            })
+    }
+}
+
 /// What `read` gives for `query` (at most its limit), as consecutive parts
-/// in the order asked for. A large read is split by time into parts read
-/// at once (SQLite reads in parallel on its reader connections, PostgreSQL
-/// on its); each part reads up to the whole limit, and the caller keeps
-/// what the limit allows in order ([`cut`]).
+/// in the order asked for. The caller keeps what the limit allows in order
+/// ([`cut`]).
 async fn read_parts<P, F, Fut>(
     state: &ApiState,
     query: RangeQuery,
@@ -328,8 +388,29 @@ where
     F: Fn(RangeQuery) -> Fut,
     Fut: std::future::Future<Output = Result<P, ck_store::Error>> + Send + 'static,
 {
+    split(state, query, interval, source, newest_first, read)
+        .await?
+        .all()
+        .await
+}
+
+/// Splits `query` into parts to read with `read`. A large read is split by
+/// time into parts read at once (SQLite reads in parallel on its reader
+/// connections, PostgreSQL on its); each part reads up to the whole limit.
+async fn split<F>(
+    state: &ApiState,
+    query: RangeQuery,
+    interval: ck_model::Interval,
+    source: CandleSource,
+    newest_first: bool,
+    read: F,
+) -> Result<PartReads<F>, ApiError> {
     if query.limit < PARALLEL_FROM {
-        return Ok(vec![read(query).await?]);
+        return Ok(PartReads {
+            parts: vec![query],
+            read,
+            most: None,
+        });
     }
     // Split where the data is, not over the whole range asked for.
     let bounds = RangeQuery {
@@ -342,37 +423,117 @@ where
         .candles_newest_first(&bounds, interval, source)
         .await?;
     let (Some(first), Some(last)) = (first.first(), last.first()) else {
-        return Ok(Vec::new());
+        return Ok(PartReads {
+            parts: Vec::new(),
+            read,
+            most: Some(0),
+        });
     };
     let (lo, hi) = (first.open_time.0, last.open_time.0.saturating_add(1));
+    let most = interval.fixed_nanos().map(|n| {
+        u64::try_from((hi - 1 - lo) / n)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    });
     let step = ((hi - lo) / PARTS).max(1);
+    // Over several days, cut at UTC midnight: stores keep settled history
+    // by the day (SQLite's packed days), and a part that ends inside a day
+    // reads that day from its rows.
+    const DAY: i64 = 86_400_000_000_000;
+    let align = |c: i64| {
+        if step >= DAY {
+            c - c.rem_euclid(DAY)
+        } else {
+            c
+        }
+    };
     let mut cuts: Vec<i64> = (1..PARTS)
-        .map(|k| lo + k * step)
-        .filter(|c| *c < hi)
+        .map(|k| align(lo + k * step))
+        .filter(|c| *c > lo && *c < hi)
         .collect();
+    cuts.dedup();
     cuts.insert(0, lo);
     cuts.push(hi);
-    let mut reads: Vec<_> = cuts
+    let mut parts: Vec<RangeQuery> = cuts
         .windows(2)
-        .map(|w| {
-            tokio::spawn(read(RangeQuery {
-                from: Ts(w[0]),
-                to: Ts(w[1]),
-                ..query.clone()
-            }))
+        .map(|w| RangeQuery {
+            from: Ts(w[0]),
+            to: Ts(w[1]),
+            ..query.clone()
         })
         .collect();
     if newest_first {
-        reads.reverse();
+        parts.reverse();
     }
-    let mut parts = Vec::with_capacity(reads.len());
-    for r in reads {
-        parts.push(
-            r.await
-                .map_err(|e| ApiError::Internal(format!("candle read: {e}")))??,
-        );
+    Ok(PartReads { parts, read, most })
+}
+
+/// A JSON array of the records `parts` gives, each part sent as soon as it
+/// is read (chunked: the length is not known up front). At most `limit`
+/// records go out. A read that fails after the first bytes went out ends
+/// the response early (the client sees a cut response, never a short
+/// array); the error is logged.
+fn stream_records(
+    parts: impl futures_util::Stream<Item = Result<ck_store::CandleRecords, String>> + Send + 'static,
+    limit: usize,
+) -> Response {
+    struct State<S> {
+        parts: std::pin::Pin<Box<S>>,
+        left: usize,
+        opened: bool,
+        done: bool,
     }
-    Ok(parts)
+    let start = State {
+        parts: Box::pin(parts),
+        left: limit,
+        opened: false,
+        done: false,
+    };
+    let body = futures_util::stream::unfold(start, move |mut st| async move {
+        use futures_util::StreamExt;
+        if st.done {
+            return None;
+        }
+        while let Some(read) = st.parts.next().await {
+            let mut part = match read {
+                Ok(part) => part,
+                Err(error) => {
+                    tracing::error!(%error, "candle read failed while streaming; response cut short");
+                    st.done = true;
+                    return Some((Err(std::io::Error::other(error)), st));
+                }
+            };
+            if part.len() > st.left {
+                tracing::error!(
+                    limit,
+                    "more candles than interval slots in a streamed read; cut to the limit"
+                );
+                part.truncate(st.left);
+            }
+            st.left -= part.len();
+            let mut json = part.json;
+            // Every record comes after a comma; the first opens the array.
+            let Some(first) = json.first_mut() else {
+                continue;
+            };
+            if !st.opened {
+                *first = b'[';
+                st.opened = true;
+            }
+            return Some((Ok(axum::body::Bytes::from(json)), st));
+        }
+        st.done = true;
+        let end: &'static [u8] = if st.opened { b"]" } else { b"[]" };
+        Some((Ok(axum::body::Bytes::from_static(end)), st))
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        )],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// The latest candle, or the candle holding `time`.

@@ -193,6 +193,19 @@ pub struct PruneReport {
     pub bytes_after: u64,
 }
 
+/// What packing settled candle days did (see [`Store::pack_candle_days`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PackReport {
+    /// Days packed (or packed again after a revision).
+    pub days_packed: u64,
+    /// Days forgotten because no candle is left in them.
+    pub days_dropped: u64,
+    /// Candles in the days packed.
+    pub candles: u64,
+    /// Compressed bytes written.
+    pub bytes: u64,
+}
+
 /// What a commit changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteSummary {
@@ -382,6 +395,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes what `plan` names, in batches of `plan.batch_rows` so that
     /// writes interleave, and gives the space back where the backend can.
     async fn prune(&self, plan: &PrunePlan) -> Result<PruneReport, Error>;
+
+    /// Packs the candles of every UTC day that ended at or before
+    /// `settled_before` and changed since it was last packed, into the form
+    /// long range reads ([`Store::candle_records`]) take them in. Packing
+    /// never changes what is read, only how fast; a backend without a
+    /// packed form does nothing (the default).
+    async fn pack_candle_days(&self, settled_before: Ts) -> Result<PackReport, Error> {
+        let _ = settled_before;
+        Ok(PackReport::default())
+    }
 
     /// The stored trade with the latest exchange time (ties: the highest id).
     async fn last_trade(

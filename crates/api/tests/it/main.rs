@@ -1167,7 +1167,7 @@ async fn large_candle_reads_are_split_in_parts_without_loss() {
         .await
         .expect("seed");
     let app = router(ApiState::new(
-        store,
+        store.clone(),
         Arc::default(),
         ck_bus::live_feed(16),
         std::time::Duration::from_secs(15),
@@ -1185,42 +1185,70 @@ async fn large_candle_reads_are_split_in_parts_without_loss() {
                 .headers
                 .get("content-length")
                 .and_then(|v| v.to_str().ok()?.parse().ok());
-            assert_eq!(length, Some(r.body.len()), "the length sent is the body's");
-            (r.body, next)
+            // Whole ranges are streamed as they are read (no length up
+            // front); cut pages carry their length.
+            match length {
+                Some(n) => assert_eq!(n, r.body.len(), "the length sent is the body's"),
+                None => assert!(next.is_none(), "{uri}: a streamed answer has no next page"),
+            }
+            (r.body, next, length.is_none())
         }
     };
     let records: Vec<CandleRecord> = candles.iter().map(CandleRecord::from).collect();
     let base = "/api/v1/candles?exchange=binance&instrument=BTC-USDT&interval=1m";
-    // All at once: exactly what serde writes for the records.
-    let (whole, next) = fetch(format!("{base}&limit=1000000")).await;
-    assert_eq!(next, None);
-    assert_eq!(whole, serde_json::to_string(&records).expect("json"));
-    for (order, expected) in [
-        ("asc", records.clone()),
-        ("desc", {
-            let mut r = records.clone();
-            r.reverse();
-            r
-        }),
-    ] {
-        let mut got: Vec<CandleRecord> = Vec::new();
-        let mut uri = format!("{base}&limit=20000&order={order}");
-        let mut pages = 0;
-        loop {
-            let (bytes, next) = fetch(uri).await;
-            let page: Vec<CandleRecord> = serde_json::from_str(&bytes).expect("json");
-            pages += 1;
-            assert!(
-                page.len() == 20_000 || next.is_none(),
-                "{order}: full pages but the last"
-            );
-            got.extend(page);
-            match next {
-                Some(c) => uri = format!("{base}&limit=20000&order={order}&cursor={c}"),
-                None => break,
-            }
+    // Twice: from the rows, then with the settled days packed.
+    for packed in [false, true] {
+        if packed {
+            let report = store.pack_candle_days(Ts::now()).await.expect("pack");
+            assert!(report.days_packed >= 30, "{report:?}");
         }
-        assert_eq!(pages, 3, "{order}");
-        assert_eq!(got, expected, "{order}: every candle once, in order");
+        // All at once, streamed: exactly what serde writes for the records.
+        let (whole, next, streamed) = fetch(format!("{base}&limit=1000000")).await;
+        assert_eq!(next, None);
+        assert!(streamed, "no next page is possible: streamed");
+        assert_eq!(
+            whole,
+            serde_json::to_string(&records).expect("json"),
+            "packed: {packed}"
+        );
+        let (newest, _, _) = fetch(format!("{base}&limit=1000000&order=desc")).await;
+        let mut reversed = records.clone();
+        reversed.reverse();
+        assert_eq!(
+            newest,
+            serde_json::to_string(&reversed).expect("json"),
+            "packed: {packed}"
+        );
+        // Empty: still an array.
+        let (none, _, _) = fetch(format!("{base}&limit=1000000&from=2030-01-01")).await;
+        assert_eq!(none, "[]");
+        for (order, expected) in [
+            ("asc", records.clone()),
+            ("desc", {
+                let mut r = records.clone();
+                r.reverse();
+                r
+            }),
+        ] {
+            let mut got: Vec<CandleRecord> = Vec::new();
+            let mut uri = format!("{base}&limit=20000&order={order}");
+            let mut pages = 0;
+            loop {
+                let (bytes, next, _) = fetch(uri).await;
+                let page: Vec<CandleRecord> = serde_json::from_str(&bytes).expect("json");
+                pages += 1;
+                assert!(
+                    page.len() == 20_000 || next.is_none(),
+                    "{order}: full pages but the last"
+                );
+                got.extend(page);
+                match next {
+                    Some(c) => uri = format!("{base}&limit=20000&order={order}&cursor={c}"),
+                    None => break,
+                }
+            }
+            assert_eq!(pages, 3, "{order}");
+            assert_eq!(got, expected, "{order}: every candle once, in order");
+        }
     }
 }

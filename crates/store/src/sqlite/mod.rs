@@ -10,6 +10,7 @@
 //! lose the last commits on power loss.
 
 mod alerts;
+mod candle_days;
 mod prune;
 mod rows;
 mod schema;
@@ -23,13 +24,10 @@ use ck_model::{BackfillProgress, Candle, Exchange, Gap, Instrument, Interval, Qu
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::{
-    CandleRecords, CandleSource, Error, RangeQuery, Store, StoreCounts, StoredInstrument,
-    WriteBatch, WriteSummary,
+    CandleRecords, CandleSource, Error, PackReport, RangeQuery, Store, StoreCounts,
+    StoredInstrument, WriteBatch, WriteSummary,
 };
-use rows::{
-    candle_from_row, candle_record_from_row, gap_from_row, id_param, quote_from_row, side_code,
-    trade_from_row,
-};
+use rows::{candle_from_row, gap_from_row, id_param, quote_from_row, side_code, trade_from_row};
 
 /// How hard a commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -143,34 +141,6 @@ impl SqliteStore {
                 )
                 .map_err(sql("querying candles"))?;
             collect(rows)
-        })
-        .await
-    }
-
-    /// [`Self::candle_range`], written as JSON records from the rows.
-    async fn candle_record_range(
-        &self,
-        q: &RangeQuery,
-        interval: Interval,
-        source: CandleSource,
-        order: &'static str,
-    ) -> Result<CandleRecords, Error> {
-        let q = q.clone();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "{CANDLE_SELECT} WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4
-                       AND open_time >= ?5 AND open_time < ?6 ORDER BY open_time {order} LIMIT ?7"
-                ))
-                .map_err(sql("preparing candle query"))?;
-            let mut rows = stmt
-                .query(params![q.exchange.as_str(), q.instrument.as_str(), interval.as_str(), source.as_str(), q.from.0, q.to.0, limit(q.limit)])
-                .map_err(sql("querying candles"))?;
-            let mut records = CandleRecords::with_capacity(q.limit.min(1 << 20));
-            while let Some(r) = rows.next().map_err(sql("reading candles"))? {
-                candle_record_from_row(r, &mut records)?;
-            }
-            Ok(records)
         })
         .await
     }
@@ -356,6 +326,8 @@ fn write_batch(
             summary.quotes_inserted += 1;
         }
     }
+    // Days whose packed form the candles below make stale.
+    let mut touched_days = std::collections::BTreeSet::new();
     for (candles, source) in [
         (&b.candles, CandleSource::Ours),
         (&b.exchange_candles, CandleSource::Exchange),
@@ -376,6 +348,14 @@ fn write_batch(
             .map_err(sql("preparing candle upsert"))?;
         for c in candles {
             let id = instrument_id(&tx, ids, c.exchange, &c.instrument)?;
+            if candle_days::packable(c.interval) {
+                touched_days.insert((
+                    id,
+                    c.interval.as_str(),
+                    source.as_str(),
+                    candle_days::day_of(c.open_time.0),
+                ));
+            }
             summary.candles_upserted += upsert
                 .execute(params![
                     id,
@@ -398,6 +378,7 @@ fn write_batch(
                 .map_err(sql("upserting candle"))? as u64;
         }
     }
+    candle_days::mark_stale(&tx, &touched_days)?;
     {
         let mut insert = tx
             .prepare_cached("INSERT INTO ingest_errors (ts, exchange, origin, message, excerpt) VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -509,8 +490,9 @@ impl Store for SqliteStore {
         source: CandleSource,
         newest_first: bool,
     ) -> Result<CandleRecords, Error> {
-        let order = if newest_first { "DESC" } else { "ASC" };
-        self.candle_record_range(q, interval, source, order).await
+        let q = q.clone();
+        self.read(move |c| candle_days::read_records(c, &q, interval, source, newest_first))
+            .await
     }
 
     async fn trades(&self, q: &RangeQuery) -> Result<Vec<Trade>, Error> {
@@ -597,6 +579,13 @@ impl Store for SqliteStore {
 
     async fn firings(&self, limit: usize) -> Result<Vec<crate::StoredFiring>, Error> {
         alerts::firings(self, limit).await
+    }
+
+    async fn pack_candle_days(&self, settled_before: Ts) -> Result<PackReport, Error> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || candle_days::pack(&store, settled_before))
+            .await
+            .map_err(Error::Worker)?
     }
 
     async fn prune(&self, plan: &crate::PrunePlan) -> Result<crate::PruneReport, Error> {

@@ -5,7 +5,7 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 
-use super::{SqliteStore, lock, sql};
+use super::{SqliteStore, candle_days, lock, sql};
 use ck_model::{Interval, Ts};
 
 use crate::{Error, PrunePlan, PruneReport};
@@ -118,12 +118,17 @@ async fn remove(
         let args = args.clone();
         let inner = store.clone();
         let n = tokio::task::spawn_blocking(move || {
-            let guard = lock(&inner.inner.writer);
-            let n = guard
-                .conn
+            let mut guard = lock(&inner.inner.writer);
+            let tx = guard.conn.transaction().map_err(sql("starting prune"))?;
+            let n = tx
                 .prepare_cached(kind.delete)
                 .and_then(|mut s| s.execute(params_from_iter(args.iter())))
                 .map_err(sql("pruning rows"))?;
+            if let Some(Value::Text(interval)) = args.get(3) {
+                // The packed days of what went, in the same transaction.
+                candle_days::after_prune(&tx, id, interval, cut)?;
+            }
+            tx.commit().map_err(sql("committing prune"))?;
             Ok::<u64, Error>(n as u64)
         })
         .await

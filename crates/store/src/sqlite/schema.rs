@@ -140,6 +140,35 @@ CREATE TABLE alert_firings (
 CREATE INDEX alert_firings_by_time ON alert_firings (fired_at);
 ",
     ),
+    (
+        5,
+        "packed days of candles",
+        r"
+-- One row per UTC day of a series (interval up to 1h): the day's candles as
+-- JSON records, zstd-compressed, derived from the candles table (see
+-- sqlite/candle_days.rs). records IS NULL: stale, to be packed again.
+CREATE TABLE candle_days (
+    instrument_id INTEGER NOT NULL REFERENCES instruments(id),
+    interval      TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    day           INTEGER NOT NULL,   -- floor(open_time / 86400 s)
+    format        INTEGER,            -- record format of the pack
+    count         INTEGER,            -- candles in the pack
+    records_len   INTEGER,            -- bytes of JSON, uncompressed
+    records       BLOB,               -- zstd of the JSON records, oldest first
+    idx           BLOB,               -- zstd of open times (i64 LE), then record ends (u32 LE)
+    PRIMARY KEY (instrument_id, interval, source, day)
+);
+CREATE INDEX candle_days_stale ON candle_days (day) WHERE records IS NULL;
+
+-- Every day already stored is stale until packed.
+INSERT INTO candle_days (instrument_id, interval, source, day)
+SELECT DISTINCT instrument_id, interval, source,
+       CASE WHEN open_time >= 0 THEN open_time / 86400000000000
+            ELSE (open_time + 1) / 86400000000000 - 1 END
+FROM candles WHERE interval IN ('1s', '1m', '3m', '5m', '15m', '30m', '1h');
+",
+    ),
 ];
 
 /// Brings the database up to the newest schema.
