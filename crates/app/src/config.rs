@@ -226,6 +226,9 @@ pub struct StoreConfig {
     /// Commit at most this many milliseconds after the oldest uncommitted
     /// event arrived (batches still grow to `batch_rows` under load).
     pub flush_interval_ms: u64,
+    /// Seconds between packings of settled candle days (SQLite's fast form
+    /// of long reads) while `run` runs; 0 never packs on a schedule.
+    pub pack_every_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -235,6 +238,7 @@ impl Default for StoreConfig {
             durability: DurabilityConfig::Full,
             batch_rows: 20_000,
             flush_interval_ms: 50,
+            pack_every_secs: 600,
         }
     }
 }

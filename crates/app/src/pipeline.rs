@@ -126,6 +126,9 @@ pub struct PipelineReport {
     /// What a collector published to NATS (in place of the candle stage
     /// and store writer), if this process is one.
     pub collector: Option<crate::cluster::CollectorStats>,
+    /// Settled candle days packed after a finite run (replay, import,
+    /// backfill) wrote its candles.
+    pub packed: ck_store::PackReport,
 }
 
 /// Runs `sources` through the pipeline into `store` until they finish or
@@ -540,6 +543,13 @@ pub async fn run_pipeline(
     };
     let aggregator = aggregator.map_err(|e| anyhow::anyhow!("candle stage: {e}"))?;
     tracker.wait().await;
+    // A finite run that wrote candles packs the days it settled, so that
+    // long reads of them are fast at once (a live run packs on a schedule).
+    let packed = if !live && !shutdown.is_cancelled() && writer.written.candles_upserted > 0 {
+        crate::retention::pack(settings, store.as_ref(), ck_model::Ts::now()).await?
+    } else {
+        ck_store::PackReport::default()
+    };
     Ok(PipelineReport {
         sources: reports,
         aggregator,
@@ -547,6 +557,7 @@ pub async fn run_pipeline(
         capture,
         repair,
         collector,
+        packed,
     })
 }
 

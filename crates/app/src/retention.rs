@@ -1,6 +1,8 @@
 //! Retention: the history manager. Policies per kind of data (`[retention]`
 //! in the config: tapes, trades, quotes, and candles per interval) become a
 //! [`PrunePlan`] of cutoffs, which the store carries out in small batches.
+//! It also has the store pack settled days of candles for fast long reads
+//! ([`pack`], every `store.pack_every_secs` in `run` and after finite runs).
 //!
 //! Safety: trades are kept until every candle built from them is closed and
 //! past the lateness window, whatever the policy says: the trade cutoff is
@@ -11,7 +13,7 @@
 use std::path::Path;
 
 use ck_model::{Interval, Ts};
-use ck_store::{PrunePlan, PruneReport, Store};
+use ck_store::{PackReport, PrunePlan, PruneReport, Store};
 
 use crate::config::{ConfigError, Settings};
 
@@ -168,6 +170,61 @@ fn prune_tapes(dir: &Path, cut: Ts, dry_run: bool) -> anyhow::Result<Vec<std::pa
     }
     gone.sort();
     Ok(gone)
+}
+
+/// The time before which days of candles are settled enough to pack: an
+/// hour past the lateness window. A later revision only makes its day's
+/// pack stale; this keeps repacking rare.
+#[must_use]
+pub fn pack_cutoff(settings: &Settings, now: Ts) -> Ts {
+    let agg = &settings.aggregator;
+    Ts(now
+        .0
+        .saturating_sub(agg.lateness_nanos)
+        .saturating_sub(agg.grace_nanos)
+        .saturating_sub(3_600 * 1_000_000_000))
+}
+
+/// Packs the settled days of candles that changed since they were last
+/// packed (see [`Store::pack_candle_days`]), logging what it did.
+///
+/// # Errors
+/// When the store fails.
+pub async fn pack(settings: &Settings, store: &dyn Store, now: Ts) -> anyhow::Result<PackReport> {
+    let started = std::time::Instant::now();
+    let report = store.pack_candle_days(pack_cutoff(settings, now)).await?;
+    if report.days_packed + report.days_dropped > 0 {
+        tracing::info!(
+            days = report.days_packed,
+            dropped = report.days_dropped,
+            candles = report.candles,
+            bytes = report.bytes,
+            took = ?started.elapsed(),
+            "packed settled candle days"
+        );
+    }
+    Ok(report)
+}
+
+/// Packs settled candle days every `every` until `stop`; failures are
+/// logged and retried at the next round, never fatal to capture.
+pub async fn run_pack_schedule(
+    settings: Settings,
+    store: std::sync::Arc<dyn Store>,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = pack(&settings, store.as_ref(), Ts::now()).await {
+            tracing::warn!(error = %e, "packing candle days failed; retrying next round");
+        }
+    }
 }
 
 /// Prunes every `every` until `stop`, logging what went; failures are

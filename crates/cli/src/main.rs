@@ -391,6 +391,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let alerts = start_alerts(&settings, &store, &token, builds_candles)?;
             let api = start_api(listen, &settings, &store, &alerts, &token).await?;
+            if builds_candles && config.store.pack_every_secs > 0 {
+                tokio::spawn(ck_app::retention::run_pack_schedule(
+                    settings.clone(),
+                    store.clone(),
+                    std::time::Duration::from_secs(config.store.pack_every_secs),
+                    token.clone(),
+                ));
+            }
             let policy = config.retention.policy()?;
             if builds_candles && policy.prunes_anything() {
                 tokio::spawn(ck_app::retention::run_schedule(
@@ -653,7 +661,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
             let default_url = ck_sources::history::default_rest_url(exchange).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "backfill: no REST history for {exchange} yet (supported: binance, coinbase-exchange, bitfinex, kraken)"
+                    "backfill: no REST history for {exchange} yet (supported: {})",
+                    Exchange::ALL
+                        .iter()
+                        .filter(|e| ck_sources::history::default_rest_url(**e).is_some())
+                        .map(|e| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             })?;
             let rest_url = rest_url
@@ -1116,6 +1130,15 @@ fn print_report(report: &PipelineReport, started: Instant) {
         report.writer.commits,
         secs
     );
+    let p = &report.packed;
+    if p.days_packed > 0 {
+        eprintln!(
+            "packed {} settled days of candles ({} candles, {} KB) for fast long reads",
+            p.days_packed,
+            p.candles,
+            p.bytes / 1_000
+        );
+    }
 }
 
 /// The sources the configuration names.

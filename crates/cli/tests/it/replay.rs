@@ -113,6 +113,56 @@ async fn hftbacktest_replay_stores_every_trade_and_closed_candles() {
     );
 }
 
+/// A finite run packs the days it settled (the recording crosses UTC
+/// midnight: two days per interval up to 1h), and long reads of packed
+/// days give exactly the records the rows give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_packs_its_settled_days_and_reads_them_as_the_rows() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    let (store, report) = replay(dir.path(), vec![file]).await;
+    let packable: Vec<Interval> = settings(dir.path())
+        .aggregator
+        .intervals
+        .iter()
+        .copied()
+        .filter(|i| i.fixed_nanos().is_some_and(|n| n <= 3_600_000_000_000))
+        .collect();
+    assert!(packable.contains(&Interval::M1), "{packable:?}");
+    assert_eq!(
+        report.packed.days_packed,
+        2 * packable.len() as u64,
+        "{:?}",
+        report.packed
+    );
+    let q = all(Exchange::Binance, "BTC-USDT");
+    for interval in packable {
+        for newest_first in [false, true] {
+            let candles = if newest_first {
+                store
+                    .candles_newest_first(&q, interval, CandleSource::Ours)
+                    .await
+            } else {
+                store.candles(&q, interval, CandleSource::Ours).await
+            }
+            .expect("candles");
+            let mut rows = ck_store::CandleRecords::default();
+            for c in &candles {
+                rows.push(c.open_time, |o| c.append_record_json(o));
+            }
+            let packed = store
+                .candle_records(&q, interval, CandleSource::Ours, newest_first)
+                .await
+                .expect("records");
+            assert!(!packed.is_empty(), "{interval}");
+            assert!(packed == rows, "{interval}, newest first: {newest_first}");
+        }
+    }
+    // Nothing changed since: nothing to pack again.
+    let again = store.pack_candle_days(Ts::now()).await.expect("pack");
+    assert_eq!(again.days_packed, 0, "{again:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tape_replays_to_the_same_trades_and_candles_as_its_source() {
     let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
