@@ -572,8 +572,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "--speed must be a positive number, got {speed}"
             );
             let messages = binance_recording(std::slice::from_ref(&recording))?;
+            // Every recording loops, ids and times moved on by a lap, so
+            // that data keeps flowing for as long as the demo runs.
             let options = ck_mock::binance::MockOptions {
                 speed: Some(speed),
+                looped: true,
                 ..Default::default()
             };
             let mock = ck_mock::binance::MockBinance::start(&messages, options).await?;
@@ -827,6 +830,7 @@ async fn demo_venue(
         ck_mock::venue::VenueOptions {
             shift_to_now: true,
             speed: Some(speed),
+            laps: u64::MAX,
             ..Default::default()
         },
     )

@@ -37,6 +37,7 @@ pub mod bybit;
 pub mod coinbase_advanced;
 pub mod coinbase_exchange;
 pub mod kraken;
+pub mod laps;
 pub mod okx;
 pub mod shift;
 pub mod venue;

@@ -98,7 +98,8 @@ fn shift_positional(exchange: Exchange, frame: &str, offset: i64) -> Option<Stri
     match exchange {
         // [CHAN, [[ID, MTS, AMOUNT, PRICE], ...]] and [CHAN, "te"|"tu", [ID, MTS, AMOUNT, PRICE]]
         Exchange::Bitfinex => match top.as_slice() {
-            [_, rows] if rows.get().starts_with("[[") => {
+            // Each may end with a sequence number (the connection's SEQ_ALL flag).
+            [_, rows] | [_, rows, _] if rows.get().starts_with("[[") => {
                 let rows: Vec<Raw<'_>> = serde_json::from_str(rows.get()).ok()?;
                 let shifted: Option<Vec<String>> = rows
                     .iter()
@@ -106,7 +107,7 @@ fn shift_positional(exchange: Exchange, frame: &str, offset: i64) -> Option<Stri
                     .collect();
                 out[1] = join(&shifted?);
             }
-            [_, kind, row] if matches!(kind.get(), "\"te\"" | "\"tu\"") => {
+            [_, kind, row] | [_, kind, row, _] if matches!(kind.get(), "\"te\"" | "\"tu\"") => {
                 out[2] = shift_row(row.get(), 1, 4, Unit::Millis, offset)?;
             }
             _ => return None,
@@ -218,6 +219,23 @@ mod tests {
         assert_eq!(
             shift_frame(Exchange::Bitfinex, snapshot, HOUR),
             "[232960,[[670002570,1618681135660,-76.7682617,0.00002516],[670002569,1618680906497,-692.4561076,0.00002523]]]"
+        );
+        // As recorded with sequence numbers (cryptofeed's Bitfinex recording).
+        assert_eq!(
+            shift_frame(
+                Exchange::Bitfinex,
+                "[232962,[[670155031,1618677442819,-0.00023057,60410]],10]",
+                HOUR
+            ),
+            "[232962,[[670155031,1618681042819,-0.00023057,60410]],10]"
+        );
+        assert_eq!(
+            shift_frame(
+                Exchange::Bitfinex,
+                "[17,\"te\",[1,1618678150123,0.5,60000.10],11]",
+                HOUR
+            ),
+            "[17,\"te\",[1,1618681750123,0.5,60000.10],11]"
         );
         // A ticker and a heartbeat stay as they are.
         for other in ["[17,[1,2,3,4,5,6,7,8,9,10]]", "[17,\"hb\"]"] {

@@ -45,6 +45,9 @@ pub struct VenueOptions {
     /// Fault: after every N frames sent, send no data for this long (pings
     /// go on).
     pub stall: Option<(usize, Duration)>,
+    /// How many times the recording plays, each lap with its times and
+    /// trade ids moved on ([`crate::laps`]); `u64::MAX` loops for ever.
+    pub laps: u64,
 }
 
 impl Default for VenueOptions {
@@ -58,14 +61,17 @@ impl Default for VenueOptions {
             speed: None,
             malformed_every: None,
             stall: None,
+            laps: 1,
         }
     }
 }
 
 struct Shared {
     exchange: Exchange,
-    /// When each frame was recorded.
-    recorded_at: Vec<ck_model::Ts>,
+    /// The frames, lap after lap.
+    laps: crate::laps::Laps,
+    /// When the first frame was recorded.
+    first: ck_model::Ts,
     /// When the mock started (the paced clock's zero).
     started: tokio::time::Instant,
     /// Added to every recorded time (ns), when shifting.
@@ -80,7 +86,7 @@ struct Shared {
     /// Frames that fell due while no client was connected (paced only).
     missed: AtomicUsize,
     missed_frames: std::sync::Mutex<Vec<String>>,
-    frames: Vec<String>,
+    /// Frames counted from the start of the first lap.
     cursor: AtomicUsize,
     connections: AtomicUsize,
     subscribes: std::sync::Mutex<Vec<String>>,
@@ -114,9 +120,11 @@ impl MockVenue {
             (None, true, Some(first)) => ck_model::Ts::now().0 - first.0,
             _ => 0,
         };
+        let first = recorded_at.first().copied().unwrap_or(ck_model::Ts(0));
         let shared = Arc::new(Shared {
             exchange,
-            recorded_at,
+            laps: crate::laps::Laps::new(exchange, frames, recorded_at),
+            first,
             started: tokio::time::Instant::now(),
             offset,
             marked: AtomicUsize::new(0),
@@ -125,7 +133,6 @@ impl MockVenue {
             stalls: AtomicUsize::new(0),
             missed: AtomicUsize::new(0),
             missed_frames: std::sync::Mutex::new(Vec::new()),
-            frames,
             cursor: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             subscribes: std::sync::Mutex::new(Vec::new()),
@@ -194,22 +201,22 @@ impl MockVenue {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
-    /// True once every recorded frame was sent.
+    /// True once every frame of every lap was sent.
     #[must_use]
     pub fn finished(&self) -> bool {
-        self.shared.cursor.load(Ordering::SeqCst) >= self.shared.frames.len()
+        self.shared.cursor.load(Ordering::SeqCst) >= self.shared.total()
     }
 
-    /// Frames it holds.
+    /// Frames in one lap.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shared.frames.len()
+        self.shared.laps.len()
     }
 
     /// True when the recording had no WebSocket frames.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.shared.frames.is_empty()
+        self.shared.laps.is_empty()
     }
 
     /// Every subscribe-like message clients sent, in order.
@@ -220,6 +227,20 @@ impl MockVenue {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+}
+
+impl Shared {
+    /// Frames in all laps.
+    fn total(&self) -> usize {
+        let laps = usize::try_from(self.options.laps).unwrap_or(usize::MAX);
+        self.laps.len().saturating_mul(laps)
+    }
+
+    /// When frame `n` falls due, paced at `speed`.
+    fn due(&self, n: usize, speed: f64) -> tokio::time::Instant {
+        let at = self.laps.recorded_at(n).unwrap_or(self.first);
+        self.started + Duration::from_nanos(((at.0 - self.first.0).max(0) as f64 / speed) as u64)
     }
 }
 
@@ -275,35 +296,26 @@ async fn serve(
     // Paced, a reconnecting client has missed what fell due meanwhile, as on
     // a live venue (its gap detection and REST repair must cover it).
     if index > 0
-        && let (Some(speed), Some(first)) = (
-            shared.options.speed.filter(|s| *s > 0.0),
-            shared.recorded_at.first().copied(),
-        )
+        && let Some(speed) = shared.options.speed.filter(|s| *s > 0.0)
     {
         let now = tokio::time::Instant::now();
         loop {
-            let i = shared.cursor.load(Ordering::SeqCst);
-            let Some(at) = shared.recorded_at.get(i) else {
-                break;
-            };
-            let due = shared.started
-                + Duration::from_nanos(((at.0 - first.0).max(0) as f64 / speed) as u64);
-            if due >= now {
+            let n = shared.cursor.load(Ordering::SeqCst);
+            if n >= shared.total() || shared.due(n, speed) >= now {
                 break;
             }
             if shared
                 .cursor
-                .compare_exchange(i, i + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
+                && let Some((frame, _)) = shared.laps.frame(n)
             {
                 shared.missed.fetch_add(1, Ordering::SeqCst);
-                if let Some(frame) = shared.frames.get(i) {
-                    shared
-                        .missed_frames
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(frame.clone());
-                }
+                shared
+                    .missed_frames
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(frame);
             }
         }
     }
@@ -316,17 +328,10 @@ async fn serve(
             return Ok(());
         }
         let i = shared.cursor.load(Ordering::SeqCst);
-        let next = shared.frames.get(i).filter(|_| subscribed);
+        let next = (i < shared.total() && subscribed).then_some(i);
         // Paced: frame i is due at its recorded offset from the first, scaled.
-        let due = match (
-            shared.options.speed,
-            shared.recorded_at.get(i),
-            shared.recorded_at.first(),
-        ) {
-            (Some(speed), Some(at), Some(first)) if speed > 0.0 => {
-                let ns = ((at.0 - first.0).max(0) as f64 / speed) as u64;
-                shared.started + Duration::from_nanos(ns)
-            }
+        let due = match shared.options.speed {
+            Some(speed) if speed > 0.0 && next.is_some() => shared.due(i, speed),
             _ => tokio::time::Instant::now(),
         };
         let due = stalled_until.map_or(due, |u| due.max(u));
@@ -357,8 +362,10 @@ async fn serve(
                     .cursor
                     .compare_exchange(i, i + 1, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
-                    && let Some(frame) = next
+                    // None: a frame this lap does not play.
+                    && let Some((frame, _)) = shared.laps.frame(i)
                 {
+                    let frame = &frame;
                     if let Some((marker, every)) = &shared.options.withhold
                         && frame.contains(marker.as_str())
                         && (shared.marked.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of((*every).max(1))
@@ -366,10 +373,11 @@ async fn serve(
                         shared.withheld.fetch_add(1, Ordering::SeqCst);
                         continue;
                     }
-                    let text = if shared.offset == 0 {
+                    let offset = shared.offset + shared.laps.offset(i);
+                    let text = if offset == 0 {
                         frame.clone()
                     } else {
-                        crate::shift::shift_frame(shared.exchange, frame, shared.offset)
+                        crate::shift::shift_frame(shared.exchange, frame, offset)
                     };
                     if let Some(every) = shared.options.malformed_every
                         && every > 0

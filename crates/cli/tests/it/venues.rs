@@ -252,6 +252,164 @@ async fn binance_combined_streams_live_capture_equals_its_recording() {
     live_capture_equals_recording(Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst", false).await;
 }
 
+/// The mock looping a recording three times, through the real connector:
+/// the store ends with exactly the trades of the three laps as the mock
+/// serves them (each lap's ids moved past the last lap's, its times a lap
+/// on), so every lap adds a lap of new trades; and a venue with sequential
+/// ids sees no gap between laps.
+async fn looped_capture_continues_the_recording(
+    exchange: Exchange,
+    fixture: &str,
+    kraken_v1: bool,
+) {
+    const LAPS: u64 = 3;
+    let file = ck_testkit::fixture(fixture);
+    let messages: Vec<RawMessage> = Recording::open(&file)
+        .expect("open")
+        .map(|r| r.expect("record"))
+        .collect();
+    let ws: Vec<&RawMessage> = messages.iter().filter(|m| m.origin == Origin::Ws).collect();
+    let laps = ck_mock::laps::Laps::new(
+        exchange,
+        ws.iter().map(|m| m.data.clone()).collect(),
+        ws.iter().map(|m| m.ts_received).collect(),
+    );
+    let served: Vec<RawMessage> = (0..laps.len() * LAPS as usize)
+        .filter_map(|n| {
+            let (text, at) = laps.frame(n)?;
+            let offset = laps.offset(n);
+            Some(RawMessage {
+                exchange,
+                ts_received: at,
+                origin: Origin::Ws,
+                data: if offset == 0 {
+                    text
+                } else {
+                    ck_mock::shift::shift_frame(exchange, &text, offset)
+                },
+            })
+        })
+        .collect();
+    let (one_lap, _) = recorded(&messages);
+    let (trades, _) = recorded(&served);
+    assert!(
+        trades.len() == 3 * one_lap.len(),
+        "{exchange}: {} trades in one lap, {} in three",
+        one_lap.len(),
+        trades.len()
+    );
+    let mut instruments: Vec<Instrument> = trades
+        .keys()
+        .map(|k| Instrument::parse(&k.0).expect("instrument"))
+        .collect();
+    instruments.sort();
+    instruments.dedup();
+    let mock = MockVenue::start(
+        exchange,
+        &messages,
+        VenueOptions {
+            laps: LAPS,
+            ..VenueOptions::default()
+        },
+    )
+    .await
+    .expect("mock");
+    let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1).expect("protocol");
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = settings(dir.path());
+    let store = ck_app::open_store(&settings).await.expect("store");
+    let source = Source::Live {
+        protocol,
+        config: LiveConfig {
+            ws_url: mock.ws_url(),
+            instruments: instruments.clone(),
+            backoff: BackoffPolicy::default(),
+            stale_after: Duration::from_secs(30),
+            rest_url: None,
+        },
+    };
+    let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
+    let expected = trades.len();
+    let done = eventually(Duration::from_secs(60), || {
+        let (store, mock) = (store.clone(), &mock);
+        async move {
+            mock.finished()
+                && store.counts().await.map(|c| c.trades as usize).unwrap_or(0) >= expected
+        }
+    })
+    .await;
+    token.cancel();
+    pipeline.await.expect("join").expect("pipeline");
+    assert!(done, "{exchange}: three laps served and stored");
+    let mut got = BTreeMap::new();
+    for i in &instruments {
+        for t in store.trades(&all(exchange, i)).await.expect("trades") {
+            got.insert(trade_key(&t), 1);
+        }
+    }
+    let want: BTreeMap<TradeKey, usize> = trades.keys().map(|k| (k.clone(), 1)).collect();
+    assert_eq!(got, want, "{exchange}: the three laps' trades");
+    let gaps = store.gaps(Some(exchange), None, 100).await.expect("gaps");
+    assert!(gaps.is_empty(), "{exchange}: no gap between laps: {gaps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_exchange_loops_its_recording() {
+    looped_capture_continues_the_recording(
+        Exchange::CoinbaseExchange,
+        "cryptofeed/COINBASE_EXCHANGE.ws.28.0",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coinbase_advanced_loops_its_recording() {
+    looped_capture_continues_the_recording(
+        Exchange::Coinbase,
+        "cryptofeed/COINBASE.jsonl.zst",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitfinex_loops_its_recording() {
+    looped_capture_continues_the_recording(
+        Exchange::Bitfinex,
+        "cryptofeed/BITFINEX.jsonl.zst",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kraken_v1_loops_its_recording() {
+    looped_capture_continues_the_recording(Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitstamp_loops_its_recording() {
+    looped_capture_continues_the_recording(
+        Exchange::Bitstamp,
+        "cryptofeed/BITSTAMP.jsonl.zst",
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okx_loops_its_recording() {
+    looped_capture_continues_the_recording(Exchange::Okx, "cryptofeed/OKX.jsonl.zst", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bybit_loops_its_recording() {
+    looped_capture_continues_the_recording(Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst", false)
+        .await;
+}
+
 /// Coinbase Exchange with every 5th `match` frame withheld: the connector
 /// sees the trade-id jumps, records each gap, and repairs it from the mock's
 /// REST trades (the same recording). The store ends with every recorded
