@@ -27,6 +27,8 @@ use std::collections::HashMap;
 
 use ck_model::{Exchange, Ts};
 
+use crate::shift::edit_field;
+
 /// Where a venue's trade ids are.
 #[derive(Debug, Clone, Copy)]
 enum Ids {
@@ -204,45 +206,6 @@ fn for_each_id(exchange: Exchange, frame: &str, mut f: impl FnMut(&str, u64)) {
         }
         Ids::Suffix(_) | Ids::None => {}
     }
-}
-
-/// `text` with the value of every `"name":` field replaced by `edit`
-/// (given the value without quotes; `None` keeps it).
-fn edit_field(text: &str, name: &str, mut edit: impl FnMut(&str) -> Option<String>) -> String {
-    let key = format!("\"{name}\":");
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut rest = text;
-    while let Some(at) = rest.find(&key) {
-        let value_at = at + key.len();
-        out.push_str(&rest[..value_at]);
-        rest = &rest[value_at..];
-        let trimmed = rest.trim_start();
-        out.push_str(&rest[..rest.len() - trimmed.len()]);
-        rest = trimmed;
-        let (token, quoted) = if let Some(inner) = rest.strip_prefix('"') {
-            match inner.find('"') {
-                Some(end) => (&inner[..end], true),
-                None => break,
-            }
-        } else {
-            let end = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            (&rest[..end], false)
-        };
-        let edited = edit(token).unwrap_or_else(|| token.to_owned());
-        if quoted {
-            out.push('"');
-            out.push_str(&edited);
-            out.push('"');
-            rest = &rest[token.len() + 2..];
-        } else {
-            out.push_str(&edited);
-            rest = &rest[token.len()..];
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// A Bitfinex trade frame with each row's id moved by `edit`: snapshots

@@ -130,6 +130,17 @@ fn shift_positional(exchange: Exchange, frame: &str, offset: i64) -> Option<Stri
 }
 
 fn shift_field(text: &str, name: &str, unit: Unit, offset: i64) -> String {
+    edit_field(text, name, |token| shift_value(token, unit, offset))
+}
+
+/// `text` with the value of every `"name":` field (a string, or a number
+/// of digits and `.`) replaced by `edit`, given the value without quotes;
+/// `None` keeps it. Everything else stays byte for byte.
+pub(crate) fn edit_field(
+    text: &str,
+    name: &str,
+    mut edit: impl FnMut(&str) -> Option<String>,
+) -> String {
     let key = format!("\"{name}\":");
     let mut out = String::with_capacity(text.len() + 16);
     let mut rest = text;
@@ -151,14 +162,14 @@ fn shift_field(text: &str, name: &str, unit: Unit, offset: i64) -> String {
                 .unwrap_or(rest.len());
             (&rest[..end], false)
         };
-        let shifted = shift_value(token, unit, offset).unwrap_or_else(|| token.to_owned());
+        let edited = edit(token).unwrap_or_else(|| token.to_owned());
         if quoted {
             out.push('"');
-            out.push_str(&shifted);
+            out.push_str(&edited);
             out.push('"');
             rest = &rest[token.len() + 2..];
         } else {
-            out.push_str(&shifted);
+            out.push_str(&edited);
             rest = &rest[token.len()..];
         }
     }

@@ -107,23 +107,10 @@ async fn live_capture_equals_recording(exchange: Exchange, fixture: &str, kraken
     )
     .await
     .expect("mock");
-    let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1).expect("protocol");
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
     let store = ck_app::open_store(&settings).await.expect("store");
-    let source = Source::Live {
-        protocol,
-        config: LiveConfig {
-            ws_url: mock.ws_url(),
-            instruments: instruments.clone(),
-            backoff: BackoffPolicy {
-                initial: Duration::from_millis(20),
-                ..BackoffPolicy::default()
-            },
-            stale_after: Duration::from_secs(30),
-            rest_url: None,
-        },
-    };
+    let source = live_source(exchange, kraken_v1, &mock, &instruments);
     let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
     let expected_trades: usize = trades.len();
     let expected_quotes: std::collections::BTreeSet<QuoteKey> = quotes.keys().cloned().collect();
@@ -203,6 +190,29 @@ async fn live_capture_equals_recording(exchange: Exchange, fixture: &str, kraken
     );
 }
 
+/// The venue's real connector, on `mock`, for `instruments`, without REST.
+fn live_source(
+    exchange: Exchange,
+    kraken_v1: bool,
+    mock: &MockVenue,
+    instruments: &[Instrument],
+) -> Source {
+    let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1).expect("protocol");
+    Source::Live {
+        protocol,
+        config: LiveConfig {
+            ws_url: mock.ws_url(),
+            instruments: instruments.to_vec(),
+            backoff: BackoffPolicy {
+                initial: Duration::from_millis(20),
+                ..BackoffPolicy::default()
+            },
+            stale_after: Duration::from_secs(30),
+            rest_url: None,
+        },
+    }
+}
+
 fn mock_frames(messages: &[RawMessage]) -> usize {
     messages.iter().filter(|m| m.origin == Origin::Ws).count()
 }
@@ -263,11 +273,7 @@ async fn looped_capture_continues_the_recording(
     kraken_v1: bool,
 ) {
     const LAPS: u64 = 3;
-    let file = ck_testkit::fixture(fixture);
-    let messages: Vec<RawMessage> = Recording::open(&file)
-        .expect("open")
-        .map(|r| r.expect("record"))
-        .collect();
+    let messages = crate::support::recording(fixture);
     let ws: Vec<&RawMessage> = messages.iter().filter(|m| m.origin == Origin::Ws).collect();
     let laps = ck_mock::laps::Laps::new(
         exchange,
@@ -314,20 +320,10 @@ async fn looped_capture_continues_the_recording(
     )
     .await
     .expect("mock");
-    let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1).expect("protocol");
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
     let store = ck_app::open_store(&settings).await.expect("store");
-    let source = Source::Live {
-        protocol,
-        config: LiveConfig {
-            ws_url: mock.ws_url(),
-            instruments: instruments.clone(),
-            backoff: BackoffPolicy::default(),
-            stale_after: Duration::from_secs(30),
-            rest_url: None,
-        },
-    };
+    let source = live_source(exchange, kraken_v1, &mock, &instruments);
     let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
     let expected = trades.len();
     let done = eventually(Duration::from_secs(60), || {
