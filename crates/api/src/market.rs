@@ -175,7 +175,7 @@ pub(crate) async fn candles(
     };
     if as_csv {
         let store = state.store.clone();
-        let mut parts = read_parts(&state, query, interval, source, newest_first, |q| {
+        let mut parts = split(&state, query, interval, source, newest_first, |q| {
             let store = store.clone();
             async move {
                 if newest_first {
@@ -185,6 +185,8 @@ pub(crate) async fn candles(
                 }
             }
         })
+        .await?
+        .all()
         .await?;
         let next = cut(&mut parts, limit, newest_first);
         let rows: Vec<CandleRecord> = parts.iter().flatten().map(CandleRecord::from).collect();
@@ -372,31 +374,11 @@ where
     }
 }
 
-/// What `read` gives for `query` (at most its limit), as consecutive parts
-/// in the order asked for. The caller keeps what the limit allows in order
-/// ([`cut`]).
-async fn read_parts<P, F, Fut>(
-    state: &ApiState,
-    query: RangeQuery,
-    interval: ck_model::Interval,
-    source: CandleSource,
-    newest_first: bool,
-    read: F,
-) -> Result<Vec<P>, ApiError>
-where
-    P: Send + 'static,
-    F: Fn(RangeQuery) -> Fut,
-    Fut: std::future::Future<Output = Result<P, ck_store::Error>> + Send + 'static,
-{
-    split(state, query, interval, source, newest_first, read)
-        .await?
-        .all()
-        .await
-}
-
-/// Splits `query` into parts to read with `read`. A large read is split by
-/// time into parts read at once (SQLite reads in parallel on its reader
-/// connections, PostgreSQL on its); each part reads up to the whole limit.
+/// Splits `query` into parts to read with `read`, consecutive in the order
+/// asked for. A large read is split by time into parts read at once (SQLite
+/// reads in parallel on its reader connections, PostgreSQL on its); each
+/// part reads up to the whole limit, and the caller keeps what the limit
+/// allows in order ([`cut`]).
 async fn split<F>(
     state: &ApiState,
     query: RangeQuery,

@@ -217,44 +217,30 @@ fn mock_frames(messages: &[RawMessage]) -> usize {
     messages.iter().filter(|m| m.origin == Origin::Ws).count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coinbase_advanced_live_capture_equals_its_recording() {
-    live_capture_equals_recording(Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst", false).await;
+/// For each venue with a recording: its live capture equals the recording
+/// (with faults), and looping it three times adds three laps of trades.
+macro_rules! venue_tests {
+    ($($live:ident, $looped:ident: $exchange:expr, $fixture:literal, $kraken_v1:literal;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $live() {
+            live_capture_equals_recording($exchange, $fixture, $kraken_v1).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $looped() {
+            looped_capture_continues_the_recording($exchange, $fixture, $kraken_v1).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coinbase_exchange_live_capture_equals_its_recording() {
-    live_capture_equals_recording(
-        Exchange::CoinbaseExchange,
-        "cryptofeed/COINBASE_EXCHANGE.ws.28.0",
-        false,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bitfinex_live_capture_equals_its_recording() {
-    live_capture_equals_recording(Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst", false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kraken_v1_live_capture_equals_its_recording() {
-    live_capture_equals_recording(Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bitstamp_live_capture_equals_its_recording() {
-    live_capture_equals_recording(Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst", false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn okx_live_capture_equals_its_recording() {
-    live_capture_equals_recording(Exchange::Okx, "cryptofeed/OKX.jsonl.zst", false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bybit_live_capture_equals_its_recording() {
-    live_capture_equals_recording(Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst", false).await;
+venue_tests! {
+    coinbase_advanced_live_capture_equals_its_recording, coinbase_advanced_loops_its_recording: Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst", false;
+    coinbase_exchange_live_capture_equals_its_recording, coinbase_exchange_loops_its_recording: Exchange::CoinbaseExchange, "cryptofeed/COINBASE_EXCHANGE.ws.28.0", false;
+    bitfinex_live_capture_equals_its_recording, bitfinex_loops_its_recording: Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst", false;
+    kraken_v1_live_capture_equals_its_recording, kraken_v1_loops_its_recording: Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true;
+    bitstamp_live_capture_equals_its_recording, bitstamp_loops_its_recording: Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst", false;
+    okx_live_capture_equals_its_recording, okx_loops_its_recording: Exchange::Okx, "cryptofeed/OKX.jsonl.zst", false;
+    bybit_live_capture_equals_its_recording, bybit_loops_its_recording: Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst", false;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,63 +333,6 @@ async fn looped_capture_continues_the_recording(
     assert_eq!(got, want, "{exchange}: the three laps' trades");
     let gaps = store.gaps(Some(exchange), None, 100).await.expect("gaps");
     assert!(gaps.is_empty(), "{exchange}: no gap between laps: {gaps:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coinbase_exchange_loops_its_recording() {
-    looped_capture_continues_the_recording(
-        Exchange::CoinbaseExchange,
-        "cryptofeed/COINBASE_EXCHANGE.ws.28.0",
-        false,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn coinbase_advanced_loops_its_recording() {
-    looped_capture_continues_the_recording(
-        Exchange::Coinbase,
-        "cryptofeed/COINBASE.jsonl.zst",
-        false,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bitfinex_loops_its_recording() {
-    looped_capture_continues_the_recording(
-        Exchange::Bitfinex,
-        "cryptofeed/BITFINEX.jsonl.zst",
-        false,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kraken_v1_loops_its_recording() {
-    looped_capture_continues_the_recording(Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true)
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bitstamp_loops_its_recording() {
-    looped_capture_continues_the_recording(
-        Exchange::Bitstamp,
-        "cryptofeed/BITSTAMP.jsonl.zst",
-        false,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn okx_loops_its_recording() {
-    looped_capture_continues_the_recording(Exchange::Okx, "cryptofeed/OKX.jsonl.zst", false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bybit_loops_its_recording() {
-    looped_capture_continues_the_recording(Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst", false)
-        .await;
 }
 
 /// Coinbase Exchange with every 5th `match` frame withheld: the connector
