@@ -145,7 +145,7 @@ pub(crate) fn read_records(
         .map_err(sql("starting candle read"))?;
     // The packed days wholly inside [from, to), with their sizes.
     let listed: Vec<(i64, i64, i64)> = if packable(interval) && q.from.0 < q.to.0 {
-        let first = day_of(q.from.0 + DAY_NS - 1);
+        let first = day_of(q.from.0.saturating_add(DAY_NS - 1));
         let end = day_of(q.to.0);
         let mut stmt = tx
             .prepare_cached(&format!(
