@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ck_bus::{Event, Sender};
-use ck_model::{BackfillProgress, Exchange, Instrument, Interval, TradeId, Ts};
+use ck_model::{BackfillProgress, Exchange, Instrument, Interval, Trade, TradeId, Ts};
 use ck_sources::history::{History, HistoryError};
 use ck_store::{RangeQuery, Store};
 use tokio_util::sync::CancellationToken;
@@ -85,6 +85,9 @@ pub struct JobReport {
     pub rows: u64,
     /// Pages fetched now.
     pub pages: u64,
+    /// Fills left out because an aggregated trade in the store counts
+    /// them already (OKX).
+    pub covered: u64,
     /// True if it had finished in an earlier run.
     pub already_done: bool,
     /// True if the range is now complete.
@@ -140,6 +143,61 @@ pub struct BackfillContext {
     pub stop: CancellationToken,
 }
 
+/// The ids of the single fills in `trades` (one page of REST history)
+/// that lie inside an aggregated trade the store holds, on a venue whose
+/// aggregates carry their last fill's id (OKX: live `trades` pushes of
+/// `count` fills, REST fills one by one): the aggregate counts them
+/// already, so they are not sent again.
+///
+/// # Errors
+/// When the store cannot be read.
+pub async fn covered_fills(
+    store: &dyn Store,
+    trades: &[Trade],
+) -> Result<std::collections::HashSet<u64>, ck_store::Error> {
+    let mut covered = std::collections::HashSet::new();
+    let Some(first) = trades.first() else {
+        return Ok(covered);
+    };
+    if !first.exchange.ids_end_aggregates() || trades.iter().all(|t| t.fills > 1) {
+        return Ok(covered);
+    }
+    let (from, to) = trades
+        .iter()
+        .fold((first.ts_exchange, first.ts_exchange), |(lo, hi), t| {
+            (lo.min(t.ts_exchange), hi.max(t.ts_exchange))
+        });
+    let stored = store
+        .trades(&RangeQuery {
+            exchange: first.exchange,
+            instrument: first.instrument.clone(),
+            from,
+            to: Ts(to.0.saturating_add(1)),
+            limit: COVER_LOOKUP_ROWS,
+        })
+        .await?;
+    let aggregates: std::collections::BTreeMap<u64, u64> = stored
+        .iter()
+        .filter(|t| t.fills > 1)
+        .filter_map(|t| t.id_span().map(|(a, b)| (b, a)))
+        .collect();
+    for t in trades {
+        if let Some((a, b)) = t.id_span()
+            && a == b
+            && aggregates
+                .range(b..)
+                .next()
+                .is_some_and(|(&end, &start)| start <= b && b < end)
+        {
+            covered.insert(b);
+        }
+    }
+    Ok(covered)
+}
+
+/// Stored trades read to find the aggregates over one page of history.
+const COVER_LOOKUP_ROWS: usize = 100_000;
+
 fn fraction(from: Ts, to: Ts, at: Ts) -> u64 {
     let span = (to.0 - from.0).max(1) as f64;
     (((at.0 - from.0).max(0) as f64 / span).clamp(0.0, 1.0) * 1000.0) as u64
@@ -164,6 +222,7 @@ pub async fn run_job(
         job: key.clone(),
         rows: 0,
         pages: 0,
+        covered: 0,
         already_done: stored.as_ref().is_some_and(|p| p.done),
         done: false,
     };
@@ -300,9 +359,16 @@ pub async fn run_job(
                     .trades_from_id(&job.instrument, from_id, page)
                     .await
                     .map_err(history)?;
+                let full = trades.len() as u32 >= page;
+                let covered =
+                    covered_fills(ctx.store.as_ref(), &trades)
+                        .await
+                        .map_err(|source| BackfillError::Store {
+                            job: key.clone(),
+                            source,
+                        })?;
                 report.pages += 1;
                 meter.pages.fetch_add(1, Ordering::Relaxed);
-                let full = trades.len() as u32 >= page;
                 let mut last: Option<(u64, Ts)> = None;
                 let mut reached_end = false;
                 for t in trades {
@@ -312,6 +378,10 @@ pub async fn run_job(
                     }
                     if let TradeId::Num(id) = t.trade_id {
                         last = Some((id, t.ts_exchange));
+                        if covered.contains(&id) {
+                            report.covered += 1;
+                            continue;
+                        }
                     }
                     report.rows += 1;
                     meter.rows.fetch_add(1, Ordering::Relaxed);
@@ -476,4 +546,59 @@ pub async fn run_jobs(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ck_model::{Decimal, Side};
+    use ck_store::WriteBatch;
+
+    fn okx(id: u64, fills: u32, ms: i64) -> Trade {
+        Trade {
+            exchange: Exchange::Okx,
+            instrument: Instrument::new("BTC", "USDT"),
+            trade_id: TradeId::Num(id),
+            price: Decimal::from(30_000),
+            size: Decimal::from(1),
+            side: Side::Buy,
+            ts_exchange: Ts::from_millis(ms),
+            ts_received: Ts::from_millis(ms),
+            fills,
+        }
+    }
+
+    /// An OKX aggregate in the store (live `trades`: id 13 standing for
+    /// fills 11..=13) covers REST's single fills 11 and 12 — they are not
+    /// sent again — but not its own id (deduplicated by id) nor fills
+    /// around it; on other venues nothing is covered.
+    #[tokio::test]
+    async fn fills_inside_a_stored_okx_aggregate_are_covered() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = ck_store::sqlite::SqliteStore::open(
+            &dir.path().join("s.db"),
+            ck_store::sqlite::Durability::default(),
+        )
+        .expect("store");
+        let batch = WriteBatch {
+            trades: vec![okx(10, 1, 1_000), okx(13, 3, 1_001)],
+            ..WriteBatch::default()
+        };
+        store.write(Arc::new(batch)).await.expect("write");
+        let page: Vec<Trade> = (10..=14)
+            .map(|id| okx(id, 1, 1_000 + (id > 10) as i64))
+            .collect();
+        let covered = covered_fills(&store, &page).await.expect("read");
+        assert_eq!(covered, [11, 12].into_iter().collect());
+        let mut binance = page.clone();
+        for t in &mut binance {
+            t.exchange = Exchange::Binance;
+        }
+        assert!(
+            covered_fills(&store, &binance)
+                .await
+                .expect("read")
+                .is_empty()
+        );
+    }
 }

@@ -297,6 +297,7 @@ pub async fn run_collector(
 ) -> CollectorStats {
     let mut stats = CollectorStats::default();
     let gaps_found = metrics::counter("candlekeep_gaps_detected_total");
+    let duplicates = metrics::counter("candlekeep_duplicate_trades_total");
     let mut detector = GapDetector::new();
     for (exchange, instrument, id, at) in seeds {
         detector.seed(exchange, instrument, id, at);
@@ -305,6 +306,13 @@ pub async fn run_collector(
     let mut out = Vec::new();
     while events.recv_many(&mut batch, 1024).await > 0 {
         for event in batch.drain(..) {
+            if let Event::Trade(t) = &event
+                && detector.covered(t)
+            {
+                // A fill of an aggregated trade already published.
+                duplicates.inc();
+                continue;
+            }
             let found = match &event {
                 Event::Trade(t) => detector.on_trade(t, Ts::now()),
                 Event::Gap(g) if g.state == ck_model::GapState::Open => Some(g.clone()),

@@ -243,14 +243,9 @@ pub async fn run_pipeline(
         };
         let exchange = protocol.exchange();
         match ck_sources::history::for_exchange(exchange, client_for(exchange, url)?) {
-            Some(history) => match history.trades_unavailable() {
-                None => {
-                    histories.insert(exchange, history);
-                }
-                Some(why) => {
-                    tracing::warn!(%exchange, "{why}: its gaps are recorded and stay open");
-                }
-            },
+            Some(history) => {
+                histories.insert(exchange, history);
+            }
             None => {
                 tracing::warn!(%exchange, "no REST history for this venue yet: its gaps are recorded and stay open")
             }

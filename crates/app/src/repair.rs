@@ -162,8 +162,12 @@ async fn repair_one(
                     break;
                 };
                 for t in trades {
-                    if numeric_id(&t).is_some_and(|id| id <= last) {
-                        got += 1;
+                    // The missing ids this trade accounts for (an aggregated
+                    // OKX trade, several).
+                    if let Some((a, b)) = t.id_span()
+                        && b <= last
+                    {
+                        got += b - a.max(first) + 1;
                         out.send(Event::Trade(t)).await?;
                     }
                 }

@@ -684,12 +684,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("backfill: no REST history for {exchange}"))?;
             let mut kinds = Vec::new();
             if trades || candles.is_empty() {
-                if let Some(why) = history.trades_unavailable() {
-                    anyhow::bail!(
-                        "backfill: {why}, so it cannot backfill trades; its candles can be \
-                         backfilled with --candles"
-                    );
-                }
                 if let Some(keeps) = history.keeps_only() {
                     anyhow::bail!(
                         "backfill: {exchange} serves only {keeps}, so it cannot backfill trades \

@@ -48,7 +48,7 @@ fn ids(exchange: Exchange) -> Ids {
         Exchange::CoinbaseExchange => Ids::Field("trade_id", Some("product_id")),
         Exchange::Kraken => Ids::Field("trade_id", Some("symbol")),
         Exchange::Coinbase => Ids::Field("trade_id", None),
-        Exchange::Okx => Ids::Field("tradeId", None),
+        Exchange::Okx => Ids::Field("tradeId", Some("instId")),
         Exchange::Bitstamp => Ids::Field("id", None),
         Exchange::Bybit => Ids::Suffix("i"),
         Exchange::Bitfinex => Ids::BitfinexRows,

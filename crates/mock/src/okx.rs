@@ -5,8 +5,14 @@
 //! `limit` up to 100, in `{"code":"0","msg":"","data":[...]}`. Intervals
 //! without trades get a flat candle at the previous close (what candlekeep
 //! assumes for OKX; unverified). Errors come as a non-zero `code`.
+//!
+//! Trades: `GET /api/v5/market/history-trades?instId=&type=1|2&after=&before=&limit=`,
+//! the recorded `trades` rows (times moved), newest first; `type=1` (the
+//! default) bounds ids, `type=2` times in ms, `after` from above and
+//! `before` from below, both exclusive; of more rows than `limit` in range,
+//! the newest (as OKX pages backwards from the present).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,6 +22,9 @@ use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
 
 use crate::bars::{Fill, Fills, SEC, bars};
+
+/// Recorded trade rows by `instId`: id to (time in ms, row).
+type Book = HashMap<String, BTreeMap<u64, (i64, String)>>;
 
 /// The mock's constructor (it returns a [`crate::RestMock`]).
 pub struct MockOkxRest;
@@ -36,6 +45,7 @@ impl MockOkxRest {
             _ => 0,
         };
         let mut fills = Fills::new();
+        let mut book = Book::new();
         for m in recording.iter().filter(|m| m.origin == Origin::Ws) {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&m.data) else {
                 continue;
@@ -55,15 +65,28 @@ impl MockOkxRest {
                 if let Some(f) = Fill::parse(ms * 1_000_000 + shift, px, sz, t["side"] == "buy") {
                     fills.entry(inst.to_owned()).or_default().push(f);
                 }
+                if let Some(id) = t["tradeId"].as_str().and_then(|s| s.parse::<u64>().ok()) {
+                    let moved = ms + shift.div_euclid(1_000_000);
+                    let mut row = t.clone();
+                    row["ts"] = serde_json::Value::String(moved.to_string());
+                    book.entry(inst.to_owned())
+                        .or_default()
+                        .insert(id, (moved, row.to_string()));
+                }
             }
         }
         for f in fills.values_mut() {
             f.sort_by_key(|f| f.time_ns);
         }
-        let trades = fills.values().map(Vec::len).sum();
+        let trades = book.values().map(BTreeMap::len).sum();
         let app = Router::new()
             .route("/api/v5/market/history-candles", get(candles))
-            .with_state(Arc::new(fills));
+            .with_state(Arc::new(fills))
+            .merge(
+                Router::new()
+                    .route("/api/v5/market/history-trades", get(history_trades))
+                    .with_state(Arc::new(book)),
+            );
         crate::RestMock::serve(app, trades).await
     }
 }
@@ -148,6 +171,55 @@ async fn candles(
         format!(
             "{{\"code\":\"0\",\"msg\":\"\",\"data\":[{}]}}",
             rows.join(",")
+        ),
+    )
+        .into_response()
+}
+
+async fn history_trades(
+    State(book): State<Arc<Book>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(rows) = q.get("instId").and_then(|i| book.get(i)) else {
+        return refusal("51001", "Instrument ID does not exist");
+    };
+    let number = |name: &str, default: i64| -> Option<i64> {
+        q.get(name).map_or(Some(default), |v| v.parse().ok())
+    };
+    let (Some(after), Some(before), Some(limit)) = (
+        number("after", i64::MAX),
+        number("before", i64::MIN),
+        number("limit", 100),
+    ) else {
+        return refusal("51000", "Parameter error");
+    };
+    if !(1..=100).contains(&limit) {
+        return refusal("51000", "Parameter limit error");
+    }
+    let by_time = match q.get("type").map(String::as_str) {
+        None | Some("1") => false,
+        Some("2") => true,
+        Some(_) => return refusal("51000", "Parameter type error"),
+    };
+    let inside = |v: i64| v > before && v < after;
+    let list: Vec<&str> = rows
+        .iter()
+        .rev()
+        .filter(|(id, (ms, _))| {
+            if by_time {
+                inside(*ms)
+            } else {
+                i64::try_from(**id).is_ok_and(inside)
+            }
+        })
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(|(_, (_, row))| row.as_str())
+        .collect();
+    (
+        [("content-type", "application/json")],
+        format!(
+            "{{\"code\":\"0\",\"msg\":\"\",\"data\":[{}]}}",
+            list.join(",")
         ),
     )
         .into_response()

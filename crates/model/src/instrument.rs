@@ -114,13 +114,26 @@ impl Exchange {
 
     /// Whether consecutive trades of one instrument have consecutive ids, so
     /// that a jump in ids is a gap: Binance (`t` of `trade`, `a` of
-    /// `aggTrade`) and Coinbase Exchange (`trade_id` per product).
+    /// `aggTrade`), Coinbase Exchange (`trade_id` per product), Kraken v2
+    /// (`trade_id` per symbol) and OKX (`tradeId` per instrument, where an
+    /// aggregated trade takes `count` ids: [`Exchange::ids_end_aggregates`]).
     #[must_use]
     pub const fn sequential_trade_ids(self) -> bool {
         matches!(
             self,
-            Exchange::Binance | Exchange::CoinbaseExchange | Exchange::Kraken
+            Exchange::Binance | Exchange::CoinbaseExchange | Exchange::Kraken | Exchange::Okx
         )
+    }
+
+    /// Whether an aggregated trade (`fills` > 1) carries the id of its last
+    /// fill and stands for the `fills` ids up to it, so that the next trade
+    /// is `id + 1` and a single fill of it (from REST) has an id inside it.
+    /// OKX's `trades` channel: `tradeId` is the last of `count` fills
+    /// (documented, unverified by the 2022 recording, which has no `count`).
+    /// Binance's `aggTrade` numbers its aggregates themselves (`a`), so no.
+    #[must_use]
+    pub const fn ids_end_aggregates(self) -> bool {
+        matches!(self, Exchange::Okx)
     }
 
     /// Whether the exchange's trade ids increase with exchange order, so that

@@ -157,6 +157,24 @@ const fn one() -> u32 {
     1
 }
 
+impl Trade {
+    /// The ids this trade accounts for, first and last, on a venue with
+    /// sequential ids ([`Exchange::sequential_trade_ids`]): its own id,
+    /// or on a venue whose aggregated trades carry the last fill's id
+    /// ([`Exchange::ids_end_aggregates`], OKX's `trades` with `count`) the
+    /// `fills` ids up to it. `None` for a string id.
+    #[must_use]
+    pub fn id_span(&self) -> Option<(u64, u64)> {
+        let last = self.trade_id.as_u64()?;
+        let first = if self.exchange.ids_end_aggregates() {
+            last.saturating_sub(u64::from(self.fills.max(1)) - 1)
+        } else {
+            last
+        };
+        Some((first, last))
+    }
+}
+
 /// Best bid and ask (and the last price, where the venue sends it).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Quote {

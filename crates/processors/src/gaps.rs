@@ -1,20 +1,32 @@
 //! Gap detection by trade-id continuity, for venues whose ids are sequential.
 //!
 //! Per instrument, the detector remembers the highest id seen. A trade whose
-//! id is more than one above it opens a gap over the ids in between, with the
-//! exchange times of the trades on either side. Lower ids (late or repeated
-//! trades) never open a gap. Venues without sequential ids are ignored here;
-//! their gaps come from reconnect windows.
+//! first id ([`Trade::id_span`]) is more than one above it opens a gap over
+//! the ids in between, with the exchange times of the trades on either side.
+//! Lower ids (late or repeated trades) never open a gap. Venues without
+//! sequential ids are ignored here; their gaps come from reconnect windows.
+//!
+//! On a venue whose aggregated trades carry their last fill's id (OKX), the
+//! detector also remembers recent aggregates, so that a single fill inside
+//! one (REST history serves fills one by one) is known to be counted
+//! already: [`GapDetector::covered`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use ck_model::{Exchange, Gap, GapState, Instrument, Trade, TradeId, Ts};
+use ck_model::{Exchange, Gap, GapState, Instrument, Trade, Ts};
 
 /// Finds gaps in sequential trade ids.
 #[derive(Debug, Default)]
 pub struct GapDetector {
     last: HashMap<(Exchange, Instrument), (u64, Ts)>,
+    /// Recent aggregated trades per instrument: last id to first id.
+    aggregates: HashMap<(Exchange, Instrument), BTreeMap<u64, u64>>,
 }
+
+/// How many aggregated trades per instrument [`GapDetector::covered`]
+/// remembers (the most recent ids): hours of a busy market, far more than
+/// a repair reaches back.
+pub const AGGREGATES_KEPT: usize = 1 << 16;
 
 impl GapDetector {
     /// A detector that has seen nothing.
@@ -35,9 +47,7 @@ impl GapDetector {
         if !trade.exchange.sequential_trade_ids() {
             return None;
         }
-        let TradeId::Num(id) = trade.trade_id else {
-            return None;
-        };
+        let (first, id) = trade.id_span()?;
         let key = (trade.exchange, trade.instrument.clone());
         let Some(&(last, last_ts)) = self.last.get(&key) else {
             self.last.insert(key, (id, trade.ts_exchange));
@@ -47,26 +57,64 @@ impl GapDetector {
             return None;
         }
         self.last.insert(key, (id, trade.ts_exchange));
-        (id > last + 1).then(|| Gap {
+        (first > last + 1).then(|| Gap {
             exchange: trade.exchange,
             instrument: trade.instrument.clone(),
             from_ts: last_ts,
             to_ts: trade.ts_exchange,
             first_missing_id: Some(last + 1),
-            last_missing_id: Some(id - 1),
+            last_missing_id: Some(first - 1),
             state: GapState::Open,
-            reason: format!("trade ids jumped from {last} to {id}"),
+            reason: if first == id {
+                format!("trade ids jumped from {last} to {id}")
+            } else {
+                format!(
+                    "trade ids jumped from {last} to {first} (the first of {} fills up to {id})",
+                    trade.fills
+                )
+            },
             detected_at: now,
         })
+    }
+
+    /// True when `trade` is a single fill whose id lies inside an aggregated
+    /// trade seen before (on a venue whose aggregates carry their last
+    /// fill's id): the aggregate counts it already, so it must be dropped,
+    /// not counted twice. An aggregate is remembered as it passes. A fill
+    /// with the aggregate's own id is not covered: the id deduplicates it.
+    pub fn covered(&mut self, trade: &Trade) -> bool {
+        if !trade.exchange.ids_end_aggregates() {
+            return false;
+        }
+        let Some((first, last)) = trade.id_span() else {
+            return false;
+        };
+        let key = (trade.exchange, trade.instrument.clone());
+        if first < last {
+            let kept = self.aggregates.entry(key).or_default();
+            kept.insert(last, first);
+            if kept.len() > AGGREGATES_KEPT {
+                kept.pop_first();
+            }
+            return false;
+        }
+        self.aggregates
+            .get(&key)
+            .and_then(|kept| kept.range(last..).next())
+            .is_some_and(|(&end, &start)| start <= last && last < end)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ck_model::{Decimal, Side};
+    use ck_model::{Decimal, Side, TradeId};
 
     fn trade(exchange: Exchange, id: u64, secs: i64) -> Trade {
+        fills(exchange, id, 1, secs)
+    }
+
+    fn fills(exchange: Exchange, id: u64, fills: u32, secs: i64) -> Trade {
         Trade {
             exchange,
             instrument: Instrument::parse("BTC-USDT").expect("i"),
@@ -76,8 +124,56 @@ mod tests {
             side: Side::Buy,
             ts_exchange: Ts::from_secs(secs),
             ts_received: Ts::from_secs(secs),
-            fills: 1,
+            fills,
         }
+    }
+
+    #[test]
+    fn okx_aggregates_take_their_fills_ids_and_cover_single_fills() {
+        let mut d = GapDetector::new();
+        let now = Ts::from_secs(99);
+        // 10, then 13 standing for fills 11..=13: no gap.
+        for t in [
+            fills(Exchange::Okx, 10, 1, 1),
+            fills(Exchange::Okx, 13, 3, 2),
+        ] {
+            assert!(!d.covered(&t));
+            assert_eq!(d.on_trade(&t, now), None);
+        }
+        // 20 standing for 18..=20: ids 14..=17 are missing.
+        let gap = d
+            .on_trade(&fills(Exchange::Okx, 20, 3, 3), now)
+            .expect("gap");
+        assert_eq!(
+            (gap.first_missing_id, gap.last_missing_id),
+            (Some(14), Some(17))
+        );
+        assert!(
+            gap.reason.contains("18 (the first of 3 fills up to 20)"),
+            "{}",
+            gap.reason
+        );
+        // REST's single fills inside the aggregate 11..=13 are covered; its
+        // last fill (the aggregate's id) and fills outside are not.
+        assert!(d.covered(&fills(Exchange::Okx, 11, 1, 2)));
+        assert!(d.covered(&fills(Exchange::Okx, 12, 1, 2)));
+        assert!(!d.covered(&fills(Exchange::Okx, 13, 1, 2)));
+        assert!(!d.covered(&fills(Exchange::Okx, 10, 1, 1)));
+        assert!(!d.covered(&fills(Exchange::Okx, 14, 1, 2)));
+        assert!(
+            !d.covered(&fills(Exchange::Binance, 12, 1, 2)),
+            "Binance numbers its aggregates"
+        );
+        // Memory stays bounded.
+        for k in 0..(AGGREGATES_KEPT as u64 + 10) {
+            d.covered(&fills(Exchange::Okx, 100 + 2 * k, 2, 4));
+        }
+        assert!(
+            !d.covered(&fills(Exchange::Okx, 12, 1, 2)),
+            "forgotten: the oldest go first"
+        );
+        let newest = 100 + 2 * (AGGREGATES_KEPT as u64 + 9);
+        assert!(d.covered(&fills(Exchange::Okx, newest - 1, 1, 4)));
     }
 
     #[test]

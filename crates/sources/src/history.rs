@@ -1,6 +1,7 @@
 //! REST history behind one trait, so gap repair works the same for every
-//! venue: by trade id (Binance, Coinbase Exchange) or by time (Bitfinex,
-//! Kraken).
+//! venue: by trade id (Binance, Coinbase Exchange, OKX) or by time
+//! (Bitfinex, Kraken, Coinbase Advanced, and the venues that keep only
+//! recent trades).
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Trade, Ts};
 
@@ -54,13 +55,6 @@ pub trait History: Send + Sync + std::fmt::Debug {
     /// [`History::trades_from_time`] returns its whole page, trades before
     /// `from` too, so that the caller sees how far back it reaches.
     fn keeps_only(&self) -> Option<&'static str> {
-        None
-    }
-
-    /// Why candlekeep does not read this venue's trade history, where it
-    /// reads only its candles: gap repair leaves such a venue's gaps open,
-    /// and `backfill --trades` refuses it with this reason.
-    fn trades_unavailable(&self) -> Option<&'static str> {
         None
     }
 

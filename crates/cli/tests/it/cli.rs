@@ -191,26 +191,6 @@ fn bad_arguments_are_refused_with_the_valid_values() {
         1,
         "bybit serves only its 60 most recent spot trades, so it cannot backfill trades over a range",
     );
-    // A venue whose candles only are read refuses trades, and says why.
-    refused(
-        d,
-        &[
-            "backfill",
-            "--exchange",
-            "okx",
-            "--instrument",
-            "BTC-USDT",
-            "--from",
-            "2024-01-01",
-            "--to",
-            "2024-01-02",
-            "--trades",
-            "--rest-url",
-            "http://127.0.0.1:9",
-        ],
-        1,
-        "OKX trade history is not read yet",
-    );
     refused(
         d,
         &[

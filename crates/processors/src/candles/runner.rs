@@ -119,6 +119,12 @@ impl CandleRunner {
                     for event in batch.drain(..) {
                         let mut gap = None;
                         if let Event::Trade(trade) = &event {
+                            if gaps.covered(trade) {
+                                // A fill of an aggregated trade already counted.
+                                meters.duplicates.inc();
+                                tracing::debug!(exchange = %trade.exchange, instrument = %trade.instrument, id = %trade.trade_id, "fill inside an aggregated trade already counted; dropped");
+                                continue;
+                            }
                             let now = self.config.clock.as_ref().map_or(trade.ts_received, |c| c.now());
                             gap = gaps.on_trade(trade, now);
                             match self.aggregator.on_trade(trade, &mut candles) {

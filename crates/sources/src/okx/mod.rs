@@ -1,7 +1,11 @@
 //! OKX v5 public channels: `trades` and `tickers`, and the instruments list.
 //! Only spot instruments (`BASE-QUOTE`) become events; swaps, futures and
 //! options in a shared stream are understood and ignored. `side` is the taker
-//! side. Trade ids arrive as strings and stay strings.
+//! side. Trade ids arrive as strings of digits and become numbers: they run
+//! on per instrument, and a push aggregating `count` fills of one taker
+//! order at one price carries the last fill's id (see
+//! [`ck_model::Exchange::ids_end_aggregates`]), so it becomes one trade of
+//! `count` fills.
 //!
 //! Sample `trades` message:
 //! `{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"338476307","px":"30236","sz":"0.0002","side":"buy","ts":"1652459224818"}]}`
@@ -36,9 +40,10 @@ struct Arg<'a> {
     channel: &'a str,
 }
 
-/// A row of `trades` or `tickers` data; fields present per channel.
+/// A row of `trades` or `tickers` data (or of REST `history-trades`);
+/// fields present per channel.
 #[derive(Debug, Deserialize)]
-struct OkxRow<'a> {
+pub(crate) struct OkxRow<'a> {
     #[serde(rename = "instId", default)]
     inst_id: &'a str,
     #[serde(rename = "tradeId", default)]
@@ -51,6 +56,9 @@ struct OkxRow<'a> {
     side: Option<&'a str>,
     #[serde(default)]
     ts: Option<&'a str>,
+    /// Fills aggregated in one `trades` push (absent: one).
+    #[serde(default)]
+    count: Option<&'a str>,
     #[serde(default)]
     last: Option<&'a str>,
     #[serde(rename = "bidPx", default)]
@@ -112,6 +120,53 @@ impl OkxParser {
     fn instrument(&mut self, inst_id: &str) -> Result<Instrument, ParseError> {
         self.symbols.resolve_dashed(EX, inst_id)
     }
+
+    fn trade(&mut self, row: &OkxRow<'_>, received: Ts) -> Result<Trade, ParseError> {
+        let instrument = self.instrument(row.inst_id)?;
+        trade_of(row, instrument, received)
+    }
+}
+
+/// One `trades` row of `instrument` (the WebSocket's and REST history's
+/// rows are alike).
+pub(crate) fn trade_of(
+    row: &OkxRow<'_>,
+    instrument: Instrument,
+    received: Ts,
+) -> Result<Trade, ParseError> {
+    let side = required(EX, "side", row.side)?;
+    Ok(Trade {
+        exchange: EX,
+        instrument,
+        trade_id: TradeId::from_text(required(EX, "tradeId", row.trade_id)?),
+        price: decimal(EX, "px", required(EX, "px", row.px)?)?,
+        size: decimal(EX, "sz", required(EX, "sz", row.sz)?)?,
+        side: Side::parse(side).ok_or_else(|| ParseError::BadField {
+            exchange: EX,
+            field: "side",
+            value: side.to_owned(),
+        })?,
+        ts_exchange: millis(required(EX, "ts", row.ts)?)?,
+        ts_received: received,
+        fills: fills(row.count)?,
+    })
+}
+
+/// The fills a `count` stands for: a positive number, 1 when absent.
+fn fills(count: Option<&str>) -> Result<u32, ParseError> {
+    match count {
+        None | Some("") => Ok(1),
+        Some(text) => {
+            text.parse::<u32>()
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| ParseError::BadField {
+                    exchange: EX,
+                    field: "count",
+                    value: text.to_owned(),
+                })
+        }
+    }
 }
 
 impl Parser for OkxParser {
@@ -166,22 +221,8 @@ impl Parser for OkxParser {
         for row in m.data.iter().filter(|r| is_spot(r.inst_id)) {
             match arg.channel {
                 "trades" => {
-                    let side = required(EX, "side", row.side)?;
-                    out.push(Event::Trade(Trade {
-                        exchange: EX,
-                        instrument: self.instrument(row.inst_id)?,
-                        trade_id: TradeId::Str(required(EX, "tradeId", row.trade_id)?.into()),
-                        price: decimal(EX, "px", required(EX, "px", row.px)?)?,
-                        size: decimal(EX, "sz", required(EX, "sz", row.sz)?)?,
-                        side: Side::parse(side).ok_or_else(|| ParseError::BadField {
-                            exchange: EX,
-                            field: "side",
-                            value: side.to_owned(),
-                        })?,
-                        ts_exchange: millis(required(EX, "ts", row.ts)?)?,
-                        ts_received: msg.ts_received,
-                        fills: 1,
-                    }));
+                    let trade = self.trade(row, msg.ts_received)?;
+                    out.push(Event::Trade(trade));
                 }
                 "tickers" => {
                     let opt = |name, v: Option<&str>| {
@@ -241,7 +282,24 @@ mod tests {
             (t.side, t.ts_exchange),
             (Side::Buy, Ts::from_millis(1_652_459_224_818))
         );
-        assert_eq!(t.trade_id, TradeId::Str("338476307".into()));
+        assert_eq!(
+            (t.trade_id.clone(), t.fills),
+            (TradeId::Num(338_476_307), 1)
+        );
+        // A push aggregating three fills (the documented form): one trade
+        // of three fills, with the last fill's id.
+        let (r, out) = parse(
+            r#"{"arg":{"channel":"trades","instId":"BTC-USD"},"data":[{"instId":"BTC-USD","tradeId":"130639474","px":"42219.9","sz":"0.12060306","side":"buy","ts":"1630048897897","count":"3"}]}"#,
+        );
+        assert_eq!(r.expect("ok"), Parsed::Events(1));
+        let Event::Trade(t) = &out[0] else {
+            panic!("trade")
+        };
+        assert_eq!(t.id_span(), Some((130_639_472, 130_639_474)));
+        let (r, _) = parse(
+            r#"{"arg":{"channel":"trades","instId":"BTC-USD"},"data":[{"instId":"BTC-USD","tradeId":"1","px":"1","sz":"1","side":"buy","ts":"1","count":"0"}]}"#,
+        );
+        assert!(r.expect_err("count 0").to_string().contains("count"));
         let (r, out) = parse(
             r#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instType":"SPOT","instId":"BTC-USDT","last":"30236","lastSz":"0.0002","askPx":"30228.7","askSz":"1.55896972","bidPx":"30228.6","bidSz":"0.23393","ts":"1652459224956"}]}"#,
         );
