@@ -17,6 +17,7 @@
 //! candle stage again first, so the candles that straddle the stop are built
 //! from every trade, not only those after it.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -85,8 +86,8 @@ pub struct JobReport {
     pub rows: u64,
     /// Pages fetched now.
     pub pages: u64,
-    /// Fills left out because an aggregated trade in the store counts
-    /// them already (OKX).
+    /// Fills sent as the aggregated trade in the store that counts them
+    /// already (OKX).
     pub covered: u64,
     /// True if it had finished in an earlier run.
     pub already_done: bool,
@@ -143,24 +144,25 @@ pub struct BackfillContext {
     pub stop: CancellationToken,
 }
 
-/// The ids of the single fills in `trades` (one page of REST history)
-/// that lie inside an aggregated trade the store holds, on a venue whose
-/// aggregates carry their last fill's id (OKX: live `trades` pushes of
-/// `count` fills, REST fills one by one): the aggregate counts them
-/// already, so they are not sent again.
+/// The aggregated trades the store holds over the single fills in `trades`
+/// (one page of REST history), by fill id, on a venue whose aggregates
+/// carry their last fill's id (OKX: live `trades` pushes of `count` fills,
+/// REST fills one by one). Such a fill is counted by its aggregate
+/// already: the backfill sends the aggregate in its place, once, so that
+/// the candles it builds count what the store holds, and no fill twice.
 ///
 /// # Errors
 /// When the store cannot be read.
-pub async fn covered_fills(
+pub async fn stored_aggregates(
     store: &dyn Store,
     trades: &[Trade],
-) -> Result<std::collections::HashSet<u64>, ck_store::Error> {
-    let mut covered = std::collections::HashSet::new();
+) -> Result<HashMap<u64, Arc<Trade>>, ck_store::Error> {
+    let mut covering = HashMap::new();
     let Some(first) = trades.first() else {
-        return Ok(covered);
+        return Ok(covering);
     };
     if !first.exchange.ids_end_aggregates() || trades.iter().all(|t| t.fills > 1) {
-        return Ok(covered);
+        return Ok(covering);
     }
     let (from, to) = trades
         .iter()
@@ -176,23 +178,24 @@ pub async fn covered_fills(
             limit: COVER_LOOKUP_ROWS,
         })
         .await?;
-    let aggregates: std::collections::BTreeMap<u64, u64> = stored
-        .iter()
+    let aggregates: BTreeMap<u64, (u64, Arc<Trade>)> = stored
+        .into_iter()
         .filter(|t| t.fills > 1)
-        .filter_map(|t| t.id_span().map(|(a, b)| (b, a)))
+        .filter_map(|t| {
+            let (a, b) = t.id_span()?;
+            Some((b, (a, Arc::new(t))))
+        })
         .collect();
     for t in trades {
         if let Some((a, b)) = t.id_span()
             && a == b
-            && aggregates
-                .range(b..)
-                .next()
-                .is_some_and(|(&end, &start)| start <= b && b < end)
+            && let Some((_, (start, aggregate))) = aggregates.range(b..).next()
+            && *start <= b
         {
-            covered.insert(b);
+            covering.insert(b, aggregate.clone());
         }
     }
-    Ok(covered)
+    Ok(covering)
 }
 
 /// Stored trades read to find the aggregates over one page of history.
@@ -350,6 +353,7 @@ pub async fn run_job(
                     .await
                     .map_err(history)?,
             };
+            let mut aggregates_sent = HashSet::new();
             while let Some(from_id) = next {
                 if ctx.stop.is_cancelled() {
                     return Ok(report);
@@ -360,13 +364,12 @@ pub async fn run_job(
                     .await
                     .map_err(history)?;
                 let full = trades.len() as u32 >= page;
-                let covered =
-                    covered_fills(ctx.store.as_ref(), &trades)
-                        .await
-                        .map_err(|source| BackfillError::Store {
-                            job: key.clone(),
-                            source,
-                        })?;
+                let covering = stored_aggregates(ctx.store.as_ref(), &trades)
+                    .await
+                    .map_err(|source| BackfillError::Store {
+                        job: key.clone(),
+                        source,
+                    })?;
                 report.pages += 1;
                 meter.pages.fetch_add(1, Ordering::Relaxed);
                 let mut last: Option<(u64, Ts)> = None;
@@ -378,8 +381,17 @@ pub async fn run_job(
                     }
                     if let TradeId::Num(id) = t.trade_id {
                         last = Some((id, t.ts_exchange));
-                        if covered.contains(&id) {
+                        if let Some(aggregate) = covering.get(&id) {
                             report.covered += 1;
+                            if aggregates_sent.insert(aggregate.trade_id.clone())
+                                && ctx
+                                    .out
+                                    .send(Event::Trade(Trade::clone(aggregate)))
+                                    .await
+                                    .is_err()
+                            {
+                                return Ok(report);
+                            }
                             continue;
                         }
                     }
@@ -569,9 +581,8 @@ mod tests {
     }
 
     /// An OKX aggregate in the store (live `trades`: id 13 standing for
-    /// fills 11..=13) covers REST's single fills 11 and 12 — they are not
-    /// sent again — but not its own id (deduplicated by id) nor fills
-    /// around it; on other venues nothing is covered.
+    /// fills 11..=13) covers REST's single fills 11, 12 and 13, not the
+    /// fills around it; on other venues nothing is covered.
     #[tokio::test]
     async fn fills_inside_a_stored_okx_aggregate_are_covered() {
         let dir = tempfile::tempdir().expect("dir");
@@ -588,14 +599,21 @@ mod tests {
         let page: Vec<Trade> = (10..=14)
             .map(|id| okx(id, 1, 1_000 + (id > 10) as i64))
             .collect();
-        let covered = covered_fills(&store, &page).await.expect("read");
-        assert_eq!(covered, [11, 12].into_iter().collect());
+        let covering = stored_aggregates(&store, &page).await.expect("read");
+        let mut ids: Vec<u64> = covering.keys().copied().collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [11, 12, 13], "the fills of the aggregate 11..=13");
+        assert!(
+            covering
+                .values()
+                .all(|t| (t.trade_id.as_u64(), t.fills) == (Some(13), 3))
+        );
         let mut binance = page.clone();
         for t in &mut binance {
             t.exchange = Exchange::Binance;
         }
         assert!(
-            covered_fills(&store, &binance)
+            stored_aggregates(&store, &binance)
                 .await
                 .expect("read")
                 .is_empty()

@@ -816,6 +816,7 @@ async fn demo_venue(
         Exchange::Bitstamp => {
             Some(ck_mock::bitstamp::MockBitstampRest::start(&messages, now).await?)
         }
+        Exchange::Okx => Some(ck_mock::okx::MockOkxRest::start(&messages, now).await?),
         _ => None,
     };
     let mock = ck_mock::venue::MockVenue::start(

@@ -40,6 +40,21 @@ impl MockOkxRest {
         recording: &[RawMessage],
         shift_to: Option<ck_model::Ts>,
     ) -> std::io::Result<crate::RestMock> {
+        MockOkxRest::start_with(recording, shift_to, false).await
+    }
+
+    /// As [`MockOkxRest::start`]; with `aggregate`, `history-trades`
+    /// serves the trades as the `trades` channel pushes them since 2023:
+    /// consecutive fills of one instrument at one time, price and side as
+    /// one row of their summed size, with the last fill's id and `count`.
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn start_with(
+        recording: &[RawMessage],
+        shift_to: Option<ck_model::Ts>,
+        aggregate: bool,
+    ) -> std::io::Result<crate::RestMock> {
         let shift = match (shift_to, recording.iter().find(|m| m.origin == Origin::Ws)) {
             (Some(at), Some(first)) => at.0 - first.ts_received.0,
             _ => 0,
@@ -78,6 +93,11 @@ impl MockOkxRest {
         for f in fills.values_mut() {
             f.sort_by_key(|f| f.time_ns);
         }
+        if aggregate {
+            for rows in book.values_mut() {
+                *rows = aggregated(std::mem::take(rows));
+            }
+        }
         let trades = book.values().map(BTreeMap::len).sum();
         let app = Router::new()
             .route("/api/v5/market/history-candles", get(candles))
@@ -89,6 +109,50 @@ impl MockOkxRest {
             );
         crate::RestMock::serve(app, trades).await
     }
+}
+
+/// An aggregate being built: last id, time (ms), first row, summed size, fills.
+type Run = (u64, i64, serde_json::Value, ck_model::Decimal, u32);
+
+/// Ends `run`, writing its row (summed size, `count`) under its last id.
+fn close(run: Option<Run>, out: &mut BTreeMap<u64, (i64, String)>) {
+    if let Some((id, ms, mut row, size, count)) = run {
+        row["tradeId"] = serde_json::Value::String(id.to_string());
+        row["sz"] = serde_json::Value::String(size.to_string());
+        row["count"] = serde_json::Value::String(count.to_string());
+        out.insert(id, (ms, row.to_string()));
+    }
+}
+
+/// Consecutive rows at one time, price and side as one row: the summed
+/// size, the last id, and `count`.
+fn aggregated(rows: BTreeMap<u64, (i64, String)>) -> BTreeMap<u64, (i64, String)> {
+    let mut out: BTreeMap<u64, (i64, String)> = BTreeMap::new();
+    let mut run: Option<Run> = None;
+    for (id, (ms, text)) in rows {
+        let Ok(row) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let Some(size) = row["sz"]
+            .as_str()
+            .and_then(|s| ck_model::Decimal::parse(s).ok())
+        else {
+            continue;
+        };
+        let joins = run.as_ref().is_some_and(|(last, at, r, _, _)| {
+            *last + 1 == id && *at == ms && r["px"] == row["px"] && r["side"] == row["side"]
+        });
+        if joins && let Some((last, _, _, sum, count)) = run.as_mut() {
+            *last = id;
+            *sum = sum.checked_add(size).unwrap_or(*sum);
+            *count += 1;
+        } else {
+            close(run.take(), &mut out);
+            run = Some((id, ms, row, size, 1));
+        }
+    }
+    close(run, &mut out);
+    out
 }
 
 fn refusal(code: &str, msg: &str) -> Response {

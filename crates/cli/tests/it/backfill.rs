@@ -256,10 +256,164 @@ async fn coinbase_exchange_trades_backfill_from_the_command_line() {
                 ));
         }
     }
-    let (product, mut recorded) = by_product
+    let (product, recorded) = by_product
         .into_iter()
         .max_by_key(|(_, t)| t.len())
         .expect("a product");
+    trades_backfill_from_the_command_line(Exchange::CoinbaseExchange, &product, recorded, &rest)
+        .await;
+}
+
+/// `candlekeep backfill --exchange okx` over the time span of the recorded
+/// OKX spot trades, from the mock's `history-trades`: the first trade by
+/// time windows, then windows of ids; exactly the recorded trades, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okx_trades_backfill_from_the_command_line() {
+    let messages = crate::support::recording("cryptofeed/OKX.jsonl.zst");
+    let rest = ck_mock::okx::MockOkxRest::start(&messages, None)
+        .await
+        .expect("rest mock");
+    let (instrument, trades) = crate::support::busiest_instrument(&messages);
+    assert!(trades.len() >= 50, "{} trades", trades.len());
+    let recorded = trades
+        .iter()
+        .map(|t| (t.trade_id.as_u64().expect("numeric id"), t.ts_exchange))
+        .collect();
+    trades_backfill_from_the_command_line(Exchange::Okx, &instrument.to_string(), recorded, &rest)
+        .await;
+}
+
+/// OKX history as aggregates (as the `trades` channel pushes them since
+/// 2023: `count` fills under the last fill's id) backfilled first, then
+/// the same trades as single fills from another REST root: the fills
+/// inside the stored aggregates are not counted again, so the store keeps
+/// exactly the aggregates, every recorded fill counted once, and the
+/// candles the second backfill builds equal the first's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okx_single_fills_after_aggregates_count_nothing_twice() {
+    use ck_model::{Decimal, Interval};
+    use ck_store::CandleSource;
+    let messages = crate::support::recording("cryptofeed/OKX.jsonl.zst");
+    let aggregating = ck_mock::okx::MockOkxRest::start_with(&messages, None, true)
+        .await
+        .expect("rest mock");
+    let single = ck_mock::okx::MockOkxRest::start(&messages, None)
+        .await
+        .expect("rest mock");
+    assert!(
+        aggregating.trades() < single.trades(),
+        "the recording has fills to aggregate: {} rows of {}",
+        aggregating.trades(),
+        single.trades()
+    );
+    let (instrument, trades) = crate::support::busiest_instrument(&messages);
+    let volume = trades
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, t| sum.checked_add(t.size))
+        .expect("sum");
+    let from = trades.first().expect("a trade").ts_exchange;
+    let to = Ts(trades.last().expect("a trade").ts_exchange.0 + 1);
+    let dir = tempfile::tempdir().expect("dir");
+    let backfill = |from: Ts, url: String| {
+        let args = [
+            "--data-dir".to_owned(),
+            dir.path().display().to_string(),
+            "--log".into(),
+            "warn".into(),
+            "backfill".into(),
+            "--exchange".into(),
+            "okx".into(),
+            "--instrument".into(),
+            instrument.to_string(),
+            "--from".into(),
+            from.to_string(),
+            "--to".into(),
+            to.to_string(),
+            "--candles".into(),
+            "1m".into(),
+            "--trades".into(),
+            "--rest-url".into(),
+            url,
+        ];
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+                .args(&args)
+                .env_remove("CANDLEKEEP_CONFIG")
+                .output()
+                .expect("backfill");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+    };
+    let s = settings(dir.path());
+    let read = || async {
+        let store = ck_app::open_store(&s).await.expect("store");
+        let all = ck_store::RangeQuery {
+            exchange: Exchange::Okx,
+            instrument: instrument.clone(),
+            from: Ts(i64::MIN),
+            to: Ts(i64::MAX),
+            limit: usize::MAX >> 1,
+        };
+        let stored = store.trades(&all).await.expect("trades");
+        let candles = store
+            .candles(&all, Interval::M1, CandleSource::Ours)
+            .await
+            .expect("candles");
+        (stored, candles)
+    };
+    backfill(from, aggregating.rest_url()).await.expect("join");
+    let (aggregates, candles) = read().await;
+    // A minute earlier: another job, not one already done.
+    backfill(Ts(from.0 - 60 * ck_model::NANOS_PER_SEC), single.rest_url())
+        .await
+        .expect("join");
+    let (stored, candles_after) = read().await;
+    assert!(
+        aggregates.len() < trades.len() && aggregates.iter().any(|t| t.fills > 1),
+        "{} aggregates of {} fills stored",
+        aggregates.len(),
+        trades.len()
+    );
+    assert_eq!(
+        stored, aggregates,
+        "no single fill added inside an aggregate"
+    );
+    assert_eq!(
+        stored.iter().map(|t| u64::from(t.fills)).sum::<u64>(),
+        trades.len() as u64,
+        "every recorded fill counted once"
+    );
+    let stored_volume = stored
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, t| sum.checked_add(t.size))
+        .expect("sum");
+    assert_eq!(stored_volume, volume);
+    assert!(!candles.is_empty());
+    assert_eq!(
+        candles_after, candles,
+        "the candles of the second backfill are the first's"
+    );
+    let trades_in_candles: u64 = candles.iter().map(|c| c.trades).sum();
+    assert_eq!(
+        trades_in_candles,
+        trades.len() as u64,
+        "candles count fills"
+    );
+}
+
+/// `candlekeep backfill` of `product`'s trades on `exchange` from `rest`
+/// over the span of `recorded` (ids and times): the store ends with
+/// exactly those trades, once each.
+async fn trades_backfill_from_the_command_line(
+    exchange: Exchange,
+    product: &str,
+    mut recorded: Vec<(u64, Ts)>,
+    rest: &ck_mock::RestMock,
+) {
     recorded.sort_unstable();
     recorded.dedup();
     let from = recorded.iter().map(|t| t.1).min().expect("first");
@@ -272,9 +426,9 @@ async fn coinbase_exchange_trades_backfill_from_the_command_line() {
         "warn".into(),
         "backfill".into(),
         "--exchange".into(),
-        "coinbase-exchange".into(),
+        exchange.to_string(),
         "--instrument".into(),
-        product.clone(),
+        product.to_owned(),
         "--from".into(),
         from.to_string(),
         "--to".into(),
@@ -298,10 +452,10 @@ async fn coinbase_exchange_trades_backfill_from_the_command_line() {
     );
     let s = settings(dir.path());
     let store = ck_app::open_store(&s).await.expect("store");
-    let instrument = ck_model::Instrument::parse(&product).expect("instrument");
+    let instrument = ck_model::Instrument::parse(product).expect("instrument");
     let stored = store
         .trades(&ck_store::RangeQuery {
-            exchange: Exchange::CoinbaseExchange,
+            exchange,
             instrument,
             from: Ts(i64::MIN),
             to: Ts(i64::MAX),

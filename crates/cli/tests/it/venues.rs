@@ -551,6 +551,68 @@ async fn okx_rest_history_pages_by_id_and_finds_a_time() {
         .await
         .expect("rest mock");
     rest_history_pages_by_id_and_finds_a_time(Exchange::Okx, &messages, &rest).await;
+    // Rows aggregating fills (`count`, the last fill's id): pages of five
+    // rows reach past five ids, and paging on covers every fill once.
+    let aggregating = ck_mock::okx::MockOkxRest::start_with(&messages, None, true)
+        .await
+        .expect("rest mock");
+    let (instrument, fills) = busiest_instrument(&messages);
+    let history = ck_sources::history::for_exchange(
+        Exchange::Okx,
+        std::sync::Arc::new(
+            ck_sources::rest::RestClient::new(
+                Exchange::Okx,
+                ck_sources::rest::RestSettings::new(aggregating.rest_url()),
+            )
+            .expect("client"),
+        ),
+    )
+    .expect("a history");
+    let first = fills[0].trade_id.as_u64().expect("id");
+    let mut next = first;
+    let mut covered = Vec::new();
+    loop {
+        let page = history
+            .trades_from_id(&instrument, next, 5)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        next = last.trade_id.as_u64().expect("id") + 1;
+        assert!(
+            page.len() == 5 || next > fills.last().expect("a fill").trade_id.as_u64().expect("id"),
+            "a short page only at the end"
+        );
+        for t in &page {
+            let (a, b) = t.id_span().expect("span");
+            covered.extend(a..=b);
+        }
+    }
+    let want: Vec<u64> = fills
+        .iter()
+        .map(|t| t.trade_id.as_u64().expect("id"))
+        .collect();
+    assert_eq!(covered, want, "every fill's id once, in order");
+    let aggregate = fills
+        .windows(2)
+        .find(|w| {
+            w[0].ts_exchange == w[1].ts_exchange
+                && w[0].price == w[1].price
+                && w[0].side == w[1].side
+        })
+        .expect("fills to aggregate")[0]
+        .clone();
+    let found = history
+        .first_trade_id_at(&instrument, aggregate.ts_exchange)
+        .await
+        .expect("search");
+    let expected = fills
+        .iter()
+        .find(|t| t.ts_exchange >= aggregate.ts_exchange)
+        .and_then(|t| t.trade_id.as_u64());
+    assert_eq!(
+        found, expected,
+        "the first fill of the aggregate at that time"
+    );
 }
 
 /// A venue read by id, against its REST mock serving `messages`' trades:

@@ -14,7 +14,9 @@
 //! by trade id, `type=2` by time (ms); `after` and `before` are exclusive
 //! bounds as for candles. Ids run on per instrument, so the ids
 //! `[from, from + n)` are asked for as one window, which holds at most `n`
-//! rows whichever rows OKX picks in a larger range. The first trade at a
+//! rows whichever rows OKX picks in a larger range (and where rows
+//! aggregate fills, the next windows too, until `n` rows or an empty
+//! window, so that a short page still means the end). The first trade at a
 //! time comes from a time window that holds fewer rows than a page (so all
 //! of its rows): narrowed while full, widened while empty.
 //!
@@ -262,13 +264,26 @@ impl History for OkxRest {
         from_id: u64,
         limit: u32,
     ) -> Result<Vec<Trade>, HistoryError> {
+        // Windows of `limit` ids until `limit` trades: one window when
+        // every row is one fill; more where rows aggregate fills (so that
+        // a short answer still means the end), until a window is empty.
         let limit = limit.clamp(1, MAX_TRADES);
-        self.id_window(
-            instrument,
-            from_id,
-            from_id.saturating_add(u64::from(limit)),
-        )
-        .await
+        let mut trades = Vec::new();
+        let mut from = from_id;
+        while trades.len() < limit as usize {
+            let to = from.saturating_add(u64::from(limit));
+            let window = self.id_window(instrument, from, to).await?;
+            if window.is_empty() {
+                break;
+            }
+            trades.extend(window);
+            if to == u64::MAX {
+                break;
+            }
+            from = to;
+        }
+        trades.truncate(limit as usize);
+        Ok(trades)
     }
 
     async fn first_trade_id_at(
