@@ -8,7 +8,6 @@
 //! whichever way OKX picks rows within a larger range, the window holds at
 //! most `limit`. Codes `50011` and `50113` mean too many requests.
 //!
-//!
 //! Trades: `GET /api/v5/market/history-trades?instId=&type=1|2&after=&before=&limit=<1..100>`,
 //! rows like the `trades` channel's, in the same envelope. `type=1` pages
 //! by trade id, `type=2` by time (ms); `after` and `before` are exclusive
@@ -24,7 +23,8 @@
 //! trade of that many fills with the last fill's id; whether REST history
 //! aggregates like the channel is unverified, and both are read right:
 //! single fills inside an aggregate already captured are dropped by the
-//! gap stage ([`ck_model::Exchange::ids_end_aggregates`]).
+//! gap stage, and `backfill` sends the stored aggregate in their place
+//! ([`ck_model::Exchange::ids_end_aggregates`]).
 
 use ck_model::{Candle, Exchange, Instrument, Interval, Trade, Ts};
 use serde::Deserialize;
