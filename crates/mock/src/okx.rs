@@ -163,6 +163,25 @@ fn refusal(code: &str, msg: &str) -> Response {
         .into_response()
 }
 
+/// A request's `after` and `before` (exclusive bounds, open when absent)
+/// and `limit` (1 to 100, default 100), or OKX's refusal (code, message).
+fn bounds(q: &HashMap<String, String>) -> Result<(i64, i64, i64), (&'static str, &'static str)> {
+    let number = |name: &str, default: i64| -> Option<i64> {
+        q.get(name).map_or(Some(default), |v| v.parse().ok())
+    };
+    let (Some(after), Some(before), Some(limit)) = (
+        number("after", i64::MAX),
+        number("before", i64::MIN),
+        number("limit", 100),
+    ) else {
+        return Err(("51000", "Parameter error"));
+    };
+    if !(1..=100).contains(&limit) {
+        return Err(("51000", "Parameter limit error"));
+    }
+    Ok((after, before, limit))
+}
+
 /// The length of an OKX `bar`, in ns (UTC variants from 6 hours up).
 fn bar_nanos(bar: &str) -> Option<i64> {
     Some(match bar {
@@ -191,19 +210,10 @@ async fn candles(
     let Some(step) = q.get("bar").map_or(Some(60 * SEC), |b| bar_nanos(b)) else {
         return refusal("51000", "Parameter bar error");
     };
-    let number = |name: &str, default: i64| -> Option<i64> {
-        q.get(name).map_or(Some(default), |v| v.parse().ok())
+    let (after, before, limit) = match bounds(&q) {
+        Ok(b) => b,
+        Err((code, msg)) => return refusal(code, msg),
     };
-    let (Some(after), Some(before), Some(limit)) = (
-        number("after", i64::MAX),
-        number("before", i64::MIN),
-        number("limit", 100),
-    ) else {
-        return refusal("51000", "Parameter error");
-    };
-    if !(1..=100).contains(&limit) {
-        return refusal("51000", "Parameter limit error");
-    }
     let now_ms = ck_model::Ts::now().as_millis();
     let step_ms = step / 1_000_000;
     let rows: Vec<String> = bars(trades, step, true)
@@ -247,19 +257,10 @@ async fn history_trades(
     let Some(rows) = q.get("instId").and_then(|i| book.get(i)) else {
         return refusal("51001", "Instrument ID does not exist");
     };
-    let number = |name: &str, default: i64| -> Option<i64> {
-        q.get(name).map_or(Some(default), |v| v.parse().ok())
+    let (after, before, limit) = match bounds(&q) {
+        Ok(b) => b,
+        Err((code, msg)) => return refusal(code, msg),
     };
-    let (Some(after), Some(before), Some(limit)) = (
-        number("after", i64::MAX),
-        number("before", i64::MIN),
-        number("limit", 100),
-    ) else {
-        return refusal("51000", "Parameter error");
-    };
-    if !(1..=100).contains(&limit) {
-        return refusal("51000", "Parameter limit error");
-    }
     let by_time = match q.get("type").map(String::as_str) {
         None | Some("1") => false,
         Some("2") => true,

@@ -315,36 +315,32 @@ async fn okx_single_fills_after_aggregates_count_nothing_twice() {
     let to = Ts(trades.last().expect("a trade").ts_exchange.0 + 1);
     let dir = tempfile::tempdir().expect("dir");
     let backfill = |from: Ts, url: String| {
-        let args = [
-            "--data-dir".to_owned(),
-            dir.path().display().to_string(),
-            "--log".into(),
-            "warn".into(),
-            "backfill".into(),
-            "--exchange".into(),
-            "okx".into(),
-            "--instrument".into(),
-            instrument.to_string(),
-            "--from".into(),
-            from.to_string(),
-            "--to".into(),
-            to.to_string(),
-            "--candles".into(),
-            "1m".into(),
-            "--trades".into(),
-            "--rest-url".into(),
-            url,
-        ];
+        let (d, product) = (dir.path().to_owned(), instrument.to_string());
         tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-                .args(&args)
-                .env_remove("CANDLEKEEP_CONFIG")
-                .output()
-                .expect("backfill");
+            let (from, to) = (from.to_string(), to.to_string());
+            let out = crate::support::candlekeep(
+                &d,
+                &[
+                    "backfill",
+                    "--exchange",
+                    "okx",
+                    "--instrument",
+                    &product,
+                    "--from",
+                    &from,
+                    "--to",
+                    &to,
+                    "--candles",
+                    "1m",
+                    "--trades",
+                    "--rest-url",
+                    &url,
+                ],
+            );
             assert!(
                 out.status.success(),
                 "{}",
-                String::from_utf8_lossy(&out.stderr)
+                crate::support::text(&out.stderr)
             );
         })
     };
@@ -419,36 +415,31 @@ async fn trades_backfill_from_the_command_line(
     let from = recorded.iter().map(|t| t.1).min().expect("first");
     let to = Ts(recorded.iter().map(|t| t.1).max().expect("last").0 + 1);
     let dir = tempfile::tempdir().expect("dir");
-    let args = [
-        "--data-dir".to_owned(),
-        dir.path().display().to_string(),
-        "--log".into(),
-        "warn".into(),
-        "backfill".into(),
-        "--exchange".into(),
-        exchange.to_string(),
-        "--instrument".into(),
-        product.to_owned(),
-        "--from".into(),
-        from.to_string(),
-        "--to".into(),
-        to.to_string(),
-        "--rest-url".into(),
-        rest.rest_url(),
-    ];
+    let (d, args) = (
+        dir.path().to_owned(),
+        [
+            "backfill".to_owned(),
+            "--exchange".into(),
+            exchange.to_string(),
+            "--instrument".into(),
+            product.to_owned(),
+            "--from".into(),
+            from.to_string(),
+            "--to".into(),
+            to.to_string(),
+            "--rest-url".into(),
+            rest.rest_url(),
+        ],
+    );
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-            .args(&args)
-            .env_remove("CANDLEKEEP_CONFIG")
-            .output()
-            .expect("backfill")
+        crate::support::candlekeep(&d, &args.iter().map(String::as_str).collect::<Vec<_>>())
     })
     .await
     .expect("join");
     assert!(
         out.status.success(),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        crate::support::text(&out.stderr)
     );
     let s = settings(dir.path());
     let store = ck_app::open_store(&s).await.expect("store");
