@@ -27,6 +27,8 @@
 //!   the messages delivered to the one that died.)
 //! - **API nodes** serve from the shared store, and push the live updates
 //!   the processors publish on core NATS (`<prefix>.live.…`, not stored).
+//!   They show the collectors' connectors, which each collector reports
+//!   every two seconds on core NATS (`<prefix>.status.<exchange>`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use ck_model::{
     BackfillProgress, Candle, Exchange, Gap, Instrument, InstrumentInfo, Quote, Trade, Ts,
 };
 use ck_processors::gaps::GapDetector;
+use ck_sources::live::{ConnectorRegistry, ConnectorSnapshot};
 use ck_store::Store;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -553,6 +556,93 @@ pub async fn publish_live(cluster: Arc<Cluster>, feed: LiveFeed, stop: Cancellat
         let subject = format!("{p}.live.{kind}.{exchange}.{instrument}");
         if let Err(e) = cluster.client.publish(subject, body.into()).await {
             tracing::debug!(error = %e, "live update not published");
+        }
+    }
+}
+
+/// How often a collector reports its connectors' state.
+pub const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// This process, as its connector reports name it: host and process id.
+#[must_use]
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}/{}", std::process::id())
+}
+
+/// One connector's state as a collector reports it on core NATS.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StatusReport {
+    node: String,
+    connector: ConnectorSnapshot,
+}
+
+/// Collector side: reports the state of this process's connectors on core
+/// NATS (`<prefix>.status.<exchange>`) every [`STATUS_EVERY`], so that API
+/// nodes show them (`/api/v1/connectors`), until `stop`.
+pub async fn publish_status(
+    cluster: Arc<Cluster>,
+    connectors: Arc<ConnectorRegistry>,
+    stop: CancellationToken,
+) {
+    let node = node_name();
+    let p = cluster.config.subject_prefix.clone();
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        for connector in connectors.local() {
+            let subject = format!("{p}.status.{}", connector.exchange);
+            let report = StatusReport {
+                node: node.clone(),
+                connector,
+            };
+            let Ok(body) = serde_json::to_vec(&report) else {
+                continue;
+            };
+            if let Err(e) = cluster.client.publish(subject, body.into()).await {
+                tracing::debug!(error = %e, "connector status not published");
+            }
+        }
+    }
+}
+
+/// API side: records the connector states collectors report, until `stop`.
+///
+/// # Errors
+/// When the subscription cannot be made.
+pub async fn follow_status(
+    cluster: Arc<Cluster>,
+    connectors: Arc<ConnectorRegistry>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let subject = format!("{}.status.>", cluster.config.subject_prefix);
+    let mut sub = cluster
+        .client
+        .subscribe(subject.clone())
+        .await
+        .with_context(|| format!("subscribing to {subject}"))?;
+    let bad = metrics::counter("candlekeep_nats_undecodable_total");
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            m = sub.next() => match m {
+                Some(m) => m,
+                None => return Ok(()),
+            },
+        };
+        match serde_json::from_slice::<StatusReport>(&message.payload) {
+            Ok(report) => connectors.report(&report.node, report.connector),
+            Err(e) => {
+                bad.inc();
+                tracing::warn!(subject = %message.subject, error = %e, "undecodable connector status skipped");
+            }
         }
     }
 }

@@ -351,6 +351,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     // An API node: the store, and live updates from processors.
                     let alerts = start_alerts(&settings, &store, &token, false)?;
                     let api = start_api(listen, &settings, &store, &alerts, &token).await?;
+                    let status = ck_app::cluster::follow_status(
+                        cluster.clone(),
+                        settings.connectors.clone(),
+                        token.clone(),
+                    );
+                    tokio::spawn(async move {
+                        if let Err(e) = status.await {
+                            tracing::error!(error = %e, "collectors' connector states are not shown");
+                        }
+                    });
                     ck_app::cluster::follow_live(
                         cluster.clone(),
                         settings.feed.clone(),
@@ -370,6 +380,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 (Role::Collector, Some(cluster)) => {
                     settings.publish_to = Some(cluster.clone());
+                    tokio::spawn(ck_app::cluster::publish_status(
+                        cluster.clone(),
+                        settings.connectors.clone(),
+                        token.clone(),
+                    ));
                     sources_from_config(&config)?
                 }
                 _ => sources_from_config(&config)?,

@@ -329,6 +329,36 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         })
     };
 
+    // The API node shows the collectors' connectors, which it has only
+    // from their reports over NATS.
+    let shown = eventually(Duration::from_secs(30), || {
+        let api = api_listen.clone();
+        async move {
+            let response = tokio::task::spawn_blocking(move || {
+                std::net::TcpStream::connect(&api)
+                    .is_ok()
+                    .then(|| crate::support::http_get(&api, "/api/v1/connectors"))
+            })
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+            let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            let Ok(list) = serde_json::from_str::<Vec<serde_json::Value>>(body) else {
+                return false;
+            };
+            ["binance", "coinbase"].iter().all(|e| {
+                list.iter()
+                    .any(|c| c["exchange"] == *e && c["state"] == "connected")
+            })
+        }
+    })
+    .await;
+    assert!(
+        shown,
+        "the API node lists both collectors' connectors as connected"
+    );
+
     // Kill the processor mid-run, then start it again.
     let third = expected / 3;
     let reached = eventually(Duration::from_secs(90), || {

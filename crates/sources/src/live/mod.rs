@@ -5,7 +5,7 @@
 pub mod connector;
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ck_model::{Exchange, Ts};
 
@@ -76,7 +76,7 @@ impl Backoff {
 }
 
 /// Where a connector is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionState {
     /// Not started, or connecting for the first time.
@@ -89,8 +89,9 @@ pub enum ConnectionState {
     Stopped,
 }
 
-/// A snapshot of a connector, for status output and the API.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A snapshot of a connector, for status output and the API (and, from a
+/// collector, over NATS to API nodes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnectorSnapshot {
     /// The venue.
     pub exchange: Exchange,
@@ -174,11 +175,19 @@ impl ConnectorStatus {
     }
 }
 
-/// Every connector of a running application, for status output and the API.
+/// Every connector of a running application, for status output and the API:
+/// this process's own, and on an API node those other processes (the
+/// collectors) report ([`ConnectorRegistry::report`]), until they fall
+/// silent for [`REMOTE_FORGOTTEN_AFTER`].
 #[derive(Debug, Default)]
 pub struct ConnectorRegistry {
     inner: Mutex<Vec<std::sync::Arc<ConnectorStatus>>>,
+    remote: Mutex<std::collections::BTreeMap<(String, Exchange), (ConnectorSnapshot, Instant)>>,
 }
+
+/// A connector reported by another process and not heard of for this long
+/// is left out: that process has stopped.
+pub const REMOTE_FORGOTTEN_AFTER: Duration = Duration::from_secs(30);
 
 impl ConnectorRegistry {
     /// Adds a connector's status.
@@ -189,9 +198,35 @@ impl ConnectorRegistry {
             .push(status);
     }
 
-    /// The state of every registered connector, in registration order.
+    /// Records the state another process (`node`) reports of one of its
+    /// connectors.
+    pub fn report(&self, node: &str, snapshot: ConnectorSnapshot) {
+        self.remote
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                (node.to_owned(), snapshot.exchange),
+                (snapshot, Instant::now()),
+            );
+    }
+
+    /// The state of every registered connector, in registration order,
+    /// then those other processes reported lately (by process, then venue).
     #[must_use]
     pub fn snapshots(&self) -> Vec<ConnectorSnapshot> {
+        let mut out: Vec<ConnectorSnapshot> = self.local();
+        let mut remote = self
+            .remote
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        remote.retain(|_, (_, at)| at.elapsed() < REMOTE_FORGOTTEN_AFTER);
+        out.extend(remote.values().map(|(s, _)| s.clone()));
+        out
+    }
+
+    /// The state of this process's own connectors, in registration order.
+    #[must_use]
+    pub fn local(&self) -> Vec<ConnectorSnapshot> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
