@@ -535,7 +535,7 @@ pub enum SourceConfig {
     /// Live Bybit spot capture (`publicTrade`, `orderbook.1`).
     Bybit(VenueSourceConfig),
     /// Best bid/ask polled over REST, at a cadence per instrument (venues or
-    /// pairs without a WebSocket feed). Binance for now.
+    /// pairs without a WebSocket feed): every venue's public ticker.
     Poll {
         /// The venue.
         exchange: ck_model::Exchange,
@@ -794,15 +794,10 @@ impl AppConfig {
                     }
                 }
                 SourceConfig::Poll {
-                    exchange,
+                    exchange: _,
                     rest_url,
                     tickers,
                 } => {
-                    if *exchange != ck_model::Exchange::Binance {
-                        return Err(invalid(format!(
-                            "sources: {exchange} cannot be polled yet (binance can)"
-                        )));
-                    }
                     if tickers.is_empty() {
                         return Err(invalid("a poll source needs at least one ticker".into()));
                     }

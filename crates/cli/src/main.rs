@@ -1208,7 +1208,8 @@ fn sources_from_config(config: &AppConfig) -> anyhow::Result<Vec<Source>> {
                 exchange: *exchange,
                 rest_url: rest_url
                     .clone()
-                    .unwrap_or_else(|| ck_sources::binance::DEFAULT_REST_URL.to_owned()),
+                    .or_else(|| ck_sources::history::default_rest_url(*exchange).map(str::to_owned))
+                    .ok_or_else(|| anyhow::anyhow!("{exchange} has no public REST root"))?,
                 targets: tickers
                     .iter()
                     .map(|t| {

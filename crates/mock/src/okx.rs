@@ -6,6 +6,9 @@
 //! without trades get a flat candle at the previous close (what candlekeep
 //! assumes for OKX; unverified). Errors come as a non-zero `code`.
 //!
+//! Tickers: `GET /api/v5/market/ticker?instId=`, the last recorded
+//! `tickers` row (for the polling source); code 51001 for an unknown id.
+//!
 //! Trades: `GET /api/v5/market/history-trades?instId=&type=1|2&after=&before=&limit=`,
 //! the recorded `trades` rows (times moved), newest first; `type=1` (the
 //! default) bounds ids, `type=2` times in ms, `after` from above and
@@ -22,6 +25,9 @@ use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
 
 use crate::bars::{Fill, Fills, SEC, bars};
+
+/// The last recorded `tickers` row by `instId`.
+type Tickers = HashMap<String, String>;
 
 /// Recorded trade rows by `instId`: id to (time in ms, row).
 type Book = HashMap<String, BTreeMap<u64, (i64, String)>>;
@@ -61,10 +67,24 @@ impl MockOkxRest {
         };
         let mut fills = Fills::new();
         let mut book = Book::new();
+        let mut tickers: Tickers = HashMap::new();
         for m in recording.iter().filter(|m| m.origin == Origin::Ws) {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&m.data) else {
                 continue;
             };
+            if v["arg"]["channel"] == "tickers" {
+                for t in v["data"].as_array().into_iter().flatten() {
+                    if let Some(inst) = t["instId"].as_str() {
+                        let mut row = t.clone();
+                        if let Some(ms) = t["ts"].as_str().and_then(|s| s.parse::<i64>().ok()) {
+                            let moved = ms + shift.div_euclid(1_000_000);
+                            row["ts"] = serde_json::Value::String(moved.to_string());
+                        }
+                        tickers.insert(inst.to_owned(), row.to_string());
+                    }
+                }
+                continue;
+            }
             if v["arg"]["channel"] != "trades" {
                 continue;
             }
@@ -106,6 +126,11 @@ impl MockOkxRest {
                 Router::new()
                     .route("/api/v5/market/history-trades", get(history_trades))
                     .with_state(Arc::new(book)),
+            )
+            .merge(
+                Router::new()
+                    .route("/api/v5/market/ticker", get(ticker))
+                    .with_state(Arc::new(tickers)),
             );
         crate::RestMock::serve(app, trades).await
     }
@@ -286,6 +311,20 @@ async fn history_trades(
             "{{\"code\":\"0\",\"msg\":\"\",\"data\":[{}]}}",
             list.join(",")
         ),
+    )
+        .into_response()
+}
+
+async fn ticker(
+    State(tickers): State<Arc<Tickers>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(row) = q.get("instId").and_then(|i| tickers.get(i)) else {
+        return refusal("51001", "Instrument ID does not exist");
+    };
+    (
+        [("content-type", "application/json")],
+        format!("{{\"code\":\"0\",\"msg\":\"\",\"data\":[{row}]}}"),
     )
         .into_response()
 }

@@ -195,6 +195,91 @@ pub(crate) fn parse_ws(parser: &mut dyn Parser, data: &str) -> Result<Vec<Event>
     parser.parse(&msg, &mut out).map(|_| out)
 }
 
+/// The path segment of `url` right after `marker` (up to the next `/` or
+/// `?`): the symbol of a REST answer whose body does not name it.
+pub(crate) fn segment_after<'a>(url: &'a str, marker: &str) -> Option<&'a str> {
+    let rest = &url[url.find(marker)? + marker.len()..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|s| !s.is_empty())
+}
+
+/// A polled ticker's fields, as text (the REST polling source), with the
+/// venue's names for the two it must have.
+pub(crate) struct PolledTicker<'a> {
+    pub(crate) bid: (&'static str, Option<&'a str>),
+    pub(crate) bid_size: Option<&'a str>,
+    pub(crate) ask: (&'static str, Option<&'a str>),
+    pub(crate) ask_size: Option<&'a str>,
+    pub(crate) last: Option<&'a str>,
+}
+
+impl PolledTicker<'_> {
+    /// The quote of `instrument` on `exchange`, at `at` (venues without a
+    /// time in their ticker: the time it was received).
+    pub(crate) fn quote(
+        &self,
+        exchange: Exchange,
+        instrument: ck_model::Instrument,
+        at: ck_model::Ts,
+        received: ck_model::Ts,
+    ) -> Result<ck_model::Quote, ParseError> {
+        let opt = |field, v: Option<&str>| {
+            v.filter(|t| !t.is_empty())
+                .map(|t| decimal(exchange, field, t))
+                .transpose()
+        };
+        Ok(ck_model::Quote {
+            exchange,
+            instrument,
+            bid: decimal(
+                exchange,
+                self.bid.0,
+                required(exchange, self.bid.0, self.bid.1)?,
+            )?,
+            bid_size: opt("bid size", self.bid_size)?,
+            ask: decimal(
+                exchange,
+                self.ask.0,
+                required(exchange, self.ask.0, self.ask.1)?,
+            )?,
+            ask_size: opt("ask size", self.ask_size)?,
+            last: opt("last", self.last)?,
+            ts_exchange: at,
+            ts_received: received,
+        })
+    }
+}
+
+/// Test helper: parses one REST answer from `url` with `parser`.
+#[cfg(test)]
+pub(crate) fn parse_rest(
+    parser: &mut dyn Parser,
+    url: &str,
+    data: &str,
+) -> Result<Vec<Event>, ParseError> {
+    let msg = RawMessage {
+        exchange: parser.exchange(),
+        ts_received: ck_model::Ts(5),
+        origin: ck_bus::Origin::Rest { url: url.into() },
+        data: data.into(),
+    };
+    let mut out = Vec::new();
+    parser.parse(&msg, &mut out).map(|_| out)
+}
+
+/// The one quote in `events` (test helper): bid, ask, last, as text.
+#[cfg(test)]
+pub(crate) fn only_quote(events: &[Event]) -> (String, String, Option<String>) {
+    match events {
+        [Event::Quote(q)] => (
+            q.bid.to_string(),
+            q.ask.to_string(),
+            q.last.map(|l| l.to_string()),
+        ),
+        other => panic!("one quote expected: {other:?}"),
+    }
+}
+
 /// Maps a decoder error to [`ParseError::Json`] for `exchange`.
 pub(crate) fn json(exchange: Exchange) -> impl Fn(serde_json::Error) -> ParseError {
     move |source| ParseError::Json { exchange, source }

@@ -33,17 +33,68 @@ pub struct PollStats {
 }
 
 /// The ticker request of `instrument` and its weight, where candlekeep
-/// can poll `exchange`.
+/// can poll `exchange`: each venue's public best bid/ask (or ticker) for one
+/// instrument, which its parser reads into a quote.
 #[must_use]
 pub fn ticker_path(exchange: Exchange, instrument: &Instrument) -> Option<(String, u32)> {
-    match exchange {
-        Exchange::Binance => Some((
+    let native = crate::parse::native_symbol(exchange, instrument);
+    Some(match exchange {
+        Exchange::Binance => (
             format!(
                 "/api/v3/ticker/bookTicker?symbol={}",
                 crate::binance::native_symbol(instrument)
             ),
             2,
+        ),
+        Exchange::Okx => (format!("/api/v5/market/ticker?instId={native}"), 1),
+        Exchange::Bybit => (
+            format!("/v5/market/tickers?category=spot&symbol={native}"),
+            1,
+        ),
+        Exchange::CoinbaseExchange => (format!("/products/{native}/ticker"), 1),
+        Exchange::Coinbase => (
+            format!("/api/v3/brokerage/market/products/{native}/ticker?limit=1"),
+            1,
+        ),
+        Exchange::Bitstamp => (format!("/api/v2/ticker/{native}/"), 1),
+        Exchange::Bitfinex => (format!("/v2/ticker/{native}"), 1),
+        Exchange::Kraken => (
+            format!(
+                "/0/public/Ticker?pair={}",
+                crate::kraken::rest::rest_pair(instrument)
+            ),
+            1,
+        ),
+        _ => return None,
+    })
+}
+
+/// Why a venue refused a ticker request's symbol in the body of an HTTP
+/// 200, where it does so: OKX `code` 51001, Bybit `retCode` 10001, Kraken
+/// `EQuery:Unknown asset pair`. The instrument is then no longer polled, as
+/// after a 4xx. Other errors in a body (such as rate limits) are not
+/// refusals: the parser reports them and the next tick tries again.
+#[must_use]
+pub fn refusal_in_body(exchange: Exchange, body: &str) -> Option<String> {
+    if body.len() > 4_096 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    match exchange {
+        Exchange::Okx if v["code"] == "51001" => Some(format!(
+            "code 51001: {}",
+            v["msg"].as_str().unwrap_or_default()
         )),
+        Exchange::Bybit if v["retCode"] == 10001 => Some(format!(
+            "retCode 10001: {}",
+            v["retMsg"].as_str().unwrap_or_default()
+        )),
+        Exchange::Kraken => v["error"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e.as_str())
+            .find(|e| e.starts_with("EQuery:Unknown asset pair"))
+            .map(str::to_owned),
         _ => None,
     }
 }
@@ -62,13 +113,18 @@ pub async fn run_ticker_poll(
         let (client, tx, responses) = (client.clone(), tx.clone(), responses.clone());
         tasks.spawn(async move {
             let Some((path, weight)) = ticker_path(exchange, &target.instrument) else {
-                return Some(format!("{exchange} cannot be polled yet"));
+                return Some(format!("{exchange} cannot be polled"));
             };
             let mut tick = tokio::time::interval(target.every.max(Duration::from_millis(10)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 match client.get(&path, weight).await {
+                    Ok(r) if let Some(why) = refusal_in_body(exchange, &r.body) => {
+                        let why = format!("{} refused: {}: {why}", target.instrument, r.url);
+                        tracing::error!(%exchange, %why, "polling stopped for this instrument");
+                        return Some(why);
+                    }
                     Ok(r) => {
                         responses.fetch_add(1, Ordering::Relaxed);
                         let msg = RawMessage {

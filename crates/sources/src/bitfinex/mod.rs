@@ -112,8 +112,36 @@ impl Parser for BitfinexParser {
     }
 
     fn parse(&mut self, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
-        if matches!(msg.origin, Origin::Rest { .. }) {
-            return Ok(Parsed::Ignored);
+        if let Origin::Rest { url } = &msg.origin {
+            let Some(symbol) = crate::parse::segment_after(url, "/v2/ticker/") else {
+                return Ok(Parsed::Ignored);
+            };
+            // Polled ticker (the REST polling source): `[BID, BID_SIZE,
+            // ASK, ASK_SIZE, DAILY_CHANGE, DAILY_CHANGE_RELATIVE,
+            // LAST_PRICE, VOLUME, HIGH, LOW]`, numbers; the symbol is in
+            // the URL only; errors come as `["error", code, "message"]`.
+            let row: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(&msg.data).map_err(json(EX))?;
+            if row.first().is_some_and(|c| c.get() == "\"error\"") {
+                return Err(ParseError::Venue {
+                    exchange: EX,
+                    message: msg.data.chars().take(200).collect(),
+                });
+            }
+            if row.len() < 7 {
+                return Err(bad("ticker", &msg.data));
+            }
+            let field = |i: usize| Some(row[i].get());
+            let quote = crate::parse::PolledTicker {
+                bid: ("BID", field(0)),
+                bid_size: field(1),
+                ask: ("ASK", field(2)),
+                ask_size: field(3),
+                last: field(6),
+            }
+            .quote(EX, instrument(symbol)?, msg.ts_received, msg.ts_received)?;
+            out.push(Event::Quote(quote));
+            return Ok(Parsed::Events(1));
         }
         if msg.data.trim_start().starts_with('{') {
             let e: EventMessage = serde_json::from_str(&msg.data).map_err(json(EX))?;
@@ -217,6 +245,33 @@ mod tests {
 
     fn feed(p: &mut BitfinexParser, data: &str) -> Result<Vec<Event>, ParseError> {
         crate::parse::parse_ws(p, data)
+    }
+
+    #[test]
+    fn polled_tickers_are_quotes() {
+        // The documented answer of GET /v2/ticker/tBTCUSD.
+        let url = "http://x/v2/ticker/tBTCUSD";
+        let events = crate::parse::parse_rest(
+            &mut BitfinexParser::default(),
+            url,
+            "[10645,73.93854271,10647,75.22266119,731.60645766,0.0738,10644.00645766,14480.89849667,10766,9889.1449809]",
+        )
+        .expect("ticker");
+        assert_eq!(
+            crate::parse::only_quote(&events),
+            (
+                "10645".into(),
+                "10647".into(),
+                Some("10644.00645766".into())
+            )
+        );
+        let e = crate::parse::parse_rest(
+            &mut BitfinexParser::default(),
+            url,
+            r#"["error",10020,"symbol: invalid"]"#,
+        )
+        .expect_err("refused");
+        assert!(e.to_string().contains("symbol: invalid"), "{e}");
     }
 
     #[test]

@@ -62,6 +62,20 @@ impl BitstampParser {
     }
 }
 
+/// `GET /api/v2/ticker/{pair}/`: `{"timestamp":"…","last":"…","bid":"…","ask":"…",…}`
+/// (numbers as strings).
+#[derive(Debug, Deserialize)]
+struct RestTicker<'a> {
+    #[serde(borrow, default)]
+    timestamp: Option<&'a str>,
+    #[serde(borrow, default)]
+    last: Option<&'a str>,
+    #[serde(borrow, default)]
+    bid: Option<&'a str>,
+    #[serde(borrow, default)]
+    ask: Option<&'a str>,
+}
+
 impl Parser for BitstampParser {
     fn exchange(&self) -> Exchange {
         EX
@@ -69,6 +83,30 @@ impl Parser for BitstampParser {
 
     fn parse(&mut self, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
         if let Origin::Rest { url } = &msg.origin {
+            if let Some(pair) = crate::parse::segment_after(url, "/api/v2/ticker/") {
+                // Polled ticker (the REST polling source): the pair is in
+                // the URL only; `timestamp` is in seconds.
+                let t: RestTicker<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
+                let at = t
+                    .timestamp
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .map_or(msg.ts_received, Ts::from_secs);
+                let quote = crate::parse::PolledTicker {
+                    bid: ("bid", t.bid),
+                    bid_size: None,
+                    ask: ("ask", t.ask),
+                    ask_size: None,
+                    last: t.last,
+                }
+                .quote(
+                    EX,
+                    self.symbols.resolve(EX, pair, true)?,
+                    at,
+                    msg.ts_received,
+                )?;
+                out.push(Event::Quote(quote));
+                return Ok(Parsed::Events(1));
+            }
             if !url.contains("trading-pairs-info") {
                 return Ok(Parsed::Ignored);
             }
@@ -132,6 +170,32 @@ impl Parser for BitstampParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polled_tickers_are_quotes() {
+        // The documented answer of GET /api/v2/ticker/btcusd/.
+        let events = crate::parse::parse_rest(
+            &mut BitstampParser::new(),
+            "http://x/api/v2/ticker/btcusd/",
+            r#"{"timestamp":"1643640186","open":"37983.24","high":"38700.00","low":"36651.24","last":"38446.00","volume":"1563.76094637","vwap":"37700.00","bid":"38440.34","ask":"38446.00","side":"0","open_24":"37893.10","percent_change_24":"1.46"}"#,
+        )
+        .expect("ticker");
+        assert_eq!(
+            crate::parse::only_quote(&events),
+            (
+                "38440.34".into(),
+                "38446.00".into(),
+                Some("38446.00".into())
+            )
+        );
+        let Event::Quote(q) = &events[0] else {
+            panic!("quote")
+        };
+        assert_eq!(
+            (q.instrument.as_str(), q.ts_exchange),
+            ("BTC-USD", Ts::from_secs(1_643_640_186))
+        );
+    }
 
     #[test]
     fn trades_use_the_exact_strings() {

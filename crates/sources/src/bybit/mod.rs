@@ -87,7 +87,41 @@ struct InstrumentRow {
     status: Option<String>,
 }
 
-/// Parses Bybit v5 spot public messages and the spot instrument list.
+/// `GET /v5/market/tickers?category=spot&symbol=` (the polling source).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestTickers<'a> {
+    ret_code: i64,
+    #[serde(default)]
+    ret_msg: String,
+    #[serde(borrow, default)]
+    result: Option<RestTickerList<'a>>,
+    #[serde(default)]
+    time: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RestTickerList<'a> {
+    #[serde(borrow, default)]
+    list: Vec<RestTicker<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestTicker<'a> {
+    symbol: &'a str,
+    bid1_price: &'a str,
+    #[serde(default)]
+    bid1_size: Option<&'a str>,
+    ask1_price: &'a str,
+    #[serde(default)]
+    ask1_size: Option<&'a str>,
+    #[serde(default)]
+    last_price: Option<&'a str>,
+}
+
+/// Parses Bybit v5 spot public messages, the spot instrument list and
+/// polled tickers.
 #[derive(Debug, Default)]
 pub struct BybitParser {
     symbols: SymbolMap,
@@ -116,6 +150,40 @@ impl Parser for BybitParser {
 
     fn parse(&mut self, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
         if let Origin::Rest { url } = &msg.origin {
+            if url.contains("/v5/market/tickers?") {
+                // Polled best bid/ask (the REST polling source).
+                let t: RestTickers<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
+                if t.ret_code != 0 {
+                    return Err(ParseError::Venue {
+                        exchange: EX,
+                        message: format!("retCode {}: {}", t.ret_code, t.ret_msg),
+                    });
+                }
+                let rows = t.result.map(|r| r.list).unwrap_or_default();
+                let opt = |name, v: Option<&str>| {
+                    v.filter(|s| !s.is_empty())
+                        .map(|x| decimal(EX, name, x))
+                        .transpose()
+                };
+                for row in &rows {
+                    out.push(Event::Quote(Quote {
+                        exchange: EX,
+                        instrument: self.symbols.resolve(EX, row.symbol, true)?,
+                        bid: decimal(EX, "bid1Price", row.bid1_price)?,
+                        bid_size: opt("bid1Size", row.bid1_size)?,
+                        ask: decimal(EX, "ask1Price", row.ask1_price)?,
+                        ask_size: opt("ask1Size", row.ask1_size)?,
+                        last: opt("lastPrice", row.last_price)?,
+                        ts_exchange: t.time.map_or(msg.ts_received, Ts::from_millis),
+                        ts_received: msg.ts_received,
+                    }));
+                }
+                return Ok(if rows.is_empty() {
+                    Parsed::Ignored
+                } else {
+                    Parsed::Events(rows.len())
+                });
+            }
             if !url.contains("/v5/market/instruments-info") {
                 return Ok(Parsed::Ignored);
             }
@@ -205,6 +273,29 @@ mod tests {
 
     fn parse(data: &str) -> Result<Vec<Event>, ParseError> {
         crate::parse::parse_ws(&mut BybitParser::new(), data)
+    }
+
+    #[test]
+    fn polled_tickers_are_quotes() {
+        // The documented answer of GET /v5/market/tickers?category=spot&symbol=BTCUSDT.
+        let url = "http://x/v5/market/tickers?category=spot&symbol=BTCUSDT";
+        let events = crate::parse::parse_rest(&mut BybitParser::new(), url, r#"{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"BTCUSDT","bid1Price":"20517.96","bid1Size":"2","ask1Price":"20527.77","ask1Size":"1.862172","lastPrice":"20533.13","prevPrice24h":"20393.48","price24hPcnt":"0.0068","highPrice24h":"21128.12","lowPrice24h":"20318.89","turnover24h":"243765620.65899866","volume24h":"11801.27771","usdIndexPrice":"20784.12009279"}]},"retExtInfo":{},"time":1673859087947}"#)
+            .expect("ticker");
+        assert_eq!(
+            crate::parse::only_quote(&events),
+            (
+                "20517.96".into(),
+                "20527.77".into(),
+                Some("20533.13".into())
+            )
+        );
+        let e = crate::parse::parse_rest(
+            &mut BybitParser::new(),
+            url,
+            r#"{"retCode":10006,"retMsg":"Too many visits!","result":{},"time":1}"#,
+        )
+        .expect_err("refused");
+        assert!(e.to_string().contains("retCode 10006"), "{e}");
     }
 
     #[test]

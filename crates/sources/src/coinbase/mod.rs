@@ -105,6 +105,55 @@ impl CoinbaseParser {
     }
 }
 
+impl CoinbaseParser {
+    /// `GET /api/v3/brokerage/market/products/{id}/ticker?limit=1` (the
+    /// REST polling source): `{"trades":[{…,"price":"…","time":"…"}],
+    /// "best_bid":"…","best_ask":"…"}`; the product is in the URL only.
+    fn polled_ticker(
+        &mut self,
+        url: &str,
+        msg: &RawMessage,
+        out: &mut Vec<Event>,
+    ) -> Result<Parsed, ParseError> {
+        #[derive(Deserialize)]
+        struct Answer<'a> {
+            #[serde(borrow, default)]
+            best_bid: Option<&'a str>,
+            #[serde(borrow, default)]
+            best_ask: Option<&'a str>,
+            #[serde(borrow, default)]
+            trades: Vec<LastTrade<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct LastTrade<'a> {
+            #[serde(borrow, default)]
+            price: Option<&'a str>,
+        }
+        let product =
+            crate::parse::segment_after(url, "/products/").ok_or_else(|| ParseError::BadField {
+                exchange: EX,
+                field: "url",
+                value: url.to_owned(),
+            })?;
+        let answer: Answer<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
+        let quote = crate::parse::PolledTicker {
+            bid: ("best_bid", answer.best_bid),
+            bid_size: None,
+            ask: ("best_ask", answer.best_ask),
+            ask_size: None,
+            last: answer.trades.first().and_then(|t| t.price),
+        }
+        .quote(
+            EX,
+            self.instrument(product)?,
+            msg.ts_received,
+            msg.ts_received,
+        )?;
+        out.push(Event::Quote(quote));
+        Ok(Parsed::Events(1))
+    }
+}
+
 impl Parser for CoinbaseParser {
     fn exchange(&self) -> Exchange {
         EX
@@ -112,6 +161,9 @@ impl Parser for CoinbaseParser {
 
     fn parse(&mut self, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
         if let Origin::Rest { url } = &msg.origin {
+            if url.contains("/ticker") {
+                return self.polled_ticker(url, msg, out);
+            }
             if !url.contains("/products") {
                 return Ok(Parsed::Ignored);
             }
@@ -198,6 +250,29 @@ impl Parser for CoinbaseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polled_tickers_are_quotes() {
+        let url = "http://x/api/v3/brokerage/market/products/BTC-USD/ticker?limit=1";
+        let events = crate::parse::parse_rest(
+            &mut CoinbaseParser::new(),
+            url,
+            r#"{"trades":[{"trade_id":"34b080bf-fcfd-445a-832b-46b5ddc65601","product_id":"BTC-USD","price":"140.91","size":"4","time":"2021-05-31T09:59:59Z","side":"BUY","bid":"","ask":"","exchange":""}],"best_bid":"291.13","best_ask":"292.40"}"#,
+        )
+        .expect("ticker");
+        assert_eq!(
+            crate::parse::only_quote(&events),
+            ("291.13".into(), "292.40".into(), Some("140.91".into()))
+        );
+        let Event::Quote(q) = &events[0] else {
+            panic!("quote")
+        };
+        assert_eq!(q.instrument.as_str(), "BTC-USD");
+        assert!(
+            crate::parse::parse_rest(&mut CoinbaseParser::new(), url, r#"{"trades":[]}"#).is_err(),
+            "no bid"
+        );
+    }
 
     #[test]
     fn market_trades_report_the_maker_side_and_keep_string_ids() {

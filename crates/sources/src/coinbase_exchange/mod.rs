@@ -15,6 +15,19 @@ use wire::{CoinbaseMessage, CoinbaseProduct};
 
 const EX: Exchange = Exchange::CoinbaseExchange;
 
+/// `GET /products/{id}/ticker`: `{"ask":"…","bid":"…","volume":"…","trade_id":1,"price":"…","size":"…","time":"…"}`.
+#[derive(Debug, serde::Deserialize)]
+struct RestTicker<'a> {
+    #[serde(borrow, default)]
+    bid: Option<&'a str>,
+    #[serde(borrow, default)]
+    ask: Option<&'a str>,
+    #[serde(borrow, default)]
+    price: Option<&'a str>,
+    #[serde(borrow, default)]
+    time: Option<&'a str>,
+}
+
 /// Parses Coinbase Exchange feed messages and `/products` responses.
 #[derive(Debug, Default)]
 pub struct CoinbaseExchangeParser {
@@ -48,6 +61,33 @@ impl Parser for CoinbaseExchangeParser {
 
     fn parse(&mut self, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
         if let Origin::Rest { url } = &msg.origin {
+            if url.ends_with("/ticker") {
+                // Polled best bid/ask (`/products/{id}/ticker`, the REST
+                // polling source): the product is in the URL only.
+                let product = crate::parse::segment_after(url, "/products/").ok_or_else(|| {
+                    ParseError::BadField {
+                        exchange: EX,
+                        field: "url",
+                        value: url.clone(),
+                    }
+                })?;
+                let t: RestTicker<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
+                let at = t
+                    .time
+                    .map(Self::time)
+                    .transpose()?
+                    .unwrap_or(msg.ts_received);
+                let quote = crate::parse::PolledTicker {
+                    bid: ("bid", t.bid),
+                    bid_size: None,
+                    ask: ("ask", t.ask),
+                    ask_size: None,
+                    last: t.price,
+                }
+                .quote(EX, self.instrument(product)?, at, msg.ts_received)?;
+                out.push(Event::Quote(quote));
+                return Ok(Parsed::Events(1));
+            }
             if !url.ends_with("/products") {
                 return Ok(Parsed::Ignored);
             }
@@ -121,6 +161,34 @@ impl Parser for CoinbaseExchangeParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polled_tickers_are_quotes() {
+        // The documented answer of GET /products/BTC-USD/ticker.
+        let events = crate::parse::parse_rest(
+            &mut CoinbaseExchangeParser::new(),
+            "http://x/products/BTC-USD/ticker",
+            r#"{"ask":"6267.71","bid":"6265.15","volume":"53602.03940154","trade_id":86326522,"price":"6268.48","size":"0.00698254","time":"2020-03-20T00:22:57.833897Z"}"#,
+        )
+        .expect("ticker");
+        assert_eq!(
+            crate::parse::only_quote(&events),
+            ("6265.15".into(), "6267.71".into(), Some("6268.48".into()))
+        );
+        let Event::Quote(q) = &events[0] else {
+            panic!("quote")
+        };
+        assert_eq!(q.instrument.as_str(), "BTC-USD");
+        assert!(
+            crate::parse::parse_rest(
+                &mut CoinbaseExchangeParser::new(),
+                "http://x/products/BTC-USD/ticker",
+                r#"{"price":"1"}"#
+            )
+            .is_err(),
+            "no bid"
+        );
+    }
 
     #[test]
     fn match_reports_the_maker_side() {

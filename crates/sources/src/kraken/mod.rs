@@ -292,6 +292,59 @@ impl KrakenParser {
     }
 }
 
+/// `GET /0/public/Ticker?pair=XBTUSD` (the REST polling source):
+/// `{"error":[],"result":{"XXBTZUSD":{"a":[price, whole lot volume, lot
+/// volume],"b":[…],"c":[price, lot volume],…}}}`, under Kraken's own
+/// name of the pair: the one pair asked for, read from the URL.
+fn polled_ticker(pair: &str, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(default)]
+        error: Vec<String>,
+        #[serde(borrow, default)]
+        result: std::collections::HashMap<&'a str, Ticker<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Ticker<'a> {
+        #[serde(borrow)]
+        a: Vec<&'a str>,
+        #[serde(borrow)]
+        b: Vec<&'a str>,
+        #[serde(borrow, default)]
+        c: Vec<&'a str>,
+    }
+    let answer: Answer<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
+    if !answer.error.is_empty() {
+        return Err(ParseError::Venue {
+            exchange: EX,
+            message: answer.error.join(", "),
+        });
+    }
+    let instrument =
+        rest::instrument_of_rest_pair(pair).ok_or_else(|| ParseError::UnknownSymbol {
+            exchange: EX,
+            symbol: pair.to_owned(),
+        })?;
+    let [(_, t)] =
+        <[_; 1]>::try_from(answer.result.into_iter().collect::<Vec<_>>()).map_err(|_| {
+            ParseError::BadField {
+                exchange: EX,
+                field: "result",
+                value: msg.data.chars().take(120).collect(),
+            }
+        })?;
+    let quote = crate::parse::PolledTicker {
+        bid: ("b", t.b.first().copied()),
+        bid_size: t.b.get(2).copied(),
+        ask: ("a", t.a.first().copied()),
+        ask_size: t.a.get(2).copied(),
+        last: t.c.first().copied(),
+    }
+    .quote(EX, instrument, msg.ts_received, msg.ts_received)?;
+    out.push(Event::Quote(quote));
+    Ok(Parsed::Events(1))
+}
+
 impl Parser for KrakenParser {
     fn exchange(&self) -> Exchange {
         EX
@@ -301,6 +354,9 @@ impl Parser for KrakenParser {
         if let Origin::Rest { url } = &msg.origin {
             if url.contains("/AssetPairs") {
                 return self.asset_pairs(&msg.data, out);
+            }
+            if let Some(pair) = url.split_once("/0/public/Ticker?pair=").map(|(_, p)| p) {
+                return polled_ticker(pair, msg, out);
             }
             return Ok(Parsed::Ignored);
         }
@@ -326,6 +382,41 @@ mod tests {
 
     fn parse(data: &str) -> Result<Vec<Event>, ParseError> {
         crate::parse::parse_ws(&mut KrakenParser::new(), data)
+    }
+
+    #[test]
+    fn polled_tickers_are_quotes() {
+        // The documented answer of GET /0/public/Ticker?pair=XBTUSD.
+        let url = "http://x/0/public/Ticker?pair=XBTUSD";
+        let events = crate::parse::parse_rest(
+            &mut KrakenParser::new(),
+            url,
+            r#"{"error":[],"result":{"XXBTZUSD":{"a":["30300.10000","1","1.000"],"b":["30300.00000","1","1.000"],"c":["30303.20000","0.00067643"],"v":["4083.67001100","4412.73601799"],"p":["30706.77771","30689.13205"],"t":[34619,38907],"l":["29868.30000","29868.30000"],"h":["31631.00000","31631.00000"],"o":"30502.80000"}}}"#,
+        )
+        .expect("ticker");
+        assert_eq!(
+            crate::parse::only_quote(&events),
+            (
+                "30300.00000".into(),
+                "30300.10000".into(),
+                Some("30303.20000".into())
+            )
+        );
+        let Event::Quote(q) = &events[0] else {
+            panic!("quote")
+        };
+        assert_eq!(q.instrument.as_str(), "BTC-USD");
+        let e = crate::parse::parse_rest(
+            &mut KrakenParser::new(),
+            url,
+            r#"{"error":["EQuery:Unknown asset pair"]}"#,
+        )
+        .expect_err("refused");
+        assert!(e.to_string().contains("Unknown asset pair"), "{e}");
+        assert_eq!(
+            rest::instrument_of_rest_pair(&rest::rest_pair(&Instrument::new("DOGE", "USDT"))),
+            Some(Instrument::new("DOGE", "USDT"))
+        );
     }
 
     #[test]

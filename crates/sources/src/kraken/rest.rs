@@ -55,6 +55,25 @@ pub fn rest_pair(instrument: &Instrument) -> String {
     format!("{}{}", code(instrument.base()), code(instrument.quote()))
 }
 
+/// The instrument of a [`rest_pair`] name (`XBTUSD` is BTC-USD), for
+/// answers that name the pair only as asked for.
+#[must_use]
+pub fn instrument_of_rest_pair(pair: &str) -> Option<Instrument> {
+    let asset = |code: &str| match code {
+        "XBT" => "BTC".to_owned(),
+        "XDG" => "DOGE".to_owned(),
+        other => other.to_owned(),
+    };
+    [
+        "USDT", "USDC", "EUR", "USD", "GBP", "JPY", "CAD", "CHF", "AUD", "XBT", "ETH", "DAI",
+    ]
+    .iter()
+    .find_map(|quote| {
+        let base = pair.strip_suffix(quote).filter(|b| !b.is_empty())?;
+        Some(Instrument::new(&asset(base), &asset(quote)))
+    })
+}
+
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(default)]

@@ -121,6 +121,26 @@ impl OkxParser {
         self.symbols.resolve_dashed(EX, inst_id)
     }
 
+    /// One `tickers` row (the channel's, or REST `market/ticker`'s).
+    fn quote(&mut self, row: &OkxRow<'_>, received: Ts) -> Result<Quote, ParseError> {
+        let opt = |name, v: Option<&str>| {
+            v.filter(|s| !s.is_empty())
+                .map(|x| decimal(EX, name, x))
+                .transpose()
+        };
+        Ok(Quote {
+            exchange: EX,
+            instrument: self.instrument(row.inst_id)?,
+            bid: decimal(EX, "bidPx", required(EX, "bidPx", row.bid_px)?)?,
+            bid_size: opt("bidSz", row.bid_sz)?,
+            ask: decimal(EX, "askPx", required(EX, "askPx", row.ask_px)?)?,
+            ask_size: opt("askSz", row.ask_sz)?,
+            last: opt("last", row.last)?,
+            ts_exchange: row.ts.map(millis).transpose()?.unwrap_or(received),
+            ts_received: received,
+        })
+    }
+
     fn trade(&mut self, row: &OkxRow<'_>, received: Ts) -> Result<Trade, ParseError> {
         let instrument = self.instrument(row.inst_id)?;
         trade_of(row, instrument, received)
@@ -176,6 +196,26 @@ impl Parser for OkxParser {
 
     fn parse(&mut self, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
         if let Origin::Rest { url } = &msg.origin {
+            if url.contains("/market/ticker?") {
+                // Polled best bid/ask (the REST polling source).
+                let m: Envelope<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
+                if let Some(code) = m.code.filter(|c| c != "0") {
+                    return Err(ParseError::Venue {
+                        exchange: EX,
+                        message: format!("code {code}: {}", m.msg.unwrap_or_default()),
+                    });
+                }
+                let before = out.len();
+                for row in &m.data {
+                    let quote = self.quote(row, msg.ts_received)?;
+                    out.push(Event::Quote(quote));
+                }
+                return Ok(if out.len() > before {
+                    Parsed::Events(out.len() - before)
+                } else {
+                    Parsed::Ignored
+                });
+            }
             if !url.contains("/public/instruments") {
                 return Ok(Parsed::Ignored);
             }
@@ -225,22 +265,8 @@ impl Parser for OkxParser {
                     out.push(Event::Trade(trade));
                 }
                 "tickers" => {
-                    let opt = |name, v: Option<&str>| {
-                        v.filter(|s| !s.is_empty())
-                            .map(|x| decimal(EX, name, x))
-                            .transpose()
-                    };
-                    out.push(Event::Quote(Quote {
-                        exchange: EX,
-                        instrument: self.instrument(row.inst_id)?,
-                        bid: decimal(EX, "bidPx", required(EX, "bidPx", row.bid_px)?)?,
-                        bid_size: opt("bidSz", row.bid_sz)?,
-                        ask: decimal(EX, "askPx", required(EX, "askPx", row.ask_px)?)?,
-                        ask_size: opt("askSz", row.ask_sz)?,
-                        last: opt("last", row.last)?,
-                        ts_exchange: row.ts.map(millis).transpose()?.unwrap_or(msg.ts_received),
-                        ts_received: msg.ts_received,
-                    }));
+                    let quote = self.quote(row, msg.ts_received)?;
+                    out.push(Event::Quote(quote));
                 }
                 _ => return Ok(Parsed::Ignored),
             }
@@ -311,6 +337,43 @@ mod tests {
             (q.bid.to_string(), q.ask.to_string()),
             ("30228.6".to_owned(), "30228.7".to_owned())
         );
+    }
+
+    #[test]
+    fn polled_tickers_are_quotes() {
+        // GET /api/v5/market/ticker?instId=BTC-USDT (the documented answer).
+        let msg = RawMessage {
+            exchange: EX,
+            ts_received: Ts(1),
+            origin: Origin::Rest {
+                url: "http://x/api/v5/market/ticker?instId=BTC-USDT".into(),
+            },
+            data: r#"{"code":"0","msg":"","data":[{"instType":"SPOT","instId":"BTC-USDT","last":"9999.99","lastSz":"0.1","askPx":"9999.99","askSz":"11","bidPx":"8888.88","bidSz":"5","open24h":"9000","ts":"1597026383085"}]}"#.into(),
+        };
+        let mut out = Vec::new();
+        assert_eq!(
+            OkxParser::new().parse(&msg, &mut out).expect("ok"),
+            Parsed::Events(1)
+        );
+        let Event::Quote(q) = &out[0] else {
+            panic!("quote")
+        };
+        assert_eq!(
+            (q.bid.to_string(), q.ask.to_string(), q.ts_exchange),
+            (
+                "8888.88".to_owned(),
+                "9999.99".to_owned(),
+                Ts::from_millis(1_597_026_383_085)
+            )
+        );
+        let refused = RawMessage {
+            data: r#"{"code":"50011","msg":"Too Many Requests","data":[]}"#.into(),
+            ..msg
+        };
+        let e = OkxParser::new()
+            .parse(&refused, &mut out)
+            .expect_err("refused");
+        assert!(e.to_string().contains("code 50011"), "{e}");
     }
 
     #[test]
