@@ -565,19 +565,62 @@ async fn run_live(
     token: CancellationToken,
     registry: Arc<ck_sources::live::ConnectorRegistry>,
 ) -> anyhow::Result<SourceReport> {
-    let status = Arc::new(ConnectorStatus::new(protocol.exchange()));
-    registry.register(status.clone());
-    run_ws(
-        protocol,
-        config,
-        raw,
-        events,
-        status.clone(),
-        clock,
-        token.cancelled_owned(),
-    )
-    .await?;
-    Ok(SourceReport::Live(status.snapshot()))
+    // One connection per group of instruments the venue allows on one.
+    let groups =
+        ck_sources::live::connector::connection_groups(protocol.as_ref(), &config.instruments);
+    if groups.len() > 1 {
+        tracing::info!(exchange = %protocol.exchange(), connections = groups.len(), "instruments split over connections (the venue's limit per connection)");
+    }
+    let mut connections = tokio::task::JoinSet::new();
+    let mut statuses = Vec::new();
+    for instruments in groups {
+        let status = Arc::new(ConnectorStatus::new(protocol.exchange()));
+        registry.register(status.clone());
+        statuses.push(status.clone());
+        connections.spawn(run_ws(
+            protocol.clone(),
+            LiveConfig {
+                instruments,
+                ..config.clone()
+            },
+            raw.clone(),
+            events.clone(),
+            status,
+            clock.clone(),
+            token.clone().cancelled_owned(),
+        ));
+    }
+    while let Some(done) = connections.join_next().await {
+        done??;
+    }
+    Ok(SourceReport::Live(combined(
+        protocol.exchange(),
+        statuses.iter().map(|s| s.snapshot()),
+    )))
+}
+
+/// One source's connections as one: counts added up, the newest message,
+/// the worst state (the first connection's when all are alike), the last
+/// error any reported.
+fn combined(
+    exchange: ck_model::Exchange,
+    snapshots: impl Iterator<Item = ConnectorSnapshot>,
+) -> ConnectorSnapshot {
+    snapshots
+        .reduce(|mut all, s| {
+            all.messages += s.messages;
+            all.reconnects += s.reconnects;
+            all.resubscribes += s.resubscribes;
+            all.last_message = all.last_message.max(s.last_message);
+            if s.state != ck_sources::live::ConnectionState::Connected {
+                all.state = s.state;
+            }
+            if s.last_error.is_some() {
+                all.last_error = s.last_error;
+            }
+            all
+        })
+        .unwrap_or_else(|| ConnectorStatus::new(exchange).snapshot())
 }
 
 fn run_source(

@@ -33,6 +33,11 @@ impl WsProtocol for BinanceProtocol {
         Exchange::Binance
     }
 
+    fn instruments_per_connection(&self) -> Option<usize> {
+        // 1,024 streams per connection, two per instrument.
+        Some(512)
+    }
+
     fn connect_url(&self, base: &str, instruments: &[Instrument]) -> String {
         let names: Vec<String> = instruments.iter().flat_map(streams).collect();
         format!(
@@ -47,8 +52,8 @@ impl WsProtocol for BinanceProtocol {
         Vec::new()
     }
 
-    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
-        let params = streams(instrument);
+    fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        let params: Vec<String> = instruments.iter().flat_map(streams).collect();
         ["UNSUBSCRIBE", "SUBSCRIBE"]
             .iter()
             .enumerate()
@@ -109,9 +114,19 @@ mod tests {
             BinanceProtocol.symbol_of(r#"{"stream":"btcusdt@trade","data":{}}"#),
             Some("btcusdt")
         );
-        let re = BinanceProtocol.resubscribe(&i);
+        let eth = Instrument::parse("ETH-USDT").expect("i");
+        let re = BinanceProtocol.resubscribe(&[i.clone(), eth]);
+        assert_eq!(
+            re.len(),
+            2,
+            "every stale stream in one request each way: {re:?}"
+        );
         assert!(
             re[0].contains("UNSUBSCRIBE") && re[1].contains("\"SUBSCRIBE\""),
+            "{re:?}"
+        );
+        assert!(
+            re[1].contains("ethusdt@bookTicker") && re[1].contains("btcusdt@trade"),
             "{re:?}"
         );
     }

@@ -45,9 +45,14 @@ impl WsProtocol for BitfinexProtocol {
             .collect()
     }
 
-    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
+    fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String> {
         // Unsubscribing needs the channel id; a fresh subscribe renews it.
-        self.subscribe(std::slice::from_ref(instrument))
+        self.subscribe(instruments)
+    }
+
+    fn instruments_per_connection(&self) -> Option<usize> {
+        // 25 channel subscriptions per connection, two per instrument.
+        Some(12)
     }
 
     fn ping(&self) -> Option<(Duration, String)> {

@@ -36,11 +36,12 @@ impl WsProtocol for BitstampProtocol {
             .collect()
     }
 
-    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
-        vec![
-            message("bts:unsubscribe", instrument),
-            message("bts:subscribe", instrument),
-        ]
+    fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        // One channel per message.
+        instruments
+            .iter()
+            .flat_map(|i| [message("bts:unsubscribe", i), message("bts:subscribe", i)])
+            .collect()
     }
 
     fn ping(&self) -> Option<(Duration, String)> {

@@ -37,10 +37,9 @@ impl WsProtocol for BybitProtocol {
         requests("subscribe", instruments)
     }
 
-    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
-        let one = std::slice::from_ref(instrument);
-        let mut out = requests("unsubscribe", one);
-        out.extend(requests("subscribe", one));
+    fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        let mut out = requests("unsubscribe", instruments);
+        out.extend(requests("subscribe", instruments));
         out
     }
 

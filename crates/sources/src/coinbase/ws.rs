@@ -33,9 +33,10 @@ impl WsProtocol for CoinbaseProtocol {
         messages("subscribe", &ids)
     }
 
-    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
-        let mut out = messages("unsubscribe", &[instrument.as_str()]);
-        out.extend(messages("subscribe", &[instrument.as_str()]));
+    fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        let ids: Vec<&str> = instruments.iter().map(Instrument::as_str).collect();
+        let mut out = messages("unsubscribe", &ids);
+        out.extend(messages("subscribe", &ids));
         out
     }
 

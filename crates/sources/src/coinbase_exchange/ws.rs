@@ -26,10 +26,11 @@ impl WsProtocol for CoinbaseExchangeProtocol {
         vec![json!({"type": "subscribe", "product_ids": ids(instruments), "channels": ["matches", "ticker", "heartbeat"]}).to_string()]
     }
 
-    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
+    fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        let ids: Vec<&str> = instruments.iter().map(Instrument::as_str).collect();
         ["unsubscribe", "subscribe"]
             .iter()
-            .map(|t| json!({"type": t, "product_ids": [instrument.as_str()], "channels": ["matches", "ticker", "heartbeat"]}).to_string())
+            .map(|t| json!({"type": t, "product_ids": ids, "channels": ["matches", "ticker", "heartbeat"]}).to_string())
             .collect()
     }
 

@@ -72,10 +72,9 @@ impl WsProtocol for KrakenProtocol {
         self.messages("subscribe", instruments)
     }
 
-    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
-        let one = std::slice::from_ref(instrument);
-        let mut out = self.messages("unsubscribe", one);
-        out.extend(self.messages("subscribe", one));
+    fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        let mut out = self.messages("unsubscribe", instruments);
+        out.extend(self.messages("subscribe", instruments));
         out
     }
 

@@ -6,7 +6,11 @@
 //! - Connection watchdog: no data for `stale_after` ends the connection.
 //! - Instrument watchdog: an instrument silent for `stale_after` while others
 //!   flow is unsubscribed and subscribed again (venues whose data names the
-//!   symbol; see [`WsProtocol::symbol_of`]).
+//!   symbol; see [`WsProtocol::symbol_of`]), all found at one tick in one
+//!   request where the venue allows, within the venue's hourly limit on
+//!   subscribe requests ([`ControlBudget`]).
+//! - A venue's limit on streams per connection splits the instruments over
+//!   several connections ([`connection_groups`]).
 //! - After a reconnect, when data flows again, every instrument gets an open
 //!   [`Gap`] spanning the window without data, for REST repair.
 //! - Every text frame goes out as a [`RawMessage`] (tape, then parser);
@@ -37,8 +41,24 @@ pub trait WsProtocol: Send + Sync + std::fmt::Debug {
     /// The messages that subscribe `instruments`, sent on every new connection.
     fn subscribe(&self, instruments: &[Instrument]) -> Vec<String>;
 
-    /// The messages that drop and renew one instrument's subscription.
-    fn resubscribe(&self, instrument: &Instrument) -> Vec<String>;
+    /// The messages that drop and renew these instruments' subscriptions
+    /// (those the watchdog found stale at one tick, in as few messages as
+    /// the venue allows).
+    fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String>;
+
+    /// The most instruments one connection may carry, where the venue
+    /// limits streams or channels per connection (Binance 1,024 streams,
+    /// Bitfinex 25 channels): more instruments get more connections.
+    fn instruments_per_connection(&self) -> Option<usize> {
+        None
+    }
+
+    /// The most subscribe and unsubscribe requests one connection may send
+    /// in an hour, where the venue limits them (OKX 480): the watchdog's
+    /// resubscribes stay within it, counting the first subscribe.
+    fn control_messages_per_hour(&self) -> Option<usize> {
+        None
+    }
 
     /// An application-level ping and its period, where the venue wants one.
     fn ping(&self) -> Option<(Duration, String)> {
@@ -143,6 +163,62 @@ pub async fn run_ws(
     Ok(())
 }
 
+/// A connection's subscribe and unsubscribe requests over the last hour,
+/// against the venue's limit ([`WsProtocol::control_messages_per_hour`]).
+#[derive(Debug)]
+pub struct ControlBudget {
+    limit: Option<usize>,
+    sent: std::collections::VecDeque<Instant>,
+}
+
+impl ControlBudget {
+    /// A budget of `limit` requests an hour (`None`: no limit).
+    #[must_use]
+    pub fn new(limit: Option<usize>) -> ControlBudget {
+        ControlBudget {
+            limit,
+            sent: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Spends `n` requests at `now` if the last hour's, with them, stay
+    /// within the limit; false (nothing spent) otherwise.
+    pub fn spend(&mut self, now: Instant, n: usize) -> bool {
+        let Some(limit) = self.limit else {
+            return true;
+        };
+        let hour = Duration::from_secs(3_600);
+        while self
+            .sent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= hour)
+        {
+            self.sent.pop_front();
+        }
+        if self.sent.len() + n > limit {
+            return false;
+        }
+        self.sent.extend(std::iter::repeat_n(now, n));
+        true
+    }
+}
+
+/// `instruments` in groups of at most what one connection may carry
+/// ([`WsProtocol::instruments_per_connection`]), one connection each.
+#[must_use]
+pub fn connection_groups(
+    protocol: &dyn WsProtocol,
+    instruments: &[Instrument],
+) -> Vec<Vec<Instrument>> {
+    match protocol.instruments_per_connection() {
+        Some(most) if most > 0 && instruments.len() > most => instruments
+            .chunks(most)
+            .map(<[Instrument]>::to_vec)
+            .collect(),
+        _ => vec![instruments.to_vec()],
+    }
+}
+
 struct Session<'a> {
     protocol: &'a dyn WsProtocol,
     config: &'a LiveConfig,
@@ -165,7 +241,10 @@ impl Session<'_> {
             Ok(ok) => ok,
             Err(e) => return Ok(Some(format!("connecting to {}: {e}", self.url))),
         };
-        for m in self.protocol.subscribe(&self.config.instruments) {
+        let mut budget = ControlBudget::new(self.protocol.control_messages_per_hour());
+        let subscribe = self.protocol.subscribe(&self.config.instruments);
+        budget.spend(Instant::now(), subscribe.len());
+        for m in subscribe {
             if let Err(e) = ws.send(Message::Text(m.into())).await {
                 return Ok(Some(format!("subscribing: {e}")));
             }
@@ -208,16 +287,28 @@ impl Session<'_> {
                     if now - last_data >= stale {
                         return Ok(Some(format!("no data for {stale:?}")));
                     }
+                    let mut renew = Vec::new();
                     for (i, instrument) in self.config.instruments.iter().enumerate() {
                         if per_instrument && now - seen[i] >= stale {
-                            tracing::warn!(%exchange, %instrument, "stream stale; resubscribing");
-                            self.status.on_resubscribe();
                             seen[i] = now;
-                            for m in self.protocol.resubscribe(instrument) {
-                                if let Err(e) = ws.send(Message::Text(m.into())).await {
-                                    return Ok(Some(format!("resubscribing: {e}")));
-                                }
-                            }
+                            renew.push(instrument.clone());
+                        }
+                    }
+                    if renew.is_empty() {
+                        continue;
+                    }
+                    let messages = self.protocol.resubscribe(&renew);
+                    if !budget.spend(now, messages.len()) {
+                        tracing::warn!(%exchange, stale = renew.len(), "streams stale, but the venue's subscribe requests for this hour are spent; resubscribing later");
+                        continue;
+                    }
+                    for instrument in &renew {
+                        tracing::warn!(%exchange, %instrument, "stream stale; resubscribing");
+                        self.status.on_resubscribe();
+                    }
+                    for m in messages {
+                        if let Err(e) = ws.send(Message::Text(m.into())).await {
+                            return Ok(Some(format!("resubscribing: {e}")));
                         }
                     }
                     continue;
@@ -297,6 +388,49 @@ impl Session<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hourly_budget_counts_the_last_hour_only() {
+        let start = Instant::now();
+        let mut b = ControlBudget::new(Some(480));
+        assert!(b.spend(start, 1), "the first subscribe");
+        for k in 0..239 {
+            assert!(
+                b.spend(start + Duration::from_secs(k), 2),
+                "resubscribe {k}"
+            );
+        }
+        assert!(
+            !b.spend(start + Duration::from_secs(600), 2),
+            "480 spent within the hour"
+        );
+        assert!(b.spend(start + Duration::from_secs(600), 1), "one left");
+        assert!(!b.spend(start + Duration::from_secs(3_599), 1));
+        assert!(
+            b.spend(start + Duration::from_secs(3_600), 1),
+            "the first has aged out"
+        );
+        let mut free = ControlBudget::new(None);
+        assert!(free.spend(start, 10_000));
+    }
+
+    #[test]
+    fn instruments_are_split_over_connections_at_the_venue_limit() {
+        let instruments: Vec<Instrument> = (0..30)
+            .map(|k| Instrument::new(&format!("C{k}"), "USD"))
+            .collect();
+        let groups = connection_groups(&crate::bitfinex::ws::BitfinexProtocol, &instruments);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [12, 12, 6]);
+        assert_eq!(groups.concat(), instruments, "each once, in order");
+        let okx = connection_groups(&crate::okx::ws::OkxProtocol, &instruments);
+        assert_eq!(okx.len(), 1, "no limit per connection");
+        let okx_re = crate::okx::ws::OkxProtocol.resubscribe(&instruments[..3]);
+        assert_eq!(
+            okx_re.len(),
+            2,
+            "three stale instruments: one unsubscribe, one subscribe"
+        );
+    }
 
     #[test]
     fn string_fields_are_read_without_parsing() {

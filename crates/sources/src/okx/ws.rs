@@ -32,9 +32,16 @@ impl WsProtocol for OkxProtocol {
         vec![message("subscribe", instruments)]
     }
 
-    fn resubscribe(&self, instrument: &Instrument) -> Vec<String> {
-        let one = std::slice::from_ref(instrument);
-        vec![message("unsubscribe", one), message("subscribe", one)]
+    fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String> {
+        vec![
+            message("unsubscribe", instruments),
+            message("subscribe", instruments),
+        ]
+    }
+
+    fn control_messages_per_hour(&self) -> Option<usize> {
+        // 480 subscribe, unsubscribe and login requests per hour per connection.
+        Some(480)
     }
 
     fn ping(&self) -> Option<(Duration, String)> {
