@@ -622,39 +622,38 @@ pub async fn follow_status(
     connectors: Arc<ConnectorRegistry>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let subject = format!("{}.status.>", cluster.config.subject_prefix);
-    let mut sub = cluster
-        .client
-        .subscribe(subject.clone())
-        .await
-        .with_context(|| format!("subscribing to {subject}"))?;
-    let bad = metrics::counter("candlekeep_nats_undecodable_total");
-    loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            m = sub.next() => match m {
-                Some(m) => m,
-                None => return Ok(()),
-            },
-        };
-        match serde_json::from_slice::<StatusReport>(&message.payload) {
-            Ok(report) => connectors.report(&report.node, report.connector),
-            Err(e) => {
-                bad.inc();
-                tracing::warn!(subject = %message.subject, error = %e, "undecodable connector status skipped");
-            }
-        }
-    }
+    follow(&cluster, "status", stop, |report: StatusReport| {
+        connectors.report(&report.node, report.connector);
+    })
+    .await
 }
 
 /// API side: feeds live updates from NATS into this process's live feed
 /// (for WebSocket clients), until `stop`.
+///
+/// # Errors
+/// When the subscription cannot be made.
 pub async fn follow_live(
     cluster: Arc<Cluster>,
     feed: LiveFeed,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let subject = format!("{}.live.>", cluster.config.subject_prefix);
+    follow(&cluster, "live", stop, |wire: Wire| {
+        let _ = feed.send(Arc::new(wire.into_event()));
+    })
+    .await
+}
+
+/// Reads every core NATS message under `<prefix>.<kind>.>` as JSON of `T`
+/// and hands it to `take`, until `stop`; what does not decode is counted
+/// and logged.
+async fn follow<T: serde::de::DeserializeOwned>(
+    cluster: &Cluster,
+    kind: &str,
+    stop: CancellationToken,
+    mut take: impl FnMut(T),
+) -> anyhow::Result<()> {
+    let subject = format!("{}.{kind}.>", cluster.config.subject_prefix);
     let mut sub = cluster
         .client
         .subscribe(subject.clone())
@@ -669,13 +668,11 @@ pub async fn follow_live(
                 None => return Ok(()),
             },
         };
-        match serde_json::from_slice::<Wire>(&message.payload) {
-            Ok(wire) => {
-                let _ = feed.send(Arc::new(wire.into_event()));
-            }
+        match serde_json::from_slice::<T>(&message.payload) {
+            Ok(value) => take(value),
             Err(e) => {
                 bad.inc();
-                tracing::warn!(subject = %message.subject, error = %e, "undecodable live update skipped");
+                tracing::warn!(subject = %message.subject, error = %e, "undecodable {kind} message skipped");
             }
         }
     }
