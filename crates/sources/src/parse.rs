@@ -267,11 +267,13 @@ pub(crate) fn parse_rest(
     parser.parse(&msg, &mut out).map(|_| out)
 }
 
-/// The one quote in `events` (test helper): bid, ask, last, as text.
+/// The one quote in `events` (test helper): instrument, bid, ask, last,
+/// as text.
 #[cfg(test)]
-pub(crate) fn only_quote(events: &[Event]) -> (String, String, Option<String>) {
+pub(crate) fn only_quote(events: &[Event]) -> (String, String, String, Option<String>) {
     match events {
         [Event::Quote(q)] => (
+            q.instrument.to_string(),
             q.bid.to_string(),
             q.ask.to_string(),
             q.last.map(|l| l.to_string()),

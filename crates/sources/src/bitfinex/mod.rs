@@ -260,6 +260,7 @@ mod tests {
         assert_eq!(
             crate::parse::only_quote(&events),
             (
+                "BTC-USD".into(),
                 "10645".into(),
                 "10647".into(),
                 Some("10644.00645766".into())

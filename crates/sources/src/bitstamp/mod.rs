@@ -183,6 +183,7 @@ mod tests {
         assert_eq!(
             crate::parse::only_quote(&events),
             (
+                "BTC-USD".into(),
                 "38440.34".into(),
                 "38446.00".into(),
                 Some("38446.00".into())

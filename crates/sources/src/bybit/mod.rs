@@ -284,6 +284,7 @@ mod tests {
         assert_eq!(
             crate::parse::only_quote(&events),
             (
+                "BTC-USDT".into(),
                 "20517.96".into(),
                 "20527.77".into(),
                 Some("20533.13".into())

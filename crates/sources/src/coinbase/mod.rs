@@ -262,12 +262,13 @@ mod tests {
         .expect("ticker");
         assert_eq!(
             crate::parse::only_quote(&events),
-            ("291.13".into(), "292.40".into(), Some("140.91".into()))
+            (
+                "BTC-USD".into(),
+                "291.13".into(),
+                "292.40".into(),
+                Some("140.91".into())
+            )
         );
-        let Event::Quote(q) = &events[0] else {
-            panic!("quote")
-        };
-        assert_eq!(q.instrument.as_str(), "BTC-USD");
         assert!(
             crate::parse::parse_rest(&mut CoinbaseParser::new(), url, r#"{"trades":[]}"#).is_err(),
             "no bid"

@@ -173,12 +173,13 @@ mod tests {
         .expect("ticker");
         assert_eq!(
             crate::parse::only_quote(&events),
-            ("6265.15".into(), "6267.71".into(), Some("6268.48".into()))
+            (
+                "BTC-USD".into(),
+                "6265.15".into(),
+                "6267.71".into(),
+                Some("6268.48".into())
+            )
         );
-        let Event::Quote(q) = &events[0] else {
-            panic!("quote")
-        };
-        assert_eq!(q.instrument.as_str(), "BTC-USD");
         assert!(
             crate::parse::parse_rest(
                 &mut CoinbaseExchangeParser::new(),

@@ -397,15 +397,12 @@ mod tests {
         assert_eq!(
             crate::parse::only_quote(&events),
             (
+                "BTC-USD".into(),
                 "30300.00000".into(),
                 "30300.10000".into(),
                 Some("30303.20000".into())
             )
         );
-        let Event::Quote(q) = &events[0] else {
-            panic!("quote")
-        };
-        assert_eq!(q.instrument.as_str(), "BTC-USD");
         let e = crate::parse::parse_rest(
             &mut KrakenParser::new(),
             url,
