@@ -34,23 +34,38 @@ use ck_store::postgres::{PgOptions, PgStore};
 use ck_store::sqlite::SqliteStore;
 
 /// Opens the configured store: SQLite, or PostgreSQL (schema created or
-/// migrated, TimescaleDB detected and reported).
+/// migrated, TimescaleDB detected and reported, its compression and
+/// retention policies set from `[retention]`).
 pub async fn open_store(settings: &config::Settings) -> anyhow::Result<Arc<dyn Store>> {
-    open_location(&settings.store, settings.durability).await
+    let policy = settings.config.retention.policy()?;
+    let policies = retention::timescale_policies(settings, &policy);
+    open_with(&settings.store, settings.durability, Some(policies)).await
 }
 
-/// Opens the store at `location`.
+/// Opens the store at `location`, leaving TimescaleDB's policies as the
+/// server has them (as `migrate` opens its source and target).
 pub async fn open_location(
     location: &config::StoreLocation,
     durability: ck_store::sqlite::Durability,
+) -> anyhow::Result<Arc<dyn Store>> {
+    open_with(location, durability, None).await
+}
+
+async fn open_with(
+    location: &config::StoreLocation,
+    durability: ck_store::sqlite::Durability,
+    policies: Option<ck_store::postgres::TimescalePolicies>,
 ) -> anyhow::Result<Arc<dyn Store>> {
     let opened: Result<Arc<dyn Store>, ck_store::Error> = match location {
         config::StoreLocation::Sqlite(path) => {
             SqliteStore::open(path, durability).map(|s| Arc::new(s) as Arc<dyn Store>)
         }
-        config::StoreLocation::Postgres(url) => PgStore::open(PgOptions::new(url))
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>),
+        config::StoreLocation::Postgres(url) => PgStore::open(PgOptions {
+            policies,
+            ..PgOptions::new(url)
+        })
+        .await
+        .map(|s| Arc::new(s) as Arc<dyn Store>),
     };
     opened
         .map_err(|e| anyhow::anyhow!(e))

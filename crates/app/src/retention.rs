@@ -13,6 +13,7 @@
 use std::path::Path;
 
 use ck_model::{Interval, Ts};
+use ck_store::postgres::TimescalePolicies;
 use ck_store::{PackReport, PrunePlan, PruneReport, Store};
 
 use crate::config::{ConfigError, Settings};
@@ -111,6 +112,35 @@ pub fn safe_trade_cutoff(settings: &Settings, now: Ts) -> Ts {
         .map(|i| i.bucket_start(settled))
         .min()
         .unwrap_or(settled)
+}
+
+/// TimescaleDB's policies for this configuration: the server drops chunks
+/// of trades and quotes past their retention even while candlekeep is not
+/// pruning. The trade policy waits the longest candle interval, the
+/// lateness window and the grace longer than the configured retention, so
+/// it never drops a trade that [`safe_trade_cutoff`] still keeps.
+#[must_use]
+pub fn timescale_policies(settings: &Settings, policy: &Policy) -> TimescalePolicies {
+    const MONTH: i64 = 31 * 86_400 * 1_000_000_000;
+    let agg = &settings.aggregator;
+    let longest = agg
+        .intervals
+        .iter()
+        .map(|i| i.fixed_nanos().unwrap_or(MONTH))
+        .max()
+        .unwrap_or(0);
+    let hold = longest
+        .saturating_add(agg.lateness_nanos)
+        .saturating_add(agg.grace_nanos);
+    let after = |keep: Keep, extra: i64| match keep {
+        Keep::Forever => None,
+        Keep::For(n) => Some(n.saturating_add(extra)),
+    };
+    TimescalePolicies {
+        drop_trades_after: after(policy.trades, hold),
+        drop_quotes_after: after(policy.quotes, 0),
+        ..TimescalePolicies::default()
+    }
 }
 
 /// What one prune did: the store's report and the tapes removed.

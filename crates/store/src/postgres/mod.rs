@@ -50,8 +50,33 @@ pub struct PgOptions {
     pub schema: Option<String>,
     /// Reader connections.
     pub readers: usize,
-    /// TimescaleDB: compress chunks older than this many days.
+    /// TimescaleDB's policies to set at open; `None` leaves the server's as
+    /// they are (hypertables made at this open get the defaults).
+    pub policies: Option<TimescalePolicies>,
+}
+
+/// TimescaleDB's background policies for trades and quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimescalePolicies {
+    /// Compress chunks older than this many days.
     pub compress_after_days: i64,
+    /// Drop trade chunks whose rows are all older than this many
+    /// nanoseconds; `None` keeps them (candlekeep's own retention may
+    /// still prune).
+    pub drop_trades_after: Option<i64>,
+    /// The same for quotes.
+    pub drop_quotes_after: Option<i64>,
+}
+
+impl Default for TimescalePolicies {
+    /// Compression after 7 days, no retention.
+    fn default() -> Self {
+        TimescalePolicies {
+            compress_after_days: 7,
+            drop_trades_after: None,
+            drop_quotes_after: None,
+        }
+    }
 }
 
 impl PgOptions {
@@ -62,7 +87,7 @@ impl PgOptions {
             url: url.to_owned(),
             schema: None,
             readers: 4,
-            compress_after_days: 7,
+            policies: None,
         }
     }
 }
@@ -102,6 +127,10 @@ impl Conn {
                 .await
                 .map_err(pg("selecting the schema"))?;
         }
+        client
+            .batch_execute(schema::EXTENSION_ON_PATH)
+            .await
+            .map_err(pg("finding TimescaleDB's functions"))?;
         Ok(Conn {
             client,
             statements: Mutex::new(HashMap::new()),
@@ -207,7 +236,7 @@ impl PgStore {
     pub async fn open(options: PgOptions) -> Result<PgStore, Error> {
         let mut conn = Conn::open(&options).await?;
         schema::migrate(&mut conn.client).await?;
-        let extension = schema::timescale(&mut conn.client, options.compress_after_days).await;
+        let extension = schema::timescale(&mut conn.client, &options).await;
         let readers = (0..options.readers.max(1))
             .map(|_| tokio::sync::Mutex::new(None))
             .collect();

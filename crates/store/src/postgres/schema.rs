@@ -6,7 +6,7 @@
 
 use tokio_postgres::Client;
 
-use super::pg;
+use super::{PgOptions, TimescalePolicies, pg};
 use crate::Error;
 
 /// Key of the advisory lock held while migrating.
@@ -190,13 +190,23 @@ pub enum Extension {
     Timescale(String),
 }
 
-/// Chunk width of the hypertables: one day, in nanoseconds.
-const CHUNK_NS: i64 = 86_400_000_000_000;
+/// Puts TimescaleDB's schema on the session's search path when it is
+/// installed outside it (say in `public`, while the path names only the
+/// store's schema), so its functions resolve. Does nothing otherwise.
+pub(crate) const EXTENSION_ON_PATH: &str = "SELECT set_config('search_path',
+        current_setting('search_path') || ', ' || quote_ident(n.nspname), false)
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'timescaledb' AND NOT (n.nspname = ANY (current_schemas(false)))";
 
-/// Detects TimescaleDB. When the server offers it, enables it and turns
-/// trades and quotes into compressed hypertables (once; later starts find
-/// them done). Any failure leaves plain tables and is reported.
-pub(crate) async fn timescale(client: &mut Client, compress_after_days: i64) -> Extension {
+/// Chunk width of the hypertables: one day, in nanoseconds.
+pub(crate) const CHUNK_NS: i64 = 86_400_000_000_000;
+
+/// Detects TimescaleDB. When the server offers it, enables it, turns trades
+/// and quotes into compressed hypertables (once; later starts find them
+/// done) and sets their compression and retention policies from
+/// `options.policies` (at every start that names them, so a changed
+/// setting takes effect). Any failure leaves plain tables and is reported.
+pub(crate) async fn timescale(client: &mut Client, options: &PgOptions) -> Extension {
     let available: Option<String> = match client
         .query_opt(
             "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
@@ -216,9 +226,13 @@ pub(crate) async fn timescale(client: &mut Client, compress_after_days: i64) -> 
         );
         return Extension::None;
     };
-    match make_hypertables(client, compress_after_days).await {
+    match make_hypertables(client, options).await {
         Ok(()) => {
-            tracing::info!(%version, "PostgreSQL store: TimescaleDB detected; trades and quotes are compressed hypertables");
+            tracing::info!(
+                %version,
+                policies = ?options.policies,
+                "PostgreSQL store: TimescaleDB detected; trades and quotes are compressed hypertables"
+            );
             Extension::Timescale(version)
         }
         Err(e) => {
@@ -228,7 +242,7 @@ pub(crate) async fn timescale(client: &mut Client, compress_after_days: i64) -> 
     }
 }
 
-async fn make_hypertables(client: &mut Client, compress_after_days: i64) -> Result<(), Error> {
+async fn make_hypertables(client: &mut Client, options: &PgOptions) -> Result<(), Error> {
     let tx = client
         .transaction()
         .await
@@ -239,20 +253,14 @@ async fn make_hypertables(client: &mut Client, compress_after_days: i64) -> Resu
     tx.batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         .await
         .map_err(pg("creating the timescaledb extension"))?;
-    let done = tx
-        .query_opt(
-            "SELECT 1 FROM timescaledb_information.hypertables
-             WHERE hypertable_schema = current_schema() AND hypertable_name = 'trades'",
-            &[],
-        )
+    tx.batch_execute(EXTENSION_ON_PATH)
         .await
-        .map_err(pg("listing hypertables"))?
-        .is_some();
-    if !done {
+        .map_err(pg("finding TimescaleDB's functions"))?;
+    let made = !is_hypertable(&tx, "trades").await?;
+    if made {
         // A hypertable's unique keys must hold its time column: the trade
         // key becomes (instrument, id, time). A trade's time never changes,
         // so a repeated trade still meets its stored copy.
-        let after = compress_after_days.max(1) * CHUNK_NS;
         tx.batch_execute(&format!(
             "CREATE OR REPLACE FUNCTION ck_now_ns() RETURNS BIGINT LANGUAGE SQL STABLE AS
                  $$ SELECT (extract(epoch FROM now()) * 1e9)::BIGINT $$;
@@ -263,15 +271,54 @@ async fn make_hypertables(client: &mut Client, compress_after_days: i64) -> Resu
              SELECT set_integer_now_func('trades', 'ck_now_ns');
              SELECT set_integer_now_func('quotes', 'ck_now_ns');
              ALTER TABLE trades SET (timescaledb.compress, timescaledb.compress_segmentby = 'instrument_id');
-             ALTER TABLE quotes SET (timescaledb.compress, timescaledb.compress_segmentby = 'instrument_id');
-             SELECT add_compression_policy('trades', {after}::BIGINT);
-             SELECT add_compression_policy('quotes', {after}::BIGINT);"
+             ALTER TABLE quotes SET (timescaledb.compress, timescaledb.compress_segmentby = 'instrument_id');"
         ))
         .await
         .map_err(pg("creating hypertables"))?;
+    }
+    let policies = match &options.policies {
+        Some(p) => p.clone(),
+        None if made => TimescalePolicies::default(),
+        None => return tx.commit().await.map_err(pg("committing TimescaleDB setup")),
+    };
+    let compress_after = policies.compress_after_days.max(1) * CHUNK_NS;
+    for (table, drop_after) in [
+        ("trades", policies.drop_trades_after),
+        ("quotes", policies.drop_quotes_after),
+    ] {
+        let mut sql = format!(
+            "SELECT remove_compression_policy('{table}', if_exists => true);
+             SELECT add_compression_policy('{table}', {compress_after}::BIGINT);
+             SELECT remove_retention_policy('{table}', if_exists => true);"
+        );
+        if let Some(after) = drop_after {
+            sql.push_str(&format!(
+                "SELECT add_retention_policy('{table}', {}::BIGINT);",
+                after.max(CHUNK_NS)
+            ));
+        }
+        tx.batch_execute(&sql)
+            .await
+            .map_err(pg("setting TimescaleDB policies"))?;
     }
     tx.commit()
         .await
         .map_err(pg("committing TimescaleDB setup"))?;
     Ok(())
+}
+
+/// Whether `table` in the current schema is a hypertable.
+pub(crate) async fn is_hypertable(
+    client: &impl tokio_postgres::GenericClient,
+    table: &str,
+) -> Result<bool, Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM timescaledb_information.hypertables
+             WHERE hypertable_schema = current_schema() AND hypertable_name = $1",
+            &[&table],
+        )
+        .await
+        .map_err(pg("listing hypertables"))?
+        .is_some())
 }

@@ -14,23 +14,37 @@ pub(crate) fn url() -> String {
 
 /// A store in a fresh schema; panics with how to start the server if it is down.
 pub(crate) async fn fresh(name: &str) -> (PgStore, Schema) {
+    fresh_at(&url(), name).await
+}
+
+/// A store in a fresh schema of the server at `url`.
+pub(crate) async fn fresh_at(url: &str, name: &str) -> (PgStore, Schema) {
     let schema = format!("ck_{name}_{}", std::process::id());
-    let admin = admin().await;
+    let admin = admin_at(url).await;
     admin
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await
         .expect("drop old schema");
-    let mut options = PgOptions::new(&url());
+    let mut options = PgOptions::new(url);
     options.schema = Some(schema.clone());
     let store = PgStore::open(options)
         .await
         .expect("open the PostgreSQL store");
-    (store, Schema { name: schema })
+    (
+        store,
+        Schema {
+            name: schema,
+            url: url.to_owned(),
+        },
+    )
 }
 
 async fn admin() -> tokio_postgres::Client {
-    let url = url();
-    let (client, conn) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+    admin_at(&url()).await
+}
+
+pub(crate) async fn admin_at(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
         Ok(c) => c,
         Err(e) => panic!(
             "PostgreSQL is unreachable at {url}: {e}. Start it with \
@@ -44,12 +58,13 @@ async fn admin() -> tokio_postgres::Client {
 
 /// Drops its schema when the test ends.
 pub(crate) struct Schema {
-    name: String,
+    pub(crate) name: String,
+    url: String,
 }
 
 impl Schema {
     pub(crate) async fn drop_now(self) {
-        admin()
+        admin_at(&self.url)
             .await
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
             .await
