@@ -269,6 +269,9 @@ pub(crate) struct Health {
     status: String,
     /// The store answered.
     store: bool,
+    /// The store's backend: `sqlite`, `postgresql`, or
+    /// `postgresql+timescaledb VERSION`.
+    store_backend: String,
     /// Connectors, and how many are connected.
     connectors: usize,
     /// Connected connectors.
@@ -287,6 +290,7 @@ pub(crate) async fn health(State(state): State<ApiState>) -> Response {
     let body = Health {
         status: if store { "ok" } else { "degraded" }.to_owned(),
         store,
+        store_backend: state.store.backend(),
         connectors: snapshots.len(),
         connected: snapshots
             .iter()

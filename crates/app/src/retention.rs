@@ -303,4 +303,32 @@ mod tests {
             assert!(e.to_string().contains("retention.trades"), "{e}");
         }
     }
+
+    #[test]
+    fn timescale_drops_trades_only_after_every_candle_built_from_them_settled() {
+        const DAY: i64 = 86_400 * 1_000_000_000;
+        let mut config = crate::config::AppConfig::default();
+        config.retention.trades = "30d".into();
+        let settings = config.settings().expect("settings");
+        let policy = config.retention.policy().expect("policy");
+        let agg = &settings.aggregator;
+        let p = timescale_policies(&settings, &policy);
+        assert_eq!(
+            p.drop_trades_after,
+            Some(30 * DAY + 31 * DAY + agg.lateness_nanos + agg.grace_nanos),
+            "the default intervals run to 1M: a month more, with the lateness window"
+        );
+        assert_eq!(p.drop_quotes_after, None, "quotes are kept forever");
+        assert_eq!(p.compress_after_days, 7);
+        // The policy never drops what the prune's safe cutoff keeps.
+        let now = Ts::from_secs(1_800_000_000);
+        let dropped_before = Ts(now.0 - p.drop_trades_after.expect("set"));
+        assert!(
+            dropped_before
+                <= plan(&settings, &policy, now, false)
+                    .trades_before
+                    .expect("cut")
+        );
+        assert!(dropped_before <= safe_trade_cutoff(&settings, now));
+    }
 }

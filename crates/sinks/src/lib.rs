@@ -315,6 +315,10 @@ mod tests {
         async fn ping(&self) -> Result<(), Error> {
             self.inner.ping().await
         }
+
+        fn backend(&self) -> String {
+            self.inner.backend()
+        }
     }
 
     fn candle(open_secs: i64, close: &str, state: CandleState) -> Candle {

@@ -449,4 +449,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// A cheap round trip to the database, for health checks.
     async fn ping(&self) -> Result<(), Error>;
+
+    /// Which backend this is, for `/health` and the logs: `sqlite`,
+    /// `postgresql`, or `postgresql+timescaledb VERSION`.
+    fn backend(&self) -> String;
 }

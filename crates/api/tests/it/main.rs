@@ -278,8 +278,12 @@ async fn tickers_prices_and_completeness() {
 async fn health_metrics_connectors_and_openapi() {
     let h = get("/health").await;
     assert_eq!(
-        (h.status, h.json()["status"].as_str()),
-        (StatusCode::OK, Some("ok"))
+        (
+            h.status,
+            h.json()["status"].as_str(),
+            h.json()["store_backend"].as_str()
+        ),
+        (StatusCode::OK, Some("ok"), Some("sqlite"))
     );
     let m = get("/metrics").await;
     assert_eq!(m.status, StatusCode::OK);

@@ -1,8 +1,8 @@
 //! `candlekeep migrate`: a store filled from the real Binance and Coinbase
 //! recordings (plus gaps, job positions, alert rules and firings) is copied
-//! from SQLite into the real PostgreSQL on loopback. Counts and every
-//! candle of every interval are equal afterwards, and a second run adds
-//! nothing.
+//! from SQLite into the real PostgreSQL on loopback, and into TimescaleDB
+//! (`ck_testkit::timescale_url`). Counts and every candle of every
+//! interval are equal afterwards, and a second run adds nothing.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use ck_model::{Interval, Ts};
 use ck_sources::replay::ReplayOptions;
 use ck_store::{CandleSource, RangeQuery, WriteBatch};
 
-use crate::support::{postgres_admin, postgres_url, settings, spawn_pipeline};
+use crate::support::{postgres_admin_at, postgres_url, settings, spawn_pipeline};
 
 fn migrate(from: &str, to: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
@@ -24,6 +24,36 @@ fn migrate(from: &str, to: &str) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_copies_sqlite_into_postgres_with_no_loss() {
+    copies_sqlite_with_no_loss(&postgres_url(), "ckm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_copies_sqlite_into_timescaledb_hypertables_with_no_loss() {
+    let url = ck_testkit::timescale_url();
+    let schema = copies_sqlite_with_no_loss(&url, "ckmt").await;
+    let admin = postgres_admin_at(&url, "SELECT 1").await;
+    let hypertables: Vec<String> = admin
+        .query(
+            "SELECT hypertable_name::TEXT FROM timescaledb_information.hypertables
+             WHERE hypertable_schema = $1 ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .expect("hypertables")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(hypertables, ["quotes", "trades"], "copied into hypertables");
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .expect("drop");
+}
+
+/// Fills SQLite, migrates it twice into a new schema of the server at
+/// `server`, checks that nothing was lost or doubled, and returns the schema
+/// (dropped unless on TimescaleDB, whose test looks further).
+async fn copies_sqlite_with_no_loss(server: &str, prefix: &str) -> String {
     let dir = tempfile::tempdir().expect("dir");
     let settings = settings(dir.path());
     let sqlite = ck_app::open_store(&settings).await.expect("sqlite");
@@ -80,12 +110,13 @@ async fn migrate_copies_sqlite_into_postgres_with_no_loss() {
         .expect("deliveries");
 
     // An empty schema of this test's own.
-    let schema = format!("ckm{}", std::process::id());
-    let admin = postgres_admin(&format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-    ))
+    let schema = format!("{prefix}{}", std::process::id());
+    let admin = postgres_admin_at(
+        server,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    )
     .await;
-    let target_url = format!("{}?options=-csearch_path%3D{schema}", postgres_url());
+    let target_url = format!("{server}?options=-csearch_path%3D{schema}");
     let source_url = format!("sqlite:{}", dir.path().join("candlekeep.sqlite").display());
 
     for run in 0..2 {
@@ -155,8 +186,11 @@ async fn migrate_copies_sqlite_into_postgres_with_no_loss() {
     let firings = pg.firings(10).await.expect("firings");
     assert_eq!(firings.len(), 1, "copied once over two runs");
     assert_eq!(firings[0].deliveries.as_deref(), Some(r#"[{"ok":true}]"#));
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .expect("drop");
+    if server == postgres_url() {
+        admin
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .expect("drop");
+    }
+    schema
 }

@@ -329,14 +329,18 @@ pub(crate) fn postgres_url() -> String {
 /// A connection to that PostgreSQL, after `sql` ran on it (typically:
 /// drop and create the test's schema); panics with how to start the server.
 pub(crate) async fn postgres_admin(sql: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+    postgres_admin_at(&postgres_url(), sql).await
+}
+
+/// The same on the server at `url`.
+pub(crate) async fn postgres_admin_at(url: &str, sql: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| {
             panic!(
-                "PostgreSQL is unreachable at {}: {e}. Start it with \
+                "PostgreSQL is unreachable at {url}: {e}. Start it with \
                  `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
-                 (or set CK_TEST_POSTGRES_URL)",
-                postgres_url()
+                 (or set CK_TEST_POSTGRES_URL)"
             )
         });
     tokio::spawn(conn);

@@ -720,6 +720,13 @@ async fn upsert_candles(
 
 #[async_trait::async_trait]
 impl Store for PgStore {
+    fn backend(&self) -> String {
+        match &self.inner.extension {
+            Extension::None => "postgresql".to_owned(),
+            Extension::Timescale(version) => format!("postgresql+timescaledb {version}"),
+        }
+    }
+
     async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteSummary, Error> {
         self.with_writer(async |conn, state| write_batch(conn, state, &batch).await)
             .await

@@ -279,7 +279,12 @@ async fn make_hypertables(client: &mut Client, options: &PgOptions) -> Result<()
     let policies = match &options.policies {
         Some(p) => p.clone(),
         None if made => TimescalePolicies::default(),
-        None => return tx.commit().await.map_err(pg("committing TimescaleDB setup")),
+        None => {
+            return tx
+                .commit()
+                .await
+                .map_err(pg("committing TimescaleDB setup"));
+        }
     };
     let compress_after = policies.compress_after_days.max(1) * CHUNK_NS;
     for (table, drop_after) in [

@@ -458,6 +458,10 @@ const INSTRUMENT_ID: &str = "(SELECT id FROM instruments WHERE exchange = ?1 AND
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    fn backend(&self) -> String {
+        "sqlite".to_owned()
+    }
+
     async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteSummary, Error> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.write_blocking(&batch))

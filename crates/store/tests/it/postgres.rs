@@ -86,6 +86,11 @@ async fn postgres_migrates_once_and_reports_its_extension() {
         matches!(store.extension(), Extension::None | Extension::Timescale(_)),
         "detected at open"
     );
+    assert!(
+        store.backend().starts_with("postgresql"),
+        "{}",
+        store.backend()
+    );
     let mut options = PgOptions::new(&url());
     options.schema = Some(schema.name.clone());
     // Several processes open one database at once: each finds it migrated.

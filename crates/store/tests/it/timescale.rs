@@ -23,6 +23,11 @@ async fn timescale_passes_the_store_contract() {
         "TimescaleDB is detected at open: {:?}",
         store.extension()
     );
+    assert!(
+        store.backend().starts_with("postgresql+timescaledb 2."),
+        "and reported: {}",
+        store.backend()
+    );
     ck_testkit::store_contract(&store).await;
     schema.drop_now().await;
 }
@@ -90,9 +95,17 @@ async fn timescale_hypertables_are_compressed_with_retention_policies() {
     assert_eq!(
         policies(&admin, &schema.name).await,
         [
-            ("quotes".to_owned(), "policy_compression".to_owned(), 2 * DAY),
+            (
+                "quotes".to_owned(),
+                "policy_compression".to_owned(),
+                2 * DAY
+            ),
             ("quotes".to_owned(), "policy_retention".to_owned(), 10 * DAY),
-            ("trades".to_owned(), "policy_compression".to_owned(), 2 * DAY),
+            (
+                "trades".to_owned(),
+                "policy_compression".to_owned(),
+                2 * DAY
+            ),
             ("trades".to_owned(), "policy_retention".to_owned(), 30 * DAY),
         ],
         "retention policies as configured"
@@ -135,7 +148,10 @@ fn trades_over_six_days() -> Vec<Trade> {
         .map(|(i, mut t)| {
             let day = i64::try_from(i % 6).expect("small");
             let within = t.ts_exchange.0 - start.0;
-            assert!((0..DAY).contains(&within), "the first 600 trades share a day");
+            assert!(
+                (0..DAY).contains(&within),
+                "the first 600 trades share a day"
+            );
             t.ts_exchange = Ts(start.0 + day * DAY + within);
             t
         })
@@ -199,8 +215,14 @@ async fn timescale_compressed_chunks_deduplicate_and_prune_drops_whole_chunks() 
     expected.sort_by_key(|t| t.ts_exchange);
     let stored = store.trades(&everything).await.expect("read");
     assert_eq!(
-        stored.iter().map(|t| (&t.trade_id, t.ts_exchange, &t.price)).collect::<Vec<_>>(),
-        expected.iter().map(|t| (&t.trade_id, t.ts_exchange, &t.price)).collect::<Vec<_>>(),
+        stored
+            .iter()
+            .map(|t| (&t.trade_id, t.ts_exchange, &t.price))
+            .collect::<Vec<_>>(),
+        expected
+            .iter()
+            .map(|t| (&t.trade_id, t.ts_exchange, &t.price))
+            .collect::<Vec<_>>(),
         "compressed chunks read back exactly"
     );
 
@@ -223,12 +245,21 @@ async fn timescale_compressed_chunks_deduplicate_and_prune_drops_whole_chunks() 
         .await
         .expect("prune");
     assert_eq!(report.trades, older, "the prune removes what it counted");
-    assert_eq!(chunk_count(&admin).await, 3, "days one to three dropped whole");
+    assert_eq!(
+        chunk_count(&admin).await,
+        3,
+        "days one to three dropped whole"
+    );
     let kept = store.trades(&everything).await.expect("read");
     let newer: Vec<_> = expected.iter().filter(|t| t.ts_exchange >= cut).collect();
     assert_eq!(
-        kept.iter().map(|t| (&t.trade_id, t.ts_exchange)).collect::<Vec<_>>(),
-        newer.iter().map(|t| (&t.trade_id, t.ts_exchange)).collect::<Vec<_>>(),
+        kept.iter()
+            .map(|t| (&t.trade_id, t.ts_exchange))
+            .collect::<Vec<_>>(),
+        newer
+            .iter()
+            .map(|t| (&t.trade_id, t.ts_exchange))
+            .collect::<Vec<_>>(),
         "exactly the trades before the cutoff are gone, in every chunk"
     );
     assert!(report.bytes_before > report.bytes_after, "{report:?}");
