@@ -14,6 +14,8 @@
 //   `s0` never meet; a client's `search_path` (from its startup options or
 //   any statement naming it) is restored when it gets its turn. Other
 //   session settings are shared.
+// - COPY FROM STDIN is not supported: PGlite's raw protocol fails on it
+//   (candlekeep's store inserts with `unnest` arrays and never uses COPY).
 // - Authentication is not asked for. TLS is refused (`N`), so clients
 //   fall back to plain TCP.
 //
@@ -117,10 +119,11 @@ function rename(type, body, prefix, named) {
   }
 }
 
-/// The transaction status of the last ReadyForQuery in a reply.
+/// The transaction status of the last ReadyForQuery in a reply; `null` when
+/// there is none (the backend waits for more, as in COPY FROM STDIN).
 function lastStatus(reply) {
   let i = 0;
-  let status = 'I';
+  let status = null;
   while (i + 5 <= reply.length) {
     const len = reply.readInt32BE(i + 1);
     if (reply[i] === 0x5a) status = String.fromCharCode(reply[i + 5]);
@@ -182,6 +185,8 @@ async function turn(client) {
       }
     }
     if (!client.socket.destroyed) client.socket.write(reply);
+    // Idle: the others may have a turn. In a transaction, or mid-exchange
+    // (no ReadyForQuery yet), this client keeps the backend.
     owner = lastStatus(reply) === 'I' ? null : client;
     if (owner === null) break; // let the others have a turn
   }
@@ -247,7 +252,9 @@ function read(client, prefix) {
     const renamed = rename(type, body, prefix, client.named);
     client.pending.push(message(type, renamed));
     client.touchesPath ||= (type === 'Q' || type === 'P') && /search_path/i.test(body.toString('utf8'));
-    if (type === 'S' || type === 'Q') {
+    // A unit ends where the backend answers: Sync, a simple Query, or the
+    // end (or failure) of COPY data.
+    if (type === 'S' || type === 'Q' || type === 'c' || type === 'f') {
       client.units.push({ bytes: Buffer.concat(client.pending), touchesPath: client.touchesPath });
       client.pending = [];
       client.touchesPath = false;
