@@ -26,28 +26,37 @@ struct Kind {
 // only). Counts: $1 instrument id, $2 cutoff, $3 interval (candles only).
 // A trade or quote batch ends at the time of its $3-th oldest row (rows
 // sharing that time go too).
-const TRADES: Kind = Kind {
-    table: "trades",
-    count: "SELECT count(*) FROM trades WHERE instrument_id = $1 AND ts < $2",
-    delete: "DELETE FROM trades WHERE instrument_id = $1 AND ts < $2 AND ts <= COALESCE(
-               (SELECT ts FROM trades WHERE instrument_id = $1 AND ts < $2
-                ORDER BY ts OFFSET $3::BIGINT - 1 LIMIT 1), $2)",
-    chunks: Some((
-        "SELECT count(*) FROM trades WHERE ts < $1",
-        "SELECT count(*) FROM drop_chunks('trades', older_than => $1::BIGINT)",
-    )),
-};
-const QUOTES: Kind = Kind {
-    table: "quotes",
-    count: "SELECT count(*) FROM quotes WHERE instrument_id = $1 AND ts < $2",
-    delete: "DELETE FROM quotes WHERE instrument_id = $1 AND ts < $2 AND ts <= COALESCE(
-               (SELECT ts FROM quotes WHERE instrument_id = $1 AND ts < $2
-                ORDER BY ts OFFSET $3::BIGINT - 1 LIMIT 1), $2)",
-    chunks: Some((
-        "SELECT count(*) FROM quotes WHERE ts < $1",
-        "SELECT count(*) FROM drop_chunks('quotes', older_than => $1::BIGINT)",
-    )),
-};
+macro_rules! by_time {
+    ($table:literal) => {
+        Kind {
+            table: $table,
+            count: concat!(
+                "SELECT count(*) FROM ",
+                $table,
+                " WHERE instrument_id = $1 AND ts < $2"
+            ),
+            delete: concat!(
+                "DELETE FROM ",
+                $table,
+                " WHERE instrument_id = $1 AND ts < $2 AND ts <= COALESCE(
+                   (SELECT ts FROM ",
+                $table,
+                " WHERE instrument_id = $1 AND ts < $2
+                    ORDER BY ts OFFSET $3::BIGINT - 1 LIMIT 1), $2)"
+            ),
+            chunks: Some((
+                concat!("SELECT count(*) FROM ", $table, " WHERE ts < $1"),
+                concat!(
+                    "SELECT count(*) FROM drop_chunks('",
+                    $table,
+                    "', older_than => $1::BIGINT)"
+                ),
+            )),
+        }
+    };
+}
+const TRADES: Kind = by_time!("trades");
+const QUOTES: Kind = by_time!("quotes");
 const CANDLES: Kind = Kind {
     table: "candles",
     count: "SELECT count(*) FROM candles WHERE instrument_id = $1 AND interval = $3 AND open_time < $2",
