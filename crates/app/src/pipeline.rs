@@ -573,6 +573,9 @@ async fn run_live(
     }
     let mut connections = tokio::task::JoinSet::new();
     let mut statuses = Vec::new();
+    let pace = Arc::new(ck_sources::live::connector::ConnectPace::of(
+        protocol.as_ref(),
+    ));
     for instruments in groups {
         let status = Arc::new(ConnectorStatus::new(protocol.exchange()));
         registry.register(status.clone());
@@ -583,6 +586,7 @@ async fn run_live(
                 instruments,
                 ..config.clone()
             },
+            pace.clone(),
             raw.clone(),
             events.clone(),
             status,

@@ -6,12 +6,13 @@
 //! Binance may announce `serverShutdown`: both end in a reconnect.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ck_bus::{Clock, Closed, Event, RawMessage, Sender};
 use ck_model::{Exchange, Instrument};
 
 use crate::live::ConnectorStatus;
-use crate::live::connector::{LiveConfig, WsProtocol, run_ws};
+use crate::live::connector::{ConnectPace, LiveConfig, WsProtocol, run_ws};
 
 /// The public market-data endpoint.
 pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
@@ -36,6 +37,10 @@ impl WsProtocol for BinanceProtocol {
     fn instruments_per_connection(&self) -> Option<usize> {
         // 1,024 streams per connection, two per instrument.
         Some(512)
+    }
+
+    fn connects_per_span(&self) -> Option<(usize, Duration)> {
+        Some((300, Duration::from_secs(300)))
     }
 
     fn connect_url(&self, base: &str, instruments: &[Instrument]) -> String {
@@ -86,9 +91,11 @@ pub async fn run_binance(
     clock: Arc<dyn Clock>,
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Closed> {
+    let pace = Arc::new(ConnectPace::of(&BinanceProtocol));
     run_ws(
         Arc::new(BinanceProtocol),
         config,
+        pace,
         tx,
         events,
         status,

@@ -55,6 +55,10 @@ impl WsProtocol for BitfinexProtocol {
         Some(12)
     }
 
+    fn connects_per_span(&self) -> Option<(usize, Duration)> {
+        Some((20, Duration::from_secs(60)))
+    }
+
     fn ping(&self) -> Option<(Duration, String)> {
         Some((
             Duration::from_secs(30),

@@ -33,6 +33,11 @@ impl WsProtocol for BybitProtocol {
         Exchange::Bybit
     }
 
+    fn connects_per_span(&self) -> Option<(usize, Duration)> {
+        // 500 connections in 5 minutes per IP.
+        Some((500, Duration::from_secs(300)))
+    }
+
     fn subscribe(&self, instruments: &[Instrument]) -> Vec<String> {
         requests("subscribe", instruments)
     }

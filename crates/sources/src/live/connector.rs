@@ -8,7 +8,8 @@
 //!   flow is unsubscribed and subscribed again (venues whose data names the
 //!   symbol; see [`WsProtocol::symbol_of`]), all found at one tick in one
 //!   request where the venue allows, within the venue's hourly limit on
-//!   subscribe requests ([`ControlBudget`]).
+//!   subscribe requests ([`RateWindow`]).
+//! - Connection attempts keep to the venue's limit per IP ([`ConnectPace`]).
 //! - A venue's limit on streams per connection splits the instruments over
 //!   several connections ([`connection_groups`]).
 //! - After a reconnect, when data flows again, every instrument gets an open
@@ -57,6 +58,14 @@ pub trait WsProtocol: Send + Sync + std::fmt::Debug {
     /// in an hour, where the venue limits them (OKX 480): the watchdog's
     /// resubscribes stay within it, counting the first subscribe.
     fn control_messages_per_hour(&self) -> Option<usize> {
+        None
+    }
+
+    /// The most connection attempts the venue allows from one IP within a
+    /// span (Binance 300 in 5 minutes, Bitfinex 20 a minute, OKX 3 a
+    /// second, Bybit 500 in 5 minutes): a source's connections, first
+    /// connects and reconnects alike, wait their turn ([`ConnectPace`]).
+    fn connects_per_span(&self) -> Option<(usize, Duration)> {
         None
     }
 
@@ -116,9 +125,11 @@ pub struct LiveConfig {
 
 /// Runs until `stop`, sending every text frame to `tx` and reconnect gaps
 /// to `events`. Fails only when a channel closes.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_ws(
     protocol: Arc<dyn WsProtocol>,
     config: LiveConfig,
+    pace: Arc<ConnectPace>,
     tx: Sender<RawMessage>,
     events: Sender<Event>,
     status: Arc<ConnectorStatus>,
@@ -135,6 +146,7 @@ pub async fn run_ws(
         protocol: protocol.as_ref(),
         config: &config,
         url: &url,
+        pace: &pace,
         tx: &tx,
         events: &events,
         status: &status,
@@ -163,43 +175,117 @@ pub async fn run_ws(
     Ok(())
 }
 
-/// A connection's subscribe and unsubscribe requests over the last hour,
-/// against the venue's limit ([`WsProtocol::control_messages_per_hour`]).
+/// Requests over a sliding span against a limit: a connection's subscribe
+/// and unsubscribe requests in an hour
+/// ([`WsProtocol::control_messages_per_hour`]), or a source's connection
+/// attempts ([`ConnectPace`]).
 #[derive(Debug)]
-pub struct ControlBudget {
+pub struct RateWindow {
     limit: Option<usize>,
+    span: Duration,
     sent: std::collections::VecDeque<Instant>,
 }
 
-impl ControlBudget {
-    /// A budget of `limit` requests an hour (`None`: no limit).
+impl RateWindow {
+    /// At most `limit` requests in any `span` (`None`: no limit).
     #[must_use]
-    pub fn new(limit: Option<usize>) -> ControlBudget {
-        ControlBudget {
+    pub fn new(limit: Option<usize>, span: Duration) -> RateWindow {
+        RateWindow {
             limit,
+            span,
             sent: std::collections::VecDeque::new(),
         }
     }
 
-    /// Spends `n` requests at `now` if the last hour's, with them, stay
+    /// An hourly budget of `limit` subscribe and unsubscribe requests.
+    #[must_use]
+    pub fn hourly(limit: Option<usize>) -> RateWindow {
+        RateWindow::new(limit, Duration::from_secs(3_600))
+    }
+
+    fn forget_before(&mut self, now: Instant) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= self.span)
+        {
+            self.sent.pop_front();
+        }
+    }
+
+    /// Spends `n` requests at `now` if the last span's, with them, stay
     /// within the limit; false (nothing spent) otherwise.
     pub fn spend(&mut self, now: Instant, n: usize) -> bool {
         let Some(limit) = self.limit else {
             return true;
         };
-        let hour = Duration::from_secs(3_600);
-        while self
-            .sent
-            .front()
-            .is_some_and(|&t| now.duration_since(t) >= hour)
-        {
-            self.sent.pop_front();
-        }
+        self.forget_before(now);
         if self.sent.len() + n > limit {
             return false;
         }
         self.sent.extend(std::iter::repeat_n(now, n));
         true
+    }
+
+    /// When one more request fits (`now` if it does already).
+    #[must_use]
+    pub fn next_free(&mut self, now: Instant) -> Instant {
+        let Some(limit) = self.limit else {
+            return now;
+        };
+        self.forget_before(now);
+        if self.sent.len() < limit {
+            return now;
+        }
+        // The oldest of the last `limit` leaves the span first.
+        let oldest = self.sent[self.sent.len() - limit];
+        oldest + self.span
+    }
+}
+
+/// Paces one source's connection attempts to the venue's limit per IP
+/// ([`WsProtocol::connects_per_span`]). Shared by its connections: a venue
+/// with many instruments over many connections (Bitfinex, 12 a connection)
+/// opens them no faster than it allows, and a burst of reconnects waits.
+#[derive(Debug)]
+pub struct ConnectPace {
+    window: std::sync::Mutex<RateWindow>,
+}
+
+impl ConnectPace {
+    /// The pace for `protocol`'s venue.
+    #[must_use]
+    pub fn of(protocol: &dyn WsProtocol) -> ConnectPace {
+        let (limit, span) = match protocol.connects_per_span() {
+            Some((n, span)) => (Some(n.max(1)), span),
+            None => (None, Duration::ZERO),
+        };
+        ConnectPace {
+            window: std::sync::Mutex::new(RateWindow::new(limit, span)),
+        }
+    }
+
+    /// Waits until one more connection attempt is within the limit, and
+    /// takes it.
+    pub async fn wait(&self) {
+        loop {
+            let until = {
+                let mut w = self
+                    .window
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let now = Instant::now();
+                if w.spend(now, 1) {
+                    return;
+                }
+                w.next_free(now)
+            };
+            tracing::info!(
+                wait_ms = until.saturating_duration_since(Instant::now()).as_millis(),
+                "connection attempts at the venue's limit; waiting"
+            );
+            tokio::time::sleep_until(until).await;
+        }
     }
 }
 
@@ -223,6 +309,7 @@ struct Session<'a> {
     protocol: &'a dyn WsProtocol,
     config: &'a LiveConfig,
     url: &'a str,
+    pace: &'a ConnectPace,
     tx: &'a Sender<RawMessage>,
     events: &'a Sender<Event>,
     status: &'a ConnectorStatus,
@@ -237,11 +324,12 @@ impl Session<'_> {
         window: &mut Option<Ts>,
     ) -> Result<Option<String>, Closed> {
         let exchange = self.protocol.exchange();
+        self.pace.wait().await;
         let (mut ws, _) = match tokio_tungstenite::connect_async(self.url).await {
             Ok(ok) => ok,
             Err(e) => return Ok(Some(format!("connecting to {}: {e}", self.url))),
         };
-        let mut budget = ControlBudget::new(self.protocol.control_messages_per_hour());
+        let mut budget = RateWindow::hourly(self.protocol.control_messages_per_hour());
         let subscribe = self.protocol.subscribe(&self.config.instruments);
         budget.spend(Instant::now(), subscribe.len());
         for m in subscribe {
@@ -392,7 +480,7 @@ mod tests {
     #[test]
     fn the_hourly_budget_counts_the_last_hour_only() {
         let start = Instant::now();
-        let mut b = ControlBudget::new(Some(480));
+        let mut b = RateWindow::hourly(Some(480));
         assert!(b.spend(start, 1), "the first subscribe");
         for k in 0..239 {
             assert!(
@@ -410,8 +498,51 @@ mod tests {
             b.spend(start + Duration::from_secs(3_600), 1),
             "the first has aged out"
         );
-        let mut free = ControlBudget::new(None);
+        let mut free = RateWindow::hourly(None);
         assert!(free.spend(start, 10_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connection_attempts_wait_for_the_venue_limit() {
+        // Bitfinex: 20 a minute per IP. 30 instruments make three
+        // connections; a burst of reconnects must still keep to it.
+        let pace = Arc::new(ConnectPace::of(&crate::bitfinex::ws::BitfinexProtocol));
+        let start = Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..45 {
+            pace.wait().await;
+            at.push((Instant::now() - start).as_secs());
+        }
+        assert_eq!(&at[..20], &[0; 20], "the first 20 at once");
+        assert_eq!(&at[20..40], &[60; 20], "the next 20 a minute later");
+        assert_eq!(&at[40..], &[120; 5]);
+        // Shared by connections: two waiting at once take two places.
+        let pace = Arc::new(ConnectPace::of(&crate::okx::ws::OkxProtocol));
+        let start = Instant::now();
+        let waits = (0..7).map(|_| {
+            let pace = pace.clone();
+            tokio::spawn(async move {
+                pace.wait().await;
+                (Instant::now() - start).as_millis()
+            })
+        });
+        let mut times = Vec::new();
+        for w in waits.collect::<Vec<_>>() {
+            times.push(w.await.expect("join"));
+        }
+        times.sort_unstable();
+        assert_eq!(
+            times,
+            [0, 0, 0, 1_000, 1_000, 1_000, 2_000],
+            "OKX: 3 a second"
+        );
+        // No limit: never waits.
+        let free = ConnectPace::of(&crate::coinbase_exchange::ws::CoinbaseExchangeProtocol);
+        let start = Instant::now();
+        for _ in 0..1_000 {
+            free.wait().await;
+        }
+        assert_eq!(Instant::now(), start);
     }
 
     #[test]

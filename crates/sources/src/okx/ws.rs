@@ -44,6 +44,11 @@ impl WsProtocol for OkxProtocol {
         Some(480)
     }
 
+    fn connects_per_span(&self) -> Option<(usize, Duration)> {
+        // 3 connection requests a second per IP.
+        Some((3, Duration::from_secs(1)))
+    }
+
     fn ping(&self) -> Option<(Duration, String)> {
         Some((Duration::from_secs(25), "ping".to_owned()))
     }
