@@ -545,6 +545,56 @@ mod tests {
         assert_eq!(Instant::now(), start);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn three_connections_reconnecting_share_one_pace() {
+        // Three Bitfinex connections to an address that fails at once (no
+        // I/O, so paused time runs exactly) retry with 1 ms backoff; over
+        // 90 s the venue's 20 a minute allows 40 attempts in all.
+        let protocol: Arc<dyn WsProtocol> = Arc::new(crate::bitfinex::ws::BitfinexProtocol);
+        let pace = Arc::new(ConnectPace::of(protocol.as_ref()));
+        let (tx, _rx) = ck_bus::channel("raw", 16);
+        let (events, _erx) = ck_bus::channel("events", 16);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut statuses = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let status = Arc::new(ConnectorStatus::new(Exchange::Bitfinex));
+            statuses.push(status.clone());
+            tasks.push(tokio::spawn(run_ws(
+                protocol.clone(),
+                LiveConfig {
+                    ws_url: "ws://[not-a-host".into(),
+                    instruments: vec![Instrument::new("BTC", "USD")],
+                    backoff: crate::live::BackoffPolicy {
+                        initial: Duration::from_millis(1),
+                        max: Duration::from_millis(1),
+                        ..crate::live::BackoffPolicy::default()
+                    },
+                    stale_after: Duration::from_secs(30),
+                    rest_url: None,
+                },
+                pace.clone(),
+                tx.clone(),
+                events.clone(),
+                status,
+                Arc::new(ck_bus::SystemClock),
+                {
+                    let mut stopped = stopped.clone();
+                    async move {
+                        let _ = stopped.changed().await;
+                    }
+                },
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(90)).await;
+        stop.send_replace(true);
+        for t in tasks {
+            t.await.expect("join").expect("channels open");
+        }
+        let attempts: u64 = statuses.iter().map(|s| s.snapshot().reconnects).sum();
+        assert_eq!(attempts, 40, "20 at once, 20 a minute later, none faster");
+    }
+
     #[test]
     fn instruments_are_split_over_connections_at_the_venue_limit() {
         let instruments: Vec<Instrument> = (0..30)
