@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// The server's URL, starting the server on first use.
 ///
@@ -23,13 +23,8 @@ pub fn timescale_url() -> String {
     if let Ok(url) = std::env::var("CK_TEST_TIMESCALE_URL") {
         return url;
     }
-    static SERVER: OnceLock<Mutex<Server>> = OnceLock::new();
-    let server = SERVER.get_or_init(|| Mutex::new(Server::start()));
-    server
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .url
-        .clone()
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(Server::start).url.clone()
 }
 
 struct Server {
