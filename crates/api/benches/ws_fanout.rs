@@ -5,10 +5,13 @@
 //! feed) to the client reading it. The clients run in the same process and
 //! share the two cores with the server, so the latency is an upper bound.
 //!
-//! `cargo bench -p ck-api --bench ws_fanout -- [clients] [trades/s] [seconds] [linger ms] [batch]`
-//! (default 1000 10000 5 0 0). With linger, the server collects updates for
-//! that long into one batch (`api.ws_linger_ms`); with batch 1 the clients
-//! connect with `?batch=true` and get a batch in one frame.
+//! `cargo bench -p ck-api --bench ws_fanout -- [clients] [trades/s] [seconds] [linger ms] [batch] [separate] [baseline]`
+//! (default 1000 10000 5 0 0 0 0). With linger, the server collects updates
+//! for that long into one batch (`api.ws_linger_ms`); with batch 1 the
+//! clients connect with `?batch=true` and get a batch in one frame; with
+//! separate 1 they run in a process of their own (2: at nice 19). With
+//! baseline 1 the same clients read from the bare writer of [`bare`]
+//! instead of candlekeep: the floor of this machine's loopback.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -224,6 +227,7 @@ fn main() {
     let batched = args.get(4).copied().unwrap_or(0) == 1;
     // 0: clients in this process; 1: in their own process; 2: there, at nice 19.
     let separate = args.get(5).copied().unwrap_or(0);
+    let baseline = args.get(6).copied().unwrap_or(0) == 1;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -240,9 +244,19 @@ fn main() {
         let state = ck_api::ApiState::new(store, Arc::default(), feed.clone(), Duration::from_secs(15))
             .with_ws_queue(4_096)
             .with_ws_linger(linger);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(ck_api::serve(listener, state, std::future::pending()));
+        let (addr, accepting) = if baseline {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let accepting = std::thread::spawn(move || {
+                (0..clients).map(|_| bare::accept(&listener)).collect::<Vec<_>>()
+            });
+            (addr, Some(accepting))
+        } else {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(ck_api::serve(listener, state, std::future::pending()));
+            (addr, None)
+        };
 
         let expected = rate * secs;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
@@ -284,6 +298,39 @@ fn main() {
             }))
         };
         ready_rx.await.expect("clients ready");
+        if let Some(accepting) = accepting {
+            let socks = accepting.join().expect("accepted");
+            let started = Instant::now();
+            let writer = std::thread::spawn(move || {
+                let mut socks = socks;
+                let writes = bare::run(&mut socks, rate, expected);
+                (writes, socks)
+            });
+            let s = clients_done.await.expect("clients");
+            let drained_in = started.elapsed();
+            let (mut writes, _socks) = writer.join().expect("writer");
+            writes.sort_unstable();
+            let p = |q: f64| writes.get(((writes.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0);
+            println!(
+                "ws_fanout baseline (bare writer): {clients} clients{}, {rate} trades/s for {secs} s (all delivered by {drained_in:.2?}): \
+                 {}/{clients} clients got every trade; {} of {} deliveries ({:.2}%); \
+                 latency received→client p50 {} µs, p99 {} µs, max {} µs ({} samples); \
+                 writer receive→write p50 {} µs, p99 {} µs ({} writes)",
+                if separate > 0 { " (own process)" } else { "" },
+                s.complete,
+                s.delivered,
+                expected * clients,
+                s.delivered as f64 / (expected * clients) as f64 * 100.0,
+                s.latency.0,
+                s.latency.1,
+                s.latency.2,
+                s.latency.3,
+                p(0.5),
+                p(0.99),
+                writes.len(),
+            );
+            return;
+        }
 
         // Trades at `rate` per second, in 1 ms ticks.
         let per_tick = (rate / 1_000).max(1);
@@ -339,4 +386,190 @@ fn main() {
             pushes.count(),
         );
     });
+}
+
+/// The floor to compare with (`BASELINE` = 1): a server that does the least
+/// any WebSocket server must. One thread builds each 1 ms tick's trades into
+/// one `batch` frame of the form candlekeep sends, once for every client, and
+/// writes each client the frames it has not had yet with one non-blocking
+/// vectored write, client after client, round after round. No live feed, no
+/// tasks, no per-client work but the write. The clients are the same.
+mod bare {
+    use std::collections::VecDeque;
+    use std::io::{IoSlice, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use ck_model::{Decimal, Side, Ts};
+
+    /// A frame with the time its trades were received.
+    struct Frame {
+        bytes: Vec<u8>,
+        received: i64,
+    }
+
+    /// A server→client text frame (unmasked) holding `payload`.
+    fn text_frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(payload.len() + 10);
+        out.push(0x81);
+        match payload.len() {
+            n if n < 126 => out.push(n as u8),
+            n if n < 65_536 => {
+                out.push(126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// Answers a client's upgrade request and sends the two messages it
+    /// waits for after subscribing (in place of the ack and the snapshot).
+    pub(crate) fn accept(listener: &TcpListener) -> TcpStream {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).expect("request");
+            assert!(n > 0, "client closed during the upgrade");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let request = String::from_utf8_lossy(&request);
+        let key = request
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim())
+            })
+            .expect("Sec-WebSocket-Key");
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        write!(
+            s,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .expect("upgrade");
+        for _ in 0..2 {
+            s.write_all(&text_frame(b"{\"type\":\"subscribed\"}"))
+                .expect("ack");
+        }
+        s.set_nonblocking(true).expect("nonblocking");
+        s
+    }
+
+    /// A `batch` frame of `n` trades numbered from `first`, received now.
+    fn trades_frame(first: u64, n: u64) -> Frame {
+        let now = Ts::now();
+        let mut json = String::from(
+            r#"{"channel":"trades","exchange":"binance","instrument":"BTC-USDT","type":"batch","fields":["trade_id","price","qty","side","ts","received"],"rows":["#,
+        );
+        for id in first..first + n {
+            if id > first {
+                json.push(',');
+            }
+            let row = (
+                id,
+                Decimal::new(6_000_012, 2),
+                Decimal::new(15, 4),
+                Side::Buy,
+                now,
+                now,
+            );
+            json.push_str(&serde_json::to_string(&row).expect("row"));
+        }
+        json.push_str("]}");
+        Frame {
+            bytes: text_frame(json.as_bytes()),
+            received: now.0,
+        }
+    }
+
+    /// Sends `expected` trades at `rate` per second (in 1 ms ticks) to every
+    /// one of `socks`, then goes on until each has had them all (or 20 s
+    /// pass). Returns the time from receive to write of the oldest frame in
+    /// each write, in µs. The caller keeps the sockets open until the
+    /// clients are done: closing one with the client's unread subscribe
+    /// request in it would reset it, and the client would lose what it has
+    /// not read yet.
+    pub(crate) fn run(socks: &mut [TcpStream], rate: u64, expected: u64) -> Vec<u32> {
+        let per_tick = (rate / 1_000).max(1);
+        let mut log: VecDeque<Frame> = VecDeque::new();
+        // The index of `log[0]` in the stream of frames.
+        let mut base = 0u64;
+        // Each client's next frame and how much of it is written.
+        let mut pos: Vec<(u64, usize)> = vec![(0, 0); socks.len()];
+        let mut alive = vec![true; socks.len()];
+        let mut latencies = Vec::new();
+        let tick = Duration::from_millis(1);
+        let start = Instant::now();
+        let mut next_tick = start;
+        let mut produced = 0u64;
+        loop {
+            while produced < expected && Instant::now() >= next_tick {
+                let n = per_tick.min(expected - produced);
+                log.push_back(trades_frame(produced + 1, n));
+                produced += n;
+                next_tick += tick;
+            }
+            let head = base + log.len() as u64;
+            let pending = pos.iter().zip(&alive).any(|(p, a)| *a && p.0 < head);
+            if !pending {
+                if produced >= expected || start.elapsed() > Duration::from_secs(20) {
+                    return latencies;
+                }
+                std::thread::sleep(next_tick.saturating_duration_since(Instant::now()));
+                continue;
+            }
+            for ((s, p), a) in socks.iter_mut().zip(pos.iter_mut()).zip(alive.iter_mut()) {
+                if !*a || p.0 == head {
+                    continue;
+                }
+                let iov: Vec<IoSlice> = log
+                    .range((p.0 - base) as usize..)
+                    .take(64)
+                    .enumerate()
+                    .map(|(i, f)| IoSlice::new(&f.bytes[if i == 0 { p.1 } else { 0 }..]))
+                    .collect();
+                match s.write_vectored(&iov) {
+                    Ok(mut k) => {
+                        let oldest = log[(p.0 - base) as usize].received;
+                        let us = (Ts::now().0 - oldest) / 1_000;
+                        latencies.push(u32::try_from(us.max(0)).unwrap_or(u32::MAX));
+                        while k > 0 {
+                            let rest = log[(p.0 - base) as usize].bytes.len() - p.1;
+                            if k >= rest {
+                                k -= rest;
+                                p.0 += 1;
+                                p.1 = 0;
+                            } else {
+                                p.1 += k;
+                                k = 0;
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        eprintln!("bare writer: a client failed: {e}");
+                        *a = false;
+                    }
+                }
+            }
+            let min = pos
+                .iter()
+                .zip(&alive)
+                .filter(|(_, a)| **a)
+                .map(|(p, _)| p.0)
+                .min()
+                .unwrap_or(head);
+            while base < min {
+                log.pop_front();
+                base += 1;
+            }
+        }
+    }
 }
