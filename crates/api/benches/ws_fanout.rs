@@ -262,7 +262,14 @@ fn main() {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         let clients_done: tokio::task::JoinHandle<Summary> = if separate > 0 {
             use tokio::io::AsyncBufReadExt as _;
-            let mut child = tokio::process::Command::new("nice")
+            // `CK_FANOUT_CLIENT_CPUS` pins the clients to those CPUs (run the
+            // bench itself under `taskset` for the other ones).
+            let pin = std::env::var("CK_FANOUT_CLIENT_CPUS").ok();
+            let mut child = tokio::process::Command::new(if pin.is_some() { "taskset" } else { "nice" });
+            if let Some(cpus) = &pin {
+                child.args(["-c", cpus, "nice"]);
+            }
+            let mut child = child
                 .args(["-n", if separate == 2 { "19" } else { "0" }])
                 .arg(std::env::current_exe().expect("exe"))
                 .args([clients, expected, secs + 15, u64::from(batched)].map(|n| n.to_string()))
