@@ -2,8 +2,9 @@
 //! instrument; the live feed carries trades at a fixed rate for a few
 //! seconds; every client counts what it receives and, for every 10th trade,
 //! the latency from the trade's `received` time (stamped as it enters the
-//! feed) to the client reading it. The clients run in the same process and
-//! share the two cores with the server, so the latency is an upper bound.
+//! feed) to the client reading it. The clients run on the same two cores as
+//! the server (by default in the same process), so the latency is an upper
+//! bound.
 //!
 //! `cargo bench -p ck-api --bench ws_fanout -- [clients] [trades/s] [seconds] [linger ms] [batch] [separate] [baseline]`
 //! (default 1000 10000 5 0 0 0 0). With linger, the server collects updates
