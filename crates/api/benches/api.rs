@@ -10,6 +10,8 @@
 //!
 //! `cargo bench -p ck-api --bench api [-- latest|year|store]` (the first
 //! two by default; `store` runs only the store query, for profiling).
+//! `CK_BENCH_STORE=postgres` runs them on a fresh schema of the PostgreSQL
+//! server the tests use (`CK_TEST_POSTGRES_URL`) instead of SQLite.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,6 +142,26 @@ fn pct(l: &[Duration], p: f64) -> Duration {
     l[((l.len() as f64 * p) as usize).min(l.len() - 1)]
 }
 
+/// A fresh schema on the PostgreSQL server of the tests
+/// (`CK_TEST_POSTGRES_URL`).
+async fn pg_store(schema: &str) -> ck_store::postgres::PgStore {
+    let url = std::env::var("CK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is unreachable at {url}: {e}"));
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .expect("drop schema");
+    let mut options = ck_store::postgres::PgOptions::new(&url);
+    options.schema = Some(schema.to_owned());
+    ck_store::postgres::PgStore::open(options)
+        .await
+        .expect("open PostgreSQL store")
+}
+
 fn main() {
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
@@ -150,13 +172,17 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("dir");
-        let store: Arc<dyn Store> = Arc::new(
-            ck_store::sqlite::SqliteStore::open(
-                &dir.path().join("bench.sqlite"),
-                ck_store::sqlite::Durability::Normal,
-            )
-            .expect("store"),
-        );
+        let store: Arc<dyn Store> = match std::env::var("CK_BENCH_STORE").as_deref() {
+            Ok("postgres") => Arc::new(pg_store("ck_bench_api").await),
+            Ok("sqlite") | Err(_) => Arc::new(
+                ck_store::sqlite::SqliteStore::open(
+                    &dir.path().join("bench.sqlite"),
+                    ck_store::sqlite::Durability::Normal,
+                )
+                .expect("store"),
+            ),
+            Ok(other) => panic!("CK_BENCH_STORE={other}: valid: sqlite, postgres"),
+        };
         for chunk in (0..YEAR_MINUTES).collect::<Vec<_>>().chunks(50_000) {
             let batch = WriteBatch {
                 candles: chunk.iter().map(|&i| candle(i)).collect(),
@@ -230,6 +256,10 @@ fn main() {
         let t = Instant::now();
         let report = store.pack_candle_days(Ts::now()).await.expect("pack");
         let pack_time = t.elapsed();
+        println!(
+            "api/year_of_1m_candles: from the rows: median {:?} (runs {:?})",
+            row_times[2], row_times
+        );
         assert_eq!(report.candles, YEAR_MINUTES as u64, "{report:?}");
         let (packed_times, packed_body) = year(addr).await;
         assert!(packed_body == row_body, "packed days answer exactly as the rows");

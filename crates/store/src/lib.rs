@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod packed;
 pub mod postgres;
 pub mod sqlite;
 

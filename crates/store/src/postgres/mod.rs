@@ -11,6 +11,7 @@
 //! - The schema is created and migrated on open ([`schema`]); several
 //!   processes may open one database at once.
 
+mod candle_days;
 mod prune;
 mod rows;
 pub mod schema;
@@ -27,8 +28,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::{
-    CandleSource, Error, PrunePlan, PruneReport, RangeQuery, Store, StoreCounts, StoredFiring,
-    StoredInstrument, StoredRule, WriteBatch, WriteSummary,
+    CandleRecords, CandleSource, Error, PackReport, PrunePlan, PruneReport, RangeQuery, Store,
+    StoreCounts, StoredFiring, StoredInstrument, StoredRule, WriteBatch, WriteSummary,
 };
 use rows::{
     candle_columns, candle_from_row, exchange_from, gap_columns, gap_from_row, id_seq, id_text,
@@ -664,11 +665,20 @@ async fn upsert_candles(
             Some(_) => {}
         }
     }
+    let mut days = std::collections::BTreeSet::new();
     let mut ints: [Vec<i64>; 3] = Default::default();
     let mut texts: [Vec<String>; 11] = Default::default();
     let mut trade_ids: [Vec<Option<String>>; 2] = Default::default();
     for key in &order {
         let c = latest[key];
+        if crate::packed::packable(c.interval) {
+            days.insert((
+                key.0,
+                c.interval.as_str(),
+                source.as_str(),
+                crate::packed::day_of(key.2),
+            ));
+        }
         ints[0].push(key.0);
         ints[1].push(key.2);
         ints[2].push(i64::try_from(c.trades).unwrap_or(i64::MAX));
@@ -693,29 +703,34 @@ async fn upsert_candles(
         trade_ids[0].push(c.first_trade_id.as_ref().map(id_text));
         trade_ids[1].push(c.last_trade_id.as_ref().map(id_text));
     }
-    tx.execute(
-        CANDLE_UPSERT,
-        &[
-            &ints[0],
-            &texts[0],
-            &ints[1],
-            &texts[1],
-            &texts[2],
-            &texts[3],
-            &texts[4],
-            &texts[5],
-            &texts[6],
-            &texts[7],
-            &texts[8],
-            &texts[9],
-            &ints[2],
-            &trade_ids[0],
-            &trade_ids[1],
-            &texts[10],
-        ],
-    )
-    .await
-    .map_err(pg("upserting candles"))
+    let n = tx
+        .execute(
+            CANDLE_UPSERT,
+            &[
+                &ints[0],
+                &texts[0],
+                &ints[1],
+                &texts[1],
+                &texts[2],
+                &texts[3],
+                &texts[4],
+                &texts[5],
+                &texts[6],
+                &texts[7],
+                &texts[8],
+                &texts[9],
+                &ints[2],
+                &trade_ids[0],
+                &trade_ids[1],
+                &texts[10],
+            ],
+        )
+        .await
+        .map_err(pg("upserting candles"))?;
+    // After the candles: a packer that locked one of these days first has
+    // read its rows without them, and its pack is marked stale again here.
+    candle_days::mark_stale(tx, &days).await?;
+    Ok(n)
 }
 
 #[async_trait::async_trait]
@@ -748,6 +763,20 @@ impl Store for PgStore {
         source: CandleSource,
     ) -> Result<Vec<Candle>, Error> {
         self.candle_range(q, interval, source, true).await
+    }
+
+    async fn candle_records(
+        &self,
+        q: &RangeQuery,
+        interval: Interval,
+        source: CandleSource,
+        newest_first: bool,
+    ) -> Result<CandleRecords, Error> {
+        candle_days::read_records(self, q, interval, source, newest_first).await
+    }
+
+    async fn pack_candle_days(&self, settled_before: Ts) -> Result<PackReport, Error> {
+        candle_days::pack(self, settled_before).await
     }
 
     async fn trades(&self, q: &RangeQuery) -> Result<Vec<Trade>, Error> {

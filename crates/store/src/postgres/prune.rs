@@ -143,6 +143,19 @@ async fn remove(
         };
         return Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)));
     }
+    // Packs of what goes are dropped before the rows and again after (a
+    // write meanwhile may have marked a pruned day stale).
+    let unpack = async || match interval {
+        Some(iv) => {
+            store
+                .with_writer(async |conn, _| {
+                    super::candle_days::after_prune(conn, id, iv, cut).await
+                })
+                .await
+        }
+        None => Ok(()),
+    };
+    unpack().await?;
     let mut removed = 0;
     loop {
         // Each batch is its own transaction on the writer: ingest commits
@@ -160,6 +173,7 @@ async fn remove(
             .await?;
         removed += n;
         if n == 0 {
+            unpack().await?;
             return Ok(removed);
         }
     }

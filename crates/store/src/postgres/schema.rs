@@ -20,10 +20,11 @@ const MIGRATION_LOCK: i64 = 0x6361_6e64_6c65; // "candle"
 /// id); `trade_seq` holds numeric ids that fit `BIGINT`, so trades sharing
 /// a time sort by id as numbers. The high-volume tables carry no foreign
 /// keys: the writer creates every instrument row before its data.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "instruments, trades, quotes, candles, gaps, errors, backfill progress, alerts",
-    r#"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "instruments, trades, quotes, candles, gaps, errors, backfill progress, alerts",
+        r#"
 CREATE TABLE instruments (
     id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     exchange      TEXT NOT NULL,
@@ -126,7 +127,36 @@ CREATE TABLE alert_firings (
 );
 CREATE INDEX alert_firings_by_time ON alert_firings (fired_at);
 "#,
-)];
+    ),
+    (
+        2,
+        "packed days of candles",
+        r#"
+-- One row per UTC day of a series (interval up to 1h): the day's candles as
+-- JSON records, zstd-compressed, derived from the candles table (see
+-- packed.rs and postgres/candle_days.rs). records IS NULL: stale, to be
+-- packed again.
+CREATE TABLE candle_days (
+    instrument_id BIGINT NOT NULL,
+    interval      TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    day           BIGINT NOT NULL,   -- floor(open_time / 86400 s)
+    format        BIGINT,            -- record format of the pack
+    count         BIGINT,            -- candles in the pack
+    records_len   BIGINT,            -- bytes of JSON, uncompressed
+    records       BYTEA,             -- zstd of the JSON records, oldest first
+    idx           BYTEA,             -- zstd of open times (i64 LE), then record ends (u32 LE)
+    PRIMARY KEY (instrument_id, interval, source, day)
+);
+CREATE INDEX candle_days_stale ON candle_days (day) WHERE records IS NULL;
+
+-- Every day already stored is stale until packed.
+INSERT INTO candle_days (instrument_id, interval, source, day)
+SELECT DISTINCT instrument_id, interval, source, floor(open_time / 86400000000000.0)::BIGINT
+FROM candles WHERE interval IN ('1s', '1m', '3m', '5m', '15m', '30m', '1h');
+"#,
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub(crate) fn newest() -> i64 {

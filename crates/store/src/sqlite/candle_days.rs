@@ -1,24 +1,8 @@
-//! Packed days of candles: the fast read form of settled history.
-//!
-//! A year of 1m candles is 525,600 rows of thirteen columns; stepping them
-//! in SQLite is most of the time of a long range read. So each settled UTC
-//! day of a series (instrument, interval up to 1h, source) is also kept as
-//! one row of `candle_days`: the day's JSON records (exactly what
-//! [`Store::candle_records`](crate::Store::candle_records) writes from the
-//! rows), zstd-compressed, with each record's open time and end.
-//!
-//! The rows stay the truth; a pack is derived from them and never read
-//! unless it is current:
-//! - a pack is built from the day's rows inside one write transaction;
-//! - every write of a candle marks its day's pack stale (`records` NULL) in
-//!   the same transaction, as retention does for what it prunes;
-//! - a pack written by another record format ([`RECORD_FORMAT`]) is ignored
-//!   and rebuilt;
-//! - readers take the packs and the rows from one snapshot, and a pack that
-//!   does not decode is logged and read from the rows instead.
-//!
-//! Stale days are packed by [`pack`] once they have settled (the app runs
-//! it on a schedule, and after backfills and replays).
+//! SQLite's packed days of candles (table `candle_days`): see
+//! [`crate::packed`] for what a pack is and the rules that keep it true.
+//! Readers here take the packs and the rows from one snapshot (a deferred
+//! read transaction). Stale days are packed by [`pack`] once they have
+//! settled (the app runs it on a schedule, and after backfills and replays).
 
 use std::collections::BTreeSet;
 
@@ -27,37 +11,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::candle_record_from_row;
 use super::{CANDLE_SELECT, INSTRUMENT_ID, SqliteStore, limit, lock, sql};
+use crate::packed::{
+    DAY_NS, DayKey, Pack, RECORD_FORMAT, Segment, append_pack, day_of, decompressor, encode,
+    packable, records_for, segments, whole_days,
+};
 use crate::{CandleRecords, CandleSource, Error, PackReport, RangeQuery};
-
-/// One UTC day in nanoseconds.
-pub(crate) const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
-/// The version of the JSON record a pack holds. Bump it whenever
-/// [`ck_model::RecordFields`] writes different bytes: older packs are then
-/// ignored by readers and rebuilt by [`pack`].
-pub(crate) const RECORD_FORMAT: i64 = 1;
-
-/// zstd level for packs: they are written once and read many times.
-const LEVEL: i32 = 3;
 
 /// Days packed per write transaction, so that ingest waits briefly.
 const DAYS_PER_TRANSACTION: usize = 8;
-
-/// Whether `interval` is kept in packed days: those with at least 24
-/// candles a day (1s to 1h).
-pub(crate) fn packable(interval: Interval) -> bool {
-    interval
-        .fixed_nanos()
-        .is_some_and(|n| n <= 3_600 * 1_000_000_000)
-}
-
-/// The UTC day number holding `ts`.
-pub(crate) fn day_of(ts: i64) -> i64 {
-    ts.div_euclid(DAY_NS)
-}
-
-/// A day whose pack must be (re)built: instrument id, interval, source, day.
-pub(crate) type DayKey = (i64, &'static str, &'static str, i64);
 
 /// Marks `days` stale, in the caller's write transaction.
 pub(crate) fn mark_stale(tx: &Connection, days: &BTreeSet<DayKey>) -> Result<(), Error> {
@@ -103,33 +64,6 @@ pub(crate) fn after_prune(
     Ok(())
 }
 
-/// What a range read is made of, in the order it is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Segment {
-    /// Rows with open time in `[from, to)`.
-    Rows(i64, i64),
-    /// A packed day.
-    Pack(i64),
-}
-
-/// Splits `[from, to)` around the packed days within it (given oldest first).
-fn segments(from: i64, to: i64, packed: &[i64]) -> Vec<Segment> {
-    let mut out = Vec::with_capacity(packed.len() * 2 + 1);
-    let mut at = from;
-    for &day in packed {
-        let start = day * DAY_NS;
-        if start > at {
-            out.push(Segment::Rows(at, start));
-        }
-        out.push(Segment::Pack(day));
-        at = start + DAY_NS;
-    }
-    if at < to {
-        out.push(Segment::Rows(at, to));
-    }
-    out
-}
-
 /// Candle records in `q`'s range from one read snapshot: packed days where
 /// they are current, the rows elsewhere.
 pub(crate) fn read_records(
@@ -144,9 +78,7 @@ pub(crate) fn read_records(
         .unchecked_transaction()
         .map_err(sql("starting candle read"))?;
     // The packed days wholly inside [from, to), with their sizes.
-    let listed: Vec<(i64, i64, i64)> = if packable(interval) && q.from.0 < q.to.0 {
-        let first = day_of(q.from.0.saturating_add(DAY_NS - 1));
-        let end = day_of(q.to.0);
+    let listed: Vec<(i64, i64, i64)> = if let Some((first, end)) = whole_days(q, interval) {
         let mut stmt = tx
             .prepare_cached(&format!(
                 "SELECT day, count, records_len FROM candle_days WHERE instrument_id = {INSTRUMENT_ID}
@@ -174,29 +106,12 @@ pub(crate) fn read_records(
         Vec::new()
     };
     let packed: Vec<i64> = listed.iter().map(|d| d.0).collect();
-    // Room for the packs up to the limit (growing a 100 MB buffer by
-    // doubling costs more than reading it), and for some rows.
-    let (mut count, mut len) = (0usize, 0usize);
-    for &(_, n, bytes) in &listed {
-        if count >= q.limit {
-            break;
-        }
-        count += usize::try_from(n).unwrap_or(0);
-        len += usize::try_from(bytes).unwrap_or(0);
-    }
-    let rows = q.limit.saturating_sub(count).min(4_096);
-    let mut records = CandleRecords::with_capacity(rows);
-    records.json.reserve(len.min(1 << 31));
-    records.ends.reserve(count);
-    records.open_times.reserve(count);
+    let mut records = records_for(&listed, q.limit);
     let mut parts = segments(q.from.0, q.to.0, &packed);
     if newest_first {
         parts.reverse();
     }
-    let mut unpack = zstd::bulk::Decompressor::new().map_err(|source| Error::Io {
-        path: "candle day decompressor".to_owned(),
-        source,
-    })?;
+    let mut unpack = decompressor()?;
     for part in parts {
         let room = q.limit.saturating_sub(records.len());
         if room == 0 {
@@ -207,18 +122,19 @@ pub(crate) fn read_records(
             Segment::Pack(day) => {
                 // None: gone since the listing (impossible in one snapshot,
                 // and harmless): the rows answer.
-                if let Some(pack) = read_pack(&tx, q, interval, source, day)? {
-                    match pack.append_to(&mut unpack, &mut records, room, newest_first) {
-                        Ok(()) => continue,
-                        Err(e) => {
-                            ck_bus::metrics::counter("candlekeep_damaged_candle_days_total").inc();
-                            tracing::warn!(
-                                exchange = q.exchange.as_str(), instrument = %q.instrument,
-                                interval = interval.as_str(), day, error = %e,
-                                "a packed candle day does not decode; reading its rows"
-                            );
-                        }
-                    }
+                if let Some(pack) = read_pack(&tx, q, interval, source, day)?
+                    && append_pack(
+                        &pack,
+                        &mut unpack,
+                        &mut records,
+                        room,
+                        newest_first,
+                        q,
+                        interval,
+                        day,
+                    )
+                {
+                    continue;
                 }
                 (day * DAY_NS, (day + 1) * DAY_NS)
             }
@@ -275,14 +191,6 @@ fn read_rows(
     Ok(())
 }
 
-/// One day's pack as stored.
-struct Pack {
-    count: usize,
-    records_len: usize,
-    records: Vec<u8>,
-    idx: Vec<u8>,
-}
-
 fn read_pack(
     c: &Connection,
     q: &RangeQuery,
@@ -317,89 +225,6 @@ fn read_pack(
         .optional()
     })
     .map_err(sql("reading candle day"))
-}
-
-/// Why a pack could not be read.
-#[derive(Debug, thiserror::Error)]
-enum PackError {
-    #[error("decompressing: {0}")]
-    Zstd(std::io::Error),
-    #[error("{0}")]
-    Shape(&'static str),
-}
-
-impl Pack {
-    /// Appends at most `room` of the pack's records to `out`: the oldest
-    /// first, or with `newest_first` the newest first. Nothing is appended
-    /// when the pack does not decode.
-    fn append_to(
-        &self,
-        unpack: &mut zstd::bulk::Decompressor<'static>,
-        out: &mut CandleRecords,
-        room: usize,
-        newest_first: bool,
-    ) -> Result<(), PackError> {
-        // At most one candle a second, of at most 8 KiB of JSON: a damaged
-        // count or length must not ask for a huge buffer.
-        if self.count == 0 || self.count > 86_400 || self.records_len > self.count * 8_192 {
-            return Err(PackError::Shape("count or length out of bounds"));
-        }
-        let idx = unpack
-            .decompress(&self.idx, self.count * 12)
-            .map_err(PackError::Zstd)?;
-        if idx.len() != self.count * 12 {
-            return Err(PackError::Shape("index length does not match the count"));
-        }
-        let (times, ends) = idx.split_at(self.count * 8);
-        let open_times: Vec<i64> = times
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-            .collect();
-        let ends: Vec<usize> = ends
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])) as usize)
-            .collect();
-        if ends.windows(2).any(|w| w[0] >= w[1]) || ends.last().copied() != Some(self.records_len) {
-            return Err(PackError::Shape("record ends out of order"));
-        }
-        let take = room.min(self.count);
-        if !newest_first {
-            // Decompress straight into the output's spare room (a cursor at
-            // its end: nothing is zeroed first), then keep the first `take`.
-            let base = out.json.len();
-            out.json.reserve(self.records_len);
-            let mut cursor = std::io::Cursor::new(std::mem::take(&mut out.json));
-            cursor.set_position(base as u64);
-            let result = unpack.decompress_to_buffer(&self.records, &mut cursor);
-            out.json = cursor.into_inner();
-            let written = result.map_err(|e| {
-                out.json.truncate(base);
-                PackError::Zstd(e)
-            })?;
-            if written != self.records_len {
-                out.json.truncate(base);
-                return Err(PackError::Shape("records length does not match"));
-            }
-            out.json.truncate(base + ends[take - 1]);
-            out.ends.extend(ends[..take].iter().map(|e| base + e));
-            out.open_times
-                .extend(open_times[..take].iter().map(|&t| Ts(t)));
-            return Ok(());
-        }
-        let json = unpack
-            .decompress(&self.records, self.records_len)
-            .map_err(PackError::Zstd)?;
-        if json.len() != self.records_len {
-            return Err(PackError::Shape("records length does not match"));
-        }
-        for i in (self.count - take..self.count).rev() {
-            let start = if i == 0 { 0 } else { ends[i - 1] };
-            out.json.extend_from_slice(&json[start..ends[i]]);
-            out.ends.push(out.json.len());
-            out.open_times.push(Ts(open_times[i]));
-        }
-        Ok(())
-    }
 }
 
 /// Packs every stale day that ended at or before `settled_before`, a few
@@ -511,60 +336,4 @@ fn day_records(
         candle_record_from_row(r, &mut out)?;
     }
     Ok(out)
-}
-
-/// The pack of `records`: the compressed JSON, and the compressed index
-/// (open times as i64, then ends as u32, little endian).
-fn encode(records: &CandleRecords) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let io = |source| Error::Io {
-        path: "candle day pack".to_owned(),
-        source,
-    };
-    let mut idx = Vec::with_capacity(records.len() * 12);
-    for t in &records.open_times {
-        idx.extend_from_slice(&t.0.to_le_bytes());
-    }
-    for &e in &records.ends {
-        let e = u32::try_from(e).map_err(|_| Error::Corrupt {
-            what: "candle day",
-            value: format!("{} bytes of records in one day", records.json.len()),
-        })?;
-        idx.extend_from_slice(&e.to_le_bytes());
-    }
-    Ok((
-        zstd::bulk::compress(&records.json, LEVEL).map_err(io)?,
-        zstd::bulk::compress(&idx, LEVEL).map_err(io)?,
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_range_is_split_around_its_packed_days() {
-        let d = DAY_NS;
-        assert_eq!(
-            segments(10, 5 * d + 7, &[1, 2, 4]),
-            vec![
-                Segment::Rows(10, d),
-                Segment::Pack(1),
-                Segment::Pack(2),
-                Segment::Rows(3 * d, 4 * d),
-                Segment::Pack(4),
-                Segment::Rows(5 * d, 5 * d + 7),
-            ]
-        );
-        assert_eq!(segments(d, 2 * d, &[1]), vec![Segment::Pack(1)]);
-        assert_eq!(segments(0, 5, &[]), vec![Segment::Rows(0, 5)]);
-    }
-
-    #[test]
-    fn days_are_utc_days_before_1970_too() {
-        assert_eq!(day_of(0), 0);
-        assert_eq!(day_of(DAY_NS - 1), 0);
-        assert_eq!(day_of(-1), -1);
-        assert!(packable(Interval::M1) && packable(Interval::H1) && packable(Interval::S1));
-        assert!(!packable(Interval::H2) && !packable(Interval::D1) && !packable(Interval::Mo1));
-    }
 }

@@ -348,12 +348,12 @@ fn write_batch(
             .map_err(sql("preparing candle upsert"))?;
         for c in candles {
             let id = instrument_id(&tx, ids, c.exchange, &c.instrument)?;
-            if candle_days::packable(c.interval) {
+            if crate::packed::packable(c.interval) {
                 touched_days.insert((
                     id,
                     c.interval.as_str(),
                     source.as_str(),
-                    candle_days::day_of(c.open_time.0),
+                    crate::packed::day_of(c.open_time.0),
                 ));
             }
             summary.candles_upserted += upsert

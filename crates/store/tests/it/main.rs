@@ -1,5 +1,6 @@
 //! ck-store integration tests.
 
+mod packed;
 mod postgres;
 mod sqlite;
 mod timescale;

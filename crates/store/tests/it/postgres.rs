@@ -72,6 +72,19 @@ impl Schema {
     }
 }
 
+/// Packed days answer exactly as their rows (see `crate::packed`).
+#[tokio::test]
+async fn postgres_packed_candle_days_read_exactly_as_their_rows() {
+    let (store, schema) = fresh("packed").await;
+    let raw = admin().await;
+    raw.batch_execute(&format!("SET search_path TO {}", schema.name))
+        .await
+        .expect("search path");
+    crate::packed::packed_days_answer_as_their_rows(&store, &crate::packed::Raw::Postgres(raw))
+        .await;
+    schema.drop_now().await;
+}
+
 #[tokio::test]
 async fn postgres_passes_the_store_contract() {
     let (store, schema) = fresh("contract").await;
@@ -105,8 +118,56 @@ async fn postgres_migrates_once_and_reports_its_extension() {
         .await
         .expect("migrations")
         .get(0);
-    assert_eq!(versions, 1, "each migration applied once");
+    assert_eq!(versions, 2, "each migration applied once");
     assert_eq!(store.counts().await.expect("counts").trades, 0);
+
+    // A store from before packed days (version 1) holding candles: the
+    // upgrade marks their days stale, and packing packs them.
+    let mut batch = ck_store::WriteBatch::default();
+    let day = 19_000 * 86_400 * 1_000_000_000_i64;
+    for (n, (interval, at)) in [
+        (ck_model::Interval::M1, day),
+        (
+            ck_model::Interval::M1,
+            day + 86_400 * 1_000_000_000 + 60_000_000_000,
+        ),
+        (ck_model::Interval::D1, day),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        batch
+            .candles
+            .push(crate::packed::candle(interval, at, n as i64 + 1));
+    }
+    store
+        .write(std::sync::Arc::new(batch))
+        .await
+        .expect("write");
+    admin
+        .batch_execute(&format!(
+            "SET search_path TO {}; DROP TABLE candle_days; DELETE FROM schema_migrations WHERE version = 2",
+            schema.name
+        ))
+        .await
+        .expect("back to version 1");
+    let mut options = PgOptions::new(&url());
+    options.schema = Some(schema.name.clone());
+    let upgraded = PgStore::open(options).await.expect("upgrade");
+    let stale: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM candle_days WHERE records IS NULL",
+            &[],
+        )
+        .await
+        .expect("stale days")
+        .get(0);
+    assert_eq!(stale, 2, "the two days of 1m candles (1d is not packed)");
+    let report = upgraded
+        .pack_candle_days(ck_model::Ts(day + 7 * 86_400 * 1_000_000_000))
+        .await
+        .expect("pack");
+    assert_eq!((report.days_packed, report.candles), (2, 2), "{report:?}");
     schema.drop_now().await;
 }
 
