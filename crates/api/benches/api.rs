@@ -256,10 +256,6 @@ fn main() {
         let t = Instant::now();
         let report = store.pack_candle_days(Ts::now()).await.expect("pack");
         let pack_time = t.elapsed();
-        println!(
-            "api/year_of_1m_candles: from the rows: median {:?} (runs {:?})",
-            row_times[2], row_times
-        );
         assert_eq!(report.candles, YEAR_MINUTES as u64, "{report:?}");
         let (packed_times, packed_body) = year(addr).await;
         assert!(packed_body == row_body, "packed days answer exactly as the rows");
