@@ -216,3 +216,101 @@ async fn postgres_store_survives_a_lost_connection() {
     assert_eq!(written.map(|s| s.trades_inserted), Some(10));
     schema.drop_now().await;
 }
+
+/// Two processes, one revising a day's candles while the other packs that
+/// day over and over: after each revision, once the packer has been round
+/// twice, the day reads exactly as its rows. (The packer reads 1,440 rows
+/// while a revision writes one, so revisions commit while a pack of the
+/// state before them is being built; without the day's row lock that pack
+/// would land after them as current.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_packing_races_no_write() {
+    use ck_model::{Interval, Ts};
+    use ck_store::{CandleSource, RangeQuery};
+    const DAY: i64 = 86_400 * 1_000_000_000;
+    const MIN: i64 = 60_000_000_000;
+    let (writer, schema) = fresh("pack_race").await;
+    let mut options = PgOptions::new(&url());
+    options.schema = Some(schema.name.clone());
+    let packer = PgStore::open(options).await.expect("second process");
+    let day = 19_000 * DAY;
+    let mut batch = ck_store::WriteBatch::default();
+    for m in 0..1_440 {
+        batch
+            .candles
+            .push(crate::packed::candle(Interval::M1, day + m * MIN, m));
+    }
+    writer
+        .write(std::sync::Arc::new(batch))
+        .await
+        .expect("write");
+    let (rounds_tx, mut rounds) = tokio::sync::watch::channel(0_u64);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let packing = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut packed = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                packed += packer
+                    .pack_candle_days(Ts(day + 2 * DAY))
+                    .await
+                    .expect("pack")
+                    .days_packed;
+                rounds_tx.send_modify(|n| *n += 1);
+            }
+            packed
+        })
+    };
+    let q = RangeQuery {
+        exchange: ck_model::Exchange::Coinbase,
+        instrument: "BTC-USD".parse().expect("i"),
+        from: Ts(day),
+        to: Ts(day + DAY),
+        limit: 10_000,
+    };
+    for round in 1..=40 {
+        // Two revisions back to back: the packer (polling) takes the day
+        // up after the first, and the second commits while it reads.
+        for k in 0..2 {
+            let mut batch = ck_store::WriteBatch::default();
+            batch.candles.push(crate::packed::candle(
+                Interval::M1,
+                day + ((round * 37 + k * 500) % 1_440) * MIN,
+                10_000 + 2 * round + k,
+            ));
+            writer
+                .write(std::sync::Arc::new(batch))
+                .await
+                .expect("revise");
+        }
+        let seen = *rounds.borrow_and_update();
+        rounds
+            .wait_for(|n| *n >= seen + 2)
+            .await
+            .expect("packer running");
+        let got = writer
+            .candle_records(&q, Interval::M1, CandleSource::Ours, false)
+            .await
+            .expect("records");
+        let mut want = ck_store::CandleRecords::default();
+        for c in writer
+            .candles(&q, Interval::M1, CandleSource::Ours)
+            .await
+            .expect("rows")
+        {
+            want.push(c.open_time, |o| c.append_record_json(o));
+        }
+        assert_eq!(want.len(), 1_440);
+        assert!(
+            got == want,
+            "round {round}: the day does not read as its rows"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let packed = packing.await.expect("packer");
+    assert!(
+        packed >= 40,
+        "the day was packed after each revision: {packed}"
+    );
+    schema.drop_now().await;
+}
