@@ -130,6 +130,13 @@ pub(super) async fn read_records(
     if newest_first {
         parts.reverse();
     }
+    let read = Read {
+        store,
+        q,
+        interval,
+        source,
+        newest_first,
+    };
     let mut unpack = decompressor()?;
     let mut at = 0;
     while at < parts.len() {
@@ -137,24 +144,11 @@ pub(super) async fn read_records(
         if room == 0 {
             break;
         }
-        let Segment::Pack(_) = parts[at] else {
-            if let Segment::Rows(from, to) = parts[at] {
-                read_rows(
-                    store,
-                    q,
-                    interval,
-                    source,
-                    from,
-                    to,
-                    room,
-                    newest_first,
-                    &mut records,
-                )
-                .await?;
-            }
+        if let Segment::Rows(from, to) = parts[at] {
+            read.rows(from, to, room, &mut records).await?;
             at += 1;
             continue;
-        };
+        }
         // The run of packs from here, as far as fills the room: one query.
         let mut days = Vec::new();
         let mut expected = 0;
@@ -166,15 +160,15 @@ pub(super) async fn read_records(
             expected += counts.get(&day).copied().unwrap_or(0);
             at += 1;
         }
-        let mut packs = read_packs(store, q, interval, source, &days).await?;
+        let mut packs = read.packs(&days).await?;
         for day in days {
             let room = q.limit.saturating_sub(records.len());
             if room == 0 {
                 break;
             }
             // Gone or stale since the listing: the rows answer.
-            if let Some(pack) = packs.remove(&day)
-                && append_pack(
+            let answered = packs.remove(&day).is_some_and(|pack| {
+                append_pack(
                     &pack,
                     &mut unpack,
                     &mut records,
@@ -184,96 +178,89 @@ pub(super) async fn read_records(
                     interval,
                     day,
                 )
-            {
-                continue;
+            });
+            if !answered {
+                read.rows(day * DAY_NS, (day + 1) * DAY_NS, room, &mut records)
+                    .await?;
             }
-            let (from, to) = (day * DAY_NS, (day + 1) * DAY_NS);
-            read_rows(
-                store,
-                q,
-                interval,
-                source,
-                from,
-                to,
-                room,
-                newest_first,
-                &mut records,
-            )
-            .await?;
         }
     }
     Ok(records)
 }
 
-/// The current packs of `days`, by day.
-async fn read_packs(
-    store: &PgStore,
-    q: &RangeQuery,
+/// One range read's series and order.
+struct Read<'a> {
+    store: &'a PgStore,
+    q: &'a RangeQuery,
     interval: Interval,
     source: CandleSource,
-    days: &[i64],
-) -> Result<HashMap<i64, Pack>, Error> {
-    const SQL: &str = "SELECT day, count, records_len, records, idx FROM candle_days
-         WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
-           AND interval = $3 AND source = $4 AND day = ANY($5) AND format = $6
-           AND records IS NOT NULL";
-    let rows = store
-        .reader()
-        .await?
-        .query(
-            SQL,
-            &[
-                &q.exchange.as_str(),
-                &q.instrument.as_str(),
-                &interval.as_str(),
-                &source.as_str(),
-                &days,
-                &RECORD_FORMAT,
-            ],
-            "reading candle days",
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let size = |i| usize::try_from(r.get::<_, i64>(i)).unwrap_or(usize::MAX);
-            let pack = Pack {
-                count: size(1),
-                records_len: size(2),
-                records: r.get(3),
-                idx: r.get(4),
-            };
-            (r.get(0), pack)
-        })
-        .collect())
+    newest_first: bool,
 }
 
-/// Appends the JSON records of rows with open time in `[from, to)`, at most `room`.
-#[allow(clippy::too_many_arguments)]
-async fn read_rows(
-    store: &PgStore,
-    q: &RangeQuery,
-    interval: Interval,
-    source: CandleSource,
-    from: i64,
-    to: i64,
-    room: usize,
-    newest_first: bool,
-    out: &mut CandleRecords,
-) -> Result<(), Error> {
-    let part = RangeQuery {
-        from: Ts(from),
-        to: Ts(to),
-        limit: room,
-        ..q.clone()
-    };
-    for c in store
-        .candle_range(&part, interval, source, newest_first)
-        .await?
-    {
-        out.push(c.open_time, |o| c.append_record_json(o));
+impl Read<'_> {
+    /// The current packs of `days`, by day.
+    async fn packs(&self, days: &[i64]) -> Result<HashMap<i64, Pack>, Error> {
+        const SQL: &str = "SELECT day, count, records_len, records, idx FROM candle_days
+             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
+               AND interval = $3 AND source = $4 AND day = ANY($5) AND format = $6
+               AND records IS NOT NULL";
+        let q = self.q;
+        let rows = self
+            .store
+            .reader()
+            .await?
+            .query(
+                SQL,
+                &[
+                    &q.exchange.as_str(),
+                    &q.instrument.as_str(),
+                    &self.interval.as_str(),
+                    &self.source.as_str(),
+                    &days,
+                    &RECORD_FORMAT,
+                ],
+                "reading candle days",
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let size = |i| usize::try_from(r.get::<_, i64>(i)).unwrap_or(usize::MAX);
+                let pack = Pack {
+                    count: size(1),
+                    records_len: size(2),
+                    records: r.get(3),
+                    idx: r.get(4),
+                };
+                (r.get(0), pack)
+            })
+            .collect())
     }
-    Ok(())
+
+    /// Appends the JSON records of rows with open time in `[from, to)`, at
+    /// most `room`.
+    async fn rows(
+        &self,
+        from: i64,
+        to: i64,
+        room: usize,
+        out: &mut CandleRecords,
+    ) -> Result<(), Error> {
+        let part = RangeQuery {
+            from: Ts(from),
+            to: Ts(to),
+            limit: room,
+            ..self.q.clone()
+        };
+        for c in self
+            .store
+            .candle_range(&part, self.interval, self.source, self.newest_first)
+            .await?
+        {
+            out.push(c.open_time, |o| c.append_record_json(o));
+        }
+        Ok(())
+    }
 }
 
 /// Packs every stale day that ended at or before `settled_before`, one day
