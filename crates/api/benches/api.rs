@@ -142,26 +142,6 @@ fn pct(l: &[Duration], p: f64) -> Duration {
     l[((l.len() as f64 * p) as usize).min(l.len() - 1)]
 }
 
-/// A fresh schema on the PostgreSQL server of the tests
-/// (`CK_TEST_POSTGRES_URL`).
-async fn pg_store(schema: &str) -> ck_store::postgres::PgStore {
-    let url = std::env::var("CK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is unreachable at {url}: {e}"));
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .expect("drop schema");
-    let mut options = ck_store::postgres::PgOptions::new(&url);
-    options.schema = Some(schema.to_owned());
-    ck_store::postgres::PgStore::open(options)
-        .await
-        .expect("open PostgreSQL store")
-}
-
 fn main() {
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
@@ -173,7 +153,7 @@ fn main() {
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("dir");
         let store: Arc<dyn Store> = match std::env::var("CK_BENCH_STORE").as_deref() {
-            Ok("postgres") => Arc::new(pg_store("ck_bench_api").await),
+            Ok("postgres") => Arc::new(ck_testkit::fresh_postgres_store("ck_bench_api").await),
             Ok("sqlite") | Err(_) => Arc::new(
                 ck_store::sqlite::SqliteStore::open(
                     &dir.path().join("bench.sqlite"),

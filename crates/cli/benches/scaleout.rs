@@ -26,15 +26,9 @@ use ck_app::config::{AppConfig, NatsConfig};
 use ck_app::pipeline::{Source, run_pipeline};
 use ck_bus::Event;
 use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Ts};
-use ck_store::postgres::{PgOptions, PgStore};
 use ck_store::sqlite::{Durability, SqliteStore};
 use ck_store::{CandleSource, RangeQuery, Store, WriteBatch};
 use tokio_util::sync::CancellationToken;
-
-fn postgres_url() -> String {
-    std::env::var("CK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn nats_url() -> String {
     std::env::var("CK_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
@@ -43,20 +37,6 @@ fn nats_url() -> String {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-async fn pg_store(schema: &str) -> PgStore {
-    let (admin, conn) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is unreachable at {}: {e}", postgres_url()));
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .expect("drop schema");
-    let mut options = PgOptions::new(&postgres_url());
-    options.schema = Some(schema.to_owned());
-    PgStore::open(options).await.expect("open PostgreSQL store")
 }
 
 async fn timed_ingest(store: &dyn Store, batches: &[Arc<WriteBatch>]) -> f64 {
@@ -82,7 +62,9 @@ async fn ingest(runs: usize) {
         .collect();
     let (mut pg, mut lite, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
-        let store = pg_store(&format!("ck_bench_ingest_{}", std::process::id())).await;
+        let store =
+            ck_testkit::fresh_postgres_store(&format!("ck_bench_ingest_{}", std::process::id()))
+                .await;
         let p = TRADES as f64 / timed_ingest(&store, &batches).await;
         let dir = tempfile::tempdir().expect("dir");
         let sqlite =
@@ -157,7 +139,8 @@ async fn year(runs: usize) {
                 .expect("write candles");
         }
     };
-    let pg = pg_store(&format!("ck_bench_year_{}", std::process::id())).await;
+    let pg =
+        ck_testkit::fresh_postgres_store(&format!("ck_bench_year_{}", std::process::id())).await;
     fill(&pg).await;
     let dir = tempfile::tempdir().expect("dir");
     let sqlite =

@@ -4,17 +4,20 @@
 //!   failing loudly when it is missing.
 //! - [`store_contract`]: the one test suite every [`ck_store::Store`] backend passes.
 //! - [`bench_data`]: large realistic data sets made from the recorded trades.
+//! - [`postgres_url`], [`fresh_postgres_store`]: the PostgreSQL server on loopback.
 //! - [`timescale_url`]: a TimescaleDB server on loopback, started on first use.
 
 #![warn(missing_docs)]
 
 pub mod bench_data;
 mod contract;
+mod postgres;
 mod timescale;
 
 use std::path::PathBuf;
 
 pub use contract::store_contract;
+pub use postgres::{fresh_postgres_store, postgres_url};
 pub use timescale::timescale_url;
 
 /// The project root (the workspace folder).

@@ -319,12 +319,7 @@ pub(crate) fn recording(relative: &str) -> Vec<RawMessage> {
         .collect()
 }
 
-/// The PostgreSQL the tests use: `CK_TEST_POSTGRES_URL`, or the local
-/// server's `test` database.
-pub(crate) fn postgres_url() -> String {
-    std::env::var("CK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+pub(crate) use ck_testkit::postgres_url;
 
 /// A connection to that PostgreSQL, after `sql` ran on it (typically:
 /// drop and create the test's schema); panics with how to start the server.

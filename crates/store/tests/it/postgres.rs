@@ -7,10 +7,7 @@
 use ck_store::Store;
 use ck_store::postgres::{Extension, PgOptions, PgStore};
 
-pub(crate) fn url() -> String {
-    std::env::var("CK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+pub(crate) use ck_testkit::postgres_url as url;
 
 /// A store in a fresh schema; panics with how to start the server if it is down.
 pub(crate) async fn fresh(name: &str) -> (PgStore, Schema) {
