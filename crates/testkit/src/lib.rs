@@ -4,7 +4,7 @@
 //!   failing loudly when it is missing.
 //! - [`store_contract`]: the one test suite every [`ck_store::Store`] backend passes.
 //! - [`bench_data`]: large realistic data sets made from the recorded trades.
-//! - [`postgres_url`], [`fresh_postgres_store`]: the PostgreSQL server on loopback.
+//! - [`postgres_url`], [`postgres_client`], [`fresh_postgres_store`]: the PostgreSQL server on loopback.
 //! - [`timescale_url`]: a TimescaleDB server on loopback, started on first use.
 
 #![warn(missing_docs)]
@@ -17,7 +17,7 @@ mod timescale;
 use std::path::PathBuf;
 
 pub use contract::store_contract;
-pub use postgres::{fresh_postgres_store, postgres_url};
+pub use postgres::{fresh_postgres_store, postgres_client, postgres_url};
 pub use timescale::timescale_url;
 
 /// The project root (the workspace folder).

@@ -9,14 +9,12 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A store in `schema` of [`postgres_url`], dropped and created afresh.
+/// A connection to the server at `url`, driven on a task of its own.
 ///
 /// # Panics
-/// Panics with how to start the server when it is unreachable, or when the
-/// store does not open.
-pub async fn fresh_postgres_store(schema: &str) -> PgStore {
-    let url = postgres_url();
-    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+/// Panics with how to start the server when it is unreachable.
+pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| {
             panic!(
@@ -26,7 +24,18 @@ pub async fn fresh_postgres_store(schema: &str) -> PgStore {
             )
         });
     tokio::spawn(conn);
-    admin
+    client
+}
+
+/// A store in `schema` of [`postgres_url`], dropped and created afresh.
+///
+/// # Panics
+/// Panics with how to start the server when it is unreachable, or when the
+/// store does not open.
+pub async fn fresh_postgres_store(schema: &str) -> PgStore {
+    let url = postgres_url();
+    postgres_client(&url)
+        .await
         .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
         .await
         .expect("drop the old schema");

@@ -329,16 +329,7 @@ pub(crate) async fn postgres_admin(sql: &str) -> tokio_postgres::Client {
 
 /// The same on the server at `url`.
 pub(crate) async fn postgres_admin_at(url: &str, sql: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is unreachable at {url}: {e}. Start it with \
-                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
-                 (or set CK_TEST_POSTGRES_URL)"
-            )
-        });
-    tokio::spawn(conn);
+    let client = ck_testkit::postgres_client(url).await;
     client.batch_execute(sql).await.expect("PostgreSQL set-up");
     client
 }

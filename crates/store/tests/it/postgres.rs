@@ -40,18 +40,7 @@ async fn admin() -> tokio_postgres::Client {
     admin_at(&url()).await
 }
 
-pub(crate) async fn admin_at(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "PostgreSQL is unreachable at {url}: {e}. Start it with \
-             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
-             (or set CK_TEST_POSTGRES_URL)"
-        ),
-    };
-    tokio::spawn(conn);
-    client
-}
+pub(crate) use ck_testkit::postgres_client as admin_at;
 
 /// Drops its schema when the test ends.
 pub(crate) struct Schema {
