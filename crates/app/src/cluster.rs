@@ -390,14 +390,22 @@ pub async fn run_consumer(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("pulling from the durable consumer")?;
-    // This process's own position (processors may share the consumer).
-    let job = format!(
-        "nats {} {} {}-{}",
-        config.stream,
-        config.consumer,
-        std::process::id(),
-        Ts::now().0
-    );
+    // This process's own position (processors may share the consumer). The
+    // positions processors of this consumer left without stopping cleanly
+    // (killed, crashed) are forgotten after a day: a live processor's
+    // position is rewritten whenever a message comes.
+    let consumer_jobs = format!("nats {} {} ", config.stream, config.consumer);
+    let job = format!("{consumer_jobs}{}-{}", std::process::id(), Ts::now().0);
+    match store
+        .forget_jobs(&consumer_jobs, Ts(Ts::now().0 - ABANDONED_POSITION_AGE.0))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(positions = n, "forgot positions left by stopped processors"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not forget the positions of stopped processors")
+        }
+    }
     tracing::info!(stream = %config.stream, consumer = %config.consumer, "processor consuming");
 
     let received = metrics::counter("candlekeep_nats_received_total");
@@ -413,7 +421,10 @@ pub async fn run_consumer(
             () = stop.cancelled() => break,
             _ = tick.tick() => {
                 mark(&out, &job, &pending, &mut marked).await?;
-                ack_committed(store.as_ref(), &job, &mut pending, &mut stats).await;
+                if ack_committed(store.as_ref(), &job, &mut pending, &mut stats).await == Some(0) {
+                    // The position is gone (forgotten as abandoned): mark again.
+                    marked = 0;
+                }
             }
             next = messages.next() => {
                 let Some(next) = next else { break };
@@ -464,8 +475,19 @@ pub async fn run_consumer(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Every marker sent is committed once nothing is pending, so none can
+    // write the position again: it is of no use to anyone now.
+    if pending.is_empty()
+        && let Err(e) = store.forget_jobs(&job, Ts(i64::MAX)).await
+    {
+        tracing::warn!(error = %e, job, "could not forget this processor's position");
+    }
     Ok(stats)
 }
+
+/// How old a processor's position must be before another processor of its
+/// consumer forgets it.
+const ABANDONED_POSITION_AGE: Ts = Ts::from_secs(24 * 3600);
 
 /// Sends a progress marker for the newest pending message: the store writer
 /// commits it after everything sent before it.
@@ -492,22 +514,24 @@ async fn mark(
     .map_err(|_| anyhow::anyhow!("the pipeline stopped"))
 }
 
-/// Acknowledges every pending message at or below the committed position.
+/// Acknowledges every pending message at or below the committed position;
+/// that position (0 if none is stored), or `None` if nothing was pending or
+/// the store could not say.
 async fn ack_committed(
     store: &dyn Store,
     job: &str,
     pending: &mut VecDeque<(u64, jetstream::Message)>,
     stats: &mut ConsumerStats,
-) {
+) -> Option<u64> {
     if pending.is_empty() {
-        return;
+        return None;
     }
     let committed = match store.backfill_progress(job).await {
         Ok(Some(p)) => p.cursor.parse::<u64>().unwrap_or(0),
         Ok(None) => 0,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the committed stream position");
-            return;
+            return None;
         }
     };
     while pending.front().is_some_and(|(seq, _)| *seq <= committed) {
@@ -519,6 +543,7 @@ async fn ack_committed(
             Err(e) => tracing::warn!(error = %e, seq, "ack failed; the message will come again"),
         }
     }
+    Some(committed)
 }
 
 /// Processor side: publishes the live feed (trades, quotes, candles, gaps)

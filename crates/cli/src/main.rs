@@ -1,6 +1,7 @@
 //! `candlekeep`: the command line. Glue only; the work is in the libraries.
 
 mod output;
+mod stop;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,7 +43,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the pipeline from the configuration until Ctrl-C, serving the
+    /// Run the pipeline from the configuration until Ctrl-C or SIGTERM, serving the
     /// API (`/api/v1`, `/health`, `/metrics`) meanwhile.
     Run {
         /// Where the API listens.
@@ -339,13 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = ck_app::open_store(&settings).await?;
             tracing::info!(store = %settings.store, ?role, "starting");
             let token = CancellationToken::new();
-            let ctrl_c = token.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    tracing::info!("stopping: finishing queued work");
-                    ctrl_c.cancel();
-                }
-            });
+            stop::cancel_on_signal(token.clone(), "stopping: finishing queued work")?;
             let sources = match (role, &cluster) {
                 (Role::Api, Some(cluster)) => {
                     // An API node: the store, and live updates from processors.
@@ -438,7 +433,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = CancellationToken::new();
             let alerts = start_alerts(&settings, &store, &token, false)?;
             let api = start_api(listen, &settings, &store, &alerts, &token).await?;
-            tokio::signal::ctrl_c().await?;
+            let signal = stop::StopSignals::listen()?.next().await;
+            tracing::info!(signal, "stopping");
             token.cancel();
             api.await.ok();
             Ok(())
@@ -565,7 +561,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 mock.rest_url(),
                 mock.len()
             );
-            tokio::signal::ctrl_c().await?;
+            stop::StopSignals::listen()?.next().await;
             Ok(())
         }
         Command::Gaps {
@@ -635,12 +631,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let store = ck_app::open_store(&settings).await?;
             let token = CancellationToken::new();
-            let ctrl_c = token.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    ctrl_c.cancel();
-                }
-            });
+            stop::cancel_on_signal(token.clone(), "stopping the demo")?;
             let alerts = start_alerts(&settings, &store, &token, true)?;
             let api = start_api(listen, &settings, &store, &alerts, &token).await?;
             let started = Instant::now();
@@ -974,13 +965,10 @@ async fn run_backfill(
         }
     });
     let token = CancellationToken::new();
-    let ctrl_c = token.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("stopping: committing what was fetched; rerun to continue");
-            ctrl_c.cancel();
-        }
-    });
+    stop::cancel_on_signal(
+        token.clone(),
+        "stopping: committing what was fetched; rerun to continue",
+    )?;
     let started = Instant::now();
     let source = Source::Backfill {
         jobs,

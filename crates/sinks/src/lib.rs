@@ -295,6 +295,9 @@ mod tests {
         async fn backfill_jobs(&self) -> Result<Vec<ck_model::BackfillProgress>, Error> {
             self.inner.backfill_jobs().await
         }
+        async fn forget_jobs(&self, prefix: &str, before: Ts) -> Result<u64, Error> {
+            self.inner.forget_jobs(prefix, before).await
+        }
         async fn restore_alert_rule(&self, rule: &ck_store::StoredRule) -> Result<(), Error> {
             self.inner.restore_alert_rule(rule).await
         }

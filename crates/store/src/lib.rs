@@ -420,6 +420,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every stored job position (backfills, NATS consumers), by job name.
     async fn backfill_jobs(&self) -> Result<Vec<BackfillProgress>, Error>;
 
+    /// Deletes the job positions whose name starts with `prefix` and that
+    /// were last updated before `updated_before`; how many. A NATS
+    /// processor's position is its own (the name ends in its process id
+    /// and start time): it forgets it when it stops cleanly, and forgets the
+    /// positions that processors of its consumer left a day or more ago.
+    async fn forget_jobs(&self, prefix: &str, updated_before: Ts) -> Result<u64, Error>;
+
     /// Stores a rule under its own id and time, replacing any rule with that
     /// id (copying a store); later new rules get higher ids.
     async fn restore_alert_rule(&self, rule: &StoredRule) -> Result<(), Error>;

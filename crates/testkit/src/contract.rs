@@ -298,6 +298,56 @@ async fn last_trade_and_backfill_progress(store: &dyn Store) {
         );
         assert_eq!(store.backfill_jobs().await.expect("jobs"), vec![p]);
     }
+
+    // Forgetting positions: by name prefix, and only those older than a time.
+    let position = |job: &str, secs| ck_model::BackfillProgress {
+        job: job.into(),
+        cursor: "7".into(),
+        done: false,
+        updated_at: Ts::from_secs(secs),
+    };
+    let (old, fresh, other, tricky) = (
+        position("nats S C 1-100", 1),
+        position("nats S C 2-200", 5),
+        position("nats S Cx 3-300", 1),
+        position("nats S_C 4-400", 1),
+    );
+    store
+        .write(std::sync::Arc::new(WriteBatch {
+            progress: vec![old, fresh.clone(), other.clone(), tricky.clone()],
+            ..WriteBatch::default()
+        }))
+        .await
+        .expect("write positions");
+    let forgotten = store
+        .forget_jobs("nats S C ", Ts::from_secs(3))
+        .await
+        .expect("forget");
+    assert_eq!(forgotten, 1, "only the old position of that prefix");
+    let mut names: Vec<String> = store
+        .backfill_jobs()
+        .await
+        .expect("jobs")
+        .into_iter()
+        .map(|p| p.job)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![job, &fresh.job, &other.job, &tricky.job],
+        "a prefix is literal (`_` matches only itself)"
+    );
+    assert_eq!(
+        store
+            .forget_jobs(&fresh.job, Ts(i64::MAX))
+            .await
+            .expect("forget"),
+        1
+    );
+    assert_eq!(
+        store.backfill_progress(&fresh.job).await.expect("progress"),
+        None
+    );
 }
 
 async fn gaps_are_recorded_once(store: &dyn Store) {

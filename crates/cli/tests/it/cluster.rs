@@ -249,6 +249,31 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         &["--listen", "127.0.0.1:0", "--role", "all"],
     );
 
+    // The shared store, opened (and so created) before the cluster starts,
+    // holding the position of a processor of this consumer that was killed
+    // two days ago: the processor forgets it when it starts.
+    let settings = crate::support::settings(dir.path());
+    let pg_store = ck_app::open_location(
+        &ck_app::config::StoreLocation::Postgres(store_url.clone()),
+        settings.durability,
+    )
+    .await
+    .expect("the PostgreSQL store opens");
+    let positions = format!("nats {stream} processor ");
+    let abandoned = ck_model::BackfillProgress {
+        job: format!("{positions}1-1"),
+        cursor: "12".into(),
+        done: false,
+        updated_at: Ts(Ts::now().0 - Ts::from_secs(2 * 24 * 3600).0),
+    };
+    pg_store
+        .write(std::sync::Arc::new(ck_store::WriteBatch {
+            progress: vec![abandoned.clone()],
+            ..ck_store::WriteBatch::default()
+        }))
+        .await
+        .expect("an abandoned position");
+
     // The cluster, on mocks of its own serving the same data.
     let (bn2, cb2) = (binance_mock(at).await, mock(&coinbase, at, speed).await);
     let api_port = free_port();
@@ -281,21 +306,6 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         &cluster_env,
         &["--listen", "127.0.0.1:0", "--role", "collector"],
     );
-
-    // Readers of both stores (opened once each has created its schema).
-    let settings = crate::support::settings(dir.path());
-    let pg_store = {
-        let mut store = None;
-        for _ in 0..100 {
-            let location = ck_app::config::StoreLocation::Postgres(store_url.clone());
-            if let Ok(s) = ck_app::open_location(&location, settings.durability).await {
-                store = Some(s);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        store.expect("the PostgreSQL store opens")
-    };
 
     // The API node pushes live updates from NATS to a WebSocket client.
     let live_trade = {
@@ -370,7 +380,7 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     processor.0.kill().expect("SIGKILL the processor");
     processor.0.wait().expect("reaped");
     let stored_at_kill = total_trades(pg_store.as_ref()).await;
-    let _processor = start(
+    let mut restarted = start(
         dir.path(),
         "processor",
         "sources = []\n",
@@ -489,6 +499,35 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         matches!(live, Ok(Ok(Some(_)))),
         "the API node pushed a live trade it got over NATS: {live:?}"
     );
+
+    // Positions: the abandoned one is forgotten, the killed processor's
+    // stays (it is not a day old), and the restarted processor forgets its
+    // own when SIGTERM stops it cleanly.
+    let kept = |store: std::sync::Arc<dyn Store>| {
+        let positions = positions.clone();
+        async move {
+            let jobs = store.backfill_jobs().await.expect("jobs");
+            jobs.into_iter()
+                .map(|p| p.job)
+                .filter(|j| j.starts_with(&positions))
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = kept(pg_store.clone()).await;
+    assert!(!before.contains(&abandoned.job), "{before:?}");
+    assert_eq!(
+        before.len(),
+        2,
+        "the killed and the running processor's: {before:?}"
+    );
+    let status = crate::support::signal_and_wait(&mut restarted.0, "TERM");
+    assert!(
+        status.success(),
+        "SIGTERM stops the processor cleanly: {status}"
+    );
+    let after = kept(pg_store.clone()).await;
+    assert_eq!(after.len(), 1, "only the killed processor's: {after:?}");
+    assert!(before.contains(&after[0]), "{before:?} {after:?}");
 
     drop(single);
     let _ = js.delete_stream(&stream).await;

@@ -2,7 +2,8 @@
 //! capture and started again. The store stays intact with no duplicates, and
 //! the trades missed while it was down (the mock is paced like a live venue:
 //! what falls due while no one listens is gone) are backfilled over REST;
-//! the candles spanning the restart hold every trade.
+//! the candles spanning the restart hold every trade. SIGTERM then stops
+//! the second run cleanly.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -107,14 +108,10 @@ async fn sigkill_mid_capture_then_restart_loses_nothing() {
         }
     })
     .await;
-    let stopped = Command::new("kill")
-        .args(["-INT", &second.0.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(stopped.success());
-    let status = second.0.wait().expect("second run exits");
+    // SIGTERM, as systemd, Docker and Kubernetes stop a service.
+    let status = crate::support::signal_and_wait(&mut second.0, "TERM");
     assert!(complete, "every trade is stored after the restart");
-    assert!(status.success(), "Ctrl-C stops cleanly: {status}");
+    assert!(status.success(), "SIGTERM stops cleanly: {status}");
 
     // Intact, every trade once, nothing else.
     let conn = rusqlite::Connection::open(&db).expect("open db");

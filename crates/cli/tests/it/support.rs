@@ -283,14 +283,22 @@ impl Demo {
 
     /// Ctrl-C, then the exit status and everything it printed on stderr.
     pub(crate) fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let killed = std::process::Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-        let status = self.child.wait().expect("demo exits");
+        let status = signal_and_wait(&mut self.child, "INT");
         (status, self.reader.join().expect("stderr reader"))
     }
+}
+
+/// Sends `signal` (`INT`, `TERM`) to `child`; its exit status.
+pub(crate) fn signal_and_wait(
+    child: &mut std::process::Child,
+    signal: &str,
+) -> std::process::ExitStatus {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{signal} {}", child.id());
+    child.wait().expect("the process exits")
 }
 
 /// Replays the hftbacktest Binance recording into `store` as fast as it goes.

@@ -1005,6 +1005,18 @@ impl Store for PgStore {
             .collect())
     }
 
+    async fn forget_jobs(&self, prefix: &str, updated_before: Ts) -> Result<u64, Error> {
+        self.with_writer(async |conn, _| {
+            conn.execute(
+                "DELETE FROM backfill_progress WHERE starts_with(job, $1) AND updated_at < $2",
+                &[&prefix, &updated_before.0],
+                "forgetting job positions",
+            )
+            .await
+        })
+        .await
+    }
+
     async fn restore_alert_rule(&self, rule: &StoredRule) -> Result<(), Error> {
         self.with_writer(async |conn, _| {
             conn.execute(

@@ -8,7 +8,7 @@ use super::{SqliteStore, limit, lock, sql};
 use crate::{Error, StoredFiring, StoredRule};
 
 /// Runs `f` on the writer connection, off the async threads.
-async fn write<T: Send + 'static>(
+pub(super) async fn write<T: Send + 'static>(
     store: &SqliteStore,
     f: impl FnOnce(&rusqlite::Connection) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {

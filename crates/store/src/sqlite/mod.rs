@@ -673,6 +673,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn forget_jobs(&self, prefix: &str, updated_before: Ts) -> Result<u64, Error> {
+        let prefix = prefix.to_owned();
+        alerts::write(self, move |c| {
+            c.execute(
+                "DELETE FROM backfill_progress
+                 WHERE substr(job, 1, length(?1)) = ?1 AND updated_at < ?2",
+                params![prefix, updated_before.0],
+            )
+            .map(|n| n as u64)
+            .map_err(sql("forgetting job positions"))
+        })
+        .await
+    }
+
     async fn restore_alert_rule(&self, rule: &crate::StoredRule) -> Result<(), Error> {
         alerts::restore_rule(self, rule.clone()).await
     }
