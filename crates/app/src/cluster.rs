@@ -8,11 +8,14 @@
 //! ```
 //!
 //! - **Collectors** run the live sources and publish every normalized trade,
-//!   quote, gap and listing to `<prefix>.trades|quotes|gaps|meta.<exchange>.<instrument>`.
-//!   Each message carries a `Nats-Msg-Id` (a trade's is its exchange,
-//!   instrument and id), so a republished trade is dropped by JetStream
-//!   within its de-duplication window. A publish is retried until JetStream
-//!   acknowledges it: a NATS outage stalls capture's queues, never drops.
+//!   quote, gap and listing to `<prefix>.trades|quotes|gaps|meta.<exchange>.<instrument>`,
+//!   what capture hands over at once going as one message per subject (a
+//!   JSON array of up to 1,000 events). Each message carries a
+//!   `Nats-Msg-Id` built from its first and last events' ids (a trade's is
+//!   its exchange, instrument and id), so a message published again is
+//!   dropped by JetStream within its de-duplication window. A publish is
+//!   retried until JetStream acknowledges it: a NATS outage stalls
+//!   capture's queues, never drops.
 //! - **Processors** read the stream through a durable pull consumer and run
 //!   the normal candle stage and store writer. Each processor sends its
 //!   stream position through the pipeline, so the store commits it in the
@@ -109,6 +112,17 @@ impl Wire {
         })
     }
 
+    /// A message's events: a collector's batch (a JSON array), or one
+    /// event (as collectors before batching sent them).
+    fn decode(payload: &[u8]) -> Result<Vec<Wire>, serde_json::Error> {
+        let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'[') {
+            serde_json::from_slice(payload)
+        } else {
+            serde_json::from_slice(payload).map(|w| vec![w])
+        }
+    }
+
     fn into_event(self) -> Event {
         match self {
             Wire::Trade(t) => Event::Trade(t),
@@ -169,45 +183,6 @@ impl Cluster {
         }))
     }
 
-    /// The subject and de-duplication id of an event, if it is published.
-    fn address(&self, event: &Event) -> Option<(String, Option<String>)> {
-        let p = &self.config.subject_prefix;
-        let at = |kind: &str, e: Exchange, i: &Instrument| format!("{p}.{kind}.{e}.{i}");
-        Some(match event {
-            Event::Trade(t) => (
-                at("trades", t.exchange, &t.instrument),
-                Some(format!("t:{}:{}:{}", t.exchange, t.instrument, t.trade_id)),
-            ),
-            Event::Quote(q) => (
-                at("quotes", q.exchange, &q.instrument),
-                Some(format!(
-                    "q:{}:{}:{}:{}",
-                    q.exchange, q.instrument, q.ts_exchange.0, q.ts_received.0
-                )),
-            ),
-            Event::Gap(g) => (
-                at("gaps", g.exchange, &g.instrument),
-                Some(format!(
-                    "g:{}:{}:{}:{}:{}",
-                    g.exchange,
-                    g.instrument,
-                    g.from_ts.0,
-                    g.to_ts.0,
-                    g.state.as_str()
-                )),
-            ),
-            Event::Instrument(i) => (at("meta", i.exchange, &i.instrument), None),
-            Event::IngestError(e) => (
-                format!(
-                    "{p}.meta.{}.errors",
-                    e.exchange.map_or("unknown", Exchange::as_str)
-                ),
-                None,
-            ),
-            _ => return None,
-        })
-    }
-
     /// Publishes events as a collector does (subjects, message ids, every
     /// acknowledgement awaited, failures retried); how many were published.
     pub async fn publish(&self, events: &[Event]) -> u64 {
@@ -216,33 +191,28 @@ impl Cluster {
 
     /// Publishes events to JetStream and waits for every acknowledgement,
     /// retrying (with backoff, for ever) those that fail. Returns how many
-    /// were published.
+    /// events were published.
+    ///
+    /// The events of one subject go as one message (a JSON array, in their
+    /// order; at most [`MAX_BATCH_EVENTS`] and about [`MAX_BATCH_BYTES`]),
+    /// so a busy instrument costs JetStream, the network and the processor's
+    /// acknowledgements one message per batch instead of one per trade.
     async fn publish_all(&self, events: &[Event], stop: &CancellationToken) -> u64 {
         let published = metrics::counter("candlekeep_nats_published_total");
         let retries = metrics::counter("candlekeep_nats_publish_retries_total");
-        let mut messages = Vec::with_capacity(events.len());
-        for event in events {
-            let (Some((subject, id)), Some(wire)) = (self.address(event), Wire::from_event(event))
-            else {
-                continue;
-            };
-            match serde_json::to_vec(&wire) {
-                Ok(body) => messages.push((subject, id, body)),
-                Err(e) => tracing::error!(error = %e, "could not encode an event for NATS"),
-            }
-        }
+        let messages = batches(&self.config.subject_prefix, events);
         let mut pending: Vec<usize> = (0..messages.len()).collect();
         let mut delay = Duration::from_millis(100);
         loop {
             let mut acks = Vec::with_capacity(pending.len());
             let mut failed = Vec::new();
             for &i in &pending {
-                let (subject, id, body) = &messages[i];
-                let mut msg = PublishMessage::build().payload(body.clone().into());
-                if let Some(id) = id {
+                let m = &messages[i];
+                let mut msg = PublishMessage::build().payload(m.body.clone().into());
+                if let Some(id) = &m.id {
                     msg = msg.message_id(id);
                 }
-                match self.js.send_publish(subject.clone(), msg).await {
+                match self.js.send_publish(m.subject.clone(), msg).await {
                     Ok(ack) => acks.push((i, ack)),
                     Err(e) => {
                         tracing::debug!(error = %e, "publish failed");
@@ -256,9 +226,10 @@ impl Cluster {
                     failed.push(i);
                 }
             }
-            published.inc_by((pending.len() - failed.len()) as u64);
+            let events_in = |list: &[usize]| list.iter().map(|&i| messages[i].events).sum::<u64>();
+            published.inc_by(events_in(&pending) - events_in(&failed));
             if failed.is_empty() {
-                return messages.len() as u64;
+                return events_in(&(0..messages.len()).collect::<Vec<_>>());
             }
             retries.inc_by(failed.len() as u64);
             tracing::warn!(
@@ -269,8 +240,9 @@ impl Cluster {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = stop.cancelled(), if delay > Duration::from_secs(5) => {
-                    tracing::error!(lost = failed.len(), "stopping with messages NATS never acknowledged");
-                    return (messages.len() - failed.len()) as u64;
+                    tracing::error!(lost = events_in(&failed), "stopping with events NATS never acknowledged");
+                    let all: Vec<usize> = (0..messages.len()).collect();
+                    return events_in(&all) - events_in(&failed);
                 }
             }
             delay = (delay * 2).min(Duration::from_secs(10));
@@ -280,10 +252,121 @@ impl Cluster {
     }
 }
 
+/// The subject and de-duplication id of an event, if it is published.
+fn address(p: &str, event: &Event) -> Option<(String, Option<String>)> {
+    let at = |kind: &str, e: Exchange, i: &Instrument| format!("{p}.{kind}.{e}.{i}");
+    Some(match event {
+        Event::Trade(t) => (
+            at("trades", t.exchange, &t.instrument),
+            Some(format!("t:{}:{}:{}", t.exchange, t.instrument, t.trade_id)),
+        ),
+        Event::Quote(q) => (
+            at("quotes", q.exchange, &q.instrument),
+            Some(format!(
+                "q:{}:{}:{}:{}",
+                q.exchange, q.instrument, q.ts_exchange.0, q.ts_received.0
+            )),
+        ),
+        Event::Gap(g) => (
+            at("gaps", g.exchange, &g.instrument),
+            Some(format!(
+                "g:{}:{}:{}:{}:{}",
+                g.exchange,
+                g.instrument,
+                g.from_ts.0,
+                g.to_ts.0,
+                g.state.as_str()
+            )),
+        ),
+        Event::Instrument(i) => (at("meta", i.exchange, &i.instrument), None),
+        Event::IngestError(e) => (
+            format!(
+                "{p}.meta.{}.errors",
+                e.exchange.map_or("unknown", Exchange::as_str)
+            ),
+            None,
+        ),
+        _ => return None,
+    })
+}
+
+/// The messages `events` go as: per subject, runs of events in their
+/// order. A message's id joins its first and last event's ids and its
+/// length, so a message published again (a retry) is the same message
+/// to JetStream's de-duplication.
+fn batches(prefix: &str, events: &[Event]) -> Vec<Batch> {
+    let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut batches: Vec<Batch> = Vec::new();
+    let mut ids: Vec<(Option<String>, Option<String>)> = Vec::new();
+    for event in events {
+        let (Some((subject, id)), Some(wire)) = (address(prefix, event), Wire::from_event(event))
+        else {
+            continue;
+        };
+        let at = match open.get(&subject) {
+            Some(&at)
+                if batches[at].events < MAX_BATCH_EVENTS as u64
+                    && batches[at].body.len() < MAX_BATCH_BYTES =>
+            {
+                at
+            }
+            _ => {
+                open.insert(subject.clone(), batches.len());
+                batches.push(Batch {
+                    subject,
+                    id: None,
+                    body: b"[".to_vec(),
+                    events: 0,
+                });
+                ids.push((id.clone(), None));
+                batches.len() - 1
+            }
+        };
+        let batch = &mut batches[at];
+        let start = batch.body.len();
+        if batch.events > 0 {
+            batch.body.extend_from_slice(b",");
+        }
+        match serde_json::to_writer(&mut batch.body, &wire) {
+            Ok(()) => {
+                batch.events += 1;
+                ids[at].1 = id;
+            }
+            Err(e) => {
+                batch.body.truncate(start);
+                tracing::error!(error = %e, "could not encode an event for NATS");
+            }
+        }
+    }
+    for (batch, (first, last)) in batches.iter_mut().zip(ids) {
+        batch.body.extend_from_slice(b"]");
+        batch.id = first
+            .zip(last)
+            .map(|(f, l)| format!("{f}..{l}#{}", batch.events));
+    }
+    batches.retain(|b| b.events > 0);
+    batches
+}
+
+/// The most events one message carries.
+pub const MAX_BATCH_EVENTS: usize = 1_000;
+/// A message is closed once its body reaches this size (NATS refuses
+/// messages over its `max_payload`, 1 MB by default).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// One message to publish: events of one subject, as a JSON array.
+#[derive(Debug)]
+struct Batch {
+    subject: String,
+    id: Option<String>,
+    body: Vec<u8>,
+    events: u64,
+}
+
 /// What a collector published.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CollectorStats {
-    /// Messages JetStream acknowledged.
+    /// Events JetStream acknowledged (in batches, one message per subject).
     pub published: u64,
     /// Gaps found by trade-id continuity.
     pub gaps: u64,
@@ -346,6 +429,8 @@ pub async fn run_collector(
 pub struct ConsumerStats {
     /// Messages received (redeliveries included).
     pub received: u64,
+    /// The events those messages carried.
+    pub events: u64,
     /// Messages that could not be decoded (recorded as ingest errors).
     pub undecodable: u64,
     /// The highest stream sequence acknowledged.
@@ -413,6 +498,7 @@ pub async fn run_consumer(
     let mut stats = ConsumerStats::default();
     let mut pending: VecDeque<(u64, jetstream::Message)> = VecDeque::new();
     let mut marked = 0u64; // newest sequence sent as a progress marker
+    let mut unmarked = 0usize; // events sent since that marker
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -444,22 +530,27 @@ pub async fn run_consumer(
                 };
                 stats.received += 1;
                 received.inc();
-                let event = match serde_json::from_slice::<Wire>(&message.payload) {
-                    Ok(wire) => wire.into_event(),
+                let events = match Wire::decode(&message.payload) {
+                    Ok(wires) => wires.into_iter().map(Wire::into_event).collect(),
                     Err(e) => {
                         stats.undecodable += 1;
                         bad.inc();
-                        Event::IngestError(IngestError::new(
+                        vec![Event::IngestError(IngestError::new(
                             None,
                             format!("nats {} #{seq}", message.subject),
                             format!("undecodable message: {e}"),
                             &String::from_utf8_lossy(&message.payload),
-                        ))
+                        ))]
                     }
                 };
-                out.send(event).await.map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
+                stats.events += events.len() as u64;
+                unmarked += events.len();
+                for event in events {
+                    out.send(event).await.map_err(|_| anyhow::anyhow!("the pipeline stopped"))?;
+                }
                 pending.push_back((seq, message));
-                if pending.len().is_multiple_of(1024) {
+                if unmarked >= 1024 {
+                    unmarked = 0;
                     mark(&out, &job, &pending, &mut marked).await?;
                 }
             }
@@ -726,6 +817,129 @@ mod tests {
             matches!(back, Wire::Trade(t) if t == trade),
             "nanoseconds, decimals and ids survive: {text}"
         );
+    }
+
+    fn trade(instrument: &str, id: u64) -> Event {
+        Event::Trade(Trade {
+            exchange: Exchange::Binance,
+            instrument: Instrument::parse(instrument).expect("instrument"),
+            trade_id: ck_model::TradeId::Num(id),
+            price: ck_model::Decimal::parse("61837.63").expect("price"),
+            size: ck_model::Decimal::parse("0.001").expect("size"),
+            side: ck_model::Side::Buy,
+            ts_exchange: Ts::from_secs(id as i64),
+            ts_received: Ts::from_secs(id as i64),
+            fills: 1,
+        })
+    }
+
+    fn ids(batch: &Batch) -> Vec<u64> {
+        Wire::decode(&batch.body)
+            .expect("a batch decodes")
+            .into_iter()
+            .map(|w| match w {
+                Wire::Trade(t) => match t.trade_id {
+                    ck_model::TradeId::Num(n) => n,
+                    ck_model::TradeId::Str(_) => panic!("numeric ids"),
+                },
+                other => panic!("a trade: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_go_in_one_message_per_subject_in_order() {
+        let mut events = Vec::new();
+        for id in 1..=2_500 {
+            events.push(trade(if id % 2 == 0 { "BTC-USDT" } else { "ETH-USDT" }, id));
+        }
+        events.push(Event::Progress(BackfillProgress {
+            job: "not published".into(),
+            cursor: "1".into(),
+            done: false,
+            updated_at: Ts(0),
+        }));
+        let made = batches("ck", &events);
+        let shape: Vec<(&str, u64)> = made
+            .iter()
+            .map(|b| (b.subject.as_str(), b.events))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("ck.trades.binance.ETH-USDT", 1_000),
+                ("ck.trades.binance.BTC-USDT", 1_000),
+                ("ck.trades.binance.ETH-USDT", 250),
+                ("ck.trades.binance.BTC-USDT", 250),
+            ],
+            "at most {MAX_BATCH_EVENTS} events a message, one subject each"
+        );
+        let btc: Vec<u64> = made
+            .iter()
+            .filter(|b| b.subject.ends_with("BTC-USDT"))
+            .flat_map(ids)
+            .collect();
+        assert_eq!(
+            btc,
+            (1..=1_250).map(|i| i * 2).collect::<Vec<_>>(),
+            "in order"
+        );
+        assert_eq!(
+            made[0].id.as_deref(),
+            Some("t:binance:ETH-USDT:1..t:binance:ETH-USDT:1999#1000"),
+            "the same events make the same message id"
+        );
+        assert_eq!(
+            batches("ck", &events)
+                .iter()
+                .map(|b| (&b.id, &b.body))
+                .collect::<Vec<_>>(),
+            made.iter().map(|b| (&b.id, &b.body)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn big_events_close_a_message_early() {
+        let mut events = Vec::new();
+        for id in 1..=200 {
+            let mut message = "x".repeat(4_000);
+            message.push_str(&id.to_string());
+            events.push(Event::IngestError(IngestError::new(
+                Some(Exchange::Binance),
+                "test",
+                message,
+                "",
+            )));
+        }
+        let made = batches("ck", &events);
+        assert!(made.len() > 1, "{} messages", made.len());
+        for b in &made {
+            assert!(
+                b.body.len() < MAX_BATCH_BYTES + 8_192,
+                "a message stays near the bound: {} bytes",
+                b.body.len()
+            );
+        }
+        assert_eq!(made.iter().map(|b| b.events).sum::<u64>(), 200);
+    }
+
+    #[test]
+    fn processors_read_batches_and_single_events() {
+        let one = serde_json::to_vec(&Wire::from_event(&trade("BTC-USDT", 7)).expect("wire"))
+            .expect("encode");
+        let decoded = Wire::decode(&one).expect("a single event, as older collectors sent");
+        assert!(
+            matches!(decoded.as_slice(), [Wire::Trade(t)] if t.trade_id == ck_model::TradeId::Num(7))
+        );
+        let batch = &batches("ck", &[trade("BTC-USDT", 8), trade("BTC-USDT", 9)])[0];
+        assert_eq!(ids(batch), [8, 9]);
+        for bad in [&b"[{\"type\":\"trade\"}]"[..], b"", b"{", b" [1]"] {
+            assert!(
+                Wire::decode(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - `year`: one year of 1m candles (525,600 rows) for one instrument read
 //!   back with one `Store::candles` query, PostgreSQL and SQLite.
 //! - `nats`: end to end through NATS JetStream: trades published as a
-//!   collector publishes them (message ids, acknowledged), a processor
+//!   collector publishes them (batched per subject, message ids,
+//!   acknowledged; baseline: one message per trade, as before batching),
+//!   a processor
 //!   pipeline (durable consumer, candle stage, store writer into SQLite)
 //!   until every trade is committed: trades/s. Then a paced run at 2,000
 //!   trades/s: latency from publish to the trade entering the processor's
@@ -232,29 +234,71 @@ async fn nats_processor(tag: &str) -> NatsRun {
     }
 }
 
+/// Publishes each trade as a message of its own, with its message id, and
+/// awaits every acknowledgement: how collectors published before batching.
+async fn publish_one_per_message(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+    trades: &[ck_model::Trade],
+) {
+    use async_nats::jetstream::message::PublishMessage;
+    let mut acks = Vec::with_capacity(trades.len());
+    for t in trades {
+        let mut body = br#"{"type":"trade","data":"#.to_vec();
+        serde_json::to_writer(&mut body, t).expect("encode");
+        body.push(b'}');
+        let msg = PublishMessage::build()
+            .payload(body.into())
+            .message_id(format!("t:{}:{}:{}", t.exchange, t.instrument, t.trade_id));
+        let subject = format!("{prefix}.trades.{}.{}", t.exchange, t.instrument);
+        acks.push(js.send_publish(subject, msg).await.expect("publish"));
+    }
+    for ack in acks {
+        ack.await.expect("acknowledged");
+    }
+}
+
 async fn nats(runs: usize) {
     const TRADES: usize = 100_000;
-    let mut rates = Vec::new();
+    let (mut rates, mut baseline_rates) = (Vec::new(), Vec::new());
     let (mut trade_p50, mut trade_p99, mut candle_p50, mut candle_p99) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
-        // Throughput: publish everything, time until all is committed.
-        let tag = format!("ckbench{}r{run}", std::process::id());
-        let r = nats_processor(&tag).await;
-        let trades: Vec<Event> = now_trades(TRADES).into_iter().map(Event::Trade).collect();
-        let start = Instant::now();
-        for chunk in trades.chunks(1_000) {
-            r.cluster.publish(chunk).await;
-        }
-        loop {
-            if r.store.counts().await.map(|c| c.trades).unwrap_or(0) >= TRADES as u64 {
-                break;
+        // Throughput: publish everything, time until all is committed. The
+        // baseline publishes one message per trade, as collectors did
+        // before batching (the processor reads both).
+        let mut rate = 0.0;
+        for batched in [false, true] {
+            let tag = format!("ckbench{}r{run}{batched}", std::process::id());
+            let r = nats_processor(&tag).await;
+            let trades = now_trades(TRADES);
+            let js =
+                async_nats::jetstream::new(async_nats::connect(nats_url()).await.expect("NATS"));
+            let start = Instant::now();
+            for chunk in trades.chunks(1_000) {
+                if batched {
+                    let events: Vec<Event> = chunk.iter().cloned().map(Event::Trade).collect();
+                    r.cluster.publish(&events).await;
+                } else {
+                    publish_one_per_message(&js, &tag, chunk).await;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            loop {
+                if r.store.counts().await.map(|c| c.trades).unwrap_or(0) >= TRADES as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let this = TRADES as f64 / start.elapsed().as_secs_f64();
+            r.stop.cancel();
+            let _ = r.pipeline.await;
+            let _ = js.delete_stream(tag.to_uppercase()).await;
+            if batched {
+                rate = this;
+            } else {
+                baseline_rates.push(this);
+            }
         }
-        let rate = TRADES as f64 / start.elapsed().as_secs_f64();
-        r.stop.cancel();
-        let _ = r.pipeline.await;
 
         // Latency: 2,000 trades/s in batches of 20 every 10 ms, for 5 s.
         let tag = format!("ckbench{}l{run}", std::process::id());
@@ -341,13 +385,20 @@ async fn nats(runs: usize) {
         candle_p99.push(pct(&b, 0.99));
         let nats = async_nats::connect(nats_url()).await.expect("NATS");
         let js = async_nats::jetstream::new(nats);
-        for t in [format!("ckbench{}r{run}", std::process::id()), tag] {
-            let _ = js.delete_stream(t.to_uppercase()).await;
-        }
+        let _ = js.delete_stream(tag.to_uppercase()).await;
+        println!(
+            "nats run {run}: one message per trade (baseline) {:.0} trades/s",
+            baseline_rates[run]
+        );
     }
+    let (batched, baseline) = (median(rates), median(baseline_rates));
+    println!(
+        "nats median: one message per trade {baseline:.0} trades/s, batched {batched:.0} trades/s ({:.2}x)",
+        batched / baseline
+    );
     println!(
         "nats median: {:.0} trades/s; publish to feed p50 {:.1} ms p99 {:.1} ms; to candle update p50 {:.1} ms p99 {:.1} ms",
-        median(rates),
+        batched,
         median(trade_p50),
         median(trade_p99),
         median(candle_p50),

@@ -1089,8 +1089,8 @@ fn print_report(report: &PipelineReport, started: Instant) {
                 }
             }
             SourceReport::Nats(n) => eprintln!(
-                "nats: {} messages received, {} undecodable, acknowledged through stream sequence {}",
-                n.received, n.undecodable, n.acked
+                "nats: {} messages ({} events) received, {} undecodable, acknowledged through stream sequence {}",
+                n.received, n.events, n.undecodable, n.acked
             ),
             SourceReport::Import(i) => {
                 eprintln!(
@@ -1106,7 +1106,7 @@ fn print_report(report: &PipelineReport, started: Instant) {
     }
     if let Some(c) = &report.collector {
         eprintln!(
-            "collector: {} messages published to NATS, {} gaps found",
+            "collector: {} events published to NATS, {} gaps found",
             c.published, c.gaps
         );
         return;
