@@ -477,8 +477,9 @@ pub async fn run_consumer(
         .context("pulling from the durable consumer")?;
     // This process's own position (processors may share the consumer). The
     // positions processors of this consumer left without stopping cleanly
-    // (killed, crashed) are forgotten after a day: a live processor's
-    // position is rewritten whenever a message comes.
+    // (killed, crashed) are forgotten after a day. A live processor's
+    // position is rewritten whenever a message comes, and is read only
+    // while messages are pending (seconds, never a day).
     let consumer_jobs = format!("nats {} {} ", config.stream, config.consumer);
     let job = format!("{consumer_jobs}{}-{}", std::process::id(), Ts::now().0);
     match store
@@ -507,10 +508,7 @@ pub async fn run_consumer(
             () = stop.cancelled() => break,
             _ = tick.tick() => {
                 mark(&out, &job, &pending, &mut marked).await?;
-                if ack_committed(store.as_ref(), &job, &mut pending, &mut stats).await == Some(0) {
-                    // The position is gone (forgotten as abandoned): mark again.
-                    marked = 0;
-                }
+                ack_committed(store.as_ref(), &job, &mut pending, &mut stats).await;
             }
             next = messages.next() => {
                 let Some(next) = next else { break };
@@ -605,24 +603,22 @@ async fn mark(
     .map_err(|_| anyhow::anyhow!("the pipeline stopped"))
 }
 
-/// Acknowledges every pending message at or below the committed position;
-/// that position (0 if none is stored), or `None` if nothing was pending or
-/// the store could not say.
+/// Acknowledges every pending message at or below the committed position.
 async fn ack_committed(
     store: &dyn Store,
     job: &str,
     pending: &mut VecDeque<(u64, jetstream::Message)>,
     stats: &mut ConsumerStats,
-) -> Option<u64> {
+) {
     if pending.is_empty() {
-        return None;
+        return;
     }
     let committed = match store.backfill_progress(job).await {
         Ok(Some(p)) => p.cursor.parse::<u64>().unwrap_or(0),
         Ok(None) => 0,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the committed stream position");
-            return None;
+            return;
         }
     };
     while pending.front().is_some_and(|(seq, _)| *seq <= committed) {
@@ -634,7 +630,6 @@ async fn ack_committed(
             Err(e) => tracing::warn!(error = %e, seq, "ack failed; the message will come again"),
         }
     }
-    Some(committed)
 }
 
 /// Processor side: publishes the live feed (trades, quotes, candles, gaps)
