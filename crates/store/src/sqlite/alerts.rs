@@ -4,19 +4,8 @@
 use ck_model::Ts;
 use rusqlite::params;
 
-use super::{SqliteStore, limit, lock, sql};
+use super::{SqliteStore, limit, sql, with_writer};
 use crate::{Error, StoredFiring, StoredRule};
-
-/// Runs `f` on the writer connection, off the async threads.
-pub(super) async fn write<T: Send + 'static>(
-    store: &SqliteStore,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
-    let inner = store.inner.clone();
-    tokio::task::spawn_blocking(move || f(&lock(&inner.writer).conn))
-        .await
-        .map_err(Error::Worker)?
-}
 
 pub(super) async fn rules(store: &SqliteStore) -> Result<Vec<StoredRule>, Error> {
     store
@@ -45,7 +34,7 @@ pub(super) async fn put_rule(
     rule: &str,
 ) -> Result<Option<i64>, Error> {
     let rule = rule.to_owned();
-    write(store, move |c| {
+    with_writer(store, move |c| {
         let now = Ts::now().0;
         match id {
             None => {
@@ -71,7 +60,7 @@ pub(super) async fn put_rule(
 }
 
 pub(super) async fn restore_rule(store: &SqliteStore, rule: StoredRule) -> Result<(), Error> {
-    write(store, move |c| {
+    with_writer(store, move |c| {
         c.execute(
             "INSERT INTO alert_rules (id, rule, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (id) DO UPDATE SET rule = excluded.rule, updated_at = excluded.updated_at",
@@ -84,7 +73,7 @@ pub(super) async fn restore_rule(store: &SqliteStore, rule: StoredRule) -> Resul
 }
 
 pub(super) async fn delete_rule(store: &SqliteStore, id: i64) -> Result<bool, Error> {
-    write(store, move |c| {
+    with_writer(store, move |c| {
         c.execute("DELETE FROM alert_rules WHERE id = ?1", params![id])
             .map(|n| n == 1)
             .map_err(sql("deleting alert rule"))
@@ -99,7 +88,7 @@ pub(super) async fn record_firing(
     firing: &str,
 ) -> Result<i64, Error> {
     let (rule_id, firing) = (rule_id.to_owned(), firing.to_owned());
-    write(store, move |c| {
+    with_writer(store, move |c| {
         c.execute(
             "INSERT INTO alert_firings (rule_id, fired_at, firing) VALUES (?1, ?2, ?3)",
             params![rule_id, at.0, firing],
@@ -116,7 +105,7 @@ pub(super) async fn set_deliveries(
     deliveries: &str,
 ) -> Result<(), Error> {
     let deliveries = deliveries.to_owned();
-    write(store, move |c| {
+    with_writer(store, move |c| {
         c.execute(
             "UPDATE alert_firings SET deliveries = ?2 WHERE id = ?1",
             params![id, deliveries],

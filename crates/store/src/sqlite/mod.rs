@@ -68,6 +68,18 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Runs `f` on the writer connection, off the async threads (small writes
+/// outside the batch writer: alert rules, firings, job positions).
+async fn with_writer<T: Send + 'static>(
+    store: &SqliteStore,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let inner = store.inner.clone();
+    tokio::task::spawn_blocking(move || f(&lock(&inner.writer).conn))
+        .await
+        .map_err(Error::Worker)?
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -675,7 +687,7 @@ impl Store for SqliteStore {
 
     async fn forget_jobs(&self, prefix: &str, updated_before: Ts) -> Result<u64, Error> {
         let prefix = prefix.to_owned();
-        alerts::write(self, move |c| {
+        with_writer(self, move |c| {
             c.execute(
                 "DELETE FROM backfill_progress
                  WHERE substr(job, 1, length(?1)) = ?1 AND updated_at < ?2",
