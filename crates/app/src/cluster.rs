@@ -201,6 +201,7 @@ impl Cluster {
         let published = metrics::counter("candlekeep_nats_published_total");
         let retries = metrics::counter("candlekeep_nats_publish_retries_total");
         let messages = batches(&self.config.subject_prefix, events);
+        let total: u64 = messages.iter().map(|m| m.events).sum();
         let mut pending: Vec<usize> = (0..messages.len()).collect();
         let mut delay = Duration::from_millis(100);
         loop {
@@ -229,7 +230,7 @@ impl Cluster {
             let events_in = |list: &[usize]| list.iter().map(|&i| messages[i].events).sum::<u64>();
             published.inc_by(events_in(&pending) - events_in(&failed));
             if failed.is_empty() {
-                return events_in(&(0..messages.len()).collect::<Vec<_>>());
+                return total;
             }
             retries.inc_by(failed.len() as u64);
             tracing::warn!(
@@ -241,8 +242,7 @@ impl Cluster {
                 () = tokio::time::sleep(delay) => {}
                 () = stop.cancelled(), if delay > Duration::from_secs(5) => {
                     tracing::error!(lost = events_in(&failed), "stopping with events NATS never acknowledged");
-                    let all: Vec<usize> = (0..messages.len()).collect();
-                    return events_in(&all) - events_in(&failed);
+                    return total - events_in(&failed);
                 }
             }
             delay = (delay * 2).min(Duration::from_secs(10));
@@ -297,7 +297,6 @@ fn address(p: &str, event: &Event) -> Option<(String, Option<String>)> {
 fn batches(prefix: &str, events: &[Event]) -> Vec<Batch> {
     let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut batches: Vec<Batch> = Vec::new();
-    let mut ids: Vec<(Option<String>, Option<String>)> = Vec::new();
     for event in events {
         let (Some((subject, id)), Some(wire)) = (address(prefix, event), Wire::from_event(event))
         else {
@@ -315,10 +314,10 @@ fn batches(prefix: &str, events: &[Event]) -> Vec<Batch> {
                 batches.push(Batch {
                     subject,
                     id: None,
+                    first_id: id.clone(),
                     body: b"[".to_vec(),
                     events: 0,
                 });
-                ids.push((id.clone(), None));
                 batches.len() - 1
             }
         };
@@ -330,7 +329,7 @@ fn batches(prefix: &str, events: &[Event]) -> Vec<Batch> {
         match serde_json::to_writer(&mut batch.body, &wire) {
             Ok(()) => {
                 batch.events += 1;
-                ids[at].1 = id;
+                batch.id = id;
             }
             Err(e) => {
                 batch.body.truncate(start);
@@ -338,11 +337,13 @@ fn batches(prefix: &str, events: &[Event]) -> Vec<Batch> {
             }
         }
     }
-    for (batch, (first, last)) in batches.iter_mut().zip(ids) {
+    for batch in &mut batches {
         batch.body.extend_from_slice(b"]");
-        batch.id = first
-            .zip(last)
-            .map(|(f, l)| format!("{f}..{l}#{}", batch.events));
+        batch.id = batch
+            .first_id
+            .take()
+            .zip(batch.id.take())
+            .map(|(first, last)| format!("{first}..{last}#{}", batch.events));
     }
     batches.retain(|b| b.events > 0);
     batches
@@ -358,7 +359,10 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 #[derive(Debug)]
 struct Batch {
     subject: String,
+    /// The message id; while the batch fills, its last event's id.
     id: Option<String>,
+    /// The first event's id, while the batch fills.
+    first_id: Option<String>,
     body: Vec<u8>,
     events: u64,
 }

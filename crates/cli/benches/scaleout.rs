@@ -9,9 +9,8 @@
 //! - `nats`: end to end through NATS JetStream: trades published as a
 //!   collector publishes them (batched per subject, message ids,
 //!   acknowledged; baseline: one message per trade, as before batching),
-//!   a processor
-//!   pipeline (durable consumer, candle stage, store writer into SQLite)
-//!   until every trade is committed: trades/s. Then a paced run at 2,000
+//!   a processor pipeline (durable consumer, candle stage, store writer
+//!   into SQLite) until every trade is committed: trades/s. Then a paced run at 2,000
 //!   trades/s: latency from publish to the trade entering the processor's
 //!   live feed, and to the first candle update carrying it.
 //!
