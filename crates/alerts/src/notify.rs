@@ -161,7 +161,7 @@ impl Notifier {
         for attempt in 1..=self.attempts {
             match self.send(&channel.target, firing).await {
                 Ok(()) => {
-                    ck_bus::metrics::counter("alerts_delivered_total").inc();
+                    ck_bus::metrics::counter("candlekeep_alerts_delivered_total").inc();
                     return Delivery {
                         channel: name.to_owned(),
                         ok: true,
@@ -171,7 +171,7 @@ impl Notifier {
                     };
                 }
                 Err(e) => {
-                    ck_bus::metrics::counter("alerts_delivery_failures_total").inc();
+                    ck_bus::metrics::counter("candlekeep_alerts_delivery_failures_total").inc();
                     tracing::warn!(channel = name, attempt, error = %e, "alert delivery failed");
                     last_error = Some(e);
                     if attempt < self.attempts {

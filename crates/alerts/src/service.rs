@@ -91,8 +91,8 @@ pub async fn run(
     notifier: Arc<Notifier>,
     stop: CancellationToken,
 ) {
-    let fired_total = ck_bus::metrics::counter("alerts_fired_total");
-    let missed = ck_bus::metrics::counter("alerts_updates_missed_total");
+    let fired_total = ck_bus::metrics::counter("candlekeep_alerts_fired_total");
+    let missed = ck_bus::metrics::counter("candlekeep_alerts_updates_missed_total");
     let mut engine = Engine::new(Ts::now());
     let mut channels = load(&mut engine, all_rules(&handle, store.as_ref()).await);
     let mut rx = (!engine.is_empty()).then(|| feed.subscribe());

@@ -1,7 +1,7 @@
 //! Per-client request rate limits: a token bucket per client address
 //! (`rate` requests a second, bursts up to `burst`). A client over its limit
 //! gets `429 Too Many Requests` with `Retry-After`, counted in
-//! `api_requests_limited_total`; other clients are not affected.
+//! `candlekeep_api_requests_limited_total`; other clients are not affected.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,7 +40,7 @@ impl RateLimiter {
             rate: f64::from(per_second.max(1)),
             burst: f64::from(burst.max(1)),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            limited: ck_bus::metrics::counter("api_requests_limited_total"),
+            limited: ck_bus::metrics::counter("candlekeep_api_requests_limited_total"),
         }
     }
 

@@ -222,8 +222,8 @@ pub(crate) struct CrossExchange {
     /// The window's end.
     to: Ts,
     /// The volume-weighted mean of the venues' prices (the plain mean when
-    /// no venue traded).
-    composite: f64,
+    /// no venue traded), exact, with four digits more than the finest price.
+    composite: Decimal,
     /// `(highest - lowest) / lowest` of the venues' prices.
     spread: f64,
     /// The venue with the highest price.
@@ -232,6 +232,30 @@ pub(crate) struct CrossExchange {
     lowest: Exchange,
     /// Each venue with candles in the window.
     venues: Vec<VenuePrice>,
+}
+
+/// The volume-weighted mean of the venues' prices, exact (the plain mean
+/// when no venue traded), rounded half-even to four digits more than the
+/// finest price; `None` if it overflows.
+fn composite_price(venues: &[VenuePrice]) -> Option<Decimal> {
+    let scale = venues
+        .iter()
+        .map(|v| v.price.scale())
+        .max()?
+        .saturating_add(4)
+        .min(18);
+    fn sum(mut values: impl Iterator<Item = Option<Decimal>>) -> Option<Decimal> {
+        values.try_fold(Decimal::ZERO, |acc, v| acc.checked_add(v?))
+    }
+    let weight = sum(venues.iter().map(|v| Some(v.volume)))?;
+    let mean = if weight.is_zero() {
+        let total = sum(venues.iter().map(|v| Some(v.price)))?;
+        total.checked_div(Decimal::from(i64::try_from(venues.len()).ok()?), scale)?
+    } else {
+        let weighted = sum(venues.iter().map(|v| v.price.checked_mul(v.volume)))?;
+        weighted.checked_div(weight, scale)?
+    };
+    Some(mean.normalize())
 }
 
 /// One instrument across exchanges: each venue's latest price and volume
@@ -329,17 +353,10 @@ pub(crate) async fn cross(
             out.len()
         )));
     }
-    let weight: f64 = out.iter().map(|v| v.volume.to_f64()).sum();
-    let composite = if weight > 0.0 {
-        out.iter()
-            .map(|v| v.price.to_f64() * v.volume.to_f64())
-            .sum::<f64>()
-            / weight
-    } else {
-        out.iter().map(|v| v.price.to_f64()).sum::<f64>() / out.len() as f64
-    };
+    let composite = composite_price(&out)
+        .ok_or_else(|| ApiError::Internal("the composite price overflows exact decimals".into()))?;
     for v in &mut out {
-        v.deviation = v.price.to_f64() / composite - 1.0;
+        v.deviation = v.price.to_f64() / composite.to_f64() - 1.0;
     }
     let by_price = |a: &&VenuePrice, b: &&VenuePrice| a.price.cmp(&b.price);
     let (Some(high), Some(low)) = (out.iter().max_by(by_price), out.iter().min_by(by_price)) else {

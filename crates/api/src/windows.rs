@@ -51,8 +51,8 @@ impl WindowCache {
     pub(crate) fn new() -> WindowCache {
         WindowCache {
             windows: Mutex::default(),
-            whole: ck_bus::metrics::counter("stats_window_reads_total"),
-            tails: ck_bus::metrics::counter("stats_window_tail_reads_total"),
+            whole: ck_bus::metrics::counter("candlekeep_stats_window_reads_total"),
+            tails: ck_bus::metrics::counter("candlekeep_stats_window_tail_reads_total"),
         }
     }
 

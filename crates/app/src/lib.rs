@@ -42,6 +42,32 @@ pub async fn open_store(settings: &config::Settings) -> anyhow::Result<Arc<dyn S
     open_with(&settings.store, settings.durability, Some(policies)).await
 }
 
+/// Opens the configured store for reading only: a store that does not exist
+/// yet (no SQLite file, or a PostgreSQL database without candlekeep's
+/// tables) is an error naming it, and nothing is created.
+pub async fn open_existing_store(settings: &config::Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let opened: Result<Arc<dyn Store>, ck_store::Error> = match &settings.store {
+        config::StoreLocation::Sqlite(path) => {
+            if !path.is_file() {
+                anyhow::bail!(
+                    "no store at {}: nothing has been captured there yet (`run`, `import`, `replay`, `backfill` or `migrate` create it); check --data-dir or --store",
+                    path.display()
+                );
+            }
+            SqliteStore::open(path, settings.durability).map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
+        config::StoreLocation::Postgres(url) => PgStore::open(PgOptions {
+            create: false,
+            ..PgOptions::new(url)
+        })
+        .await
+        .map(|s| Arc::new(s) as Arc<dyn Store>),
+    };
+    opened
+        .map_err(|e| anyhow::anyhow!(e))
+        .map_err(|e| e.context(format!("opening store {}", settings.store)))
+}
+
 /// Opens the store at `location`, leaving TimescaleDB's policies as the
 /// server has them (as `migrate` opens its source and target).
 pub async fn open_location(

@@ -13,7 +13,9 @@ pub mod metrics;
 
 use std::sync::Arc;
 
-use ck_model::{BackfillProgress, Candle, Exchange, Gap, InstrumentInfo, Quote, Trade, Ts};
+use ck_model::{
+    BackfillProgress, Candle, Exchange, Gap, Instrument, InstrumentInfo, Quote, Trade, Ts,
+};
 
 /// One message exactly as received from an exchange (or read from a tape).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,10 @@ pub struct IngestError {
     pub excerpt: String,
     /// When it was seen.
     pub ts: Ts,
+    /// The instrument and numeric trade id of a trade whose row could not
+    /// be used (an import's bad row): the gap detector takes the id as seen,
+    /// so a bad row is an ingest error, not a gap. Not stored.
+    pub skipped_trade: Option<(Instrument, u64)>,
 }
 
 impl IngestError {
@@ -70,6 +76,7 @@ impl IngestError {
             message: message.into(),
             excerpt: input.chars().take(200).collect(),
             ts: Ts::now(),
+            skipped_trade: None,
         }
     }
 }

@@ -2,7 +2,12 @@
 //!
 //! A metric is created on first use by name and lives for the process, so
 //! hot paths keep an `Arc` and update it with one atomic add. Names carry
-//! their labels: `candlekeep_trades_total{exchange="binance"}`.
+//! their labels: `candlekeep_messages_total{exchange="binance"}`.
+//!
+//! Every family the process exports is listed in [`FAMILIES`] with its help
+//! text, which `/metrics` prints as `# HELP`; every name starts with
+//! `candlekeep_`. A test reads the workspace's sources and fails on a metric
+//! that is missing from the list.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -133,6 +138,153 @@ impl Histogram {
     }
 }
 
+/// Every metric family candlekeep exports, with the help text `/metrics`
+/// prints for it.
+pub const FAMILIES: &[(&str, &str)] = &[
+    (
+        "candlekeep_alerts_delivered_total",
+        "Alert notifications delivered, all channels.",
+    ),
+    (
+        "candlekeep_alerts_delivery_failures_total",
+        "Alert delivery attempts that failed (each retry counts).",
+    ),
+    ("candlekeep_alerts_fired_total", "Alert rules that fired."),
+    (
+        "candlekeep_alerts_updates_missed_total",
+        "Live-feed updates the alert service fell too far behind to evaluate.",
+    ),
+    (
+        "candlekeep_api_requests_limited_total",
+        "API requests refused with 429 by the per-client rate limit.",
+    ),
+    (
+        "candlekeep_bad_records_total",
+        "Replayed records that could not be read and were skipped (each is an ingest error).",
+    ),
+    (
+        "candlekeep_damaged_candle_days_total",
+        "Packed candle days that did not decode; their rows were read instead.",
+    ),
+    (
+        "candlekeep_duplicate_trades_total",
+        "Trades seen twice and counted once.",
+    ),
+    (
+        "candlekeep_gaps_detected_total",
+        "Gaps found in trade ids or by reconnects.",
+    ),
+    (
+        "candlekeep_gaps_filled_total",
+        "Gaps filled from the exchange's REST history.",
+    ),
+    (
+        "candlekeep_gaps_unfillable_total",
+        "Gaps the exchange's REST history cannot fill.",
+    ),
+    (
+        "candlekeep_import_bad_rows_total",
+        "Imported rows that could not be read and were skipped (each is an ingest error).",
+    ),
+    (
+        "candlekeep_ingest_errors_total",
+        "Exchange messages that could not be parsed, per exchange.",
+    ),
+    (
+        "candlekeep_late_trades_total",
+        "Trades that arrived after their candle closed and revised it.",
+    ),
+    (
+        "candlekeep_messages_ignored_total",
+        "Exchange messages read and deliberately ignored (acks, heartbeats), per exchange.",
+    ),
+    (
+        "candlekeep_messages_total",
+        "Exchange messages received, per exchange.",
+    ),
+    (
+        "candlekeep_nats_live_lagged_total",
+        "Live updates an API node missed because it fell behind core NATS.",
+    ),
+    (
+        "candlekeep_nats_publish_retries_total",
+        "JetStream publishes retried by collectors.",
+    ),
+    (
+        "candlekeep_nats_published_total",
+        "Events published to JetStream by collectors.",
+    ),
+    (
+        "candlekeep_nats_received_total",
+        "Events received from JetStream by processors.",
+    ),
+    (
+        "candlekeep_nats_undecodable_total",
+        "NATS messages that did not decode and were skipped.",
+    ),
+    (
+        "candlekeep_out_of_range_trades_total",
+        "Trades whose time or values lie outside what a candle can hold.",
+    ),
+    (
+        "candlekeep_queue_depth",
+        "Events waiting in each pipeline queue.",
+    ),
+    (
+        "candlekeep_redis_failed_total",
+        "Redis pipeline writes that failed.",
+    ),
+    (
+        "candlekeep_redis_lagged_total",
+        "Live updates the Redis sink fell too far behind to write.",
+    ),
+    ("candlekeep_redis_written_total", "Events written to Redis."),
+    (
+        "candlekeep_rest_failures_total",
+        "Exchange REST requests that failed, per exchange.",
+    ),
+    (
+        "candlekeep_rest_requests_total",
+        "Exchange REST requests sent, per exchange.",
+    ),
+    (
+        "candlekeep_stats_window_reads_total",
+        "Statistics windows read whole from the store.",
+    ),
+    (
+        "candlekeep_stats_window_tail_reads_total",
+        "Statistics windows brought up to date by reading only their tail.",
+    ),
+    (
+        "candlekeep_store_commit_failures_total",
+        "Store commits that failed and were retried.",
+    ),
+    (
+        "candlekeep_store_rows_written_total",
+        "Rows committed to the store.",
+    ),
+    (
+        "candlekeep_too_late_trades_total",
+        "Trades older than the lateness window: stored, left for a candle rebuild.",
+    ),
+    (
+        "candlekeep_unsupported_messages_total",
+        "Exchange messages of a kind candlekeep does not read, per exchange.",
+    ),
+    (
+        "candlekeep_ws_push_latency_seconds",
+        "Time from receiving an update to writing it to a WebSocket client.",
+    ),
+];
+
+/// The help text of `family`, from [`FAMILIES`].
+fn help(family: &str) -> &'static str {
+    FAMILIES
+        .iter()
+        .find(|(name, _)| *name == family)
+        .map_or("(not documented)", |(_, help)| help)
+}
+
 #[derive(Default)]
 struct Registry {
     counters: BTreeMap<String, Arc<Counter>>,
@@ -180,23 +332,23 @@ pub fn render_prometheus() -> String {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = String::new();
     let mut typed = std::collections::BTreeSet::new();
-    let family = |name: &str| name.split('{').next().unwrap_or(name).to_owned();
-    for (name, c) in &r.counters {
-        if typed.insert(family(name)) {
-            let _ = writeln!(out, "# TYPE {} counter", family(name));
+    let mut head = |name: &str, kind: &str, out: &mut String| {
+        let family = name.split('{').next().unwrap_or(name).to_owned();
+        if typed.insert(family.clone()) {
+            let _ = writeln!(out, "# HELP {family} {}", help(&family));
+            let _ = writeln!(out, "# TYPE {family} {kind}");
         }
+    };
+    for (name, c) in &r.counters {
+        head(name, "counter", &mut out);
         let _ = writeln!(out, "{name} {}", c.get());
     }
     for (name, g) in &r.gauges {
-        if typed.insert(family(name)) {
-            let _ = writeln!(out, "# TYPE {} gauge", family(name));
-        }
+        head(name, "gauge", &mut out);
         let _ = writeln!(out, "{name} {}", g.get());
     }
     for (name, h) in &r.histograms {
-        if typed.insert(family(name)) {
-            let _ = writeln!(out, "# TYPE {} histogram", family(name));
-        }
+        head(name, "histogram", &mut out);
         h.render(name, &mut out);
     }
     out
@@ -256,5 +408,107 @@ mod tests {
         assert!(text.contains("ck_test_events_total{exchange=\"binance\"} 3"));
         assert!(text.contains("ck_test_events_total{exchange=\"okx\"} 1"));
         assert!(text.contains("# TYPE ck_test_depth gauge\nck_test_depth{queue=\"ingest\"} 7"));
+    }
+
+    /// The metric names in calls to `counter`, `gauge` and `histogram`
+    /// (string literals, `format!` templates, and the constants named
+    /// there) in every source file of the workspace.
+    fn names_in_sources() -> Vec<(String, String)> {
+        fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("read the workspace's sources") {
+                let path = entry.expect("directory entry").path();
+                if path.is_dir() {
+                    walk(&path, files);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        walk(&crates, &mut files);
+        assert!(files.len() > 50, "found only {} source files", files.len());
+        // This file's own calls are its tests'.
+        files.retain(|f| !f.ends_with("bus/src/metrics.rs"));
+        let texts: Vec<(String, String)> = files
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(f).expect("read a source file");
+                (f.display().to_string(), text)
+            })
+            .collect();
+        // A constant named in a call, such as `ck_api::ws::PUSH_LATENCY`:
+        // its definition, wherever it is.
+        let constant = |path: &str| {
+            let ident = path.rsplit("::").next().unwrap_or(path);
+            let def = format!("const {ident}: &str = \"");
+            texts
+                .iter()
+                .find_map(|(_, text)| {
+                    let at = text.find(&def)? + def.len();
+                    text[at..].split('"').next().map(str::to_owned)
+                })
+                .unwrap_or_else(|| format!("<constant {path} not found>"))
+        };
+        let mut names = Vec::new();
+        for (file, text) in &texts {
+            for call in [
+                "metrics::counter(",
+                "metrics::gauge(",
+                "metrics::histogram(",
+            ] {
+                for (at, _) in text.match_indices(call) {
+                    let rest = text[at + call.len()..]
+                        .trim_start()
+                        .trim_start_matches('&')
+                        .trim_start_matches("format!(")
+                        .trim_start();
+                    let name = if let Some(lit) = rest.strip_prefix('"') {
+                        lit.split(['"', '{']).next().unwrap_or_default().to_owned()
+                    } else {
+                        let path: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                            .collect();
+                        constant(&path)
+                    };
+                    names.push((file.clone(), name));
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_metric_in_the_sources_is_listed_with_help_and_the_prefix() {
+        for (name, help) in FAMILIES {
+            assert!(name.starts_with("candlekeep_"), "{name} lacks the prefix");
+            assert!(!help.is_empty(), "{name} has no help");
+        }
+        let names = names_in_sources();
+        assert!(names.len() > 30, "found only {} metric uses", names.len());
+        for (file, name) in names {
+            assert!(
+                FAMILIES.iter().any(|(f, _)| *f == name),
+                "{file}: metric {name:?} is not in metrics::FAMILIES (with help and the candlekeep_ prefix)"
+            );
+        }
+    }
+
+    #[test]
+    fn every_family_has_help_before_its_type() {
+        counter("candlekeep_messages_total{exchange=\"ck-test\"}").inc();
+        counter("ck_test_undocumented_total").inc();
+        let text = render_prometheus();
+        assert!(
+            text.contains(
+                "# HELP candlekeep_messages_total Exchange messages received, per exchange.\n# TYPE candlekeep_messages_total counter\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP ck_test_undocumented_total (not documented)\n# TYPE ck_test_undocumented_total counter"),
+            "{text}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use ck_app::config::{AppConfig, SourceConfig};
 use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
 use ck_model::{Exchange, Instrument, Interval, Ts};
 use ck_sources::binance::BinanceLiveConfig;
-use ck_sources::import::ImportTarget;
+use ck_sources::import::{ImportTarget, TsUnit};
 use ck_sources::live::BackoffPolicy;
 use ck_sources::replay::ReplayOptions;
 use ck_store::{CandleSource, RangeQuery};
@@ -25,18 +25,22 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "candlekeep", version, about, propagate_version = true)]
 struct Cli {
     /// Where the database and tapes live.
-    #[arg(long, global = true, env = "CANDLEKEEP_DATA_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "CANDLEKEEP_DATA_DIR", value_name = "DIR", help_heading = GLOBAL)]
     data_dir: Option<PathBuf>,
     /// The TOML configuration file (every key has a default).
-    #[arg(long, global = true, env = "CANDLEKEEP_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "CANDLEKEEP_CONFIG", value_name = "FILE", help_heading = GLOBAL)]
     config: Option<PathBuf>,
     /// The store: `sqlite:PATH` or `postgres://USER@HOST:PORT/DB`
     /// (overrides `store.url`).
-    #[arg(long, global = true, env = "CANDLEKEEP_STORE", value_name = "URL")]
+    #[arg(long, global = true, env = "CANDLEKEEP_STORE", value_name = "URL", help_heading = GLOBAL)]
     store: Option<String>,
     /// Log filter, for example `info` or `ck_sources=debug`.
-    #[arg(long, global = true, env = "CANDLEKEEP_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "CANDLEKEEP_LOG", default_value = "info", help_heading = GLOBAL)]
     log: String,
+    /// Colour in log lines: `auto` colours only when standard error is a
+    /// terminal and `NO_COLOR` is not set.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = GLOBAL)]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +85,12 @@ enum Command {
         /// The instrument, BASE-QUOTE.
         #[arg(long)]
         instrument: Instrument,
+        /// The unit of numeric `ts` values: `auto` reads it from the
+        /// magnitude (seconds below 10^11, milliseconds below 10^14,
+        /// microseconds below 10^17, else nanoseconds); `s`, `ms`, `us` or
+        /// `ns` forces one.
+        #[arg(long, default_value = "auto", value_parser = parse_ts_unit)]
+        ts_unit: TsUnit,
         /// The file.
         file: PathBuf,
     },
@@ -266,6 +276,33 @@ struct RangeArgs {
     format: Format,
 }
 
+/// The help heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
+/// Whether log lines carry ANSI colour codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour: `auto` asks whether stderr is a terminal and
+    /// honours `NO_COLOR` (<https://no-color.org>: set and not empty).
+    fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                use std::io::IsTerminal as _;
+                let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+                !no_color && std::io::stderr().is_terminal()
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Json,
@@ -278,16 +315,29 @@ enum SourceArg {
     Exchange,
 }
 
+fn parse_ts_unit(s: &str) -> Result<TsUnit, String> {
+    s.parse()
+}
+
 fn parse_time(s: &str) -> Result<Ts, String> {
     Ts::parse(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "error: --log {:?} is not a log filter ({e}); try `info`, `debug` or `ck_sources=debug,info`",
+                cli.log
+            );
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(cli.color.enabled())
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -490,12 +540,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import {
             exchange,
             instrument,
+            ts_unit,
             file,
         } => {
             let target = ImportTarget {
                 exchange,
                 instrument,
                 received: Ts::now(),
+                ts_unit,
             };
             run_to_end(&settings, Source::Import { file, target }).await
         }
@@ -504,28 +556,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             interval,
             source,
         } => {
-            let store = ck_app::open_store(&settings).await?;
+            let q = range_query(&range)?;
+            let store = ck_app::open_existing_store(&settings).await?;
             let source = match source {
                 SourceArg::Ours => CandleSource::Ours,
                 SourceArg::Exchange => CandleSource::Exchange,
             };
-            let candles = store
-                .candles(&range_query(&range)?, interval, source)
-                .await?;
+            let candles = store.candles(&q, interval, source).await?;
+            if candles.is_empty() {
+                series_stored(store.as_ref(), &range).await?;
+            }
             output::candles(&candles, range.format == Format::Csv)
         }
         Command::Trades { range } => {
-            let store = ck_app::open_store(&settings).await?;
-            let trades = store.trades(&range_query(&range)?).await?;
+            let q = range_query(&range)?;
+            let store = ck_app::open_existing_store(&settings).await?;
+            let trades = store.trades(&q).await?;
+            if trades.is_empty() {
+                series_stored(store.as_ref(), &range).await?;
+            }
             output::trades(&trades, range.format == Format::Csv)
         }
         Command::Quotes { range } => {
-            let store = ck_app::open_store(&settings).await?;
-            let quotes = store.quotes(&range_query(&range)?).await?;
+            let q = range_query(&range)?;
+            let store = ck_app::open_existing_store(&settings).await?;
+            let quotes = store.quotes(&q).await?;
+            if quotes.is_empty() {
+                series_stored(store.as_ref(), &range).await?;
+            }
             output::quotes(&quotes, range.format == Format::Csv)
         }
         Command::Instruments => {
-            let store = ck_app::open_store(&settings).await?;
+            let store = ck_app::open_existing_store(&settings).await?;
             output::instruments(&store.instruments().await?)
         }
         Command::MockExchange {
@@ -569,7 +631,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             instrument,
             limit,
         } => {
-            let store = ck_app::open_store(&settings).await?;
+            let store = ck_app::open_existing_store(&settings).await?;
             output::gaps(&store.gaps(exchange, instrument.as_ref(), limit).await?)
         }
         Command::Demo {
@@ -655,7 +717,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Errors { limit } => {
-            let store = ck_app::open_store(&settings).await?;
+            let store = ck_app::open_existing_store(&settings).await?;
             output::errors(&store.ingest_errors(limit).await?)
         }
         Command::Backfill {
@@ -722,7 +784,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             to,
         } => {
             anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
-            let store = ck_app::open_store(&settings).await?;
+            let store = ck_app::open_existing_store(&settings).await?;
             let q = RangeQuery {
                 exchange,
                 instrument: instrument.clone(),
@@ -1027,6 +1089,47 @@ async fn run_to_end(settings: &ck_app::config::Settings, source: Source) -> anyh
     Ok(())
 }
 
+/// Whether the store holds `range`'s instrument at all: an empty answer is
+/// an error when it does not, naming what the store holds instead (an empty
+/// range of a stored series is an empty answer, status 0).
+async fn series_stored(store: &dyn ck_store::Store, range: &RangeArgs) -> anyhow::Result<()> {
+    let stored = store.instruments().await?;
+    if stored
+        .iter()
+        .any(|s| s.info.exchange == range.exchange && s.info.instrument == range.instrument)
+    {
+        return Ok(());
+    }
+    let same_exchange: Vec<String> = stored
+        .iter()
+        .filter(|s| s.info.exchange == range.exchange)
+        .map(|s| s.info.instrument.to_string())
+        .collect();
+    let hint = if !same_exchange.is_empty() {
+        format!(
+            "{} instruments stored: {}",
+            range.exchange,
+            same_exchange.join(", ")
+        )
+    } else if stored.is_empty() {
+        "the store holds no instruments yet".to_owned()
+    } else {
+        let mut exchanges: Vec<&str> = stored.iter().map(|s| s.info.exchange.as_str()).collect();
+        exchanges.sort_unstable();
+        exchanges.dedup();
+        format!(
+            "nothing from {} is stored; exchanges stored: {}",
+            range.exchange,
+            exchanges.join(", ")
+        )
+    };
+    anyhow::bail!(
+        "no data for {} {}: {hint} (`candlekeep instruments` lists them)",
+        range.exchange,
+        range.instrument
+    )
+}
+
 fn range_query(r: &RangeArgs) -> anyhow::Result<RangeQuery> {
     let from = r.from.unwrap_or(Ts(i64::MIN));
     let to = r.to.unwrap_or(Ts(i64::MAX));
@@ -1094,12 +1197,15 @@ fn print_report(report: &PipelineReport, started: Instant) {
             ),
             SourceReport::Import(i) => {
                 eprintln!(
-                    "imported {} trades; {} bad rows skipped",
-                    i.trades,
-                    i.bad_rows.len()
+                    "imported {} trades; {} bad rows skipped (each is an ingest error: `candlekeep errors`)",
+                    i.trades, i.bad_row_count
                 );
-                for (line, why) in i.bad_rows.iter().take(20) {
+                for (line, why) in &i.bad_rows {
                     eprintln!("  line {line}: {why}");
+                }
+                let more = i.bad_row_count.saturating_sub(i.bad_rows.len() as u64);
+                if more > 0 {
+                    eprintln!("  and {more} more");
                 }
             }
         }

@@ -340,7 +340,11 @@ impl<D: DecimalText + ?Sized> RecordFields<'_, D> {
             out.extend_from_slice(key.as_bytes());
             match id {
                 None => out.extend_from_slice(b"null"),
-                Some(TradeId::Num(n)) => out.extend_from_slice(n.to_string().as_bytes()),
+                Some(TradeId::Num(n)) => {
+                    out.push(b'"');
+                    out.extend_from_slice(n.to_string().as_bytes());
+                    out.push(b'"');
+                }
                 Some(TradeId::Str(t)) => json_string(out, t),
             }
         }

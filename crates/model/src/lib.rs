@@ -123,25 +123,9 @@ mod openapi {
     }
     impl utoipa::ToSchema for crate::Ts {}
 
-    impl utoipa::PartialSchema for crate::TradeId {
-        fn schema() -> RefOr<Schema> {
-            use utoipa::openapi::schema::OneOfBuilder;
-            let int = ObjectBuilder::new()
-                .schema_type(SchemaType::Type(Type::Integer))
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                .minimum(Some(0))
-                .build();
-            let text = ObjectBuilder::new()
-                .schema_type(SchemaType::Type(Type::String))
-                .build();
-            RefOr::T(Schema::OneOf(
-                OneOfBuilder::new()
-                    .item(int)
-                    .item(text)
-                    .description(Some("A trade id: a number, or the venue's string id."))
-                    .build(),
-            ))
-        }
-    }
-    impl utoipa::ToSchema for crate::TradeId {}
+    string_schema!(
+        crate::TradeId,
+        "The venue's trade id, always as a string (numeric ids exceed 2^53, past JavaScript's exact integers).",
+        "2290000001189048101"
+    );
 }

@@ -50,16 +50,20 @@ impl fmt::Debug for TradeId {
     }
 }
 
-/// Integer ids serialize as JSON numbers, string ids as strings.
+/// Every id serializes as a JSON string: venues' numeric ids exceed 2^53
+/// (Bybit's `2290000001189048101`), which JavaScript's numbers round.
 impl serde::Serialize for TradeId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            TradeId::Num(n) => s.serialize_u64(*n),
+            TradeId::Num(n) => s.collect_str(n),
             TradeId::Str(t) => s.serialize_str(t),
         }
     }
 }
 
+/// Reads a JSON string (numeric text becomes [`TradeId::Num`], as
+/// [`TradeId::from_text`] reads it) or a JSON integer (as older versions
+/// wrote numeric ids).
 impl<'de> serde::Deserialize<'de> for TradeId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;
@@ -75,7 +79,7 @@ impl<'de> serde::Deserialize<'de> for TradeId {
                 u64::try_from(v).map(TradeId::Num).map_err(E::custom)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TradeId, E> {
-                Ok(TradeId::Str(v.into()))
+                Ok(TradeId::from_text(v))
             }
         }
         d.deserialize_any(Visitor)

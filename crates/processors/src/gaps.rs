@@ -77,6 +77,20 @@ impl GapDetector {
         })
     }
 
+    /// Takes trade `id` as seen without a trade: the id of input that could
+    /// not be used (an import's bad row), which is an ingest error, not
+    /// missing data. Only the next id in sequence moves the detector on.
+    pub fn skip(&mut self, exchange: Exchange, instrument: &Instrument, id: u64) {
+        if !exchange.sequential_trade_ids() {
+            return;
+        }
+        if let Some((last, _)) = self.last.get_mut(&(exchange, instrument.clone()))
+            && id == *last + 1
+        {
+            *last = id;
+        }
+    }
+
     /// True when `trade` is a single fill whose id lies inside an aggregated
     /// trade seen before (on a venue whose aggregates carry their last
     /// fill's id): the aggregate counts it already, so it must be dropped,
@@ -174,6 +188,26 @@ mod tests {
         );
         let newest = 100 + 2 * (AGGREGATES_KEPT as u64 + 9);
         assert!(d.covered(&fills(Exchange::Okx, newest - 1, 1, 4)));
+    }
+
+    #[test]
+    fn skipped_ids_of_bad_input_are_not_gaps() {
+        let mut d = GapDetector::new();
+        let now = Ts::from_secs(99);
+        let i = Instrument::parse("BTC-USDT").expect("i");
+        assert_eq!(d.on_trade(&trade(Exchange::Binance, 10, 1), now), None);
+        d.skip(Exchange::Binance, &i, 11);
+        d.skip(Exchange::Binance, &i, 12);
+        assert_eq!(d.on_trade(&trade(Exchange::Binance, 13, 2), now), None);
+        // A skipped id out of sequence moves nothing: 14 is still missing.
+        d.skip(Exchange::Binance, &i, 15);
+        let gap = d
+            .on_trade(&trade(Exchange::Binance, 16, 3), now)
+            .expect("gap");
+        assert_eq!(
+            (gap.first_missing_id, gap.last_missing_id),
+            (Some(14), Some(15))
+        );
     }
 
     #[test]

@@ -1,13 +1,21 @@
 //! Importing trades from files: CSV with a `ts,trade_id,price,qty,side`
 //! header, or JSON lines with the same fields.
 //!
-//! - `ts` is RFC 3339 (fractional seconds optional) or integer unix milliseconds.
+//! - `ts` is RFC 3339 (fractional seconds optional) or a unix time: by
+//!   default its unit is read from its magnitude ([`TsUnit::Auto`]:
+//!   seconds below 10^11, milliseconds below 10^14, microseconds below
+//!   10^17, else nanoseconds; seconds may have a fraction), or forced with
+//!   `--ts-unit`. Times before 2009-01-03 (the first bitcoin block) or more
+//!   than a day past the import are refused.
 //! - `trade_id` is an integer or a string, kept as written.
 //! - `price` and `qty` are decimals, read exactly (JSON numbers too).
 //! - `side` is the taker side, `buy` or `sell`.
 //!
 //! A bad row is reported with its line number, counted and skipped; the rest
-//! of the file still loads.
+//! of the file still loads. It is an ingest error, not a gap: its trade id,
+//! where readable, goes with the error so that the gap detector does not
+//! count it as missing. The first [`FIRST_BAD_ROWS`] bad rows are logged and
+//! kept for the summary; the rest are counted.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -17,13 +25,144 @@ use ck_bus::{Closed, Event, IngestError};
 use ck_model::{Decimal, Exchange, Instrument, Side, Trade, TradeId, Ts};
 use serde_json::value::RawValue;
 
+/// How many bad rows an import logs and lists; later ones are counted.
+pub const FIRST_BAD_ROWS: usize = 20;
+
 /// What an import loaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportStats {
     /// Trades read.
     pub trades: u64,
-    /// Rows skipped, with their line numbers and reasons.
+    /// Rows skipped.
+    pub bad_row_count: u64,
+    /// The first [`FIRST_BAD_ROWS`] rows skipped, with their line numbers
+    /// and reasons.
     pub bad_rows: Vec<(u64, String)>,
+}
+
+/// The unit of a numeric `ts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TsUnit {
+    /// Read from the magnitude: see the module documentation.
+    #[default]
+    Auto,
+    /// Unix seconds (a fraction allowed).
+    Seconds,
+    /// Unix milliseconds.
+    Millis,
+    /// Unix microseconds.
+    Micros,
+    /// Unix nanoseconds.
+    Nanos,
+}
+
+impl TsUnit {
+    /// The unit of `value` by its magnitude.
+    fn of(value: u128) -> TsUnit {
+        match value {
+            v if v < 100_000_000_000 => TsUnit::Seconds,
+            v if v < 100_000_000_000_000 => TsUnit::Millis,
+            v if v < 100_000_000_000_000_000 => TsUnit::Micros,
+            _ => TsUnit::Nanos,
+        }
+    }
+
+    /// Nanoseconds per unit.
+    fn nanos(self) -> i128 {
+        match self {
+            TsUnit::Auto | TsUnit::Seconds => 1_000_000_000,
+            TsUnit::Millis => 1_000_000,
+            TsUnit::Micros => 1_000,
+            TsUnit::Nanos => 1,
+        }
+    }
+
+    /// Its name, as `--ts-unit` takes it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TsUnit::Auto => "auto",
+            TsUnit::Seconds => "s",
+            TsUnit::Millis => "ms",
+            TsUnit::Micros => "us",
+            TsUnit::Nanos => "ns",
+        }
+    }
+}
+
+impl std::str::FromStr for TsUnit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TsUnit, String> {
+        match s {
+            "auto" => Ok(TsUnit::Auto),
+            "s" | "seconds" => Ok(TsUnit::Seconds),
+            "ms" | "millis" => Ok(TsUnit::Millis),
+            "us" | "micros" => Ok(TsUnit::Micros),
+            "ns" | "nanos" => Ok(TsUnit::Nanos),
+            _ => Err(format!(
+                "`{s}` is not a time unit; valid: auto, s, ms, us, ns"
+            )),
+        }
+    }
+}
+
+/// The longest line an import reads (1 MiB): a file without newlines is
+/// refused rather than read into memory whole.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// A reader that fails once a line grows past [`MAX_LINE`] bytes.
+struct LineBound<R> {
+    inner: R,
+    since_newline: usize,
+}
+
+impl<R: std::io::Read> std::io::Read for LineBound<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match buf[..n].iter().rposition(|b| *b == b'\n') {
+            Some(at) => self.since_newline = n - at - 1,
+            None => self.since_newline += n,
+        }
+        if self.since_newline > MAX_LINE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {MAX_LINE} bytes: is this a CSV or JSON lines file?"),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// The first bitcoin block (2009-01-03T18:15:05Z): no trade is older.
+const EARLIEST: Ts = Ts(1_231_006_505_000_000_000);
+
+/// Reads a numeric unix time `ts` in `unit`.
+fn unix_time(ts: &str, unit: TsUnit) -> Result<Ts, String> {
+    let bad = || format!("bad ts `{ts}`");
+    let (whole, fraction) = ts.split_once('.').unwrap_or((ts, ""));
+    if whole.is_empty() || whole.len() > 30 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let value: u128 = whole.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        TsUnit::Auto => TsUnit::of(value),
+        u => u,
+    };
+    if !fraction.is_empty() && unit != TsUnit::Seconds {
+        return Err(format!(
+            "ts `{ts}` has a fraction, which only seconds may have (read as {})",
+            unit.as_str()
+        ));
+    }
+    let mut nanos = i128::try_from(value).map_err(|_| bad())? * unit.nanos();
+    let digits = fraction.len().min(9);
+    if digits > 0 {
+        let frac: i128 = fraction[..digits].parse().map_err(|_| bad())?;
+        nanos += frac * 10_i128.pow(9 - digits as u32);
+    }
+    i64::try_from(nanos)
+        .map(Ts)
+        .map_err(|_| format!("ts `{ts}` is out of range (read as {})", unit.as_str()))
 }
 
 /// Why an import could not run at all.
@@ -63,6 +202,8 @@ pub struct ImportTarget {
     pub instrument: Instrument,
     /// The receive time given to every trade (the import time).
     pub received: Ts,
+    /// The unit of numeric times.
+    pub ts_unit: TsUnit,
 }
 
 fn row_to_trade(
@@ -73,11 +214,24 @@ fn row_to_trade(
     qty: &str,
     side: &str,
 ) -> Result<Trade, String> {
-    let ts_exchange = if !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-        Ts::from_millis(ts.parse::<i64>().map_err(|_| format!("bad ts `{ts}`"))?)
+    let ts_exchange = if !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        unix_time(ts, target.ts_unit)?
+    } else if ts.starts_with('-') {
+        return Err(format!("ts `{ts}` is negative"));
     } else {
         Ts::parse(ts).map_err(|e| e.to_string())?
     };
+    let latest = Ts(target.received.0.saturating_add(86_400_000_000_000));
+    if ts_exchange < EARLIEST || ts_exchange > latest {
+        return Err(format!(
+            "ts `{ts}` is {ts_exchange}, outside {EARLIEST} to a day past now{}",
+            if ts.bytes().all(|b| b.is_ascii_digit()) && target.ts_unit == TsUnit::Auto {
+                " (use --ts-unit if the unit was misread)"
+            } else {
+                ""
+            }
+        ));
+    }
     if id.is_empty() {
         return Err("empty trade_id".into());
     }
@@ -117,7 +271,10 @@ pub fn import_file(
         path: path.to_owned(),
         source,
     };
-    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut reader = BufReader::new(LineBound {
+        inner: File::open(path).map_err(io)?,
+        since_newline: 0,
+    });
     let is_json = {
         let ext = path
             .extension()
@@ -138,20 +295,32 @@ pub fn import_file(
         }
     };
     let mut stats = ImportStats::default();
+    let bad_rows_total = ck_bus::metrics::counter("candlekeep_import_bad_rows_total");
     let bad = |stats: &mut ImportStats,
                line: u64,
                message: String,
                input: &str,
+               id: Option<&str>,
                emit: &mut dyn FnMut(Event) -> Result<(), Closed>| {
-        tracing::warn!(file = %path.display(), line, error = %message, "skipped bad row");
-        ck_bus::metrics::counter("candlekeep_import_bad_rows_total").inc();
-        let err = IngestError::new(
+        bad_rows_total.inc();
+        stats.bad_row_count += 1;
+        if stats.bad_rows.len() < FIRST_BAD_ROWS {
+            tracing::warn!(file = %path.display(), line, error = %message, "skipped bad row");
+            stats.bad_rows.push((line, message.clone()));
+        } else if stats.bad_rows.len() == FIRST_BAD_ROWS
+            && stats.bad_row_count == FIRST_BAD_ROWS as u64 + 1
+        {
+            tracing::warn!(file = %path.display(), "more bad rows: counting them without a warning each");
+        }
+        let mut err = IngestError::new(
             Some(target.exchange),
             format!("{}:{line}", path.display()),
-            message.clone(),
+            message,
             input,
         );
-        stats.bad_rows.push((line, message));
+        err.skipped_trade = id
+            .and_then(|id| id.trim().parse::<u64>().ok())
+            .map(|id| (target.instrument.clone(), id));
         emit(Event::IngestError(err))
     };
     if is_json {
@@ -166,7 +335,17 @@ pub fn import_file(
                     stats.trades += 1;
                     emit(Event::Trade(t))?;
                 }
-                Err(message) => bad(&mut stats, line_no, message, &line, &mut emit)?,
+                Err(message) => {
+                    let id = json_trade_id(&line);
+                    bad(
+                        &mut stats,
+                        line_no,
+                        message,
+                        &line,
+                        id.as_deref(),
+                        &mut emit,
+                    )?;
+                }
             }
         }
         return Ok(stats);
@@ -216,10 +395,14 @@ pub fn import_file(
                     }
                     Err(message) => {
                         let text = record.iter().collect::<Vec<_>>().join(",");
-                        bad(&mut stats, line_no, message, &text, &mut emit)?;
+                        let id = record.get(cols[1]);
+                        bad(&mut stats, line_no, message, &text, id, &mut emit)?;
                     }
                 }
             }
+            // The file itself could not be read on: what came before is
+            // imported, and the import fails naming the cause.
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(io(e.into())),
             Err(e) => {
                 let line = e.position().map_or(line_no, csv::Position::line);
                 bad(
@@ -227,15 +410,25 @@ pub fn import_file(
                     line,
                     format!("unreadable CSV row: {e}"),
                     "",
+                    None,
                     &mut emit,
                 )?;
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    break;
-                }
             }
         }
     }
     Ok(stats)
+}
+
+/// The `trade_id` of a JSON row that did not import, if it can be read.
+fn json_trade_id(line: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        trade_id: &'a RawValue,
+    }
+    let id: Id<'_> = serde_json::from_str(line).ok()?;
+    let t = id.trade_id.get();
+    Some(t.trim_matches('"').to_owned())
 }
 
 fn json_row(target: &ImportTarget, line: &str) -> Result<Trade, String> {
@@ -280,7 +473,8 @@ mod tests {
         ImportTarget {
             exchange: Exchange::Binance,
             instrument: Instrument::parse("BTC-USDT").expect("i"),
-            received: Ts(0),
+            received: Ts::from_secs(1_800_000_000),
+            ts_unit: TsUnit::Auto,
         }
     }
 
@@ -322,6 +516,116 @@ mod tests {
             "{:?}",
             stats.bad_rows
         );
+    }
+
+    #[test]
+    fn numeric_times_are_read_in_the_unit_their_magnitude_says() {
+        let body = "ts,trade_id,price,qty,side\n\
+                    1709287201,1,1,1,buy\n\
+                    1709287201.25,2,1,1,buy\n\
+                    1709287201500,3,1,1,buy\n\
+                    1709287201500250,4,1,1,buy\n\
+                    1709287201500250750,5,1,1,buy\n\
+                    9999999999999999,6,1,1,buy\n\
+                    1230000000,7,1,1,buy\n\
+                    -5,8,1,1,buy\n\
+                    1709287201.5e3,9,1,1,buy\n";
+        let (trades, stats) = run("t.csv", body);
+        let times: Vec<Ts> = trades.iter().map(|t| t.ts_exchange).collect();
+        let at = Ts::parse("2024-03-01T10:00:01Z").expect("ts").0;
+        assert_eq!(
+            times,
+            vec![
+                Ts(at),
+                Ts(at + 250_000_000),
+                Ts(at + 500_000_000),
+                Ts(at + 500_250_000),
+                Ts(at + 500_250_750),
+            ]
+        );
+        let lines: Vec<u64> = stats.bad_rows.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, vec![7, 8, 9, 10], "{:?}", stats.bad_rows);
+        assert!(
+            stats.bad_rows[0].1.contains("out of range"),
+            "microseconds past 2262 refused: {:?}",
+            stats.bad_rows
+        );
+        assert!(stats.bad_rows[1].1.contains("outside"), "before 2009");
+        assert!(stats.bad_rows[2].1.contains("negative"));
+        // A forced unit reads every number in it.
+        for (unit, ts, want) in [
+            (TsUnit::Millis, "1709287201", Ts::from_millis(1_709_287_201)),
+            (TsUnit::Seconds, "1709287", Ts::from_secs(1_709_287)),
+            (
+                TsUnit::Nanos,
+                "1709287201000000000",
+                Ts(1_709_287_201_000_000_000),
+            ),
+        ] {
+            let got = unix_time(ts, unit);
+            assert_eq!(got, Ok(want), "{ts} as {unit:?}");
+        }
+        assert!(unix_time("1709287201.5", TsUnit::Millis).is_err());
+        // Within i64 but past a day from now: refused, with the hint.
+        let t = target();
+        let err = row_to_trade(&t, "9000000000", "1", "1", "1", "buy").expect_err("2255");
+        assert!(
+            err.contains("outside") && err.contains("--ts-unit"),
+            "{err}"
+        );
+        assert_eq!("us".parse::<TsUnit>(), Ok(TsUnit::Micros));
+        assert!("hours".parse::<TsUnit>().is_err());
+    }
+
+    #[test]
+    fn bad_rows_carry_their_trade_ids_and_only_the_first_are_listed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.csv");
+        let mut body = String::from("ts,trade_id,price,qty,side\n");
+        for id in 1..=100 {
+            let price = if id % 2 == 0 { "bad" } else { "1" };
+            body.push_str(&format!("2024-01-01T00:00:00Z,{id},{price},1,buy\n"));
+        }
+        std::fs::write(&path, body).expect("write");
+        let mut skipped = Vec::new();
+        let stats = import_file(&path, &target(), |e| {
+            if let Event::IngestError(e) = e {
+                skipped.push(e.skipped_trade.map(|(_, id)| id));
+            }
+            Ok(())
+        })
+        .expect("import");
+        assert_eq!((stats.trades, stats.bad_row_count), (50, 50));
+        assert_eq!(stats.bad_rows.len(), FIRST_BAD_ROWS);
+        assert_eq!(skipped.len(), 50);
+        assert_eq!(skipped[0], Some(2));
+        assert_eq!(skipped[49], Some(100));
+    }
+
+    #[test]
+    fn a_line_without_end_is_refused_not_read_into_memory() {
+        let dir = tempfile::tempdir().expect("dir");
+        for name in ["long.jsonl", "long.csv"] {
+            let path = dir.path().join(name);
+            let mut body = String::from(if name.ends_with("csv") {
+                "ts,trade_id,price,qty,side\n"
+            } else {
+                ""
+            });
+            body.push_str(&"x".repeat(MAX_LINE + 10));
+            std::fs::write(&path, body).expect("write");
+            let err = import_file(&path, &target(), |_| Ok(()));
+            let message = match err {
+                Err(e) => format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e)
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ),
+                Ok(stats) => panic!("{name} imported: {stats:?}"),
+            };
+            assert!(message.contains("a line longer than"), "{name}: {message}");
+        }
     }
 
     #[test]

@@ -68,6 +68,11 @@ pub enum Error {
         /// Newest version this binary knows.
         supported: i64,
     },
+    /// The database holds no candlekeep store, and the caller only reads.
+    #[error(
+        "it holds no candlekeep store yet (`run`, `import`, `replay`, `backfill` or `migrate` create one)"
+    )]
+    Missing,
     /// The blocking worker stopped unexpectedly.
     #[error("store worker failed")]
     Worker(#[source] tokio::task::JoinError),

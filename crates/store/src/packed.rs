@@ -32,7 +32,7 @@ pub(crate) const DAY_NS: i64 = 86_400 * 1_000_000_000;
 /// [`ck_model::RecordFields`] writes different bytes: older packs are then
 /// ignored by readers and rebuilt by each backend's packer
 /// (`Store::pack_candle_days`).
-pub(crate) const RECORD_FORMAT: i64 = 1;
+pub(crate) const RECORD_FORMAT: i64 = 2;
 
 /// zstd level for packs: they are written once and read many times.
 const LEVEL: i32 = 3;

@@ -233,7 +233,12 @@ async fn trades_page_through_everything_once() {
         let page = get(&uri).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         for t in page.json().as_array().expect("array") {
-            seen.push(t["trade_id"].as_u64().expect("id"));
+            seen.push(
+                t["trade_id"]
+                    .as_str()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .expect("the id, as a string"),
+            );
         }
         match page.headers.get("x-next-cursor") {
             Some(c) => {
@@ -288,6 +293,27 @@ async fn health_metrics_connectors_and_openapi() {
     let m = get("/metrics").await;
     assert_eq!(m.status, StatusCode::OK);
     assert!(m.body.contains("candlekeep_queue_depth"), "{}", m.body);
+    // Every family is named with the prefix and has its help before its type.
+    let lines: Vec<&str> = m.body.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let family = rest.split(' ').next().unwrap_or_default();
+            assert!(
+                family.starts_with("candlekeep_") || family.starts_with("ck_test_"),
+                "{family} lacks the candlekeep_ prefix"
+            );
+            let help = i.checked_sub(1).map(|j| lines[j]).unwrap_or_default();
+            assert!(
+                help.starts_with(&format!("# HELP {family} ")),
+                "{family} has no # HELP line: {help:?}"
+            );
+        } else if !line.starts_with('#') {
+            assert!(
+                line.starts_with("candlekeep_") || line.starts_with("ck_test_"),
+                "a sample without the prefix: {line}"
+            );
+        }
+    }
     assert_eq!(
         get("/api/v1/connectors").await.json(),
         serde_json::json!([])
@@ -746,7 +772,7 @@ async fn each_client_has_its_own_request_rate_limit() {
             .insert(ConnectInfo(std::net::SocketAddr::from((ip, 40_000))));
         app.clone().oneshot(request)
     };
-    let before = ck_bus::metrics::counter("api_requests_limited_total").get();
+    let before = ck_bus::metrics::counter("candlekeep_api_requests_limited_total").get();
     for _ in 0..2 {
         assert_eq!(
             call([10, 0, 0, 1]).await.expect("response").status(),
@@ -774,7 +800,7 @@ async fn each_client_has_its_own_request_rate_limit() {
         StatusCode::OK,
         "another client is not limited"
     );
-    assert!(ck_bus::metrics::counter("api_requests_limited_total").get() > before);
+    assert!(ck_bus::metrics::counter("candlekeep_api_requests_limited_total").get() > before);
 }
 
 /// A request with an optional bearer token and JSON body; status and JSON.
@@ -986,8 +1012,14 @@ async fn cross_exchange_composite_and_spread_agree_with_the_candles() {
         weight += num(&v["volume"]);
         prices.push((num(&v["price"]), ex.to_owned()));
     }
-    let composite = weighted / weight;
-    assert!((c["composite"].as_f64().expect("composite") - composite).abs() < 1e-6);
+    // The composite is an exact decimal string, four digits finer than
+    // the prices; each deviation is taken from it.
+    let expected = weighted / weight;
+    let composite = num(&c["composite"]);
+    assert!(
+        (composite - expected).abs() < 1e-6,
+        "{composite} vs {expected}"
+    );
     for v in venues {
         let dev = num(&v["price"]) / composite - 1.0;
         assert!((v["deviation"].as_f64().expect("deviation") - dev).abs() < 1e-12);

@@ -188,7 +188,12 @@ async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
         while trades.len() < 9_757 && tokio::time::Instant::now() < deadline {
             let m = next_json(&mut fast).await;
             match m["type"].as_str() {
-                Some("trade") => trades.push(m["trade_id"].as_u64().expect("id")),
+                Some("trade") => trades.push(
+                    m["trade_id"]
+                        .as_str()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .expect("the id, as a string"),
+                ),
                 Some("candle") => {
                     assert_eq!(m["interval"], "1m");
                     candle_states.insert(m["state"].as_str().expect("state").to_owned());

@@ -175,8 +175,16 @@ impl Shared {
                 data.insert(key.to_owned(), (id + lap * span).into());
             }
         }
-        Some(v.to_string().into())
+        combined_text(&v).map(Into::into)
     }
+}
+
+/// A combined-stream message as Binance writes it: `stream` first, then
+/// `data` (`serde_json::Value` would sort the keys, putting `data` first).
+fn combined_text(v: &serde_json::Value) -> Option<String> {
+    let stream = v.get("stream")?;
+    let data = v.get("data")?;
+    Some(format!("{{\"stream\":{stream},\"data\":{data}}}"))
 }
 
 /// A running mock; dropping the handle does not stop it (it ends with the runtime).
@@ -377,8 +385,10 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
         messages.push(StreamMessage {
             trade_ordinal,
             ts: m.ts_received,
+            text: combined_text(&value)
+                .unwrap_or_else(|| value.to_string())
+                .into(),
             stream,
-            text: value.to_string().into(),
             symbol,
             value: original,
         });
@@ -442,6 +452,17 @@ fn read_listings(body: &str, out: &mut BTreeMap<String, (String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_written_stream_first_as_binance_writes_them() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"stream":"btcusdt@trade","data":{"e":"trade","t":1}}"#)
+                .expect("json");
+        assert_eq!(
+            combined_text(&v).as_deref(),
+            Some(r#"{"stream":"btcusdt@trade","data":{"e":"trade","t":1}}"#)
+        );
+    }
 
     #[test]
     fn symbols_split_on_known_quotes() {

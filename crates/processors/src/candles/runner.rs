@@ -138,6 +138,11 @@ impl CandleRunner {
                         if let Event::Gap(g) = &event {
                             tap(g);
                         }
+                        if let Event::IngestError(e) = &event
+                            && let (Some(exchange), Some((instrument, id))) = (e.exchange, &e.skipped_trade)
+                        {
+                            gaps.skip(exchange, instrument, *id);
+                        }
                         publish(feed.as_ref(), &event);
                         output.send(event).await?;
                         if let Some(g) = gap {

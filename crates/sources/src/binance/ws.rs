@@ -12,7 +12,7 @@ use ck_bus::{Clock, Closed, Event, RawMessage, Sender};
 use ck_model::{Exchange, Instrument};
 
 use crate::live::ConnectorStatus;
-use crate::live::connector::{ConnectPace, LiveConfig, WsProtocol, run_ws};
+use crate::live::connector::{ConnectPace, LiveConfig, WsProtocol, run_ws, string_field};
 
 /// The public market-data endpoint.
 pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
@@ -73,7 +73,9 @@ impl WsProtocol for BinanceProtocol {
     }
 
     fn symbol_of<'a>(&self, text: &'a str) -> Option<&'a str> {
-        let stream = text.strip_prefix("{\"stream\":\"")?;
+        // `{"stream":"btcusdt@trade","data":{…}}`, in either key order (no
+        // Binance payload has a `stream` key of its own).
+        let stream = string_field(text, "\"stream\"")?;
         Some(&stream[..stream.find('@')?])
     }
 
@@ -120,6 +122,13 @@ mod tests {
         assert_eq!(
             BinanceProtocol.symbol_of(r#"{"stream":"btcusdt@trade","data":{}}"#),
             Some("btcusdt")
+        );
+        // Key order is not the connector's business.
+        assert_eq!(
+            BinanceProtocol.symbol_of(
+                r#"{"data":{"e":"trade","s":"ETHUSDT","t":1},"stream":"ethusdt@trade"}"#
+            ),
+            Some("ethusdt")
         );
         let eth = Instrument::parse("ETH-USDT").expect("i");
         let re = BinanceProtocol.resubscribe(&[i.clone(), eth]);

@@ -54,6 +54,10 @@ pub struct PgOptions {
     /// TimescaleDB's policies to set at open; `None` leaves the server's as
     /// they are (hypertables made at this open get the defaults).
     pub policies: Option<TimescalePolicies>,
+    /// Create the schema and tables where they are missing; `false` refuses
+    /// a database without candlekeep's tables ([`Error::Missing`]), as the
+    /// read-only commands open it.
+    pub create: bool,
 }
 
 /// TimescaleDB's background policies for trades and quotes.
@@ -89,6 +93,7 @@ impl PgOptions {
             schema: None,
             readers: 4,
             policies: None,
+            create: true,
         }
     }
 }
@@ -121,10 +126,13 @@ impl Conn {
         });
         if let Some(schema) = &options.schema {
             let ident = quote_ident(schema);
+            let create = if options.create {
+                format!("CREATE SCHEMA IF NOT EXISTS {ident}; ")
+            } else {
+                String::new()
+            };
             client
-                .batch_execute(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS {ident}; SET search_path TO {ident}"
-                ))
+                .batch_execute(&format!("{create}SET search_path TO {ident}"))
                 .await
                 .map_err(pg("selecting the schema"))?;
         }
@@ -236,7 +244,7 @@ impl PgStore {
     /// when the server offers it.
     pub async fn open(options: PgOptions) -> Result<PgStore, Error> {
         let mut conn = Conn::open(&options).await?;
-        schema::migrate(&mut conn.client).await?;
+        schema::migrate(&mut conn.client, options.create).await?;
         let extension = schema::timescale(&mut conn.client, &options).await;
         let readers = (0..options.readers.max(1))
             .map(|_| tokio::sync::Mutex::new(None))
@@ -1104,6 +1112,7 @@ impl Store for PgStore {
                 origin: r.get(2),
                 message: r.get(3),
                 excerpt: r.get(4),
+                skipped_trade: None,
             })
             .collect())
     }

@@ -163,8 +163,10 @@ pub(crate) fn newest() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.0)
 }
 
-/// Brings the database up to the newest schema, under an advisory lock.
-pub(crate) async fn migrate(client: &mut Client) -> Result<(), Error> {
+/// Brings the database up to the newest schema, under an advisory lock;
+/// with `create` false, a database without candlekeep's tables is refused
+/// rather than set up.
+pub(crate) async fn migrate(client: &mut Client, create: bool) -> Result<(), Error> {
     let tx = client
         .transaction()
         .await
@@ -172,15 +174,27 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), Error> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(pg("taking the migration lock"))?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version     BIGINT PRIMARY KEY,
-            description TEXT NOT NULL,
-            applied_at  BIGINT NOT NULL
-        )",
-    )
-    .await
-    .map_err(pg("creating schema_migrations"))?;
+    // Asked first rather than `CREATE TABLE IF NOT EXISTS`, which makes the
+    // server log a NOTICE on every start.
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(pg("looking for schema_migrations"))?
+        .get(0);
+    if !exists {
+        if !create {
+            return Err(Error::Missing);
+        }
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     BIGINT PRIMARY KEY,
+                description TEXT NOT NULL,
+                applied_at  BIGINT NOT NULL
+            )",
+        )
+        .await
+        .map_err(pg("creating schema_migrations"))?;
+    }
     let current: i64 = tx
         .query_one(
             "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",

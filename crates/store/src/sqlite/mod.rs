@@ -784,6 +784,7 @@ impl Store for SqliteStore {
                         origin: r.get(2)?,
                         message: r.get(3)?,
                         excerpt: r.get(4)?,
+                        skipped_trade: None,
                     }))
                 })
                 .map_err(sql("querying errors"))?;
