@@ -138,8 +138,10 @@ pub struct PipelineReport {
 ///
 /// `wall_clock` stamps live messages and closes quiet candles; the system
 /// clock is used if it is `None` and a live source runs. Without live sources
-/// (replay, import) candles close on exchange time only: the wall clock would
-/// close every candle of the past.
+/// (replay, import, backfill) candles close on exchange time only while data
+/// flows (the wall clock would close every candle of the past); when the
+/// input ends, candles past their end plus the lateness window by the wall
+/// clock are closed, and only the rest stay provisional.
 pub async fn run_pipeline(
     settings: &Settings,
     store: Arc<dyn Store>,
@@ -291,6 +293,10 @@ pub async fn run_pipeline(
             gap_tap: repairing.then_some(gap_tx),
             gap_seeds,
             feed: Some(settings.feed.clone()),
+            // A finite run ends with its settled candles closed: nothing
+            // will come to revise a 2024 candle after a replay of 2024.
+            settle_at_end: (!live)
+                .then(|| wall_clock.clone().unwrap_or_else(|| Arc::new(SystemClock))),
             ..RunnerConfig::default()
         };
         let runner = CandleRunner::new(

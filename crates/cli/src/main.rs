@@ -535,7 +535,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 files,
                 options: ReplayOptions { speed },
             };
-            run_to_end(&settings, source).await
+            let report = run_to_end(&settings, source).await?;
+            // Damaged input: everything readable is stored, and the exit
+            // status says that something was not.
+            let unreadable: u64 = report
+                .sources
+                .iter()
+                .map(|s| match s {
+                    SourceReport::Replay(r) => r.bad_records,
+                    _ => 0,
+                })
+                .sum();
+            anyhow::ensure!(
+                unreadable == 0,
+                "{unreadable} records could not be read and were skipped (damaged or cut-short input; `candlekeep errors` lists them); everything readable was stored"
+            );
+            Ok(())
         }
         Command::Import {
             exchange,
@@ -549,7 +564,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 received: Ts::now(),
                 ts_unit,
             };
-            run_to_end(&settings, Source::Import { file, target }).await
+            run_to_end(&settings, Source::Import { file, target }).await?;
+            Ok(())
         }
         Command::Candles {
             range,
@@ -1074,7 +1090,10 @@ fn binance_recording(files: &[PathBuf]) -> anyhow::Result<Vec<ck_bus::RawMessage
 
 /// Runs one finite source (replay, import) through the pipeline, on exchange
 /// time, and prints what it did.
-async fn run_to_end(settings: &ck_app::config::Settings, source: Source) -> anyhow::Result<()> {
+async fn run_to_end(
+    settings: &ck_app::config::Settings,
+    source: Source,
+) -> anyhow::Result<PipelineReport> {
     let store = ck_app::open_store(settings).await?;
     let started = Instant::now();
     let report = run_pipeline(
@@ -1086,7 +1105,7 @@ async fn run_to_end(settings: &ck_app::config::Settings, source: Source) -> anyh
     )
     .await?;
     print_report(&report, started);
-    Ok(())
+    Ok(report)
 }
 
 /// Whether the store holds `range`'s instrument at all: an empty answer is

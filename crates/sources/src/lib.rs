@@ -33,3 +33,4 @@ pub mod recordings;
 pub mod replay;
 pub mod rest;
 pub mod tape;
+pub mod zstd_frames;

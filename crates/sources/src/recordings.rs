@@ -135,9 +135,10 @@ impl Recording {
         let n = read_up_to(&mut file, &mut magic).map_err(io)?;
         let file = File::open(path).map_err(io)?;
         let mut lines: Box<dyn BufRead + Send> = if n >= 4 && magic == ZSTD_MAGIC {
+            // Frame by frame: a damaged frame is skipped and reported.
             Box::new(BufReader::with_capacity(
                 1 << 16,
-                zstd::stream::read::Decoder::new(file).map_err(io)?,
+                crate::zstd_frames::ZstdFrames::new(file).map_err(io)?,
             ))
         } else if n >= 2 && magic[..2] == GZIP_MAGIC {
             Box::new(BufReader::with_capacity(
@@ -243,6 +244,14 @@ impl Iterator for Recording {
                     match self.lines.read_line(&mut self.buf) {
                         Ok(0) => return None,
                         Ok(_) => std::mem::take(&mut self.buf),
+                        Err(e) if crate::zstd_frames::is_damage(&e) => {
+                            // A damaged frame, skipped whole: reading goes on.
+                            return Some(Err(RecordError {
+                                line: self.line_no + 1,
+                                message: format!("skipped: {e}"),
+                                excerpt: String::new(),
+                            }));
+                        }
                         Err(e) => {
                             // A truncated compressed tail (a crash mid-write):
                             // everything before it was delivered.

@@ -9,6 +9,9 @@ use ck_model::Ts;
 use crate::normalize::{NormalizeStats, Normalizer};
 use crate::recordings::{OpenError, Recording};
 
+/// How many bad records a replay warns of one by one.
+const WARNINGS: u64 = 20;
+
 /// How to replay.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayOptions {
@@ -82,7 +85,13 @@ pub fn replay_blocking(
                 Err(e) => {
                     stats.bad_records += 1;
                     ck_bus::metrics::counter("candlekeep_bad_records_total").inc();
-                    tracing::warn!(file = %path.display(), line = e.line, error = %e.message, "skipped bad record");
+                    // The first few each get a warning; the rest are counted
+                    // (a corrupted file can have a bad record per line).
+                    if stats.bad_records <= WARNINGS {
+                        tracing::warn!(file = %path.display(), line = e.line, error = %e.message, "skipped bad record");
+                    } else if stats.bad_records == WARNINGS + 1 {
+                        tracing::warn!(file = %path.display(), "more bad records: counting them without a warning each");
+                    }
                     tx.blocking_send(Event::IngestError(IngestError::new(
                         None,
                         format!("{}:{}", display(path), e.line),

@@ -15,10 +15,15 @@
 //! ```
 //!
 //! `r` is a WebSocket frame written raw; `j` is one that holds a line break,
-//! written as a JSON string; `h` is a REST response. The writer flushes a
-//! complete zstd block at least every `flush_every` messages (and when asked),
-//! so a crash loses at most the unflushed tail. When a day closes its file is
-//! finished and fsync'd.
+//! written as a JSON string; `h` is a REST response.
+//!
+//! The header line is a zstd frame of its own; then the writer ends a zstd
+//! frame, with zstd's content checksum, at least every `flush_every`
+//! messages (and when asked), so a crash loses at most the unflushed tail,
+//! and damage to the file costs only the frames it touches: the reader
+//! ([`crate::zstd_frames`]) skips a frame that fails its checksum whole and
+//! reports it. Tapes written before checksums (one frame a day) still read.
+//! When a day closes its file is finished and fsync'd.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -48,8 +53,59 @@ pub enum TapeError {
 struct OpenDay {
     day: Ts,
     path: PathBuf,
-    encoder: zstd::stream::write::Encoder<'static, BufWriter<File>>,
+    /// The open frame, if any; else the file between frames.
+    frame: Frame,
     unflushed: usize,
+}
+
+/// A day file, inside a zstd frame or between two.
+enum Frame {
+    Open(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Closed(BufWriter<File>),
+    /// Only while moving from one state to the other.
+    Moving,
+}
+
+impl OpenDay {
+    /// The open frame, starting one (with its checksum) if needed.
+    fn encoder(
+        &mut self,
+    ) -> io::Result<&mut zstd::stream::write::Encoder<'static, BufWriter<File>>> {
+        if let Frame::Closed(_) = self.frame
+            && let Frame::Closed(file) = std::mem::replace(&mut self.frame, Frame::Moving)
+        {
+            // Level 1: live capture must keep up first; tapes still shrink ~8x.
+            let mut encoder = zstd::stream::write::Encoder::new(file, 1)?;
+            encoder.include_checksum(true)?;
+            self.frame = Frame::Open(encoder);
+        }
+        match &mut self.frame {
+            Frame::Open(encoder) => Ok(encoder),
+            _ => Err(io::Error::other("tape file lost between frames")),
+        }
+    }
+
+    /// Ends the open frame (writing its checksum) and pushes it to the file.
+    fn end_frame(&mut self) -> io::Result<()> {
+        match std::mem::replace(&mut self.frame, Frame::Moving) {
+            Frame::Open(encoder) => {
+                let mut file = encoder.finish()?;
+                file.flush()?;
+                self.frame = Frame::Closed(file);
+            }
+            other => self.frame = other,
+        }
+        Ok(())
+    }
+
+    /// Ends the open frame and gives the file back.
+    fn finish(mut self) -> io::Result<File> {
+        self.end_frame()?;
+        match self.frame {
+            Frame::Closed(file) => file.into_inner().map_err(|e| e.into_error()),
+            _ => Err(io::Error::other("tape file lost between frames")),
+        }
+    }
 }
 
 /// Writes one exchange's tape, rotating at UTC midnight (of receive time).
@@ -95,11 +151,15 @@ impl TapeWriter {
         let Some(cur) = self.current.as_mut() else {
             return Ok(());
         };
-        let io = |source| TapeError::Io {
-            path: cur.path.clone(),
-            source,
-        };
-        cur.encoder.write_all(self.line.as_bytes()).map_err(io)?;
+        if let Err(source) = cur
+            .encoder()
+            .and_then(|e| e.write_all(self.line.as_bytes()))
+        {
+            return Err(TapeError::Io {
+                path: cur.path.clone(),
+                source,
+            });
+        }
         cur.unflushed += 1;
         if cur.unflushed >= flush_every {
             self.flush()?;
@@ -107,10 +167,11 @@ impl TapeWriter {
         Ok(())
     }
 
-    /// Pushes everything written so far to the file as a complete zstd block.
+    /// Pushes everything written so far to the file as a complete zstd
+    /// frame with its checksum.
     pub fn flush(&mut self) -> Result<(), TapeError> {
         if let Some(cur) = self.current.as_mut() {
-            cur.encoder.flush().map_err(|source| TapeError::Io {
+            cur.end_frame().map_err(|source| TapeError::Io {
                 path: cur.path.clone(),
                 source,
             })?;
@@ -124,13 +185,12 @@ impl TapeWriter {
         let Some(cur) = self.current.take() else {
             return Ok(());
         };
-        let path = cur.path;
+        let path = cur.path.clone();
         let io = |source| TapeError::Io {
             path: path.clone(),
             source,
         };
-        let buffered = cur.encoder.finish().map_err(io)?;
-        let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
+        let file = cur.finish().map_err(io)?;
         file.sync_all().map_err(io)?;
         Ok(())
     }
@@ -155,15 +215,21 @@ impl TapeWriter {
             .write(true)
             .open(&path)
             .map_err(io)?;
-        // Level 1: live capture must keep up first; tapes still shrink ~8x.
-        let mut encoder = zstd::stream::write::Encoder::new(BufWriter::new(file), 1).map_err(io)?;
-        writeln!(encoder, "{TAPE_HEADER} exchange={}", self.exchange).map_err(io)?;
-        Ok(OpenDay {
+        let mut open = OpenDay {
             day,
-            path,
-            encoder,
+            path: path.clone(),
+            frame: Frame::Closed(BufWriter::new(file)),
             unflushed: 0,
-        })
+        };
+        // The header is a frame of its own: damage elsewhere leaves it.
+        writeln!(
+            open.encoder().map_err(io)?,
+            "{TAPE_HEADER} exchange={}",
+            self.exchange
+        )
+        .map_err(io)?;
+        open.end_frame().map_err(io)?;
+        Ok(open)
     }
 }
 
@@ -325,5 +391,49 @@ mod tests {
             [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#],
             "the crashed segment's flushed line, then both restarts, in order"
         );
+    }
+
+    #[test]
+    fn damage_costs_only_its_frames_and_is_reported_never_read_as_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Ts::parse("2024-01-01T10:00:00Z").expect("t").0;
+        let written: Vec<RawMessage> = (0..40)
+            .map(|i| msg(t + i, &format!("{{\"price\":\"{}.{i:02}\"}}", 60_000 + i)))
+            .collect();
+        let mut w = TapeWriter::new(dir.path(), Exchange::Binance, 4);
+        for m in &written {
+            w.write(m).expect("write");
+        }
+        drop(w);
+        let path = TapeWriter::path_for(dir.path(), Exchange::Binance, Ts(t).day_start());
+        let mut bytes = fs::read(&path).expect("read");
+        // Eight bytes overwritten in the middle of the file.
+        let middle = bytes.len() / 2;
+        for b in &mut bytes[middle..middle + 8] {
+            *b = 0x5a;
+        }
+        fs::write(&path, &bytes).expect("write");
+        let (mut good, mut damaged) = (Vec::new(), Vec::new());
+        for r in Recording::open(&path).expect("open") {
+            match r {
+                Ok(m) => good.push(m),
+                Err(e) => damaged.push(e),
+            }
+        }
+        assert_eq!(damaged.len(), 1, "one frame skipped: {damaged:?}");
+        assert!(
+            damaged[0].message.contains("damaged zstd frame"),
+            "{damaged:?}"
+        );
+        assert!(
+            good.len() >= written.len() - 8 && good.len() < written.len(),
+            "only the damaged frame's messages are lost: {} of {}",
+            good.len(),
+            written.len()
+        );
+        for m in &good {
+            assert!(written.contains(m), "never a wrong message: {m:?}");
+        }
+        assert_eq!(good.last(), written.last(), "the frames after it read");
     }
 }

@@ -251,10 +251,7 @@ async fn coinbase_exchange_trades_backfill_from_the_command_line() {
                 .entry(v["product_id"].as_str().expect("product").to_owned())
                 .or_default()
                 .push((
-                    v["trade_id"]
-                        .as_str()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .expect("the id, as a string"),
+                    v["trade_id"].as_u64().expect("id"),
                     Ts::parse(v["time"].as_str().expect("time")).expect("time"),
                 ));
         }

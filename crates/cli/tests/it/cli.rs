@@ -439,6 +439,28 @@ fn import_reads_unix_seconds_and_bad_rows_are_errors_not_gaps() {
     let rows: serde_json::Value = serde_json::from_slice(&trades.stdout).expect("json");
     assert_eq!(rows[0]["ts"], "2024-03-01T10:00:02Z", "{rows}");
     assert_eq!(rows[0]["trade_id"], "1", "{rows}");
+    // A finite import of 2024 settles: its newest candles are closed too.
+    for interval in ["1m", "1d", "1M"] {
+        let out = candlekeep(
+            dir.path(),
+            &[
+                "candles",
+                "--exchange",
+                "binance",
+                "--instrument",
+                "BTC-USDT",
+                "--interval",
+                interval,
+            ],
+        );
+        let candles: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let candles = candles.as_array().expect("array");
+        assert!(!candles.is_empty(), "{interval}");
+        assert!(
+            candles.iter().all(|c| c["state"] == "closed"),
+            "{interval}: {candles:?}"
+        );
+    }
     // Imported again: nothing new.
     let out = candlekeep(
         dir.path(),
@@ -455,6 +477,48 @@ fn import_reads_unix_seconds_and_bad_rows_are_errors_not_gaps() {
         text(&out.stderr).contains("0 new trades (200 already stored)"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn damaged_recordings_store_what_reads_and_exit_non_zero() {
+    let dir = tempfile::tempdir().expect("dir");
+    let whole = std::fs::read(ck_testkit::fixture(
+        "hftbacktest/binance_spot_btcusdt_20240808.gz",
+    ))
+    .expect("fixture");
+    // A download cut short: half the file.
+    let cut = dir.path().join("cut.gz");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).expect("write");
+    let out = candlekeep(dir.path(), &["replay", cut.to_str().expect("utf8")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("1 records could not be read and were skipped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("everything readable was stored"),
+        "{stderr}"
+    );
+    let trades = candlekeep(
+        dir.path(),
+        &[
+            "trades",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+        ],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&trades.stdout).expect("json");
+    let n = rows.as_array().map_or(0, Vec::len);
+    assert!(n > 1_000 && n < 9_757, "the readable half is stored: {n}");
+    let errors = candlekeep(dir.path(), &["errors"]);
+    assert!(
+        text(&errors.stdout).contains("cut.gz"),
+        "{}",
+        text(&errors.stdout)
     );
 }
 

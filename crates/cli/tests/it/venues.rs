@@ -353,10 +353,7 @@ async fn coinbase_exchange_gaps_are_repaired_over_rest() {
         |v| {
             vec![(
                 v["product_id"].as_str().expect("product").to_owned(),
-                v["trade_id"]
-                    .as_str()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .expect("the id, as a string"),
+                v["trade_id"].as_u64().expect("id"),
             )]
         },
         &rest,

@@ -394,8 +394,13 @@ impl CandleAggregator {
     /// The timer: closes every candle whose interval (plus grace) has passed by
     /// the wall clock `now` (ns), so quiet instruments close too.
     pub fn on_tick(&mut self, now: i64, out: &mut Vec<Candle>) {
+        self.close_due(now, self.config.max_flat_span_nanos, out);
+    }
+
+    /// Closes every candle due by `now`, filling empty intervals flat for at
+    /// most `span` ns after a series' last trade.
+    fn close_due(&mut self, now: i64, span: i64, out: &mut Vec<Candle>) {
         let (grace, lateness) = (self.config.grace_nanos, self.config.lateness_nanos);
-        let span = self.config.max_flat_span_nanos;
         for s in &mut self.series {
             if now >= s.next_due {
                 s.advance(now, grace, lateness, span, &mut self.stats, out);
@@ -411,6 +416,15 @@ impl CandleAggregator {
                 s.provisional(out);
             }
         }
+    }
+
+    /// The end of a finite run (replay, import, backfill) at wall-clock
+    /// `now` (ns): closes every candle whose end plus grace and the lateness
+    /// window has passed, since no trade could revise it any more; the rest
+    /// stay open for [`CandleAggregator::flush`]. No empty interval after a
+    /// series' last trade is filled: the data ends there, not the trading.
+    pub fn settle(&mut self, now: i64, out: &mut Vec<Candle>) {
+        self.close_due(now.saturating_sub(self.config.lateness_nanos), 0, out);
     }
 
     /// Every open candle, provisional, for a clean stop.

@@ -27,6 +27,11 @@ pub struct RunnerConfig {
     pub gap_seeds: Vec<(Exchange, Instrument, u64, Ts)>,
     /// Trades, quotes and candles are also published here (never waits).
     pub feed: Option<ck_bus::LiveFeed>,
+    /// A finite run's wall clock (replay, import, backfill): when the input
+    /// ends, candles past their end plus the lateness window by this clock
+    /// are closed ([`CandleAggregator::settle`]) before the rest are flushed
+    /// as provisional. `None` for live runs, whose timer closes them.
+    pub settle_at_end: Option<Arc<dyn Clock>>,
 }
 
 impl Default for RunnerConfig {
@@ -38,6 +43,7 @@ impl Default for RunnerConfig {
             gap_tap: None,
             gap_seeds: Vec::new(),
             feed: None,
+            settle_at_end: None,
         }
     }
 }
@@ -170,6 +176,9 @@ impl CandleRunner {
                     }
                 }
             }
+        }
+        if let Some(clock) = &self.config.settle_at_end {
+            self.aggregator.settle(clock.now().0, &mut candles);
         }
         self.aggregator.flush(&mut candles);
         for c in candles.drain(..) {

@@ -166,6 +166,42 @@ fn late_trade_revises_closed_candles_and_is_counted() {
 }
 
 #[test]
+fn a_finite_run_settles_candles_past_the_lateness_window_by_the_wall_clock() {
+    let config = AggregatorConfig {
+        lateness_nanos: 60 * SEC,
+        ..only(&[Interval::M1, Interval::H1])
+    };
+    let mut agg = CandleAggregator::new(config);
+    let mut out = Vec::new();
+    agg.on_trade(&bin(1, 10.0, "100", "1"), &mut out);
+    agg.on_trade(&bin(2, 61.0, "101", "1"), &mut out);
+    assert!(closed(&out, Interval::M1).is_empty(), "exchange time: 61 s");
+    // Wall clock at 200 s: minute 0 (ends 60 s) and minute 1 (ends 120 s)
+    // are past end + grace + 60 s of lateness; the hour is not.
+    agg.settle(200 * SEC, &mut out);
+    let m1 = closed(&out, Interval::M1);
+    assert_eq!(m1.len(), 2, "no flat minute after the last trade: {m1:?}");
+    assert!(m1.iter().all(|c| c.state == CandleState::Closed));
+    assert!(closed(&out, Interval::H1).is_empty());
+    out.clear();
+    agg.flush(&mut out);
+    assert!(
+        out.iter()
+            .all(|c| c.interval == Interval::H1 && c.state == CandleState::Provisional),
+        "only the hour is left open: {out:?}"
+    );
+    // At 3,700 s the hour too is settled.
+    let mut agg2 = CandleAggregator::new(AggregatorConfig {
+        lateness_nanos: 60 * SEC,
+        ..only(&[Interval::H1])
+    });
+    let mut out = Vec::new();
+    agg2.on_trade(&bin(1, 10.0, "100", "1"), &mut out);
+    agg2.settle(3_700 * SEC, &mut out);
+    assert_eq!(closed(&out, Interval::H1).len(), 1);
+}
+
+#[test]
 fn trades_past_the_lateness_window_are_counted_not_applied() {
     let config = AggregatorConfig {
         lateness_nanos: 60 * SEC,
