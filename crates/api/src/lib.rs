@@ -68,6 +68,27 @@ pub struct ApiState {
     windows: Arc<windows::WindowCache>,
     /// The config's alert rules, the channel names, and the service's reload.
     alerts: ck_alerts::AlertHandle,
+    /// What readiness (`/health`) asks of this process.
+    capture: Capture,
+    /// The stages' problems readiness lists (the process's by default).
+    problems: Arc<ck_bus::health::Board>,
+}
+
+/// What this process is expected to do, for readiness (`/health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// It serves stored data only (`serve`, a processor): ready while the
+    /// store answers; the page says "not capturing".
+    Nothing,
+    /// It captures live: ready while every connector is connected and has
+    /// had a message within `stale_after`.
+    Live {
+        /// How long a connector may be silent.
+        stale_after: std::time::Duration,
+    },
+    /// An API node of a cluster: ready while a processor has reported
+    /// lately, and every collector connector reported is connected.
+    Cluster,
 }
 
 impl ApiState {
@@ -95,7 +116,23 @@ impl ApiState {
             hub: Arc::default(),
             windows: Arc::new(windows::WindowCache::new()),
             alerts: ck_alerts::AlertHandle::default(),
+            capture: Capture::Nothing,
+            problems: ck_bus::health::Board::process(),
         }
+    }
+
+    /// Lists `board`'s problems in readiness instead of the process's.
+    #[must_use]
+    pub fn with_problems(mut self, board: Arc<ck_bus::health::Board>) -> ApiState {
+        self.problems = board;
+        self
+    }
+
+    /// What readiness asks of this process (default: [`Capture::Nothing`]).
+    #[must_use]
+    pub fn with_capture(mut self, capture: Capture) -> ApiState {
+        self.capture = capture;
+        self
     }
 
     /// Limits each client (by address) to `per_second` requests a second,
@@ -234,6 +271,7 @@ impl utoipa::Modify for BearerScheme {
         status::completeness,
         status::connectors,
         status::health,
+        status::liveness,
         status::metrics,
     ),
     components(schemas(
@@ -275,6 +313,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/connectors", get(status::connectors))
         .route("/api/v1/ws", get(ws::upgrade))
         .route("/health", get(status::health))
+        .route("/health/ready", get(status::health))
+        .route("/health/live", get(status::liveness))
         .route("/metrics", get(status::metrics))
         .route("/api/openapi.json", get(openapi))
         .route("/api/docs", get(docs))

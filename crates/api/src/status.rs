@@ -262,33 +262,104 @@ pub(crate) async fn connectors(State(state): State<ApiState>) -> Response {
     axum::Json(out).into_response()
 }
 
-/// Health.
+/// Readiness: whether this process does its work now, and if not, why.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
-    /// `ok`, or `degraded` when the store cannot be read.
+    /// `ok`, or `degraded` (with `reasons`).
     status: String,
+    /// Why the process is not ready; empty when `ok`.
+    reasons: Vec<String>,
+    /// `live` (this process captures), `cluster` (an API node over a
+    /// cluster's processors and collectors) or `not capturing` (serving
+    /// stored data).
+    capturing: String,
     /// The store answered.
     store: bool,
     /// The store's backend: `sqlite`, `postgresql`, or
     /// `postgresql+timescaledb VERSION`.
     store_backend: String,
-    /// Connectors, and how many are connected.
+    /// Connectors (this process's, or the collectors' on an API node).
     connectors: usize,
     /// Connected connectors.
     connected: usize,
+    /// Processors heard from lately (API nodes).
+    processors: usize,
 }
 
-/// Liveness and readiness.
+/// Liveness: the process serves.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Liveness {
+    /// Always `live`.
+    status: String,
+}
+
+/// Liveness: 200 while the process serves requests (for container health
+/// checks and restarts); readiness is `/health`.
+#[utoipa::path(get, path = "/health/live", tag = "status",
+    responses((status = 200, description = "The process serves.", body = Liveness)))]
+pub(crate) async fn liveness() -> Response {
+    axum::Json(Liveness {
+        status: "live".to_owned(),
+    })
+    .into_response()
+}
+
+/// Readiness (also `/health/ready`): 200 with `ok` only when the store
+/// answers, every live connector is connected and has had data within its
+/// `stale_after`, and no stage is stuck (the store writer's commits
+/// failing, say); otherwise 503 with `degraded` and the reasons. An API
+/// node is degraded while no processor reports.
 #[utoipa::path(get, path = "/health", tag = "status",
     responses(
-        (status = 200, description = "Healthy.", body = Health),
-        (status = 503, description = "The store cannot be read.", body = Health),
+        (status = 200, description = "Ready.", body = Health),
+        (status = 503, description = "Not ready: `reasons` says why.", body = Health),
     ))]
 pub(crate) async fn health(State(state): State<ApiState>) -> Response {
-    let store = state.store.ping().await.is_ok();
+    let mut reasons = Vec::new();
+    let store = match state.store.ping().await {
+        Ok(()) => true,
+        Err(e) => {
+            reasons.push(format!(
+                "the store does not answer: {}",
+                ck_bus::error_chain(&e)
+            ));
+            false
+        }
+    };
     let snapshots = state.connectors.snapshots();
+    let now = Ts::now();
+    let (capturing, processors) = match state.capture {
+        crate::Capture::Nothing => ("not capturing", 0),
+        crate::Capture::Live { stale_after } => {
+            if snapshots.is_empty() {
+                reasons.push("no live connector runs yet".to_owned());
+            }
+            for s in &snapshots {
+                connector_reasons(s, stale_after, now, &mut reasons);
+            }
+            ("live", 0)
+        }
+        crate::Capture::Cluster => {
+            let processors = state.connectors.processors();
+            if processors.is_empty() {
+                reasons.push(format!(
+                    "no processor has reported in the last {} s: candles are not being built",
+                    ck_sources::live::REMOTE_FORGOTTEN_AFTER.as_secs()
+                ));
+            }
+            if snapshots.is_empty() {
+                reasons.push("no collector has reported a connector".to_owned());
+            }
+            for s in &snapshots {
+                connector_reasons(s, std::time::Duration::MAX, now, &mut reasons);
+            }
+            ("cluster", processors.len())
+        }
+    };
+    reasons.extend(state.problems.problems());
     let body = Health {
-        status: if store { "ok" } else { "degraded" }.to_owned(),
+        status: if reasons.is_empty() { "ok" } else { "degraded" }.to_owned(),
+        capturing: capturing.to_owned(),
         store,
         store_backend: state.store.backend(),
         connectors: snapshots.len(),
@@ -296,13 +367,44 @@ pub(crate) async fn health(State(state): State<ApiState>) -> Response {
             .iter()
             .filter(|s| s.state == ConnectionState::Connected)
             .count(),
+        processors,
+        reasons,
     };
-    let code = if store {
+    let code = if body.reasons.is_empty() {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(body)).into_response()
+}
+
+/// Why one connector keeps its process from being ready, if it does.
+fn connector_reasons(
+    s: &ConnectorSnapshot,
+    stale_after: std::time::Duration,
+    now: Ts,
+    reasons: &mut Vec<String>,
+) {
+    let exchange = s.exchange;
+    if s.state != ConnectionState::Connected {
+        let last = s
+            .last_error
+            .as_deref()
+            .map(|e| format!(" (last error: {e})"))
+            .unwrap_or_default();
+        reasons.push(format!("{exchange} is {}{last}", state_name(s.state)));
+        return;
+    }
+    let silent = match s.last_message {
+        Some(t) => std::time::Duration::from_nanos(u64::try_from(now.0 - t.0).unwrap_or(0)),
+        None => std::time::Duration::MAX,
+    };
+    if silent > stale_after {
+        reasons.push(match s.last_message {
+            Some(t) => format!("{exchange} is connected but silent since {t}"),
+            None => format!("{exchange} is connected but has sent nothing yet"),
+        });
+    }
 }
 
 /// Prometheus metrics: ingest counts, gaps, reconnects, errors, queue depths.

@@ -239,18 +239,51 @@
     const badge = $('live');
     const send = (m) => { if (ws && ws.readyState === 1) ws.send(JSON.stringify(m)); };
     const sub = (op, t) => send({ op, channel: 'candles', exchange: t.exchange, instrument: t.instrument, interval: t.interval });
+    // The badge: the WebSocket's state, and the server's readiness
+    // (/health): "live" only while both hold.
+    let open = false;
+    let health = null;
+    function showBadge() {
+      let text = 'reconnecting';
+      let title = 'Live updates over the WebSocket: reconnecting';
+      if (open && health) {
+        if (health.capturing === 'not capturing') {
+          text = 'not capturing';
+          title = 'This process serves stored data; it captures nothing.';
+        } else if (health.status === 'ok') {
+          text = 'live';
+          title = 'Capturing, and live updates over the WebSocket';
+        } else {
+          text = 'degraded';
+          title = (health.reasons || []).join('\n');
+        }
+      }
+      badge.textContent = text;
+      badge.title = title;
+      badge.dataset.status = text;
+      badge.classList.toggle('on', text === 'live');
+    }
+    async function checkHealth() {
+      try {
+        const res = await fetch('/health', { headers: { accept: 'application/json' } });
+        health = await res.json();
+      } catch (_) {
+        health = null;
+      }
+      showBadge();
+    }
     function connect() {
       const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
       ws = new WebSocket(`${scheme}://${location.host}/api/v1/ws`);
       ws.onopen = () => {
         retry = 500;
-        badge.textContent = 'live';
-        badge.classList.add('on');
+        open = true;
+        showBadge();
         if (topic) sub('subscribe', topic);
       };
       ws.onclose = () => {
-        badge.textContent = 'reconnecting';
-        badge.classList.remove('on');
+        open = false;
+        showBadge();
         setTimeout(connect, retry);
         retry = Math.min(retry * 2, 15000);
       };
@@ -265,7 +298,11 @@
       };
     }
     return {
-      start: connect,
+      start() {
+        connect();
+        checkHealth();
+        setInterval(checkHealth, 5000);
+      },
       follow() {
         const next = { exchange: state.exchange, instrument: state.instrument, interval: state.interval };
         if (topic && topic.exchange === next.exchange && topic.instrument === next.instrument && topic.interval === next.interval) return;

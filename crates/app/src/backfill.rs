@@ -140,8 +140,16 @@ pub struct BackfillContext {
     pub out: Sender<Event>,
     /// The coarsest candle interval being built (for warm-up on resume).
     pub coarsest: Option<Interval>,
-    /// Stops between pages.
+    /// Stops between pages, and a REST request under way (retries
+    /// included) at once.
     pub stop: CancellationToken,
+}
+
+impl BackfillContext {
+    /// `f`, unless the stop comes first (`None`).
+    async fn or_stop<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        crate::pipeline::until_stopped(&self.stop, f).await
+    }
 }
 
 /// The aggregated trades the store holds over the single fills in `trades`
@@ -278,11 +286,13 @@ pub async fn run_job(
                 if ctx.stop.is_cancelled() {
                     return Ok(report);
                 }
-                let trades = ctx
-                    .history
-                    .trades_from_time(&job.instrument, at, page)
+                let Some(trades) = ctx
+                    .or_stop(ctx.history.trades_from_time(&job.instrument, at, page))
                     .await
-                    .map_err(history)?;
+                else {
+                    return Ok(report);
+                };
+                let trades = trades.map_err(history)?;
                 report.pages += 1;
                 meter.pages.fetch_add(1, Ordering::Relaxed);
                 let full = trades.len() as u32 >= page;
@@ -347,22 +357,26 @@ pub async fn run_job(
                     warm_up(job, ctx, Ts(at)).await;
                     Some(id)
                 }
-                None => ctx
-                    .history
-                    .first_trade_id_at(&job.instrument, job.from)
+                None => match ctx
+                    .or_stop(ctx.history.first_trade_id_at(&job.instrument, job.from))
                     .await
-                    .map_err(history)?,
+                {
+                    Some(first) => first.map_err(history)?,
+                    None => return Ok(report),
+                },
             };
             let mut aggregates_sent = HashSet::new();
             while let Some(from_id) = next {
                 if ctx.stop.is_cancelled() {
                     return Ok(report);
                 }
-                let trades = ctx
-                    .history
-                    .trades_from_id(&job.instrument, from_id, page)
+                let Some(trades) = ctx
+                    .or_stop(ctx.history.trades_from_id(&job.instrument, from_id, page))
                     .await
-                    .map_err(history)?;
+                else {
+                    return Ok(report);
+                };
+                let trades = trades.map_err(history)?;
                 let full = trades.len() as u32 >= page;
                 let covering = stored_aggregates(ctx.store.as_ref(), &trades)
                     .await
@@ -429,11 +443,13 @@ pub async fn run_job(
                 if ctx.stop.is_cancelled() {
                     return Ok(report);
                 }
-                let answer = ctx
-                    .history
-                    .candles(&job.instrument, interval, start, page)
+                let Some(answer) = ctx
+                    .or_stop(ctx.history.candles(&job.instrument, interval, start, page))
                     .await
-                    .map_err(history)?;
+                else {
+                    return Ok(report);
+                };
+                let answer = answer.map_err(history)?;
                 report.pages += 1;
                 meter.pages.fetch_add(1, Ordering::Relaxed);
                 for c in answer.candles {

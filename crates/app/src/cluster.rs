@@ -728,6 +728,52 @@ pub async fn publish_status(
     }
 }
 
+/// A processor's heartbeat on core NATS (`<prefix>.processor.<node>`),
+/// every [`STATUS_EVERY`]: API nodes are ready only while one reports.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ProcessorReport {
+    node: String,
+}
+
+/// Processor side: reports this process alive until `stop`.
+pub async fn publish_processor_alive(cluster: Arc<Cluster>, stop: CancellationToken) {
+    let node = node_name();
+    let subject = format!(
+        "{}.processor.{}",
+        cluster.config.subject_prefix,
+        node.replace(['.', '*', '>', ' '], "_")
+    );
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let report = ProcessorReport { node: node.clone() };
+        let Ok(body) = serde_json::to_vec(&report) else {
+            continue;
+        };
+        if let Err(e) = cluster.client.publish(subject.clone(), body.into()).await {
+            tracing::debug!(error = %e, "processor heartbeat not published");
+        }
+    }
+}
+
+/// API side: records the processors alive, until `stop`.
+///
+/// # Errors
+/// When the subscription cannot be made.
+pub async fn follow_processors(
+    cluster: Arc<Cluster>,
+    connectors: Arc<ConnectorRegistry>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    follow(&cluster, "processor", stop, |report: ProcessorReport| {
+        connectors.report_processor(&report.node);
+    })
+    .await
+}
+
 /// API side: records the connector states collectors report, until `stop`.
 ///
 /// # Errors

@@ -653,6 +653,29 @@ pub struct Settings {
 const LIVE_FEED_CAPACITY: usize = 65_536;
 
 impl AppConfig {
+    /// How long the configured live sources may be silent (the longest
+    /// `stale_after_secs`), or `None` when none captures live.
+    #[must_use]
+    pub fn live_stale_after(&self) -> Option<std::time::Duration> {
+        self.sources
+            .iter()
+            .filter_map(|s| match s {
+                SourceConfig::Binance {
+                    stale_after_secs, ..
+                } => Some(*stale_after_secs),
+                SourceConfig::Coinbase(v)
+                | SourceConfig::CoinbaseExchange(v)
+                | SourceConfig::Bitfinex(v)
+                | SourceConfig::Kraken(v)
+                | SourceConfig::Bitstamp(v)
+                | SourceConfig::Okx(v)
+                | SourceConfig::Bybit(v) => Some(v.stale_after_secs),
+                _ => None,
+            })
+            .max()
+            .map(std::time::Duration::from_secs)
+    }
+
     /// Reads `path` (if given), applies environment overrides from `env`, and
     /// validates.
     pub fn load(

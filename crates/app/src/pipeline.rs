@@ -131,6 +131,20 @@ pub struct PipelineReport {
     pub packed: ck_store::PackReport,
 }
 
+/// `f`, unless `stop` is cancelled first (`None`): every wait of a start-up
+/// (REST retries, warm-up reads, backfill pages) ends at once on the stop
+/// signal.
+pub(crate) async fn until_stopped<T>(
+    stop: &CancellationToken,
+    f: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        v = f => Some(v),
+    }
+}
+
 /// Runs `sources` through the pipeline into `store` until they finish or
 /// `shutdown` is cancelled, then stops in order. With `settings.publish_to`
 /// (a collector), events go to NATS instead of the candle stage and the
@@ -224,14 +238,17 @@ pub async fn run_pipeline(
             continue;
         };
         let rest = BinanceRest::new(client_for(Exchange::Binance, url)?);
-        match rest.exchange_info().await {
-            Ok(info) => {
+        match until_stopped(&shutdown, rest.exchange_info()).await {
+            None => {
+                tracing::info!("binance: stopped while asking for the instrument list");
+            }
+            Some(Ok(info)) => {
                 ck_sources::binance::check_listed(&info.data, &config.instruments)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 listings.push(info);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "binance: instrument list unavailable; starting without checking symbols");
+            Some(Err(e)) => {
+                tracing::warn!(error = %ck_bus::error_chain(&e), "binance: instrument list unavailable; starting without checking symbols");
             }
         }
         histories.insert(Exchange::Binance, Arc::new(rest));
@@ -285,8 +302,14 @@ pub async fn run_pipeline(
         ));
         (None, Some(collector))
     } else {
-        let writer =
-            tracker.spawn(StoreWriter::new(store.clone(), settings.writer.clone()).run(store_rx));
+        let mut writer_config = settings.writer.clone();
+        if !live {
+            // A finite run ends, naming the cause, when the store refuses
+            // every commit for about half a minute (a full disk); a live
+            // run holds its queued work and waits for the store.
+            writer_config.give_up_after.get_or_insert(8);
+        }
+        let writer = tracker.spawn(StoreWriter::new(store.clone(), writer_config).run(store_rx));
         let runner_config = RunnerConfig {
             clock: clock.clone(),
             tick: settings.tick,
@@ -353,19 +376,22 @@ pub async fn run_pipeline(
                 continue;
             };
             let from = coarsest.bucket_start(last);
-            match crate::backfill::replay_stored_trades(
+            let warm = crate::backfill::replay_stored_trades(
                 store.as_ref(),
                 (exchange, instrument),
                 from,
                 last,
                 &ingest_tx,
-            )
-            .await
-            {
-                Ok(n) => {
+            );
+            match until_stopped(&shutdown, warm).await {
+                None => {
+                    tracing::info!("stopped during warm-up");
+                    break;
+                }
+                Some(Ok(n)) => {
                     tracing::info!(%exchange, %instrument, trades = n, since = %from, "warmed up the open candles from the store")
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::error!(%exchange, %instrument, error = %e, "warm-up read failed; candles open at the restart may be partial")
                 }
             }
@@ -373,7 +399,7 @@ pub async fn run_pipeline(
     }
     if let Some(coarsest) = coarsest {
         let now = live_clock.now();
-        for source in &sources {
+        'warm: for source in &sources {
             let (exchange, config) = match source {
                 Source::Binance(config) => (Exchange::Binance, config),
                 Source::Live { protocol, config } => (protocol.exchange(), config),
@@ -390,20 +416,23 @@ pub async fn run_pipeline(
                     continue; // no candle open now has stored trades
                 }
                 let newest = last.ts_exchange.max(now);
-                match crate::backfill::replay_stored_trades(
+                let warm = crate::backfill::replay_stored_trades(
                     store.as_ref(),
                     (exchange, instrument),
                     from,
                     newest,
                     &ingest_tx,
-                )
-                .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => {
+                );
+                match until_stopped(&shutdown, warm).await {
+                    None => {
+                        tracing::info!("stopped during warm-up");
+                        break 'warm;
+                    }
+                    Some(Ok(0)) => {}
+                    Some(Ok(n)) => {
                         tracing::info!(%exchange, %instrument, trades = n, since = %from, "warmed up the open candles from the store")
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         tracing::error!(%exchange, %instrument, error = %e, "warm-up read failed; candles open at the restart may be partial")
                     }
                 }
@@ -492,12 +521,29 @@ pub async fn run_pipeline(
     drop(ingest_tx);
     tracker.close();
 
+    // A source's error is reported after the writer's: when the store gives
+    // up, the sources only see their queue close, and the store names why.
     let mut reports = Vec::new();
+    let mut source_error = None;
     for task in source_tasks {
-        reports.push(task.await.context("source task panicked")??);
+        match task.await.context("source task panicked")? {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                // The other sources stop too, and what was queued drains.
+                tracing::error!(error = %format!("{e:#}"), "a source failed; stopping");
+                shutdown.cancel();
+                source_error.get_or_insert(e);
+            }
+        }
     }
     let capture = match capture {
-        Some(task) => Some(task.await.context("capture stage panicked")??),
+        Some(task) => match task.await.context("capture stage panicked")? {
+            Ok(c) => Some(c),
+            Err(e) => {
+                source_error.get_or_insert(e.into());
+                None
+            }
+        },
         None => None,
     };
     let repair = match repair {
@@ -542,6 +588,14 @@ pub async fn run_pipeline(
     } else {
         drained.await?
     };
+    if let Some(why) = &writer.gave_up {
+        anyhow::bail!(
+            "the store refused to commit ({why}); everything committed before stays, and a rerun continues"
+        );
+    }
+    if let Some(e) = source_error {
+        return Err(e);
+    }
     let aggregator = aggregator.map_err(|e| anyhow::anyhow!("candle stage: {e}"))?;
     tracker.wait().await;
     // A finite run that wrote candles packs the days it settled, so that

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod health;
 pub mod metrics;
 
 use std::sync::Arc;
@@ -102,6 +103,25 @@ pub enum Event {
     ExchangeCandle(Box<Candle>),
     /// A backfill job's position, committed after the data before it.
     Progress(BackfillProgress),
+}
+
+/// An error and its causes on one line (`connect: tcp: connection
+/// refused`), for logs and stored errors: `Display` of most errors names
+/// only the outermost.
+#[must_use]
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Some errors repeat their cause in their own message.
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
 }
 
 /// The sending half of a bounded pipeline edge.

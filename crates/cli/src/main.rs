@@ -395,7 +395,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (Role::Api, Some(cluster)) => {
                     // An API node: the store, and live updates from processors.
                     let alerts = start_alerts(&settings, &store, &token, false)?;
-                    let api = start_api(listen, &settings, &store, &alerts, &token).await?;
+                    let api = start_api(
+                        listen,
+                        &settings,
+                        &store,
+                        &alerts,
+                        &token,
+                        ck_api::Capture::Cluster,
+                    )
+                    .await?;
                     let status = ck_app::cluster::follow_status(
                         cluster.clone(),
                         settings.connectors.clone(),
@@ -404,6 +412,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tokio::spawn(async move {
                         if let Err(e) = status.await {
                             tracing::error!(error = %e, "collectors' connector states are not shown");
+                        }
+                    });
+                    let processors = ck_app::cluster::follow_processors(
+                        cluster.clone(),
+                        settings.connectors.clone(),
+                        token.clone(),
+                    );
+                    tokio::spawn(async move {
+                        if let Err(e) = processors.await {
+                            tracing::error!(error = %e, "processors' heartbeats are not followed: /health stays degraded");
                         }
                     });
                     ck_app::cluster::follow_live(
@@ -416,6 +434,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     return Ok(());
                 }
                 (Role::Processor, Some(cluster)) => {
+                    tokio::spawn(ck_app::cluster::publish_processor_alive(
+                        cluster.clone(),
+                        token.clone(),
+                    ));
                     tokio::spawn(ck_app::cluster::publish_live(
                         cluster.clone(),
                         settings.feed.clone(),
@@ -450,7 +472,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ));
             }
             let alerts = start_alerts(&settings, &store, &token, builds_candles)?;
-            let api = start_api(listen, &settings, &store, &alerts, &token).await?;
+            let capture = match (role, config.live_stale_after()) {
+                (Role::Processor, _) | (_, None) => ck_api::Capture::Nothing,
+                (_, Some(stale_after)) => ck_api::Capture::Live { stale_after },
+            };
+            let api = start_api(listen, &settings, &store, &alerts, &token, capture).await?;
             if builds_candles && config.store.pack_every_secs > 0 {
                 tokio::spawn(ck_app::retention::run_pack_schedule(
                     settings.clone(),
@@ -482,7 +508,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = ck_app::open_store(&settings).await?;
             let token = CancellationToken::new();
             let alerts = start_alerts(&settings, &store, &token, false)?;
-            let api = start_api(listen, &settings, &store, &alerts, &token).await?;
+            let api = start_api(
+                listen,
+                &settings,
+                &store,
+                &alerts,
+                &token,
+                ck_api::Capture::Nothing,
+            )
+            .await?;
             let signal = stop::StopSignals::listen()?.next().await;
             tracing::info!(signal, "stopping");
             token.cancel();
@@ -711,7 +745,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = CancellationToken::new();
             stop::cancel_on_signal(token.clone(), "stopping the demo")?;
             let alerts = start_alerts(&settings, &store, &token, true)?;
-            let api = start_api(listen, &settings, &store, &alerts, &token).await?;
+            let capture = ck_api::Capture::Live {
+                stale_after: std::time::Duration::from_secs(60),
+            };
+            let api = start_api(listen, &settings, &store, &alerts, &token, capture).await?;
             let started = Instant::now();
             let report = run_pipeline(&settings, store, sources, None, token.clone()).await;
             drop(mocks);
@@ -960,6 +997,7 @@ async fn start_api(
     store: &std::sync::Arc<dyn ck_store::Store>,
     alerts: &ck_alerts::AlertHandle,
     token: &CancellationToken,
+    capture: ck_api::Capture,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!("the API cannot listen on {listen}: {e} (use --listen ADDR)")
@@ -983,7 +1021,8 @@ async fn start_api(
     )
     // `CANDLEKEEP_API_TOKEN` arrives here as `api.token` (see the config).
     .with_token(settings.config.api.token.clone())
-    .with_cors(settings.config.api.cors_origins.clone());
+    .with_cors(settings.config.api.cors_origins.clone())
+    .with_capture(capture);
     let stop = token.clone().cancelled_owned();
     Ok(tokio::spawn(async move {
         if let Err(e) = ck_api::serve(listener, state, stop).await {

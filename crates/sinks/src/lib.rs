@@ -30,6 +30,10 @@ pub struct WriterConfig {
     pub initial_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// Attempts at one commit before giving up (finite runs: a full disk
+    /// ends the run with its cause); `None` retries forever (live runs
+    /// hold their queued work until the store takes it again).
+    pub give_up_after: Option<u32>,
 }
 
 impl Default for WriterConfig {
@@ -39,12 +43,13 @@ impl Default for WriterConfig {
             flush_interval: Duration::from_millis(50),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            give_up_after: None,
         }
     }
 }
 
 /// What the writer committed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriterStats {
     /// Commits made.
     pub commits: u64,
@@ -52,6 +57,9 @@ pub struct WriterStats {
     pub failed_commits: u64,
     /// Sum of the commits' summaries.
     pub written: WriteSummary,
+    /// Why the writer gave up (after `give_up_after` failed attempts at one
+    /// commit), with the store's cause; what it committed before stays.
+    pub gave_up: Option<String>,
 }
 
 type CandleKey = (Exchange, Instrument, Interval, Ts);
@@ -104,6 +112,8 @@ pub struct StoreWriter {
     stats: WriterStats,
     rows: Arc<Counter>,
     failures: Arc<Counter>,
+    /// The name its problems are reported under (`ck_bus::health`).
+    stage: &'static str,
 }
 
 impl StoreWriter {
@@ -116,7 +126,15 @@ impl StoreWriter {
             stats: WriterStats::default(),
             rows: metrics::counter("candlekeep_store_rows_written_total"),
             failures: metrics::counter("candlekeep_store_commit_failures_total"),
+            stage: "store writer",
         }
+    }
+
+    /// The same writer, reporting its problems as `stage`.
+    #[must_use]
+    pub fn named(mut self, stage: &'static str) -> StoreWriter {
+        self.stage = stage;
+        self
     }
 
     /// Runs until `input` closes and everything received is committed.
@@ -137,13 +155,15 @@ impl StoreWriter {
                         pending.push(e);
                     }
                     if pending.batch.len() >= self.config.batch_rows {
-                        self.commit(pending.take()).await;
+                        if !self.commit(pending.take()).await {
+                            return self.stats;
+                        }
                         oldest = None;
                     }
                 }
                 () = sleep_until(deadline), if deadline.is_some() => {
-                    if !pending.batch.is_empty() {
-                        self.commit(pending.take()).await;
+                    if !pending.batch.is_empty() && !self.commit(pending.take()).await {
+                        return self.stats;
                     }
                     oldest = None;
                 }
@@ -155,14 +175,23 @@ impl StoreWriter {
         self.stats
     }
 
-    /// Commits one batch, retrying with backoff until it succeeds.
-    async fn commit(&mut self, batch: WriteBatch) {
+    /// Commits one batch, retrying with backoff until it succeeds (true),
+    /// or until `give_up_after` attempts failed (false: the run ends).
+    /// While commits fail the writer reports itself in `ck_bus::health`,
+    /// naming the store's cause (a full disk, a lost server).
+    async fn commit(&mut self, batch: WriteBatch) -> bool {
         let rows = batch.len() as u64;
         let batch = Arc::new(batch);
         let mut delay = self.config.initial_backoff;
+        let mut attempts = 0_u32;
         loop {
+            attempts += 1;
             match self.store.write(batch.clone()).await {
                 Ok(s) => {
+                    if attempts > 1 {
+                        tracing::info!(attempts, "store commit succeeded again");
+                        ck_bus::health::clear(self.stage);
+                    }
                     self.stats.commits += 1;
                     let w = &mut self.stats.written;
                     w.trades_inserted += s.trades_inserted;
@@ -170,12 +199,24 @@ impl StoreWriter {
                     w.candles_upserted += s.candles_upserted;
                     w.quotes_inserted += s.quotes_inserted;
                     self.rows.inc_by(rows);
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     self.stats.failed_commits += 1;
                     self.failures.inc();
-                    tracing::error!(error = %e, rows, retry_in = ?delay, "store commit failed; holding the batch and retrying");
+                    let cause = ck_bus::error_chain(&e);
+                    if self.config.give_up_after.is_some_and(|n| attempts >= n) {
+                        tracing::error!(error = %cause, rows, attempts, "store commit failed; giving up");
+                        self.stats.gave_up = Some(format!(
+                            "{attempts} attempts at a commit of {rows} rows failed: {cause}"
+                        ));
+                        return false;
+                    }
+                    tracing::error!(error = %cause, rows, retry_in = ?delay, "store commit failed; holding the batch and retrying");
+                    ck_bus::health::report(
+                        self.stage,
+                        format!("commits fail and are retried, holding queued work: {cause}"),
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.config.max_backoff);
                 }
@@ -396,5 +437,69 @@ mod tests {
             (got[0].close.to_string(), got[0].state),
             ("1.3".to_owned(), CandleState::Closed)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finite_run_gives_up_naming_the_cause_and_keeps_what_it_committed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(Flaky {
+            inner: SqliteStore::open(&dir.path().join("s.sqlite"), Durability::Normal)
+                .expect("open"),
+            refuse: AtomicUsize::new(0),
+            batches: Mutex::new(Vec::new()),
+        });
+        let (tx, rx) = channel::<Event>("writer-give-up-test", 64);
+        let config = WriterConfig {
+            give_up_after: Some(4),
+            ..WriterConfig::default()
+        };
+        let writer = tokio::spawn(
+            StoreWriter::new(store.clone(), config)
+                .named("test writer")
+                .run(rx),
+        );
+        tx.send(Event::Candle(Box::new(candle(0, "1", CandleState::Closed))))
+            .await
+            .expect("send");
+        // Let the first commit land, then the disk fills.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        store.refuse.store(usize::MAX, Ordering::SeqCst);
+        tx.send(Event::Candle(Box::new(candle(
+            60,
+            "2",
+            CandleState::Closed,
+        ))))
+        .await
+        .expect("send");
+        // While it retries, the writer is reported not ready, with the cause.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            ck_bus::health::problems()
+                .iter()
+                .any(|p| p.starts_with("test writer: commits fail") && p.contains("disk full")),
+            "{:?}",
+            ck_bus::health::problems()
+        );
+        let stats = writer.await.expect("join");
+        let why = stats.gave_up.expect("gave up");
+        assert!(
+            why.contains("4 attempts") && why.contains("disk full"),
+            "{why}"
+        );
+        assert_eq!((stats.commits, stats.failed_commits), (1, 4));
+        let q = RangeQuery {
+            exchange: Exchange::Binance,
+            instrument: Instrument::parse("BTC-USDT").expect("i"),
+            from: Ts(0),
+            to: Ts::from_secs(120),
+            limit: 10,
+        };
+        let got = store
+            .inner
+            .candles(&q, Interval::M1, CandleSource::Ours)
+            .await
+            .expect("query");
+        assert_eq!(got.len(), 1, "the committed candle stays");
+        ck_bus::health::clear("test writer");
     }
 }

@@ -9,7 +9,7 @@ use ck_bus::metrics::{self, Counter};
 use ck_bus::{Event, IngestError, RawMessage};
 use ck_model::Exchange;
 
-use crate::parse::{ParseError, Parsed, Parser, parser_for};
+use crate::parse::{Parsed, Parser, parser_for};
 
 /// Counts of what the stage has seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,7 +113,7 @@ impl Normalizer {
                 out.truncate(before);
                 self.stats.errors += 1;
                 meters.errors.inc();
-                let message = error_chain(&e);
+                let message = ck_bus::error_chain(&e);
                 tracing::warn!(%exchange, origin = %origin(), error = %message, "skipped bad message");
                 out.push(Event::IngestError(IngestError::new(
                     Some(exchange),
@@ -124,16 +124,4 @@ impl Normalizer {
             }
         }
     }
-}
-
-/// The error and its causes, on one line.
-fn error_chain(e: &ParseError) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(cause) = src {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        src = cause.source();
-    }
-    s
 }

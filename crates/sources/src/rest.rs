@@ -288,10 +288,16 @@ impl RestClient {
                             };
                             (format!("HTTP {code}: {excerpt}"), retry_after)
                         }
-                        Err(e) => (format!("HTTP {status}: reading the body: {e}"), None),
+                        Err(e) => (
+                            format!(
+                                "HTTP {status}: reading the body: {}",
+                                ck_bus::error_chain(&e)
+                            ),
+                            None,
+                        ),
                     }
                 }
-                Err(e) => (format!("request failed: {e}"), None),
+                Err(e) => (format!("request failed: {}", ck_bus::error_chain(&e)), None),
             };
             self.record(&url, &failure, "").await?;
             if attempt >= self.settings.max_attempts {

@@ -279,6 +279,113 @@ async fn tickers_prices_and_completeness() {
     assert!(c["last_message_time"].is_string());
 }
 
+/// Readiness follows what the process is meant to do: serving only, live
+/// capture, or an API node of a cluster; liveness is always 200.
+#[tokio::test]
+async fn readiness_says_why_a_process_is_not_ready() {
+    use ck_sources::live::{ConnectionState, ConnectorRegistry, ConnectorSnapshot};
+    let shared = state();
+    let board = Arc::new(ck_bus::health::Board::default());
+    let with = |registry: &Arc<ConnectorRegistry>, capture: ck_api::Capture| {
+        router(
+            ApiState::new(
+                shared.store.clone(),
+                registry.clone(),
+                ck_bus::live_feed(16),
+                std::time::Duration::from_secs(15),
+            )
+            .with_capture(capture)
+            .with_problems(board.clone()),
+        )
+    };
+    let snapshot = |state: ConnectionState, last: Option<Ts>| ConnectorSnapshot {
+        exchange: ck_model::Exchange::Binance,
+        state,
+        messages: u64::from(last.is_some()),
+        reconnects: 0,
+        resubscribes: 0,
+        last_message: last,
+        last_error: Some("connect: connection refused".into()),
+    };
+    let ready = |r: &Reply| (r.status, r.json()["status"].as_str().map(str::to_owned));
+    let reasons = |r: &Reply| r.json()["reasons"].to_string();
+
+    // Serving only: ready while the store answers.
+    let registry = Arc::new(ConnectorRegistry::default());
+    let app = with(&registry, ck_api::Capture::Nothing);
+    let r = get_from(app.clone(), "/health").await;
+    assert_eq!(ready(&r), (StatusCode::OK, Some("ok".into())), "{}", r.body);
+    assert_eq!(r.json()["capturing"], "not capturing");
+    let live = get_from(app, "/health/live").await;
+    assert_eq!(
+        (live.status, live.json()["status"].as_str()),
+        (StatusCode::OK, Some("live"))
+    );
+
+    // Live capture: nothing connected yet, then connecting, then connected.
+    let live = ck_api::Capture::Live {
+        stale_after: std::time::Duration::from_secs(60),
+    };
+    let app = with(&registry, live);
+    let r = get_from(app.clone(), "/health").await;
+    assert_eq!(
+        ready(&r),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("degraded".into()))
+    );
+    assert!(reasons(&r).contains("no live connector"), "{}", r.body);
+    registry.report("n1", snapshot(ConnectionState::Reconnecting, None));
+    let r = get_from(app.clone(), "/health/ready").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        reasons(&r).contains("binance is reconnecting (last error: connect: connection refused)"),
+        "{}",
+        r.body
+    );
+    let stale = Ts(Ts::now().0 - 120_000_000_000);
+    registry.report("n1", snapshot(ConnectionState::Connected, Some(stale)));
+    let r = get_from(app.clone(), "/health").await;
+    assert!(
+        reasons(&r).contains("connected but silent since"),
+        "{}",
+        r.body
+    );
+    registry.report("n1", snapshot(ConnectionState::Connected, Some(Ts::now())));
+    let r = get_from(app.clone(), "/health").await;
+    assert_eq!(ready(&r), (StatusCode::OK, Some("ok".into())), "{}", r.body);
+    assert_eq!(
+        (
+            r.json()["connected"].as_u64(),
+            r.json()["capturing"].as_str()
+        ),
+        (Some(1), Some("live"))
+    );
+
+    // A stuck stage makes it degraded, with the stage's cause.
+    board.report("ck-test stage", "database or disk is full".into());
+    let r = get_from(app.clone(), "/health").await;
+    board.clear("ck-test stage");
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        reasons(&r).contains("ck-test stage: database or disk is full"),
+        "{}",
+        r.body
+    );
+
+    // An API node: degraded until a processor reports.
+    let app = with(&registry, ck_api::Capture::Cluster);
+    let r = get_from(app.clone(), "/health").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        reasons(&r).contains("no processor has reported"),
+        "{}",
+        r.body
+    );
+    registry.report_processor("p1");
+    let r = get_from(app, "/health").await;
+    assert_eq!(ready(&r), (StatusCode::OK, Some("ok".into())), "{}", r.body);
+    assert_eq!(r.json()["processors"].as_u64(), Some(1));
+}
+
 #[tokio::test]
 async fn health_metrics_connectors_and_openapi() {
     let h = get("/health").await;

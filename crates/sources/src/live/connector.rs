@@ -160,12 +160,21 @@ pub async fn run_ws(
         if window.is_none() {
             window = status.snapshot().last_message;
         }
-        match &error {
-            Some(e) => tracing::warn!(%exchange, error = %e, "connection lost; reconnecting"),
-            None => tracing::info!(%exchange, "connection closed by the server; reconnecting"),
+        let delay = backoff.next_delay();
+        // A connection that never delivered is not "lost".
+        let ever_connected = status.snapshot().messages > 0;
+        match (&error, ever_connected) {
+            (Some(e), true) => {
+                tracing::warn!(%exchange, error = %e, retry_in = ?delay, "connection lost; reconnecting");
+            }
+            (Some(e), false) => {
+                tracing::warn!(%exchange, error = %e, retry_in = ?delay, "could not connect; retrying");
+            }
+            (None, _) => {
+                tracing::info!(%exchange, retry_in = ?delay, "connection closed by the server; reconnecting");
+            }
         }
         status.on_disconnect(error);
-        let delay = backoff.next_delay();
         tokio::select! {
             () = &mut stop => break,
             () = tokio::time::sleep(delay) => {}

@@ -183,6 +183,8 @@ impl ConnectorStatus {
 pub struct ConnectorRegistry {
     inner: Mutex<Vec<std::sync::Arc<ConnectorStatus>>>,
     remote: Mutex<std::collections::BTreeMap<(String, Exchange), (ConnectorSnapshot, Instant)>>,
+    /// Processors of a cluster that reported, by node, with when.
+    processors: Mutex<std::collections::BTreeMap<String, Instant>>,
 }
 
 /// A connector reported by another process and not heard of for this long
@@ -208,6 +210,25 @@ impl ConnectorRegistry {
                 (node.to_owned(), snapshot.exchange),
                 (snapshot, Instant::now()),
             );
+    }
+
+    /// Records that processor `node` is alive.
+    pub fn report_processor(&self, node: &str) {
+        self.processors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(node.to_owned(), Instant::now());
+    }
+
+    /// The processors that reported within [`REMOTE_FORGOTTEN_AFTER`].
+    #[must_use]
+    pub fn processors(&self) -> Vec<String> {
+        let mut processors = self
+            .processors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        processors.retain(|_, at| at.elapsed() < REMOTE_FORGOTTEN_AFTER);
+        processors.keys().cloned().collect()
     }
 
     /// The state of every registered connector, in registration order,
