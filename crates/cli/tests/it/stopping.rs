@@ -1,0 +1,203 @@
+//! SIGTERM during the waits of a start-up: the process exits within a few
+//! seconds, cleanly, with what it had committed.
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use crate::support::{candlekeep, text};
+
+/// A running `candlekeep` whose stderr arrives line by line.
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(data_dir: &Path, config: Option<&Path>, args: &[&str]) -> Running {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_candlekeep"));
+        if let Some(c) = config {
+            command.arg("--config").arg(c);
+        }
+        let mut child = command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--log", "info"])
+            .args(args)
+            .env_remove("CANDLEKEEP_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start candlekeep");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most 60 s) for a stderr line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no line with {needle:?} in:\n{}", self.seen.join("\n"));
+    }
+
+    /// SIGTERM, then how long the process took to exit, its status and
+    /// everything it printed.
+    fn terminate(mut self) -> (Duration, std::process::ExitStatus, String) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let at = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if at.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!(
+                    "still running 30 s after SIGTERM:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = at.elapsed();
+        self.seen.extend(self.lines.try_iter());
+        (took, status, self.seen.join("\n"))
+    }
+}
+
+/// A port on loopback that refuses connections.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[test]
+fn sigterm_while_asking_for_the_instrument_list_exits_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = closed_port();
+    let config = dir.path().join("candlekeep.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\nkind = \"binance\"\ninstruments = [\"BTC-USDT\"]\n\
+             ws_url = \"ws://127.0.0.1:{port}\"\nrest_url = \"http://127.0.0.1:{port}\"\n"
+        ),
+    )
+    .expect("config");
+    let mut run = Running::start(
+        dir.path(),
+        Some(&config),
+        &["run", "--listen", "127.0.0.1:0"],
+    );
+    // In the REST retries of the instrument list: the cause is named.
+    let line = run.wait_for("REST request failed; retrying");
+    assert!(
+        line.to_ascii_lowercase().contains("connection refused"),
+        "the failure's cause chain: {line}"
+    );
+    let (took, status, stderr) = run.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM"
+    );
+    assert!(
+        stderr.contains("stopped while asking for the instrument list"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_during_a_backfill_page_exits_at_once_keeping_what_was_committed() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Something committed before: an import into the same store.
+    let csv = dir.path().join("trades.csv");
+    std::fs::write(
+        &csv,
+        "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n",
+    )
+    .expect("csv");
+    let out = candlekeep(
+        dir.path(),
+        &[
+            "import",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            csv.to_str().expect("utf8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let port = closed_port();
+    let rest = format!("http://127.0.0.1:{port}");
+    let mut run = Running::start(
+        dir.path(),
+        None,
+        &[
+            "backfill",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-02",
+            "--rest-url",
+            &rest,
+        ],
+    );
+    run.wait_for("REST request failed; retrying");
+    let (took, status, stderr) = run.terminate();
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM"
+    );
+    assert!(status.success(), "{status}: {stderr}");
+    let trades = candlekeep(
+        dir.path(),
+        &[
+            "trades",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+        ],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&trades.stdout).expect("json");
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(1),
+        "nothing lost: {rows}"
+    );
+}
