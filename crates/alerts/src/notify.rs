@@ -26,6 +26,55 @@ pub struct ChannelConfig {
     pub target: Target,
 }
 
+impl ChannelConfig {
+    /// The channel with its credentials masked, for printing: webhook,
+    /// Slack, Discord and Telegram URLs keep only their host.
+    #[must_use]
+    pub fn redacted(&self) -> ChannelConfig {
+        use ck_bus::secrets::redact_webhook;
+        let target = match &self.target {
+            Target::Webhook { url, secret } => Target::Webhook {
+                url: redact_webhook(url),
+                secret: secret.clone(),
+            },
+            Target::Slack { url } => Target::Slack {
+                url: redact_webhook(url),
+            },
+            Target::Discord { url } => Target::Discord {
+                url: redact_webhook(url),
+            },
+            Target::Telegram { url, chat_id } => Target::Telegram {
+                url: redact_webhook(url),
+                chat_id: chat_id.clone(),
+            },
+            other => other.clone(),
+        };
+        ChannelConfig {
+            name: self.name.clone(),
+            target,
+        }
+    }
+
+    /// The channel's secrets (URL paths and queries, keys, passwords), for
+    /// scrubbing text.
+    #[must_use]
+    pub fn secrets(&self) -> Vec<String> {
+        use ck_bus::secrets::url_secrets;
+        match &self.target {
+            Target::Webhook { url, secret } => {
+                let mut s = url_secrets(url);
+                s.extend(secret.clone());
+                s
+            }
+            Target::Slack { url } | Target::Discord { url } | Target::Telegram { url, .. } => {
+                url_secrets(url)
+            }
+            Target::Email { password, .. } => password.iter().cloned().collect(),
+            Target::Log => Vec::new(),
+        }
+    }
+}
+
 /// Where a channel delivers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -171,6 +220,9 @@ impl Notifier {
                     };
                 }
                 Err(e) => {
+                    // Whatever quotes the URL or a password loses it here,
+                    // before it is logged, stored or served.
+                    let e = ck_bus::secrets::scrub(&e, &channel.secrets());
                     ck_bus::metrics::counter("candlekeep_alerts_delivery_failures_total").inc();
                     tracing::warn!(channel = name, attempt, error = %e, "alert delivery failed");
                     last_error = Some(e);
@@ -256,7 +308,9 @@ impl Notifier {
 
 /// A 2xx, or an error naming the status and the start of the body.
 async fn check(sent: reqwest::Result<reqwest::Response>) -> Result<(), String> {
-    let response = sent.map_err(|e| format!("request failed: {e}"))?;
+    // Without the URL: a webhook's URL is its credential.
+    let response =
+        sent.map_err(|e| format!("request failed: {}", ck_bus::error_chain(&e.without_url())))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -303,6 +357,97 @@ mod tests {
         assert_eq!(
             signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    /// A server on loopback answering every request with a 404 that
+    /// quotes the request line (as some APIs echo the path).
+    async fn echo_404() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let line = request.lines().next().unwrap_or_default().to_owned();
+                let body = format!("no route for {line}");
+                let reply = format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn failed_deliveries_never_carry_the_channel_credentials() {
+        let echo = echo_404().await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let channels = vec![
+            ChannelConfig {
+                name: "telegram".into(),
+                target: Target::Telegram {
+                    url: format!("http://{closed}/bot123456:TGSECRET-abc/sendMessage"),
+                    chat_id: "42".into(),
+                },
+            },
+            ChannelConfig {
+                name: "slack".into(),
+                target: Target::Slack {
+                    url: format!("http://{echo}/services/T000/B000/SLACKSECRET44"),
+                },
+            },
+            ChannelConfig {
+                name: "webhook".into(),
+                target: Target::Webhook {
+                    url: format!("http://{echo}/hook?key=WEBHOOKSECRET6"),
+                    secret: Some("HMACSECRET7".into()),
+                },
+            },
+        ];
+        let notifier = Notifier::new(channels, 1, Duration::from_millis(1)).expect("notifier");
+        let firing = Firing {
+            rule_id: "r1".into(),
+            rule: "test".into(),
+            kind: "price_above".into(),
+            exchange: None,
+            instrument: None,
+            value: 2.0,
+            threshold: 1.0,
+            message: "above".into(),
+            time: Ts(0),
+        };
+        let names = [
+            "telegram".to_owned(),
+            "slack".to_owned(),
+            "webhook".to_owned(),
+        ];
+        let deliveries = notifier.deliver(&firing, &names).await;
+        assert_eq!(deliveries.len(), 3);
+        for d in &deliveries {
+            let error = d.error.clone().unwrap_or_default();
+            assert!(!d.ok && !error.is_empty(), "{d:?}");
+            for secret in ["TGSECRET", "SLACKSECRET44", "WEBHOOKSECRET6", "HMACSECRET7"] {
+                assert!(!error.contains(secret), "{}: {error}", d.channel);
+            }
+        }
+        // The echo shows the scrubbed path was really in the answer.
+        assert!(
+            deliveries[1]
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("HTTP 404"),
+            "{deliveries:?}"
         );
     }
 }

@@ -152,7 +152,12 @@ impl Cluster {
             .connection_timeout(Duration::from_secs(5))
             .connect(config.url.as_str())
             .await
-            .with_context(|| format!("connecting to NATS at {}", config.url))?;
+            .with_context(|| {
+                format!(
+                    "connecting to NATS at {}",
+                    ck_bus::secrets::redact_credentials(&config.url)
+                )
+            })?;
         let js = jetstream::new(client.clone());
         let p = &config.subject_prefix;
         let wanted = stream::Config {
@@ -175,7 +180,7 @@ impl Cluster {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("creating the JetStream stream {}", config.stream))?;
-        tracing::info!(url = %config.url, stream = %config.stream, prefix = %p, "joined NATS JetStream");
+        tracing::info!(url = %ck_bus::secrets::redact_credentials(&config.url), stream = %config.stream, prefix = %p, "joined NATS JetStream");
         Ok(Arc::new(Cluster {
             client,
             js,

@@ -191,7 +191,8 @@ impl StoreLocation {
             Ok(StoreLocation::Postgres(url.to_owned()))
         } else {
             Err(format!(
-                "`{url}` is not a store URL: use sqlite:PATH or postgres://USER@HOST:PORT/DB"
+                "`{}` is not a store URL: use sqlite:PATH or postgres://USER@HOST:PORT/DB",
+                ck_bus::secrets::redact_credentials(url)
             ))
         }
     }
@@ -894,7 +895,39 @@ impl AppConfig {
 
     /// The effective configuration as TOML.
     pub fn to_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid(e.to_string()))
+        toml::to_string_pretty(&self.redacted()).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The configuration with every credential masked (`ck_bus::secrets`):
+    /// passwords in server URLs, webhook paths, secrets and tokens.
+    #[must_use]
+    pub fn redacted(&self) -> AppConfig {
+        use ck_bus::secrets::redact_credentials;
+        let mut c = self.clone();
+        c.store.url = redact_credentials(&c.store.url);
+        c.redis.url = redact_credentials(&c.redis.url);
+        c.nats.url = redact_credentials(&c.nats.url);
+        for channel in &mut c.alerts.channels {
+            *channel = channel.redacted();
+        }
+        c
+    }
+
+    /// Every secret the configuration holds, for scrubbing logs and errors
+    /// (`ck_bus::secrets::scrub`).
+    #[must_use]
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = [&self.store.url, &self.redis.url, &self.nats.url]
+            .into_iter()
+            .flat_map(|u| ck_bus::secrets::credential_secrets(u))
+            .collect();
+        for channel in &self.alerts.channels {
+            out.extend(channel.secrets());
+        }
+        out.extend(self.api.token.clone().filter(|t| t.len() >= 4));
+        out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        out.dedup();
+        out
     }
 }
 

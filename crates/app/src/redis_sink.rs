@@ -99,10 +99,11 @@ pub async fn run_redis_sink(
     let client = match redis::Client::open(config.url.as_str()) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(url = %config.url, error = %e, "redis.url is not usable; the Redis sink is off");
+            tracing::error!(url = %ck_bus::secrets::redact_credentials(&config.url), error = %ck_bus::secrets::scrub(&e.to_string(), &ck_bus::secrets::url_secrets(&config.url)), "redis.url is not usable; the Redis sink is off");
             return stats;
         }
     };
+    tracing::info!(url = %ck_bus::secrets::redact_credentials(&config.url), "Redis sink on: connects with the first events");
     let mut conn: Option<redis::aio::ConnectionManager> = None;
     let mut latest: HashMap<String, i64> = HashMap::new();
     let mut newest_score: HashMap<String, f64> = HashMap::new();
@@ -159,7 +160,7 @@ pub async fn run_redis_sink(
                 .set_max_delay(Duration::from_secs(2));
             match redis::aio::ConnectionManager::new_with_config(client.clone(), cm_config).await {
                 Ok(c) => {
-                    tracing::info!(url = %config.url, "Redis sink connected");
+                    tracing::info!(url = %ck_bus::secrets::redact_credentials(&config.url), "Redis sink connected");
                     conn = Some(c);
                 }
                 Err(e) => {

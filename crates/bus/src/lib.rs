@@ -11,6 +11,7 @@
 
 pub mod health;
 pub mod metrics;
+pub mod secrets;
 
 use std::sync::Arc;
 

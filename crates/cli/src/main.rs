@@ -338,7 +338,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(cli.color.enabled())
-        .with_writer(std::io::stderr)
+        .with_writer(|| ScrubbedStderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -353,9 +353,41 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", scrubbed(&format!("{e:#}")));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The configuration's secrets (passwords in URLs, webhook paths, tokens),
+/// known once it is loaded: no log line or error shows them.
+static SECRETS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+fn scrubbed(text: &str) -> String {
+    match SECRETS.get() {
+        Some(secrets) => ck_bus::secrets::scrub(text, secrets),
+        None => text.to_owned(),
+    }
+}
+
+/// Standard error, with the configuration's secrets scrubbed from each log
+/// line (the log formatter writes a whole line at once).
+struct ScrubbedStderr;
+
+impl std::io::Write for ScrubbedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match SECRETS.get().filter(|s| !s.is_empty()) {
+            Some(secrets) => {
+                let clean = ck_bus::secrets::scrub(&String::from_utf8_lossy(buf), secrets);
+                std::io::stderr().write_all(clean.as_bytes())?;
+                Ok(buf.len())
+            }
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -375,6 +407,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<AppConfig> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
+    let _ = SECRETS.set(config.secrets());
     let settings = config.settings()?;
     match cli.command {
         Command::Config => {

@@ -15,6 +15,7 @@ mod poll;
 mod redis;
 mod replay;
 mod retention;
+mod secrets;
 mod stopping;
 mod support;
 mod venues;

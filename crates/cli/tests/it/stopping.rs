@@ -10,22 +10,24 @@ use std::time::{Duration, Instant};
 use crate::support::{candlekeep, text};
 
 /// A running `candlekeep` whose stderr arrives line by line.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     lines: Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Running {
-    fn start(data_dir: &Path, config: Option<&Path>, args: &[&str]) -> Running {
+    pub(crate) fn start(data_dir: &Path, config: Option<&Path>, args: &[&str]) -> Running {
         let mut command = Command::new(env!("CARGO_BIN_EXE_candlekeep"));
         if let Some(c) = config {
             command.arg("--config").arg(c);
         }
+        if !args.contains(&"--log") {
+            command.args(["--log", "info"]);
+        }
         let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--log", "info"])
             .args(args)
             .env_remove("CANDLEKEEP_CONFIG")
             .stdout(Stdio::null())
@@ -50,7 +52,7 @@ impl Running {
     }
 
     /// Waits (at most 60 s) for a stderr line containing `needle`.
-    fn wait_for(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
@@ -68,7 +70,7 @@ impl Running {
 
     /// SIGTERM, then how long the process took to exit, its status and
     /// everything it printed.
-    fn terminate(mut self) -> (Duration, std::process::ExitStatus, String) {
+    pub(crate) fn terminate(mut self) -> (Duration, std::process::ExitStatus, String) {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -95,7 +97,7 @@ impl Running {
 }
 
 /// A port on loopback that refuses connections.
-fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }
