@@ -77,12 +77,18 @@ fn read_rule(state: &ApiState, body: &[u8]) -> Result<Rule, ApiError> {
     Ok(rule)
 }
 
-/// An API rule's numeric id, or why the id cannot be changed or read.
-fn stored_id(id: &str) -> Result<i64, ApiError> {
+/// An API rule's numeric id, or why the id cannot be changed: a config
+/// rule is a conflict (it changes in the file), one that does not exist is
+/// not found, as `GET` says.
+fn stored_id(state: &ApiState, id: &str) -> Result<i64, ApiError> {
     if id.starts_with("config:") {
-        return Err(ApiError::Conflict(format!(
-            "rule `{id}` comes from the config file: change it there"
-        )));
+        return Err(if state.alerts.config_rules.iter().any(|(i, _)| i == id) {
+            ApiError::Conflict(format!(
+                "rule `{id}` comes from the config file: change it there"
+            ))
+        } else {
+            ApiError::NotFound(format!("no alert rule `{id}`"))
+        });
     }
     id.parse()
         .map_err(|_| ApiError::NotFound(format!("no alert rule `{id}`")))
@@ -180,7 +186,7 @@ pub(crate) async fn replace(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let n = stored_id(&id)?;
+    let n = stored_id(&state, &id)?;
     let rule = read_rule(&state, &body)?;
     let json = serde_json::to_string(&rule).map_err(|e| ApiError::Internal(e.to_string()))?;
     state
@@ -206,7 +212,7 @@ pub(crate) async fn delete(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let n = stored_id(&id)?;
+    let n = stored_id(&state, &id)?;
     if !state.store.delete_alert_rule(n).await? {
         return Err(ApiError::NotFound(format!("no alert rule `{id}`")));
     }

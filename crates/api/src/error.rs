@@ -64,6 +64,43 @@ pub(crate) fn error_response(status: StatusCode, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Every error answer is the API's JSON error: the framework's own plain
+/// ones (a body over the limit, a WebSocket URL without the upgrade, a
+/// malformed query or body) are rewritten with their status, their text as
+/// the message, and their other headers kept.
+pub(crate) async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::header;
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let (json_parts, json_body) = error_response(status, message).into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if let Some(v) = json_parts.headers.get(header::CONTENT_TYPE) {
+        parts.headers.insert(header::CONTENT_TYPE, v.clone());
+    }
+    Response::from_parts(parts, json_body)
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

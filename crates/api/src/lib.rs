@@ -212,15 +212,35 @@ async fn require_token(
         {
             next.run(request).await
         }
-        (None, _) => error::error_response(
-            StatusCode::UNAUTHORIZED,
-            "state-changing requests are disabled: set api.token or CANDLEKEEP_API_TOKEN".into(),
+        (None, _) => refuse_unread(
+            &request,
+            "state-changing requests are disabled: set api.token or CANDLEKEEP_API_TOKEN",
         ),
-        _ => error::error_response(
-            StatusCode::UNAUTHORIZED,
-            "this request changes state: send Authorization: Bearer <api.token>".into(),
+        _ => refuse_unread(
+            &request,
+            "this request changes state: send Authorization: Bearer <api.token>",
         ),
     }
+}
+
+/// A 401 for `request`, whose body is left unread: the connection then
+/// cannot carry another request, and the answer says so
+/// (`connection: close`) rather than the client finding out.
+fn refuse_unread(request: &axum::extract::Request, message: &str) -> Response {
+    let mut response = error::error_response(StatusCode::UNAUTHORIZED, message.into());
+    let has_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v != "0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Compares without stopping at the first difference.
@@ -331,6 +351,7 @@ pub fn router(state: ApiState) -> Router {
             limit::limit,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state);
     match cors {
         Some(layer) => app.layer(layer),

@@ -569,6 +569,53 @@ async fn state_changing_requests_need_the_bearer_token() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// The framework's own refusals come as the API's JSON error too.
+#[tokio::test]
+async fn every_error_body_is_the_json_error() {
+    let configured = state().with_token(Some("s3cret".into()));
+    let big = "x".repeat(100 * 1024);
+    let (status, v) = call(
+        configured.clone(),
+        "POST",
+        "/api/v1/alerts",
+        Some("s3cret"),
+        &big,
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+    assert_eq!(v["error"]["status"], 413);
+    // A WebSocket URL fetched without the upgrade.
+    let r = get("/api/v1/ws").await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert!(r.json()["error"]["message"].is_string(), "{}", r.body);
+    // A refusal of a request whose body was not read closes the connection,
+    // and says so.
+    let r = router(configured)
+        .oneshot(
+            Request::post("/api/v1/alerts")
+                .header("content-length", "2")
+                .body(Body::from("{}"))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["connection"], "close");
+    // A config rule that does not exist is not found, whatever the method.
+    for method in ["GET", "PUT", "DELETE"] {
+        let (status, v) = call(
+            state().with_token(Some("s3cret".into())),
+            method,
+            "/api/v1/alerts/config:99",
+            Some("s3cret"),
+            r#"{"kind":"stale_feed","exchange":"binance","instrument":"BTC-USDT","seconds":60}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method}: {v}");
+    }
+}
+
 #[tokio::test]
 async fn cors_is_off_by_default_and_configurable() {
     let preflight = || {
