@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use ck_model::{Exchange, Instrument, Interval, Quote, Trade, Ts};
-use ck_store::{CandleSource, RangeQuery, Store, WriteBatch};
+use ck_store::{CandleSource, RangeQuery, Store, WriteBatch, WriteSummary};
 
 /// Rows read per page.
 const PAGE: usize = 20_000;
@@ -24,6 +24,8 @@ pub struct MigrateReport {
     pub instruments: u64,
     /// Trades read from the source.
     pub trades: u64,
+    /// Of those, trades the target did not hold yet.
+    pub trades_inserted: u64,
     /// Quotes read.
     pub quotes: u64,
     /// Candles read (both sources, every interval).
@@ -41,10 +43,15 @@ pub struct MigrateReport {
 }
 
 async fn write(to: &dyn Store, batch: WriteBatch) -> anyhow::Result<()> {
-    if !batch.is_empty() {
-        to.write(Arc::new(batch)).await?;
+    write_counted(to, batch).await.map(|_| ())
+}
+
+/// Writes `batch`; what the target made of it.
+async fn write_counted(to: &dyn Store, batch: WriteBatch) -> anyhow::Result<WriteSummary> {
+    if batch.is_empty() {
+        return Ok(WriteSummary::default());
     }
-    Ok(())
+    Ok(to.write(Arc::new(batch)).await?)
 }
 
 fn range(exchange: Exchange, instrument: &Instrument, from: Ts, limit: usize) -> RangeQuery {
@@ -80,7 +87,7 @@ pub async fn copy_store(
     for stored in &instruments {
         let (e, i) = (stored.info.exchange, &stored.info.instrument);
         report.instruments += 1;
-        let trades = copy_trades(from, to, e, i).await?;
+        let (trades, inserted) = copy_trades(from, to, e, i).await?;
         let quotes = copy_quotes(from, to, e, i).await?;
         let mut candles = 0;
         for interval in Interval::ALL {
@@ -89,9 +96,11 @@ pub async fn copy_store(
             }
         }
         progress(&format!(
-            "{e} {i}: {trades} trades, {quotes} quotes, {candles} candles"
+            "{e} {i}: {trades} trades ({inserted} new, {} already there), {quotes} quotes, {candles} candles",
+            trades - inserted
         ));
         report.trades += trades;
+        report.trades_inserted += inserted;
         report.quotes += quotes;
         report.candles += candles;
     }
@@ -200,28 +209,37 @@ async fn copy_by_time<T, K: Eq + std::hash::Hash>(
     }
 }
 
+/// Copies one instrument's trades: how many were read, and how many of
+/// them the target did not hold yet.
 async fn copy_trades(
     from: &dyn Store,
     to: &dyn Store,
     e: Exchange,
     i: &Instrument,
-) -> anyhow::Result<u64> {
-    copy_by_time(
+) -> anyhow::Result<(u64, u64)> {
+    let inserted = std::sync::atomic::AtomicU64::new(0);
+    let read = copy_by_time(
         async |at, limit| Ok(from.trades(&range(e, i, at, limit)).await?),
         async |trades: Vec<Trade>| {
-            write(
+            let summary = write_counted(
                 to,
                 WriteBatch {
                     trades,
                     ..WriteBatch::default()
                 },
             )
-            .await
+            .await?;
+            inserted.fetch_add(
+                summary.trades_inserted,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Ok(())
         },
         |t| t.ts_exchange,
         |t| t.trade_id.clone(),
     )
-    .await
+    .await?;
+    Ok((read, inserted.into_inner()))
 }
 
 async fn copy_quotes(

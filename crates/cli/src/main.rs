@@ -574,10 +574,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             let (a, b) = (source.counts().await?, target.counts().await?);
             eprintln!(
-                "copied {from} to {to} in {:.1} s: {} instruments, {} trades, {} quotes, {} candles",
+                "copied {from} to {to} in {:.1} s: {} instruments, {} trades ({} inserted, {} already present), {} quotes, {} candles",
                 started.elapsed().as_secs_f64(),
                 report.instruments,
                 report.trades,
+                report.trades_inserted,
+                report.trades - report.trades_inserted,
                 report.quotes,
                 report.candles
             );

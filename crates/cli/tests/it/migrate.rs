@@ -121,12 +121,18 @@ async fn copies_sqlite_with_no_loss(server: &str, prefix: &str) -> String {
     let target_url = format!("{server}?options=-csearch_path%3D{schema}");
     let source_url = format!("sqlite:{}", dir.path().join("candlekeep.sqlite").display());
 
+    let trades = sqlite.counts().await.expect("counts").trades;
     for run in 0..2 {
         let out = migrate(&source_url, &target_url);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "migrate run {run} failed: {stderr}");
+        // The first run inserts every trade; the second finds them there.
+        let (inserted, present) = if run == 0 { (trades, 0) } else { (0, trades) };
         assert!(
-            out.status.success(),
-            "migrate run {run} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            stderr.contains(&format!(
+                "{trades} trades ({inserted} inserted, {present} already present)"
+            )),
+            "run {run}: {stderr}"
         );
     }
     let pg = ck_app::open_location(&StoreLocation::Postgres(target_url), settings.durability)
