@@ -139,8 +139,8 @@ impl Wire {
 #[derive(Debug)]
 pub struct Cluster {
     client: async_nats::Client,
-    js: jetstream::Context,
-    config: NatsConfig,
+    pub(crate) js: jetstream::Context,
+    pub(crate) config: NatsConfig,
 }
 
 impl Cluster {

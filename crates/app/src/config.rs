@@ -112,6 +112,11 @@ pub struct NatsConfig {
     /// Seconds before a message a processor took but did not acknowledge
     /// (it died, or its store is stuck) is delivered again.
     pub ack_wait_secs: u64,
+    /// Seconds a processor's lease lasts unrenewed. One processor per
+    /// consumer works; others wait as hot standbys and take over when the
+    /// active one's lease lapses (renewed every third of it; released at
+    /// once on a clean stop).
+    pub lease_secs: u64,
 }
 
 impl Default for NatsConfig {
@@ -125,6 +130,7 @@ impl Default for NatsConfig {
             duplicate_window_secs: 120,
             consumer: "processor".into(),
             ack_wait_secs: 30,
+            lease_secs: 10,
         }
     }
 }

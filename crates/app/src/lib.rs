@@ -20,6 +20,7 @@ pub mod backfill;
 pub mod capture;
 pub mod cluster;
 pub mod config;
+pub mod lease;
 pub mod migrate;
 pub mod pipeline;
 pub mod redis_sink;

@@ -424,6 +424,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(store = %settings.store, ?role, "starting");
             let token = CancellationToken::new();
             stop::cancel_on_signal(token.clone(), "stopping: finishing queued work")?;
+            let mut lease = None;
             let sources = match (role, &cluster) {
                 (Role::Api, Some(cluster)) => {
                     // An API node: the store, and live updates from processors.
@@ -467,6 +468,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     return Ok(());
                 }
                 (Role::Processor, Some(cluster)) => {
+                    // One processor per consumer works; the others wait.
+                    let Some(held) =
+                        ck_app::lease::ProcessorLease::acquire(cluster, &token).await?
+                    else {
+                        return Ok(());
+                    };
+                    let held = std::sync::Arc::new(held);
+                    tokio::spawn(held.clone().keep(token.clone()));
+                    lease = Some(held);
                     tokio::spawn(ck_app::cluster::publish_processor_alive(
                         cluster.clone(),
                         token.clone(),
@@ -533,6 +543,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let started = Instant::now();
             let report = run_pipeline(&settings, store, sources, None, token.clone()).await;
             token.cancel();
+            if let Some(lease) = lease {
+                // After the last commit: the standby starts where it ended.
+                lease.release().await;
+            }
             api.await.ok();
             print_report(&report?, started);
             Ok(())

@@ -2,8 +2,9 @@
 //! Trade, each replayed by its own mock), one processor and one API node, joined
 //! through the real NATS JetStream server and the real PostgreSQL on
 //! loopback. Beside them, a single `run --role all` process captures the same
-//! replayed data into SQLite. The processor is killed (SIGKILL) mid-run and
-//! started again.
+//! replayed data into SQLite. Two processors share the consumer: one works,
+//! the other is a hot standby (a lease in NATS KV); the working one is
+//! killed (SIGKILL) mid-run and the standby takes over.
 //!
 //! The candles in PostgreSQL, and those the API node serves, equal the
 //! single process's; every trade is stored once. (The kill lands where the
@@ -188,6 +189,7 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     let js = async_nats::jetstream::new(nats);
     let stream = tag.to_uppercase();
     let _ = js.delete_stream(&stream).await;
+    let _ = js.delete_key_value(format!("{stream}_leases")).await;
 
     // Binance: about six recorded minutes of BTC-USDT; Coinbase Advanced
     // Trade: its recording. Recorded times are moved to one start time for
@@ -230,6 +232,8 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         ("CANDLEKEEP_NATS__SUBJECT_PREFIX", tag.clone()),
         // What the killed processor took comes back after this.
         ("CANDLEKEEP_NATS__ACK_WAIT_SECS", "3".to_owned()),
+        // The standby takes over this long after the kill.
+        ("CANDLEKEEP_NATS__LEASE_SECS", "3".to_owned()),
     ];
 
     // The single process, on its own mocks.
@@ -281,6 +285,25 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     let mut processor = start(
         dir.path(),
         "processor",
+        "sources = []\n",
+        &cluster_env,
+        &["--listen", "127.0.0.1:0", "--role", "processor"],
+    );
+    // The first processor holds the lease before the second starts.
+    let first_holds = eventually(Duration::from_secs(30), || {
+        let (js, bucket) = (js.clone(), format!("{stream}_leases"));
+        async move {
+            match js.get_key_value(bucket).await {
+                Ok(kv) => kv.get("processor").await.ok().flatten().is_some(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert!(first_holds, "the first processor took the lease");
+    let mut standby = start(
+        dir.path(),
+        "standby",
         "sources = []\n",
         &cluster_env,
         &["--listen", "127.0.0.1:0", "--role", "processor"],
@@ -369,7 +392,21 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         "the API node lists both collectors' connectors as connected"
     );
 
-    // Kill the processor mid-run, then start it again.
+    // The API node is ready: a processor reports, the connectors are up.
+    let ready = eventually(Duration::from_secs(30), || {
+        let api = api_listen.clone();
+        async move {
+            let response =
+                tokio::task::spawn_blocking(move || crate::support::http_get(&api, "/health"))
+                    .await
+                    .unwrap_or_default();
+            response.starts_with("HTTP/1.1 200") && response.contains("\"processors\":1")
+        }
+    })
+    .await;
+    assert!(ready, "the API node's /health is ok with one processor");
+
+    // Kill the working processor mid-run: the standby takes over.
     let third = expected / 3;
     let reached = eventually(Duration::from_secs(90), || {
         let s = pg_store.clone();
@@ -377,16 +414,22 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     })
     .await;
     assert!(reached, "the processor stored a third of the trades");
+    let working: Vec<String> = pg_store
+        .backfill_jobs()
+        .await
+        .expect("jobs")
+        .into_iter()
+        .map(|p| p.job)
+        .filter(|j| j.starts_with(&positions))
+        .collect();
+    assert_eq!(
+        working.len(),
+        1,
+        "one processor works, the standby waits: {working:?}"
+    );
     processor.0.kill().expect("SIGKILL the processor");
     processor.0.wait().expect("reaped");
     let stored_at_kill = total_trades(pg_store.as_ref()).await;
-    let mut restarted = start(
-        dir.path(),
-        "processor",
-        "sources = []\n",
-        &cluster_env,
-        &["--listen", "127.0.0.1:0", "--role", "processor"],
-    );
 
     let single_store = ck_app::open_location(
         &ck_app::config::StoreLocation::Sqlite(dir.path().join("single/candlekeep.sqlite")),
@@ -500,9 +543,38 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         "the API node pushed a live trade it got over NATS: {live:?}"
     );
 
+    // Gaps too are those of the single process.
+    let gaps = |store: std::sync::Arc<dyn Store>| async move {
+        let mut g: Vec<String> = store
+            .gaps(None, None, 10_000)
+            .await
+            .expect("gaps")
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {} {}..{} {:?}..{:?} {:?}",
+                    g.exchange,
+                    g.instrument,
+                    g.from_ts,
+                    g.to_ts,
+                    g.first_missing_id,
+                    g.last_missing_id,
+                    g.state
+                )
+            })
+            .collect();
+        g.sort();
+        g
+    };
+    assert_eq!(
+        gaps(pg_store.clone()).await,
+        gaps(single_store.clone()).await,
+        "gaps"
+    );
+
     // Positions: the abandoned one is forgotten, the killed processor's
-    // stays (it is not a day old), and the restarted processor forgets its
-    // own when SIGTERM stops it cleanly.
+    // stays (it is not a day old), and the standby that took over forgets
+    // its own when SIGTERM stops it cleanly.
     let kept = |store: std::sync::Arc<dyn Store>| {
         let positions = positions.clone();
         async move {
@@ -520,7 +592,7 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         2,
         "the killed and the running processor's: {before:?}"
     );
-    let status = crate::support::signal_and_wait(&mut restarted.0, "TERM");
+    let status = crate::support::signal_and_wait(&mut standby.0, "TERM");
     assert!(
         status.success(),
         "SIGTERM stops the processor cleanly: {status}"
@@ -531,6 +603,7 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
 
     drop(single);
     let _ = js.delete_stream(&stream).await;
+    let _ = js.delete_key_value(format!("{stream}_leases")).await;
     pg.batch_execute(&format!("DROP SCHEMA IF EXISTS {tag} CASCADE"))
         .await
         .expect("drop schema");

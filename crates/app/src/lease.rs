@@ -1,0 +1,176 @@
+//! One active processor per consumer: a lease in a NATS key-value bucket.
+//!
+//! A candle needs every trade of its instrument in one place: two
+//! processors sharing one consumer would each build candles from half the
+//! trades and overwrite each other's. Until processors partition the work
+//! by instrument, one of them works and the others are hot standbys.
+//!
+//! - The lease is the key `<consumer>` in the bucket `<stream>_leases`,
+//!   whose entries expire `lease_secs` after their last write. Its value
+//!   names the holder.
+//! - A processor creates the key to take the lease (a create fails while
+//!   the key exists), and renews it every third of `lease_secs` with a
+//!   write that expects the revision it wrote last.
+//! - A standby tries again every second: it takes over at most `lease_secs`
+//!   after the active processor was killed, at once after a clean stop
+//!   (which deletes the key after the last commit).
+//! - A holder that cannot renew for `lease_secs`, or finds another holder,
+//!   has lost the lease: it stops (its queued work drains), and a
+//!   supervisor restarting it makes it a standby.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{kv, stream};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{Cluster, node_name};
+
+/// A standby asks for the lease this often.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+/// The lease this process holds on its consumer.
+pub struct ProcessorLease {
+    kv: kv::Store,
+    key: String,
+    node: String,
+    ttl: Duration,
+    /// The revision of this holder's last write.
+    revision: AtomicU64,
+}
+
+impl ProcessorLease {
+    /// Waits, as a hot standby, until this process holds the lease of its
+    /// consumer; `None` when `stop` comes first.
+    ///
+    /// # Errors
+    /// When the bucket cannot be opened or created.
+    pub async fn acquire(
+        cluster: &Cluster,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<ProcessorLease>> {
+        let config = &cluster.config;
+        let ttl = Duration::from_secs(config.lease_secs.max(1));
+        let bucket = format!("{}_leases", config.stream);
+        // The bucket's stream, made as a key-value bucket is made (the
+        // client's own bucket creation first asks for account details that
+        // NATS 2.9 answers in a form it does not read).
+        cluster
+            .js
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{bucket}"),
+                description: Some("candlekeep: which processor of a consumer works".into()),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                max_age: ttl,
+                duplicate_window: ttl.min(Duration::from_secs(120)),
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                ..stream::Config::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("creating the lease bucket {bucket}"))?;
+        let kv = cluster
+            .js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("opening the lease bucket {bucket}"))?;
+        let node = node_name();
+        let key = config.consumer.clone();
+        let mut told = false;
+        loop {
+            match kv.create(&key, node.clone().into()).await {
+                Ok(revision) => {
+                    tracing::info!(consumer = %key, %node, "took the processor lease: this processor works");
+                    return Ok(Some(ProcessorLease {
+                        kv,
+                        key,
+                        node,
+                        ttl,
+                        revision: AtomicU64::new(revision),
+                    }));
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    if !told {
+                        let holder = kv
+                            .get(&key)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|v| String::from_utf8_lossy(&v).into_owned())
+                            .unwrap_or_else(|| "another processor".into());
+                        tracing::info!(consumer = %key, %holder, lease_secs = ttl.as_secs(), "standby: another processor holds the lease; taking over when it lapses");
+                        told = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(consumer = %key, error = %e, "could not ask for the processor lease; retrying");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return Ok(None),
+                () = tokio::time::sleep(STANDBY_POLL) => {}
+            }
+        }
+    }
+
+    /// Renews the lease until `stop`; when it is lost (another holder, or
+    /// no renewal for its whole term), logs why and cancels `stop`, so the
+    /// processor stops taking work.
+    pub async fn keep(self: Arc<Self>, stop: CancellationToken) {
+        let every = self.ttl / 3;
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let revision = self.revision.load(Ordering::SeqCst);
+            match self
+                .kv
+                .update(&self.key, self.node.clone().into(), revision)
+                .await
+            {
+                Ok(next) => {
+                    self.revision.store(next, Ordering::SeqCst);
+                    renewed = tokio::time::Instant::now();
+                }
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    tracing::error!(consumer = %self.key, "lost the processor lease to another processor; stopping");
+                    stop.cancel();
+                    return;
+                }
+                Err(e) if renewed.elapsed() >= self.ttl => {
+                    tracing::error!(consumer = %self.key, error = %e, "could not renew the processor lease within its term; stopping");
+                    stop.cancel();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(consumer = %self.key, error = %e, "could not renew the processor lease; retrying");
+                }
+            }
+        }
+    }
+
+    /// Gives the lease up after a clean stop, so a standby takes over at
+    /// once (only if this process still holds it).
+    pub async fn release(&self) {
+        let revision = self.revision.load(Ordering::SeqCst);
+        match self
+            .kv
+            .delete_expect_revision(&self.key, Some(revision))
+            .await
+        {
+            Ok(()) => tracing::info!(consumer = %self.key, "released the processor lease"),
+            Err(e) => {
+                tracing::warn!(consumer = %self.key, error = %e, "could not release the processor lease; it lapses by itself");
+            }
+        }
+    }
+}
