@@ -72,6 +72,9 @@ pub struct ApiState {
     capture: Capture,
     /// The stages' problems readiness lists (the process's by default).
     problems: Arc<ck_bus::health::Board>,
+    /// The instruments this process's sources capture: WebSocket clients
+    /// may subscribe to these and to what the store holds.
+    captured: Arc<std::collections::HashSet<(ck_model::Exchange, ck_model::Instrument)>>,
 }
 
 /// What this process is expected to do, for readiness (`/health`).
@@ -118,7 +121,19 @@ impl ApiState {
             alerts: ck_alerts::AlertHandle::default(),
             capture: Capture::Nothing,
             problems: ck_bus::health::Board::process(),
+            captured: Arc::default(),
         }
+    }
+
+    /// The instruments this process's live sources capture (WebSocket
+    /// subscriptions to them are taken before any is stored).
+    #[must_use]
+    pub fn with_captured(
+        mut self,
+        captured: impl IntoIterator<Item = (ck_model::Exchange, ck_model::Instrument)>,
+    ) -> ApiState {
+        self.captured = Arc::new(captured.into_iter().collect());
+        self
     }
 
     /// Lists `board`'s problems in readiness instead of the process's.

@@ -52,6 +52,13 @@ pub(crate) enum Topic {
 /// How often statistics subscriptions get a fresh table.
 const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The largest message a client may send (requests are small).
+pub(crate) const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Instruments one request may name.
+pub(crate) const MAX_INSTRUMENTS_PER_REQUEST: usize = 256;
+/// Subscriptions one client may hold.
+pub(crate) const MAX_TOPICS_PER_CLIENT: usize = 1_024;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Request {
@@ -121,6 +128,12 @@ fn read_request(text: &str) -> Result<(bool, Vec<Topic>), String> {
     }
     if names.is_empty() {
         return Err("name at least one `instrument` (or `instruments`)".into());
+    }
+    if names.len() > MAX_INSTRUMENTS_PER_REQUEST {
+        return Err(format!(
+            "{} instruments in one request; at most {MAX_INSTRUMENTS_PER_REQUEST}",
+            names.len()
+        ));
     }
     let mut topics = Vec::new();
     for n in names {
@@ -418,6 +431,10 @@ impl Drop for ClientTopics {
                 }
             }
         }
+        // A client that held many topics leaves no large table behind.
+        if all.capacity() > 4 * all.len() + 64 {
+            all.shrink_to_fit();
+        }
     }
 }
 
@@ -636,6 +653,8 @@ pub(crate) async fn upgrade(
     // the top of the fan-out profile.
     Ok(ws
         .read_buffer_size(4 * 1024)
+        .max_message_size(MAX_REQUEST_BYTES)
+        .max_frame_size(MAX_REQUEST_BYTES)
         .on_upgrade(move |socket| client(socket, state, batch)))
 }
 
@@ -737,6 +756,51 @@ fn spawn_reader(
     (rx, AbortOnDrop(task))
 }
 
+/// Whether every instrument `topics` name is captured here or stored; an
+/// error naming the first that is not, with what is stored.
+async fn known(state: &ApiState, topics: &[Topic]) -> Result<(), String> {
+    let named: Vec<(Exchange, &Instrument)> = topics
+        .iter()
+        .filter_map(|t| match t {
+            Topic::Trades(e, i) | Topic::Tickers(e, i) | Topic::Candles(e, i, _) => Some((*e, i)),
+            Topic::Stats { .. } => None,
+        })
+        .collect();
+    if named
+        .iter()
+        .all(|(e, i)| state.captured.contains(&(*e, (*i).clone())))
+    {
+        return Ok(());
+    }
+    let stored = state.store.instruments().await.map_err(|e| {
+        tracing::error!(error = %e, "instrument list for a subscription");
+        "the instrument list cannot be read right now".to_owned()
+    })?;
+    for (e, i) in named {
+        let here = state.captured.contains(&(e, i.clone()))
+            || stored
+                .iter()
+                .any(|s| s.info.exchange == e && &s.info.instrument == i);
+        if !here {
+            let same: Vec<String> = stored
+                .iter()
+                .filter(|s| s.info.exchange == e)
+                .take(10)
+                .map(|s| s.info.instrument.to_string())
+                .collect();
+            return Err(format!(
+                "no {e} {i} here: nothing captures it and the store holds none; {} (GET /api/v1/instruments lists them)",
+                if same.is_empty() {
+                    format!("nothing from {e} is stored")
+                } else {
+                    format!("{e} has {}", same.join(", "))
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Stops a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -772,25 +836,43 @@ async fn client(socket: WebSocket, state: ApiState, batched: bool) {
             incoming = incoming.recv() => match incoming {
                 Some(Incoming::Text(text)) => {
                     match read_request(text.as_str()) {
-                        Ok((subscribe, named)) => {
-                            let mut replies = Vec::new();
-                            for t in named {
-                                let mut ack = topic_json(&t);
-                                if let Some(o) = ack.as_object_mut() {
-                                    o.insert("type".into(), json!(if subscribe { "subscribed" } else { "unsubscribed" }));
-                                }
-                                replies.push(ack.to_string());
-                                if subscribe {
+                        Ok((true, named)) if topics.mine.len() + named.len() > MAX_TOPICS_PER_CLIENT => {
+                            Some(json!({"type": "error", "message": format!(
+                                "a client may hold {MAX_TOPICS_PER_CLIENT} subscriptions; this one holds {} and asked for {} more",
+                                topics.mine.len(), named.len()
+                            )}).to_string())
+                        }
+                        Ok((true, named)) => match known(&state, &named).await {
+                            Err(message) => Some(json!({"type": "error", "message": message}).to_string()),
+                            Ok(()) => {
+                                let mut replies = Vec::new();
+                                for t in named {
+                                    let mut ack = topic_json(&t);
+                                    if let Some(o) = ack.as_object_mut() {
+                                        o.insert("type".into(), json!("subscribed"));
+                                    }
+                                    replies.push(ack.to_string());
                                     // Listening first: an update racing the snapshot
                                     // still arrives (after it), never falls between.
                                     topics.add(t.clone());
                                     replies.push(snapshot(&state, &t).await.to_string());
-                                } else {
-                                    topics.remove(&t);
                                 }
+                                for r in replies {
+                                    if socket.send(Message::Text(r.into())).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                None
                             }
-                            for r in replies {
-                                if socket.send(Message::Text(r.into())).await.is_err() {
+                        },
+                        Ok((false, named)) => {
+                            for t in named {
+                                let mut ack = topic_json(&t);
+                                if let Some(o) = ack.as_object_mut() {
+                                    o.insert("type".into(), json!("unsubscribed"));
+                                }
+                                topics.remove(&t);
+                                if socket.send(Message::Text(ack.to_string().into())).await.is_err() {
                                     return;
                                 }
                             }

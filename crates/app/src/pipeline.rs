@@ -131,6 +131,33 @@ pub struct PipelineReport {
     pub packed: ck_store::PackReport,
 }
 
+impl Source {
+    /// The instruments this source captures live (none for finite sources
+    /// and the NATS consumer).
+    #[must_use]
+    pub fn captured(&self) -> Vec<(Exchange, ck_model::Instrument)> {
+        match self {
+            Source::Binance(config) => config
+                .instruments
+                .iter()
+                .map(|i| (Exchange::Binance, i.clone()))
+                .collect(),
+            Source::Live { protocol, config } => config
+                .instruments
+                .iter()
+                .map(|i| (protocol.exchange(), i.clone()))
+                .collect(),
+            Source::Poll {
+                exchange, targets, ..
+            } => targets
+                .iter()
+                .map(|t| (*exchange, t.instrument.clone()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// `f`, unless `stop` is cancelled first (`None`): every wait of a start-up
 /// (REST retries, warm-up reads, backfill pages) ends at once on the stop
 /// signal.

@@ -429,15 +429,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (Role::Api, Some(cluster)) => {
                     // An API node: the store, and live updates from processors.
                     let alerts = start_alerts(&settings, &store, &token, false)?;
-                    let api = start_api(
-                        listen,
-                        &settings,
-                        &store,
-                        &alerts,
-                        &token,
-                        ck_api::Capture::Cluster,
-                    )
-                    .await?;
+                    let api =
+                        start_api(listen, &settings, &store, &alerts, ck_api::Capture::Cluster)
+                            .await?
+                            .serve(&token);
                     let status = ck_app::cluster::follow_status(
                         cluster.clone(),
                         settings.connectors.clone(),
@@ -519,7 +514,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (Role::Processor, _) | (_, None) => ck_api::Capture::Nothing,
                 (_, Some(stale_after)) => ck_api::Capture::Live { stale_after },
             };
-            let api = start_api(listen, &settings, &store, &alerts, &token, capture).await?;
+            let captured: Vec<_> = sources.iter().flat_map(Source::captured).collect();
+            let api = start_api(listen, &settings, &store, &alerts, capture)
+                .await?
+                .captured(captured)
+                .serve(&token);
             if builds_candles && config.store.pack_every_secs > 0 {
                 tokio::spawn(ck_app::retention::run_pack_schedule(
                     settings.clone(),
@@ -555,15 +554,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = ck_app::open_store(&settings).await?;
             let token = CancellationToken::new();
             let alerts = start_alerts(&settings, &store, &token, false)?;
-            let api = start_api(
-                listen,
-                &settings,
-                &store,
-                &alerts,
-                &token,
-                ck_api::Capture::Nothing,
-            )
-            .await?;
+            let api = start_api(listen, &settings, &store, &alerts, ck_api::Capture::Nothing)
+                .await?
+                .serve(&token);
             let signal = stop::StopSignals::listen()?.next().await;
             tracing::info!(signal, "stopping");
             token.cancel();
@@ -797,7 +790,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let capture = ck_api::Capture::Live {
                 stale_after: std::time::Duration::from_secs(60),
             };
-            let api = start_api(listen, &settings, &store, &alerts, &token, capture).await?;
+            let captured: Vec<_> = sources.iter().flat_map(Source::captured).collect();
+            let api = start_api(listen, &settings, &store, &alerts, capture)
+                .await?
+                .captured(captured)
+                .serve(&token);
             let started = Instant::now();
             let report = run_pipeline(&settings, store, sources, None, token.clone()).await;
             drop(mocks);
@@ -1045,9 +1042,8 @@ async fn start_api(
     settings: &ck_app::config::Settings,
     store: &std::sync::Arc<dyn ck_store::Store>,
     alerts: &ck_alerts::AlertHandle,
-    token: &CancellationToken,
     capture: ck_api::Capture,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<Api> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         anyhow::anyhow!("the API cannot listen on {listen}: {e} (use --listen ADDR)")
     })?;
@@ -1072,12 +1068,31 @@ async fn start_api(
     .with_token(settings.config.api.token.clone())
     .with_cors(settings.config.api.cors_origins.clone())
     .with_capture(capture);
-    let stop = token.clone().cancelled_owned();
-    Ok(tokio::spawn(async move {
-        if let Err(e) = ck_api::serve(listener, state, stop).await {
-            tracing::error!(error = %e, "API server failed");
-        }
-    }))
+    Ok(Api { listener, state })
+}
+
+/// The API, bound and ready to serve.
+struct Api {
+    listener: tokio::net::TcpListener,
+    state: ck_api::ApiState,
+}
+
+impl Api {
+    /// WebSocket clients may subscribe to `captured` before it is stored.
+    fn captured(mut self, captured: Vec<(Exchange, Instrument)>) -> Api {
+        self.state = self.state.with_captured(captured);
+        self
+    }
+
+    /// Serves until `token` is cancelled.
+    fn serve(self, token: &CancellationToken) -> tokio::task::JoinHandle<()> {
+        let stop = token.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(e) = ck_api::serve(self.listener, self.state, stop).await {
+                tracing::error!(error = %e, "API server failed");
+            }
+        })
+    }
 }
 
 /// The REST root of the first configured source of that venue.

@@ -83,7 +83,13 @@ async fn serve_fresh(
         Duration::from_secs(1),
     )
     .with_ws_queue(settings.config.api.ws_queue)
-    .with_ws_linger(linger);
+    .with_ws_linger(linger)
+    // As a process capturing Binance BTC-USDT: subscriptions are taken
+    // before anything is stored.
+    .with_captured([(
+        ck_model::Exchange::Binance,
+        ck_model::Instrument::parse("BTC-USDT").expect("instrument"),
+    )]);
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(ck_api::serve(
         listener,
@@ -115,6 +121,74 @@ fn replay_binance(
         .await
         .map_err(|e| format!("{e:#}"))
     })
+}
+
+/// A client cannot make the server hold what nobody asked for: instruments
+/// nobody captures or stores, thousands in one request, a huge frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_bounded_and_unknown_instruments_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_settings, _store, addr, stop) = serve_fresh(dir.path(), 4096, Duration::ZERO).await;
+    let mut ws = connect(addr, None).await;
+    send(
+        &mut ws,
+        r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"NOPE-USDT"}"#,
+    )
+    .await;
+    let err = next_json(&mut ws).await;
+    assert_eq!(err["type"], "error", "{err}");
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no binance NOPE-USDT here") && message.contains("/api/v1/instruments"),
+        "{message}"
+    );
+    // Too many instruments in one request.
+    let many: Vec<String> = (0..1_000).map(|i| format!("\"C{i}-USDT\"")).collect();
+    send(
+        &mut ws,
+        &format!(
+            r#"{{"op":"subscribe","channel":"trades","exchange":"binance","instruments":[{}]}}"#,
+            many.join(",")
+        ),
+    )
+    .await;
+    let err = next_json(&mut ws).await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 256"),
+        "{err}"
+    );
+    // The connection is still usable for what is captured.
+    send(
+        &mut ws,
+        r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"BTC-USDT"}"#,
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+    // A frame over the limit ends the connection, without the server
+    // reading it whole.
+    let huge = format!(
+        r#"{{"op":"subscribe","channel":"trades","exchange":"binance","instruments":["{}"]}}"#,
+        "X".repeat(200 * 1024)
+    );
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let _ = ws
+        .send(tokio_tungstenite::tungstenite::Message::Text(huge.into()))
+        .await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return true,
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "the server closes on an oversized frame");
+    stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
