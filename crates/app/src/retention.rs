@@ -76,6 +76,18 @@ impl Policy {
             .chain(self.candles.iter().map(|(_, k)| k))
             .any(|k| *k != Keep::Forever)
     }
+
+    /// Only the tapes' policy: what a collector prunes (the store it reads
+    /// is the processors' to prune).
+    #[must_use]
+    pub fn tapes_only(&self) -> Policy {
+        Policy {
+            trades: Keep::Forever,
+            quotes: Keep::Forever,
+            candles: Vec::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The cutoffs for `now`, with the trade cutoff held back so that no open

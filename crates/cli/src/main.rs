@@ -528,7 +528,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ));
             }
             let policy = config.retention.policy()?;
-            if builds_candles && policy.prunes_anything() {
+            // A collector prunes its own tapes only.
+            let policy = if builds_candles {
+                policy
+            } else {
+                policy.tapes_only()
+            };
+            if policy.prunes_anything() {
                 tokio::spawn(ck_app::retention::run_schedule(
                     settings.clone(),
                     store.clone(),

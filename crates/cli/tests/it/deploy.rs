@@ -108,6 +108,62 @@ fn the_systemd_unit_starts_at_boot_restarts_on_failure_and_verifies() {
 }
 
 #[test]
+fn the_template_unit_runs_one_role_each_after_its_local_services() {
+    let unit = read("candlekeep@.service");
+    let service = section(&unit, "Service");
+    let exec = value(&service, "ExecStart").expect("ExecStart");
+    assert!(
+        exec.starts_with("/usr/local/bin/candlekeep run --role %i --listen ${CANDLEKEEP_LISTEN}"),
+        "{exec}"
+    );
+    assert_eq!(value(&service, "KillSignal"), Some("SIGTERM"));
+    assert_eq!(value(&service, "Restart"), Some("on-failure"));
+    assert_eq!(
+        value(&service, "EnvironmentFile"),
+        Some("-/etc/candlekeep/%i.env"),
+        "each role its own port and URLs"
+    );
+    let u = section(&unit, "Unit");
+    for key in ["After", "Wants"] {
+        let v = value(&u, key).expect(key);
+        assert!(
+            v.contains("postgresql.service") && v.contains("nats-server.service"),
+            "{key}={v}"
+        );
+    }
+    assert_eq!(
+        value(&section(&unit, "Install"), "WantedBy"),
+        Some("multi-user.target")
+    );
+    let Ok(status) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not on this machine: the unit was checked by parsing only");
+        return;
+    };
+    assert!(status.status.success());
+    let dir = tempfile::tempdir().expect("dir");
+    let copy = dir.path().join("candlekeep@processor.service");
+    let text = unit.replace(
+        "/usr/local/bin/candlekeep",
+        env!("CARGO_BIN_EXE_candlekeep"),
+    );
+    std::fs::write(&copy, text).expect("write unit");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze verify");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn the_compose_layout_runs_every_role_on_loadable_configs() {
     let compose = read("compose.yaml");
     for role in ["collector", "processor", "api"] {
@@ -130,4 +186,13 @@ fn the_compose_layout_runs_every_role_on_loadable_configs() {
     let dockerfile = read("Dockerfile");
     assert!(dockerfile.contains("cargo build --release --locked -p candlekeep"));
     assert!(dockerfile.contains("COPY deploy/candlekeep.toml /etc/candlekeep/candlekeep.toml"));
+    assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("/health/live"));
+    assert!(
+        compose.contains("CANDLEKEEP_NATS__MAX_BYTES")
+            && compose.contains("CANDLEKEEP_RETENTION__TAPES"),
+        "a stream size limit and tape retention by default"
+    );
+    let ignore = std::fs::read_to_string(ck_testkit::project_root().join(".dockerignore"))
+        .expect(".dockerignore");
+    assert!(ignore.lines().any(|l| l.trim() == "target/"), "{ignore}");
 }
