@@ -118,7 +118,8 @@ enum Command {
     /// List stored instruments with their last trade time.
     Instruments,
     /// Serve a mock Binance WebSocket on this machine that replays recordings
-    /// (time-shifted to now), for demos and offline runs.
+    /// (their times moved to when the first client connects), for demos and
+    /// offline runs.
     MockExchange {
         /// Address of the WebSocket (combined streams at `/stream`).
         #[arg(long, default_value = "127.0.0.1:9443")]

@@ -191,7 +191,32 @@ fn combined_text(v: &serde_json::Value) -> Option<String> {
 pub struct MockBinance {
     ws_addr: SocketAddr,
     rest_addr: SocketAddr,
-    shared: Arc<Shared>,
+    lazy: Arc<Lazy>,
+}
+
+/// The mock's state, built when first needed: the first client (WebSocket
+/// or REST) fixes the shift of recorded times to "now", unless
+/// `shift_to` names the time, so data runs on the wall clock however late
+/// the first client connects.
+struct Lazy {
+    recording: Vec<RawMessage>,
+    options: MockOptions,
+    built: std::sync::OnceLock<Arc<Shared>>,
+}
+
+impl Lazy {
+    fn get(&self) -> &Arc<Shared> {
+        self.built.get_or_init(|| {
+            let first = self
+                .recording
+                .iter()
+                .find(|m| m.origin == Origin::Ws)
+                .map_or(Ts::now(), |m| m.ts_received);
+            let shift_ms =
+                self.options.shift_to.unwrap_or_else(Ts::now).as_millis() - first.as_millis();
+            Arc::new(build(&self.recording, self.options.clone(), shift_ms))
+        })
+    }
 }
 
 /// Quote assets, longest first, to split a symbol without `exchangeInfo`.
@@ -232,23 +257,21 @@ impl MockBinance {
         recording: &[RawMessage],
         options: MockOptions,
     ) -> std::io::Result<MockBinance> {
-        let first = recording
-            .iter()
-            .find(|m| m.origin == Origin::Ws)
-            .map_or(Ts::now(), |m| m.ts_received);
-        let shift_ms = options.shift_to.unwrap_or_else(Ts::now).as_millis() - first.as_millis();
-        let shared = Arc::new(build(recording, options, shift_ms));
-
+        let lazy = Arc::new(Lazy {
+            recording: recording.to_vec(),
+            options,
+            built: std::sync::OnceLock::new(),
+        });
         let ws_listener = TcpListener::bind(ws_addr).await?;
         let ws_addr = ws_listener.local_addr()?;
-        tokio::spawn(ws::accept(ws_listener, shared.clone()));
+        tokio::spawn(ws::accept(ws_listener, lazy.clone()));
         let rest_listener = TcpListener::bind(rest_addr).await?;
         let rest_addr = rest_listener.local_addr()?;
-        tokio::spawn(rest::serve(rest_listener, shared.clone()));
+        tokio::spawn(rest::serve(rest_listener, lazy.clone()));
         Ok(MockBinance {
             ws_addr,
             rest_addr,
-            shared,
+            lazy,
         })
     }
 
@@ -267,45 +290,46 @@ impl MockBinance {
     /// Connections accepted so far.
     #[must_use]
     pub fn connections(&self) -> usize {
-        self.shared.connections.load(Ordering::SeqCst)
+        self.lazy.get().connections.load(Ordering::SeqCst)
     }
 
     /// REST requests answered so far (429s included).
     #[must_use]
     pub fn rest_requests(&self) -> usize {
-        self.shared.rest_requests.load(Ordering::SeqCst)
+        self.lazy.get().rest_requests.load(Ordering::SeqCst)
     }
 
     /// Data messages withheld by the `skip_every` fault.
     #[must_use]
     pub fn skipped(&self) -> usize {
-        self.shared.skipped.load(Ordering::SeqCst)
+        self.lazy.get().skipped.load(Ordering::SeqCst)
     }
 
     /// Recorded messages the mock holds (one lap).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shared.messages.len()
+        self.lazy.get().messages.len()
     }
 
     /// True when the recording had no combined-stream messages.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.shared.messages.is_empty()
+        self.lazy.get().messages.is_empty()
     }
 
     /// True once every message has been sent (never, when looping).
     #[must_use]
     pub fn finished(&self) -> bool {
-        !self.shared.options.looped
-            && self.shared.cursor.load(Ordering::SeqCst) >= self.shared.len()
+        !self.lazy.get().options.looped
+            && self.lazy.get().cursor.load(Ordering::SeqCst) >= self.lazy.get().len()
     }
 
     /// Every trade of `symbol` (`BTCUSDT`) in the first lap, as REST serves
     /// them: what a gap-free capture must end up with.
     #[must_use]
     pub fn trades(&self, symbol: &str) -> Vec<MockTrade> {
-        self.shared
+        self.lazy
+            .get()
             .book
             .symbols
             .get(symbol)
@@ -452,6 +476,36 @@ fn read_listings(body: &str, out: &mut BTreeMap<String, (String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_times_move_to_when_the_first_client_comes_not_to_the_start() {
+        let recorded = Ts::parse("2024-08-08T23:54:14Z").expect("ts");
+        let recording = vec![RawMessage {
+            exchange: ck_model::Exchange::Binance,
+            ts_received: recorded,
+            origin: Origin::Ws,
+            data: format!(
+                r#"{{"stream":"btcusdt@trade","data":{{"e":"trade","E":{0},"s":"BTCUSDT","t":1,"p":"1","q":"1","T":{0},"m":true}}}}"#,
+                recorded.as_millis()
+            ),
+        }];
+        let lazy = Lazy {
+            recording,
+            options: MockOptions::default(),
+            built: std::sync::OnceLock::new(),
+        };
+        assert!(lazy.built.get().is_none(), "nothing is fixed at the start");
+        let before = Ts::now().as_millis();
+        let shared = lazy.get();
+        let after = Ts::now().as_millis();
+        let v: serde_json::Value =
+            serde_json::from_str(shared.messages[0].text.as_str()).expect("json");
+        let t = v["data"]["T"].as_i64().expect("T");
+        assert!(
+            (before..=after).contains(&t),
+            "the first trade is at the first client's now: {t} in {before}..={after}"
+        );
+    }
 
     #[test]
     fn messages_are_written_stream_first_as_binance_writes_them() {

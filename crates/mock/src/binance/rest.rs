@@ -21,7 +21,7 @@ use crate::bars::{Fill, bars};
 
 type Params = Query<HashMap<String, String>>;
 
-pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub(super) async fn serve(listener: TcpListener, shared: Arc<super::Lazy>) {
     let app = Router::new()
         .route("/api/v3/exchangeInfo", get(exchange_info))
         .route("/api/v3/historicalTrades", get(historical_trades))
@@ -109,7 +109,8 @@ fn limit(q: &HashMap<String, String>) -> Result<usize, Refused> {
     Ok(number::<usize>(q, "limit")?.unwrap_or(500).clamp(1, 1000))
 }
 
-async fn exchange_info(State(shared): State<Arc<Shared>>) -> Response {
+async fn exchange_info(State(lazy): State<Arc<super::Lazy>>) -> Response {
+    let shared = lazy.get();
     if let Some(r) = gate(&shared).await {
         return r;
     }
@@ -128,7 +129,8 @@ async fn exchange_info(State(shared): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-async fn historical_trades(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response {
+async fn historical_trades(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
+    let shared = lazy.get();
     if let Some(r) = gate(&shared).await {
         return r;
     }
@@ -161,7 +163,8 @@ fn trade_json(t: &MockTrade) -> serde_json::Value {
 
 /// The best bid/ask as of the replay's position: the last `bookTicker`
 /// message sent (or, before any, the first recorded).
-async fn book_ticker(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response {
+async fn book_ticker(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
+    let shared = lazy.get();
     if let Some(r) = gate(&shared).await {
         return r;
     }
@@ -196,7 +199,8 @@ async fn book_ticker(State(shared): State<Arc<Shared>>, Query(q): Params) -> Res
 
 /// One aggregate per trade: the recording has single trades, and an
 /// aggregate of one is what Binance serves for a lone fill.
-async fn agg_trades(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response {
+async fn agg_trades(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
+    let shared = lazy.get();
     if let Some(r) = gate(&shared).await {
         return r;
     }
@@ -237,7 +241,8 @@ async fn agg_trades(State(shared): State<Arc<Shared>>, Query(q): Params) -> Resp
 
 /// Klines computed from the trades, with flat klines (previous close, no
 /// volume) for quiet intervals, as Binance generates them.
-async fn klines(State(shared): State<Arc<Shared>>, Query(q): Params) -> Response {
+async fn klines(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
+    let shared = lazy.get();
     if let Some(r) = gate(&shared).await {
         return r;
     }

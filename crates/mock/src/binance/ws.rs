@@ -19,9 +19,10 @@ type WsError = tokio_tungstenite::tungstenite::Error;
 /// Messages written before one flush when the client reads as fast as it can.
 const BATCH: usize = 64;
 
-pub(super) async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+pub(super) async fn accept(listener: TcpListener, lazy: Arc<super::Lazy>) {
     while let Ok((socket, _)) = listener.accept().await {
-        let shared = shared.clone();
+        // The first client fixes the shift to now.
+        let shared = lazy.get().clone();
         tokio::spawn(async move {
             if let Err(e) = serve(socket, shared).await {
                 tracing::debug!(error = %e, "mock connection ended");
