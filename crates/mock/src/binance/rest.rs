@@ -111,7 +111,7 @@ fn limit(q: &HashMap<String, String>) -> Result<usize, Refused> {
 
 async fn exchange_info(State(lazy): State<Arc<super::Lazy>>) -> Response {
     let shared = lazy.get();
-    if let Some(r) = gate(&shared).await {
+    if let Some(r) = gate(shared).await {
         return r;
     }
     let symbols: Vec<_> = shared
@@ -131,11 +131,11 @@ async fn exchange_info(State(lazy): State<Arc<super::Lazy>>) -> Response {
 
 async fn historical_trades(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
     let shared = lazy.get();
-    if let Some(r) = gate(&shared).await {
+    if let Some(r) = gate(shared).await {
         return r;
     }
     let answer = || -> Result<Response, Refused> {
-        let s = symbol(&shared, &q)?;
+        let s = symbol(shared, &q)?;
         let limit = limit(&q)?;
         let laps = shared.laps();
         let trades = match number::<u64>(&q, "fromId")? {
@@ -165,11 +165,11 @@ fn trade_json(t: &MockTrade) -> serde_json::Value {
 /// message sent (or, before any, the first recorded).
 async fn book_ticker(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
     let shared = lazy.get();
-    if let Some(r) = gate(&shared).await {
+    if let Some(r) = gate(shared).await {
         return r;
     }
     let answer = || -> Result<Response, Refused> {
-        let s = symbol(&shared, &q)?;
+        let s = symbol(shared, &q)?;
         let cursor = usize::try_from(shared.cursor.load(Ordering::SeqCst)).unwrap_or(usize::MAX);
         let tickers = shared
             .messages
@@ -201,11 +201,11 @@ async fn book_ticker(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> 
 /// aggregate of one is what Binance serves for a lone fill.
 async fn agg_trades(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
     let shared = lazy.get();
-    if let Some(r) = gate(&shared).await {
+    if let Some(r) = gate(shared).await {
         return r;
     }
     let answer = || -> Result<Response, Refused> {
-        let s = symbol(&shared, &q)?;
+        let s = symbol(shared, &q)?;
         let limit = limit(&q)?;
         let laps = shared.laps();
         let trades = match (
@@ -243,11 +243,11 @@ async fn agg_trades(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> R
 /// volume) for quiet intervals, as Binance generates them.
 async fn klines(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
     let shared = lazy.get();
-    if let Some(r) = gate(&shared).await {
+    if let Some(r) = gate(shared).await {
         return r;
     }
     let answer = || -> Result<Response, Refused> {
-        let s = symbol(&shared, &q)?;
+        let s = symbol(shared, &q)?;
         let interval: Interval = q
             .get("interval")
             .and_then(|i| i.parse().ok())
