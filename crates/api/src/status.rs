@@ -233,6 +233,10 @@ pub(crate) struct ConnectorView {
     last_message: Option<Ts>,
     /// The last connection error.
     last_error: Option<String>,
+    /// Something to know about its data (the demo names the date of the
+    /// recording it replays).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 impl From<ConnectorSnapshot> for ConnectorView {
@@ -245,6 +249,7 @@ impl From<ConnectorSnapshot> for ConnectorView {
             resubscribes: s.resubscribes,
             last_message: s.last_message,
             last_error: s.last_error,
+            note: s.note,
         }
     }
 }

@@ -462,7 +462,8 @@
       }
       for (const c of rows) {
         const tr = body.insertRow();
-        const cells = [[c.exchange, ''], [c.state, `state-${c.state}`], [fmt(c.messages, 0), 'num'],
+        const venue = c.note ? `${c.exchange} (${c.note})` : c.exchange;
+        const cells = [[venue, ''], [c.state, `state-${c.state}`], [fmt(c.messages, 0), 'num'],
           [fmt(c.reconnects, 0), 'num'], [when(c.last_message), '']];
         for (const [text, cls] of cells) {
           const td = tr.insertCell();

@@ -1,5 +1,6 @@
 //! `candlekeep`: the command line. Glue only; the work is in the libraries.
 
+mod demo_data;
 mod output;
 mod stop;
 
@@ -165,24 +166,26 @@ enum Command {
     /// replays the recorded traffic (time-shifted to now), and the whole live
     /// pipeline against it, until Ctrl-C.
     Demo {
-        /// The recording to serve.
-        #[arg(
-            long,
-            default_value = "../shared/fixtures/hftbacktest/binance_spot_btcusdt_20240808.gz"
-        )]
-        recording: PathBuf,
+        /// A Binance recording to serve instead of the built-in one (an
+        /// hftbacktest `.gz` of 2024-08-08, compiled into the binary).
+        #[arg(long)]
+        recording: Option<PathBuf>,
         /// Pace relative to the recording (1 = real time).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
         /// Where the API listens.
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: std::net::SocketAddr,
-        /// A folder of cryptofeed recordings: a mock of each venue recorded
-        /// there (Coinbase, Coinbase Exchange, Bitfinex, Kraken, Bitstamp,
-        /// OKX, Bybit; times moved to now) is started too, with its live
-        /// connector; `none` for Binance alone.
-        #[arg(long, default_value = "../shared/fixtures/cryptofeed")]
-        venues: PathBuf,
+        /// A folder of cryptofeed recordings instead of the built-in ones: a
+        /// mock of each venue recorded there (Coinbase, Coinbase Exchange,
+        /// Bitfinex, Kraken, Bitstamp, OKX, Bybit; times moved to now) is
+        /// started too, with its live connector; `none` for Binance alone.
+        #[arg(long)]
+        venues: Option<PathBuf>,
+        /// Print where the built-in recordings come from, and their
+        /// licences, and exit.
+        #[arg(long)]
+        licenses: bool,
     },
     /// Apply the `[retention]` policies now: delete old trades, quotes,
     /// candles and tapes in small batches and give the space back
@@ -738,12 +741,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             speed,
             listen,
             venues,
+            licenses,
         } => {
+            if licenses {
+                print!("{}", demo_data::LICENSES);
+                return Ok(());
+            }
             anyhow::ensure!(
                 speed.is_finite() && speed > 0.0,
                 "--speed must be a positive number, got {speed}"
             );
+            // The built-in recordings, unless others are named.
+            let built_in = if recording.is_none() || venues.is_none() {
+                Some(demo_data::extract(
+                    &settings.data_dir.join("demo-recordings"),
+                )?)
+            } else {
+                None
+            };
+            let recording = match (recording, &built_in) {
+                (Some(r), _) => r,
+                (None, Some(dir)) => dir.join(demo_data::BINANCE),
+                (None, None) => anyhow::bail!("no Binance recording"),
+            };
+            let venues = venues.or(built_in);
             let messages = binance_recording(std::slice::from_ref(&recording))?;
+            let recorded = recorded_at(&messages);
             // Every recording loops, ids and times moved on by a lap, so
             // that data keeps flowing for as long as the demo runs.
             let options = ck_mock::binance::MockOptions {
@@ -753,10 +776,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let mock = ck_mock::binance::MockBinance::start(&messages, options).await?;
             eprintln!(
-                "demo: mock Binance on {} replaying {}; Ctrl-C to stop",
+                "demo: mock Binance on {} replaying {} (recorded {recorded}); Ctrl-C to stop",
                 mock.ws_url(),
                 recording.display()
             );
+            settings
+                .connectors
+                .annotate(Exchange::Binance, format!("recording of {recorded}"));
             let source = Source::Binance(BinanceLiveConfig {
                 ws_url: mock.ws_url(),
                 instruments: vec![Instrument::new("BTC", "USDT")],
@@ -768,23 +794,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Kept alive for the run: each serves its venue's recording.
             let mut mocks = Vec::new();
             let mut rest_mocks = Vec::new();
-            if venues.as_os_str() != "none" {
+            if let Some(venues) = venues.filter(|v| v.as_os_str() != "none") {
                 for (exchange, file, kraken_v1) in DEMO_VENUES {
-                    let path = venues.join(file);
-                    if !path.is_file() {
-                        tracing::warn!(%exchange, path = %path.display(), "demo: no recording; venue left out");
+                    // The built-in copy of a text recording is compressed.
+                    let Some(path) = [venues.join(file), venues.join(format!("{file}.zst"))]
+                        .into_iter()
+                        .find(|p| p.is_file())
+                    else {
+                        tracing::warn!(%exchange, dir = %venues.display(), file, "demo: no recording; venue left out");
                         continue;
-                    }
-                    let (mock, rest, source) =
+                    };
+                    let (mock, rest, source, recorded) =
                         demo_venue(*exchange, &path, *kraken_v1, speed).await?;
                     eprintln!(
-                        "demo: mock {exchange} on {}{} replaying {}",
+                        "demo: mock {exchange} on {}{} replaying {} (recorded {recorded})",
                         mock.ws_url(),
                         rest.as_ref()
                             .map(|r| format!(" (REST {})", r.rest_url()))
                             .unwrap_or_default(),
                         path.display()
                     );
+                    settings
+                        .connectors
+                        .annotate(*exchange, format!("recording of {recorded}"));
                     sources.push(source);
                     mocks.push(mock);
                     rest_mocks.extend(rest);
@@ -955,10 +987,16 @@ async fn demo_venue(
     path: &std::path::Path,
     kraken_v1: bool,
     speed: f64,
-) -> anyhow::Result<(ck_mock::venue::MockVenue, Option<ck_mock::RestMock>, Source)> {
+) -> anyhow::Result<(
+    ck_mock::venue::MockVenue,
+    Option<ck_mock::RestMock>,
+    Source,
+    String,
+)> {
     let messages: Vec<ck_bus::RawMessage> = ck_sources::recordings::Recording::open(path)?
         .filter_map(Result::ok)
         .collect();
+    let recorded = recorded_at(&messages);
     let mut normalizer = ck_sources::normalize::Normalizer::new();
     let mut events = Vec::new();
     for m in messages.iter().filter(|m| m.origin == ck_bus::Origin::Ws) {
@@ -1016,7 +1054,27 @@ async fn demo_venue(
             rest_url: rest.as_ref().map(ck_mock::RestMock::rest_url),
         },
     };
-    Ok((mock, rest, source))
+    Ok((mock, rest, source, recorded))
+}
+
+/// When a recording was made: its first WebSocket message's receive time,
+/// to the minute (`2021-04-17 16:39 UTC`).
+fn recorded_at(messages: &[ck_bus::RawMessage]) -> String {
+    messages
+        .iter()
+        .find(|m| m.origin == ck_bus::Origin::Ws)
+        .map_or_else(
+            || "at an unknown time".to_owned(),
+            |m| {
+                let t = m.ts_received.to_string();
+                // RFC 3339: 2021-04-17T16:39:12.345Z
+                format!(
+                    "{} {} UTC",
+                    &t[..10.min(t.len())],
+                    t.get(11..16).unwrap_or("")
+                )
+            },
+        )
 }
 
 /// The config's alert rules and channels; with `evaluate`, also the service

@@ -522,6 +522,67 @@ fn damaged_recordings_store_what_reads_and_exit_non_zero() {
     );
 }
 
+/// `candlekeep demo` needs nothing beside the binary: run from an empty
+/// folder (no `../shared`), it serves every venue from the recordings
+/// compiled in, each named with its recording date.
+#[test]
+fn the_demo_runs_from_an_empty_folder_with_every_venue_live() {
+    let dir = tempfile::tempdir().expect("dir");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("dir");
+    let mut demo = crate::stopping::Running::start_in(
+        Some(&empty),
+        Path::new("data"),
+        None,
+        &["demo", "--listen", "127.0.0.1:0", "--speed", "5"],
+    );
+    let line = demo.wait_for("API on http://");
+    let api = line
+        .split("API on http://")
+        .nth(1)
+        .and_then(|a| a.split_whitespace().next())
+        .expect("address")
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last = String::new();
+    let mut all_live = false;
+    while std::time::Instant::now() < deadline {
+        last = http_get(&api, "/api/v1/connectors");
+        let body = last.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        if let Ok(list) = serde_json::from_str::<Vec<serde_json::Value>>(body) {
+            let live = list
+                .iter()
+                .filter(|c| c["state"] == "connected" && c["messages"].as_u64() > Some(0))
+                .count();
+            if list.len() == 8 && live == 8 {
+                all_live = true;
+                assert!(
+                    list.iter().all(|c| c["note"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("recording of 20"))),
+                    "each venue names its recording date: {body}"
+                );
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let (_, status, stderr) = demo.terminate();
+    assert!(all_live, "every venue live: {last}\n{stderr}");
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(recorded 2021-04-17 16:39 UTC)"),
+        "{stderr}"
+    );
+    assert!(empty.join("data/candlekeep.sqlite").is_file());
+    let licenses = candlekeep(dir.path(), &["demo", "--licenses"]);
+    let text = text(&licenses.stdout);
+    assert!(
+        text.contains("MIT License") && text.contains("Bryant Moscon"),
+        "{text}"
+    );
+}
+
 #[test]
 fn config_prints_the_effective_configuration() {
     let dir = tempfile::tempdir().expect("dir");

@@ -18,7 +18,20 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) fn start(data_dir: &Path, config: Option<&Path>, args: &[&str]) -> Running {
+        Running::start_in(None, data_dir, config, args)
+    }
+
+    /// As [`Running::start`], in the working directory `cwd`.
+    pub(crate) fn start_in(
+        cwd: Option<&Path>,
+        data_dir: &Path,
+        config: Option<&Path>,
+        args: &[&str],
+    ) -> Running {
         let mut command = Command::new(env!("CARGO_BIN_EXE_candlekeep"));
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
         if let Some(c) = config {
             command.arg("--config").arg(c);
         }

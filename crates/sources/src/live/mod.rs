@@ -107,6 +107,10 @@ pub struct ConnectorSnapshot {
     pub last_message: Option<Ts>,
     /// The last connection error, if any.
     pub last_error: Option<String>,
+    /// Something people should know about this connector's data, such as
+    /// the demo's "replays a recording of 2021-04-17".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Shared, updated by the connector, read by anyone.
@@ -128,6 +132,7 @@ impl ConnectorStatus {
                 resubscribes: 0,
                 last_message: None,
                 last_error: None,
+                note: None,
             }),
         }
     }
@@ -185,6 +190,8 @@ pub struct ConnectorRegistry {
     remote: Mutex<std::collections::BTreeMap<(String, Exchange), (ConnectorSnapshot, Instant)>>,
     /// Processors of a cluster that reported, by node, with when.
     processors: Mutex<std::collections::BTreeMap<String, Instant>>,
+    /// Notes shown with this process's connectors of a venue.
+    notes: Mutex<std::collections::BTreeMap<Exchange, String>>,
 }
 
 /// A connector reported by another process and not heard of for this long
@@ -210,6 +217,15 @@ impl ConnectorRegistry {
                 (node.to_owned(), snapshot.exchange),
                 (snapshot, Instant::now()),
             );
+    }
+
+    /// Shows `note` with this process's connectors of `exchange` (their
+    /// snapshots carry it).
+    pub fn annotate(&self, exchange: Exchange, note: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(exchange, note);
     }
 
     /// Records that processor `node` is alive.
@@ -248,11 +264,22 @@ impl ConnectorRegistry {
     /// The state of this process's own connectors, in registration order.
     #[must_use]
     pub fn local(&self) -> Vec<ConnectorSnapshot> {
+        let notes = self
+            .notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .map(|s| s.snapshot())
+            .map(|s| {
+                let mut snapshot = s.snapshot();
+                if let Some(note) = notes.get(&snapshot.exchange) {
+                    snapshot.note = Some(note.clone());
+                }
+                snapshot
+            })
             .collect()
     }
 }
