@@ -50,12 +50,9 @@ pub(crate) fn interval(q: &Query, default: Option<Interval>) -> Result<Interval,
         return default
             .ok_or_else(|| ApiError::BadRequest("missing query parameter `interval`".into()));
     };
-    v.parse().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "unknown interval `{v}`; valid: {}",
-            Interval::names().join(" ")
-        ))
-    })
+    // The model's own wording, as the CLI and the WebSocket say it.
+    v.parse()
+        .map_err(|e: ck_model::IntervalError| ApiError::BadRequest(e.to_string()))
 }
 
 pub(crate) fn time(q: &Query, name: &str) -> Result<Option<Ts>, ApiError> {

@@ -59,7 +59,8 @@ pub struct IngestError {
     pub ts: Ts,
     /// The instrument and numeric trade id of a trade whose row could not
     /// be used (an import's bad row): the gap detector takes the id as seen,
-    /// so a bad row is an ingest error, not a gap. Not stored.
+    /// so a bad row is an ingest error, not a gap. Not stored or sent.
+    #[serde(skip)]
     pub skipped_trade: Option<(Instrument, u64)>,
 }
 

@@ -80,7 +80,7 @@ enum Command {
     },
     /// Load trades from a CSV (`ts,trade_id,price,qty,side`) or JSON lines file and build their candles.
     Import {
-        /// The exchange the trades are from.
+        /// The exchange the trades are from: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
         #[arg(long)]
         exchange: Exchange,
         /// The instrument, BASE-QUOTE.
@@ -117,7 +117,11 @@ enum Command {
         range: RangeArgs,
     },
     /// List stored instruments with their last trade time.
-    Instruments,
+    Instruments {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
     /// Serve a mock Binance WebSocket on this machine that replays recordings
     /// (their times moved to when the first client connects), for demos and
     /// offline runs.
@@ -152,7 +156,7 @@ enum Command {
     },
     /// List recorded gaps (trades known to be missing), newest first.
     Gaps {
-        /// Only this exchange.
+        /// Only this exchange: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
         #[arg(long)]
         exchange: Option<Exchange>,
         /// Only this instrument, BASE-QUOTE.
@@ -161,6 +165,9 @@ enum Command {
         /// How many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
     },
     /// Live data with no internet: starts a mock Binance on 127.0.0.1 that
     /// replays the recorded traffic (time-shifted to now), and the whole live
@@ -211,11 +218,16 @@ enum Command {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
     },
     /// Fetch history over REST for a range: trades (building our candles on the
     /// way) and/or the exchange's own candles. Resumable: rerun to continue.
     Backfill {
-        /// The exchange: binance, coinbase-exchange, bitfinex or kraken.
+        /// The exchange. Trades: binance, coinbase-exchange, coinbase
+        /// (Advanced Trade), bitfinex, kraken, okx (bybit and bitstamp keep
+        /// only recent trades). Candles (--candles): every exchange.
         #[arg(long)]
         exchange: Exchange,
         /// Instruments, BASE-QUOTE; repeat for several (fetched in parallel).
@@ -240,7 +252,7 @@ enum Command {
     /// Compare our candles with the exchange's own (fetched with
     /// `backfill --candles`) and print every difference; exits 1 if any.
     Verify {
-        /// The exchange.
+        /// The exchange: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
         #[arg(long)]
         exchange: Exchange,
         /// The instrument, BASE-QUOTE.
@@ -260,7 +272,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RangeArgs {
-    /// The exchange.
+    /// The exchange: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
     #[arg(long)]
     exchange: Exchange,
     /// The instrument, BASE-QUOTE.
@@ -688,9 +700,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             output::quotes(&quotes, range.format == Format::Csv)
         }
-        Command::Instruments => {
+        Command::Instruments { format } => {
             let store = ck_app::open_existing_store(&settings).await?;
-            output::instruments(&store.instruments().await?)
+            output::instruments(&store.instruments().await?, format == Format::Csv)
         }
         Command::MockExchange {
             listen,
@@ -732,9 +744,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             exchange,
             instrument,
             limit,
+            format,
         } => {
             let store = ck_app::open_existing_store(&settings).await?;
-            output::gaps(&store.gaps(exchange, instrument.as_ref(), limit).await?)
+            let gaps = store.gaps(exchange, instrument.as_ref(), limit).await?;
+            output::gaps(&gaps, format == Format::Csv)
         }
         Command::Demo {
             recording,
@@ -854,9 +868,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &ck_app::retention::plan(&settings, &policy, now, dry_run),
             )
         }
-        Command::Errors { limit } => {
+        Command::Errors { limit, format } => {
             let store = ck_app::open_existing_store(&settings).await?;
-            output::errors(&store.ingest_errors(limit).await?)
+            output::errors(&store.ingest_errors(limit).await?, format == Format::Csv)
         }
         Command::Backfill {
             exchange,
@@ -1336,16 +1350,18 @@ fn print_report(report: &PipelineReport, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
     for s in &report.sources {
         match s {
-            SourceReport::Replay(r) => eprintln!(
-                "replayed {} file(s): {} messages, {} events, {} ignored, {} parse errors, {} unreadable lines, {} from exchanges without a parser",
-                r.files,
-                r.records,
-                r.normalized.events,
-                r.normalized.ignored,
-                r.normalized.errors,
-                r.bad_records,
-                r.normalized.unsupported
-            ),
+            SourceReport::Replay(r) => {
+                // Every message is used, ignored, a parse error or of an
+                // exchange without a parser: the four add up.
+                let n = &r.normalized;
+                let used = r
+                    .records
+                    .saturating_sub(n.ignored + n.errors + n.unsupported);
+                eprintln!(
+                    "replayed {} file(s): {} messages ({used} used, giving {} events; {} ignored; {} parse errors; {} from exchanges without a parser); {} unreadable lines",
+                    r.files, r.records, n.events, n.ignored, n.errors, n.unsupported, r.bad_records
+                );
+            }
             SourceReport::Live(s) => eprintln!(
                 "{}: {} messages, {} reconnects, last message {}",
                 s.exchange,

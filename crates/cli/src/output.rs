@@ -112,7 +112,7 @@ struct InstrumentRow<'a> {
     last_trade_time: Option<ck_model::Ts>,
 }
 
-pub(crate) fn instruments(list: &[StoredInstrument]) -> anyhow::Result<()> {
+pub(crate) fn instruments(list: &[StoredInstrument], as_csv: bool) -> anyhow::Result<()> {
     let rows: Vec<InstrumentRow<'_>> = list
         .iter()
         .map(|i| InstrumentRow {
@@ -127,15 +127,49 @@ pub(crate) fn instruments(list: &[StoredInstrument]) -> anyhow::Result<()> {
             last_trade_time: i.last_trade_time,
         })
         .collect();
-    json(&rows)
+    if as_csv {
+        csv(
+            &rows,
+            &[
+                "exchange",
+                "instrument",
+                "native_symbol",
+                "status",
+                "last_trade_time",
+            ],
+        )
+    } else {
+        json(&rows)
+    }
 }
 
-pub(crate) fn errors(list: &[IngestError]) -> anyhow::Result<()> {
-    json(list)
+pub(crate) fn errors(list: &[IngestError], as_csv: bool) -> anyhow::Result<()> {
+    if as_csv {
+        csv(list, &["exchange", "origin", "message", "excerpt", "ts"])
+    } else {
+        json(list)
+    }
 }
 
-pub(crate) fn gaps(list: &[ck_model::Gap]) -> anyhow::Result<()> {
-    json(list)
+pub(crate) fn gaps(list: &[ck_model::Gap], as_csv: bool) -> anyhow::Result<()> {
+    if as_csv {
+        csv(
+            list,
+            &[
+                "exchange",
+                "instrument",
+                "from_ts",
+                "to_ts",
+                "first_missing_id",
+                "last_missing_id",
+                "state",
+                "reason",
+                "detected_at",
+            ],
+        )
+    } else {
+        json(list)
+    }
 }
 
 /// What a prune removed (or would), as JSON, with the cutoffs used.

@@ -449,10 +449,11 @@ async fn bad_inputs_get_clear_json_errors() {
         "missing query parameter `interval`",
     )
     .await;
+    // One wording, as the CLI and the WebSocket say it.
     refused(
         &format!("{C}&interval=7m"),
         StatusCode::BAD_REQUEST,
-        "unknown interval `7m`",
+        "unknown interval `7m`; valid intervals: 1s, 1m, 3m",
     )
     .await;
     refused(

@@ -501,6 +501,20 @@ fn damaged_recordings_store_what_reads_and_exit_non_zero() {
         stderr.contains("everything readable was stored"),
         "{stderr}"
     );
+    // The summary's message counts add up: used, ignored, parse errors and
+    // unsupported make the messages.
+    let summary = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("replayed 1 file(s): "))
+        .expect("summary");
+    let n: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // messages, used, events, ignored, errors, unsupported, unreadable
+    assert_eq!(n.len(), 7, "{summary}");
+    assert_eq!(n[1] + n[3] + n[4] + n[5], n[0], "{summary}");
+    assert_eq!(n[6], 1, "{summary}");
     let trades = candlekeep(
         dir.path(),
         &[
@@ -580,6 +594,76 @@ fn the_demo_runs_from_an_empty_folder_with_every_venue_live() {
     assert!(
         text.contains("MIT License") && text.contains("Bryant Moscon"),
         "{text}"
+    );
+}
+
+/// The help lists the valid exchanges and the venues `backfill` takes,
+/// keeps the global options apart, and the list commands print CSV too.
+#[test]
+fn help_names_the_valid_values_and_lists_print_csv() {
+    let dir = tempfile::tempdir().expect("dir");
+    for command in ["candles", "trades", "quotes", "import", "verify", "gaps"] {
+        let out = candlekeep(dir.path(), &[command, "--help"]);
+        let help = text(&out.stdout);
+        for exchange in ck_model::Exchange::ALL {
+            assert!(
+                help.contains(exchange.as_str()),
+                "{command} --help lacks {exchange}: {help}"
+            );
+        }
+        assert!(help.contains("Global options:"), "{command}: {help}");
+    }
+    let help = text(&candlekeep(dir.path(), &["backfill", "--help"]).stdout);
+    for venue in [
+        "binance",
+        "coinbase-exchange",
+        "bitfinex",
+        "kraken",
+        "okx",
+        "bybit",
+        "bitstamp",
+    ] {
+        assert!(
+            help.contains(venue),
+            "backfill --help lacks {venue}: {help}"
+        );
+    }
+    let csv = dir.path().join("trades.csv");
+    std::fs::write(
+        &csv,
+        "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n2024-01-01T00:00:01Z,x,bad,1,buy\n",
+    )
+    .expect("csv");
+    let out = candlekeep(
+        dir.path(),
+        &[
+            "import",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            csv.to_str().expect("utf8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&candlekeep(dir.path(), &["instruments", "--format", "csv"]).stdout);
+    assert!(
+        listed.starts_with(
+            "exchange,instrument,native_symbol,status,last_trade_time\nbinance,BTC-USDT,BTCUSDT,"
+        ),
+        "{listed}"
+    );
+    let errors = text(&candlekeep(dir.path(), &["errors", "--format", "csv"]).stdout);
+    assert!(
+        errors.starts_with("exchange,origin,message,excerpt,ts\nbinance,"),
+        "{errors}"
+    );
+    let gaps = text(&candlekeep(dir.path(), &["gaps", "--format", "csv"]).stdout);
+    assert_eq!(
+        gaps.lines().next(),
+        Some(
+            "exchange,instrument,from_ts,to_ts,first_missing_id,last_missing_id,state,reason,detected_at"
+        )
     );
 }
 
