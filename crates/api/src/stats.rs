@@ -69,8 +69,14 @@ pub(crate) struct InstrumentStats {
     quote_volume: Decimal,
     /// Quote volume over base volume (`null` without trades).
     vwap: Option<Decimal>,
-    /// 1 for the most volatile (highest `stddev`) of the instruments shown.
-    rank: usize,
+    /// 1 for the most volatile (highest `stddev`) of the instruments
+    /// ranked; `null` for an instrument with too little data to be ranked
+    /// (see `ranked`), listed after the ranked ones.
+    rank: Option<usize>,
+    /// Whether it has enough data to be ranked by volatility: some volume,
+    /// and at least [`MIN_RANKED_CANDLES`] candles and a tenth of the
+    /// window's intervals (a handful of candles makes no volatility).
+    ranked: bool,
     /// 1 for the highest `return`.
     return_rank: usize,
     /// 1 for the highest `quote_volume` (meaningful across instruments that
@@ -467,10 +473,21 @@ fn window_stats(candles: &[Candle], from: Ts, to: Ts) -> Option<InstrumentStats>
         } else {
             None
         },
-        rank: 0,
+        ranked: rankable(candles.len(), interval_slots(from, to, candles), volume),
+        rank: None,
         return_rank: 0,
         volume_rank: 0,
     })
+}
+
+/// How many intervals of the candles' length fit in `[from, to)`.
+fn interval_slots(from: Ts, to: Ts, candles: &[Candle]) -> u64 {
+    let length = candles
+        .first()
+        .and_then(|c| c.interval.fixed_nanos())
+        .filter(|n| *n > 0)
+        .unwrap_or(60_000_000_000);
+    u64::try_from(to.0.saturating_sub(from.0) / length).unwrap_or(0)
 }
 
 /// `sqrt(Σ r²)` scaled from a window of `span` nanoseconds to a year.
@@ -499,8 +516,20 @@ fn sample_stddev(xs: &[f64]) -> Option<f64> {
     sd.is_finite().then_some(sd)
 }
 
+/// The fewest candles a series needs in its window to be ranked by
+/// volatility (and a tenth of the window's intervals).
+pub(crate) const MIN_RANKED_CANDLES: usize = 5;
+
+/// Whether a series of `candles` with `volume` over `slots` intervals has
+/// the data to be ranked by volatility.
+fn rankable(candles: usize, slots: u64, volume: Decimal) -> bool {
+    let tenth = usize::try_from(slots.div_ceil(10)).unwrap_or(usize::MAX);
+    volume > Decimal::ZERO && candles >= MIN_RANKED_CANDLES.max(tenth)
+}
+
 /// Numbers the return and volume ranks, then sorts by volatility, highest
-/// first (unknown last), and numbers that rank.
+/// first (unknown last), the ranked before the rest, and numbers the
+/// volatility rank of the ranked.
 fn rank(stats: &mut [InstrumentStats]) {
     let mut order: Vec<usize> = (0..stats.len()).collect();
     order.sort_by(|&a, &b| stats[b].change.total_cmp(&stats[a].change));
@@ -511,15 +540,17 @@ fn rank(stats: &mut [InstrumentStats]) {
     for (r, &i) in order.iter().enumerate() {
         stats[i].volume_rank = r + 1;
     }
-    stats.sort_by(|a, b| match (a.stddev, b.stddev) {
-        (Some(x), Some(y)) => y.total_cmp(&x),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => (a.exchange.as_str(), a.instrument.as_str())
-            .cmp(&(b.exchange.as_str(), b.instrument.as_str())),
+    stats.sort_by(|a, b| {
+        b.ranked.cmp(&a.ranked).then(match (a.stddev, b.stddev) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => (a.exchange.as_str(), a.instrument.as_str())
+                .cmp(&(b.exchange.as_str(), b.instrument.as_str())),
+        })
     });
     for (i, s) in stats.iter_mut().enumerate() {
-        s.rank = i + 1;
+        s.rank = s.ranked.then_some(i + 1);
     }
 }
 
@@ -554,5 +585,16 @@ mod tests {
         assert_eq!(finest_interval(7 * day), Interval::M1);
         assert_eq!(finest_interval(30 * day), Interval::M5);
         assert_eq!(finest_interval(365 * day), Interval::H1);
+    }
+
+    #[test]
+    fn a_handful_of_candles_is_not_ranked() {
+        let one = Decimal::from(1);
+        // Nine 1m candles in a 24-hour window: no volatility to rank.
+        assert!(!rankable(9, 1_440, one));
+        // Seven of the sixty minutes of an hour: ranked.
+        assert!(rankable(7, 60, one));
+        assert!(!rankable(4, 10, one), "at least five");
+        assert!(!rankable(60, 60, Decimal::ZERO), "and some volume");
     }
 }

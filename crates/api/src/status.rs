@@ -124,7 +124,8 @@ pub(crate) struct Completeness {
     instrument: Instrument,
     /// The interval.
     interval: Interval,
-    /// The range looked at: from the first candle (or `from`)…
+    /// The range looked at: from the first candle stored in it (or `from`
+    /// when none is)…
     from: Option<Ts>,
     /// …to the last (or `to`).
     to: Option<Ts>,
@@ -173,9 +174,15 @@ pub(crate) async fn completeness(
         .store
         .candles(&query, interval, CandleSource::Ours)
         .await?;
-    let first = (from.0 != i64::MIN)
-        .then_some(from)
-        .or_else(|| candles.first().map(|c| c.open_time));
+    // Coverage counts from the first candle stored in the range: time
+    // before capture began is not data missing. (The page asks for 24
+    // hours; a series six minutes old is then complete, as the API says
+    // without `from`.)
+    let first = match (candles.first(), from.0 != i64::MIN) {
+        (Some(c), _) => Some(c.open_time.max(from)),
+        (None, true) => Some(from),
+        (None, false) => None,
+    };
     let last = (to.0 != i64::MAX)
         .then_some(to)
         .or_else(|| candles.last().map(|c| interval.next_start(c.open_time)));

@@ -35,13 +35,21 @@
   };
   const fmt = (x, digits) => (x == null || !Number.isFinite(x) ? '–'
     : x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 }));
-  const pct = (x, digits = 2) => (x == null || !Number.isFinite(x) ? '–'
-    : `${(x * 100).toFixed(digits)}%`);
-  const price = (s) => {
+  // Percent, never "-0.00%".
+  const pct = (x, digits = 2) => {
+    if (x == null || !Number.isFinite(x)) return '–';
+    const text = (x * 100).toFixed(digits);
+    return `${Number(text) === 0 ? (0).toFixed(digits) : text}%`;
+  };
+  // Digits for a price of this size; the chart's axis and the legend both
+  // write prices with them.
+  const priceDigits = (n) => (n >= 1000 ? 2 : n >= 1 ? 4 : 8);
+  const price = (s, digits) => {
     const n = Number(s);
     if (!Number.isFinite(n)) return '–';
-    return n >= 1000 ? fmt(n, 2) : n >= 1 ? fmt(n, 4) : fmt(n, 8);
+    return n.toFixed(digits == null ? priceDigits(n) : digits);
   };
+  const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
   const when = (t) => (t ? t.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '–');
 
   // ---- the page's state, kept in the URL fragment ----
@@ -101,6 +109,15 @@
     priceFormat: { type: 'volume' }, priceScaleId: '', lastValueVisible: false, priceLineVisible: false,
   });
   volumeSeries.priceScale().applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+  // Candles keep above the volume bars.
+  candleSeries.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.25 } });
+  let chartDigits = 2;
+  const setChartDigits = (close) => {
+    const digits = priceDigits(Number(close));
+    if (digits === chartDigits) return;
+    chartDigits = digits;
+    candleSeries.applyOptions({ priceFormat: { type: 'price', precision: digits, minMove: 10 ** -digits } });
+  };
   let bars = []; // oldest first: { bar, volume, record }
   let olderCursor = null;
   let loadingOlder = false;
@@ -114,6 +131,7 @@
   });
 
   function drawAll() {
+    if (bars.length) setChartDigits(bars[bars.length - 1].record.close);
     candleSeries.setData(bars.map((b) => b.bar));
     volumeSeries.setData(bars.map((b) => b.volume));
     chartEl.dataset.candles = String(candleSeries.data().length);
@@ -122,7 +140,8 @@
   function showLegend(b) {
     if (!b) { $('legend').textContent = ''; return; }
     const c = b.record;
-    $('legend').textContent = `${when(c.open_time)}  O ${price(c.open)}  H ${price(c.high)}  L ${price(c.low)}  C ${price(c.close)}  V ${fmt(Number(c.volume), 4)}  ${c.trades} trades${c.state ? `  (${c.state})` : ''}`;
+    const p = (x) => price(x, chartDigits);
+    $('legend').textContent = `${when(c.open_time)}  O ${p(c.open)}  H ${p(c.high)}  L ${p(c.low)}  C ${p(c.close)}  V ${fmt(Number(c.volume), 4)}  ${plural(c.trades, 'trade')}${c.state ? `  (${c.state})` : ''}`;
   }
 
   chart.subscribeCrosshairMove((p) => {
@@ -395,13 +414,16 @@
     try {
       const q = new URLSearchParams({ window: state.statsWindow });
       statsRows = (await getJson(`/api/v1/stats?${q}`)).body;
-      $('stats-note').textContent = `${state.statsWindow} to each instrument's latest candle; ranked by σ of returns`;
+      $('stats-note').textContent = `${state.statsWindow} to each instrument's latest candle; ranked by σ of returns, with some volume and at least 5 candles and a tenth of the window's (others: –)`;
     } catch (e) {
       statsRows = [];
       $('stats-note').textContent = e.message;
     }
     renderStats();
     table.dataset.rows = String(statsRows.length);
+    // Whether a column hides behind the panel's scroll bar (tests read it).
+    const box = table.parentElement;
+    table.dataset.clipped = String(table.scrollWidth > box.clientWidth + 1);
   }
 
   function renderStats() {
@@ -417,12 +439,13 @@
     for (const r of rows) {
       const tr = body.insertRow();
       tr.className = 'pickable';
-      tr.title = `${r.candles} ${r.interval} candles, ${when(r.from)} to ${when(r.to)}`;
+      tr.title = `${plural(r.candles, `${r.interval} candle`)}, ${when(r.from)} to ${when(r.to)}`;
       const cells = [
-        [String(r.rank), 'num'],
+        [r.rank == null ? '–' : String(r.rank), 'num'],
         [keyOf(r), ''],
         [price(r.close), 'num'],
-        [pct(r.return), `num ${r.return > 0 ? 'up' : r.return < 0 ? 'down' : ''}`],
+        // Coloured by what shows: a return that rounds to 0.00% is neither.
+        [pct(r.return), `num ${pct(r.return) === pct(0) ? '' : r.return > 0 ? 'up' : 'down'}`],
         [pct(r.stddev, 3), 'num'],
         [pct(r.realized_vol, 1), 'num'],
         [fmt(r.price_stddev, 6), 'num'],

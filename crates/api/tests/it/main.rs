@@ -726,11 +726,33 @@ async fn stats_agree_with_a_recomputation_from_the_candles() {
     let items = r.json();
     let items = items.as_array().expect("array");
     assert_eq!(items.len(), 3, "one per instrument with data: {items:?}");
-    // Ranked by the standard deviation of log returns, highest first.
+    // Ranked by the standard deviation of log returns, highest first, when
+    // the series has the data: some volume, at least five candles and a
+    // tenth of the window's sixty minutes; the others follow, unranked.
+    for item in items {
+        let candles = item["candles"].as_u64().expect("candles");
+        let volume: f64 = item["volume"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("volume");
+        assert_eq!(
+            item["ranked"].as_bool(),
+            Some(candles >= 6 && volume > 0.0),
+            "{item}"
+        );
+    }
+    let ranked: Vec<&serde_json::Value> = items.iter().filter(|i| i["ranked"] == true).collect();
+    assert!(
+        !ranked.is_empty() && ranked.len() < items.len(),
+        "both kinds: {items:?}"
+    );
     let ranks: Vec<u64> = items.iter().filter_map(|i| i["rank"].as_u64()).collect();
-    assert_eq!(ranks, [1, 2, 3]);
-    let sds: Vec<f64> = items.iter().filter_map(|i| i["stddev"].as_f64()).collect();
-    assert_eq!(sds.len(), 3);
+    assert_eq!(ranks, (1..=ranked.len() as u64).collect::<Vec<_>>());
+    assert!(
+        items[ranked.len()..].iter().all(|i| i["rank"].is_null()),
+        "unranked last"
+    );
+    let sds: Vec<f64> = ranked.iter().filter_map(|i| i["stddev"].as_f64()).collect();
     assert!(sds.windows(2).all(|w| w[0] >= w[1]), "{sds:?}");
     for item in items {
         let (ex, inst) = (

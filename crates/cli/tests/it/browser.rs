@@ -132,7 +132,7 @@ fn the_page_draws_live_candles_the_comparison_and_the_statistics() {
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
-            "--window-size=1280,1500",
+            "--window-size=1400,1700",
             "--virtual-time-budget=10000",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -141,6 +141,11 @@ fn the_page_draws_live_candles_the_comparison_and_the_statistics() {
         .arg(&url)
         .output()
         .expect("run chromium");
+    // What the API says of the chart's instrument, as the page asked it.
+    let completeness = http_get(
+        &demo.api,
+        "/api/v1/completeness?exchange=binance&instrument=BTC-USDT&interval=1m",
+    );
     let (status, stderr) = demo.stop();
     assert!(status.success(), "{stderr}");
     assert!(
@@ -179,6 +184,22 @@ fn the_page_draws_live_candles_the_comparison_and_the_statistics() {
     assert!(dom.contains("binance BTC-USDT above 1"), "the rule's name");
     // The status panel shows the live connector.
     assert!(dom.contains("state-connected"), "connector row");
+    // Its completeness panel says what the API says.
+    let body = completeness.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let api: serde_json::Value = serde_json::from_str(body).expect("completeness json");
+    let api_pct = api["coverage_pct"].as_f64().expect("coverage");
+    let page_pct: f64 = attribute(&dom, "completeness", "data-coverage")
+        .and_then(|v| v.parse().ok())
+        .expect("the page's coverage");
+    assert!(
+        (api_pct - page_pct).abs() < 1.0,
+        "page {page_pct}% vs API {api_pct}%"
+    );
+    // At 1,400 px every statistics column shows, none behind a scroll bar.
+    assert_eq!(
+        attribute(&dom, "stats", "data-clipped").as_deref(),
+        Some("false")
+    );
     assert_eq!(attribute(&dom, "", "data-ready").as_deref(), Some("true"));
 
     let png = std::fs::read(&screenshot).expect("the screenshot is saved");
