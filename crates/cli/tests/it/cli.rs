@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{Demo, candlekeep, http_get, text};
+use crate::support::{Demo, candlekeep, http_get, import_binance, stored_binance_trades, text};
 
 #[test]
 fn import_then_query_candles_as_json_and_csv() {
@@ -276,24 +276,10 @@ fn read_only_commands_refuse_a_store_that_does_not_exist_and_create_nothing() {
 #[test]
 fn an_instrument_with_no_data_is_named_with_what_is_stored() {
     let dir = tempfile::tempdir().expect("dir");
-    let csv = dir.path().join("trades.csv");
-    std::fs::write(
-        &csv,
-        "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n",
-    )
-    .expect("write csv");
-    let out = candlekeep(
+    import_binance(
         dir.path(),
-        &[
-            "import",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            csv.to_str().expect("utf8"),
-        ],
+        "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
     // Another instrument of the same exchange: the hint lists what is stored.
     refused(
         dir.path(),
@@ -387,26 +373,13 @@ fn logs_carry_no_colour_codes_off_a_terminal_and_bad_filters_are_refused() {
 #[test]
 fn import_reads_unix_seconds_and_bad_rows_are_errors_not_gaps() {
     let dir = tempfile::tempdir().expect("dir");
-    let csv = dir.path().join("trades.csv");
     let mut body = String::from("ts,trade_id,price,qty,side\n");
     // 1709287201 is 2024-03-01T10:00:01Z in seconds. Every third row is bad.
     for id in 1..=300_u64 {
         let price = if id % 3 == 0 { "oops" } else { "42000.5" };
         body.push_str(&format!("{},{id},{price},1,buy\n", 1_709_287_201 + id));
     }
-    std::fs::write(&csv, body).expect("write csv");
-    let out = candlekeep(
-        dir.path(),
-        &[
-            "import",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            csv.to_str().expect("utf8"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = import_binance(dir.path(), &body);
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("imported 200 trades; 100 bad rows skipped"),
@@ -424,19 +397,7 @@ fn import_reads_unix_seconds_and_bad_rows_are_errors_not_gaps() {
     let gaps = candlekeep(dir.path(), &["gaps"]);
     assert!(gaps.status.success(), "{}", text(&gaps.stderr));
     assert_eq!(text(&gaps.stdout).trim(), "[]", "bad rows are not gaps");
-    let trades = candlekeep(
-        dir.path(),
-        &[
-            "trades",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            "--limit",
-            "1",
-        ],
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&trades.stdout).expect("json");
+    let rows = stored_binance_trades(dir.path());
     assert_eq!(rows[0]["ts"], "2024-03-01T10:00:02Z", "{rows}");
     assert_eq!(rows[0]["trade_id"], "1", "{rows}");
     // A finite import of 2024 settles: its newest candles are closed too.
@@ -462,17 +423,7 @@ fn import_reads_unix_seconds_and_bad_rows_are_errors_not_gaps() {
         );
     }
     // Imported again: nothing new.
-    let out = candlekeep(
-        dir.path(),
-        &[
-            "import",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            csv.to_str().expect("utf8"),
-        ],
-    );
+    let out = import_binance(dir.path(), &body);
     assert!(
         text(&out.stderr).contains("0 new trades (200 already stored)"),
         "{}",
@@ -515,17 +466,7 @@ fn damaged_recordings_store_what_reads_and_exit_non_zero() {
     assert_eq!(n.len(), 7, "{summary}");
     assert_eq!(n[1] + n[3] + n[4] + n[5], n[0], "{summary}");
     assert_eq!(n[6], 1, "{summary}");
-    let trades = candlekeep(
-        dir.path(),
-        &[
-            "trades",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-        ],
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&trades.stdout).expect("json");
+    let rows = stored_binance_trades(dir.path());
     let n = rows.as_array().map_or(0, Vec::len);
     assert!(n > 1_000 && n < 9_757, "the readable half is stored: {n}");
     let errors = candlekeep(dir.path(), &["errors"]);
@@ -628,24 +569,10 @@ fn help_names_the_valid_values_and_lists_print_csv() {
             "backfill --help lacks {venue}: {help}"
         );
     }
-    let csv = dir.path().join("trades.csv");
-    std::fs::write(
-        &csv,
-        "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n2024-01-01T00:00:01Z,x,bad,1,buy\n",
-    )
-    .expect("csv");
-    let out = candlekeep(
+    import_binance(
         dir.path(),
-        &[
-            "import",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            csv.to_str().expect("utf8"),
-        ],
+        "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n2024-01-01T00:00:01Z,x,bad,1,buy\n",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let listed = text(&candlekeep(dir.path(), &["instruments", "--format", "csv"]).stdout);
     assert!(
         listed.starts_with(

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::support::{candlekeep, text};
+use crate::support::{import_binance, stored_binance_trades};
 
 /// A running `candlekeep` whose stderr arrives line by line.
 pub(crate) struct Running {
@@ -155,24 +155,10 @@ fn sigterm_while_asking_for_the_instrument_list_exits_at_once() {
 fn sigterm_during_a_backfill_page_exits_at_once_keeping_what_was_committed() {
     let dir = tempfile::tempdir().expect("dir");
     // Something committed before: an import into the same store.
-    let csv = dir.path().join("trades.csv");
-    std::fs::write(
-        &csv,
-        "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n",
-    )
-    .expect("csv");
-    let out = candlekeep(
+    import_binance(
         dir.path(),
-        &[
-            "import",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            csv.to_str().expect("utf8"),
-        ],
+        "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let port = closed_port();
     let rest = format!("http://127.0.0.1:{port}");
     let mut run = Running::start(
@@ -199,17 +185,7 @@ fn sigterm_during_a_backfill_page_exits_at_once_keeping_what_was_committed() {
         "exited {took:?} after SIGTERM"
     );
     assert!(status.success(), "{status}: {stderr}");
-    let trades = candlekeep(
-        dir.path(),
-        &[
-            "trades",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-        ],
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&trades.stdout).expect("json");
+    let rows = stored_binance_trades(dir.path());
     assert_eq!(
         rows.as_array().map(Vec::len),
         Some(1),

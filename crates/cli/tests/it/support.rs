@@ -434,6 +434,41 @@ pub(crate) fn candlekeep(data_dir: &std::path::Path, args: &[&str]) -> std::proc
         .expect("run candlekeep")
 }
 
+/// Imports `csv` (a header and rows) as Binance BTC-USDT trades into the
+/// store in `data_dir`, asserting that the import succeeded.
+pub(crate) fn import_binance(data_dir: &std::path::Path, csv: &str) -> std::process::Output {
+    let file = data_dir.join("trades.csv");
+    std::fs::write(&file, csv).expect("write the CSV");
+    let out = candlekeep(
+        data_dir,
+        &[
+            "import",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            file.to_str().expect("utf8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    out
+}
+
+/// The Binance BTC-USDT trades `candlekeep trades` prints from `data_dir`.
+pub(crate) fn stored_binance_trades(data_dir: &std::path::Path) -> serde_json::Value {
+    let out = candlekeep(
+        data_dir,
+        &[
+            "trades",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+        ],
+    );
+    serde_json::from_slice(&out.stdout).expect("trades as JSON")
+}
+
 /// Process output as text.
 pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
