@@ -246,6 +246,17 @@ mod tests {
         batches: Mutex<Vec<usize>>,
     }
 
+    impl Flaky {
+        /// A SQLite store in `dir` that refuses its first `refuse` commits.
+        fn over(dir: &std::path::Path, refuse: usize) -> Arc<Flaky> {
+            Arc::new(Flaky {
+                inner: SqliteStore::open(&dir.join("s.sqlite"), Durability::Normal).expect("open"),
+                refuse: AtomicUsize::new(refuse),
+                batches: Mutex::new(Vec::new()),
+            })
+        }
+    }
+
     #[async_trait::async_trait]
     impl Store for Flaky {
         async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteSummary, Error> {
@@ -390,12 +401,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failed_commits_are_retried_and_nothing_is_lost() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = Arc::new(Flaky {
-            inner: SqliteStore::open(&dir.path().join("s.sqlite"), Durability::Normal)
-                .expect("open"),
-            refuse: AtomicUsize::new(3),
-            batches: Mutex::new(Vec::new()),
-        });
+        let store = Flaky::over(dir.path(), 3);
         let (tx, rx) = channel::<Event>("writer-test", 64);
         let writer = tokio::spawn(StoreWriter::new(store.clone(), WriterConfig::default()).run(rx));
         // Three updates of one candle and one of another: coalesced to two rows.
@@ -442,12 +448,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_finite_run_gives_up_naming_the_cause_and_keeps_what_it_committed() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = Arc::new(Flaky {
-            inner: SqliteStore::open(&dir.path().join("s.sqlite"), Durability::Normal)
-                .expect("open"),
-            refuse: AtomicUsize::new(0),
-            batches: Mutex::new(Vec::new()),
-        });
+        let store = Flaky::over(dir.path(), 0);
         let (tx, rx) = channel::<Event>("writer-give-up-test", 64);
         let config = WriterConfig {
             give_up_after: Some(4),

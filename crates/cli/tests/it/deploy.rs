@@ -73,17 +73,7 @@ fn the_systemd_unit_starts_at_boot_restarts_on_failure_and_verifies() {
     assert!(unit.contains("deploy/candlekeep.toml /etc/candlekeep/candlekeep.toml"));
     load("candlekeep.toml");
 
-    let Ok(status) = std::process::Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-    else {
-        eprintln!("systemd-analyze is not on this machine: the unit was checked by parsing only");
-        return;
-    };
-    assert!(status.status.success());
     // Verify a copy pointing at this build and this config.
-    let dir = tempfile::tempdir().expect("dir");
-    let copy = dir.path().join("candlekeep.service");
     let text = unit
         .replace(
             "/usr/local/bin/candlekeep",
@@ -93,6 +83,22 @@ fn the_systemd_unit_starts_at_boot_restarts_on_failure_and_verifies() {
             "/etc/candlekeep/candlekeep.toml",
             &deploy("candlekeep.toml").display().to_string(),
         );
+    verify_unit("candlekeep.service", &text);
+}
+
+/// `systemd-analyze verify` of `text` saved as `name`, where the machine
+/// has systemd-analyze (else the unit was checked by parsing only).
+fn verify_unit(name: &str, text: &str) {
+    let Ok(status) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not on this machine: {name} was checked by parsing only");
+        return;
+    };
+    assert!(status.status.success());
+    let dir = tempfile::tempdir().expect("dir");
+    let copy = dir.path().join(name);
     std::fs::write(&copy, text).expect("write unit");
     let out = std::process::Command::new("systemd-analyze")
         .arg("verify")
@@ -101,7 +107,7 @@ fn the_systemd_unit_starts_at_boot_restarts_on_failure_and_verifies() {
         .expect("systemd-analyze verify");
     assert!(
         out.status.success(),
-        "systemd-analyze verify: {}{}",
+        "systemd-analyze verify {name}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -135,32 +141,11 @@ fn the_template_unit_runs_one_role_each_after_its_local_services() {
         value(&section(&unit, "Install"), "WantedBy"),
         Some("multi-user.target")
     );
-    let Ok(status) = std::process::Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-    else {
-        eprintln!("systemd-analyze is not on this machine: the unit was checked by parsing only");
-        return;
-    };
-    assert!(status.status.success());
-    let dir = tempfile::tempdir().expect("dir");
-    let copy = dir.path().join("candlekeep@processor.service");
     let text = unit.replace(
         "/usr/local/bin/candlekeep",
         env!("CARGO_BIN_EXE_candlekeep"),
     );
-    std::fs::write(&copy, text).expect("write unit");
-    let out = std::process::Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .expect("systemd-analyze verify");
-    assert!(
-        out.status.success(),
-        "systemd-analyze verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_unit("candlekeep@processor.service", &text);
 }
 
 #[test]
