@@ -1443,8 +1443,9 @@ fn print_report(report: &PipelineReport, started: Instant) {
     );
     let p = &report.packed;
     if p.days_packed > 0 {
+        // A pack is one UTC day of one instrument at one interval.
         eprintln!(
-            "packed {} settled days of candles ({} candles, {} KB) for fast long reads",
+            "packed {} settled day(s) of one instrument and interval each ({} candles, {} KB) for fast long reads",
             p.days_packed,
             p.candles,
             p.bytes / 1_000
