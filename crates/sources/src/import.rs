@@ -106,32 +106,8 @@ impl std::str::FromStr for TsUnit {
     }
 }
 
-/// The longest line an import reads (1 MiB): a file without newlines is
-/// refused rather than read into memory whole.
-pub const MAX_LINE: usize = 1 << 20;
-
-/// A reader that fails once a line grows past [`MAX_LINE`] bytes.
-struct LineBound<R> {
-    inner: R,
-    since_newline: usize,
-}
-
-impl<R: std::io::Read> std::io::Read for LineBound<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        match buf[..n].iter().rposition(|b| *b == b'\n') {
-            Some(at) => self.since_newline = n - at - 1,
-            None => self.since_newline += n,
-        }
-        if self.since_newline > MAX_LINE {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("a line longer than {MAX_LINE} bytes: is this a CSV or JSON lines file?"),
-            ));
-        }
-        Ok(n)
-    }
-}
+use crate::line_bound::LineBound;
+pub use crate::line_bound::MAX_LINE;
 
 /// The first bitcoin block (2009-01-03T18:15:05Z): no trade is older.
 const EARLIEST: Ts = Ts(1_231_006_505_000_000_000);
@@ -271,10 +247,7 @@ pub fn import_file(
         path: path.to_owned(),
         source,
     };
-    let mut reader = BufReader::new(LineBound {
-        inner: File::open(path).map_err(io)?,
-        since_newline: 0,
-    });
+    let mut reader = BufReader::new(LineBound::new(File::open(path).map_err(io)?));
     let is_json = {
         let ext = path
             .extension()

@@ -24,6 +24,7 @@ mod flat_json;
 pub mod history;
 pub mod import;
 pub mod kraken;
+mod line_bound;
 pub mod live;
 pub mod normalize;
 pub mod okx;

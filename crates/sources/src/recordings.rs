@@ -20,6 +20,7 @@ use ck_bus::{Origin, RawMessage};
 use ck_model::{Exchange, Ts};
 use serde_json::value::RawValue;
 
+use crate::line_bound::LineBound;
 use crate::tape::{TAPE_HEADER, decode_line};
 
 /// Why a recording could not be opened.
@@ -138,15 +139,15 @@ impl Recording {
             // Frame by frame: a damaged frame is skipped and reported.
             Box::new(BufReader::with_capacity(
                 1 << 16,
-                crate::zstd_frames::ZstdFrames::new(file).map_err(io)?,
+                LineBound::new(crate::zstd_frames::ZstdFrames::new(file).map_err(io)?),
             ))
         } else if n >= 2 && magic[..2] == GZIP_MAGIC {
             Box::new(BufReader::with_capacity(
                 1 << 16,
-                flate2::read::MultiGzDecoder::new(file),
+                LineBound::new(flate2::read::MultiGzDecoder::new(file)),
             ))
         } else {
-            Box::new(BufReader::with_capacity(1 << 16, file))
+            Box::new(BufReader::with_capacity(1 << 16, LineBound::new(file)))
         };
         let mut first = String::new();
         lines.read_line(&mut first).map_err(io)?;
@@ -454,5 +455,23 @@ mod tests {
                 .expect("some")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_line_without_end_stops_the_recording_with_an_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        // A v1 text recording whose second line never ends.
+        let path = dir.path().join("COINBASE_EXCHANGE.ws.1.0");
+        let mut body = String::from("1618677817.1: {\"type\":\"heartbeat\"}\n1618677818.1: ");
+        body.push_str(&"x".repeat(crate::line_bound::MAX_LINE + 100));
+        std::fs::write(&path, body).expect("write");
+        let records: Vec<_> = Recording::open(&path).expect("open").collect();
+        let last = records.last().expect("records");
+        let message = last
+            .as_ref()
+            .expect_err("the long line is an error")
+            .message
+            .clone();
+        assert!(message.contains("a line longer than"), "{message}");
     }
 }
