@@ -766,10 +766,16 @@ async fn known(state: &ApiState, topics: &[Topic]) -> Result<(), String> {
             Topic::Stats { .. } => None,
         })
         .collect();
-    if named
-        .iter()
-        .all(|(e, i)| state.captured.contains(&(*e, (*i).clone())))
-    {
+    // What this process captures, and what the collectors of a cluster
+    // report they capture.
+    let reported = state.connectors.snapshots();
+    let captured = |e: Exchange, i: &Instrument| {
+        state.captured.contains(&(e, i.clone()))
+            || reported
+                .iter()
+                .any(|s| s.exchange == e && s.instruments.contains(i))
+    };
+    if named.iter().all(|(e, i)| captured(*e, i)) {
         return Ok(());
     }
     let stored = state.store.instruments().await.map_err(|e| {
@@ -777,7 +783,7 @@ async fn known(state: &ApiState, topics: &[Topic]) -> Result<(), String> {
         "the instrument list cannot be read right now".to_owned()
     })?;
     for (e, i) in named {
-        let here = state.captured.contains(&(e, i.clone()))
+        let here = captured(e, i)
             || stored
                 .iter()
                 .any(|s| s.info.exchange == e && &s.info.instrument == i);

@@ -664,7 +664,10 @@ async fn run_live(
         protocol.as_ref(),
     ));
     for instruments in groups {
-        let status = Arc::new(ConnectorStatus::new(protocol.exchange()));
+        let status = Arc::new(ConnectorStatus::capturing(
+            protocol.exchange(),
+            instruments.clone(),
+        ));
         registry.register(status.clone());
         statuses.push(status.clone());
         connections.spawn(run_ws(

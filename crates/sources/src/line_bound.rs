@@ -2,8 +2,9 @@
 //! recordings): a file without newlines fails at once, rather than being
 //! read into memory whole.
 
-/// The longest line read (1 MiB).
-pub const MAX_LINE: usize = 1 << 20;
+/// The longest line read (64 MiB: real recordings hold REST answers of
+/// several MB on one line, such as a venue's instrument list).
+pub const MAX_LINE: usize = 64 << 20;
 
 /// A reader that fails once a line grows past [`MAX_LINE`] bytes.
 pub(crate) struct LineBound<R> {

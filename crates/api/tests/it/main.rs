@@ -307,6 +307,7 @@ async fn readiness_says_why_a_process_is_not_ready() {
         last_message: last,
         last_error: Some("connect: connection refused".into()),
         note: None,
+        instruments: Vec::new(),
     };
     let ready = |r: &Reply| (r.status, r.json()["status"].as_str().map(str::to_owned));
     let reasons = |r: &Reply| r.json()["reasons"].to_string();

@@ -128,8 +128,25 @@ fn replay_binance(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_are_bounded_and_unknown_instruments_refused() {
     let dir = tempfile::tempdir().expect("dir");
-    let (_settings, _store, addr, stop) = serve_fresh(dir.path(), 4096, Duration::ZERO).await;
+    let (settings, _store, addr, stop) = serve_fresh(dir.path(), 4096, Duration::ZERO).await;
     let mut ws = connect(addr, None).await;
+    // What a collector of a cluster reports it captures may be asked for
+    // before any of it is stored.
+    let eth = ck_model::Instrument::parse("ETH-USDT").expect("instrument");
+    settings.connectors.report(
+        "collector-1",
+        ck_sources::live::ConnectorSnapshot {
+            instruments: vec![eth],
+            ..ck_sources::live::ConnectorStatus::new(ck_model::Exchange::Binance).snapshot()
+        },
+    );
+    send(
+        &mut ws,
+        r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"ETH-USDT"}"#,
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
     send(
         &mut ws,
         r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"NOPE-USDT"}"#,

@@ -348,14 +348,26 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
             let sub = format!(
                 r#"{{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"{instrument}"}}"#
             );
-            ws.send(tokio_tungstenite::tungstenite::Message::Text(sub.into()))
-                .await
-                .ok()?;
+            ws.send(tokio_tungstenite::tungstenite::Message::Text(
+                sub.clone().into(),
+            ))
+            .await
+            .ok()?;
             while let Some(Ok(m)) = ws.next().await {
-                if let tokio_tungstenite::tungstenite::Message::Text(t) = m
-                    && t.contains("\"type\":\"trade\"")
-                {
-                    return Some(t.to_string());
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                    if t.contains("\"type\":\"trade\"") {
+                        return Some(t.to_string());
+                    }
+                    // Refused until a collector reports that it captures the
+                    // instrument (or it is stored): ask again.
+                    if t.contains("\"type\":\"error\"") {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        ws.send(tokio_tungstenite::tungstenite::Message::Text(
+                            sub.clone().into(),
+                        ))
+                        .await
+                        .ok()?;
+                    }
                 }
             }
             None

@@ -7,7 +7,7 @@ pub mod connector;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ck_model::{Exchange, Ts};
+use ck_model::{Exchange, Instrument, Ts};
 
 /// Reconnect delays: exponential, capped, with jitter; reset after a good
 /// connection.
@@ -111,6 +111,10 @@ pub struct ConnectorSnapshot {
     /// the demo's "replays a recording of 2021-04-17".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The instruments it captures (so an API node of a cluster knows
+    /// what the collectors capture before any of it is stored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instruments: Vec<Instrument>,
 }
 
 /// Shared, updated by the connector, read by anyone.
@@ -133,8 +137,17 @@ impl ConnectorStatus {
                 last_message: None,
                 last_error: None,
                 note: None,
+                instruments: Vec::new(),
             }),
         }
+    }
+
+    /// A status for a connector of `instruments` that has not connected yet.
+    #[must_use]
+    pub fn capturing(exchange: Exchange, instruments: Vec<Instrument>) -> ConnectorStatus {
+        let status = ConnectorStatus::new(exchange);
+        status.with(|s| s.instruments = instruments);
+        status
     }
 
     fn with(&self, f: impl FnOnce(&mut ConnectorSnapshot)) {
