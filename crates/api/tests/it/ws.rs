@@ -184,6 +184,47 @@ async fn subscriptions_are_bounded_and_unknown_instruments_refused() {
     )
     .await;
     assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+    // At most 1,024 subscriptions a client: a collector reports 1,100
+    // instruments; four requests of 256 are taken, a fifth is refused.
+    let many: Vec<ck_model::Instrument> = (0..1_100)
+        .map(|i| ck_model::Instrument::parse(&format!("C{i}-USDT")).expect("instrument"))
+        .collect();
+    settings.connectors.report(
+        "collector-2",
+        ck_sources::live::ConnectorSnapshot {
+            instruments: many.clone(),
+            ..ck_sources::live::ConnectorStatus::new(ck_model::Exchange::Binance).snapshot()
+        },
+    );
+    let mut taken = connect(addr, None).await;
+    for chunk in many.chunks(256).take(4) {
+        let names: Vec<String> = chunk.iter().map(|i| format!("\"{i}\"")).collect();
+        send(
+            &mut taken,
+            &format!(
+                r#"{{"op":"subscribe","channel":"trades","exchange":"binance","instruments":[{}]}}"#,
+                names.join(",")
+            ),
+        )
+        .await;
+        for _ in 0..chunk.len() * 2 {
+            let m = next_json(&mut taken).await;
+            assert!(m["type"] == "subscribed" || m["type"] == "snapshot", "{m}");
+        }
+    }
+    send(
+        &mut taken,
+        r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"C1099-USDT"}"#,
+    )
+    .await;
+    let err = next_json(&mut taken).await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("may hold 1024 subscriptions"),
+        "{err}"
+    );
     // A frame over the limit ends the connection, without the server
     // reading it whole.
     let huge = format!(
