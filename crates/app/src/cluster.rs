@@ -138,7 +138,7 @@ impl Wire {
 /// A connection to NATS with the stream in place.
 #[derive(Debug)]
 pub struct Cluster {
-    client: async_nats::Client,
+    pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) config: NatsConfig,
 }
@@ -733,52 +733,6 @@ pub async fn publish_status(
     }
 }
 
-/// A processor's heartbeat on core NATS (`<prefix>.processor.<node>`),
-/// every [`STATUS_EVERY`]: API nodes are ready only while one reports.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ProcessorReport {
-    node: String,
-}
-
-/// Processor side: reports this process alive until `stop`.
-pub async fn publish_processor_alive(cluster: Arc<Cluster>, stop: CancellationToken) {
-    let node = node_name();
-    let subject = format!(
-        "{}.processor.{}",
-        cluster.config.subject_prefix,
-        node.replace(['.', '*', '>', ' '], "_")
-    );
-    let mut tick = tokio::time::interval(STATUS_EVERY);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        let report = ProcessorReport { node: node.clone() };
-        let Ok(body) = serde_json::to_vec(&report) else {
-            continue;
-        };
-        if let Err(e) = cluster.client.publish(subject.clone(), body.into()).await {
-            tracing::debug!(error = %e, "processor heartbeat not published");
-        }
-    }
-}
-
-/// API side: records the processors alive, until `stop`.
-///
-/// # Errors
-/// When the subscription cannot be made.
-pub async fn follow_processors(
-    cluster: Arc<Cluster>,
-    connectors: Arc<ConnectorRegistry>,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
-    follow(&cluster, "processor", stop, |report: ProcessorReport| {
-        connectors.report_processor(&report.node);
-    })
-    .await
-}
-
 /// API side: records the connector states collectors report, until `stop`.
 ///
 /// # Errors
@@ -813,7 +767,7 @@ pub async fn follow_live(
 /// Reads every core NATS message under `<prefix>.<kind>.>` as JSON of `T`
 /// and hands it to `take`, until `stop`; what does not decode is counted
 /// and logged.
-async fn follow<T: serde::de::DeserializeOwned>(
+pub(crate) async fn follow<T: serde::de::DeserializeOwned>(
     cluster: &Cluster,
     kind: &str,
     stop: CancellationToken,

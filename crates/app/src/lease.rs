@@ -17,6 +17,8 @@
 //! - A holder that cannot renew for `lease_secs`, or finds another holder,
 //!   has lost the lease: it stops (its queued work drains), and a
 //!   supervisor restarting it makes it a standby.
+//! - The working processor sends a heartbeat on core NATS; an API node is
+//!   ready only while one comes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +28,9 @@ use anyhow::Context as _;
 use async_nats::jetstream::{kv, stream};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, node_name};
+use ck_sources::live::ConnectorRegistry;
+
+use crate::cluster::{Cluster, STATUS_EVERY, follow, node_name};
 
 /// A standby asks for the lease this often.
 const STANDBY_POLL: Duration = Duration::from_secs(1);
@@ -173,4 +177,50 @@ impl ProcessorLease {
             }
         }
     }
+}
+
+/// A processor's heartbeat on core NATS (`<prefix>.processor.<node>`),
+/// every [`STATUS_EVERY`]: API nodes are ready only while one reports.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ProcessorReport {
+    node: String,
+}
+
+/// Processor side: reports this process alive until `stop`.
+pub async fn publish_processor_alive(cluster: Arc<Cluster>, stop: CancellationToken) {
+    let node = node_name();
+    let subject = format!(
+        "{}.processor.{}",
+        cluster.config.subject_prefix,
+        node.replace(['.', '*', '>', ' '], "_")
+    );
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let report = ProcessorReport { node: node.clone() };
+        let Ok(body) = serde_json::to_vec(&report) else {
+            continue;
+        };
+        if let Err(e) = cluster.client.publish(subject.clone(), body.into()).await {
+            tracing::debug!(error = %e, "processor heartbeat not published");
+        }
+    }
+}
+
+/// API side: records the processors alive, until `stop`.
+///
+/// # Errors
+/// When the subscription cannot be made.
+pub async fn follow_processors(
+    cluster: Arc<Cluster>,
+    connectors: Arc<ConnectorRegistry>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    follow(&cluster, "processor", stop, |report: ProcessorReport| {
+        connectors.report_processor(&report.node);
+    })
+    .await
 }

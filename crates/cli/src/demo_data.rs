@@ -4,6 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use ck_app::pipeline::Source;
+use ck_model::{Exchange, Instrument, Ts};
+use ck_sources::live::BackoffPolicy;
+
 /// The Binance recording (hftbacktest).
 pub(crate) const BINANCE: &str = "binance_spot_btcusdt_20240808.gz";
 
@@ -59,4 +63,120 @@ pub(crate) fn extract(dir: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(dir.to_owned())
+}
+
+/// Binds the API on `listen` and serves it until `token` is cancelled.
+/// The venues `demo` adds from the cryptofeed recordings (the mock moves
+/// their recorded times to now), and whether the recording is Kraken's v1 API.
+pub(crate) const DEMO_VENUES: &[(Exchange, &str, bool)] = &[
+    (Exchange::Coinbase, "COINBASE.jsonl.zst", false),
+    (
+        Exchange::CoinbaseExchange,
+        "COINBASE_EXCHANGE.ws.28.0",
+        false,
+    ),
+    (Exchange::Bitfinex, "BITFINEX.jsonl.zst", false),
+    (Exchange::Kraken, "KRAKEN.jsonl.zst", true),
+    (Exchange::Bitstamp, "BITSTAMP.jsonl.zst", false),
+    (Exchange::Okx, "OKX.jsonl.zst", false),
+    (Exchange::Bybit, "BYBIT.jsonl.zst", false),
+];
+
+/// A mock of `exchange` replaying `path` (times moved to now, paced at
+/// `speed`), its REST mock where candlekeep reads that venue's history (so
+/// gaps are repaired from it), and the live source that captures it: every
+/// instrument the recording trades or quotes.
+pub(crate) async fn demo_venue(
+    exchange: Exchange,
+    path: &std::path::Path,
+    kraken_v1: bool,
+    speed: f64,
+) -> anyhow::Result<(
+    ck_mock::venue::MockVenue,
+    Option<ck_mock::RestMock>,
+    Source,
+    String,
+)> {
+    let messages: Vec<ck_bus::RawMessage> = ck_sources::recordings::Recording::open(path)?
+        .filter_map(Result::ok)
+        .collect();
+    let recorded = recorded_at(&messages);
+    let mut normalizer = ck_sources::normalize::Normalizer::new();
+    let mut events = Vec::new();
+    for m in messages.iter().filter(|m| m.origin == ck_bus::Origin::Ws) {
+        normalizer.handle(m, &|| "demo".to_owned(), &mut events);
+    }
+    let mut instruments: Vec<Instrument> = events
+        .iter()
+        .filter_map(|e| match e {
+            ck_bus::Event::Trade(t) => Some(t.instrument.clone()),
+            ck_bus::Event::Quote(q) => Some(q.instrument.clone()),
+            _ => None,
+        })
+        .collect();
+    instruments.sort();
+    instruments.dedup();
+    let now = Some(Ts::now());
+    let rest = match exchange {
+        Exchange::CoinbaseExchange => {
+            Some(ck_mock::coinbase_exchange::MockCoinbaseRest::start(&messages).await?)
+        }
+        Exchange::Bitfinex => {
+            Some(ck_mock::bitfinex::MockBitfinexRest::start(&messages, now).await?)
+        }
+        Exchange::Kraken => Some(ck_mock::kraken::MockKrakenRest::start(&messages, now).await?),
+        Exchange::Coinbase => {
+            Some(ck_mock::coinbase_advanced::MockCoinbaseAdvancedRest::start(&messages, now).await?)
+        }
+        Exchange::Bybit => Some(ck_mock::bybit::MockBybitRest::start(&messages, now).await?),
+        Exchange::Bitstamp => {
+            Some(ck_mock::bitstamp::MockBitstampRest::start(&messages, now).await?)
+        }
+        Exchange::Okx => Some(ck_mock::okx::MockOkxRest::start(&messages, now).await?),
+        _ => None,
+    };
+    let mock = ck_mock::venue::MockVenue::start(
+        exchange,
+        &messages,
+        ck_mock::venue::VenueOptions {
+            shift_to_now: true,
+            speed: Some(speed),
+            laps: u64::MAX,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1)
+        .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
+    let source = Source::Live {
+        protocol,
+        config: ck_sources::live::connector::LiveConfig {
+            ws_url: mock.ws_url(),
+            instruments,
+            backoff: BackoffPolicy::default(),
+            stale_after: std::time::Duration::from_secs(60),
+            rest_url: rest.as_ref().map(ck_mock::RestMock::rest_url),
+        },
+    };
+    Ok((mock, rest, source, recorded))
+}
+
+/// When a recording was made: its first WebSocket message's receive time,
+/// to the minute (`2021-04-17 16:39 UTC`).
+pub(crate) fn recorded_at(messages: &[ck_bus::RawMessage]) -> String {
+    messages
+        .iter()
+        .find(|m| m.origin == ck_bus::Origin::Ws)
+        .map_or_else(
+            || "at an unknown time".to_owned(),
+            |m| {
+                let t = m.ts_received.to_string();
+                // RFC 3339: 2021-04-17T16:39:12.345Z
+                format!(
+                    "{} {} UTC",
+                    &t[..10.min(t.len())],
+                    t.get(11..16).unwrap_or("")
+                )
+            },
+        )
 }

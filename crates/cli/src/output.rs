@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use ck_app::pipeline::SourceReport;
 use ck_bus::IngestError;
 use ck_model::{Candle, CandleRecord, Quote, Trade};
 use ck_store::StoredInstrument;
@@ -202,4 +203,112 @@ pub(crate) fn prune(
         "database_bytes_before": report.store.bytes_before,
         "database_bytes_after": report.store.bytes_after,
     }))
+}
+
+/// The summary of a run, on stderr.
+pub(crate) fn print_report(report: &ck_app::pipeline::PipelineReport, started: std::time::Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    for s in &report.sources {
+        match s {
+            SourceReport::Replay(r) => {
+                // Every message is used, ignored, a parse error or of an
+                // exchange without a parser: the four add up.
+                let n = &r.normalized;
+                let used = r
+                    .records
+                    .saturating_sub(n.ignored + n.errors + n.unsupported);
+                eprintln!(
+                    "replayed {} file(s): {} messages ({used} used, giving {} events; {} ignored; {} parse errors; {} from exchanges without a parser); {} unreadable lines",
+                    r.files, r.records, n.events, n.ignored, n.errors, n.unsupported, r.bad_records
+                );
+            }
+            SourceReport::Live(s) => eprintln!(
+                "{}: {} messages, {} reconnects, last message {}",
+                s.exchange,
+                s.messages,
+                s.reconnects,
+                s.last_message.map_or("never".to_owned(), |t| t.to_string())
+            ),
+            SourceReport::Poll(p) => {
+                eprintln!("polled: {} responses", p.responses);
+                for r in &p.refused {
+                    eprintln!("  {r}");
+                }
+            }
+            SourceReport::Backfill(jobs) => {
+                for j in jobs {
+                    match j {
+                        Ok(r) if r.already_done => eprintln!("{}: already complete", r.job),
+                        Ok(r) => eprintln!(
+                            "{}: {} rows in {} pages{}",
+                            r.job,
+                            r.rows,
+                            r.pages,
+                            if r.done {
+                                ", complete"
+                            } else {
+                                ", stopped (rerun to continue)"
+                            }
+                        ),
+                        Err(e) => eprintln!("backfill failed: {e}"),
+                    }
+                }
+            }
+            SourceReport::Nats(n) => eprintln!(
+                "nats: {} messages ({} events) received, {} undecodable, acknowledged through stream sequence {}",
+                n.received, n.events, n.undecodable, n.acked
+            ),
+            SourceReport::Import(i) => {
+                eprintln!(
+                    "imported {} trades; {} bad rows skipped (each is an ingest error: `candlekeep errors`)",
+                    i.trades, i.bad_row_count
+                );
+                for (line, why) in &i.bad_rows {
+                    eprintln!("  line {line}: {why}");
+                }
+                let more = i.bad_row_count.saturating_sub(i.bad_rows.len() as u64);
+                if more > 0 {
+                    eprintln!("  and {more} more");
+                }
+            }
+        }
+    }
+    if let Some(c) = &report.collector {
+        eprintln!(
+            "collector: {} events published to NATS, {} gaps found",
+            c.published, c.gaps
+        );
+        return;
+    }
+    let a = &report.aggregator;
+    let w = &report.writer.written;
+    eprintln!(
+        "candles: {} trades aggregated, {} duplicates, {} late (revised), {} too late; {} closed, {} revised, {} flat",
+        a.trades,
+        a.duplicates,
+        a.late_trades,
+        a.too_late,
+        a.candles_closed,
+        a.candles_revised,
+        a.flat_candles
+    );
+    eprintln!(
+        "store: {} new trades ({} already stored), {} candle writes, {} quotes in {} commits; {:.2}s",
+        w.trades_inserted,
+        w.trades_duplicate,
+        w.candles_upserted,
+        w.quotes_inserted,
+        report.writer.commits,
+        secs
+    );
+    let p = &report.packed;
+    if p.days_packed > 0 {
+        // A pack is one UTC day of one instrument at one interval.
+        eprintln!(
+            "packed {} settled day(s) of one instrument and interval each ({} candles, {} KB) for fast long reads",
+            p.days_packed,
+            p.candles,
+            p.bytes / 1_000
+        );
+    }
 }

@@ -1,0 +1,156 @@
+//! Tests of the configuration (`config.rs`).
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn defaults_are_valid() {
+    let c = AppConfig::load(None, env(&[])).expect("defaults");
+    let s = c.settings().expect("settings");
+    assert_eq!(
+        s.store,
+        StoreLocation::Sqlite(PathBuf::from("./data/candlekeep.sqlite"))
+    );
+    assert_eq!(s.aggregator.intervals.len(), 15);
+    assert_eq!(s.durability, Durability::Full);
+}
+
+#[test]
+fn the_api_token_variable_sets_the_token_and_is_never_printed() {
+    let c = AppConfig::load(None, env(&[("CANDLEKEEP_API_TOKEN", "s3cret")])).expect("load");
+    assert_eq!(c.api.token.as_deref(), Some("s3cret"));
+    assert!(!c.to_toml().expect("toml").contains("s3cret"));
+}
+
+#[test]
+fn environment_overrides_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[store]\ndurability = \"full\"\n[candles]\ngrace_ms = 1000\n",
+    )
+    .expect("write");
+    let c = AppConfig::load(
+        Some(&path),
+        env(&[
+            ("CANDLEKEEP_STORE__DURABILITY", "normal"),
+            ("CANDLEKEEP_CANDLES__GRACE_MS", "5000"),
+            ("CANDLEKEEP_DATA_DIR", "/tmp/x"),
+            ("UNRELATED", "1"),
+        ]),
+    )
+    .expect("load");
+    assert_eq!(c.store.durability, DurabilityConfig::Normal);
+    assert_eq!(c.candles.grace_ms, 5000);
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+}
+
+#[test]
+fn bad_keys_and_values_are_refused_clearly() {
+    let cases = [
+        (
+            vec![("CANDLEKEEP_STORE__COLOUR", "blue")],
+            "unknown field `colour`",
+        ),
+        (
+            vec![("CANDLEKEEP_CANDLES__INTERVALS", "[\"1m\", \"7m\"]")],
+            "unknown interval `7m`",
+        ),
+        (
+            vec![("CANDLEKEEP_CANDLES__EMPTY_INTERVALS__BINANSE", "flat")],
+            "unknown exchange `binanse`",
+        ),
+        (
+            vec![("CANDLEKEEP_STORE__URL", "mysql://x")],
+            "`mysql://x` is not a store URL",
+        ),
+        (vec![("CANDLEKEEP_STORE__URL", "sqlite:")], "needs a path"),
+    ];
+    for (vars, expected) in cases {
+        let err = AppConfig::load(None, env(&vars))
+            .expect_err(expected)
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn every_venue_is_a_source_kind() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("c.toml");
+    let mut text = String::new();
+    for kind in [
+        "coinbase",
+        "coinbase_exchange",
+        "bitfinex",
+        "bitstamp",
+        "okx",
+        "bybit",
+    ] {
+        text.push_str(&format!(
+            "[[sources]]\nkind = \"{kind}\"\ninstruments = [\"BTC-USD\"]\n\n"
+        ));
+    }
+    text.push_str("[[sources]]\nkind = \"kraken\"\ninstruments = [\"BTC-USD\"]\napi = \"v1\"\n");
+    std::fs::write(&path, &text).expect("write");
+    let c = AppConfig::load(Some(&path), env(&[])).expect("valid");
+    let venues: Vec<_> = c
+        .sources
+        .iter()
+        .filter_map(|s| s.venue().map(|v| v.0))
+        .collect();
+    assert_eq!(venues.len(), 7, "{venues:?}");
+    std::fs::write(&path, text.replace("api = \"v1\"", "api = \"v3\"")).expect("write");
+    let err = AppConfig::load(Some(&path), env(&[]))
+        .expect_err("bad api")
+        .to_string();
+    assert!(err.contains("api `v3`"), "{err}");
+}
+
+#[test]
+fn store_urls_name_sqlite_or_postgres() {
+    let c = AppConfig::load(
+        None,
+        env(&[("CANDLEKEEP_STORE__URL", "postgres://ck:secret@db:5432/ck")]),
+    )
+    .expect("load");
+    let s = c.settings().expect("settings");
+    assert_eq!(
+        s.store,
+        StoreLocation::Postgres("postgres://ck:secret@db:5432/ck".into())
+    );
+    assert_eq!(
+        s.store.to_string(),
+        "postgres://db:5432/ck",
+        "shown without the password"
+    );
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+    for name in ["example.toml", "replay-demo.toml", "mock-demo.toml"] {
+        let c = AppConfig::load(Some(&dir.join(name)), env(&[]))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(c.to_toml().is_ok(), "{name}");
+    }
+}
+
+#[test]
+fn printed_config_reloads_to_the_same() {
+    let c =
+        AppConfig::load(None, env(&[("CANDLEKEEP_CANDLES__LATENESS_SECS", "60")])).expect("load");
+    let text = c.to_toml().expect("toml");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, &text).expect("write");
+    let back = AppConfig::load(Some(&path), env(&[])).expect("reload");
+    assert_eq!(back.to_toml().expect("toml"), text);
+}
