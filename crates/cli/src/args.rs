@@ -108,14 +108,17 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
     },
-    /// Serve a mock Binance WebSocket on this machine that replays recordings
-    /// (their times moved to when the first client connects), for demos and
-    /// offline runs.
+    /// Serve a mock of one venue on this machine (WebSocket and REST) that
+    /// replays recordings (their times moved to when the first client
+    /// connects), for demos and offline runs.
     MockExchange {
-        /// Address of the WebSocket (combined streams at `/stream`).
+        /// The venue: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
+        #[arg(long, default_value = "binance")]
+        venue: Exchange,
+        /// Address of the WebSocket (Binance: combined streams at `/stream`).
         #[arg(long, default_value = "127.0.0.1:9443")]
         listen: std::net::SocketAddr,
-        /// Address of the REST API (`/api/v3/...`).
+        /// Address of the REST API (Binance: `/api/v3/...`).
         #[arg(long, default_value = "127.0.0.1:9444")]
         rest_listen: std::net::SocketAddr,
         /// Pace relative to the recording (1 = real time); as fast as the client reads if absent.
@@ -127,7 +130,7 @@ pub(crate) enum Command {
         /// Fault: close every connection after this many messages.
         #[arg(long)]
         drop_every: Option<usize>,
-        /// Fault: withhold every Nth trade message (a gap for the client).
+        /// Fault: withhold every Nth trade message (a gap for the client; Binance only).
         #[arg(long)]
         skip_every: Option<usize>,
         /// Fault: after every Nth message, send a truncated frame.
@@ -136,8 +139,8 @@ pub(crate) enum Command {
         /// Fault: answer every Nth REST request with 429 and Retry-After.
         #[arg(long)]
         rest_429_every: Option<usize>,
-        /// Recordings with Binance combined-stream messages.
-        #[arg(required = true)]
+        /// Recordings of the venue (cryptofeed's, hftbacktest's or tapes);
+        /// the built-in demo recording of the venue if none.
         files: Vec<PathBuf>,
     },
     /// List recorded gaps (trades known to be missing), newest first.

@@ -117,29 +117,12 @@ pub(crate) async fn demo_venue(
     instruments.sort();
     instruments.dedup();
     let now = Some(Ts::now());
-    let rest = match exchange {
-        Exchange::CoinbaseExchange => {
-            Some(ck_mock::coinbase_exchange::MockCoinbaseRest::start(&messages).await?)
-        }
-        Exchange::Bitfinex => {
-            Some(ck_mock::bitfinex::MockBitfinexRest::start(&messages, now).await?)
-        }
-        Exchange::Kraken => Some(ck_mock::kraken::MockKrakenRest::start(&messages, now).await?),
-        Exchange::Coinbase => {
-            Some(ck_mock::coinbase_advanced::MockCoinbaseAdvancedRest::start(&messages, now).await?)
-        }
-        Exchange::Bybit => Some(ck_mock::bybit::MockBybitRest::start(&messages, now).await?),
-        Exchange::Bitstamp => {
-            Some(ck_mock::bitstamp::MockBitstampRest::start(&messages, now).await?)
-        }
-        Exchange::Okx => Some(ck_mock::okx::MockOkxRest::start(&messages, now).await?),
-        _ => None,
-    };
+    let rest = ck_mock::RestMock::for_venue(exchange, &messages, now).await?;
     let mock = ck_mock::venue::MockVenue::start(
         exchange,
         &messages,
         ck_mock::venue::VenueOptions {
-            shift_to_now: true,
+            shift_to: now,
             speed: Some(speed),
             laps: u64::MAX,
             ..Default::default()

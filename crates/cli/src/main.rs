@@ -3,10 +3,10 @@
 mod api;
 mod args;
 mod demo_data;
+mod mock_exchange;
 mod output;
 mod stop;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -394,6 +394,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output::instruments(&store.instruments().await?, format == Format::Csv)
         }
         Command::MockExchange {
+            venue,
             listen,
             rest_listen,
             speed,
@@ -404,30 +405,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rest_429_every,
             files,
         } => {
-            let recording = binance_recording(&files)?;
-            let options = ck_mock::binance::MockOptions {
+            let request = mock_exchange::MockRequest {
+                venue,
+                listen,
+                rest_listen,
                 speed,
                 looped,
-                faults: ck_mock::binance::Faults {
-                    drop_every,
-                    skip_every,
-                    malformed_every,
-                    rest_429_every,
-                    ..Default::default()
-                },
-                ..Default::default()
+                drop_every,
+                skip_every,
+                malformed_every,
+                rest_429_every,
+                files,
             };
-            let mock =
-                ck_mock::binance::MockBinance::start_on(listen, rest_listen, &recording, options)
-                    .await?;
-            eprintln!(
-                "mock Binance: WebSocket {} and REST {} with {} messages; Ctrl-C to stop",
-                mock.ws_url(),
-                mock.rest_url(),
-                mock.len()
-            );
-            stop::StopSignals::listen()?.next().await;
-            Ok(())
+            mock_exchange::serve(request, &settings.data_dir).await
         }
         Command::Gaps {
             exchange,
@@ -468,7 +458,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, None) => anyhow::bail!("no Binance recording"),
             };
             let venues = venues.or(built_in);
-            let messages = binance_recording(std::slice::from_ref(&recording))?;
+            let messages =
+                mock_exchange::read(Exchange::Binance, std::slice::from_ref(&recording))?;
             let recorded = recorded_at(&messages);
             // Every recording loops, ids and times moved on by a lap, so
             // that data keeps flowing for as long as the demo runs.
@@ -768,21 +759,6 @@ async fn run_backfill(
         "{failed} backfill job(s) failed (see above); rerun to continue where they stopped"
     );
     Ok(())
-}
-
-/// The messages of Binance recordings, for the mock exchange.
-fn binance_recording(files: &[PathBuf]) -> anyhow::Result<Vec<ck_bus::RawMessage>> {
-    let mut recording = Vec::new();
-    for f in files {
-        let r = ck_sources::recordings::Recording::open(f)?;
-        anyhow::ensure!(
-            r.exchange() == Exchange::Binance,
-            "{}: the mock serves Binance recordings only",
-            f.display()
-        );
-        recording.extend(r.filter_map(Result::ok));
-    }
-    Ok(recording)
 }
 
 /// Runs one finite source (replay, import) through the pipeline, on exchange

@@ -39,8 +39,114 @@ pub mod coinbase_exchange;
 pub mod kraken;
 pub mod laps;
 pub mod okx;
+pub mod route;
 pub mod shift;
 pub mod venue;
+
+/// A listening socket that may hold one connection accepted already: the
+/// first client, accepted by [`first_client`] before the mock that serves it
+/// started (so that the mock moves its times to that moment).
+pub struct Listening {
+    listener: tokio::net::TcpListener,
+    first: Option<(tokio::net::TcpStream, std::net::SocketAddr)>,
+}
+
+impl Listening {
+    /// Listens on `addr`.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<Listening> {
+        Ok(Listening {
+            listener: tokio::net::TcpListener::bind(addr).await?,
+            first: None,
+        })
+    }
+
+    /// The address it listens on.
+    ///
+    /// # Errors
+    /// When the socket has none.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The connection kept by [`first_client`], then the next ones.
+    ///
+    /// # Errors
+    /// When accepting fails.
+    pub async fn accept(
+        &mut self,
+    ) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+        match self.first.take() {
+            Some(first) => Ok(first),
+            None => self.listener.accept().await,
+        }
+    }
+}
+
+impl axum::serve::Listener for Listening {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match Listening::accept(self).await {
+                Ok(conn) => return conn,
+                Err(e) => {
+                    tracing::debug!(error = %e, "mock accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Listening::local_addr(self)
+    }
+}
+
+tokio::task_local! {
+    /// The listener [`RestMock::on`] hands to the mock it starts.
+    static BIND: std::cell::RefCell<Option<Listening>>;
+}
+
+/// Waits until a client connects to any of `listeners`, and keeps the
+/// connection in its listener for the mock started next.
+///
+/// # Errors
+/// When accepting fails.
+pub async fn first_client(listeners: &mut [Listening]) -> std::io::Result<()> {
+    if listeners.is_empty() {
+        return Ok(());
+    }
+    let waits = listeners.iter_mut().map(|l| {
+        Box::pin(async move {
+            let conn = l.listener.accept().await?;
+            l.first = Some(conn);
+            Ok::<(), std::io::Error>(())
+        })
+    });
+    let (ready, _, _) = futures_util::future::select_all(waits).await;
+    ready
+}
+
+/// Counts a connection as open while it lives.
+pub(crate) struct Open<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Open<'a> {
+    /// Counts one more open connection; returns how many others were open.
+    pub(crate) fn count(open: &'a std::sync::atomic::AtomicUsize) -> (Open<'a>, usize) {
+        let others = open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (Open(open), others)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// Faults a [`RestMock`] injects, changeable while it runs.
 #[derive(Debug, Clone, Default)]
@@ -67,9 +173,14 @@ pub struct RestMock {
 }
 
 impl RestMock {
-    /// Serves `app` on a free loopback port, behind the fault layer.
+    /// Serves `app` behind the fault layer, on the listener given to
+    /// [`RestMock::on`] or else on a free loopback port.
     pub(crate) async fn serve(app: axum::Router, trades: usize) -> std::io::Result<RestMock> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let chosen = BIND.try_with(|b| b.borrow_mut().take()).ok().flatten();
+        let listener = match chosen {
+            Some(l) => l,
+            None => Listening::bind(([127, 0, 0, 1], 0).into()).await?,
+        };
         let addr = listener.local_addr()?;
         let state = std::sync::Arc::new(FaultState::default());
         let app = app.layer(axum::middleware::from_fn_with_state(state.clone(), inject));
@@ -79,6 +190,45 @@ impl RestMock {
             trades,
             state,
         })
+    }
+
+    /// Runs `start` (one of the venue mocks' constructors) so that the mock
+    /// it starts serves on `listener` instead of a free port.
+    pub async fn on<F>(listener: Listening, start: F) -> F::Output
+    where
+        F: std::future::Future,
+    {
+        BIND.scope(std::cell::RefCell::new(Some(listener)), start)
+            .await
+    }
+
+    /// The REST mock of `exchange` serving `recording`, its times moved as
+    /// a [`venue::MockVenue`] started with the same `shift_to` moves them;
+    /// `None` for a venue without one here (Binance's is part of
+    /// [`binance::MockBinance`]).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn for_venue(
+        exchange: ck_model::Exchange,
+        recording: &[ck_bus::RawMessage],
+        shift_to: Option<ck_model::Ts>,
+    ) -> std::io::Result<Option<RestMock>> {
+        use ck_model::Exchange;
+        Ok(Some(match exchange {
+            Exchange::CoinbaseExchange => {
+                coinbase_exchange::MockCoinbaseRest::start(recording).await?
+            }
+            Exchange::Bitfinex => bitfinex::MockBitfinexRest::start(recording, shift_to).await?,
+            Exchange::Kraken => kraken::MockKrakenRest::start(recording, shift_to).await?,
+            Exchange::Coinbase => {
+                coinbase_advanced::MockCoinbaseAdvancedRest::start(recording, shift_to).await?
+            }
+            Exchange::Bybit => bybit::MockBybitRest::start(recording, shift_to).await?,
+            Exchange::Bitstamp => bitstamp::MockBitstampRest::start(recording, shift_to).await?,
+            Exchange::Okx => okx::MockOkxRest::start(recording, shift_to).await?,
+            _ => return Ok(None),
+        }))
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -2,11 +2,19 @@
 //!
 //! The recordings hold the venue's own side of the conversation, including
 //! its replies to the recorder's subscribe requests, so after the client's
-//! first message (its subscription) the mock plays every recorded frame in
-//! order: the client sees exactly what the venue sent. Around that it speaks
-//! the venue's control protocol: it answers application pings the way the
-//! venue does, sends WebSocket pings, and can drop the connection (a
-//! reconnecting client resumes where the last connection stopped).
+//! first message (its subscription) the mock plays the recorded frames in
+//! order: the client sees exactly what the venue sent, for the products it
+//! subscribed to ([`crate::route`]). Around that it speaks the venue's
+//! control protocol: it answers application pings the way the venue does,
+//! sends WebSocket pings, and can drop the connection.
+//!
+//! Every connection has its own place in the recording, so every client gets
+//! every frame of what it subscribed to. Paced, a connection starts at what
+//! falls due now, as on a live venue (what fell due while no one was
+//! connected is missed). As fast as the client reads, a connection made
+//! while others are open starts at the beginning; one made while none is
+//! resumes where the furthest connection got, as a reconnecting client
+//! expects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +24,7 @@ use std::time::Duration;
 use ck_bus::{Origin, RawMessage};
 use ck_model::Exchange;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// How the venue mock behaves.
@@ -24,6 +32,8 @@ use tokio_tungstenite::tungstenite::Message;
 pub struct VenueOptions {
     /// Close the first connection after this many frames.
     pub drop_after: Option<usize>,
+    /// Close every connection after this many frames.
+    pub drop_every: Option<usize>,
     /// Send a WebSocket ping this often.
     pub ping_every: Duration,
     /// Fault: withhold every Nth frame containing this text (for example
@@ -54,6 +64,7 @@ impl Default for VenueOptions {
     fn default() -> Self {
         VenueOptions {
             drop_after: None,
+            drop_every: None,
             ping_every: Duration::from_secs(20),
             withhold: None,
             shift_to_now: false,
@@ -76,8 +87,12 @@ struct Shared {
     started: tokio::time::Instant,
     /// Added to every recorded time (ns), when shifting.
     offset: i64,
-    /// Frames seen that contain the withheld marker.
-    marked: AtomicUsize,
+    /// Per frame of a lap: the product it is about.
+    products: Vec<Option<crate::route::Product>>,
+    /// Per frame of a lap that holds the withheld marker: how many such
+    /// frames come before it in the lap; and how many a lap holds.
+    marked: Vec<Option<usize>>,
+    marked_per_lap: usize,
     /// Frames withheld so far.
     withheld: AtomicUsize,
     /// Malformed frames sent, and stalls made.
@@ -86,9 +101,12 @@ struct Shared {
     /// Frames that fell due while no client was connected (paced only).
     missed: AtomicUsize,
     missed_frames: std::sync::Mutex<Vec<String>>,
-    /// Frames counted from the start of the first lap.
+    /// How far the furthest connection got, in frames counted from the start
+    /// of the first lap.
     cursor: AtomicUsize,
     connections: AtomicUsize,
+    /// Connections open now.
+    open: AtomicUsize,
     subscribes: std::sync::Mutex<Vec<String>>,
     options: VenueOptions,
 }
@@ -109,11 +127,37 @@ impl MockVenue {
         recording: &[RawMessage],
         options: VenueOptions,
     ) -> std::io::Result<MockVenue> {
+        let listener = crate::Listening::bind(([127, 0, 0, 1], 0).into()).await?;
+        MockVenue::start_on(listener, exchange, recording, options).await
+    }
+
+    /// As [`MockVenue::start`], on `listener`.
+    ///
+    /// # Errors
+    /// When the listener has no address.
+    pub async fn start_on(
+        mut listener: crate::Listening,
+        exchange: Exchange,
+        recording: &[RawMessage],
+        options: VenueOptions,
+    ) -> std::io::Result<MockVenue> {
         let ws: Vec<&RawMessage> = recording
             .iter()
             .filter(|m| m.origin == Origin::Ws)
             .collect();
-        let frames = ws.iter().map(|m| m.data.clone()).collect();
+        let frames: Vec<String> = ws.iter().map(|m| m.data.clone()).collect();
+        let products = crate::route::products(exchange, &frames);
+        let mut marked_per_lap = 0;
+        let marked = frames
+            .iter()
+            .map(|f| match &options.withhold {
+                Some((marker, _)) if f.contains(marker.as_str()) => {
+                    marked_per_lap += 1;
+                    Some(marked_per_lap - 1)
+                }
+                _ => None,
+            })
+            .collect();
         let recorded_at: Vec<ck_model::Ts> = ws.iter().map(|m| m.ts_received).collect();
         let offset = match (options.shift_to, options.shift_to_now, recorded_at.first()) {
             (Some(at), _, Some(first)) => at.0 - first.0,
@@ -127,7 +171,9 @@ impl MockVenue {
             first,
             started: tokio::time::Instant::now(),
             offset,
-            marked: AtomicUsize::new(0),
+            products,
+            marked,
+            marked_per_lap,
             withheld: AtomicUsize::new(0),
             malformed: AtomicUsize::new(0),
             stalls: AtomicUsize::new(0),
@@ -135,10 +181,10 @@ impl MockVenue {
             missed_frames: std::sync::Mutex::new(Vec::new()),
             cursor: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             subscribes: std::sync::Mutex::new(Vec::new()),
             options,
         });
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let accept = shared.clone();
         tokio::spawn(async move {
@@ -237,6 +283,25 @@ impl Shared {
         self.laps.len().saturating_mul(laps)
     }
 
+    /// True when the withhold fault keeps frame `n` back: every Nth frame
+    /// holding the marker, counted across laps.
+    fn withholds(&self, n: usize) -> bool {
+        let Some((_, every)) = &self.options.withhold else {
+            return false;
+        };
+        let len = self.laps.len().max(1);
+        let Some(Some(rank)) = self.marked.get(n % len) else {
+            return false;
+        };
+        let count = (n / len) * self.marked_per_lap + rank + 1;
+        count.is_multiple_of((*every).max(1))
+    }
+
+    /// Marks frame `n` as passed by a connection; true for the first.
+    fn pass(&self, n: usize) -> bool {
+        self.cursor.fetch_max(n + 1, Ordering::SeqCst) <= n
+    }
+
     /// When frame `n` falls due, paced at `speed`.
     fn due(&self, n: usize, speed: f64) -> tokio::time::Instant {
         let at = self.laps.recorded_at(n).unwrap_or(self.first);
@@ -273,6 +338,7 @@ async fn serve(
     shared: Arc<Shared>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     // Streams named in the URL (Binance's `/stream?streams=`) are a subscription.
+    let mut wanted = std::collections::HashSet::new();
     let mut subscribed = false;
     #[expect(
         clippy::result_large_err,
@@ -282,16 +348,29 @@ async fn serve(
         socket,
         |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
          resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
-            subscribed = req.uri().query().is_some_and(|q| q.contains("streams="));
+            if let Some(query) = req.uri().query().filter(|q| q.contains("streams=")) {
+                subscribed = true;
+                wanted = crate::route::subscribed(shared.exchange, query);
+            }
             Ok(resp)
         },
     )
     .await?;
     let index = shared.connections.fetch_add(1, Ordering::SeqCst);
-    let drop_after = if index == 0 {
-        shared.options.drop_after
+    let drop_after = match (index, shared.options.drop_after) {
+        (0, Some(n)) => Some(n),
+        _ => shared.options.drop_every,
+    };
+    // This connection's place: as fast as the client reads, the start while
+    // others are connected (each client gets the whole recording), else
+    // where the furthest connection got (a reconnecting client resumes);
+    // paced, now (below).
+    let (_open, others) = crate::Open::count(&shared.open);
+    let paced = shared.options.speed.is_some_and(|s| s > 0.0);
+    let mut at = if others > 0 && !paced {
+        0
     } else {
-        None
+        shared.cursor.load(Ordering::SeqCst)
     };
     // Paced, a reconnecting client has missed what fell due meanwhile, as on
     // a live venue (its gap detection and REST repair must cover it).
@@ -299,16 +378,9 @@ async fn serve(
         && let Some(speed) = shared.options.speed.filter(|s| *s > 0.0)
     {
         let now = tokio::time::Instant::now();
-        loop {
-            let n = shared.cursor.load(Ordering::SeqCst);
-            if n >= shared.total() || shared.due(n, speed) >= now {
-                break;
-            }
-            if shared
-                .cursor
-                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-                && let Some((frame, _)) = shared.laps.frame(n)
+        while at < shared.total() && shared.due(at, speed) < now {
+            if shared.pass(at)
+                && let Some((frame, _)) = shared.laps.frame(at)
             {
                 shared.missed.fetch_add(1, Ordering::SeqCst);
                 shared
@@ -317,6 +389,7 @@ async fn serve(
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push(frame);
             }
+            at += 1;
         }
     }
     let mut ping = tokio::time::interval(shared.options.ping_every);
@@ -327,7 +400,7 @@ async fn serve(
         if drop_after.is_some_and(|n| sent >= n) {
             return Ok(());
         }
-        let i = shared.cursor.load(Ordering::SeqCst);
+        let i = at;
         let next = (i < shared.total() && subscribed).then_some(i);
         // Paced: frame i is due at its recorded offset from the first, scaled.
         let due = match shared.options.speed {
@@ -343,6 +416,7 @@ async fn serve(
                         if let Some(reply) = pong(shared.exchange, t.as_str()) {
                             ws.send(Message::Text(reply.into())).await?;
                         } else {
+                            wanted.extend(crate::route::subscribed(shared.exchange, t.as_str()));
                             shared
                                 .subscribes
                                 .lock()
@@ -358,47 +432,49 @@ async fn serve(
             }
             _ = ping.tick() => ws.send(Message::Ping(b"mock".to_vec().into())).await?,
             () = tokio::time::sleep_until(due), if next.is_some() => {
-                if shared
-                    .cursor
-                    .compare_exchange(i, i + 1, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-                    // None: a frame this lap does not play.
-                    && let Some((frame, _)) = shared.laps.frame(i)
-                {
-                    let frame = &frame;
-                    if let Some((marker, every)) = &shared.options.withhold
-                        && frame.contains(marker.as_str())
-                        && (shared.marked.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of((*every).max(1))
-                    {
+                at += 1;
+                let first = shared.pass(i);
+                if shared.withholds(i) {
+                    if first {
                         shared.withheld.fetch_add(1, Ordering::SeqCst);
-                        continue;
                     }
-                    let offset = shared.offset + shared.laps.offset(i);
-                    let text = if offset == 0 {
-                        frame.clone()
-                    } else {
-                        crate::shift::shift_frame(shared.exchange, frame, offset)
-                    };
-                    if let Some(every) = shared.options.malformed_every
-                        && every > 0
-                        && (sent + 1).is_multiple_of(every)
-                    {
-                        let mut cut = text.len() / 2;
-                        while !text.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        ws.send(Message::Text(text[..cut].to_owned().into())).await?;
-                        shared.malformed.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+                // A frame about a product this client did not subscribe to
+                // is not its to see (when its subscription could be read).
+                let product = shared.products.get(i % shared.laps.len().max(1)).and_then(Option::as_ref);
+                if product.is_some_and(|p| !wanted.is_empty() && !wanted.contains(p)) {
+                    continue;
+                }
+                // None: a frame this lap does not play.
+                let Some((frame, _)) = shared.laps.frame(i) else {
+                    continue;
+                };
+                let offset = shared.offset + shared.laps.offset(i);
+                let text = if offset == 0 {
+                    frame
+                } else {
+                    crate::shift::shift_frame(shared.exchange, &frame, offset)
+                };
+                if let Some(every) = shared.options.malformed_every
+                    && every > 0
+                    && (sent + 1).is_multiple_of(every)
+                {
+                    let mut cut = text.len() / 2;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
                     }
-                    ws.send(Message::Text(text.into())).await?;
-                    sent += 1;
-                    if let Some((every, pause)) = shared.options.stall
-                        && every > 0
-                        && sent.is_multiple_of(every)
-                    {
-                        stalled_until = Some(tokio::time::Instant::now() + pause);
-                        shared.stalls.fetch_add(1, Ordering::SeqCst);
-                    }
+                    ws.send(Message::Text(text[..cut].to_owned().into())).await?;
+                    shared.malformed.fetch_add(1, Ordering::SeqCst);
+                }
+                ws.send(Message::Text(text.into())).await?;
+                sent += 1;
+                if let Some((every, pause)) = shared.options.stall
+                    && every > 0
+                    && sent.is_multiple_of(every)
+                {
+                    stalled_until = Some(tokio::time::Instant::now() + pause);
+                    shared.stalls.fetch_add(1, Ordering::SeqCst);
                 }
             }
         }

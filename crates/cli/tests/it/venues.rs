@@ -94,7 +94,9 @@ async fn live_capture_equals_recording(exchange: Exchange, fixture: &str, kraken
 
     // Faults: the connection dropped halfway, a malformed frame before
     // every tenth of the frames, and two stalls (pings go on).
-    let frames = mock_frames(&messages);
+    // Counted in the frames the client gets (the mock sends it nothing
+    // about products it did not subscribe to).
+    let frames = frames_for_data(exchange, &messages);
     let mock = MockVenue::start(
         exchange,
         &messages,
@@ -217,13 +219,141 @@ fn mock_frames(messages: &[RawMessage]) -> usize {
     messages.iter().filter(|m| m.origin == Origin::Ws).count()
 }
 
+/// The WebSocket frames a client subscribed to every product with data
+/// gets: those about no product, and those about a product of which some
+/// frame yields a trade or quote.
+fn frames_for_data(exchange: Exchange, messages: &[RawMessage]) -> usize {
+    let ws: Vec<&RawMessage> = messages.iter().filter(|m| m.origin == Origin::Ws).collect();
+    let texts: Vec<String> = ws.iter().map(|m| m.data.clone()).collect();
+    let products = ck_mock::route::products(exchange, &texts);
+    let mut normalizer = Normalizer::new();
+    let mut out = Vec::new();
+    let mut with_data = std::collections::HashSet::new();
+    for (m, product) in ws.iter().zip(&products) {
+        out.clear();
+        normalizer.handle(m, &|| "recording".to_owned(), &mut out);
+        if out
+            .iter()
+            .any(|e| matches!(e, Event::Trade(_) | Event::Quote(_)))
+        {
+            with_data.insert(product.clone());
+        }
+    }
+    products
+        .iter()
+        .filter(|p| p.is_none() || with_data.contains(*p))
+        .count()
+}
+
+/// Two clients of one mock, each subscribed to another instrument (the two
+/// most traded; the same one twice where the recording trades only one):
+/// each stores exactly the recorded trades of its own instrument, so the
+/// mock sends every client every frame of what it subscribed to, and
+/// nothing else.
+async fn each_client_gets_what_it_subscribed_to(
+    exchange: Exchange,
+    fixture: &str,
+    kraken_v1: bool,
+) {
+    let file = ck_testkit::fixture(fixture);
+    let messages: Vec<RawMessage> = Recording::open(&file)
+        .expect("open")
+        .map(|r| r.expect("record"))
+        .collect();
+    let (trades, _) = recorded(&messages);
+    let mut per_instrument: BTreeMap<String, BTreeMap<TradeKey, usize>> = BTreeMap::new();
+    for (k, n) in &trades {
+        per_instrument
+            .entry(k.0.clone())
+            .or_default()
+            .insert(k.clone(), *n);
+    }
+    let mut ranked: Vec<(&String, usize)> =
+        per_instrument.iter().map(|(i, t)| (i, t.len())).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let first = ranked.first().expect("the recording has trades").0.clone();
+    let second = ranked.get(1).map_or(first.clone(), |r| r.0.clone());
+
+    let mock = MockVenue::start(exchange, &messages, VenueOptions::default())
+        .await
+        .expect("mock");
+    let mut clients = Vec::new();
+    for name in [&first, &second] {
+        let instrument = Instrument::parse(name).expect("instrument");
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = settings(dir.path());
+        let store = ck_app::open_store(&settings).await.expect("store");
+        let source = live_source(
+            exchange,
+            kraken_v1,
+            &mock,
+            std::slice::from_ref(&instrument),
+        );
+        let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);
+        clients.push((dir, instrument, store, token, pipeline));
+    }
+    let done = eventually(Duration::from_secs(60), || {
+        let (clients, per_instrument) = (&clients, &per_instrument);
+        async move {
+            for (_, instrument, store, _, _) in clients {
+                let want = per_instrument[&instrument.to_string()].len() as u64;
+                if store.counts().await.map(|c| c.trades).unwrap_or(0) < want {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    for (_, instrument, store, token, pipeline) in clients {
+        token.cancel();
+        pipeline.await.expect("join").expect("pipeline");
+        assert!(
+            done,
+            "{exchange}: every client stored its instrument's trades"
+        );
+        let mut got = BTreeMap::new();
+        for t in store
+            .trades(&all(exchange, &instrument))
+            .await
+            .expect("trades")
+        {
+            *got.entry(trade_key(&t)).or_insert(0) += 1;
+        }
+        assert_eq!(
+            got,
+            per_instrument[&instrument.to_string()],
+            "{exchange} {instrument}: exactly the recorded trades, once each"
+        );
+        let stored: Vec<String> = store
+            .instruments()
+            .await
+            .expect("instruments")
+            .iter()
+            .map(|i| i.info.instrument.to_string())
+            .collect();
+        assert_eq!(
+            stored,
+            vec![instrument.to_string()],
+            "{exchange}: nothing it did not subscribe to"
+        );
+    }
+    assert_eq!(mock.connections(), 2);
+}
+
 /// For each venue with a recording: its live capture equals the recording
-/// (with faults), and looping it three times adds three laps of trades.
+/// (with faults), looping it three times adds three laps of trades, and two
+/// clients of one mock each get what they subscribed to.
 macro_rules! venue_tests {
-    ($($live:ident, $looped:ident: $exchange:expr, $fixture:literal, $kraken_v1:literal;)*) => {$(
+    ($($live:ident, $looped:ident, $clients:ident: $exchange:expr, $fixture:literal, $kraken_v1:literal;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $live() {
             live_capture_equals_recording($exchange, $fixture, $kraken_v1).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $clients() {
+            each_client_gets_what_it_subscribed_to($exchange, $fixture, $kraken_v1).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,18 +364,28 @@ macro_rules! venue_tests {
 }
 
 venue_tests! {
-    coinbase_advanced_live_capture_equals_its_recording, coinbase_advanced_loops_its_recording: Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst", false;
-    coinbase_exchange_live_capture_equals_its_recording, coinbase_exchange_loops_its_recording: Exchange::CoinbaseExchange, "cryptofeed/COINBASE_EXCHANGE.ws.28.0", false;
-    bitfinex_live_capture_equals_its_recording, bitfinex_loops_its_recording: Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst", false;
-    kraken_v1_live_capture_equals_its_recording, kraken_v1_loops_its_recording: Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true;
-    bitstamp_live_capture_equals_its_recording, bitstamp_loops_its_recording: Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst", false;
-    okx_live_capture_equals_its_recording, okx_loops_its_recording: Exchange::Okx, "cryptofeed/OKX.jsonl.zst", false;
-    bybit_live_capture_equals_its_recording, bybit_loops_its_recording: Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst", false;
+    coinbase_advanced_live_capture_equals_its_recording, coinbase_advanced_loops_its_recording, coinbase_advanced_clients_get_what_they_subscribed_to: Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst", false;
+    coinbase_exchange_live_capture_equals_its_recording, coinbase_exchange_loops_its_recording, coinbase_exchange_clients_get_what_they_subscribed_to: Exchange::CoinbaseExchange, "cryptofeed/COINBASE_EXCHANGE.ws.28.0", false;
+    bitfinex_live_capture_equals_its_recording, bitfinex_loops_its_recording, bitfinex_clients_get_what_they_subscribed_to: Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst", false;
+    kraken_v1_live_capture_equals_its_recording, kraken_v1_loops_its_recording, kraken_v1_clients_get_what_they_subscribed_to: Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true;
+    bitstamp_live_capture_equals_its_recording, bitstamp_loops_its_recording, bitstamp_clients_get_what_they_subscribed_to: Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst", false;
+    okx_live_capture_equals_its_recording, okx_loops_its_recording, okx_clients_get_what_they_subscribed_to: Exchange::Okx, "cryptofeed/OKX.jsonl.zst", false;
+    bybit_live_capture_equals_its_recording, bybit_loops_its_recording, bybit_clients_get_what_they_subscribed_to: Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst", false;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binance_combined_streams_live_capture_equals_its_recording() {
     live_capture_equals_recording(Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binance_clients_get_what_they_subscribed_to() {
+    each_client_gets_what_it_subscribed_to(
+        Exchange::Binance,
+        "cryptofeed/BINANCE.jsonl.zst",
+        false,
+    )
+    .await;
 }
 
 /// The mock looping a recording three times, through the real connector:

@@ -106,6 +106,8 @@ struct Shared {
     /// client resumes where the last connection stopped.
     cursor: AtomicU64,
     connections: AtomicUsize,
+    /// Connections open now.
+    open: AtomicUsize,
     rest_requests: AtomicUsize,
     skipped: AtomicUsize,
     options: MockOptions,
@@ -442,6 +444,7 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
         messages,
         cursor: AtomicU64::new(0),
         connections: AtomicUsize::new(0),
+        open: AtomicUsize::new(0),
         rest_requests: AtomicUsize::new(0),
         skipped: AtomicUsize::new(0),
         clock_start: std::sync::OnceLock::new(),

@@ -33,6 +33,9 @@ pub(super) async fn accept(listener: TcpListener, lazy: Arc<super::Lazy>) {
 
 /// What one connection has done, for the per-connection faults.
 struct Connection {
+    /// Its place in the recording: every connection has its own, starting
+    /// where the furthest one got.
+    at: u64,
     sent: usize,
     /// A stream withheld until it is subscribed again.
     muted: Option<String>,
@@ -55,7 +58,15 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
     .await?;
     let index = shared.connections.fetch_add(1, Ordering::SeqCst);
     let faults = &shared.options.faults;
+    // Its place: as fast as the client reads, the start while others are
+    // connected, else where the furthest got; paced, now (below).
+    let (_open, others) = crate::Open::count(&shared.open);
     let mut conn = Connection {
+        at: if others > 0 && shared.options.speed.is_none() {
+            0
+        } else {
+            shared.cursor.load(Ordering::SeqCst)
+        },
         sent: 0,
         muted: faults.mute_until_resubscribed.clone(),
         drop_at: match (index, faults.drop_after, faults.drop_every) {
@@ -72,14 +83,13 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
     if index > 0 && shared.options.speed.is_some() {
         let now = Instant::now();
         loop {
-            let n = shared.cursor.load(Ordering::SeqCst);
+            let n = conn.at;
             let exhausted = len == 0 || (!shared.options.looped && n >= len);
             if exhausted || shared.due(n).is_none_or(|d| d >= now) {
                 break;
             }
-            let _ = shared
-                .cursor
-                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst);
+            shared.cursor.fetch_max(n + 1, Ordering::SeqCst);
+            conn.at += 1;
         }
     }
     let started = Instant::now();
@@ -88,7 +98,7 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
             // Fault injection: an abrupt end, as when a server restarts.
             return Ok(());
         }
-        let n = shared.cursor.load(Ordering::SeqCst);
+        let n = conn.at;
         let exhausted = len == 0 || (!shared.options.looped && n >= len);
         let due = if exhausted {
             None
@@ -137,8 +147,8 @@ async fn serve(socket: TcpStream, shared: Arc<Shared>) -> Result<(), WsError> {
     }
 }
 
-/// Sends (or consumes, when unsubscribed or skipped) the message at the
-/// shared cursor. False when there is nothing to send now.
+/// Sends (or passes, when unsubscribed or skipped) the message at the
+/// connection's place. False when there is nothing to send now.
 async fn send_next(
     ws: &mut WebSocketStream<TcpStream>,
     shared: &Shared,
@@ -150,7 +160,7 @@ async fn send_next(
         return Ok(false);
     }
     let len = shared.len();
-    let n = shared.cursor.load(Ordering::SeqCst);
+    let n = conn.at;
     if len == 0 || (!shared.options.looped && n >= len) {
         return Ok(false);
     }
@@ -160,13 +170,9 @@ async fn send_next(
     else {
         return Ok(false);
     };
-    if shared
-        .cursor
-        .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
-        .is_err()
-    {
-        return Ok(true);
-    }
+    conn.at += 1;
+    // The first connection past a message counts it for the faults.
+    let first = shared.cursor.fetch_max(n + 1, Ordering::SeqCst) <= n;
     if !streams.contains(&m.stream) || conn.muted.as_ref() == Some(&m.stream) {
         return Ok(true);
     }
@@ -174,7 +180,9 @@ async fn send_next(
         && every > 0
         && ordinal % every as u64 == every as u64 - 1
     {
-        shared.skipped.fetch_add(1, Ordering::SeqCst);
+        if first {
+            shared.skipped.fetch_add(1, Ordering::SeqCst);
+        }
         return Ok(true);
     }
     let Some(text) = shared.text(n) else {
