@@ -21,6 +21,7 @@ mod latest;
 mod limit;
 mod market;
 mod params;
+mod server;
 mod stats;
 mod status;
 mod ui;
@@ -367,6 +368,7 @@ pub fn router(state: ApiState) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(server::limits))
         .with_state(state);
     match cors {
         Some(layer) => app.layer(layer),
@@ -435,10 +437,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let follower = tokio::spawn(latest::follow(state.feed.clone(), state.latest.clone()));
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = server::serve(listener, router(state), shutdown).await;
     follower.abort();
     served
 }

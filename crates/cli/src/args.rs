@@ -142,6 +142,10 @@ pub(crate) enum Command {
         /// Recordings of the venue (cryptofeed's, hftbacktest's or tapes);
         /// the built-in demo recording of the venue if none.
         files: Vec<PathBuf>,
+        /// The mock keeps nothing: the global `--store` is not its option
+        /// (declared here, hidden, so that its help does not show it).
+        #[arg(long, hide = true)]
+        store: Option<String>,
     },
     /// List recorded gaps (trades known to be missing), newest first.
     Gaps {

@@ -404,6 +404,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             malformed_every,
             rest_429_every,
             files,
+            store: _,
         } => {
             let request = mock_exchange::MockRequest {
                 venue,

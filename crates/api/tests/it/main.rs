@@ -619,6 +619,103 @@ async fn every_error_body_is_the_json_error() {
     }
 }
 
+/// What the server answers to `request` sent as raw bytes: status and body.
+async fn raw(addr: std::net::SocketAddr, request: Vec<u8>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // The server may answer and close before reading it all.
+    let _ = socket.write_all(&request).await;
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Request heads too big for the API, or for HTTP itself, are refused with
+/// the JSON error too: a URI over 8 KiB (and over hyper's own 64 KiB), over
+/// 100 headers, headers over 64 KiB (and over hyper's 1 MiB buffer), bytes
+/// that are not HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_request_heads_get_the_json_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(ck_api::serve(
+        listener,
+        state(),
+        stop.clone().cancelled_owned(),
+    ));
+    let request = |path: &str, headers: &str| {
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\n{headers}connection: close\r\n\r\n").into_bytes()
+    };
+    let (status, body) = raw(addr, request("/health/live", "")).await;
+    assert_eq!(status, 200, "{body}");
+    let many: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "a 10 KiB URI",
+            request(
+                &format!("/api/v1/instruments?x={}", "a".repeat(10 * 1024)),
+                "",
+            ),
+            414,
+        ),
+        (
+            "a 100 KiB URI",
+            request(
+                &format!("/api/v1/instruments?x={}", "a".repeat(100 * 1024)),
+                "",
+            ),
+            414,
+        ),
+        ("150 headers", request("/health/live", &many), 431),
+        (
+            "a 100 KiB header",
+            request(
+                "/health/live",
+                &format!("x-big: {}\r\n", "b".repeat(100 * 1024)),
+            ),
+            431,
+        ),
+        (
+            "a 2 MiB header",
+            request(
+                "/health/live",
+                &format!("x-big: {}\r\n", "b".repeat(2 << 20)),
+            ),
+            431,
+        ),
+        (
+            "bytes that are not HTTP",
+            b"\x16\x03\x01 hello\r\n\r\n".to_vec(),
+            400,
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        let (status, body) = raw(addr, bytes).await;
+        assert_eq!(status, want, "{what}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body:?}"));
+        assert_eq!(v["error"]["status"], want, "{what}");
+        assert!(v["error"]["message"].is_string(), "{what}");
+    }
+    // Still serving.
+    let (status, _) = raw(addr, request("/health/live", "")).await;
+    assert_eq!(status, 200);
+    stop.cancel();
+    server.await.expect("join").expect("served");
+}
+
 #[tokio::test]
 async fn cors_is_off_by_default_and_configurable() {
     let preflight = || {

@@ -554,6 +554,11 @@ fn help_names_the_valid_values_and_lists_print_csv() {
         }
         assert!(help.contains("Global options:"), "{command}: {help}");
     }
+    let help = text(&candlekeep(dir.path(), &["mock-exchange", "--help"]).stdout);
+    assert!(
+        help.contains("--venue") && !help.contains("--store"),
+        "mock-exchange keeps nothing, so its help shows no store: {help}"
+    );
     let help = text(&candlekeep(dir.path(), &["backfill", "--help"]).stdout);
     for venue in [
         "binance",

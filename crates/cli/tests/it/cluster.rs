@@ -121,14 +121,6 @@ fn start(dir: &Path, name: &str, config: &str, env: &[(&str, String)], args: &[&
     Running(cmd.spawn().expect("start candlekeep run"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 async fn total_trades(store: &dyn Store) -> u64 {
     store.counts().await.map(|c| c.trades).unwrap_or(0)
 }
@@ -280,7 +272,7 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
 
     // The cluster, on mocks of its own serving the same data.
     let (bn2, cb2) = (binance_mock(at).await, mock(&coinbase, at, speed).await);
-    let api_port = free_port();
+    let api_port = crate::support::free_port();
     let api_listen = format!("127.0.0.1:{api_port}");
     let mut processor = start(
         dir.path(),

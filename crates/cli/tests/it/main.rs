@@ -11,6 +11,7 @@ mod exchange_candles;
 mod gapfree;
 mod live;
 mod migrate;
+mod mock_exchange;
 mod poll;
 mod redis;
 mod replay;

@@ -37,14 +37,6 @@ fn start_redis(port: u16) -> RedisServer {
     RedisServer(child)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn connect(url: &str) -> Option<redis::Connection> {
     redis::Client::open(url).ok()?.get_connection().ok()
 }
@@ -61,7 +53,7 @@ async fn wait_up(url: &str) -> redis::Connection {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_holds_the_latest_candle_and_history_and_a_restart_loses_no_capture() {
-    let port = free_port();
+    let port = crate::support::free_port();
     let url = format!("redis://127.0.0.1:{port}/");
     let mut server = start_redis(port);
     wait_up(&url).await;

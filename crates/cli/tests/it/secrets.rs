@@ -1,7 +1,8 @@
 //! Credentials planted in the configuration never show: not in `candlekeep
 //! config`, not in logs, not in errors.
 
-use crate::stopping::{Running, closed_port};
+use crate::stopping::Running;
+use crate::support::free_port;
 use crate::support::text;
 
 /// Every secret the configuration below plants.
@@ -25,7 +26,7 @@ fn assert_clean(what: &str, output: &str) {
 #[test]
 fn planted_secrets_never_show_in_config_logs_or_errors() {
     let dir = tempfile::tempdir().expect("dir");
-    let port = closed_port();
+    let port = free_port();
     let config = dir.path().join("candlekeep.toml");
     std::fs::write(
         &config,

@@ -109,16 +109,10 @@ impl Running {
     }
 }
 
-/// A port on loopback that refuses connections.
-pub(crate) fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 #[test]
 fn sigterm_while_asking_for_the_instrument_list_exits_at_once() {
     let dir = tempfile::tempdir().expect("dir");
-    let port = closed_port();
+    let port = crate::support::free_port();
     let config = dir.path().join("candlekeep.toml");
     std::fs::write(
         &config,
@@ -159,7 +153,7 @@ fn sigterm_during_a_backfill_page_exits_at_once_keeping_what_was_committed() {
         dir.path(),
         "ts,trade_id,price,qty,side\n2024-01-01T00:00:00Z,1,42000,1,buy\n",
     );
-    let port = closed_port();
+    let port = crate::support::free_port();
     let rest = format!("http://127.0.0.1:{port}");
     let mut run = Running::start(
         dir.path(),

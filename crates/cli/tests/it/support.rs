@@ -169,6 +169,14 @@ pub(crate) fn spawn_pipeline(
     (token, handle)
 }
 
+/// A port on loopback nothing listens on (it was free a moment ago).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A plain HTTP/1.1 GET on loopback; the whole response as text.
 pub(crate) fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read as _, Write as _};

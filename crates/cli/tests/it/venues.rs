@@ -215,10 +215,6 @@ fn live_source(
     }
 }
 
-fn mock_frames(messages: &[RawMessage]) -> usize {
-    messages.iter().filter(|m| m.origin == Origin::Ws).count()
-}
-
 /// The WebSocket frames a client subscribed to every product with data
 /// gets: those about no product, and those about a product of which some
 /// frame yields a trade or quote.
