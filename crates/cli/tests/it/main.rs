@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod deploy;
+mod disk_full;
 mod exchange_candles;
 mod gapfree;
 mod live;
