@@ -209,29 +209,14 @@ pub async fn run_pipeline(
     // starts) and the history that repairs gaps.
     let mut histories: Histories = Histories::new();
     let mut listings: Vec<RawMessage> = Vec::new();
-    let mut gap_seeds = Vec::new();
-    for source in &sources {
-        let (exchange, config) = match source {
-            Source::Binance(config) => (Exchange::Binance, config),
-            Source::Live { protocol, config } => (protocol.exchange(), config),
-            _ => continue,
-        };
-        if !exchange.sequential_trade_ids() {
-            continue;
-        }
-        for instrument in &config.instruments {
-            if let Some((id, at)) = store
-                .last_trade(exchange, instrument)
-                .await
-                .ok()
-                .flatten()
-                .as_ref()
-                .and_then(startup_seed)
-            {
-                gap_seeds.push((exchange, instrument.clone(), id, at));
-            }
-        }
-    }
+    // Every read of the store at start ends on the stop signal too (a
+    // server that does not answer, a table another session holds).
+    let gap_seeds = until_stopped(&shutdown, startup_seeds(store.as_ref(), &sources))
+        .await
+        .unwrap_or_else(|| {
+            tracing::info!("stopped while reading the store at start");
+            Vec::new()
+        });
     // One REST client, so one rate budget, per exchange.
     let mut clients: HashMap<Exchange, Arc<RestClient>> = HashMap::new();
     let mut client_for = |exchange: Exchange, url: &str| -> anyhow::Result<Arc<RestClient>> {
@@ -300,12 +285,9 @@ pub async fn run_pipeline(
     let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
     let repairing = live && !histories.is_empty();
     let repair = if repairing {
-        for gap in open_gaps(
-            store.as_ref(),
-            &histories.keys().copied().collect::<Vec<_>>(),
-        )
-        .await
-        {
+        let exchanges: Vec<Exchange> = histories.keys().copied().collect();
+        let open = until_stopped(&shutdown, open_gaps(store.as_ref(), &exchanges)).await;
+        for gap in open.unwrap_or_default() {
             let _ = gap_tx.send(gap);
         }
         Some(tracker.spawn(run_gap_repair(
@@ -391,79 +373,23 @@ pub async fn run_pipeline(
         .copied()
         .max_by_key(|i| i.index())
         .filter(|_| settings.publish_to.is_none());
-    if let Some(coarsest) = coarsest
-        && sources.iter().any(|s| matches!(s, Source::Nats(_)))
-    {
-        // A processor restarting: the candles open at the newest stored
-        // trade of each instrument are rebuilt from the store before the
-        // stream resumes (what the stream sends again is deduplicated).
-        for stored in store.instruments().await.unwrap_or_default() {
-            let (exchange, instrument) = (stored.info.exchange, &stored.info.instrument);
-            let Some(last) = stored.last_trade_time else {
-                continue;
-            };
-            let from = coarsest.bucket_start(last);
-            let warm = crate::backfill::replay_stored_trades(
-                store.as_ref(),
-                (exchange, instrument),
-                from,
-                last,
-                &ingest_tx,
-            );
-            match until_stopped(&shutdown, warm).await {
-                None => {
-                    tracing::info!("stopped during warm-up");
-                    break;
-                }
-                Some(Ok(n)) => {
-                    tracing::info!(%exchange, %instrument, trades = n, since = %from, "warmed up the open candles from the store")
-                }
-                Some(Err(e)) => {
-                    tracing::error!(%exchange, %instrument, error = %e, "warm-up read failed; candles open at the restart may be partial")
-                }
-            }
-        }
-    }
-    if let Some(coarsest) = coarsest {
-        let now = live_clock.now();
-        'warm: for source in &sources {
-            let (exchange, config) = match source {
-                Source::Binance(config) => (Exchange::Binance, config),
-                Source::Live { protocol, config } => (protocol.exchange(), config),
-                _ => continue,
-            };
-            for instrument in &config.instruments {
-                let from = coarsest.bucket_start(now);
-                // Up to the newest stored trade, even if the venue's clock
-                // runs ahead of ours.
-                let Some(last) = store.last_trade(exchange, instrument).await.ok().flatten() else {
-                    continue; // nothing stored yet
-                };
-                if last.ts_exchange < from {
-                    continue; // no candle open now has stored trades
-                }
-                let newest = last.ts_exchange.max(now);
-                let warm = crate::backfill::replay_stored_trades(
-                    store.as_ref(),
-                    (exchange, instrument),
-                    from,
-                    newest,
-                    &ingest_tx,
-                );
-                match until_stopped(&shutdown, warm).await {
-                    None => {
-                        tracing::info!("stopped during warm-up");
-                        break 'warm;
-                    }
-                    Some(Ok(0)) => {}
-                    Some(Ok(n)) => {
-                        tracing::info!(%exchange, %instrument, trades = n, since = %from, "warmed up the open candles from the store")
-                    }
-                    Some(Err(e)) => {
-                        tracing::error!(%exchange, %instrument, error = %e, "warm-up read failed; candles open at the restart may be partial")
-                    }
-                }
-            }
+    let continuing = sources.iter().any(|s| {
+        matches!(
+            s,
+            Source::Nats(_) | Source::Binance(_) | Source::Live { .. }
+        )
+    });
+    if let Some(coarsest) = coarsest.filter(|_| continuing) {
+        tracing::info!(interval = %coarsest, "warming up the candles open now from the store");
+        let warm = warm_up(
+            store.as_ref(),
+            &sources,
+            coarsest,
+            live_clock.now(),
+            &ingest_tx,
+        );
+        if until_stopped(&shutdown, warm).await.is_none() {
+            tracing::info!("stopped during warm-up");
         }
     }
 
@@ -735,6 +661,89 @@ fn run_source(
         Source::Import { file, target } => {
             let stats = import_file(&file, &target, |e| tx.blocking_send(e))?;
             Ok(SourceReport::Import(stats))
+        }
+    }
+}
+
+/// Where gap detection resumes for each live instrument with sequential ids:
+/// its newest stored trade (so trades missed while down become a gap).
+async fn startup_seeds(
+    store: &dyn Store,
+    sources: &[Source],
+) -> Vec<(Exchange, ck_model::Instrument, u64, ck_model::Ts)> {
+    let mut seeds = Vec::new();
+    for source in sources {
+        let (exchange, config) = match source {
+            Source::Binance(config) => (Exchange::Binance, config),
+            Source::Live { protocol, config } => (protocol.exchange(), config),
+            _ => continue,
+        };
+        if !exchange.sequential_trade_ids() {
+            continue;
+        }
+        for instrument in &config.instruments {
+            let last = store.last_trade(exchange, instrument).await.ok().flatten();
+            if let Some((id, at)) = last.as_ref().and_then(startup_seed) {
+                seeds.push((exchange, instrument.clone(), id, at));
+            }
+        }
+    }
+    seeds
+}
+
+/// Sends the candle stage the stored trades of every candle of `coarsest`
+/// still open, so that a restart mid-candle builds those candles from all
+/// their trades: for a processor (reading NATS) every stored instrument's
+/// newest candle; for live sources, each instrument's candle open now.
+async fn warm_up(
+    store: &dyn Store,
+    sources: &[Source],
+    coarsest: ck_model::Interval,
+    now: ck_model::Ts,
+    out: &Sender<Event>,
+) {
+    let mut open = Vec::new();
+    if sources.iter().any(|s| matches!(s, Source::Nats(_))) {
+        for stored in store.instruments().await.unwrap_or_default() {
+            if let Some(last) = stored.last_trade_time {
+                let (exchange, instrument) = (stored.info.exchange, stored.info.instrument);
+                open.push((exchange, instrument, coarsest.bucket_start(last), last));
+            }
+        }
+    }
+    for source in sources {
+        let (exchange, config) = match source {
+            Source::Binance(config) => (Exchange::Binance, config),
+            Source::Live { protocol, config } => (protocol.exchange(), config),
+            _ => continue,
+        };
+        let from = coarsest.bucket_start(now);
+        for instrument in &config.instruments {
+            // Up to the newest stored trade, even if the venue's clock runs
+            // ahead of ours; nothing when no candle open now has trades.
+            if let Ok(Some(last)) = store.last_trade(exchange, instrument).await
+                && last.ts_exchange >= from
+            {
+                open.push((
+                    exchange,
+                    instrument.clone(),
+                    from,
+                    last.ts_exchange.max(now),
+                ));
+            }
+        }
+    }
+    for (exchange, instrument, from, to) in open {
+        let read =
+            crate::backfill::replay_stored_trades(store, (exchange, &instrument), from, to, out);
+        match read.await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(%exchange, %instrument, trades = n, since = %from, "warmed up the open candles from the store");
+            }
+            Err(e) => {
+                tracing::error!(%exchange, %instrument, error = %e, "warm-up read failed; candles open at the restart may be partial");
+            }
         }
     }
 }

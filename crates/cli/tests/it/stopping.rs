@@ -186,3 +186,130 @@ fn sigterm_during_a_backfill_page_exits_at_once_keeping_what_was_committed() {
         "nothing lost: {rows}"
     );
 }
+
+/// SIGTERM while a start-up read of the store waits (another session holds
+/// the trades table): the process exits at once, saying where it stopped,
+/// and what was stored stays.
+async fn sigterm_while_a_start_up_read_waits(exchange: &str, after: &str, stopped: &str) {
+    use crate::support::{postgres_admin, postgres_url};
+    let schema = format!("ckwait{}{exchange}", std::process::id());
+    let admin = postgres_admin(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .await;
+    let store = format!("{}?options=-csearch_path%3D{schema}", postgres_url());
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().to_owned();
+    // A trade a minute ago: the candles open now have a trade to warm up from.
+    let minute_ago = ck_model::Ts::now().as_millis() - 60_000;
+    let csv = data.join("trades.csv");
+    std::fs::write(
+        &csv,
+        format!("ts,trade_id,price,qty,side\n{minute_ago},1,42000,1,buy\n"),
+    )
+    .expect("csv");
+    let cli = {
+        let (data, store) = (data.clone(), store.clone());
+        move |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--store", &store])
+                .args(args)
+                .env_remove("CANDLEKEEP_CONFIG")
+                .output()
+                .expect("run candlekeep")
+        }
+    };
+    let out = cli(&[
+        "import",
+        "--exchange",
+        exchange,
+        "--instrument",
+        "BTC-USDT",
+        csv.to_str().expect("utf8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        crate::support::text(&out.stderr)
+    );
+
+    // Another session holds the trades table: every read of it waits.
+    let locker = ck_testkit::postgres_client(&postgres_url()).await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {schema}.trades IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await
+        .expect("lock the trades");
+    let port = crate::support::free_port();
+    let config = data.join("candlekeep.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\nkind = \"{exchange}\"\ninstruments = [\"BTC-USDT\"]\n\
+             ws_url = \"ws://127.0.0.1:{port}\"\nrest_url = \"\"\n"
+        ),
+    )
+    .expect("config");
+    let (took, status, stderr) = {
+        let (data, store) = (data.clone(), store.clone());
+        let after = after.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut run = Running::start(
+                &data,
+                Some(&config),
+                &["--store", &store, "run", "--listen", "127.0.0.1:0"],
+            );
+            run.wait_for(&after);
+            // The read that follows waits on the lock (it cannot be seen
+            // from here; half a second is ample for it to have begun).
+            std::thread::sleep(Duration::from_millis(500));
+            run.terminate()
+        })
+        .await
+        .expect("join")
+    };
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM: {stderr}"
+    );
+    assert!(stderr.contains(stopped), "{stderr}");
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    let out = cli(&["trades", "--exchange", exchange, "--instrument", "BTC-USDT"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", crate::support::text(&out.stderr)));
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(1),
+        "nothing lost: {rows}"
+    );
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .expect("drop the schema");
+}
+
+/// Binance's ids run on, so the start reads where gap detection resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_reading_where_gap_detection_resumes_exits_at_once() {
+    sigterm_while_a_start_up_read_waits(
+        "binance",
+        "alerts: evaluating",
+        "stopped while reading the store at start",
+    )
+    .await;
+}
+
+/// Bybit's ids do not run on: the first read is the warm-up's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_the_warm_up_reads_exits_at_once() {
+    sigterm_while_a_start_up_read_waits(
+        "bybit",
+        "warming up the candles open now from the store",
+        "stopped during warm-up",
+    )
+    .await;
+}
