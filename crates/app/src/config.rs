@@ -559,6 +559,9 @@ pub enum SourceConfig {
         /// Pace: `0` (default) is as fast as possible, `1.0` real time.
         #[serde(default)]
         speed: f64,
+        /// The venue of files that do not say it; read from each file if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exchange: Option<ck_model::Exchange>,
     },
 }
 
@@ -849,7 +852,7 @@ impl AppConfig {
                         )));
                     }
                 }
-                SourceConfig::Replay { files, speed } => {
+                SourceConfig::Replay { files, speed, .. } => {
                     if files.is_empty() {
                         return Err(invalid("a replay source needs at least one file".into()));
                     }

@@ -63,6 +63,10 @@ pub(crate) enum Command {
         /// Pace relative to the recording (1 = real time); as fast as possible if absent.
         #[arg(long)]
         speed: Option<f64>,
+        /// The venue of recordings whose name and content do not say it
+        /// (a cryptofeed text recording renamed): binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
+        #[arg(long)]
+        exchange: Option<Exchange>,
     },
     /// Load trades from a CSV (`ts,trade_id,price,qty,side`) or JSON lines file and build their candles.
     Import {

@@ -314,13 +314,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Replay { files, speed } => {
+        Command::Replay {
+            files,
+            speed,
+            exchange,
+        } => {
             if let Some(s) = speed.filter(|s| !s.is_finite() || *s <= 0.0) {
                 anyhow::bail!("--speed must be a positive number, got {s}");
             }
             let source = Source::Replay {
                 files,
-                options: ReplayOptions { speed },
+                options: ReplayOptions { speed, exchange },
             };
             let report = run_to_end(&settings, source).await?;
             // Damaged input: everything readable is stored, and the exit
@@ -843,10 +847,15 @@ fn sources_from_config(config: &AppConfig) -> anyhow::Result<Vec<Source>> {
     let mut sources = Vec::new();
     for s in &config.sources {
         sources.push(match s {
-            SourceConfig::Replay { files, speed } => Source::Replay {
+            SourceConfig::Replay {
+                files,
+                speed,
+                exchange,
+            } => Source::Replay {
                 files: files.clone(),
                 options: ReplayOptions {
                     speed: (*speed > 0.0).then_some(*speed),
+                    exchange: *exchange,
                 },
             },
             venue @ (SourceConfig::Coinbase(_)

@@ -113,7 +113,7 @@ pub use crate::line_bound::MAX_LINE;
 const EARLIEST: Ts = Ts(1_231_006_505_000_000_000);
 
 /// Reads a numeric unix time `ts` in `unit`.
-fn unix_time(ts: &str, unit: TsUnit) -> Result<Ts, String> {
+pub(crate) fn unix_time(ts: &str, unit: TsUnit) -> Result<Ts, String> {
     let bad = || format!("bad ts `{ts}`");
     let (whole, fraction) = ts.split_once('.').unwrap_or((ts, ""));
     if whole.is_empty() || whole.len() > 30 || !fraction.bytes().all(|b| b.is_ascii_digit()) {

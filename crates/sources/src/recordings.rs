@@ -4,8 +4,14 @@
 //! - candlekeep tape (`*.tape.zst`, see [`crate::tape`]);
 //! - cryptofeed v3 (`*.jsonl.zst`): JSON lines with a `header`, then `recv`
 //!   (WebSocket frames) and `http` (REST responses) records;
-//! - cryptofeed v1 text: `<unix s>: <frame>` lines, `<url> -> <ts>: <body>` for
-//!   REST, and `<url> <- ...` / `<url> <-> ...` for what the client sent;
+//! - cryptofeed's text recordings (its raw data collection, 2020 to 2022,
+//!   called v1 here): `<time>: <frame>` lines, `<url> -> <time>: <body>` for
+//!   REST, `<url> <- <time>: <sent>` and `<url> <-> <time>` for what the
+//!   client sent and its connections; some versions begin with a
+//!   `configuration: {…}` line. The time is unix seconds with a fraction,
+//!   or, in versions that stamped `time.time_ns()`, whole nanoseconds (read
+//!   by magnitude). A file is named after its connection: `COINBASE.ws.28.0`,
+//!   or `BINANCE-<hex>.0` in versions that added a random id;
 //! - hftbacktest (`*.gz`): `<receive ns> <Binance combined-stream JSON>` lines.
 //!
 //! Every record comes back as a [`RawMessage`], so replay feeds the same
@@ -78,8 +84,10 @@ pub struct Recording {
     lines: Box<dyn BufRead + Send>,
     line_no: usize,
     buf: String,
-    /// A first line read while detecting the format, still to be served.
-    pending: Option<String>,
+    /// Lines read while detecting the format, still to be served.
+    pending: std::collections::VecDeque<String>,
+    /// A read error met while detecting the format, served after them.
+    head_error: Option<io::Error>,
     failed: bool,
     /// cryptofeed connections to derivative endpoints, which are skipped
     /// (Bybit's linear feed reuses the spot symbols).
@@ -87,6 +95,20 @@ pub struct Recording {
 }
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The lines of a v1 text recording read to find its venue's URL.
+const V1_HEAD_LINES: usize = 8;
+
+/// `found` in `path`, unless `asked` names another exchange.
+fn named(path: &Path, found: Exchange, asked: Option<Exchange>) -> Result<Exchange, OpenError> {
+    match asked {
+        Some(asked) if asked != found => Err(OpenError::Unrecognized {
+            path: path.to_owned(),
+            reason: format!("the recording names {found}, not {asked}"),
+        }),
+        _ => Ok(found),
+    }
+}
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 fn cryptofeed_exchange(name: &str) -> Option<Exchange> {
@@ -103,26 +125,58 @@ fn cryptofeed_exchange(name: &str) -> Option<Exchange> {
     })
 }
 
-/// The exchange a v1 text recording belongs to, from its file name
-/// (`COINBASE_EXCHANGE.ws.28.0`) or a URL inside it.
-fn v1_exchange(path: &Path, first_line: &str) -> Option<Exchange> {
+/// The exchange a v1 text recording belongs to: from a venue URL in its
+/// first lines (which tells Coinbase Exchange, cryptofeed's `COINBASE` of
+/// those years, from Advanced Trade), else from its file name
+/// (`COINBASE_EXCHANGE.ws.28.0`, `KRAKEN-5f0c…e1.0`).
+fn v1_exchange(path: &Path, head: &str) -> Option<Exchange> {
+    let l = head.to_ascii_lowercase();
+    let by_url = || {
+        let urls: Vec<&str> = l
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .filter(|w| w.contains("://"))
+            .collect();
+        urls.iter().find_map(|u| venue_of_url(u))
+    };
     let name = path.file_name()?.to_str()?;
     let stem = name.split('.').next().unwrap_or(name);
-    cryptofeed_exchange(stem).or_else(|| {
-        let l = first_line.to_ascii_lowercase();
-        if l.contains("coinbase.com")
-            && (l.contains("ws-feed") || l.contains("api.pro") || l.contains("exchange.coinbase"))
-        {
-            Some(Exchange::CoinbaseExchange)
-        } else {
-            Exchange::ALL.into_iter().find(|e| l.contains(e.as_str()))
+    // `BINANCE-<hex>`: the connection's random id follows the feed's name.
+    let stem = match stem.rsplit_once('-') {
+        Some((feed, id)) if id.len() >= 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) => feed,
+        _ => stem,
+    };
+    by_url().or_else(|| cryptofeed_exchange(stem))
+}
+
+/// The venue a WebSocket or REST URL of a recording belongs to.
+fn venue_of_url(url: &str) -> Option<Exchange> {
+    let host = url.split("://").nth(1)?.split(['/', ':', '?']).next()?;
+    Some(match host {
+        h if h.ends_with("pro.coinbase.com") || h.ends_with("exchange.coinbase.com") => {
+            Exchange::CoinbaseExchange
         }
+        h if h.ends_with("coinbase.com") => Exchange::Coinbase,
+        h if h.contains("binance") => Exchange::Binance,
+        h if h.contains("bitfinex") => Exchange::Bitfinex,
+        h if h.contains("kraken") => Exchange::Kraken,
+        h if h.contains("bitstamp") => Exchange::Bitstamp,
+        h if h.contains("okx") || h.contains("okex") => Exchange::Okx,
+        h if h.contains("bybit") => Exchange::Bybit,
+        _ => return None,
     })
 }
 
 impl Recording {
     /// Opens `path`, detecting its format and exchange.
     pub fn open(path: &Path) -> Result<Recording, OpenError> {
+        Recording::open_as(path, None)
+    }
+
+    /// Opens `path`, detecting its format; its exchange is `exchange` when
+    /// given (for a file whose name and content do not say it), else
+    /// detected. A tape or a cryptofeed v3 file that names another exchange
+    /// is refused.
+    pub fn open_as(path: &Path, exchange: Option<Exchange>) -> Result<Recording, OpenError> {
         let io = |source| OpenError::Io {
             path: path.to_owned(),
             source,
@@ -151,6 +205,8 @@ impl Recording {
         };
         let mut first = String::new();
         lines.read_line(&mut first).map_err(io)?;
+        let mut head_lines = Vec::new();
+        let mut head_error = None;
         let first_trimmed = first.trim_end();
         let (format, exchange, pending) =
             if let Some(rest) = first_trimmed.strip_prefix(TAPE_HEADER) {
@@ -161,7 +217,7 @@ impl Recording {
                 let ex = name
                     .parse::<Exchange>()
                     .map_err(|e| unrecognized(&e.to_string()))?;
-                (Format::Tape, ex, None)
+                (Format::Tape, named(path, ex, exchange)?, None)
             } else if first_trimmed.starts_with("{\"t\":\"header\"")
                 || first_trimmed.starts_with("{\"t\": \"header\"")
             {
@@ -174,23 +230,50 @@ impl Recording {
                 let ex = cryptofeed_exchange(&h.exchange).ok_or_else(|| {
                     unrecognized(&format!("unknown cryptofeed exchange `{}`", h.exchange))
                 })?;
-                (Format::CryptofeedV3, ex, None)
+                (Format::CryptofeedV3, named(path, ex, exchange)?, None)
             } else if n >= 2 && magic[..2] == GZIP_MAGIC {
                 // hftbacktest's examples are Binance combined streams.
-                (Format::Hftbacktest, Exchange::Binance, Some(first.clone()))
+                let ex = exchange.unwrap_or(Exchange::Binance);
+                (Format::Hftbacktest, ex, Some(first.clone()))
             } else {
-                let ex = v1_exchange(path, first_trimmed).ok_or_else(|| {
-                    unrecognized("not a known recording format, and no exchange in its name")
-                })?;
-                (Format::CryptofeedV1, ex, Some(first.clone()))
+                // A venue URL is in the first lines: a `configuration:`
+                // line may come before them. They are kept to be served.
+                let mut head = vec![first.clone()];
+                while head.len() < V1_HEAD_LINES {
+                    let mut line = String::new();
+                    match lines.read_line(&mut line) {
+                        Ok(0) => break,
+                        Ok(_) => head.push(line),
+                        // Served in its place, after the lines before it.
+                        Err(e) => {
+                            head_error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                let ex = match exchange {
+                    Some(ex) => ex,
+                    None => v1_exchange(path, &head.concat()).ok_or_else(|| {
+                        unrecognized(
+                            "not a known recording format, and no exchange in its name \
+                             or its URLs (name one with --exchange)",
+                        )
+                    })?,
+                };
+                head_lines = head;
+                (Format::CryptofeedV1, ex, None)
             };
+        let line_no = usize::from(pending.is_none() && format != Format::CryptofeedV1);
+        let mut pending: std::collections::VecDeque<String> = pending.into_iter().collect();
+        pending.extend(head_lines);
         Ok(Recording {
             format,
             exchange,
             lines,
-            line_no: usize::from(pending.is_none()),
+            line_no,
             buf: String::new(),
             pending,
+            head_error,
             failed: false,
             skipped_conns: std::collections::HashSet::new(),
         })
@@ -238,7 +321,17 @@ impl Iterator for Recording {
             if self.failed {
                 return None;
             }
-            let mut line = match self.pending.take() {
+            if self.pending.is_empty()
+                && let Some(e) = self.head_error.take()
+            {
+                self.failed = true;
+                return Some(Err(RecordError {
+                    line: self.line_no + 1,
+                    message: format!("stopped reading: {e}"),
+                    excerpt: String::new(),
+                }));
+            }
+            let mut line = match self.pending.pop_front() {
                 Some(l) => l,
                 None => {
                     self.buf.clear();
@@ -347,17 +440,24 @@ fn decode_cryptofeed_v3(
 }
 
 fn decode_cryptofeed_v1(exchange: Exchange, line: &str) -> Option<Result<RawMessage, String>> {
-    if line.trim().is_empty() {
+    if line.trim().is_empty() || line.starts_with("configuration: ") {
         return None;
     }
-    // REST: `<url> -> <ts>: <body>`. Sent/connect lines: `<url> <- …`, `<url> <-> …`.
-    if let Some((url, rest)) = line.split_once(" -> ") {
+    // A line that begins with a URL (which has no space) says what it is
+    // by the arrow after it: `->` a REST answer, `<-` what the client sent,
+    // `<->` a connection. Any other line is `<time>: <frame>`, whatever
+    // the frame holds.
+    if let Some((url, rest)) = line.split_once(' ')
+        && url.contains("://")
+    {
+        let Some(answer) = rest.strip_prefix("-> ") else {
+            return None; // `<-` sent, `<->` connected
+        };
         return Some((|| {
-            let (ts, body) = rest.split_once(": ").ok_or("REST line has no body")?;
-            let ts = Ts::parse_unix_secs(ts).map_err(|e| e.to_string())?;
+            let (ts, body) = answer.split_once(": ").ok_or("REST line has no body")?;
             Ok(RawMessage {
                 exchange,
-                ts_received: ts,
+                ts_received: recorded_time(ts)?,
                 origin: Origin::Rest {
                     url: url.to_owned(),
                 },
@@ -365,21 +465,29 @@ fn decode_cryptofeed_v1(exchange: Exchange, line: &str) -> Option<Result<RawMess
             })
         })());
     }
-    if line.contains(" <- ") || line.contains(" <-> ") || line.starts_with("configuration: ") {
-        return None;
-    }
     Some((|| {
         let (ts, frame) = line
             .split_once(": ")
             .ok_or("expected `<unix seconds>: <frame>`")?;
-        let ts = Ts::parse_unix_secs(ts).map_err(|e| e.to_string())?;
+        if frame.starts_with("b'") || frame.starts_with("b\"") {
+            return Err(
+                "a binary frame written as Python bytes (OKEx v3, Huobi: compressed), which candlekeep does not read"
+                    .to_owned(),
+            );
+        }
         Ok(RawMessage {
             exchange,
-            ts_received: ts,
+            ts_received: recorded_time(ts)?,
             origin: Origin::Ws,
             data: frame.to_owned(),
         })
     })())
+}
+
+/// A v1 line's time: unix seconds with a fraction, or whole seconds,
+/// milliseconds or nanoseconds by magnitude (versions stamped `time_ns()`).
+fn recorded_time(text: &str) -> Result<Ts, String> {
+    crate::import::unix_time(text.trim(), crate::import::TsUnit::Auto)
 }
 
 fn decode_hftbacktest(exchange: Exchange, line: &str) -> Option<Result<RawMessage, String>> {

@@ -17,6 +17,9 @@ const WARNINGS: u64 = 20;
 pub struct ReplayOptions {
     /// `None`: as fast as possible. `Some(x)`: x times the recorded pace.
     pub speed: Option<f64>,
+    /// The venue of files that do not say it (a text recording renamed);
+    /// `None` reads it from each file.
+    pub exchange: Option<ck_model::Exchange>,
 }
 
 /// What a replay read.
@@ -61,7 +64,7 @@ pub fn replay_blocking(
     let mut out = Vec::with_capacity(64);
     let mut pace: Option<(Ts, Instant)> = None;
     for path in files {
-        let recording = Recording::open(path)?;
+        let recording = Recording::open_as(path, options.exchange)?;
         stats.files += 1;
         tracing::info!(file = %path.display(), exchange = %recording.exchange(), format = ?recording.format(), "replaying");
         for (i, record) in recording.enumerate() {

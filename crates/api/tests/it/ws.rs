@@ -113,7 +113,10 @@ fn replay_binance(
             store,
             vec![Source::Replay {
                 files: vec![file],
-                options: ReplayOptions { speed: Some(speed) },
+                options: ReplayOptions {
+                    speed: Some(speed),
+                    ..ReplayOptions::default()
+                },
             }],
             None,
             tokio_util::sync::CancellationToken::new(),

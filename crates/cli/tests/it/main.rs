@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod crash;
+mod cryptofeed_variants;
 mod deploy;
 mod disk_full;
 mod exchange_candles;

@@ -79,7 +79,10 @@ async fn redis_holds_the_latest_candle_and_history_and_a_restart_loses_no_captur
         &store,
         Source::Replay {
             files: vec![fixture],
-            options: ReplayOptions { speed: Some(45.0) },
+            options: ReplayOptions {
+                speed: Some(45.0),
+                ..ReplayOptions::default()
+            },
         },
     );
 
