@@ -35,7 +35,7 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use ck_sources::live::ConnectorRegistry;
+use ck_bus::connectors::ConnectorRegistry;
 use ck_store::Store;
 use utoipa::OpenApi;
 

@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use ck_bus::connectors::{ConnectionState, ConnectorSnapshot};
 use ck_model::{Exchange, Gap, Instrument, Interval, Ts};
-use ck_sources::live::{ConnectionState, ConnectorSnapshot};
 use ck_store::{CandleSource, RangeQuery};
 use serde::Serialize;
 
@@ -103,7 +103,7 @@ pub(crate) async fn instruments(
         .map(|i| InstrumentStatus {
             exchange: i.info.exchange,
             native_symbol: if i.info.native_symbol.is_empty() {
-                ck_sources::parse::native_symbol(i.info.exchange, &i.info.instrument)
+                i.info.exchange.native_symbol(&i.info.instrument)
             } else {
                 i.info.native_symbol
             },
@@ -356,7 +356,7 @@ pub(crate) async fn health(State(state): State<ApiState>) -> Response {
             if processors.is_empty() {
                 reasons.push(format!(
                     "no processor has reported in the last {} s: candles are not being built",
-                    ck_sources::live::REMOTE_FORGOTTEN_AFTER.as_secs()
+                    ck_bus::connectors::REMOTE_FORGOTTEN_AFTER.as_secs()
                 ));
             }
             if snapshots.is_empty() {

@@ -386,7 +386,7 @@ pub struct CollectorStats {
 pub async fn run_collector(
     cluster: Arc<Cluster>,
     mut events: Receiver<Event>,
-    gap_tap: Option<tokio::sync::mpsc::UnboundedSender<Gap>>,
+    gap_tap: Option<ck_bus::gap_queue::GapTap>,
     seeds: Vec<(Exchange, Instrument, u64, Ts)>,
     stop: CancellationToken,
 ) -> CollectorStats {
@@ -417,7 +417,7 @@ pub async fn run_collector(
             out.push(event);
             if let Some(gap) = found {
                 if let Some(tap) = &gap_tap {
-                    let _ = tap.send(gap.clone());
+                    tap.offer(&gap);
                 }
                 if !passed_through {
                     stats.gaps += 1;

@@ -35,7 +35,9 @@ use ck_sources::binance::BinanceRest;
 use ck_sources::history::History;
 use ck_sources::import::{ImportStats, ImportTarget, import_file};
 use ck_sources::poll::{PollStats, PollTarget, run_ticker_poll};
-use ck_sources::replay::{ReplayOptions, ReplayStats, replay_blocking};
+/// How a replay source runs (its speed, and the venue of files that do not say it).
+pub use ck_sources::replay::ReplayOptions;
+use ck_sources::replay::{ReplayStats, replay_blocking};
 use ck_sources::rest::{RestClient, RestSettings};
 use ck_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -282,14 +284,22 @@ pub async fn run_pipeline(
             }
         }
     }
-    let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (gap_tx, gap_rx) = ck_bus::gap_queue::gap_queue();
     let repairing = live && !histories.is_empty();
     let repair = if repairing {
         let exchanges: Vec<Exchange> = histories.keys().copied().collect();
         let open = until_stopped(&shutdown, open_gaps(store.as_ref(), &exchanges)).await;
-        for gap in open.unwrap_or_default() {
-            let _ = gap_tx.send(gap);
-        }
+        // Fed by a task of their own: the queue is bounded, and its
+        // repairer only makes room once the pipeline runs.
+        let (tap, stop) = (gap_tx.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            for gap in open.unwrap_or_default() {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    sent = tap.send(gap) => if !sent { break },
+                }
+            }
+        });
         Some(tracker.spawn(run_gap_repair(
             gap_rx,
             histories,

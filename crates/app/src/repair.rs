@@ -21,7 +21,6 @@ use ck_bus::metrics;
 use ck_bus::{Closed, Event, Sender};
 use ck_model::{Exchange, Gap, GapState, Trade, TradeId, Ts};
 use ck_sources::history::{History, HistoryError};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 /// What the repairer did.
@@ -41,7 +40,7 @@ pub type Histories = HashMap<Exchange, Arc<dyn History>>;
 /// Repairs gaps from `gaps` until it closes or `stop` is cancelled (gaps not
 /// reached stay open in the store and are retried at the next start).
 pub async fn run_gap_repair(
-    mut gaps: UnboundedReceiver<Gap>,
+    mut gaps: tokio::sync::mpsc::Receiver<Gap>,
     histories: Histories,
     out: Sender<Event>,
     stop: CancellationToken,

@@ -9,6 +9,8 @@
 
 #![warn(missing_docs)]
 
+pub mod connectors;
+pub mod gap_queue;
 pub mod health;
 pub mod metrics;
 pub mod secrets;

@@ -175,6 +175,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "Gaps found in trade ids or by reconnects.",
     ),
     (
+        "candlekeep_gap_repairs_deferred_total",
+        "Gaps not queued for repair because the repair queue was full; they stay open in the store and are repaired at the next start.",
+    ),
+    (
         "candlekeep_gaps_filled_total",
         "Gaps filled from the exchange's REST history.",
     ),

@@ -120,7 +120,7 @@ pub(crate) fn instruments(list: &[StoredInstrument], as_csv: bool) -> anyhow::Re
             exchange: i.info.exchange,
             instrument: &i.info.instrument,
             native_symbol: if i.info.native_symbol.is_empty() {
-                ck_sources::parse::native_symbol(i.info.exchange, &i.info.instrument)
+                i.info.exchange.native_symbol(&i.info.instrument)
             } else {
                 i.info.native_symbol.clone()
             },

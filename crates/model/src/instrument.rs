@@ -112,6 +112,23 @@ impl Exchange {
         }
     }
 
+    /// How this venue writes `instrument` in its API (`BTCUSDT`, `BTC-USD`,
+    /// `tBTCUSD` or `tDOGE:USD`, `BTC/USD`, `btcusd`), for listings the
+    /// venue never sent.
+    #[must_use]
+    pub fn native_symbol(self, instrument: &Instrument) -> String {
+        let (b, q) = (instrument.base(), instrument.quote());
+        match self {
+            Exchange::Coinbase | Exchange::CoinbaseExchange | Exchange::Okx => format!("{b}-{q}"),
+            // Bitfinex: `t` and the pair; a colon when either side is longer than three.
+            Exchange::Bitfinex if b.len() > 3 || q.len() > 3 => format!("t{b}:{q}"),
+            Exchange::Bitfinex => format!("t{b}{q}"),
+            Exchange::Kraken => format!("{b}/{q}"),
+            Exchange::Bitstamp => format!("{b}{q}").to_ascii_lowercase(),
+            Exchange::Binance | Exchange::Bybit => format!("{b}{q}"),
+        }
+    }
+
     /// Whether consecutive trades of one instrument have consecutive ids, so
     /// that a jump in ids is a gap: Binance (`t` of `trade`, `a` of
     /// `aggTrade`), Coinbase Exchange (`trade_id` per product), Kraken v2

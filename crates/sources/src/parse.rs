@@ -85,20 +85,6 @@ pub fn parser_for(exchange: Exchange) -> Option<Box<dyn Parser>> {
     }
 }
 
-/// How `exchange` writes `instrument` in its REST API (`BTCUSDT`,
-/// `BTC-USD`, `tBTCUSD`, `XBTUSD`, `btcusd`), for listings the venue never sent.
-#[must_use]
-pub fn native_symbol(exchange: Exchange, instrument: &Instrument) -> String {
-    let (b, q) = (instrument.base(), instrument.quote());
-    match exchange {
-        Exchange::Coinbase | Exchange::CoinbaseExchange | Exchange::Okx => format!("{b}-{q}"),
-        Exchange::Bitfinex => crate::bitfinex::ws::native_symbol(instrument),
-        Exchange::Kraken => format!("{b}/{q}"),
-        Exchange::Bitstamp => format!("{b}{q}").to_ascii_lowercase(),
-        _ => format!("{b}{q}"),
-    }
-}
-
 /// Exchange-native symbols to normalized instruments, filled from the
 /// venue's instrument list, with a fallback that splits a known quote asset
 /// off the end of concatenated symbols (`BTCUSDT`) until the list arrives.

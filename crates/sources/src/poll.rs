@@ -37,7 +37,7 @@ pub struct PollStats {
 /// instrument, which its parser reads into a quote.
 #[must_use]
 pub fn ticker_path(exchange: Exchange, instrument: &Instrument) -> Option<(String, u32)> {
-    let native = crate::parse::native_symbol(exchange, instrument);
+    let native = exchange.native_symbol(instrument);
     Some(match exchange {
         Exchange::Binance => (
             format!(

@@ -9,9 +9,9 @@ use std::sync::{Arc, OnceLock};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ck_api::{ApiState, router};
+use ck_app::pipeline::ReplayOptions;
 use ck_app::pipeline::{Source, run_pipeline};
 use ck_model::Ts;
-use ck_sources::replay::ReplayOptions;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -283,7 +283,7 @@ async fn tickers_prices_and_completeness() {
 /// capture, or an API node of a cluster; liveness is always 200.
 #[tokio::test]
 async fn readiness_says_why_a_process_is_not_ready() {
-    use ck_sources::live::{ConnectionState, ConnectorRegistry, ConnectorSnapshot};
+    use ck_bus::connectors::{ConnectionState, ConnectorRegistry, ConnectorSnapshot};
     let shared = state();
     let board = Arc::new(ck_bus::health::Board::default());
     let with = |registry: &Arc<ConnectorRegistry>, capture: ck_api::Capture| {

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use ck_app::pipeline::ReplayOptions;
 use ck_app::pipeline::{Source, run_pipeline};
-use ck_sources::replay::ReplayOptions;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -138,9 +138,9 @@ async fn subscriptions_are_bounded_and_unknown_instruments_refused() {
     let eth = ck_model::Instrument::parse("ETH-USDT").expect("instrument");
     settings.connectors.report(
         "collector-1",
-        ck_sources::live::ConnectorSnapshot {
+        ck_bus::connectors::ConnectorSnapshot {
             instruments: vec![eth],
-            ..ck_sources::live::ConnectorStatus::new(ck_model::Exchange::Binance).snapshot()
+            ..ck_bus::connectors::ConnectorStatus::new(ck_model::Exchange::Binance).snapshot()
         },
     );
     send(
@@ -194,9 +194,9 @@ async fn subscriptions_are_bounded_and_unknown_instruments_refused() {
         .collect();
     settings.connectors.report(
         "collector-2",
-        ck_sources::live::ConnectorSnapshot {
+        ck_bus::connectors::ConnectorSnapshot {
             instruments: many.clone(),
-            ..ck_sources::live::ConnectorStatus::new(ck_model::Exchange::Binance).snapshot()
+            ..ck_bus::connectors::ConnectorStatus::new(ck_model::Exchange::Binance).snapshot()
         },
     );
     let mut taken = connect(addr, None).await;

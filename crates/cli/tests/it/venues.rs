@@ -1015,20 +1015,18 @@ async fn repair_window_trades(
     let mut histories = ck_app::repair::Histories::new();
     histories.insert(exchange, history);
     let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
-    let (gap_tx, gap_rx) = tokio::sync::mpsc::unbounded_channel();
-    gap_tx
-        .send(ck_model::Gap {
-            exchange,
-            instrument,
-            from_ts: from,
-            to_ts: to,
-            first_missing_id: None,
-            last_missing_id: None,
-            state: ck_model::GapState::Open,
-            reason: "reconnect".into(),
-            detected_at: Ts::now(),
-        })
-        .expect("send gap");
+    let (gap_tx, gap_rx) = ck_bus::gap_queue::gap_queue();
+    gap_tx.offer(&ck_model::Gap {
+        exchange,
+        instrument,
+        from_ts: from,
+        to_ts: to,
+        first_missing_id: None,
+        last_missing_id: None,
+        state: ck_model::GapState::Open,
+        reason: "reconnect".into(),
+        detected_at: Ts::now(),
+    });
     drop(gap_tx);
     let stats = ck_app::repair::run_gap_repair(
         gap_rx,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ck_bus::gap_queue::GapTap;
 use ck_bus::metrics::{self, Counter};
 use ck_bus::{Clock, Closed, Event, Receiver, Sender};
 use ck_model::{Candle, Exchange, Gap, GapState, Instrument, Ts};
@@ -22,7 +23,7 @@ pub struct RunnerConfig {
     /// Events taken from the bus per wake-up.
     pub batch: usize,
     /// Every open gap found (or passed through) is also sent here, for repair.
-    pub gap_tap: Option<tokio::sync::mpsc::UnboundedSender<Gap>>,
+    pub gap_tap: Option<GapTap>,
     /// Last known trade ids (from the store) to continue id-gap detection from.
     pub gap_seeds: Vec<(Exchange, Instrument, u64, Ts)>,
     /// Trades, quotes and candles are also published here (never waits).
@@ -112,8 +113,7 @@ impl CandleRunner {
             if let Some(tap) = &self.config.gap_tap
                 && g.state == GapState::Open
             {
-                // The repairer may have stopped; the gap is stored regardless.
-                let _ = tap.send(g.clone());
+                tap.offer(g);
             }
         };
         loop {

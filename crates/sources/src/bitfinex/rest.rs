@@ -102,7 +102,7 @@ impl History for BitfinexRest {
         from: Ts,
         limit: u32,
     ) -> Result<Vec<Trade>, HistoryError> {
-        let symbol = crate::bitfinex::ws::native_symbol(instrument);
+        let symbol = Exchange::Bitfinex.native_symbol(instrument);
         let path = format!(
             "/v2/trades/{symbol}/hist?start={}&limit={}&sort=1",
             from.as_millis().max(0),
@@ -128,7 +128,7 @@ impl History for BitfinexRest {
         let end = window_end(interval, start, limit);
         let path = format!(
             "/v2/candles/trade:{timeframe}:{}/hist?start={}&end={}&limit={limit}&sort=1",
-            crate::bitfinex::ws::native_symbol(instrument),
+            Exchange::Bitfinex.native_symbol(instrument),
             start.as_millis().max(0),
             end.as_millis() - 1
         );

@@ -16,18 +16,6 @@ pub const DEFAULT_WS_URL: &str = "wss://api-pub.bitfinex.com/ws/2";
 /// Bitfinex v2 `trades` + `ticker`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BitfinexProtocol;
-
-/// `BTC-USD` as Bitfinex names it: `tBTCUSD` (`tDOGE:USD` for long names).
-#[must_use]
-pub fn native_symbol(instrument: &Instrument) -> String {
-    let (b, q) = (instrument.base(), instrument.quote());
-    if b.len() > 3 || q.len() > 3 {
-        format!("t{b}:{q}")
-    } else {
-        format!("t{b}{q}")
-    }
-}
-
 impl WsProtocol for BitfinexProtocol {
     fn exchange(&self) -> Exchange {
         Exchange::Bitfinex
@@ -37,7 +25,7 @@ impl WsProtocol for BitfinexProtocol {
         instruments
             .iter()
             .flat_map(|i| {
-                let symbol = native_symbol(i);
+                let symbol = Exchange::Bitfinex.native_symbol(i);
                 ["trades", "ticker"].map(|c| {
                     json!({"event": "subscribe", "channel": c, "symbol": symbol}).to_string()
                 })
@@ -71,7 +59,7 @@ impl WsProtocol for BitfinexProtocol {
     }
 
     fn native(&self, instrument: &Instrument) -> String {
-        native_symbol(instrument)
+        Exchange::Bitfinex.native_symbol(instrument)
     }
 
     fn symbol_of<'a>(&self, _text: &'a str) -> Option<&'a str> {

@@ -178,7 +178,7 @@ impl History for BybitRest {
         let end = window_end(interval, start, limit);
         let path = format!(
             "/v5/market/kline?category=spot&symbol={}&interval={code}&start={}&end={}&limit={limit}",
-            crate::parse::native_symbol(EX, instrument),
+            EX.native_symbol(instrument),
             start.as_millis(),
             end.as_millis() - 1
         );

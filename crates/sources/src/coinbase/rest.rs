@@ -202,7 +202,7 @@ impl CoinbaseRest {
         let secs = |t: Ts| t.0.div_euclid(ck_model::NANOS_PER_SEC);
         let path = format!(
             "/api/v3/brokerage/market/products/{}/ticker?limit={WINDOW_TRADES}&start={}&end={}",
-            crate::parse::native_symbol(EX, instrument),
+            EX.native_symbol(instrument),
             secs(start) - 1,
             secs(end) + 1
         );
@@ -307,7 +307,7 @@ impl History for CoinbaseRest {
         let last_open = Ts(end.0 - interval.fixed_nanos().unwrap_or(0));
         let path = format!(
             "/api/v3/brokerage/market/products/{}/candles?start={}&end={}&granularity={granularity}",
-            crate::parse::native_symbol(EX, instrument),
+            EX.native_symbol(instrument),
             start.0.div_euclid(ck_model::NANOS_PER_SEC),
             last_open.0.div_euclid(ck_model::NANOS_PER_SEC)
         );

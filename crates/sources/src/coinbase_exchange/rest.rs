@@ -57,7 +57,7 @@ impl CoinbaseExchangeRest {
         before: Option<u64>,
         limit: u32,
     ) -> Result<Vec<Trade>, HistoryError> {
-        let product = crate::parse::native_symbol(EX, instrument);
+        let product = EX.native_symbol(instrument);
         let path = match before {
             Some(id) => format!("/products/{product}/trades?after={id}&limit={limit}"),
             None => format!("/products/{product}/trades?limit={limit}"),
@@ -191,7 +191,7 @@ impl History for CoinbaseExchangeRest {
         let end = window_end(interval, start, limit);
         let path = format!(
             "/products/{}/candles?granularity={granularity}&start={}&end={}",
-            crate::parse::native_symbol(EX, instrument),
+            EX.native_symbol(instrument),
             start,
             Ts(end.0 - granularity * ck_model::NANOS_PER_SEC)
         );

@@ -123,7 +123,7 @@ impl OkxRest {
     ) -> Result<Vec<Trade>, HistoryError> {
         let path = format!(
             "/api/v5/market/history-trades?instId={}&type={by}&after={after}&before={before}&limit={limit}",
-            crate::parse::native_symbol(EX, instrument),
+            EX.native_symbol(instrument),
         );
         get_read(&self.client, &path, limited, |body| {
             trades_from(body, instrument, Ts::now())
@@ -360,7 +360,7 @@ impl History for OkxRest {
         let end = window_end(interval, start, limit);
         let path = format!(
             "/api/v5/market/history-candles?instId={}&bar={bar}&after={}&before={}&limit={limit}",
-            crate::parse::native_symbol(EX, instrument),
+            EX.native_symbol(instrument),
             end.as_millis(),
             start.as_millis() - 1
         );
