@@ -8,33 +8,19 @@
 use std::collections::BTreeSet;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::support::text;
+use crate::support::{candlekeep, text};
 
 /// `candlekeep replay` of `files` into `data`, with `extra` arguments.
 fn replay(data: &Path, files: &[PathBuf], extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .arg("--data-dir")
-        .arg(data)
-        .arg("replay")
-        .args(extra)
-        .args(files)
-        .env_remove("CANDLEKEEP_CONFIG")
-        .output()
-        .expect("run candlekeep")
+    let files: Vec<&str> = files.iter().map(|f| f.to_str().expect("utf8")).collect();
+    candlekeep(data, &[&["replay"], extra, &files].concat())
 }
 
 /// Every stored trade of `data`, as JSON text with its instrument.
 fn stored_trades(data: &Path) -> BTreeSet<String> {
     let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-            .arg("--data-dir")
-            .arg(data)
-            .args(args)
-            .env_remove("CANDLEKEEP_CONFIG")
-            .output()
-            .expect("run candlekeep");
+        let out = candlekeep(data, args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
     };

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::stopping::Running;
-use crate::support::{free_port, http_get, text};
+use crate::support::{candlekeep_on, free_port, http_get, text};
 
 /// A tmpfs mounted at a folder, unmounted when dropped.
 struct SmallDisk {
@@ -76,16 +76,7 @@ fn import_onto_a_full_disk_ends_naming_the_cause_and_keeps_what_it_committed() {
     let csv = dir.path().join("trades.csv");
     std::fs::write(&csv, trades_csv(100_000)).expect("csv");
     let data = dir.path().join("data");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--store", &store])
-            .args(args)
-            .env_remove("CANDLEKEEP_CONFIG")
-            .output()
-            .expect("run candlekeep")
-    };
+    let run = |args: &[&str]| candlekeep_on(&data, &store, args);
     let started = Instant::now();
     let out = run(&[
         "import",
@@ -190,14 +181,19 @@ fn run_on_a_full_disk_is_not_ready_holds_its_work_and_goes_on_when_space_returns
     );
     // Nothing queued was lost: Binance's trade ids run on one by one, and
     // the stored ones have no hole.
-    let out = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--store", &store, "trades", "--exchange", "binance"])
-        .args(["--instrument", "BTC-USDT", "--limit", "1000000"])
-        .env_remove("CANDLEKEEP_CONFIG")
-        .output()
-        .expect("run candlekeep");
+    let out = candlekeep_on(
+        &dir.path().join("data"),
+        &store,
+        &[
+            "trades",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--limit",
+            "1000000",
+        ],
+    );
     let trades: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let mut ids: Vec<u64> = trades
         .as_array()

@@ -208,19 +208,7 @@ async fn sigterm_while_a_start_up_read_waits(exchange: &str, after: &str, stoppe
         format!("ts,trade_id,price,qty,side\n{minute_ago},1,42000,1,buy\n"),
     )
     .expect("csv");
-    let cli = {
-        let (data, store) = (data.clone(), store.clone());
-        move |args: &[&str]| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-                .arg("--data-dir")
-                .arg(&data)
-                .args(["--store", &store])
-                .args(args)
-                .env_remove("CANDLEKEEP_CONFIG")
-                .output()
-                .expect("run candlekeep")
-        }
-    };
+    let cli = |args: &[&str]| crate::support::candlekeep_on(&data, &store, args);
     let out = cli(&[
         "import",
         "--exchange",

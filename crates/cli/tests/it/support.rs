@@ -431,6 +431,17 @@ impl ck_sources::history::History for PagedBy5 {
 }
 
 /// Runs the `candlekeep` binary over the store in `data_dir`, to the end.
+/// [`candlekeep`] on the store at `store` (a `--store` URL).
+pub(crate) fn candlekeep_on(
+    data_dir: &std::path::Path,
+    store: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut all = vec!["--store", store];
+    all.extend_from_slice(args);
+    candlekeep(data_dir, &all)
+}
+
 pub(crate) fn candlekeep(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
         .arg("--data-dir")
