@@ -4,27 +4,20 @@
 //!   into [`config::Settings`].
 //! - [`pipeline::run_pipeline`]: wires sources, the candle stage and the store
 //!   writer, and stops them in order.
-//! - [`capture::run_capture`]: the live capture stage: tapes every raw message,
-//!   then normalizes it.
 //! - [`backfill`]: resumable REST history jobs (`candlekeep backfill`).
-//! - [`repair`]: automatic gap repair from REST history.
 //! - [`verify`]: our candles against the exchange's own.
 //! - [`cluster`]: scale-out roles over NATS JetStream.
 //! - [`migrate`]: copying a whole store between backends.
-//! - [`redis_sink`]: hot state and pub/sub in Redis for outside apps.
 //! - [`open_store`]: the configured store backend.
 
 #![warn(missing_docs)]
 
 pub mod backfill;
-pub mod capture;
 pub mod cluster;
 pub mod config;
 pub mod lease;
 pub mod migrate;
 pub mod pipeline;
-pub mod redis_sink;
-pub mod repair;
 pub mod retention;
 pub mod verify;
 

@@ -27,8 +27,8 @@ use ck_sources::live::connector::{LiveConfig, WsProtocol, run_ws};
 use ck_sources::live::{ConnectorSnapshot, ConnectorStatus};
 
 use crate::backfill::{BackfillContext, BackfillJob, JobMeter, JobReport, run_jobs};
-use crate::capture::{CaptureStats, TapeSettings, run_capture};
-use crate::repair::{Histories, RepairStats, open_gaps, run_gap_repair, startup_seed};
+use ck_sources::capture::{CaptureStats, TapeSettings, run_capture};
+use ck_sources::repair::{Histories, RepairStats, run_gap_repair, startup_seed};
 use ck_processors::candles::{AggregatorStats, CandleAggregator, CandleRunner, RunnerConfig};
 use ck_sinks::{StoreWriter, WriterStats};
 use ck_sources::binance::BinanceRest;
@@ -673,6 +673,19 @@ fn run_source(
             Ok(SourceReport::Import(stats))
         }
     }
+}
+
+/// Open gaps recorded before this start, oldest first, to repair again.
+async fn open_gaps(store: &dyn Store, exchanges: &[Exchange]) -> Vec<ck_model::Gap> {
+    let mut out = Vec::new();
+    for &exchange in exchanges {
+        match store.gaps(Some(exchange), None, 10_000).await {
+            Ok(gaps) => out.extend(gaps.into_iter().filter(|g| g.state == ck_model::GapState::Open)),
+            Err(e) => tracing::error!(%exchange, error = %e, "reading open gaps"),
+        }
+    }
+    out.sort_by_key(|g| g.from_ts);
+    out
 }
 
 /// Where gap detection resumes for each live instrument with sequential ids:

@@ -208,7 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // candles are built.
             let builds_candles = role != Role::Collector;
             if builds_candles && !config.redis.url.is_empty() {
-                tokio::spawn(ck_app::redis_sink::run_redis_sink(
+                tokio::spawn(ck_sinks::redis::run_redis_sink(
                     config.redis.clone(),
                     settings.feed.clone(),
                     token.clone(),

@@ -1,5 +1,7 @@
 //! candlekeep sinks: where events leave the pipeline.
 //!
+//! [`redis`] keeps hot state and pub/sub in Redis for outside apps.
+//!
 //! [`StoreWriter`] batches events into [`ck_store::WriteBatch`]es and commits
 //! them. A batch is committed when it is full, or when its oldest event has
 //! waited the flush interval, whichever is first: under load batches grow to
@@ -9,6 +11,8 @@
 //! waits, so nothing is dropped.
 
 #![warn(missing_docs)]
+
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -67,7 +67,7 @@ async fn redis_holds_the_latest_candle_and_history_and_a_restart_loses_no_captur
         ..RedisConfig::default()
     };
     let sink_stop = tokio_util::sync::CancellationToken::new();
-    let sink = tokio::spawn(ck_app::redis_sink::run_redis_sink(
+    let sink = tokio::spawn(ck_sinks::redis::run_redis_sink(
         config.clone(),
         settings.feed.clone(),
         sink_stop.clone(),

@@ -1010,9 +1010,9 @@ async fn repair_window_trades(
 ) -> (
     Vec<ck_model::Trade>,
     ck_model::Gap,
-    ck_app::repair::RepairStats,
+    ck_sources::repair::RepairStats,
 ) {
-    let mut histories = ck_app::repair::Histories::new();
+    let mut histories = ck_sources::repair::Histories::new();
     histories.insert(exchange, history);
     let (tx, mut rx) = ck_bus::channel::<Event>("repair", 10_000);
     let (gap_tx, gap_rx) = ck_bus::gap_queue::gap_queue();
@@ -1028,7 +1028,7 @@ async fn repair_window_trades(
         detected_at: Ts::now(),
     });
     drop(gap_tx);
-    let stats = ck_app::repair::run_gap_repair(
+    let stats = ck_sources::repair::run_gap_repair(
         gap_rx,
         histories,
         tx,

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use ck_bus::{Closed, Event, RawMessage, Receiver, Sender};
 use ck_model::Exchange;
-use ck_sources::normalize::{NormalizeStats, Normalizer};
-use ck_sources::tape::{TapeError, TapeWriter};
+use crate::normalize::{NormalizeStats, Normalizer};
+use crate::tape::{TapeError, TapeWriter};
 
 /// Where and how to record tapes.
 #[derive(Debug, Clone)]
@@ -141,7 +141,7 @@ mod tests {
     use super::*;
     use ck_bus::{Origin, channel};
     use ck_model::Ts;
-    use ck_sources::recordings::Recording;
+    use crate::recordings::Recording;
 
     fn msg(ts: i64, data: &str) -> RawMessage {
         RawMessage {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use ck_bus::metrics;
 use ck_bus::{Closed, Event, Sender};
 use ck_model::{Exchange, Gap, GapState, Trade, TradeId, Ts};
-use ck_sources::history::{History, HistoryError};
+use crate::history::{History, HistoryError};
 use tokio_util::sync::CancellationToken;
 
 /// What the repairer did.
@@ -316,19 +316,6 @@ async fn repair_by_time(
         )),
         _ => Ok(Outcome::Filled(got)),
     }
-}
-
-/// Open gaps recorded before this start, oldest first, to repair again.
-pub async fn open_gaps(store: &dyn ck_store::Store, exchanges: &[Exchange]) -> Vec<Gap> {
-    let mut out = Vec::new();
-    for &exchange in exchanges {
-        match store.gaps(Some(exchange), None, 10_000).await {
-            Ok(gaps) => out.extend(gaps.into_iter().filter(|g| g.state == GapState::Open)),
-            Err(e) => tracing::error!(%exchange, error = %e, "reading open gaps"),
-        }
-    }
-    out.sort_by_key(|g| g.from_ts);
-    out
 }
 
 /// A gap from the last stored trade to the first live one, found at start

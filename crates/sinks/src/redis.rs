@@ -24,9 +24,48 @@ use std::time::Duration;
 use ck_bus::{Event, LiveFeed, metrics};
 use ck_model::{Candle, Exchange, Instrument, Interval, Ts};
 use tokio::sync::broadcast::error::RecvError;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RedisConfig;
+/// The Redis sink. Off unless `url` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://HOST:PORT/DB`; empty turns the sink off.
+    pub url: String,
+    /// Key of the hash holding the latest candle of a stream. Placeholders:
+    /// `{exchange}`, `{base}`, `{quote}`, `{instrument}`, `{interval}`. The
+    /// default is the older OHLCV database's.
+    pub candle_key: String,
+    /// Intervals whose latest candle is kept.
+    pub candle_intervals: Vec<Interval>,
+    /// Keep price, bid and ask history in sorted sets scored by unix time
+    /// (`<namespace>:PRICE_HISTORY`, `BID_HISTORY`, `ASK_HISTORY`).
+    pub history: bool,
+    /// Namespace of an instrument's history keys (same placeholders).
+    pub history_namespace: String,
+    /// History older than this many seconds is trimmed.
+    pub history_secs: u64,
+    /// Prefix of the pub/sub channels: `<prefix>.trades.<exchange>.<instrument>`,
+    /// `<prefix>.tickers.…` and `<prefix>.candles.<exchange>.<instrument>.<interval>`.
+    pub channel_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: String::new(),
+            candle_key: "ws_send_{exchange};;{base};;{quote}".into(),
+            candle_intervals: vec![Interval::M1],
+            history: true,
+            history_namespace: "{exchange}:{instrument}".into(),
+            history_secs: 24 * 3600,
+            channel_prefix: "candlekeep".into(),
+        }
+    }
+}
+
+
 
 /// What the sink did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
