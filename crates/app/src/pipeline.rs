@@ -27,14 +27,14 @@ use ck_sources::live::connector::{LiveConfig, WsProtocol, run_ws};
 use ck_sources::live::{ConnectorSnapshot, ConnectorStatus};
 
 use crate::backfill::{BackfillContext, BackfillJob, JobMeter, JobReport, run_jobs};
-use ck_sources::capture::{CaptureStats, TapeSettings, run_capture};
-use ck_sources::repair::{Histories, RepairStats, run_gap_repair, startup_seed};
 use ck_processors::candles::{AggregatorStats, CandleAggregator, CandleRunner, RunnerConfig};
 use ck_sinks::{StoreWriter, WriterStats};
 use ck_sources::binance::BinanceRest;
+use ck_sources::capture::{CaptureStats, TapeSettings, run_capture};
 use ck_sources::history::History;
 use ck_sources::import::{ImportStats, ImportTarget, import_file};
 use ck_sources::poll::{PollStats, PollTarget, run_ticker_poll};
+use ck_sources::repair::{Histories, RepairStats, run_gap_repair, startup_seed};
 /// How a replay source runs (its speed, and the venue of files that do not say it).
 pub use ck_sources::replay::ReplayOptions;
 use ck_sources::replay::{ReplayStats, replay_blocking};
@@ -680,7 +680,10 @@ async fn open_gaps(store: &dyn Store, exchanges: &[Exchange]) -> Vec<ck_model::G
     let mut out = Vec::new();
     for &exchange in exchanges {
         match store.gaps(Some(exchange), None, 10_000).await {
-            Ok(gaps) => out.extend(gaps.into_iter().filter(|g| g.state == ck_model::GapState::Open)),
+            Ok(gaps) => out.extend(
+                gaps.into_iter()
+                    .filter(|g| g.state == ck_model::GapState::Open),
+            ),
             Err(e) => tracing::error!(%exchange, error = %e, "reading open gaps"),
         }
     }

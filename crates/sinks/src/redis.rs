@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use ck_bus::{Event, LiveFeed, metrics};
 use ck_model::{Candle, Exchange, Instrument, Interval, Ts};
-use tokio::sync::broadcast::error::RecvError;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 /// The Redis sink. Off unless `url` is set.
@@ -64,8 +64,6 @@ impl Default for RedisConfig {
         }
     }
 }
-
-
 
 /// What the sink did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ck_bus::{Closed, Event, RawMessage, Receiver, Sender};
-use ck_model::Exchange;
 use crate::normalize::{NormalizeStats, Normalizer};
 use crate::tape::{TapeError, TapeWriter};
+use ck_bus::{Closed, Event, RawMessage, Receiver, Sender};
+use ck_model::Exchange;
 
 /// Where and how to record tapes.
 #[derive(Debug, Clone)]
@@ -139,9 +139,9 @@ pub async fn run_capture(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recordings::Recording;
     use ck_bus::{Origin, channel};
     use ck_model::Ts;
-    use crate::recordings::Recording;
 
     fn msg(ts: i64, data: &str) -> RawMessage {
         RawMessage {

@@ -281,35 +281,13 @@ pub(crate) fn no_such_interval(
 /// The REST history of `exchange` over `client`, where candlekeep has one.
 #[must_use]
 pub fn for_exchange(exchange: Exchange, client: Arc<RestClient>) -> Option<Arc<dyn History>> {
-    match exchange {
-        Exchange::Binance => Some(Arc::new(crate::binance::BinanceRest::new(client))),
-        Exchange::CoinbaseExchange => Some(Arc::new(
-            crate::coinbase_exchange::rest::CoinbaseExchangeRest::new(client),
-        )),
-        Exchange::Bitfinex => Some(Arc::new(crate::bitfinex::rest::BitfinexRest::new(client))),
-        Exchange::Kraken => Some(Arc::new(crate::kraken::rest::KrakenRest::new(client))),
-        Exchange::Bybit => Some(Arc::new(crate::bybit::rest::BybitRest::new(client))),
-        Exchange::Bitstamp => Some(Arc::new(crate::bitstamp::rest::BitstampRest::new(client))),
-        Exchange::Okx => Some(Arc::new(crate::okx::rest::OkxRest::new(client))),
-        Exchange::Coinbase => Some(Arc::new(crate::coinbase::rest::CoinbaseRest::new(client))),
-        _ => None,
-    }
+    crate::venues::venue(exchange).map(|v| (v.history)(client))
 }
 
 /// The public REST root of a venue whose history candlekeep reads.
 #[must_use]
 pub fn default_rest_url(exchange: Exchange) -> Option<&'static str> {
-    match exchange {
-        Exchange::Binance => Some(crate::binance::DEFAULT_REST_URL),
-        Exchange::CoinbaseExchange => Some(crate::coinbase_exchange::rest::DEFAULT_REST_URL),
-        Exchange::Bitfinex => Some(crate::bitfinex::rest::DEFAULT_REST_URL),
-        Exchange::Kraken => Some(crate::kraken::rest::DEFAULT_REST_URL),
-        Exchange::Bybit => Some(crate::bybit::rest::DEFAULT_REST_URL),
-        Exchange::Bitstamp => Some(crate::bitstamp::rest::DEFAULT_REST_URL),
-        Exchange::Okx => Some(crate::okx::rest::DEFAULT_REST_URL),
-        Exchange::Coinbase => Some(crate::coinbase::rest::DEFAULT_REST_URL),
-        _ => None,
-    }
+    crate::venues::venue(exchange).map(|v| v.rest_url)
 }
 
 /// Pause after a venue says, in an answer's body, that it is rate limited.

@@ -36,4 +36,5 @@ pub mod repair;
 pub mod replay;
 pub mod rest;
 pub mod tape;
+pub mod venues;
 pub mod zstd_frames;

@@ -70,19 +70,7 @@ pub trait Parser: Send {
 /// A parser for `exchange`, if candlekeep has one yet.
 #[must_use]
 pub fn parser_for(exchange: Exchange) -> Option<Box<dyn Parser>> {
-    match exchange {
-        Exchange::Binance => Some(Box::new(crate::binance::BinanceParser::new())),
-        Exchange::CoinbaseExchange => Some(Box::new(
-            crate::coinbase_exchange::CoinbaseExchangeParser::new(),
-        )),
-        Exchange::Coinbase => Some(Box::new(crate::coinbase::CoinbaseParser::new())),
-        Exchange::Okx => Some(Box::new(crate::okx::OkxParser::new())),
-        Exchange::Bitstamp => Some(Box::new(crate::bitstamp::BitstampParser::new())),
-        Exchange::Bitfinex => Some(Box::new(crate::bitfinex::BitfinexParser::new())),
-        Exchange::Kraken => Some(Box::new(crate::kraken::KrakenParser::new())),
-        Exchange::Bybit => Some(Box::new(crate::bybit::BybitParser::new())),
-        _ => None,
-    }
+    crate::venues::venue(exchange).map(|v| (v.parser)())
 }
 
 /// Exchange-native symbols to normalized instruments, filled from the

@@ -37,36 +37,7 @@ pub struct PollStats {
 /// instrument, which its parser reads into a quote.
 #[must_use]
 pub fn ticker_path(exchange: Exchange, instrument: &Instrument) -> Option<(String, u32)> {
-    let native = exchange.native_symbol(instrument);
-    Some(match exchange {
-        Exchange::Binance => (
-            format!(
-                "/api/v3/ticker/bookTicker?symbol={}",
-                crate::binance::native_symbol(instrument)
-            ),
-            2,
-        ),
-        Exchange::Okx => (format!("/api/v5/market/ticker?instId={native}"), 1),
-        Exchange::Bybit => (
-            format!("/v5/market/tickers?category=spot&symbol={native}"),
-            1,
-        ),
-        Exchange::CoinbaseExchange => (format!("/products/{native}/ticker"), 1),
-        Exchange::Coinbase => (
-            format!("/api/v3/brokerage/market/products/{native}/ticker?limit=1"),
-            1,
-        ),
-        Exchange::Bitstamp => (format!("/api/v2/ticker/{native}/"), 1),
-        Exchange::Bitfinex => (format!("/v2/ticker/{native}"), 1),
-        Exchange::Kraken => (
-            format!(
-                "/0/public/Ticker?pair={}",
-                crate::kraken::rest::rest_pair(instrument)
-            ),
-            1,
-        ),
-        _ => return None,
-    })
+    crate::venues::venue(exchange).map(|v| (v.ticker)(instrument))
 }
 
 /// Why a venue refused a ticker request's symbol in the body of an HTTP
@@ -80,23 +51,7 @@ pub fn refusal_in_body(exchange: Exchange, body: &str) -> Option<String> {
         return None;
     }
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    match exchange {
-        Exchange::Okx if v["code"] == "51001" => Some(format!(
-            "code 51001: {}",
-            v["msg"].as_str().unwrap_or_default()
-        )),
-        Exchange::Bybit if v["retCode"] == 10001 => Some(format!(
-            "retCode 10001: {}",
-            v["retMsg"].as_str().unwrap_or_default()
-        )),
-        Exchange::Kraken => v["error"]
-            .as_array()?
-            .iter()
-            .filter_map(|e| e.as_str())
-            .find(|e| e.starts_with("EQuery:Unknown asset pair"))
-            .map(str::to_owned),
-        _ => None,
-    }
+    (crate::venues::venue(exchange)?.ticker_refusal)(&v)
 }
 
 /// Polls every target until `stop`.

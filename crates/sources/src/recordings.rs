@@ -112,17 +112,7 @@ fn named(path: &Path, found: Exchange, asked: Option<Exchange>) -> Result<Exchan
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 fn cryptofeed_exchange(name: &str) -> Option<Exchange> {
-    Some(match name.to_ascii_uppercase().as_str() {
-        "BINANCE" => Exchange::Binance,
-        "COINBASE" => Exchange::Coinbase,
-        "COINBASE_EXCHANGE" | "COINBASEPRO" | "COINBASE_PRO" | "GDAX" => Exchange::CoinbaseExchange,
-        "BITFINEX" => Exchange::Bitfinex,
-        "KRAKEN" => Exchange::Kraken,
-        "BITSTAMP" => Exchange::Bitstamp,
-        "OKX" | "OKEX" => Exchange::Okx,
-        "BYBIT" => Exchange::Bybit,
-        _ => return None,
-    })
+    crate::venues::by_cryptofeed_name(name).map(|v| v.exchange)
 }
 
 /// The exchange a v1 text recording belongs to: from a venue URL in its
@@ -151,19 +141,7 @@ fn v1_exchange(path: &Path, head: &str) -> Option<Exchange> {
 /// The venue a WebSocket or REST URL of a recording belongs to.
 fn venue_of_url(url: &str) -> Option<Exchange> {
     let host = url.split("://").nth(1)?.split(['/', ':', '?']).next()?;
-    Some(match host {
-        h if h.ends_with("pro.coinbase.com") || h.ends_with("exchange.coinbase.com") => {
-            Exchange::CoinbaseExchange
-        }
-        h if h.ends_with("coinbase.com") => Exchange::Coinbase,
-        h if h.contains("binance") => Exchange::Binance,
-        h if h.contains("bitfinex") => Exchange::Bitfinex,
-        h if h.contains("kraken") => Exchange::Kraken,
-        h if h.contains("bitstamp") => Exchange::Bitstamp,
-        h if h.contains("okx") || h.contains("okex") => Exchange::Okx,
-        h if h.contains("bybit") => Exchange::Bybit,
-        _ => return None,
-    })
+    crate::venues::by_host(host).map(|v| v.exchange)
 }
 
 impl Recording {

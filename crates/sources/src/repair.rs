@@ -17,10 +17,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::history::{History, HistoryError};
 use ck_bus::metrics;
 use ck_bus::{Closed, Event, Sender};
 use ck_model::{Exchange, Gap, GapState, Trade, TradeId, Ts};
-use crate::history::{History, HistoryError};
 use tokio_util::sync::CancellationToken;
 
 /// What the repairer did.

@@ -50,20 +50,14 @@ impl RateBudget {
         }
     }
 
-    /// The published limit of each venue's public REST API (see
-    /// `exchanges.md`): Binance 6000 weight per minute, Coinbase 10 requests
-    /// per second, and a conservative 5 requests per second elsewhere.
+    /// The published limit of the venue's public REST API (its
+    /// [`crate::venues::Venue::rest_limit`]), or a conservative 5 requests
+    /// per second.
     #[must_use]
     pub fn for_exchange(exchange: Exchange) -> RateBudget {
-        match exchange {
-            Exchange::Binance => RateBudget::new(exchange, 6_000, Duration::from_secs(60)),
-            Exchange::Coinbase | Exchange::CoinbaseExchange => {
-                RateBudget::new(exchange, 10, Duration::from_secs(1))
-            }
-            // About one call a second keeps within Kraken's public limits.
-            Exchange::Kraken => RateBudget::new(exchange, 1, Duration::from_secs(1)),
-            _ => RateBudget::new(exchange, 5, Duration::from_secs(1)),
-        }
+        let (capacity, per) =
+            crate::venues::venue(exchange).map_or((5, Duration::from_secs(1)), |v| v.rest_limit);
+        RateBudget::new(exchange, capacity, per)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {

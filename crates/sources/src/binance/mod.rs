@@ -11,6 +11,7 @@ pub use ws::{BinanceLiveConfig, BinanceProtocol, DEFAULT_WS_URL, run_binance};
 
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
+use std::sync::Arc;
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing};
 use wire::{
@@ -251,6 +252,28 @@ impl Parser for BinanceParser {
         }
     }
 }
+
+/// Binance in the venue registry ([`crate::venues`]).
+pub const VENUE: crate::venues::Venue = crate::venues::Venue {
+    exchange: Exchange::Binance,
+    parser: || Box::new(BinanceParser::new()),
+    live: |_| (Arc::new(ws::BinanceProtocol), ws::DEFAULT_WS_URL),
+    rest_url: rest::DEFAULT_REST_URL,
+    rest_limit: (6_000, std::time::Duration::from_secs(60)),
+    history: |c| Arc::new(rest::BinanceRest::new(c)),
+    ticker: |i| {
+        (
+            format!(
+                "/api/v3/ticker/bookTicker?symbol={}",
+                rest::native_symbol(i)
+            ),
+            2,
+        )
+    },
+    ticker_refusal: |_| None,
+    cryptofeed_names: &["BINANCE"],
+    hosts: &["binance.com"],
+};
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ pub mod rest;
 pub mod ws;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
@@ -238,6 +239,25 @@ impl Parser for BitfinexParser {
         })
     }
 }
+
+/// Bitfinex in the venue registry ([`crate::venues`]).
+pub const VENUE: crate::venues::Venue = crate::venues::Venue {
+    exchange: Exchange::Bitfinex,
+    parser: || Box::new(BitfinexParser::new()),
+    live: |_| (Arc::new(ws::BitfinexProtocol), ws::DEFAULT_WS_URL),
+    rest_url: rest::DEFAULT_REST_URL,
+    rest_limit: (5, std::time::Duration::from_secs(1)),
+    history: |c| Arc::new(rest::BitfinexRest::new(c)),
+    ticker: |i| {
+        (
+            format!("/v2/ticker/{}", Exchange::Bitfinex.native_symbol(i)),
+            1,
+        )
+    },
+    ticker_refusal: |_| None,
+    cryptofeed_names: &["BITFINEX"],
+    hosts: &["bitfinex.com"],
+};
 
 #[cfg(test)]
 mod tests {

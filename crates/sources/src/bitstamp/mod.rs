@@ -11,6 +11,7 @@ pub mod ws;
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
+use std::sync::Arc;
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing, required};
 
@@ -166,6 +167,25 @@ impl Parser for BitstampParser {
         Ok(Parsed::Events(1))
     }
 }
+
+/// Bitstamp in the venue registry ([`crate::venues`]).
+pub const VENUE: crate::venues::Venue = crate::venues::Venue {
+    exchange: Exchange::Bitstamp,
+    parser: || Box::new(BitstampParser::new()),
+    live: |_| (Arc::new(ws::BitstampProtocol), ws::DEFAULT_WS_URL),
+    rest_url: rest::DEFAULT_REST_URL,
+    rest_limit: (5, std::time::Duration::from_secs(1)),
+    history: |c| Arc::new(rest::BitstampRest::new(c)),
+    ticker: |i| {
+        (
+            format!("/api/v2/ticker/{}/", Exchange::Bitstamp.native_symbol(i)),
+            1,
+        )
+    },
+    ticker_refusal: |_| None,
+    cryptofeed_names: &["BITSTAMP"],
+    hosts: &["bitstamp.net"],
+};
 
 #[cfg(test)]
 mod tests {

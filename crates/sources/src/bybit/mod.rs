@@ -17,6 +17,7 @@ use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Quote, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::sync::Arc;
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing};
 
@@ -266,6 +267,35 @@ impl Parser for BybitParser {
         Ok(Parsed::Ignored)
     }
 }
+
+/// Bybit in the venue registry ([`crate::venues`]).
+pub const VENUE: crate::venues::Venue = crate::venues::Venue {
+    exchange: Exchange::Bybit,
+    parser: || Box::new(BybitParser::new()),
+    live: |_| (Arc::new(ws::BybitProtocol), ws::DEFAULT_WS_URL),
+    rest_url: rest::DEFAULT_REST_URL,
+    rest_limit: (5, std::time::Duration::from_secs(1)),
+    history: |c| Arc::new(rest::BybitRest::new(c)),
+    ticker: |i| {
+        (
+            format!(
+                "/v5/market/tickers?category=spot&symbol={}",
+                Exchange::Bybit.native_symbol(i)
+            ),
+            1,
+        )
+    },
+    ticker_refusal: |v| {
+        (v["retCode"] == 10001).then(|| {
+            format!(
+                "retCode 10001: {}",
+                v["retMsg"].as_str().unwrap_or_default()
+            )
+        })
+    },
+    cryptofeed_names: &["BYBIT"],
+    hosts: &["bybit.com"],
+};
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ pub mod ws;
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
+use std::sync::Arc;
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing};
 
@@ -246,6 +247,28 @@ impl Parser for CoinbaseParser {
         Ok(Parsed::Events(out.len() - before))
     }
 }
+
+/// Coinbase in the venue registry ([`crate::venues`]).
+pub const VENUE: crate::venues::Venue = crate::venues::Venue {
+    exchange: Exchange::Coinbase,
+    parser: || Box::new(CoinbaseParser::new()),
+    live: |_| (Arc::new(ws::CoinbaseProtocol), ws::DEFAULT_WS_URL),
+    rest_url: rest::DEFAULT_REST_URL,
+    rest_limit: (10, std::time::Duration::from_secs(1)),
+    history: |c| Arc::new(rest::CoinbaseRest::new(c)),
+    ticker: |i| {
+        (
+            format!(
+                "/api/v3/brokerage/market/products/{}/ticker?limit=1",
+                Exchange::Coinbase.native_symbol(i)
+            ),
+            1,
+        )
+    },
+    ticker_refusal: |_| None,
+    cryptofeed_names: &["COINBASE"],
+    hosts: &["coinbase.com"],
+};
 
 #[cfg(test)]
 mod tests {

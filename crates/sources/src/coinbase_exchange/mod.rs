@@ -9,6 +9,7 @@ pub mod ws;
 
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
+use std::sync::Arc;
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing, required};
 use wire::{CoinbaseMessage, CoinbaseProduct};
@@ -157,6 +158,28 @@ impl Parser for CoinbaseExchangeParser {
         }
     }
 }
+
+/// CoinbaseExchange in the venue registry ([`crate::venues`]).
+pub const VENUE: crate::venues::Venue = crate::venues::Venue {
+    exchange: Exchange::CoinbaseExchange,
+    parser: || Box::new(CoinbaseExchangeParser::new()),
+    live: |_| (Arc::new(ws::CoinbaseExchangeProtocol), ws::DEFAULT_WS_URL),
+    rest_url: rest::DEFAULT_REST_URL,
+    rest_limit: (10, std::time::Duration::from_secs(1)),
+    history: |c| Arc::new(rest::CoinbaseExchangeRest::new(c)),
+    ticker: |i| {
+        (
+            format!(
+                "/products/{}/ticker",
+                Exchange::CoinbaseExchange.native_symbol(i)
+            ),
+            1,
+        )
+    },
+    ticker_refusal: |_| None,
+    cryptofeed_names: &["COINBASE_EXCHANGE", "COINBASEPRO", "COINBASE_PRO", "GDAX"],
+    hosts: &["exchange.coinbase.com", "pro.coinbase.com", "gdax.com"],
+};
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::sync::Arc;
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing, required};
 
@@ -375,6 +376,31 @@ impl Parser for KrakenParser {
         self.v2(&m, msg, out)
     }
 }
+
+/// Kraken in the venue registry ([`crate::venues`]).
+pub const VENUE: crate::venues::Venue = crate::venues::Venue {
+    exchange: Exchange::Kraken,
+    parser: || Box::new(KrakenParser::new()),
+    live: |api| match api {
+        Some("v1") => (Arc::new(ws::KrakenProtocol::V1), ws::V1_WS_URL),
+        _ => (Arc::new(ws::KrakenProtocol::V2), ws::DEFAULT_WS_URL),
+    },
+    rest_url: rest::DEFAULT_REST_URL,
+    // About one call a second keeps within Kraken's public limits.
+    rest_limit: (1, std::time::Duration::from_secs(1)),
+    history: |c| Arc::new(rest::KrakenRest::new(c)),
+    ticker: |i| (format!("/0/public/Ticker?pair={}", rest::rest_pair(i)), 1),
+    ticker_refusal: |v| {
+        v["error"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e.as_str())
+            .find(|e| e.starts_with("EQuery:Unknown asset pair"))
+            .map(str::to_owned)
+    },
+    cryptofeed_names: &["KRAKEN"],
+    hosts: &["kraken.com"],
+};
 
 #[cfg(test)]
 mod tests {

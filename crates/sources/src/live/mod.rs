@@ -86,46 +86,7 @@ pub fn protocol_for(
     exchange: Exchange,
     kraken_v1: bool,
 ) -> Option<(std::sync::Arc<dyn connector::WsProtocol>, &'static str)> {
-    use std::sync::Arc;
-    Some(match exchange {
-        Exchange::Binance => (
-            Arc::new(crate::binance::BinanceProtocol),
-            crate::binance::DEFAULT_WS_URL,
-        ),
-        Exchange::Coinbase => (
-            Arc::new(crate::coinbase::ws::CoinbaseProtocol),
-            crate::coinbase::ws::DEFAULT_WS_URL,
-        ),
-        Exchange::CoinbaseExchange => (
-            Arc::new(crate::coinbase_exchange::ws::CoinbaseExchangeProtocol),
-            crate::coinbase_exchange::ws::DEFAULT_WS_URL,
-        ),
-        Exchange::Bitfinex => (
-            Arc::new(crate::bitfinex::ws::BitfinexProtocol),
-            crate::bitfinex::ws::DEFAULT_WS_URL,
-        ),
-        Exchange::Kraken if kraken_v1 => (
-            Arc::new(crate::kraken::ws::KrakenProtocol::V1),
-            crate::kraken::ws::V1_WS_URL,
-        ),
-        Exchange::Kraken => (
-            Arc::new(crate::kraken::ws::KrakenProtocol::V2),
-            crate::kraken::ws::DEFAULT_WS_URL,
-        ),
-        Exchange::Bitstamp => (
-            Arc::new(crate::bitstamp::ws::BitstampProtocol),
-            crate::bitstamp::ws::DEFAULT_WS_URL,
-        ),
-        Exchange::Okx => (
-            Arc::new(crate::okx::ws::OkxProtocol),
-            crate::okx::ws::DEFAULT_WS_URL,
-        ),
-        Exchange::Bybit => (
-            Arc::new(crate::bybit::ws::BybitProtocol),
-            crate::bybit::ws::DEFAULT_WS_URL,
-        ),
-        _ => return None,
-    })
+    crate::venues::venue(exchange).map(|v| (v.live)(kraken_v1.then_some("v1")))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod ws;
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
 use serde::Deserialize;
+use std::sync::Arc;
 
 use crate::parse::{ParseError, Parsed, Parser, SymbolMap, decimal, json, listing, required};
 
@@ -278,6 +279,31 @@ impl Parser for OkxParser {
         })
     }
 }
+
+/// Okx in the venue registry ([`crate::venues`]).
+pub const VENUE: crate::venues::Venue = crate::venues::Venue {
+    exchange: Exchange::Okx,
+    parser: || Box::new(OkxParser::new()),
+    live: |_| (Arc::new(ws::OkxProtocol), ws::DEFAULT_WS_URL),
+    rest_url: rest::DEFAULT_REST_URL,
+    rest_limit: (5, std::time::Duration::from_secs(1)),
+    history: |c| Arc::new(rest::OkxRest::new(c)),
+    ticker: |i| {
+        (
+            format!(
+                "/api/v5/market/ticker?instId={}",
+                Exchange::Okx.native_symbol(i)
+            ),
+            1,
+        )
+    },
+    ticker_refusal: |v| {
+        (v["code"] == "51001")
+            .then(|| format!("code 51001: {}", v["msg"].as_str().unwrap_or_default()))
+    },
+    cryptofeed_names: &["OKX", "OKEX"],
+    hosts: &["okx.com", "okex.com"],
+};
 
 #[cfg(test)]
 mod tests {
