@@ -491,6 +491,9 @@ pub enum SourceConfig {
         #[serde(default = "default_binance_rest")]
         rest_url: String,
     },
+    /// Live capture from any venue: `exchange = "okx"` names it (the
+    /// per-venue kinds below are the same with the venue in the kind).
+    Live(VenueSourceConfig),
     /// Live Coinbase Advanced Trade capture (`market_trades`, `ticker`).
     Coinbase(VenueSourceConfig),
     /// Live Coinbase Exchange capture (`matches`, `ticker`).
@@ -540,10 +543,13 @@ pub struct PollTickerConfig {
     pub every_ms: u64,
 }
 
-/// A live venue other than Binance (which has its own keys for REST).
+/// A live venue: `kind = "live"` with `exchange`, or a per-venue kind.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VenueSourceConfig {
+    /// The venue (`kind = "live"`; a per-venue kind names it already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ck_model::Exchange>,
     /// Instruments, `BASE-QUOTE`.
     pub instruments: Vec<String>,
     /// WebSocket URL; the venue's public endpoint if absent.
@@ -562,11 +568,13 @@ pub struct VenueSourceConfig {
 }
 
 impl SourceConfig {
-    /// The venue of a live source other than Binance, with its settings.
+    /// The venue of a live source (but the `binance` kind, which has keys of
+    /// its own), with its settings.
     #[must_use]
     pub fn venue(&self) -> Option<(ck_model::Exchange, &VenueSourceConfig)> {
         use ck_model::Exchange as E;
         Some(match self {
+            SourceConfig::Live(v) => (v.exchange?, v),
             SourceConfig::Coinbase(v) => (E::Coinbase, v),
             SourceConfig::CoinbaseExchange(v) => (E::CoinbaseExchange, v),
             SourceConfig::Bitfinex(v) => (E::Bitfinex, v),
@@ -638,7 +646,8 @@ impl AppConfig {
                 SourceConfig::Binance {
                     stale_after_secs, ..
                 } => Some(*stale_after_secs),
-                SourceConfig::Coinbase(v)
+                SourceConfig::Live(v)
+                | SourceConfig::Coinbase(v)
                 | SourceConfig::CoinbaseExchange(v)
                 | SourceConfig::Bitfinex(v)
                 | SourceConfig::Kraken(v)
@@ -756,7 +765,8 @@ impl AppConfig {
                         )));
                     }
                 }
-                SourceConfig::Coinbase(_)
+                SourceConfig::Live(_)
+                | SourceConfig::Coinbase(_)
                 | SourceConfig::CoinbaseExchange(_)
                 | SourceConfig::Bitfinex(_)
                 | SourceConfig::Kraken(_)
@@ -764,8 +774,16 @@ impl AppConfig {
                 | SourceConfig::Okx(_)
                 | SourceConfig::Bybit(_) => {
                     let Some((exchange, v)) = s.venue() else {
-                        continue;
+                        return Err(invalid(format!(
+                            "a live source needs `exchange`, one of: {}",
+                            ck_model::Exchange::names().join(", ")
+                        )));
                     };
+                    if let Some(named) = v.exchange.filter(|e| *e != exchange) {
+                        return Err(invalid(format!(
+                            "a {exchange} source names exchange `{named}`: use kind = \"live\" with exchange = \"{named}\""
+                        )));
+                    }
                     if v.instruments.is_empty() {
                         return Err(invalid(format!(
                             "a {exchange} source needs at least one instrument"

@@ -154,3 +154,39 @@ fn printed_config_reloads_to_the_same() {
     let back = AppConfig::load(Some(&path), env(&[])).expect("reload");
     assert_eq!(back.to_toml().expect("toml"), text);
 }
+
+/// `kind = "live"` takes any venue by `exchange`; the per-venue kinds stay
+/// as aliases; a live source without a venue, or naming another one than its
+/// kind, is refused with what to write.
+#[test]
+fn live_sources_name_their_venue() {
+    let load = |toml: &str| {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).expect("write");
+        AppConfig::load(Some(&path), env(&[]))
+    };
+    for exchange in ck_model::Exchange::ALL {
+        let c = load(&format!(
+            "[[sources]]\nkind = \"live\"\nexchange = \"{exchange}\"\ninstruments = [\"BTC-USDT\"]\n"
+        ))
+        .unwrap_or_else(|e| panic!("{exchange}: {e}"));
+        assert_eq!(c.sources[0].venue().map(|(e, _)| e), Some(exchange));
+    }
+    let alias = load("[[sources]]\nkind = \"okx\"\ninstruments = [\"BTC-USDT\"]\n").expect("alias");
+    assert_eq!(
+        alias.sources[0].venue().map(|(e, _)| e),
+        Some(ck_model::Exchange::Okx)
+    );
+    let missing = load("[[sources]]\nkind = \"live\"\ninstruments = [\"BTC-USDT\"]\n")
+        .expect_err("no venue");
+    assert!(
+        missing.to_string().contains("needs `exchange`") && missing.to_string().contains("bybit"),
+        "{missing}"
+    );
+    let other = load(
+        "[[sources]]\nkind = \"okx\"\nexchange = \"bybit\"\ninstruments = [\"BTC-USDT\"]\n",
+    )
+    .expect_err("two venues");
+    assert!(other.to_string().contains("kind = \"live\""), "{other}");
+}

@@ -858,7 +858,8 @@ fn sources_from_config(config: &AppConfig) -> anyhow::Result<Vec<Source>> {
                     exchange: *exchange,
                 },
             },
-            venue @ (SourceConfig::Coinbase(_)
+            venue @ (SourceConfig::Live(_)
+            | SourceConfig::Coinbase(_)
             | SourceConfig::CoinbaseExchange(_)
             | SourceConfig::Bitfinex(_)
             | SourceConfig::Kraken(_)

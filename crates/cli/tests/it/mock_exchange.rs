@@ -41,7 +41,7 @@ fn mock_exchange_serves_any_venue_on_chosen_ports_from_its_first_client() {
     std::fs::write(
         &config,
         format!(
-            "[[sources]]\nkind = \"okx\"\ninstruments = [\"BTC-USDT\"]\n\
+            "[[sources]]\nkind = \"live\"\nexchange = \"okx\"\ninstruments = [\"BTC-USDT\"]\n\
              ws_url = \"ws://{ws_addr}\"\nrest_url = \"http://{rest_addr}\"\n"
         ),
     )
