@@ -788,19 +788,9 @@ async fn known(state: &ApiState, topics: &[Topic]) -> Result<(), String> {
                 .iter()
                 .any(|s| s.info.exchange == e && &s.info.instrument == i);
         if !here {
-            let same: Vec<String> = stored
-                .iter()
-                .filter(|s| s.info.exchange == e)
-                .take(10)
-                .map(|s| s.info.instrument.to_string())
-                .collect();
             return Err(format!(
                 "no {e} {i} here: nothing captures it and the store holds none; {} (GET /api/v1/instruments lists them)",
-                if same.is_empty() {
-                    format!("nothing from {e} is stored")
-                } else {
-                    format!("{e} has {}", same.join(", "))
-                }
+                ck_store::stored_hint(&stored, e, 10)
             ));
         }
     }

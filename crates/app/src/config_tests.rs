@@ -178,15 +178,14 @@ fn live_sources_name_their_venue() {
         alias.sources[0].venue().map(|(e, _)| e),
         Some(ck_model::Exchange::Okx)
     );
-    let missing = load("[[sources]]\nkind = \"live\"\ninstruments = [\"BTC-USDT\"]\n")
-        .expect_err("no venue");
+    let missing =
+        load("[[sources]]\nkind = \"live\"\ninstruments = [\"BTC-USDT\"]\n").expect_err("no venue");
     assert!(
         missing.to_string().contains("needs `exchange`") && missing.to_string().contains("bybit"),
         "{missing}"
     );
-    let other = load(
-        "[[sources]]\nkind = \"okx\"\nexchange = \"bybit\"\ninstruments = [\"BTC-USDT\"]\n",
-    )
-    .expect_err("two venues");
+    let other =
+        load("[[sources]]\nkind = \"okx\"\nexchange = \"bybit\"\ninstruments = [\"BTC-USDT\"]\n")
+            .expect_err("two venues");
     assert!(other.to_string().contains("kind = \"live\""), "{other}");
 }

@@ -797,29 +797,7 @@ async fn series_stored(store: &dyn ck_store::Store, range: &RangeArgs) -> anyhow
     {
         return Ok(());
     }
-    let same_exchange: Vec<String> = stored
-        .iter()
-        .filter(|s| s.info.exchange == range.exchange)
-        .map(|s| s.info.instrument.to_string())
-        .collect();
-    let hint = if !same_exchange.is_empty() {
-        format!(
-            "{} instruments stored: {}",
-            range.exchange,
-            same_exchange.join(", ")
-        )
-    } else if stored.is_empty() {
-        "the store holds no instruments yet".to_owned()
-    } else {
-        let mut exchanges: Vec<&str> = stored.iter().map(|s| s.info.exchange.as_str()).collect();
-        exchanges.sort_unstable();
-        exchanges.dedup();
-        format!(
-            "nothing from {} is stored; exchanges stored: {}",
-            range.exchange,
-            exchanges.join(", ")
-        )
-    };
+    let hint = ck_store::stored_hint(&stored, range.exchange, usize::MAX);
     anyhow::bail!(
         "no data for {} {}: {hint} (`candlekeep instruments` lists them)",
         range.exchange,

@@ -249,6 +249,36 @@ pub struct StoredInstrument {
     pub last_trade_time: Option<Ts>,
 }
 
+/// What the store holds of `exchange`, for an error about an instrument it
+/// does not hold: its stored instruments (at most `limit`), else the
+/// exchanges it holds, else that it holds nothing yet.
+#[must_use]
+pub fn stored_hint(stored: &[StoredInstrument], exchange: Exchange, limit: usize) -> String {
+    let same: Vec<String> = stored
+        .iter()
+        .filter(|s| s.info.exchange == exchange)
+        .map(|s| s.info.instrument.to_string())
+        .collect();
+    if !same.is_empty() {
+        let more = same.len().saturating_sub(limit);
+        let mut listed = same.into_iter().take(limit).collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            listed.push_str(&format!(" and {more} more"));
+        }
+        return format!("{exchange} instruments stored: {listed}");
+    }
+    if stored.is_empty() {
+        return "the store holds no instruments yet".to_owned();
+    }
+    let mut exchanges: Vec<&str> = stored.iter().map(|s| s.info.exchange.as_str()).collect();
+    exchanges.sort_unstable();
+    exchanges.dedup();
+    format!(
+        "nothing from {exchange} is stored; exchanges stored: {}",
+        exchanges.join(", ")
+    )
+}
+
 /// Row counts, for status output and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreCounts {
