@@ -140,17 +140,9 @@ pub async fn run_capture(
 mod tests {
     use super::*;
     use crate::recordings::Recording;
-    use ck_bus::{Origin, channel};
+    use crate::tape::tests::msg;
+    use ck_bus::channel;
     use ck_model::Ts;
-
-    fn msg(ts: i64, data: &str) -> RawMessage {
-        RawMessage {
-            exchange: Exchange::Binance,
-            ts_received: Ts(ts),
-            origin: Origin::Ws,
-            data: data.to_owned(),
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tapes_every_message_and_normalizes_it() {

@@ -299,11 +299,12 @@ pub(crate) fn decode_line(exchange: Exchange, line: &str) -> Option<Result<RawMe
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::recordings::Recording;
 
-    fn msg(ts: i64, data: &str) -> RawMessage {
+    /// A Binance WebSocket frame received at `ts`.
+    pub(crate) fn msg(ts: i64, data: &str) -> RawMessage {
         RawMessage {
             exchange: Exchange::Binance,
             ts_received: Ts(ts),
