@@ -51,7 +51,8 @@ pub(crate) async fn limits(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let uri = request.uri().to_string().len();
+    let uri = request.uri();
+    let uri = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
     if uri > MAX_URI {
         return error_response(
             StatusCode::URI_TOO_LONG,

@@ -33,8 +33,10 @@ pub enum HistoryError {
 /// A venue's REST history. Every call spends the venue's shared rate budget.
 #[async_trait::async_trait]
 pub trait History: Send + Sync + std::fmt::Debug {
-    /// The venue.
-    fn exchange(&self) -> Exchange;
+    /// The venue: its REST client's.
+    fn exchange(&self) -> Exchange {
+        self.client().exchange()
+    }
 
     /// The REST client (and so the rate budget) this history spends.
     fn client(&self) -> &RestClient;

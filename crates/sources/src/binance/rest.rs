@@ -74,10 +74,6 @@ impl BinanceRest {
 
 #[async_trait::async_trait]
 impl History for BinanceRest {
-    fn exchange(&self) -> Exchange {
-        EX
-    }
-
     fn client(&self) -> &RestClient {
         &self.client
     }

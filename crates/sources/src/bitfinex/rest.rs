@@ -80,10 +80,6 @@ fn trades_from(
 
 #[async_trait::async_trait]
 impl History for BitfinexRest {
-    fn exchange(&self) -> Exchange {
-        EX
-    }
-
     fn client(&self) -> &RestClient {
         &self.client
     }

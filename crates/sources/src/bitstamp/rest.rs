@@ -112,10 +112,6 @@ fn trades_from(
 
 #[async_trait::async_trait]
 impl History for BitstampRest {
-    fn exchange(&self) -> Exchange {
-        EX
-    }
-
     fn client(&self) -> &RestClient {
         &self.client
     }

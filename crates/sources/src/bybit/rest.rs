@@ -123,10 +123,6 @@ fn trades_from(
 
 #[async_trait::async_trait]
 impl History for BybitRest {
-    fn exchange(&self) -> Exchange {
-        EX
-    }
-
     fn client(&self) -> &RestClient {
         &self.client
     }

@@ -223,10 +223,6 @@ impl CoinbaseRest {
 
 #[async_trait::async_trait]
 impl History for CoinbaseRest {
-    fn exchange(&self) -> Exchange {
-        EX
-    }
-
     fn client(&self) -> &RestClient {
         &self.client
     }

@@ -121,10 +121,6 @@ fn numeric(t: &Trade) -> u64 {
 
 #[async_trait::async_trait]
 impl History for CoinbaseExchangeRest {
-    fn exchange(&self) -> Exchange {
-        EX
-    }
-
     fn client(&self) -> &RestClient {
         &self.client
     }

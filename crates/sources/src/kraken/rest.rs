@@ -158,10 +158,6 @@ fn trades_from(
 
 #[async_trait::async_trait]
 impl History for KrakenRest {
-    fn exchange(&self) -> Exchange {
-        EX
-    }
-
     fn client(&self) -> &RestClient {
         &self.client
     }

@@ -246,10 +246,6 @@ fn candles_from(
 
 #[async_trait::async_trait]
 impl History for OkxRest {
-    fn exchange(&self) -> Exchange {
-        EX
-    }
-
     fn client(&self) -> &RestClient {
         &self.client
     }
