@@ -173,7 +173,7 @@ fn main() {
         let state = ck_api::ApiState::new(store.clone(), Arc::default(), ck_bus::live_feed(16), Duration::from_secs(15));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(ck_api::serve(listener, state, std::future::pending()));
+        tokio::spawn(ck_api::serve(listener, state.clone(), std::future::pending()));
 
         if run("latest") {
         let (rate, lat) = load(addr, "/api/v1/candles/latest?exchange=binance&instrument=BTC-USDT&interval=1m", 5).await;
@@ -188,6 +188,21 @@ fn main() {
             pct(&blat, 0.5),
             pct(&blat, 0.99),
             rate / base
+        );
+        // The same request on axum's own server (`axum::serve`), which
+        // candlekeep's accept loop replaced in session 14: the cost of its
+        // limits layer and its rewriting of hyper's refusals.
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let plain_addr = plain.local_addr().expect("addr");
+        let app = ck_api::router(state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        tokio::spawn(async move { axum::serve(plain, app).await });
+        let (axum_rate, alat) = load(plain_addr, "/api/v1/candles/latest?exchange=binance&instrument=BTC-USDT&interval=1m", 5).await;
+        println!(
+            "api/latest_candle on axum::serve: {axum_rate:.0} req/s, p50 {:?}, p99 {:?}; candlekeep's server at {:.2}x its rate",
+            pct(&alat, 0.5),
+            pct(&alat, 0.99),
+            rate / axum_rate
         );
         }
         if !run("year") && !run("store") {

@@ -252,10 +252,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonRefusals<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
-    /// hyper then hands each response head over as one buffer, which
-    /// [`rewrite_refusal`] can read whole.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.drain(cx))?;
+        // hyper's automatic refusal is a head alone, in one slice.
+        if let [only] = bufs
+            && let Some(json) = rewrite_refusal(only)
+        {
+            self.pending = Some((json, 0));
+            let _ = self.drain(cx)?;
+            return Poll::Ready(Ok(only.len()));
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
     fn is_write_vectored(&self) -> bool {
-        false
+        self.inner.is_write_vectored()
     }
 }
 
