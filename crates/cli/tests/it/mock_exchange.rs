@@ -35,7 +35,7 @@ fn mock_exchange_serves_any_venue_on_chosen_ports_from_its_first_client() {
     );
     // The first client comes late. The mock is a subprocess, so the time
     // cannot be paused: a real wait, which the recorded times must not lag.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
 
     let config = dir.path().join("collector.toml");
     std::fs::write(
@@ -79,7 +79,9 @@ fn mock_exchange_serves_any_venue_on_chosen_ports_from_its_first_client() {
         let at = |k: &str| nanos(t[k].as_str().expect("time")).expect("an RFC 3339 time");
         let lag = (at("received") - at("ts")).abs();
         assert!(
-            lag < 2_000_000_000,
+            // Without the move to the first client, every trade would lag
+            // by the 5 s wait at least; 3.5 s leaves room for a busy machine.
+            lag < 3_500_000_000,
             "a trade's time follows the first client, not the mock's start: {t}"
         );
     }
