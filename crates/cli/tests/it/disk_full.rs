@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::stopping::Running;
-use crate::support::{candlekeep_on, free_port, http_get, text};
+use crate::support::{binance_trades_in, candlekeep_on, free_port, http_get, text};
 
 /// A tmpfs mounted at a folder, unmounted when dropped.
 struct SmallDisk {
@@ -98,17 +98,7 @@ fn import_onto_a_full_disk_ends_naming_the_cause_and_keeps_what_it_committed() {
         "the cause is named (SQLite: database or disk is full): {stderr}"
     );
     // What was committed before the disk filled is there, readable.
-    let out = run(&[
-        "trades",
-        "--exchange",
-        "binance",
-        "--instrument",
-        "BTC-USDT",
-        "--limit",
-        "100000",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let trades: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let trades = binance_trades_in(&data, &["--store", &store]);
     let trades = trades.as_array().expect("array");
     assert!(!trades.is_empty(), "committed trades survive");
     assert!(trades.len() < 100_000, "the disk was full before the end");
@@ -181,20 +171,7 @@ fn run_on_a_full_disk_is_not_ready_holds_its_work_and_goes_on_when_space_returns
     );
     // Nothing queued was lost: Binance's trade ids run on one by one, and
     // the stored ones have no hole.
-    let out = candlekeep_on(
-        &dir.path().join("data"),
-        &store,
-        &[
-            "trades",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            "--limit",
-            "1000000",
-        ],
-    );
-    let trades: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let trades = binance_trades_in(&dir.path().join("data"), &["--store", &store]);
     let mut ids: Vec<u64> = trades
         .as_array()
         .expect("array")

@@ -475,16 +475,23 @@ pub(crate) fn import_binance(data_dir: &std::path::Path, csv: &str) -> std::proc
 
 /// The Binance BTC-USDT trades `candlekeep trades` prints from `data_dir`.
 pub(crate) fn stored_binance_trades(data_dir: &std::path::Path) -> serde_json::Value {
-    let out = candlekeep(
-        data_dir,
-        &[
-            "trades",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-        ],
-    );
+    binance_trades_in(data_dir, &[])
+}
+
+/// Every Binance BTC-USDT trade stored (up to a million), with `global`
+/// options (such as `--store URL`) before the command.
+pub(crate) fn binance_trades_in(data_dir: &std::path::Path, global: &[&str]) -> serde_json::Value {
+    let command = [
+        "trades",
+        "--exchange",
+        "binance",
+        "--instrument",
+        "BTC-USDT",
+        "--limit",
+        "1000000",
+    ];
+    let out = candlekeep(data_dir, &[global, &command].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("trades as JSON")
 }
 
