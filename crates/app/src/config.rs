@@ -201,6 +201,10 @@ pub struct StoreConfig {
     /// Seconds between packings of settled candle days (SQLite's fast form
     /// of long reads) while `run` runs; 0 never packs on a schedule.
     pub pack_every_secs: u64,
+    /// SQLite: the writer's page cache in MiB. It fills as the store grows
+    /// and then stays at this size; smaller saves memory, larger keeps more
+    /// of the indexes in memory for writes.
+    pub sqlite_cache_mib: u32,
 }
 
 impl Default for StoreConfig {
@@ -211,6 +215,7 @@ impl Default for StoreConfig {
             batch_rows: 20_000,
             flush_interval_ms: 50,
             pack_every_secs: 600,
+            sqlite_cache_mib: 64,
         }
     }
 }
@@ -724,6 +729,11 @@ impl AppConfig {
         if self.api.ws_queue == 0 || self.api.ws_heartbeat_secs == 0 {
             return Err(invalid(
                 "api.ws_queue and api.ws_heartbeat_secs must be above zero".into(),
+            ));
+        }
+        if self.store.sqlite_cache_mib == 0 {
+            return Err(invalid(
+                "store.sqlite_cache_mib must be at least 1 (MiB of SQLite's page cache)".into(),
             ));
         }
         if self.store.batch_rows == 0

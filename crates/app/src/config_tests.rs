@@ -189,3 +189,13 @@ fn live_sources_name_their_venue() {
             .expect_err("two venues");
     assert!(other.to_string().contains("kind = \"live\""), "{other}");
 }
+
+#[test]
+fn the_sqlite_cache_is_set_from_the_environment_and_zero_is_refused() {
+    let c =
+        AppConfig::load(None, env(&[("CANDLEKEEP_STORE__SQLITE_CACHE_MIB", "8")])).expect("load");
+    assert_eq!(c.store.sqlite_cache_mib, 8);
+    let zero = AppConfig::load(None, env(&[("CANDLEKEEP_STORE__SQLITE_CACHE_MIB", "0")]))
+        .expect_err("zero");
+    assert!(zero.to_string().contains("sqlite_cache_mib"), "{zero}");
+}

@@ -33,7 +33,13 @@ use ck_store::sqlite::SqliteStore;
 pub async fn open_store(settings: &config::Settings) -> anyhow::Result<Arc<dyn Store>> {
     let policy = settings.config.retention.policy()?;
     let policies = retention::timescale_policies(settings, &policy);
-    open_with(&settings.store, settings.durability, Some(policies)).await
+    open_with(
+        &settings.store,
+        settings.durability,
+        Some(policies),
+        settings.config.store.sqlite_cache_mib,
+    )
+    .await
 }
 
 /// Opens the configured store for reading only: a store that does not exist
@@ -68,18 +74,28 @@ pub async fn open_location(
     location: &config::StoreLocation,
     durability: ck_store::sqlite::Durability,
 ) -> anyhow::Result<Arc<dyn Store>> {
-    open_with(location, durability, None).await
+    open_with(
+        location,
+        durability,
+        None,
+        config::StoreConfig::default().sqlite_cache_mib,
+    )
+    .await
 }
 
 async fn open_with(
     location: &config::StoreLocation,
     durability: ck_store::sqlite::Durability,
     policies: Option<ck_store::postgres::TimescalePolicies>,
+    cache_mib: u32,
 ) -> anyhow::Result<Arc<dyn Store>> {
     let opened: Result<Arc<dyn Store>, ck_store::Error> = match location {
-        config::StoreLocation::Sqlite(path) => {
-            SqliteStore::open(path, durability).map(|s| Arc::new(s) as Arc<dyn Store>)
-        }
+        config::StoreLocation::Sqlite(path) => SqliteStore::open(path, durability)
+            .and_then(|s| {
+                s.set_cache_mib(cache_mib)?;
+                Ok(s)
+            })
+            .map(|s| Arc::new(s) as Arc<dyn Store>),
         config::StoreLocation::Postgres(url) => PgStore::open(PgOptions {
             policies,
             ..PgOptions::new(url)

@@ -157,6 +157,33 @@ impl SqliteStore {
         .await
     }
 
+    /// Sets the writer's page cache to `mib` MiB (64 by default). The cache
+    /// fills as pages are written and then stays at this size: it is most of
+    /// what a long run's memory grows by.
+    ///
+    /// # Errors
+    /// When SQLite refuses the setting.
+    pub fn set_cache_mib(&self, mib: u32) -> Result<(), Error> {
+        let kib = i64::from(mib.max(1)) * 1024;
+        lock(&self.inner.writer)
+            .conn
+            .execute_batch(&format!("PRAGMA cache_size = -{kib};"))
+            .map_err(sql("setting the page cache"))
+    }
+
+    /// The writer's page cache, in KiB.
+    ///
+    /// # Errors
+    /// When SQLite cannot be asked.
+    pub fn cache_kib(&self) -> Result<i64, Error> {
+        let size: i64 = lock(&self.inner.writer)
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .map_err(sql("reading the page cache size"))?;
+        // Negative: KiB; positive: pages.
+        Ok(if size < 0 { -size } else { size * 4 })
+    }
+
     /// The database file.
     #[must_use]
     pub fn path(&self) -> &Path {

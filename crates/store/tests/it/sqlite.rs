@@ -157,3 +157,12 @@ async fn packed_candle_days_read_exactly_as_their_rows() {
     let raw = crate::packed::Raw::Sqlite(rusqlite::Connection::open(&path).expect("raw"));
     crate::packed::packed_days_answer_as_their_rows(&store, &raw).await;
 }
+
+#[test]
+fn the_writer_page_cache_is_64_mib_unless_set() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open");
+    assert_eq!(store.cache_kib().expect("cache"), 64 * 1024);
+    store.set_cache_mib(8).expect("set");
+    assert_eq!(store.cache_kib().expect("cache"), 8 * 1024);
+}
