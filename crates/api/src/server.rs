@@ -41,6 +41,10 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// How long a client may take to send a request head.
 pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The longest head hyper writes for a refusal (a status line, its length
+/// and date): anything longer is not one.
+const REFUSAL_HEAD_MAX: usize = 512;
+
 /// hyper's own read buffer, and the headers it parses: above ours.
 const HYPER_BUFFER: usize = 1024 * 1024;
 const HYPER_HEADERS: usize = 1024;
@@ -182,6 +186,12 @@ impl<T: AsyncWrite + Unpin> JsonRefusals<T> {
 /// hyper's automatic answer to a request it could not read, rewritten as
 /// the JSON error; `None` for anything else.
 fn rewrite_refusal(written: &[u8]) -> Option<Vec<u8>> {
+    // Every write of every response comes here: tell the refusal, a short
+    // head alone, by its first bytes before reading it as text.
+    let status = written.strip_prefix(b"HTTP/1.1 ")?.get(..4)?;
+    if written.len() > REFUSAL_HEAD_MAX || !matches!(status, b"400 " | b"414 " | b"431 ") {
+        return None;
+    }
     let head = std::str::from_utf8(written).ok()?;
     let rest = head.strip_prefix("HTTP/1.1 ")?;
     let code: u16 = rest.get(..3)?.parse().ok()?;

@@ -691,6 +691,18 @@ async fn open_gaps(store: &dyn Store, exchanges: &[Exchange]) -> Vec<ck_model::G
     out
 }
 
+/// Every instrument the live sources capture, with its venue.
+fn live_instruments(sources: &[Source]) -> impl Iterator<Item = (Exchange, &ck_model::Instrument)> {
+    sources
+        .iter()
+        .filter_map(|source| match source {
+            Source::Binance(config) => Some((Exchange::Binance, &config.instruments)),
+            Source::Live { protocol, config } => Some((protocol.exchange(), &config.instruments)),
+            _ => None,
+        })
+        .flat_map(|(exchange, instruments)| instruments.iter().map(move |i| (exchange, i)))
+}
+
 /// Where gap detection resumes for each live instrument with sequential ids:
 /// its newest stored trade (so trades missed while down become a gap).
 async fn startup_seeds(
@@ -698,20 +710,13 @@ async fn startup_seeds(
     sources: &[Source],
 ) -> Vec<(Exchange, ck_model::Instrument, u64, ck_model::Ts)> {
     let mut seeds = Vec::new();
-    for source in sources {
-        let (exchange, config) = match source {
-            Source::Binance(config) => (Exchange::Binance, config),
-            Source::Live { protocol, config } => (protocol.exchange(), config),
-            _ => continue,
-        };
+    for (exchange, instrument) in live_instruments(sources) {
         if !exchange.sequential_trade_ids() {
             continue;
         }
-        for instrument in &config.instruments {
-            let last = store.last_trade(exchange, instrument).await.ok().flatten();
-            if let Some((id, at)) = last.as_ref().and_then(startup_seed) {
-                seeds.push((exchange, instrument.clone(), id, at));
-            }
+        let last = store.last_trade(exchange, instrument).await.ok().flatten();
+        if let Some((id, at)) = last.as_ref().and_then(startup_seed) {
+            seeds.push((exchange, instrument.clone(), id, at));
         }
     }
     seeds
@@ -737,26 +742,19 @@ async fn warm_up(
             }
         }
     }
-    for source in sources {
-        let (exchange, config) = match source {
-            Source::Binance(config) => (Exchange::Binance, config),
-            Source::Live { protocol, config } => (protocol.exchange(), config),
-            _ => continue,
-        };
-        let from = coarsest.bucket_start(now);
-        for instrument in &config.instruments {
-            // Up to the newest stored trade, even if the venue's clock runs
-            // ahead of ours; nothing when no candle open now has trades.
-            if let Ok(Some(last)) = store.last_trade(exchange, instrument).await
-                && last.ts_exchange >= from
-            {
-                open.push((
-                    exchange,
-                    instrument.clone(),
-                    from,
-                    last.ts_exchange.max(now),
-                ));
-            }
+    let from = coarsest.bucket_start(now);
+    for (exchange, instrument) in live_instruments(sources) {
+        // Up to the newest stored trade, even if the venue's clock runs
+        // ahead of ours; nothing when no candle open now has trades.
+        if let Ok(Some(last)) = store.last_trade(exchange, instrument).await
+            && last.ts_exchange >= from
+        {
+            open.push((
+                exchange,
+                instrument.clone(),
+                from,
+                last.ts_exchange.max(now),
+            ));
         }
     }
     for (exchange, instrument, from, to) in open {

@@ -65,7 +65,14 @@ pub(crate) fn extract(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir.to_owned())
 }
 
-/// Binds the API on `listen` and serves it until `token` is cancelled.
+/// The recording `file` of the demo's venues in `dir`: as named, or
+/// compressed (the built-in copy of a text recording is `<file>.zst`).
+pub(crate) fn recording_in(dir: &Path, file: &str) -> Option<PathBuf> {
+    [dir.join(file), dir.join(format!("{file}.zst"))]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
 /// The venues `demo` adds from the cryptofeed recordings (the mock moves
 /// their recorded times to now), and whether the recording is Kraken's v1 API.
 pub(crate) const DEMO_VENUES: &[(Exchange, &str, bool)] = &[

@@ -495,11 +495,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut rest_mocks = Vec::new();
             if let Some(venues) = venues.filter(|v| v.as_os_str() != "none") {
                 for (exchange, file, kraken_v1) in DEMO_VENUES {
-                    // The built-in copy of a text recording is compressed.
-                    let Some(path) = [venues.join(file), venues.join(format!("{file}.zst"))]
-                        .into_iter()
-                        .find(|p| p.is_file())
-                    else {
+                    let Some(path) = demo_data::recording_in(&venues, file) else {
                         tracing::warn!(%exchange, dir = %venues.display(), file, "demo: no recording; venue left out");
                         continue;
                     };

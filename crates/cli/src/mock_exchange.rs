@@ -146,12 +146,11 @@ fn built_in(venue: Exchange, data_dir: &std::path::Path) -> anyhow::Result<PathB
         .iter()
         .find(|(e, _, _)| *e == venue)
         .ok_or_else(|| anyhow::anyhow!("no built-in recording of {venue}; name one"))?;
-    let path = dir.join(file);
-    // The Coinbase Exchange recording is kept with its cryptofeed name.
-    Ok(if path.exists() {
-        path
-    } else {
-        dir.join(format!("{file}.zst"))
+    crate::demo_data::recording_in(&dir, file).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the built-in recording of {venue} is missing from {}",
+            dir.display()
+        )
     })
 }
 

@@ -19,17 +19,7 @@ fn import_then_query_candles_as_json_and_csv() {
          2024-01-01T00:05:00Z,5,42002,1,sell\n",
     )
     .expect("write csv");
-    let out = candlekeep(
-        dir.path(),
-        &[
-            "import",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            csv.to_str().expect("utf8"),
-        ],
-    );
+    let out = crate::support::import_binance_file(dir.path(), &[], &csv);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::stopping::Running;
-use crate::support::{binance_trades_in, candlekeep_on, free_port, http_get, text};
+use crate::support::{binance_trades_in, free_port, http_get, import_binance_file, text};
 
 /// A tmpfs mounted at a folder, unmounted when dropped.
 struct SmallDisk {
@@ -76,16 +76,8 @@ fn import_onto_a_full_disk_ends_naming_the_cause_and_keeps_what_it_committed() {
     let csv = dir.path().join("trades.csv");
     std::fs::write(&csv, trades_csv(100_000)).expect("csv");
     let data = dir.path().join("data");
-    let run = |args: &[&str]| candlekeep_on(&data, &store, args);
     let started = Instant::now();
-    let out = run(&[
-        "import",
-        "--exchange",
-        "binance",
-        "--instrument",
-        "BTC-USDT",
-        csv.to_str().expect("utf8"),
-    ]);
+    let out = import_binance_file(&data, &["--store", &store], &csv);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "a full disk is a failure: {stderr}");
     assert!(

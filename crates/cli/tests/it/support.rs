@@ -458,19 +458,27 @@ pub(crate) fn candlekeep(data_dir: &std::path::Path, args: &[&str]) -> std::proc
 pub(crate) fn import_binance(data_dir: &std::path::Path, csv: &str) -> std::process::Output {
     let file = data_dir.join("trades.csv");
     std::fs::write(&file, csv).expect("write the CSV");
-    let out = candlekeep(
-        data_dir,
-        &[
-            "import",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            file.to_str().expect("utf8"),
-        ],
-    );
+    let out = import_binance_file(data_dir, &[], &file);
     assert!(out.status.success(), "{}", text(&out.stderr));
     out
+}
+
+/// `candlekeep import` of `file` as Binance BTC-USDT trades, with `global`
+/// options (such as `--store URL`) before the command; whatever its outcome.
+pub(crate) fn import_binance_file(
+    data_dir: &std::path::Path,
+    global: &[&str],
+    file: &std::path::Path,
+) -> std::process::Output {
+    let command = [
+        "import",
+        "--exchange",
+        "binance",
+        "--instrument",
+        "BTC-USDT",
+        file.to_str().expect("utf8"),
+    ];
+    candlekeep(data_dir, &[global, &command].concat())
 }
 
 /// The Binance BTC-USDT trades `candlekeep trades` prints from `data_dir`.
