@@ -77,12 +77,14 @@ impl Default for AppConfig {
             alerts: AlertsConfig::default(),
             nats: NatsConfig::default(),
             redis: RedisConfig::default(),
-            sources: vec![SourceConfig::Binance {
+            sources: vec![SourceConfig::Live(VenueSourceConfig {
+                exchange: Some(ck_model::Exchange::Binance),
                 instruments: vec!["BTC-USDT".to_owned(), "ETH-USDT".to_owned()],
-                ws_url: default_binance_ws(),
+                ws_url: None,
                 stale_after_secs: default_stale_secs(),
-                rest_url: default_binance_rest(),
-            }],
+                api: None,
+                rest_url: None,
+            })],
         }
     }
 }
@@ -481,21 +483,8 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum SourceConfig {
-    /// Live Binance spot capture: trades and best bid/ask.
-    Binance {
-        /// Instruments, `BASE-QUOTE`.
-        instruments: Vec<String>,
-        /// WebSocket base URL.
-        #[serde(default = "default_binance_ws")]
-        ws_url: String,
-        /// Reconnect when nothing arrives for this many seconds.
-        #[serde(default = "default_stale_secs")]
-        stale_after_secs: u64,
-        /// REST root for the instrument list and automatic gap repair; an
-        /// empty string runs without REST (gaps are recorded and stay open).
-        #[serde(default = "default_binance_rest")]
-        rest_url: String,
-    },
+    /// Live Binance spot capture (`trade`, `bookTicker`).
+    Binance(VenueSourceConfig),
     /// Live capture from any venue: `exchange = "okx"` names it (the
     /// per-venue kinds below are the same with the venue in the kind).
     Live(VenueSourceConfig),
@@ -573,13 +562,13 @@ pub struct VenueSourceConfig {
 }
 
 impl SourceConfig {
-    /// The venue of a live source (but the `binance` kind, which has keys of
-    /// its own), with its settings.
+    /// The venue of a live source, with its settings.
     #[must_use]
     pub fn venue(&self) -> Option<(ck_model::Exchange, &VenueSourceConfig)> {
         use ck_model::Exchange as E;
         Some(match self {
             SourceConfig::Live(v) => (v.exchange?, v),
+            SourceConfig::Binance(v) => (E::Binance, v),
             SourceConfig::Coinbase(v) => (E::Coinbase, v),
             SourceConfig::CoinbaseExchange(v) => (E::CoinbaseExchange, v),
             SourceConfig::Bitfinex(v) => (E::Bitfinex, v),
@@ -587,19 +576,9 @@ impl SourceConfig {
             SourceConfig::Bitstamp(v) => (E::Bitstamp, v),
             SourceConfig::Okx(v) => (E::Okx, v),
             SourceConfig::Bybit(v) => (E::Bybit, v),
-            SourceConfig::Binance { .. }
-            | SourceConfig::Replay { .. }
-            | SourceConfig::Poll { .. } => return None,
+            SourceConfig::Replay { .. } | SourceConfig::Poll { .. } => return None,
         })
     }
-}
-
-fn default_binance_ws() -> String {
-    ck_sources::binance::DEFAULT_WS_URL.to_owned()
-}
-
-fn default_binance_rest() -> String {
-    ck_sources::binance::DEFAULT_REST_URL.to_owned()
 }
 
 fn default_stale_secs() -> u64 {
@@ -647,20 +626,7 @@ impl AppConfig {
     pub fn live_stale_after(&self) -> Option<std::time::Duration> {
         self.sources
             .iter()
-            .filter_map(|s| match s {
-                SourceConfig::Binance {
-                    stale_after_secs, ..
-                } => Some(*stale_after_secs),
-                SourceConfig::Live(v)
-                | SourceConfig::Coinbase(v)
-                | SourceConfig::CoinbaseExchange(v)
-                | SourceConfig::Bitfinex(v)
-                | SourceConfig::Kraken(v)
-                | SourceConfig::Bitstamp(v)
-                | SourceConfig::Okx(v)
-                | SourceConfig::Bybit(v) => Some(v.stale_after_secs),
-                _ => None,
-            })
+            .filter_map(|s| s.venue().map(|(_, v)| v.stale_after_secs))
             .max()
             .map(std::time::Duration::from_secs)
     }
@@ -746,36 +712,8 @@ impl AppConfig {
         }
         for s in &self.sources {
             match s {
-                SourceConfig::Binance {
-                    instruments,
-                    ws_url,
-                    rest_url,
-                    ..
-                } => {
-                    if !(rest_url.is_empty()
-                        || rest_url.starts_with("http://")
-                        || rest_url.starts_with("https://"))
-                    {
-                        return Err(invalid(format!(
-                            "sources: rest_url `{rest_url}` must start with http:// or https:// (or be empty to disable REST)"
-                        )));
-                    }
-                    if instruments.is_empty() {
-                        return Err(invalid(
-                            "a binance source needs at least one instrument".into(),
-                        ));
-                    }
-                    for i in instruments {
-                        ck_model::Instrument::parse(i)
-                            .map_err(|e| invalid(format!("sources: {e}")))?;
-                    }
-                    if !(ws_url.starts_with("ws://") || ws_url.starts_with("wss://")) {
-                        return Err(invalid(format!(
-                            "sources: ws_url `{ws_url}` must start with ws:// or wss://"
-                        )));
-                    }
-                }
                 SourceConfig::Live(_)
+                | SourceConfig::Binance(_)
                 | SourceConfig::Coinbase(_)
                 | SourceConfig::CoinbaseExchange(_)
                 | SourceConfig::Bitfinex(_)
@@ -808,6 +746,15 @@ impl AppConfig {
                     {
                         return Err(invalid(format!(
                             "sources: ws_url `{url}` must start with ws:// or wss://"
+                        )));
+                    }
+                    if let Some(url) = &v.rest_url
+                        && !(url.is_empty()
+                            || url.starts_with("http://")
+                            || url.starts_with("https://"))
+                    {
+                        return Err(invalid(format!(
+                            "sources: rest_url `{url}` must start with http:// or https:// (or be empty to disable REST)"
                         )));
                     }
                     match (exchange, v.api.as_deref()) {

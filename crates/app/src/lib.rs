@@ -19,6 +19,7 @@ pub mod lease;
 pub mod migrate;
 pub mod pipeline;
 pub mod retention;
+pub mod sources;
 pub mod verify;
 
 use std::sync::Arc;

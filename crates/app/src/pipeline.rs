@@ -22,14 +22,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ck_bus::{Clock, Event, RawMessage, Sender, SystemClock, channel};
 use ck_model::Exchange;
-use ck_sources::binance::{BinanceLiveConfig, BinanceProtocol};
 use ck_sources::live::connector::{LiveConfig, WsProtocol, run_ws};
 use ck_sources::live::{ConnectorSnapshot, ConnectorStatus};
 
 use crate::backfill::{BackfillContext, BackfillJob, JobMeter, JobReport, run_jobs};
 use ck_processors::candles::{AggregatorStats, CandleAggregator, CandleRunner, RunnerConfig};
 use ck_sinks::{StoreWriter, WriterStats};
-use ck_sources::binance::BinanceRest;
 use ck_sources::capture::{CaptureStats, TapeSettings, run_capture};
 use ck_sources::history::History;
 use ck_sources::import::{ImportStats, ImportTarget, import_file};
@@ -55,11 +53,10 @@ pub enum Source {
         /// Pace.
         options: ReplayOptions,
     },
-    /// Live Binance spot capture, until shutdown, with REST (instrument
-    /// list check, gap repair) when the config names a REST root.
-    Binance(BinanceLiveConfig),
     /// Live capture from any venue's WebSocket, until shutdown. Gaps are
-    /// detected and recorded; REST repair covers the venues with history.
+    /// detected and recorded. With a REST root in its config, the venue's
+    /// instrument list is checked first (where it publishes one) and its
+    /// REST history repairs gaps.
     Live {
         /// The venue's protocol.
         protocol: Arc<dyn WsProtocol>,
@@ -134,16 +131,23 @@ pub struct PipelineReport {
 }
 
 impl Source {
+    /// Live capture of `exchange` with its registered protocol (its default
+    /// API version).
+    ///
+    /// # Errors
+    /// For a venue candlekeep does not capture.
+    pub fn live(exchange: Exchange, config: LiveConfig) -> anyhow::Result<Source> {
+        let venue = ck_sources::venues::venue(exchange)
+            .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
+        let (protocol, _) = (venue.live)(None);
+        Ok(Source::Live { protocol, config })
+    }
+
     /// The instruments this source captures live (none for finite sources
     /// and the NATS consumer).
     #[must_use]
     pub fn captured(&self) -> Vec<(Exchange, ck_model::Instrument)> {
         match self {
-            Source::Binance(config) => config
-                .instruments
-                .iter()
-                .map(|i| (Exchange::Binance, i.clone()))
-                .collect(),
             Source::Live { protocol, config } => config
                 .instruments
                 .iter()
@@ -195,7 +199,7 @@ pub async fn run_pipeline(
     let live = sources.iter().any(|s| {
         matches!(
             s,
-            Source::Binance(_) | Source::Live { .. } | Source::Poll { .. } | Source::Nats(_)
+            Source::Live { .. } | Source::Poll { .. } | Source::Nats(_)
         )
     });
     let clock: Option<Arc<dyn Clock>> = if live {
@@ -245,29 +249,6 @@ pub async fn run_pipeline(
         }
     }
     for source in &sources {
-        let Source::Binance(config) = source else {
-            continue;
-        };
-        let Some(url) = &config.rest_url else {
-            continue;
-        };
-        let rest = BinanceRest::new(client_for(Exchange::Binance, url)?);
-        match until_stopped(&shutdown, rest.exchange_info()).await {
-            None => {
-                tracing::info!("binance: stopped while asking for the instrument list");
-            }
-            Some(Ok(info)) => {
-                ck_sources::binance::check_listed(&info.data, &config.instruments)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                listings.push(info);
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %ck_bus::error_chain(&e), "binance: instrument list unavailable; starting without checking symbols");
-            }
-        }
-        histories.insert(Exchange::Binance, Arc::new(rest));
-    }
-    for source in &sources {
         let Source::Live { protocol, config } = source else {
             continue;
         };
@@ -275,14 +256,26 @@ pub async fn run_pipeline(
             continue;
         };
         let exchange = protocol.exchange();
-        match ck_sources::history::for_exchange(exchange, client_for(exchange, url)?) {
-            Some(history) => {
-                histories.insert(exchange, history);
-            }
+        let Some(venue) = ck_sources::venues::venue(exchange) else {
+            tracing::warn!(%exchange, "no REST history for this venue: its gaps are recorded and stay open");
+            continue;
+        };
+        let client = client_for(exchange, url)?;
+        match until_stopped(&shutdown, ck_sources::listing::fetch(venue, &client)).await {
             None => {
-                tracing::warn!(%exchange, "no REST history for this venue yet: its gaps are recorded and stay open")
+                tracing::info!(%exchange, "stopped while asking for the instrument list");
+            }
+            Some(Ok(None)) => {}
+            Some(Ok(Some(listing))) => {
+                ck_sources::listing::check(venue, &listing, &config.instruments)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                listings.push(listing);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%exchange, error = %ck_bus::error_chain(&e), "instrument list unavailable; starting without checking symbols");
             }
         }
+        histories.insert(exchange, (venue.history)(client));
     }
     let (gap_tx, gap_rx) = ck_bus::gap_queue::gap_queue();
     let repairing = live && !histories.is_empty();
@@ -383,12 +376,9 @@ pub async fn run_pipeline(
         .copied()
         .max_by_key(|i| i.index())
         .filter(|_| settings.publish_to.is_none());
-    let continuing = sources.iter().any(|s| {
-        matches!(
-            s,
-            Source::Nats(_) | Source::Binance(_) | Source::Live { .. }
-        )
-    });
+    let continuing = sources
+        .iter()
+        .any(|s| matches!(s, Source::Nats(_) | Source::Live { .. }));
     if let Some(coarsest) = coarsest.filter(|_| continuing) {
         tracing::info!(interval = %coarsest, "warming up the candles open now from the store");
         let warm = warm_up(
@@ -407,14 +397,6 @@ pub async fn run_pipeline(
     for source in sources {
         let tx = ingest_tx.clone();
         let token = shutdown.clone();
-        // Binance is a live venue like the others, plus REST (set up above).
-        let source = match source {
-            Source::Binance(config) => Source::Live {
-                protocol: Arc::new(BinanceProtocol),
-                config,
-            },
-            other => other,
-        };
         match (source, &raw_tx) {
             (Source::Poll { targets, .. }, Some(raw)) => {
                 let client = pollers.remove(0);
@@ -663,7 +645,7 @@ fn run_source(
             let stats = replay_blocking(&files, options, tx, &|| token.is_cancelled())?;
             Ok(SourceReport::Replay(stats))
         }
-        Source::Binance(_) | Source::Live { .. } | Source::Poll { .. } => {
+        Source::Live { .. } | Source::Poll { .. } => {
             anyhow::bail!("a live source needs the capture stage")
         }
         Source::Backfill { .. } => anyhow::bail!("a backfill runs as an async task"),
@@ -696,7 +678,6 @@ fn live_instruments(sources: &[Source]) -> impl Iterator<Item = (Exchange, &ck_m
     sources
         .iter()
         .filter_map(|source| match source {
-            Source::Binance(config) => Some((Exchange::Binance, &config.instruments)),
             Source::Live { protocol, config } => Some((protocol.exchange(), &config.instruments)),
             _ => None,
         })

@@ -66,13 +66,17 @@ async fn run(n: usize, symbols: usize) -> (Duration, u64, u64) {
         .expect("settings");
     let store = ck_app::open_store(&settings).await.expect("store");
     let rss_before = status_kb("VmRSS:");
-    let source = Source::Binance(BinanceLiveConfig {
-        ws_url: mock.ws_url(),
-        instruments,
-        backoff: BackoffPolicy::default(),
-        stale_after: Duration::from_secs(60),
-        rest_url: None,
-    });
+    let source = Source::live(
+        ck_model::Exchange::Binance,
+        BinanceLiveConfig {
+            ws_url: mock.ws_url(),
+            instruments,
+            backoff: BackoffPolicy::default(),
+            stale_after: Duration::from_secs(60),
+            rest_url: None,
+        },
+    )
+    .expect("binance is a venue");
     let last_ids = last_ids(n, symbols);
     let token = CancellationToken::new();
     let start = Instant::now();

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use ck_app::backfill::{BackfillJob, BackfillKind, JobMeter};
 use ck_app::cluster::{Cluster, Role};
-use ck_app::config::{AppConfig, SourceConfig};
+use ck_app::config::AppConfig;
 use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
 use ck_model::{Exchange, Instrument, Ts};
 use ck_sources::binance::BinanceLiveConfig;
@@ -195,9 +195,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         settings.connectors.clone(),
                         token.clone(),
                     ));
-                    sources_from_config(&config)?
+                    ck_app::sources::from_config(&config)?
                 }
-                _ => sources_from_config(&config)?,
+                _ => ck_app::sources::from_config(&config)?,
             };
             if sources.is_empty() {
                 anyhow::bail!(
@@ -482,13 +482,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             settings
                 .connectors
                 .annotate(Exchange::Binance, format!("recording of {recorded}"));
-            let source = Source::Binance(BinanceLiveConfig {
-                ws_url: mock.ws_url(),
-                instruments: vec![Instrument::new("BTC", "USDT")],
-                backoff: BackoffPolicy::default(),
-                stale_after: std::time::Duration::from_secs(60),
-                rest_url: Some(mock.rest_url()),
-            });
+            let source = Source::live(
+                Exchange::Binance,
+                BinanceLiveConfig {
+                    ws_url: mock.ws_url(),
+                    instruments: vec![Instrument::new("BTC", "USDT")],
+                    backoff: BackoffPolicy::default(),
+                    stale_after: std::time::Duration::from_secs(60),
+                    rest_url: Some(mock.rest_url()),
+                },
+            )?;
             let mut sources = vec![source];
             // Kept alive for the run: each serves its venue's recording.
             let mut mocks = Vec::new();
@@ -575,7 +578,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             })?;
             let rest_url = rest_url
-                .or_else(|| configured_rest_url(&settings, exchange))
+                .or_else(|| settings.config.rest_url_of(exchange))
                 .unwrap_or_else(|| default_url.to_owned());
             let client = ck_sources::rest::RestClient::new(
                 exchange,
@@ -679,23 +682,6 @@ fn start_alerts(
         ));
     }
     Ok(handle)
-}
-
-/// The REST root of the first configured source of that venue.
-/// The REST root a configured source of `exchange` names, if any.
-fn configured_rest_url(settings: &ck_app::config::Settings, exchange: Exchange) -> Option<String> {
-    settings.config.sources.iter().find_map(|s| match s {
-        SourceConfig::Binance { rest_url, .. }
-            if exchange == Exchange::Binance && !rest_url.is_empty() =>
-        {
-            Some(rest_url.clone())
-        }
-        other => other
-            .venue()
-            .filter(|(e, _)| *e == exchange)
-            .and_then(|(_, v)| v.rest_url.clone())
-            .filter(|u| !u.is_empty()),
-    })
 }
 
 /// Runs backfill jobs through the pipeline with a progress bar on stderr.
@@ -814,98 +800,4 @@ fn range_query(r: &RangeArgs) -> anyhow::Result<RangeQuery> {
         to,
         limit: r.limit,
     })
-}
-
-/// The sources the configuration names.
-fn sources_from_config(config: &AppConfig) -> anyhow::Result<Vec<Source>> {
-    let mut sources = Vec::new();
-    for s in &config.sources {
-        sources.push(match s {
-            SourceConfig::Replay {
-                files,
-                speed,
-                exchange,
-            } => Source::Replay {
-                files: files.clone(),
-                options: ReplayOptions {
-                    speed: (*speed > 0.0).then_some(*speed),
-                    exchange: *exchange,
-                },
-            },
-            venue @ (SourceConfig::Live(_)
-            | SourceConfig::Coinbase(_)
-            | SourceConfig::CoinbaseExchange(_)
-            | SourceConfig::Bitfinex(_)
-            | SourceConfig::Kraken(_)
-            | SourceConfig::Bitstamp(_)
-            | SourceConfig::Okx(_)
-            | SourceConfig::Bybit(_)) => {
-                let (exchange, v) = venue
-                    .venue()
-                    .ok_or_else(|| anyhow::anyhow!("not a venue source"))?;
-                let (protocol, default_url) =
-                    ck_sources::live::protocol_for(exchange, v.api.as_deref() == Some("v1"))
-                        .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
-                Source::Live {
-                    protocol,
-                    config: ck_sources::live::connector::LiveConfig {
-                        ws_url: v.ws_url.clone().unwrap_or_else(|| default_url.to_owned()),
-                        instruments: v
-                            .instruments
-                            .iter()
-                            .map(|i| Instrument::parse(i))
-                            .collect::<Result<Vec<_>, _>>()?,
-                        backoff: BackoffPolicy::default(),
-                        stale_after: std::time::Duration::from_secs(v.stale_after_secs.max(1)),
-                        rest_url: match &v.rest_url {
-                            Some(url) if url.is_empty() => None,
-                            Some(url) => Some(url.clone()),
-                            None => {
-                                ck_sources::history::default_rest_url(exchange).map(str::to_owned)
-                            }
-                        },
-                    },
-                }
-            }
-            SourceConfig::Poll {
-                exchange,
-                rest_url,
-                tickers,
-            } => Source::Poll {
-                exchange: *exchange,
-                rest_url: rest_url
-                    .clone()
-                    .or_else(|| ck_sources::history::default_rest_url(*exchange).map(str::to_owned))
-                    .ok_or_else(|| anyhow::anyhow!("{exchange} has no public REST root"))?,
-                targets: tickers
-                    .iter()
-                    .map(|t| {
-                        Ok(ck_sources::poll::PollTarget {
-                            instrument: Instrument::parse(&t.instrument)?,
-                            every: std::time::Duration::from_millis(t.every_ms),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, ck_model::InstrumentError>>()?,
-            },
-            SourceConfig::Binance {
-                instruments,
-                ws_url,
-                stale_after_secs,
-                rest_url,
-            } => {
-                let instruments = instruments
-                    .iter()
-                    .map(|i| Instrument::parse(i))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Source::Binance(BinanceLiveConfig {
-                    ws_url: ws_url.clone(),
-                    instruments,
-                    backoff: BackoffPolicy::default(),
-                    stale_after: std::time::Duration::from_secs((*stale_after_secs).max(1)),
-                    rest_url: (!rest_url.is_empty()).then(|| rest_url.clone()),
-                })
-            }
-        });
-    }
-    Ok(sources)
 }

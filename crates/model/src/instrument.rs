@@ -26,6 +26,8 @@ pub enum Exchange {
     Okx,
     /// Bybit v5.
     Bybit,
+    /// Binance.US spot (Binance's protocol on its own hosts and instruments).
+    BinanceUs,
 }
 
 /// Why an exchange or instrument name was refused.
@@ -42,7 +44,7 @@ pub enum InstrumentError {
 
 impl Exchange {
     /// Every exchange, in a stable order.
-    pub const ALL: [Exchange; 8] = [
+    pub const ALL: [Exchange; 9] = [
         Exchange::Binance,
         Exchange::CoinbaseExchange,
         Exchange::Coinbase,
@@ -51,6 +53,7 @@ impl Exchange {
         Exchange::Bitstamp,
         Exchange::Okx,
         Exchange::Bybit,
+        Exchange::BinanceUs,
     ];
 
     /// The lowercase name used in configs, the CLI, the store and the API.
@@ -65,6 +68,7 @@ impl Exchange {
             Exchange::Bitstamp => "bitstamp",
             Exchange::Okx => "okx",
             Exchange::Bybit => "bybit",
+            Exchange::BinanceUs => "binance-us",
         }
     }
 
@@ -102,7 +106,7 @@ impl Exchange {
     pub const fn candle_fields(self) -> &'static [CandleField] {
         use CandleField::{Close, High, Low, Open, QuoteVolume, Trades, Volume};
         match self {
-            Exchange::Binance => &CandleField::ALL,
+            Exchange::Binance | Exchange::BinanceUs => &CandleField::ALL,
             Exchange::Kraken => &[Open, High, Low, Close, Volume, Trades],
             Exchange::Okx | Exchange::Bybit => &[Open, High, Low, Close, Volume, QuoteVolume],
             Exchange::Coinbase
@@ -125,7 +129,7 @@ impl Exchange {
             Exchange::Bitfinex => format!("t{b}{q}"),
             Exchange::Kraken => format!("{b}/{q}"),
             Exchange::Bitstamp => format!("{b}{q}").to_ascii_lowercase(),
-            Exchange::Binance | Exchange::Bybit => format!("{b}{q}"),
+            Exchange::Binance | Exchange::BinanceUs | Exchange::Bybit => format!("{b}{q}"),
         }
     }
 
@@ -138,7 +142,11 @@ impl Exchange {
     pub const fn sequential_trade_ids(self) -> bool {
         matches!(
             self,
-            Exchange::Binance | Exchange::CoinbaseExchange | Exchange::Kraken | Exchange::Okx
+            Exchange::Binance
+                | Exchange::BinanceUs
+                | Exchange::CoinbaseExchange
+                | Exchange::Kraken
+                | Exchange::Okx
         )
     }
 
@@ -176,6 +184,7 @@ impl FromStr for Exchange {
                 Some(Exchange::CoinbaseExchange)
             }
             "coinbase-advanced" => Some(Exchange::Coinbase),
+            "binance_us" | "binanceus" => Some(Exchange::BinanceUs),
             other => Exchange::ALL.into_iter().find(|e| e.as_str() == other),
         };
         found.ok_or_else(|| InstrumentError::UnknownExchange(s.to_owned()))

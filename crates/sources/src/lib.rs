@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod binance;
+pub mod binance_us;
 pub mod bitfinex;
 pub mod bitstamp;
 pub mod bybit;
@@ -26,6 +27,7 @@ pub mod history;
 pub mod import;
 pub mod kraken;
 mod line_bound;
+pub mod listing;
 pub mod live;
 pub mod normalize;
 pub mod okx;

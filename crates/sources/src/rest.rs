@@ -242,6 +242,17 @@ impl RestClient {
     /// GETs `base_url + path_and_query`, spending `weight`, retrying failures
     /// with backoff and honouring `Retry-After` on 429 and 418.
     pub async fn get(&self, path_and_query: &str, weight: u32) -> Result<RestResponse, RestError> {
+        self.get_with(path_and_query, weight, &[]).await
+    }
+
+    /// [`RestClient::get`] with request headers (a venue's API key for the
+    /// few public endpoints that want one). Their values are never logged.
+    pub async fn get_with(
+        &self,
+        path_and_query: &str,
+        weight: u32,
+        headers: &[(&'static str, &str)],
+    ) -> Result<RestResponse, RestError> {
         let url = format!("{}{path_and_query}", self.base_url());
         let mut backoff = Backoff::new(self.settings.backoff.clone(), url.len() as u64 + 1);
         let mut attempt = 0;
@@ -249,7 +260,12 @@ impl RestClient {
             attempt += 1;
             self.budget.acquire(weight).await;
             self.requests.inc();
-            let (failure, retry_after) = match self.http.get(&url).send().await {
+            let request = headers
+                .iter()
+                .fold(self.http.get(&url), |r, (name, value)| {
+                    r.header(*name, *value)
+                });
+            let (failure, retry_after) = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = response

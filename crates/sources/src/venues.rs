@@ -41,6 +41,9 @@ pub struct Venue {
     /// Why the venue refused a ticker request's symbol in the body of an
     /// HTTP 200, where it does so (then the instrument is no longer polled).
     pub ticker_refusal: fn(&serde_json::Value) -> Option<String>,
+    /// Where it lists its instruments, checked before live capture starts
+    /// (none: not checked).
+    pub listing: Option<crate::listing::ListingRequest>,
     /// Its names in cryptofeed's recordings, upper case.
     pub cryptofeed_names: &'static [&'static str],
     /// The hosts of its URLs (a recording's URL ending in one is the venue's).
@@ -65,6 +68,7 @@ pub static VENUES: &[&Venue] = &[
     &crate::bitstamp::VENUE,
     &crate::okx::VENUE,
     &crate::bybit::VENUE,
+    &crate::binance_us::VENUE,
 ];
 
 /// The venue `exchange` is, if candlekeep captures it.

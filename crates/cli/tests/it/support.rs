@@ -140,16 +140,20 @@ pub(crate) fn binance_source(
     stale_after: Duration,
     rest: bool,
 ) -> ck_app::pipeline::Source {
-    ck_app::pipeline::Source::Binance(ck_sources::binance::BinanceLiveConfig {
-        ws_url: mock.ws_url(),
-        instruments,
-        backoff: ck_sources::live::BackoffPolicy {
-            initial: Duration::from_millis(20),
-            ..ck_sources::live::BackoffPolicy::default()
+    ck_app::pipeline::Source::live(
+        Exchange::Binance,
+        ck_sources::binance::BinanceLiveConfig {
+            ws_url: mock.ws_url(),
+            instruments,
+            backoff: ck_sources::live::BackoffPolicy {
+                initial: Duration::from_millis(20),
+                ..ck_sources::live::BackoffPolicy::default()
+            },
+            stale_after,
+            rest_url: rest.then(|| mock.rest_url()),
         },
-        stale_after,
-        rest_url: rest.then(|| mock.rest_url()),
-    })
+    )
+    .expect("binance is a venue")
 }
 
 /// Runs the pipeline with `source` in the background until the token is cancelled.

@@ -5,9 +5,9 @@ mod rest;
 mod wire;
 mod ws;
 
-pub use rest::{BinanceRest, DEFAULT_REST_URL, MAX_PAGE, native_symbol};
+pub use rest::{ApiKey, BinanceRest, DEFAULT_REST_URL, MAX_PAGE, native_symbol};
 pub use wire::{BinanceKline, BinanceKlineEvent};
-pub use ws::{BinanceLiveConfig, BinanceProtocol, DEFAULT_WS_URL, run_binance};
+pub use ws::{BinanceLiveConfig, BinanceProtocol, DEFAULT_WS_URL};
 
 use ck_bus::{Event, Origin, RawMessage};
 use ck_model::{Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
@@ -19,11 +19,12 @@ use wire::{
     BinanceRestBookTicker, BinanceTrade,
 };
 
-const EX: Exchange = Exchange::Binance;
-
-/// Parses Binance spot stream messages and `exchangeInfo` responses.
-#[derive(Debug, Default)]
+/// Parses Binance spot stream messages and `exchangeInfo` responses, for
+/// Binance or a venue of its protocol family (Binance.US).
+#[derive(Debug)]
 pub struct BinanceParser {
+    /// The venue whose messages these are.
+    exchange: Exchange,
     symbols: SymbolMap,
     /// The last symbol resolved, and its instrument.
     last: Option<(String, Instrument)>,
@@ -37,11 +38,27 @@ fn side(buyer_is_maker: bool) -> Side {
     }
 }
 
+impl Default for BinanceParser {
+    fn default() -> BinanceParser {
+        BinanceParser::new()
+    }
+}
+
 impl BinanceParser {
-    /// A parser with an empty symbol table.
+    /// A Binance parser with an empty symbol table.
     #[must_use]
     pub fn new() -> BinanceParser {
-        BinanceParser::default()
+        BinanceParser::of(Exchange::Binance)
+    }
+
+    /// A parser of `exchange`'s messages (Binance's protocol family).
+    #[must_use]
+    pub fn of(exchange: Exchange) -> BinanceParser {
+        BinanceParser {
+            exchange,
+            symbols: SymbolMap::default(),
+            last: None,
+        }
     }
 
     fn instrument(&mut self, symbol: &str) -> Result<Instrument, ParseError> {
@@ -51,7 +68,7 @@ impl BinanceParser {
         {
             return Ok(instrument.clone());
         }
-        let instrument = self.symbols.resolve(EX, symbol, true)?;
+        let instrument = self.symbols.resolve(self.exchange, symbol, true)?;
         self.last = Some((symbol.to_owned(), instrument.clone()));
         Ok(instrument)
     }
@@ -64,11 +81,11 @@ impl BinanceParser {
         received: Ts,
     ) -> Result<Trade, ParseError> {
         Ok(Trade {
-            exchange: EX,
+            exchange: self.exchange,
             instrument: self.instrument(t.symbol)?,
             trade_id: TradeId::Num(t.id),
-            price: decimal(EX, "price", t.price)?,
-            size: decimal(EX, "quantity", t.qty)?,
+            price: decimal(self.exchange, "price", t.price)?,
+            size: decimal(self.exchange, "quantity", t.qty)?,
             side: side(t.buyer_is_maker),
             ts_exchange: Ts::from_millis(t.time_ms),
             ts_received: received,
@@ -77,12 +94,17 @@ impl BinanceParser {
     }
 
     fn exchange_info(&mut self, body: &str, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
-        let info: BinanceExchangeInfo = serde_json::from_str(body).map_err(json(EX))?;
+        let info: BinanceExchangeInfo = serde_json::from_str(body).map_err(json(self.exchange))?;
         self.last = None;
         for s in &info.symbols {
             let instrument = Instrument::new(&s.base_asset, &s.quote_asset);
             self.symbols.insert(&s.symbol, instrument.clone());
-            out.push(listing(EX, instrument, &s.symbol, Some(&s.status)));
+            out.push(listing(
+                self.exchange,
+                instrument,
+                &s.symbol,
+                Some(&s.status),
+            ));
         }
         Ok(Parsed::Events(info.symbols.len()))
     }
@@ -98,7 +120,7 @@ impl BinanceParser {
             "trade" => {
                 let t = match BinanceTrade::from_flat(data) {
                     Some(t) => t,
-                    None => serde_json::from_str(data).map_err(json(EX))?,
+                    None => serde_json::from_str(data).map_err(json(self.exchange))?,
                 };
                 let trade = self.trade(&t, 1, received)?;
                 out.push(Event::Trade(trade));
@@ -107,14 +129,14 @@ impl BinanceParser {
             "aggTrade" => {
                 let t = match BinanceAggTrade::from_flat(data) {
                     Some(t) => t,
-                    None => serde_json::from_str(data).map_err(json(EX))?,
+                    None => serde_json::from_str(data).map_err(json(self.exchange))?,
                 };
                 let fills = t
                     .last_trade
                     .checked_sub(t.first_trade)
                     .and_then(|n| u32::try_from(n + 1).ok())
                     .ok_or_else(|| ParseError::BadField {
-                        exchange: EX,
+                        exchange: self.exchange,
                         field: "f..l",
                         value: format!("{}..{}", t.first_trade, t.last_trade),
                     })?;
@@ -131,14 +153,15 @@ impl BinanceParser {
                 Ok(Parsed::Events(1))
             }
             "bookTicker" => {
-                let q: BinanceBookTicker<'_> = serde_json::from_str(data).map_err(json(EX))?;
+                let q: BinanceBookTicker<'_> =
+                    serde_json::from_str(data).map_err(json(self.exchange))?;
                 out.push(Event::Quote(Quote {
-                    exchange: EX,
+                    exchange: self.exchange,
                     instrument: self.instrument(q.symbol)?,
-                    bid: decimal(EX, "bid", q.bid)?,
-                    bid_size: Some(decimal(EX, "bid quantity", q.bid_qty)?),
-                    ask: decimal(EX, "ask", q.ask)?,
-                    ask_size: Some(decimal(EX, "ask quantity", q.ask_qty)?),
+                    bid: decimal(self.exchange, "bid", q.bid)?,
+                    bid_size: Some(decimal(self.exchange, "bid quantity", q.bid_qty)?),
+                    ask: decimal(self.exchange, "ask", q.ask)?,
+                    ask_size: Some(decimal(self.exchange, "ask quantity", q.ask_qty)?),
                     last: None,
                     ts_exchange: q.time_ms.map_or(received, Ts::from_millis),
                     ts_received: received,
@@ -149,35 +172,6 @@ impl BinanceParser {
             // is the order book: both are understood and not turned into events.
             _ => Ok(Parsed::Ignored),
         }
-    }
-}
-
-/// Checks an `exchangeInfo` body: every instrument must be listed and
-/// trading. The error names each refused symbol and why.
-///
-/// # Errors
-/// When the body cannot be read, or an instrument is unknown or not trading.
-pub fn check_listed(body: &str, instruments: &[Instrument]) -> Result<(), ParseError> {
-    let info: BinanceExchangeInfo = serde_json::from_str(body).map_err(json(EX))?;
-    let mut refused = Vec::new();
-    for instrument in instruments {
-        let native = rest::native_symbol(instrument);
-        match info.symbols.iter().find(|s| s.symbol == native) {
-            None => refused.push(format!("`{native}` ({instrument}) is not listed")),
-            Some(s) if s.status != "TRADING" => refused.push(format!(
-                "`{native}` ({instrument}) is {} (delisted or halted), not TRADING",
-                s.status
-            )),
-            Some(_) => {}
-        }
-    }
-    if refused.is_empty() {
-        Ok(())
-    } else {
-        Err(ParseError::Venue {
-            exchange: EX,
-            message: format!("refusing to subscribe: {}", refused.join("; ")),
-        })
     }
 }
 
@@ -198,7 +192,7 @@ fn stream_kind(stream: &str) -> &str {
 
 impl Parser for BinanceParser {
     fn exchange(&self) -> Exchange {
-        EX
+        self.exchange
     }
 
     fn parse(&mut self, msg: &RawMessage, out: &mut Vec<Event>) -> Result<Parsed, ParseError> {
@@ -209,14 +203,14 @@ impl Parser for BinanceParser {
             if url.contains("/ticker/bookTicker") {
                 // Polled best bid/ask (the REST polling source).
                 let q: BinanceRestBookTicker<'_> =
-                    serde_json::from_str(&msg.data).map_err(json(EX))?;
+                    serde_json::from_str(&msg.data).map_err(json(self.exchange))?;
                 out.push(Event::Quote(Quote {
-                    exchange: EX,
+                    exchange: self.exchange,
                     instrument: self.instrument(q.symbol)?,
-                    bid: decimal(EX, "bidPrice", q.bid_price)?,
-                    bid_size: Some(decimal(EX, "bidQty", q.bid_qty)?),
-                    ask: decimal(EX, "askPrice", q.ask_price)?,
-                    ask_size: Some(decimal(EX, "askQty", q.ask_qty)?),
+                    bid: decimal(self.exchange, "bidPrice", q.bid_price)?,
+                    bid_size: Some(decimal(self.exchange, "bidQty", q.bid_qty)?),
+                    ask: decimal(self.exchange, "askPrice", q.ask_price)?,
+                    ask_size: Some(decimal(self.exchange, "askQty", q.ask_qty)?),
                     last: None,
                     ts_exchange: msg.ts_received,
                     ts_received: msg.ts_received,
@@ -235,10 +229,11 @@ impl Parser for BinanceParser {
                 other => return other,
             }
         }
-        let envelope: BinanceCombined<'_> = serde_json::from_str(&msg.data).map_err(json(EX))?;
+        let envelope: BinanceCombined<'_> =
+            serde_json::from_str(&msg.data).map_err(json(self.exchange))?;
         if let Some(code) = envelope.code {
             return Err(ParseError::Venue {
-                exchange: EX,
+                exchange: self.exchange,
                 message: format!("code {code}: {}", envelope.msg.unwrap_or_default()),
             });
         }
@@ -253,24 +248,36 @@ impl Parser for BinanceParser {
     }
 }
 
+/// The public best bid/ask of one instrument (`ticker/bookTicker`), weight 2.
+#[must_use]
+pub fn ticker(instrument: &Instrument) -> (String, u32) {
+    (
+        format!(
+            "/api/v3/ticker/bookTicker?symbol={}",
+            rest::native_symbol(instrument)
+        ),
+        2,
+    )
+}
+
+/// The instrument list (`exchangeInfo`, weight 20) and its trading status.
+pub const LISTING: crate::listing::ListingRequest = crate::listing::ListingRequest {
+    path: "/api/v3/exchangeInfo",
+    weight: 20,
+    trading: &["TRADING"],
+};
+
 /// Binance in the venue registry ([`crate::venues`]).
 pub const VENUE: crate::venues::Venue = crate::venues::Venue {
     exchange: Exchange::Binance,
     parser: || Box::new(BinanceParser::new()),
-    live: |_| (Arc::new(ws::BinanceProtocol), ws::DEFAULT_WS_URL),
+    live: |_| (Arc::new(BinanceProtocol::default()), ws::DEFAULT_WS_URL),
     rest_url: rest::DEFAULT_REST_URL,
     rest_limit: (6_000, std::time::Duration::from_secs(60)),
     history: |c| Arc::new(rest::BinanceRest::new(c)),
-    ticker: |i| {
-        (
-            format!(
-                "/api/v3/ticker/bookTicker?symbol={}",
-                rest::native_symbol(i)
-            ),
-            2,
-        )
-    },
+    ticker,
     ticker_refusal: |_| None,
+    listing: Some(LISTING),
     cryptofeed_names: &["BINANCE"],
     hosts: &["binance.com"],
 };
@@ -279,6 +286,8 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
 mod tests {
     use super::*;
     use ck_model::Decimal;
+
+    const EX: Exchange = Exchange::Binance;
 
     fn ws(data: &str) -> RawMessage {
         RawMessage {
@@ -397,19 +406,6 @@ mod tests {
             assert!(err.contains(expected), "{input}: {err}");
         }
         assert!(out.is_empty());
-    }
-
-    #[test]
-    fn unknown_and_delisted_symbols_are_refused_by_name() {
-        let body = r#"{"symbols":[{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","quoteAsset":"USDT"},{"symbol":"LUNAUSDT","status":"BREAK","baseAsset":"LUNA","quoteAsset":"USDT"}]}"#;
-        let i = |s: &str| Instrument::parse(s).expect("i");
-        check_listed(body, &[i("BTC-USDT")]).expect("listed");
-        let err = check_listed(body, &[i("BTC-USDT"), i("LUNA-USDT"), i("FOO-USDT")])
-            .expect_err("refused")
-            .to_string();
-        assert!(err.contains("`LUNAUSDT` (LUNA-USDT) is BREAK"), "{err}");
-        assert!(err.contains("`FOOUSDT` (FOO-USDT) is not listed"), "{err}");
-        assert!(!err.contains("BTCUSDT"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use ck_bus::{Origin, RawMessage};
 use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Trade, TradeId, Ts};
 use serde::Deserialize;
 
@@ -13,8 +12,6 @@ use crate::parse::{ParseError, decimal, json};
 use crate::rest::RestClient;
 
 use super::side;
-
-const EX: Exchange = Exchange::Binance;
 
 /// The public REST API.
 pub const DEFAULT_REST_URL: &str = "https://api.binance.com";
@@ -41,10 +38,44 @@ struct RestAggTrade {
     first_trade: u64,
 }
 
-/// Binance spot REST history, spending the shared budget of `client`.
+/// Binance spot REST history, spending the shared budget of `client`, on
+/// Binance or a venue of its protocol family (the client's venue).
 #[derive(Debug, Clone)]
 pub struct BinanceRest {
     client: Arc<RestClient>,
+    /// The API key sent with `historicalTrades` where the venue wants one
+    /// (Binance.US: security type `MARKET_DATA`).
+    api_key: Option<ApiKey>,
+}
+
+/// An API key for the public endpoints that want one, and where it comes
+/// from. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct ApiKey {
+    /// The environment variable it was read from, for error messages.
+    pub env: &'static str,
+    /// The key; `None` when the variable is unset or empty.
+    pub value: Option<String>,
+}
+
+impl ApiKey {
+    /// The key in environment variable `env`.
+    #[must_use]
+    pub fn from_env(env: &'static str) -> ApiKey {
+        ApiKey {
+            env,
+            value: std::env::var(env).ok().filter(|v| !v.trim().is_empty()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("env", &self.env)
+            .field("set", &self.value.is_some())
+            .finish()
+    }
 }
 
 /// `BTC-USDT` as Binance names it on REST: `BTCUSDT`.
@@ -57,18 +88,19 @@ impl BinanceRest {
     /// History over `client` (whose base URL is Binance's REST root).
     #[must_use]
     pub fn new(client: Arc<RestClient>) -> BinanceRest {
-        BinanceRest { client }
+        BinanceRest {
+            client,
+            api_key: None,
+        }
     }
 
-    /// The `exchangeInfo` response, as a raw REST message for the parser.
-    pub async fn exchange_info(&self) -> Result<RawMessage, HistoryError> {
-        let response = self.client.get("/api/v3/exchangeInfo", 20).await?;
-        Ok(RawMessage {
-            exchange: EX,
-            ts_received: Ts::now(),
-            origin: Origin::Rest { url: response.url },
-            data: response.body,
-        })
+    /// History whose `historicalTrades` requests carry `key`
+    /// (`X-MBX-APIKEY`), and fail with a message naming where to set it
+    /// when it is absent.
+    #[must_use]
+    pub fn with_api_key(mut self, key: ApiKey) -> BinanceRest {
+        self.api_key = Some(key);
+        self
     }
 }
 
@@ -93,23 +125,39 @@ impl History for BinanceRest {
             "/api/v3/historicalTrades?symbol={}&fromId={from_id}&limit={limit}",
             native_symbol(instrument)
         );
-        let response = self.client.get(&path, 25).await?;
+        let response = match &self.api_key {
+            None => self.client.get(&path, 25).await?,
+            Some(ApiKey {
+                value: Some(key), ..
+            }) => {
+                self.client
+                    .get_with(&path, 25, &[("X-MBX-APIKEY", key)])
+                    .await?
+            }
+            Some(ApiKey { env, value: None }) => {
+                return Err(HistoryError::Unsupported(format!(
+                    "{}: trades by id (historicalTrades) need an API key; set {env}",
+                    self.exchange()
+                )));
+            }
+        };
         let received = Ts::now();
+        let ex = self.exchange();
         let parse = |source| HistoryError::Parse {
             url: response.url.clone(),
             source,
         };
         let rows: Vec<RestTrade<'_>> = serde_json::from_str(&response.body)
-            .map_err(json(EX))
+            .map_err(json(ex))
             .map_err(parse)?;
         rows.iter()
             .map(|r| {
                 Ok(Trade {
-                    exchange: EX,
+                    exchange: ex,
                     instrument: instrument.clone(),
                     trade_id: TradeId::Num(r.id),
-                    price: decimal(EX, "price", r.price)?,
-                    size: decimal(EX, "qty", r.qty)?,
+                    price: decimal(ex, "price", r.price)?,
+                    size: decimal(ex, "qty", r.qty)?,
                     side: side(r.is_buyer_maker),
                     ts_exchange: Ts::from_millis(r.time),
                     ts_received: received,
@@ -132,7 +180,7 @@ impl History for BinanceRest {
         );
         let response = self.client.get(&path, 4).await?;
         let rows: Vec<RestAggTrade> = serde_json::from_str(&response.body)
-            .map_err(json(EX))
+            .map_err(json(self.exchange()))
             .map_err(|source| HistoryError::Parse {
                 url: response.url.clone(),
                 source,
@@ -159,13 +207,14 @@ impl History for BinanceRest {
             url: response.url.clone(),
             source,
         };
+        let ex = self.exchange();
         let rows: Vec<serde_json::Value> = serde_json::from_str(&response.body)
-            .map_err(json(EX))
+            .map_err(json(ex))
             .map_err(parse)?;
         let now = Ts::now();
         let candles = rows
             .iter()
-            .map(|row| kline_row(instrument, interval, row, now))
+            .map(|row| kline_row(ex, instrument, interval, row, now))
             .collect::<Result<Vec<Candle>, ParseError>>()
             .map_err(parse)?;
         // Klines come `limit` at a time from `startTime`, whatever lies
@@ -183,13 +232,14 @@ impl History for BinanceRest {
 /// `[openTime, "open", "high", "low", "close", "volume", closeTime,
 /// "quoteVolume", numTrades, "takerBuyBase", "takerBuyQuote", "0"]`.
 fn kline_row(
+    ex: Exchange,
     instrument: &Instrument,
     interval: Interval,
     row: &serde_json::Value,
     now: Ts,
 ) -> Result<Candle, ParseError> {
     let bad = |field: &'static str| ParseError::BadField {
-        exchange: EX,
+        exchange: ex,
         field,
         value: row.to_string().chars().take(120).collect(),
     };
@@ -198,7 +248,7 @@ fn kline_row(
             .get(i)
             .and_then(|v| v.as_str())
             .ok_or_else(|| bad(field))?;
-        decimal(EX, field, s)
+        decimal(ex, field, s)
     };
     let open_ms = row
         .get(0)
@@ -226,7 +276,7 @@ fn kline_row(
         CandleState::Closed
     };
     Ok(Candle {
-        exchange: EX,
+        exchange: ex,
         instrument: instrument.clone(),
         interval,
         open_time,
@@ -257,13 +307,20 @@ mod tests {
         )
         .expect("json");
         let i = Instrument::parse("LTC-BTC").expect("i");
-        let c = kline_row(&i, Interval::M1, &row, Ts::from_secs(2_000_000_000)).expect("row");
+        let c = kline_row(
+            Exchange::Binance,
+            &i,
+            Interval::M1,
+            &row,
+            Ts::from_secs(2_000_000_000),
+        )
+        .expect("row");
         assert_eq!(c.open_time, Ts::from_millis(1_499_040_000_000));
         assert_eq!(c.high.to_string(), "0.80000000");
         assert_eq!(c.trades, 308);
         assert_eq!(c.state, CandleState::Closed);
         let bad: serde_json::Value = serde_json::from_str(r#"[1,"x"]"#).expect("json");
-        let err = kline_row(&i, Interval::M1, &bad, Ts(0)).expect_err("bad row");
+        let err = kline_row(Exchange::Binance, &i, Interval::M1, &bad, Ts(0)).expect_err("bad row");
         assert!(err.to_string().contains("kline"), "{err}");
     }
 }

@@ -5,14 +5,11 @@
 //! tungstenite answers pings as it reads. A connection lives at most 24 h, and
 //! Binance may announce `serverShutdown`: both end in a reconnect.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ck_bus::{Clock, Closed, Event, RawMessage, Sender};
 use ck_model::{Exchange, Instrument};
 
-use crate::live::ConnectorStatus;
-use crate::live::connector::{ConnectPace, LiveConfig, WsProtocol, run_ws, string_field};
+use crate::live::connector::{LiveConfig, WsProtocol, string_field};
 
 /// The public market-data endpoint.
 pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
@@ -20,9 +17,26 @@ pub const DEFAULT_WS_URL: &str = "wss://stream.binance.com:9443";
 /// Settings of the live Binance connector.
 pub type BinanceLiveConfig = LiveConfig;
 
-/// Binance spot combined streams.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BinanceProtocol;
+/// Binance spot combined streams, on Binance or a venue of its protocol
+/// family (Binance.US).
+#[derive(Debug, Clone, Copy)]
+pub struct BinanceProtocol {
+    exchange: Exchange,
+}
+
+impl BinanceProtocol {
+    /// The protocol as `exchange` speaks it.
+    #[must_use]
+    pub const fn of(exchange: Exchange) -> BinanceProtocol {
+        BinanceProtocol { exchange }
+    }
+}
+
+impl Default for BinanceProtocol {
+    fn default() -> BinanceProtocol {
+        BinanceProtocol::of(Exchange::Binance)
+    }
+}
 
 fn streams(instrument: &Instrument) -> [String; 2] {
     let native = format!("{}{}", instrument.base(), instrument.quote()).to_ascii_lowercase();
@@ -31,7 +45,7 @@ fn streams(instrument: &Instrument) -> [String; 2] {
 
 impl WsProtocol for BinanceProtocol {
     fn exchange(&self) -> Exchange {
-        Exchange::Binance
+        self.exchange
     }
 
     fn instruments_per_connection(&self) -> Option<usize> {
@@ -84,29 +98,6 @@ impl WsProtocol for BinanceProtocol {
     }
 }
 
-/// Runs the Binance connector until `stop` (see [`run_ws`]).
-pub async fn run_binance(
-    config: BinanceLiveConfig,
-    tx: Sender<RawMessage>,
-    events: Sender<Event>,
-    status: Arc<ConnectorStatus>,
-    clock: Arc<dyn Clock>,
-    stop: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), Closed> {
-    let pace = Arc::new(ConnectPace::of(&BinanceProtocol));
-    run_ws(
-        Arc::new(BinanceProtocol),
-        config,
-        pace,
-        tx,
-        events,
-        status,
-        clock,
-        stop,
-    )
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,24 +105,24 @@ mod tests {
     #[test]
     fn streams_are_named_in_the_url_and_symbols_found_in_frames() {
         let i = Instrument::parse("BTC-USDT").expect("i");
-        let url = BinanceProtocol.connect_url("ws://x/", std::slice::from_ref(&i));
+        let url = BinanceProtocol::default().connect_url("ws://x/", std::slice::from_ref(&i));
         assert_eq!(
             url,
             "ws://x/stream?streams=btcusdt@trade/btcusdt@bookTicker"
         );
         assert_eq!(
-            BinanceProtocol.symbol_of(r#"{"stream":"btcusdt@trade","data":{}}"#),
+            BinanceProtocol::default().symbol_of(r#"{"stream":"btcusdt@trade","data":{}}"#),
             Some("btcusdt")
         );
         // Key order is not the connector's business.
         assert_eq!(
-            BinanceProtocol.symbol_of(
+            BinanceProtocol::default().symbol_of(
                 r#"{"data":{"e":"trade","s":"ETHUSDT","t":1},"stream":"ethusdt@trade"}"#
             ),
             Some("ethusdt")
         );
         let eth = Instrument::parse("ETH-USDT").expect("i");
-        let re = BinanceProtocol.resubscribe(&[i.clone(), eth]);
+        let re = BinanceProtocol::default().resubscribe(&[i.clone(), eth]);
         assert_eq!(
             re.len(),
             2,

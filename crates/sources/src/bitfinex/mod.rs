@@ -255,6 +255,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
         )
     },
     ticker_refusal: |_| None,
+    listing: None,
     cryptofeed_names: &["BITFINEX"],
     hosts: &["bitfinex.com"],
 };

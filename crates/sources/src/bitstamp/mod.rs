@@ -183,6 +183,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
         )
     },
     ticker_refusal: |_| None,
+    listing: None,
     cryptofeed_names: &["BITSTAMP"],
     hosts: &["bitstamp.net"],
 };

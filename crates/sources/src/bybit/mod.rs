@@ -293,6 +293,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
             )
         })
     },
+    listing: None,
     cryptofeed_names: &["BYBIT"],
     hosts: &["bybit.com"],
 };

@@ -266,6 +266,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
         )
     },
     ticker_refusal: |_| None,
+    listing: None,
     cryptofeed_names: &["COINBASE"],
     hosts: &["coinbase.com"],
 };

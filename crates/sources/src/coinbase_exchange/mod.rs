@@ -177,6 +177,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
         )
     },
     ticker_refusal: |_| None,
+    listing: None,
     cryptofeed_names: &["COINBASE_EXCHANGE", "COINBASEPRO", "COINBASE_PRO", "GDAX"],
     hosts: &["exchange.coinbase.com", "pro.coinbase.com", "gdax.com"],
 };

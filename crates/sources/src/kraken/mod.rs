@@ -398,6 +398,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
             .find(|e| e.starts_with("EQuery:Unknown asset pair"))
             .map(str::to_owned)
     },
+    listing: None,
     cryptofeed_names: &["KRAKEN"],
     hosts: &["kraken.com"],
 };

@@ -301,6 +301,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
         (v["code"] == "51001")
             .then(|| format!("code 51001: {}", v["msg"].as_str().unwrap_or_default()))
     },
+    listing: None,
     cryptofeed_names: &["OKX", "OKEX"],
     hosts: &["okx.com", "okex.com"],
 };
