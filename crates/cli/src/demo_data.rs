@@ -73,40 +73,29 @@ pub(crate) fn recording_in(dir: &Path, file: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The venues `demo` adds from the cryptofeed recordings (the mock moves
-/// their recorded times to now), and whether the recording is Kraken's v1 API.
-pub(crate) const DEMO_VENUES: &[(Exchange, &str, bool)] = &[
-    (Exchange::Coinbase, "COINBASE.jsonl.zst", false),
-    (
-        Exchange::CoinbaseExchange,
-        "COINBASE_EXCHANGE.ws.28.0",
-        false,
-    ),
-    (Exchange::Bitfinex, "BITFINEX.jsonl.zst", false),
-    (Exchange::Kraken, "KRAKEN.jsonl.zst", true),
-    (Exchange::Bitstamp, "BITSTAMP.jsonl.zst", false),
-    (Exchange::Okx, "OKX.jsonl.zst", false),
-    (Exchange::Bybit, "BYBIT.jsonl.zst", false),
-];
+/// The venues `demo` adds beside Binance: every venue mock with a built-in
+/// recording ([`ck_mock::venues::MOCKS`]; the mock moves the recorded times
+/// to now).
+pub(crate) fn demo_venues() -> impl Iterator<Item = &'static ck_mock::venues::MockSpec> {
+    ck_mock::venues::MOCKS
+        .iter()
+        .copied()
+        .filter(|m| m.exchange != Exchange::Binance && m.demo.is_some())
+}
 
-/// A mock of `exchange` replaying `path` (times moved to now, paced at
-/// `speed`), its REST mock where candlekeep reads that venue's history (so
-/// gaps are repaired from it), and the live source that captures it: every
-/// instrument the recording trades or quotes.
+/// The mock of `spec`'s venue replaying `path` (times moved to now, paced
+/// at `speed`, looped), with its REST mock where it has one, and the live
+/// source that captures it: every instrument the recording trades or quotes.
 pub(crate) async fn demo_venue(
-    exchange: Exchange,
+    spec: &ck_mock::venues::MockSpec,
     path: &std::path::Path,
-    kraken_v1: bool,
     speed: f64,
-) -> anyhow::Result<(
-    ck_mock::venue::MockVenue,
-    Option<ck_mock::RestMock>,
-    Source,
-    String,
-)> {
-    let messages: Vec<ck_bus::RawMessage> = ck_sources::recordings::Recording::open(path)?
-        .filter_map(Result::ok)
-        .collect();
+) -> anyhow::Result<(ck_mock::venues::RunningMock, Source, String)> {
+    let exchange = spec.exchange;
+    let messages: Vec<ck_bus::RawMessage> =
+        ck_sources::recordings::Recording::open_as(path, Some(exchange))?
+            .filter_map(Result::ok)
+            .collect();
     let recorded = recorded_at(&messages);
     let mut normalizer = ck_sources::normalize::Normalizer::new();
     let mut events = Vec::new();
@@ -123,32 +112,29 @@ pub(crate) async fn demo_venue(
         .collect();
     instruments.sort();
     instruments.dedup();
-    let now = Some(Ts::now());
-    let rest = ck_mock::RestMock::for_venue(exchange, &messages, now).await?;
-    let mock = ck_mock::venue::MockVenue::start(
-        exchange,
-        &messages,
-        ck_mock::venue::VenueOptions {
-            shift_to: now,
-            speed: Some(speed),
-            laps: u64::MAX,
-            ..Default::default()
-        },
-    )
+    let mock = (spec.start)(ck_mock::venues::MockStart {
+        recording: &messages,
+        listen: None,
+        shift_to: Some(Ts::now()),
+        speed: Some(speed),
+        looped: true,
+        faults: ck_mock::venues::StartFaults::default(),
+    })
     .await?;
-    let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1)
+    let venue = ck_sources::venues::venue(exchange)
         .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
+    let (protocol, _) = (venue.live)(spec.demo.and_then(|d| d.api));
     let source = Source::Live {
         protocol,
         config: ck_sources::live::connector::LiveConfig {
-            ws_url: mock.ws_url(),
+            ws_url: mock.ws_url.clone(),
             instruments,
             backoff: BackoffPolicy::default(),
             stale_after: std::time::Duration::from_secs(60),
-            rest_url: rest.as_ref().map(ck_mock::RestMock::rest_url),
+            rest_url: mock.rest_url.clone(),
         },
     };
-    Ok((mock, rest, source, recorded))
+    Ok((mock, source, recorded))
 }
 
 /// When a recording was made: its first WebSocket message's receive time,

@@ -24,7 +24,7 @@ use clap::Parser as _;
 
 use crate::api::start_api;
 use crate::args::{Cli, Command, Format, RangeArgs, SourceArg};
-use crate::demo_data::{DEMO_VENUES, demo_venue, recorded_at};
+use crate::demo_data::{demo_venue, recorded_at};
 use crate::output::print_report;
 use tokio_util::sync::CancellationToken;
 
@@ -495,29 +495,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut sources = vec![source];
             // Kept alive for the run: each serves its venue's recording.
             let mut mocks = Vec::new();
-            let mut rest_mocks = Vec::new();
             if let Some(venues) = venues.filter(|v| v.as_os_str() != "none") {
-                for (exchange, file, kraken_v1) in DEMO_VENUES {
-                    let Some(path) = demo_data::recording_in(&venues, file) else {
-                        tracing::warn!(%exchange, dir = %venues.display(), file, "demo: no recording; venue left out");
+                for spec in demo_data::demo_venues() {
+                    let (exchange, Some(demo)) = (spec.exchange, spec.demo) else {
                         continue;
                     };
-                    let (mock, rest, source, recorded) =
-                        demo_venue(*exchange, &path, *kraken_v1, speed).await?;
+                    let Some(path) = demo_data::recording_in(&venues, demo.file) else {
+                        tracing::warn!(%exchange, dir = %venues.display(), file = demo.file, "demo: no recording; venue left out");
+                        continue;
+                    };
+                    let (mock, source, recorded) = demo_venue(spec, &path, speed).await?;
                     eprintln!(
-                        "demo: mock {exchange} on {}{} replaying {} (recorded {recorded})",
-                        mock.ws_url(),
-                        rest.as_ref()
-                            .map(|r| format!(" (REST {})", r.rest_url()))
+                        "demo: mock {exchange} on {}{} replaying {}{} (recorded {recorded})",
+                        mock.ws_url,
+                        mock.rest_url
+                            .as_ref()
+                            .map(|r| format!(" (REST {r})"))
                             .unwrap_or_default(),
-                        path.display()
+                        path.display(),
+                        demo.note.map(|n| format!(": {n}")).unwrap_or_default(),
                     );
                     settings
                         .connectors
-                        .annotate(*exchange, format!("recording of {recorded}"));
+                        .annotate(exchange, format!("recording of {recorded}"));
                     sources.push(source);
                     mocks.push(mock);
-                    rest_mocks.extend(rest);
                 }
             }
             let store = ck_app::open_store(&settings).await?;
@@ -535,7 +537,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let started = Instant::now();
             let report = run_pipeline(&settings, store, sources, None, token.clone()).await;
             drop(mocks);
-            drop(rest_mocks);
             token.cancel();
             api.await.ok();
             print_report(&report?, started);

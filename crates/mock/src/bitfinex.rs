@@ -6,7 +6,7 @@
 //! and candles (`GET /v2/candles/trade:{tf}:{symbol}/hist`) computed from the
 //! same trades, with none for intervals without trades, as Bitfinex does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -18,6 +18,15 @@ use ck_bus::{Origin, RawMessage};
 use serde_json::value::RawValue;
 
 use crate::bars::{Fill, Fills, SEC, bars, fills_of};
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use serde_json::json;
+
+use crate::route::{Product, json_of, names_in, upper};
+use crate::venues::{
+    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
+};
 
 /// Rows by symbol, by (MTS, ID), as `[ID,MTS,AMOUNT,PRICE]` text.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
@@ -251,3 +260,65 @@ async fn candles_page(
     )
         .into_response()
 }
+
+/// Trade frames by position: `[CHAN, [[ID, MTS, AMOUNT, PRICE], ...]]` and
+/// `[CHAN, "te"|"tu", [ID, MTS, AMOUNT, PRICE]]`, each of which may end
+/// with a sequence number (the connection's `SEQ_ALL` flag).
+fn shift_rows(frame: &str, offset: i64) -> Option<String> {
+    use crate::shift::{Raw, shift_one_row_at, shift_rows_at};
+    let top: Vec<Raw<'_>> = serde_json::from_str(frame).ok()?;
+    match top.as_slice() {
+        [_, rows] | [_, rows, _] if rows.get().starts_with("[[") => {
+            shift_rows_at(&top, 1, 1, 4, TimeUnit::Millis, offset)
+        }
+        [_, kind, _] | [_, kind, _, _] if matches!(kind.get(), "\"te\"" | "\"tu\"") => {
+            shift_one_row_at(&top, 2, 1, 4, TimeUnit::Millis, offset)
+        }
+        _ => None,
+    }
+}
+
+fn subscribed(text: &str) -> HashSet<Product> {
+    let mut out = HashSet::new();
+    if let Some(v) = json_of(text) {
+        names_in(&v["symbol"], &upper, &mut out);
+    }
+    out
+}
+
+/// Bitfinex answers `{"event":"ping","cid":N}` with its `cid`.
+fn pong(text: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(text.trim()).ok()?;
+    (v["event"] == "ping").then(|| json!({"event": "pong", "cid": v["cid"]}).to_string())
+}
+
+fn rest(
+    recording: &[RawMessage],
+    shift_to: Option<ck_model::Ts>,
+) -> BoxFuture<'_, std::io::Result<crate::RestMock>> {
+    Box::pin(MockBitfinexRest::start(recording, shift_to))
+}
+
+fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
+    Box::pin(crate::venues::generic(ck_model::Exchange::Bitfinex, start))
+}
+
+/// Bitfinex in the mock registry ([`crate::venues`]).
+pub const SPEC: MockSpec = MockSpec {
+    exchange: ck_model::Exchange::Bitfinex,
+    wire: Wire {
+        time_fields: &[],
+        shift_rows: Some(shift_rows),
+        ids: Ids::FirstOfRows,
+        products: Products::ByChannel,
+        subscribed,
+        pong,
+    },
+    rest: Some(rest),
+    start,
+    demo: Some(DemoRecording {
+        file: "BITFINEX.jsonl.zst",
+        api: None,
+        note: None,
+    }),
+};

@@ -12,7 +12,7 @@
 //! up to `end` when it is given (Bitstamp then ignores `start`), else from
 //! `start`, else the newest; `{"data":{"pair":..,"ohlc":[{..}]}}`, oldest first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -23,6 +23,14 @@ use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
 
 use crate::bars::{Fill, Fills, SEC, bars, fills_of};
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use crate::route::{Product, json_of, last_part, names_in, upper};
+use crate::venues::{
+    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
+};
 
 /// Rows by pair, by (time µs, id), as row JSON.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
@@ -198,3 +206,57 @@ async fn ohlc(
         .collect();
     axum::Json(serde_json::json!({"data": {"pair": pair, "ohlc": rows}})).into_response()
 }
+
+/// `live_trades_ethusd` is about `ETHUSD`.
+fn channel_product(channel: &str) -> Product {
+    upper(last_part(channel, '_'))
+}
+
+fn frame_product(v: &Value) -> Option<Product> {
+    v["channel"]
+        .as_str()
+        .filter(|c| c.contains('_'))
+        .map(channel_product)
+}
+
+fn subscribed(text: &str) -> HashSet<Product> {
+    let mut out = HashSet::new();
+    if let Some(v) = json_of(text) {
+        names_in(&v["data"]["channel"], &channel_product, &mut out);
+    }
+    out
+}
+
+fn rest(
+    recording: &[RawMessage],
+    shift_to: Option<ck_model::Ts>,
+) -> BoxFuture<'_, std::io::Result<crate::RestMock>> {
+    Box::pin(MockBitstampRest::start(recording, shift_to))
+}
+
+fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
+    Box::pin(crate::venues::generic(ck_model::Exchange::Bitstamp, start))
+}
+
+/// Bitstamp in the mock registry ([`crate::venues`]).
+pub const SPEC: MockSpec = MockSpec {
+    exchange: ck_model::Exchange::Bitstamp,
+    wire: Wire {
+        time_fields: &[
+            ("timestamp", TimeUnit::Secs),
+            ("microtimestamp", TimeUnit::Micros),
+        ],
+        shift_rows: None,
+        ids: Ids::Field("id", None),
+        products: Products::InFrame(frame_product),
+        subscribed,
+        pong: crate::venues::common_pong,
+    },
+    rest: Some(rest),
+    start,
+    demo: Some(DemoRecording {
+        file: "BITSTAMP.jsonl.zst",
+        api: None,
+        note: None,
+    }),
+};

@@ -12,7 +12,7 @@
 //! intervals without trades (Bybit's behaviour there is unverified; this is
 //! what candlekeep assumes for it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -22,6 +22,13 @@ use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
 
 use crate::bars::{Fill, Fills, SEC, bars, fills_of};
+
+use futures_util::future::BoxFuture;
+
+use crate::route::{Product, json_of, last_part, names_in, upper};
+use crate::venues::{
+    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
+};
 
 /// Rows by symbol, by (time ms, arrival), as row JSON.
 type Book = HashMap<String, BTreeMap<(i64, usize), String>>;
@@ -196,3 +203,47 @@ async fn klines(
     )
         .into_response()
 }
+
+/// `publicTrade.BTCUSDT` is about `BTCUSDT`.
+fn topic_product(topic: &str) -> Product {
+    upper(last_part(topic, '.'))
+}
+
+fn subscribed(text: &str) -> HashSet<Product> {
+    let mut out = HashSet::new();
+    if let Some(v) = json_of(text) {
+        names_in(&v["args"], &topic_product, &mut out);
+    }
+    out
+}
+
+fn rest(
+    recording: &[RawMessage],
+    shift_to: Option<ck_model::Ts>,
+) -> BoxFuture<'_, std::io::Result<crate::RestMock>> {
+    Box::pin(MockBybitRest::start(recording, shift_to))
+}
+
+fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
+    Box::pin(crate::venues::generic(ck_model::Exchange::Bybit, start))
+}
+
+/// Bybit in the mock registry ([`crate::venues`]).
+pub const SPEC: MockSpec = MockSpec {
+    exchange: ck_model::Exchange::Bybit,
+    wire: Wire {
+        time_fields: &[("T", TimeUnit::Millis), ("ts", TimeUnit::Millis)],
+        shift_rows: None,
+        ids: Ids::Suffix("i"),
+        products: Products::InFrame(|v| v["topic"].as_str().map(topic_product)),
+        subscribed,
+        pong: crate::venues::common_pong,
+    },
+    rest: Some(rest),
+    start,
+    demo: Some(DemoRecording {
+        file: "BYBIT.jsonl.zst",
+        api: None,
+        note: None,
+    }),
+};

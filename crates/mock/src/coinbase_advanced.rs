@@ -24,6 +24,14 @@ use ck_bus::{Origin, RawMessage};
 
 use crate::bars::{Fill, Fills, SEC, bars, fills_of};
 
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use crate::route::{Product, upper_of};
+use crate::venues::{
+    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
+};
+
 /// Trade rows by product, by (time ns, zero-padded id), as JSON text.
 type Rows = HashMap<String, BTreeMap<(i64, String), String>>;
 
@@ -199,3 +207,42 @@ async fn ticker(
     )
         .into_response()
 }
+
+fn frame_product(v: &Value) -> Option<Product> {
+    let event = &v["events"][0];
+    upper_of(&event["product_id"])
+        .or_else(|| upper_of(&event["trades"][0]["product_id"]))
+        .or_else(|| upper_of(&event["tickers"][0]["product_id"]))
+        .or_else(|| upper_of(&event["candles"][0]["product_id"]))
+}
+
+fn rest(
+    recording: &[RawMessage],
+    shift_to: Option<ck_model::Ts>,
+) -> BoxFuture<'_, std::io::Result<crate::RestMock>> {
+    Box::pin(MockCoinbaseAdvancedRest::start(recording, shift_to))
+}
+
+fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
+    Box::pin(crate::venues::generic(ck_model::Exchange::Coinbase, start))
+}
+
+/// Coinbase Advanced Trade in the mock registry ([`crate::venues`]).
+pub const SPEC: MockSpec = MockSpec {
+    exchange: ck_model::Exchange::Coinbase,
+    wire: Wire {
+        time_fields: &[("time", TimeUnit::Iso), ("timestamp", TimeUnit::Iso)],
+        shift_rows: None,
+        ids: Ids::Field("trade_id", None),
+        products: Products::InFrame(frame_product),
+        subscribed: crate::coinbase_exchange::coinbase_subscribed,
+        pong: crate::venues::common_pong,
+    },
+    rest: Some(rest),
+    start,
+    demo: Some(DemoRecording {
+        file: "COINBASE.jsonl.zst",
+        api: None,
+        note: None,
+    }),
+};

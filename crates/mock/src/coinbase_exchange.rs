@@ -4,7 +4,7 @@
 //! cursors in `CB-AFTER` / `CB-BEFORE`, and Coinbase's error shape; and
 //! candles (`GET /products/{id}/candles`) computed from the same trades.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,6 +16,13 @@ use ck_bus::{Origin, RawMessage};
 use serde_json::{Value, json};
 
 use crate::bars::{Fill, Fills, SEC, bars, fills_of};
+
+use futures_util::future::BoxFuture;
+
+use crate::route::{Product, json_of, names_in, upper, upper_of};
+use crate::venues::{
+    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
+};
 
 /// Trades by product, by id.
 type Book = HashMap<String, BTreeMap<u64, Value>>;
@@ -187,3 +194,50 @@ async fn candles_page(
     )
         .into_response()
 }
+
+/// Products named in a Coinbase subscribe message: `product_ids`, at the top
+/// or per channel (Coinbase Exchange and Advanced Trade alike).
+pub(crate) fn coinbase_subscribed(text: &str) -> HashSet<Product> {
+    let mut out = HashSet::new();
+    if let Some(v) = json_of(text) {
+        names_in(&v["product_ids"], &upper, &mut out);
+        for c in v["channels"].as_array().into_iter().flatten() {
+            names_in(&c["product_ids"], &upper, &mut out);
+        }
+    }
+    out
+}
+
+fn rest(
+    recording: &[RawMessage],
+    _shift_to: Option<ck_model::Ts>,
+) -> BoxFuture<'_, std::io::Result<crate::RestMock>> {
+    Box::pin(MockCoinbaseRest::start(recording))
+}
+
+fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
+    Box::pin(crate::venues::generic(
+        ck_model::Exchange::CoinbaseExchange,
+        start,
+    ))
+}
+
+/// Coinbase Exchange in the mock registry ([`crate::venues`]).
+pub const SPEC: MockSpec = MockSpec {
+    exchange: ck_model::Exchange::CoinbaseExchange,
+    wire: Wire {
+        time_fields: &[("time", TimeUnit::Iso)],
+        shift_rows: None,
+        ids: Ids::Field("trade_id", Some("product_id")),
+        products: Products::InFrame(|v| upper_of(&v["product_id"])),
+        subscribed: coinbase_subscribed,
+        pong: crate::venues::common_pong,
+    },
+    rest: Some(rest),
+    start,
+    demo: Some(DemoRecording {
+        file: "COINBASE_EXCHANGE.ws.28.0",
+        api: None,
+        note: None,
+    }),
+};

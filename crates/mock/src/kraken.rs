@@ -14,7 +14,7 @@
 //! the 720 most recent candles only, flat at the previous close for
 //! intervals without trades, as Kraken serves them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -25,6 +25,14 @@ use ck_bus::{Origin, RawMessage};
 use serde_json::value::RawValue;
 
 use crate::bars::{Fill, Fills, SEC, bars, fills_of};
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use crate::route::{Product, json_of, names_in, upper, upper_of};
+use crate::venues::{
+    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
+};
 
 /// Rows by REST pair, by (time ns, id), as row text.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
@@ -296,6 +304,71 @@ async fn ohlc_page(
     );
     ([("content-type", "application/json")], body).into_response()
 }
+
+/// v1 trade frames by position: `[CHAN, [["price", "volume", "secs.frac",
+/// side, type, misc], ...], "trade", PAIR]`, moved by whole seconds so the
+/// fraction keeps its digits.
+fn shift_rows(frame: &str, offset: i64) -> Option<String> {
+    use crate::shift::{Raw, shift_rows_at};
+    let top: Vec<Raw<'_>> = serde_json::from_str(frame).ok()?;
+    match top.as_slice() {
+        [_, _, kind, _] if kind.get() == "\"trade\"" => {
+            shift_rows_at(&top, 1, 2, 6, TimeUnit::Secs, offset)
+        }
+        _ => None,
+    }
+}
+
+fn frame_product(v: &Value) -> Option<Product> {
+    match v {
+        // v1: [channelID, data, channelName, pair]
+        Value::Array(parts) => parts.last().and_then(upper_of),
+        // v1 events name `pair`; v2 data names `symbol`.
+        _ => upper_of(&v["pair"])
+            .or_else(|| upper_of(&v["data"][0]["symbol"]))
+            .or_else(|| upper_of(&v["result"]["symbol"])),
+    }
+}
+
+fn subscribed(text: &str) -> HashSet<Product> {
+    let mut out = HashSet::new();
+    if let Some(v) = json_of(text) {
+        names_in(&v["pair"], &upper, &mut out);
+        names_in(&v["params"]["symbol"], &upper, &mut out);
+    }
+    out
+}
+
+fn rest(
+    recording: &[RawMessage],
+    shift_to: Option<ck_model::Ts>,
+) -> BoxFuture<'_, std::io::Result<crate::RestMock>> {
+    Box::pin(MockKrakenRest::start(recording, shift_to))
+}
+
+fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
+    Box::pin(crate::venues::generic(ck_model::Exchange::Kraken, start))
+}
+
+/// Kraken in the mock registry ([`crate::venues`]).
+pub const SPEC: MockSpec = MockSpec {
+    exchange: ck_model::Exchange::Kraken,
+    wire: Wire {
+        time_fields: &[("timestamp", TimeUnit::Iso)],
+        shift_rows: Some(shift_rows),
+        ids: Ids::Field("trade_id", Some("symbol")),
+        products: Products::InFrame(frame_product),
+        subscribed,
+        pong: crate::venues::common_pong,
+    },
+    rest: Some(rest),
+    start,
+    demo: Some(DemoRecording {
+        file: "KRAKEN.jsonl.zst",
+        api: Some("v1"),
+        note: None,
+    }),
+};
 
 #[cfg(test)]
 mod tests {

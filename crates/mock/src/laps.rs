@@ -29,31 +29,10 @@ use ck_model::{Exchange, Ts};
 
 use crate::shift::edit_field;
 
-/// Where a venue's trade ids are.
-#[derive(Debug, Clone, Copy)]
-enum Ids {
-    /// Numbers (or digits in strings) in this field, running per the value
-    /// of the key field when there is one.
-    Field(&'static str, Option<&'static str>),
-    /// Strings in this field that are not numbers: the lap is appended.
-    Suffix(&'static str),
-    /// The first element of each Bitfinex trade row.
-    BitfinexRows,
-    /// None (Kraken v1).
-    None,
-}
+use crate::venues::Ids;
 
 fn ids(exchange: Exchange) -> Ids {
-    match exchange {
-        Exchange::CoinbaseExchange => Ids::Field("trade_id", Some("product_id")),
-        Exchange::Kraken => Ids::Field("trade_id", Some("symbol")),
-        Exchange::Coinbase => Ids::Field("trade_id", None),
-        Exchange::Okx => Ids::Field("tradeId", Some("instId")),
-        Exchange::Bitstamp => Ids::Field("id", None),
-        Exchange::Bybit => Ids::Suffix("i"),
-        Exchange::Bitfinex => Ids::BitfinexRows,
-        _ => Ids::None,
-    }
+    crate::venues::wire(exchange).ids
 }
 
 /// A recording's frames, playable lap after lap.
@@ -169,7 +148,7 @@ impl Laps {
             Ids::Suffix(field) => edit_field(frame, field, |token| {
                 (!token.is_empty()).then(|| format!("{token}-L{}", lap + 1))
             }),
-            Ids::BitfinexRows => {
+            Ids::FirstOfRows => {
                 let span = self.spans.get("").copied().unwrap_or(0);
                 bitfinex_rows(frame, |id| id + lap * span).unwrap_or_else(|| frame.to_owned())
             }
@@ -198,7 +177,7 @@ fn for_each_id(exchange: Exchange, frame: &str, mut f: impl FnMut(&str, u64)) {
                 None
             });
         }
-        Ids::BitfinexRows => {
+        Ids::FirstOfRows => {
             bitfinex_rows(frame, |id| {
                 f("", id);
                 id

@@ -31,6 +31,7 @@
 
 mod bars;
 pub mod binance;
+pub mod binance_us;
 pub mod bitfinex;
 pub mod bitstamp;
 pub mod bybit;
@@ -42,6 +43,7 @@ pub mod okx;
 pub mod route;
 pub mod shift;
 pub mod venue;
+pub mod venues;
 
 /// A listening socket that may hold one connection accepted already: the
 /// first client, accepted by [`first_client`] before the mock that serves it
@@ -214,21 +216,10 @@ impl RestMock {
         recording: &[ck_bus::RawMessage],
         shift_to: Option<ck_model::Ts>,
     ) -> std::io::Result<Option<RestMock>> {
-        use ck_model::Exchange;
-        Ok(Some(match exchange {
-            Exchange::CoinbaseExchange => {
-                coinbase_exchange::MockCoinbaseRest::start(recording).await?
-            }
-            Exchange::Bitfinex => bitfinex::MockBitfinexRest::start(recording, shift_to).await?,
-            Exchange::Kraken => kraken::MockKrakenRest::start(recording, shift_to).await?,
-            Exchange::Coinbase => {
-                coinbase_advanced::MockCoinbaseAdvancedRest::start(recording, shift_to).await?
-            }
-            Exchange::Bybit => bybit::MockBybitRest::start(recording, shift_to).await?,
-            Exchange::Bitstamp => bitstamp::MockBitstampRest::start(recording, shift_to).await?,
-            Exchange::Okx => okx::MockOkxRest::start(recording, shift_to).await?,
-            _ => return Ok(None),
-        }))
+        match venues::spec(exchange).and_then(|m| m.rest) {
+            Some(start) => Ok(Some(start(recording, shift_to).await?)),
+            None => Ok(None),
+        }
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -15,7 +15,7 @@
 //! `before` from below, both exclusive; of more rows than `limit` in range,
 //! the newest (as OKX pages backwards from the present).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
@@ -25,6 +25,13 @@ use axum::routing::get;
 use ck_bus::{Origin, RawMessage};
 
 use crate::bars::{Fill, Fills, SEC, bars};
+
+use futures_util::future::BoxFuture;
+
+use crate::route::{Product, json_of, names_in, upper, upper_of};
+use crate::venues::{
+    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
+};
 
 /// The last recorded `tickers` row by `instId`.
 type Tickers = HashMap<String, String>;
@@ -328,3 +335,44 @@ async fn ticker(
     )
         .into_response()
 }
+
+fn subscribed(text: &str) -> HashSet<Product> {
+    let mut out = HashSet::new();
+    if let Some(v) = json_of(text) {
+        for a in v["args"].as_array().into_iter().flatten() {
+            names_in(&a["instId"], &upper, &mut out);
+        }
+    }
+    out
+}
+
+fn rest(
+    recording: &[RawMessage],
+    shift_to: Option<ck_model::Ts>,
+) -> BoxFuture<'_, std::io::Result<crate::RestMock>> {
+    Box::pin(MockOkxRest::start(recording, shift_to))
+}
+
+fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
+    Box::pin(crate::venues::generic(ck_model::Exchange::Okx, start))
+}
+
+/// OKX in the mock registry ([`crate::venues`]).
+pub const SPEC: MockSpec = MockSpec {
+    exchange: ck_model::Exchange::Okx,
+    wire: Wire {
+        time_fields: &[("ts", TimeUnit::Millis)],
+        shift_rows: None,
+        ids: Ids::Field("tradeId", Some("instId")),
+        products: Products::InFrame(|v| upper_of(&v["arg"]["instId"])),
+        subscribed,
+        pong: crate::venues::common_pong,
+    },
+    rest: Some(rest),
+    start,
+    demo: Some(DemoRecording {
+        file: "OKX.jsonl.zst",
+        api: None,
+        note: None,
+    }),
+};

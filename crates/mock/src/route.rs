@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 use ck_model::Exchange;
 use serde_json::Value;
 
+use crate::venues::Products;
+
 /// A venue's product name, upper case.
 pub type Product = String;
 
@@ -21,34 +23,49 @@ pub type Product = String;
 /// read in order.
 #[must_use]
 pub fn products(exchange: Exchange, frames: &[String]) -> Vec<Option<Product>> {
+    let products = crate::venues::wire(exchange).products;
     let mut channels: HashMap<i64, Product> = HashMap::new();
     frames
         .iter()
         .map(|frame| {
             let v: Value = serde_json::from_str(frame).ok()?;
-            if exchange == Exchange::Bitfinex {
-                return bitfinex(&v, &mut channels);
+            match products {
+                Products::ByChannel => by_channel(&v, &mut channels),
+                Products::InFrame(product) => product(&v),
             }
-            frame_product(exchange, &v)
         })
         .collect()
 }
 
-fn upper(s: &str) -> Product {
+/// `s` as products are compared: upper case.
+pub(crate) fn upper(s: &str) -> Product {
     s.to_ascii_uppercase()
 }
 
 /// The last part of `s` after `sep` (`publicTrade.BTCUSDT` → `BTCUSDT`).
-fn last_part(s: &str, sep: char) -> &str {
+pub(crate) fn last_part(s: &str, sep: char) -> &str {
     s.rsplit(sep).next().unwrap_or(s)
 }
 
-/// The product before Binance's `@` (`btcusdt@trade` → `BTCUSDT`).
-fn binance_stream(stream: &str) -> Product {
-    upper(stream.split('@').next().unwrap_or(stream))
+/// The string, or strings, of `v` mapped by `f` into `out`.
+pub(crate) fn names_in(v: &Value, f: &dyn Fn(&str) -> Product, out: &mut HashSet<Product>) {
+    match v {
+        Value::String(one) => {
+            out.insert(f(one));
+        }
+        Value::Array(many) => {
+            out.extend(many.iter().filter_map(Value::as_str).map(f));
+        }
+        _ => {}
+    }
 }
 
-fn bitfinex(v: &Value, channels: &mut HashMap<i64, Product>) -> Option<Product> {
+/// A string field of `v`, upper case.
+pub(crate) fn upper_of(v: &Value) -> Option<Product> {
+    v.as_str().map(upper)
+}
+
+fn by_channel(v: &Value, channels: &mut HashMap<i64, Product>) -> Option<Product> {
     if v["event"] == "subscribed" {
         let symbol = upper(v["symbol"].as_str()?);
         if let Some(id) = v["chanId"].as_i64() {
@@ -59,90 +76,16 @@ fn bitfinex(v: &Value, channels: &mut HashMap<i64, Product>) -> Option<Product> 
     channels.get(&v.get(0)?.as_i64()?).cloned()
 }
 
-fn frame_product(exchange: Exchange, v: &Value) -> Option<Product> {
-    let s = |v: &Value| v.as_str().map(upper);
-    match exchange {
-        Exchange::Binance => s(&v["data"]["s"])
-            .or_else(|| v["stream"].as_str().map(binance_stream))
-            .or_else(|| s(&v["s"])),
-        Exchange::CoinbaseExchange => s(&v["product_id"]),
-        Exchange::Coinbase => {
-            let event = &v["events"][0];
-            s(&event["product_id"])
-                .or_else(|| s(&event["trades"][0]["product_id"]))
-                .or_else(|| s(&event["tickers"][0]["product_id"]))
-                .or_else(|| s(&event["candles"][0]["product_id"]))
-        }
-        Exchange::Kraken => match v {
-            // v1: [channelID, data, channelName, pair]
-            Value::Array(parts) => parts.last().and_then(s),
-            // v1 events name `pair`; v2 data names `symbol`.
-            _ => s(&v["pair"])
-                .or_else(|| s(&v["data"][0]["symbol"]))
-                .or_else(|| s(&v["result"]["symbol"])),
-        },
-        Exchange::Bitstamp => v["channel"]
-            .as_str()
-            .filter(|c| c.contains('_'))
-            .map(|c| upper(last_part(c, '_'))),
-        Exchange::Okx => s(&v["arg"]["instId"]),
-        Exchange::Bybit => v["topic"].as_str().map(|t| upper(last_part(t, '.'))),
-        _ => None,
-    }
-}
-
 /// The products a client's subscribe message (or Binance's `streams=`
 /// query) asks for; empty when it names none the mock can read.
 #[must_use]
 pub fn subscribed(exchange: Exchange, text: &str) -> HashSet<Product> {
-    let mut out = HashSet::new();
-    if exchange == Exchange::Binance
-        && let Some(streams) = text.split("streams=").nth(1)
-    {
-        for stream in streams.split(['/', '&']).filter(|s| s.contains('@')) {
-            out.insert(binance_stream(stream));
-        }
-        return out;
-    }
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return out;
-    };
-    let mut strings = |v: &Value, f: &dyn Fn(&str) -> Product| match v {
-        Value::String(one) => {
-            out.insert(f(one));
-        }
-        Value::Array(many) => {
-            out.extend(many.iter().filter_map(Value::as_str).map(f));
-        }
-        _ => {}
-    };
-    match exchange {
-        Exchange::Binance => strings(&v["params"], &binance_stream),
-        Exchange::CoinbaseExchange | Exchange::Coinbase => {
-            strings(&v["product_ids"], &upper);
-            if let Some(channels) = v["channels"].as_array() {
-                for c in channels {
-                    strings(&c["product_ids"], &upper);
-                }
-            }
-        }
-        Exchange::Kraken => {
-            strings(&v["pair"], &upper);
-            strings(&v["params"]["symbol"], &upper);
-        }
-        Exchange::Bitstamp => strings(&v["data"]["channel"], &|c| upper(last_part(c, '_'))),
-        Exchange::Okx => {
-            if let Some(args) = v["args"].as_array() {
-                for a in args {
-                    strings(&a["instId"], &upper);
-                }
-            }
-        }
-        Exchange::Bybit => strings(&v["args"], &|t| upper(last_part(t, '.'))),
-        Exchange::Bitfinex => strings(&v["symbol"], &upper),
-        _ => {}
-    }
-    out
+    (crate::venues::wire(exchange).subscribed)(text)
+}
+
+/// The message of a subscription, when it is JSON.
+pub(crate) fn json_of(text: &str) -> Option<Value> {
+    serde_json::from_str(text).ok()
 }
 
 #[cfg(test)]

@@ -14,49 +14,32 @@
 
 use ck_model::{Exchange, Ts};
 
-/// How a field holds its time.
-#[derive(Debug, Clone, Copy)]
-enum Unit {
-    Iso,
-    Secs,
-    Millis,
-    Micros,
-}
-
-fn fields(exchange: Exchange) -> &'static [(&'static str, Unit)] {
-    match exchange {
-        Exchange::CoinbaseExchange => &[("time", Unit::Iso)],
-        Exchange::Coinbase => &[("time", Unit::Iso), ("timestamp", Unit::Iso)],
-        Exchange::Kraken => &[("timestamp", Unit::Iso)],
-        Exchange::Bitstamp => &[("timestamp", Unit::Secs), ("microtimestamp", Unit::Micros)],
-        Exchange::Okx => &[("ts", Unit::Millis)],
-        Exchange::Bybit => &[("T", Unit::Millis), ("ts", Unit::Millis)],
-        _ => &[],
-    }
-}
+use crate::venues::TimeUnit as Unit;
 
 /// Whether frames of `exchange` can be shifted.
 #[must_use]
 pub fn shiftable(exchange: Exchange) -> bool {
-    !fields(exchange).is_empty() || exchange == Exchange::Bitfinex
+    let wire = crate::venues::wire(exchange);
+    !wire.time_fields.is_empty() || wire.shift_rows.is_some()
 }
 
 /// `frame` with every time field of `exchange` moved by `offset` ns.
 #[must_use]
 pub fn shift_frame(exchange: Exchange, frame: &str, offset: i64) -> String {
+    let wire = crate::venues::wire(exchange);
     if frame.starts_with('[')
-        && let Some(shifted) = shift_positional(exchange, frame, offset)
+        && let Some(shifted) = wire.shift_rows.and_then(|rows| rows(frame, offset))
     {
         return shifted;
     }
     let mut text = frame.to_owned();
-    for (name, unit) in fields(exchange) {
+    for (name, unit) in wire.time_fields {
         text = shift_field(&text, name, *unit, offset);
     }
     text
 }
 
-type Raw<'a> = &'a serde_json::value::RawValue;
+pub(crate) type Raw<'a> = &'a serde_json::value::RawValue;
 
 fn join(items: &[String]) -> String {
     format!("[{}]", items.join(","))
@@ -91,41 +74,39 @@ fn shift_row(row: &str, index: usize, len: usize, unit: Unit, offset: i64) -> Op
     Some(join(&out))
 }
 
-/// Bitfinex and Kraken v1 trade frames, by position.
-fn shift_positional(exchange: Exchange, frame: &str, offset: i64) -> Option<String> {
-    let top: Vec<Raw<'_>> = serde_json::from_str(frame).ok()?;
-    let mut out = texts(&top);
-    match exchange {
-        // [CHAN, [[ID, MTS, AMOUNT, PRICE], ...]] and [CHAN, "te"|"tu", [ID, MTS, AMOUNT, PRICE]]
-        Exchange::Bitfinex => match top.as_slice() {
-            // Each may end with a sequence number (the connection's SEQ_ALL flag).
-            [_, rows] | [_, rows, _] if rows.get().starts_with("[[") => {
-                let rows: Vec<Raw<'_>> = serde_json::from_str(rows.get()).ok()?;
-                let shifted: Option<Vec<String>> = rows
-                    .iter()
-                    .map(|r| shift_row(r.get(), 1, 4, Unit::Millis, offset))
-                    .collect();
-                out[1] = join(&shifted?);
-            }
-            [_, kind, row] | [_, kind, row, _] if matches!(kind.get(), "\"te\"" | "\"tu\"") => {
-                out[2] = shift_row(row.get(), 1, 4, Unit::Millis, offset)?;
-            }
-            _ => return None,
-        },
-        // [CHAN, [["price", "volume", "secs.frac", side, type, misc], ...], "trade", PAIR]
-        Exchange::Kraken => match top.as_slice() {
-            [_, rows, kind, _] if kind.get() == "\"trade\"" => {
-                let rows: Vec<Raw<'_>> = serde_json::from_str(rows.get()).ok()?;
-                let shifted: Option<Vec<String>> = rows
-                    .iter()
-                    .map(|r| shift_row(r.get(), 2, 6, Unit::Secs, offset))
-                    .collect();
-                out[1] = join(&shifted?);
-            }
-            _ => return None,
-        },
-        _ => return None,
-    }
+/// The rows of a frame of trade rows (`[CHAN, [[row], ...], ...]`) at
+/// `rows` in `top`, each with its time at `index` of `len` moved; `None`
+/// when they are not such rows.
+pub(crate) fn shift_rows_at(
+    top: &[Raw<'_>],
+    rows: usize,
+    index: usize,
+    len: usize,
+    unit: Unit,
+    offset: i64,
+) -> Option<String> {
+    let mut out = texts(top);
+    let items: Vec<Raw<'_>> = serde_json::from_str(top.get(rows)?.get()).ok()?;
+    let shifted: Option<Vec<String>> = items
+        .iter()
+        .map(|r| shift_row(r.get(), index, len, unit, offset))
+        .collect();
+    out[rows] = join(&shifted?);
+    Some(join(&out))
+}
+
+/// The frame with its element `at` (one row) moved as [`shift_rows_at`]
+/// moves each row.
+pub(crate) fn shift_one_row_at(
+    top: &[Raw<'_>],
+    at: usize,
+    index: usize,
+    len: usize,
+    unit: Unit,
+    offset: i64,
+) -> Option<String> {
+    let mut out = texts(top);
+    out[at] = shift_row(top.get(at)?.get(), index, len, unit, offset)?;
     Some(join(&out))
 }
 

@@ -311,26 +311,7 @@ impl Shared {
 
 /// The venue's answer to an application-level ping, if `text` is one.
 fn pong(exchange: Exchange, text: &str) -> Option<String> {
-    let trimmed = text.trim();
-    if trimmed == "ping" {
-        return Some("pong".to_owned()); // OKX
-    }
-    let v: serde_json::Value = serde_json::from_str(trimmed).ok()?;
-    let reply = if v["op"] == "ping" {
-        serde_json::json!({"success": true, "ret_msg": "pong", "conn_id": "mock", "op": "ping"})
-    } else if v["method"] == "ping" {
-        serde_json::json!({"method": "pong", "req_id": v["req_id"]})
-    } else if v["event"] == "ping" {
-        match exchange {
-            Exchange::Bitfinex => serde_json::json!({"event": "pong", "cid": v["cid"]}),
-            _ => serde_json::json!({"event": "pong", "reqid": v["reqid"]}),
-        }
-    } else if v["event"] == "bts:heartbeat" {
-        serde_json::json!({"event": "bts:heartbeat", "channel": "", "data": {"status": "success"}})
-    } else {
-        return None;
-    };
-    Some(reply.to_string())
+    (crate::venues::wire(exchange).pong)(text)
 }
 
 async fn serve(

@@ -9,6 +9,7 @@
 
 mod candle;
 mod decimal;
+mod exchange;
 mod gap;
 mod instrument;
 mod interval;
@@ -20,8 +21,9 @@ pub use candle::{
     RecordFields,
 };
 pub use decimal::{Decimal, DecimalError, MAX_SCALE, pow10};
+pub use exchange::{Exchange, ExchangeFacts, FACTS, SymbolStyle};
 pub use gap::{BackfillProgress, Gap, GapState};
-pub use instrument::{Exchange, Instrument, InstrumentError, InstrumentInfo, normalize_asset};
+pub use instrument::{Instrument, InstrumentError, InstrumentInfo, normalize_asset};
 pub use interval::{Interval, IntervalError};
 pub use time::{NANOS_PER_SEC, Ts, TsError, parse_span};
 pub use trade::{Quote, Side, Trade, TradeId};

@@ -7,7 +7,7 @@ mod book;
 mod rest;
 mod ws;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,11 +15,15 @@ use std::time::Duration;
 
 use ck_bus::{Origin, RawMessage};
 use ck_model::Ts;
-use tokio::net::TcpListener;
+use futures_util::future::BoxFuture;
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use book::MockTrade;
 use book::{SymbolBook, TradeBook};
+
+use crate::route::{Product, json_of, names_in, upper, upper_of};
+use crate::venues::{DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, Wire};
 
 /// Faults to inject. Counts are messages sent on one connection unless said
 /// otherwise; `None` disables a fault.
@@ -61,6 +65,9 @@ pub struct MockOptions {
     /// Shift the times so the first message is at this time instead of
     /// now: two mocks started with the same time serve the same data.
     pub shift_to: Option<Ts>,
+    /// Refuse `historicalTrades` without an `X-MBX-APIKEY` header (401,
+    /// code -2014), as Binance.US does.
+    pub require_api_key: bool,
 }
 
 impl Default for MockOptions {
@@ -71,6 +78,7 @@ impl Default for MockOptions {
             ping_every: Duration::from_secs(20),
             faults: Faults::default(),
             shift_to: None,
+            require_api_key: false,
         }
     }
 }
@@ -259,17 +267,32 @@ impl MockBinance {
         recording: &[RawMessage],
         options: MockOptions,
     ) -> std::io::Result<MockBinance> {
+        let ws = crate::Listening::bind(ws_addr).await?;
+        let rest = crate::Listening::bind(rest_addr).await?;
+        MockBinance::start_on_listeners(ws, rest, recording, options)
+    }
+
+    /// Like [`MockBinance::start`], on listeners bound already. Its times
+    /// are fixed when the first client comes, so a client that connected
+    /// before this was called is served from then.
+    ///
+    /// # Errors
+    /// When a listener has no address.
+    pub fn start_on_listeners(
+        ws: crate::Listening,
+        rest: crate::Listening,
+        recording: &[RawMessage],
+        options: MockOptions,
+    ) -> std::io::Result<MockBinance> {
         let lazy = Arc::new(Lazy {
             recording: recording.to_vec(),
             options,
             built: std::sync::OnceLock::new(),
         });
-        let ws_listener = TcpListener::bind(ws_addr).await?;
-        let ws_addr = ws_listener.local_addr()?;
-        tokio::spawn(ws::accept(ws_listener, lazy.clone()));
-        let rest_listener = TcpListener::bind(rest_addr).await?;
-        let rest_addr = rest_listener.local_addr()?;
-        tokio::spawn(rest::serve(rest_listener, lazy.clone()));
+        let ws_addr = ws.local_addr()?;
+        tokio::spawn(ws::accept(ws, lazy.clone()));
+        let rest_addr = rest.local_addr()?;
+        tokio::spawn(rest::serve(rest, lazy.clone()));
         Ok(MockBinance {
             ws_addr,
             rest_addr,
@@ -475,6 +498,93 @@ fn read_listings(body: &str, out: &mut BTreeMap<String, (String, String)>) {
         }
     }
 }
+
+/// The product before Binance's `@` (`btcusdt@trade` → `BTCUSDT`).
+fn stream_product(stream: &str) -> Product {
+    upper(stream.split('@').next().unwrap_or(stream))
+}
+
+fn frame_product(v: &Value) -> Option<Product> {
+    upper_of(&v["data"]["s"])
+        .or_else(|| v["stream"].as_str().map(stream_product))
+        .or_else(|| upper_of(&v["s"]))
+}
+
+/// Streams named in the connect URL (`/stream?streams=`), or in a
+/// `SUBSCRIBE` request's `params`.
+fn subscribed(text: &str) -> HashSet<Product> {
+    let mut out = HashSet::new();
+    if let Some(streams) = text.split("streams=").nth(1) {
+        for stream in streams.split(['/', '&']).filter(|s| s.contains('@')) {
+            out.insert(stream_product(stream));
+        }
+    } else if let Some(v) = json_of(text) {
+        names_in(&v["params"], &stream_product, &mut out);
+    }
+    out
+}
+
+/// Binance's wire format, as the generic venue mock reads it (it neither
+/// moves Binance's times nor ids: [`MockBinance`] does).
+pub const WIRE: Wire = Wire {
+    time_fields: &[],
+    shift_rows: None,
+    ids: Ids::None,
+    products: Products::InFrame(frame_product),
+    subscribed,
+    pong: crate::venues::common_pong,
+};
+
+/// Starts a [`MockBinance`] for a venue of Binance's family.
+///
+/// # Errors
+/// When a port cannot be bound.
+pub async fn start_family(
+    start: MockStart<'_>,
+    require_api_key: bool,
+) -> std::io::Result<RunningMock> {
+    let options = MockOptions {
+        speed: start.speed,
+        looped: start.looped,
+        faults: Faults {
+            drop_every: start.faults.drop_every,
+            skip_every: start.faults.skip_every,
+            malformed_every: start.faults.malformed_every,
+            rest_429_every: start.faults.rest_429_every,
+            ..Faults::default()
+        },
+        shift_to: start.shift_to,
+        require_api_key,
+        ..MockOptions::default()
+    };
+    let mock = match start.listen {
+        Some((ws, rest)) => MockBinance::start_on_listeners(ws, rest, start.recording, options)?,
+        None => MockBinance::start(start.recording, options).await?,
+    };
+    Ok(RunningMock {
+        ws_url: mock.ws_url(),
+        rest_url: Some(mock.rest_url()),
+        messages: mock.len(),
+        keep: Box::new(mock),
+    })
+}
+
+fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
+    Box::pin(start_family(start, false))
+}
+
+/// Binance in the mock registry ([`crate::venues`]).
+pub const SPEC: MockSpec = MockSpec {
+    exchange: ck_model::Exchange::Binance,
+    wire: WIRE,
+    rest: None,
+    start,
+    demo: Some(DemoRecording {
+        file: "binance_spot_btcusdt_20240808.gz",
+        api: None,
+        note: None,
+    }),
+};
 
 #[cfg(test)]
 mod tests {

@@ -14,14 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ck_model::{Decimal, Interval};
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use super::{MockTrade, Shared};
 use crate::bars::{Fill, bars};
 
 type Params = Query<HashMap<String, String>>;
 
-pub(super) async fn serve(listener: TcpListener, shared: Arc<super::Lazy>) {
+pub(super) async fn serve(listener: crate::Listening, shared: Arc<super::Lazy>) {
     let app = Router::new()
         .route("/api/v3/exchangeInfo", get(exchange_info))
         .route("/api/v3/historicalTrades", get(historical_trades))
@@ -129,10 +128,22 @@ async fn exchange_info(State(lazy): State<Arc<super::Lazy>>) -> Response {
     .into_response()
 }
 
-async fn historical_trades(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
+async fn historical_trades(
+    State(lazy): State<Arc<super::Lazy>>,
+    headers: axum::http::HeaderMap,
+    Query(q): Params,
+) -> Response {
     let shared = lazy.get();
     if let Some(r) = gate(shared).await {
         return r;
+    }
+    // Binance.US: a MARKET_DATA endpoint, which wants an API key.
+    if shared.options.require_api_key
+        && headers
+            .get("x-mbx-apikey")
+            .is_none_or(|k| k.as_bytes().is_empty())
+    {
+        return error(StatusCode::UNAUTHORIZED, -2014, "API-key format invalid.");
     }
     let answer = || -> Result<Response, Refused> {
         let s = symbol(shared, &q)?;

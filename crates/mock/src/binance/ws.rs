@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -19,7 +19,7 @@ type WsError = tokio_tungstenite::tungstenite::Error;
 /// Messages written before one flush when the client reads as fast as it can.
 const BATCH: usize = 64;
 
-pub(super) async fn accept(listener: TcpListener, lazy: Arc<super::Lazy>) {
+pub(super) async fn accept(mut listener: crate::Listening, lazy: Arc<super::Lazy>) {
     while let Ok((socket, _)) = listener.accept().await {
         // The first client fixes the shift to now.
         let shared = lazy.get().clone();
