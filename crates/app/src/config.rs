@@ -650,8 +650,10 @@ impl AppConfig {
             let Some(rest) = key.strip_prefix("CANDLEKEEP_") else {
                 continue;
             };
-            // Process settings that are not part of the pipeline config.
-            if matches!(rest, "LOG" | "CONFIG") {
+            // Process settings that are not part of the pipeline config, and
+            // venues' API keys (`CANDLEKEEP_BINANCE_US_API_KEY`), which the
+            // venue reads itself and no configuration file holds.
+            if matches!(rest, "LOG" | "CONFIG") || rest.ends_with("_API_KEY") {
                 continue;
             }
             // The documented name of the API token, short for API__TOKEN.

@@ -64,14 +64,14 @@ pub(crate) enum Command {
         #[arg(long)]
         speed: Option<f64>,
         /// The venue of recordings whose name and content do not say it
-        /// (a cryptofeed text recording renamed): binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
-        #[arg(long)]
+        /// (a cryptofeed text recording renamed).
+        #[arg(long, value_parser = exchange_names(), ignore_case = true)]
         exchange: Option<Exchange>,
     },
     /// Load trades from a CSV (`ts,trade_id,price,qty,side`) or JSON lines file and build their candles.
     Import {
-        /// The exchange the trades are from: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
-        #[arg(long)]
+        /// The exchange the trades are from.
+        #[arg(long, value_parser = exchange_names(), ignore_case = true)]
         exchange: Exchange,
         /// The instrument, BASE-QUOTE.
         #[arg(long)]
@@ -116,8 +116,8 @@ pub(crate) enum Command {
     /// replays recordings (their times moved to when the first client
     /// connects), for demos and offline runs.
     MockExchange {
-        /// The venue: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
-        #[arg(long, default_value = "binance")]
+        /// The venue.
+        #[arg(long, default_value = "binance", value_parser = exchange_names(), ignore_case = true)]
         venue: Exchange,
         /// Address of the WebSocket (Binance: combined streams at `/stream`).
         #[arg(long, default_value = "127.0.0.1:9443")]
@@ -153,8 +153,8 @@ pub(crate) enum Command {
     },
     /// List recorded gaps (trades known to be missing), newest first.
     Gaps {
-        /// Only this exchange: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
-        #[arg(long)]
+        /// Only this exchange.
+        #[arg(long, value_parser = exchange_names(), ignore_case = true)]
         exchange: Option<Exchange>,
         /// Only this instrument, BASE-QUOTE.
         #[arg(long)]
@@ -222,10 +222,10 @@ pub(crate) enum Command {
     /// Fetch history over REST for a range: trades (building our candles on the
     /// way) and/or the exchange's own candles. Resumable: rerun to continue.
     Backfill {
-        /// The exchange. Trades: binance, coinbase-exchange, coinbase
-        /// (Advanced Trade), bitfinex, kraken, okx (bybit and bitstamp keep
-        /// only recent trades). Candles (--candles): every exchange.
-        #[arg(long)]
+        /// The exchange. Trades: every venue but bybit and bitstamp, which
+        /// keep only recent trades (binance-us wants an API key in
+        /// CANDLEKEEP_BINANCE_US_API_KEY). Candles (--candles): every venue.
+        #[arg(long, value_parser = exchange_names(), ignore_case = true)]
         exchange: Exchange,
         /// Instruments, BASE-QUOTE; repeat for several (fetched in parallel).
         #[arg(long = "instrument", required = true)]
@@ -249,8 +249,8 @@ pub(crate) enum Command {
     /// Compare our candles with the exchange's own (fetched with
     /// `backfill --candles`) and print every difference; exits 1 if any.
     Verify {
-        /// The exchange: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
-        #[arg(long)]
+        /// The exchange.
+        #[arg(long, value_parser = exchange_names(), ignore_case = true)]
         exchange: Exchange,
         /// The instrument, BASE-QUOTE.
         #[arg(long)]
@@ -269,8 +269,8 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct RangeArgs {
-    /// The exchange: binance, coinbase-exchange, coinbase (Advanced Trade), bitfinex, kraken, bitstamp, okx, bybit.
-    #[arg(long)]
+    /// The exchange.
+    #[arg(long, value_parser = exchange_names(), ignore_case = true)]
     pub(crate) exchange: Exchange,
     /// The instrument, BASE-QUOTE.
     #[arg(long)]
@@ -334,4 +334,14 @@ pub(crate) fn parse_ts_unit(s: &str) -> Result<TsUnit, String> {
 
 pub(crate) fn parse_time(s: &str) -> Result<Ts, String> {
     Ts::parse(s).map_err(|e| e.to_string())
+}
+
+/// The exchanges clap accepts, from ck-model's registry: the help lists
+/// their names, and their other names (`gdax`, `binance_us`) are accepted.
+fn exchange_names() -> impl clap::builder::TypedValueParser<Value = Exchange> {
+    use clap::builder::TypedValueParser as _;
+    let values = ck_model::FACTS
+        .iter()
+        .map(|f| clap::builder::PossibleValue::new(f.name).aliases(f.aliases.iter().copied()));
+    clap::builder::PossibleValuesParser::new(values).try_map(|s| s.parse::<Exchange>())
 }

@@ -6,12 +6,18 @@
 //! Lower ids (late or repeated trades) never open a gap. Venues without
 //! sequential ids are ignored here; their gaps come from reconnect windows.
 //!
+//! A trade that arrives late with an id inside a gap the detector opened
+//! (messages redelivered out of order after a processor fails over, or a
+//! venue's own reordering) counts towards it: once every missing id of a
+//! gap of up to [`LATE_FILL_IDS`] ids has arrived, the gap is reported
+//! again as filled.
+//!
 //! On a venue whose aggregated trades carry their last fill's id (OKX), the
 //! detector also remembers recent aggregates, so that a single fill inside
 //! one (REST history serves fills one by one) is known to be counted
 //! already: [`GapDetector::covered`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ck_model::{Exchange, Gap, GapState, Instrument, Trade, Ts};
 
@@ -21,7 +27,25 @@ pub struct GapDetector {
     last: HashMap<(Exchange, Instrument), (u64, Ts)>,
     /// Recent aggregated trades per instrument: last id to first id.
     aggregates: HashMap<(Exchange, Instrument), BTreeMap<u64, u64>>,
+    /// Gaps opened here that late trades may still fill, per instrument,
+    /// by their first missing id.
+    open: HashMap<(Exchange, Instrument), BTreeMap<u64, OpenGap>>,
 }
+
+/// A gap opened by the detector, and the ids of it that arrived since.
+#[derive(Debug)]
+struct OpenGap {
+    gap: Gap,
+    arrived: BTreeSet<u64>,
+}
+
+/// The largest gap (in ids) that late trades are counted towards; larger
+/// ones are left to repair.
+pub const LATE_FILL_IDS: u64 = 10_000;
+
+/// How many open gaps per instrument late trades are counted towards (the
+/// most recent).
+pub const LATE_FILL_GAPS: usize = 64;
 
 /// How many aggregated trades per instrument [`GapDetector::covered`]
 /// remembers (the most recent ids): hours of a busy market, far more than
@@ -54,10 +78,10 @@ impl GapDetector {
             return None;
         };
         if id <= last {
-            return None;
+            return self.late(&key, first, id, now);
         }
-        self.last.insert(key, (id, trade.ts_exchange));
-        (first > last + 1).then(|| Gap {
+        self.last.insert(key.clone(), (id, trade.ts_exchange));
+        let gap = (first > last + 1).then(|| Gap {
             exchange: trade.exchange,
             instrument: trade.instrument.clone(),
             from_ts: last_ts,
@@ -74,6 +98,47 @@ impl GapDetector {
                 )
             },
             detected_at: now,
+        })?;
+        if first - 1 - last < LATE_FILL_IDS {
+            let open = self.open.entry(key).or_default();
+            open.insert(
+                last + 1,
+                OpenGap {
+                    gap: gap.clone(),
+                    arrived: BTreeSet::new(),
+                },
+            );
+            if open.len() > LATE_FILL_GAPS {
+                open.pop_first();
+            }
+        }
+        Some(gap)
+    }
+
+    /// A trade with ids `first..=id` at or below the highest seen: if they
+    /// fall in a gap opened here, they count towards it; the gap, filled,
+    /// when its last missing id arrived.
+    fn late(&mut self, key: &(Exchange, Instrument), first: u64, id: u64, now: Ts) -> Option<Gap> {
+        let open = self.open.get_mut(key)?;
+        let (&start, entry) = open.range_mut(..=id).next_back()?;
+        let end = entry.gap.last_missing_id?;
+        if first > end {
+            return None;
+        }
+        entry.arrived.extend(first.max(start)..=id.min(end));
+        if entry.arrived.len() as u64 <= end - start {
+            return None;
+        }
+        let filled = open.remove(&start)?;
+        Some(Gap {
+            state: GapState::Filled,
+            reason: format!(
+                "filled by {} trades that arrived late ({})",
+                end - start + 1,
+                filled.gap.reason
+            ),
+            detected_at: now,
+            ..filled.gap
         })
     }
 
@@ -140,6 +205,51 @@ mod tests {
             ts_received: Ts::from_secs(secs),
             fills,
         }
+    }
+
+    #[test]
+    fn trades_that_arrive_late_fill_the_gap_they_were_missing_from() {
+        let mut d = GapDetector::new();
+        let now = Ts::from_secs(100);
+        let ex = Exchange::Binance;
+        assert_eq!(d.on_trade(&trade(ex, 10, 1), now), None);
+        let gap = d.on_trade(&trade(ex, 14, 5), now).expect("gap 11..=13");
+        assert_eq!(
+            (gap.first_missing_id, gap.last_missing_id),
+            (Some(11), Some(13))
+        );
+        assert_eq!(d.on_trade(&trade(ex, 12, 3), now), None, "one of three");
+        assert_eq!(
+            d.on_trade(&trade(ex, 12, 3), now),
+            None,
+            "a repeat counts once"
+        );
+        assert_eq!(d.on_trade(&trade(ex, 9, 0), now), None, "below the gap");
+        assert_eq!(d.on_trade(&trade(ex, 11, 2), now), None, "two of three");
+        let filled = d.on_trade(&trade(ex, 13, 4), now).expect("filled");
+        assert_eq!(filled.state, GapState::Filled);
+        assert_eq!(
+            (
+                filled.from_ts,
+                filled.to_ts,
+                filled.first_missing_id,
+                filled.last_missing_id
+            ),
+            (
+                gap.from_ts,
+                gap.to_ts,
+                gap.first_missing_id,
+                gap.last_missing_id
+            ),
+            "the same gap, so the store updates it"
+        );
+        assert_eq!(d.on_trade(&trade(ex, 13, 4), now), None, "filled once");
+        // A gap too large to count ids of is left to repair.
+        let big = d
+            .on_trade(&trade(ex, 14 + LATE_FILL_IDS + 1, 9), now)
+            .expect("gap");
+        assert_eq!(big.state, GapState::Open);
+        assert!((15..15 + LATE_FILL_IDS).all(|id| d.on_trade(&trade(ex, id, 6), now).is_none()));
     }
 
     #[test]

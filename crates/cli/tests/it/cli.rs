@@ -499,7 +499,8 @@ fn the_demo_runs_from_an_empty_folder_with_every_venue_live() {
                 .iter()
                 .filter(|c| c["state"] == "connected" && c["messages"].as_u64() > Some(0))
                 .count();
-            if list.len() == 8 && live == 8 {
+            let venues = ck_model::Exchange::ALL.len();
+            if list.len() == venues && live == venues {
                 all_live = true;
                 assert!(
                     list.iter().all(|c| c["note"]

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod backfill;
+mod binance_us;
 mod browser;
 mod cli;
 mod cluster;

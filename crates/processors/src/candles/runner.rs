@@ -152,9 +152,13 @@ impl CandleRunner {
                         publish(feed.as_ref(), &event);
                         output.send(event).await?;
                         if let Some(g) = gap {
-                            meters.gaps.inc();
-                            tracing::warn!(exchange = %g.exchange, instrument = %g.instrument, reason = %g.reason, "gap detected");
-                            tap(&g);
+                            if g.state == GapState::Open {
+                                meters.gaps.inc();
+                                tracing::warn!(exchange = %g.exchange, instrument = %g.instrument, reason = %g.reason, "gap detected");
+                                tap(&g);
+                            } else {
+                                tracing::info!(exchange = %g.exchange, instrument = %g.instrument, reason = %g.reason, "gap filled");
+                            }
                             output.send(Event::Gap(g)).await?;
                         }
                         for c in candles.drain(..) {
