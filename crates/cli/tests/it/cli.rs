@@ -186,7 +186,7 @@ fn bad_arguments_are_refused_with_the_valid_values() {
             "1m",
         ],
         2,
-        "valid exchanges: binance",
+        "[possible values: binance, coinbase-exchange, coinbase, bitfinex, kraken, bitstamp, okx, bybit, binance-us]",
     );
     refused(
         d,
