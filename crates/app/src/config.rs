@@ -585,7 +585,9 @@ fn default_stale_secs() -> u64 {
     60
 }
 
-/// The validated runtime settings derived from [`AppConfig`].
+/// The validated settings derived from [`AppConfig`]: plain data. What the
+/// stages of a running process share (the live feed, the connector
+/// registry, a collector's NATS connection) is in [`crate::runtime::Runtime`].
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The data folder.
@@ -602,35 +604,9 @@ pub struct Settings {
     pub tick: std::time::Duration,
     /// The rest, as configured.
     pub config: AppConfig,
-    /// The live connectors of this application (the pipeline registers
-    /// them; the API shows them). Clones of the settings share it.
-    pub connectors: std::sync::Arc<ck_sources::live::ConnectorRegistry>,
-    /// Live trades, quotes and candles for WebSocket clients (the candle
-    /// stage publishes; nobody waits on a slow reader). Clones share it.
-    pub feed: ck_bus::LiveFeed,
-    /// A collector's NATS connection: the pipeline publishes there instead
-    /// of building candles and writing the store.
-    pub publish_to: Option<std::sync::Arc<crate::cluster::Cluster>>,
 }
 
-/// Updates the live feed holds for each reader (the WebSocket encoder, the
-/// Redis sink, alerts...) before the slowest loses the oldest: about six
-/// seconds at 10,000 a second, for a few megabytes of pointers. A
-/// WebSocket client's own queue is `api.ws_queue`, after the encoder.
-const LIVE_FEED_CAPACITY: usize = 65_536;
-
 impl AppConfig {
-    /// How long the configured live sources may be silent (the longest
-    /// `stale_after_secs`), or `None` when none captures live.
-    #[must_use]
-    pub fn live_stale_after(&self) -> Option<std::time::Duration> {
-        self.sources
-            .iter()
-            .filter_map(|s| s.venue().map(|(_, v)| v.stale_after_secs))
-            .max()
-            .map(std::time::Duration::from_secs)
-    }
-
     /// Reads `path` (if given), applies environment overrides from `env`, and
     /// validates.
     pub fn load(
@@ -838,9 +814,6 @@ impl AppConfig {
             },
             tick: std::time::Duration::from_millis(self.candles.tick_ms.max(10)),
             config: self.clone(),
-            connectors: std::sync::Arc::default(),
-            feed: ck_bus::live_feed(LIVE_FEED_CAPACITY),
-            publish_to: None,
         })
     }
 

@@ -19,7 +19,9 @@ pub mod lease;
 pub mod migrate;
 pub mod pipeline;
 pub mod retention;
+pub mod runtime;
 pub mod sources;
+pub mod topology;
 pub mod verify;
 
 use std::sync::Arc;

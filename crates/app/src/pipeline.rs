@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
+use crate::runtime::Runtime;
 
 /// One source to run.
 #[derive(Debug, Clone)]
@@ -179,7 +180,30 @@ pub(crate) async fn until_stopped<T>(
 }
 
 /// Runs `sources` through the pipeline into `store` until they finish or
-/// `shutdown` is cancelled, then stops in order. With `settings.publish_to`
+/// `shutdown` is cancelled, then stops in order, with handles of its own
+/// (see [`run_pipeline_with`]).
+pub async fn run_pipeline(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    sources: Vec<Source>,
+    wall_clock: Option<Arc<dyn Clock>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<PipelineReport> {
+    run_pipeline_with(
+        settings,
+        &Runtime::new(),
+        store,
+        sources,
+        wall_clock,
+        shutdown,
+    )
+    .await
+}
+
+/// Runs `sources` through the pipeline into `store` until they finish or
+/// `shutdown` is cancelled, then stops in order; its connectors register
+/// in `runtime`, its candles and trades go to `runtime`'s live feed. With
+/// `runtime.publish_to`
 /// (a collector), events go to NATS instead of the candle stage and the
 /// store, which is then only read (restart seeds, open gaps).
 ///
@@ -189,8 +213,9 @@ pub(crate) async fn until_stopped<T>(
 /// flows (the wall clock would close every candle of the past); when the
 /// input ends, candles past their end plus the lateness window by the wall
 /// clock are closed, and only the rest stay provisional.
-pub async fn run_pipeline(
+pub async fn run_pipeline_with(
     settings: &Settings,
+    runtime: &Runtime,
     store: Arc<dyn Store>,
     sources: Vec<Source>,
     wall_clock: Option<Arc<dyn Clock>>,
@@ -303,7 +328,7 @@ pub async fn run_pipeline(
         None
     };
 
-    let (stages, collector) = if let Some(cluster) = &settings.publish_to {
+    let (stages, collector) = if let Some(cluster) = &runtime.publish_to {
         drop((store_tx, store_rx));
         let collector = tracker.spawn(crate::cluster::run_collector(
             cluster.clone(),
@@ -327,7 +352,7 @@ pub async fn run_pipeline(
             tick: settings.tick,
             gap_tap: repairing.then_some(gap_tx),
             gap_seeds,
-            feed: Some(settings.feed.clone()),
+            feed: Some(runtime.feed.clone()),
             // A finite run ends with its settled candles closed: nothing
             // will come to revise a 2024 candle after a replay of 2024.
             settle_at_end: (!live)
@@ -375,7 +400,7 @@ pub async fn run_pipeline(
         .iter()
         .copied()
         .max_by_key(|i| i.index())
-        .filter(|_| settings.publish_to.is_none());
+        .filter(|_| runtime.publish_to.is_none());
     let continuing = sources
         .iter()
         .any(|s| matches!(s, Source::Nats(_) | Source::Live { .. }));
@@ -416,7 +441,7 @@ pub async fn run_pipeline(
                     tx,
                     clock,
                     token,
-                    settings.connectors.clone(),
+                    runtime.connectors.clone(),
                 )));
             }
             (

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use ck_app::cluster::Cluster;
 use ck_app::config::{AppConfig, NatsConfig};
-use ck_app::pipeline::{Source, run_pipeline};
+use ck_app::pipeline::Source;
 use ck_bus::Event;
 use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, Ts};
 use ck_store::sqlite::{Durability, SqliteStore};
@@ -212,7 +212,8 @@ async fn nats_processor(tag: &str) -> NatsRun {
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&dir.path().join("p.sqlite"), Durability::Full).expect("sqlite"),
     );
-    let feed = settings.feed.clone();
+    let runtime = ck_app::runtime::Runtime::new();
+    let feed = runtime.feed.clone();
     let stop = CancellationToken::new();
     let pipeline = tokio::spawn({
         let (settings, store, cluster, stop) = (
@@ -221,7 +222,17 @@ async fn nats_processor(tag: &str) -> NatsRun {
             cluster.clone(),
             stop.clone(),
         );
-        async move { run_pipeline(&settings, store, vec![Source::Nats(cluster)], None, stop).await }
+        async move {
+            ck_app::pipeline::run_pipeline_with(
+                &settings,
+                &runtime,
+                store,
+                vec![Source::Nats(cluster)],
+                None,
+                stop,
+            )
+            .await
+        }
     });
     NatsRun {
         cluster,

@@ -4,9 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Instant;
+
 use ck_app::pipeline::Source;
+use ck_app::topology::Topology;
 use ck_model::{Exchange, Instrument, Ts};
+use ck_sources::binance::BinanceLiveConfig;
 use ck_sources::live::BackoffPolicy;
+use tokio_util::sync::CancellationToken;
 
 /// The Binance recording (hftbacktest).
 pub(crate) const BINANCE: &str = "binance_spot_btcusdt_20240808.gz";
@@ -135,6 +140,103 @@ pub(crate) async fn demo_venue(
         },
     };
     Ok((mock, source, recorded))
+}
+
+/// `candlekeep demo`: a mock of every venue replaying its built-in (or the
+/// named) recording, times moved to now and looped, and the whole live
+/// pipeline with its API against them, until Ctrl-C.
+pub(crate) async fn run(
+    settings: &ck_app::config::Settings,
+    recording: Option<PathBuf>,
+    speed: f64,
+    listen: std::net::SocketAddr,
+    venues: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        speed.is_finite() && speed > 0.0,
+        "--speed must be a positive number, got {speed}"
+    );
+    // The built-in recordings, unless others are named.
+    let built_in = if recording.is_none() || venues.is_none() {
+        Some(extract(&settings.data_dir.join("demo-recordings"))?)
+    } else {
+        None
+    };
+    let mut notes = Vec::new();
+    let recording = match (recording, &built_in) {
+        (Some(r), _) => r,
+        (None, Some(dir)) => dir.join(BINANCE),
+        (None, None) => anyhow::bail!("no Binance recording"),
+    };
+    let venues = venues.or(built_in);
+    let messages = crate::mock_exchange::read(Exchange::Binance, std::slice::from_ref(&recording))?;
+    let recorded = recorded_at(&messages);
+    // Every recording loops, ids and times moved on by a lap, so
+    // that data keeps flowing for as long as the demo runs.
+    let options = ck_mock::binance::MockOptions {
+        speed: Some(speed),
+        looped: true,
+        ..Default::default()
+    };
+    let mock = ck_mock::binance::MockBinance::start(&messages, options).await?;
+    eprintln!(
+        "demo: mock Binance on {} replaying {} (recorded {recorded}); Ctrl-C to stop",
+        mock.ws_url(),
+        recording.display()
+    );
+    notes.push((Exchange::Binance, format!("recording of {recorded}")));
+    let source = Source::live(
+        Exchange::Binance,
+        BinanceLiveConfig {
+            ws_url: mock.ws_url(),
+            instruments: vec![Instrument::new("BTC", "USDT")],
+            backoff: BackoffPolicy::default(),
+            stale_after: std::time::Duration::from_secs(60),
+            rest_url: Some(mock.rest_url()),
+        },
+    )?;
+    let mut sources = vec![source];
+    // Kept alive for the run: each serves its venue's recording.
+    let mut mocks = Vec::new();
+    if let Some(venues) = venues.filter(|v| v.as_os_str() != "none") {
+        for spec in demo_venues() {
+            let (exchange, Some(demo)) = (spec.exchange, spec.demo) else {
+                continue;
+            };
+            let Some(path) = recording_in(&venues, demo.file) else {
+                tracing::warn!(%exchange, dir = %venues.display(), file = demo.file, "demo: no recording; venue left out");
+                continue;
+            };
+            let (mock, source, recorded) = demo_venue(spec, &path, speed).await?;
+            eprintln!(
+                "demo: mock {exchange} on {}{} replaying {}{} (recorded {recorded})",
+                mock.ws_url,
+                mock.rest_url
+                    .as_ref()
+                    .map(|r| format!(" (REST {r})"))
+                    .unwrap_or_default(),
+                path.display(),
+                demo.note.map(|n| format!(": {n}")).unwrap_or_default(),
+            );
+            notes.push((exchange, format!("recording of {recorded}")));
+            sources.push(source);
+            mocks.push(mock);
+        }
+    }
+    let topology = Topology::with_sources(settings, sources, listen).await?;
+    for (exchange, note) in notes {
+        topology.runtime().connectors.annotate(exchange, note);
+    }
+    crate::output::announce_api(&topology);
+    let token = CancellationToken::new();
+    crate::stop::cancel_on_signal(token.clone(), "stopping the demo")?;
+    let started = Instant::now();
+    let report = topology.run(token).await;
+    drop(mocks);
+    if let Some(report) = report? {
+        crate::output::print_report(&report, started);
+    }
+    Ok(())
 }
 
 /// When a recording was made: its first WebSocket message's receive time,

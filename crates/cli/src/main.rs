@@ -1,6 +1,5 @@
 //! `candlekeep`: the command line. Glue only; the work is in the libraries.
 
-mod api;
 mod args;
 mod demo_data;
 mod mock_exchange;
@@ -11,20 +10,16 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use ck_app::backfill::{BackfillJob, BackfillKind, JobMeter};
-use ck_app::cluster::{Cluster, Role};
 use ck_app::config::AppConfig;
 use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
-use ck_model::{Exchange, Instrument, Ts};
-use ck_sources::binance::BinanceLiveConfig;
+use ck_app::topology::Topology;
+use ck_model::{Exchange, Ts};
 use ck_sources::import::ImportTarget;
-use ck_sources::live::BackoffPolicy;
 use ck_sources::replay::ReplayOptions;
 use ck_store::{CandleSource, RangeQuery};
 use clap::Parser as _;
 
-use crate::api::start_api;
 use crate::args::{Cli, Command, Format, RangeArgs, SourceArg};
-use crate::demo_data::{demo_venue, recorded_at};
 use crate::output::print_report;
 use tokio_util::sync::CancellationToken;
 
@@ -120,158 +115,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { listen, role } => {
-            let mut settings = settings;
-            let cluster = match role {
-                Role::All => None,
-                _ => Some(Cluster::connect(&config.nats).await?),
-            };
-            let store = ck_app::open_store(&settings).await?;
+            let topology = Topology::build(&settings, role, listen).await?;
             tracing::info!(store = %settings.store, ?role, "starting");
+            output::announce_api(&topology);
             let token = CancellationToken::new();
             stop::cancel_on_signal(token.clone(), "stopping: finishing queued work")?;
-            let mut lease = None;
-            let sources = match (role, &cluster) {
-                (Role::Api, Some(cluster)) => {
-                    // An API node: the store, and live updates from processors.
-                    let alerts = start_alerts(&settings, &store, &token, false)?;
-                    let api =
-                        start_api(listen, &settings, &store, &alerts, ck_api::Capture::Cluster)
-                            .await?
-                            .serve(&token);
-                    let status = ck_app::cluster::follow_status(
-                        cluster.clone(),
-                        settings.connectors.clone(),
-                        token.clone(),
-                    );
-                    tokio::spawn(async move {
-                        if let Err(e) = status.await {
-                            tracing::error!(error = %e, "collectors' connector states are not shown");
-                        }
-                    });
-                    let processors = ck_app::lease::follow_processors(
-                        cluster.clone(),
-                        settings.connectors.clone(),
-                        token.clone(),
-                    );
-                    tokio::spawn(async move {
-                        if let Err(e) = processors.await {
-                            tracing::error!(error = %e, "processors' heartbeats are not followed: /health stays degraded");
-                        }
-                    });
-                    ck_app::cluster::follow_live(
-                        cluster.clone(),
-                        settings.feed.clone(),
-                        token.clone(),
-                    )
-                    .await?;
-                    api.await.ok();
-                    return Ok(());
-                }
-                (Role::Processor, Some(cluster)) => {
-                    // One processor per consumer works; the others wait.
-                    let Some(held) =
-                        ck_app::lease::ProcessorLease::acquire(cluster, &token).await?
-                    else {
-                        return Ok(());
-                    };
-                    let held = std::sync::Arc::new(held);
-                    tokio::spawn(held.clone().keep(token.clone()));
-                    lease = Some(held);
-                    tokio::spawn(ck_app::lease::publish_processor_alive(
-                        cluster.clone(),
-                        token.clone(),
-                    ));
-                    tokio::spawn(ck_app::cluster::publish_live(
-                        cluster.clone(),
-                        settings.feed.clone(),
-                        token.clone(),
-                    ));
-                    vec![Source::Nats(cluster.clone())]
-                }
-                (Role::Collector, Some(cluster)) => {
-                    settings.publish_to = Some(cluster.clone());
-                    tokio::spawn(ck_app::cluster::publish_status(
-                        cluster.clone(),
-                        settings.connectors.clone(),
-                        token.clone(),
-                    ));
-                    ck_app::sources::from_config(&config)?
-                }
-                _ => ck_app::sources::from_config(&config)?,
-            };
-            if sources.is_empty() {
-                anyhow::bail!(
-                    "no sources configured: add a [[sources]] entry to the config (see config/example.toml)"
-                );
-            }
-            // Collectors write nothing: alerts and retention run where the
-            // candles are built.
-            let builds_candles = role != Role::Collector;
-            if builds_candles && !config.redis.url.is_empty() {
-                tokio::spawn(ck_sinks::redis::run_redis_sink(
-                    config.redis.clone(),
-                    settings.feed.clone(),
-                    token.clone(),
-                ));
-            }
-            let alerts = start_alerts(&settings, &store, &token, builds_candles)?;
-            let capture = match (role, config.live_stale_after()) {
-                (Role::Processor, _) | (_, None) => ck_api::Capture::Nothing,
-                (_, Some(stale_after)) => ck_api::Capture::Live { stale_after },
-            };
-            let captured: Vec<_> = sources.iter().flat_map(Source::captured).collect();
-            let api = start_api(listen, &settings, &store, &alerts, capture)
-                .await?
-                .captured(captured)
-                .serve(&token);
-            if builds_candles && config.store.pack_every_secs > 0 {
-                tokio::spawn(ck_app::retention::run_pack_schedule(
-                    settings.clone(),
-                    store.clone(),
-                    std::time::Duration::from_secs(config.store.pack_every_secs),
-                    token.clone(),
-                ));
-            }
-            let policy = config.retention.policy()?;
-            // A collector prunes its own tapes only.
-            let policy = if builds_candles {
-                policy
-            } else {
-                policy.tapes_only()
-            };
-            if policy.prunes_anything() {
-                tokio::spawn(ck_app::retention::run_schedule(
-                    settings.clone(),
-                    store.clone(),
-                    policy,
-                    std::time::Duration::from_secs(config.retention.every_secs),
-                    token.clone(),
-                ));
-            }
-            // The pipeline uses the system clock for live sources only: replayed
-            // data closes its candles on its own exchange time.
             let started = Instant::now();
-            let report = run_pipeline(&settings, store, sources, None, token.clone()).await;
-            token.cancel();
-            if let Some(lease) = lease {
-                // After the last commit: the standby starts where it ended.
-                lease.release().await;
+            if let Some(report) = topology.run(token).await? {
+                print_report(&report, started);
             }
-            api.await.ok();
-            print_report(&report?, started);
             Ok(())
         }
         Command::Serve { listen } => {
-            let store = ck_app::open_store(&settings).await?;
+            let topology = Topology::serve(&settings, listen).await?;
+            output::announce_api(&topology);
             let token = CancellationToken::new();
-            let alerts = start_alerts(&settings, &store, &token, false)?;
-            let api = start_api(listen, &settings, &store, &alerts, ck_api::Capture::Nothing)
-                .await?
-                .serve(&token);
-            let signal = stop::StopSignals::listen()?.next().await;
-            tracing::info!(signal, "stopping");
-            token.cancel();
-            api.await.ok();
+            stop::cancel_on_signal(token.clone(), "stopping")?;
+            topology.run(token).await?;
             Ok(())
         }
         Command::Migrate { from, to } => {
@@ -445,102 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", demo_data::LICENSES);
                 return Ok(());
             }
-            anyhow::ensure!(
-                speed.is_finite() && speed > 0.0,
-                "--speed must be a positive number, got {speed}"
-            );
-            // The built-in recordings, unless others are named.
-            let built_in = if recording.is_none() || venues.is_none() {
-                Some(demo_data::extract(
-                    &settings.data_dir.join("demo-recordings"),
-                )?)
-            } else {
-                None
-            };
-            let recording = match (recording, &built_in) {
-                (Some(r), _) => r,
-                (None, Some(dir)) => dir.join(demo_data::BINANCE),
-                (None, None) => anyhow::bail!("no Binance recording"),
-            };
-            let venues = venues.or(built_in);
-            let messages =
-                mock_exchange::read(Exchange::Binance, std::slice::from_ref(&recording))?;
-            let recorded = recorded_at(&messages);
-            // Every recording loops, ids and times moved on by a lap, so
-            // that data keeps flowing for as long as the demo runs.
-            let options = ck_mock::binance::MockOptions {
-                speed: Some(speed),
-                looped: true,
-                ..Default::default()
-            };
-            let mock = ck_mock::binance::MockBinance::start(&messages, options).await?;
-            eprintln!(
-                "demo: mock Binance on {} replaying {} (recorded {recorded}); Ctrl-C to stop",
-                mock.ws_url(),
-                recording.display()
-            );
-            settings
-                .connectors
-                .annotate(Exchange::Binance, format!("recording of {recorded}"));
-            let source = Source::live(
-                Exchange::Binance,
-                BinanceLiveConfig {
-                    ws_url: mock.ws_url(),
-                    instruments: vec![Instrument::new("BTC", "USDT")],
-                    backoff: BackoffPolicy::default(),
-                    stale_after: std::time::Duration::from_secs(60),
-                    rest_url: Some(mock.rest_url()),
-                },
-            )?;
-            let mut sources = vec![source];
-            // Kept alive for the run: each serves its venue's recording.
-            let mut mocks = Vec::new();
-            if let Some(venues) = venues.filter(|v| v.as_os_str() != "none") {
-                for spec in demo_data::demo_venues() {
-                    let (exchange, Some(demo)) = (spec.exchange, spec.demo) else {
-                        continue;
-                    };
-                    let Some(path) = demo_data::recording_in(&venues, demo.file) else {
-                        tracing::warn!(%exchange, dir = %venues.display(), file = demo.file, "demo: no recording; venue left out");
-                        continue;
-                    };
-                    let (mock, source, recorded) = demo_venue(spec, &path, speed).await?;
-                    eprintln!(
-                        "demo: mock {exchange} on {}{} replaying {}{} (recorded {recorded})",
-                        mock.ws_url,
-                        mock.rest_url
-                            .as_ref()
-                            .map(|r| format!(" (REST {r})"))
-                            .unwrap_or_default(),
-                        path.display(),
-                        demo.note.map(|n| format!(": {n}")).unwrap_or_default(),
-                    );
-                    settings
-                        .connectors
-                        .annotate(exchange, format!("recording of {recorded}"));
-                    sources.push(source);
-                    mocks.push(mock);
-                }
-            }
-            let store = ck_app::open_store(&settings).await?;
-            let token = CancellationToken::new();
-            stop::cancel_on_signal(token.clone(), "stopping the demo")?;
-            let alerts = start_alerts(&settings, &store, &token, true)?;
-            let capture = ck_api::Capture::Live {
-                stale_after: std::time::Duration::from_secs(60),
-            };
-            let captured: Vec<_> = sources.iter().flat_map(Source::captured).collect();
-            let api = start_api(listen, &settings, &store, &alerts, capture)
-                .await?
-                .captured(captured)
-                .serve(&token);
-            let started = Instant::now();
-            let report = run_pipeline(&settings, store, sources, None, token.clone()).await;
-            drop(mocks);
-            token.cancel();
-            api.await.ok();
-            print_report(&report?, started);
-            Ok(())
+            demo_data::run(&settings, recording, speed, listen, venues).await
         }
         Command::Prune { dry_run } => {
             let policy = config.retention.policy()?;
@@ -658,31 +423,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// The config's alert rules and channels; with `evaluate`, also the service
-/// that evaluates them on the live feed and delivers what fires.
-fn start_alerts(
-    settings: &ck_app::config::Settings,
-    store: &std::sync::Arc<dyn ck_store::Store>,
-    token: &CancellationToken,
-    evaluate: bool,
-) -> anyhow::Result<ck_alerts::AlertHandle> {
-    let config = &settings.config.alerts;
-    let handle = ck_alerts::AlertHandle::new(
-        config.rules()?,
-        config.channels.iter().map(|c| c.name.clone()).collect(),
-    );
-    if evaluate {
-        tokio::spawn(ck_alerts::service::run(
-            settings.feed.clone(),
-            store.clone(),
-            handle.clone(),
-            std::sync::Arc::new(config.notifier()?),
-            token.clone(),
-        ));
-    }
-    Ok(handle)
 }
 
 /// Runs backfill jobs through the pipeline with a progress bar on stderr.

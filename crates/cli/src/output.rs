@@ -312,3 +312,10 @@ pub(crate) fn print_report(report: &ck_app::pipeline::PipelineReport, started: s
         );
     }
 }
+
+/// Where the API of a process listens, on stderr (scripts and tests read it).
+pub(crate) fn announce_api(topology: &ck_app::topology::Topology) {
+    if let Some(addr) = topology.api_addr() {
+        eprintln!("API on http://{addr} (docs at /api/docs)");
+    }
+}

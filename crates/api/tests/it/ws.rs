@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ck_app::pipeline::ReplayOptions;
-use ck_app::pipeline::{Source, run_pipeline};
+use ck_app::pipeline::Source;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -49,12 +49,18 @@ async fn send(ws: &mut Client, v: &str) {
 /// A server on port 0 over a fresh store, with WebSocket queues of
 /// `ws_queue` batches and `linger`; then its settings, store, address and
 /// the token that stops it.
+/// A process's settings and the handles its stages share.
+struct Process {
+    settings: ck_app::config::Settings,
+    runtime: ck_app::runtime::Runtime,
+}
+
 async fn serve_fresh(
     dir: &std::path::Path,
     ws_queue: usize,
     linger: Duration,
 ) -> (
-    ck_app::config::Settings,
+    Process,
     std::sync::Arc<dyn ck_store::Store>,
     std::net::SocketAddr,
     tokio_util::sync::CancellationToken,
@@ -72,14 +78,15 @@ async fn serve_fresh(
         .settings()
         .expect("settings");
     let store = ck_app::open_store(&settings).await.expect("store");
+    let runtime = ck_app::runtime::Runtime::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let state = ck_api::ApiState::new(
         store.clone(),
-        settings.connectors.clone(),
-        settings.feed.clone(),
+        runtime.connectors.clone(),
+        runtime.feed.clone(),
         Duration::from_secs(1),
     )
     .with_ws_queue(settings.config.api.ws_queue)
@@ -96,20 +103,25 @@ async fn serve_fresh(
         state,
         stop.clone().cancelled_owned(),
     ));
-    (settings, store, addr, stop)
+    (Process { settings, runtime }, store, addr, stop)
 }
 
 /// Replays the real Binance fixture through the pipeline at `speed`.
 fn replay_binance(
-    settings: &ck_app::config::Settings,
+    process: &Process,
     store: &std::sync::Arc<dyn ck_store::Store>,
     speed: f64,
 ) -> tokio::task::JoinHandle<Result<ck_app::pipeline::PipelineReport, String>> {
     let file = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
-    let (settings, store) = (settings.clone(), store.clone());
+    let (settings, runtime, store) = (
+        process.settings.clone(),
+        process.runtime.clone(),
+        store.clone(),
+    );
     tokio::spawn(async move {
-        run_pipeline(
+        ck_app::pipeline::run_pipeline_with(
             &settings,
+            &runtime,
             store,
             vec![Source::Replay {
                 files: vec![file],
@@ -131,12 +143,12 @@ fn replay_binance(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_are_bounded_and_unknown_instruments_refused() {
     let dir = tempfile::tempdir().expect("dir");
-    let (settings, _store, addr, stop) = serve_fresh(dir.path(), 4096, Duration::ZERO).await;
+    let (process, _store, addr, stop) = serve_fresh(dir.path(), 4096, Duration::ZERO).await;
     let mut ws = connect(addr, None).await;
     // What a collector of a cluster reports it captures may be asked for
     // before any of it is stored.
     let eth = ck_model::Instrument::parse("ETH-USDT").expect("instrument");
-    settings.connectors.report(
+    process.runtime.connectors.report(
         "collector-1",
         ck_bus::connectors::ConnectorSnapshot {
             instruments: vec![eth],
@@ -192,7 +204,7 @@ async fn subscriptions_are_bounded_and_unknown_instruments_refused() {
     let many: Vec<ck_model::Instrument> = (0..1_100)
         .map(|i| ck_model::Instrument::parse(&format!("C{i}-USDT")).expect("instrument"))
         .collect();
-    settings.connectors.report(
+    process.runtime.connectors.report(
         "collector-2",
         ck_bus::connectors::ConnectorSnapshot {
             instruments: many.clone(),
@@ -255,7 +267,7 @@ async fn subscriptions_are_bounded_and_unknown_instruments_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
     let dir = tempfile::tempdir().expect("dir");
-    let (settings, store, addr, stop) = serve_fresh(dir.path(), 4096, Duration::ZERO).await;
+    let (process, store, addr, stop) = serve_fresh(dir.path(), 4096, Duration::ZERO).await;
 
     let mut fast = connect(addr, None).await;
     // A malformed message: an error reply, and the connection stays usable.
@@ -312,7 +324,7 @@ async fn subscribers_get_snapshots_and_live_updates_and_slow_ones_lag() {
 
     // Paced so that the fast client keeps up even on a loaded machine (CI
     // compiles beside it); the slow one still falls far behind.
-    let replay = replay_binance(&settings, &store, 60.0);
+    let replay = replay_binance(&process, &store, 60.0);
 
     // The fast client reads everything as it comes (on a task of its own).
     let reader = tokio::spawn(async move {
@@ -446,7 +458,7 @@ async fn statistics_are_pushed_to_subscribers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_clients_get_every_update_as_rows_of_batch_frames() {
     let dir = tempfile::tempdir().expect("dir");
-    let (settings, store, addr, stop) =
+    let (process, store, addr, stop) =
         serve_fresh(dir.path(), 4096, Duration::from_millis(5)).await;
     let connect_at = |query: &'static str| async move {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws{query}"))
@@ -470,7 +482,7 @@ async fn batch_clients_get_every_update_as_rows_of_batch_frames() {
         assert_eq!(next_json(ws).await["type"], "subscribed");
         assert_eq!(next_json(ws).await["type"], "snapshot");
     }
-    let replay = replay_binance(&settings, &store, 600.0);
+    let replay = replay_binance(&process, &store, 600.0);
     let collect = |mut ws: Client| {
         tokio::spawn(async move {
             let mut rows: Vec<serde_json::Value> = Vec::new();

@@ -235,8 +235,9 @@ async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox
     let handle = AlertHandle::new(vec![rule], names.iter().map(|n| (*n).to_owned()).collect());
     let notifier = Notifier::new(channels, 4, Duration::from_millis(50)).expect("notifier");
     let stop = CancellationToken::new();
+    let runtime = ck_app::runtime::Runtime::new();
     let service = tokio::spawn(ck_alerts::service::run(
-        s.feed.clone(),
+        runtime.feed.clone(),
         store.clone(),
         handle,
         Arc::new(notifier),
@@ -244,7 +245,7 @@ async fn a_rule_fires_once_under_its_cooldown_and_reaches_a_webhook_and_an_inbox
     ));
     // Let the service subscribe before the replay starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    crate::support::replay_binance_fixture(&s, &store).await;
+    crate::support::replay_binance_fixture_with(&s, &runtime, &store).await;
 
     // The firing, and its deliveries once they are known.
     let mut firings = Vec::new();

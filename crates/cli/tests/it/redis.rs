@@ -12,7 +12,7 @@ use ck_app::pipeline::Source;
 use ck_model::{Exchange, Interval};
 use ck_sources::replay::ReplayOptions;
 
-use crate::support::{btc, eventually, settings, spawn_pipeline};
+use crate::support::{btc, eventually, settings, spawn_pipeline_with};
 
 struct RedisServer(Child);
 
@@ -67,15 +67,17 @@ async fn redis_holds_the_latest_candle_and_history_and_a_restart_loses_no_captur
         ..RedisConfig::default()
     };
     let sink_stop = tokio_util::sync::CancellationToken::new();
+    let runtime = ck_app::runtime::Runtime::new();
     let sink = tokio::spawn(ck_sinks::redis::run_redis_sink(
         config.clone(),
-        settings.feed.clone(),
+        runtime.feed.clone(),
         sink_stop.clone(),
     ));
     // About six recorded minutes in about eight seconds.
     let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
-    let (_token, pipeline) = spawn_pipeline(
+    let (_token, pipeline) = spawn_pipeline_with(
         &settings,
+        &runtime,
         &store,
         Source::Replay {
             files: vec![fixture],

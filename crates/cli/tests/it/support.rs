@@ -165,10 +165,38 @@ pub(crate) fn spawn_pipeline(
     tokio_util::sync::CancellationToken,
     tokio::task::JoinHandle<anyhow::Result<ck_app::pipeline::PipelineReport>>,
 ) {
+    spawn_pipeline_with(settings, &ck_app::runtime::Runtime::new(), store, source)
+}
+
+/// [`spawn_pipeline`], its updates on `runtime`'s live feed.
+pub(crate) fn spawn_pipeline_with(
+    settings: &Settings,
+    runtime: &ck_app::runtime::Runtime,
+    store: &std::sync::Arc<dyn Store>,
+    source: ck_app::pipeline::Source,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<ck_app::pipeline::PipelineReport>>,
+) {
     let token = tokio_util::sync::CancellationToken::new();
     let handle = tokio::spawn({
-        let (store, token, settings) = (store.clone(), token.clone(), settings.clone());
-        async move { ck_app::pipeline::run_pipeline(&settings, store, vec![source], None, token).await }
+        let (store, token, settings, runtime) = (
+            store.clone(),
+            token.clone(),
+            settings.clone(),
+            runtime.clone(),
+        );
+        async move {
+            ck_app::pipeline::run_pipeline_with(
+                &settings,
+                &runtime,
+                store,
+                vec![source],
+                None,
+                token,
+            )
+            .await
+        }
     });
     (token, handle)
 }
@@ -315,8 +343,18 @@ pub(crate) fn signal_and_wait(
 
 /// Replays the hftbacktest Binance recording into `store` as fast as it goes.
 pub(crate) async fn replay_binance_fixture(settings: &Settings, store: &std::sync::Arc<dyn Store>) {
-    ck_app::pipeline::run_pipeline(
+    replay_binance_fixture_with(settings, &ck_app::runtime::Runtime::new(), store).await;
+}
+
+/// [`replay_binance_fixture`], its updates on `runtime`'s live feed.
+pub(crate) async fn replay_binance_fixture_with(
+    settings: &Settings,
+    runtime: &ck_app::runtime::Runtime,
+    store: &std::sync::Arc<dyn Store>,
+) {
+    ck_app::pipeline::run_pipeline_with(
         settings,
+        runtime,
         store.clone(),
         vec![ck_app::pipeline::Source::Replay {
             files: vec![ck_testkit::fixture(
