@@ -90,52 +90,7 @@ impl Default for AppConfig {
 }
 
 /// NATS JetStream, for `run --role collector|processor|api`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NatsConfig {
-    /// The server, `nats://HOST:PORT`.
-    pub url: String,
-    /// The JetStream stream holding trades, quotes, gaps and listings
-    /// (created on start if missing; its limits are updated to these).
-    pub stream: String,
-    /// Subject prefix: collectors publish `<prefix>.trades.<exchange>.<instrument>`,
-    /// `<prefix>.quotes.…`, `<prefix>.gaps.…` and `<prefix>.meta.…`;
-    /// processors publish live updates on `<prefix>.live.…` (not stored).
-    pub subject_prefix: String,
-    /// How long the stream keeps messages, in hours.
-    pub max_age_hours: u64,
-    /// The stream's size limit in bytes (oldest dropped first); 0 for none.
-    pub max_bytes: i64,
-    /// JetStream's de-duplication window (by message id), in seconds.
-    pub duplicate_window_secs: u64,
-    /// The processors' durable consumer. Processors sharing a name share
-    /// the work; each name receives every message.
-    pub consumer: String,
-    /// Seconds before a message a processor took but did not acknowledge
-    /// (it died, or its store is stuck) is delivered again.
-    pub ack_wait_secs: u64,
-    /// Seconds a processor's lease lasts unrenewed. One processor per
-    /// consumer works; others wait as hot standbys and take over when the
-    /// active one's lease lapses (renewed every third of it; released at
-    /// once on a clean stop).
-    pub lease_secs: u64,
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            url: "nats://127.0.0.1:4222".into(),
-            stream: "CANDLEKEEP".into(),
-            subject_prefix: "candlekeep".into(),
-            max_age_hours: 24 * 7,
-            max_bytes: 0,
-            duplicate_window_secs: 120,
-            consumer: "processor".into(),
-            ack_wait_secs: 30,
-            lease_secs: 10,
-        }
-    }
-}
+pub use ck_sinks::nats::NatsConfig;
 
 /// The Redis sink's settings (`[redis]`).
 pub use ck_sinks::redis::RedisConfig;

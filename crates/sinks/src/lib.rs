@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod nats;
 pub mod redis;
 
 use std::collections::HashMap;

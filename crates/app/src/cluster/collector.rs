@@ -46,13 +46,19 @@ pub async fn run_collector(
             let passed_through = matches!(event, Event::Gap(_));
             out.push(event);
             if let Some(gap) = found {
-                if let Some(tap) = &gap_tap {
+                let open = gap.state == ck_model::GapState::Open;
+                if let (Some(tap), true) = (&gap_tap, open) {
                     tap.offer(&gap);
                 }
                 if !passed_through {
-                    stats.gaps += 1;
-                    gaps_found.inc();
-                    tracing::warn!(exchange = %gap.exchange, instrument = %gap.instrument, reason = %gap.reason, "gap detected");
+                    if open {
+                        stats.gaps += 1;
+                        gaps_found.inc();
+                        tracing::warn!(exchange = %gap.exchange, instrument = %gap.instrument, reason = %gap.reason, "gap detected");
+                    } else {
+                        // Its missing trades arrived late.
+                        tracing::info!(exchange = %gap.exchange, instrument = %gap.instrument, reason = %gap.reason, "gap filled");
+                    }
                     out.push(Event::Gap(gap));
                 }
             }
