@@ -132,14 +132,9 @@ async fn known(
 #[utoipa::path(
     get, path = "/api/v1/candles", tag = "market",
     params(
-        ("exchange" = ck_model::Exchange, Query, description = "The exchange, such as `binance`."),
-        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE, such as `BTC-USDT`."),
+        params::SeriesParams,
         ("interval" = ck_model::Interval, Query, description = "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 1w 1M."),
-        ("from" = Option<String>, Query, description = "Open time, inclusive (RFC 3339 or a date)."),
-        ("to" = Option<String>, Query, description = "Open time, exclusive."),
-        ("limit" = Option<usize>, Query, description = "At most this many (default 1000, at most 1,000,000)."),
-        ("cursor" = Option<String>, Query, description = "From the previous page's `X-Next-Cursor`."),
-        ("format" = Option<String>, Query, description = "`json` (default) or `csv`."),
+        params::PageParams,
         ("source" = Option<String>, Query, description = "`ours` (default) or `exchange`."),
         ("order" = Option<String>, Query, description = "`asc` (default: the oldest `limit` candles of the range, oldest first) or `desc` (the newest `limit`, newest first; the next page goes further back)."),
     ),
@@ -522,8 +517,7 @@ fn stream_records(
 #[utoipa::path(
     get, path = "/api/v1/candles/latest", tag = "market",
     params(
-        ("exchange" = ck_model::Exchange, Query, description = "The exchange."),
-        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE."),
+        params::SeriesParams,
         ("interval" = ck_model::Interval, Query, description = "The interval."),
         ("time" = Option<String>, Query, description = "The candle holding this time instead of the latest."),
     ),
@@ -601,15 +595,7 @@ pub(crate) struct TradeRecord {
 /// Trades of one instrument, in exchange order.
 #[utoipa::path(
     get, path = "/api/v1/trades", tag = "market",
-    params(
-        ("exchange" = ck_model::Exchange, Query, description = "The exchange."),
-        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE."),
-        ("from" = Option<String>, Query, description = "Exchange time, inclusive."),
-        ("to" = Option<String>, Query, description = "Exchange time, exclusive."),
-        ("limit" = Option<usize>, Query, description = "At most this many (default 1000)."),
-        ("cursor" = Option<String>, Query, description = "From the previous page's `X-Next-Cursor`."),
-        ("format" = Option<String>, Query, description = "`json` (default) or `csv`."),
-    ),
+    params(params::SeriesParams, params::PageParams),
     responses(
         (status = 200, description = "Trades; `X-Next-Cursor` when there are more.", body = [TradeRecord]),
         (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
@@ -746,8 +732,7 @@ pub(crate) struct PricePoint {
 #[utoipa::path(
     get, path = "/api/v1/prices", tag = "market",
     params(
-        ("exchange" = ck_model::Exchange, Query, description = "The exchange."),
-        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE."),
+        params::SeriesParams,
         ("from" = String, Query, description = "Start, inclusive."),
         ("to" = Option<String>, Query, description = "End, exclusive (default: now)."),
         ("interval" = Option<ck_model::Interval>, Query, description = "Fix the interval instead."),

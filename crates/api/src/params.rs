@@ -7,6 +7,43 @@ use ck_model::{Exchange, Instrument, Interval, Ts};
 
 use crate::error::ApiError;
 
+/// The query parameters naming one series, as the OpenAPI document shows
+/// them (they are read by the functions below).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "it documents the parameters; they are read from the query"
+)]
+pub(crate) struct SeriesParams {
+    /// The exchange, such as `binance`.
+    exchange: Exchange,
+    /// BASE-QUOTE, such as `BTC-USDT`.
+    instrument: Instrument,
+}
+
+/// The query parameters of a page of rows, as the OpenAPI document shows
+/// them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "it documents the parameters; they are read from the query"
+)]
+pub(crate) struct PageParams {
+    /// Start, inclusive, RFC 3339 or a date: a candle's open time, a
+    /// trade's exchange time.
+    from: Option<String>,
+    /// End, exclusive.
+    to: Option<String>,
+    /// At most this many rows (default 1000, at most 1,000,000).
+    limit: Option<usize>,
+    /// From the previous page's `X-Next-Cursor`.
+    cursor: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
 /// The raw query string, as pairs.
 pub(crate) type Query = HashMap<String, String>;
 

@@ -146,8 +146,7 @@ pub(crate) struct Completeness {
 /// Coverage, gaps and last data time of one instrument and interval.
 #[utoipa::path(get, path = "/api/v1/completeness", tag = "status",
     params(
-        ("exchange" = ck_model::Exchange, Query, description = "The exchange."),
-        ("instrument" = ck_model::Instrument, Query, description = "BASE-QUOTE."),
+        crate::params::SeriesParams,
         ("interval" = Option<ck_model::Interval>, Query, description = "Default 1m."),
         ("from" = Option<String>, Query, description = "Start, inclusive (default: the first candle)."),
         ("to" = Option<String>, Query, description = "End, exclusive (default: after the last candle)."),

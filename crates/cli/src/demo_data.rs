@@ -117,15 +117,16 @@ pub(crate) async fn demo_venue(
         .collect();
     instruments.sort();
     instruments.dedup();
-    let mock = (spec.start)(ck_mock::venues::MockStart {
-        recording: &messages,
-        listen: None,
-        shift_to: Some(Ts::now()),
-        speed: Some(speed),
-        looped: true,
-        faults: ck_mock::venues::StartFaults::default(),
-    })
-    .await?;
+    let mock = spec
+        .start(ck_mock::venues::MockStart {
+            recording: &messages,
+            listen: None,
+            shift_to: Some(Ts::now()),
+            speed: Some(speed),
+            looped: true,
+            faults: ck_mock::venues::StartFaults::default(),
+        })
+        .await?;
     let venue = ck_sources::venues::venue(exchange)
         .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
     let (protocol, _) = (venue.live)(spec.demo.and_then(|d| d.api));

@@ -59,7 +59,7 @@ pub(crate) async fn serve(request: MockRequest, data_dir: &std::path::Path) -> a
         recorded_at(&recording),
     );
     let mut stop = crate::stop::StopSignals::listen()?;
-    let start = (spec.start)(ck_mock::venues::MockStart {
+    let start = spec.start(ck_mock::venues::MockStart {
         recording: &recording,
         listen: Some(listen),
         shift_to: None,

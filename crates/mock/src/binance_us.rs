@@ -19,7 +19,7 @@ pub const SPEC: MockSpec = MockSpec {
     exchange: ck_model::Exchange::BinanceUs,
     wire: crate::binance::WIRE,
     rest: None,
-    start,
+    custom_start: Some(start),
     demo: Some(DemoRecording {
         file: "binance_spot_btcusdt_20240808.gz",
         api: None,

@@ -24,9 +24,7 @@ use serde_json::Value;
 use serde_json::json;
 
 use crate::route::{Product, json_of, names_in, upper};
-use crate::venues::{
-    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
-};
+use crate::venues::{DemoRecording, Ids, MockSpec, Products, TimeUnit, Wire};
 
 /// Rows by symbol, by (MTS, ID), as `[ID,MTS,AMOUNT,PRICE]` text.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
@@ -299,10 +297,6 @@ fn rest(
     Box::pin(MockBitfinexRest::start(recording, shift_to))
 }
 
-fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
-    Box::pin(crate::venues::generic(ck_model::Exchange::Bitfinex, start))
-}
-
 /// Bitfinex in the mock registry ([`crate::venues`]).
 pub const SPEC: MockSpec = MockSpec {
     exchange: ck_model::Exchange::Bitfinex,
@@ -315,7 +309,7 @@ pub const SPEC: MockSpec = MockSpec {
         pong,
     },
     rest: Some(rest),
-    start,
+    custom_start: None,
     demo: Some(DemoRecording {
         file: "BITFINEX.jsonl.zst",
         api: None,

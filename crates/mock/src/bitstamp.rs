@@ -28,9 +28,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::route::{Product, json_of, last_part, names_in, upper};
-use crate::venues::{
-    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
-};
+use crate::venues::{DemoRecording, Ids, MockSpec, Products, TimeUnit, Wire};
 
 /// Rows by pair, by (time µs, id), as row JSON.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
@@ -234,10 +232,6 @@ fn rest(
     Box::pin(MockBitstampRest::start(recording, shift_to))
 }
 
-fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
-    Box::pin(crate::venues::generic(ck_model::Exchange::Bitstamp, start))
-}
-
 /// Bitstamp in the mock registry ([`crate::venues`]).
 pub const SPEC: MockSpec = MockSpec {
     exchange: ck_model::Exchange::Bitstamp,
@@ -253,7 +247,7 @@ pub const SPEC: MockSpec = MockSpec {
         pong: crate::venues::common_pong,
     },
     rest: Some(rest),
-    start,
+    custom_start: None,
     demo: Some(DemoRecording {
         file: "BITSTAMP.jsonl.zst",
         api: None,

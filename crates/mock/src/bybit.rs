@@ -26,9 +26,7 @@ use crate::bars::{Fill, Fills, SEC, bars, fills_of};
 use futures_util::future::BoxFuture;
 
 use crate::route::{Product, json_of, last_part, names_in, upper};
-use crate::venues::{
-    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
-};
+use crate::venues::{DemoRecording, Ids, MockSpec, Products, TimeUnit, Wire};
 
 /// Rows by symbol, by (time ms, arrival), as row JSON.
 type Book = HashMap<String, BTreeMap<(i64, usize), String>>;
@@ -224,10 +222,6 @@ fn rest(
     Box::pin(MockBybitRest::start(recording, shift_to))
 }
 
-fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
-    Box::pin(crate::venues::generic(ck_model::Exchange::Bybit, start))
-}
-
 /// Bybit in the mock registry ([`crate::venues`]).
 pub const SPEC: MockSpec = MockSpec {
     exchange: ck_model::Exchange::Bybit,
@@ -240,7 +234,7 @@ pub const SPEC: MockSpec = MockSpec {
         pong: crate::venues::common_pong,
     },
     rest: Some(rest),
-    start,
+    custom_start: None,
     demo: Some(DemoRecording {
         file: "BYBIT.jsonl.zst",
         api: None,

@@ -28,9 +28,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::route::{Product, upper_of};
-use crate::venues::{
-    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
-};
+use crate::venues::{DemoRecording, Ids, MockSpec, Products, TimeUnit, Wire};
 
 /// Trade rows by product, by (time ns, zero-padded id), as JSON text.
 type Rows = HashMap<String, BTreeMap<(i64, String), String>>;
@@ -223,10 +221,6 @@ fn rest(
     Box::pin(MockCoinbaseAdvancedRest::start(recording, shift_to))
 }
 
-fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
-    Box::pin(crate::venues::generic(ck_model::Exchange::Coinbase, start))
-}
-
 /// Coinbase Advanced Trade in the mock registry ([`crate::venues`]).
 pub const SPEC: MockSpec = MockSpec {
     exchange: ck_model::Exchange::Coinbase,
@@ -239,7 +233,7 @@ pub const SPEC: MockSpec = MockSpec {
         pong: crate::venues::common_pong,
     },
     rest: Some(rest),
-    start,
+    custom_start: None,
     demo: Some(DemoRecording {
         file: "COINBASE.jsonl.zst",
         api: None,

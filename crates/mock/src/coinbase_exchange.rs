@@ -20,9 +20,7 @@ use crate::bars::{Fill, Fills, SEC, bars, fills_of};
 use futures_util::future::BoxFuture;
 
 use crate::route::{Product, json_of, names_in, upper, upper_of};
-use crate::venues::{
-    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
-};
+use crate::venues::{DemoRecording, Ids, MockSpec, Products, TimeUnit, Wire};
 
 /// Trades by product, by id.
 type Book = HashMap<String, BTreeMap<u64, Value>>;
@@ -215,13 +213,6 @@ fn rest(
     Box::pin(MockCoinbaseRest::start(recording))
 }
 
-fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
-    Box::pin(crate::venues::generic(
-        ck_model::Exchange::CoinbaseExchange,
-        start,
-    ))
-}
-
 /// Coinbase Exchange in the mock registry ([`crate::venues`]).
 pub const SPEC: MockSpec = MockSpec {
     exchange: ck_model::Exchange::CoinbaseExchange,
@@ -234,7 +225,7 @@ pub const SPEC: MockSpec = MockSpec {
         pong: crate::venues::common_pong,
     },
     rest: Some(rest),
-    start,
+    custom_start: None,
     demo: Some(DemoRecording {
         file: "COINBASE_EXCHANGE.ws.28.0",
         api: None,

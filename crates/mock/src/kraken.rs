@@ -30,9 +30,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::route::{Product, json_of, names_in, upper, upper_of};
-use crate::venues::{
-    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
-};
+use crate::venues::{DemoRecording, Ids, MockSpec, Products, TimeUnit, Wire};
 
 /// Rows by REST pair, by (time ns, id), as row text.
 type Book = HashMap<String, BTreeMap<(i64, u64), String>>;
@@ -346,10 +344,6 @@ fn rest(
     Box::pin(MockKrakenRest::start(recording, shift_to))
 }
 
-fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
-    Box::pin(crate::venues::generic(ck_model::Exchange::Kraken, start))
-}
-
 /// Kraken in the mock registry ([`crate::venues`]).
 pub const SPEC: MockSpec = MockSpec {
     exchange: ck_model::Exchange::Kraken,
@@ -362,7 +356,7 @@ pub const SPEC: MockSpec = MockSpec {
         pong: crate::venues::common_pong,
     },
     rest: Some(rest),
-    start,
+    custom_start: None,
     demo: Some(DemoRecording {
         file: "KRAKEN.jsonl.zst",
         api: Some("v1"),

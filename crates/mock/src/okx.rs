@@ -29,9 +29,7 @@ use crate::bars::{Fill, Fills, SEC, bars};
 use futures_util::future::BoxFuture;
 
 use crate::route::{Product, json_of, names_in, upper, upper_of};
-use crate::venues::{
-    DemoRecording, Ids, MockSpec, MockStart, Products, RunningMock, TimeUnit, Wire,
-};
+use crate::venues::{DemoRecording, Ids, MockSpec, Products, TimeUnit, Wire};
 
 /// The last recorded `tickers` row by `instId`.
 type Tickers = HashMap<String, String>;
@@ -353,10 +351,6 @@ fn rest(
     Box::pin(MockOkxRest::start(recording, shift_to))
 }
 
-fn start(start: MockStart<'_>) -> BoxFuture<'_, std::io::Result<RunningMock>> {
-    Box::pin(crate::venues::generic(ck_model::Exchange::Okx, start))
-}
-
 /// OKX in the mock registry ([`crate::venues`]).
 pub const SPEC: MockSpec = MockSpec {
     exchange: ck_model::Exchange::Okx,
@@ -369,7 +363,7 @@ pub const SPEC: MockSpec = MockSpec {
         pong: crate::venues::common_pong,
     },
     rest: Some(rest),
-    start,
+    custom_start: None,
     demo: Some(DemoRecording {
         file: "OKX.jsonl.zst",
         api: None,

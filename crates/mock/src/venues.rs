@@ -155,8 +155,9 @@ pub struct MockSpec {
     pub wire: Wire,
     /// Its REST mock served from a recording, where it has one.
     pub rest: Option<RestStart>,
-    /// How to start its whole mock.
-    pub start: Start,
+    /// How to start its whole mock, where it is not the generic venue mock
+    /// with its REST mock ([`generic`]): the Binance family's.
+    pub custom_start: Option<Start>,
     /// Its demo recording.
     pub demo: Option<DemoRecording>,
 }
@@ -173,6 +174,19 @@ pub static MOCKS: &[&MockSpec] = &[
     &crate::bybit::SPEC,
     &crate::binance_us::SPEC,
 ];
+
+impl MockSpec {
+    /// Starts the venue's whole mock (WebSocket and REST).
+    ///
+    /// # Errors
+    /// When a port cannot be bound, or a fault asked for is not its mock's.
+    pub fn start<'a>(&self, start: MockStart<'a>) -> BoxFuture<'a, std::io::Result<RunningMock>> {
+        match self.custom_start {
+            Some(custom) => custom(start),
+            None => Box::pin(generic(self.exchange, start)),
+        }
+    }
+}
 
 /// The mock of `exchange`.
 #[must_use]
@@ -222,7 +236,7 @@ pub fn common_pong(text: &str) -> Option<String> {
 
 /// Starts the generic venue mock ([`crate::venue::MockVenue`]) of
 /// `exchange` with its REST mock: what [`MockSpec::start`] does for every
-/// venue but the Binance family.
+/// venue without a start of its own.
 ///
 /// # Errors
 /// When a port cannot be bound, or a fault asked for is not the generic

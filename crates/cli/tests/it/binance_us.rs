@@ -175,16 +175,17 @@ fn replay_exchange_reads_a_file_that_names_no_venue_as_binance_us() {
 /// recording, its times moved to now, or kept as recorded (`as_recorded`).
 async fn mock(take: usize, as_recorded: bool) -> ck_mock::venues::RunningMock {
     let recording = binance_messages(take);
-    (ck_mock::binance_us::SPEC.start)(ck_mock::venues::MockStart {
-        recording: &recording,
-        listen: None,
-        shift_to: as_recorded.then(|| recording[0].ts_received),
-        speed: None,
-        looped: false,
-        faults: ck_mock::venues::StartFaults::default(),
-    })
-    .await
-    .expect("the Binance.US mock")
+    ck_mock::binance_us::SPEC
+        .start(ck_mock::venues::MockStart {
+            recording: &recording,
+            listen: None,
+            shift_to: as_recorded.then(|| recording[0].ts_received),
+            speed: None,
+            looped: false,
+            faults: ck_mock::venues::StartFaults::default(),
+        })
+        .await
+        .expect("the Binance.US mock")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -578,7 +578,7 @@ pub const SPEC: MockSpec = MockSpec {
     exchange: ck_model::Exchange::Binance,
     wire: WIRE,
     rest: None,
-    start,
+    custom_start: Some(start),
     demo: Some(DemoRecording {
         file: "binance_spot_btcusdt_20240808.gz",
         api: None,

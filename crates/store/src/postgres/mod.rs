@@ -36,7 +36,8 @@ use crate::{
 };
 use rows::{
     candle_columns, candle_from_row, exchange_from, gap_columns, gap_from_row, id_seq, id_text,
-    instrument_from, quote_columns, quote_from_row, side_code, trade_columns, trade_from_row,
+    instrument_from, instrument_id, quote_columns, quote_from_row, side_code, trade_columns,
+    trade_from_row,
 };
 pub use schema::Extension;
 
@@ -298,6 +299,23 @@ impl PgStore {
     }
 
     /// A reader connection, opened again if it was lost.
+    /// The newest row of one instrument: `sql` takes the exchange and the
+    /// instrument as `$1` and `$2`; `from_row` reads the row.
+    async fn newest_row<T>(
+        &self,
+        sql: &'static str,
+        exchange: Exchange,
+        instrument: &Instrument,
+        what: &'static str,
+        from_row: fn(&tokio_postgres::Row, Exchange, &Instrument) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        let conn = self.reader().await?;
+        conn.query_opt(sql, &[&exchange.as_str(), &instrument.as_str()], what)
+            .await?
+            .map(|r| from_row(&r, exchange, instrument))
+            .transpose()
+    }
+
     async fn reader(&self) -> Result<Arc<Conn>, Error> {
         let n = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % self.inner.readers.len();
         let mut slot = self.inner.readers[n].lock().await;
@@ -643,19 +661,18 @@ impl Store for PgStore {
         const SQL: &str = concat!(
             "SELECT ",
             trade_columns!(),
-            " FROM trades
-             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
-             ORDER BY ts DESC, trade_seq DESC NULLS FIRST, trade_id DESC LIMIT 1"
+            " FROM trades WHERE instrument_id = ",
+            instrument_id!(),
+            " ORDER BY ts DESC, trade_seq DESC NULLS FIRST, trade_id DESC LIMIT 1"
         );
-        let conn = self.reader().await?;
-        conn.query_opt(
+        self.newest_row(
             SQL,
-            &[&exchange.as_str(), &instrument.as_str()],
+            exchange,
+            instrument,
             "querying last trade",
+            trade_from_row,
         )
-        .await?
-        .map(|r| trade_from_row(&r, exchange, instrument))
-        .transpose()
+        .await
     }
 
     async fn backfill_progress(&self, job: &str) -> Result<Option<BackfillProgress>, Error> {
@@ -736,19 +753,18 @@ impl Store for PgStore {
         const SQL: &str = concat!(
             "SELECT ",
             quote_columns!(),
-            " FROM quotes
-             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
-             ORDER BY ts DESC, ts_received DESC LIMIT 1"
+            " FROM quotes WHERE instrument_id = ",
+            instrument_id!(),
+            " ORDER BY ts DESC, ts_received DESC LIMIT 1"
         );
-        let conn = self.reader().await?;
-        conn.query_opt(
+        self.newest_row(
             SQL,
-            &[&exchange.as_str(), &instrument.as_str()],
+            exchange,
+            instrument,
             "querying latest quote",
+            quote_from_row,
         )
-        .await?
-        .map(|r| quote_from_row(&r, exchange, instrument))
-        .transpose()
+        .await
     }
 
     async fn instruments(&self) -> Result<Vec<StoredInstrument>, Error> {

@@ -75,6 +75,15 @@ fn opt_dec(r: &Row, i: usize, what: &'static str) -> Result<Option<Decimal>, Err
         })
 }
 
+/// The id of the instrument named by `$1` (exchange) and `$2` (instrument),
+/// as a subquery (a literal, for `concat!`).
+macro_rules! instrument_id {
+    () => {
+        "(SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)"
+    };
+}
+pub(crate) use instrument_id;
+
 /// The trade columns [`trade_from_row`] reads, in its order (a literal,
 /// for `concat!`).
 macro_rules! trade_columns {

@@ -190,6 +190,34 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// The newest row of one instrument: `select` (columns and table)
+    /// ordered by `order`, read by `from_row`.
+    async fn newest_row<T: Send + 'static>(
+        &self,
+        exchange: Exchange,
+        instrument: &Instrument,
+        select: &'static str,
+        order: &'static str,
+        what: &'static str,
+        from_row: fn(&rusqlite::Row<'_>, Exchange, &Instrument) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        let instrument = instrument.clone();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "{select} WHERE instrument_id = {INSTRUMENT_ID} ORDER BY {order} LIMIT 1"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![exchange.as_str(), instrument.as_str()], |r| {
+                    Ok(from_row(r, exchange, &instrument))
+                })
+                .optional()
+            })
+            .map_err(sql(what))?
+            .transpose()
+        })
+        .await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
@@ -649,21 +677,14 @@ impl Store for SqliteStore {
         exchange: Exchange,
         instrument: &Instrument,
     ) -> Result<Option<Trade>, Error> {
-        let instrument = instrument.clone();
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT trade_id, ts, price, size, side, ts_received, fills FROM trades
-                 WHERE instrument_id = {INSTRUMENT_ID} ORDER BY ts DESC, trade_id DESC LIMIT 1"
-            ))
-            .and_then(|mut s| {
-                s.query_row(params![exchange.as_str(), instrument.as_str()], |r| {
-                    Ok(trade_from_row(r, exchange, &instrument))
-                })
-                .optional()
-            })
-            .map_err(sql("querying last trade"))?
-            .transpose()
-        })
+        self.newest_row(
+            exchange,
+            instrument,
+            "SELECT trade_id, ts, price, size, side, ts_received, fills FROM trades",
+            "ts DESC, trade_id DESC",
+            "querying last trade",
+            trade_from_row,
+        )
         .await
     }
 
@@ -735,21 +756,14 @@ impl Store for SqliteStore {
         exchange: Exchange,
         instrument: &Instrument,
     ) -> Result<Option<Quote>, Error> {
-        let instrument = instrument.clone();
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT ts, ts_received, bid, bid_size, ask, ask_size, last FROM quotes
-                 WHERE instrument_id = {INSTRUMENT_ID} ORDER BY ts DESC, ts_received DESC LIMIT 1"
-            ))
-            .and_then(|mut s| {
-                s.query_row(params![exchange.as_str(), instrument.as_str()], |r| {
-                    Ok(quote_from_row(r, exchange, &instrument))
-                })
-                .optional()
-            })
-            .map_err(sql("querying latest quote"))?
-            .transpose()
-        })
+        self.newest_row(
+            exchange,
+            instrument,
+            "SELECT ts, ts_received, bid, bid_size, ask, ask_size, last FROM quotes",
+            "ts DESC, ts_received DESC",
+            "querying latest quote",
+            quote_from_row,
+        )
         .await
     }
 
