@@ -30,20 +30,32 @@
 #![warn(missing_docs)]
 
 mod bars;
-pub mod binance;
-pub mod binance_us;
-pub mod bitfinex;
-pub mod bitstamp;
-pub mod bybit;
-pub mod coinbase_advanced;
-pub mod coinbase_exchange;
-pub mod kraken;
 pub mod laps;
-pub mod okx;
 pub mod route;
 pub mod shift;
 pub mod venue;
 pub mod venues;
+
+/// Declares each venue's mock module and lists its `SPEC` in [`MOCKS`].
+macro_rules! mocks {
+    ($($venue:ident),* $(,)?) => {
+        $(pub mod $venue;)*
+        /// Every venue's mock ([`venues::spec`] finds one).
+        pub static MOCKS: &[&venues::MockSpec] = &[$(&$venue::SPEC),*];
+    };
+}
+
+mocks!(
+    binance,
+    coinbase_exchange,
+    coinbase_advanced,
+    bitfinex,
+    kraken,
+    bitstamp,
+    okx,
+    bybit,
+    binance_us,
+);
 
 /// A listening socket that may hold one connection accepted already: the
 /// first client, accepted by [`first_client`] before the mock that serves it

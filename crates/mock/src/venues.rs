@@ -1,5 +1,6 @@
 //! The mock registry: one [`MockSpec`] per venue, defined beside the venue's
-//! mock (`SPEC` in its file) and listed once in [`MOCKS`]. What a mock must
+//! mock (`SPEC` in its file) and listed once in [`MOCKS`] (the `mocks!` line
+//! of `lib.rs`, which declares its module too). What a mock must
 //! know of a venue's wire format (where its frames keep their times, trade
 //! ids and products, what a subscription names, how it answers a ping), its
 //! REST mock, how to start the whole mock and its demo recording are fields
@@ -162,18 +163,7 @@ pub struct MockSpec {
     pub demo: Option<DemoRecording>,
 }
 
-/// Every venue's mock.
-pub static MOCKS: &[&MockSpec] = &[
-    &crate::binance::SPEC,
-    &crate::coinbase_exchange::SPEC,
-    &crate::coinbase_advanced::SPEC,
-    &crate::bitfinex::SPEC,
-    &crate::kraken::SPEC,
-    &crate::bitstamp::SPEC,
-    &crate::okx::SPEC,
-    &crate::bybit::SPEC,
-    &crate::binance_us::SPEC,
-];
+pub use crate::MOCKS;
 
 impl MockSpec {
     /// Starts the venue's whole mock (WebSocket and REST).

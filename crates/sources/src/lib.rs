@@ -1,36 +1,26 @@
 //! candlekeep sources: everything that brings market data in.
 //!
-//! - [`parse::Parser`]: one per exchange (`binance`, `coinbase` (Advanced
-//!   Trade), `coinbase_exchange`, `okx`, `bitstamp`, `bitfinex`, `kraken`
-//!   (WS v1 and v2), `bybit` (spot)),
-//!   turning raw messages into normalized events. [`normalize::Normalizer`]
-//!   runs them for live capture and replay alike.
+//! - One module per venue (its folder), listed once in the `venues!` line
+//!   below, which also makes the registry ([`VENUES`], looked up through
+//!   [`venues`]): its [`parse::Parser`] turning raw messages into normalized
+//!   events (run by [`normalize::Normalizer`] for live capture and replay
+//!   alike), its live protocol, REST history and names.
 //! - [`tape`]: writes every raw message to a compressed per-day tape.
 //! - [`recordings::Recording`]: reads tapes and the fixture formats back.
 //! - [`replay`]: feeds recordings through the normalizer onto the bus.
 //! - [`import`]: loads trades from CSV or JSON lines files.
-//! - [`live`]: reconnect backoff and connector status shared by the live
-//!   connectors (`binance::run_binance`).
+//! - [`live`]: the one live connector, its reconnect backoff and status.
 
 #![warn(missing_docs)]
 
-pub mod binance;
-pub mod binance_us;
-pub mod bitfinex;
-pub mod bitstamp;
-pub mod bybit;
 pub mod capture;
-pub mod coinbase;
-pub mod coinbase_exchange;
 mod flat_json;
 pub mod history;
 pub mod import;
-pub mod kraken;
 mod line_bound;
 pub mod listing;
 pub mod live;
 pub mod normalize;
-pub mod okx;
 pub mod parse;
 pub mod poll;
 pub mod recordings;
@@ -40,3 +30,25 @@ pub mod rest;
 pub mod tape;
 pub mod venues;
 pub mod zstd_frames;
+
+/// Declares each venue's module and lists its `VENUE` in [`VENUES`], in
+/// [`ck_model::Exchange::ALL`]'s order.
+macro_rules! venues {
+    ($($venue:ident),* $(,)?) => {
+        $(pub mod $venue;)*
+        /// Every venue candlekeep captures ([`venues::venue`] finds one).
+        pub static VENUES: &[&venues::Venue] = &[$(&$venue::VENUE),*];
+    };
+}
+
+venues!(
+    binance,
+    coinbase_exchange,
+    coinbase,
+    bitfinex,
+    kraken,
+    bitstamp,
+    okx,
+    bybit,
+    binance_us,
+);

@@ -1,8 +1,9 @@
 //! The venue registry: one [`Venue`] per venue, defined in the venue's own
-//! folder (`<venue>/mod.rs`, `VENUE`) and listed once in [`VENUES`]. Code
+//! folder (`<venue>/mod.rs`, `VENUE`) and listed once in [`VENUES`] (the
+//! `venues!` line of `lib.rs`, which declares its module too). Code
 //! that needs a venue's parser, live protocol, REST history, public ticker
 //! or names asks [`venue`] instead of matching on the exchange, so adding a
-//! venue adds a folder and a line here.
+//! venue adds a folder and a name to that line.
 
 use std::sync::Arc;
 
@@ -58,18 +59,7 @@ impl std::fmt::Debug for Venue {
     }
 }
 
-/// Every venue candlekeep captures.
-pub static VENUES: &[&Venue] = &[
-    &crate::binance::VENUE,
-    &crate::coinbase_exchange::VENUE,
-    &crate::coinbase::VENUE,
-    &crate::bitfinex::VENUE,
-    &crate::kraken::VENUE,
-    &crate::bitstamp::VENUE,
-    &crate::okx::VENUE,
-    &crate::bybit::VENUE,
-    &crate::binance_us::VENUE,
-];
+pub use crate::VENUES;
 
 /// The venue `exchange` is, if candlekeep captures it.
 #[must_use]
