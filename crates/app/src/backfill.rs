@@ -66,6 +66,93 @@ impl BackfillJob {
     }
 }
 
+/// What `candlekeep backfill` was asked for.
+#[derive(Debug, Clone)]
+pub struct BackfillRequest {
+    /// The venue.
+    pub exchange: Exchange,
+    /// Its instruments (fetched in parallel).
+    pub instruments: Vec<Instrument>,
+    /// Start, inclusive.
+    pub from: Ts,
+    /// End, exclusive.
+    pub to: Ts,
+    /// Trades (the default when no candles are asked for).
+    pub trades: bool,
+    /// The exchange's own candles of these intervals.
+    pub candles: Vec<ck_model::Interval>,
+    /// The REST root: the venue's public API, or the configured source's,
+    /// when absent.
+    pub rest_url: Option<String>,
+}
+
+impl BackfillRequest {
+    /// The jobs, one per instrument and kind, and the venue's REST history
+    /// they read.
+    ///
+    /// # Errors
+    /// When the range is empty, the venue has no REST history, or it keeps
+    /// only recent trades and trades were asked for.
+    pub fn plan(
+        self,
+        settings: &crate::config::Settings,
+    ) -> anyhow::Result<(Vec<BackfillJob>, Arc<dyn History>)> {
+        let BackfillRequest {
+            exchange,
+            instruments,
+            from,
+            to,
+            trades,
+            candles,
+            rest_url,
+        } = self;
+        anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
+        let venue = ck_sources::venues::venue(exchange).ok_or_else(|| {
+            anyhow::anyhow!(
+                "backfill: no REST history for {exchange} yet (supported: {})",
+                ck_sources::VENUES
+                    .iter()
+                    .map(|v| v.exchange.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let rest_url = rest_url
+            .or_else(|| settings.config.rest_url_of(exchange))
+            .unwrap_or_else(|| venue.rest_url.to_owned());
+        let client = ck_sources::rest::RestClient::new(
+            exchange,
+            ck_sources::rest::RestSettings::new(rest_url),
+        )?;
+        let history = (venue.history)(Arc::new(client));
+        let mut kinds = Vec::new();
+        if trades || candles.is_empty() {
+            if let Some(keeps) = history.keeps_only() {
+                anyhow::bail!(
+                    "backfill: {exchange} serves only {keeps}, so it cannot backfill trades \
+                     over a range (live gaps are still repaired from it; its candles can be \
+                     backfilled with --candles)"
+                );
+            }
+            kinds.push(BackfillKind::Trades);
+        }
+        kinds.extend(candles.into_iter().map(BackfillKind::Candles));
+        let jobs = instruments
+            .iter()
+            .flat_map(|i| {
+                kinds.iter().map(move |&kind| BackfillJob {
+                    exchange,
+                    instrument: i.clone(),
+                    from,
+                    to,
+                    kind,
+                })
+            })
+            .collect();
+        Ok((jobs, history))
+    }
+}
+
 /// Live progress of one job, for a progress bar.
 #[derive(Debug, Default)]
 pub struct JobMeter {

@@ -9,11 +9,11 @@ mod stop;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ck_app::backfill::{BackfillJob, BackfillKind, JobMeter};
+use ck_app::backfill::{BackfillJob, JobMeter};
 use ck_app::config::AppConfig;
 use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
 use ck_app::topology::Topology;
-use ck_model::{Exchange, Ts};
+use ck_model::Ts;
 use ck_sources::import::ImportTarget;
 use ck_sources::replay::ReplayOptions;
 use ck_store::{CandleSource, RangeQuery};
@@ -331,51 +331,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             candles,
             rest_url,
         } => {
-            anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
-            let default_url = ck_sources::history::default_rest_url(exchange).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "backfill: no REST history for {exchange} yet (supported: {})",
-                    Exchange::ALL
-                        .iter()
-                        .filter(|e| ck_sources::history::default_rest_url(**e).is_some())
-                        .map(|e| e.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?;
-            let rest_url = rest_url
-                .or_else(|| settings.config.rest_url_of(exchange))
-                .unwrap_or_else(|| default_url.to_owned());
-            let client = ck_sources::rest::RestClient::new(
+            let request = ck_app::backfill::BackfillRequest {
                 exchange,
-                ck_sources::rest::RestSettings::new(rest_url),
-            )?;
-            let history = ck_sources::history::for_exchange(exchange, std::sync::Arc::new(client))
-                .ok_or_else(|| anyhow::anyhow!("backfill: no REST history for {exchange}"))?;
-            let mut kinds = Vec::new();
-            if trades || candles.is_empty() {
-                if let Some(keeps) = history.keeps_only() {
-                    anyhow::bail!(
-                        "backfill: {exchange} serves only {keeps}, so it cannot backfill trades \
-                         over a range (live gaps are still repaired from it; its candles can be \
-                         backfilled with --candles)"
-                    );
-                }
-                kinds.push(BackfillKind::Trades);
-            }
-            kinds.extend(candles.into_iter().map(BackfillKind::Candles));
-            let jobs: Vec<BackfillJob> = instruments
-                .iter()
-                .flat_map(|i| {
-                    kinds.iter().map(move |&kind| BackfillJob {
-                        exchange,
-                        instrument: i.clone(),
-                        from,
-                        to,
-                        kind,
-                    })
-                })
-                .collect();
+                instruments,
+                from,
+                to,
+                trades,
+                candles,
+                rest_url,
+            };
+            let (jobs, history) = request.plan(&settings)?;
             run_backfill(&settings, jobs, history).await
         }
         Command::Verify {
