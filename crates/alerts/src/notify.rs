@@ -1,6 +1,7 @@
 //! Notification channels and delivery: a webhook (JSON POST signed with
 //! HMAC-SHA256), Slack, Discord and Telegram bot webhooks, email over SMTP
-//! (STARTTLS when the server offers it) and the log. Each attempt that
+//! (STARTTLS when the server offers it), SMS and phone calls through
+//! Twilio, push through ntfy and Pushover, and the log. Each attempt that
 //! fails is retried with exponential backoff; every result is returned, to
 //! be recorded with the firing.
 
@@ -70,6 +71,15 @@ impl ChannelConfig {
                 url_secrets(url)
             }
             Target::Email { password, .. } => password.iter().cloned().collect(),
+            Target::Sms { auth_token, .. } | Target::Voice { auth_token, .. } => {
+                auth_token.iter().cloned().collect()
+            }
+            Target::Ntfy { url, token } => {
+                let mut s = url_secrets(url);
+                s.extend(token.clone());
+                s
+            }
+            Target::Pushover { token, .. } => token.iter().cloned().collect(),
             Target::Log => Vec::new(),
         }
     }
@@ -123,8 +133,67 @@ pub enum Target {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ca_file: Option<String>,
     },
+    /// SMS through Twilio's Messages API, one message per number.
+    Sms {
+        /// The Twilio account (`AC…`).
+        account_sid: String,
+        /// Its auth token (never printed).
+        #[serde(default, skip_serializing)]
+        auth_token: Option<String>,
+        /// The sending number (E.164, `+15005550006`).
+        from: String,
+        /// The numbers to text.
+        to: Vec<String>,
+        /// Twilio's API root (a receiver on loopback in tests).
+        #[serde(default = "twilio_api")]
+        base_url: String,
+    },
+    /// A phone call through Twilio's Calls API that says the alert, one
+    /// call per number.
+    Voice {
+        /// The Twilio account (`AC…`).
+        account_sid: String,
+        /// Its auth token (never printed).
+        #[serde(default, skip_serializing)]
+        auth_token: Option<String>,
+        /// The calling number (E.164).
+        from: String,
+        /// The numbers to call.
+        to: Vec<String>,
+        /// Twilio's API root.
+        #[serde(default = "twilio_api")]
+        base_url: String,
+    },
+    /// A push notification through ntfy (self-hostable): the message POSTed
+    /// to the topic URL.
+    Ntfy {
+        /// The topic URL, `https://ntfy.sh/<topic>`.
+        url: String,
+        /// An access token, sent as a bearer token (never printed).
+        #[serde(default, skip_serializing)]
+        token: Option<String>,
+    },
+    /// A push notification through Pushover's Messages API.
+    Pushover {
+        /// The application's API token (never printed).
+        #[serde(default, skip_serializing)]
+        token: Option<String>,
+        /// The user or group key.
+        user: String,
+        /// Pushover's API root.
+        #[serde(default = "pushover_api")]
+        base_url: String,
+    },
     /// The log (every firing is logged anyway; this names it as a channel).
     Log,
+}
+
+fn twilio_api() -> String {
+    "https://api.twilio.com".to_owned()
+}
+
+fn pushover_api() -> String {
+    "https://api.pushover.net".to_owned()
 }
 
 /// One channel's result for one firing.
@@ -294,6 +363,81 @@ impl Notifier {
                 )
                 .await
             }
+            Target::Sms {
+                account_sid,
+                auth_token,
+                from,
+                to,
+                base_url,
+            } => {
+                let account = TwilioAccount {
+                    base_url,
+                    sid: account_sid,
+                    token: auth_token.as_deref(),
+                };
+                for number in to {
+                    self.twilio(
+                        &account,
+                        "Messages",
+                        &[("To", number), ("From", from), ("Body", &text)],
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            Target::Voice {
+                account_sid,
+                auth_token,
+                from,
+                to,
+                base_url,
+            } => {
+                let account = TwilioAccount {
+                    base_url,
+                    sid: account_sid,
+                    token: auth_token.as_deref(),
+                };
+                let twiml = format!("<Response><Say>{}</Say></Response>", xml_text(&text));
+                for number in to {
+                    self.twilio(
+                        &account,
+                        "Calls",
+                        &[("To", number), ("From", from), ("Twiml", &twiml)],
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            Target::Ntfy { url, token } => {
+                let mut request = self
+                    .client
+                    .post(url)
+                    .header("Title", format!("candlekeep alert: {}", firing.rule))
+                    .header("Tags", "chart_with_upwards_trend")
+                    .body(firing.message.clone());
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                check(request.send().await).await
+            }
+            Target::Pushover {
+                token,
+                user,
+                base_url,
+            } => {
+                let token = token
+                    .as_deref()
+                    .ok_or_else(|| "pushover: no application token configured".to_owned())?;
+                let url = format!("{}/1/messages.json", base_url.trim_end_matches('/'));
+                let title = format!("candlekeep alert: {}", firing.rule);
+                let form = [
+                    ("token", token),
+                    ("user", user.as_str()),
+                    ("title", title.as_str()),
+                    ("message", firing.message.as_str()),
+                ];
+                check(self.client.post(url).form(&form).send().await).await
+            }
             Target::Log => {
                 tracing::warn!(target: "candlekeep::alerts", rule = %firing.rule, "{}", firing.message);
                 Ok(())
@@ -301,9 +445,65 @@ impl Notifier {
         }
     }
 
+    /// One request to Twilio's `resource` (`Messages`, `Calls`) of the
+    /// account, as a form with basic auth; Twilio's error JSON becomes the
+    /// error (`Twilio 21211: The 'To' number … is not a valid phone number`).
+    async fn twilio(
+        &self,
+        account: &TwilioAccount<'_>,
+        resource: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(), String> {
+        let token = account
+            .token
+            .ok_or_else(|| "twilio: no auth token configured".to_owned())?;
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/{resource}.json",
+            account.base_url.trim_end_matches('/'),
+            account.sid
+        );
+        let response = self
+            .client
+            .post(url)
+            .basic_auth(account.sid, Some(token))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {}", ck_bus::error_chain(&e.without_url())))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        let error: Option<(i64, String)> = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| Some((v["code"].as_i64()?, v["message"].as_str()?.to_owned())));
+        Err(match error {
+            Some((code, message)) => format!("HTTP {status}: Twilio {code}: {message}"),
+            None => format!(
+                "HTTP {status}: {}",
+                body.chars().take(200).collect::<String>()
+            ),
+        })
+    }
+
     async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<(), String> {
         check(self.client.post(url).json(body).send().await).await
     }
+}
+
+/// A Twilio account to send with.
+struct TwilioAccount<'a> {
+    base_url: &'a str,
+    sid: &'a str,
+    token: Option<&'a str>,
+}
+
+/// `text` safe inside an XML element.
+fn xml_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A 2xx, or an error naming the status and the start of the body.

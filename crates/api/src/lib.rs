@@ -21,6 +21,7 @@ mod latest;
 mod limit;
 mod market;
 mod params;
+mod product_stats;
 mod server;
 mod stats;
 mod status;
@@ -296,6 +297,9 @@ impl utoipa::Modify for BearerScheme {
         market::trades,
         market::tickers,
         market::prices,
+        product_stats::stats_1min,
+        product_stats::stats_1hour,
+        product_stats::stats_1day,
         stats::stats,
         stats::cross,
         alerts::list,
@@ -337,6 +341,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/trades", get(market::trades))
         .route("/api/v1/tickers", get(market::tickers))
         .route("/api/v1/prices", get(market::prices))
+        .route("/stats1min/{product}", get(product_stats::stats_1min))
+        .route("/stats1hour/{product}", get(product_stats::stats_1hour))
+        .route("/stats1day/{product}", get(product_stats::stats_1day))
         .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/stats/cross", get(stats::cross))
         .route("/api/v1/alerts", get(alerts::list).post(alerts::create))

@@ -1564,3 +1564,111 @@ async fn large_candle_reads_are_split_in_parts_without_loss() {
         }
     }
 }
+
+/// The stream-processor design's view: the latest closed candle of 1m, 1h
+/// and 1d, equal to what `/api/v1/candles` serves.
+#[tokio::test]
+async fn stats1min_is_the_latest_closed_1m_candle() {
+    let latest = |interval: &str| format!("{C}&interval={interval}&order=desc&limit=3");
+    for (path, interval, seconds) in [
+        ("/stats1min", "1m", 60),
+        ("/stats1hour", "1h", 3_600),
+        ("/stats1day", "1d", 86_400),
+    ] {
+        let stats = get(&format!("{path}/BTC-USDT?exchange=binance")).await;
+        assert_eq!(stats.status, StatusCode::OK, "{path}: {}", stats.body);
+        let stats = stats.json();
+        let candles = get(&latest(interval)).await.json();
+        let closed = candles
+            .as_array()
+            .expect("candles")
+            .iter()
+            .find(|c| c["state"] != "provisional")
+            .cloned()
+            .expect("a closed candle");
+        assert_eq!(stats["exchange"], "binance");
+        assert_eq!(stats["product"], "BTC-USDT");
+        assert_eq!(stats["interval"], interval);
+        assert_eq!(stats["start"], closed["open_time"], "{path}");
+        for field in ["open", "high", "low", "close", "volume", "vwap", "trades"] {
+            assert_eq!(stats[field], closed[field], "{path} {field}");
+        }
+        let start = Ts::parse(stats["start"].as_str().expect("start")).expect("time");
+        let end = Ts::parse(stats["end"].as_str().expect("end")).expect("time");
+        assert_eq!(end.0 - start.0, seconds * 1_000_000_000, "{path}");
+    }
+    // Stored on one venue only: the venue may go unnamed.
+    let unnamed = get("/stats1min/BTC-USDT").await;
+    assert_eq!(unnamed.status, StatusCode::OK, "{}", unnamed.body);
+    assert_eq!(unnamed.json()["exchange"], "binance");
+    refused("/stats1min/BTCUSDT", StatusCode::BAD_REQUEST, "BASE-QUOTE").await;
+    refused("/stats1min/DOGE-EUR", StatusCode::NOT_FOUND, "not stored").await;
+    refused(
+        "/stats1min/BTC-USDT?exchange=kraken",
+        StatusCode::NOT_FOUND,
+        "no closed 1m candle for kraken BTC-USDT",
+    )
+    .await;
+}
+
+/// A product stored on two venues needs `?exchange=`: the 400 lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_on_several_venues_needs_its_exchange() {
+    let dir = tempfile::tempdir().expect("dir");
+    let env = vec![(
+        "CANDLEKEEP_DATA_DIR".to_owned(),
+        dir.path().display().to_string(),
+    )];
+    let settings = ck_app::config::AppConfig::load(None, env)
+        .expect("config")
+        .settings()
+        .expect("settings");
+    let store = ck_app::open_store(&settings).await.expect("store");
+    // The Binance recording, once as Binance and once read as Binance.US.
+    for exchange in [None, Some(ck_model::Exchange::BinanceUs)] {
+        run_pipeline(
+            &settings,
+            store.clone(),
+            vec![Source::Replay {
+                files: vec![ck_testkit::fixture(
+                    "hftbacktest/binance_spot_btcusdt_20240808.gz",
+                )],
+                options: ReplayOptions {
+                    exchange,
+                    ..ReplayOptions::default()
+                },
+            }],
+            None,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("replay");
+    }
+    let app = || {
+        router(ApiState::new(
+            store.clone(),
+            Arc::default(),
+            ck_bus::live_feed(16),
+            std::time::Duration::from_secs(15),
+        ))
+    };
+    let both = get_from(app(), "/stats1hour/BTC-USDT").await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST, "{}", both.body);
+    let message = both.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("several venues (binance, binance-us)") && message.contains("?exchange="),
+        "{message}"
+    );
+    let us = get_from(app(), "/stats1hour/BTC-USDT?exchange=binance-us").await;
+    assert_eq!(us.status, StatusCode::OK, "{}", us.body);
+    let binance = get_from(app(), "/stats1hour/BTC-USDT?exchange=binance").await;
+    assert_eq!(us.json()["exchange"], "binance-us");
+    assert_eq!(
+        us.json()["close"],
+        binance.json()["close"],
+        "the same recording"
+    );
+}

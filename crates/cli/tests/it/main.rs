@@ -1,5 +1,6 @@
 //! End-to-end tests: the pipeline on real recordings, and the binary itself.
 
+mod alert_channels;
 mod alerts;
 mod backfill;
 mod binance_us;
