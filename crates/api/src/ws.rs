@@ -347,26 +347,8 @@ fn topic_of(event: &Event) -> Option<Topic> {
 
 /// The topic of `event` and its JSON, if clients can subscribe to it.
 fn encode(event: &Event) -> Option<Encoded> {
-    let (topic, value) = match event {
-        Event::Trade(t) => (
-            Topic::Trades(t.exchange, t.instrument.clone()),
-            json!({"type": "trade", "exchange": t.exchange, "instrument": t.instrument,
-               "trade_id": t.trade_id, "price": t.price, "qty": t.size, "side": t.side,
-               "ts": t.ts_exchange, "received": t.ts_received}),
-        ),
-        Event::Quote(q) => (
-            Topic::Tickers(q.exchange, q.instrument.clone()),
-            json!({"type": "ticker", "exchange": q.exchange, "instrument": q.instrument,
-               "bid": q.bid, "ask": q.ask, "bid_size": q.bid_size, "ask_size": q.ask_size,
-               "last": q.last, "ts": q.ts_exchange}),
-        ),
-        Event::Candle(c) => (
-            Topic::Candles(c.exchange, c.instrument.clone(), c.interval),
-            json!({"type": "candle", "exchange": c.exchange, "instrument": c.instrument,
-               "interval": c.interval, "state": c.state, "candle": CandleRecord::from(c.as_ref())}),
-        ),
-        _ => return None,
-    };
+    let topic = topic_of(event)?;
+    let value = ck_bus::record_json::record_json(event)?;
     // A candle's row is its record; the others', their own fields.
     let values = value.get("candle").unwrap_or(&value);
     let row: Vec<&serde_json::Value> = fields(&topic)

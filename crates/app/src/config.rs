@@ -60,6 +60,8 @@ pub struct AppConfig {
     pub nats: NatsConfig,
     /// The Redis sink (hot state and pub/sub for outside apps).
     pub redis: RedisConfig,
+    /// The Kafka sink (off unless `brokers` is set).
+    pub kafka: KafkaConfig,
     /// Where data comes from. Default: live Binance BTC-USDT and ETH-USDT.
     pub sources: Vec<SourceConfig>,
 }
@@ -77,6 +79,7 @@ impl Default for AppConfig {
             alerts: AlertsConfig::default(),
             nats: NatsConfig::default(),
             redis: RedisConfig::default(),
+            kafka: KafkaConfig::default(),
             sources: vec![SourceConfig::Live(VenueSourceConfig {
                 exchange: Some(ck_model::Exchange::Binance),
                 instruments: vec!["BTC-USDT".to_owned(), "ETH-USDT".to_owned()],
@@ -93,6 +96,7 @@ impl Default for AppConfig {
 pub use ck_sinks::nats::NatsConfig;
 
 /// The Redis sink's settings (`[redis]`).
+pub use ck_sinks::kafka::KafkaConfig;
 pub use ck_sinks::redis::RedisConfig;
 
 /// Which backend holds the store, from `store.url`.

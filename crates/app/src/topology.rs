@@ -281,6 +281,16 @@ impl Topology {
                 let _ = sink.await;
             });
         }
+        if builds_candles && settings.config.kafka.enabled() {
+            let sink = ck_sinks::kafka::run_kafka_sink(
+                settings.config.kafka.clone(),
+                &runtime.feed,
+                tasks.stop.clone(),
+            );
+            tasks.spawn_fallible("Kafka sink", async move {
+                sink.await.map(|_| ()).map_err(anyhow::Error::from)
+            });
+        }
         if let Some(api) = self.api.take() {
             let capture = match self.plan {
                 Plan::Serve => ck_api::Capture::Nothing,
@@ -384,6 +394,46 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// A finite run (`replay`, `import`, `backfill`): `sources` through the
+/// pipeline into `store` until they end or `stop`, with the Kafka sink
+/// where one is configured, which gets every record before this returns
+/// (up to ten seconds for the broker to take what it still holds).
+///
+/// # Errors
+/// When the pipeline fails.
+pub async fn run_to_end(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    sources: Vec<Source>,
+    stop: CancellationToken,
+) -> anyhow::Result<PipelineReport> {
+    let runtime = Runtime::new();
+    let sink_stop = CancellationToken::new();
+    let kafka = settings.config.kafka.enabled().then(|| {
+        tokio::spawn(ck_sinks::kafka::run_kafka_sink(
+            settings.config.kafka.clone(),
+            &runtime.feed,
+            sink_stop.clone(),
+        ))
+    });
+    let report = run_pipeline_with(settings, &runtime, store, sources, None, stop).await;
+    sink_stop.cancel();
+    if let Some(kafka) = kafka {
+        match kafka.await {
+            Ok(Ok(stats)) => tracing::info!(
+                delivered = stats.delivered,
+                failed = stats.failed,
+                buffer_full = stats.buffer_full,
+                lagged = stats.lagged,
+                "kafka sink done"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "kafka sink failed"),
+            Err(e) => tracing::error!(error = %e, "kafka sink panicked"),
+        }
+    }
+    report
 }
 
 fn no_cluster() -> anyhow::Error {

@@ -13,6 +13,7 @@ pub mod connectors;
 pub mod gap_queue;
 pub mod health;
 pub mod metrics;
+pub mod record_json;
 pub mod secrets;
 
 use std::sync::Arc;

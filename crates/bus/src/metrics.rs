@@ -195,6 +195,14 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "Exchange messages that could not be parsed, per exchange.",
     ),
     (
+        "candlekeep_kafka_delivered_total",
+        "Messages the Kafka broker acknowledged.",
+    ),
+    (
+        "candlekeep_kafka_undelivered_total",
+        "Messages the Kafka sink could not deliver, by reason: broker (not taken in time), buffer_full, lagged (read too late from the live feed).",
+    ),
+    (
         "candlekeep_late_trades_total",
         "Trades that arrived after their candle closed and revised it.",
     ),

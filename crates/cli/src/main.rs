@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ck_app::backfill::{BackfillJob, JobMeter};
 use ck_app::config::AppConfig;
-use ck_app::pipeline::{PipelineReport, Source, SourceReport, run_pipeline};
+use ck_app::pipeline::{PipelineReport, Source, SourceReport};
 use ck_app::topology::Topology;
 use ck_model::Ts;
 use ck_sources::import::ImportTarget;
@@ -434,7 +434,7 @@ async fn run_backfill(
         history,
         meters,
     };
-    let report = run_pipeline(settings, store, vec![source], None, token).await;
+    let report = ck_app::topology::run_to_end(settings, store, vec![source], token).await;
     ticker.abort();
     bar.finish_and_clear();
     let report = report?;
@@ -462,14 +462,9 @@ async fn run_to_end(
 ) -> anyhow::Result<PipelineReport> {
     let store = ck_app::open_store(settings).await?;
     let started = Instant::now();
-    let report = run_pipeline(
-        settings,
-        store,
-        vec![source],
-        None,
-        CancellationToken::new(),
-    )
-    .await?;
+    let report =
+        ck_app::topology::run_to_end(settings, store, vec![source], CancellationToken::new())
+            .await?;
     print_report(&report, started);
     Ok(report)
 }

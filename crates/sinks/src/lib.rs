@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod kafka;
 pub mod nats;
 pub mod redis;
 

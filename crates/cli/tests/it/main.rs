@@ -13,6 +13,7 @@ mod deploy;
 mod disk_full;
 mod exchange_candles;
 mod gapfree;
+mod kafka;
 mod live;
 mod migrate;
 mod mock_exchange;
