@@ -199,6 +199,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "Messages the Kafka broker acknowledged.",
     ),
     (
+        "candlekeep_kafka_producer_restarts_total",
+        "Kafka producers the sink replaced after a fatal error (fenced after an outage).",
+    ),
+    (
         "candlekeep_kafka_undelivered_total",
         "Messages the Kafka sink could not deliver, by reason: broker (not taken in time), buffer_full, lagged (read too late from the live feed).",
     ),

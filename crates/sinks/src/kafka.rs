@@ -24,7 +24,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -97,6 +97,10 @@ pub struct KafkaStats {
 struct Counting {
     delivered: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    /// Set when the producer can no longer deliver anything (a fatal
+    /// error, such as a broker that fenced it after an outage): the sink
+    /// then makes a new one.
+    broken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl rdkafka::ClientContext for Counting {}
@@ -111,6 +115,12 @@ impl ProducerContext for Counting {
                 metrics::counter("candlekeep_kafka_delivered_total").inc();
             }
             Err((e, _)) => {
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fatal)
+                ) {
+                    self.broken.store(true, Ordering::Relaxed);
+                }
                 let before = self.failed.fetch_add(1, Ordering::Relaxed);
                 metrics::counter("candlekeep_kafka_undelivered_total{reason=\"broker\"}").inc();
                 // The first, then one in ten thousand: a broker down for an
@@ -148,23 +158,28 @@ async fn sink(
 ) -> Result<KafkaStats, KafkaSinkError> {
     let delivered = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let producer: ThreadedProducer<Counting> = client_config(&config)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "20")
-        .set(
-            "queue.buffering.max.messages",
-            config.queue_messages.max(1).to_string(),
-        )
-        .set(
-            "message.timeout.ms",
-            (config.delivery_timeout_secs.max(1) * 1_000).to_string(),
-        )
-        .create_with_context(Counting {
-            delivered: delivered.clone(),
-            failed: failed.clone(),
-        })?;
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let make = || -> Result<ThreadedProducer<Counting>, KafkaError> {
+        client_config(&config)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "20")
+            .set(
+                "queue.buffering.max.messages",
+                config.queue_messages.max(1).to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                (config.delivery_timeout_secs.max(1) * 1_000).to_string(),
+            )
+            .create_with_context(Counting {
+                delivered: delivered.clone(),
+                failed: failed.clone(),
+                broken: broken.clone(),
+            })
+    };
+    let mut producer = make()?;
     tokio::spawn(create_topics(config.clone(), stop.clone()));
     tracing::info!(brokers = %config.brokers, prefix = %config.topic_prefix, "kafka sink started");
     let mut stats = KafkaStats::default();
@@ -200,6 +215,23 @@ async fn sink(
         let Some(value) = ck_bus::record_json::record_json(event.as_ref()) else {
             continue;
         };
+        if broken.load(Ordering::Relaxed) || producer.client().fatal_error().is_some() {
+            // A fatal error (after an outage, the broker may fence the
+            // producer's id): what it held is counted as failed; a new
+            // producer, with a new id, carries on.
+            let reason = producer
+                .client()
+                .fatal_error()
+                .map_or_else(|| "fenced".to_owned(), |(_, reason)| reason);
+            tracing::warn!(reason = %reason, "kafka: the producer cannot deliver any more; starting a new one");
+            metrics::counter("candlekeep_kafka_producer_restarts_total").inc();
+            let old = std::mem::replace(&mut producer, make()?);
+            broken.store(false, Ordering::Relaxed);
+            // Its messages are reported failed at once; its end (which
+            // waits for what it holds) happens off the runtime.
+            old.purge(PurgeConfig::default().queue().inflight());
+            tokio::task::spawn_blocking(move || drop(old));
+        }
         let payload = value.to_string();
         if let Err((e, _)) = producer.send(BaseRecord::to(topic).key(&key).payload(&payload)) {
             stats.buffer_full += 1;

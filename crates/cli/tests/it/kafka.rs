@@ -205,3 +205,170 @@ async fn a_replay_delivers_every_trade_exactly_once_to_kafka() {
         candles.len()
     );
 }
+
+/// A TCP proxy on loopback in front of the broker, which the broker
+/// advertises as its address, so every client connection goes through it;
+/// `set_down(true)` cuts every connection and refuses new ones (the broker
+/// "down"), `set_down(false)` lets them through again.
+struct Proxy {
+    addr: String,
+    down: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(port: u16, upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the proxy");
+        let (down, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    drop(client);
+                    continue;
+                }
+                let (upstream, mut watch) = (upstream.clone(), watch.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watch.wait_for(|down| *down) => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            addr: format!("127.0.0.1:{port}"),
+            down,
+        }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.send_replace(down);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_loses_only_what_it_missed_and_delivery_resumes() {
+    if std::env::var("CK_TEST_KAFKA_URL").is_ok() {
+        eprintln!(
+            "CK_TEST_KAFKA_URL names an outside broker: this test needs its own (it advertises a proxy)"
+        );
+    }
+    // tansu listens on one port and advertises the proxy's.
+    let (broker_port, proxy_port) = (free_port(), free_port());
+    let listen = format!("tcp://127.0.0.1:{broker_port}");
+    let advertised = format!("tcp://127.0.0.1:{proxy_port}");
+    let mut child = Command::new(tansu())
+        .args([
+            "broker",
+            "--listener-url",
+            &listen,
+            "--advertised-listener-url",
+            &advertised,
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tansu");
+    let broker_addr = format!("127.0.0.1:{broker_port}");
+    for _ in 0..100 {
+        if port_open(&broker_addr) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let proxy = Proxy::start(proxy_port, broker_addr).await;
+
+    // About six recorded minutes at 20× speed: 18 s, the broker away for
+    // five of them.
+    let dir = tempfile::tempdir().expect("dir");
+    let prefix = format!("out{}", std::process::id());
+    let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
+    let replay = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--log", "info", "replay", "--speed", "20"])
+        .arg(&fixture)
+        .env_remove("CANDLEKEEP_CONFIG")
+        .env("CANDLEKEEP_KAFKA__BROKERS", &proxy.addr)
+        .env("CANDLEKEEP_KAFKA__TOPIC_PREFIX", &prefix)
+        .env("CANDLEKEEP_KAFKA__DELIVERY_TIMEOUT_SECS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run candlekeep");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.set_down(true);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.set_down(false);
+    let out = tokio::task::spawn_blocking(move || replay.wait_with_output())
+        .await
+        .expect("join")
+        .expect("replay");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    // Capture and the store did not notice.
+    let settings = crate::support::settings(dir.path());
+    let store = ck_app::open_existing_store(&settings).await.expect("store");
+    let stored = store
+        .trades(&crate::support::everything(crate::support::btc()))
+        .await
+        .expect("trades");
+    assert_eq!(
+        stored.len(),
+        9_757,
+        "every trade of the recording is stored"
+    );
+    // The loss is counted (and said at the end).
+    let done = stderr
+        .lines()
+        .find(|l| l.contains("kafka sink done"))
+        .unwrap_or_else(|| panic!("the sink reports: {stderr}"));
+    let number = |name: &str| -> u64 {
+        done.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {done}"))
+    };
+    let (delivered, failed, buffer_full) =
+        (number("delivered"), number("failed"), number("buffer_full"));
+    assert!(
+        failed + buffer_full > 0,
+        "the outage lost something: {done}"
+    );
+    assert!(delivered > 0, "{done}");
+    // Delivery resumed: the last trades, sent after the broker came back,
+    // are in the topic, once each.
+    let messages = read_topic(&proxy.addr, &format!("{prefix}.trades"), 1).await;
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|(_, v)| v["trade_id"].as_str().expect("id").to_owned())
+        .collect();
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "nothing twice");
+    assert!(
+        ids.len() < stored.len(),
+        "the outage cost trades: {}",
+        ids.len()
+    );
+    let last = stored.last().expect("a trade").trade_id.to_string();
+    assert!(
+        ids.contains(&last),
+        "the last trade, after the outage, was delivered ({} of {} trades in Kafka): {done}\n{}",
+        ids.len(),
+        stored.len(),
+        stderr
+            .lines()
+            .filter(|l| l.contains("kafka") || l.contains("rdkafka"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
