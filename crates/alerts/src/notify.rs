@@ -276,8 +276,10 @@ impl Notifier {
         };
         let mut wait = self.backoff;
         let mut last_error = None;
+        // Numbers a multi-number channel has reached: a retry skips them.
+        let mut reached = std::collections::HashSet::new();
         for attempt in 1..=self.attempts {
-            match self.send(&channel.target, firing).await {
+            match self.send(&channel.target, firing, &mut reached).await {
                 Ok(()) => {
                     ck_bus::metrics::counter("candlekeep_alerts_delivered_total").inc();
                     return Delivery {
@@ -311,7 +313,12 @@ impl Notifier {
         }
     }
 
-    async fn send(&self, target: &Target, firing: &Firing) -> Result<(), String> {
+    async fn send(
+        &self,
+        target: &Target,
+        firing: &Firing,
+        reached: &mut std::collections::HashSet<String>,
+    ) -> Result<(), String> {
         let text = format!("candlekeep alert: {}: {}", firing.rule, firing.message);
         match target {
             Target::Webhook { url, secret } => {
@@ -369,23 +376,8 @@ impl Notifier {
                 from,
                 to,
                 base_url,
-            } => {
-                let account = TwilioAccount {
-                    base_url,
-                    sid: account_sid,
-                    token: auth_token.as_deref(),
-                };
-                for number in to {
-                    self.twilio(
-                        &account,
-                        "Messages",
-                        &[("To", number), ("From", from), ("Body", &text)],
-                    )
-                    .await?;
-                }
-                Ok(())
             }
-            Target::Voice {
+            | Target::Voice {
                 account_sid,
                 auth_token,
                 from,
@@ -397,14 +389,24 @@ impl Notifier {
                     sid: account_sid,
                     token: auth_token.as_deref(),
                 };
-                let twiml = format!("<Response><Say>{}</Say></Response>", xml_text(&text));
+                // A text says the alert; a call speaks it (TwiML <Say>).
+                let (resource, field, content) = if matches!(target, Target::Voice { .. }) {
+                    let twiml = format!("<Response><Say>{}</Say></Response>", xml_text(&text));
+                    ("Calls", "Twiml", twiml)
+                } else {
+                    ("Messages", "Body", text.clone())
+                };
                 for number in to {
+                    if reached.contains(number) {
+                        continue;
+                    }
                     self.twilio(
                         &account,
-                        "Calls",
-                        &[("To", number), ("From", from), ("Twiml", &twiml)],
+                        resource,
+                        &[("To", number), ("From", from), (field, &content)],
                     )
                     .await?;
+                    reached.insert(number.clone());
                 }
                 Ok(())
             }

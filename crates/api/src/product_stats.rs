@@ -65,68 +65,51 @@ impl ProductStats {
     }
 }
 
-/// The latest closed 1-minute candle of a product.
-#[utoipa::path(
-    get, path = "/stats1min/{product}", tag = "market",
-    params(
-        ("product" = String, Path, description = "BASE-QUOTE, such as `BTC-USD`."),
-        ("exchange" = Option<Exchange>, Query, description = "The venue; needed when the product is stored on several."),
-    ),
-    responses(
-        (status = 200, description = "The candle.", body = ProductStats),
-        (status = 400, description = "A bad product, or a product on several venues and no `exchange` (the error lists them).", body = crate::error::ErrorBody),
-        (status = 404, description = "No closed candle of the product.", body = crate::error::ErrorBody),
-    )
-)]
-pub(crate) async fn stats_1min(
-    state: State<ApiState>,
-    product: Path<String>,
-    q: Params,
-) -> Result<Response, ApiError> {
-    latest_closed(state, product, q, Interval::M1).await
+/// A handler of the design's view for one interval, documented for
+/// OpenAPI: the three differ only in their path and interval.
+macro_rules! stats_view {
+    ($name:ident, $path:literal, $interval:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(
+            get, path = $path, tag = "market",
+            params(
+                ("product" = String, Path, description = "BASE-QUOTE, such as `BTC-USD`."),
+                ("exchange" = Option<Exchange>, Query, description = "The venue; needed when the product is stored on several."),
+            ),
+            responses(
+                (status = 200, description = "The candle.", body = ProductStats),
+                (status = 400, description = "A bad product, or a product on several venues and no `exchange` (the error lists them).", body = crate::error::ErrorBody),
+                (status = 404, description = "No closed candle of the product.", body = crate::error::ErrorBody),
+            )
+        )]
+        pub(crate) async fn $name(
+            state: State<ApiState>,
+            product: Path<String>,
+            q: Params,
+        ) -> Result<Response, ApiError> {
+            latest_closed(state, product, q, $interval).await
+        }
+    };
 }
 
-/// The latest closed 1-hour candle of a product.
-#[utoipa::path(
-    get, path = "/stats1hour/{product}", tag = "market",
-    params(
-        ("product" = String, Path, description = "BASE-QUOTE, such as `BTC-USD`."),
-        ("exchange" = Option<Exchange>, Query, description = "The venue; needed when the product is stored on several."),
-    ),
-    responses(
-        (status = 200, description = "The candle.", body = ProductStats),
-        (status = 400, description = "A bad product, or a product on several venues and no `exchange` (the error lists them).", body = crate::error::ErrorBody),
-        (status = 404, description = "No closed candle of the product.", body = crate::error::ErrorBody),
-    )
-)]
-pub(crate) async fn stats_1hour(
-    state: State<ApiState>,
-    product: Path<String>,
-    q: Params,
-) -> Result<Response, ApiError> {
-    latest_closed(state, product, q, Interval::H1).await
-}
-
-/// The latest closed 1-day candle of a product.
-#[utoipa::path(
-    get, path = "/stats1day/{product}", tag = "market",
-    params(
-        ("product" = String, Path, description = "BASE-QUOTE, such as `BTC-USD`."),
-        ("exchange" = Option<Exchange>, Query, description = "The venue; needed when the product is stored on several."),
-    ),
-    responses(
-        (status = 200, description = "The candle.", body = ProductStats),
-        (status = 400, description = "A bad product, or a product on several venues and no `exchange` (the error lists them).", body = crate::error::ErrorBody),
-        (status = 404, description = "No closed candle of the product.", body = crate::error::ErrorBody),
-    )
-)]
-pub(crate) async fn stats_1day(
-    state: State<ApiState>,
-    product: Path<String>,
-    q: Params,
-) -> Result<Response, ApiError> {
-    latest_closed(state, product, q, Interval::D1).await
-}
+stats_view!(
+    stats_1min,
+    "/stats1min/{product}",
+    Interval::M1,
+    "The latest closed 1-minute candle of a product."
+);
+stats_view!(
+    stats_1hour,
+    "/stats1hour/{product}",
+    Interval::H1,
+    "The latest closed 1-hour candle of a product."
+);
+stats_view!(
+    stats_1day,
+    "/stats1day/{product}",
+    Interval::D1,
+    "The latest closed 1-day candle of a product."
+);
 
 async fn latest_closed(
     State(state): State<ApiState>,

@@ -91,6 +91,7 @@ async fn provider_receiver(seen: Arc<Mutex<Vec<Seen>>>) -> String {
                         .to_owned()
                 };
                 let path = uri.path().to_owned();
+                let body_copy = body.clone();
                 seen.lock().expect("lock").push(Seen {
                     method,
                     path: path.clone(),
@@ -99,6 +100,19 @@ async fn provider_receiver(seen: Arc<Mutex<Vec<Seen>>>) -> String {
                     content_type: header("content-type"),
                     body,
                 });
+                // ACflaky: the first text to its second number fails once.
+                if path.starts_with("/2010-04-01/Accounts/ACflaky/") {
+                    let second = form(&body_copy).iter().any(|(k, v)| k == "To" && v == "+15557654321");
+                    let tries = seen
+                        .lock()
+                        .expect("lock")
+                        .iter()
+                        .filter(|s| s.path == path && form(&s.body).iter().any(|(k, v)| k == "To" && v == "+15557654321"))
+                        .count();
+                    if second && tries == 1 {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, r#"{"code": 20500, "message": "Internal Server Error"}"#);
+                    }
+                }
                 if path.starts_with("/2010-04-01/Accounts/ACbad/") {
                     return (
                         StatusCode::BAD_REQUEST,
@@ -132,7 +146,7 @@ async fn sms_calls_and_push_reach_each_provider_as_it_documents() {
     let store = ck_app::open_store(&s).await.expect("store");
     let rule = Rule::from_json(
         r#"{"kind":"price_below","exchange":"binance","instrument":"BTC-USDT","level":"61700",
-            "cooldown_secs":3600,"hysteresis":"0","notify":["sms","call","ntfy","pushover","sms-bad"]}"#,
+            "cooldown_secs":3600,"hysteresis":"0","notify":["sms","call","ntfy","pushover","sms-bad","sms-flaky"]}"#,
     )
     .expect("rule");
     let twilio = |name: &str, sid: &str, voice: bool| {
@@ -168,6 +182,7 @@ async fn sms_calls_and_push_reach_each_provider_as_it_documents() {
         twilio("sms", "ACtest", false),
         twilio("call", "ACtest", true),
         twilio("sms-bad", "ACbad", false),
+        twilio("sms-flaky", "ACflaky", false),
         ChannelConfig {
             name: "ntfy".into(),
             target: Target::Ntfy {
@@ -236,6 +251,12 @@ async fn sms_calls_and_push_reach_each_provider_as_it_documents() {
     for name in ["sms", "call", "ntfy", "pushover"] {
         assert_eq!(by(name)["ok"].as_bool(), Some(true), "{name}: {deliveries}");
     }
+    let flaky = by("sms-flaky");
+    assert_eq!(
+        (flaky["ok"].as_bool(), flaky["attempts"].as_u64()),
+        (Some(true), Some(2)),
+        "{deliveries}"
+    );
     let bad = by("sms-bad");
     assert_eq!(
         (bad["ok"].as_bool(), bad["attempts"].as_u64()),
@@ -306,6 +327,13 @@ async fn sms_calls_and_push_reach_each_provider_as_it_documents() {
         .filter(|s| s.path.starts_with("/2010-04-01/Accounts/ACbad/"))
         .collect();
     assert_eq!(bad.len(), 2, "{seen:?}");
+    // A retry texts only the number it had not reached.
+    let flaky: Vec<String> = seen
+        .iter()
+        .filter(|s| s.path.starts_with("/2010-04-01/Accounts/ACflaky/"))
+        .map(to)
+        .collect();
+    assert_eq!(flaky, ["+15551234567", "+15557654321", "+15557654321"]);
     // ntfy: the message as the body, the title in a header, the bearer token.
     let ntfy: Vec<&Seen> = seen
         .iter()

@@ -69,29 +69,31 @@ fn broker() -> Broker {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let url = format!("tcp://{addr}");
-    let child = Command::new(tansu())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
+    Broker {
+        child: Some(spawn_tansu(&addr, &url)),
+        addr,
+    }
+}
+
+/// tansu listening on `addr` and advertising `advertised` (a URL), once it
+/// answers.
+fn spawn_tansu(addr: &str, advertised: &str) -> Child {
+    let mut child = Command::new(tansu())
+        .args(["broker", "--listener-url", &format!("tcp://{addr}")])
+        .args(["--advertised-listener-url", advertised])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start tansu");
-    let broker = Broker {
-        addr: addr.clone(),
-        child: Some(child),
-    };
     for _ in 0..100 {
-        if port_open(&addr) {
-            return broker;
+        if port_open(addr) {
+            return child;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("tansu did not come up on {addr}");
 }
 
@@ -259,28 +261,8 @@ async fn a_broker_outage_loses_only_what_it_missed_and_delivery_resumes() {
     }
     // tansu listens on one port and advertises the proxy's.
     let (broker_port, proxy_port) = (free_port(), free_port());
-    let listen = format!("tcp://127.0.0.1:{broker_port}");
-    let advertised = format!("tcp://127.0.0.1:{proxy_port}");
-    let mut child = Command::new(tansu())
-        .args([
-            "broker",
-            "--listener-url",
-            &listen,
-            "--advertised-listener-url",
-            &advertised,
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
     let broker_addr = format!("127.0.0.1:{broker_port}");
-    for _ in 0..100 {
-        if port_open(&broker_addr) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut child = spawn_tansu(&broker_addr, &format!("tcp://127.0.0.1:{proxy_port}"));
     let proxy = Proxy::start(proxy_port, broker_addr).await;
 
     // About six recorded minutes at 20× speed: 18 s, the broker away for
