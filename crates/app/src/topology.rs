@@ -426,6 +426,7 @@ pub async fn run_to_end(
                 delivered = stats.delivered,
                 failed = stats.failed,
                 buffer_full = stats.buffer_full,
+                refused = stats.refused,
                 lagged = stats.lagged,
                 "kafka sink done"
             ),

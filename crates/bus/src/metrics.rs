@@ -204,7 +204,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ),
     (
         "candlekeep_kafka_undelivered_total",
-        "Messages the Kafka sink could not deliver, by reason: broker (not taken in time), buffer_full, lagged (read too late from the live feed).",
+        "Messages the Kafka sink could not deliver, by reason: broker (not taken in time), buffer_full, refused (by the producer: too large…), lagged (read too late from the live feed).",
     ),
     (
         "candlekeep_late_trades_total",

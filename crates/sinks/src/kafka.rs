@@ -89,6 +89,8 @@ pub struct KafkaStats {
     pub failed: u64,
     /// Messages that did not fit the producer's buffer.
     pub buffer_full: u64,
+    /// Messages the producer refused for another reason (too large, …).
+    pub refused: u64,
     /// Updates the sink read too late from the live feed (they had gone).
     pub lagged: u64,
 }
@@ -97,6 +99,8 @@ pub struct KafkaStats {
 struct Counting {
     delivered: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    delivered_metric: Arc<metrics::Counter>,
+    failed_metric: Arc<metrics::Counter>,
     /// Set when the producer can no longer deliver anything (a fatal
     /// error, such as a broker that fenced it after an outage): the sink
     /// then makes a new one.
@@ -112,7 +116,7 @@ impl ProducerContext for Counting {
         match result {
             Ok(_) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
-                metrics::counter("candlekeep_kafka_delivered_total").inc();
+                self.delivered_metric.inc();
             }
             Err((e, _)) => {
                 if matches!(
@@ -122,7 +126,7 @@ impl ProducerContext for Counting {
                     self.broken.store(true, Ordering::Relaxed);
                 }
                 let before = self.failed.fetch_add(1, Ordering::Relaxed);
-                metrics::counter("candlekeep_kafka_undelivered_total{reason=\"broker\"}").inc();
+                self.failed_metric.inc();
                 // The first, then one in ten thousand: a broker down for an
                 // hour fails millions.
                 if before.is_multiple_of(10_000) {
@@ -176,6 +180,10 @@ async fn sink(
             .create_with_context(Counting {
                 delivered: delivered.clone(),
                 failed: failed.clone(),
+                delivered_metric: metrics::counter("candlekeep_kafka_delivered_total"),
+                failed_metric: metrics::counter(
+                    "candlekeep_kafka_undelivered_total{reason=\"broker\"}",
+                ),
                 broken: broken.clone(),
             })
     };
@@ -184,6 +192,10 @@ async fn sink(
     tracing::info!(brokers = %config.brokers, prefix = %config.topic_prefix, "kafka sink started");
     let mut stats = KafkaStats::default();
     let topics = ["trades", "quotes", "candles", "gaps"].map(|k| config.topic(k));
+    let buffer_full =
+        metrics::counter("candlekeep_kafka_undelivered_total{reason=\"buffer_full\"}");
+    let refused = metrics::counter("candlekeep_kafka_undelivered_total{reason=\"refused\"}");
+    let lagged = metrics::counter("candlekeep_kafka_undelivered_total{reason=\"lagged\"}");
     loop {
         let update = tokio::select! {
             biased;
@@ -194,7 +206,7 @@ async fn sink(
             Ok(event) => event,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 stats.lagged += n;
-                metrics::counter("candlekeep_kafka_undelivered_total{reason=\"lagged\"}").inc_by(n);
+                lagged.inc_by(n);
                 tracing::warn!(missed = n, "kafka: the sink fell behind the live feed");
                 continue;
             }
@@ -234,10 +246,16 @@ async fn sink(
         }
         let payload = value.to_string();
         if let Err((e, _)) = producer.send(BaseRecord::to(topic).key(&key).payload(&payload)) {
-            stats.buffer_full += 1;
-            metrics::counter("candlekeep_kafka_undelivered_total{reason=\"buffer_full\"}").inc();
-            if stats.buffer_full % 10_000 == 1 {
-                tracing::warn!(error = %e, undelivered = stats.buffer_full, "kafka: the producer's buffer is full (is the broker down?)");
+            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                stats.buffer_full += 1;
+                buffer_full.inc();
+                if stats.buffer_full % 10_000 == 1 {
+                    tracing::warn!(error = %e, undelivered = stats.buffer_full, "kafka: the producer's buffer is full (is the broker down?)");
+                }
+            } else {
+                stats.refused += 1;
+                refused.inc();
+                tracing::warn!(error = %e, topic = %topic, key = %key, "kafka: the producer refused a message");
             }
         }
     }
