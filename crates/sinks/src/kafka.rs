@@ -169,6 +169,9 @@ async fn sink(
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", "20")
+            // Back within two seconds of a broker's return (librdkafka's
+            // default waits up to ten between attempts).
+            .set("reconnect.backoff.max.ms", "2000")
             .set(
                 "queue.buffering.max.messages",
                 config.queue_messages.max(1).to_string(),

@@ -278,7 +278,7 @@ async fn a_broker_outage_loses_only_what_it_missed_and_delivery_resumes() {
         .env_remove("CANDLEKEEP_CONFIG")
         .env("CANDLEKEEP_KAFKA__BROKERS", &proxy.addr)
         .env("CANDLEKEEP_KAFKA__TOPIC_PREFIX", &prefix)
-        .env("CANDLEKEEP_KAFKA__DELIVERY_TIMEOUT_SECS", "2")
+        .env("CANDLEKEEP_KAFKA__DELIVERY_TIMEOUT_SECS", "3")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
