@@ -1,6 +1,6 @@
 //! Alerts: rules people write ([`rule`]), evaluated on every relevant
 //! update with cooldown and hysteresis ([`engine`]), recorded in the store
-//! and delivered to webhooks, chat, email and the log ([`notify`]), by a
+//! and delivered to webhooks, chat, email, SMS, calls, push and the log ([`notify`]), by a
 //! service that follows the live feed ([`service`]).
 
 #![warn(missing_docs)]
@@ -12,7 +12,7 @@ pub mod service;
 mod smtp;
 
 pub use engine::{Engine, Firing};
-pub use notify::{ChannelConfig, Delivery, Notifier, Target};
+pub use notify::{ChannelConfig, Delivery, Notifier, Target, Twilio};
 pub use rule::{Condition, Rule, RuleError};
 pub use service::AlertHandle;
 pub use smtp::Credentials;

@@ -71,9 +71,7 @@ impl ChannelConfig {
                 url_secrets(url)
             }
             Target::Email { password, .. } => password.iter().cloned().collect(),
-            Target::Sms { auth_token, .. } | Target::Voice { auth_token, .. } => {
-                auth_token.iter().cloned().collect()
-            }
+            Target::Sms(t) | Target::Voice(t) => t.auth_token.iter().cloned().collect(),
             Target::Ntfy { url, token } => {
                 let mut s = url_secrets(url);
                 s.extend(token.clone());
@@ -134,36 +132,10 @@ pub enum Target {
         ca_file: Option<String>,
     },
     /// SMS through Twilio's Messages API, one message per number.
-    Sms {
-        /// The Twilio account (`AC…`).
-        account_sid: String,
-        /// Its auth token (never printed).
-        #[serde(default, skip_serializing)]
-        auth_token: Option<String>,
-        /// The sending number (E.164, `+15005550006`).
-        from: String,
-        /// The numbers to text.
-        to: Vec<String>,
-        /// Twilio's API root (a receiver on loopback in tests).
-        #[serde(default = "twilio_api")]
-        base_url: String,
-    },
+    Sms(Twilio),
     /// A phone call through Twilio's Calls API that says the alert, one
     /// call per number.
-    Voice {
-        /// The Twilio account (`AC…`).
-        account_sid: String,
-        /// Its auth token (never printed).
-        #[serde(default, skip_serializing)]
-        auth_token: Option<String>,
-        /// The calling number (E.164).
-        from: String,
-        /// The numbers to call.
-        to: Vec<String>,
-        /// Twilio's API root.
-        #[serde(default = "twilio_api")]
-        base_url: String,
-    },
+    Voice(Twilio),
     /// A push notification through ntfy (self-hostable): the message POSTed
     /// to the topic URL.
     Ntfy {
@@ -186,6 +158,23 @@ pub enum Target {
     },
     /// The log (every firing is logged anyway; this names it as a channel).
     Log,
+}
+
+/// A Twilio account and the numbers an `sms` or `voice` channel reaches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Twilio {
+    /// The Twilio account (`AC…`).
+    pub account_sid: String,
+    /// Its auth token (never printed).
+    #[serde(default, skip_serializing)]
+    pub auth_token: Option<String>,
+    /// The sending or calling number (E.164, `+15005550006`).
+    pub from: String,
+    /// The numbers to reach.
+    pub to: Vec<String>,
+    /// Twilio's API root (a receiver on loopback in tests).
+    #[serde(default = "twilio_api")]
+    pub base_url: String,
 }
 
 fn twilio_api() -> String {
@@ -370,20 +359,14 @@ impl Notifier {
                 )
                 .await
             }
-            Target::Sms {
-                account_sid,
-                auth_token,
-                from,
-                to,
-                base_url,
-            }
-            | Target::Voice {
-                account_sid,
-                auth_token,
-                from,
-                to,
-                base_url,
-            } => {
+            Target::Sms(twilio) | Target::Voice(twilio) => {
+                let Twilio {
+                    account_sid,
+                    auth_token,
+                    from,
+                    to,
+                    base_url,
+                } = twilio;
                 let account = TwilioAccount {
                     base_url,
                     sid: account_sid,

@@ -230,7 +230,8 @@ async fn sink(
         let Some(value) = ck_bus::record_json::record_json(event.as_ref()) else {
             continue;
         };
-        if broken.load(Ordering::Relaxed) || producer.client().fatal_error().is_some() {
+        // Set by the delivery reports of a fatal error (no lock per message).
+        if broken.load(Ordering::Relaxed) {
             // A fatal error (after an outage, the broker may fence the
             // producer's id): what it held is counted as failed; a new
             // producer, with a new id, carries on.

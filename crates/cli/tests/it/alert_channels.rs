@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use ck_alerts::{AlertHandle, ChannelConfig, Notifier, Rule, Target};
+use ck_alerts::{AlertHandle, ChannelConfig, Notifier, Rule, Target, Twilio};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::settings;
@@ -150,31 +150,19 @@ async fn sms_calls_and_push_reach_each_provider_as_it_documents() {
     )
     .expect("rule");
     let twilio = |name: &str, sid: &str, voice: bool| {
-        let (account_sid, auth_token, from, to, base_url) = (
-            sid.to_owned(),
-            Some("twilio-token".to_owned()),
-            "+15005550006".to_owned(),
-            vec!["+15551234567".to_owned(), "+15557654321".to_owned()],
-            receiver.clone(),
-        );
+        let account = Twilio {
+            account_sid: sid.to_owned(),
+            auth_token: Some("twilio-token".to_owned()),
+            from: "+15005550006".to_owned(),
+            to: vec!["+15551234567".to_owned(), "+15557654321".to_owned()],
+            base_url: receiver.clone(),
+        };
         ChannelConfig {
             name: name.into(),
             target: if voice {
-                Target::Voice {
-                    account_sid,
-                    auth_token,
-                    from,
-                    to,
-                    base_url,
-                }
+                Target::Voice(account)
             } else {
-                Target::Sms {
-                    account_sid,
-                    auth_token,
-                    from,
-                    to,
-                    base_url,
-                }
+                Target::Sms(account)
             },
         }
     };

@@ -225,7 +225,7 @@ async fn binance_us_is_captured_live_from_its_mock() {
         .await
         .expect("trades");
     assert!(binance.is_empty(), "nothing is stored as Binance");
-    // The instrument list was asked for and went onto the tape's stage.
+    // It ran as live capture (tapes, then parsing), like any live venue.
     assert!(report.capture.is_some());
 }
 

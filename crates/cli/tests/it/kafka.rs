@@ -144,20 +144,30 @@ async fn read_topic(addr: &str, topic: &str, want: usize) -> Vec<(String, serde_
     }
 }
 
+/// `candlekeep replay` of the Binance recording (with `args` after
+/// `replay`) into a store in `dir`, its Kafka sink on `brokers` and `prefix`.
+fn replay_to_kafka(dir: &std::path::Path, brokers: &str, prefix: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_candlekeep"));
+    command
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--log", "info", "replay"])
+        .args(args)
+        .arg(ck_testkit::fixture(
+            "hftbacktest/binance_spot_btcusdt_20240808.gz",
+        ))
+        .env_remove("CANDLEKEEP_CONFIG")
+        .env("CANDLEKEEP_KAFKA__BROKERS", brokers)
+        .env("CANDLEKEEP_KAFKA__TOPIC_PREFIX", prefix);
+    command
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_delivers_every_trade_exactly_once_to_kafka() {
     let broker = broker();
     let dir = tempfile::tempdir().expect("dir");
     let prefix = format!("ck{}", std::process::id());
-    let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
-    let replay = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--log", "info", "replay"])
-        .arg(&fixture)
-        .env_remove("CANDLEKEEP_CONFIG")
-        .env("CANDLEKEEP_KAFKA__BROKERS", &broker.addr)
-        .env("CANDLEKEEP_KAFKA__TOPIC_PREFIX", &prefix)
+    let replay = replay_to_kafka(dir.path(), &broker.addr, &prefix, &[])
         .output()
         .expect("run candlekeep");
     let stderr = text(&replay.stderr);
@@ -269,15 +279,7 @@ async fn a_broker_outage_loses_only_what_it_missed_and_delivery_resumes() {
     // five of them.
     let dir = tempfile::tempdir().expect("dir");
     let prefix = format!("out{}", std::process::id());
-    let fixture = ck_testkit::fixture("hftbacktest/binance_spot_btcusdt_20240808.gz");
-    let replay = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--log", "info", "replay", "--speed", "20"])
-        .arg(&fixture)
-        .env_remove("CANDLEKEEP_CONFIG")
-        .env("CANDLEKEEP_KAFKA__BROKERS", &proxy.addr)
-        .env("CANDLEKEEP_KAFKA__TOPIC_PREFIX", &prefix)
+    let replay = replay_to_kafka(dir.path(), &proxy.addr, &prefix, &["--speed", "20"])
         .env("CANDLEKEEP_KAFKA__DELIVERY_TIMEOUT_SECS", "3")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
