@@ -108,6 +108,36 @@ pub enum Event {
     ExchangeCandle(Box<Candle>),
     /// A backfill job's position, committed after the data before it.
     Progress(BackfillProgress),
+    /// Instruments this process stops building candles for: a processor
+    /// handing their stream partition to another. The candle stage forgets
+    /// their open candles and trade-id continuity (the next owner rebuilds
+    /// them from the store); nothing is stored or published.
+    Release(Vec<(Exchange, Instrument)>),
+}
+
+/// The stream partition of an instrument among `partitions`: FNV-1a (32
+/// bits) of `exchange:instrument`, modulo the count. Every collector and
+/// processor computes the same, whichever the engine, so a processor knows
+/// which instruments a partition holds without reading it.
+#[must_use]
+pub fn partition_of(exchange: Exchange, instrument: &str, partitions: u32) -> u32 {
+    let key = exchange.as_str().bytes().chain([b':']).chain(instrument.bytes());
+    fnv1a(key) % partitions.max(1)
+}
+
+/// [`partition_of`] of a key already joined, `exchange:instrument`.
+#[must_use]
+pub fn partition_of_key(key: &str, partitions: u32) -> u32 {
+    fnv1a(key.bytes()) % partitions.max(1)
+}
+
+fn fnv1a(bytes: impl Iterator<Item = u8>) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in bytes {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
 }
 
 /// An error and its causes on one line (`connect: tcp: connection
@@ -302,5 +332,23 @@ mod tests {
         assert_eq!(rx.recv_many(&mut buf, 10).await, 1);
         assert_eq!(rx.recv_many(&mut buf, 10).await, 0, "closed and empty");
         assert_eq!(depth.get(), 0);
+    }
+
+    #[test]
+    fn partitions_are_fixed_and_spread() {
+        // FNV-1a of "binance:BTC-USDT", pinned: collectors and processors
+        // of different versions must agree.
+        assert_eq!(
+            partition_of(Exchange::Binance, "BTC-USDT", u32::MAX),
+            3_520_816_755 % u32::MAX
+        );
+        assert_eq!(partition_of(Exchange::Binance, "BTC-USDT", 12), 3);
+        assert_eq!(partition_of(Exchange::Binance, "BTC-USDT", 1), 0);
+        assert_eq!(partition_of(Exchange::Binance, "BTC-USDT", 0), 0, "no partitions is one");
+        let mut used = std::collections::BTreeSet::new();
+        for i in 0..64 {
+            used.insert(partition_of(Exchange::Coinbase, &format!("C{i}-USD"), 6));
+        }
+        assert_eq!(used.len(), 6, "64 instruments reach all 6 partitions: {used:?}");
     }
 }

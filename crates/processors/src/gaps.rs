@@ -142,6 +142,15 @@ impl GapDetector {
         })
     }
 
+    /// Forgets an instrument (its stream partition went to another
+    /// processor): its next trade starts a new run, as the first one did.
+    pub fn forget(&mut self, exchange: Exchange, instrument: &Instrument) {
+        let key = (exchange, instrument.clone());
+        self.last.remove(&key);
+        self.aggregates.remove(&key);
+        self.open.remove(&key);
+    }
+
     /// Takes trade `id` as seen without a trade: the id of input that could
     /// not be used (an import's bad row), which is an ingest error, not
     /// missing data. Only the next id in sequence moves the detector on.

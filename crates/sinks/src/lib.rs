@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod kafka;
+pub mod kafka_bus;
 pub mod nats;
 pub mod redis;
 
@@ -86,6 +87,8 @@ impl Pending {
             Event::Gap(g) => self.batch.gaps.push(g),
             Event::ExchangeCandle(c) => self.batch.exchange_candles.push(*c),
             Event::Progress(p) => self.batch.progress.push(p),
+            // The candle stage's business; nothing to store.
+            Event::Release(_) => {}
             Event::Candle(c) => {
                 let key = (c.exchange, c.instrument.clone(), c.interval, c.open_time);
                 match self.candle_index.get(&key) {

@@ -95,7 +95,7 @@ impl Wire {
             Event::Instrument(i) => Wire::Instrument(i.clone()),
             Event::IngestError(e) => Wire::Error(e.clone()),
             Event::Candle(c) => Wire::Candle((**c).clone()),
-            Event::ExchangeCandle(_) | Event::Progress(_) => return None,
+            Event::ExchangeCandle(_) | Event::Progress(_) | Event::Release(_) => return None,
         })
     }
 
@@ -203,7 +203,8 @@ impl Cluster {
     pub async fn publish_all(&self, events: &[Event], stop: &CancellationToken) -> u64 {
         let published = metrics::counter("candlekeep_nats_published_total");
         let retries = metrics::counter("candlekeep_nats_publish_retries_total");
-        let messages = batches(&self.config.subject_prefix, events);
+        let prefix = &self.config.subject_prefix;
+        let messages = batches(events, |e| address(prefix, e));
         let total: u64 = messages.iter().map(|m| m.events).sum();
         let mut pending: Vec<usize> = (0..messages.len()).collect();
         let mut delay = Duration::from_millis(100);
@@ -293,16 +294,19 @@ fn address(p: &str, event: &Event) -> Option<(String, Option<String>)> {
     })
 }
 
-/// The messages `events` go as: per subject, runs of events in their
+/// The messages `events` go as: per place (a NATS subject, a Kafka key)
+/// that `place` gives with the event's id, runs of events in their
 /// order. A message's id joins its first and last event's ids and its
 /// length, so a message published again (a retry) is the same message
 /// to JetStream's de-duplication.
-fn batches(prefix: &str, events: &[Event]) -> Vec<Batch> {
+pub(crate) fn batches(
+    events: &[Event],
+    place: impl Fn(&Event) -> Option<(String, Option<String>)>,
+) -> Vec<Batch> {
     let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut batches: Vec<Batch> = Vec::new();
     for event in events {
-        let (Some((subject, id)), Some(wire)) = (address(prefix, event), Wire::from_event(event))
-        else {
+        let (Some((subject, id)), Some(wire)) = (place(event), Wire::from_event(event)) else {
             continue;
         };
         let at = match open.get(&subject) {
@@ -336,7 +340,7 @@ fn batches(prefix: &str, events: &[Event]) -> Vec<Batch> {
             }
             Err(e) => {
                 batch.body.truncate(start);
-                tracing::error!(error = %e, "could not encode an event for NATS");
+                tracing::error!(error = %e, "could not encode an event for the cluster stream");
             }
         }
     }
@@ -360,14 +364,15 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// One message to publish: events of one subject, as a JSON array.
 #[derive(Debug)]
-struct Batch {
-    subject: String,
+pub(crate) struct Batch {
+    /// The NATS subject, or the Kafka key.
+    pub(crate) subject: String,
     /// The message id; while the batch fills, its last event's id.
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     /// The first event's id, while the batch fills.
     first_id: Option<String>,
-    body: Vec<u8>,
-    events: u64,
+    pub(crate) body: Vec<u8>,
+    pub(crate) events: u64,
 }
 
 /// This process, as its connector reports name it: host and process id.
@@ -484,7 +489,7 @@ mod tests {
             done: false,
             updated_at: Ts(0),
         }));
-        let made = batches("ck", &events);
+        let made = batches(&events, |e| address("ck", e));
         let shape: Vec<(&str, u64)> = made
             .iter()
             .map(|b| (b.subject.as_str(), b.events))
@@ -515,7 +520,7 @@ mod tests {
             "the same events make the same message id"
         );
         assert_eq!(
-            batches("ck", &events)
+            batches(&events, |e| address("ck", e))
                 .iter()
                 .map(|b| (&b.id, &b.body))
                 .collect::<Vec<_>>(),
@@ -536,7 +541,7 @@ mod tests {
                 "",
             )));
         }
-        let made = batches("ck", &events);
+        let made = batches(&events, |e| address("ck", e));
         assert!(made.len() > 1, "{} messages", made.len());
         for b in &made {
             assert!(
@@ -556,7 +561,7 @@ mod tests {
         assert!(
             matches!(decoded.as_slice(), [Wire::Trade(t)] if t.trade_id == ck_model::TradeId::Num(7))
         );
-        let batch = &batches("ck", &[trade("BTC-USDT", 8), trade("BTC-USDT", 9)])[0];
+        let batch = &batches(&[trade("BTC-USDT", 8), trade("BTC-USDT", 9)], |e| address("ck", e))[0];
         assert_eq!(ids(batch), [8, 9]);
         for bad in [&b"[{\"type\":\"trade\"}]"[..], b"", b"{", b" [1]"] {
             assert!(

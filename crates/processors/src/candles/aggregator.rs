@@ -285,6 +285,20 @@ impl CandleAggregator {
         i
     }
 
+    /// Forgets an instrument's candles, open and closed, without emitting
+    /// anything: its stream partition went to another processor, which
+    /// rebuilds them from the store. Its next trade here starts afresh.
+    pub fn forget(&mut self, exchange: Exchange, instrument: &Instrument) {
+        let Some(i) = self.index.remove(&(exchange, instrument.clone())) else {
+            return;
+        };
+        self.series.swap_remove(i);
+        if let Some(moved) = self.series.get(i) {
+            self.index.insert((moved.exchange, moved.instrument.clone()), i);
+        }
+        self.last = None;
+    }
+
     /// Adds one trade. Candles that close or are revised because of it are
     /// pushed to `out`.
     pub fn on_trade(&mut self, trade: &Trade, out: &mut Vec<Candle>) -> TradeOutcome {

@@ -144,6 +144,14 @@ impl CandleRunner {
                         if let Event::Gap(g) = &event {
                             tap(g);
                         }
+                        if let Event::Release(released) = &event {
+                            for (exchange, instrument) in released {
+                                self.aggregator.forget(*exchange, instrument);
+                                gaps.forget(*exchange, instrument);
+                            }
+                            tracing::info!(instruments = released.len(), "released instruments to another processor");
+                            continue;
+                        }
                         if let Event::IngestError(e) = &event
                             && let (Some(exchange), Some((instrument, id))) = (e.exchange, &e.skipped_trade)
                         {

@@ -507,3 +507,43 @@ fn too_many_digits_are_refused_not_a_panic() {
         Some(1)
     );
 }
+
+#[test]
+fn a_forgotten_instrument_starts_afresh_and_the_others_keep_their_candles() {
+    let mut agg = CandleAggregator::new(only(&[Interval::M1]));
+    let mut out = Vec::new();
+    let eth = |id: u64, secs: f64, price: &str| Trade {
+        instrument: Instrument::parse("ETH-USDT").expect("instrument"),
+        ..bin(id, secs, price, "1")
+    };
+    agg.on_trade(&bin(1, 1.0, "100", "1"), &mut out);
+    agg.on_trade(&eth(1, 2.0, "10"), &mut out);
+    // BTC-USDT goes to another processor: its open minute is dropped, not
+    // emitted, and ETH-USDT (moved to BTC-USDT's slot) keeps its minute.
+    agg.forget(Exchange::Binance, &Instrument::parse("BTC-USDT").expect("instrument"));
+    agg.forget(Exchange::Binance, &Instrument::parse("XRP-USDT").expect("instrument"));
+    agg.flush(&mut out);
+    let open: Vec<(String, Decimal)> = out
+        .iter()
+        .map(|c| (c.instrument.to_string(), c.open))
+        .collect();
+    assert_eq!(open, vec![("ETH-USDT".to_owned(), d("10"))]);
+    // Back again, id 1 is new to it (no duplicate), and ETH-USDT's id 2 goes on.
+    out.clear();
+    assert_eq!(agg.on_trade(&bin(1, 3.0, "105", "1"), &mut out), TradeOutcome::Applied);
+    assert_eq!(agg.on_trade(&eth(2, 4.0, "11"), &mut out), TradeOutcome::Applied);
+    assert_eq!(agg.on_trade(&eth(1, 2.0, "10"), &mut out), TradeOutcome::Duplicate);
+    agg.flush(&mut out);
+    let mut closes: Vec<(String, Decimal, u64)> = out
+        .iter()
+        .map(|c| (c.instrument.to_string(), c.close, c.trades))
+        .collect();
+    closes.sort();
+    assert_eq!(
+        closes,
+        vec![
+            ("BTC-USDT".to_owned(), d("105"), 1),
+            ("ETH-USDT".to_owned(), d("11"), 2)
+        ]
+    );
+}
