@@ -56,6 +56,9 @@ pub struct AppConfig {
     pub retention: RetentionConfig,
     /// Alert rules and notification channels.
     pub alerts: AlertsConfig,
+    /// Which stream joins collectors, processors and API nodes (NATS or
+    /// Kafka), and Kafka's settings for it.
+    pub cluster: ClusterConfig,
     /// NATS JetStream, joining collectors, processors and API nodes.
     pub nats: NatsConfig,
     /// The Redis sink (hot state and pub/sub for outside apps).
@@ -77,6 +80,7 @@ impl Default for AppConfig {
             api: ApiConfig::default(),
             retention: RetentionConfig::default(),
             alerts: AlertsConfig::default(),
+            cluster: ClusterConfig::default(),
             nats: NatsConfig::default(),
             redis: RedisConfig::default(),
             kafka: KafkaConfig::default(),
@@ -97,6 +101,8 @@ pub use ck_sinks::nats::NatsConfig;
 
 /// The Redis sink's settings (`[redis]`).
 pub use ck_sinks::kafka::KafkaConfig;
+/// `[cluster]`: NATS or Kafka between the roles.
+pub use ck_sinks::kafka_bus::{ClusterBus, ClusterConfig};
 pub use ck_sinks::redis::RedisConfig;
 
 /// Which backend holds the store, from `store.url`.

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use ck_sources::live::ConnectorRegistry;
 
-use crate::cluster::{Cluster, STATUS_EVERY, follow, node_name};
+use crate::cluster::{Bus, Cluster, STATUS_EVERY, node_name};
 
 /// A standby asks for the lease this often.
 const STANDBY_POLL: Duration = Duration::from_secs(1);
@@ -179,7 +179,7 @@ impl ProcessorLease {
     }
 }
 
-/// A processor's heartbeat on core NATS (`<prefix>.processor.<node>`),
+/// A processor's heartbeat as a note (`processor.<node>`, on core NATS or Kafka),
 /// every [`STATUS_EVERY`]: API nodes are ready only while one reports.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ProcessorReport {
@@ -187,13 +187,9 @@ struct ProcessorReport {
 }
 
 /// Processor side: reports this process alive until `stop`.
-pub async fn publish_processor_alive(cluster: Arc<Cluster>, stop: CancellationToken) {
+pub async fn publish_processor_alive(bus: Bus, stop: CancellationToken) {
     let node = node_name();
-    let subject = format!(
-        "{}.processor.{}",
-        cluster.config.subject_prefix,
-        node.replace(['.', '*', '>', ' '], "_")
-    );
+    let rest = node.replace(['.', '*', '>', ' '], "_");
     let mut tick = tokio::time::interval(STATUS_EVERY);
     loop {
         tokio::select! {
@@ -204,9 +200,7 @@ pub async fn publish_processor_alive(cluster: Arc<Cluster>, stop: CancellationTo
         let Ok(body) = serde_json::to_vec(&report) else {
             continue;
         };
-        if let Err(e) = cluster.client.publish(subject.clone(), body.into()).await {
-            tracing::debug!(error = %e, "processor heartbeat not published");
-        }
+        bus.note("processor", &rest, body).await;
     }
 }
 
@@ -215,11 +209,11 @@ pub async fn publish_processor_alive(cluster: Arc<Cluster>, stop: CancellationTo
 /// # Errors
 /// When the subscription cannot be made.
 pub async fn follow_processors(
-    cluster: Arc<Cluster>,
+    bus: Bus,
     connectors: Arc<ConnectorRegistry>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    follow(&cluster, "processor", stop, |report: ProcessorReport| {
+    bus.follow("processor", stop, |report: ProcessorReport| {
         connectors.report_processor(&report.node);
     })
     .await

@@ -84,6 +84,9 @@ pub enum Source {
     },
     /// A processor's input: the JetStream durable consumer, until shutdown.
     Nats(std::sync::Arc<crate::cluster::Cluster>),
+    /// A processor's input: its share of the Kafka events topic, as a
+    /// member of the processors' consumer group, until shutdown.
+    Kafka(std::sync::Arc<crate::cluster::KafkaBus>),
     /// Import one trade file.
     Import {
         /// The CSV or JSON lines file.
@@ -108,6 +111,8 @@ pub enum SourceReport {
     Backfill(Vec<Result<JobReport, String>>),
     /// A processor's consumer.
     Nats(crate::cluster::ConsumerStats),
+    /// A processor's Kafka consumer (`acked`: offset commits).
+    Kafka(crate::cluster::ConsumerStats),
 }
 
 /// What a pipeline run did.
@@ -224,7 +229,7 @@ pub async fn run_pipeline_with(
     let live = sources.iter().any(|s| {
         matches!(
             s,
-            Source::Live { .. } | Source::Poll { .. } | Source::Nats(_)
+            Source::Live { .. } | Source::Poll { .. } | Source::Nats(_) | Source::Kafka(_)
         )
     });
     let clock: Option<Arc<dyn Clock>> = if live {
@@ -482,6 +487,16 @@ pub async fn run_pipeline_with(
                     Ok(SourceReport::Nats(stats))
                 }));
             }
+            (Source::Kafka(bus), _) => {
+                let store = store.clone();
+                // Given partitions, it rebuilds their open candles itself.
+                let coarsest = coarsest.filter(|_| runtime.publish_to.is_none());
+                source_tasks.push(tracker.spawn(async move {
+                    let stats =
+                        crate::cluster::run_kafka_consumer(bus, store, tx, coarsest, token).await?;
+                    Ok(SourceReport::Kafka(stats))
+                }));
+            }
             (source, _) => {
                 source_tasks.push(tracker.spawn_blocking(move || run_source(source, &tx, &token)))
             }
@@ -674,7 +689,9 @@ fn run_source(
             anyhow::bail!("a live source needs the capture stage")
         }
         Source::Backfill { .. } => anyhow::bail!("a backfill runs as an async task"),
-        Source::Nats(_) => anyhow::bail!("the NATS consumer runs as an async task"),
+        Source::Nats(_) | Source::Kafka(_) => {
+            anyhow::bail!("a processor's consumer runs as a task of its own")
+        }
         Source::Import { file, target } => {
             let stats = import_file(&file, &target, |e| tx.blocking_send(e))?;
             Ok(SourceReport::Import(stats))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ck_bus::LiveFeed;
 use ck_bus::connectors::ConnectorRegistry;
 
-use crate::cluster::Cluster;
+use crate::cluster::Bus;
 
 /// Updates the live feed holds for each reader (the WebSocket encoder, the
 /// Redis sink, alerts...) before the slowest loses the oldest: about six
@@ -24,9 +24,9 @@ pub struct Runtime {
     /// Live trades, quotes and candles for WebSocket clients, alerts and the
     /// Redis sink (the candle stage publishes; nobody waits on a slow reader).
     pub feed: LiveFeed,
-    /// A collector's NATS connection: the pipeline publishes there instead
-    /// of building candles and writing the store.
-    pub publish_to: Option<Arc<Cluster>>,
+    /// A collector's stream (NATS or Kafka): the pipeline publishes there
+    /// instead of building candles and writing the store.
+    pub publish_to: Option<Bus>,
 }
 
 impl Runtime {

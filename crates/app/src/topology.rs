@@ -26,7 +26,7 @@ use ck_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::{Cluster, Role};
+use crate::cluster::{Bus, Role};
 use crate::config::Settings;
 use crate::pipeline::{PipelineReport, Source, run_pipeline_with};
 use crate::runtime::Runtime;
@@ -49,7 +49,7 @@ pub struct Topology {
     settings: Settings,
     runtime: Runtime,
     store: Arc<dyn Store>,
-    cluster: Option<Arc<Cluster>>,
+    cluster: Option<Bus>,
     sources: Vec<Source>,
     api: Option<ApiServer>,
 }
@@ -80,11 +80,14 @@ impl Topology {
         let mut runtime = Runtime::new();
         let cluster = match role {
             Role::All => None,
-            _ => Some(Cluster::connect(&settings.config.nats).await?),
+            _ => Some(Bus::connect(&settings.config).await?),
         };
         let sources = match role {
             Role::Api => Vec::new(),
-            Role::Processor => vec![Source::Nats(cluster.clone().ok_or_else(no_cluster)?)],
+            Role::Processor => match cluster.clone().ok_or_else(no_cluster)? {
+                Bus::Nats(nats) => vec![Source::Nats(nats)],
+                Bus::Kafka(kafka) => vec![Source::Kafka(kafka)],
+            },
             Role::Collector | Role::All => {
                 let sources = crate::sources::from_config(&settings.config)?;
                 anyhow::ensure!(
@@ -149,7 +152,7 @@ impl Topology {
         plan: Plan,
         settings: &Settings,
         runtime: Runtime,
-        cluster: Option<Arc<Cluster>>,
+        cluster: Option<Bus>,
         sources: Vec<Source>,
         listen: Option<SocketAddr>,
     ) -> anyhow::Result<Topology> {
@@ -237,20 +240,25 @@ impl Topology {
                 );
             }
             (Plan::Run(Role::Processor), Some(cluster)) => {
-                // One processor per consumer works; the others wait.
-                let Some(held) = crate::lease::ProcessorLease::acquire(cluster, tasks.stop).await?
-                else {
-                    return Ok(None);
-                };
-                let held = Arc::new(held);
-                tasks.spawn("processor lease", held.clone().keep(tasks.stop.clone()));
-                lease = Some(held);
+                if let Bus::Nats(nats) = cluster {
+                    // One processor per NATS consumer works; the others
+                    // wait. (Over Kafka, the consumer group shares the
+                    // partitions out.)
+                    let Some(held) =
+                        crate::lease::ProcessorLease::acquire(nats, tasks.stop).await?
+                    else {
+                        return Ok(None);
+                    };
+                    let held = Arc::new(held);
+                    tasks.spawn("processor lease", held.clone().keep(tasks.stop.clone()));
+                    lease = Some(held);
+                }
                 tasks.spawn(
                     "processor heartbeat",
                     crate::lease::publish_processor_alive(cluster.clone(), tasks.stop.clone()),
                 );
                 tasks.spawn(
-                    "live updates to NATS",
+                    "live updates to the cluster",
                     crate::cluster::publish_live(
                         cluster.clone(),
                         runtime.feed.clone(),
@@ -260,7 +268,7 @@ impl Topology {
             }
             (Plan::Run(Role::Collector), Some(cluster)) => {
                 tasks.spawn(
-                    "connector states to NATS",
+                    "connector states to the cluster",
                     crate::cluster::publish_status(
                         cluster.clone(),
                         runtime.connectors.clone(),

@@ -195,6 +195,26 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "Exchange messages that could not be parsed, per exchange.",
     ),
     (
+        "candlekeep_kafka_bus_publish_retries_total",
+        "Messages a collector produced again to the cluster's Kafka topic after Kafka did not take them.",
+    ),
+    (
+        "candlekeep_kafka_bus_published_total",
+        "Events a collector produced to the cluster's Kafka topic (delivered).",
+    ),
+    (
+        "candlekeep_kafka_bus_rebalances_total",
+        "Times this processor handed its Kafka partitions on in a consumer-group rebalance.",
+    ),
+    (
+        "candlekeep_kafka_bus_received_total",
+        "Messages a processor read from the cluster's Kafka topic (redeliveries included).",
+    ),
+    (
+        "candlekeep_kafka_bus_undecodable_total",
+        "Cluster messages or notes read from Kafka that could not be decoded (recorded as ingest errors or logged).",
+    ),
+    (
         "candlekeep_kafka_delivered_total",
         "Messages the Kafka broker acknowledged.",
     ),

@@ -112,7 +112,7 @@ fn nats_run(rt: &tokio::runtime::Runtime, url: &str, run: usize) -> (Duration, u
         .expect("NATS");
     let store = rt.block_on(ck_app::open_store(&settings)).expect("store");
     let runtime = ck_app::runtime::Runtime {
-        publish_to: Some(cluster.clone()),
+        publish_to: Some(ck_app::cluster::Bus::Nats(cluster.clone())),
         ..ck_app::runtime::Runtime::new()
     };
     let start = Instant::now();

@@ -258,6 +258,10 @@ pub(crate) fn print_report(report: &ck_app::pipeline::PipelineReport, started: s
                 "nats: {} messages ({} events) received, {} undecodable, acknowledged through stream sequence {}",
                 n.received, n.events, n.undecodable, n.acked
             ),
+            SourceReport::Kafka(k) => eprintln!(
+                "kafka: {} messages ({} events) received, {} undecodable, {} offset commits",
+                k.received, k.events, k.undecodable, k.acked
+            ),
             SourceReport::Import(i) => {
                 eprintln!(
                     "imported {} trades; {} bad rows skipped (each is an ingest error: `candlekeep errors`)",

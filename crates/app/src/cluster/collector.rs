@@ -1,4 +1,4 @@
-//! The collector role: capture's events published to JetStream.
+//! The collector role: capture's events published to the cluster's stream.
 
 use super::*;
 
@@ -14,7 +14,7 @@ pub struct CollectorStats {
 /// The collector's last stage, in place of the candle stage and the store
 /// writer: finds id gaps (sending them to repair) and publishes everything.
 pub async fn run_collector(
-    cluster: Arc<Cluster>,
+    bus: Bus,
     mut events: Receiver<Event>,
     gap_tap: Option<ck_bus::gap_queue::GapTap>,
     seeds: Vec<(Exchange, Instrument, u64, Ts)>,
@@ -63,7 +63,7 @@ pub async fn run_collector(
                 }
             }
         }
-        stats.published += cluster.publish_all(&out, &stop).await;
+        stats.published += bus.publish_all(&out, &stop).await;
         out.clear();
     }
     stats

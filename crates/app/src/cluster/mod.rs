@@ -54,11 +54,13 @@ use tokio_util::sync::CancellationToken;
 
 mod api_node;
 mod collector;
+mod kafka_processor;
 mod processor;
 mod status;
 
 pub use api_node::follow_live;
 pub use collector::{CollectorStats, run_collector};
+pub use kafka_processor::run_kafka_consumer;
 pub use processor::{ConsumerStats, publish_live, run_consumer};
 pub use status::{STATUS_EVERY, follow_status, publish_status};
 
@@ -91,7 +93,71 @@ impl std::str::FromStr for Role {
     }
 }
 
+pub use ck_sinks::kafka_bus::KafkaBus;
 pub use ck_sinks::nats::{Cluster, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Wire, follow, node_name};
+
+/// The stream a cluster's roles meet on (`[cluster] bus`).
+#[derive(Debug, Clone)]
+pub enum Bus {
+    /// NATS JetStream, and core NATS for what is not stored.
+    Nats(Arc<Cluster>),
+    /// Kafka: the events topic, and the notes topic for what is not stored.
+    Kafka(Arc<KafkaBus>),
+}
+
+impl Bus {
+    /// Connects to the engine `config.cluster.bus` names.
+    ///
+    /// # Errors
+    /// When it cannot be reached or its stream or topics cannot be made.
+    pub async fn connect(config: &crate::config::AppConfig) -> anyhow::Result<Bus> {
+        Ok(match config.cluster.bus {
+            crate::config::ClusterBus::Nats => Bus::Nats(Cluster::connect(&config.nats).await?),
+            crate::config::ClusterBus::Kafka => {
+                Bus::Kafka(KafkaBus::connect(&config.cluster, &config.kafka.brokers).await?)
+            }
+        })
+    }
+
+    /// Publishes a collector's events, waiting for the engine to take
+    /// every one (retrying, with backoff, what failed); how many it took.
+    pub async fn publish_all(&self, events: &[Event], stop: &CancellationToken) -> u64 {
+        match self {
+            Bus::Nats(c) => c.publish_all(events, stop).await,
+            Bus::Kafka(k) => k.publish_all(events, stop).await,
+        }
+    }
+
+    /// Sends what is not stored (live updates, connector states,
+    /// heartbeats) as `<kind>.<rest>`, without waiting for it.
+    pub(crate) async fn note(&self, kind: &str, rest: &str, body: Vec<u8>) {
+        match self {
+            Bus::Nats(c) => {
+                let subject = format!("{}.{kind}.{rest}", c.config.subject_prefix);
+                if let Err(e) = c.client.publish(subject, body.into()).await {
+                    tracing::debug!(error = %e, kind, "note not published");
+                }
+            }
+            Bus::Kafka(k) => k.note(&format!("{kind}.{rest}"), &body),
+        }
+    }
+
+    /// Reads every note of `kind` from now on, until `stop`.
+    ///
+    /// # Errors
+    /// When the subscription cannot be made.
+    pub(crate) async fn follow<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        stop: CancellationToken,
+        take: impl FnMut(T),
+    ) -> anyhow::Result<()> {
+        match self {
+            Bus::Nats(c) => follow(c, kind, stop, take).await,
+            Bus::Kafka(k) => k.follow(kind, stop, take).await,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -213,12 +213,12 @@ async fn ack_committed(
 }
 
 /// Processor side: publishes the live feed (trades, quotes, candles, gaps)
-/// on core NATS for API nodes, until `stop`. Never slows the pipeline: a
-/// lagging publisher loses the oldest updates and counts them.
-pub async fn publish_live(cluster: Arc<Cluster>, feed: LiveFeed, stop: CancellationToken) {
+/// as notes for API nodes (`live.<kind>.<exchange>.<instrument>`), until
+/// `stop`. Never slows the pipeline: a lagging publisher loses the oldest
+/// updates and counts them.
+pub async fn publish_live(bus: Bus, feed: LiveFeed, stop: CancellationToken) {
     let mut rx = feed.subscribe();
     let lagged = metrics::counter("candlekeep_nats_live_lagged_total");
-    let p = cluster.config.subject_prefix.clone();
     loop {
         let event = tokio::select! {
             () = stop.cancelled() => break,
@@ -244,9 +244,7 @@ pub async fn publish_live(cluster: Arc<Cluster>, feed: LiveFeed, stop: Cancellat
         let Ok(body) = serde_json::to_vec(&wire) else {
             continue;
         };
-        let subject = format!("{p}.live.{kind}.{exchange}.{instrument}");
-        if let Err(e) = cluster.client.publish(subject, body.into()).await {
-            tracing::debug!(error = %e, "live update not published");
-        }
+        bus.note("live", &format!("{kind}.{exchange}.{instrument}"), body)
+            .await;
     }
 }

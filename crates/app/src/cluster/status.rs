@@ -1,5 +1,5 @@
-//! Collectors' connector states, reported on core NATS and followed by API
-//! nodes.
+//! Collectors' connector states, reported as notes (core NATS, or the
+//! Kafka notes topic) and followed by API nodes.
 
 use super::*;
 
@@ -17,12 +17,11 @@ struct StatusReport {
 /// NATS (`<prefix>.status.<exchange>`) every [`STATUS_EVERY`], so that API
 /// nodes show them (`/api/v1/connectors`), until `stop`.
 pub async fn publish_status(
-    cluster: Arc<Cluster>,
+    bus: Bus,
     connectors: Arc<ConnectorRegistry>,
     stop: CancellationToken,
 ) {
     let node = node_name();
-    let p = cluster.config.subject_prefix.clone();
     let mut tick = tokio::time::interval(STATUS_EVERY);
     loop {
         tokio::select! {
@@ -30,7 +29,7 @@ pub async fn publish_status(
             _ = tick.tick() => {}
         }
         for connector in connectors.local() {
-            let subject = format!("{p}.status.{}", connector.exchange);
+            let exchange = connector.exchange;
             let report = StatusReport {
                 node: node.clone(),
                 connector,
@@ -38,9 +37,7 @@ pub async fn publish_status(
             let Ok(body) = serde_json::to_vec(&report) else {
                 continue;
             };
-            if let Err(e) = cluster.client.publish(subject, body.into()).await {
-                tracing::debug!(error = %e, "connector status not published");
-            }
+            bus.note("status", exchange.as_str(), body).await;
         }
     }
 }
@@ -50,11 +47,11 @@ pub async fn publish_status(
 /// # Errors
 /// When the subscription cannot be made.
 pub async fn follow_status(
-    cluster: Arc<Cluster>,
+    bus: Bus,
     connectors: Arc<ConnectorRegistry>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    follow(&cluster, "status", stop, |report: StatusReport| {
+    bus.follow("status", stop, |report: StatusReport| {
         connectors.report(&report.node, report.connector);
     })
     .await
