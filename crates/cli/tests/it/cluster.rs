@@ -26,7 +26,7 @@ use ck_store::{CandleSource, RangeQuery, Store};
 
 use crate::support::{eventually, postgres_admin, postgres_url, recording};
 
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -40,15 +40,15 @@ fn nats_url() -> String {
 }
 
 /// A venue recording: its frames, the instruments it trades, its trade count.
-struct Venue {
+pub(crate) struct Venue {
     exchange: Exchange,
     kind: &'static str,
     messages: Vec<RawMessage>,
-    instruments: Vec<Instrument>,
-    trades: usize,
+    pub(crate) instruments: Vec<Instrument>,
+    pub(crate) trades: usize,
 }
 
-fn venue(exchange: Exchange, kind: &'static str, file: &str) -> Venue {
+pub(crate) fn venue(exchange: Exchange, kind: &'static str, file: &str) -> Venue {
     let messages = recording(file);
     let mut normalizer = ck_sources::normalize::Normalizer::new();
     let mut events = Vec::new();
@@ -78,7 +78,7 @@ fn venue(exchange: Exchange, kind: &'static str, file: &str) -> Venue {
     }
 }
 
-async fn mock(v: &Venue, at: Ts, speed: f64) -> MockVenue {
+pub(crate) async fn mock(v: &Venue, at: Ts, speed: f64) -> MockVenue {
     MockVenue::start(
         v.exchange,
         &v.messages,
@@ -92,7 +92,7 @@ async fn mock(v: &Venue, at: Ts, speed: f64) -> MockVenue {
     .expect("mock")
 }
 
-fn source_toml(v: &Venue, mock: &MockVenue) -> String {
+pub(crate) fn source_toml(v: &Venue, mock: &MockVenue) -> String {
     let instruments: Vec<String> = v.instruments.iter().map(|i| format!("\"{i}\"")).collect();
     format!(
         "[[sources]]\nkind = \"{}\"\nws_url = \"{}\"\nrest_url = \"\"\nstale_after_secs = 600\ninstruments = [{}]\n",
@@ -103,7 +103,7 @@ fn source_toml(v: &Venue, mock: &MockVenue) -> String {
 }
 
 /// Starts `candlekeep run` with this config and extra arguments.
-fn start(dir: &Path, name: &str, config: &str, env: &[(&str, String)], args: &[&str]) -> Running {
+pub(crate) fn start(dir: &Path, name: &str, config: &str, env: &[(&str, String)], args: &[&str]) -> Running {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).expect("config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_candlekeep"));
@@ -121,13 +121,13 @@ fn start(dir: &Path, name: &str, config: &str, env: &[(&str, String)], args: &[&
     Running(cmd.spawn().expect("start candlekeep run"))
 }
 
-async fn total_trades(store: &dyn Store) -> u64 {
+pub(crate) async fn total_trades(store: &dyn Store) -> u64 {
     store.counts().await.map(|c| c.trades).unwrap_or(0)
 }
 
 /// Every candle field but the state (closed or revised depends on when a
 /// late trade arrived, not on what was traded).
-fn values(c: &Candle) -> String {
+pub(crate) fn values(c: &Candle) -> String {
     format!(
         "{} o={} h={} l={} c={} v={} qv={} vwap={} tb={} n={} ids={:?}-{:?}",
         c.open_time,
@@ -145,7 +145,7 @@ fn values(c: &Candle) -> String {
     )
 }
 
-async fn candles(store: &dyn Store, e: Exchange, i: &Instrument, iv: Interval) -> Vec<String> {
+pub(crate) async fn candles(store: &dyn Store, e: Exchange, i: &Instrument, iv: Interval) -> Vec<String> {
     let q = RangeQuery {
         exchange: e,
         instrument: i.clone(),

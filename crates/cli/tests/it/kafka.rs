@@ -17,8 +17,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::support::{free_port, text};
 
 /// A broker for one test: its own tansu, or the one `CK_TEST_KAFKA_URL` names.
-struct Broker {
-    addr: String,
+pub(crate) struct Broker {
+    pub(crate) addr: String,
     child: Option<Child>,
 }
 
@@ -58,7 +58,7 @@ fn port_open(addr: &str) -> bool {
     .is_ok()
 }
 
-fn broker() -> Broker {
+pub(crate) fn broker() -> Broker {
     if let Ok(addr) = std::env::var("CK_TEST_KAFKA_URL") {
         assert!(
             port_open(&addr),

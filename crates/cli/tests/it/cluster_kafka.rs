@@ -1,0 +1,359 @@
+//! The multi-process test of `cluster.rs`, over Kafka (`[cluster] bus =
+//! "kafka"`): two collectors (Binance and Coinbase Advanced Trade, each on
+//! its own mock), an API node, and processors sharing the work as one
+//! consumer group, all joined through a real Kafka-compatible broker (the
+//! tests' own tansu, see `kafka.rs`) and the real PostgreSQL on loopback.
+//! Beside them, a single `run --role all` process captures the same data
+//! into SQLite.
+//!
+//! Three processors start and split the events topic's six partitions; one
+//! is killed (SIGKILL) mid-run and a fourth joins. The candles and the gaps
+//! in PostgreSQL equal the single process's, every trade is stored once,
+//! the API node serves those candles and pushes a live trade it had from
+//! Kafka.
+
+use std::time::Duration;
+
+use ck_model::{Exchange, Instrument, Interval, Ts};
+use ck_store::Store;
+
+use crate::cluster::{Running, candles, mock, source_toml, start, total_trades, venue};
+use crate::kafka::broker;
+use crate::support::{eventually, postgres_admin, postgres_url};
+
+/// The positions processors of this group keep in the store that name
+/// partitions read (each processor's own; `g<n> <p>=<offset>,…`).
+async fn working(store: &dyn Store, positions: &str) -> Vec<String> {
+    let jobs = store.backfill_jobs().await.expect("jobs");
+    jobs.into_iter()
+        .filter(|p| p.job.starts_with(positions) && p.cursor.contains('='))
+        .map(|p| p.job)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collectors_processors_and_api_over_kafka_match_one_process() {
+    let kafka = broker();
+    let tag = format!("ckk{}", std::process::id());
+    let pg = postgres_admin(&format!(
+        "DROP SCHEMA IF EXISTS {tag} CASCADE; CREATE SCHEMA {tag}"
+    ))
+    .await;
+    let store_url = format!("{}?options=-csearch_path%3D{tag}", postgres_url());
+
+    let binance_messages = crate::support::binance_messages(usize::MAX);
+    let coinbase = venue(
+        Exchange::Coinbase,
+        "coinbase",
+        "cryptofeed/COINBASE.jsonl.zst",
+    );
+    let speed = 20.0;
+    let at = Ts::now();
+    let binance_mock = |at| {
+        let m = binance_messages.clone();
+        async move {
+            ck_mock::binance::MockBinance::start(
+                &m,
+                ck_mock::binance::MockOptions {
+                    speed: Some(speed),
+                    shift_to: Some(at),
+                    ..ck_mock::binance::MockOptions::default()
+                },
+            )
+            .await
+            .expect("binance mock")
+        }
+    };
+    let binance_toml = |m: &ck_mock::binance::MockBinance| {
+        format!(
+            "[[sources]]\nkind = \"binance\"\ninstruments = [\"BTC-USDT\"]\nws_url = \"{}\"\nrest_url = \"\"\nstale_after_secs = 600\n",
+            m.ws_url()
+        )
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster_env = vec![
+        ("CANDLEKEEP_STORE", store_url.clone()),
+        ("CANDLEKEEP_CLUSTER__BUS", "kafka".to_owned()),
+        ("CANDLEKEEP_CLUSTER__BROKERS", kafka.addr.clone()),
+        ("CANDLEKEEP_CLUSTER__TOPIC_PREFIX", tag.clone()),
+        ("CANDLEKEEP_CLUSTER__PARTITIONS", "6".to_owned()),
+        ("CANDLEKEEP_CLUSTER__GROUP", format!("{tag}-processors")),
+        // The killed processor's partitions move this long after the kill.
+        ("CANDLEKEEP_CLUSTER__SESSION_TIMEOUT_SECS", "6".to_owned()),
+    ];
+    let positions = format!("kafka {tag}.events {tag}-processors ");
+
+    let (bn1, cb1) = (binance_mock(at).await, mock(&coinbase, at, speed).await);
+    let binance_trades = bn1.trades("BTCUSDT").len();
+    let expected = (binance_trades + coinbase.trades) as u64;
+    assert!(
+        binance_trades > 1_000 && coinbase.trades > 100 && coinbase.instruments.len() > 1,
+        "recordings hold trades: {binance_trades} and {} ({} instruments)",
+        coinbase.trades,
+        coinbase.instruments.len()
+    );
+    let single = start(
+        dir.path(),
+        "single",
+        &(binance_toml(&bn1) + &source_toml(&coinbase, &cb1)),
+        &[],
+        &["--listen", "127.0.0.1:0", "--role", "all"],
+    );
+
+    // The shared store exists before the cluster starts.
+    let settings = crate::support::settings(dir.path());
+    let pg_store = ck_app::open_location(
+        &ck_app::config::StoreLocation::Postgres(store_url.clone()),
+        settings.durability,
+    )
+    .await
+    .expect("the PostgreSQL store opens");
+
+    let (bn2, cb2) = (binance_mock(at).await, mock(&coinbase, at, speed).await);
+    let api_listen = format!("127.0.0.1:{}", crate::support::free_port());
+    let processor = |name: &str| {
+        start(
+            dir.path(),
+            name,
+            "sources = []\n",
+            &cluster_env,
+            &["--listen", "127.0.0.1:0", "--role", "processor"],
+        )
+    };
+    let mut processors: Vec<Running> = ["processor-1", "processor-2", "processor-3"]
+        .into_iter()
+        .map(processor)
+        .collect();
+    let _api = start(
+        dir.path(),
+        "api",
+        "sources = []\n",
+        &cluster_env,
+        &["--listen", &api_listen, "--role", "api"],
+    );
+    // The processors settle into the group before data flows.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let _collector_a = start(
+        dir.path(),
+        "collector-a",
+        &binance_toml(&bn2),
+        &cluster_env,
+        &["--listen", "127.0.0.1:0", "--role", "collector"],
+    );
+    let _collector_b = start(
+        dir.path(),
+        "collector-b",
+        &source_toml(&coinbase, &cb2),
+        &cluster_env,
+        &["--listen", "127.0.0.1:0", "--role", "collector"],
+    );
+
+    // The API node pushes a live trade it had from Kafka.
+    let live_trade = {
+        let url = format!("ws://{api_listen}/api/v1/ws");
+        tokio::spawn(async move {
+            use futures_util::{SinkExt as _, StreamExt as _};
+            use tokio_tungstenite::tungstenite::Message;
+            let mut ws = None;
+            for _ in 0..100 {
+                if let Ok((s, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+                    ws = Some(s);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut ws = ws?;
+            let sub = r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"BTC-USDT"}"#;
+            ws.send(Message::Text(sub.into())).await.ok()?;
+            while let Some(Ok(m)) = ws.next().await {
+                if let Message::Text(t) = m {
+                    if t.contains("\"type\":\"trade\"") {
+                        return Some(t.to_string());
+                    }
+                    if t.contains("\"type\":\"error\"") {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        ws.send(Message::Text(sub.into())).await.ok()?;
+                    }
+                }
+            }
+            None
+        })
+    };
+
+    // The API node is ready: processors report over Kafka, and it lists
+    // the collectors' connectors, which it knows only from their notes.
+    let ready = eventually(Duration::from_secs(60), || {
+        let api = api_listen.clone();
+        async move {
+            let (health, connectors) = tokio::task::spawn_blocking(move || {
+                if std::net::TcpStream::connect(&api).is_err() {
+                    return (String::new(), String::new());
+                }
+                (
+                    crate::support::http_get(&api, "/health"),
+                    crate::support::http_get(&api, "/api/v1/connectors"),
+                )
+            })
+            .await
+            .unwrap_or_default();
+            health.starts_with("HTTP/1.1 200")
+                && !health.contains("\"processors\":0")
+                && connectors.contains("\"exchange\":\"binance\"")
+                && connectors.contains("\"exchange\":\"coinbase\"")
+        }
+    })
+    .await;
+    assert!(ready, "the API node is ready and lists both collectors' connectors");
+
+    // Mid-run, the work is shared: kill one processor, add another.
+    let third = expected / 3;
+    let reached = eventually(Duration::from_secs(90), || {
+        let s = pg_store.clone();
+        async move { total_trades(s.as_ref()).await >= third }
+    })
+    .await;
+    assert!(reached, "the processors stored a third of the trades");
+    let sharing = working(pg_store.as_ref(), &positions).await;
+    assert!(
+        sharing.len() >= 2,
+        "more than one processor reads partitions: {sharing:?}"
+    );
+    // A working processor goes: its job names its process id.
+    let pid: u32 = sharing[0]
+        .strip_prefix(&positions)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse().ok())
+        .expect("a position names its processor");
+    let victim = processors
+        .iter_mut()
+        .find(|p| p.0.id() == pid)
+        .expect("the working processor is one of ours");
+    victim.0.kill().expect("SIGKILL a processor");
+    victim.0.wait().expect("reaped");
+    let stored_at_kill = total_trades(pg_store.as_ref()).await;
+    let _fourth = processor("processor-4");
+
+    let single_store = ck_app::open_location(
+        &ck_app::config::StoreLocation::Sqlite(dir.path().join("single/candlekeep.sqlite")),
+        settings.durability,
+    )
+    .await
+    .expect("single store");
+    let all_in = eventually(Duration::from_secs(150), || {
+        let (a, b) = (pg_store.clone(), single_store.clone());
+        let finished =
+            [&bn1, &bn2].iter().all(|m| m.finished()) && [&cb1, &cb2].iter().all(|m| m.finished());
+        async move {
+            finished
+                && total_trades(a.as_ref()).await == expected
+                && total_trades(b.as_ref()).await == expected
+        }
+    })
+    .await;
+    assert!(
+        all_in,
+        "every recorded trade stored once in both: cluster {}, single {}, expected {expected} (processor killed at {stored_at_kill})",
+        total_trades(pg_store.as_ref()).await,
+        total_trades(single_store.as_ref()).await
+    );
+    assert!(stored_at_kill < expected, "the kill came mid-run");
+
+    // Candles settle a moment after the trades: compare until equal.
+    let mut series: Vec<(Exchange, Instrument)> = coinbase
+        .instruments
+        .iter()
+        .map(|i| (Exchange::Coinbase, i.clone()))
+        .collect();
+    series.push((Exchange::Binance, crate::support::btc()));
+    let last_difference = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let same = eventually(Duration::from_secs(30), || {
+        let (a, b, series) = (pg_store.clone(), single_store.clone(), series.clone());
+        let diff = last_difference.clone();
+        async move {
+            for (e, i) in &series {
+                for iv in [Interval::M1, Interval::H1] {
+                    let (x, y) = (
+                        candles(a.as_ref(), *e, i, iv).await,
+                        candles(b.as_ref(), *e, i, iv).await,
+                    );
+                    if x != y {
+                        *diff.lock().expect("lock") =
+                            format!("{e} {i} {iv}: cluster {x:#?}\nsingle {y:#?}");
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+    })
+    .await;
+    assert!(
+        same,
+        "candles differ: {}",
+        last_difference.lock().expect("lock")
+    );
+
+    // Gaps still missing data are the single process's too (a gap opened
+    // for trades redelivered after the kill is filled when they arrive).
+    let gaps = |store: std::sync::Arc<dyn Store>| async move {
+        let mut g: Vec<String> = store
+            .gaps(None, None, 10_000)
+            .await
+            .expect("gaps")
+            .iter()
+            .filter(|g| g.state != ck_model::GapState::Filled)
+            .map(|g| {
+                format!(
+                    "{} {} {}..{} {:?}..{:?} {:?}",
+                    g.exchange,
+                    g.instrument,
+                    g.from_ts,
+                    g.to_ts,
+                    g.first_missing_id,
+                    g.last_missing_id,
+                    g.state
+                )
+            })
+            .collect();
+        g.sort();
+        g
+    };
+    assert_eq!(
+        gaps(pg_store.clone()).await,
+        gaps(single_store.clone()).await,
+        "gaps"
+    );
+
+    // The API node serves the candles of the shared store.
+    let response = crate::support::http_get(
+        &api_listen,
+        "/api/v1/candles?exchange=binance&instrument=BTC-USDT&interval=1m&limit=10000",
+    );
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let served: serde_json::Value = serde_json::from_str(body).expect("json");
+    let served_count = served["candles"]
+        .as_array()
+        .or(served.as_array())
+        .map_or(0, Vec::len);
+    let stored_count = candles(
+        single_store.as_ref(),
+        Exchange::Binance,
+        &crate::support::btc(),
+        Interval::M1,
+    )
+    .await
+    .len();
+    assert!(stored_count > 3, "{stored_count} candles");
+    assert_eq!(served_count, stored_count, "the API node serves them");
+    let live = tokio::time::timeout(Duration::from_secs(5), live_trade).await;
+    assert!(
+        matches!(live, Ok(Ok(Some(_)))),
+        "the API node pushed a live trade it got over Kafka: {live:?}"
+    );
+
+    drop(single);
+    pg.batch_execute(&format!("DROP SCHEMA IF EXISTS {tag} CASCADE"))
+        .await
+        .expect("drop schema");
+}
