@@ -55,52 +55,17 @@ impl ProcessorLease {
         cluster: &Cluster,
         stop: &CancellationToken,
     ) -> anyhow::Result<Option<ProcessorLease>> {
-        let config = &cluster.config;
-        let ttl = Duration::from_secs(config.lease_secs.max(1));
-        let bucket = format!("{}_leases", config.stream);
-        // The bucket's stream, made as a key-value bucket is made (the
-        // client's own bucket creation first asks for account details that
-        // NATS 2.9 answers in a form it does not read).
-        cluster
-            .js
-            .get_or_create_stream(stream::Config {
-                name: format!("KV_{bucket}"),
-                description: Some("candlekeep: which processor of a consumer works".into()),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                max_age: ttl,
-                duplicate_window: ttl.min(Duration::from_secs(120)),
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: stream::DiscardPolicy::New,
-                ..stream::Config::default()
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("creating the lease bucket {bucket}"))?;
-        let kv = cluster
-            .js
-            .get_key_value(&bucket)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("opening the lease bucket {bucket}"))?;
-        let node = node_name();
-        let key = config.consumer.clone();
+        let kv = bucket(cluster).await?;
+        let key = cluster.config.consumer.clone();
+        let ttl = Duration::from_secs(cluster.config.lease_secs.max(1));
         let mut told = false;
         loop {
-            match kv.create(&key, node.clone().into()).await {
-                Ok(revision) => {
-                    tracing::info!(consumer = %key, %node, "took the processor lease: this processor works");
-                    return Ok(Some(ProcessorLease {
-                        kv,
-                        key,
-                        node,
-                        ttl,
-                        revision: AtomicU64::new(revision),
-                    }));
+            match ProcessorLease::try_take(&kv, &key, ttl).await {
+                Ok(Some(lease)) => {
+                    tracing::info!(consumer = %key, node = %lease.node, "took the processor lease: this processor works");
+                    return Ok(Some(lease));
                 }
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Ok(None) => {
                     if !told {
                         let holder = kv
                             .get(&key)
@@ -124,6 +89,52 @@ impl ProcessorLease {
         }
     }
 
+    /// One attempt at the lease `key` of `kv`: `None` while another holds it.
+    ///
+    /// # Errors
+    /// When the bucket cannot be asked.
+    pub async fn try_take(
+        kv: &kv::Store,
+        key: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<ProcessorLease>> {
+        let node = node_name();
+        match kv.create(key, node.clone().into()).await {
+            Ok(revision) => Ok(Some(ProcessorLease {
+                kv: kv.clone(),
+                key: key.to_owned(),
+                node,
+                ttl,
+                revision: AtomicU64::new(revision),
+            })),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+
+    /// Renews the lease once.
+    pub async fn renew(&self) -> Renewal {
+        let revision = self.revision.load(Ordering::SeqCst);
+        match self
+            .kv
+            .update(&self.key, self.node.clone().into(), revision)
+            .await
+        {
+            Ok(next) => {
+                self.revision.store(next, Ordering::SeqCst);
+                Renewal::Renewed
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Renewal::Lost,
+            Err(e) => Renewal::Failed(e.to_string()),
+        }
+    }
+
+    /// How long the lease lasts unrenewed.
+    #[must_use]
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// Renews the lease until `stop`; when it is lost (another holder, or
     /// no renewal for its whole term), logs why and cancels `stop`, so the
     /// processor stops taking work.
@@ -135,27 +146,19 @@ impl ProcessorLease {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
             }
-            let revision = self.revision.load(Ordering::SeqCst);
-            match self
-                .kv
-                .update(&self.key, self.node.clone().into(), revision)
-                .await
-            {
-                Ok(next) => {
-                    self.revision.store(next, Ordering::SeqCst);
-                    renewed = tokio::time::Instant::now();
-                }
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            match self.renew().await {
+                Renewal::Renewed => renewed = tokio::time::Instant::now(),
+                Renewal::Lost => {
                     tracing::error!(consumer = %self.key, "lost the processor lease to another processor; stopping");
                     stop.cancel();
                     return;
                 }
-                Err(e) if renewed.elapsed() >= self.ttl => {
+                Renewal::Failed(e) if renewed.elapsed() >= self.ttl => {
                     tracing::error!(consumer = %self.key, error = %e, "could not renew the processor lease within its term; stopping");
                     stop.cancel();
                     return;
                 }
-                Err(e) => {
+                Renewal::Failed(e) => {
                     tracing::warn!(consumer = %self.key, error = %e, "could not renew the processor lease; retrying");
                 }
             }
@@ -177,6 +180,55 @@ impl ProcessorLease {
             }
         }
     }
+}
+
+/// What a renewal came to.
+#[derive(Debug)]
+pub enum Renewal {
+    /// Held for another term.
+    Renewed,
+    /// Another processor holds it now.
+    Lost,
+    /// NATS did not answer; the lease may still be held.
+    Failed(String),
+}
+
+/// The lease bucket of `cluster`'s stream (`<stream>_leases`), made if
+/// missing; its entries lapse `lease_secs` after their last write.
+///
+/// # Errors
+/// When the bucket cannot be opened or created.
+pub async fn bucket(cluster: &Cluster) -> anyhow::Result<kv::Store> {
+    let config = &cluster.config;
+    let ttl = Duration::from_secs(config.lease_secs.max(1));
+    let bucket = format!("{}_leases", config.stream);
+    // The bucket's stream, made as a key-value bucket is made (the
+    // client's own bucket creation first asks for account details that
+    // NATS 2.9 answers in a form it does not read).
+    cluster
+        .js
+        .get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("candlekeep: which processor of a consumer works".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: ttl,
+            duplicate_window: ttl.min(Duration::from_secs(120)),
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            ..stream::Config::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("creating the lease bucket {bucket}"))?;
+    cluster
+        .js
+        .get_key_value(&bucket)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("opening the lease bucket {bucket}"))
 }
 
 /// A processor's heartbeat as a note (`processor.<node>`, on core NATS or Kafka),
@@ -215,6 +267,21 @@ pub async fn follow_processors(
 ) -> anyhow::Result<()> {
     bus.follow("processor", stop, |report: ProcessorReport| {
         connectors.report_processor(&report.node);
+    })
+    .await
+}
+
+/// Hands `take` the node name of every processor heartbeat, until `stop`.
+///
+/// # Errors
+/// When the subscription cannot be made.
+pub(crate) async fn follow_processor_nodes(
+    bus: Bus,
+    stop: CancellationToken,
+    mut take: impl FnMut(String),
+) -> anyhow::Result<()> {
+    bus.follow("processor", stop, |report: ProcessorReport| {
+        take(report.node)
     })
     .await
 }

@@ -482,8 +482,13 @@ pub async fn run_pipeline_with(
             }
             (Source::Nats(cluster), _) => {
                 let store = store.clone();
+                let coarsest = coarsest.filter(|_| runtime.publish_to.is_none());
                 source_tasks.push(tracker.spawn(async move {
-                    let stats = crate::cluster::run_consumer(cluster, store, tx, token).await?;
+                    let stats = if cluster.config.partitions > 1 {
+                        crate::cluster::run_partitioned(cluster, store, tx, coarsest, token).await?
+                    } else {
+                        crate::cluster::run_consumer(cluster, store, tx, token).await?
+                    };
                     Ok(SourceReport::Nats(stats))
                 }));
             }
@@ -757,7 +762,12 @@ async fn warm_up(
     out: &Sender<Event>,
 ) {
     let mut open = Vec::new();
-    if sources.iter().any(|s| matches!(s, Source::Nats(_))) {
+    // (A partitioned processor rebuilds its partitions' candles as it
+    // takes them.)
+    if sources
+        .iter()
+        .any(|s| matches!(s, Source::Nats(c) if c.config.partitions <= 1))
+    {
         for stored in store.instruments().await.unwrap_or_default() {
             if let Some(last) = stored.last_trade_time {
                 let (exchange, instrument) = (stored.info.exchange, stored.info.instrument);

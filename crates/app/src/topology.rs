@@ -240,9 +240,12 @@ impl Topology {
                 );
             }
             (Plan::Run(Role::Processor), Some(cluster)) => {
-                if let Bus::Nats(nats) = cluster {
+                if let Bus::Nats(nats) = cluster
+                    && nats.config.partitions <= 1
+                {
                     // One processor per NATS consumer works; the others
-                    // wait. (Over Kafka, the consumer group shares the
+                    // wait. (A partitioned stream has a lease per
+                    // partition; over Kafka, the consumer group shares the
                     // partitions out.)
                     let Some(held) =
                         crate::lease::ProcessorLease::acquire(nats, tasks.stop).await?

@@ -115,7 +115,10 @@ impl KafkaBus {
     ///
     /// # Errors
     /// When no brokers are configured, or none answers in time.
-    pub async fn connect(config: &ClusterConfig, fallback_brokers: &str) -> anyhow::Result<Arc<KafkaBus>> {
+    pub async fn connect(
+        config: &ClusterConfig,
+        fallback_brokers: &str,
+    ) -> anyhow::Result<Arc<KafkaBus>> {
         let mut config = config.clone();
         if config.brokers.trim().is_empty() {
             config.brokers = fallback_brokers.trim().to_owned();
@@ -270,7 +273,10 @@ impl KafkaBus {
         mut take: impl FnMut(T),
     ) -> anyhow::Result<()> {
         let consumer: StreamConsumer = client_config(&self.config.brokers)
-            .set("group.id", format!("candlekeep-follow-{}", std::process::id()))
+            .set(
+                "group.id",
+                format!("candlekeep-follow-{}", std::process::id()),
+            )
             .set("enable.auto.commit", "false")
             .create()
             .context("making a Kafka consumer for the notes")?;
@@ -317,7 +323,10 @@ impl KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", session.to_string())
-            .set("heartbeat.interval.ms", (session / 3).max(1_000).to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (session / 3).max(1_000).to_string(),
+            )
             .set("reconnect.backoff.max.ms", "2000");
         c
     }
@@ -406,7 +415,10 @@ mod tests {
             trade(Exchange::Binance, "BTC-USDT", 2),
         ];
         let made = batches(&events, |e| key_of(e).map(|k| (k, None)));
-        let keys: Vec<(&str, u64)> = made.iter().map(|b| (b.subject.as_str(), b.events)).collect();
+        let keys: Vec<(&str, u64)> = made
+            .iter()
+            .map(|b| (b.subject.as_str(), b.events))
+            .collect();
         assert_eq!(keys, vec![("binance:BTC-USDT", 2), ("coinbase:BTC-USD", 1)]);
         let ids: Vec<String> = Wire::decode(&made[0].body)
             .expect("decodes")
@@ -419,11 +431,7 @@ mod tests {
         assert_eq!(ids, ["1", "2"], "in order");
         for n in [1, 6, 12] {
             let by_key = ck_bus::partition_of_key(&made[0].subject, n);
-            let by_instrument = ck_bus::partition_of(
-                Exchange::Binance,
-                "BTC-USDT",
-                n,
-            );
+            let by_instrument = ck_bus::partition_of(Exchange::Binance, "BTC-USDT", n);
             assert_eq!(by_key, by_instrument);
         }
     }

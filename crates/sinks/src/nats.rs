@@ -46,8 +46,18 @@ pub struct NatsConfig {
     /// Seconds a processor's lease lasts unrenewed. One processor per
     /// consumer works; others wait as hot standbys and take over when the
     /// active one's lease lapses (renewed every third of it; released at
-    /// once on a clean stop).
+    /// once on a clean stop). With `partitions` above one, a lease per
+    /// partition.
     pub lease_secs: u64,
+    /// Partitions of the stream: with more than one, collectors put each
+    /// instrument's partition ([`ck_bus::partition_of`]) in its subjects
+    /// (`<prefix>.part.<partition>.trades.<exchange>.<instrument>`), and
+    /// processors share the partitions out, each with a durable consumer
+    /// and a lease of its own, moved when a processor joins or leaves. One
+    /// (the default) keeps the subjects unpartitioned: one processor works
+    /// and the others stand by. Every collector and processor of a stream
+    /// must agree on it.
+    pub partitions: u32,
 }
 
 impl Default for NatsConfig {
@@ -62,6 +72,7 @@ impl Default for NatsConfig {
             consumer: "processor".into(),
             ack_wait_secs: 30,
             lease_secs: 10,
+            partitions: 1,
         }
     }
 }
@@ -160,7 +171,7 @@ impl Cluster {
         let p = &config.subject_prefix;
         let wanted = stream::Config {
             name: config.stream.clone(),
-            subjects: ["trades", "quotes", "gaps", "meta"]
+            subjects: ["trades", "quotes", "gaps", "meta", "part"]
                 .iter()
                 .map(|k| format!("{p}.{k}.>"))
                 .collect(),
@@ -203,8 +214,8 @@ impl Cluster {
     pub async fn publish_all(&self, events: &[Event], stop: &CancellationToken) -> u64 {
         let published = metrics::counter("candlekeep_nats_published_total");
         let retries = metrics::counter("candlekeep_nats_publish_retries_total");
-        let prefix = &self.config.subject_prefix;
-        let messages = batches(events, |e| address(prefix, e));
+        let (prefix, partitions) = (&self.config.subject_prefix, self.config.partitions);
+        let messages = batches(events, |e| address(prefix, partitions, e));
         let total: u64 = messages.iter().map(|m| m.events).sum();
         let mut pending: Vec<usize> = (0..messages.len()).collect();
         let mut delay = Duration::from_millis(100);
@@ -256,9 +267,20 @@ impl Cluster {
     }
 }
 
-/// The subject and de-duplication id of an event, if it is published.
-fn address(p: &str, event: &Event) -> Option<(String, Option<String>)> {
-    let at = |kind: &str, e: Exchange, i: &Instrument| format!("{p}.{kind}.{e}.{i}");
+/// The subject and de-duplication id of an event, if it is published:
+/// `<p>.<kind>.<exchange>.<instrument>`, or, when the stream has more than
+/// one partition, `<p>.part.<partition>.<kind>.<exchange>.<instrument>`
+/// (NATS 2.9 wants a consumer's one filter, `<p>.part.<k>.>`, inside one
+/// of the stream's subjects).
+fn address(p: &str, partitions: u32, event: &Event) -> Option<(String, Option<String>)> {
+    let at = |kind: &str, e: Exchange, i: &Instrument| {
+        if partitions > 1 {
+            let k = ck_bus::partition_of(e, i.as_str(), partitions);
+            format!("{p}.part.{k}.{kind}.{e}.{i}")
+        } else {
+            format!("{p}.{kind}.{e}.{i}")
+        }
+    };
     Some(match event {
         Event::Trade(t) => (
             at("trades", t.exchange, &t.instrument),
@@ -283,13 +305,16 @@ fn address(p: &str, event: &Event) -> Option<(String, Option<String>)> {
             )),
         ),
         Event::Instrument(i) => (at("meta", i.exchange, &i.instrument), None),
-        Event::IngestError(e) => (
-            format!(
-                "{p}.meta.{}.errors",
-                e.exchange.map_or("unknown", Exchange::as_str)
-            ),
-            None,
-        ),
+        Event::IngestError(e) => {
+            let exchange = e.exchange.map_or("unknown", Exchange::as_str);
+            let subject = if partitions > 1 {
+                let k = ck_bus::partition_of_key(&format!("{exchange}:errors"), partitions);
+                format!("{p}.part.{k}.meta.{exchange}.errors")
+            } else {
+                format!("{p}.meta.{exchange}.errors")
+            };
+            (subject, None)
+        }
         _ => return None,
     })
 }
@@ -489,7 +514,7 @@ mod tests {
             done: false,
             updated_at: Ts(0),
         }));
-        let made = batches(&events, |e| address("ck", e));
+        let made = batches(&events, |e| address("ck", 1, e));
         let shape: Vec<(&str, u64)> = made
             .iter()
             .map(|b| (b.subject.as_str(), b.events))
@@ -520,11 +545,28 @@ mod tests {
             "the same events make the same message id"
         );
         assert_eq!(
-            batches(&events, |e| address("ck", e))
+            batches(&events, |e| address("ck", 1, e))
                 .iter()
                 .map(|b| (&b.id, &b.body))
                 .collect::<Vec<_>>(),
             made.iter().map(|b| (&b.id, &b.body)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn partitioned_subjects_name_the_instruments_partition() {
+        let events = [trade("BTC-USDT", 1), trade("ETH-USDT", 2)];
+        let subjects: Vec<String> = batches(&events, |e| address("ck", 6, e))
+            .into_iter()
+            .map(|b| b.subject)
+            .collect();
+        let p = |i: &str| ck_bus::partition_of(Exchange::Binance, i, 6);
+        assert_eq!(
+            subjects,
+            [
+                format!("ck.part.{}.trades.binance.BTC-USDT", p("BTC-USDT")),
+                format!("ck.part.{}.trades.binance.ETH-USDT", p("ETH-USDT")),
+            ]
         );
     }
 
@@ -541,7 +583,7 @@ mod tests {
                 "",
             )));
         }
-        let made = batches(&events, |e| address("ck", e));
+        let made = batches(&events, |e| address("ck", 1, e));
         assert!(made.len() > 1, "{} messages", made.len());
         for b in &made {
             assert!(
@@ -561,7 +603,9 @@ mod tests {
         assert!(
             matches!(decoded.as_slice(), [Wire::Trade(t)] if t.trade_id == ck_model::TradeId::Num(7))
         );
-        let batch = &batches(&[trade("BTC-USDT", 8), trade("BTC-USDT", 9)], |e| address("ck", e))[0];
+        let batch = &batches(&[trade("BTC-USDT", 8), trade("BTC-USDT", 9)], |e| {
+            address("ck", 1, e)
+        })[0];
         assert_eq!(ids(batch), [8, 9]);
         for bad in [&b"[{\"type\":\"trade\"}]"[..], b"", b"{", b" [1]"] {
             assert!(

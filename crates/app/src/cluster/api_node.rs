@@ -8,11 +8,7 @@ use super::*;
 ///
 /// # Errors
 /// When the subscription cannot be made.
-pub async fn follow_live(
-    bus: Bus,
-    feed: LiveFeed,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn follow_live(bus: Bus, feed: LiveFeed, stop: CancellationToken) -> anyhow::Result<()> {
     bus.follow("live", stop, |wire: Wire| {
         let _ = feed.send(Arc::new(wire.into_event()));
     })

@@ -60,7 +60,9 @@ pub async fn run_kafka_consumer(
     {
         Ok(0) => {}
         Ok(n) => tracing::info!(positions = n, "forgot positions left by stopped processors"),
-        Err(e) => tracing::warn!(error = %e, "could not forget the positions of stopped processors"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not forget the positions of stopped processors")
+        }
     }
     let job = format!("{positions}{}-{}", std::process::id(), Ts::now().0);
     let owner = Owner {
@@ -181,7 +183,10 @@ impl Owner {
 
     /// The marker the store committed last.
     fn committed_marker(&self) -> Option<String> {
-        match self.handle.block_on(self.store.backfill_progress(&self.job)) {
+        match self
+            .handle
+            .block_on(self.store.backfill_progress(&self.job))
+        {
             Ok(p) => p.map(|p| p.cursor),
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the committed stream position");
@@ -264,56 +269,22 @@ impl Owner {
     /// Takes `given` on: the candles still open of their stored instruments
     /// are rebuilt from the store before anything is read from them.
     fn take_on(&self, given: &BTreeSet<i32>) {
-        let stored = match self.handle.block_on(self.store.instruments()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "could not list the stored instruments; candles open now may be partial");
-                Vec::new()
-            }
-        };
-        let mut warm = Vec::new();
-        {
-            let mut state = self.lock();
-            for p in given {
-                state.instruments.entry(*p).or_default();
-            }
-            for s in stored {
-                let (exchange, instrument) = (s.info.exchange, s.info.instrument);
-                let p = ck_bus::partition_of(exchange, instrument.as_str(), self.partitions);
-                let Ok(p) = i32::try_from(p) else { continue };
-                if !given.contains(&p) {
-                    continue;
-                }
-                if let (Some(last), Some(coarsest)) = (s.last_trade_time, self.coarsest) {
-                    warm.push((exchange, instrument.clone(), coarsest.bucket_start(last), last));
-                }
-                state
-                    .instruments
-                    .entry(p)
-                    .or_default()
-                    .insert((exchange, instrument));
-            }
-        }
-        for (exchange, instrument, from, to) in warm {
-            if self.stop.is_cancelled() {
-                return;
-            }
-            let read = crate::backfill::replay_stored_trades(
-                self.store.as_ref(),
-                (exchange, &instrument),
-                from,
-                to,
-                &self.out,
-            );
-            match self.handle.block_on(read) {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(%exchange, %instrument, trades = n, since = %from, "rebuilt the open candles from the store");
-                }
-                Err(e) => {
-                    tracing::error!(%exchange, %instrument, error = %e, "rebuild read failed; candles open now may be partial");
-                }
-            }
+        let partitions: BTreeSet<u32> = given
+            .iter()
+            .filter_map(|p| u32::try_from(*p).ok())
+            .collect();
+        let held = self.handle.block_on(take_on_partitions(
+            self.store.as_ref(),
+            self.partitions,
+            &partitions,
+            self.coarsest,
+            &self.out,
+            &self.stop,
+        ));
+        let mut state = self.lock();
+        for (k, instruments) in held {
+            let Ok(k) = i32::try_from(k) else { continue };
+            state.instruments.entry(k).or_default().extend(instruments);
         }
     }
 }
@@ -359,7 +330,10 @@ fn consume(consumer: &BaseConsumer<Owner>) -> anyhow::Result<ConsumerStats> {
                     owner.lock().stats.undecodable += 1;
                     vec![Event::IngestError(IngestError::new(
                         None,
-                        format!("kafka {} partition {partition} offset {offset}", owner.topic),
+                        format!(
+                            "kafka {} partition {partition} offset {offset}",
+                            owner.topic
+                        ),
                         format!("undecodable message: {e}"),
                         &String::from_utf8_lossy(payload),
                     ))]
@@ -398,7 +372,10 @@ fn consume(consumer: &BaseConsumer<Owner>) -> anyhow::Result<ConsumerStats> {
     let held: BTreeSet<i32> = owner.lock().instruments.keys().copied().collect();
     owner.hand_on(consumer, &held);
     consumer.unsubscribe();
-    if let Err(e) = owner.handle.block_on(owner.store.forget_jobs(&owner.job, Ts(i64::MAX))) {
+    if let Err(e) = owner
+        .handle
+        .block_on(owner.store.forget_jobs(&owner.job, Ts(i64::MAX)))
+    {
         tracing::warn!(error = %e, job = owner.job, "could not forget this processor's position");
     }
     let stats = owner.lock().stats;

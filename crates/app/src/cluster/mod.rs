@@ -55,12 +55,14 @@ use tokio_util::sync::CancellationToken;
 mod api_node;
 mod collector;
 mod kafka_processor;
+mod nats_partitions;
 mod processor;
 mod status;
 
 pub use api_node::follow_live;
 pub use collector::{CollectorStats, run_collector};
 pub use kafka_processor::run_kafka_consumer;
+pub use nats_partitions::run_partitioned;
 pub use processor::{ConsumerStats, publish_live, run_consumer};
 pub use status::{STATUS_EVERY, follow_status, publish_status};
 
@@ -95,6 +97,79 @@ impl std::str::FromStr for Role {
 
 pub use ck_sinks::kafka_bus::KafkaBus;
 pub use ck_sinks::nats::{Cluster, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, Wire, follow, node_name};
+
+/// The stored instruments of the partitions `given` (out of `partitions`),
+/// by partition, each with the time of its newest stored trade.
+pub(crate) async fn stored_in_partitions(
+    store: &dyn Store,
+    partitions: u32,
+    given: &std::collections::BTreeSet<u32>,
+) -> std::collections::HashMap<u32, Vec<(Exchange, Instrument, Option<Ts>)>> {
+    let mut held: std::collections::HashMap<u32, Vec<_>> =
+        given.iter().map(|k| (*k, Vec::new())).collect();
+    match store.instruments().await {
+        Ok(stored) => {
+            for s in stored {
+                let (exchange, instrument) = (s.info.exchange, s.info.instrument);
+                let k = ck_bus::partition_of(exchange, instrument.as_str(), partitions);
+                if let Some(list) = held.get_mut(&k) {
+                    list.push((exchange, instrument, s.last_trade_time));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not list the stored instruments; candles open now may be partial");
+        }
+    }
+    held
+}
+
+/// Takes the partitions `given` on: the stored trades of each of their
+/// stored instruments' `coarsest` candle still open are sent to `out`
+/// (unless `stop` comes), so that a processor given a partition builds
+/// those candles from all their trades, not only from the ones it reads
+/// next. Returns those instruments by partition.
+pub(crate) async fn take_on_partitions(
+    store: &dyn Store,
+    partitions: u32,
+    given: &std::collections::BTreeSet<u32>,
+    coarsest: Option<ck_model::Interval>,
+    out: &Sender<Event>,
+    stop: &CancellationToken,
+) -> std::collections::HashMap<u32, std::collections::HashSet<(Exchange, Instrument)>> {
+    let stored = stored_in_partitions(store, partitions, given).await;
+    let mut held = std::collections::HashMap::new();
+    for (k, list) in stored {
+        let set: &mut std::collections::HashSet<_> = held.entry(k).or_default();
+        for (exchange, instrument, last) in list {
+            set.insert((exchange, instrument.clone()));
+            let (Some(last), Some(coarsest)) = (last, coarsest) else {
+                continue;
+            };
+            if stop.is_cancelled() {
+                continue;
+            }
+            let from = coarsest.bucket_start(last);
+            let read = crate::backfill::replay_stored_trades(
+                store,
+                (exchange, &instrument),
+                from,
+                last,
+                out,
+            );
+            match read.await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(%exchange, %instrument, trades = n, since = %from, "rebuilt the open candles from the store");
+                }
+                Err(e) => {
+                    tracing::error!(%exchange, %instrument, error = %e, "rebuild read failed; candles open now may be partial");
+                }
+            }
+        }
+    }
+    held
+}
 
 /// The stream a cluster's roles meet on (`[cluster] bus`).
 #[derive(Debug, Clone)]

@@ -24,26 +24,50 @@ pub async fn run_consumer(
     out: Sender<Event>,
     stop: CancellationToken,
 ) -> anyhow::Result<ConsumerStats> {
+    let durable = cluster.config.consumer.clone();
+    consume(&cluster, store, out, &durable, None, stop).await
+}
+
+/// Reads the durable consumer `durable` (created if missing, filtered to
+/// `partition`'s subjects when given, else to every subject of the
+/// stream) into `out` until `stop`, acknowledging what the store commits.
+pub(super) async fn consume(
+    cluster: &Cluster,
+    store: Arc<dyn Store>,
+    out: Sender<Event>,
+    durable: &str,
+    partition: Option<u32>,
+    stop: CancellationToken,
+) -> anyhow::Result<ConsumerStats> {
     let config = &cluster.config;
+    let p = &config.subject_prefix;
+    let (filter_subject, filter_subjects) = match partition {
+        // One subject (NATS 2.9 filters on one): every kind of partition k.
+        Some(k) => (format!("{p}.part.{k}.>"), Vec::new()),
+        None => (
+            String::new(),
+            ["trades", "quotes", "gaps", "meta"]
+                .iter()
+                .map(|k| format!("{p}.{k}.>"))
+                .collect(),
+        ),
+    };
     let stream = cluster
         .js
         .get_stream(&config.stream)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("opening the JetStream stream")?;
-    let p = &config.subject_prefix;
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
-            &config.consumer,
+            durable,
             consumer::pull::Config {
-                durable_name: Some(config.consumer.clone()),
+                durable_name: Some(durable.to_owned()),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(config.ack_wait_secs.max(1)),
                 max_ack_pending: 200_000,
-                filter_subjects: ["trades", "quotes", "gaps", "meta"]
-                    .iter()
-                    .map(|k| format!("{p}.{k}.>"))
-                    .collect(),
+                filter_subject,
+                filter_subjects,
                 ..consumer::pull::Config::default()
             },
         )
@@ -60,7 +84,7 @@ pub async fn run_consumer(
     // (killed, crashed) are forgotten after a day. A live processor's
     // position is rewritten whenever a message comes, and is read only
     // while messages are pending (seconds, never a day).
-    let consumer_jobs = format!("nats {} {} ", config.stream, config.consumer);
+    let consumer_jobs = format!("nats {} {durable} ", config.stream);
     let job = format!("{consumer_jobs}{}-{}", std::process::id(), Ts::now().0);
     match store
         .forget_jobs(&consumer_jobs, Ts(Ts::now().0 - ABANDONED_POSITION_AGE.0))
@@ -72,7 +96,7 @@ pub async fn run_consumer(
             tracing::warn!(error = %e, "could not forget the positions of stopped processors")
         }
     }
-    tracing::info!(stream = %config.stream, consumer = %config.consumer, "processor consuming");
+    tracing::info!(stream = %config.stream, consumer = %durable, "processor consuming");
 
     let received = metrics::counter("candlekeep_nats_received_total");
     let bad = metrics::counter("candlekeep_nats_undecodable_total");

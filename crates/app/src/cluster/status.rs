@@ -16,11 +16,7 @@ struct StatusReport {
 /// Collector side: reports the state of this process's connectors on core
 /// NATS (`<prefix>.status.<exchange>`) every [`STATUS_EVERY`], so that API
 /// nodes show them (`/api/v1/connectors`), until `stop`.
-pub async fn publish_status(
-    bus: Bus,
-    connectors: Arc<ConnectorRegistry>,
-    stop: CancellationToken,
-) {
+pub async fn publish_status(bus: Bus, connectors: Arc<ConnectorRegistry>, stop: CancellationToken) {
     let node = node_name();
     let mut tick = tokio::time::interval(STATUS_EVERY);
     loop {

@@ -103,7 +103,13 @@ pub(crate) fn source_toml(v: &Venue, mock: &MockVenue) -> String {
 }
 
 /// Starts `candlekeep run` with this config and extra arguments.
-pub(crate) fn start(dir: &Path, name: &str, config: &str, env: &[(&str, String)], args: &[&str]) -> Running {
+pub(crate) fn start(
+    dir: &Path,
+    name: &str,
+    config: &str,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> Running {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).expect("config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_candlekeep"));
@@ -145,7 +151,12 @@ pub(crate) fn values(c: &Candle) -> String {
     )
 }
 
-pub(crate) async fn candles(store: &dyn Store, e: Exchange, i: &Instrument, iv: Interval) -> Vec<String> {
+pub(crate) async fn candles(
+    store: &dyn Store,
+    e: Exchange,
+    i: &Instrument,
+    iv: Interval,
+) -> Vec<String> {
     let q = RangeQuery {
         exchange: e,
         instrument: i.clone(),

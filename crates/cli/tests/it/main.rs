@@ -7,7 +7,7 @@ mod binance_us;
 mod browser;
 mod cli;
 mod cluster;
-mod cluster_kafka;
+mod cluster_partitions;
 mod crash;
 mod cryptofeed_variants;
 mod deploy;

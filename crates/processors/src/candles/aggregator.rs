@@ -294,7 +294,8 @@ impl CandleAggregator {
         };
         self.series.swap_remove(i);
         if let Some(moved) = self.series.get(i) {
-            self.index.insert((moved.exchange, moved.instrument.clone()), i);
+            self.index
+                .insert((moved.exchange, moved.instrument.clone()), i);
         }
         self.last = None;
     }

@@ -520,8 +520,14 @@ fn a_forgotten_instrument_starts_afresh_and_the_others_keep_their_candles() {
     agg.on_trade(&eth(1, 2.0, "10"), &mut out);
     // BTC-USDT goes to another processor: its open minute is dropped, not
     // emitted, and ETH-USDT (moved to BTC-USDT's slot) keeps its minute.
-    agg.forget(Exchange::Binance, &Instrument::parse("BTC-USDT").expect("instrument"));
-    agg.forget(Exchange::Binance, &Instrument::parse("XRP-USDT").expect("instrument"));
+    agg.forget(
+        Exchange::Binance,
+        &Instrument::parse("BTC-USDT").expect("instrument"),
+    );
+    agg.forget(
+        Exchange::Binance,
+        &Instrument::parse("XRP-USDT").expect("instrument"),
+    );
     agg.flush(&mut out);
     let open: Vec<(String, Decimal)> = out
         .iter()
@@ -530,9 +536,18 @@ fn a_forgotten_instrument_starts_afresh_and_the_others_keep_their_candles() {
     assert_eq!(open, vec![("ETH-USDT".to_owned(), d("10"))]);
     // Back again, id 1 is new to it (no duplicate), and ETH-USDT's id 2 goes on.
     out.clear();
-    assert_eq!(agg.on_trade(&bin(1, 3.0, "105", "1"), &mut out), TradeOutcome::Applied);
-    assert_eq!(agg.on_trade(&eth(2, 4.0, "11"), &mut out), TradeOutcome::Applied);
-    assert_eq!(agg.on_trade(&eth(1, 2.0, "10"), &mut out), TradeOutcome::Duplicate);
+    assert_eq!(
+        agg.on_trade(&bin(1, 3.0, "105", "1"), &mut out),
+        TradeOutcome::Applied
+    );
+    assert_eq!(
+        agg.on_trade(&eth(2, 4.0, "11"), &mut out),
+        TradeOutcome::Applied
+    );
+    assert_eq!(
+        agg.on_trade(&eth(1, 2.0, "10"), &mut out),
+        TradeOutcome::Duplicate
+    );
     agg.flush(&mut out);
     let mut closes: Vec<(String, Decimal, u64)> = out
         .iter()

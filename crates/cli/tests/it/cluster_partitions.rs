@@ -1,17 +1,21 @@
-//! The multi-process test of `cluster.rs`, over Kafka (`[cluster] bus =
-//! "kafka"`): two collectors (Binance and Coinbase Advanced Trade, each on
-//! its own mock), an API node, and processors sharing the work as one
-//! consumer group, all joined through a real Kafka-compatible broker (the
-//! tests' own tansu, see `kafka.rs`) and the real PostgreSQL on loopback.
-//! Beside them, a single `run --role all` process captures the same data
-//! into SQLite.
+//! Processors that share the work, on each engine: the multi-process test
+//! of `cluster.rs` with a partitioned stream. Two collectors (Binance and
+//! Coinbase Advanced Trade, each on its own mock), an API node, and
+//! processors sharing six partitions, joined through the real PostgreSQL
+//! and either a real Kafka-compatible broker (the tests' own tansu, see
+//! `kafka.rs`; `[cluster] bus = "kafka"`, one consumer group) or the real
+//! NATS JetStream (`[nats] partitions = 6`, a lease per partition) on
+//! loopback. Beside them, a single `run --role all` process captures the
+//! same data into SQLite.
 //!
-//! Three processors start and split the events topic's six partitions; one
-//! is killed (SIGKILL) mid-run and a fourth joins. The candles and the gaps
+//! Three processors start and split the partitions; one that works is
+//! killed (SIGKILL) mid-run and a fourth joins; later another that works
+//! is stopped (SIGTERM) and hands its partitions on. The candles and the gaps
 //! in PostgreSQL equal the single process's, every trade is stored once,
 //! the API node serves those candles and pushes a live trade it had from
-//! Kafka.
+//! the stream.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ck_model::{Exchange, Instrument, Interval, Ts};
@@ -21,20 +25,48 @@ use crate::cluster::{Running, candles, mock, source_toml, start, total_trades, v
 use crate::kafka::broker;
 use crate::support::{eventually, postgres_admin, postgres_url};
 
-/// The positions processors of this group keep in the store that name
-/// partitions read (each processor's own; `g<n> <p>=<offset>,…`).
-async fn working(store: &dyn Store, positions: &str) -> Vec<String> {
+/// The processes whose positions in the store (`<prefix><pid>-<time>`)
+/// show that they read something (a Kafka marker names partitions and
+/// offsets, `g<n> <p>=<offset>,…`; a NATS one a stream sequence).
+async fn working(store: &dyn Store, prefix: &str) -> BTreeSet<u32> {
     let jobs = store.backfill_jobs().await.expect("jobs");
     jobs.into_iter()
-        .filter(|p| p.job.starts_with(positions) && p.cursor.contains('='))
-        .map(|p| p.job)
+        .filter(|p| p.job.starts_with(prefix))
+        .filter(|p| p.cursor.rsplit(' ').next().is_some_and(|t| !t.is_empty()))
+        .filter_map(|p| {
+            let rest = p.job.rsplit(' ').next()?;
+            rest.split('-').next()?.parse().ok()
+        })
         .collect()
+}
+
+/// Which stream joins the processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Kafka,
+    Nats,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collectors_processors_and_api_over_kafka_match_one_process() {
-    let kafka = broker();
-    let tag = format!("ckk{}", std::process::id());
+    processors_share_the_work(Engine::Kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_processors_over_nats_match_one_process() {
+    processors_share_the_work(Engine::Nats).await;
+}
+
+fn nats_url() -> String {
+    std::env::var("CK_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+async fn processors_share_the_work(engine: Engine) {
+    let tag = format!(
+        "ck{}{}",
+        if engine == Engine::Kafka { "k" } else { "n" },
+        std::process::id()
+    );
     let pg = postgres_admin(&format!(
         "DROP SCHEMA IF EXISTS {tag} CASCADE; CREATE SCHEMA {tag}"
     ))
@@ -47,7 +79,8 @@ async fn collectors_processors_and_api_over_kafka_match_one_process() {
         "coinbase",
         "cryptofeed/COINBASE.jsonl.zst",
     );
-    let speed = 20.0;
+    // Slower than `cluster.rs`: a kill, a rebalance and a clean stop fit in.
+    let speed = 10.0;
     let at = Ts::now();
     let binance_mock = |at| {
         let m = binance_messages.clone();
@@ -71,17 +104,54 @@ async fn collectors_processors_and_api_over_kafka_match_one_process() {
         )
     };
     let dir = tempfile::tempdir().expect("dir");
-    let cluster_env = vec![
-        ("CANDLEKEEP_STORE", store_url.clone()),
-        ("CANDLEKEEP_CLUSTER__BUS", "kafka".to_owned()),
-        ("CANDLEKEEP_CLUSTER__BROKERS", kafka.addr.clone()),
-        ("CANDLEKEEP_CLUSTER__TOPIC_PREFIX", tag.clone()),
-        ("CANDLEKEEP_CLUSTER__PARTITIONS", "6".to_owned()),
-        ("CANDLEKEEP_CLUSTER__GROUP", format!("{tag}-processors")),
-        // The killed processor's partitions move this long after the kill.
-        ("CANDLEKEEP_CLUSTER__SESSION_TIMEOUT_SECS", "6".to_owned()),
-    ];
-    let positions = format!("kafka {tag}.events {tag}-processors ");
+    let mut cluster_env = vec![("CANDLEKEEP_STORE", store_url.clone())];
+    let (_kafka, js, positions) = match engine {
+        Engine::Kafka => {
+            let kafka = broker();
+            cluster_env.extend([
+                ("CANDLEKEEP_CLUSTER__BUS", "kafka".to_owned()),
+                ("CANDLEKEEP_CLUSTER__BROKERS", kafka.addr.clone()),
+                ("CANDLEKEEP_CLUSTER__TOPIC_PREFIX", tag.clone()),
+                ("CANDLEKEEP_CLUSTER__PARTITIONS", "6".to_owned()),
+                ("CANDLEKEEP_CLUSTER__GROUP", format!("{tag}-processors")),
+                // The killed processor's partitions move this long after the kill.
+                ("CANDLEKEEP_CLUSTER__SESSION_TIMEOUT_SECS", "6".to_owned()),
+            ]);
+            (
+                Some(kafka),
+                None,
+                format!("kafka {tag}.events {tag}-processors "),
+            )
+        }
+        Engine::Nats => {
+            let nats = async_nats::connect(nats_url()).await.unwrap_or_else(|e| {
+                panic!(
+                    "NATS is unreachable at {}: {e}. Start it with \
+                     `nats-server -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server &`",
+                    nats_url()
+                )
+            });
+            let js = async_nats::jetstream::new(nats);
+            let stream = tag.to_uppercase();
+            let _ = js.delete_stream(&stream).await;
+            let _ = js.delete_key_value(format!("{stream}_leases")).await;
+            cluster_env.extend([
+                ("CANDLEKEEP_NATS__URL", nats_url()),
+                ("CANDLEKEEP_NATS__STREAM", stream.clone()),
+                ("CANDLEKEEP_NATS__SUBJECT_PREFIX", tag.clone()),
+                ("CANDLEKEEP_NATS__PARTITIONS", "6".to_owned()),
+                // What the killed processor took comes back after this.
+                ("CANDLEKEEP_NATS__ACK_WAIT_SECS", "3".to_owned()),
+                // Its partitions' leases lapse this long after the kill.
+                ("CANDLEKEEP_NATS__LEASE_SECS", "3".to_owned()),
+            ]);
+            (
+                None,
+                Some((js, stream.clone())),
+                format!("nats {stream} processor-p"),
+            )
+        }
+    };
 
     let (bn1, cb1) = (binance_mock(at).await, mock(&coinbase, at, speed).await);
     let binance_trades = bn1.trades("BTCUSDT").len();
@@ -203,7 +273,10 @@ async fn collectors_processors_and_api_over_kafka_match_one_process() {
         }
     })
     .await;
-    assert!(ready, "the API node is ready and lists both collectors' connectors");
+    assert!(
+        ready,
+        "the API node is ready and lists both collectors' connectors"
+    );
 
     // Mid-run, the work is shared: kill one processor, add another.
     let third = expected / 3;
@@ -218,12 +291,8 @@ async fn collectors_processors_and_api_over_kafka_match_one_process() {
         sharing.len() >= 2,
         "more than one processor reads partitions: {sharing:?}"
     );
-    // A working processor goes: its job names its process id.
-    let pid: u32 = sharing[0]
-        .strip_prefix(&positions)
-        .and_then(|rest| rest.split('-').next())
-        .and_then(|pid| pid.parse().ok())
-        .expect("a position names its processor");
+    // A working processor goes: its position names its process id.
+    let pid = *sharing.iter().next().expect("one works");
     let victim = processors
         .iter_mut()
         .find(|p| p.0.id() == pid)
@@ -231,7 +300,28 @@ async fn collectors_processors_and_api_over_kafka_match_one_process() {
     victim.0.kill().expect("SIGKILL a processor");
     victim.0.wait().expect("reaped");
     let stored_at_kill = total_trades(pg_store.as_ref()).await;
-    let _fourth = processor("processor-4");
+    processors.push(processor("processor-4"));
+
+    // Later, a working processor stops cleanly: it hands its partitions on
+    // while data flows.
+    let two_thirds = expected * 2 / 3;
+    let reached = eventually(Duration::from_secs(90), || {
+        let s = pg_store.clone();
+        async move { total_trades(s.as_ref()).await >= two_thirds }
+    })
+    .await;
+    assert!(reached, "the processors stored two thirds of the trades");
+    let sharing = working(pg_store.as_ref(), &positions).await;
+    let leaving = processors
+        .iter_mut()
+        .find(|p| p.0.id() != pid && sharing.contains(&p.0.id()))
+        .expect("another processor works");
+    let status = crate::support::signal_and_wait(&mut leaving.0, "TERM");
+    assert!(
+        status.success(),
+        "SIGTERM stops a processor cleanly: {status}"
+    );
+    let stored_at_stop = total_trades(pg_store.as_ref()).await;
 
     let single_store = ck_app::open_location(
         &ck_app::config::StoreLocation::Sqlite(dir.path().join("single/candlekeep.sqlite")),
@@ -256,7 +346,10 @@ async fn collectors_processors_and_api_over_kafka_match_one_process() {
         total_trades(pg_store.as_ref()).await,
         total_trades(single_store.as_ref()).await
     );
-    assert!(stored_at_kill < expected, "the kill came mid-run");
+    assert!(
+        stored_at_kill < stored_at_stop && stored_at_stop < expected,
+        "the kill ({stored_at_kill}) and the stop ({stored_at_stop}) came mid-run"
+    );
 
     // Candles settle a moment after the trades: compare until equal.
     let mut series: Vec<(Exchange, Instrument)> = coinbase
@@ -349,10 +442,14 @@ async fn collectors_processors_and_api_over_kafka_match_one_process() {
     let live = tokio::time::timeout(Duration::from_secs(5), live_trade).await;
     assert!(
         matches!(live, Ok(Ok(Some(_)))),
-        "the API node pushed a live trade it got over Kafka: {live:?}"
+        "the API node pushed a live trade it got over {engine:?}: {live:?}"
     );
 
     drop(single);
+    if let Some((js, stream)) = js {
+        let _ = js.delete_stream(&stream).await;
+        let _ = js.delete_key_value(format!("{stream}_leases")).await;
+    }
     pg.batch_execute(&format!("DROP SCHEMA IF EXISTS {tag} CASCADE"))
         .await
         .expect("drop schema");
