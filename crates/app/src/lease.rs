@@ -236,23 +236,33 @@ pub async fn bucket(cluster: &Cluster) -> anyhow::Result<kv::Store> {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ProcessorReport {
     node: String,
+    /// The last report of a processor stopping: partitioned processors
+    /// count it out at once (older processors never send it).
+    #[serde(default)]
+    leaving: bool,
 }
 
-/// Processor side: reports this process alive until `stop`.
+/// Processor side: reports this process alive until `stop`, then that it
+/// leaves.
 pub async fn publish_processor_alive(bus: Bus, stop: CancellationToken) {
     let node = node_name();
     let rest = node.replace(['.', '*', '>', ' '], "_");
     let mut tick = tokio::time::interval(STATUS_EVERY);
     loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        let report = ProcessorReport { node: node.clone() };
-        let Ok(body) = serde_json::to_vec(&report) else {
-            continue;
+        let leaving = tokio::select! {
+            () = stop.cancelled() => true,
+            _ = tick.tick() => false,
         };
-        bus.note("processor", &rest, body).await;
+        let report = ProcessorReport {
+            node: node.clone(),
+            leaving,
+        };
+        if let Ok(body) = serde_json::to_vec(&report) {
+            bus.note("processor", &rest, body).await;
+        }
+        if leaving {
+            break;
+        }
     }
 }
 
@@ -266,22 +276,25 @@ pub async fn follow_processors(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     bus.follow("processor", stop, |report: ProcessorReport| {
-        connectors.report_processor(&report.node);
+        if !report.leaving {
+            connectors.report_processor(&report.node);
+        }
     })
     .await
 }
 
-/// Hands `take` the node name of every processor heartbeat, until `stop`.
+/// Hands `take` the node name of every processor heartbeat, and whether
+/// it is the last (the processor stops), until `stop`.
 ///
 /// # Errors
 /// When the subscription cannot be made.
 pub(crate) async fn follow_processor_nodes(
     bus: Bus,
     stop: CancellationToken,
-    mut take: impl FnMut(String),
+    mut take: impl FnMut(String, bool),
 ) -> anyhow::Result<()> {
     bus.follow("processor", stop, |report: ProcessorReport| {
-        take(report.node)
+        take(report.node, report.leaving);
     })
     .await
 }

@@ -85,7 +85,10 @@ async fn run(engine: Engine, n: usize, kafka: &str, tag: &str, events: &[Event])
             ("CANDLEKEEP_CLUSTER__BROKERS".into(), kafka.to_owned()),
             ("CANDLEKEEP_CLUSTER__TOPIC_PREFIX".into(), tag.to_owned()),
             ("CANDLEKEEP_CLUSTER__PARTITIONS".into(), "6".into()),
-            ("CANDLEKEEP_CLUSTER__GROUP".into(), format!("{tag}-processors")),
+            (
+                "CANDLEKEEP_CLUSTER__GROUP".into(),
+                format!("{tag}-processors"),
+            ),
         ]),
         Engine::Nats => env.extend([
             ("CANDLEKEEP_NATS__URL".into(), nats_url),

@@ -7,7 +7,8 @@
 //! `<consumer>-p<k>`. A processor works a partition while it holds the
 //! partition's lease (`<consumer>-p<k>` in the lease bucket; see
 //! `lease.rs`), and aims at its fair share: the partitions divided by the
-//! processors whose heartbeats it hears, rounded up. Every second it
+//! processors whose heartbeats it hears (a stopping processor's last
+//! heartbeat says it leaves), rounded up. Every second it
 //! renews its leases, hands on one partition above its share, or takes free
 //! ones up to it. So a processor that joins gets partitions as the others
 //! hand them on; the partitions of one that stops are handed on at once,
@@ -73,11 +74,19 @@ pub async fn run_partitioned(
     let heard: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
     let hearing = tokio::spawn({
         let (heard, stop) = (heard.clone(), stop.clone());
-        crate::lease::follow_processor_nodes(Bus::Nats(cluster.clone()), stop, move |node| {
-            if let Ok(mut h) = heard.lock() {
-                h.insert(node, Instant::now());
-            }
-        })
+        crate::lease::follow_processor_nodes(
+            Bus::Nats(cluster.clone()),
+            stop,
+            move |node, leaving| {
+                if let Ok(mut h) = heard.lock() {
+                    if leaving {
+                        h.remove(&node);
+                    } else {
+                        h.insert(node, Instant::now());
+                    }
+                }
+            },
+        )
     });
     let alive = || {
         heard.lock().map_or(1, |h| {
