@@ -205,24 +205,36 @@ pub async fn bucket(cluster: &Cluster) -> anyhow::Result<kv::Store> {
     // The bucket's stream, made as a key-value bucket is made (the
     // client's own bucket creation first asks for account details that
     // NATS 2.9 answers in a form it does not read).
-    cluster
-        .js
-        .get_or_create_stream(stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some("candlekeep: which processor of a consumer works".into()),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age: ttl,
-            duplicate_window: ttl.min(Duration::from_secs(120)),
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            ..stream::Config::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("creating the lease bucket {bucket}"))?;
+    let wanted = stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("candlekeep: which processor of a consumer works".into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: ttl,
+        duplicate_window: ttl.min(Duration::from_secs(120)),
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..stream::Config::default()
+    };
+    // Processors starting together race to create it: the loser's create
+    // fails (the subjects are taken), and its next look finds the stream.
+    let mut attempt = 0;
+    loop {
+        match cluster.js.get_or_create_stream(wanted.clone()).await {
+            Ok(_) => break,
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, bucket, "lease bucket not ready; looking again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!("{e}"))
+                    .with_context(|| format!("creating the lease bucket {bucket}"));
+            }
+        }
+    }
     cluster
         .js
         .get_key_value(&bucket)

@@ -112,7 +112,12 @@ async fn run(engine: Engine, n: usize, kafka: &str, tag: &str, events: &[Event])
         })
         .collect();
     // The collector's side, in this process.
-    let config = AppConfig::load(None, env).expect("config");
+    // (`CANDLEKEEP_STORE` is the command line's; the collector side needs no store.)
+    let config = AppConfig::load(
+        None,
+        env.into_iter().filter(|(k, _)| k != "CANDLEKEEP_STORE"),
+    )
+    .expect("config");
     let bus = Bus::connect(&config).await.expect("the broker");
     tokio::time::sleep(Duration::from_secs(10)).await;
 

@@ -283,6 +283,25 @@ fn client_config(config: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Creates `topics` where missing; what could not be made, with why
+/// (empty when every topic exists now).
+pub(crate) async fn create_missing(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[NewTopic<'_>],
+    options: &AdminOptions,
+) -> Vec<String> {
+    match admin.create_topics(topics, options).await {
+        Ok(results) => results
+            .iter()
+            .filter_map(|r| match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
+                Err((name, code)) => Some(format!("{name}: {code}")),
+            })
+            .collect(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
 /// Creates the four topics where missing, retrying every ten seconds
 /// while the broker cannot be reached (the producer holds messages
 /// meanwhile).
@@ -310,17 +329,7 @@ async fn create_topics(config: KafkaConfig, stop: CancellationToken) {
                 )
             })
             .collect();
-        let outcome = admin.create_topics(&topics, &options).await;
-        let missing: Vec<String> = match &outcome {
-            Ok(results) => results
-                .iter()
-                .filter_map(|r| match r {
-                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
-                    Err((name, code)) => Some(format!("{name}: {code}")),
-                })
-                .collect(),
-            Err(e) => vec![e.to_string()],
-        };
+        let missing = create_missing(&admin, &topics, &options).await;
         if missing.is_empty() {
             tracing::info!(topics = ?names, "kafka topics ready");
             return;

@@ -29,7 +29,6 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -140,16 +139,7 @@ impl KafkaBus {
                 NewTopic::new(&events, config.partitions.max(1), replication()),
                 NewTopic::new(&notes, 1, replication()),
             ];
-            let problems: Vec<String> = match admin.create_topics(&topics, &options).await {
-                Ok(results) => results
-                    .iter()
-                    .filter_map(|r| match r {
-                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => None,
-                        Err((name, code)) => Some(format!("{name}: {code}")),
-                    })
-                    .collect(),
-                Err(e) => vec![e.to_string()],
-            };
+            let problems = crate::kafka::create_missing(&admin, &topics, &options).await;
             if problems.is_empty() {
                 break;
             }

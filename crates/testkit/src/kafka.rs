@@ -70,6 +70,9 @@ impl Tansu {
     }
 
     /// `binary` on a free port of loopback, advertising it.
+    ///
+    /// # Panics
+    /// When no port is free, or tansu does not come up.
     #[must_use]
     pub fn on_free_port(binary: &std::path::Path) -> Tansu {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

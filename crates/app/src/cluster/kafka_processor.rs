@@ -54,16 +54,7 @@ pub async fn run_kafka_consumer(
 ) -> anyhow::Result<ConsumerStats> {
     let topic = bus.config.events_topic();
     let positions = format!("kafka {topic} {} ", bus.config.group);
-    match store
-        .forget_jobs(&positions, Ts(Ts::now().0 - Ts::from_secs(24 * 3600).0))
-        .await
-    {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(positions = n, "forgot positions left by stopped processors"),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not forget the positions of stopped processors")
-        }
-    }
+    processor::forget_abandoned(store.as_ref(), &positions).await;
     let job = format!("{positions}{}-{}", std::process::id(), Ts::now().0);
     let owner = Owner {
         handle: Handle::current(),

@@ -86,16 +86,7 @@ pub(super) async fn consume(
     // while messages are pending (seconds, never a day).
     let consumer_jobs = format!("nats {} {durable} ", config.stream);
     let job = format!("{consumer_jobs}{}-{}", std::process::id(), Ts::now().0);
-    match store
-        .forget_jobs(&consumer_jobs, Ts(Ts::now().0 - ABANDONED_POSITION_AGE.0))
-        .await
-    {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(positions = n, "forgot positions left by stopped processors"),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not forget the positions of stopped processors")
-        }
-    }
+    forget_abandoned(store.as_ref(), &consumer_jobs).await;
     tracing::info!(stream = %config.stream, consumer = %durable, "processor consuming");
 
     let received = metrics::counter("candlekeep_nats_received_total");
@@ -181,6 +172,22 @@ pub(super) async fn consume(
 /// How old a processor's position must be before another processor of its
 /// consumer forgets it.
 const ABANDONED_POSITION_AGE: Ts = Ts::from_secs(24 * 3600);
+
+/// Forgets the positions under `prefix` that processors left without
+/// stopping cleanly (killed, crashed) a day or more ago. A live
+/// processor's position is rewritten whenever a message comes.
+pub(super) async fn forget_abandoned(store: &dyn Store, prefix: &str) {
+    match store
+        .forget_jobs(prefix, Ts(Ts::now().0 - ABANDONED_POSITION_AGE.0))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(positions = n, "forgot positions left by stopped processors"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not forget the positions of stopped processors")
+        }
+    }
+}
 
 /// Sends a progress marker for the newest pending message: the store writer
 /// commits it after everything sent before it.

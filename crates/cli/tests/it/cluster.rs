@@ -173,6 +173,133 @@ pub(crate) async fn candles(
         .collect()
 }
 
+/// A Binance mock replaying `messages`, moved to `at`, at `speed`.
+pub(crate) async fn binance_mock(
+    messages: &[RawMessage],
+    at: Ts,
+    speed: f64,
+) -> ck_mock::binance::MockBinance {
+    ck_mock::binance::MockBinance::start(
+        messages,
+        ck_mock::binance::MockOptions {
+            speed: Some(speed),
+            shift_to: Some(at),
+            ..ck_mock::binance::MockOptions::default()
+        },
+    )
+    .await
+    .expect("binance mock")
+}
+
+/// The `[[sources]]` of BTC-USDT on a Binance mock.
+pub(crate) fn binance_toml(m: &ck_mock::binance::MockBinance) -> String {
+    format!(
+        "[[sources]]\nkind = \"binance\"\ninstruments = [\"BTC-USDT\"]\nws_url = \"{}\"\nrest_url = \"\"\nstale_after_secs = 600\n",
+        m.ws_url()
+    )
+}
+
+/// A WebSocket client of the API node at `api_listen`, subscribed to
+/// Binance BTC-USDT trades (asking again while it is refused): the first
+/// trade pushed.
+pub(crate) fn watch_live_trade(api_listen: &str) -> tokio::task::JoinHandle<Option<String>> {
+    let url = format!("ws://{api_listen}/api/v1/ws");
+    tokio::spawn(async move {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        use tokio_tungstenite::tungstenite::Message;
+        let mut ws = None;
+        for _ in 0..100 {
+            if let Ok((s, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+                ws = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut ws = ws?;
+        let sub =
+            r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"BTC-USDT"}"#;
+        ws.send(Message::Text(sub.into())).await.ok()?;
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                if t.contains("\"type\":\"trade\"") {
+                    return Some(t.to_string());
+                }
+                // Refused until a collector reports that it captures the
+                // instrument (or it is stored): ask again.
+                if t.contains("\"type\":\"error\"") {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    ws.send(Message::Text(sub.into())).await.ok()?;
+                }
+            }
+        }
+        None
+    })
+}
+
+/// Waits up to 30 s for the 1m and 1h candles of `series` to be the same
+/// in both stores (candles settle a moment after the trades); the last
+/// difference if they never are.
+pub(crate) async fn same_candles(
+    a: &std::sync::Arc<dyn Store>,
+    b: &std::sync::Arc<dyn Store>,
+    series: &[(Exchange, Instrument)],
+) -> Result<(), String> {
+    let last_difference = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let same = eventually(Duration::from_secs(30), || {
+        let (a, b, series) = (a.clone(), b.clone(), series.to_vec());
+        let diff = last_difference.clone();
+        async move {
+            for (e, i) in &series {
+                for iv in [Interval::M1, Interval::H1] {
+                    let (x, y) = (
+                        candles(a.as_ref(), *e, i, iv).await,
+                        candles(b.as_ref(), *e, i, iv).await,
+                    );
+                    if x != y {
+                        *diff.lock().expect("lock") =
+                            format!("{e} {i} {iv}: cluster {x:#?}\nsingle {y:#?}");
+                        return false;
+                    }
+                }
+            }
+            true
+        }
+    })
+    .await;
+    if same {
+        Ok(())
+    } else {
+        Err(last_difference.lock().expect("lock").clone())
+    }
+}
+
+/// The gaps of `store` that still miss data, sorted. (Trades redelivered
+/// after a kill may come after newer ones: a gap opened for them is filled
+/// when they arrive.)
+pub(crate) async fn unfilled_gaps(store: &dyn Store) -> Vec<String> {
+    let mut g: Vec<String> = store
+        .gaps(None, None, 10_000)
+        .await
+        .expect("gaps")
+        .iter()
+        .filter(|g| g.state != ck_model::GapState::Filled)
+        .map(|g| {
+            format!(
+                "{} {} {}..{} {:?}..{:?} {:?}",
+                g.exchange,
+                g.instrument,
+                g.from_ts,
+                g.to_ts,
+                g.first_missing_id,
+                g.last_missing_id,
+                g.state
+            )
+        })
+        .collect();
+    g.sort();
+    g
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process() {
     let tag = format!("ckt{}", std::process::id());
@@ -206,27 +333,7 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     );
     let speed = 20.0;
     let at = Ts::now();
-    let binance_mock = |at| {
-        let m = binance_messages.clone();
-        async move {
-            ck_mock::binance::MockBinance::start(
-                &m,
-                ck_mock::binance::MockOptions {
-                    speed: Some(speed),
-                    shift_to: Some(at),
-                    ..ck_mock::binance::MockOptions::default()
-                },
-            )
-            .await
-            .expect("binance mock")
-        }
-    };
-    let binance_toml = |m: &ck_mock::binance::MockBinance| {
-        format!(
-            "[[sources]]\nkind = \"binance\"\ninstruments = [\"BTC-USDT\"]\nws_url = \"{}\"\nrest_url = \"\"\nstale_after_secs = 600\n",
-            m.ws_url()
-        )
-    };
+    let binance_mock = |at| binance_mock(&binance_messages, at, speed);
     let dir = tempfile::tempdir().expect("dir");
     let cluster_env = vec![
         ("CANDLEKEEP_STORE", store_url.clone()),
@@ -334,48 +441,7 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     );
 
     // The API node pushes live updates from NATS to a WebSocket client.
-    let live_trade = {
-        let url = format!("ws://{api_listen}/api/v1/ws");
-        let instrument = "BTC-USDT";
-        tokio::spawn(async move {
-            use futures_util::{SinkExt as _, StreamExt as _};
-            let mut ws = None;
-            for _ in 0..100 {
-                if let Ok((s, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
-                    ws = Some(s);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let mut ws = ws?;
-            let sub = format!(
-                r#"{{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"{instrument}"}}"#
-            );
-            ws.send(tokio_tungstenite::tungstenite::Message::Text(
-                sub.clone().into(),
-            ))
-            .await
-            .ok()?;
-            while let Some(Ok(m)) = ws.next().await {
-                if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-                    if t.contains("\"type\":\"trade\"") {
-                        return Some(t.to_string());
-                    }
-                    // Refused until a collector reports that it captures the
-                    // instrument (or it is stored): ask again.
-                    if t.contains("\"type\":\"error\"") {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        ws.send(tokio_tungstenite::tungstenite::Message::Text(
-                            sub.clone().into(),
-                        ))
-                        .await
-                        .ok()?;
-                    }
-                }
-            }
-            None
-        })
-    };
+    let live_trade = watch_live_trade(&api_listen);
 
     // The API node shows the collectors' connectors, which it has only
     // from their reports over NATS.
@@ -478,33 +544,9 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
         .map(|i| (Exchange::Coinbase, i.clone()))
         .collect();
     series.push((Exchange::Binance, crate::support::btc()));
-    let last_difference = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let same = eventually(Duration::from_secs(30), || {
-        let (a, b, series) = (pg_store.clone(), single_store.clone(), series.clone());
-        let diff = last_difference.clone();
-        async move {
-            for (e, i) in &series {
-                for iv in [Interval::M1, Interval::H1] {
-                    let (x, y) = (
-                        candles(a.as_ref(), *e, i, iv).await,
-                        candles(b.as_ref(), *e, i, iv).await,
-                    );
-                    if x != y {
-                        *diff.lock().expect("lock") =
-                            format!("{e} {i} {iv}: cluster {x:#?}\nsingle {y:#?}");
-                        return false;
-                    }
-                }
-            }
-            true
-        }
-    })
-    .await;
-    assert!(
-        same,
-        "candles differ: {}",
-        last_difference.lock().expect("lock")
-    );
+    if let Err(difference) = same_candles(&pg_store, &single_store, &series).await {
+        panic!("candles differ: {difference}");
+    }
     let one_minute: usize = {
         let mut n = 0;
         for (e, i) in &series {
@@ -562,32 +604,9 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     // the kill may come after newer ones: a gap opened for them is filled
     // when they arrive (and every trade is stored once, above), so only
     // gaps that still miss data are compared.
-    let gaps = |store: std::sync::Arc<dyn Store>| async move {
-        let mut g: Vec<String> = store
-            .gaps(None, None, 10_000)
-            .await
-            .expect("gaps")
-            .iter()
-            .filter(|g| g.state != ck_model::GapState::Filled)
-            .map(|g| {
-                format!(
-                    "{} {} {}..{} {:?}..{:?} {:?}",
-                    g.exchange,
-                    g.instrument,
-                    g.from_ts,
-                    g.to_ts,
-                    g.first_missing_id,
-                    g.last_missing_id,
-                    g.state
-                )
-            })
-            .collect();
-        g.sort();
-        g
-    };
     assert_eq!(
-        gaps(pg_store.clone()).await,
-        gaps(single_store.clone()).await,
+        unfilled_gaps(pg_store.as_ref()).await,
+        unfilled_gaps(single_store.as_ref()).await,
         "gaps"
     );
 

@@ -21,7 +21,10 @@ use std::time::Duration;
 use ck_model::{Exchange, Instrument, Interval, Ts};
 use ck_store::Store;
 
-use crate::cluster::{Running, candles, mock, source_toml, start, total_trades, venue};
+use crate::cluster::{
+    Running, binance_mock, binance_toml, candles, mock, same_candles, source_toml, start,
+    total_trades, unfilled_gaps, venue, watch_live_trade,
+};
 use crate::kafka::broker;
 use crate::support::{eventually, postgres_admin, postgres_url};
 
@@ -82,27 +85,7 @@ async fn processors_share_the_work(engine: Engine) {
     // Slower than `cluster.rs`: a kill, a rebalance and a clean stop fit in.
     let speed = 10.0;
     let at = Ts::now();
-    let binance_mock = |at| {
-        let m = binance_messages.clone();
-        async move {
-            ck_mock::binance::MockBinance::start(
-                &m,
-                ck_mock::binance::MockOptions {
-                    speed: Some(speed),
-                    shift_to: Some(at),
-                    ..ck_mock::binance::MockOptions::default()
-                },
-            )
-            .await
-            .expect("binance mock")
-        }
-    };
-    let binance_toml = |m: &ck_mock::binance::MockBinance| {
-        format!(
-            "[[sources]]\nkind = \"binance\"\ninstruments = [\"BTC-USDT\"]\nws_url = \"{}\"\nrest_url = \"\"\nstale_after_secs = 600\n",
-            m.ws_url()
-        )
-    };
+    let binance_mock = |at| binance_mock(&binance_messages, at, speed);
     let dir = tempfile::tempdir().expect("dir");
     let mut cluster_env = vec![("CANDLEKEEP_STORE", store_url.clone())];
     let (_kafka, js, positions) = match engine {
@@ -219,36 +202,7 @@ async fn processors_share_the_work(engine: Engine) {
     );
 
     // The API node pushes a live trade it had from Kafka.
-    let live_trade = {
-        let url = format!("ws://{api_listen}/api/v1/ws");
-        tokio::spawn(async move {
-            use futures_util::{SinkExt as _, StreamExt as _};
-            use tokio_tungstenite::tungstenite::Message;
-            let mut ws = None;
-            for _ in 0..100 {
-                if let Ok((s, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
-                    ws = Some(s);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let mut ws = ws?;
-            let sub = r#"{"op":"subscribe","channel":"trades","exchange":"binance","instrument":"BTC-USDT"}"#;
-            ws.send(Message::Text(sub.into())).await.ok()?;
-            while let Some(Ok(m)) = ws.next().await {
-                if let Message::Text(t) = m {
-                    if t.contains("\"type\":\"trade\"") {
-                        return Some(t.to_string());
-                    }
-                    if t.contains("\"type\":\"error\"") {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        ws.send(Message::Text(sub.into())).await.ok()?;
-                    }
-                }
-            }
-            None
-        })
-    };
+    let live_trade = watch_live_trade(&api_listen);
 
     // The API node is ready: processors report over Kafka, and it lists
     // the collectors' connectors, which it knows only from their notes.
@@ -358,62 +312,15 @@ async fn processors_share_the_work(engine: Engine) {
         .map(|i| (Exchange::Coinbase, i.clone()))
         .collect();
     series.push((Exchange::Binance, crate::support::btc()));
-    let last_difference = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let same = eventually(Duration::from_secs(30), || {
-        let (a, b, series) = (pg_store.clone(), single_store.clone(), series.clone());
-        let diff = last_difference.clone();
-        async move {
-            for (e, i) in &series {
-                for iv in [Interval::M1, Interval::H1] {
-                    let (x, y) = (
-                        candles(a.as_ref(), *e, i, iv).await,
-                        candles(b.as_ref(), *e, i, iv).await,
-                    );
-                    if x != y {
-                        *diff.lock().expect("lock") =
-                            format!("{e} {i} {iv}: cluster {x:#?}\nsingle {y:#?}");
-                        return false;
-                    }
-                }
-            }
-            true
-        }
-    })
-    .await;
-    assert!(
-        same,
-        "candles differ: {}",
-        last_difference.lock().expect("lock")
-    );
+    if let Err(difference) = same_candles(&pg_store, &single_store, &series).await {
+        panic!("candles differ: {difference}");
+    }
 
     // Gaps still missing data are the single process's too (a gap opened
     // for trades redelivered after the kill is filled when they arrive).
-    let gaps = |store: std::sync::Arc<dyn Store>| async move {
-        let mut g: Vec<String> = store
-            .gaps(None, None, 10_000)
-            .await
-            .expect("gaps")
-            .iter()
-            .filter(|g| g.state != ck_model::GapState::Filled)
-            .map(|g| {
-                format!(
-                    "{} {} {}..{} {:?}..{:?} {:?}",
-                    g.exchange,
-                    g.instrument,
-                    g.from_ts,
-                    g.to_ts,
-                    g.first_missing_id,
-                    g.last_missing_id,
-                    g.state
-                )
-            })
-            .collect();
-        g.sort();
-        g
-    };
     assert_eq!(
-        gaps(pg_store.clone()).await,
-        gaps(single_store.clone()).await,
+        unfilled_gaps(pg_store.as_ref()).await,
+        unfilled_gaps(single_store.as_ref()).await,
         "gaps"
     );
 
