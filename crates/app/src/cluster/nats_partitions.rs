@@ -168,9 +168,9 @@ pub async fn run_partitioned(
                     }
                 };
                 tracing::info!(partition = k, share, "took a partition");
-                let given = BTreeSet::from([k]);
-                take_on_partitions(store.as_ref(), partitions, &given, coarsest, &out, &stop).await;
                 let worker_stop = stop.child_token();
+                // On a task of its own, so that the leases are renewed
+                // meanwhile: the rebuild may read a month of trades.
                 let task = tokio::spawn({
                     let (cluster, store, out, stop) = (
                         cluster.clone(),
@@ -179,6 +179,16 @@ pub async fn run_partitioned(
                         worker_stop.clone(),
                     );
                     async move {
+                        let given = BTreeSet::from([k]);
+                        take_on_partitions(
+                            store.as_ref(),
+                            partitions,
+                            &given,
+                            coarsest,
+                            &out,
+                            &stop,
+                        )
+                        .await;
                         let result =
                             processor::consume(&cluster, store, out, &key, Some(k), stop).await;
                         if let Err(e) = &result {
