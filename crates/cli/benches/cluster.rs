@@ -9,13 +9,15 @@
 //! - NATS: the JetStream server on loopback (`[nats] partitions = 6`, a
 //!   lease per partition).
 //!
-//! The data: 120,000 real (repeated) Binance trades moved to now, in 12
-//! instruments of 10,000 consecutive trades each, published as a collector
-//! publishes (batches per instrument, every one acknowledged). The
+//! The data: 120,000 real (repeated) Binance trades in 12 instruments of
+//! 10,000 consecutive trades each, every instrument's moved to start now,
+//! interleaved in time and published as a collector publishes (batches per
+//! instrument, every one acknowledged). The
 //! processors join first and settle (ten seconds) before the clock starts.
 //!
-//! `cargo bench -p candlekeep --bench cluster`; `CK_BENCH_RUNS=N` (default
-//! 3) runs of each; the median is printed. `CK_TEST_POSTGRES_URL`,
+//! `cargo bench -p candlekeep --bench cluster [-- nats|kafka]`; `CK_BENCH_RUNS=N` (default
+//! 3) runs of each; the median is printed; `CK_BENCH_LOG` the processors'
+//! log filter (`warn`). `CK_TEST_POSTGRES_URL`,
 //! `CK_TEST_NATS_URL` and `CK_TEST_TANSU` as for the tests.
 
 use std::process::{Child, Command, Stdio};
@@ -47,17 +49,29 @@ impl Drop for Processor {
     }
 }
 
+/// Each instrument's block starts now, and the blocks are interleaved in
+/// time, as a collector capturing twelve instruments at once sends them
+/// (in block order, each instrument's trades would arrive an hour behind
+/// the exchange's watermark and be revisions or too late).
 fn events() -> Vec<Event> {
-    let mut trades = ck_testkit::bench_data::repeated_binance_trades(TRADES);
-    let shift = Ts::now().0 - trades.first().map_or(0, |t| t.ts_exchange.0);
+    let trades = ck_testkit::bench_data::repeated_binance_trades(TRADES);
     let per = TRADES / INSTRUMENTS;
-    for (i, t) in trades.iter_mut().enumerate() {
-        t.ts_exchange = Ts(t.ts_exchange.0 + shift);
-        t.ts_received = Ts(t.ts_received.0 + shift);
-        t.instrument =
-            Instrument::parse(&format!("X{:02}-USDT", i / per)).expect("an instrument name");
+    let now = Ts::now().0;
+    let mut moved = Vec::with_capacity(TRADES);
+    for (block, chunk) in trades.chunks(per).enumerate() {
+        let shift = now - chunk.first().map_or(0, |t| t.ts_exchange.0);
+        let instrument =
+            Instrument::parse(&format!("X{block:02}-USDT")).expect("an instrument name");
+        for t in chunk {
+            let mut t = t.clone();
+            t.ts_exchange = Ts(t.ts_exchange.0 + shift);
+            t.ts_received = Ts(t.ts_received.0 + shift);
+            t.instrument = instrument.clone();
+            moved.push(t);
+        }
     }
-    trades.into_iter().map(Event::Trade).collect()
+    moved.sort_by_key(|t| t.ts_exchange);
+    moved.into_iter().map(Event::Trade).collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -104,7 +118,10 @@ async fn run(engine: Engine, n: usize, kafka: &str, tag: &str, events: &[Event])
                 .arg(&config_path)
                 .args(["run", "--role", "processor", "--listen", "127.0.0.1:0"])
                 .env("CANDLEKEEP_DATA_DIR", dir.path().join(format!("p{i}")))
-                .env("CANDLEKEEP_LOG", "warn")
+                .env(
+                    "CANDLEKEEP_LOG",
+                    std::env::var("CK_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
@@ -172,7 +189,15 @@ fn main() {
     let broker = ck_testkit::kafka::Tansu::on_free_port(&binary);
     let events = events();
     let mut one = std::collections::HashMap::new();
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for engine in [Engine::Nats, Engine::Kafka] {
+        let name = format!("{engine:?}").to_lowercase();
+        if !only.is_empty() && !only.contains(&name) {
+            continue;
+        }
         for n in 1..=3 {
             let rates: Vec<f64> = (0..runs)
                 .map(|r| {

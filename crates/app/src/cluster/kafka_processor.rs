@@ -301,7 +301,7 @@ fn consume(consumer: &BaseConsumer<Owner>) -> anyhow::Result<ConsumerStats> {
     let received = metrics::counter("candlekeep_kafka_bus_received_total");
     let bad = metrics::counter("candlekeep_kafka_bus_undecodable_total");
     let mut unmarked = 0usize;
-    let mut last_mark = Instant::now();
+    let mut last_commit = Instant::now();
     while !owner.stop.is_cancelled() {
         if let Some(next) = consumer.poll(Duration::from_millis(100)) {
             let message = match next {
@@ -351,9 +351,15 @@ fn consume(consumer: &BaseConsumer<Owner>) -> anyhow::Result<ConsumerStats> {
             }
             owner.lock().sent.insert(partition, offset + 1);
         }
-        if unmarked >= 1024 || last_mark.elapsed() >= Duration::from_millis(200) {
+        // A marker every 1,024 events; the store asked what it committed
+        // (and Kafka told) every 200 ms, not per marker: the question
+        // waits for the store, and the consumer with it.
+        if unmarked >= 1024 {
             unmarked = 0;
-            last_mark = Instant::now();
+            owner.mark(false)?;
+        }
+        if last_commit.elapsed() >= Duration::from_millis(200) {
+            last_commit = Instant::now();
             owner.mark(false)?;
             owner.commit_stored(consumer, CommitMode::Async);
         }
