@@ -482,7 +482,6 @@ pub async fn run_pipeline_with(
             }
             (Source::Nats(cluster), _) => {
                 let store = store.clone();
-                let coarsest = coarsest.filter(|_| runtime.publish_to.is_none());
                 source_tasks.push(tracker.spawn(async move {
                     let stats = if cluster.config.partitions > 1 {
                         crate::cluster::run_partitioned(cluster, store, tx, coarsest, token).await?
@@ -495,7 +494,6 @@ pub async fn run_pipeline_with(
             (Source::Kafka(bus), _) => {
                 let store = store.clone();
                 // Given partitions, it rebuilds their open candles itself.
-                let coarsest = coarsest.filter(|_| runtime.publish_to.is_none());
                 source_tasks.push(tracker.spawn(async move {
                     let stats =
                         crate::cluster::run_kafka_consumer(bus, store, tx, coarsest, token).await?;

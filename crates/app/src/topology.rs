@@ -1,18 +1,19 @@
 //! The composition root. [`Topology::build`] makes everything one process
-//! is for its role: the store, the NATS roles, the sources and pipeline,
-//! the API, alerts, the Redis sink, packing and retention.
-//! [`Topology::run`] starts all of it under one task tracker, runs until
-//! one token is cancelled (or the sources end), and stops it in order:
-//! the pipeline drains and commits, a processor's lease is released, then
-//! every other task ends, and those that do not end in time are named.
+//! is for its role: the store, the cluster's stream (NATS or Kafka), the
+//! sources and pipeline, the API, alerts, the Redis sink, packing and
+//! retention. [`Topology::run`] starts all of it under one task tracker,
+//! runs until one token is cancelled (or the sources end), and stops it in
+//! order: the pipeline drains and commits, a processor's lease is released,
+//! then every other task ends, and those that do not end in time are named.
 //!
 //! ```text
 //!  role        sources                 also
 //!  all         the configured ones     API, alerts, Redis, packing, retention
-//!  collector   the configured ones     publishes to NATS; API (its connectors), tapes' retention
-//!  processor   the NATS consumer       a lease (one works, the others wait), live updates to NATS,
+//!  collector   the configured ones     publishes to the stream; API (its connectors), tapes' retention
+//!  processor   the stream's consumer   NATS: a lease (one works, the others wait) or a lease per
+//!                                      partition; Kafka: the consumer group. Live updates as notes,
 //!                                      API, alerts, Redis, packing, retention
-//!  api         none                    API over the store and NATS's live updates
+//!  api         none                    API over the store and the notes (live updates, states)
 //!  serve       none                    API over the store (`candlekeep serve`)
 //! ```
 
