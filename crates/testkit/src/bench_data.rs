@@ -46,6 +46,30 @@ pub fn binance_trades() -> Vec<Trade> {
         .collect()
 }
 
+/// The trades of any recording under `../shared/fixtures` (its WebSocket
+/// messages, normalized), in the order received.
+///
+/// # Panics
+/// Panics if the fixture is missing or unreadable.
+#[must_use]
+pub fn recorded_trades(relative: &str) -> Vec<Trade> {
+    let path = crate::fixture(relative);
+    let mut normalizer = Normalizer::new();
+    let mut out = Vec::new();
+    for m in Recording::open(&path).expect("open recording") {
+        let m = m.expect("readable line");
+        if m.origin == Origin::Ws {
+            normalizer.handle(&m, &|| "fixture".into(), &mut out);
+        }
+    }
+    out.into_iter()
+        .filter_map(|e| match e {
+            Event::Trade(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `n` trades: the recorded ones repeated with times and ids shifted forward.
 ///
 /// # Panics
