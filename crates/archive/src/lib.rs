@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+mod columns;
 pub mod layout;
 pub mod trades;
 

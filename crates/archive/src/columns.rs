@@ -1,0 +1,489 @@
+//! Columns to Parquet and back, for every kind of file: a column is a name,
+//! a Parquet type and its values (`None` for a missing one in an optional
+//! column). The kinds ([`crate::trades`], [`crate::quotes`],
+//! [`crate::candles`]) say which columns they have; this writes them in
+//! row groups with the encoding each asks for, and reads them back.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use ck_model::Decimal;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::reader::{ColumnReader, get_typed_column_reader};
+use parquet::data_type::{
+    ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
+    Int64Type,
+};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
+use parquet::schema::parser::parse_message_type;
+
+use crate::Error;
+
+/// Rows per row group: a range scan reads whole row groups, and a busy
+/// day holds a few million trades.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// The largest mantissa a `DECIMAL(18, s)` in an `INT64` holds.
+const MAX_MANTISSA_18: i128 = 999_999_999_999_999_999;
+/// The largest a `DECIMAL(38, s)` in 16 bytes holds.
+const MAX_MANTISSA_38: i128 = 99_999_999_999_999_999_999_999_999_999_999_999_999;
+
+/// How a column is encoded before zstd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enc {
+    /// `DELTA_BINARY_PACKED`: times, ids, prices (neighbours are close).
+    Delta,
+    /// Dictionary with RLE: few distinct values (sizes, sides, intervals).
+    Dictionary,
+}
+
+/// A column's values.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Values {
+    /// `INT64` (times, ids, counts, decimals up to 18 digits).
+    I64(Vec<Option<i64>>),
+    /// `INT32`.
+    I32(Vec<Option<i32>>),
+    /// `BYTE_ARRAY` (strings).
+    Bytes(Vec<Option<ByteArray>>),
+    /// `FIXED_LEN_BYTE_ARRAY(16)`: decimals of up to 38 digits.
+    Wide(Vec<Option<i128>>),
+}
+
+impl Values {
+    fn len(&self) -> usize {
+        match self {
+            Values::I64(v) => v.len(),
+            Values::I32(v) => v.len(),
+            Values::Bytes(v) => v.len(),
+            Values::Wide(v) => v.len(),
+        }
+    }
+}
+
+/// One column to write.
+#[derive(Debug, Clone)]
+pub(crate) struct Column {
+    pub(crate) name: &'static str,
+    /// The logical type, as the schema text says it: `TIMESTAMP(NANOS,true)`,
+    /// `DECIMAL(18,2)`, `STRING`, or empty.
+    pub(crate) logical: String,
+    pub(crate) optional: bool,
+    pub(crate) enc: Enc,
+    pub(crate) values: Values,
+}
+
+impl Column {
+    /// Required nanosecond UTC times.
+    pub(crate) fn times(name: &'static str, values: impl Iterator<Item = i64>) -> Column {
+        Column {
+            name,
+            logical: "TIMESTAMP(NANOS,true)".into(),
+            optional: false,
+            enc: Enc::Delta,
+            values: Values::I64(values.map(Some).collect()),
+        }
+    }
+
+    /// Required strings.
+    pub(crate) fn strings<'a>(
+        name: &'static str,
+        enc: Enc,
+        values: impl Iterator<Item = &'a str>,
+    ) -> Column {
+        Column {
+            name,
+            logical: "STRING".into(),
+            optional: false,
+            enc,
+            values: Values::Bytes(values.map(|s| Some(ByteArray::from(s))).collect()),
+        }
+    }
+
+    /// Exact decimals: `INT64 DECIMAL(18, s)` when every value fits,
+    /// otherwise `FIXED_LEN_BYTE_ARRAY(16) DECIMAL(38, s)`, `s` the largest
+    /// scale among them. `None` is a missing value (an optional column).
+    ///
+    /// # Errors
+    /// The first value that fits neither (named in the message).
+    pub(crate) fn decimals(
+        name: &'static str,
+        optional: bool,
+        enc: Enc,
+        values: &[Option<Decimal>],
+    ) -> Result<Column, String> {
+        let scale = values
+            .iter()
+            .flatten()
+            .map(|d| d.scale())
+            .max()
+            .unwrap_or(0);
+        if scale > 38 {
+            return Err(format!("{name} with a scale of {scale}"));
+        }
+        let mut mantissas = Vec::with_capacity(values.len());
+        for v in values {
+            let m = match v {
+                None => None,
+                Some(d) => Some(
+                    d.rescale(scale)
+                        .map(Decimal::mantissa)
+                        .filter(|m| m.abs() <= MAX_MANTISSA_38)
+                        .ok_or_else(|| format!("{name} {d} (scale {scale})"))?,
+                ),
+            };
+            mantissas.push(m);
+        }
+        let narrow = scale <= 18
+            && mantissas
+                .iter()
+                .flatten()
+                .all(|m| m.abs() <= MAX_MANTISSA_18);
+        Ok(if narrow {
+            Column {
+                name,
+                logical: format!("DECIMAL(18,{scale})"),
+                optional,
+                enc,
+                values: Values::I64(
+                    mantissas
+                        .into_iter()
+                        .map(|m| m.and_then(|m| i64::try_from(m).ok()))
+                        .collect(),
+                ),
+            }
+        } else {
+            Column {
+                name,
+                logical: format!("DECIMAL(38,{scale})"),
+                optional,
+                // Delta encoding is for integers; wide decimals go plain.
+                enc: Enc::Dictionary,
+                values: Values::Wide(mantissas),
+            }
+        })
+    }
+
+    fn schema_line(&self) -> String {
+        let repetition = if self.optional {
+            "OPTIONAL"
+        } else {
+            "REQUIRED"
+        };
+        let physical = match self.values {
+            Values::I64(_) => "INT64",
+            Values::I32(_) => "INT32",
+            Values::Bytes(_) => "BYTE_ARRAY",
+            Values::Wide(_) => "FIXED_LEN_BYTE_ARRAY(16)",
+        };
+        if self.logical.is_empty() {
+            format!("{repetition} {physical} {};", self.name)
+        } else {
+            format!("{repetition} {physical} {} ({});", self.name, self.logical)
+        }
+    }
+}
+
+/// What writing a file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Rows written.
+    pub rows: u64,
+    /// The file's size.
+    pub bytes: u64,
+}
+
+/// Writes `columns` (of equal length, rows already in order) to `path`,
+/// with `metadata` as the file's key-value metadata, and fsyncs it.
+pub(crate) fn write_file(
+    path: &Path,
+    message: &str,
+    metadata: &[(&str, &str)],
+    columns: &[Column],
+) -> Result<Written, Error> {
+    let parquet = |source| Error::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let rows = columns.first().map_or(0, |c| c.values.len());
+    if let Some(c) = columns.iter().find(|c| c.values.len() != rows) {
+        return Err(parquet(parquet::errors::ParquetError::General(format!(
+            "column {} has {} values, not {rows}",
+            c.name,
+            c.values.len()
+        ))));
+    }
+    let lines: Vec<String> = columns.iter().map(Column::schema_line).collect();
+    let schema = format!("message {message} {{ {} }}", lines.join(" "));
+    let schema = Arc::new(parse_message_type(&schema).map_err(parquet)?);
+    let mut props: WriterPropertiesBuilder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(9).map_err(parquet)?))
+        .set_max_row_group_size(ROW_GROUP_ROWS)
+        .set_key_value_metadata(Some(
+            metadata
+                .iter()
+                .map(|(k, v)| KeyValue::new((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ));
+    for c in columns {
+        if c.enc == Enc::Delta {
+            props = props
+                .set_column_dictionary_enabled(c.name.into(), false)
+                .set_column_encoding(c.name.into(), Encoding::DELTA_BINARY_PACKED);
+        }
+    }
+    let file = File::create(path).map_err(io)?;
+    let mut writer =
+        SerializedFileWriter::new(file, schema, Arc::new(props.build())).map_err(parquet)?;
+    let mut start = 0;
+    while start < rows || (rows == 0 && start == 0) {
+        let end = (start + ROW_GROUP_ROWS).min(rows);
+        let mut group = writer.next_row_group().map_err(parquet)?;
+        for c in columns {
+            write_column(&mut group, c, start..end).map_err(parquet)?;
+        }
+        group.close().map_err(parquet)?;
+        if rows == 0 {
+            break;
+        }
+        start = end;
+    }
+    let file = writer.into_inner().map_err(parquet)?;
+    file.sync_all().map_err(io)?;
+    let bytes = file.metadata().map_err(io)?.len();
+    Ok(Written {
+        rows: rows as u64,
+        bytes,
+    })
+}
+
+fn write_column(
+    group: &mut SerializedRowGroupWriter<'_, File>,
+    column: &Column,
+    rows: std::ops::Range<usize>,
+) -> parquet::errors::Result<()> {
+    fn put<T: DataType>(
+        writer: &mut parquet::file::writer::SerializedColumnWriter<'_>,
+        optional: bool,
+        values: &[Option<T::T>],
+    ) -> parquet::errors::Result<()>
+    where
+        T::T: Clone,
+    {
+        let present: Vec<T::T> = values.iter().flatten().cloned().collect();
+        let levels: Vec<i16> = values.iter().map(|v| i16::from(v.is_some())).collect();
+        writer
+            .typed::<T>()
+            .write_batch(&present, optional.then_some(&levels[..]), None)?;
+        Ok(())
+    }
+    let Some(mut writer) = group.next_column()? else {
+        return Err(parquet::errors::ParquetError::General(
+            "more columns than the schema has".into(),
+        ));
+    };
+    match &column.values {
+        Values::I64(v) => put::<Int64Type>(&mut writer, column.optional, &v[rows])?,
+        Values::I32(v) => put::<Int32Type>(&mut writer, column.optional, &v[rows])?,
+        Values::Bytes(v) => put::<ByteArrayType>(&mut writer, column.optional, &v[rows])?,
+        Values::Wide(v) => {
+            let wide: Vec<Option<FixedLenByteArray>> = v[rows]
+                .iter()
+                .map(|m| m.map(|m| FixedLenByteArray::from(m.to_be_bytes().to_vec())))
+                .collect();
+            put::<FixedLenByteArrayType>(&mut writer, column.optional, &wide)?;
+        }
+    }
+    writer.close()
+}
+
+/// A file read back: its metadata, and each column's values with its
+/// decimal scale.
+#[derive(Debug)]
+pub(crate) struct FileData {
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) columns: Vec<(String, u8, Values)>,
+    pub(crate) rows: usize,
+}
+
+impl FileData {
+    /// The column `name`, or why the file is not what it should be.
+    pub(crate) fn column(&self, name: &str) -> Result<(&Values, u8), String> {
+        self.columns
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, scale, values)| (values, *scale))
+            .ok_or_else(|| format!("no column {name}"))
+    }
+
+    /// The column `name` as decimals.
+    pub(crate) fn decimals(&self, name: &str) -> Result<Vec<Option<Decimal>>, String> {
+        let (values, scale) = self.column(name)?;
+        Ok(match values {
+            Values::I64(v) => v
+                .iter()
+                .map(|m| m.map(|m| Decimal::new(i128::from(m), scale)))
+                .collect(),
+            Values::Wide(v) => v
+                .iter()
+                .map(|m| m.map(|m| Decimal::new(m, scale)))
+                .collect(),
+            _ => return Err(format!("{name} is not a decimal column")),
+        })
+    }
+
+    /// The column `name` as integers.
+    pub(crate) fn ints(&self, name: &str) -> Result<Vec<Option<i64>>, String> {
+        match self.column(name)?.0 {
+            Values::I64(v) => Ok(v.clone()),
+            Values::I32(v) => Ok(v.iter().map(|x| x.map(i64::from)).collect()),
+            _ => Err(format!("{name} is not an integer column")),
+        }
+    }
+
+    /// The column `name` as text.
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<Option<String>>, String> {
+        match self.column(name)?.0 {
+            Values::Bytes(v) => Ok(v
+                .iter()
+                .map(|b| {
+                    b.as_ref()
+                        .map(|b| String::from_utf8_lossy(b.data()).into_owned())
+                })
+                .collect()),
+            _ => Err(format!("{name} is not a text column")),
+        }
+    }
+}
+
+/// Reads every column of a file.
+pub(crate) fn read_file(path: &Path, kind: &'static str) -> Result<FileData, Error> {
+    let parquet = |source| Error::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let not = |why: String| Error::NotArchive {
+        path: path.to_owned(),
+        kind,
+        why,
+    };
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(file).map_err(parquet)?;
+    let meta = reader.metadata();
+    let metadata: BTreeMap<String, String> = meta
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .filter_map(|e| e.value.clone().map(|v| (e.key.clone(), v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let schema = meta.file_metadata().schema_descr();
+    let mut columns: Vec<(String, u8, Values)> = Vec::new();
+    for (i, c) in schema.columns().iter().enumerate() {
+        let scale = u8::try_from(c.type_scale().max(0))
+            .ok()
+            .filter(|s| *s <= 38)
+            .ok_or_else(|| not(format!("{} has the scale {}", c.name(), c.type_scale())))?;
+        let empty = match c.physical_type() {
+            parquet::basic::Type::INT64 => Values::I64(Vec::new()),
+            parquet::basic::Type::INT32 => Values::I32(Vec::new()),
+            parquet::basic::Type::BYTE_ARRAY => Values::Bytes(Vec::new()),
+            parquet::basic::Type::FIXED_LEN_BYTE_ARRAY if c.type_length() == 16 => {
+                Values::Wide(Vec::new())
+            }
+            other => return Err(not(format!("{} is {other}", c.name()))),
+        };
+        columns.push((c.name().to_owned(), scale, empty));
+        let _ = i;
+    }
+    let mut rows = 0;
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g).map_err(parquet)?;
+        let n = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
+        rows += n;
+        for (i, (_, _, values)) in columns.iter_mut().enumerate() {
+            let optional = schema.column(i).max_def_level() > 0;
+            let reader = group.get_column_reader(i).map_err(parquet)?;
+            match values {
+                Values::I64(v) => {
+                    v.extend(read::<Int64Type>(reader, n, optional).map_err(parquet)?)
+                }
+                Values::I32(v) => {
+                    v.extend(read::<Int32Type>(reader, n, optional).map_err(parquet)?)
+                }
+                Values::Bytes(v) => {
+                    v.extend(read::<ByteArrayType>(reader, n, optional).map_err(parquet)?);
+                }
+                Values::Wide(v) => {
+                    for b in read::<FixedLenByteArrayType>(reader, n, optional).map_err(parquet)? {
+                        v.push(match b {
+                            None => None,
+                            Some(b) => {
+                                Some(i128::from_be_bytes(b.data().try_into().map_err(|_| {
+                                    not("a wide decimal of the wrong size".into())
+                                })?))
+                            }
+                        });
+                    }
+                }
+            }
+            if values.len() != rows {
+                return Err(not(format!(
+                    "row group {g} has columns of different lengths"
+                )));
+            }
+        }
+    }
+    Ok(FileData {
+        metadata,
+        columns,
+        rows,
+    })
+}
+
+/// The `n` rows of a column chunk, `None` where an optional value is
+/// missing.
+fn read<T: DataType>(
+    column: ColumnReader,
+    n: usize,
+    optional: bool,
+) -> parquet::errors::Result<Vec<Option<T::T>>> {
+    let mut reader = get_typed_column_reader::<T>(column);
+    let mut present: Vec<T::T> = Vec::with_capacity(n);
+    let mut levels: Vec<i16> = Vec::with_capacity(n);
+    let mut read_rows = 0;
+    while read_rows < n {
+        let (records, _, _) = reader.read_records(
+            n - read_rows,
+            optional.then_some(&mut levels),
+            None,
+            &mut present,
+        )?;
+        if records == 0 {
+            break;
+        }
+        read_rows += records;
+    }
+    if !optional {
+        return Ok(present.into_iter().map(Some).collect());
+    }
+    let mut values = present.into_iter();
+    Ok(levels
+        .into_iter()
+        .map(|l| if l > 0 { values.next() } else { None })
+        .collect())
+}
