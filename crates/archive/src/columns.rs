@@ -393,7 +393,7 @@ pub(crate) fn read_file(path: &Path, kind: &'static str) -> Result<FileData, Err
         .unwrap_or_default();
     let schema = meta.file_metadata().schema_descr();
     let mut columns: Vec<(String, u8, Values)> = Vec::new();
-    for (i, c) in schema.columns().iter().enumerate() {
+    for c in schema.columns() {
         let scale = u8::try_from(c.type_scale().max(0))
             .ok()
             .filter(|s| *s <= 38)
@@ -408,7 +408,6 @@ pub(crate) fn read_file(path: &Path, kind: &'static str) -> Result<FileData, Err
             other => return Err(not(format!("{} is {other}", c.name()))),
         };
         columns.push((c.name().to_owned(), scale, empty));
-        let _ = i;
     }
     let mut rows = 0;
     for g in 0..reader.num_row_groups() {

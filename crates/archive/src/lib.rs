@@ -22,6 +22,7 @@
 
 mod columns;
 pub mod layout;
+pub mod quotes;
 pub mod trades;
 
 /// Why a file could not be written or read.

@@ -46,13 +46,13 @@ pub fn binance_trades() -> Vec<Trade> {
         .collect()
 }
 
-/// The trades of any recording under `../shared/fixtures` (its WebSocket
+/// The events of any recording under `../shared/fixtures` (its WebSocket
 /// messages, normalized), in the order received.
 ///
 /// # Panics
 /// Panics if the fixture is missing or unreadable.
 #[must_use]
-pub fn recorded_trades(relative: &str) -> Vec<Trade> {
+pub fn recorded_events(relative: &str) -> Vec<Event> {
     let path = crate::fixture(relative);
     let mut normalizer = Normalizer::new();
     let mut out = Vec::new();
@@ -62,9 +62,34 @@ pub fn recorded_trades(relative: &str) -> Vec<Trade> {
             normalizer.handle(&m, &|| "fixture".into(), &mut out);
         }
     }
-    out.into_iter()
+    out
+}
+
+/// The trades of a recording ([`recorded_events`]).
+///
+/// # Panics
+/// Panics if the fixture is missing or unreadable.
+#[must_use]
+pub fn recorded_trades(relative: &str) -> Vec<Trade> {
+    recorded_events(relative)
+        .into_iter()
         .filter_map(|e| match e {
             Event::Trade(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The best bids and asks of a recording ([`recorded_events`]).
+///
+/// # Panics
+/// Panics if the fixture is missing or unreadable.
+#[must_use]
+pub fn recorded_quotes(relative: &str) -> Vec<ck_model::Quote> {
+    recorded_events(relative)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Quote(q) => Some(q),
             _ => None,
         })
         .collect()
