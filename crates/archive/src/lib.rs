@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod candles;
 mod columns;
 pub mod layout;
 pub mod quotes;

@@ -1,0 +1,291 @@
+//! One day of one instrument's candles, every interval, as a Parquet file
+//! (a candle belongs to the day of its open time).
+//!
+//! ```text
+//! message candlekeep_candles {
+//!   REQUIRED BYTE_ARRAY interval (STRING);                -- 1s, 1m, …, 1M; dictionary
+//!   REQUIRED INT64 open_time (TIMESTAMP(NANOS,true));     -- delta-encoded
+//!   REQUIRED INT64 open, high, low, close (DECIMAL(18,P));
+//!   REQUIRED INT64 volume, quote_volume, vwap, taker_buy_volume (DECIMAL(…));
+//!   REQUIRED INT64 trades;
+//!   OPTIONAL INT64 first_trade_id, last_trade_id;         -- STRING where an id is not a number
+//!   REQUIRED BYTE_ARRAY state (STRING);                   -- closed, revised, provisional
+//! }
+//! ```
+//!
+//! Each decimal column has its own scale, and widens to 16-byte
+//! `DECIMAL(38, s)` where a value needs it (a day's quote volume often
+//! does). Rows are sorted by interval (shortest first), then open time.
+
+use std::path::Path;
+
+use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, TradeId, Ts};
+
+use crate::Error;
+use crate::columns::{Column, Enc, Values, Written, read_file, write_file};
+
+/// A day of candles read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandleDay {
+    /// The venue.
+    pub exchange: Exchange,
+    /// The instrument.
+    pub instrument: Instrument,
+    /// The candles, by interval then open time.
+    pub candles: Vec<Candle>,
+}
+
+/// The decimal columns, in order.
+const DECIMALS: [&str; 8] = [
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "vwap",
+    "taker_buy_volume",
+];
+
+fn decimal_of(c: &Candle, column: &str) -> Decimal {
+    match column {
+        "open" => c.open,
+        "high" => c.high,
+        "low" => c.low,
+        "close" => c.close,
+        "volume" => c.volume,
+        "quote_volume" => c.quote_volume,
+        "vwap" => c.vwap,
+        _ => c.taker_buy_volume,
+    }
+}
+
+/// Writes `candles` (one exchange and instrument; any order) to `path`,
+/// sorted, and fsyncs it.
+///
+/// # Errors
+/// When the file cannot be written, or a value has no exact representation.
+pub fn write_candles(
+    path: &Path,
+    exchange: Exchange,
+    instrument: &Instrument,
+    candles: &[Candle],
+) -> Result<Written, Error> {
+    let unrepresentable = |what: String| Error::Unrepresentable {
+        path: path.to_owned(),
+        what,
+    };
+    let mut rows: Vec<&Candle> = candles.iter().collect();
+    rows.sort_by_key(|c| (c.interval.index(), c.open_time));
+    let mut columns = vec![
+        Column::strings(
+            "interval",
+            Enc::Dictionary,
+            rows.iter().map(|c| c.interval.as_str()),
+        ),
+        Column::times("open_time", rows.iter().map(|c| c.open_time.0)),
+    ];
+    for name in DECIMALS {
+        let values: Vec<_> = rows.iter().map(|c| Some(decimal_of(c, name))).collect();
+        let enc = if name.ends_with("volume") {
+            Enc::Dictionary
+        } else {
+            Enc::Delta
+        };
+        columns.push(Column::decimals(name, false, enc, &values).map_err(unrepresentable)?);
+    }
+    columns.push(Column {
+        name: "trades",
+        logical: String::new(),
+        optional: false,
+        enc: Enc::Delta,
+        values: Values::I64(rows.iter().map(|c| i64::try_from(c.trades).ok()).collect()),
+    });
+    let numeric = |id: &Option<TradeId>| match id {
+        None => true,
+        Some(TradeId::Num(n)) => i64::try_from(*n).is_ok(),
+        Some(TradeId::Str(_)) => false,
+    };
+    let numeric_ids = rows
+        .iter()
+        .all(|c| numeric(&c.first_trade_id) && numeric(&c.last_trade_id));
+    for (name, get) in [
+        (
+            "first_trade_id",
+            (|c: &Candle| c.first_trade_id.clone()) as fn(&Candle) -> Option<TradeId>,
+        ),
+        ("last_trade_id", |c: &Candle| c.last_trade_id.clone()),
+    ] {
+        let values = if numeric_ids {
+            Values::I64(
+                rows.iter()
+                    .map(|c| match get(c) {
+                        Some(TradeId::Num(n)) => i64::try_from(n).ok(),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        } else {
+            Values::Bytes(
+                rows.iter()
+                    .map(|c| get(c).map(|id| id.to_string().into_bytes().into()))
+                    .collect(),
+            )
+        };
+        columns.push(Column {
+            name,
+            logical: if numeric_ids {
+                String::new()
+            } else {
+                "STRING".into()
+            },
+            optional: true,
+            enc: if numeric_ids {
+                Enc::Delta
+            } else {
+                Enc::Dictionary
+            },
+            values,
+        });
+    }
+    columns.push(Column::strings(
+        "state",
+        Enc::Dictionary,
+        rows.iter().map(|c| c.state.as_str()),
+    ));
+    write_file(
+        path,
+        "candlekeep_candles",
+        &[
+            ("candlekeep.kind", "candles"),
+            ("candlekeep.exchange", exchange.as_str()),
+            ("candlekeep.instrument", instrument.as_str()),
+        ],
+        &columns,
+    )
+}
+
+/// Reads a file [`write_candles`] wrote.
+///
+/// # Errors
+/// When the file cannot be read, or is not such a file.
+pub fn read_candles(path: &Path) -> Result<CandleDay, Error> {
+    let data = read_file(path, "candles")?;
+    let not = |why: String| Error::NotArchive {
+        path: path.to_owned(),
+        kind: "candles",
+        why,
+    };
+    let (exchange, instrument) = crate::trades::owner(&data).map_err(not)?;
+    let intervals = data.strings("interval").map_err(not)?;
+    let open_times = data.ints("open_time").map_err(not)?;
+    let mut decimals = Vec::new();
+    for name in DECIMALS {
+        decimals.push(data.decimals(name).map_err(not)?);
+    }
+    let trades = data.ints("trades").map_err(not)?;
+    let ids = |name: &str| -> Result<Vec<Option<TradeId>>, Error> {
+        Ok(match data.column(name).map_err(not)?.0 {
+            Values::I64(v) => v
+                .iter()
+                .map(|id| id.and_then(|id| u64::try_from(id).ok()).map(TradeId::Num))
+                .collect(),
+            _ => data
+                .strings(name)
+                .map_err(not)?
+                .into_iter()
+                .map(|s| s.map(|s| TradeId::Str(s.into())))
+                .collect(),
+        })
+    };
+    let (first, last) = (ids("first_trade_id")?, ids("last_trade_id")?);
+    let states = data.strings("state").map_err(not)?;
+    let mut candles = Vec::with_capacity(data.rows);
+    for i in 0..data.rows {
+        let missing = || not(format!("row {i} misses a required value"));
+        let d = |k: usize| decimals[k][i].ok_or_else(missing);
+        let interval: Interval = intervals[i]
+            .as_deref()
+            .ok_or_else(missing)?
+            .parse()
+            .map_err(|e| not(format!("row {i}: {e}")))?;
+        candles.push(Candle {
+            exchange,
+            instrument: instrument.clone(),
+            interval,
+            open_time: Ts(open_times[i].ok_or_else(missing)?),
+            open: d(0)?,
+            high: d(1)?,
+            low: d(2)?,
+            close: d(3)?,
+            volume: d(4)?,
+            quote_volume: d(5)?,
+            vwap: d(6)?,
+            taker_buy_volume: d(7)?,
+            trades: trades[i]
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(missing)?,
+            first_trade_id: first[i].clone(),
+            last_trade_id: last[i].clone(),
+            state: states[i]
+                .as_deref()
+                .and_then(CandleState::parse)
+                .ok_or_else(|| not(format!("row {i}: no known state")))?,
+        });
+    }
+    Ok(CandleDay {
+        exchange,
+        instrument,
+        candles,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Candles of every interval built from the recorded trades, as the
+    /// candle stage builds them.
+    fn recorded_candles() -> Vec<Candle> {
+        let trades = ck_testkit::bench_data::binance_trades();
+        let mut aggregator = ck_processors::candles::CandleAggregator::new(
+            ck_processors::candles::AggregatorConfig {
+                intervals: Interval::ALL.to_vec(),
+                ..ck_processors::candles::AggregatorConfig::default()
+            },
+        );
+        let mut out = Vec::new();
+        for t in &trades {
+            aggregator.on_trade(t, &mut out);
+        }
+        aggregator.flush(&mut out);
+        // The newest state of each candle.
+        let mut newest = std::collections::BTreeMap::new();
+        for c in out {
+            newest.insert((c.interval.index(), c.open_time), c);
+        }
+        newest.into_values().collect()
+    }
+
+    #[test]
+    fn candles_of_every_interval_round_trip_exactly() {
+        let mut candles = recorded_candles();
+        assert!(candles.len() > 300, "{} candles", candles.len());
+        // A day's quote volume beyond 18 digits at its scale: a wide column.
+        candles[0].quote_volume = Decimal::parse("123456789012.1234567890").expect("decimal");
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.parquet");
+        let written = write_candles(&path, Exchange::Binance, &candles[0].instrument, &candles)
+            .expect("written");
+        let back = read_candles(&path).expect("read");
+        let mut sorted = candles.clone();
+        sorted.sort_by_key(|c| (c.interval.index(), c.open_time));
+        assert_eq!(back.candles, sorted);
+        let per = written.bytes as f64 / candles.len() as f64;
+        println!(
+            "{} candles, {} bytes, {per:.1} B/candle",
+            candles.len(),
+            written.bytes
+        );
+    }
+}
