@@ -66,6 +66,39 @@ impl Values {
     }
 }
 
+/// The column type a run of decimals needs: their largest scale, and
+/// whether any needs more than 18 digits at it (then the column is 16-byte
+/// `DECIMAL(38, s)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecimalShape {
+    /// The largest scale seen.
+    pub scale: u8,
+    /// The most digits before the point seen (digits minus scale).
+    magnitude: Option<i32>,
+}
+
+impl DecimalShape {
+    /// Takes `d` into account.
+    pub fn observe(&mut self, d: Decimal) {
+        self.scale = self.scale.max(d.scale());
+        let digits = i32::try_from(
+            d.mantissa()
+                .unsigned_abs()
+                .checked_ilog10()
+                .map_or(0, |l| l + 1),
+        )
+        .unwrap_or(i32::MAX);
+        let magnitude = digits - i32::from(d.scale());
+        self.magnitude = Some(self.magnitude.map_or(magnitude, |m| m.max(magnitude)));
+    }
+
+    /// Whether the column must be 16-byte `DECIMAL(38, s)`.
+    #[must_use]
+    pub fn wide(&self) -> bool {
+        self.scale > 18 || self.magnitude.unwrap_or(0) + i32::from(self.scale) > 18
+    }
+}
+
 /// One column to write.
 #[derive(Debug, Clone)]
 pub(crate) struct Column {
@@ -117,15 +150,34 @@ impl Column {
         enc: Enc,
         values: &[Option<Decimal>],
     ) -> Result<Column, String> {
-        let scale = values
-            .iter()
-            .flatten()
-            .map(|d| d.scale())
-            .max()
-            .unwrap_or(0);
+        let mut shape = DecimalShape::default();
+        for d in values.iter().flatten() {
+            shape.observe(*d);
+        }
+        Column::decimals_as(name, optional, enc, shape, values)
+    }
+
+    /// Decimals in a column of `shape` (every value must fit it: see
+    /// [`DecimalShape::observe`]).
+    ///
+    /// # Errors
+    /// The first value that does not fit (named in the message).
+    pub(crate) fn decimals_as(
+        name: &'static str,
+        optional: bool,
+        enc: Enc,
+        shape: DecimalShape,
+        values: &[Option<Decimal>],
+    ) -> Result<Column, String> {
+        let (scale, wide) = (shape.scale, shape.wide());
         if scale > 38 {
             return Err(format!("{name} with a scale of {scale}"));
         }
+        let limit = if wide {
+            MAX_MANTISSA_38
+        } else {
+            MAX_MANTISSA_18
+        };
         let mut mantissas = Vec::with_capacity(values.len());
         for v in values {
             let m = match v {
@@ -133,18 +185,22 @@ impl Column {
                 Some(d) => Some(
                     d.rescale(scale)
                         .map(Decimal::mantissa)
-                        .filter(|m| m.abs() <= MAX_MANTISSA_38)
+                        .filter(|m| m.abs() <= limit)
                         .ok_or_else(|| format!("{name} {d} (scale {scale})"))?,
                 ),
             };
             mantissas.push(m);
         }
-        let narrow = scale <= 18
-            && mantissas
-                .iter()
-                .flatten()
-                .all(|m| m.abs() <= MAX_MANTISSA_18);
-        Ok(if narrow {
+        Ok(if wide {
+            Column {
+                name,
+                logical: format!("DECIMAL(38,{scale})"),
+                optional,
+                // Delta encoding is for integers; wide decimals use a dictionary.
+                enc: Enc::Dictionary,
+                values: Values::Wide(mantissas),
+            }
+        } else {
             Column {
                 name,
                 logical: format!("DECIMAL(18,{scale})"),
@@ -157,16 +213,36 @@ impl Column {
                         .collect(),
                 ),
             }
-        } else {
-            Column {
-                name,
-                logical: format!("DECIMAL(38,{scale})"),
-                optional,
-                // Delta encoding is for integers; wide decimals go plain.
-                enc: Enc::Dictionary,
-                values: Values::Wide(mantissas),
-            }
         })
+    }
+
+    /// Appends `other`'s values (a column of the same shape).
+    fn extend(&mut self, other: &Column) -> Result<(), String> {
+        match (&mut self.values, &other.values) {
+            (Values::I64(a), Values::I64(b)) => a.extend_from_slice(b),
+            (Values::I32(a), Values::I32(b)) => a.extend_from_slice(b),
+            (Values::Bytes(a), Values::Bytes(b)) => a.extend_from_slice(b),
+            (Values::Wide(a), Values::Wide(b)) => a.extend_from_slice(b),
+            _ => return Err(format!("column {} changed its type", self.name)),
+        }
+        Ok(())
+    }
+
+    /// The values of `rows`, in a column like this one.
+    fn slice(&self, rows: std::ops::Range<usize>) -> Column {
+        let values = match &self.values {
+            Values::I64(v) => Values::I64(v[rows].to_vec()),
+            Values::I32(v) => Values::I32(v[rows].to_vec()),
+            Values::Bytes(v) => Values::Bytes(v[rows].to_vec()),
+            Values::Wide(v) => Values::Wide(v[rows].to_vec()),
+        };
+        Column {
+            name: self.name,
+            logical: self.logical.clone(),
+            optional: self.optional,
+            enc: self.enc,
+            values,
+        }
     }
 
     fn schema_line(&self) -> String {
@@ -198,6 +274,135 @@ pub struct Written {
     pub bytes: u64,
 }
 
+/// A file written a batch of rows at a time: rows are buffered into row
+/// groups of [`ROW_GROUP_ROWS`].
+pub(crate) struct FileWriter {
+    path: std::path::PathBuf,
+    writer: SerializedFileWriter<File>,
+    buffered: Vec<Column>,
+    rows: u64,
+}
+
+impl FileWriter {
+    /// Creates `path` for columns like `template` (their names, types and
+    /// encodings; their values are not written), with `metadata` as the
+    /// file's key-value metadata.
+    pub(crate) fn create(
+        path: &Path,
+        message: &str,
+        metadata: &[(&str, &str)],
+        template: &[Column],
+    ) -> Result<FileWriter, Error> {
+        let parquet = |source| Error::Parquet {
+            path: path.to_owned(),
+            source,
+        };
+        let lines: Vec<String> = template.iter().map(Column::schema_line).collect();
+        let schema = format!("message {message} {{ {} }}", lines.join(" "));
+        let schema = Arc::new(parse_message_type(&schema).map_err(parquet)?);
+        let mut props: WriterPropertiesBuilder = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(9).map_err(parquet)?))
+            .set_max_row_group_size(ROW_GROUP_ROWS)
+            .set_key_value_metadata(Some(
+                metadata
+                    .iter()
+                    .map(|(k, v)| KeyValue::new((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ));
+        for c in template {
+            if c.enc == Enc::Delta {
+                props = props
+                    .set_column_dictionary_enabled(c.name.into(), false)
+                    .set_column_encoding(c.name.into(), Encoding::DELTA_BINARY_PACKED);
+            }
+        }
+        let file = File::create(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let writer =
+            SerializedFileWriter::new(file, schema, Arc::new(props.build())).map_err(parquet)?;
+        Ok(FileWriter {
+            path: path.to_owned(),
+            writer,
+            buffered: template.iter().map(|c| c.slice(0..0)).collect(),
+            rows: 0,
+        })
+    }
+
+    /// Adds rows (`columns` in the template's order, of equal length).
+    pub(crate) fn write(&mut self, columns: &[Column]) -> Result<(), Error> {
+        let general = |why: String| Error::Parquet {
+            path: self.path.clone(),
+            source: parquet::errors::ParquetError::General(why),
+        };
+        let rows = columns.first().map_or(0, |c| c.values.len());
+        if columns.len() != self.buffered.len() {
+            return Err(general(format!(
+                "{} columns, not {}",
+                columns.len(),
+                self.buffered.len()
+            )));
+        }
+        if let Some(c) = columns.iter().find(|c| c.values.len() != rows) {
+            return Err(general(format!(
+                "column {} has {} values, not {rows}",
+                c.name,
+                c.values.len()
+            )));
+        }
+        for (buffer, column) in self.buffered.iter_mut().zip(columns) {
+            buffer.extend(column).map_err(general)?;
+        }
+        while self.buffered.first().map_or(0, |c| c.values.len()) >= ROW_GROUP_ROWS {
+            self.flush(ROW_GROUP_ROWS)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the first `rows` buffered rows as a row group.
+    fn flush(&mut self, rows: usize) -> Result<(), Error> {
+        let parquet = |source| Error::Parquet {
+            path: self.path.clone(),
+            source,
+        };
+        let mut group = self.writer.next_row_group().map_err(parquet)?;
+        for c in &self.buffered {
+            write_column(&mut group, c, 0..rows).map_err(parquet)?;
+        }
+        group.close().map_err(parquet)?;
+        for c in &mut self.buffered {
+            let len = c.values.len();
+            *c = c.slice(rows..len);
+        }
+        self.rows += rows as u64;
+        Ok(())
+    }
+
+    /// Writes what is buffered and the footer, and fsyncs the file.
+    pub(crate) fn finish(mut self) -> Result<Written, Error> {
+        let left = self.buffered.first().map_or(0, |c| c.values.len());
+        if left > 0 || self.rows == 0 {
+            self.flush(left)?;
+        }
+        let path = self.path.clone();
+        let file = self.writer.into_inner().map_err(|source| Error::Parquet {
+            path: path.clone(),
+            source,
+        })?;
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        file.sync_all().map_err(io)?;
+        let bytes = file.metadata().map_err(io)?.len();
+        Ok(Written {
+            rows: self.rows,
+            bytes,
+        })
+    }
+}
+
 /// Writes `columns` (of equal length, rows already in order) to `path`,
 /// with `metadata` as the file's key-value metadata, and fsyncs it.
 pub(crate) fn write_file(
@@ -206,64 +411,9 @@ pub(crate) fn write_file(
     metadata: &[(&str, &str)],
     columns: &[Column],
 ) -> Result<Written, Error> {
-    let parquet = |source| Error::Parquet {
-        path: path.to_owned(),
-        source,
-    };
-    let io = |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let rows = columns.first().map_or(0, |c| c.values.len());
-    if let Some(c) = columns.iter().find(|c| c.values.len() != rows) {
-        return Err(parquet(parquet::errors::ParquetError::General(format!(
-            "column {} has {} values, not {rows}",
-            c.name,
-            c.values.len()
-        ))));
-    }
-    let lines: Vec<String> = columns.iter().map(Column::schema_line).collect();
-    let schema = format!("message {message} {{ {} }}", lines.join(" "));
-    let schema = Arc::new(parse_message_type(&schema).map_err(parquet)?);
-    let mut props: WriterPropertiesBuilder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(9).map_err(parquet)?))
-        .set_max_row_group_size(ROW_GROUP_ROWS)
-        .set_key_value_metadata(Some(
-            metadata
-                .iter()
-                .map(|(k, v)| KeyValue::new((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        ));
-    for c in columns {
-        if c.enc == Enc::Delta {
-            props = props
-                .set_column_dictionary_enabled(c.name.into(), false)
-                .set_column_encoding(c.name.into(), Encoding::DELTA_BINARY_PACKED);
-        }
-    }
-    let file = File::create(path).map_err(io)?;
-    let mut writer =
-        SerializedFileWriter::new(file, schema, Arc::new(props.build())).map_err(parquet)?;
-    let mut start = 0;
-    while start < rows || (rows == 0 && start == 0) {
-        let end = (start + ROW_GROUP_ROWS).min(rows);
-        let mut group = writer.next_row_group().map_err(parquet)?;
-        for c in columns {
-            write_column(&mut group, c, start..end).map_err(parquet)?;
-        }
-        group.close().map_err(parquet)?;
-        if rows == 0 {
-            break;
-        }
-        start = end;
-    }
-    let file = writer.into_inner().map_err(parquet)?;
-    file.sync_all().map_err(io)?;
-    let bytes = file.metadata().map_err(io)?.len();
-    Ok(Written {
-        rows: rows as u64,
-        bytes,
-    })
+    let mut writer = FileWriter::create(path, message, metadata, columns)?;
+    writer.write(columns)?;
+    writer.finish()
 }
 
 fn write_column(

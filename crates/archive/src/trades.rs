@@ -22,8 +22,7 @@ use std::path::Path;
 use ck_model::{Exchange, Instrument, Side, Trade, TradeId, Ts};
 
 use crate::Error;
-use crate::columns::{Column, Enc, Values, read_file, write_file};
-pub use crate::columns::{ROW_GROUP_ROWS, Written};
+use crate::columns::{Column, DecimalShape, Enc, FileWriter, Values, Written, read_file};
 
 /// A day of trades read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +33,142 @@ pub struct TradeDay {
     pub instrument: Instrument,
     /// The trades, by time then id.
     pub trades: Vec<Trade>,
+}
+
+/// What a file of trades must be able to hold, learnt from its trades
+/// before it is written: the decimal columns' scales and widths, and
+/// whether every id is a number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradeShape {
+    exchange: Exchange,
+    instrument: Instrument,
+    price: DecimalShape,
+    size: DecimalShape,
+    numeric_ids: bool,
+}
+
+impl TradeShape {
+    /// The shape of no trades yet.
+    #[must_use]
+    pub fn new(exchange: Exchange, instrument: &Instrument) -> TradeShape {
+        TradeShape {
+            exchange,
+            instrument: instrument.clone(),
+            price: DecimalShape::default(),
+            size: DecimalShape::default(),
+            numeric_ids: true,
+        }
+    }
+
+    /// Takes `trade` into account.
+    pub fn observe(&mut self, trade: &Trade) {
+        self.price.observe(trade.price);
+        self.size.observe(trade.size);
+        self.numeric_ids &= matches!(trade.trade_id, TradeId::Num(n) if i64::try_from(n).is_ok());
+    }
+
+    fn columns(&self, rows: &[&Trade]) -> Result<Vec<Column>, String> {
+        let ids = if self.numeric_ids {
+            Column {
+                name: "trade_id",
+                logical: String::new(),
+                optional: false,
+                enc: Enc::Delta,
+                values: Values::I64(
+                    rows.iter()
+                        .map(|t| match t.trade_id {
+                            TradeId::Num(n) => i64::try_from(n).ok(),
+                            TradeId::Str(_) => None,
+                        })
+                        .collect(),
+                ),
+            }
+        } else {
+            let ids: Vec<String> = rows.iter().map(|t| t.trade_id.to_string()).collect();
+            Column::strings("trade_id", Enc::Dictionary, ids.iter().map(String::as_str))
+        };
+        let prices: Vec<_> = rows.iter().map(|t| Some(t.price)).collect();
+        let sizes: Vec<_> = rows.iter().map(|t| Some(t.size)).collect();
+        Ok(vec![
+            Column::times("ts_exchange", rows.iter().map(|t| t.ts_exchange.0)),
+            Column::times("ts_received", rows.iter().map(|t| t.ts_received.0)),
+            ids,
+            Column::decimals_as("price", false, Enc::Delta, self.price, &prices)?,
+            Column::decimals_as("size", false, Enc::Dictionary, self.size, &sizes)?,
+            Column::strings(
+                "side",
+                Enc::Dictionary,
+                rows.iter().map(|t| t.side.as_str()),
+            ),
+            Column {
+                name: "fills",
+                logical: String::new(),
+                optional: false,
+                enc: Enc::Dictionary,
+                values: Values::I32(rows.iter().map(|t| i32::try_from(t.fills).ok()).collect()),
+            },
+        ])
+    }
+}
+
+/// A file of trades written a batch at a time (an export streaming from
+/// the store), in the order given.
+pub struct TradeWriter {
+    file: FileWriter,
+    shape: TradeShape,
+    path: std::path::PathBuf,
+}
+
+impl TradeWriter {
+    /// Creates `path` for trades of `shape`.
+    ///
+    /// # Errors
+    /// When the file cannot be created.
+    pub fn create(path: &Path, shape: TradeShape) -> Result<TradeWriter, Error> {
+        let template = shape.columns(&[]).map_err(|what| Error::Unrepresentable {
+            path: path.to_owned(),
+            what,
+        })?;
+        let file = FileWriter::create(
+            path,
+            "candlekeep_trades",
+            &[
+                ("candlekeep.kind", "trades"),
+                ("candlekeep.exchange", shape.exchange.as_str()),
+                ("candlekeep.instrument", shape.instrument.as_str()),
+            ],
+            &template,
+        )?;
+        Ok(TradeWriter {
+            file,
+            shape,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Adds `trades`, after those written before.
+    ///
+    /// # Errors
+    /// When the file cannot be written, or a trade does not fit the shape.
+    pub fn write(&mut self, trades: &[Trade]) -> Result<(), Error> {
+        let rows: Vec<&Trade> = trades.iter().collect();
+        let columns = self
+            .shape
+            .columns(&rows)
+            .map_err(|what| Error::Unrepresentable {
+                path: self.path.clone(),
+                what,
+            })?;
+        self.file.write(&columns)
+    }
+
+    /// Finishes the file and fsyncs it.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn finish(self) -> Result<Written, Error> {
+        self.file.finish()
+    }
 }
 
 /// Writes `trades` (one exchange and instrument; any order) to `path` as
@@ -49,69 +184,19 @@ pub fn write_trades(
     instrument: &Instrument,
     trades: &[Trade],
 ) -> Result<Written, Error> {
-    let unrepresentable = |what: String| Error::Unrepresentable {
-        path: path.to_owned(),
-        what,
-    };
-    let mut rows: Vec<&Trade> = trades.iter().collect();
+    let mut rows: Vec<Trade> = trades.to_vec();
     rows.sort_by(|a, b| {
         a.ts_exchange
             .cmp(&b.ts_exchange)
             .then_with(|| a.trade_id.cmp(&b.trade_id))
     });
-    let numeric_ids = rows
-        .iter()
-        .all(|t| matches!(t.trade_id, TradeId::Num(n) if i64::try_from(n).is_ok()));
-    let ids = if numeric_ids {
-        Column {
-            name: "trade_id",
-            logical: String::new(),
-            optional: false,
-            enc: Enc::Delta,
-            values: Values::I64(
-                rows.iter()
-                    .map(|t| match t.trade_id {
-                        TradeId::Num(n) => i64::try_from(n).ok(),
-                        TradeId::Str(_) => None,
-                    })
-                    .collect(),
-            ),
-        }
-    } else {
-        let ids: Vec<String> = rows.iter().map(|t| t.trade_id.to_string()).collect();
-        Column::strings("trade_id", Enc::Dictionary, ids.iter().map(String::as_str))
-    };
-    let prices: Vec<_> = rows.iter().map(|t| Some(t.price)).collect();
-    let sizes: Vec<_> = rows.iter().map(|t| Some(t.size)).collect();
-    let columns = [
-        Column::times("ts_exchange", rows.iter().map(|t| t.ts_exchange.0)),
-        Column::times("ts_received", rows.iter().map(|t| t.ts_received.0)),
-        ids,
-        Column::decimals("price", false, Enc::Delta, &prices).map_err(unrepresentable)?,
-        Column::decimals("size", false, Enc::Dictionary, &sizes).map_err(unrepresentable)?,
-        Column::strings(
-            "side",
-            Enc::Dictionary,
-            rows.iter().map(|t| t.side.as_str()),
-        ),
-        Column {
-            name: "fills",
-            logical: String::new(),
-            optional: false,
-            enc: Enc::Dictionary,
-            values: Values::I32(rows.iter().map(|t| i32::try_from(t.fills).ok()).collect()),
-        },
-    ];
-    write_file(
-        path,
-        "candlekeep_trades",
-        &[
-            ("candlekeep.kind", "trades"),
-            ("candlekeep.exchange", exchange.as_str()),
-            ("candlekeep.instrument", instrument.as_str()),
-        ],
-        &columns,
-    )
+    let mut shape = TradeShape::new(exchange, instrument);
+    for t in &rows {
+        shape.observe(t);
+    }
+    let mut writer = TradeWriter::create(path, shape)?;
+    writer.write(&rows)?;
+    writer.finish()
 }
 
 /// The exchange and instrument a file's metadata names.
@@ -250,6 +335,54 @@ mod tests {
         }
         // The target, receive times kept: 8 bytes a trade.
         assert!(per_trade <= 8.0, "{per_trade:.2} bytes a trade");
+    }
+
+    #[test]
+    fn written_in_batches_it_reads_back_whole_in_full_row_groups() {
+        let trades = ck_testkit::bench_data::repeated_binance_trades(300_000);
+        let mut shape = TradeShape::new(Exchange::Binance, &trades[0].instrument);
+        for t in &trades {
+            shape.observe(t);
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("batches.parquet");
+        let mut writer = TradeWriter::create(&path, shape).expect("created");
+        for batch in trades.chunks(7_001) {
+            writer.write(batch).expect("written");
+        }
+        let written = writer.finish().expect("finished");
+        assert_eq!(written.rows, 300_000);
+        let reader = SerializedFileReader::new(File::open(&path).expect("open")).expect("reader");
+        let groups: Vec<i64> = (0..reader.num_row_groups())
+            .map(|g| reader.metadata().row_group(g).num_rows())
+            .collect();
+        assert_eq!(
+            groups,
+            [131_072, 131_072, 37_856],
+            "full row groups, the rest last"
+        );
+        assert_eq!(read_trades(&path).expect("read").trades, trades);
+    }
+
+    #[test]
+    fn a_shape_widens_when_a_value_needs_more_than_18_digits() {
+        let mut shape = DecimalShape::default();
+        shape.observe(Decimal::parse("99999.99").expect("decimal"));
+        shape.observe(Decimal::parse("0.00000001").expect("decimal"));
+        assert_eq!(
+            (shape.scale, shape.wide()),
+            (8, false),
+            "13 digits at scale 8"
+        );
+        shape.observe(Decimal::parse("12345678901").expect("decimal"));
+        assert_eq!(
+            (shape.scale, shape.wide()),
+            (8, true),
+            "19 digits at scale 8"
+        );
+        let mut zero = DecimalShape::default();
+        zero.observe(Decimal::ZERO);
+        assert!(!zero.wide());
     }
 
     #[test]
