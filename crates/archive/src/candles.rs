@@ -22,7 +22,7 @@ use std::path::Path;
 use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, TradeId, Ts};
 
 use crate::Error;
-use crate::columns::{Column, Enc, Values, Written, read_file, write_file};
+use crate::columns::{Column, DecimalShape, Enc, Values, Written, read_file};
 
 /// A day of candles read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +60,124 @@ fn decimal_of(c: &Candle, column: &str) -> Decimal {
     }
 }
 
+/// What a file of candles must be able to hold: each decimal column's
+/// shape and whether every trade id is a number, learnt from its candles
+/// before it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandleShape {
+    exchange: Exchange,
+    instrument: Instrument,
+    decimals: [DecimalShape; 8],
+    numeric_ids: bool,
+}
+
+impl CandleShape {
+    /// The shape of no candles yet.
+    #[must_use]
+    pub fn new(exchange: Exchange, instrument: &Instrument) -> CandleShape {
+        CandleShape {
+            exchange,
+            instrument: instrument.clone(),
+            decimals: [DecimalShape::default(); 8],
+            numeric_ids: true,
+        }
+    }
+
+    /// Takes `candle` into account.
+    pub fn observe(&mut self, candle: &Candle) {
+        for (shape, name) in self.decimals.iter_mut().zip(DECIMALS) {
+            shape.observe(decimal_of(candle, name));
+        }
+        let numeric = |id: &Option<TradeId>| match id {
+            None => true,
+            Some(TradeId::Num(n)) => i64::try_from(*n).is_ok(),
+            Some(TradeId::Str(_)) => false,
+        };
+        self.numeric_ids &= numeric(&candle.first_trade_id) && numeric(&candle.last_trade_id);
+    }
+
+    fn columns(&self, rows: &[&Candle]) -> Result<Vec<Column>, String> {
+        let mut columns = vec![
+            Column::strings(
+                "interval",
+                Enc::Dictionary,
+                rows.iter().map(|c| c.interval.as_str()),
+            ),
+            Column::times("open_time", rows.iter().map(|c| c.open_time.0)),
+        ];
+        for (name, shape) in DECIMALS.into_iter().zip(self.decimals) {
+            let values: Vec<_> = rows.iter().map(|c| Some(decimal_of(c, name))).collect();
+            let enc = if name.ends_with("volume") {
+                Enc::Dictionary
+            } else {
+                Enc::Delta
+            };
+            columns.push(Column::decimals_as(name, false, enc, shape, &values)?);
+        }
+        columns.push(Column {
+            name: "trades",
+            logical: String::new(),
+            optional: false,
+            enc: Enc::Delta,
+            values: Values::I64(rows.iter().map(|c| i64::try_from(c.trades).ok()).collect()),
+        });
+        let numeric_ids = self.numeric_ids;
+        for (name, get) in [
+            (
+                "first_trade_id",
+                (|c: &Candle| c.first_trade_id.clone()) as fn(&Candle) -> Option<TradeId>,
+            ),
+            ("last_trade_id", |c: &Candle| c.last_trade_id.clone()),
+        ] {
+            let values = if numeric_ids {
+                Values::I64(
+                    rows.iter()
+                        .map(|c| match get(c) {
+                            Some(TradeId::Num(n)) => i64::try_from(n).ok(),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            } else {
+                Values::Bytes(
+                    rows.iter()
+                        .map(|c| get(c).map(|id| id.to_string().into_bytes().into()))
+                        .collect(),
+                )
+            };
+            columns.push(Column {
+                name,
+                logical: if numeric_ids {
+                    String::new()
+                } else {
+                    "STRING".into()
+                },
+                optional: true,
+                enc: if numeric_ids {
+                    Enc::Delta
+                } else {
+                    Enc::Dictionary
+                },
+                values,
+            });
+        }
+        columns.push(Column::strings(
+            "state",
+            Enc::Dictionary,
+            rows.iter().map(|c| c.state.as_str()),
+        ));
+        Ok(columns)
+    }
+}
+
+crate::columns::batch_writer!(
+    /// A file of candles written a batch at a time, in the order given.
+    CandleWriter,
+    CandleShape,
+    Candle,
+    "candles"
+);
+
 /// Writes `candles` (one exchange and instrument; any order) to `path`,
 /// sorted, and fsyncs it.
 ///
@@ -71,98 +189,15 @@ pub fn write_candles(
     instrument: &Instrument,
     candles: &[Candle],
 ) -> Result<Written, Error> {
-    let unrepresentable = |what: String| Error::Unrepresentable {
-        path: path.to_owned(),
-        what,
-    };
-    let mut rows: Vec<&Candle> = candles.iter().collect();
+    let mut rows: Vec<Candle> = candles.to_vec();
     rows.sort_by_key(|c| (c.interval.index(), c.open_time));
-    let mut columns = vec![
-        Column::strings(
-            "interval",
-            Enc::Dictionary,
-            rows.iter().map(|c| c.interval.as_str()),
-        ),
-        Column::times("open_time", rows.iter().map(|c| c.open_time.0)),
-    ];
-    for name in DECIMALS {
-        let values: Vec<_> = rows.iter().map(|c| Some(decimal_of(c, name))).collect();
-        let enc = if name.ends_with("volume") {
-            Enc::Dictionary
-        } else {
-            Enc::Delta
-        };
-        columns.push(Column::decimals(name, false, enc, &values).map_err(unrepresentable)?);
+    let mut shape = CandleShape::new(exchange, instrument);
+    for c in &rows {
+        shape.observe(c);
     }
-    columns.push(Column {
-        name: "trades",
-        logical: String::new(),
-        optional: false,
-        enc: Enc::Delta,
-        values: Values::I64(rows.iter().map(|c| i64::try_from(c.trades).ok()).collect()),
-    });
-    let numeric = |id: &Option<TradeId>| match id {
-        None => true,
-        Some(TradeId::Num(n)) => i64::try_from(*n).is_ok(),
-        Some(TradeId::Str(_)) => false,
-    };
-    let numeric_ids = rows
-        .iter()
-        .all(|c| numeric(&c.first_trade_id) && numeric(&c.last_trade_id));
-    for (name, get) in [
-        (
-            "first_trade_id",
-            (|c: &Candle| c.first_trade_id.clone()) as fn(&Candle) -> Option<TradeId>,
-        ),
-        ("last_trade_id", |c: &Candle| c.last_trade_id.clone()),
-    ] {
-        let values = if numeric_ids {
-            Values::I64(
-                rows.iter()
-                    .map(|c| match get(c) {
-                        Some(TradeId::Num(n)) => i64::try_from(n).ok(),
-                        _ => None,
-                    })
-                    .collect(),
-            )
-        } else {
-            Values::Bytes(
-                rows.iter()
-                    .map(|c| get(c).map(|id| id.to_string().into_bytes().into()))
-                    .collect(),
-            )
-        };
-        columns.push(Column {
-            name,
-            logical: if numeric_ids {
-                String::new()
-            } else {
-                "STRING".into()
-            },
-            optional: true,
-            enc: if numeric_ids {
-                Enc::Delta
-            } else {
-                Enc::Dictionary
-            },
-            values,
-        });
-    }
-    columns.push(Column::strings(
-        "state",
-        Enc::Dictionary,
-        rows.iter().map(|c| c.state.as_str()),
-    ));
-    write_file(
-        path,
-        "candlekeep_candles",
-        &[
-            ("candlekeep.kind", "candles"),
-            ("candlekeep.exchange", exchange.as_str()),
-            ("candlekeep.instrument", instrument.as_str()),
-        ],
-        &columns,
-    )
+    let mut writer = CandleWriter::create(path, shape)?;
+    writer.write(&rows)?;
+    writer.finish()
 }
 
 /// Reads a file [`write_candles`] wrote.

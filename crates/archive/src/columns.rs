@@ -138,25 +138,6 @@ impl Column {
         }
     }
 
-    /// Exact decimals: `INT64 DECIMAL(18, s)` when every value fits,
-    /// otherwise `FIXED_LEN_BYTE_ARRAY(16) DECIMAL(38, s)`, `s` the largest
-    /// scale among them. `None` is a missing value (an optional column).
-    ///
-    /// # Errors
-    /// The first value that fits neither (named in the message).
-    pub(crate) fn decimals(
-        name: &'static str,
-        optional: bool,
-        enc: Enc,
-        values: &[Option<Decimal>],
-    ) -> Result<Column, String> {
-        let mut shape = DecimalShape::default();
-        for d in values.iter().flatten() {
-            shape.observe(*d);
-        }
-        Column::decimals_as(name, optional, enc, shape, values)
-    }
-
     /// Decimals in a column of `shape` (every value must fit it: see
     /// [`DecimalShape::observe`]).
     ///
@@ -403,19 +384,6 @@ impl FileWriter {
     }
 }
 
-/// Writes `columns` (of equal length, rows already in order) to `path`,
-/// with `metadata` as the file's key-value metadata, and fsyncs it.
-pub(crate) fn write_file(
-    path: &Path,
-    message: &str,
-    metadata: &[(&str, &str)],
-    columns: &[Column],
-) -> Result<Written, Error> {
-    let mut writer = FileWriter::create(path, message, metadata, columns)?;
-    writer.write(columns)?;
-    writer.finish()
-}
-
 fn write_column(
     group: &mut SerializedRowGroupWriter<'_, File>,
     column: &Column,
@@ -636,3 +604,70 @@ fn read<T: DataType>(
         .map(|l| if l > 0 { values.next() } else { None })
         .collect())
 }
+
+/// A kind's writer of a file a batch at a time: `$writer` over rows of
+/// `$row`, with the columns `$shape::columns` makes (a shape has
+/// `exchange` and `instrument` fields).
+macro_rules! batch_writer {
+    ($(#[$doc:meta])* $writer:ident, $shape:ident, $row:ty, $kind:literal) => {
+        $(#[$doc])*
+        pub struct $writer {
+            file: crate::columns::FileWriter,
+            shape: $shape,
+            path: std::path::PathBuf,
+        }
+
+        impl $writer {
+            /// Creates `path` for rows of `shape`.
+            ///
+            /// # Errors
+            /// When the file cannot be created.
+            pub fn create(path: &std::path::Path, shape: $shape) -> Result<$writer, crate::Error> {
+                let template = shape.columns(&[]).map_err(|what| crate::Error::Unrepresentable {
+                    path: path.to_owned(),
+                    what,
+                })?;
+                let file = crate::columns::FileWriter::create(
+                    path,
+                    concat!("candlekeep_", $kind),
+                    &[
+                        ("candlekeep.kind", $kind),
+                        ("candlekeep.exchange", shape.exchange.as_str()),
+                        ("candlekeep.instrument", shape.instrument.as_str()),
+                    ],
+                    &template,
+                )?;
+                Ok($writer {
+                    file,
+                    shape,
+                    path: path.to_owned(),
+                })
+            }
+
+            /// Adds `rows`, after those written before.
+            ///
+            /// # Errors
+            /// When the file cannot be written, or a row does not fit the shape.
+            pub fn write(&mut self, rows: &[$row]) -> Result<(), crate::Error> {
+                let rows: Vec<&$row> = rows.iter().collect();
+                let columns =
+                    self.shape
+                        .columns(&rows)
+                        .map_err(|what| crate::Error::Unrepresentable {
+                            path: self.path.clone(),
+                            what,
+                        })?;
+                self.file.write(&columns)
+            }
+
+            /// Finishes the file and fsyncs it.
+            ///
+            /// # Errors
+            /// When the file cannot be written.
+            pub fn finish(self) -> Result<crate::Written, crate::Error> {
+                self.file.finish()
+            }
+        }
+    };
+}
+pub(crate) use batch_writer;

@@ -12,15 +12,16 @@
 //! }
 //! ```
 //!
-//! Decimals widen to 16-byte `DECIMAL(38, s)` where a value needs it, as in
+//! Bid, ask and last share one scale, the sizes another. Decimals widen
+//! to 16-byte `DECIMAL(38, s)` where a value needs it, as in
 //! [`crate::trades`]. Rows are sorted by exchange time, then receive time.
 
 use std::path::Path;
 
-use ck_model::{Exchange, Instrument, Quote, Ts};
+use ck_model::{Decimal, Exchange, Instrument, Quote, Ts};
 
 use crate::Error;
-use crate::columns::{Column, Enc, Written, read_file, write_file};
+use crate::columns::{Column, DecimalShape, Enc, Written, read_file};
 
 /// A day of quotes read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,70 @@ pub struct QuoteDay {
     pub quotes: Vec<Quote>,
 }
 
+/// What a file of quotes must be able to hold: each decimal column's
+/// shape, learnt from its quotes before it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuoteShape {
+    exchange: Exchange,
+    instrument: Instrument,
+    prices: DecimalShape,
+    sizes: DecimalShape,
+}
+
+impl QuoteShape {
+    /// The shape of no quotes yet.
+    #[must_use]
+    pub fn new(exchange: Exchange, instrument: &Instrument) -> QuoteShape {
+        QuoteShape {
+            exchange,
+            instrument: instrument.clone(),
+            prices: DecimalShape::default(),
+            sizes: DecimalShape::default(),
+        }
+    }
+
+    /// Takes `quote` into account.
+    pub fn observe(&mut self, quote: &Quote) {
+        for p in [Some(quote.bid), Some(quote.ask), quote.last]
+            .into_iter()
+            .flatten()
+        {
+            self.prices.observe(p);
+        }
+        for s in [quote.bid_size, quote.ask_size].into_iter().flatten() {
+            self.sizes.observe(s);
+        }
+    }
+
+    fn columns(&self, rows: &[&Quote]) -> Result<Vec<Column>, String> {
+        let decimals = |name, optional, enc, shape, get: &dyn Fn(&Quote) -> Option<Decimal>| {
+            let values: Vec<_> = rows.iter().map(|q| get(q)).collect();
+            Column::decimals_as(name, optional, enc, shape, &values)
+        };
+        Ok(vec![
+            Column::times("ts_exchange", rows.iter().map(|q| q.ts_exchange.0)),
+            Column::times("ts_received", rows.iter().map(|q| q.ts_received.0)),
+            decimals("bid", false, Enc::Delta, self.prices, &|q| Some(q.bid))?,
+            decimals("ask", false, Enc::Delta, self.prices, &|q| Some(q.ask))?,
+            decimals("bid_size", true, Enc::Dictionary, self.sizes, &|q| {
+                q.bid_size
+            })?,
+            decimals("ask_size", true, Enc::Dictionary, self.sizes, &|q| {
+                q.ask_size
+            })?,
+            decimals("last", true, Enc::Delta, self.prices, &|q| q.last)?,
+        ])
+    }
+}
+
+crate::columns::batch_writer!(
+    /// A file of quotes written a batch at a time, in the order given.
+    QuoteWriter,
+    QuoteShape,
+    Quote,
+    "quotes"
+);
+
 /// Writes `quotes` (one exchange and instrument; any order) to `path`,
 /// sorted, and fsyncs it.
 ///
@@ -44,35 +109,15 @@ pub fn write_quotes(
     instrument: &Instrument,
     quotes: &[Quote],
 ) -> Result<Written, Error> {
-    let unrepresentable = |what: String| Error::Unrepresentable {
-        path: path.to_owned(),
-        what,
-    };
-    let mut rows: Vec<&Quote> = quotes.iter().collect();
+    let mut rows: Vec<Quote> = quotes.to_vec();
     rows.sort_by_key(|q| (q.ts_exchange, q.ts_received));
-    let decimals = |name, optional, enc, get: &dyn Fn(&Quote) -> Option<ck_model::Decimal>| {
-        let values: Vec<_> = rows.iter().map(|q| get(q)).collect();
-        Column::decimals(name, optional, enc, &values).map_err(unrepresentable)
-    };
-    let columns = [
-        Column::times("ts_exchange", rows.iter().map(|q| q.ts_exchange.0)),
-        Column::times("ts_received", rows.iter().map(|q| q.ts_received.0)),
-        decimals("bid", false, Enc::Delta, &|q| Some(q.bid))?,
-        decimals("ask", false, Enc::Delta, &|q| Some(q.ask))?,
-        decimals("bid_size", true, Enc::Dictionary, &|q| q.bid_size)?,
-        decimals("ask_size", true, Enc::Dictionary, &|q| q.ask_size)?,
-        decimals("last", true, Enc::Delta, &|q| q.last)?,
-    ];
-    write_file(
-        path,
-        "candlekeep_quotes",
-        &[
-            ("candlekeep.kind", "quotes"),
-            ("candlekeep.exchange", exchange.as_str()),
-            ("candlekeep.instrument", instrument.as_str()),
-        ],
-        &columns,
-    )
+    let mut shape = QuoteShape::new(exchange, instrument);
+    for q in &rows {
+        shape.observe(q);
+    }
+    let mut writer = QuoteWriter::create(path, shape)?;
+    writer.write(&rows)?;
+    writer.finish()
 }
 
 /// Reads a file [`write_quotes`] wrote.

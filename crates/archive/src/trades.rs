@@ -22,7 +22,7 @@ use std::path::Path;
 use ck_model::{Exchange, Instrument, Side, Trade, TradeId, Ts};
 
 use crate::Error;
-use crate::columns::{Column, DecimalShape, Enc, FileWriter, Values, Written, read_file};
+use crate::columns::{Column, DecimalShape, Enc, Values, Written, read_file};
 
 /// A day of trades read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,65 +111,14 @@ impl TradeShape {
     }
 }
 
-/// A file of trades written a batch at a time (an export streaming from
-/// the store), in the order given.
-pub struct TradeWriter {
-    file: FileWriter,
-    shape: TradeShape,
-    path: std::path::PathBuf,
-}
-
-impl TradeWriter {
-    /// Creates `path` for trades of `shape`.
-    ///
-    /// # Errors
-    /// When the file cannot be created.
-    pub fn create(path: &Path, shape: TradeShape) -> Result<TradeWriter, Error> {
-        let template = shape.columns(&[]).map_err(|what| Error::Unrepresentable {
-            path: path.to_owned(),
-            what,
-        })?;
-        let file = FileWriter::create(
-            path,
-            "candlekeep_trades",
-            &[
-                ("candlekeep.kind", "trades"),
-                ("candlekeep.exchange", shape.exchange.as_str()),
-                ("candlekeep.instrument", shape.instrument.as_str()),
-            ],
-            &template,
-        )?;
-        Ok(TradeWriter {
-            file,
-            shape,
-            path: path.to_owned(),
-        })
-    }
-
-    /// Adds `trades`, after those written before.
-    ///
-    /// # Errors
-    /// When the file cannot be written, or a trade does not fit the shape.
-    pub fn write(&mut self, trades: &[Trade]) -> Result<(), Error> {
-        let rows: Vec<&Trade> = trades.iter().collect();
-        let columns = self
-            .shape
-            .columns(&rows)
-            .map_err(|what| Error::Unrepresentable {
-                path: self.path.clone(),
-                what,
-            })?;
-        self.file.write(&columns)
-    }
-
-    /// Finishes the file and fsyncs it.
-    ///
-    /// # Errors
-    /// When the file cannot be written.
-    pub fn finish(self) -> Result<Written, Error> {
-        self.file.finish()
-    }
-}
+crate::columns::batch_writer!(
+    /// A file of trades written a batch at a time (an export streaming
+    /// from the store), in the order given.
+    TradeWriter,
+    TradeShape,
+    Trade,
+    "trades"
+);
 
 /// Writes `trades` (one exchange and instrument; any order) to `path` as
 /// one file, sorted by time then id, and fsyncs it. The caller renames it
