@@ -106,6 +106,36 @@ pub(crate) enum Command {
         #[command(flatten)]
         range: RangeArgs,
     },
+    /// Export stored trades, quotes or candles of one instrument to a
+    /// Parquet, CSV or JSON-lines file, exactly, a window at a time.
+    Export {
+        /// What to export.
+        #[arg(long, value_enum)]
+        kind: ExportKind,
+        /// The exchange.
+        #[arg(long, value_parser = exchange_names(), ignore_case = true)]
+        exchange: Exchange,
+        /// The instrument, BASE-QUOTE.
+        #[arg(long)]
+        instrument: Instrument,
+        /// Candles: this interval only (default: every interval the
+        /// configuration builds).
+        #[arg(long)]
+        interval: Option<Interval>,
+        /// Start, inclusive: RFC 3339 or a date. Default: the oldest stored.
+        #[arg(long, value_parser = parse_time)]
+        from: Option<Ts>,
+        /// End, exclusive: RFC 3339 or a date. Default: now.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<Ts>,
+        /// The file's format: parquet (the archive's typed, exact columns),
+        /// csv or jsonl (the columns `trades|quotes|candles` print).
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// The file to write (replaced if it exists, once complete).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// List stored instruments with their last trade time.
     Instruments {
         /// Output format.
@@ -320,6 +350,32 @@ impl ColorChoice {
 pub(crate) enum Format {
     Json,
     Csv,
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportKind {
+    Trades,
+    Quotes,
+    Candles,
+}
+
+impl ExportKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ExportKind::Trades => "trades",
+            ExportKind::Quotes => "quotes",
+            ExportKind::Candles => "candles",
+        }
+    }
+}
+
+/// The format of `export`'s file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    Parquet,
+    Csv,
+    Jsonl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,6 +2,7 @@
 
 mod args;
 mod demo_data;
+mod export;
 mod mock_exchange;
 mod output;
 mod stop;
@@ -252,6 +253,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 series_stored(store.as_ref(), &range).await?;
             }
             output::quotes(&quotes, range.format == Format::Csv)
+        }
+        Command::Export {
+            kind,
+            exchange,
+            instrument,
+            interval,
+            from,
+            to,
+            format,
+            out,
+        } => {
+            let store = ck_app::open_existing_store(&settings).await?;
+            let intervals = match interval {
+                Some(i) => vec![i],
+                None => settings.aggregator.intervals.clone(),
+            };
+            let request = export::ExportRequest {
+                kind,
+                exchange,
+                instrument,
+                intervals,
+                from,
+                to: to.unwrap_or_else(Ts::now),
+                format,
+                out,
+            };
+            let rows = export::export(store, &request).await?;
+            eprintln!(
+                "exported {rows} {} to {}",
+                request.kind.as_str(),
+                request.out.display()
+            );
+            Ok(())
         }
         Command::Instruments { format } => {
             let store = ck_app::open_existing_store(&settings).await?;

@@ -36,8 +36,9 @@ pub(crate) fn candles(candles: &[Candle], as_csv: bool) -> anyhow::Result<()> {
     }
 }
 
+/// A trade as `trades` and `export` print it.
 #[derive(Serialize)]
-struct TradeRow<'a> {
+pub(crate) struct TradeRow<'a> {
     ts: ck_model::Ts,
     trade_id: &'a ck_model::TradeId,
     price: ck_model::Decimal,
@@ -46,30 +47,35 @@ struct TradeRow<'a> {
     received: ck_model::Ts,
 }
 
-pub(crate) fn trades(trades: &[Trade], as_csv: bool) -> anyhow::Result<()> {
-    let rows: Vec<TradeRow<'_>> = trades
-        .iter()
-        .map(|t| TradeRow {
+impl TradeRow<'_> {
+    /// The CSV header.
+    pub(crate) const COLUMNS: [&'static str; 6] =
+        ["ts", "trade_id", "price", "qty", "side", "received"];
+
+    pub(crate) fn of(t: &Trade) -> TradeRow<'_> {
+        TradeRow {
             ts: t.ts_exchange,
             trade_id: &t.trade_id,
             price: t.price,
             qty: t.size,
             side: t.side,
             received: t.ts_received,
-        })
-        .collect();
+        }
+    }
+}
+
+pub(crate) fn trades(trades: &[Trade], as_csv: bool) -> anyhow::Result<()> {
+    let rows: Vec<TradeRow<'_>> = trades.iter().map(TradeRow::of).collect();
     if as_csv {
-        csv(
-            &rows,
-            &["ts", "trade_id", "price", "qty", "side", "received"],
-        )
+        csv(&rows, &TradeRow::COLUMNS)
     } else {
         json(&rows)
     }
 }
 
+/// A quote as `quotes` and `export` print it.
 #[derive(Serialize)]
-struct QuoteRow {
+pub(crate) struct QuoteRow {
     ts: ck_model::Ts,
     bid: ck_model::Decimal,
     bid_size: Option<ck_model::Decimal>,
@@ -79,10 +85,14 @@ struct QuoteRow {
     received: ck_model::Ts,
 }
 
-pub(crate) fn quotes(quotes: &[Quote], as_csv: bool) -> anyhow::Result<()> {
-    let rows: Vec<QuoteRow> = quotes
-        .iter()
-        .map(|q| QuoteRow {
+impl QuoteRow {
+    /// The CSV header.
+    pub(crate) const COLUMNS: [&'static str; 7] = [
+        "ts", "bid", "bid_size", "ask", "ask_size", "last", "received",
+    ];
+
+    pub(crate) fn of(q: &Quote) -> QuoteRow {
+        QuoteRow {
             ts: q.ts_exchange,
             bid: q.bid,
             bid_size: q.bid_size,
@@ -90,15 +100,14 @@ pub(crate) fn quotes(quotes: &[Quote], as_csv: bool) -> anyhow::Result<()> {
             ask_size: q.ask_size,
             last: q.last,
             received: q.ts_received,
-        })
-        .collect();
+        }
+    }
+}
+
+pub(crate) fn quotes(quotes: &[Quote], as_csv: bool) -> anyhow::Result<()> {
+    let rows: Vec<QuoteRow> = quotes.iter().map(QuoteRow::of).collect();
     if as_csv {
-        csv(
-            &rows,
-            &[
-                "ts", "bid", "bid_size", "ask", "ask_size", "last", "received",
-            ],
-        )
+        csv(&rows, &QuoteRow::COLUMNS)
     } else {
         json(&rows)
     }

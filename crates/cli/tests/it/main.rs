@@ -13,6 +13,7 @@ mod cryptofeed_variants;
 mod deploy;
 mod disk_full;
 mod exchange_candles;
+mod export;
 mod gapfree;
 mod kafka;
 mod live;
