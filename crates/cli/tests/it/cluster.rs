@@ -300,6 +300,41 @@ pub(crate) async fn unfilled_gaps(store: &dyn Store) -> Vec<String> {
     g
 }
 
+/// Waits up to `limit` for the mocks to finish and both stores to hold
+/// `expected` trades; panics naming the counts (and `context`) if they
+/// never do. Returns the single process's store.
+pub(crate) async fn all_stored(
+    cluster: &std::sync::Arc<dyn Store>,
+    single_dir: &Path,
+    finished: impl Fn() -> bool,
+    expected: u64,
+    limit: Duration,
+    context: &str,
+) -> std::sync::Arc<dyn Store> {
+    let single = ck_app::open_location(
+        &ck_app::config::StoreLocation::Sqlite(single_dir.join("candlekeep.sqlite")),
+        crate::support::settings(single_dir).durability,
+    )
+    .await
+    .expect("single store");
+    let all_in = eventually(limit, || {
+        let (a, b) = (cluster.clone(), single.clone());
+        let done = finished();
+        async move {
+            done && total_trades(a.as_ref()).await == expected
+                && total_trades(b.as_ref()).await == expected
+        }
+    })
+    .await;
+    assert!(
+        all_in,
+        "every recorded trade stored once in both: cluster {}, single {}, expected {expected} ({context})",
+        total_trades(cluster.as_ref()).await,
+        total_trades(single.as_ref()).await
+    );
+    single
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process() {
     let tag = format!("ckt{}", std::process::id());
@@ -512,29 +547,15 @@ async fn collectors_processor_and_api_over_nats_and_postgres_match_one_process()
     processor.0.wait().expect("reaped");
     let stored_at_kill = total_trades(pg_store.as_ref()).await;
 
-    let single_store = ck_app::open_location(
-        &ck_app::config::StoreLocation::Sqlite(dir.path().join("single/candlekeep.sqlite")),
-        settings.durability,
+    let single_store = all_stored(
+        &pg_store,
+        &dir.path().join("single"),
+        || [&bn1, &bn2].iter().all(|m| m.finished()) && [&cb1, &cb2].iter().all(|m| m.finished()),
+        expected,
+        Duration::from_secs(120),
+        &format!("processor killed at {stored_at_kill}"),
     )
-    .await
-    .expect("single store");
-    let all_in = eventually(Duration::from_secs(120), || {
-        let (a, b) = (pg_store.clone(), single_store.clone());
-        let finished =
-            [&bn1, &bn2].iter().all(|m| m.finished()) && [&cb1, &cb2].iter().all(|m| m.finished());
-        async move {
-            finished
-                && total_trades(a.as_ref()).await == expected
-                && total_trades(b.as_ref()).await == expected
-        }
-    })
     .await;
-    assert!(
-        all_in,
-        "every recorded trade stored once in both: cluster {}, single {}, expected {expected} (processor killed at {stored_at_kill})",
-        total_trades(pg_store.as_ref()).await,
-        total_trades(single_store.as_ref()).await
-    );
     assert!(stored_at_kill < expected, "the kill came mid-run");
 
     // Candles settle a moment after the trades: compare until equal.

@@ -22,8 +22,8 @@ use ck_model::{Exchange, Instrument, Interval, Ts};
 use ck_store::Store;
 
 use crate::cluster::{
-    Running, binance_mock, binance_toml, candles, mock, same_candles, source_toml, start,
-    total_trades, unfilled_gaps, venue, watch_live_trade,
+    Running, all_stored, binance_mock, binance_toml, candles, mock, same_candles, source_toml,
+    start, total_trades, unfilled_gaps, venue, watch_live_trade,
 };
 use crate::kafka::broker;
 use crate::support::{eventually, postgres_admin, postgres_url};
@@ -277,29 +277,15 @@ async fn processors_share_the_work(engine: Engine) {
     );
     let stored_at_stop = total_trades(pg_store.as_ref()).await;
 
-    let single_store = ck_app::open_location(
-        &ck_app::config::StoreLocation::Sqlite(dir.path().join("single/candlekeep.sqlite")),
-        settings.durability,
+    let single_store = all_stored(
+        &pg_store,
+        &dir.path().join("single"),
+        || [&bn1, &bn2].iter().all(|m| m.finished()) && [&cb1, &cb2].iter().all(|m| m.finished()),
+        expected,
+        Duration::from_secs(150),
+        &format!("processor killed at {stored_at_kill}"),
     )
-    .await
-    .expect("single store");
-    let all_in = eventually(Duration::from_secs(150), || {
-        let (a, b) = (pg_store.clone(), single_store.clone());
-        let finished =
-            [&bn1, &bn2].iter().all(|m| m.finished()) && [&cb1, &cb2].iter().all(|m| m.finished());
-        async move {
-            finished
-                && total_trades(a.as_ref()).await == expected
-                && total_trades(b.as_ref()).await == expected
-        }
-    })
     .await;
-    assert!(
-        all_in,
-        "every recorded trade stored once in both: cluster {}, single {}, expected {expected} (processor killed at {stored_at_kill})",
-        total_trades(pg_store.as_ref()).await,
-        total_trades(single_store.as_ref()).await
-    );
     assert!(
         stored_at_kill < stored_at_stop && stored_at_stop < expected,
         "the kill ({stored_at_kill}) and the stop ({stored_at_stop}) came mid-run"
