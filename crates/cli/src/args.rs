@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use ck_app::cluster::Role;
 use ck_model::{Exchange, Instrument, Interval, Ts};
-use ck_sources::import::TsUnit;
+use ck_sources::import::{ImportFormat, TsUnit};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Gap-free crypto market data: trades, quotes and exact candles, stored and served.
@@ -68,7 +68,7 @@ pub(crate) enum Command {
         #[arg(long, value_parser = exchange_names(), ignore_case = true)]
         exchange: Option<Exchange>,
     },
-    /// Load trades from a CSV (`ts,trade_id,price,qty,side`) or JSON lines file and build their candles.
+    /// Load trades from a CSV (`ts,trade_id,price,qty,side`) or JSON lines file, or a Binance dump, and build their candles.
     Import {
         /// The exchange the trades are from.
         #[arg(long, value_parser = exchange_names(), ignore_case = true)]
@@ -82,6 +82,12 @@ pub(crate) enum Command {
         /// `ns` forces one.
         #[arg(long, default_value = "auto", value_parser = parse_ts_unit)]
         ts_unit: TsUnit,
+        /// The file's layout: candlekeep (the default), binance-trades or
+        /// binance-agg-trades (Binance's public dumps, `.zip` or `.csv`, with
+        /// or without a header row). Default: from the file's name
+        /// (`BTCUSDT-aggTrades-2024-08-08.zip` is binance-agg-trades).
+        #[arg(long, value_parser = parse_import_format)]
+        format: Option<ImportFormat>,
         /// The file.
         file: PathBuf,
     },
@@ -385,6 +391,10 @@ pub(crate) enum SourceArg {
 }
 
 pub(crate) fn parse_ts_unit(s: &str) -> Result<TsUnit, String> {
+    s.parse()
+}
+
+fn parse_import_format(s: &str) -> Result<ImportFormat, String> {
     s.parse()
 }
 

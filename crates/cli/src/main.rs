@@ -15,7 +15,7 @@ use ck_app::config::AppConfig;
 use ck_app::pipeline::{PipelineReport, Source, SourceReport};
 use ck_app::topology::Topology;
 use ck_model::Ts;
-use ck_sources::import::ImportTarget;
+use ck_sources::import::{ImportFormat, ImportTarget};
 use ck_sources::replay::ReplayOptions;
 use ck_store::{CandleSource, RangeQuery};
 use clap::Parser as _;
@@ -208,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             exchange,
             instrument,
             ts_unit,
+            format,
             file,
         } => {
             let target = ImportTarget {
@@ -215,6 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 instrument,
                 received: Ts::now(),
                 ts_unit,
+                format: format.unwrap_or_else(|| ImportFormat::detect(&file)),
             };
             run_to_end(&settings, Source::Import { file, target }).await?;
             Ok(())

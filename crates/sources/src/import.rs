@@ -1,5 +1,6 @@
 //! Importing trades from files: CSV with a `ts,trade_id,price,qty,side`
-//! header, or JSON lines with the same fields.
+//! header, or JSON lines with the same fields; or Binance's public trade
+//! and aggregated-trade dumps, zipped or not ([`ImportFormat`]).
 //!
 //! - `ts` is RFC 3339 (fractional seconds optional) or a unix time: by
 //!   default its unit is read from its magnitude ([`TsUnit::Auto`]:
@@ -180,6 +181,75 @@ pub struct ImportTarget {
     pub received: Ts,
     /// The unit of numeric times.
     pub ts_unit: TsUnit,
+    /// The file's layout.
+    pub format: ImportFormat,
+}
+
+/// Which layout a trade file has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportFormat {
+    /// candlekeep's own: CSV with a `ts,trade_id,price,qty,side` header, or
+    /// JSON lines with those fields.
+    #[default]
+    Candlekeep,
+    /// Binance's public trade dumps (data.binance.vision,
+    /// `<SYMBOL>-trades-<period>.zip` or the CSV inside):
+    /// `id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match]`, with or
+    /// without that header row; `time` in milliseconds (microseconds in the
+    /// spot files since 2025: read from its magnitude).
+    BinanceTrades,
+    /// Binance's aggregated trade dumps (`<SYMBOL>-aggTrades-<period>`):
+    /// `agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker[,is_best_match]`;
+    /// each row is one trade of `last - first + 1` fills.
+    BinanceAggTrades,
+}
+
+impl ImportFormat {
+    /// Every format's name, for `--format`.
+    pub const NAMES: [&'static str; 3] = ["candlekeep", "binance-trades", "binance-agg-trades"];
+
+    /// The name `--format` takes.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportFormat::Candlekeep => "candlekeep",
+            ImportFormat::BinanceTrades => "binance-trades",
+            ImportFormat::BinanceAggTrades => "binance-agg-trades",
+        }
+    }
+
+    /// The format a file's name says: Binance's dump names
+    /// (`BTCUSDT-aggTrades-2024-08-08.zip`, `BTCUSDT-trades-2024-08.csv`),
+    /// else candlekeep's.
+    #[must_use]
+    pub fn detect(path: &Path) -> ImportFormat {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.contains("-aggTrades-") {
+            ImportFormat::BinanceAggTrades
+        } else if name.contains("-trades-") {
+            ImportFormat::BinanceTrades
+        } else {
+            ImportFormat::Candlekeep
+        }
+    }
+}
+
+impl std::str::FromStr for ImportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ImportFormat, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "candlekeep" => Ok(ImportFormat::Candlekeep),
+            "binance-trades" => Ok(ImportFormat::BinanceTrades),
+            "binance-agg-trades" | "binance-aggtrades" => Ok(ImportFormat::BinanceAggTrades),
+            other => Err(format!(
+                "unknown import format `{other}`: use {}",
+                ImportFormat::NAMES.join(", ")
+            )),
+        }
+    }
 }
 
 fn row_to_trade(
@@ -247,6 +317,9 @@ pub fn import_file(
         path: path.to_owned(),
         source,
     };
+    if target.format != ImportFormat::Candlekeep {
+        return import_binance_dump(path, target, &mut emit);
+    }
     let mut reader = BufReader::new(LineBound::new(File::open(path).map_err(io)?));
     let is_json = {
         let ext = path
@@ -392,6 +465,169 @@ pub fn import_file(
     Ok(stats)
 }
 
+/// Counts, logs and emits a bad row as an ingest error.
+#[allow(clippy::too_many_arguments)]
+fn report_bad(
+    path: &Path,
+    target: &ImportTarget,
+    stats: &mut ImportStats,
+    line: u64,
+    message: String,
+    input: &str,
+    id: Option<&str>,
+    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
+) -> Result<(), Closed> {
+    ck_bus::metrics::counter("candlekeep_import_bad_rows_total").inc();
+    stats.bad_row_count += 1;
+    if stats.bad_rows.len() < FIRST_BAD_ROWS {
+        tracing::warn!(file = %path.display(), line, error = %message, "skipped bad row");
+        stats.bad_rows.push((line, message.clone()));
+    }
+    let mut err = IngestError::new(
+        Some(target.exchange),
+        format!("{}:{line}", path.display()),
+        message,
+        input,
+    );
+    err.skipped_trade = id
+        .and_then(|id| id.trim().parse::<u64>().ok())
+        .map(|id| (target.instrument.clone(), id));
+    emit(Event::IngestError(err))
+}
+
+/// A Binance dump (`target.format`), zipped or not.
+fn import_binance_dump(
+    path: &Path,
+    target: &ImportTarget,
+    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
+) -> Result<ImportStats, ImportError> {
+    let io = |source| ImportError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let zipped = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+    if !zipped {
+        return read_binance_dump(path, target, BufReader::new(LineBound::new(file)), emit);
+    }
+    let bad_zip =
+        |e: zip::result::ZipError| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+    let mut archive = zip::ZipArchive::new(file).map_err(bad_zip)?;
+    // A dump holds one CSV; take the first that is one.
+    let index = (0..archive.len())
+        .find(|i| {
+            archive
+                .name_for_index(*i)
+                .is_some_and(|n| n.to_ascii_lowercase().ends_with(".csv"))
+        })
+        .ok_or_else(|| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the zip archive holds no .csv file",
+            ))
+        })?;
+    let entry = archive.by_index(index).map_err(bad_zip)?;
+    read_binance_dump(path, target, BufReader::new(LineBound::new(entry)), emit)
+}
+
+fn read_binance_dump(
+    path: &Path,
+    target: &ImportTarget,
+    reader: impl BufRead,
+    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
+) -> Result<ImportStats, ImportError> {
+    let agg = target.format == ImportFormat::BinanceAggTrades;
+    // Columns: id, price, qty, time, is_buyer_maker (and first, last ids).
+    let (id, price, qty, time, maker, least) = if agg {
+        (0, 1, 2, 5, 6, 7)
+    } else {
+        (0, 1, 2, 4, 5, 6)
+    };
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let mut stats = ImportStats::default();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line_no = csv.position().line();
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line_no = record.position().map_or(line_no, csv::Position::line);
+                let field = |i: usize| record.get(i).unwrap_or("");
+                // Dumps have had a header row in some years and not in others.
+                if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                let result = if record.len() < least {
+                    Err(format!(
+                        "expected at least {least} fields, found {}",
+                        record.len()
+                    ))
+                } else {
+                    let side = match field(maker).to_ascii_lowercase().as_str() {
+                        // The buyer made the market: the taker sold.
+                        "true" => Ok("sell"),
+                        "false" => Ok("buy"),
+                        other => Err(format!(
+                            "is_buyer_maker must be true or false, got `{other}`"
+                        )),
+                    };
+                    side.and_then(|side| {
+                        row_to_trade(target, field(time), field(id), field(price), field(qty), side)
+                    })
+                    .and_then(|mut t| {
+                        if agg {
+                            let (first, last) = (field(3).parse::<u64>(), field(4).parse::<u64>());
+                            match (first, last) {
+                                (Ok(f), Ok(l)) if l >= f => {
+                                    t.fills = u32::try_from(l - f + 1).unwrap_or(u32::MAX);
+                                }
+                                _ => {
+                                    return Err(format!(
+                                        "first_trade_id `{}` and last_trade_id `{}` are not a range",
+                                        field(3),
+                                        field(4)
+                                    ));
+                                }
+                            }
+                        }
+                        Ok(t)
+                    })
+                };
+                match result {
+                    Ok(t) => {
+                        stats.trades += 1;
+                        emit(Event::Trade(t))?;
+                    }
+                    Err(message) => {
+                        let text = record.iter().collect::<Vec<_>>().join(",");
+                        let id = record.get(id);
+                        report_bad(path, target, &mut stats, line_no, message, &text, id, emit)?;
+                    }
+                }
+            }
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(ImportError::Io {
+                    path: path.to_owned(),
+                    source: e.into(),
+                });
+            }
+            Err(e) => {
+                let line = e.position().map_or(line_no, csv::Position::line);
+                let message = format!("unreadable CSV row: {e}");
+                report_bad(path, target, &mut stats, line, message, "", None, emit)?;
+            }
+        }
+    }
+    Ok(stats)
+}
+
 /// The `trade_id` of a JSON row that did not import, if it can be read.
 fn json_trade_id(line: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -444,6 +680,7 @@ mod tests {
 
     fn target() -> ImportTarget {
         ImportTarget {
+            format: ImportFormat::Candlekeep,
             exchange: Exchange::Binance,
             instrument: Instrument::parse("BTC-USDT").expect("i"),
             received: Ts::from_secs(1_800_000_000),
@@ -624,5 +861,160 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("missing `ts`"), "{err}");
+    }
+    /// The recorded Binance trades as a Binance dump would list them: one
+    /// row each, `is_buyer_maker` true where the taker sold.
+    fn dump_rows(agg: bool, micros: bool) -> (Vec<Trade>, String) {
+        let trades = ck_testkit::bench_data::binance_trades();
+        let mut body = String::new();
+        for t in &trades {
+            let ms = t.ts_exchange.0 / 1_000_000;
+            let time = if micros { ms * 1_000 } else { ms };
+            let maker = t.side == Side::Sell;
+            let quote = t.price.checked_mul(t.size).expect("quote");
+            if agg {
+                // One aggregate per trade, its fills its own id twice over.
+                body.push_str(&format!(
+                    "{},{},{},{},{},{time},{},True\n",
+                    t.trade_id, t.price, t.size, t.trade_id, t.trade_id, maker
+                ));
+            } else {
+                body.push_str(&format!(
+                    "{},{},{},{quote},{time},{},True\n",
+                    t.trade_id,
+                    t.price,
+                    t.size,
+                    if maker { "True" } else { "False" }
+                ));
+            }
+        }
+        (trades, body)
+    }
+
+    fn import_dump(path: &Path, format: ImportFormat) -> (Vec<Trade>, ImportStats) {
+        let mut trades = Vec::new();
+        let target = ImportTarget { format, ..target() };
+        let stats = import_file(path, &target, |e| {
+            if let Event::Trade(t) = e {
+                trades.push(t);
+            }
+            Ok(())
+        })
+        .expect("import");
+        (trades, stats)
+    }
+
+    fn same_trades(got: &[Trade], recorded: &[Trade]) {
+        assert_eq!(got.len(), recorded.len());
+        for (a, b) in got.iter().zip(recorded) {
+            assert_eq!(
+                (
+                    &a.trade_id,
+                    a.price,
+                    a.size,
+                    a.side,
+                    a.ts_exchange.0 / 1_000_000
+                ),
+                (
+                    &b.trade_id,
+                    b.price,
+                    b.size,
+                    b.side,
+                    b.ts_exchange.0 / 1_000_000
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn binance_trade_dumps_in_every_layout_import_exactly() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Without a header, in milliseconds (the spot dumps until 2024).
+        let (recorded, body) = dump_rows(false, false);
+        let plain = dir.path().join("BTCUSDT-trades-2024-08-08.csv");
+        std::fs::write(&plain, &body).expect("write");
+        assert_eq!(ImportFormat::detect(&plain), ImportFormat::BinanceTrades);
+        let (got, stats) = import_dump(&plain, ImportFormat::BinanceTrades);
+        assert_eq!(stats.bad_row_count, 0, "{:?}", stats.bad_rows);
+        same_trades(&got, &recorded);
+
+        // With a header row, in microseconds (the spot dumps since 2025),
+        // zipped as Binance publishes them.
+        let (_, body) = dump_rows(false, true);
+        let body = format!("id,price,qty,quote_qty,time,is_buyer_maker,is_best_match\n{body}");
+        let zipped = dir.path().join("BTCUSDT-trades-2025-01.zip");
+        {
+            let mut zip = zip::ZipWriter::new(File::create(&zipped).expect("zip"));
+            zip.start_file(
+                "BTCUSDT-trades-2025-01.csv",
+                zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated),
+            )
+            .expect("entry");
+            zip.write_all(body.as_bytes()).expect("write");
+            zip.finish().expect("finish");
+        }
+        let (got, stats) = import_dump(&zipped, ImportFormat::detect(&zipped));
+        assert_eq!(stats.bad_row_count, 0, "{:?}", stats.bad_rows);
+        same_trades(&got, &recorded);
+        assert_eq!(
+            got[0].ts_exchange, recorded[0].ts_exchange,
+            "microseconds read as such"
+        );
+    }
+
+    #[test]
+    fn binance_agg_trade_dumps_count_their_fills_and_report_bad_rows() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (recorded, body) = dump_rows(true, false);
+        // A header, an aggregate of three fills, and two bad rows.
+        let body = format!(
+            "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match\n\
+             {body}1,61000.5,0.5,10,12,1723161255342,false,true\n\
+             2,61000.5,0.5,12,10,1723161255342,false,true\n\
+             3,61000.5,0.5,13,13,1723161255342,maybe,true\n"
+        );
+        let path = dir.path().join("BTCUSDT-aggTrades-2024-08-08.csv");
+        std::fs::write(&path, &body).expect("write");
+        assert_eq!(ImportFormat::detect(&path), ImportFormat::BinanceAggTrades);
+        let (got, stats) = import_dump(&path, ImportFormat::BinanceAggTrades);
+        same_trades(&got[..recorded.len()], &recorded);
+        let extra = &got[recorded.len()];
+        assert_eq!(
+            (extra.fills, extra.side),
+            (3, Side::Buy),
+            "is_buyer_maker false: the taker bought"
+        );
+        assert_eq!(stats.bad_row_count, 2, "{:?}", stats.bad_rows);
+        assert!(
+            stats.bad_rows[0].1.contains("not a range"),
+            "{:?}",
+            stats.bad_rows
+        );
+        assert!(
+            stats.bad_rows[1].1.contains("is_buyer_maker"),
+            "{:?}",
+            stats.bad_rows
+        );
+        assert_eq!(
+            stats.bad_rows[0].0,
+            recorded.len() as u64 + 3,
+            "line numbers count the header"
+        );
+    }
+
+    #[test]
+    fn import_formats_parse_and_refuse_unknown_names() {
+        assert_eq!("binance-trades".parse(), Ok(ImportFormat::BinanceTrades));
+        assert_eq!(
+            "Binance-AggTrades".parse(),
+            Ok(ImportFormat::BinanceAggTrades)
+        );
+        let err = "tardis".parse::<ImportFormat>().expect_err("unknown");
+        assert!(err.contains("binance-agg-trades"), "{err}");
+        assert_eq!(
+            ImportFormat::detect(Path::new("trades.csv")),
+            ImportFormat::Candlekeep
+        );
     }
 }
