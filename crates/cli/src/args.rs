@@ -84,8 +84,10 @@ pub(crate) enum Command {
         ts_unit: TsUnit,
         /// The file's layout: candlekeep (the default), binance-trades or
         /// binance-agg-trades (Binance's public dumps, `.zip` or `.csv`, with
-        /// or without a header row). Default: from the file's name
-        /// (`BTCUSDT-aggTrades-2024-08-08.zip` is binance-agg-trades).
+        /// or without a header row), tardis-trades or tardis-book-ticker
+        /// (Tardis.dev CSV, `.csv.gz` or plain; book tickers are quotes).
+        /// Default: from the file's name (`BTCUSDT-aggTrades-2024-08-08.zip`,
+        /// `binance_book_ticker_2024-08-08_BTCUSDT.csv.gz`).
         #[arg(long, value_parser = parse_import_format)]
         format: Option<ImportFormat>,
         /// The file.

@@ -272,8 +272,13 @@ pub(crate) fn print_report(report: &ck_app::pipeline::PipelineReport, started: s
                 k.received, k.events, k.undecodable, k.acked
             ),
             SourceReport::Import(i) => {
+                let quotes = if i.quotes > 0 {
+                    format!(" and {} quotes", i.quotes)
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "imported {} trades; {} bad rows skipped (each is an ingest error: `candlekeep errors`)",
+                    "imported {} trades{quotes}; {} bad rows skipped (each is an ingest error: `candlekeep errors`)",
                     i.trades, i.bad_row_count
                 );
                 for (line, why) in &i.bad_rows {

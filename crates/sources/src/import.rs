@@ -34,6 +34,8 @@ pub const FIRST_BAD_ROWS: usize = 20;
 pub struct ImportStats {
     /// Trades read.
     pub trades: u64,
+    /// Quotes read (Tardis `book_ticker` files).
+    pub quotes: u64,
     /// Rows skipped.
     pub bad_row_count: u64,
     /// The first [`FIRST_BAD_ROWS`] rows skipped, with their line numbers
@@ -202,11 +204,24 @@ pub enum ImportFormat {
     /// `agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker[,is_best_match]`;
     /// each row is one trade of `last - first + 1` fills.
     BinanceAggTrades,
+    /// Tardis.dev's downloadable `trades` CSV (`.csv.gz` or plain):
+    /// `exchange,symbol,timestamp,local_timestamp,id,side,price,amount`,
+    /// times in microseconds; `local_timestamp` becomes the receive time.
+    TardisTrades,
+    /// Tardis.dev's `book_ticker` CSV, imported as quotes:
+    /// `exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount`.
+    TardisBookTicker,
 }
 
 impl ImportFormat {
     /// Every format's name, for `--format`.
-    pub const NAMES: [&'static str; 3] = ["candlekeep", "binance-trades", "binance-agg-trades"];
+    pub const NAMES: [&'static str; 5] = [
+        "candlekeep",
+        "binance-trades",
+        "binance-agg-trades",
+        "tardis-trades",
+        "tardis-book-ticker",
+    ];
 
     /// The name `--format` takes.
     #[must_use]
@@ -215,19 +230,26 @@ impl ImportFormat {
             ImportFormat::Candlekeep => "candlekeep",
             ImportFormat::BinanceTrades => "binance-trades",
             ImportFormat::BinanceAggTrades => "binance-agg-trades",
+            ImportFormat::TardisTrades => "tardis-trades",
+            ImportFormat::TardisBookTicker => "tardis-book-ticker",
         }
     }
 
     /// The format a file's name says: Binance's dump names
     /// (`BTCUSDT-aggTrades-2024-08-08.zip`, `BTCUSDT-trades-2024-08.csv`),
-    /// else candlekeep's.
+    /// Tardis's (`binance_trades_2024-08-08_BTCUSDT.csv.gz`,
+    /// `binance_book_ticker_…`), else candlekeep's.
     #[must_use]
     pub fn detect(path: &Path) -> ImportFormat {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.contains("-aggTrades-") {
+        if name.contains("_book_ticker_") {
+            ImportFormat::TardisBookTicker
+        } else if name.contains("_trades_") {
+            ImportFormat::TardisTrades
+        } else if name.contains("-aggTrades-") {
             ImportFormat::BinanceAggTrades
         } else if name.contains("-trades-") {
             ImportFormat::BinanceTrades
@@ -244,6 +266,8 @@ impl std::str::FromStr for ImportFormat {
             "candlekeep" => Ok(ImportFormat::Candlekeep),
             "binance-trades" => Ok(ImportFormat::BinanceTrades),
             "binance-agg-trades" | "binance-aggtrades" => Ok(ImportFormat::BinanceAggTrades),
+            "tardis-trades" => Ok(ImportFormat::TardisTrades),
+            "tardis-book-ticker" => Ok(ImportFormat::TardisBookTicker),
             other => Err(format!(
                 "unknown import format `{other}`: use {}",
                 ImportFormat::NAMES.join(", ")
@@ -317,8 +341,14 @@ pub fn import_file(
         path: path.to_owned(),
         source,
     };
-    if target.format != ImportFormat::Candlekeep {
-        return import_binance_dump(path, target, &mut emit);
+    match target.format {
+        ImportFormat::Candlekeep => {}
+        ImportFormat::BinanceTrades | ImportFormat::BinanceAggTrades => {
+            return import_binance_dump(path, target, &mut emit);
+        }
+        ImportFormat::TardisTrades | ImportFormat::TardisBookTicker => {
+            return import_tardis(path, target, &mut emit);
+        }
     }
     let mut reader = BufReader::new(LineBound::new(File::open(path).map_err(io)?));
     let is_json = {
@@ -626,6 +656,156 @@ fn read_binance_dump(
         }
     }
     Ok(stats)
+}
+
+/// A Tardis.dev CSV (`target.format`), gzipped (`.gz`) or not.
+fn import_tardis(
+    path: &Path,
+    target: &ImportTarget,
+    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
+) -> Result<ImportStats, ImportError> {
+    let io = |source| ImportError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let gzipped = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let reader: Box<dyn std::io::Read> = if gzipped {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(BufReader::new(LineBound::new(reader)));
+    let headers = csv.headers().map_err(|e| io(e.into()))?.clone();
+    let wanted: &[&'static str] = if target.format == ImportFormat::TardisTrades {
+        &[
+            "timestamp",
+            "local_timestamp",
+            "id",
+            "side",
+            "price",
+            "amount",
+        ]
+    } else {
+        &[
+            "timestamp",
+            "local_timestamp",
+            "ask_amount",
+            "ask_price",
+            "bid_price",
+            "bid_amount",
+        ]
+    };
+    let mut cols = Vec::new();
+    for name in wanted {
+        cols.push(
+            headers
+                .iter()
+                .position(|h| h.eq_ignore_ascii_case(name))
+                .ok_or(ImportError::Header {
+                    path: path.to_owned(),
+                    column: name,
+                })?,
+        );
+    }
+    // Tardis times are microseconds since the epoch.
+    let micros = ImportTarget {
+        ts_unit: TsUnit::Micros,
+        ..target.clone()
+    };
+    let mut stats = ImportStats::default();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line_no = csv.position().line() + 1;
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line_no = record.position().map_or(line_no, csv::Position::line);
+                let field = |i: usize| record.get(cols[i]).unwrap_or("");
+                let received = unix_time(field(1), TsUnit::Micros);
+                let event = received.and_then(|received| {
+                    let at = ImportTarget {
+                        received,
+                        ..micros.clone()
+                    };
+                    if target.format == ImportFormat::TardisTrades {
+                        row_to_trade(&at, field(0), field(2), field(4), field(5), field(3)).map(
+                            |mut t| {
+                                t.ts_received = received;
+                                Event::Trade(t)
+                            },
+                        )
+                    } else {
+                        tardis_quote(&at, [field(0), field(2), field(3), field(4), field(5)])
+                            .map(Event::Quote)
+                    }
+                });
+                match event {
+                    Ok(e) => {
+                        if matches!(e, Event::Quote(_)) {
+                            stats.quotes += 1;
+                        } else {
+                            stats.trades += 1;
+                        }
+                        emit(e)?;
+                    }
+                    Err(message) => {
+                        let text = record.iter().collect::<Vec<_>>().join(",");
+                        let id = (target.format == ImportFormat::TardisTrades).then(|| field(2));
+                        report_bad(path, target, &mut stats, line_no, message, &text, id, emit)?;
+                    }
+                }
+            }
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(io(e.into())),
+            Err(e) => {
+                let line = e.position().map_or(line_no, csv::Position::line);
+                let message = format!("unreadable CSV row: {e}");
+                report_bad(path, target, &mut stats, line, message, "", None, emit)?;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// A Tardis `book_ticker` row: `[timestamp, ask_amount, ask_price,
+/// bid_price, bid_amount]`.
+fn tardis_quote(
+    target: &ImportTarget,
+    [ts, ask_amount, ask, bid, bid_amount]: [&str; 5],
+) -> Result<ck_model::Quote, String> {
+    let ts_exchange = unix_time(ts, TsUnit::Micros)?;
+    let decimal =
+        |what: &str, text: &str| Decimal::parse(text).map_err(|e| format!("bad {what}: {e}"));
+    let optional = |what: &str, text: &str| {
+        if text.is_empty() {
+            Ok(None)
+        } else {
+            decimal(what, text).map(Some)
+        }
+    };
+    let (bid, ask) = (decimal("bid_price", bid)?, decimal("ask_price", ask)?);
+    if bid.is_negative() || ask.is_negative() || bid.is_zero() || ask.is_zero() {
+        return Err(format!(
+            "prices must be positive, got bid {bid} and ask {ask}"
+        ));
+    }
+    Ok(ck_model::Quote {
+        exchange: target.exchange,
+        instrument: target.instrument.clone(),
+        bid,
+        bid_size: optional("bid_amount", bid_amount)?,
+        ask,
+        ask_size: optional("ask_amount", ask_amount)?,
+        last: None,
+        ts_exchange,
+        ts_received: target.received,
+    })
 }
 
 /// The `trade_id` of a JSON row that did not import, if it can be read.
@@ -1016,5 +1196,92 @@ mod tests {
             ImportFormat::detect(Path::new("trades.csv")),
             ImportFormat::Candlekeep
         );
+    }
+    #[test]
+    fn tardis_trades_and_book_tickers_import_exactly_gzipped() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let recorded = ck_testkit::bench_data::binance_trades();
+        let quotes =
+            ck_testkit::bench_data::recorded_quotes("hftbacktest/binance_spot_btcusdt_20240808.gz");
+        let micros = |ts: Ts| ts.0 / 1_000;
+        let gz = |name: &str, body: &str| {
+            let path = dir.path().join(name);
+            let mut w = flate2::write::GzEncoder::new(
+                File::create(&path).expect("file"),
+                flate2::Compression::default(),
+            );
+            w.write_all(body.as_bytes()).expect("write");
+            w.finish().expect("finish");
+            path
+        };
+        let mut body =
+            "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n".to_owned();
+        for t in &recorded {
+            body.push_str(&format!(
+                "binance,BTCUSDT,{},{},{},{},{},{}\n",
+                micros(t.ts_exchange),
+                micros(t.ts_received),
+                t.trade_id,
+                t.side.as_str(),
+                t.price,
+                t.size
+            ));
+        }
+        body.push_str("binance,BTCUSDT,1723161255342000,1723161255343000,,buy,61000,1\n");
+        let path = gz("binance_trades_2024-08-08_BTCUSDT.csv.gz", &body);
+        assert_eq!(ImportFormat::detect(&path), ImportFormat::TardisTrades);
+        let (got, stats) = import_dump(&path, ImportFormat::TardisTrades);
+        same_trades(&got, &recorded);
+        assert_eq!(
+            got[0].ts_received.0,
+            micros(recorded[0].ts_received) * 1_000,
+            "local_timestamp is the receive time"
+        );
+        assert_eq!(stats.bad_row_count, 1, "the row without an id");
+        assert!(
+            stats.bad_rows[0].1.contains("trade_id"),
+            "{:?}",
+            stats.bad_rows
+        );
+
+        let mut body =
+            "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount\n"
+                .to_owned();
+        for q in &quotes {
+            body.push_str(&format!(
+                "binance,BTCUSDT,{},{},{},{},{},{}\n",
+                micros(q.ts_exchange),
+                micros(q.ts_received),
+                q.ask_size.map(|d| d.to_string()).unwrap_or_default(),
+                q.ask,
+                q.bid,
+                q.bid_size.map(|d| d.to_string()).unwrap_or_default(),
+            ));
+        }
+        let path = gz("binance_book_ticker_2024-08-08_BTCUSDT.csv.gz", &body);
+        let target = ImportTarget {
+            format: ImportFormat::detect(&path),
+            ..target()
+        };
+        let mut got = Vec::new();
+        let stats = import_file(&path, &target, |e| {
+            if let Event::Quote(q) = e {
+                got.push(q);
+            }
+            Ok(())
+        })
+        .expect("import");
+        assert_eq!(
+            (stats.quotes, stats.bad_row_count),
+            (quotes.len() as u64, 0)
+        );
+        for (a, b) in got.iter().zip(&quotes) {
+            assert_eq!(
+                (a.bid, a.ask, a.bid_size, a.ask_size),
+                (b.bid, b.ask, b.bid_size, b.ask_size)
+            );
+            assert_eq!(a.ts_exchange.0 / 1_000, micros(b.ts_exchange));
+        }
     }
 }
