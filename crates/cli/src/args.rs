@@ -84,7 +84,9 @@ pub(crate) enum Command {
         ts_unit: TsUnit,
         /// The file's layout: candlekeep (the default), binance-trades or
         /// binance-agg-trades (Binance's public dumps, `.zip` or `.csv`, with
-        /// or without a header row), tardis-trades or tardis-book-ticker
+        /// or without a header row), binance-klines (Binance's kline dumps,
+        /// as the exchange's candles; the interval from the name,
+        /// `BTCUSDT-1m-2024-08-08.zip`), tardis-trades or tardis-book-ticker
         /// (Tardis.dev CSV, `.csv.gz` or plain; book tickers are quotes).
         /// Default: from the file's name (`BTCUSDT-aggTrades-2024-08-08.zip`,
         /// `binance_book_ticker_2024-08-08_BTCUSDT.csv.gz`).

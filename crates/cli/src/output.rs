@@ -272,11 +272,16 @@ pub(crate) fn print_report(report: &ck_app::pipeline::PipelineReport, started: s
                 k.received, k.events, k.undecodable, k.acked
             ),
             SourceReport::Import(i) => {
-                let quotes = if i.quotes > 0 {
-                    format!(" and {} quotes", i.quotes)
-                } else {
-                    String::new()
-                };
+                let mut quotes = String::new();
+                if i.quotes > 0 {
+                    quotes.push_str(&format!(", {} quotes", i.quotes));
+                }
+                if i.candles > 0 {
+                    quotes.push_str(&format!(
+                        ", {} exchange candles (`--source exchange`)",
+                        i.candles
+                    ));
+                }
                 eprintln!(
                     "imported {} trades{quotes}; {} bad rows skipped (each is an ingest error: `candlekeep errors`)",
                     i.trades, i.bad_row_count

@@ -36,6 +36,8 @@ pub struct ImportStats {
     pub trades: u64,
     /// Quotes read (Tardis `book_ticker` files).
     pub quotes: u64,
+    /// The exchange's candles read (Binance `klines` dumps).
+    pub candles: u64,
     /// Rows skipped.
     pub bad_row_count: u64,
     /// The first [`FIRST_BAD_ROWS`] rows skipped, with their line numbers
@@ -204,6 +206,11 @@ pub enum ImportFormat {
     /// `agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker[,is_best_match]`;
     /// each row is one trade of `last - first + 1` fills.
     BinanceAggTrades,
+    /// Binance's kline dumps (`<SYMBOL>-<interval>-<period>`, the interval
+    /// from the name), imported as the exchange's candles
+    /// (`--source exchange`, for `verify`): `open_time,open,high,low,close,
+    /// volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore`.
+    BinanceKlines,
     /// Tardis.dev's downloadable `trades` CSV (`.csv.gz` or plain):
     /// `exchange,symbol,timestamp,local_timestamp,id,side,price,amount`,
     /// times in microseconds; `local_timestamp` becomes the receive time.
@@ -215,10 +222,11 @@ pub enum ImportFormat {
 
 impl ImportFormat {
     /// Every format's name, for `--format`.
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 6] = [
         "candlekeep",
         "binance-trades",
         "binance-agg-trades",
+        "binance-klines",
         "tardis-trades",
         "tardis-book-ticker",
     ];
@@ -230,6 +238,7 @@ impl ImportFormat {
             ImportFormat::Candlekeep => "candlekeep",
             ImportFormat::BinanceTrades => "binance-trades",
             ImportFormat::BinanceAggTrades => "binance-agg-trades",
+            ImportFormat::BinanceKlines => "binance-klines",
             ImportFormat::TardisTrades => "tardis-trades",
             ImportFormat::TardisBookTicker => "tardis-book-ticker",
         }
@@ -253,6 +262,8 @@ impl ImportFormat {
             ImportFormat::BinanceAggTrades
         } else if name.contains("-trades-") {
             ImportFormat::BinanceTrades
+        } else if kline_interval(name).is_some() {
+            ImportFormat::BinanceKlines
         } else {
             ImportFormat::Candlekeep
         }
@@ -266,6 +277,7 @@ impl std::str::FromStr for ImportFormat {
             "candlekeep" => Ok(ImportFormat::Candlekeep),
             "binance-trades" => Ok(ImportFormat::BinanceTrades),
             "binance-agg-trades" | "binance-aggtrades" => Ok(ImportFormat::BinanceAggTrades),
+            "binance-klines" => Ok(ImportFormat::BinanceKlines),
             "tardis-trades" => Ok(ImportFormat::TardisTrades),
             "tardis-book-ticker" => Ok(ImportFormat::TardisBookTicker),
             other => Err(format!(
@@ -343,7 +355,9 @@ pub fn import_file(
     };
     match target.format {
         ImportFormat::Candlekeep => {}
-        ImportFormat::BinanceTrades | ImportFormat::BinanceAggTrades => {
+        ImportFormat::BinanceTrades
+        | ImportFormat::BinanceAggTrades
+        | ImportFormat::BinanceKlines => {
             return import_binance_dump(path, target, &mut emit);
         }
         ImportFormat::TardisTrades | ImportFormat::TardisBookTicker => {
@@ -569,6 +583,9 @@ fn read_binance_dump(
     reader: impl BufRead,
     emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
 ) -> Result<ImportStats, ImportError> {
+    if target.format == ImportFormat::BinanceKlines {
+        return read_binance_klines(path, target, reader, emit);
+    }
     let agg = target.format == ImportFormat::BinanceAggTrades;
     // Columns: id, price, qty, time, is_buyer_maker (and first, last ids).
     let (id, price, qty, time, maker, least) = if agg {
@@ -639,6 +656,114 @@ fn read_binance_dump(
                         let text = record.iter().collect::<Vec<_>>().join(",");
                         let id = record.get(id);
                         report_bad(path, target, &mut stats, line_no, message, &text, id, emit)?;
+                    }
+                }
+            }
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(ImportError::Io {
+                    path: path.to_owned(),
+                    source: e.into(),
+                });
+            }
+            Err(e) => {
+                let line = e.position().map_or(line_no, csv::Position::line);
+                let message = format!("unreadable CSV row: {e}");
+                report_bad(path, target, &mut stats, line, message, "", None, emit)?;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// The interval a Binance kline dump's name says: `BTCUSDT-1m-2024-08-08.zip`.
+fn kline_interval(name: &str) -> Option<ck_model::Interval> {
+    let mut parts = name.split('-');
+    let _symbol = parts.next()?;
+    let interval = parts.next()?;
+    // A period follows: a year (and month, and day).
+    parts.next()?.parse::<u16>().ok()?;
+    interval.parse().ok()
+}
+
+fn read_binance_klines(
+    path: &Path,
+    target: &ImportTarget,
+    reader: impl BufRead,
+    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
+) -> Result<ImportStats, ImportError> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let Some(interval) = kline_interval(name) else {
+        return Err(ImportError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a kline dump's name says its interval, as Binance names them: SYMBOL-1m-2024-08-08.zip",
+            ),
+        });
+    };
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(reader);
+    let mut stats = ImportStats::default();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line_no = csv.position().line();
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line_no = record.position().map_or(line_no, csv::Position::line);
+                let field = |i: usize| record.get(i).unwrap_or("");
+                if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
+                    continue; // a header row
+                }
+                let candle = if record.len() < 11 {
+                    Err(format!("expected 12 fields, found {}", record.len()))
+                } else {
+                    unix_time(field(0), TsUnit::Auto).and_then(|open| {
+                        // The REST kline array these rows copy, times in ms.
+                        let ms = |ts: Ts| ts.0 / 1_000_000;
+                        let count: u64 = field(8)
+                            .parse()
+                            .map_err(|_| format!("count `{}` is not a number", field(8)))?;
+                        let row = serde_json::json!([
+                            ms(open),
+                            field(1),
+                            field(2),
+                            field(3),
+                            field(4),
+                            field(5),
+                            0,
+                            field(7),
+                            count,
+                            field(9),
+                            field(10),
+                            "0"
+                        ]);
+                        crate::binance::kline_row(
+                            target.exchange,
+                            &target.instrument,
+                            interval,
+                            &row,
+                            target.received,
+                        )
+                        .map_err(|e| e.to_string())
+                    })
+                };
+                match candle {
+                    Ok(c) => {
+                        stats.candles += 1;
+                        emit(Event::ExchangeCandle(Box::new(c)))?;
+                    }
+                    Err(message) => {
+                        let text = record.iter().collect::<Vec<_>>().join(",");
+                        report_bad(
+                            path, target, &mut stats, line_no, message, &text, None, emit,
+                        )?;
                     }
                 }
             }
@@ -1283,5 +1408,93 @@ mod tests {
             );
             assert_eq!(a.ts_exchange.0 / 1_000, micros(b.ts_exchange));
         }
+    }
+    #[test]
+    fn binance_kline_dumps_import_as_the_exchanges_candles() {
+        // One-minute klines of the recorded trades, computed plainly here.
+        let trades = ck_testkit::bench_data::binance_trades();
+        let mut minutes: std::collections::BTreeMap<i64, Vec<&Trade>> = Default::default();
+        for t in &trades {
+            minutes
+                .entry(t.ts_exchange.0 / 60_000_000_000)
+                .or_default()
+                .push(t);
+        }
+        let mut body = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore\n".to_owned();
+        let mut expected = Vec::new();
+        for (minute, ts) in &minutes {
+            let sum = |f: &dyn Fn(&&Trade) -> Decimal, only_buys: bool| {
+                ts.iter()
+                    .filter(|t| !only_buys || t.side == Side::Buy)
+                    .map(f)
+                    .fold(Decimal::ZERO, |a, b| a.checked_add(b).expect("sum"))
+            };
+            let volume = sum(&|t| t.size, false);
+            let quote = sum(&|t| t.price.checked_mul(t.size).expect("mul"), false);
+            let high = ts.iter().map(|t| t.price).max().expect("high");
+            let low = ts.iter().map(|t| t.price).min().expect("low");
+            let (open, close) = (ts[0].price, ts[ts.len() - 1].price);
+            let open_us = minute * 60_000_000; // microseconds, as 2025 spot dumps
+            body.push_str(&format!(
+                "{open_us},{open},{high},{low},{close},{volume},{},{quote},{},{},{},0\n",
+                open_us + 59_999_999,
+                ts.len(),
+                sum(&|t| t.size, true),
+                sum(&|t| t.price.checked_mul(t.size).expect("mul"), true),
+            ));
+            expected.push((
+                minute * 60_000_000_000,
+                open,
+                high,
+                low,
+                close,
+                volume,
+                quote,
+                ts.len() as u64,
+            ));
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("BTCUSDT-1m-2024-08-08.csv");
+        std::fs::write(&path, &body).expect("write");
+        assert_eq!(ImportFormat::detect(&path), ImportFormat::BinanceKlines);
+        let target = ImportTarget {
+            format: ImportFormat::BinanceKlines,
+            ..target()
+        };
+        let mut got = Vec::new();
+        let stats = import_file(&path, &target, |e| {
+            if let Event::ExchangeCandle(c) = e {
+                got.push(*c);
+            }
+            Ok(())
+        })
+        .expect("import");
+        assert_eq!(
+            (stats.candles, stats.bad_row_count),
+            (expected.len() as u64, 0)
+        );
+        let got: Vec<_> = got
+            .iter()
+            .map(|c| {
+                assert_eq!(c.interval, ck_model::Interval::M1);
+                (
+                    c.open_time.0,
+                    c.open,
+                    c.high,
+                    c.low,
+                    c.close,
+                    c.volume,
+                    c.quote_volume,
+                    c.trades,
+                )
+            })
+            .collect();
+        assert_eq!(got, expected);
+
+        // A name without an interval is refused, naming the layout.
+        let unnamed = dir.path().join("klines.csv");
+        std::fs::write(&unnamed, &body).expect("write");
+        let err = import_file(&unnamed, &target, |_| Ok(())).expect_err("no interval");
+        assert!(err.to_string().contains("klines.csv"), "{err}");
     }
 }

@@ -6,6 +6,7 @@ mod wire;
 mod ws;
 
 pub use rest::{ApiKey, BinanceRest, DEFAULT_REST_URL, MAX_PAGE, native_symbol};
+pub(crate) use rest::kline_row;
 pub use wire::{BinanceKline, BinanceKlineEvent};
 pub use ws::{BinanceLiveConfig, BinanceProtocol, DEFAULT_WS_URL};
 

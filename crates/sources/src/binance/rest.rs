@@ -231,7 +231,7 @@ impl History for BinanceRest {
 
 /// `[openTime, "open", "high", "low", "close", "volume", closeTime,
 /// "quoteVolume", numTrades, "takerBuyBase", "takerBuyQuote", "0"]`.
-fn kline_row(
+pub(crate) fn kline_row(
     ex: Exchange,
     instrument: &Instrument,
     interval: Interval,
