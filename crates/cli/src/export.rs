@@ -8,8 +8,9 @@
 //!   first pass over the range, then the rows are written in a second.
 //! - CSV and JSON lines have the columns of `candlekeep trades|quotes|candles
 //!   --format csv|json`.
-//! - The file is written beside `--out` and renamed into place when it is
-//!   complete: an interrupted export leaves no half file under its name.
+//! - The file is written beside `--out` (`PATH.partial`) and renamed into
+//!   place when it is complete: a failed export removes it, and an
+//!   interrupted one leaves no half file under the name asked for.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -144,14 +145,32 @@ pub(crate) async fn export(store: Arc<dyn Store>, request: &ExportRequest) -> an
     };
     let windows = windows(request, from);
     let partial = partial_path(&request.out);
-    let mut sink = Sink::create(store.as_ref(), request, &windows, &partial).await?;
+    let written = write(store.as_ref(), request, &windows, &partial).await;
+    if written.is_err() {
+        // What was written is of no use; the error says why.
+        let _ = std::fs::remove_file(&partial);
+    }
+    let rows = written?;
+    std::fs::rename(&partial, &request.out)
+        .with_context(|| format!("moving {} to {}", partial.display(), request.out.display()))?;
+    Ok(rows)
+}
+
+/// Writes every window to `partial`; how many rows.
+async fn write(
+    store: &dyn Store,
+    request: &ExportRequest,
+    windows: &[(Option<Interval>, Ts, Ts)],
+    partial: &Path,
+) -> anyhow::Result<u64> {
+    let mut sink = Sink::create(store, request, windows, partial).await?;
     let bar = indicatif::ProgressBar::new(windows.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} windows, {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut rows = 0u64;
-    for w in &windows {
-        let batch = read(store.as_ref(), request, *w).await?;
+    for w in windows {
+        let batch = read(store, request, *w).await?;
         rows += batch.len() as u64;
         sink.write(batch)?;
         bar.inc(1);
@@ -159,8 +178,6 @@ pub(crate) async fn export(store: Arc<dyn Store>, request: &ExportRequest) -> an
     }
     bar.finish_and_clear();
     sink.finish()?;
-    std::fs::rename(&partial, &request.out)
-        .with_context(|| format!("moving {} to {}", partial.display(), request.out.display()))?;
     Ok(rows)
 }
 
