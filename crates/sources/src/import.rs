@@ -385,34 +385,6 @@ pub fn import_file(
         }
     };
     let mut stats = ImportStats::default();
-    let bad_rows_total = ck_bus::metrics::counter("candlekeep_import_bad_rows_total");
-    let bad = |stats: &mut ImportStats,
-               line: u64,
-               message: String,
-               input: &str,
-               id: Option<&str>,
-               emit: &mut dyn FnMut(Event) -> Result<(), Closed>| {
-        bad_rows_total.inc();
-        stats.bad_row_count += 1;
-        if stats.bad_rows.len() < FIRST_BAD_ROWS {
-            tracing::warn!(file = %path.display(), line, error = %message, "skipped bad row");
-            stats.bad_rows.push((line, message.clone()));
-        } else if stats.bad_rows.len() == FIRST_BAD_ROWS
-            && stats.bad_row_count == FIRST_BAD_ROWS as u64 + 1
-        {
-            tracing::warn!(file = %path.display(), "more bad rows: counting them without a warning each");
-        }
-        let mut err = IngestError::new(
-            Some(target.exchange),
-            format!("{}:{line}", path.display()),
-            message,
-            input,
-        );
-        err.skipped_trade = id
-            .and_then(|id| id.trim().parse::<u64>().ok())
-            .map(|id| (target.instrument.clone(), id));
-        emit(Event::IngestError(err))
-    };
     if is_json {
         for (i, line) in reader.lines().enumerate() {
             let line_no = i as u64 + 1;
@@ -427,14 +399,8 @@ pub fn import_file(
                 }
                 Err(message) => {
                     let id = json_trade_id(&line);
-                    bad(
-                        &mut stats,
-                        line_no,
-                        message,
-                        &line,
-                        id.as_deref(),
-                        &mut emit,
-                    )?;
+                    let at = (line_no, message, line.as_str(), id.as_deref());
+                    report_bad(path, target, &mut stats, at, &mut emit)?;
                 }
             }
         }
@@ -461,64 +427,28 @@ pub fn import_file(
         col("qty")?,
         col("side")?,
     ];
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line_no = csv.position().line() + 1;
-        match csv.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                let line_no = record.position().map_or(line_no, csv::Position::line);
-                let field = |i: usize| record.get(cols[i]).unwrap_or("");
-                let result = if record.len() < headers.len() {
-                    Err(format!(
-                        "expected {} fields, found {}",
-                        headers.len(),
-                        record.len()
-                    ))
-                } else {
-                    row_to_trade(target, field(0), field(1), field(2), field(3), field(4))
-                };
-                match result {
-                    Ok(t) => {
-                        stats.trades += 1;
-                        emit(Event::Trade(t))?;
-                    }
-                    Err(message) => {
-                        let text = record.iter().collect::<Vec<_>>().join(",");
-                        let id = record.get(cols[1]);
-                        bad(&mut stats, line_no, message, &text, id, &mut emit)?;
-                    }
-                }
-            }
-            // The file itself could not be read on: what came before is
-            // imported, and the import fails naming the cause.
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(io(e.into())),
-            Err(e) => {
-                let line = e.position().map_or(line_no, csv::Position::line);
-                bad(
-                    &mut stats,
-                    line,
-                    format!("unreadable CSV row: {e}"),
-                    "",
-                    None,
-                    &mut emit,
-                )?;
-            }
+    let fields = headers.len();
+    read_records(path, target, &mut csv, &mut emit, |record, _| {
+        let field = |i: usize| record.get(cols[i]).unwrap_or("");
+        let result = if record.len() < fields {
+            Err(format!("expected {fields} fields, found {}", record.len()))
+        } else {
+            row_to_trade(target, field(0), field(1), field(2), field(3), field(4))
+        };
+        match result {
+            Ok(t) => Row::Load(Event::Trade(t)),
+            Err(message) => Row::Bad(message, record.get(cols[1]).map(str::to_owned)),
         }
-    }
-    Ok(stats)
+    })
 }
 
-/// Counts, logs and emits a bad row as an ingest error.
-#[allow(clippy::too_many_arguments)]
+/// Counts, logs and emits a bad row as an ingest error: `(line, why,
+/// the row's text, its trade id where it has one)`.
 fn report_bad(
     path: &Path,
     target: &ImportTarget,
     stats: &mut ImportStats,
-    line: u64,
-    message: String,
-    input: &str,
-    id: Option<&str>,
+    (line, message, input, id): (u64, String, &str, Option<&str>),
     emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
 ) -> Result<(), Closed> {
     ck_bus::metrics::counter("candlekeep_import_bad_rows_total").inc();
@@ -526,6 +456,8 @@ fn report_bad(
     if stats.bad_rows.len() < FIRST_BAD_ROWS {
         tracing::warn!(file = %path.display(), line, error = %message, "skipped bad row");
         stats.bad_rows.push((line, message.clone()));
+    } else if stats.bad_row_count == FIRST_BAD_ROWS as u64 + 1 {
+        tracing::warn!(file = %path.display(), "more bad rows: counting them without a warning each");
     }
     let mut err = IngestError::new(
         Some(target.exchange),
@@ -537,6 +469,71 @@ fn report_bad(
         .and_then(|id| id.trim().parse::<u64>().ok())
         .map(|id| (target.instrument.clone(), id));
     emit(Event::IngestError(err))
+}
+
+/// What one CSV record came to. (It lives for one record on the stack:
+/// boxing the event would cost an allocation a row.)
+#[allow(clippy::large_enum_variant)]
+enum Row {
+    /// Nothing to load (a header row).
+    Skip,
+    /// A trade, quote or candle.
+    Load(Event),
+    /// A bad row: why, and its trade id where it has one.
+    Bad(String, Option<String>),
+}
+
+/// Reads every record of `csv` into `row`, loads what it makes, reports
+/// bad rows with their line numbers, and ends on an I/O error (what came
+/// before is loaded).
+fn read_records<R: std::io::Read>(
+    path: &Path,
+    target: &ImportTarget,
+    csv: &mut csv::Reader<R>,
+    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
+    mut row: impl FnMut(&csv::StringRecord, u64) -> Row,
+) -> Result<ImportStats, ImportError> {
+    let mut stats = ImportStats::default();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line_no = csv.position().line() + u64::from(csv.has_headers());
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line_no = record.position().map_or(line_no, csv::Position::line);
+                match row(&record, line_no) {
+                    Row::Skip => {}
+                    Row::Load(event) => {
+                        match &event {
+                            Event::Quote(_) => stats.quotes += 1,
+                            Event::ExchangeCandle(_) => stats.candles += 1,
+                            _ => stats.trades += 1,
+                        }
+                        emit(event)?;
+                    }
+                    Row::Bad(message, id) => {
+                        let text = record.iter().collect::<Vec<_>>().join(",");
+                        let at = (line_no, message, text.as_str(), id.as_deref());
+                        report_bad(path, target, &mut stats, at, emit)?;
+                    }
+                }
+            }
+            // The file itself could not be read on: what came before is
+            // imported, and the import fails naming the cause.
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(ImportError::Io {
+                    path: path.to_owned(),
+                    source: e.into(),
+                });
+            }
+            Err(e) => {
+                let line = e.position().map_or(line_no, csv::Position::line);
+                let message = format!("unreadable CSV row: {e}");
+                report_bad(path, target, &mut stats, (line, message, "", None), emit)?;
+            }
+        }
+    }
+    Ok(stats)
 }
 
 /// A Binance dump (`target.format`), zipped or not.
@@ -598,81 +595,59 @@ fn read_binance_dump(
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(reader);
-    let mut stats = ImportStats::default();
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line_no = csv.position().line();
-        match csv.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                let line_no = record.position().map_or(line_no, csv::Position::line);
-                let field = |i: usize| record.get(i).unwrap_or("");
-                // Dumps have had a header row in some years and not in others.
-                if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
-                    continue;
-                }
-                let result = if record.len() < least {
-                    Err(format!(
-                        "expected at least {least} fields, found {}",
-                        record.len()
-                    ))
-                } else {
-                    let side = match field(maker).to_ascii_lowercase().as_str() {
-                        // The buyer made the market: the taker sold.
-                        "true" => Ok("sell"),
-                        "false" => Ok("buy"),
-                        other => Err(format!(
-                            "is_buyer_maker must be true or false, got `{other}`"
-                        )),
-                    };
-                    side.and_then(|side| {
-                        row_to_trade(target, field(time), field(id), field(price), field(qty), side)
-                    })
-                    .and_then(|mut t| {
-                        if agg {
-                            let (first, last) = (field(3).parse::<u64>(), field(4).parse::<u64>());
-                            match (first, last) {
-                                (Ok(f), Ok(l)) if l >= f => {
-                                    t.fills = u32::try_from(l - f + 1).unwrap_or(u32::MAX);
-                                }
-                                _ => {
-                                    return Err(format!(
-                                        "first_trade_id `{}` and last_trade_id `{}` are not a range",
-                                        field(3),
-                                        field(4)
-                                    ));
-                                }
-                            }
-                        }
-                        Ok(t)
-                    })
-                };
-                match result {
-                    Ok(t) => {
-                        stats.trades += 1;
-                        emit(Event::Trade(t))?;
-                    }
-                    Err(message) => {
-                        let text = record.iter().collect::<Vec<_>>().join(",");
-                        let id = record.get(id);
-                        report_bad(path, target, &mut stats, line_no, message, &text, id, emit)?;
-                    }
-                }
-            }
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
-                return Err(ImportError::Io {
-                    path: path.to_owned(),
-                    source: e.into(),
-                });
-            }
-            Err(e) => {
-                let line = e.position().map_or(line_no, csv::Position::line);
-                let message = format!("unreadable CSV row: {e}");
-                report_bad(path, target, &mut stats, line, message, "", None, emit)?;
-            }
+    read_records(path, target, &mut csv, emit, |record, line_no| {
+        let field = |i: usize| record.get(i).unwrap_or("");
+        // Dumps have had a header row in some years and not in others.
+        if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
+            return Row::Skip;
         }
-    }
-    Ok(stats)
+        let result = if record.len() < least {
+            Err(format!(
+                "expected at least {least} fields, found {}",
+                record.len()
+            ))
+        } else {
+            let side = match field(maker).to_ascii_lowercase().as_str() {
+                // The buyer made the market: the taker sold.
+                "true" => Ok("sell"),
+                "false" => Ok("buy"),
+                other => Err(format!(
+                    "is_buyer_maker must be true or false, got `{other}`"
+                )),
+            };
+            side.and_then(|side| {
+                row_to_trade(
+                    target,
+                    field(time),
+                    field(id),
+                    field(price),
+                    field(qty),
+                    side,
+                )
+            })
+            .and_then(|mut t| {
+                if agg {
+                    match (field(3).parse::<u64>(), field(4).parse::<u64>()) {
+                        (Ok(f), Ok(l)) if l >= f => {
+                            t.fills = u32::try_from(l - f + 1).unwrap_or(u32::MAX);
+                        }
+                        _ => {
+                            return Err(format!(
+                                "first_trade_id `{}` and last_trade_id `{}` are not a range",
+                                field(3),
+                                field(4)
+                            ));
+                        }
+                    }
+                }
+                Ok(t)
+            })
+        };
+        match result {
+            Ok(t) => Row::Load(Event::Trade(t)),
+            Err(message) => Row::Bad(message, record.get(id).map(str::to_owned)),
+        }
+    })
 }
 
 /// The interval a Binance kline dump's name says: `BTCUSDT-1m-2024-08-08.zip`.
@@ -709,78 +684,47 @@ fn read_binance_klines(
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(reader);
-    let mut stats = ImportStats::default();
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line_no = csv.position().line();
-        match csv.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                let line_no = record.position().map_or(line_no, csv::Position::line);
-                let field = |i: usize| record.get(i).unwrap_or("");
-                if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
-                    continue; // a header row
-                }
-                let candle = if record.len() < 11 {
-                    Err(format!("expected 12 fields, found {}", record.len()))
-                } else {
-                    unix_time(field(0), TsUnit::Auto).and_then(|open| {
-                        // The REST kline array these rows copy, times in ms.
-                        let ms = |ts: Ts| ts.0 / 1_000_000;
-                        let count: u64 = field(8)
-                            .parse()
-                            .map_err(|_| format!("count `{}` is not a number", field(8)))?;
-                        let row = serde_json::json!([
-                            ms(open),
-                            field(1),
-                            field(2),
-                            field(3),
-                            field(4),
-                            field(5),
-                            0,
-                            field(7),
-                            count,
-                            field(9),
-                            field(10),
-                            "0"
-                        ]);
-                        crate::binance::kline_row(
-                            target.exchange,
-                            &target.instrument,
-                            interval,
-                            &row,
-                            target.received,
-                        )
-                        .map_err(|e| e.to_string())
-                    })
-                };
-                match candle {
-                    Ok(c) => {
-                        stats.candles += 1;
-                        emit(Event::ExchangeCandle(Box::new(c)))?;
-                    }
-                    Err(message) => {
-                        let text = record.iter().collect::<Vec<_>>().join(",");
-                        report_bad(
-                            path, target, &mut stats, line_no, message, &text, None, emit,
-                        )?;
-                    }
-                }
-            }
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
-                return Err(ImportError::Io {
-                    path: path.to_owned(),
-                    source: e.into(),
-                });
-            }
-            Err(e) => {
-                let line = e.position().map_or(line_no, csv::Position::line);
-                let message = format!("unreadable CSV row: {e}");
-                report_bad(path, target, &mut stats, line, message, "", None, emit)?;
-            }
+    read_records(path, target, &mut csv, emit, |record, line_no| {
+        let field = |i: usize| record.get(i).unwrap_or("");
+        if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
+            return Row::Skip; // a header row
         }
-    }
-    Ok(stats)
+        if record.len() < 11 {
+            return Row::Bad(format!("expected 12 fields, found {}", record.len()), None);
+        }
+        let candle = unix_time(field(0), TsUnit::Auto).and_then(|open| {
+            let count: u64 = field(8)
+                .parse()
+                .map_err(|_| format!("count `{}` is not a number", field(8)))?;
+            // The REST kline array these rows copy, times in milliseconds.
+            let row = serde_json::json!([
+                open.0 / 1_000_000,
+                field(1),
+                field(2),
+                field(3),
+                field(4),
+                field(5),
+                0,
+                field(7),
+                count,
+                field(9),
+                field(10),
+                "0"
+            ]);
+            crate::binance::kline_row(
+                target.exchange,
+                &target.instrument,
+                interval,
+                &row,
+                target.received,
+            )
+            .map_err(|e| e.to_string())
+        });
+        match candle {
+            Ok(c) => Row::Load(Event::ExchangeCandle(Box::new(c))),
+            Err(message) => Row::Bad(message, None),
+        }
+    })
 }
 
 /// A Tardis.dev CSV (`target.format`), gzipped (`.gz`) or not.
@@ -844,58 +788,29 @@ fn import_tardis(
         ts_unit: TsUnit::Micros,
         ..target.clone()
     };
-    let mut stats = ImportStats::default();
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line_no = csv.position().line() + 1;
-        match csv.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {
-                let line_no = record.position().map_or(line_no, csv::Position::line);
-                let field = |i: usize| record.get(cols[i]).unwrap_or("");
-                let received = unix_time(field(1), TsUnit::Micros);
-                let event = received.and_then(|received| {
-                    let at = ImportTarget {
-                        received,
-                        ..micros.clone()
-                    };
-                    if target.format == ImportFormat::TardisTrades {
-                        row_to_trade(&at, field(0), field(2), field(4), field(5), field(3)).map(
-                            |mut t| {
-                                t.ts_received = received;
-                                Event::Trade(t)
-                            },
-                        )
-                    } else {
-                        tardis_quote(&at, [field(0), field(2), field(3), field(4), field(5)])
-                            .map(Event::Quote)
-                    }
-                });
-                match event {
-                    Ok(e) => {
-                        if matches!(e, Event::Quote(_)) {
-                            stats.quotes += 1;
-                        } else {
-                            stats.trades += 1;
-                        }
-                        emit(e)?;
-                    }
-                    Err(message) => {
-                        let text = record.iter().collect::<Vec<_>>().join(",");
-                        let id = (target.format == ImportFormat::TardisTrades).then(|| field(2));
-                        report_bad(path, target, &mut stats, line_no, message, &text, id, emit)?;
-                    }
-                }
+    let trades = target.format == ImportFormat::TardisTrades;
+    read_records(path, target, &mut csv, emit, |record, _| {
+        let field = |i: usize| record.get(cols[i]).unwrap_or("");
+        let event = unix_time(field(1), TsUnit::Micros).and_then(|received| {
+            let at = ImportTarget {
+                received,
+                ..micros.clone()
+            };
+            if trades {
+                row_to_trade(&at, field(0), field(2), field(4), field(5), field(3)).map(|mut t| {
+                    t.ts_received = received;
+                    Event::Trade(t)
+                })
+            } else {
+                tardis_quote(&at, [field(0), field(2), field(3), field(4), field(5)])
+                    .map(Event::Quote)
             }
-            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return Err(io(e.into())),
-            Err(e) => {
-                let line = e.position().map_or(line_no, csv::Position::line);
-                let message = format!("unreadable CSV row: {e}");
-                report_bad(path, target, &mut stats, line, message, "", None, emit)?;
-            }
+        });
+        match event {
+            Ok(e) => Row::Load(e),
+            Err(message) => Row::Bad(message, trades.then(|| field(2).to_owned())),
         }
-    }
-    Ok(stats)
+    })
 }
 
 /// A Tardis `book_ticker` row: `[timestamp, ask_amount, ask_price,
