@@ -262,7 +262,7 @@ impl ImportFormat {
             ImportFormat::BinanceAggTrades
         } else if name.contains("-trades-") {
             ImportFormat::BinanceTrades
-        } else if kline_interval(name).is_some() {
+        } else if binance::kline_interval(name).is_some() {
             ImportFormat::BinanceKlines
         } else {
             ImportFormat::Candlekeep
@@ -358,10 +358,10 @@ pub fn import_file(
         ImportFormat::BinanceTrades
         | ImportFormat::BinanceAggTrades
         | ImportFormat::BinanceKlines => {
-            return import_binance_dump(path, target, &mut emit);
+            return binance::import_binance_dump(path, target, &mut emit);
         }
         ImportFormat::TardisTrades | ImportFormat::TardisBookTicker => {
-            return import_tardis(path, target, &mut emit);
+            return tardis::import_tardis(path, target, &mut emit);
         }
     }
     let mut reader = BufReader::new(LineBound::new(File::open(path).map_err(io)?));
@@ -536,317 +536,8 @@ fn read_records<R: std::io::Read>(
     Ok(stats)
 }
 
-/// A Binance dump (`target.format`), zipped or not.
-fn import_binance_dump(
-    path: &Path,
-    target: &ImportTarget,
-    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
-) -> Result<ImportStats, ImportError> {
-    let io = |source| ImportError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let zipped = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
-    if !zipped {
-        return read_binance_dump(path, target, BufReader::new(LineBound::new(file)), emit);
-    }
-    let bad_zip =
-        |e: zip::result::ZipError| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
-    let mut archive = zip::ZipArchive::new(file).map_err(bad_zip)?;
-    // A dump holds one CSV; take the first that is one.
-    let index = (0..archive.len())
-        .find(|i| {
-            archive
-                .name_for_index(*i)
-                .is_some_and(|n| n.to_ascii_lowercase().ends_with(".csv"))
-        })
-        .ok_or_else(|| {
-            io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the zip archive holds no .csv file",
-            ))
-        })?;
-    let entry = archive.by_index(index).map_err(bad_zip)?;
-    read_binance_dump(path, target, BufReader::new(LineBound::new(entry)), emit)
-}
-
-fn read_binance_dump(
-    path: &Path,
-    target: &ImportTarget,
-    reader: impl BufRead,
-    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
-) -> Result<ImportStats, ImportError> {
-    if target.format == ImportFormat::BinanceKlines {
-        return read_binance_klines(path, target, reader, emit);
-    }
-    let agg = target.format == ImportFormat::BinanceAggTrades;
-    // Columns: id, price, qty, time, is_buyer_maker (and first, last ids).
-    let (id, price, qty, time, maker, least) = if agg {
-        (0, 1, 2, 5, 6, 7)
-    } else {
-        (0, 1, 2, 4, 5, 6)
-    };
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(reader);
-    read_records(path, target, &mut csv, emit, |record, line_no| {
-        let field = |i: usize| record.get(i).unwrap_or("");
-        // Dumps have had a header row in some years and not in others.
-        if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
-            return Row::Skip;
-        }
-        let result = if record.len() < least {
-            Err(format!(
-                "expected at least {least} fields, found {}",
-                record.len()
-            ))
-        } else {
-            let side = match field(maker).to_ascii_lowercase().as_str() {
-                // The buyer made the market: the taker sold.
-                "true" => Ok("sell"),
-                "false" => Ok("buy"),
-                other => Err(format!(
-                    "is_buyer_maker must be true or false, got `{other}`"
-                )),
-            };
-            side.and_then(|side| {
-                row_to_trade(
-                    target,
-                    field(time),
-                    field(id),
-                    field(price),
-                    field(qty),
-                    side,
-                )
-            })
-            .and_then(|mut t| {
-                if agg {
-                    match (field(3).parse::<u64>(), field(4).parse::<u64>()) {
-                        (Ok(f), Ok(l)) if l >= f => {
-                            t.fills = u32::try_from(l - f + 1).unwrap_or(u32::MAX);
-                        }
-                        _ => {
-                            return Err(format!(
-                                "first_trade_id `{}` and last_trade_id `{}` are not a range",
-                                field(3),
-                                field(4)
-                            ));
-                        }
-                    }
-                }
-                Ok(t)
-            })
-        };
-        match result {
-            Ok(t) => Row::Load(Event::Trade(t)),
-            Err(message) => Row::Bad(message, record.get(id).map(str::to_owned)),
-        }
-    })
-}
-
-/// The interval a Binance kline dump's name says: `BTCUSDT-1m-2024-08-08.zip`.
-fn kline_interval(name: &str) -> Option<ck_model::Interval> {
-    let mut parts = name.split('-');
-    let _symbol = parts.next()?;
-    let interval = parts.next()?;
-    // A period follows: a year (and month, and day).
-    parts.next()?.parse::<u16>().ok()?;
-    interval.parse().ok()
-}
-
-fn read_binance_klines(
-    path: &Path,
-    target: &ImportTarget,
-    reader: impl BufRead,
-    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
-) -> Result<ImportStats, ImportError> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let Some(interval) = kline_interval(name) else {
-        return Err(ImportError::Io {
-            path: path.to_owned(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "a kline dump's name says its interval, as Binance names them: SYMBOL-1m-2024-08-08.zip",
-            ),
-        });
-    };
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(reader);
-    read_records(path, target, &mut csv, emit, |record, line_no| {
-        let field = |i: usize| record.get(i).unwrap_or("");
-        if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
-            return Row::Skip; // a header row
-        }
-        if record.len() < 11 {
-            return Row::Bad(format!("expected 12 fields, found {}", record.len()), None);
-        }
-        let candle = unix_time(field(0), TsUnit::Auto).and_then(|open| {
-            let count: u64 = field(8)
-                .parse()
-                .map_err(|_| format!("count `{}` is not a number", field(8)))?;
-            // The REST kline array these rows copy, times in milliseconds.
-            let row = serde_json::json!([
-                open.0 / 1_000_000,
-                field(1),
-                field(2),
-                field(3),
-                field(4),
-                field(5),
-                0,
-                field(7),
-                count,
-                field(9),
-                field(10),
-                "0"
-            ]);
-            crate::binance::kline_row(
-                target.exchange,
-                &target.instrument,
-                interval,
-                &row,
-                target.received,
-            )
-            .map_err(|e| e.to_string())
-        });
-        match candle {
-            Ok(c) => Row::Load(Event::ExchangeCandle(Box::new(c))),
-            Err(message) => Row::Bad(message, None),
-        }
-    })
-}
-
-/// A Tardis.dev CSV (`target.format`), gzipped (`.gz`) or not.
-fn import_tardis(
-    path: &Path,
-    target: &ImportTarget,
-    emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
-) -> Result<ImportStats, ImportError> {
-    let io = |source| ImportError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let gzipped = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-    let reader: Box<dyn std::io::Read> = if gzipped {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(BufReader::new(LineBound::new(reader)));
-    let headers = csv.headers().map_err(|e| io(e.into()))?.clone();
-    let wanted: &[&'static str] = if target.format == ImportFormat::TardisTrades {
-        &[
-            "timestamp",
-            "local_timestamp",
-            "id",
-            "side",
-            "price",
-            "amount",
-        ]
-    } else {
-        &[
-            "timestamp",
-            "local_timestamp",
-            "ask_amount",
-            "ask_price",
-            "bid_price",
-            "bid_amount",
-        ]
-    };
-    let mut cols = Vec::new();
-    for name in wanted {
-        cols.push(
-            headers
-                .iter()
-                .position(|h| h.eq_ignore_ascii_case(name))
-                .ok_or(ImportError::Header {
-                    path: path.to_owned(),
-                    column: name,
-                })?,
-        );
-    }
-    // Tardis times are microseconds since the epoch.
-    let micros = ImportTarget {
-        ts_unit: TsUnit::Micros,
-        ..target.clone()
-    };
-    let trades = target.format == ImportFormat::TardisTrades;
-    read_records(path, target, &mut csv, emit, |record, _| {
-        let field = |i: usize| record.get(cols[i]).unwrap_or("");
-        let event = unix_time(field(1), TsUnit::Micros).and_then(|received| {
-            let at = ImportTarget {
-                received,
-                ..micros.clone()
-            };
-            if trades {
-                row_to_trade(&at, field(0), field(2), field(4), field(5), field(3)).map(|mut t| {
-                    t.ts_received = received;
-                    Event::Trade(t)
-                })
-            } else {
-                tardis_quote(&at, [field(0), field(2), field(3), field(4), field(5)])
-                    .map(Event::Quote)
-            }
-        });
-        match event {
-            Ok(e) => Row::Load(e),
-            Err(message) => Row::Bad(message, trades.then(|| field(2).to_owned())),
-        }
-    })
-}
-
-/// A Tardis `book_ticker` row: `[timestamp, ask_amount, ask_price,
-/// bid_price, bid_amount]`.
-fn tardis_quote(
-    target: &ImportTarget,
-    [ts, ask_amount, ask, bid, bid_amount]: [&str; 5],
-) -> Result<ck_model::Quote, String> {
-    let ts_exchange = unix_time(ts, TsUnit::Micros)?;
-    let decimal =
-        |what: &str, text: &str| Decimal::parse(text).map_err(|e| format!("bad {what}: {e}"));
-    let optional = |what: &str, text: &str| {
-        if text.is_empty() {
-            Ok(None)
-        } else {
-            decimal(what, text).map(Some)
-        }
-    };
-    let (bid, ask) = (decimal("bid_price", bid)?, decimal("ask_price", ask)?);
-    if bid.is_negative() || ask.is_negative() || bid.is_zero() || ask.is_zero() {
-        return Err(format!(
-            "prices must be positive, got bid {bid} and ask {ask}"
-        ));
-    }
-    Ok(ck_model::Quote {
-        exchange: target.exchange,
-        instrument: target.instrument.clone(),
-        bid,
-        bid_size: optional("bid_amount", bid_amount)?,
-        ask,
-        ask_size: optional("ask_amount", ask_amount)?,
-        last: None,
-        ts_exchange,
-        ts_received: target.received,
-    })
-}
+mod binance;
+mod tardis;
 
 /// The `trade_id` of a JSON row that did not import, if it can be read.
 fn json_trade_id(line: &str) -> Option<String> {
@@ -898,7 +589,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn target() -> ImportTarget {
+    pub(super) fn target() -> ImportTarget {
         ImportTarget {
             format: ImportFormat::Candlekeep,
             exchange: Exchange::Binance,
@@ -1082,36 +773,9 @@ mod tests {
             .to_string();
         assert!(err.contains("missing `ts`"), "{err}");
     }
-    /// The recorded Binance trades as a Binance dump would list them: one
-    /// row each, `is_buyer_maker` true where the taker sold.
-    fn dump_rows(agg: bool, micros: bool) -> (Vec<Trade>, String) {
-        let trades = ck_testkit::bench_data::binance_trades();
-        let mut body = String::new();
-        for t in &trades {
-            let ms = t.ts_exchange.0 / 1_000_000;
-            let time = if micros { ms * 1_000 } else { ms };
-            let maker = t.side == Side::Sell;
-            let quote = t.price.checked_mul(t.size).expect("quote");
-            if agg {
-                // One aggregate per trade, its fills its own id twice over.
-                body.push_str(&format!(
-                    "{},{},{},{},{},{time},{},True\n",
-                    t.trade_id, t.price, t.size, t.trade_id, t.trade_id, maker
-                ));
-            } else {
-                body.push_str(&format!(
-                    "{},{},{},{quote},{time},{},True\n",
-                    t.trade_id,
-                    t.price,
-                    t.size,
-                    if maker { "True" } else { "False" }
-                ));
-            }
-        }
-        (trades, body)
-    }
 
-    fn import_dump(path: &Path, format: ImportFormat) -> (Vec<Trade>, ImportStats) {
+    /// Imports `path` in `format`: its trades and what the import reported.
+    pub(super) fn import_dump(path: &Path, format: ImportFormat) -> (Vec<Trade>, ImportStats) {
         let mut trades = Vec::new();
         let target = ImportTarget { format, ..target() };
         let stats = import_file(path, &target, |e| {
@@ -1124,7 +788,7 @@ mod tests {
         (trades, stats)
     }
 
-    fn same_trades(got: &[Trade], recorded: &[Trade]) {
+    pub(super) fn same_trades(got: &[Trade], recorded: &[Trade]) {
         assert_eq!(got.len(), recorded.len());
         for (a, b) in got.iter().zip(recorded) {
             assert_eq!(
@@ -1147,83 +811,6 @@ mod tests {
     }
 
     #[test]
-    fn binance_trade_dumps_in_every_layout_import_exactly() {
-        let dir = tempfile::tempdir().expect("dir");
-        // Without a header, in milliseconds (the spot dumps until 2024).
-        let (recorded, body) = dump_rows(false, false);
-        let plain = dir.path().join("BTCUSDT-trades-2024-08-08.csv");
-        std::fs::write(&plain, &body).expect("write");
-        assert_eq!(ImportFormat::detect(&plain), ImportFormat::BinanceTrades);
-        let (got, stats) = import_dump(&plain, ImportFormat::BinanceTrades);
-        assert_eq!(stats.bad_row_count, 0, "{:?}", stats.bad_rows);
-        same_trades(&got, &recorded);
-
-        // With a header row, in microseconds (the spot dumps since 2025),
-        // zipped as Binance publishes them.
-        let (_, body) = dump_rows(false, true);
-        let body = format!("id,price,qty,quote_qty,time,is_buyer_maker,is_best_match\n{body}");
-        let zipped = dir.path().join("BTCUSDT-trades-2025-01.zip");
-        {
-            let mut zip = zip::ZipWriter::new(File::create(&zipped).expect("zip"));
-            zip.start_file(
-                "BTCUSDT-trades-2025-01.csv",
-                zip::write::SimpleFileOptions::default()
-                    .compression_method(zip::CompressionMethod::Deflated),
-            )
-            .expect("entry");
-            zip.write_all(body.as_bytes()).expect("write");
-            zip.finish().expect("finish");
-        }
-        let (got, stats) = import_dump(&zipped, ImportFormat::detect(&zipped));
-        assert_eq!(stats.bad_row_count, 0, "{:?}", stats.bad_rows);
-        same_trades(&got, &recorded);
-        assert_eq!(
-            got[0].ts_exchange, recorded[0].ts_exchange,
-            "microseconds read as such"
-        );
-    }
-
-    #[test]
-    fn binance_agg_trade_dumps_count_their_fills_and_report_bad_rows() {
-        let dir = tempfile::tempdir().expect("dir");
-        let (recorded, body) = dump_rows(true, false);
-        // A header, an aggregate of three fills, and two bad rows.
-        let body = format!(
-            "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match\n\
-             {body}1,61000.5,0.5,10,12,1723161255342,false,true\n\
-             2,61000.5,0.5,12,10,1723161255342,false,true\n\
-             3,61000.5,0.5,13,13,1723161255342,maybe,true\n"
-        );
-        let path = dir.path().join("BTCUSDT-aggTrades-2024-08-08.csv");
-        std::fs::write(&path, &body).expect("write");
-        assert_eq!(ImportFormat::detect(&path), ImportFormat::BinanceAggTrades);
-        let (got, stats) = import_dump(&path, ImportFormat::BinanceAggTrades);
-        same_trades(&got[..recorded.len()], &recorded);
-        let extra = &got[recorded.len()];
-        assert_eq!(
-            (extra.fills, extra.side),
-            (3, Side::Buy),
-            "is_buyer_maker false: the taker bought"
-        );
-        assert_eq!(stats.bad_row_count, 2, "{:?}", stats.bad_rows);
-        assert!(
-            stats.bad_rows[0].1.contains("not a range"),
-            "{:?}",
-            stats.bad_rows
-        );
-        assert!(
-            stats.bad_rows[1].1.contains("is_buyer_maker"),
-            "{:?}",
-            stats.bad_rows
-        );
-        assert_eq!(
-            stats.bad_rows[0].0,
-            recorded.len() as u64 + 3,
-            "line numbers count the header"
-        );
-    }
-
-    #[test]
     fn import_formats_parse_and_refuse_unknown_names() {
         assert_eq!("binance-trades".parse(), Ok(ImportFormat::BinanceTrades));
         assert_eq!(
@@ -1236,180 +823,5 @@ mod tests {
             ImportFormat::detect(Path::new("trades.csv")),
             ImportFormat::Candlekeep
         );
-    }
-    #[test]
-    fn tardis_trades_and_book_tickers_import_exactly_gzipped() {
-        use std::io::Write as _;
-        let dir = tempfile::tempdir().expect("dir");
-        let recorded = ck_testkit::bench_data::binance_trades();
-        let quotes =
-            ck_testkit::bench_data::recorded_quotes("hftbacktest/binance_spot_btcusdt_20240808.gz");
-        let micros = |ts: Ts| ts.0 / 1_000;
-        let gz = |name: &str, body: &str| {
-            let path = dir.path().join(name);
-            let mut w = flate2::write::GzEncoder::new(
-                File::create(&path).expect("file"),
-                flate2::Compression::default(),
-            );
-            w.write_all(body.as_bytes()).expect("write");
-            w.finish().expect("finish");
-            path
-        };
-        let mut body =
-            "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n".to_owned();
-        for t in &recorded {
-            body.push_str(&format!(
-                "binance,BTCUSDT,{},{},{},{},{},{}\n",
-                micros(t.ts_exchange),
-                micros(t.ts_received),
-                t.trade_id,
-                t.side.as_str(),
-                t.price,
-                t.size
-            ));
-        }
-        body.push_str("binance,BTCUSDT,1723161255342000,1723161255343000,,buy,61000,1\n");
-        let path = gz("binance_trades_2024-08-08_BTCUSDT.csv.gz", &body);
-        assert_eq!(ImportFormat::detect(&path), ImportFormat::TardisTrades);
-        let (got, stats) = import_dump(&path, ImportFormat::TardisTrades);
-        same_trades(&got, &recorded);
-        assert_eq!(
-            got[0].ts_received.0,
-            micros(recorded[0].ts_received) * 1_000,
-            "local_timestamp is the receive time"
-        );
-        assert_eq!(stats.bad_row_count, 1, "the row without an id");
-        assert!(
-            stats.bad_rows[0].1.contains("trade_id"),
-            "{:?}",
-            stats.bad_rows
-        );
-
-        let mut body =
-            "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount\n"
-                .to_owned();
-        for q in &quotes {
-            body.push_str(&format!(
-                "binance,BTCUSDT,{},{},{},{},{},{}\n",
-                micros(q.ts_exchange),
-                micros(q.ts_received),
-                q.ask_size.map(|d| d.to_string()).unwrap_or_default(),
-                q.ask,
-                q.bid,
-                q.bid_size.map(|d| d.to_string()).unwrap_or_default(),
-            ));
-        }
-        let path = gz("binance_book_ticker_2024-08-08_BTCUSDT.csv.gz", &body);
-        let target = ImportTarget {
-            format: ImportFormat::detect(&path),
-            ..target()
-        };
-        let mut got = Vec::new();
-        let stats = import_file(&path, &target, |e| {
-            if let Event::Quote(q) = e {
-                got.push(q);
-            }
-            Ok(())
-        })
-        .expect("import");
-        assert_eq!(
-            (stats.quotes, stats.bad_row_count),
-            (quotes.len() as u64, 0)
-        );
-        for (a, b) in got.iter().zip(&quotes) {
-            assert_eq!(
-                (a.bid, a.ask, a.bid_size, a.ask_size),
-                (b.bid, b.ask, b.bid_size, b.ask_size)
-            );
-            assert_eq!(a.ts_exchange.0 / 1_000, micros(b.ts_exchange));
-        }
-    }
-    #[test]
-    fn binance_kline_dumps_import_as_the_exchanges_candles() {
-        // One-minute klines of the recorded trades, computed plainly here.
-        let trades = ck_testkit::bench_data::binance_trades();
-        let mut minutes: std::collections::BTreeMap<i64, Vec<&Trade>> = Default::default();
-        for t in &trades {
-            minutes
-                .entry(t.ts_exchange.0 / 60_000_000_000)
-                .or_default()
-                .push(t);
-        }
-        let mut body = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore\n".to_owned();
-        let mut expected = Vec::new();
-        for (minute, ts) in &minutes {
-            let sum = |f: &dyn Fn(&&Trade) -> Decimal, only_buys: bool| {
-                ts.iter()
-                    .filter(|t| !only_buys || t.side == Side::Buy)
-                    .map(f)
-                    .fold(Decimal::ZERO, |a, b| a.checked_add(b).expect("sum"))
-            };
-            let volume = sum(&|t| t.size, false);
-            let quote = sum(&|t| t.price.checked_mul(t.size).expect("mul"), false);
-            let high = ts.iter().map(|t| t.price).max().expect("high");
-            let low = ts.iter().map(|t| t.price).min().expect("low");
-            let (open, close) = (ts[0].price, ts[ts.len() - 1].price);
-            let open_us = minute * 60_000_000; // microseconds, as 2025 spot dumps
-            body.push_str(&format!(
-                "{open_us},{open},{high},{low},{close},{volume},{},{quote},{},{},{},0\n",
-                open_us + 59_999_999,
-                ts.len(),
-                sum(&|t| t.size, true),
-                sum(&|t| t.price.checked_mul(t.size).expect("mul"), true),
-            ));
-            expected.push((
-                minute * 60_000_000_000,
-                open,
-                high,
-                low,
-                close,
-                volume,
-                quote,
-                ts.len() as u64,
-            ));
-        }
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("BTCUSDT-1m-2024-08-08.csv");
-        std::fs::write(&path, &body).expect("write");
-        assert_eq!(ImportFormat::detect(&path), ImportFormat::BinanceKlines);
-        let target = ImportTarget {
-            format: ImportFormat::BinanceKlines,
-            ..target()
-        };
-        let mut got = Vec::new();
-        let stats = import_file(&path, &target, |e| {
-            if let Event::ExchangeCandle(c) = e {
-                got.push(*c);
-            }
-            Ok(())
-        })
-        .expect("import");
-        assert_eq!(
-            (stats.candles, stats.bad_row_count),
-            (expected.len() as u64, 0)
-        );
-        let got: Vec<_> = got
-            .iter()
-            .map(|c| {
-                assert_eq!(c.interval, ck_model::Interval::M1);
-                (
-                    c.open_time.0,
-                    c.open,
-                    c.high,
-                    c.low,
-                    c.close,
-                    c.volume,
-                    c.quote_volume,
-                    c.trades,
-                )
-            })
-            .collect();
-        assert_eq!(got, expected);
-
-        // A name without an interval is refused, naming the layout.
-        let unnamed = dir.path().join("klines.csv");
-        std::fs::write(&unnamed, &body).expect("write");
-        let err = import_file(&unnamed, &target, |_| Ok(())).expect_err("no interval");
-        assert!(err.to_string().contains("klines.csv"), "{err}");
     }
 }
