@@ -8,8 +8,8 @@ use std::path::Path;
 use ck_bus::{Closed, Event};
 
 use super::{
-    ImportError, ImportFormat, ImportStats, ImportTarget, Row, TsUnit, read_records, row_to_trade,
-    unix_time,
+    ImportError, ImportFormat, ImportStats, ImportTarget, Row, TsUnit, csv_reader, has_extension,
+    is_header_row, read_records, row_to_trade, unix_time,
 };
 use crate::line_bound::LineBound;
 
@@ -24,11 +24,7 @@ pub(super) fn import_binance_dump(
         source,
     };
     let file = File::open(path).map_err(io)?;
-    let zipped = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
-    if !zipped {
+    if !has_extension(path, "zip") {
         return read_binance_dump(path, target, BufReader::new(LineBound::new(file)), emit);
     }
     let bad_zip =
@@ -67,17 +63,12 @@ fn read_binance_dump(
     } else {
         (0, 1, 2, 4, 5, 6)
     };
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(reader);
+    let mut csv = csv_reader(reader, false);
     read_records(path, target, &mut csv, emit, |record, line_no| {
-        let field = |i: usize| record.get(i).unwrap_or("");
-        // Dumps have had a header row in some years and not in others.
-        if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
+        if is_header_row(record, line_no) {
             return Row::Skip;
         }
+        let field = |i: usize| record.get(i).unwrap_or("");
         let result = if record.len() < least {
             Err(format!(
                 "expected at least {least} fields, found {}",
@@ -156,16 +147,12 @@ fn read_binance_klines(
             ),
         });
     };
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(reader);
+    let mut csv = csv_reader(reader, false);
     read_records(path, target, &mut csv, emit, |record, line_no| {
-        let field = |i: usize| record.get(i).unwrap_or("");
-        if line_no == 1 && !field(0).bytes().all(|b| b.is_ascii_digit()) {
-            return Row::Skip; // a header row
+        if is_header_row(record, line_no) {
+            return Row::Skip;
         }
+        let field = |i: usize| record.get(i).unwrap_or("");
         if record.len() < 11 {
             return Row::Bad(format!("expected 12 fields, found {}", record.len()), None);
         }

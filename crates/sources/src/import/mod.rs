@@ -406,10 +406,7 @@ pub fn import_file(
         }
         return Ok(stats);
     }
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(reader);
+    let mut csv = csv_reader(reader, true);
     let headers = csv.headers().map_err(|e| io(e.into()))?.clone();
     let col = |name: &'static str| {
         headers
@@ -469,6 +466,35 @@ fn report_bad(
         .and_then(|id| id.trim().parse::<u64>().ok())
         .map(|id| (target.instrument.clone(), id));
     emit(Event::IngestError(err))
+}
+
+/// A CSV reader as every layout reads: rows may differ in length, fields
+/// are trimmed; `headers` when the first row names the columns.
+fn csv_reader<R: std::io::Read>(reader: R, headers: bool) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(headers)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(reader)
+}
+
+/// Whether `path` ends in `.<extension>`, in any case.
+fn has_extension(path: &Path, extension: &str) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case(extension))
+}
+
+/// Whether a headerless layout's record is a header row after all (dumps
+/// have had one in some years and not in others): the first line, whose
+/// first field is not a number.
+fn is_header_row(record: &csv::StringRecord, line_no: u64) -> bool {
+    line_no == 1
+        && !record
+            .get(0)
+            .unwrap_or_default()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
 }
 
 /// What one CSV record came to. (It lives for one record on the stack:

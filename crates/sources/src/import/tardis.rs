@@ -8,8 +8,8 @@ use ck_bus::{Closed, Event};
 use ck_model::Decimal;
 
 use super::{
-    ImportError, ImportFormat, ImportStats, ImportTarget, Row, TsUnit, read_records, row_to_trade,
-    unix_time,
+    ImportError, ImportFormat, ImportStats, ImportTarget, Row, TsUnit, csv_reader, has_extension,
+    read_records, row_to_trade, unix_time,
 };
 use crate::line_bound::LineBound;
 
@@ -24,19 +24,12 @@ pub(super) fn import_tardis(
         source,
     };
     let file = File::open(path).map_err(io)?;
-    let gzipped = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-    let reader: Box<dyn std::io::Read> = if gzipped {
+    let reader: Box<dyn std::io::Read> = if has_extension(path, "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
-    let mut csv = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(BufReader::new(LineBound::new(reader)));
+    let mut csv = csv_reader(BufReader::new(LineBound::new(reader)), true);
     let headers = csv.headers().map_err(|e| io(e.into()))?.clone();
     let wanted: &[&'static str] = if target.format == ImportFormat::TardisTrades {
         &[
