@@ -189,14 +189,14 @@ pub fn write_candles(
     instrument: &Instrument,
     candles: &[Candle],
 ) -> Result<Written, Error> {
-    let mut rows: Vec<Candle> = candles.to_vec();
+    let mut rows: Vec<&Candle> = candles.iter().collect();
     rows.sort_by_key(|c| (c.interval.index(), c.open_time));
     let mut shape = CandleShape::new(exchange, instrument);
     for c in &rows {
         shape.observe(c);
     }
     let mut writer = CandleWriter::create(path, shape)?;
-    writer.write(&rows)?;
+    writer.write_refs(&rows)?;
     writer.finish()
 }
 
@@ -211,7 +211,7 @@ pub fn read_candles(path: &Path) -> Result<CandleDay, Error> {
         kind: "candles",
         why,
     };
-    let (exchange, instrument) = crate::trades::owner(&data).map_err(not)?;
+    let (exchange, instrument) = data.owner().map_err(not)?;
     let intervals = data.strings("interval").map_err(not)?;
     let open_times = data.ints("open_time").map_err(not)?;
     let mut decimals = Vec::new();

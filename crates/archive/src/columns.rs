@@ -209,13 +209,13 @@ impl Column {
         Ok(())
     }
 
-    /// The values of `rows`, in a column like this one.
-    fn slice(&self, rows: std::ops::Range<usize>) -> Column {
+    /// A column like this one, with no values.
+    fn empty_like(&self) -> Column {
         let values = match &self.values {
-            Values::I64(v) => Values::I64(v[rows].to_vec()),
-            Values::I32(v) => Values::I32(v[rows].to_vec()),
-            Values::Bytes(v) => Values::Bytes(v[rows].to_vec()),
-            Values::Wide(v) => Values::Wide(v[rows].to_vec()),
+            Values::I64(_) => Values::I64(Vec::new()),
+            Values::I32(_) => Values::I32(Vec::new()),
+            Values::Bytes(_) => Values::Bytes(Vec::new()),
+            Values::Wide(_) => Values::Wide(Vec::new()),
         };
         Column {
             name: self.name,
@@ -223,6 +223,16 @@ impl Column {
             optional: self.optional,
             enc: self.enc,
             values,
+        }
+    }
+
+    /// Drops the first `rows` values.
+    fn drop_front(&mut self, rows: usize) {
+        match &mut self.values {
+            Values::I64(v) => drop(v.drain(..rows)),
+            Values::I32(v) => drop(v.drain(..rows)),
+            Values::Bytes(v) => drop(v.drain(..rows)),
+            Values::Wide(v) => drop(v.drain(..rows)),
         }
     }
 
@@ -306,7 +316,7 @@ impl FileWriter {
         Ok(FileWriter {
             path: path.to_owned(),
             writer,
-            buffered: template.iter().map(|c| c.slice(0..0)).collect(),
+            buffered: template.iter().map(Column::empty_like).collect(),
             rows: 0,
         })
     }
@@ -335,28 +345,31 @@ impl FileWriter {
         for (buffer, column) in self.buffered.iter_mut().zip(columns) {
             buffer.extend(column).map_err(general)?;
         }
-        while self.buffered.first().map_or(0, |c| c.values.len()) >= ROW_GROUP_ROWS {
-            self.flush(ROW_GROUP_ROWS)?;
+        let buffered = self.buffered.first().map_or(0, |c| c.values.len());
+        let mut start = 0;
+        while buffered - start >= ROW_GROUP_ROWS {
+            self.write_group(start..start + ROW_GROUP_ROWS)?;
+            start += ROW_GROUP_ROWS;
+        }
+        // What was written leaves the buffer once per call, not per group.
+        for c in &mut self.buffered {
+            c.drop_front(start);
         }
         Ok(())
     }
 
-    /// Writes the first `rows` buffered rows as a row group.
-    fn flush(&mut self, rows: usize) -> Result<(), Error> {
+    /// Writes the buffered `rows` as a row group.
+    fn write_group(&mut self, rows: std::ops::Range<usize>) -> Result<(), Error> {
         let parquet = |source| Error::Parquet {
             path: self.path.clone(),
             source,
         };
         let mut group = self.writer.next_row_group().map_err(parquet)?;
         for c in &self.buffered {
-            write_column(&mut group, c, 0..rows).map_err(parquet)?;
+            write_column(&mut group, c, rows.clone()).map_err(parquet)?;
         }
         group.close().map_err(parquet)?;
-        for c in &mut self.buffered {
-            let len = c.values.len();
-            *c = c.slice(rows..len);
-        }
-        self.rows += rows as u64;
+        self.rows += rows.len() as u64;
         Ok(())
     }
 
@@ -364,7 +377,7 @@ impl FileWriter {
     pub(crate) fn finish(mut self) -> Result<Written, Error> {
         let left = self.buffered.first().map_or(0, |c| c.values.len());
         if left > 0 || self.rows == 0 {
-            self.flush(left)?;
+            self.write_group(0..left)?;
         }
         let path = self.path.clone();
         let file = self.writer.into_inner().map_err(|source| Error::Parquet {
@@ -434,6 +447,23 @@ pub(crate) struct FileData {
 }
 
 impl FileData {
+    /// The exchange and instrument the file's metadata names.
+    pub(crate) fn owner(&self) -> Result<(ck_model::Exchange, ck_model::Instrument), String> {
+        let exchange: ck_model::Exchange = self
+            .metadata
+            .get("candlekeep.exchange")
+            .ok_or("no candlekeep.exchange")?
+            .parse()
+            .map_err(|e| format!("candlekeep.exchange: {e}"))?;
+        let instrument = ck_model::Instrument::parse(
+            self.metadata
+                .get("candlekeep.instrument")
+                .ok_or("no candlekeep.instrument")?,
+        )
+        .map_err(|e| format!("candlekeep.instrument: {e}"))?;
+        Ok((exchange, instrument))
+    }
+
     /// The column `name`, or why the file is not what it should be.
     pub(crate) fn column(&self, name: &str) -> Result<(&Values, u8), String> {
         self.columns
@@ -650,9 +680,18 @@ macro_rules! batch_writer {
             /// When the file cannot be written, or a row does not fit the shape.
             pub fn write(&mut self, rows: &[$row]) -> Result<(), crate::Error> {
                 let rows: Vec<&$row> = rows.iter().collect();
+                self.write_refs(&rows)
+            }
+
+            /// Adds `rows` (borrowed, as a sort leaves them), after those
+            /// written before.
+            ///
+            /// # Errors
+            /// When the file cannot be written, or a row does not fit the shape.
+            pub fn write_refs(&mut self, rows: &[&$row]) -> Result<(), crate::Error> {
                 let columns =
                     self.shape
-                        .columns(&rows)
+                        .columns(rows)
                         .map_err(|what| crate::Error::Unrepresentable {
                             path: self.path.clone(),
                             what,

@@ -109,14 +109,14 @@ pub fn write_quotes(
     instrument: &Instrument,
     quotes: &[Quote],
 ) -> Result<Written, Error> {
-    let mut rows: Vec<Quote> = quotes.to_vec();
+    let mut rows: Vec<&Quote> = quotes.iter().collect();
     rows.sort_by_key(|q| (q.ts_exchange, q.ts_received));
     let mut shape = QuoteShape::new(exchange, instrument);
     for q in &rows {
         shape.observe(q);
     }
     let mut writer = QuoteWriter::create(path, shape)?;
-    writer.write(&rows)?;
+    writer.write_refs(&rows)?;
     writer.finish()
 }
 
@@ -131,7 +131,7 @@ pub fn read_quotes(path: &Path) -> Result<QuoteDay, Error> {
         kind: "quotes",
         why,
     };
-    let (exchange, instrument) = crate::trades::owner(&data).map_err(not)?;
+    let (exchange, instrument) = data.owner().map_err(not)?;
     let ts_exchange = data.ints("ts_exchange").map_err(not)?;
     let ts_received = data.ints("ts_received").map_err(not)?;
     let [bid, ask, bid_size, ask_size, last] =

@@ -133,7 +133,7 @@ pub fn write_trades(
     instrument: &Instrument,
     trades: &[Trade],
 ) -> Result<Written, Error> {
-    let mut rows: Vec<Trade> = trades.to_vec();
+    let mut rows: Vec<&Trade> = trades.iter().collect();
     rows.sort_by(|a, b| {
         a.ts_exchange
             .cmp(&b.ts_exchange)
@@ -144,25 +144,8 @@ pub fn write_trades(
         shape.observe(t);
     }
     let mut writer = TradeWriter::create(path, shape)?;
-    writer.write(&rows)?;
+    writer.write_refs(&rows)?;
     writer.finish()
-}
-
-/// The exchange and instrument a file's metadata names.
-pub(crate) fn owner(data: &crate::columns::FileData) -> Result<(Exchange, Instrument), String> {
-    let exchange: Exchange = data
-        .metadata
-        .get("candlekeep.exchange")
-        .ok_or("no candlekeep.exchange")?
-        .parse()
-        .map_err(|e| format!("candlekeep.exchange: {e}"))?;
-    let instrument = Instrument::parse(
-        data.metadata
-            .get("candlekeep.instrument")
-            .ok_or("no candlekeep.instrument")?,
-    )
-    .map_err(|e| format!("candlekeep.instrument: {e}"))?;
-    Ok((exchange, instrument))
 }
 
 /// Reads a file [`write_trades`] wrote.
@@ -176,7 +159,7 @@ pub fn read_trades(path: &Path) -> Result<TradeDay, Error> {
         kind: "trades",
         why,
     };
-    let (exchange, instrument) = owner(&data).map_err(not)?;
+    let (exchange, instrument) = data.owner().map_err(not)?;
     let times = |name| data.ints(name).map_err(not);
     let (ts_exchange, ts_received) = (times("ts_exchange")?, times("ts_received")?);
     let ids: Vec<Option<TradeId>> = match data.column("trade_id").map_err(not)?.0 {
