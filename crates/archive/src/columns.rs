@@ -16,9 +16,10 @@ use parquet::data_type::{
     ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
     Int64Type,
 };
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, RowGroupMetaData};
 use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::parser::parse_message_type;
 
@@ -513,8 +514,76 @@ impl FileData {
     }
 }
 
+/// Which row groups of a file to read: those whose `column` (a time,
+/// by which rows are sorted) may hold a value in `[from, to)`, judged by
+/// the row group's statistics. A row group without them is read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span<'a> {
+    pub(crate) column: &'a str,
+    pub(crate) from: i64,
+    pub(crate) to: i64,
+}
+
+impl Span<'_> {
+    fn keeps(&self, group: &RowGroupMetaData) -> bool {
+        match int_bounds(group, self.column) {
+            Some((min, max)) => max >= self.from && min < self.to,
+            None => true,
+        }
+    }
+}
+
+/// The least and greatest value of an INT64 column in a row group, from
+/// its statistics.
+fn int_bounds(group: &RowGroupMetaData, column: &str) -> Option<(i64, i64)> {
+    let chunk = group
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == column)?;
+    match chunk.statistics()? {
+        Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
+        _ => None,
+    }
+}
+
+/// What a file's footer says, without reading its data: how many rows,
+/// and the least and greatest value of `column` (an INT64 column with
+/// statistics; `None` when the file has no rows).
+///
+/// # Errors
+/// When the file cannot be read or is not Parquet.
+pub fn footer(path: &Path, column: &str) -> Result<(u64, Option<(i64, i64)>), Error> {
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(file).map_err(|source| Error::Parquet {
+        path: path.to_owned(),
+        source,
+    })?;
+    let meta = reader.metadata();
+    let rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+    let mut bounds: Option<(i64, i64)> = None;
+    for group in meta.row_groups() {
+        if let Some((min, max)) = int_bounds(group, column) {
+            bounds = Some(bounds.map_or((min, max), |(a, b)| (a.min(min), b.max(max))));
+        }
+    }
+    Ok((rows, bounds))
+}
+
 /// Reads every column of a file.
 pub(crate) fn read_file(path: &Path, kind: &'static str) -> Result<FileData, Error> {
+    read_file_span(path, kind, None)
+}
+
+/// Reads every column of the row groups of a file that `span` keeps (all
+/// of them without one).
+pub(crate) fn read_file_span(
+    path: &Path,
+    kind: &'static str,
+    span: Option<Span<'_>>,
+) -> Result<FileData, Error> {
     let parquet = |source| Error::Parquet {
         path: path.to_owned(),
         source,
@@ -559,6 +628,9 @@ pub(crate) fn read_file(path: &Path, kind: &'static str) -> Result<FileData, Err
     }
     let mut rows = 0;
     for g in 0..reader.num_row_groups() {
+        if span.is_some_and(|span| !span.keeps(meta.row_group(g))) {
+            continue;
+        }
         let group = reader.get_row_group(g).map_err(parquet)?;
         let n = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
         rows += n;

@@ -54,6 +54,42 @@ pub fn date_text(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The day since 1970-01-01 of a `YYYY-MM-DD` date, as [`date_text`]
+/// writes it; `None` for anything else.
+#[must_use]
+pub fn parse_date(text: &str) -> Option<i64> {
+    let mut parts = text.splitn(3, '-');
+    let y: i64 = parts.next().filter(|p| p.len() == 4)?.parse().ok()?;
+    let m: i64 = parts.next().filter(|p| p.len() == 2)?.parse().ok()?;
+    let d: i64 = parts.next().filter(|p| p.len() == 2)?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let day = era * 146_097 + doe - 719_468;
+    // 2026-02-31 is not a date: it must print as itself.
+    (date_text(day) == text).then_some(day)
+}
+
+/// The folder of one instrument's days: `<root>/<kind>/exchange=<e>/instrument=<i>`.
+#[must_use]
+pub fn instrument_dir(
+    root: &Path,
+    kind: Kind,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> PathBuf {
+    root.join(kind.as_str())
+        .join(format!("exchange={}", exchange.as_str()))
+        .join(format!("instrument={}", instrument.as_str()))
+}
+
 /// The folder of one day of one instrument.
 #[must_use]
 pub fn day_dir(
@@ -63,10 +99,7 @@ pub fn day_dir(
     instrument: &Instrument,
     day: i64,
 ) -> PathBuf {
-    root.join(kind.as_str())
-        .join(format!("exchange={}", exchange.as_str()))
-        .join(format!("instrument={}", instrument.as_str()))
-        .join(format!("date={}", date_text(day)))
+    instrument_dir(root, kind, exchange, instrument).join(format!("date={}", date_text(day)))
 }
 
 /// The file of one day of one instrument: `data.parquet` in [`day_dir`].
@@ -96,6 +129,19 @@ mod tests {
         assert_eq!(date_text(20_793), "2026-12-06");
         assert_eq!(day_of(Ts(DAY_NANOS - 1)), 0);
         assert_eq!(day_of(Ts(-1)), -1);
+        for day in [-800_000, -1, 0, 19_782, 20_793, 2_900_000] {
+            assert_eq!(parse_date(&date_text(day)), Some(day), "{day}");
+        }
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "26-01-01",
+            "2026-01-01x",
+            "",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::path::Path;
 use ck_model::{Decimal, Exchange, Instrument, Quote, Ts};
 
 use crate::Error;
-use crate::columns::{Column, DecimalShape, Enc, Written, read_file};
+use crate::columns::{Column, DecimalShape, Enc, Span, Written, read_file_span};
 
 /// A day of quotes read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +125,28 @@ pub fn write_quotes(
 /// # Errors
 /// When the file cannot be read, or is not such a file.
 pub fn read_quotes(path: &Path) -> Result<QuoteDay, Error> {
-    let data = read_file(path, "quotes")?;
+    read_quotes_span(path, None)
+}
+
+/// Reads the rows of a file [`write_quotes`] wrote with exchange time in
+/// `[from, to)`, reading only the row groups that may hold them.
+///
+/// # Errors
+/// When the file cannot be read, or is not such a file.
+pub fn read_quotes_between(path: &Path, from: Ts, to: Ts) -> Result<QuoteDay, Error> {
+    let span = Span {
+        column: "ts_exchange",
+        from: from.0,
+        to: to.0,
+    };
+    let mut day = read_quotes_span(path, Some(span))?;
+    day.quotes
+        .retain(|r| r.ts_exchange >= from && r.ts_exchange < to);
+    Ok(day)
+}
+
+fn read_quotes_span(path: &Path, span: Option<Span<'_>>) -> Result<QuoteDay, Error> {
+    let data = read_file_span(path, "quotes", span)?;
     let not = |why: String| Error::NotArchive {
         path: path.to_owned(),
         kind: "quotes",

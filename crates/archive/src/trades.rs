@@ -22,7 +22,7 @@ use std::path::Path;
 use ck_model::{Exchange, Instrument, Side, Trade, TradeId, Ts};
 
 use crate::Error;
-use crate::columns::{Column, DecimalShape, Enc, Values, Written, read_file};
+use crate::columns::{Column, DecimalShape, Enc, Span, Values, Written, read_file_span};
 
 /// A day of trades read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +153,28 @@ pub fn write_trades(
 /// # Errors
 /// When the file cannot be read, or is not such a file.
 pub fn read_trades(path: &Path) -> Result<TradeDay, Error> {
-    let data = read_file(path, "trades")?;
+    read_trades_span(path, None)
+}
+
+/// Reads the rows of a file [`write_trades`] wrote with exchange time in
+/// `[from, to)`, reading only the row groups that may hold them.
+///
+/// # Errors
+/// When the file cannot be read, or is not such a file.
+pub fn read_trades_between(path: &Path, from: Ts, to: Ts) -> Result<TradeDay, Error> {
+    let span = Span {
+        column: "ts_exchange",
+        from: from.0,
+        to: to.0,
+    };
+    let mut day = read_trades_span(path, Some(span))?;
+    day.trades
+        .retain(|r| r.ts_exchange >= from && r.ts_exchange < to);
+    Ok(day)
+}
+
+fn read_trades_span(path: &Path, span: Option<Span<'_>>) -> Result<TradeDay, Error> {
+    let data = read_file_span(path, "trades", span)?;
     let not = |why: String| Error::NotArchive {
         path: path.to_owned(),
         kind: "trades",

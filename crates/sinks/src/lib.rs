@@ -379,6 +379,20 @@ mod tests {
         async fn ping(&self) -> Result<(), Error> {
             self.inner.ping().await
         }
+        async fn oldest_time(
+            &self,
+            kind: ck_store::RowKind,
+            exchange: Exchange,
+            instrument: &Instrument,
+            from: Ts,
+        ) -> Result<Option<Ts>, Error> {
+            self.inner
+                .oldest_time(kind, exchange, instrument, from)
+                .await
+        }
+        async fn delete_archived(&self, rows: ck_store::ArchivedRows<'_>) -> Result<u64, Error> {
+            self.inner.delete_archived(rows).await
+        }
 
         fn backend(&self) -> String {
             self.inner.backend()

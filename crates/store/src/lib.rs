@@ -13,10 +13,12 @@
 mod packed;
 pub mod postgres;
 pub mod sqlite;
+pub mod tiered;
 
 use ck_bus::IngestError;
 use ck_model::{
-    BackfillProgress, Candle, Exchange, Gap, Instrument, InstrumentInfo, Interval, Quote, Trade, Ts,
+    BackfillProgress, Candle, Exchange, Gap, Instrument, InstrumentInfo, Interval, Quote, Trade,
+    TradeId, Ts,
 };
 
 /// Why a store operation failed.
@@ -73,6 +75,9 @@ pub enum Error {
         "it holds no candlekeep store yet (`run`, `import`, `replay`, `backfill` or `migrate` create one)"
     )]
     Missing,
+    /// An archive file could not be written or read.
+    #[error("archive")]
+    Archive(#[source] ck_archive::Error),
     /// The blocking worker stopped unexpectedly.
     #[error("store worker failed")]
     Worker(#[source] tokio::task::JoinError),
@@ -212,6 +217,24 @@ pub struct PackReport {
     pub bytes: u64,
 }
 
+/// What moving settled days to the archive did (see
+/// [`Store::archive_settled`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArchiveReport {
+    /// Day files written (new days, and days rewritten with late rows).
+    pub days: u64,
+    /// Trades written to the archive.
+    pub trades: u64,
+    /// Quotes written to the archive.
+    pub quotes: u64,
+    /// Rows deleted from the store once archived.
+    pub deleted: u64,
+    /// Bytes of the files written.
+    pub bytes: u64,
+    /// Half-written files of an interrupted pass, removed.
+    pub swept: u64,
+}
+
 /// What a commit changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteSummary {
@@ -349,6 +372,42 @@ impl CandleRecords {
     }
 }
 
+/// Rows the archive takes from a store, a settled day at a time (see
+/// [`tiered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowKind {
+    /// Trades, by exchange time.
+    Trades,
+    /// Quotes, by exchange time.
+    Quotes,
+}
+
+/// Rows of one instrument that the archive now holds, to delete from the
+/// store by their keys: trades by id, quotes by time and receive time. A
+/// row written again since it was read has the same key and goes too; a
+/// new row of another key stays.
+#[derive(Debug, Clone, Copy)]
+pub enum ArchivedRows<'a> {
+    /// Trades, by id.
+    Trades {
+        /// The venue.
+        exchange: Exchange,
+        /// The instrument.
+        instrument: &'a Instrument,
+        /// Their ids.
+        ids: &'a [TradeId],
+    },
+    /// Quotes, by exchange time and receive time.
+    Quotes {
+        /// The venue.
+        exchange: Exchange,
+        /// The instrument.
+        instrument: &'a Instrument,
+        /// Their times.
+        keys: &'a [(Ts, Ts)],
+    },
+}
+
 /// The storage contract. Every backend passes `ck_testkit::store_contract`.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -442,6 +501,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(PackReport::default())
     }
 
+    /// Moves the trades and quotes of every UTC day that ended at or
+    /// before `settled_before` to the archive, where the store has one
+    /// ([`tiered::TieredStore`]); a store without one does nothing (the
+    /// default).
+    async fn archive_settled(&self, settled_before: Ts) -> Result<ArchiveReport, Error> {
+        let _ = settled_before;
+        Ok(ArchiveReport::default())
+    }
+
     /// The stored trade with the latest exchange time (ties: the highest id).
     async fn last_trade(
         &self,
@@ -492,6 +560,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// A cheap round trip to the database, for health checks.
     async fn ping(&self) -> Result<(), Error>;
+
+    /// The exchange time of the oldest row of `kind` of one instrument at
+    /// or after `from`: where the archive looks for the next settled day.
+    async fn oldest_time(
+        &self,
+        kind: RowKind,
+        exchange: Exchange,
+        instrument: &Instrument,
+        from: Ts,
+    ) -> Result<Option<Ts>, Error>;
+
+    /// Deletes rows the archive now holds, by their keys, in transactions
+    /// of a few thousand (ingest waits briefly); how many went.
+    async fn delete_archived(&self, rows: ArchivedRows<'_>) -> Result<u64, Error>;
 
     /// Which backend this is, for `/health` and the logs: `sqlite`,
     /// `postgresql`, or `postgresql+timescaledb VERSION`.

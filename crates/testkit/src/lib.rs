@@ -14,12 +14,14 @@ pub mod bench_data;
 mod contract;
 pub mod kafka;
 mod postgres;
+mod tiered_contract;
 mod timescale;
 
 use std::path::PathBuf;
 
 pub use contract::store_contract;
 pub use postgres::{fresh_postgres_store, postgres_client, postgres_url};
+pub use tiered_contract::tiered_contract;
 pub use timescale::timescale_url;
 
 /// The project root (the workspace folder).

@@ -11,6 +11,7 @@
 //! - The schema is created and migrated on open ([`schema`]); several
 //!   processes may open one database at once.
 
+mod archived;
 mod candle_days;
 mod prune;
 mod rows;
@@ -866,6 +867,20 @@ impl Store for PgStore {
             candles: n(3),
             errors: n(4),
         })
+    }
+
+    async fn oldest_time(
+        &self,
+        kind: crate::RowKind,
+        exchange: Exchange,
+        instrument: &Instrument,
+        from: Ts,
+    ) -> Result<Option<Ts>, Error> {
+        archived::oldest_time(self, kind, exchange, instrument, from).await
+    }
+
+    async fn delete_archived(&self, rows: crate::ArchivedRows<'_>) -> Result<u64, Error> {
+        archived::delete(self, rows).await
     }
 
     async fn ping(&self) -> Result<(), Error> {

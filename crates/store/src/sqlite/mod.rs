@@ -10,6 +10,7 @@
 //! lose the last commits on power loss.
 
 mod alerts;
+mod archived;
 mod candle_days;
 mod prune;
 mod rows;
@@ -661,6 +662,20 @@ impl Store for SqliteStore {
 
     async fn prune(&self, plan: &crate::PrunePlan) -> Result<crate::PruneReport, Error> {
         prune::prune(self, plan).await
+    }
+
+    async fn oldest_time(
+        &self,
+        kind: crate::RowKind,
+        exchange: Exchange,
+        instrument: &Instrument,
+        from: Ts,
+    ) -> Result<Option<Ts>, Error> {
+        archived::oldest_time(self, kind, exchange, instrument, from).await
+    }
+
+    async fn delete_archived(&self, rows: crate::ArchivedRows<'_>) -> Result<u64, Error> {
+        archived::delete(self, rows).await
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -79,6 +79,14 @@ async fn postgres_passes_the_store_contract() {
 }
 
 #[tokio::test]
+async fn postgres_with_an_archive_passes_the_tiered_contract() {
+    let (store, schema) = fresh("tiered").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    ck_testkit::tiered_contract(std::sync::Arc::new(store), &dir.path().join("archive")).await;
+    schema.drop_now().await;
+}
+
+#[tokio::test]
 async fn postgres_migrates_once_and_reports_its_extension() {
     let (store, schema) = fresh("migrate").await;
     assert!(

@@ -166,3 +166,19 @@ fn the_writer_page_cache_is_64_mib_unless_set() {
     store.set_cache_mib(8).expect("set");
     assert_eq!(store.cache_kib().expect("cache"), 8 * 1024);
 }
+
+#[tokio::test]
+async fn sqlite_with_an_archive_passes_the_tiered_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner = SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open");
+    ck_testkit::tiered_contract(std::sync::Arc::new(inner), &dir.path().join("archive")).await;
+}
+
+#[tokio::test]
+async fn sqlite_with_an_archive_passes_the_store_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner = SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open");
+    let store =
+        ck_store::tiered::TieredStore::new(std::sync::Arc::new(inner), &dir.path().join("archive"));
+    ck_testkit::store_contract(&store).await;
+}

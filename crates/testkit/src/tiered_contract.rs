@@ -1,0 +1,302 @@
+//! The tiered store's contract: what [`ck_store::tiered::TieredStore`]
+//! promises over any backend, with its archive of Parquet days.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ck_model::{Decimal, Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
+use ck_store::tiered::TieredStore;
+use ck_store::{PrunePlan, RangeQuery, Store, WriteBatch};
+
+const DAY: i64 = 86_400 * 1_000_000_000;
+const MINUTE: i64 = 60 * 1_000_000_000;
+/// 2024-10-04, a day long settled.
+const FIRST_DAY: i64 = 20_000;
+
+fn instrument() -> Instrument {
+    Instrument::parse("ETH-USDT").expect("instrument")
+}
+
+/// A trade `minute` minutes into day `day` (of three: 0, 1, 2).
+fn trade(day: i64, minute: i64, id: u64) -> Trade {
+    let at = Ts((FIRST_DAY + day) * DAY + minute * MINUTE);
+    Trade {
+        exchange: Exchange::Binance,
+        instrument: instrument(),
+        trade_id: TradeId::Num(id),
+        price: Decimal::parse(&format!("2500.{:02}", id % 100)).expect("price"),
+        size: Decimal::parse("0.0125").expect("size"),
+        side: if id % 2 == 0 { Side::Buy } else { Side::Sell },
+        ts_exchange: at,
+        ts_received: Ts(at.0 + 1_234),
+        fills: 1,
+    }
+}
+
+fn quote(day: i64, minute: i64) -> Quote {
+    let at = Ts((FIRST_DAY + day) * DAY + minute * MINUTE);
+    Quote {
+        exchange: Exchange::Binance,
+        instrument: instrument(),
+        bid: Decimal::parse("2500.10").expect("bid"),
+        bid_size: Some(Decimal::parse("1.5").expect("size")),
+        ask: Decimal::parse("2500.20").expect("ask"),
+        ask_size: None,
+        last: None,
+        ts_exchange: at,
+        ts_received: Ts(at.0 + 99),
+    }
+}
+
+fn all(limit: usize) -> RangeQuery {
+    RangeQuery {
+        exchange: Exchange::Binance,
+        instrument: instrument(),
+        from: Ts(FIRST_DAY * DAY),
+        to: Ts((FIRST_DAY + 3) * DAY),
+        limit,
+    }
+}
+
+fn end_of(day: i64) -> Ts {
+    Ts((FIRST_DAY + day + 1) * DAY)
+}
+
+/// Three days of trades (a trade every 10 minutes, ids in time order) and
+/// quotes (every 30 minutes).
+fn three_days() -> (Vec<Trade>, Vec<Quote>) {
+    let mut trades = Vec::new();
+    let mut quotes = Vec::new();
+    let mut id = 1_000;
+    for day in 0..3 {
+        for minute in (0..1_440).step_by(10) {
+            trades.push(trade(day, minute, id));
+            id += 1;
+        }
+        for minute in (0..1_440).step_by(30) {
+            quotes.push(quote(day, minute));
+        }
+    }
+    (trades, quotes)
+}
+
+async fn write(
+    store: &dyn Store,
+    trades: Vec<Trade>,
+    quotes: Vec<Quote>,
+) -> ck_store::WriteSummary {
+    store
+        .write(Arc::new(WriteBatch {
+            trades,
+            quotes,
+            ..WriteBatch::default()
+        }))
+        .await
+        .expect("write")
+}
+
+fn trades_file(root: &Path, day: i64) -> std::path::PathBuf {
+    ck_archive::layout::day_file(
+        root,
+        ck_archive::layout::Kind::Trades,
+        Exchange::Binance,
+        &instrument(),
+        FIRST_DAY + day,
+    )
+}
+
+/// Runs every tiered-store check against `inner` (an empty store) with an
+/// empty archive at `root`.
+///
+/// # Panics
+/// Panics on the first broken promise, naming it.
+pub async fn tiered_contract(inner: Arc<dyn Store>, root: &Path) {
+    let store = TieredStore::new(inner.clone(), root);
+    let (trades, quotes) = three_days();
+    let s = write(&store, trades.clone(), quotes.clone()).await;
+    assert_eq!(s.trades_inserted, trades.len() as u64);
+
+    // Days 0 and 1 are settled; day 2 is not.
+    let report = store.archive_settled(end_of(1)).await.expect("archive");
+    assert_eq!(
+        report.days, 4,
+        "two days of trades and two of quotes: {report:?}"
+    );
+    assert_eq!(report.trades, 288);
+    assert_eq!(report.quotes, 96);
+    assert_eq!(
+        report.deleted,
+        288 + 96,
+        "the store gives up what the archive holds"
+    );
+    assert!(trades_file(root, 0).is_file() && trades_file(root, 1).is_file());
+    assert!(
+        !trades_file(root, 2).exists(),
+        "an unsettled day stays in the store"
+    );
+    let hot = inner.trades(&all(10_000)).await.expect("store rows");
+    assert_eq!(hot.len(), 144, "only day 2 is left in the store");
+
+    reads_span_both_tiers(&store, &trades, &quotes).await;
+    duplicates_span_both_tiers(&store, &inner, &trades).await;
+    late_rows_rewrite_their_day(&store, &inner, root, &trades).await;
+    an_interrupted_move_loses_and_doubles_nothing(&store, &inner, root).await;
+    newest_rows_and_counts_see_the_archive(&store).await;
+    retention_deletes_archived_days(&store, root).await;
+}
+
+async fn reads_span_both_tiers(store: &TieredStore, trades: &[Trade], quotes: &[Quote]) {
+    assert_eq!(store.trades(&all(10_000)).await.expect("trades"), trades);
+    assert_eq!(store.quotes(&all(10_000)).await.expect("quotes"), quotes);
+    // A limit reaching across the boundary, and a range inside one day.
+    let first = store.trades(&all(200)).await.expect("limited");
+    assert_eq!(first, trades[..200]);
+    let inside = RangeQuery {
+        from: trade(1, 100, 0).ts_exchange,
+        to: trade(2, 20, 0).ts_exchange,
+        ..all(10_000)
+    };
+    let want: Vec<&Trade> = trades
+        .iter()
+        .filter(|t| t.ts_exchange >= inside.from && t.ts_exchange < inside.to)
+        .collect();
+    let got = store.trades(&inside).await.expect("inside");
+    assert_eq!(got.iter().collect::<Vec<_>>(), want);
+    assert_eq!(
+        got.len(),
+        134 + 2,
+        "the rest of day 1 and two trades of day 2"
+    );
+}
+
+async fn duplicates_span_both_tiers(store: &TieredStore, inner: &Arc<dyn Store>, trades: &[Trade]) {
+    let again = vec![trades[3].clone(), trades[150].clone(), trades[300].clone()];
+    let s = write(store, again, vec![quote(0, 30)]).await;
+    assert_eq!(
+        s.trades_inserted, 0,
+        "archived and stored trades are duplicates"
+    );
+    assert_eq!(s.trades_duplicate, 3);
+    let hot = inner.trades(&all(10_000)).await.expect("store rows");
+    assert_eq!(hot.len(), 144, "no archived trade came back into the store");
+    assert_eq!(store.trades(&all(10_000)).await.expect("trades"), trades);
+    assert_eq!(store.quotes(&all(10_000)).await.expect("quotes").len(), 144);
+}
+
+async fn late_rows_rewrite_their_day(
+    store: &TieredStore,
+    inner: &Arc<dyn Store>,
+    root: &Path,
+    trades: &[Trade],
+) {
+    // A late trade (a gap repair) inside archived day 0.
+    let late = trade(0, 15, 99_999);
+    let s = write(store, vec![late.clone()], Vec::new()).await;
+    assert_eq!(s.trades_inserted, 1);
+    let mut want = trades.to_vec();
+    want.push(late.clone());
+    want.sort_by_key(|t| (t.ts_exchange, t.trade_id.clone()));
+    assert_eq!(
+        store.trades(&all(10_000)).await.expect("before"),
+        want,
+        "read at once"
+    );
+    let report = store.archive_settled(end_of(1)).await.expect("archive");
+    assert_eq!(report.days, 1, "only day 0 changed: {report:?}");
+    assert_eq!(report.deleted, 1);
+    let day0 = ck_archive::trades::read_trades(&trades_file(root, 0)).expect("day 0");
+    assert_eq!(day0.trades.len(), 145);
+    assert!(day0.trades.contains(&late));
+    assert_eq!(inner.trades(&all(10_000)).await.expect("store").len(), 144);
+    assert_eq!(store.trades(&all(10_000)).await.expect("after"), want);
+}
+
+async fn an_interrupted_move_loses_and_doubles_nothing(
+    store: &TieredStore,
+    inner: &Arc<dyn Store>,
+    root: &Path,
+) {
+    let before = store.trades(&all(10_000)).await.expect("before");
+    // Stopped between writing and renaming: a half-written file.
+    let day2 = trades_file(root, 2);
+    std::fs::create_dir_all(day2.parent().expect("folder")).expect("mkdir");
+    let partial = day2.with_file_name("data.parquet.partial-1-0");
+    std::fs::write(&partial, b"PAR1 cut short").expect("partial");
+    assert_eq!(
+        store.trades(&all(10_000)).await.expect("reads"),
+        before,
+        "a partial file is never read"
+    );
+    // Stopped between renaming and deleting: day 2 in both tiers.
+    let day2_rows: Vec<Trade> = before
+        .iter()
+        .filter(|t| t.ts_exchange >= end_of(1))
+        .cloned()
+        .collect();
+    ck_archive::trades::write_trades(&day2, Exchange::Binance, &instrument(), &day2_rows)
+        .expect("write day 2");
+    assert_eq!(inner.trades(&all(10_000)).await.expect("store").len(), 144);
+    assert_eq!(
+        store.trades(&all(10_000)).await.expect("both"),
+        before,
+        "each row once"
+    );
+    let report = store.archive_settled(end_of(2)).await.expect("archive");
+    assert_eq!(report.swept, 1, "the partial file went: {report:?}");
+    assert!(!partial.exists());
+    assert_eq!(
+        report.deleted,
+        144 + 48,
+        "day 2's trades and quotes left the store"
+    );
+    let day2_file = ck_archive::trades::read_trades(&day2).expect("day 2");
+    assert_eq!(day2_file.trades, day2_rows, "rewritten without doubles");
+    assert!(inner.trades(&all(10_000)).await.expect("store").is_empty());
+    assert_eq!(store.trades(&all(10_000)).await.expect("after"), before);
+}
+
+async fn newest_rows_and_counts_see_the_archive(store: &TieredStore) {
+    let last = store
+        .last_trade(Exchange::Binance, &instrument())
+        .await
+        .expect("last")
+        .expect("a last trade from the archive");
+    assert_eq!(last, trade(2, 1_430, 1_431));
+    let latest = store
+        .latest_quote(Exchange::Binance, &instrument())
+        .await
+        .expect("latest")
+        .expect("a quote");
+    assert_eq!(latest, quote(2, 1_410));
+    let listed = store.instruments().await.expect("instruments");
+    let eth = listed
+        .iter()
+        .find(|s| s.info.instrument == instrument())
+        .expect("listed");
+    assert_eq!(eth.last_trade_time, Some(last.ts_exchange));
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts.trades, 433);
+    assert_eq!(counts.quotes, 144);
+}
+
+async fn retention_deletes_archived_days(store: &TieredStore, root: &Path) {
+    // Cut in the middle of day 1: day 0 goes, day 1 keeps its second half.
+    let cut = Ts((FIRST_DAY + 1) * DAY + 720 * MINUTE);
+    let plan = |dry_run| PrunePlan {
+        trades_before: Some(cut),
+        quotes_before: None,
+        candles_before: Vec::new(),
+        batch_rows: 100,
+        dry_run,
+    };
+    let dry = store.prune(&plan(true)).await.expect("dry run");
+    assert_eq!(dry.trades, 145 + 72);
+    assert!(trades_file(root, 0).is_file(), "a dry run deletes nothing");
+    let done = store.prune(&plan(false)).await.expect("prune");
+    assert_eq!(done.trades, 145 + 72);
+    assert!(!trades_file(root, 0).exists());
+    let left = store.trades(&all(10_000)).await.expect("left");
+    assert_eq!(left.len(), 72 + 144);
+    assert!(left.iter().all(|t| t.ts_exchange >= cut));
+    assert_eq!(store.counts().await.expect("counts").trades, 216);
+}
