@@ -54,6 +54,8 @@ pub struct AppConfig {
     pub api: ApiConfig,
     /// How long each kind of data is kept.
     pub retention: RetentionConfig,
+    /// The archive of settled days, as Parquet files.
+    pub archive: ArchiveConfig,
     /// Alert rules and notification channels.
     pub alerts: AlertsConfig,
     /// Which stream joins collectors, processors and API nodes (NATS or
@@ -79,6 +81,7 @@ impl Default for AppConfig {
             pipeline: PipelineConfig::default(),
             api: ApiConfig::default(),
             retention: RetentionConfig::default(),
+            archive: ArchiveConfig::default(),
             alerts: AlertsConfig::default(),
             cluster: ClusterConfig::default(),
             nats: NatsConfig::default(),
@@ -335,6 +338,45 @@ impl RetentionConfig {
             candles,
             batch_rows: self.batch_rows,
         })
+    }
+}
+
+/// The archive (`[archive]`): settled days of trades and quotes move from
+/// the store to Parquet files, one per instrument and UTC day, in a Hive
+/// layout that DuckDB, polars and pyarrow read as they are. A day is
+/// settled once it ended before `now - candles.lateness_secs - grace`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Move settled days to the archive (`run` on a schedule, `replay`,
+    /// `import` and `backfill` when they finish). Off keeps every row in
+    /// the store; an archive already written is still read.
+    pub enabled: bool,
+    /// The archive's folder; empty means `<data_dir>/archive`.
+    pub dir: String,
+    /// Seconds between archive passes while `run` runs.
+    pub every_secs: u64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            enabled: true,
+            dir: String::new(),
+            every_secs: 600,
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// The archive's folder.
+    #[must_use]
+    pub fn root(&self, data_dir: &Path) -> PathBuf {
+        if self.dir.is_empty() {
+            data_dir.join("archive")
+        } else {
+            PathBuf::from(&self.dir)
+        }
     }
 }
 
@@ -638,6 +680,11 @@ impl AppConfig {
         if self.api.ws_queue == 0 || self.api.ws_heartbeat_secs == 0 {
             return Err(invalid(
                 "api.ws_queue and api.ws_heartbeat_secs must be above zero".into(),
+            ));
+        }
+        if self.archive.every_secs == 0 {
+            return Err(invalid(
+                "archive.every_secs must be above zero (set archive.enabled = false to stop archiving)".into(),
             ));
         }
         if self.store.sqlite_cache_mib == 0 {

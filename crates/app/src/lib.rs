@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod backfill;
 pub mod cluster;
 pub mod config;
@@ -36,13 +37,22 @@ use ck_store::sqlite::SqliteStore;
 pub async fn open_store(settings: &config::Settings) -> anyhow::Result<Arc<dyn Store>> {
     let policy = settings.config.retention.policy()?;
     let policies = retention::timescale_policies(settings, &policy);
-    open_with(
+    let store = open_with(
         &settings.store,
         settings.durability,
         Some(policies),
         settings.config.store.sqlite_cache_mib,
     )
-    .await
+    .await?;
+    Ok(with_archive(settings, store))
+}
+
+/// The store with its archive of settled days beside it: reads see both
+/// tiers as one (the archive is read even when `[archive] enabled` is
+/// off, which only stops moving days into it).
+fn with_archive(settings: &config::Settings, store: Arc<dyn Store>) -> Arc<dyn Store> {
+    let root = settings.config.archive.root(&settings.data_dir);
+    Arc::new(ck_store::tiered::TieredStore::new(store, &root))
 }
 
 /// Opens the configured store for reading only: a store that does not exist
@@ -67,6 +77,7 @@ pub async fn open_existing_store(settings: &config::Settings) -> anyhow::Result<
         .map(|s| Arc::new(s) as Arc<dyn Store>),
     };
     opened
+        .map(|store| with_archive(settings, store))
         .map_err(|e| anyhow::anyhow!(e))
         .map_err(|e| e.context(format!("opening store {}", settings.store)))
 }

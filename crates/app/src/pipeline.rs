@@ -134,6 +134,9 @@ pub struct PipelineReport {
     /// Settled candle days packed after a finite run (replay, import,
     /// backfill) wrote its candles.
     pub packed: ck_store::PackReport,
+    /// Settled days moved to the archive after a finite run stored trades
+    /// or quotes.
+    pub archived: ck_store::ArchiveReport,
 }
 
 impl Source {
@@ -593,6 +596,15 @@ pub async fn run_pipeline_with(
     } else {
         ck_store::PackReport::default()
     };
+    // And moves the settled days it stored to the archive.
+    let archived = if !live
+        && !shutdown.is_cancelled()
+        && writer.written.trades_inserted + writer.written.quotes_inserted > 0
+    {
+        crate::archive::settle(settings, store.as_ref(), ck_model::Ts::now()).await?
+    } else {
+        ck_store::ArchiveReport::default()
+    };
     Ok(PipelineReport {
         sources: reports,
         aggregator,
@@ -601,6 +613,7 @@ pub async fn run_pipeline_with(
         repair,
         collector,
         packed,
+        archived,
     })
 }
 

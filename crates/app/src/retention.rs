@@ -256,15 +256,30 @@ pub async fn run_pack_schedule(
     every: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut rounds = Rounds::new(every);
+    while rounds.next(&stop).await {
         if let Err(e) = pack(&settings, store.as_ref(), Ts::now()).await {
             tracing::warn!(error = %e, "packing candle days failed; retrying next round");
+        }
+    }
+}
+
+/// The rounds of a task on a schedule: the first at once, then every
+/// period (a round that overruns delays the next), until stopped.
+pub(crate) struct Rounds(tokio::time::Interval);
+
+impl Rounds {
+    pub(crate) fn new(every: std::time::Duration) -> Rounds {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Rounds(tick)
+    }
+
+    /// Waits for the next round; false once `stop` is cancelled.
+    pub(crate) async fn next(&mut self, stop: &tokio_util::sync::CancellationToken) -> bool {
+        tokio::select! {
+            () = stop.cancelled() => false,
+            _ = self.0.tick() => true,
         }
     }
 }

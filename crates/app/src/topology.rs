@@ -385,6 +385,17 @@ impl Topology {
                 ),
             );
         }
+        if builds_candles && config.archive.enabled {
+            tasks.spawn(
+                "archiving settled days",
+                crate::archive::run_schedule(
+                    self.settings.clone(),
+                    self.store.clone(),
+                    Duration::from_secs(config.archive.every_secs),
+                    tasks.stop.clone(),
+                ),
+            );
+        }
         let policy = config.retention.policy()?;
         // A collector prunes its own tapes only.
         let policy = if builds_candles {

@@ -334,6 +334,16 @@ pub(crate) fn print_report(report: &ck_app::pipeline::PipelineReport, started: s
             p.bytes / 1_000
         );
     }
+    let a = &report.archived;
+    if a.days > 0 {
+        eprintln!(
+            "archived {} settled day(s) of one instrument each: {} trades, {} quotes, {} KB of Parquet",
+            a.days,
+            a.trades,
+            a.quotes,
+            a.bytes / 1_000
+        );
+    }
 }
 
 /// Where the API of a process listens, on stderr (scripts and tests read it).
