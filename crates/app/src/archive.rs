@@ -24,7 +24,11 @@ pub fn cutoff(settings: &Settings, now: Ts) -> Ts {
 ///
 /// # Errors
 /// When the store or the archive fails (days moved before stay moved).
-pub async fn settle(settings: &Settings, store: &dyn Store, now: Ts) -> anyhow::Result<ArchiveReport> {
+pub async fn settle(
+    settings: &Settings,
+    store: &dyn Store,
+    now: Ts,
+) -> anyhow::Result<ArchiveReport> {
     if !settings.config.archive.enabled {
         return Ok(ArchiveReport::default());
     }

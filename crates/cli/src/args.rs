@@ -239,6 +239,10 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Move the settled days of trades and quotes from the store to the
+    /// archive of Parquet files now (`run` does this every
+    /// `archive.every_secs`; replay, import and backfill when they finish).
+    Archive,
     /// Copy a whole store into another, with no loss: SQLite to PostgreSQL
     /// (or back). The target's schema is created if needed; rerunning is
     /// safe (rows already there are not doubled).

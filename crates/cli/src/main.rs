@@ -354,6 +354,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &ck_app::retention::plan(&settings, &policy, now, dry_run),
             )
         }
+        Command::Archive => {
+            let store = ck_app::open_existing_store(&settings).await?;
+            let cutoff = ck_app::archive::cutoff(&settings, Ts::now());
+            let report = store.archive_settled(cutoff).await?;
+            println!(
+                "archived {} day file(s): {} trades, {} quotes, {} bytes; {} rows left the store; {} half-written file(s) of an interrupted pass removed",
+                report.days,
+                report.trades,
+                report.quotes,
+                report.bytes,
+                report.deleted,
+                report.swept
+            );
+            Ok(())
+        }
         Command::Errors { limit, format } => {
             let store = ck_app::open_existing_store(&settings).await?;
             output::errors(&store.ingest_errors(limit).await?, format == Format::Csv)

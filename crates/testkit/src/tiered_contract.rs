@@ -26,7 +26,11 @@ fn trade(day: i64, minute: i64, id: u64) -> Trade {
         trade_id: TradeId::Num(id),
         price: Decimal::parse(&format!("2500.{:02}", id % 100)).expect("price"),
         size: Decimal::parse("0.0125").expect("size"),
-        side: if id.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+        side: if id.is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        },
         ts_exchange: at,
         ts_received: Ts(at.0 + 1_234),
         fills: 1,

@@ -2,6 +2,7 @@
 
 mod alert_channels;
 mod alerts;
+mod archive;
 mod backfill;
 mod binance_us;
 mod browser;
