@@ -49,18 +49,28 @@ pub async fn settle(
     Ok(report)
 }
 
-/// Archives settled days every `every` until `stop`; failures are logged
-/// and retried at the next round, never fatal to capture.
+/// Archives settled days every `every` (the first pass a minute after
+/// the start, or sooner when `every` is shorter, leaving the start-up
+/// reads the store) until `stop`. Failures are logged and retried at the
+/// next round, never fatal to capture. A stop interrupts a pass: what it
+/// moved stays moved, and a day it was writing is left in the store (its
+/// half-written file is swept by the next pass).
 pub async fn run_schedule(
     settings: Settings,
     store: std::sync::Arc<dyn Store>,
     every: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut rounds = crate::retention::Rounds::new(every);
+    let first = every.min(std::time::Duration::from_secs(60));
+    let mut rounds = crate::retention::Rounds::after(first, every);
     while rounds.next(&stop).await {
-        if let Err(e) = settle(&settings, store.as_ref(), Ts::now()).await {
-            tracing::warn!(error = %e, "archiving settled days failed; retrying next round");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            settled = settle(&settings, store.as_ref(), Ts::now()) => {
+                if let Err(e) = settled {
+                    tracing::warn!(error = %e, "archiving settled days failed; retrying next round");
+                }
+            }
         }
     }
 }

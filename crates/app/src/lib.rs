@@ -50,7 +50,8 @@ pub async fn open_store(settings: &config::Settings) -> anyhow::Result<Arc<dyn S
 /// The store with its archive of settled days beside it: reads see both
 /// tiers as one (the archive is read even when `[archive] enabled` is
 /// off, which only stops moving days into it).
-fn with_archive(settings: &config::Settings, store: Arc<dyn Store>) -> Arc<dyn Store> {
+#[must_use]
+pub fn with_archive(settings: &config::Settings, store: Arc<dyn Store>) -> Arc<dyn Store> {
     let root = settings.config.archive.root(&settings.data_dir);
     Arc::new(ck_store::tiered::TieredStore::new(store, &root))
 }

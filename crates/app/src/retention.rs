@@ -270,7 +270,12 @@ pub(crate) struct Rounds(tokio::time::Interval);
 
 impl Rounds {
     pub(crate) fn new(every: std::time::Duration) -> Rounds {
-        let mut tick = tokio::time::interval(every);
+        Rounds::after(std::time::Duration::ZERO, every)
+    }
+
+    /// The first round after `first`, then every `every`.
+    pub(crate) fn after(first: std::time::Duration, every: std::time::Duration) -> Rounds {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Rounds(tick)
     }

@@ -144,7 +144,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if from == to {
                 anyhow::bail!("--from and --to name the same store ({from})");
             }
-            let source = ck_app::open_location(&from, settings.durability).await?;
+            // The source's archive is read with it: the target gets every row.
+            let source = ck_app::with_archive(
+                &settings,
+                ck_app::open_location(&from, settings.durability).await?,
+            );
             let target = ck_app::open_location(&to, settings.durability).await?;
             let started = Instant::now();
             let report = ck_app::migrate::copy_store(source.as_ref(), target.as_ref(), &|line| {

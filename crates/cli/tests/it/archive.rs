@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ck_model::Trade;
 use ck_store::Store;
 
-use crate::support::{btc, candlekeep, everything, import_binance_file, settings, text};
+use crate::support::{btc, candlekeep, everything, settings, text};
 
 /// 2024-01-01.
 const FIRST_DAY_MS: i64 = 19_723 * 86_400_000;
@@ -37,6 +37,30 @@ fn write_days(file: &Path) {
         ));
     }
     std::fs::write(file, csv).expect("write the CSV");
+}
+
+/// `candlekeep import` of `csv` as Binance BTC-USDT trades, building 1m,
+/// 1h and 1d candles only (twelve days of flat 1s candles would be most of
+/// the work), with the archive on or off.
+fn import(dir: &Path, csv: &Path, archive: bool) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--log",
+            "warn",
+            "import",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+        ])
+        .arg(csv)
+        .env("CANDLEKEEP_CANDLES__INTERVALS", r#"["1m", "1h", "1d"]"#)
+        .env("CANDLEKEEP_ARCHIVE__ENABLED", archive.to_string())
+        .env_remove("CANDLEKEEP_CONFIG")
+        .output()
+        .expect("import")
 }
 
 async fn stored(dir: &Path) -> Vec<Trade> {
@@ -74,12 +98,12 @@ async fn import_archives_the_settled_days_it_stored() {
     let dir = tempfile::tempdir().expect("dir");
     let csv = dir.path().join("trades.csv");
     write_days(&csv);
-    let import = import_binance_file(dir.path(), &[], &csv);
-    assert!(import.status.success(), "{}", text(&import.stderr));
+    let imported = import(dir.path(), &csv, true);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
     assert!(
-        text(&import.stderr).contains(&format!("archived {DAYS} settled day(s)")),
+        text(&imported.stderr).contains(&format!("archived {DAYS} settled day(s)")),
         "{}",
-        text(&import.stderr)
+        text(&imported.stderr)
     );
     let root = dir.path().join("archive");
     let (days, partial) = files(&root);
@@ -119,7 +143,7 @@ async fn import_archives_the_settled_days_it_stored() {
     let candles: serde_json::Value = serde_json::from_slice(&candles.stdout).expect("json");
     assert_eq!(candles.as_array().map(Vec::len), Some(DAYS as usize));
     // Importing the same file again finds every trade stored.
-    let again = import_binance_file(dir.path(), &[], &csv);
+    let again = import(dir.path(), &csv, true);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert!(
         text(&again.stderr).contains(&format!("0 new trades ({} already stored)", DAYS * PER_DAY)),
@@ -134,23 +158,8 @@ async fn killed_while_moving_days_nothing_is_lost_or_doubled() {
     let dir = tempfile::tempdir().expect("dir");
     let csv = dir.path().join("trades.csv");
     write_days(&csv);
-    let import = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "--log",
-            "warn",
-            "import",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-        ])
-        .arg(&csv)
-        .env("CANDLEKEEP_ARCHIVE__ENABLED", "false")
-        .output()
-        .expect("import");
-    assert!(import.status.success(), "{}", text(&import.stderr));
+    let imported = import(dir.path(), &csv, false);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
     let root = dir.path().join("archive");
     assert!(
         files(&root).0.is_empty(),

@@ -14,8 +14,11 @@ use ck_store::{CandleSource, RangeQuery, WriteBatch};
 
 use crate::support::{postgres_admin_at, postgres_url, settings, spawn_pipeline};
 
-fn migrate(from: &str, to: &str) -> std::process::Output {
+/// `candlekeep migrate` with the source's data folder (where its archive is).
+fn migrate(data_dir: &std::path::Path, from: &str, to: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("--data-dir")
+        .arg(data_dir)
         .args(["migrate", "--from", from, "--to", to])
         .env("CANDLEKEEP_LOG", "warn")
         .output()
@@ -123,7 +126,7 @@ async fn copies_sqlite_with_no_loss(server: &str, prefix: &str) -> String {
 
     let trades = sqlite.counts().await.expect("counts").trades;
     for run in 0..2 {
-        let out = migrate(&source_url, &target_url);
+        let out = migrate(dir.path(), &source_url, &target_url);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "migrate run {run} failed: {stderr}");
         // The first run inserts every trade; the second finds them there.
