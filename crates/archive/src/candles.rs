@@ -22,7 +22,7 @@ use std::path::Path;
 use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, TradeId, Ts};
 
 use crate::Error;
-use crate::columns::{Column, DecimalShape, Enc, Values, Written, read_file};
+use crate::columns::{Column, DecimalShape, Enc, Select, Span, Values, Written, read_file_select};
 
 /// A day of candles read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,8 +196,39 @@ pub fn write_candles(
         shape.observe(c);
     }
     let mut writer = CandleWriter::create(path, shape)?;
-    writer.write_refs(&rows)?;
+    // Each interval in row groups of its own, so that a reader of one
+    // interval skips the others by their statistics.
+    for run in rows.chunk_by(|a, b| a.interval == b.interval) {
+        writer.write_refs(run)?;
+        writer.end_row_group()?;
+    }
     writer.finish()
+}
+
+/// Reads the candles of one interval with open time in `[from, to)` from
+/// a file [`write_candles`] wrote, reading only the row groups that may
+/// hold them.
+///
+/// # Errors
+/// When the file cannot be read, or is not such a file.
+pub fn read_candles_of(
+    path: &Path,
+    interval: Interval,
+    from: Ts,
+    to: Ts,
+) -> Result<CandleDay, Error> {
+    let select = Select {
+        span: Some(Span {
+            column: "open_time",
+            from: from.0,
+            to: to.0,
+        }),
+        equal: Some(("interval", interval.as_str())),
+    };
+    let mut day = read_candles_select(path, select)?;
+    day.candles
+        .retain(|c| c.interval == interval && c.open_time >= from && c.open_time < to);
+    Ok(day)
 }
 
 /// Reads a file [`write_candles`] wrote.
@@ -205,7 +236,17 @@ pub fn write_candles(
 /// # Errors
 /// When the file cannot be read, or is not such a file.
 pub fn read_candles(path: &Path) -> Result<CandleDay, Error> {
-    let data = read_file(path, "candles")?;
+    read_candles_select(
+        path,
+        Select {
+            span: None,
+            equal: None,
+        },
+    )
+}
+
+fn read_candles_select(path: &Path, select: Select<'_>) -> Result<CandleDay, Error> {
+    let data = read_file_select(path, "candles", select)?;
     let not = |why: String| Error::NotArchive {
         path: path.to_owned(),
         kind: "candles",
@@ -300,6 +341,35 @@ mod tests {
             newest.insert((c.interval.index(), c.open_time), c);
         }
         newest.into_values().collect()
+    }
+
+    #[test]
+    fn one_interval_is_read_from_its_own_row_groups() {
+        let candles = recorded_candles();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.parquet");
+        write_candles(&path, Exchange::Binance, &candles[0].instrument, &candles).expect("written");
+        let file = std::fs::File::open(&path).expect("open");
+        let reader = parquet::file::reader::SerializedFileReader::new(file).expect("parquet");
+        let intervals: std::collections::BTreeSet<Interval> =
+            candles.iter().map(|c| c.interval).collect();
+        assert_eq!(
+            parquet::file::reader::FileReader::num_row_groups(&reader),
+            intervals.len(),
+            "a row group per interval"
+        );
+        for interval in intervals {
+            let all: Vec<&Candle> = candles.iter().filter(|c| c.interval == interval).collect();
+            let (from, to) = (all[0].open_time, Ts(all[all.len() - 1].open_time.0 + 1));
+            let got = read_candles_of(&path, interval, from, to).expect("read");
+            assert_eq!(got.candles.iter().collect::<Vec<_>>(), all, "{interval}");
+            let later = read_candles_of(&path, interval, Ts(from.0 + 1), to).expect("read");
+            assert_eq!(
+                later.candles.len(),
+                all.len() - 1,
+                "{interval}: the range applies"
+            );
+        }
     }
 
     #[test]

@@ -359,6 +359,18 @@ impl FileWriter {
         Ok(())
     }
 
+    /// Writes what is buffered as a row group (nothing when nothing is).
+    pub(crate) fn end_group(&mut self) -> Result<(), Error> {
+        let left = self.buffered.first().map_or(0, |c| c.values.len());
+        if left > 0 {
+            self.write_group(0..left)?;
+            for c in &mut self.buffered {
+                c.drop_front(left);
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the buffered `rows` as a row group.
     fn write_group(&mut self, rows: std::ops::Range<usize>) -> Result<(), Error> {
         let parquet = |source| Error::Parquet {
@@ -533,6 +545,43 @@ impl Span<'_> {
     }
 }
 
+/// Which row groups of a file to read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Select<'a> {
+    /// Those that may hold a time in the span.
+    pub(crate) span: Option<Span<'a>>,
+    /// Those whose text `column` may equal `value` (by statistics).
+    pub(crate) equal: Option<(&'a str, &'a str)>,
+}
+
+impl Select<'_> {
+    fn keeps(&self, group: &RowGroupMetaData) -> bool {
+        self.span.is_none_or(|s| s.keeps(group))
+            && self
+                .equal
+                .is_none_or(|(column, value)| match text_bounds(group, column) {
+                    Some((min, max)) => {
+                        min.as_slice() <= value.as_bytes() && value.as_bytes() <= max.as_slice()
+                    }
+                    None => true,
+                })
+    }
+}
+
+/// The least and greatest value of a text column in a row group.
+fn text_bounds(group: &RowGroupMetaData, column: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let chunk = group
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == column)?;
+    match chunk.statistics()? {
+        Statistics::ByteArray(s) => {
+            Some((s.min_opt()?.data().to_vec(), s.max_opt()?.data().to_vec()))
+        }
+        _ => None,
+    }
+}
+
 /// The least and greatest value of an INT64 column in a row group, from
 /// its statistics.
 fn int_bounds(group: &RowGroupMetaData, column: &str) -> Option<(i64, i64)> {
@@ -572,17 +621,21 @@ pub fn footer(path: &Path, column: &str) -> Result<(u64, Option<(i64, i64)>), Er
     Ok((rows, bounds))
 }
 
-/// Reads every column of a file.
-pub(crate) fn read_file(path: &Path, kind: &'static str) -> Result<FileData, Error> {
-    read_file_span(path, kind, None)
-}
-
 /// Reads every column of the row groups of a file that `span` keeps (all
 /// of them without one).
 pub(crate) fn read_file_span(
     path: &Path,
     kind: &'static str,
     span: Option<Span<'_>>,
+) -> Result<FileData, Error> {
+    read_file_select(path, kind, Select { span, equal: None })
+}
+
+/// Reads every column of the row groups of a file that `select` keeps.
+pub(crate) fn read_file_select(
+    path: &Path,
+    kind: &'static str,
+    select: Select<'_>,
 ) -> Result<FileData, Error> {
     let parquet = |source| Error::Parquet {
         path: path.to_owned(),
@@ -628,7 +681,7 @@ pub(crate) fn read_file_span(
     }
     let mut rows = 0;
     for g in 0..reader.num_row_groups() {
-        if span.is_some_and(|span| !span.keeps(meta.row_group(g))) {
+        if !select.keeps(meta.row_group(g)) {
             continue;
         }
         let group = reader.get_row_group(g).map_err(parquet)?;
@@ -769,6 +822,15 @@ macro_rules! batch_writer {
                             what,
                         })?;
                 self.file.write(&columns)
+            }
+
+            /// Ends the row group: the rows written so far are written
+            /// as row groups now, and the next rows start a new one.
+            ///
+            /// # Errors
+            /// When the file cannot be written.
+            pub fn end_row_group(&mut self) -> Result<(), crate::Error> {
+                self.file.end_group()
             }
 
             /// Finishes the file and fsyncs it.

@@ -13,18 +13,21 @@ pub enum Kind {
     Trades,
     /// Best bid and ask.
     Quotes,
-    /// Candles of every interval (an `interval` column).
+    /// Candles of every interval (an `interval` column) built by candlekeep.
     Candles,
+    /// The exchange's own candles (fetched to verify ours, or imported).
+    ExchangeCandles,
 }
 
 impl Kind {
-    /// The folder name: `trades`, `quotes`, `candles`.
+    /// The folder name: `trades`, `quotes`, `candles`, `exchange_candles`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Trades => "trades",
             Kind::Quotes => "quotes",
             Kind::Candles => "candles",
+            Kind::ExchangeCandles => "exchange_candles",
         }
     }
 }

@@ -363,10 +363,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cutoff = ck_app::archive::cutoff(&settings, Ts::now());
             let report = store.archive_settled(cutoff).await?;
             println!(
-                "archived {} day file(s): {} trades, {} quotes, {} bytes; {} rows left the store; {} half-written file(s) of an interrupted pass removed",
+                "archived {} day file(s): {} trades, {} quotes, {} candles, {} bytes; {} rows left the store; {} half-written file(s) of an interrupted pass removed",
                 report.days,
                 report.trades,
                 report.quotes,
+                report.candles,
                 report.bytes,
                 report.deleted,
                 report.swept

@@ -337,10 +337,11 @@ pub(crate) fn print_report(report: &ck_app::pipeline::PipelineReport, started: s
     let a = &report.archived;
     if a.days > 0 {
         eprintln!(
-            "archived {} settled day(s) of one instrument each: {} trades, {} quotes, {} KB of Parquet",
+            "archived {} settled day file(s) of one instrument each: {} trades, {} quotes, {} candles, {} KB of Parquet",
             a.days,
             a.trades,
             a.quotes,
+            a.candles,
             a.bytes / 1_000
         );
     }

@@ -227,6 +227,8 @@ pub struct ArchiveReport {
     pub trades: u64,
     /// Quotes written to the archive.
     pub quotes: u64,
+    /// Candles written to the archive (ours and the exchange's).
+    pub candles: u64,
     /// Rows deleted from the store once archived.
     pub deleted: u64,
     /// Bytes of the files written.
@@ -380,6 +382,19 @@ pub enum RowKind {
     Trades,
     /// Quotes, by exchange time.
     Quotes,
+    /// Candles of one source with an interval the archive takes
+    /// ([`archived_interval`]), by open time.
+    Candles(CandleSource),
+}
+
+/// Whether settled candles of `interval` move to the archive: those of a
+/// day or less (1s to 1d), which belong to one UTC day. Longer ones (1w,
+/// 1M) are few and stay in the store.
+#[must_use]
+pub fn archived_interval(interval: Interval) -> bool {
+    interval
+        .fixed_nanos()
+        .is_some_and(|n| n <= 86_400 * 1_000_000_000)
 }
 
 /// Rows of one instrument that the archive now holds, to delete from the
@@ -405,6 +420,18 @@ pub enum ArchivedRows<'a> {
         instrument: &'a Instrument,
         /// Their times.
         keys: &'a [(Ts, Ts)],
+    },
+    /// Candles, by interval, source and open time, each only while it is
+    /// still as archived (a candle revised since keeps its new row).
+    Candles {
+        /// The venue.
+        exchange: Exchange,
+        /// The instrument.
+        instrument: &'a Instrument,
+        /// Ours or the exchange's.
+        source: CandleSource,
+        /// The candles as archived.
+        candles: &'a [Candle],
     },
 }
 

@@ -4,9 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ck_model::{Decimal, Exchange, Instrument, Quote, Side, Trade, TradeId, Ts};
+use ck_model::{
+    Candle, CandleState, Decimal, Exchange, Instrument, Interval, Quote, Side, Trade, TradeId, Ts,
+};
 use ck_store::tiered::TieredStore;
-use ck_store::{PrunePlan, RangeQuery, Store, WriteBatch};
+use ck_store::{CandleSource, PrunePlan, RangeQuery, Store, WriteBatch};
 
 const DAY: i64 = 86_400 * 1_000_000_000;
 const MINUTE: i64 = 60 * 1_000_000_000;
@@ -141,6 +143,7 @@ pub async fn tiered_contract(inner: Arc<dyn Store>, root: &Path) {
     let hot = inner.trades(&all(10_000)).await.expect("store rows");
     assert_eq!(hot.len(), 144, "only day 2 is left in the store");
 
+    candles_move_and_read_as_one(&store, &inner, root).await;
     reads_span_both_tiers(&store, &trades, &quotes).await;
     duplicates_span_both_tiers(&store, &inner, &trades).await;
     late_rows_rewrite_their_day(&store, &inner, root, &trades).await;
@@ -250,8 +253,8 @@ async fn an_interrupted_move_loses_and_doubles_nothing(
     assert!(!partial.exists());
     assert_eq!(
         report.deleted,
-        144 + 48,
-        "day 2's trades and quotes left the store"
+        144 + 48 + 1_441 + 24,
+        "day 2's trades, quotes and candles left the store"
     );
     let day2_file = ck_archive::trades::read_trades(&day2).expect("day 2");
     assert_eq!(day2_file.trades, day2_rows, "rewritten without doubles");
@@ -281,6 +284,12 @@ async fn newest_rows_and_counts_see_the_archive(store: &TieredStore) {
     let counts = store.counts().await.expect("counts");
     assert_eq!(counts.trades, 433);
     assert_eq!(counts.quotes, 144);
+    // Day 0's 1m candles were pruned above.
+    assert_eq!(
+        counts.candles,
+        3 * 1_441 + 1 - 1_440,
+        "every candle of ours, in either tier, once"
+    );
 }
 
 async fn retention_deletes_archived_days(store: &TieredStore, root: &Path) {
@@ -303,4 +312,186 @@ async fn retention_deletes_archived_days(store: &TieredStore, root: &Path) {
     assert_eq!(left.len(), 72 + 144);
     assert!(left.iter().all(|t| t.ts_exchange >= cut));
     assert_eq!(store.counts().await.expect("counts").trades, 216);
+}
+
+fn candle(interval: Interval, open: Ts, close: &str) -> Candle {
+    let d = |s: &str| Decimal::parse(s).expect("decimal");
+    Candle {
+        exchange: Exchange::Binance,
+        instrument: instrument(),
+        interval,
+        open_time: open,
+        open: d("2500.00"),
+        high: d("2501.50"),
+        low: d("2499.25"),
+        close: d(close),
+        volume: d("1.2500"),
+        quote_volume: d("3125.75"),
+        vwap: d("2500.6"),
+        taker_buy_volume: d("0.5"),
+        trades: 7,
+        first_trade_id: Some(TradeId::Num(1)),
+        last_trade_id: Some(TradeId::Num(7)),
+        state: CandleState::Closed,
+    }
+}
+
+/// Every 1m candle of the three days (ours), a 1d candle a day, a 1w
+/// candle (which stays in the store), and the exchange's 1h candles.
+fn three_days_of_candles() -> (Vec<Candle>, Vec<Candle>) {
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for day in 0..3 {
+        let start = (FIRST_DAY + day) * DAY;
+        for m in 0..1_440 {
+            ours.push(candle(
+                Interval::M1,
+                Ts(start + m * MINUTE),
+                &format!("2500.{:02}", m % 100),
+            ));
+        }
+        ours.push(candle(Interval::D1, Ts(start), "2510"));
+        for h in 0..24 {
+            theirs.push(candle(Interval::H1, Ts(start + h * 60 * MINUTE), "2502"));
+        }
+    }
+    ours.push(candle(Interval::W1, Ts(FIRST_DAY * DAY), "2520"));
+    (ours, theirs)
+}
+
+fn candle_range(limit: usize) -> RangeQuery {
+    all(limit)
+}
+
+async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store>, root: &Path) {
+    let (ours, theirs) = three_days_of_candles();
+    store
+        .write(Arc::new(WriteBatch {
+            candles: ours.clone(),
+            exchange_candles: theirs.clone(),
+            ..WriteBatch::default()
+        }))
+        .await
+        .expect("write candles");
+    let report = store.archive_settled(end_of(1)).await.expect("archive");
+    assert_eq!(
+        report.candles,
+        2 * 1_441 + 48,
+        "1m and 1d of ours, 1h of theirs: {report:?}"
+    );
+    assert_eq!(report.days, 4, "two days of each source");
+    let candles_file = |kind, day| {
+        ck_archive::layout::day_file(
+            root,
+            kind,
+            Exchange::Binance,
+            &instrument(),
+            FIRST_DAY + day,
+        )
+    };
+    assert!(candles_file(ck_archive::layout::Kind::Candles, 1).is_file());
+    assert!(candles_file(ck_archive::layout::Kind::ExchangeCandles, 0).is_file());
+    let m1 = |c: &&Candle| c.interval == Interval::M1;
+    let want_m1: Vec<Candle> = ours.iter().filter(m1).cloned().collect();
+    let hot = inner
+        .candles(&candle_range(100_000), Interval::M1, CandleSource::Ours)
+        .await
+        .expect("store");
+    assert_eq!(hot.len(), 1_440, "day 2 stays in the store");
+    let got = store
+        .candles(&candle_range(100_000), Interval::M1, CandleSource::Ours)
+        .await
+        .expect("both");
+    assert_eq!(got, want_m1);
+    let newest = store
+        .candles_newest_first(&candle_range(2_000), Interval::M1, CandleSource::Ours)
+        .await
+        .expect("newest first");
+    let want_newest: Vec<Candle> = want_m1.iter().rev().take(2_000).cloned().collect();
+    assert_eq!(newest, want_newest, "across the boundary, newest first");
+    let records = store
+        .candle_records(
+            &candle_range(100_000),
+            Interval::M1,
+            CandleSource::Ours,
+            false,
+        )
+        .await
+        .expect("records");
+    assert_eq!(records.len(), want_m1.len());
+    assert_eq!(
+        records.open_times,
+        want_m1.iter().map(|c| c.open_time).collect::<Vec<_>>()
+    );
+    let weekly = store
+        .candles(&candle_range(10), Interval::W1, CandleSource::Ours)
+        .await
+        .expect("1w");
+    assert_eq!(weekly.len(), 1, "a week's candle stays in the store");
+    let theirs_read = store
+        .candles(&candle_range(1_000), Interval::H1, CandleSource::Exchange)
+        .await
+        .expect("theirs");
+    assert_eq!(theirs_read, theirs);
+    let daily = store
+        .latest_candle(Exchange::Binance, &instrument(), Interval::D1)
+        .await
+        .expect("latest")
+        .expect("some");
+    assert_eq!(daily.open_time, Ts((FIRST_DAY + 2) * DAY));
+
+    // A revision of an archived candle (a repair reached day 0): read at
+    // once, archived by the next pass; the old row's delete spares it.
+    let mut revised = ours[30].clone();
+    revised.close = Decimal::parse("2600.00").expect("close");
+    revised.trades = 9;
+    revised.state = CandleState::Revised;
+    store
+        .write(Arc::new(WriteBatch {
+            candles: vec![revised.clone()],
+            ..WriteBatch::default()
+        }))
+        .await
+        .expect("revise");
+    let q = RangeQuery {
+        from: revised.open_time,
+        to: Ts(revised.open_time.0 + 1),
+        ..candle_range(10)
+    };
+    let read = store
+        .candles(&q, Interval::M1, CandleSource::Ours)
+        .await
+        .expect("read");
+    assert_eq!(read, vec![revised.clone()], "the store's row wins");
+    let report = store.archive_settled(end_of(1)).await.expect("archive");
+    assert_eq!((report.days, report.candles), (1, 1), "{report:?}");
+    let day0 =
+        ck_archive::candles::read_candles(&candles_file(ck_archive::layout::Kind::Candles, 0))
+            .expect("day 0");
+    assert!(day0.candles.contains(&revised));
+    assert_eq!(day0.candles.len(), 1_441);
+    let read = store
+        .candles(&q, Interval::M1, CandleSource::Ours)
+        .await
+        .expect("read");
+    assert_eq!(read, vec![revised]);
+
+    // Retention of 1m candles before day 1: day 0's 1m go, its 1d stays.
+    let plan = PrunePlan {
+        candles_before: vec![(Interval::M1, Ts((FIRST_DAY + 1) * DAY))],
+        batch_rows: 100,
+        ..PrunePlan::default()
+    };
+    let pruned = store.prune(&plan).await.expect("prune");
+    assert_eq!(pruned.candles, vec![(Interval::M1, 1_440)]);
+    let left = store
+        .candles(&candle_range(100_000), Interval::M1, CandleSource::Ours)
+        .await
+        .expect("left");
+    assert_eq!(left.len(), 2 * 1_440);
+    let daily = store
+        .candles(&candle_range(10), Interval::D1, CandleSource::Ours)
+        .await
+        .expect("1d");
+    assert_eq!(daily.len(), 3);
 }

@@ -70,6 +70,21 @@ async fn stored(dir: &Path) -> Vec<Trade> {
     store.trades(&everything(btc())).await.expect("trades")
 }
 
+/// The stored 1m candles (ours).
+async fn stored_candles(dir: &Path) -> Vec<ck_model::Candle> {
+    let store = ck_app::open_existing_store(&settings(dir))
+        .await
+        .expect("store");
+    store
+        .candles(
+            &everything(btc()),
+            ck_model::Interval::M1,
+            ck_store::CandleSource::Ours,
+        )
+        .await
+        .expect("candles")
+}
+
 /// The archive's files, day files and half-written ones.
 fn files(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let (mut days, mut partial) = (Vec::new(), Vec::new());
@@ -101,14 +116,23 @@ async fn import_archives_the_settled_days_it_stored() {
     let imported = import(dir.path(), &csv, true);
     assert!(imported.status.success(), "{}", text(&imported.stderr));
     assert!(
-        text(&imported.stderr).contains(&format!("archived {DAYS} settled day(s)")),
+        text(&imported.stderr).contains(&format!(
+            "archived {} settled day file(s) of one instrument each: {} trades, 0 quotes",
+            2 * DAYS,
+            DAYS * PER_DAY
+        )),
         "{}",
         text(&imported.stderr)
     );
     let root = dir.path().join("archive");
-    let (days, partial) = files(&root);
+    let (days, partial) = files(&root.join("trades"));
     assert_eq!(days.len() as i64, DAYS);
     assert!(partial.is_empty());
+    assert_eq!(
+        files(&root.join("candles")).0.len() as i64,
+        DAYS,
+        "a file of candles a day"
+    );
     let raw = ck_store::sqlite::SqliteStore::open(
         &dir.path().join("candlekeep.sqlite"),
         ck_store::sqlite::Durability::Normal,
@@ -167,6 +191,8 @@ async fn killed_while_moving_days_nothing_is_lost_or_doubled() {
     );
     let expected = stored(dir.path()).await;
     assert_eq!(expected.len() as i64, DAYS * PER_DAY);
+    let expected_candles = stored_candles(dir.path()).await;
+    assert_eq!(expected_candles.len() as i64, DAYS * 1_440);
 
     let (mut while_partial, mut after_rename) = (0, 0);
     for attempt in 0..10 {
@@ -212,6 +238,11 @@ async fn killed_while_moving_days_nothing_is_lost_or_doubled() {
             expected,
             "after kill {attempt}: each trade once"
         );
+        assert_eq!(
+            stored_candles(dir.path()).await,
+            expected_candles,
+            "after kill {attempt}: each candle once"
+        );
     }
     assert!(
         while_partial >= 1,
@@ -224,9 +255,10 @@ async fn killed_while_moving_days_nothing_is_lost_or_doubled() {
 
     let last = candlekeep(dir.path(), &["archive"]);
     assert!(last.status.success(), "{}", text(&last.stderr));
-    let (days, partial) = files(&root);
+    let (days, partial) = files(&root.join("trades"));
     assert_eq!(days.len() as i64, DAYS, "every day archived");
-    assert!(partial.is_empty(), "half-written files swept");
+    assert!(files(&root).1.is_empty(), "half-written files swept");
+    assert!(partial.is_empty());
     let mut in_files = 0;
     for day in &days {
         let trades = ck_archive::trades::read_trades(day).expect("read").trades;
@@ -249,4 +281,5 @@ async fn killed_while_moving_days_nothing_is_lost_or_doubled() {
         "none left in the store"
     );
     assert_eq!(stored(dir.path()).await, expected);
+    assert_eq!(stored_candles(dir.path()).await, expected_candles);
 }

@@ -25,6 +25,7 @@
 //!
 //! Candles, gaps, errors, alerts and positions stay in the store.
 
+mod candles;
 mod files;
 mod mover;
 mod rows;
@@ -289,6 +290,7 @@ impl TieredStore {
             RowKind::Quotes => {
                 seen.quotes.remove(day);
             }
+            RowKind::Candles(_) => {}
         }
     }
 }
@@ -325,7 +327,7 @@ impl Store for TieredStore {
         interval: Interval,
         source: CandleSource,
     ) -> Result<Vec<Candle>, Error> {
-        self.inner.candles(query, interval, source).await
+        self.candle_range(query, interval, source, false).await
     }
 
     async fn candles_newest_first(
@@ -334,9 +336,7 @@ impl Store for TieredStore {
         interval: Interval,
         source: CandleSource,
     ) -> Result<Vec<Candle>, Error> {
-        self.inner
-            .candles_newest_first(query, interval, source)
-            .await
+        self.candle_range(query, interval, source, true).await
     }
 
     async fn candle_records(
@@ -346,8 +346,7 @@ impl Store for TieredStore {
         source: CandleSource,
         newest_first: bool,
     ) -> Result<CandleRecords, Error> {
-        self.inner
-            .candle_records(query, interval, source, newest_first)
+        self.candle_records_of(query, interval, source, newest_first)
             .await
     }
 
@@ -365,9 +364,7 @@ impl Store for TieredStore {
         instrument: &Instrument,
         interval: Interval,
     ) -> Result<Option<Candle>, Error> {
-        self.inner
-            .latest_candle(exchange, instrument, interval)
-            .await
+        self.newest_candle(exchange, instrument, interval).await
     }
 
     async fn alert_rules(&self) -> Result<Vec<StoredRule>, Error> {
@@ -399,6 +396,12 @@ impl Store for TieredStore {
         let archived = self.prune_archive(plan).await?;
         report.trades += archived.trades;
         report.quotes += archived.quotes;
+        for (interval, n) in archived.candles {
+            match report.candles.iter_mut().find(|(i, _)| *i == interval) {
+                Some((_, total)) => *total += n,
+                None => report.candles.push((interval, n)),
+            }
+        }
         report.bytes_before += archived.bytes_before;
         report.bytes_after += archived.bytes_after;
         Ok(report)
@@ -493,12 +496,13 @@ impl Store for TieredStore {
 
     async fn counts(&self) -> Result<StoreCounts, Error> {
         let mut counts = self.inner.counts().await?;
-        let (trades, quotes) = self
+        let (trades, quotes, candles) = self
             .blocking(|root| {
-                let mut rows = [0u64; 2];
+                let mut rows = [0u64; 3];
                 for (n, kind) in [
                     ck_archive::layout::Kind::Trades,
                     ck_archive::layout::Kind::Quotes,
+                    ck_archive::layout::Kind::Candles,
                 ]
                 .into_iter()
                 .enumerate()
@@ -518,11 +522,12 @@ impl Store for TieredStore {
                         }
                     }
                 }
-                Ok((rows[0], rows[1]))
+                Ok((rows[0], rows[1], rows[2]))
             })
             .await?;
         counts.trades += trades;
         counts.quotes += quotes;
+        counts.candles += candles;
         Ok(counts)
     }
 

@@ -7,13 +7,14 @@ use ck_model::{Exchange, Instrument, Quote, Trade, Ts};
 use super::files::{self, ArchiveLock};
 use super::rows::{self, DayRow};
 use super::{DayId, TieredStore};
-use crate::{ArchiveReport, Error, PrunePlan, RangeQuery};
+use crate::{ArchiveReport, CandleSource, Error, PrunePlan, RangeQuery, archived_interval};
 
 /// What retention removed from the archive.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct ArchivePrune {
     pub(super) trades: u64,
     pub(super) quotes: u64,
+    pub(super) candles: Vec<(ck_model::Interval, u64)>,
     pub(super) bytes_before: u64,
     pub(super) bytes_after: u64,
 }
@@ -42,6 +43,17 @@ impl TieredStore {
             report.quotes += self
                 .archive_kind::<Quote>(exchange, instrument, settled_before, &mut report)
                 .await?;
+            for source in [CandleSource::Ours, CandleSource::Exchange] {
+                for moved in self
+                    .archive_candles(exchange, instrument, source, settled_before)
+                    .await?
+                {
+                    report.days += 1;
+                    report.candles += moved.candles;
+                    report.bytes += moved.bytes;
+                    report.deleted += moved.deleted;
+                }
+            }
         }
         Ok(report)
     }
@@ -215,7 +227,13 @@ impl TieredStore {
     /// Retention in the archive: days wholly before a cutoff are deleted,
     /// the day holding it is rewritten without the rows before it.
     pub(super) async fn prune_archive(&self, plan: &PrunePlan) -> Result<ArchivePrune, Error> {
-        if plan.trades_before.is_none() && plan.quotes_before.is_none() {
+        let candle_cuts: Vec<(ck_model::Interval, Ts)> = plan
+            .candles_before
+            .iter()
+            .copied()
+            .filter(|(i, _)| archived_interval(*i))
+            .collect();
+        if plan.trades_before.is_none() && plan.quotes_before.is_none() && candle_cuts.is_empty() {
             return Ok(ArchivePrune::default());
         }
         let _one = self.moving.lock().await;
@@ -232,6 +250,10 @@ impl TieredStore {
             }
             if let Some(cut) = quotes_cut {
                 report.quotes = prune_kind::<Quote>(root, cut, dry_run)?;
+            }
+            for (interval, cut) in candle_cuts {
+                let n = super::candles::prune_candles(root, interval, cut, dry_run)?;
+                report.candles.push((interval, n));
             }
             report.bytes_after = files::size(root)?;
             Ok(report)
