@@ -341,8 +341,8 @@ impl RetentionConfig {
     }
 }
 
-/// The archive (`[archive]`): settled days of trades and quotes move from
-/// the store to Parquet files, one per instrument and UTC day, in a Hive
+/// The archive (`[archive]`): settled days of trades, quotes and candles
+/// (1s to 1d) move from the store to Parquet files, one per instrument and UTC day, in a Hive
 /// layout that DuckDB, polars and pyarrow read as they are. A day is
 /// settled once it ended before `now - candles.lateness_secs - grace`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

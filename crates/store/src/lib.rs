@@ -528,8 +528,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(PackReport::default())
     }
 
-    /// Moves the trades and quotes of every UTC day that ended at or
-    /// before `settled_before` to the archive, where the store has one
+    /// Moves the trades, quotes and candles (1s to 1d) of every UTC day
+    /// that ended at or before `settled_before` to the archive, where the store has one
     /// ([`tiered::TieredStore`]); a store without one does nothing (the
     /// default).
     async fn archive_settled(&self, settled_before: Ts) -> Result<ArchiveReport, Error> {

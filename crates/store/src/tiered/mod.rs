@@ -1,11 +1,13 @@
 //! Two tiers as one store: the embedded (or PostgreSQL) store keeps the
 //! hot, mutable head, where deduplication, revisions and gap repair
-//! happen; settled days of trades and quotes move to an archive of
-//! Parquet files ([`ck_archive`]) in a Hive layout under `root`:
+//! happen; settled days of trades, quotes and candles (1s to 1d, see
+//! [`candles`]) move to an archive of Parquet files ([`ck_archive`]) in a
+//! Hive layout under `root`:
 //!
 //! ```text
 //! <root>/trades/exchange=<e>/instrument=<i>/date=<YYYY-MM-DD>/data.parquet
 //! <root>/quotes/...
+//! <root>/candles/...   <root>/exchange_candles/...
 //! ```
 //!
 //! [`TieredStore`] implements [`Store`] over both: every read of trades
@@ -23,7 +25,7 @@
 //! reads count them once. One process at a time moves or deletes days (a
 //! lock file, `<root>/.lock`); readers need no lock.
 //!
-//! Candles, gaps, errors, alerts and positions stay in the store.
+//! Gaps, errors, alerts and positions stay in the store.
 
 mod candles;
 mod files;
