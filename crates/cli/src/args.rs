@@ -87,7 +87,8 @@ pub(crate) enum Command {
         /// or without a header row), binance-klines (Binance's kline dumps,
         /// as the exchange's candles; the interval from the name,
         /// `BTCUSDT-1m-2024-08-08.zip`), tardis-trades or tardis-book-ticker
-        /// (Tardis.dev CSV, `.csv.gz` or plain; book tickers are quotes).
+        /// (Tardis.dev CSV, `.csv.gz` or plain; book tickers are quotes),
+        /// freqtrade-trades (freqtrade's `<PAIR>-trades.json` or `.json.gz`).
         /// Default: from the file's name (`BTCUSDT-aggTrades-2024-08-08.zip`,
         /// `binance_book_ticker_2024-08-08_BTCUSDT.csv.gz`).
         #[arg(long, value_parser = parse_import_format)]

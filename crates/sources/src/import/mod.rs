@@ -169,6 +169,14 @@ pub enum ImportError {
         /// The missing column.
         column: &'static str,
     },
+    /// The file is not of the layout named.
+    #[error("{path}: {why}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// The pipeline stopped taking events.
     #[error(transparent)]
     Closed(#[from] Closed),
@@ -218,17 +226,22 @@ pub enum ImportFormat {
     /// Tardis.dev's `book_ticker` CSV, imported as quotes:
     /// `exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount`.
     TardisBookTicker,
+    /// freqtrade's trade files (`<PAIR>-trades.json` or `.json.gz`): a JSON
+    /// array of `[timestamp, id, type, side, price, amount, cost]`, or of
+    /// objects with those keys in older files.
+    FreqtradeTrades,
 }
 
 impl ImportFormat {
     /// Every format's name, for `--format`.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "candlekeep",
         "binance-trades",
         "binance-agg-trades",
         "binance-klines",
         "tardis-trades",
         "tardis-book-ticker",
+        "freqtrade-trades",
     ];
 
     /// The name `--format` takes.
@@ -241,20 +254,24 @@ impl ImportFormat {
             ImportFormat::BinanceKlines => "binance-klines",
             ImportFormat::TardisTrades => "tardis-trades",
             ImportFormat::TardisBookTicker => "tardis-book-ticker",
+            ImportFormat::FreqtradeTrades => "freqtrade-trades",
         }
     }
 
     /// The format a file's name says: Binance's dump names
     /// (`BTCUSDT-aggTrades-2024-08-08.zip`, `BTCUSDT-trades-2024-08.csv`),
     /// Tardis's (`binance_trades_2024-08-08_BTCUSDT.csv.gz`,
-    /// `binance_book_ticker_…`), else candlekeep's.
+    /// `binance_book_ticker_…`), freqtrade's (`BTC_USDT-trades.json.gz`),
+    /// else candlekeep's.
     #[must_use]
     pub fn detect(path: &Path) -> ImportFormat {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.contains("_book_ticker_") {
+        if name.contains("-trades.json") || name.ends_with("-trades.feather") {
+            ImportFormat::FreqtradeTrades
+        } else if name.contains("_book_ticker_") {
             ImportFormat::TardisBookTicker
         } else if name.contains("_trades_") {
             ImportFormat::TardisTrades
@@ -280,6 +297,7 @@ impl std::str::FromStr for ImportFormat {
             "binance-klines" => Ok(ImportFormat::BinanceKlines),
             "tardis-trades" => Ok(ImportFormat::TardisTrades),
             "tardis-book-ticker" => Ok(ImportFormat::TardisBookTicker),
+            "freqtrade-trades" | "freqtrade" => Ok(ImportFormat::FreqtradeTrades),
             other => Err(format!(
                 "unknown import format `{other}`: use {}",
                 ImportFormat::NAMES.join(", ")
@@ -362,6 +380,9 @@ pub fn import_file(
         }
         ImportFormat::TardisTrades | ImportFormat::TardisBookTicker => {
             return tardis::import_tardis(path, target, &mut emit);
+        }
+        ImportFormat::FreqtradeTrades => {
+            return freqtrade::import_freqtrade(path, target, &mut emit);
         }
     }
     let mut reader = BufReader::new(LineBound::new(File::open(path).map_err(io)?));
@@ -563,6 +584,7 @@ fn read_records<R: std::io::Read>(
 }
 
 mod binance;
+mod freqtrade;
 mod tardis;
 
 /// The `trade_id` of a JSON row that did not import, if it can be read.
