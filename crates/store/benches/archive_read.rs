@@ -189,6 +189,18 @@ fn bench_candles(c: &mut Criterion) {
         sqlite_bytes as f64 / n as f64,
         archive_bytes as f64 / n as f64
     );
+    // The first read decodes every day's file (the records cache is
+    // empty); the measured reads find them cached, as a server does.
+    let cold = TieredStore::new(sqlite.clone(), &archive);
+    let started = std::time::Instant::now();
+    let first = runtime
+        .block_on(cold.candle_records(&year, Interval::M1, CandleSource::Ours, false))
+        .expect("read");
+    assert_eq!(first.len(), n);
+    eprintln!(
+        "first (uncached) read of the year from the archive: {:?}",
+        started.elapsed()
+    );
     group.bench_function("archive_year_of_1m_candles", |b| {
         b.iter(|| {
             let got = runtime

@@ -420,6 +420,16 @@ async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store
         .expect("records");
     assert_eq!(records.len(), want_m1.len());
     assert_eq!(
+        records.json,
+        records_of(want_m1.iter()).json,
+        "byte for byte"
+    );
+    let newest_records = store
+        .candle_records(&candle_range(2_000), Interval::M1, CandleSource::Ours, true)
+        .await
+        .expect("newest records");
+    assert_eq!(newest_records.json, records_of(want_newest.iter()).json);
+    assert_eq!(
         records.open_times,
         want_m1.iter().map(|c| c.open_time).collect::<Vec<_>>()
     );
@@ -463,6 +473,25 @@ async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store
         .await
         .expect("read");
     assert_eq!(read, vec![revised.clone()], "the store's row wins");
+    let first_day = RangeQuery {
+        to: end_of(0),
+        ..candle_range(100_000)
+    };
+    let records = store
+        .candle_records(&first_day, Interval::M1, CandleSource::Ours, false)
+        .await
+        .expect("records");
+    let mut want_day0: Vec<Candle> = ours
+        .iter()
+        .filter(|c| c.interval == Interval::M1 && c.open_time < end_of(0))
+        .cloned()
+        .collect();
+    want_day0[30] = revised.clone();
+    assert_eq!(
+        records.json,
+        records_of(want_day0.iter()).json,
+        "the store's record wins"
+    );
     let report = store.archive_settled(end_of(1)).await.expect("archive");
     assert_eq!((report.days, report.candles), (1, 1), "{report:?}");
     let day0 =
@@ -470,6 +499,15 @@ async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store
             .expect("day 0");
     assert!(day0.candles.contains(&revised));
     assert_eq!(day0.candles.len(), 1_441);
+    let records = store
+        .candle_records(&first_day, Interval::M1, CandleSource::Ours, false)
+        .await
+        .expect("records after the rewrite");
+    assert_eq!(
+        records.json,
+        records_of(want_day0.iter()).json,
+        "the rewritten day is read again"
+    );
     let read = store
         .candles(&q, Interval::M1, CandleSource::Ours)
         .await
@@ -489,9 +527,22 @@ async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store
         .await
         .expect("left");
     assert_eq!(left.len(), 2 * 1_440);
+    let records = store
+        .candle_records(&first_day, Interval::M1, CandleSource::Ours, false)
+        .await
+        .expect("records after retention");
+    assert!(records.is_empty(), "the cache saw the day's file change");
     let daily = store
         .candles(&candle_range(10), Interval::D1, CandleSource::Ours)
         .await
         .expect("1d");
     assert_eq!(daily.len(), 3);
+}
+
+fn records_of<'a>(candles: impl Iterator<Item = &'a Candle>) -> ck_store::CandleRecords {
+    let mut records = ck_store::CandleRecords::default();
+    for c in candles {
+        records.push(c.open_time, |out| c.append_record_json(out));
+    }
+    records
 }

@@ -343,9 +343,12 @@ fn row_to_trade(
     if size.is_negative() || size.is_zero() {
         return Err(format!("qty must be positive, got {size}"));
     }
+    // `unknown` is what Tardis writes where the venue did not say; an empty
+    // side is a missing field.
     let side = match Side::parse(side) {
         Some(s @ (Side::Buy | Side::Sell)) => s,
-        _ => return Err(format!("side must be buy or sell, got `{side}`")),
+        Some(Side::Unknown) if side.trim().eq_ignore_ascii_case("unknown") => Side::Unknown,
+        _ => return Err(format!("side must be buy, sell or unknown, got `{side}`")),
     };
     Ok(Trade {
         exchange: target.exchange,

@@ -166,10 +166,15 @@ mod tests {
             ));
         }
         body.push_str("binance,BTCUSDT,1723161255342000,1723161255343000,,buy,61000,1\n");
+        // Tardis writes `unknown` where the venue does not say the side.
+        body.push_str(
+            "binance,BTCUSDT,1723161255344000,1723161255345000,99000001,unknown,61000,1\n",
+        );
         let path = gz("binance_trades_2024-08-08_BTCUSDT.csv.gz", &body);
         assert_eq!(ImportFormat::detect(&path), ImportFormat::TardisTrades);
         let (got, stats) = import_dump(&path, ImportFormat::TardisTrades);
-        same_trades(&got, &recorded);
+        same_trades(&got[..recorded.len()], &recorded);
+        assert_eq!(got[recorded.len()].side, ck_model::Side::Unknown);
         assert_eq!(
             got[0].ts_received.0,
             micros(recorded[0].ts_received) * 1_000,

@@ -120,7 +120,8 @@ impl TieredStore {
     }
 
     /// [`crate::Store::candle_records`] over both tiers: the store's fast
-    /// path where the range holds no archived day.
+    /// path where the range holds no archived day; else the store's
+    /// records merged with the archived days' (from the records cache).
     pub(super) async fn candle_records_of(
         &self,
         q: &RangeQuery,
@@ -128,18 +129,37 @@ impl TieredStore {
         source: CandleSource,
         newest_first: bool,
     ) -> Result<CandleRecords, Error> {
-        if self.candle_days(q, interval, source).await?.is_empty() {
-            return self
-                .inner
-                .candle_records(q, interval, source, newest_first)
-                .await;
+        let mut days = self.candle_days(q, interval, source).await?;
+        let hot = self
+            .inner
+            .candle_records(q, interval, source, newest_first)
+            .await?;
+        if days.is_empty() {
+            return Ok(hot);
         }
-        let candles = self.candle_range(q, interval, source, newest_first).await?;
-        let mut records = CandleRecords::with_capacity(candles.len());
-        for c in &candles {
-            records.push(c.open_time, |out| c.append_record_json(out));
+        if newest_first {
+            days.reverse();
         }
-        Ok(records)
+        let want = q.limit.saturating_add(hot.len());
+        let (exchange, instrument, from, to, limit) =
+            (q.exchange, q.instrument.clone(), q.from, q.to, q.limit);
+        let cache = self.records.clone();
+        self.blocking(move |root| {
+            let mut read = Vec::new();
+            let mut count = 0;
+            for day in days {
+                let owner = (kind_of(source), exchange, &instrument);
+                if let Some(d) = super::records::day_records(&cache, root, owner, interval, day)? {
+                    count += d.len();
+                    read.push(d);
+                }
+                if count >= want {
+                    break;
+                }
+            }
+            super::records::merge(&read, &hot, (from, to), limit, newest_first)
+        })
+        .await
     }
 
     /// The newest candle of ours of one interval, from both tiers.

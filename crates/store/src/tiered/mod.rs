@@ -30,6 +30,7 @@
 mod candles;
 mod files;
 mod mover;
+mod records;
 mod rows;
 
 use std::collections::HashMap;
@@ -57,6 +58,8 @@ pub struct TieredStore {
     seen: Mutex<SeenKeys>,
     /// One archive pass or archive prune at a time in this process.
     moving: tokio::sync::Mutex<()>,
+    /// Archived days of candles as JSON records (see [`records`]).
+    records: Arc<Mutex<records::RecordsCache>>,
 }
 
 impl std::fmt::Debug for TieredStore {
@@ -106,6 +109,7 @@ impl TieredStore {
             root: root.to_owned(),
             seen: Mutex::new(SeenKeys::default()),
             moving: tokio::sync::Mutex::new(()),
+            records: Arc::new(Mutex::new(records::RecordsCache::default())),
         }
     }
 
