@@ -70,6 +70,16 @@ async fn stored(dir: &Path) -> Vec<Trade> {
     store.trades(&everything(btc())).await.expect("trades")
 }
 
+/// Trades in the SQLite store itself, not counting the archive.
+async fn trades_in_sqlite(dir: &Path) -> u64 {
+    let raw = ck_store::sqlite::SqliteStore::open(
+        &dir.join("candlekeep.sqlite"),
+        ck_store::sqlite::Durability::Normal,
+    )
+    .expect("sqlite");
+    raw.counts().await.expect("counts").trades
+}
+
 /// The stored 1m candles (ours).
 async fn stored_candles(dir: &Path) -> Vec<ck_model::Candle> {
     let store = ck_app::open_existing_store(&settings(dir))
@@ -133,13 +143,8 @@ async fn import_archives_the_settled_days_it_stored() {
         DAYS,
         "a file of candles a day"
     );
-    let raw = ck_store::sqlite::SqliteStore::open(
-        &dir.path().join("candlekeep.sqlite"),
-        ck_store::sqlite::Durability::Normal,
-    )
-    .expect("sqlite");
     assert_eq!(
-        raw.counts().await.expect("counts").trades,
+        trades_in_sqlite(dir.path()).await,
         0,
         "the store keeps none"
     );
@@ -270,13 +275,8 @@ async fn killed_while_moving_days_nothing_is_lost_or_doubled() {
         DAYS * PER_DAY,
         "each trade in one file once"
     );
-    let raw = ck_store::sqlite::SqliteStore::open(
-        &dir.path().join("candlekeep.sqlite"),
-        ck_store::sqlite::Durability::Normal,
-    )
-    .expect("sqlite");
     assert_eq!(
-        raw.counts().await.expect("counts").trades,
+        trades_in_sqlite(dir.path()).await,
         0,
         "none left in the store"
     );

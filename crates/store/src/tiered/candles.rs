@@ -264,20 +264,9 @@ impl TieredStore {
                     all.insert((c.interval.index(), c.open_time), c);
                 }
                 let all: Vec<Candle> = all.into_values().collect();
-                if let Some(dir) = file.parent() {
-                    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                        path: dir.display().to_string(),
-                        source,
-                    })?;
-                }
-                let partial = files::partial_path(&file);
-                let written = ck_archive::candles::write_candles(&partial, exchange, &owner, &all)
-                    .map_err(Error::Archive)
-                    .and_then(|w| files::install(&partial, &file).map(|()| w));
-                if written.is_err() {
-                    let _ = std::fs::remove_file(&partial);
-                }
-                written
+                files::replace(&file, |partial| {
+                    ck_archive::candles::write_candles(partial, exchange, &owner, &all)
+                })
             })
             .await?;
         let deleted = self
@@ -342,15 +331,9 @@ pub(super) fn prune_candles(
                     files::remove_day(&file)?;
                     continue;
                 }
-                let partial = files::partial_path(&file);
-                let written =
-                    ck_archive::candles::write_candles(&partial, exchange, &instrument, &keep)
-                        .map_err(Error::Archive)
-                        .and_then(|_| files::install(&partial, &file));
-                if written.is_err() {
-                    let _ = std::fs::remove_file(&partial);
-                }
-                written?;
+                files::replace(&file, |partial| {
+                    ck_archive::candles::write_candles(partial, exchange, &instrument, &keep)
+                })?;
             }
         }
     }

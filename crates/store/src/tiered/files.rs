@@ -178,30 +178,31 @@ fn sync_dir(file: &Path) -> Result<(), Error> {
 /// writing a day and renaming it: their rows are still in the store.
 pub(crate) fn sweep_partials(root: &Path) -> Result<u64, Error> {
     let mut removed = 0;
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(&dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io(&dir))?;
-            let path = entry.path();
-            if entry.file_type().map_err(io(&dir))?.is_dir() {
-                stack.push(path);
-            } else if is_partial(&path) {
-                std::fs::remove_file(&path).map_err(io(&path))?;
-                removed += 1;
-            }
+    walk(root, &mut |path, _| {
+        if is_partial(path) {
+            std::fs::remove_file(path).map_err(io(path))?;
+            removed += 1;
         }
-    }
+        Ok(())
+    })?;
     Ok(removed)
 }
 
 /// Bytes of every file under `root`.
 pub(crate) fn size(root: &Path) -> Result<u64, Error> {
     let mut bytes = 0;
+    walk(root, &mut |_, meta| {
+        bytes += meta.len();
+        Ok(())
+    })?;
+    Ok(bytes)
+}
+
+/// Calls `f` with every file under `root` (none when it does not exist).
+fn walk(
+    root: &Path,
+    f: &mut dyn FnMut(&Path, &std::fs::Metadata) -> Result<(), Error>,
+) -> Result<(), Error> {
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
@@ -215,11 +216,31 @@ pub(crate) fn size(root: &Path) -> Result<u64, Error> {
             if meta.is_dir() {
                 stack.push(entry.path());
             } else {
-                bytes += meta.len();
+                f(&entry.path(), &meta)?;
             }
         }
     }
-    Ok(bytes)
+    Ok(())
+}
+
+/// Replaces a day's `file` by what `write` writes (and fsyncs) to a
+/// partial file beside it: renamed over it, the folder fsync'd. The
+/// partial file is removed when anything fails.
+pub(crate) fn replace<T>(
+    file: &Path,
+    write: impl FnOnce(&Path) -> Result<T, ck_archive::Error>,
+) -> Result<T, Error> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let partial = partial_path(file);
+    let done = write(&partial)
+        .map_err(Error::Archive)
+        .and_then(|w| install(&partial, file).map(|()| w));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    done
 }
 
 /// The archive's lock: held by the process moving days into it or

@@ -211,14 +211,9 @@ impl TieredStore {
                 let (start, end) = files::day_span(day);
                 let cold = R::read(&file, start, end).map_err(Error::Archive)?;
                 let all = rows::merge(cold, hot, usize::MAX);
-                let partial = files::partial_path(&file);
-                let written = rows::write_file(&partial, exchange, &instrument, &all)
-                    .map_err(Error::Archive)
-                    .and_then(|w| files::install(&partial, &file).map(|()| w));
-                if written.is_err() {
-                    let _ = std::fs::remove_file(&partial);
-                }
-                written
+                files::replace(&file, |partial| {
+                    rows::write_file(partial, exchange, &instrument, &all)
+                })
             })
             .await?;
         Ok((written, keys))
@@ -312,14 +307,9 @@ fn prune_kind<R: DayRow>(root: &std::path::Path, cut: Ts, dry_run: bool) -> Resu
                 files::remove_day(&file)?;
                 continue;
             }
-            let partial = files::partial_path(&file);
-            let written = rows::write_file(&partial, exchange, &instrument, &keep)
-                .map_err(Error::Archive)
-                .and_then(|_| files::install(&partial, &file));
-            if written.is_err() {
-                let _ = std::fs::remove_file(&partial);
-            }
-            written?;
+            files::replace(&file, |partial| {
+                rows::write_file(partial, exchange, &instrument, &keep)
+            })?;
         }
     }
     Ok(removed)
