@@ -169,30 +169,34 @@ pub(crate) async fn candles(
         limit: limit + 1,
     };
     if as_csv {
+        // CSV comes from the same records as JSON (packed and archived
+        // days), each turned into its row.
         let store = state.store.clone();
-        let mut parts = split(&state, query, interval, source, newest_first, |q| {
+        let mut parts = split(&state, query, interval, source, newest_first, move |q| {
             let store = store.clone();
             async move {
-                if newest_first {
-                    store.candles_newest_first(&q, interval, source).await
-                } else {
-                    store.candles(&q, interval, source).await
-                }
+                store
+                    .candle_records(&q, interval, source, newest_first)
+                    .await
             }
         })
         .await?
         .all()
         .await?;
         let next = cut(&mut parts, limit, newest_first);
-        let rows: Vec<CandleRecord> = parts.iter().flatten().map(CandleRecord::from).collect();
-        return page(
-            &rows,
-            &CandleRecord::COLUMNS,
-            true,
-            next,
-            "/api/v1/candles",
-            &q,
-        );
+        let mut body = CandleRecord::COLUMNS.join(",").into_bytes();
+        body.push(b'\n');
+        for part in &parts {
+            let mut start = 0;
+            for &end in &part.ends {
+                ck_model::record_csv::append_csv_row(&part.json[start + 1..end], &mut body)
+                    .map_err(|e| ApiError::Internal(format!("a stored candle record: {e}")))?;
+                start = end;
+            }
+        }
+        let response =
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
+        return Ok(with_next(response, next, "/api/v1/candles", &q));
     }
     // JSON: the store writes the records (SQLite straight from its rows).
     let store = state.store.clone();

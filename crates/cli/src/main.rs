@@ -236,11 +236,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 SourceArg::Ours => CandleSource::Ours,
                 SourceArg::Exchange => CandleSource::Exchange,
             };
+            if range.format == Format::Csv {
+                // From the same records as the API's answers (packed and
+                // archived days).
+                let records = store.candle_records(&q, interval, source, false).await?;
+                if records.is_empty() {
+                    series_stored(store.as_ref(), &range).await?;
+                }
+                return output::candle_records_csv(&records);
+            }
             let candles = store.candles(&q, interval, source).await?;
             if candles.is_empty() {
                 series_stored(store.as_ref(), &range).await?;
             }
-            output::candles(&candles, range.format == Format::Csv)
+            output::candles(&candles)
         }
         Command::Trades { range } => {
             let q = range_query(&range)?;

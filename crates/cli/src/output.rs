@@ -27,13 +27,25 @@ fn csv<T: Serialize>(rows: &[T], header: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn candles(candles: &[Candle], as_csv: bool) -> anyhow::Result<()> {
+/// Candles as JSON (`candles`; CSV is [`candle_records_csv`]).
+pub(crate) fn candles(candles: &[Candle]) -> anyhow::Result<()> {
     let rows: Vec<CandleRecord> = candles.iter().map(CandleRecord::from).collect();
-    if as_csv {
-        csv(&rows, &CandleRecord::COLUMNS)
-    } else {
-        json(&rows)
+    json(&rows)
+}
+
+/// Candle records as CSV rows under the header, as `candles --format csv`
+/// prints them.
+pub(crate) fn candle_records_csv(records: &ck_store::CandleRecords) -> anyhow::Result<()> {
+    let mut out = CandleRecord::COLUMNS.join(",").into_bytes();
+    out.push(b'\n');
+    let mut start = 0;
+    for &end in &records.ends {
+        ck_model::record_csv::append_csv_row(&records.json[start + 1..end], &mut out)
+            .map_err(|e| anyhow::anyhow!("a stored candle record: {e}"))?;
+        start = end;
     }
+    std::io::stdout().lock().write_all(&out)?;
+    Ok(())
 }
 
 /// A trade as `trades` and `export` print it.

@@ -13,6 +13,7 @@ mod exchange;
 mod gap;
 mod instrument;
 mod interval;
+pub mod record_csv;
 mod time;
 mod trade;
 
