@@ -8,8 +8,10 @@
 //! - `year_of_1m_candles`: `GET /api/v1/candles` for the whole year in one
 //!   response (JSON), and the store query alone; median of five.
 //!
-//! `cargo bench -p ck-api --bench api [-- latest|year|store]` (the first
-//! two by default; `store` runs only the store query, for profiling).
+//! - `day`: a day of 1m candles, JSON and CSV, 64 connections for 5 s each.
+//!
+//! `cargo bench -p ck-api --bench api [-- latest|day|year|store]` (all but
+//! `store` by default; `store` runs only the store query, for profiling).
 //! `CK_BENCH_STORE=postgres` runs them on a fresh schema of the PostgreSQL
 //! server the tests use (`CK_TEST_POSTGRES_URL`) instead of SQLite.
 
@@ -204,6 +206,24 @@ fn main() {
             pct(&alat, 0.99),
             rate / axum_rate
         );
+        }
+        if run("day") {
+            // One day of 1m candles (settled and packed): JSON, and the same
+            // request as CSV, which is made from the same records.
+            store
+                .pack_candle_days(Ts(START.0 + YEAR_MINUTES * 60_000_000_000))
+                .await
+                .expect("pack");
+            const DAY: &str = "/api/v1/candles?exchange=binance&instrument=BTC-USDT&interval=1m&from=2024-06-01&to=2024-06-02&limit=1440";
+            const DAY_CSV: &str = "/api/v1/candles?exchange=binance&instrument=BTC-USDT&interval=1m&from=2024-06-01&to=2024-06-02&limit=1440&format=csv";
+            let (json, jlat) = load(addr, DAY, 5).await;
+            let (csv, clat) = load(addr, DAY_CSV, 5).await;
+            println!(
+                "api/day_of_1m_candles: JSON {json:.0} req/s (p50 {:?}), CSV {csv:.0} req/s (p50 {:?}); CSV at {:.2}x JSON's rate (64 connections, 5 s each)",
+                pct(&jlat, 0.5),
+                pct(&clat, 0.5),
+                csv / json
+            );
         }
         if !run("year") && !run("store") {
             return;
