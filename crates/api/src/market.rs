@@ -194,8 +194,7 @@ pub(crate) async fn candles(
                 start = end;
             }
         }
-        let response =
-            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
+        let response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
         return Ok(with_next(response, next, "/api/v1/candles", &q));
     }
     // JSON: the store writes the records (SQLite straight from its rows).

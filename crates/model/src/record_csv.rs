@@ -138,7 +138,10 @@ fn row(record: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
 
 /// Writes a field, quoted where the `csv` crate quotes it.
 fn field(value: &[u8], out: &mut Vec<u8>) {
-    if value.iter().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
+    if value
+        .iter()
+        .any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r'))
+    {
         out.push(b'"');
         for &c in value {
             if c == b'"' {
@@ -177,7 +180,11 @@ impl<'a> Scan<'a> {
     fn expect(&mut self, want: u8) -> Result<(), String> {
         match self.next() {
             Some(c) if c == want => Ok(()),
-            _ => Err(format!("expected `{}` at byte {}", want as char, self.i - 1)),
+            _ => Err(format!(
+                "expected `{}` at byte {}",
+                want as char,
+                self.i - 1
+            )),
         }
     }
 
@@ -281,7 +288,9 @@ impl<'a> Scan<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Candle, CandleRecord, CandleState, Decimal, Exchange, Instrument, Interval, TradeId, Ts};
+    use crate::{
+        Candle, CandleRecord, CandleState, Decimal, Exchange, Instrument, Interval, TradeId, Ts,
+    };
 
     fn candle(first: Option<TradeId>, last: Option<TradeId>, state: CandleState) -> Candle {
         let d = |s: &str| Decimal::parse(s).expect("decimal");
@@ -307,7 +316,9 @@ mod tests {
 
     /// What the `csv` crate writes for the record.
     fn by_csv_crate(c: &Candle) -> Vec<u8> {
-        let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
         w.serialize(CandleRecord::from(c)).expect("row");
         w.into_inner().expect("csv")
     }
@@ -323,7 +334,11 @@ mod tests {
             ),
         ];
         for (first, last) in ids {
-            for state in [CandleState::Provisional, CandleState::Closed, CandleState::Revised] {
+            for state in [
+                CandleState::Provisional,
+                CandleState::Closed,
+                CandleState::Revised,
+            ] {
                 let c = candle(first.clone(), last.clone(), state);
                 let mut json = Vec::new();
                 c.append_record_json(&mut json);
@@ -360,8 +375,18 @@ mod tests {
     #[test]
     fn what_is_not_a_record_is_refused_and_writes_nothing() {
         let mut out = b"kept".to_vec();
-        for bad in [&b""[..], b"[1]", b"{\"a\":1}", b"{\"a\":\"x", b"{\"a\":\"\\q\"}"] {
-            assert!(append_csv_row(bad, &mut out).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"[1]",
+            b"{\"a\":1}",
+            b"{\"a\":\"x",
+            b"{\"a\":\"\\q\"}",
+        ] {
+            assert!(
+                append_csv_row(bad, &mut out).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
             assert_eq!(out, b"kept");
         }
     }

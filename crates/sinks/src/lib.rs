@@ -393,6 +393,9 @@ mod tests {
         async fn delete_archived(&self, rows: ck_store::ArchivedRows<'_>) -> Result<u64, Error> {
             self.inner.delete_archived(rows).await
         }
+        async fn reclaim_space(&self) -> Result<(), Error> {
+            self.inner.reclaim_space().await
+        }
 
         fn backend(&self) -> String {
             self.inner.backend()

@@ -537,6 +537,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(ArchiveReport::default())
     }
 
+    /// Gives the space of deleted rows back where the backend can (after
+    /// an archive pass moved rows out): SQLite shrinks its file by
+    /// incremental vacuum, PostgreSQL vacuums the tables so the space is
+    /// reused. The default does nothing.
+    async fn reclaim_space(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// The stored trade with the latest exchange time (ties: the highest id).
     async fn last_trade(
         &self,

@@ -196,6 +196,8 @@ async fn killed_while_moving_days_nothing_is_lost_or_doubled() {
     );
     let expected = stored(dir.path()).await;
     assert_eq!(expected.len() as i64, DAYS * PER_DAY);
+    let db = dir.path().join("candlekeep.sqlite");
+    let db_before = std::fs::metadata(&db).expect("db").len();
     let expected_candles = stored_candles(dir.path()).await;
     assert_eq!(expected_candles.len() as i64, DAYS * 1_440);
 
@@ -282,4 +284,9 @@ async fn killed_while_moving_days_nothing_is_lost_or_doubled() {
     );
     assert_eq!(stored(dir.path()).await, expected);
     assert_eq!(stored_candles(dir.path()).await, expected_candles);
+    let db_after = std::fs::metadata(&db).expect("db").len();
+    assert!(
+        db_after * 2 < db_before,
+        "the store gave the space back: {db_before} bytes before, {db_after} after"
+    );
 }

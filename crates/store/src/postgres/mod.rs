@@ -883,6 +883,19 @@ impl Store for PgStore {
         archived::delete(self, rows).await
     }
 
+    async fn reclaim_space(&self) -> Result<(), Error> {
+        // VACUUM runs outside a transaction: one simple query each (several
+        // statements in one query are one transaction).
+        let conn = self.reader().await?;
+        for table in ["trades", "quotes", "candles"] {
+            conn.client
+                .batch_execute(&format!("VACUUM (ANALYZE) {table}"))
+                .await
+                .map_err(pg("vacuuming after an archive pass"))?;
+        }
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         let conn = self.reader().await?;
         conn.query_opt("SELECT 1", &[], "pinging the database")

@@ -678,6 +678,10 @@ impl Store for SqliteStore {
         archived::delete(self, rows).await
     }
 
+    async fn reclaim_space(&self) -> Result<(), Error> {
+        prune::give_back_space(self).await
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         self.read(|c| {
             c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))

@@ -143,7 +143,7 @@ async fn remove(
 }
 
 /// Returns free pages to the file system, a thousand at a time.
-async fn give_back_space(store: &SqliteStore) -> Result<(), Error> {
+pub(super) async fn give_back_space(store: &SqliteStore) -> Result<(), Error> {
     loop {
         let inner = store.clone();
         let left = tokio::task::spawn_blocking(move || {

@@ -557,6 +557,10 @@ impl Store for TieredStore {
         self.inner.delete_archived(rows).await
     }
 
+    async fn reclaim_space(&self) -> Result<(), Error> {
+        self.inner.reclaim_space().await
+    }
+
     fn backend(&self) -> String {
         self.inner.backend()
     }

@@ -55,6 +55,10 @@ impl TieredStore {
                 }
             }
         }
+        if report.deleted > 0 {
+            // The rows that left the store give their space back.
+            self.inner.reclaim_space().await?;
+        }
         Ok(report)
     }
 
