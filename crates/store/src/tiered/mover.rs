@@ -55,10 +55,9 @@ impl TieredStore {
                 }
             }
         }
-        if report.deleted > 0 {
-            // The rows that left the store give their space back.
-            self.inner.reclaim_space().await?;
-        }
+        // The rows that left the store give their space back (also those
+        // of an earlier pass that stopped before doing so).
+        self.inner.reclaim_space().await?;
         Ok(report)
     }
 
