@@ -187,6 +187,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "Gaps the exchange's REST history cannot fill.",
     ),
     (
+        "candlekeep_archive_days_failed_total",
+        "Settled days the archive could not write (left in the store, retried each pass).",
+    ),
+    (
         "candlekeep_import_bad_rows_total",
         "Imported rows that could not be read and were skipped (each is an ingest error).",
     ),

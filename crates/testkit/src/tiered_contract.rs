@@ -143,6 +143,7 @@ pub async fn tiered_contract(inner: Arc<dyn Store>, root: &Path) {
     let hot = inner.trades(&all(10_000)).await.expect("store rows");
     assert_eq!(hot.len(), 144, "only day 2 is left in the store");
 
+    a_day_the_archive_cannot_take_stays_in_the_store(&store, root).await;
     candles_move_and_read_as_one(&store, &inner, root).await;
     reads_span_both_tiers(&store, &trades, &quotes).await;
     duplicates_span_both_tiers(&store, &inner, &trades).await;
@@ -282,7 +283,11 @@ async fn newest_rows_and_counts_see_the_archive(store: &TieredStore) {
         .expect("listed");
     assert_eq!(eth.last_trade_time, Some(last.ts_exchange));
     let counts = store.counts().await.expect("counts");
-    assert_eq!(counts.trades, 433);
+    assert_eq!(
+        counts.trades,
+        433 + 2,
+        "with the two XRP trades the archive could not take"
+    );
     assert_eq!(counts.quotes, 144);
     // Day 0's 1m candles were pruned above.
     assert_eq!(
@@ -303,10 +308,14 @@ async fn retention_deletes_archived_days(store: &TieredStore, root: &Path) {
         dry_run,
     };
     let dry = store.prune(&plan(true)).await.expect("dry run");
-    assert_eq!(dry.trades, 145 + 72);
+    assert_eq!(
+        dry.trades,
+        145 + 72 + 2,
+        "with the two XRP trades in the store"
+    );
     assert!(trades_file(root, 0).is_file(), "a dry run deletes nothing");
     let done = store.prune(&plan(false)).await.expect("prune");
-    assert_eq!(done.trades, 145 + 72);
+    assert_eq!(done.trades, 145 + 72 + 2);
     assert!(!trades_file(root, 0).exists());
     let left = store.trades(&all(10_000)).await.expect("left");
     assert_eq!(left.len(), 72 + 144);
@@ -545,4 +554,43 @@ fn records_of<'a>(candles: impl Iterator<Item = &'a Candle>) -> ck_store::Candle
         records.push(c.open_time, |out| c.append_record_json(out));
     }
     records
+}
+
+async fn a_day_the_archive_cannot_take_stays_in_the_store(store: &TieredStore, root: &Path) {
+    // 38 digits, and a day's other price with a decimal place: at the
+    // day's scale, 39 digits, more than a Parquet decimal holds.
+    let xrp = Instrument::parse("XRP-USDT").expect("instrument");
+    let huge = Trade {
+        instrument: xrp.clone(),
+        price: Decimal::parse("12345678901234567890123456789012345678").expect("38 digits"),
+        ..trade(0, 5, 77)
+    };
+    let small = Trade {
+        instrument: xrp.clone(),
+        price: Decimal::parse("0.5").expect("price"),
+        ..trade(0, 6, 78)
+    };
+    write(store, vec![huge.clone(), small.clone()], Vec::new()).await;
+    let report = store
+        .archive_settled(end_of(1))
+        .await
+        .expect("the pass goes on");
+    assert_eq!(report.trades, 0, "{report:?}");
+    let file = ck_archive::layout::day_file(
+        root,
+        ck_archive::layout::Kind::Trades,
+        Exchange::Binance,
+        &xrp,
+        FIRST_DAY,
+    );
+    assert!(!file.exists());
+    let q = RangeQuery {
+        instrument: xrp,
+        ..all(10)
+    };
+    assert_eq!(
+        store.trades(&q).await.expect("read"),
+        vec![huge, small],
+        "kept in the store"
+    );
 }

@@ -216,10 +216,16 @@ impl TieredStore {
             if end > settled_before {
                 break;
             }
-            moved.push(
-                self.archive_candle_day(exchange, instrument, source, day)
-                    .await?,
-            );
+            match self
+                .archive_candle_day(exchange, instrument, source, day)
+                .await
+            {
+                Ok(m) => moved.push(m),
+                Err(Error::Archive(e)) => {
+                    super::mover::day_failed(kind_of(source), exchange, instrument, day, &e);
+                }
+                Err(e) => return Err(e),
+            }
             from = end;
         }
         Ok(moved)

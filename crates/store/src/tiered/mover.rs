@@ -81,7 +81,15 @@ impl TieredStore {
             if end > settled_before {
                 break;
             }
-            let moved = self.archive_day::<R>(exchange, instrument, day).await?;
+            let moved = match self.archive_day::<R>(exchange, instrument, day).await {
+                Ok(moved) => moved,
+                Err(Error::Archive(e)) => {
+                    day_failed(R::KIND, exchange, instrument, day, &e);
+                    from = end;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             report.days += 1;
             report.bytes += moved.bytes;
             report.deleted += moved.deleted;
@@ -258,6 +266,27 @@ impl TieredStore {
         })
         .await
     }
+}
+
+/// A day the archive cannot take (a value with no exact form in its
+/// columns, an unreadable day file): logged and counted, left in the store,
+/// and tried again by the next pass; the other days move on.
+pub(super) fn day_failed(
+    kind: ck_archive::layout::Kind,
+    exchange: Exchange,
+    instrument: &Instrument,
+    day: i64,
+    error: &ck_archive::Error,
+) {
+    ck_bus::metrics::counter("candlekeep_archive_days_failed_total").inc();
+    tracing::warn!(
+        kind = kind.as_str(),
+        %exchange,
+        %instrument,
+        date = %layout::date_text(day),
+        %error,
+        "a settled day could not be archived; it stays in the store"
+    );
 }
 
 /// What moving a day did.
