@@ -11,8 +11,7 @@
 //! trade files are refused with the command that converts them.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::Path;
 
 use ck_bus::{Closed, Event};
@@ -20,7 +19,8 @@ use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::{
-    ImportError, ImportStats, ImportTarget, TsUnit, has_extension, report_bad, row_to_trade,
+    ImportError, ImportStats, ImportTarget, TsUnit, has_extension, open_maybe_gzipped, report_bad,
+    row_to_trade,
 };
 
 /// A freqtrade trades file, gzipped (`.gz`) or not.
@@ -42,12 +42,7 @@ pub(super) fn import_freqtrade(
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
-    let reader: Box<dyn Read> = if has_extension(path, "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
+    let reader = open_maybe_gzipped(path)?;
     let millis = ImportTarget {
         ts_unit: TsUnit::Millis,
         ..target.clone()
@@ -195,6 +190,7 @@ fn plain(raw: &RawValue) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::io::Write as _;
 
     use super::super::tests::{import_dump, same_trades, target};

@@ -492,6 +492,19 @@ fn report_bad(
     emit(Event::IngestError(err))
 }
 
+/// `path` to read, gunzipped when its name ends in `.gz`.
+fn open_maybe_gzipped(path: &Path) -> Result<Box<dyn std::io::Read>, ImportError> {
+    let file = File::open(path).map_err(|source| ImportError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(if has_extension(path, "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
+}
+
 /// A CSV reader as every layout reads: rows may differ in length, fields
 /// are trimmed; `headers` when the first row names the columns.
 fn csv_reader<R: std::io::Read>(reader: R, headers: bool) -> csv::Reader<R> {

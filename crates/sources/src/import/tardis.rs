@@ -1,6 +1,5 @@
 //! Tardis.dev's downloadable CSV: trades, and book tickers as quotes.
 
-use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
@@ -8,8 +7,8 @@ use ck_bus::{Closed, Event};
 use ck_model::Decimal;
 
 use super::{
-    ImportError, ImportFormat, ImportStats, ImportTarget, Row, TsUnit, csv_reader, has_extension,
-    read_records, row_to_trade, unix_time,
+    ImportError, ImportFormat, ImportStats, ImportTarget, Row, TsUnit, csv_reader,
+    open_maybe_gzipped, read_records, row_to_trade, unix_time,
 };
 use crate::line_bound::LineBound;
 
@@ -23,12 +22,7 @@ pub(super) fn import_tardis(
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
-    let reader: Box<dyn std::io::Read> = if has_extension(path, "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
+    let reader = open_maybe_gzipped(path)?;
     let mut csv = csv_reader(BufReader::new(LineBound::new(reader)), true);
     let headers = csv.headers().map_err(|e| io(e.into()))?.clone();
     let wanted: &[&'static str] = if target.format == ImportFormat::TardisTrades {
@@ -133,6 +127,7 @@ mod tests {
     use super::super::tests::{import_dump, same_trades, target};
     use super::*;
     use ck_model::Ts;
+    use std::fs::File;
 
     #[test]
     fn tardis_trades_and_book_tickers_import_exactly_gzipped() {

@@ -217,23 +217,20 @@ impl TieredStore {
         owner: impl Fn(&R) -> (Exchange, &Instrument),
     ) -> Result<Option<(Vec<R>, u64)>, Error> {
         let today = ck_archive::layout::day_of(Ts::now());
-        let day_of = |r: &R| {
-            let (e, i) = owner(r);
-            (e, i.clone(), ck_archive::layout::day_of(r.time()))
-        };
+        // The days before today the rows fall in, compared without copying
+        // an instrument per row (an import of history passes here).
         let mut days: Vec<DayId> = Vec::new();
         for r in rows {
-            if ck_archive::layout::day_of(r.time()) < today {
-                let day = day_of(r);
-                if !days.contains(&day) {
-                    days.push(day);
-                }
+            let day = ck_archive::layout::day_of(r.time());
+            let (e, i) = owner(r);
+            if day < today && !days.iter().any(|d| d.0 == e && d.1 == *i && d.2 == day) {
+                days.push((e, i.clone(), day));
             }
         }
-        let mut keys: HashMap<DayId, DayKeys<R::Key>> = HashMap::new();
+        let mut keys: Vec<(DayId, DayKeys<R::Key>)> = Vec::new();
         for day in days {
             if let Some(k) = self.day_keys::<R>(&day).await? {
-                keys.insert(day, k);
+                keys.push((day, k));
             }
         }
         if keys.is_empty() {
@@ -242,8 +239,11 @@ impl TieredStore {
         let kept: Vec<R> = rows
             .iter()
             .filter(|r| {
-                keys.get(&day_of(r))
-                    .is_none_or(|k| k.binary_search(&(r.time(), r.key())).is_err())
+                let (e, i) = owner(r);
+                let day = ck_archive::layout::day_of(r.time());
+                keys.iter()
+                    .find(|(d, _)| d.0 == e && d.1 == *i && d.2 == day)
+                    .is_none_or(|(_, k)| k.binary_search(&(r.time(), r.key())).is_err())
             })
             .cloned()
             .collect();
@@ -456,35 +456,38 @@ impl Store for TieredStore {
     }
 
     async fn instruments(&self) -> Result<Vec<StoredInstrument>, Error> {
-        let mut stored = self.inner.instruments().await?;
-        for s in &mut stored {
-            let (exchange, instrument) = (s.info.exchange, s.info.instrument.clone());
-            let archived = self
-                .blocking(move |root| {
-                    let Some(day) = files::newest_day(
-                        root,
-                        ck_archive::layout::Kind::Trades,
-                        exchange,
-                        &instrument,
-                    )?
-                    else {
-                        return Ok(None);
-                    };
-                    let file = ck_archive::layout::day_file(
-                        root,
-                        ck_archive::layout::Kind::Trades,
-                        exchange,
-                        &instrument,
-                        day,
-                    );
-                    let (_, bounds) =
-                        ck_archive::footer(&file, "ts_exchange").map_err(Error::Archive)?;
-                    Ok(bounds.map(|(_, max)| Ts(max)))
-                })
-                .await?;
-            s.last_trade_time = s.last_trade_time.max(archived);
-        }
-        Ok(stored)
+        use ck_archive::layout::Kind;
+        let stored = self.inner.instruments().await?;
+        // One blocking task for the whole list (the API asks on every
+        // request), reading only the instruments the archive holds, and a
+        // footer only where the archive's newest day is newer than the
+        // store's last trade.
+        self.blocking(move |root| {
+            let archived = files::instruments(root, Kind::Trades)?;
+            let mut stored = stored;
+            for s in &mut stored {
+                let (exchange, instrument) = (s.info.exchange, &s.info.instrument);
+                if !archived
+                    .iter()
+                    .any(|(e, i)| *e == exchange && i == instrument)
+                {
+                    continue;
+                }
+                let Some(day) = files::newest_day(root, Kind::Trades, exchange, instrument)? else {
+                    continue;
+                };
+                if s.last_trade_time >= Some(files::day_span(day).1) {
+                    continue;
+                }
+                let file =
+                    ck_archive::layout::day_file(root, Kind::Trades, exchange, instrument, day);
+                let (_, bounds) =
+                    ck_archive::footer(&file, "ts_exchange").map_err(Error::Archive)?;
+                s.last_trade_time = s.last_trade_time.max(bounds.map(|(_, max)| Ts(max)));
+            }
+            Ok(stored)
+        })
+        .await
     }
 
     async fn ingest_errors(&self, limit: usize) -> Result<Vec<IngestError>, Error> {
