@@ -240,6 +240,18 @@ pub async fn run_pipeline_with(
     } else {
         None
     };
+    // An import writes the settled days it brings straight to the
+    // archive (no positions to keep in step: a rerun imports again).
+    let direct = settings.config.archive.enabled
+        && runtime.publish_to.is_none()
+        && !sources.is_empty()
+        && sources.iter().all(|s| matches!(s, Source::Import { .. }));
+    if direct {
+        store
+            .begin_direct_archive(crate::archive::cutoff(settings, ck_model::Ts::now()))
+            .await
+            .context("starting to write settled days to the archive")?;
+    }
     let tracker = TaskTracker::new();
     let (ingest_tx, ingest_rx) = channel::<Event>("ingest", settings.config.pipeline.ingest_queue);
     let (store_tx, store_rx) = channel::<Event>("store", settings.config.pipeline.store_queue);
@@ -563,22 +575,34 @@ pub async fn run_pipeline_with(
             }
         }
     };
-    let (aggregator, writer, collector) = if shutdown.is_cancelled() {
+    let drained = if shutdown.is_cancelled() {
         match tokio::time::timeout(grace, drained).await {
-            Ok(r) => r?,
+            Ok(r) => r,
             Err(_) => {
                 tracing::error!(
                     ?grace,
                     "candle stage or store writer did not stop in time; aborting them"
                 );
-                anyhow::bail!(
+                Err(anyhow::anyhow!(
                     "shutdown timed out after {grace:?} with the store writer still running"
-                );
+                ))
             }
         }
     } else {
-        drained.await?
+        drained.await
     };
+    // Every day the import began goes into the archive, stopped or not
+    // (what the writer still held is not in it: a rerun brings it).
+    let direct_report = if direct {
+        store
+            .end_direct_archive()
+            .await
+            .context("installing the days written straight to the archive")
+    } else {
+        Ok(ck_store::ArchiveReport::default())
+    };
+    let (aggregator, writer, collector) = drained?;
+    let direct_report = direct_report?;
     if let Some(why) = &writer.gave_up {
         anyhow::bail!(
             "the store refused to commit ({why}); everything committed before stays, and a rerun continues"
@@ -597,7 +621,7 @@ pub async fn run_pipeline_with(
         ck_store::PackReport::default()
     };
     // And moves the settled days it stored to the archive.
-    let archived = if !live
+    let mut archived = if !live
         && !shutdown.is_cancelled()
         && writer.written.trades_inserted + writer.written.quotes_inserted > 0
     {
@@ -605,6 +629,12 @@ pub async fn run_pipeline_with(
     } else {
         ck_store::ArchiveReport::default()
     };
+    archived.days += direct_report.days;
+    archived.trades += direct_report.trades;
+    archived.quotes += direct_report.quotes;
+    archived.candles += direct_report.candles;
+    archived.bytes += direct_report.bytes;
+    archived.swept += direct_report.swept;
     Ok(PipelineReport {
         sources: reports,
         aggregator,

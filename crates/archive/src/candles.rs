@@ -98,21 +98,17 @@ impl CandleShape {
 
     fn columns(&self, rows: &[&Candle]) -> Result<Vec<Column>, String> {
         let mut columns = vec![
-            Column::strings(
-                "interval",
-                Enc::Dictionary,
-                rows.iter().map(|c| c.interval.as_str()),
-            ),
+            Column::words("interval", rows.iter().map(|c| c.interval.as_str())),
             Column::times("open_time", rows.iter().map(|c| c.open_time.0)),
         ];
         for (name, shape) in DECIMALS.into_iter().zip(self.decimals) {
-            let values: Vec<_> = rows.iter().map(|c| Some(decimal_of(c, name))).collect();
             let enc = if name.ends_with("volume") {
                 Enc::Dictionary
             } else {
                 Enc::Delta
             };
-            columns.push(Column::decimals_as(name, false, enc, shape, &values)?);
+            let values = rows.iter().map(|c| Some(decimal_of(c, name)));
+            columns.push(Column::decimals_as(name, false, enc, shape, values)?);
         }
         columns.push(Column {
             name: "trades",
@@ -161,9 +157,8 @@ impl CandleShape {
                 values,
             });
         }
-        columns.push(Column::strings(
+        columns.push(Column::words(
             "state",
-            Enc::Dictionary,
             rows.iter().map(|c| c.state.as_str()),
         ));
         Ok(columns)

@@ -98,6 +98,14 @@ impl DecimalShape {
     pub fn wide(&self) -> bool {
         self.scale > 18 || self.magnitude.unwrap_or(0) + i32::from(self.scale) > 18
     }
+
+    /// Whether a column of this shape and one of `other` are the same
+    /// column (one scale, one width): a file begun with one holds the
+    /// values of the other.
+    #[must_use]
+    pub fn same_column(&self, other: &DecimalShape) -> bool {
+        self.scale == other.scale && self.wide() == other.wide()
+    }
 }
 
 /// One column to write.
@@ -139,6 +147,22 @@ impl Column {
         }
     }
 
+    /// Required strings from a few fixed words (sides, intervals): no
+    /// copy of each.
+    pub(crate) fn words(name: &'static str, values: impl Iterator<Item = &'static str>) -> Column {
+        Column {
+            name,
+            logical: "STRING".into(),
+            optional: false,
+            enc: Enc::Dictionary,
+            values: Values::Bytes(
+                values
+                    .map(|s| Some(ByteArray::from(bytes::Bytes::from_static(s.as_bytes()))))
+                    .collect(),
+            ),
+        }
+    }
+
     /// Decimals in a column of `shape` (every value must fit it: see
     /// [`DecimalShape::observe`]).
     ///
@@ -149,7 +173,7 @@ impl Column {
         optional: bool,
         enc: Enc,
         shape: DecimalShape,
-        values: &[Option<Decimal>],
+        values: impl ExactSizeIterator<Item = Option<Decimal>>,
     ) -> Result<Column, String> {
         let (scale, wide) = (shape.scale, shape.wide());
         if scale > 38 {
@@ -160,20 +184,17 @@ impl Column {
         } else {
             MAX_MANTISSA_18
         };
-        let mut mantissas = Vec::with_capacity(values.len());
-        for v in values {
-            let m = match v {
-                None => None,
-                Some(d) => Some(
-                    d.rescale(scale)
-                        .map(Decimal::mantissa)
-                        .filter(|m| m.abs() <= limit)
-                        .ok_or_else(|| format!("{name} {d} (scale {scale})"))?,
-                ),
-            };
-            mantissas.push(m);
-        }
+        let mantissa = |d: Decimal| {
+            d.rescale(scale)
+                .map(Decimal::mantissa)
+                .filter(|m| m.abs() <= limit)
+                .ok_or_else(|| format!("{name} {d} (scale {scale})"))
+        };
         Ok(if wide {
+            let mut mantissas = Vec::with_capacity(values.len());
+            for v in values {
+                mantissas.push(v.map(mantissa).transpose()?);
+            }
             Column {
                 name,
                 logical: format!("DECIMAL(38,{scale})"),
@@ -183,17 +204,21 @@ impl Column {
                 values: Values::Wide(mantissas),
             }
         } else {
+            let mut mantissas = Vec::with_capacity(values.len());
+            for v in values {
+                // Within 18 digits, so an `i64`.
+                mantissas.push(
+                    v.map(mantissa)
+                        .transpose()?
+                        .and_then(|m| i64::try_from(m).ok()),
+                );
+            }
             Column {
                 name,
                 logical: format!("DECIMAL(18,{scale})"),
                 optional,
                 enc,
-                values: Values::I64(
-                    mantissas
-                        .into_iter()
-                        .map(|m| m.and_then(|m| i64::try_from(m).ok()))
-                        .collect(),
-                ),
+                values: Values::I64(mantissas),
             }
         })
     }
@@ -293,7 +318,7 @@ impl FileWriter {
         let schema = format!("message {message} {{ {} }}", lines.join(" "));
         let schema = Arc::new(parse_message_type(&schema).map_err(parquet)?);
         let mut props: WriterPropertiesBuilder = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(9).map_err(parquet)?))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(parquet)?))
             .set_max_row_group_size(ROW_GROUP_ROWS)
             .set_key_value_metadata(Some(
                 metadata

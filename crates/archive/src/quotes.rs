@@ -69,10 +69,16 @@ impl QuoteShape {
         }
     }
 
+    /// Whether a file of this shape has the columns one of `other`
+    /// would have (so it holds `other`'s quotes exactly).
+    #[must_use]
+    pub fn same_columns(&self, other: &QuoteShape) -> bool {
+        self.prices.same_column(&other.prices) && self.sizes.same_column(&other.sizes)
+    }
+
     fn columns(&self, rows: &[&Quote]) -> Result<Vec<Column>, String> {
         let decimals = |name, optional, enc, shape, get: &dyn Fn(&Quote) -> Option<Decimal>| {
-            let values: Vec<_> = rows.iter().map(|q| get(q)).collect();
-            Column::decimals_as(name, optional, enc, shape, &values)
+            Column::decimals_as(name, optional, enc, shape, rows.iter().map(|q| get(q)))
         };
         Ok(vec![
             Column::times("ts_exchange", rows.iter().map(|q| q.ts_exchange.0)),

@@ -67,6 +67,15 @@ impl TradeShape {
         self.numeric_ids &= matches!(trade.trade_id, TradeId::Num(n) if i64::try_from(n).is_ok());
     }
 
+    /// Whether a file of this shape has the columns one of `other`
+    /// would have (so it holds `other`'s trades exactly).
+    #[must_use]
+    pub fn same_columns(&self, other: &TradeShape) -> bool {
+        self.price.same_column(&other.price)
+            && self.size.same_column(&other.size)
+            && self.numeric_ids == other.numeric_ids
+    }
+
     fn columns(&self, rows: &[&Trade]) -> Result<Vec<Column>, String> {
         let ids = if self.numeric_ids {
             Column {
@@ -87,19 +96,25 @@ impl TradeShape {
             let ids: Vec<String> = rows.iter().map(|t| t.trade_id.to_string()).collect();
             Column::strings("trade_id", Enc::Dictionary, ids.iter().map(String::as_str))
         };
-        let prices: Vec<_> = rows.iter().map(|t| Some(t.price)).collect();
-        let sizes: Vec<_> = rows.iter().map(|t| Some(t.size)).collect();
         Ok(vec![
             Column::times("ts_exchange", rows.iter().map(|t| t.ts_exchange.0)),
             Column::times("ts_received", rows.iter().map(|t| t.ts_received.0)),
             ids,
-            Column::decimals_as("price", false, Enc::Delta, self.price, &prices)?,
-            Column::decimals_as("size", false, Enc::Dictionary, self.size, &sizes)?,
-            Column::strings(
-                "side",
+            Column::decimals_as(
+                "price",
+                false,
+                Enc::Delta,
+                self.price,
+                rows.iter().map(|t| Some(t.price)),
+            )?,
+            Column::decimals_as(
+                "size",
+                false,
                 Enc::Dictionary,
-                rows.iter().map(|t| t.side.as_str()),
-            ),
+                self.size,
+                rows.iter().map(|t| Some(t.size)),
+            )?,
+            Column::words("side", rows.iter().map(|t| t.side.as_str())),
             Column {
                 name: "fills",
                 logical: String::new(),

@@ -78,6 +78,10 @@ pub enum Error {
     /// An archive file could not be written or read.
     #[error("archive")]
     Archive(#[source] ck_archive::Error),
+    /// An import writing straight to the archive failed earlier; it
+    /// writes nothing more (the days it installed stay).
+    #[error("writing settled days straight to the archive failed: {0}")]
+    DirectArchive(String),
     /// The blocking worker stopped unexpectedly.
     #[error("store worker failed")]
     Worker(#[source] tokio::task::JoinError),
@@ -534,6 +538,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// default).
     async fn archive_settled(&self, settled_before: Ts) -> Result<ArchiveReport, Error> {
         let _ = settled_before;
+        Ok(ArchiveReport::default())
+    }
+
+    /// Begins an import that writes the settled days it brings straight
+    /// to the archive, where the store has one (see `tiered::direct`), until
+    /// [`Store::end_direct_archive`]; a store without one does nothing
+    /// (the default). Meanwhile this store's archive takes no pass.
+    async fn begin_direct_archive(&self, settled_before: Ts) -> Result<(), Error> {
+        let _ = settled_before;
+        Ok(())
+    }
+
+    /// Ends what [`Store::begin_direct_archive`] began: every day begun is
+    /// installed in the archive. What was written there.
+    async fn end_direct_archive(&self) -> Result<ArchiveReport, Error> {
         Ok(ArchiveReport::default())
     }
 

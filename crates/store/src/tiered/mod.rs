@@ -28,6 +28,7 @@
 //! Gaps, errors, alerts and positions stay in the store.
 
 mod candles;
+mod direct;
 mod files;
 mod mover;
 mod records;
@@ -56,8 +57,11 @@ pub struct TieredStore {
     root: PathBuf,
     /// Keys of archived days recently written into, for deduplication.
     seen: Mutex<SeenKeys>,
-    /// One archive pass or archive prune at a time in this process.
-    moving: tokio::sync::Mutex<()>,
+    /// One archive pass, archive prune or import writing straight to the
+    /// archive at a time in this process.
+    moving: Arc<tokio::sync::Mutex<()>>,
+    /// An import writing settled days straight to the archive.
+    direct: tokio::sync::Mutex<Option<Box<direct::Direct>>>,
     /// Archived days of candles as JSON records (see [`records`]).
     records: Arc<Mutex<records::RecordsCache>>,
 }
@@ -108,7 +112,8 @@ impl TieredStore {
             inner,
             root: root.to_owned(),
             seen: Mutex::new(SeenKeys::default()),
-            moving: tokio::sync::Mutex::new(()),
+            moving: Arc::new(tokio::sync::Mutex::new(())),
+            direct: tokio::sync::Mutex::new(None),
             records: Arc::new(Mutex::new(records::RecordsCache::default())),
         }
     }
@@ -282,6 +287,32 @@ impl TieredStore {
         Ok(keys)
     }
 
+    /// Writes `batch` to the store, without the rows an archived day
+    /// already holds (counted as duplicates).
+    async fn write_through(&self, batch: Arc<WriteBatch>) -> Result<WriteSummary, Error> {
+        let trades = self
+            .drop_archived(&batch.trades, |t: &Trade| (t.exchange, &t.instrument))
+            .await?;
+        let quotes = self
+            .drop_archived(&batch.quotes, |q: &Quote| (q.exchange, &q.instrument))
+            .await?;
+        if trades.is_none() && quotes.is_none() {
+            return self.inner.write(batch).await;
+        }
+        let mut rest = (*batch).clone();
+        let mut dropped_trades = 0;
+        if let Some((kept, dropped)) = trades {
+            rest.trades = kept;
+            dropped_trades = dropped;
+        }
+        if let Some((kept, _)) = quotes {
+            rest.quotes = kept;
+        }
+        let mut summary = self.inner.write(Arc::new(rest)).await?;
+        summary.trades_duplicate += dropped_trades;
+        Ok(summary)
+    }
+
     fn lock_seen(&self) -> std::sync::MutexGuard<'_, SeenKeys> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -304,27 +335,28 @@ impl TieredStore {
 #[async_trait::async_trait]
 impl Store for TieredStore {
     async fn write(&self, batch: Arc<WriteBatch>) -> Result<WriteSummary, Error> {
-        let trades = self
-            .drop_archived(&batch.trades, |t: &Trade| (t.exchange, &t.instrument))
-            .await?;
-        let quotes = self
-            .drop_archived(&batch.quotes, |q: &Quote| (q.exchange, &q.instrument))
-            .await?;
-        if trades.is_none() && quotes.is_none() {
-            return self.inner.write(batch).await;
-        }
-        let mut rest = (*batch).clone();
-        let mut dropped_trades = 0;
-        if let Some((kept, dropped)) = trades {
-            rest.trades = kept;
-            dropped_trades = dropped;
-        }
-        if let Some((kept, _)) = quotes {
-            rest.quotes = kept;
-        }
-        let mut summary = self.inner.write(Arc::new(rest)).await?;
-        summary.trades_duplicate += dropped_trades;
-        Ok(summary)
+        let (rest, staged) = self.write_direct(batch).await?;
+        let Some(rest) = rest else {
+            return Ok(staged.summary);
+        };
+        let stored = self.write_through(rest).await?;
+        let taken = staged.summary;
+        Ok(WriteSummary {
+            trades_inserted: (stored.trades_inserted + taken.trades_inserted)
+                .saturating_sub(staged.trades_recounted),
+            trades_duplicate: stored.trades_duplicate + taken.trades_duplicate,
+            candles_upserted: stored.candles_upserted + taken.candles_upserted,
+            quotes_inserted: (stored.quotes_inserted + taken.quotes_inserted)
+                .saturating_sub(staged.quotes_recounted),
+        })
+    }
+
+    async fn begin_direct_archive(&self, settled_before: Ts) -> Result<(), Error> {
+        self.begin_direct(settled_before).await
+    }
+
+    async fn end_direct_archive(&self) -> Result<ArchiveReport, Error> {
+        self.end_direct().await
     }
 
     async fn candles(

@@ -25,7 +25,7 @@ pub(crate) trait DayRow: Clone + Send + Sync + Sized + 'static {
     /// time and one key).
     type Key: Ord + Clone + Send + Sync + std::fmt::Debug + 'static;
     /// What a file of them must hold, learnt before it is written.
-    type Shape: Send;
+    type Shape: Send + Clone;
     /// A file being written.
     type Writer: Send;
 
@@ -37,6 +37,13 @@ pub(crate) trait DayRow: Clone + Send + Sync + Sized + 'static {
     fn read(path: &Path, from: Ts, to: Ts) -> Result<Vec<Self>, ck_archive::Error>;
     fn shape(exchange: Exchange, instrument: &Instrument) -> Self::Shape;
     fn observe(shape: &mut Self::Shape, row: &Self);
+    /// Whether files of shapes `a` and `b` have the same columns.
+    fn same_columns(a: &Self::Shape, b: &Self::Shape) -> bool;
+    /// How this row stands to the one before it in a stream written
+    /// straight to a day's file (see [`super::direct`]): after it, the
+    /// same row again, or out of order (`last` is `None` for a day's first
+    /// row).
+    fn follows(&self, last: Option<&Self>) -> Follows;
     fn create(path: &Path, shape: Self::Shape) -> Result<Self::Writer, ck_archive::Error>;
     fn write(writer: &mut Self::Writer, rows: &[Self]) -> Result<(), ck_archive::Error>;
     fn finish(writer: Self::Writer) -> Result<Written, ck_archive::Error>;
@@ -73,6 +80,30 @@ impl DayRow for Trade {
     }
     fn observe(shape: &mut TradeShape, row: &Trade) {
         shape.observe(row);
+    }
+    fn same_columns(a: &TradeShape, b: &TradeShape) -> bool {
+        a.same_columns(b)
+    }
+    /// Numeric ids rising with time: a row after the last is unique
+    /// without a set of the day's ids (the store's key is the id alone).
+    /// A string id leaves the day to the store.
+    fn follows(&self, last: Option<&Trade>) -> Follows {
+        let TradeId::Num(id) = self.trade_id else {
+            return Follows::Disorder;
+        };
+        let Some(last) = last else {
+            return Follows::After;
+        };
+        let TradeId::Num(last_id) = last.trade_id else {
+            return Follows::Disorder;
+        };
+        if id > last_id && self.ts_exchange >= last.ts_exchange {
+            Follows::After
+        } else if id == last_id && self.ts_exchange == last.ts_exchange {
+            Follows::Same
+        } else {
+            Follows::Disorder
+        }
     }
     fn create(path: &Path, shape: TradeShape) -> Result<TradeWriter, ck_archive::Error> {
         TradeWriter::create(path, shape)
@@ -124,6 +155,20 @@ impl DayRow for Quote {
     fn observe(shape: &mut QuoteShape, row: &Quote) {
         shape.observe(row);
     }
+    fn same_columns(a: &QuoteShape, b: &QuoteShape) -> bool {
+        a.same_columns(b)
+    }
+    /// By exchange time, then receive time (the store's key).
+    fn follows(&self, last: Option<&Quote>) -> Follows {
+        let Some(last) = last else {
+            return Follows::After;
+        };
+        match (self.ts_exchange, self.ts_received).cmp(&(last.ts_exchange, last.ts_received)) {
+            std::cmp::Ordering::Greater => Follows::After,
+            std::cmp::Ordering::Equal => Follows::Same,
+            std::cmp::Ordering::Less => Follows::Disorder,
+        }
+    }
     fn create(path: &Path, shape: QuoteShape) -> Result<QuoteWriter, ck_archive::Error> {
         QuoteWriter::create(path, shape)
     }
@@ -145,6 +190,17 @@ impl DayRow for Quote {
             keys,
         }
     }
+}
+
+/// How a row stands to the row before it ([`DayRow::follows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Follows {
+    /// After it: the stream goes on in order.
+    After,
+    /// The same row again: a duplicate.
+    Same,
+    /// Neither: the stream is not in the order a file is written in.
+    Disorder,
 }
 
 /// `a` and `b` (each in order) as one list in order, a row in both tiers
