@@ -10,17 +10,17 @@ use ck_model::{
 use ck_store::tiered::TieredStore;
 use ck_store::{CandleSource, PrunePlan, RangeQuery, Store, WriteBatch};
 
-const DAY: i64 = 86_400 * 1_000_000_000;
-const MINUTE: i64 = 60 * 1_000_000_000;
+pub(crate) const DAY: i64 = 86_400 * 1_000_000_000;
+pub(crate) const MINUTE: i64 = 60 * 1_000_000_000;
 /// 2024-10-04, a day long settled.
-const FIRST_DAY: i64 = 20_000;
+pub(crate) const FIRST_DAY: i64 = 20_000;
 
-fn instrument() -> Instrument {
+pub(crate) fn instrument() -> Instrument {
     Instrument::parse("ETH-USDT").expect("instrument")
 }
 
 /// A trade `minute` minutes into day `day` (of three: 0, 1, 2).
-fn trade(day: i64, minute: i64, id: u64) -> Trade {
+pub(crate) fn trade(day: i64, minute: i64, id: u64) -> Trade {
     let at = Ts((FIRST_DAY + day) * DAY + minute * MINUTE);
     Trade {
         exchange: Exchange::Binance,
@@ -39,7 +39,7 @@ fn trade(day: i64, minute: i64, id: u64) -> Trade {
     }
 }
 
-fn quote(day: i64, minute: i64) -> Quote {
+pub(crate) fn quote(day: i64, minute: i64) -> Quote {
     let at = Ts((FIRST_DAY + day) * DAY + minute * MINUTE);
     Quote {
         exchange: Exchange::Binance,
@@ -54,7 +54,7 @@ fn quote(day: i64, minute: i64) -> Quote {
     }
 }
 
-fn all(limit: usize) -> RangeQuery {
+pub(crate) fn all(limit: usize) -> RangeQuery {
     RangeQuery {
         exchange: Exchange::Binance,
         instrument: instrument(),
@@ -64,7 +64,7 @@ fn all(limit: usize) -> RangeQuery {
     }
 }
 
-fn end_of(day: i64) -> Ts {
+pub(crate) fn end_of(day: i64) -> Ts {
     Ts((FIRST_DAY + day + 1) * DAY)
 }
 
@@ -101,7 +101,7 @@ async fn write(
         .expect("write")
 }
 
-fn trades_file(root: &Path, day: i64) -> std::path::PathBuf {
+pub(crate) fn trades_file(root: &Path, day: i64) -> std::path::PathBuf {
     ck_archive::layout::day_file(
         root,
         ck_archive::layout::Kind::Trades,
@@ -323,7 +323,7 @@ async fn retention_deletes_archived_days(store: &TieredStore, root: &Path) {
     assert_eq!(store.counts().await.expect("counts").trades, 216);
 }
 
-fn candle(interval: Interval, open: Ts, close: &str) -> Candle {
+pub(crate) fn candle(interval: Interval, open: Ts, close: &str) -> Candle {
     let d = |s: &str| Decimal::parse(s).expect("decimal");
     Candle {
         exchange: Exchange::Binance,

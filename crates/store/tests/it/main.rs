@@ -1,5 +1,6 @@
 //! ck-store integration tests.
 
+mod direct;
 mod packed;
 mod postgres;
 mod sqlite;

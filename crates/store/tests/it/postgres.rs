@@ -87,6 +87,15 @@ async fn postgres_with_an_archive_passes_the_tiered_contract() {
 }
 
 #[tokio::test]
+async fn postgres_with_an_archive_passes_the_direct_import_contract() {
+    let (store, schema) = fresh("direct").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    ck_testkit::direct_import_contract(std::sync::Arc::new(store), &dir.path().join("archive"))
+        .await;
+    schema.drop_now().await;
+}
+
+#[tokio::test]
 async fn postgres_migrates_once_and_reports_its_extension() {
     let (store, schema) = fresh("migrate").await;
     assert!(

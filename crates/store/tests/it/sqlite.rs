@@ -175,6 +175,14 @@ async fn sqlite_with_an_archive_passes_the_tiered_contract() {
 }
 
 #[tokio::test]
+async fn sqlite_with_an_archive_passes_the_direct_import_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner = SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open");
+    ck_testkit::direct_import_contract(std::sync::Arc::new(inner), &dir.path().join("archive"))
+        .await;
+}
+
+#[tokio::test]
 async fn sqlite_with_an_archive_passes_the_store_contract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let inner = SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open");

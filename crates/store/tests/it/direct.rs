@@ -1,0 +1,94 @@
+//! An import writing straight to the archive, past one row group: a day
+//! whose later rows need wider columns than its first ones.
+
+use std::sync::Arc;
+
+use ck_model::{Decimal, Exchange, Instrument, Side, Trade, TradeId, Ts};
+use ck_store::sqlite::{Durability, SqliteStore};
+use ck_store::tiered::TieredStore;
+use ck_store::{RangeQuery, Store, WriteBatch, WriteSummary};
+
+const DAY: i64 = 86_400 * 1_000_000_000;
+/// 2024-10-04.
+const FIRST_DAY: i64 = 20_000;
+
+fn trade(i: usize, price: &str) -> Trade {
+    let at = Ts(FIRST_DAY * DAY + i as i64 * 100_000_000);
+    Trade {
+        exchange: Exchange::Binance,
+        instrument: Instrument::parse("BTC-USDT").expect("instrument"),
+        trade_id: TradeId::Num(10_000 + i as u64),
+        price: Decimal::parse(price).expect("price"),
+        size: Decimal::parse("0.5").expect("size"),
+        side: Side::Buy,
+        ts_exchange: at,
+        ts_received: Ts(at.0 + 7),
+        fills: 1,
+    }
+}
+
+#[tokio::test]
+async fn rows_that_need_other_columns_than_the_first_row_group_go_to_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open"),
+    );
+    let root = dir.path().join("archive");
+    let store = TieredStore::new(inner.clone(), &root);
+    let chunk = ck_archive::ROW_GROUP_ROWS;
+    // A row group of prices with two decimals, then prices with four.
+    let trades: Vec<Trade> = (0..chunk + 100)
+        .map(|i| {
+            if i < chunk {
+                trade(i, "60000.25")
+            } else {
+                trade(i, "60000.2575")
+            }
+        })
+        .collect();
+    store
+        .begin_direct_archive(Ts((FIRST_DAY + 1) * DAY))
+        .await
+        .expect("begin");
+    let mut total = WriteSummary::default();
+    for batch in trades.chunks(20_000) {
+        let s = store
+            .write(Arc::new(WriteBatch {
+                trades: batch.to_vec(),
+                ..WriteBatch::default()
+            }))
+            .await
+            .expect("write");
+        total.trades_inserted += s.trades_inserted;
+        total.trades_duplicate += s.trades_duplicate;
+    }
+    let report = store.end_direct_archive().await.expect("end");
+    assert_eq!(total.trades_inserted, trades.len() as u64, "each counted once");
+    assert_eq!(total.trades_duplicate, 0);
+    assert_eq!(report.trades, chunk as u64, "the first row group: {report:?}");
+    let file = ck_archive::layout::day_file(
+        &root,
+        ck_archive::layout::Kind::Trades,
+        Exchange::Binance,
+        &trades[0].instrument,
+        FIRST_DAY,
+    );
+    let (rows, _) = ck_archive::footer(&file, "ts_exchange").expect("footer");
+    assert_eq!(rows, chunk as u64);
+    let all = RangeQuery {
+        exchange: Exchange::Binance,
+        instrument: trades[0].instrument.clone(),
+        from: Ts(FIRST_DAY * DAY),
+        to: Ts((FIRST_DAY + 1) * DAY),
+        limit: usize::MAX,
+    };
+    assert_eq!(inner.trades(&all).await.expect("store").len(), 100);
+    assert_eq!(store.trades(&all).await.expect("both"), trades);
+    // The next pass rewrites the day with the wider column: exact.
+    store
+        .archive_settled(Ts((FIRST_DAY + 1) * DAY))
+        .await
+        .expect("archive");
+    assert!(inner.trades(&all).await.expect("store").is_empty());
+    assert_eq!(store.trades(&all).await.expect("both"), trades);
+}
