@@ -265,7 +265,15 @@ impl<T> Sender<T> {
     /// # Panics
     /// Panics if called from inside an async task; use [`Sender::send`] there.
     pub fn blocking_send(&self, value: T) -> Result<(), Closed> {
-        self.inner.blocking_send(value).map_err(|_| Closed)?;
+        // Without waiting when there is room: parking costs more than a
+        // small message (an import sends a trade at a time).
+        match self.inner.try_send(value) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(value)) => {
+                self.inner.blocking_send(value).map_err(|_| Closed)?;
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return Err(Closed),
+        }
         self.depth.add(1);
         Ok(())
     }

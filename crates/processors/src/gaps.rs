@@ -73,14 +73,23 @@ impl GapDetector {
         }
         let (first, id) = trade.id_span()?;
         let key = (trade.exchange, trade.instrument.clone());
-        let Some(&(last, last_ts)) = self.last.get(&key) else {
-            self.last.insert(key, (id, trade.ts_exchange));
-            return None;
+        // One lookup per trade: the newest id moves on in place.
+        let (last, last_ts) = match self.last.get_mut(&key) {
+            None => {
+                self.last.insert(key, (id, trade.ts_exchange));
+                return None;
+            }
+            Some(newest) => {
+                let before = *newest;
+                if id > before.0 {
+                    *newest = (id, trade.ts_exchange);
+                }
+                before
+            }
         };
         if id <= last {
             return self.late(&key, first, id, now);
         }
-        self.last.insert(key.clone(), (id, trade.ts_exchange));
         let gap = (first > last + 1).then(|| Gap {
             exchange: trade.exchange,
             instrument: trade.instrument.clone(),

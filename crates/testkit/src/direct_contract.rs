@@ -45,7 +45,13 @@ fn day_of_candles(day: i64) -> Vec<Candle> {
 }
 
 fn file_of(root: &Path, kind: Kind, day: i64) -> std::path::PathBuf {
-    layout::day_file(root, kind, Exchange::Binance, &instrument(), FIRST_DAY + day)
+    layout::day_file(
+        root,
+        kind,
+        Exchange::Binance,
+        &instrument(),
+        FIRST_DAY + day,
+    )
 }
 
 fn partials(root: &Path) -> Vec<std::path::PathBuf> {
@@ -109,10 +115,7 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
         .expect("write before");
     assert_eq!(before.trades_inserted, 1);
 
-    store
-        .begin_direct_archive(end_of(3))
-        .await
-        .expect("begin");
+    store.begin_direct_archive(end_of(3)).await.expect("begin");
     let mut total = WriteSummary::default();
     let batch = |trades: Vec<Trade>, quotes: Vec<Quote>, candles: Vec<Candle>| {
         Arc::new(WriteBatch {
@@ -135,7 +138,10 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
         .collect();
     let mut first = (*batch(input0[..100].to_vec(), quotes0.clone(), candles0)).clone();
     first.exchange_candles.clone_from(&theirs0);
-    add(&mut total, store.write(Arc::new(first)).await.expect("day 0"));
+    add(
+        &mut total,
+        store.write(Arc::new(first)).await.expect("day 0"),
+    );
     add(
         &mut total,
         store
@@ -201,7 +207,11 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
 
     // Counted once each: every trade but the one stored before, and the
     // two duplicates.
-    assert_eq!(total.trades_inserted, expected.len() as u64 - 1, "{total:?}");
+    assert_eq!(
+        total.trades_inserted,
+        expected.len() as u64 - 1,
+        "{total:?}"
+    );
     assert_eq!(total.trades_duplicate, 2, "{total:?}");
     assert_eq!(total.quotes_inserted, 48);
     assert_eq!(
@@ -246,10 +256,7 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
         "the store holds day 1 from the disorder on, and days 2, 3 and 4"
     );
     assert!(hot.iter().all(|t| t.ts_exchange >= day1[71].ts_exchange));
-    assert_eq!(
-        store.quotes(&five_days()).await.expect("quotes"),
-        quotes0
-    );
+    assert_eq!(store.quotes(&five_days()).await.expect("quotes"), quotes0);
 
     // Candles: the revision held in memory is in the file; the one after
     // the file was written is in the store, and wins.
@@ -300,11 +307,7 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
     // A second import of the same days finds them all.
     store.begin_direct_archive(end_of(3)).await.expect("again");
     let again = store
-        .write(batch(
-            expected[..144 * 2].to_vec(),
-            Vec::new(),
-            Vec::new(),
-        ))
+        .write(batch(expected[..144 * 2].to_vec(), Vec::new(), Vec::new()))
         .await
         .expect("again");
     store.end_direct_archive().await.expect("end again");

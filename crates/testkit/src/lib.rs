@@ -12,17 +12,17 @@
 
 pub mod bench_data;
 mod contract;
+mod direct_contract;
 pub mod kafka;
 mod postgres;
-mod direct_contract;
 mod tiered_contract;
 mod timescale;
 
 use std::path::PathBuf;
 
 pub use contract::store_contract;
-pub use postgres::{fresh_postgres_store, postgres_client, postgres_url};
 pub use direct_contract::direct_import_contract;
+pub use postgres::{fresh_postgres_store, postgres_client, postgres_url};
 pub use tiered_contract::tiered_contract;
 pub use timescale::timescale_url;
 

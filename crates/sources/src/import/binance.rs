@@ -68,7 +68,7 @@ fn read_binance_dump(
         if is_header_row(record, line_no) {
             return Row::Skip;
         }
-        let field = |i: usize| record.get(i).unwrap_or("");
+        let field = |i: usize| super::field(record, i);
         let result = if record.len() < least {
             Err(format!(
                 "expected at least {least} fields, found {}",
@@ -113,7 +113,7 @@ fn read_binance_dump(
         };
         match result {
             Ok(t) => Row::Load(Event::Trade(t)),
-            Err(message) => Row::Bad(message, record.get(id).map(str::to_owned)),
+            Err(message) => Row::Bad(message, record.get(id).map(|id| id.trim().to_owned())),
         }
     })
 }
@@ -152,7 +152,7 @@ fn read_binance_klines(
         if is_header_row(record, line_no) {
             return Row::Skip;
         }
-        let field = |i: usize| record.get(i).unwrap_or("");
+        let field = |i: usize| super::field(record, i);
         if record.len() < 11 {
             return Row::Bad(format!("expected 12 fields, found {}", record.len()), None);
         }

@@ -450,7 +450,7 @@ pub fn import_file(
     ];
     let fields = headers.len();
     read_records(path, target, &mut csv, &mut emit, |record, _| {
-        let field = |i: usize| record.get(cols[i]).unwrap_or("");
+        let field = |i: usize| field(record, cols[i]);
         let result = if record.len() < fields {
             Err(format!("expected {fields} fields, found {}", record.len()))
         } else {
@@ -458,7 +458,7 @@ pub fn import_file(
         };
         match result {
             Ok(t) => Row::Load(Event::Trade(t)),
-            Err(message) => Row::Bad(message, record.get(cols[1]).map(str::to_owned)),
+            Err(message) => Row::Bad(message, record.get(cols[1]).map(|id| id.trim().to_owned())),
         }
     })
 }
@@ -505,14 +505,21 @@ fn open_maybe_gzipped(path: &Path) -> Result<Box<dyn std::io::Read>, ImportError
     })
 }
 
-/// A CSV reader as every layout reads: rows may differ in length, fields
-/// are trimmed; `headers` when the first row names the columns.
+/// A CSV reader as every layout reads: rows may differ in length, the
+/// header row is trimmed (fields are trimmed as they are read, by
+/// [`field`]: cheaper than rebuilding every record); `headers` when the
+/// first row names the columns.
 fn csv_reader<R: std::io::Read>(reader: R, headers: bool) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .has_headers(headers)
         .flexible(true)
-        .trim(csv::Trim::All)
+        .trim(csv::Trim::Headers)
         .from_reader(reader)
+}
+
+/// Field `i` of `record`, trimmed; empty when the row is shorter.
+fn field(record: &csv::StringRecord, i: usize) -> &str {
+    record.get(i).map_or("", str::trim)
 }
 
 /// Whether `path` ends in `.<extension>`, in any case.
@@ -526,12 +533,7 @@ fn has_extension(path: &Path, extension: &str) -> bool {
 /// have had one in some years and not in others): the first line, whose
 /// first field is not a number.
 fn is_header_row(record: &csv::StringRecord, line_no: u64) -> bool {
-    line_no == 1
-        && !record
-            .get(0)
-            .unwrap_or_default()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
+    line_no == 1 && !field(record, 0).bytes().all(|b| b.is_ascii_digit())
 }
 
 /// What one CSV record came to. (It lives for one record on the stack:

@@ -63,7 +63,7 @@ pub(super) fn import_tardis(
     };
     let trades = target.format == ImportFormat::TardisTrades;
     read_records(path, target, &mut csv, emit, |record, _| {
-        let field = |i: usize| record.get(cols[i]).unwrap_or("");
+        let field = |i: usize| super::field(record, cols[i]);
         let event = unix_time(field(1), TsUnit::Micros).and_then(|received| {
             let at = ImportTarget {
                 received,

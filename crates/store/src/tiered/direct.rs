@@ -84,7 +84,8 @@ struct OpenDay<R: DayRow> {
     exchange: Exchange,
     instrument: Instrument,
     day: i64,
-    /// The last row taken.
+    /// The last row written (the last row taken is the last pending
+    /// one, if any).
     last: Option<R>,
     /// Rows taken, not yet written.
     pending: Vec<R>,
@@ -496,10 +497,9 @@ impl Days<'_> {
             };
             at = Some(i);
             let o = &mut open[i];
-            match r.follows(o.last.as_ref()) {
+            match r.follows(o.pending.last().or(o.last.as_ref())) {
                 Follows::After => {
                     o.pending.push(r.clone());
-                    o.last = Some(r.clone());
                     *taken += 1;
                     if o.pending.len() >= CHUNK && !self.write_pending(o, out, recounted)? {
                         let ended = open.swap_remove(i);
@@ -575,6 +575,8 @@ impl Days<'_> {
             if let Some(f) = o.file.as_mut() {
                 f.rows += o.pending.len() as u64;
             }
+            // What the next row must follow.
+            o.last = o.pending.pop();
             o.pending.clear();
         } else {
             *recounted += o.pending.len() as u64;

@@ -30,9 +30,8 @@ fn trade(i: usize, price: &str) -> Trade {
 #[tokio::test]
 async fn rows_that_need_other_columns_than_the_first_row_group_go_to_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let inner: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open"),
-    );
+    let inner: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open"));
     let root = dir.path().join("archive");
     let store = TieredStore::new(inner.clone(), &root);
     let chunk = ck_archive::ROW_GROUP_ROWS;
@@ -63,9 +62,16 @@ async fn rows_that_need_other_columns_than_the_first_row_group_go_to_the_store()
         total.trades_duplicate += s.trades_duplicate;
     }
     let report = store.end_direct_archive().await.expect("end");
-    assert_eq!(total.trades_inserted, trades.len() as u64, "each counted once");
+    assert_eq!(
+        total.trades_inserted,
+        trades.len() as u64,
+        "each counted once"
+    );
     assert_eq!(total.trades_duplicate, 0);
-    assert_eq!(report.trades, chunk as u64, "the first row group: {report:?}");
+    assert_eq!(
+        report.trades, chunk as u64,
+        "the first row group: {report:?}"
+    );
     let file = ck_archive::layout::day_file(
         &root,
         ck_archive::layout::Kind::Trades,
