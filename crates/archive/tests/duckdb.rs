@@ -11,23 +11,6 @@ use ck_archive::layout::{Kind, day_file, day_of};
 use ck_archive::trades::write_trades;
 use ck_model::{Decimal, Trade};
 
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("CK_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = ck_testkit::project_root().join("target/ci-venv/bin/python");
-    let has_duckdb = Command::new(&venv)
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        has_duckdb,
-        "the archive's outside-reader test needs DuckDB: `target/ci-venv/bin/pip install duckdb` \
-         (as .ci/run does), or CK_TEST_PYTHON naming a Python that has it"
-    );
-    venv
-}
-
 /// What candlekeep says of each day: count, sums, first and last times.
 fn ours(trades: &[Trade]) -> BTreeMap<String, String> {
     let mut days: BTreeMap<String, (u64, Decimal, Decimal, i64, i64, u64)> = BTreeMap::new();
@@ -107,7 +90,7 @@ GROUP BY ALL ORDER BY ALL
 for row in duckdb.sql(q).fetchall():
     print("|".join(str(v) for v in row))
 "#;
-    let out = Command::new(python())
+    let out = Command::new(ck_testkit::python_with_duckdb())
         .args(["-c", script])
         .arg(root.path().join(""))
         .output()

@@ -34,6 +34,30 @@ pub fn project_root() -> PathBuf {
         .join("..")
 }
 
+/// A Python that has DuckDB (from PyPI): `CK_TEST_PYTHON`, else
+/// `target/ci-venv/bin/python` (which `.ci/run` installs it into).
+///
+/// # Panics
+/// Panics saying how to install it when that Python lacks DuckDB: the
+/// outside-reader tests must not pass without it.
+#[must_use]
+pub fn python_with_duckdb() -> PathBuf {
+    if let Ok(p) = std::env::var("CK_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = project_root().join("target/ci-venv/bin/python");
+    let has_duckdb = std::process::Command::new(&venv)
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_duckdb,
+        "this test reads the archive with DuckDB: `target/ci-venv/bin/pip install duckdb` \
+         (as .ci/run does), or CK_TEST_PYTHON naming a Python that has it"
+    );
+    venv
+}
+
 /// The path of `relative` under `../shared/fixtures` (beside the project).
 ///
 /// # Panics

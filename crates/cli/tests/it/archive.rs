@@ -1,7 +1,8 @@
 //! The archive in operation.
 //!
-//! - `import` moves the settled days it stored to Parquet when it
-//!   finishes, and every read sees them.
+//! - `import` writes the settled days it brings to Parquet, and every
+//!   read sees them; DuckDB reads the same counts and sums from the files.
+//! - An import killed midway and run again loses and doubles nothing.
 //! - `candlekeep archive`, killed with SIGKILL again and again while it
 //!   moves days (while a day's file is half-written, and just after one is
 //!   renamed into place), loses and doubles nothing: every read between the
@@ -179,6 +180,8 @@ async fn import_archives_the_settled_days_it_stored() {
     assert!(candles.status.success(), "{}", text(&candles.stderr));
     let candles: serde_json::Value = serde_json::from_slice(&candles.stdout).expect("json");
     assert_eq!(candles.as_array().map(Vec::len), Some(DAYS as usize));
+    // An outside reader sees in the files what candlekeep reads.
+    duckdb_agrees(&root, &trades, &stored_candles(dir.path()).await);
     // Importing the same file again finds every trade stored.
     let again = import(dir.path(), &csv, true);
     assert!(again.status.success(), "{}", text(&again.stderr));
@@ -188,6 +191,138 @@ async fn import_archives_the_settled_days_it_stored() {
         text(&again.stderr)
     );
     assert_eq!(stored(dir.path()).await.len() as i64, DAYS * PER_DAY);
+}
+
+/// DuckDB's `read_parquet` over the archive (Hive partitions) counts and
+/// sums each day's trades and 1m candles as candlekeep's reads do.
+fn duckdb_agrees(root: &Path, trades: &[Trade], candles: &[ck_model::Candle]) {
+    use std::collections::BTreeMap;
+    let date = |t: ck_model::Ts| ck_archive::layout::date_text(ck_archive::layout::day_of(t));
+    let mut ours: BTreeMap<String, (u64, ck_model::Decimal, ck_model::Decimal)> = BTreeMap::new();
+    for t in trades {
+        let e = ours
+            .entry(format!("trades|{}", date(t.ts_exchange)))
+            .or_insert((0, ck_model::Decimal::ZERO, ck_model::Decimal::ZERO));
+        e.0 += 1;
+        e.1 = e.1.checked_add(t.price).expect("sum");
+        e.2 = e.2.checked_add(t.size).expect("sum");
+    }
+    for c in candles {
+        let e = ours
+            .entry(format!("candles|{}", date(c.open_time)))
+            .or_insert((0, ck_model::Decimal::ZERO, ck_model::Decimal::ZERO));
+        e.0 += 1;
+        e.1 = e.1.checked_add(c.close).expect("sum");
+        e.2 = e.2.checked_add(c.volume).expect("sum");
+    }
+    let script = r#"
+import duckdb, sys
+root = sys.argv[1]
+for kind, price, size, only in [("trades", "price", "size", ""),
+                                ("candles", "close", "volume", "WHERE interval = '1m'")]:
+    q = f'''SELECT CAST(date AS VARCHAR), count(*), CAST(sum({price}) AS VARCHAR), CAST(sum({size}) AS VARCHAR)
+            FROM read_parquet('{root}/{kind}/*/*/*/*.parquet', hive_partitioning = true)
+            {only} GROUP BY ALL ORDER BY ALL'''
+    for row in duckdb.sql(q).fetchall():
+        print(kind + "|" + "|".join(str(v) for v in row))
+"#;
+    let out = Command::new(ck_testkit::python_with_duckdb())
+        .args(["-c", script])
+        .arg(root)
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "duckdb failed: {}", text(&out.stderr));
+    let norm = |s: &str| ck_model::Decimal::parse(s).expect("a decimal").normalize();
+    let theirs: BTreeMap<String, (u64, ck_model::Decimal, ck_model::Decimal)> = text(&out.stdout)
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split('|').collect();
+            (
+                format!("{}|{}", f[0], f[1]),
+                (f[2].parse().expect("count"), norm(f[3]), norm(f[4])),
+            )
+        })
+        .collect();
+    let ours: BTreeMap<_, _> = ours
+        .into_iter()
+        .map(|(k, (n, p, s))| (k, (n, p.normalize(), s.normalize())))
+        .collect();
+    assert_eq!(theirs.len() as i64, 2 * DAYS, "{theirs:?}");
+    assert_eq!(theirs, ours);
+}
+
+/// An import killed (SIGKILL) while it writes days straight to the archive,
+/// then run again: every trade and every 1m candle reads exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_midway_and_run_again_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("trades.csv");
+    write_days(&csv);
+    let trades_dir = dir.path().join("archive").join("trades");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--log",
+            "warn",
+            "import",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+        ])
+        .arg(&csv)
+        .env("CANDLEKEEP_CANDLES__INTERVALS", r#"["1m", "1h", "1d"]"#)
+        .env_remove("CANDLEKEEP_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Killed once the first day is in place and before the last.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let killed = loop {
+        let installed = files(&trades_dir).0.len() as i64;
+        if (1..DAYS).contains(&installed) {
+            child.kill().expect("kill");
+            break true;
+        }
+        if child.try_wait().expect("wait").is_some() || Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let _ = child.wait();
+    assert!(
+        killed,
+        "the import was killed between its first and its last day"
+    );
+    let before = files(&trades_dir).0.len() as i64;
+    assert!((1..DAYS).contains(&before), "{before} days installed");
+    // What was installed reads once; the rest was never committed.
+    let partial = stored(dir.path()).await;
+    assert_eq!(partial.len() as i64 % PER_DAY, 0, "whole days only");
+    let again = import(dir.path(), &csv, true);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let trades = stored(dir.path()).await;
+    assert_eq!(trades.len() as i64, DAYS * PER_DAY);
+    assert!(
+        trades
+            .windows(2)
+            .all(|w| w[0].ts_exchange < w[1].ts_exchange),
+        "each trade once, in order"
+    );
+    let candles = stored_candles(dir.path()).await;
+    assert_eq!(candles.len() as i64, DAYS * 1_440, "every minute once");
+    let volume = candles
+        .iter()
+        .try_fold(ck_model::Decimal::ZERO, |v, c| v.checked_add(c.volume))
+        .expect("sum");
+    let traded = trades
+        .iter()
+        .try_fold(ck_model::Decimal::ZERO, |v, t| v.checked_add(t.size))
+        .expect("sum");
+    assert_eq!(volume, traded, "the candles hold every trade once");
+    assert_eq!(files(&dir.path().join("archive")).1, Vec::<PathBuf>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
