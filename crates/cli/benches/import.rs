@@ -10,6 +10,8 @@
 //!   --instrument BTC-USDT <csv>` with the default configuration: durable
 //!   SQLite, candles of all 15 intervals, the settled days written to the
 //!   Parquet archive (the file's days are all settled);
+//! - the baseline: the same import with the archive off (everything into
+//!   the durable SQLite store, as imports wrote before);
 //! - DuckDB (`tools/bench/duckdb_import.py`, DuckDB from PyPI): the CSV into
 //!   a durable database file with exact decimals, one GROUP BY per interval
 //!   (the same 15), checkpointed.
@@ -130,6 +132,7 @@ fn main() {
     let python = python();
     let (mut ours, mut peer, mut ratios, mut rss, mut peer_rss) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut baseline = Vec::new();
     let mut bytes = (0, 0);
     for round in 0..runs {
         let data = work.path().join(format!("ck-{round}"));
@@ -144,6 +147,23 @@ fn main() {
             "BTC-USDT".as_ref(),
             csv.as_os_str(),
         ]);
+        // Baseline: the same import into the store alone (archive off).
+        let plain = work.path().join(format!("plain-{round}"));
+        let (store_only, _, _) = measured(&[
+            "env".as_ref(),
+            "CANDLEKEEP_ARCHIVE__ENABLED=false".as_ref(),
+            bin.as_os_str(),
+            "--data-dir".as_ref(),
+            plain.as_os_str(),
+            "import".as_ref(),
+            "--exchange".as_ref(),
+            "binance".as_ref(),
+            "--instrument".as_ref(),
+            "BTC-USDT".as_ref(),
+            csv.as_os_str(),
+        ]);
+        let _ = std::fs::remove_dir_all(&plain);
+        baseline.push(store_only);
         let database = work.path().join(format!("duck-{round}.duckdb"));
         let (duck, duck_rss, said) = measured(&[
             python.as_os_str(),
@@ -157,7 +177,7 @@ fn main() {
             std::fs::metadata(&database).map_or(0, |m| m.len()),
         );
         println!(
-            "round {}: candlekeep {ck:.2} s ({:.0} K trades/s, peak {ck_rss:.0} MiB), DuckDB {duck:.2} s ({:.0} K/s, peak {duck_rss:.0} MiB), ratio {:.2}",
+            "round {}: candlekeep {ck:.2} s ({:.0} K trades/s, peak {ck_rss:.0} MiB; store alone {store_only:.2} s), DuckDB {duck:.2} s ({:.0} K/s, peak {duck_rss:.0} MiB), ratio {:.2}",
             round + 1,
             n as f64 / ck / 1e3,
             n as f64 / duck / 1e3,
@@ -172,11 +192,12 @@ fn main() {
         let _ = std::fs::remove_file(&database);
     }
     println!(
-        "import of {n} trades, all 15 intervals, durable; median of {runs}: candlekeep {:.2} s ({:.0} K trades/s, peak RSS {:.0} MiB, {} bytes on disk), DuckDB {:.2} s ({:.0} K/s, peak RSS {:.0} MiB, {} bytes), ratio {:.2}",
+        "import of {n} trades, all 15 intervals, durable; median of {runs}: candlekeep {:.2} s ({:.0} K trades/s, peak RSS {:.0} MiB, {} bytes on disk; into the store alone, archive off: {:.2} s), DuckDB {:.2} s ({:.0} K/s, peak RSS {:.0} MiB, {} bytes), ratio {:.2}",
         median(ours.clone()),
         n as f64 / median(ours) / 1e3,
         median(rss),
         bytes.0,
+        median(baseline),
         median(peer.clone()),
         n as f64 / median(peer) / 1e3,
         median(peer_rss),

@@ -29,9 +29,10 @@ fn day_of_trades(day: i64, first_id: u64) -> Vec<Trade> {
         .collect()
 }
 
+/// A day's 1m candles (its 1d candle closes later: [`day_candle`]).
 fn day_of_candles(day: i64) -> Vec<Candle> {
     let start = (FIRST_DAY + day) * DAY;
-    let mut out: Vec<Candle> = (0..1_440)
+    (0..1_440)
         .map(|m| {
             candle(
                 Interval::M1,
@@ -39,9 +40,25 @@ fn day_of_candles(day: i64) -> Vec<Candle> {
                 &format!("2500.{:02}", m % 100),
             )
         })
-        .collect();
-    out.push(candle(Interval::D1, Ts(start), "2510"));
-    out
+        .collect()
+}
+
+/// A day's closed 1d candle: the last of its day to close.
+fn day_candle(day: i64) -> Candle {
+    candle(Interval::D1, Ts((FIRST_DAY + day) * DAY), "2510")
+}
+
+/// The exchange's 1h candles of a day (no 1d among them).
+fn their_day(day: i64) -> Vec<Candle> {
+    (0..24)
+        .map(|h| {
+            candle(
+                Interval::H1,
+                Ts((FIRST_DAY + day) * DAY + h * 60 * MINUTE),
+                "2502",
+            )
+        })
+        .collect()
 }
 
 fn file_of(root: &Path, kind: Kind, day: i64) -> std::path::PathBuf {
@@ -133,11 +150,8 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
     let quotes0: Vec<Quote> = (0..48).map(|i| quote(0, i * 30)).collect();
     let mut candles0 = day_of_candles(0);
     candles0.push(candle(Interval::W1, Ts(FIRST_DAY * DAY), "2520"));
-    let theirs0: Vec<Candle> = (0..24)
-        .map(|h| candle(Interval::H1, Ts(FIRST_DAY * DAY + h * 60 * MINUTE), "2502"))
-        .collect();
     let mut first = (*batch(input0[..100].to_vec(), quotes0.clone(), candles0)).clone();
-    first.exchange_candles.clone_from(&theirs0);
+    first.exchange_candles = their_day(0);
     add(
         &mut total,
         store.write(Arc::new(first)).await.expect("day 0"),
@@ -161,33 +175,43 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
     );
 
     // Day 1: out of order in the middle (two trades swapped): the file
-    // ends before the first out of order, the rest goes to the store.
+    // ends before the first out of order, the rest goes to the store. Day
+    // 0's 1d candle closes: its day of candles is written.
     day1.swap(70, 71);
+    let mut candles1 = vec![day_candle(0)];
+    candles1.extend(day_of_candles(1));
+    let mut second = (*batch(day1.clone(), Vec::new(), candles1)).clone();
+    second.exchange_candles = their_day(1);
     add(
         &mut total,
-        store
-            .write(batch(day1.clone(), Vec::new(), day_of_candles(1)))
-            .await
-            .expect("day 1"),
-    );
-    // Day 2 (the store held a row of it: that row is a duplicate), with
-    // its candles: a third day of candles writes day 0's.
-    add(
-        &mut total,
-        store
-            .write(batch(day2.clone(), Vec::new(), day_of_candles(2)))
-            .await
-            .expect("day 2"),
+        store.write(Arc::new(second)).await.expect("day 1"),
     );
     assert!(
         file_of(root, Kind::Candles, 0).is_file(),
-        "a third day of candles writes the first"
+        "a closed 1d candle writes its day of candles"
+    );
+    assert!(!file_of(root, Kind::ExchangeCandles, 0).is_file());
+    // Day 2 (the store held a row of it: that row is a duplicate): the
+    // exchange's candles, with no 1d candle, are written when a third
+    // day begins.
+    let mut candles2 = vec![day_candle(1)];
+    candles2.extend(day_of_candles(2));
+    let mut third = (*batch(day2.clone(), Vec::new(), candles2)).clone();
+    third.exchange_candles = their_day(2);
+    add(
+        &mut total,
+        store.write(Arc::new(third)).await.expect("day 2"),
+    );
+    assert!(
+        file_of(root, Kind::ExchangeCandles, 0).is_file(),
+        "a third day held writes the first"
     );
     // String ids (day 3) and a day not settled (day 4) go to the store;
     // a revision of a day-0 candle after its file was written too.
     let mut revised6 = candle(Interval::M1, Ts(FIRST_DAY * DAY + 6 * MINUTE), "2700.00");
     revised6.trades = 11;
-    let mut late = day_of_candles(3);
+    let mut late = vec![day_candle(2)];
+    late.extend(day_of_candles(3));
     late.push(revised6.clone());
     add(
         &mut total,
@@ -222,8 +246,8 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
     assert_eq!(report.quotes, 48, "{report:?}");
     assert_eq!(
         report.days,
-        2 + 1 + 4 + 1,
-        "trades of days 0 and 1, quotes of day 0, candles of days 0 to 3, the exchange's of day 0: {report:?}"
+        2 + 1 + 4 + 3,
+        "trades of days 0 and 1, quotes of day 0, candles of days 0 to 3, the exchange's of days 0 to 2: {report:?}"
     );
     assert!(partials(root).is_empty(), "{:?}", partials(root));
     for (kind, day, there) in [
@@ -233,7 +257,7 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
         (Kind::Trades, 3, false),
         (Kind::Trades, 4, false),
         (Kind::Quotes, 0, true),
-        (Kind::ExchangeCandles, 0, true),
+        (Kind::ExchangeCandles, 2, true),
         (Kind::Candles, 3, true),
         (Kind::Candles, 4, false),
     ] {
@@ -260,10 +284,7 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
 
     // Candles: the revision held in memory is in the file; the one after
     // the file was written is in the store, and wins.
-    let mut want: Vec<Candle> = (0..4)
-        .flat_map(day_of_candles)
-        .filter(|c| c.interval == Interval::M1)
-        .collect();
+    let mut want: Vec<Candle> = (0..4).flat_map(day_of_candles).collect();
     want[5] = revised5;
     want[6] = revised6.clone();
     let got = store
@@ -294,7 +315,14 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
             .candles(&five_days(), Interval::H1, CandleSource::Exchange)
             .await
             .expect("theirs"),
-        theirs0
+        (0..3).flat_map(their_day).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store
+            .candles(&five_days(), Interval::D1, CandleSource::Ours)
+            .await
+            .expect("days"),
+        (0..3).map(day_candle).collect::<Vec<_>>()
     );
 
     // An archive pass afterwards takes the rest of the settled days:

@@ -11,13 +11,16 @@
 //! - trades by time with numeric ids rising (the store's key is the id,
 //!   and rising ids are unique without a set of them), quotes by time
 //!   then receive time; a row equal to the one before it is a duplicate;
-//! - rows wait in memory a row group at a time ([`CHUNK`]; the first
-//!   group sets the file's columns) and go to a `.partial-` file, which
+//! - rows wait in memory, a row group ([`CHUNK`]) until the first write,
+//!   which sets the file's columns, then [`LATER_CHUNK`] at a time, and go
+//!   to a `.partial-` file, which
 //!   becomes the day's file (fsync, rename, fsync of the folder) when the
 //!   instrument's rows move on to another day or the import ends;
 //! - candles of 1s to 1d wait in memory, the last version of each, and
-//!   are written when a third day of candles of the instrument begins (at
-//!   most [`OPEN_CANDLE_DAYS`] days of them are held) or the import ends.
+//!   a day of them is written when its 1d candle closes (the last of the
+//!   day to close), when a third day of candles of the instrument begins
+//!   (at most [`OPEN_CANDLE_DAYS`] days are held), or when the import ends;
+//!   a candle of a day already written takes the store's path.
 //!
 //! Everything else takes the store's path, which stays exact. A row out of
 //! order, or one that does not fit the columns its day's file began with,
@@ -38,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ck_archive::layout::{self, Kind};
-use ck_model::{Candle, Exchange, Instrument, Quote, Trade, Ts};
+use ck_model::{Candle, CandleState, Exchange, Instrument, Interval, Quote, Trade, Ts};
 
 use super::TieredStore;
 use super::candles::kind_of;
@@ -48,9 +51,12 @@ use crate::{
     ArchiveReport, CandleSource, Error, RowKind, WriteBatch, WriteSummary, archived_interval,
 };
 
-/// Rows of a day kept before they are written: a row group. The first
-/// chunk of a day sets its file's columns (the decimal scales).
+/// Rows of a day kept before they are first written: a row group. The
+/// first chunk of a day sets its file's columns (the decimal scales).
 const CHUNK: usize = ck_archive::ROW_GROUP_ROWS;
+
+/// Rows kept before they are written once the file's columns are set.
+const LATER_CHUNK: usize = 16_384;
 
 /// Days of candles held per instrument and source.
 const OPEN_CANDLE_DAYS: usize = 2;
@@ -501,7 +507,10 @@ impl Days<'_> {
                 Follows::After => {
                     o.pending.push(r.clone());
                     *taken += 1;
-                    if o.pending.len() >= CHUNK && !self.write_pending(o, out, recounted)? {
+                    // A whole chunk learns the file's columns; once they are
+                    // set, rows go on in smaller pieces (less held at once).
+                    let limit = if o.file.is_some() { LATER_CHUNK } else { CHUNK };
+                    if o.pending.len() >= limit && !self.write_pending(o, out, recounted)? {
                         let ended = open.swap_remove(i);
                         at = None;
                         self.end_day(ended, out, recounted)?;
@@ -677,10 +686,19 @@ impl Days<'_> {
                 day_candles.insert((c.interval.index(), c.open_time), c.clone());
                 taken += 1;
             }
-            if held[i].days.len() > OPEN_CANDLE_DAYS
-                && let Some((oldest, day_candles)) = held[i].days.pop_first()
-            {
-                self.write_candle_day(&held[i], oldest, day_candles, out)?;
+            // A closed day candle is the last of its day to close (every
+            // finer one closed before it): the day is written now. Else
+            // (no 1d candles built) the third day held writes the first.
+            let day_closed = c.interval == Interval::D1 && c.state != CandleState::Provisional;
+            let ready = if day_closed {
+                held[i].days.remove(&day).map(|d| (day, d))
+            } else if held[i].days.len() > OPEN_CANDLE_DAYS {
+                held[i].days.pop_first()
+            } else {
+                None
+            };
+            if let Some((done, day_candles)) = ready {
+                self.write_candle_day(&held[i], done, day_candles, out)?;
             }
         }
         Ok(taken)
