@@ -197,7 +197,7 @@ impl TieredStore {
         .await
         .map_err(Error::Worker)?;
         let rest = rest?;
-        let report = direct.report.clone();
+        let report = direct.report;
         // The lock goes before the store's path runs (it never archives).
         drop(direct);
         drop(guard);
