@@ -135,33 +135,28 @@ fn main() {
     let mut baseline = Vec::new();
     let mut bytes = (0, 0);
     for round in 0..runs {
+        // `candlekeep import` into `data`, with the archive on or off.
+        let import = |data: &Path, archive: bool| {
+            let archive = format!("CANDLEKEEP_ARCHIVE__ENABLED={archive}");
+            measured(&[
+                "env".as_ref(),
+                archive.as_ref(),
+                bin.as_os_str(),
+                "--data-dir".as_ref(),
+                data.as_os_str(),
+                "import".as_ref(),
+                "--exchange".as_ref(),
+                "binance".as_ref(),
+                "--instrument".as_ref(),
+                "BTC-USDT".as_ref(),
+                csv.as_os_str(),
+            ])
+        };
         let data = work.path().join(format!("ck-{round}"));
-        let (ck, ck_rss, _) = measured(&[
-            bin.as_os_str(),
-            "--data-dir".as_ref(),
-            data.as_os_str(),
-            "import".as_ref(),
-            "--exchange".as_ref(),
-            "binance".as_ref(),
-            "--instrument".as_ref(),
-            "BTC-USDT".as_ref(),
-            csv.as_os_str(),
-        ]);
+        let (ck, ck_rss, _) = import(&data, true);
         // Baseline: the same import into the store alone (archive off).
         let plain = work.path().join(format!("plain-{round}"));
-        let (store_only, _, _) = measured(&[
-            "env".as_ref(),
-            "CANDLEKEEP_ARCHIVE__ENABLED=false".as_ref(),
-            bin.as_os_str(),
-            "--data-dir".as_ref(),
-            plain.as_os_str(),
-            "import".as_ref(),
-            "--exchange".as_ref(),
-            "binance".as_ref(),
-            "--instrument".as_ref(),
-            "BTC-USDT".as_ref(),
-            csv.as_os_str(),
-        ]);
+        let (store_only, _, _) = import(&plain, false);
         let _ = std::fs::remove_dir_all(&plain);
         baseline.push(store_only);
         let database = work.path().join(format!("duck-{round}.duckdb"));

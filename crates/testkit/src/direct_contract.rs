@@ -194,7 +194,16 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
     // Day 2 (the store held a row of it: that row is a duplicate): the
     // exchange's candles, with no 1d candle, are written when a third
     // day begins.
-    let mut candles2 = vec![day_candle(1)];
+    // In one batch a candle of day 1 comes after day 1's closed 1d
+    // candle (the writer keeps a candle updated within a batch at its
+    // first place): it still goes into day 1's file.
+    let mut revised1 = candle(
+        Interval::M1,
+        Ts((FIRST_DAY + 1) * DAY + 3 * MINUTE),
+        "2650.00",
+    );
+    revised1.trades = 4;
+    let mut candles2 = vec![day_candle(1), revised1.clone()];
     candles2.extend(day_of_candles(2));
     let mut third = (*batch(day2.clone(), Vec::new(), candles2)).clone();
     third.exchange_candles = their_day(2);
@@ -287,6 +296,7 @@ pub async fn direct_import_contract(inner: Arc<dyn Store>, root: &Path) {
     let mut want: Vec<Candle> = (0..4).flat_map(day_of_candles).collect();
     want[5] = revised5;
     want[6] = revised6.clone();
+    want[1_440 + 3] = revised1;
     let got = store
         .candles(&five_days(), Interval::M1, CandleSource::Ours)
         .await

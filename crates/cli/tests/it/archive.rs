@@ -44,7 +44,13 @@ fn write_days(file: &Path) {
 /// 1h and 1d candles only (twelve days of flat 1s candles would be most of
 /// the work), with the archive on or off.
 fn import(dir: &Path, csv: &Path, archive: bool) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+    import_command(dir, csv, archive).output().expect("import")
+}
+
+/// The command [`import`] runs.
+fn import_command(dir: &Path, csv: &Path, archive: bool) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_candlekeep"));
+    command
         .arg("--data-dir")
         .arg(dir)
         .args([
@@ -59,9 +65,8 @@ fn import(dir: &Path, csv: &Path, archive: bool) -> std::process::Output {
         .arg(csv)
         .env("CANDLEKEEP_CANDLES__INTERVALS", r#"["1m", "1h", "1d"]"#)
         .env("CANDLEKEEP_ARCHIVE__ENABLED", archive.to_string())
-        .env_remove("CANDLEKEEP_CONFIG")
-        .output()
-        .expect("import")
+        .env_remove("CANDLEKEEP_CONFIG");
+    command
 }
 
 async fn stored(dir: &Path) -> Vec<Trade> {
@@ -199,21 +204,23 @@ fn duckdb_agrees(root: &Path, trades: &[Trade], candles: &[ck_model::Candle]) {
     use std::collections::BTreeMap;
     let date = |t: ck_model::Ts| ck_archive::layout::date_text(ck_archive::layout::day_of(t));
     let mut ours: BTreeMap<String, (u64, ck_model::Decimal, ck_model::Decimal)> = BTreeMap::new();
-    for t in trades {
-        let e = ours
-            .entry(format!("trades|{}", date(t.ts_exchange)))
-            .or_insert((0, ck_model::Decimal::ZERO, ck_model::Decimal::ZERO));
+    let rows = trades
+        .iter()
+        .map(|t| ("trades", t.ts_exchange, t.price, t.size))
+        .chain(
+            candles
+                .iter()
+                .map(|c| ("candles", c.open_time, c.close, c.volume)),
+        );
+    for (kind, at, price, size) in rows {
+        let e = ours.entry(format!("{kind}|{}", date(at))).or_insert((
+            0,
+            ck_model::Decimal::ZERO,
+            ck_model::Decimal::ZERO,
+        ));
         e.0 += 1;
-        e.1 = e.1.checked_add(t.price).expect("sum");
-        e.2 = e.2.checked_add(t.size).expect("sum");
-    }
-    for c in candles {
-        let e = ours
-            .entry(format!("candles|{}", date(c.open_time)))
-            .or_insert((0, ck_model::Decimal::ZERO, ck_model::Decimal::ZERO));
-        e.0 += 1;
-        e.1 = e.1.checked_add(c.close).expect("sum");
-        e.2 = e.2.checked_add(c.volume).expect("sum");
+        e.1 = e.1.checked_add(price).expect("sum");
+        e.2 = e.2.checked_add(size).expect("sum");
     }
     let script = r#"
 import duckdb, sys
@@ -259,21 +266,7 @@ async fn an_import_killed_midway_and_run_again_loses_and_doubles_nothing() {
     let csv = dir.path().join("trades.csv");
     write_days(&csv);
     let trades_dir = dir.path().join("archive").join("trades");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "--log",
-            "warn",
-            "import",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-        ])
-        .arg(&csv)
-        .env("CANDLEKEEP_CANDLES__INTERVALS", r#"["1m", "1h", "1d"]"#)
-        .env_remove("CANDLEKEEP_CONFIG")
+    let mut child = import_command(dir.path(), &csv, true)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

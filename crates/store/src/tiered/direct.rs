@@ -37,7 +37,7 @@
 //! file again writes it (the installed days' rows are then duplicates).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ck_archive::layout::{self, Kind};
@@ -66,8 +66,6 @@ type DayKey = (Kind, Exchange, Instrument, i64);
 
 /// The state of an import writing straight to the archive.
 pub(super) struct Direct {
-    root: PathBuf,
-    settled_before: Ts,
     /// This process's archive passes wait meanwhile…
     _moving: tokio::sync::OwnedMutexGuard<()>,
     /// …and other processes' too.
@@ -75,12 +73,8 @@ pub(super) struct Direct {
     trades: Vec<OpenDay<Trade>>,
     quotes: Vec<OpenDay<Quote>>,
     candles: Vec<CandleDays>,
-    /// Days whose rows take the store's path: written already, or held
-    /// by a tier before.
-    closed: HashSet<DayKey>,
-    /// Days found in neither tier.
-    clean: HashSet<DayKey>,
-    report: ArchiveReport,
+    /// Which days go where, and what was written.
+    book: Days,
     /// The error that ended writing: every write after it fails with it.
     failed: Option<String>,
 }
@@ -161,18 +155,20 @@ impl TieredStore {
         let lock = self.blocking(ArchiveLock::take).await?;
         let swept = self.blocking(files::sweep_partials).await?;
         *direct = Some(Box::new(Direct {
-            root: self.root.clone(),
-            settled_before,
             _moving: moving,
             _lock: lock,
             trades: Vec::new(),
             quotes: Vec::new(),
             candles: Vec::new(),
-            closed: HashSet::new(),
-            clean: HashSet::new(),
-            report: ArchiveReport {
-                swept,
-                ..ArchiveReport::default()
+            book: Days {
+                root: self.root.clone(),
+                settled_before,
+                closed: HashSet::new(),
+                clean: HashSet::new(),
+                report: ArchiveReport {
+                    swept,
+                    ..ArchiveReport::default()
+                },
             },
             failed: None,
         }));
@@ -197,7 +193,7 @@ impl TieredStore {
         .await
         .map_err(Error::Worker)?;
         let rest = rest?;
-        let report = direct.report;
+        let report = direct.book.report;
         // The lock goes before the store's path runs (it never archives).
         drop(direct);
         drop(guard);
@@ -245,9 +241,9 @@ impl TieredStore {
             };
             let key = (kind, exchange, instrument, day);
             if oldest.is_some_and(|t| t < end) {
-                direct.closed.insert(key);
+                direct.book.closed.insert(key);
             } else {
-                direct.clean.insert(key);
+                direct.book.clean.insert(key);
             }
         }
         let worked = tokio::task::spawn_blocking(move || {
@@ -316,9 +312,9 @@ impl Direct {
                 return;
             }
             let key = (kind, exchange, instrument.clone(), day);
-            if files::day_span(day).1 <= self.settled_before
-                && !self.closed.contains(&key)
-                && !self.clean.contains(&key)
+            if files::day_span(day).1 <= self.book.settled_before
+                && !self.book.closed.contains(&key)
+                && !self.book.clean.contains(&key)
                 && !out.contains(&key)
             {
                 out.push(key.clone());
@@ -350,15 +346,8 @@ impl Direct {
         rest: &mut Rest,
         taken: &mut Taken,
     ) -> Result<(), Error> {
-        let mut days = Days {
-            root: &self.root,
-            settled_before: self.settled_before,
-            closed: &mut self.closed,
-            clean: &self.clean,
-            report: &mut self.report,
-        };
         let (mut taken_rows, mut recounted) = (0, 0);
-        days.take_rows(
+        self.book.take_rows(
             &mut self.trades,
             &batch.trades,
             |t| (t.exchange, &t.instrument),
@@ -368,7 +357,7 @@ impl Direct {
         taken.trades += taken_rows;
         taken.trades_recounted += recounted;
         let (mut taken_rows, mut recounted, mut same) = (0, 0, 0);
-        days.take_rows(
+        self.book.take_rows(
             &mut self.quotes,
             &batch.quotes,
             |q| (q.exchange, &q.instrument),
@@ -385,25 +374,20 @@ impl Direct {
                 &mut rest.exchange_candles,
             ),
         ] {
-            taken.candles += days.take_candles(&mut self.candles, source, candles, out)?;
+            taken.candles += self
+                .book
+                .take_candles(&mut self.candles, source, candles, out)?;
         }
         Ok(())
     }
 
     /// Installs every open day (the import ended).
     fn finish_all(&mut self, rest: &mut Rest) -> Result<(), Error> {
-        let mut days = Days {
-            root: &self.root,
-            settled_before: self.settled_before,
-            closed: &mut self.closed,
-            clean: &self.clean,
-            report: &mut self.report,
-        };
         for open in std::mem::take(&mut self.trades) {
-            days.end_day(open, &mut rest.trades, &mut 0)?;
+            self.book.end_day(open, &mut rest.trades, &mut 0)?;
         }
         for open in std::mem::take(&mut self.quotes) {
-            days.end_day(open, &mut rest.quotes, &mut 0)?;
+            self.book.end_day(open, &mut rest.quotes, &mut 0)?;
         }
         for mut held in std::mem::take(&mut self.candles) {
             while let Some((day, candles)) = held.days.pop_first() {
@@ -411,23 +395,27 @@ impl Direct {
                     CandleSource::Ours => &mut rest.candles,
                     CandleSource::Exchange => &mut rest.exchange_candles,
                 };
-                days.write_candle_day(&held, day, candles, out)?;
+                self.book.write_candle_day(&held, day, candles, out)?;
             }
         }
         Ok(())
     }
 }
 
-/// The days' bookkeeping, borrowed apart from the open days.
-struct Days<'a> {
-    root: &'a Path,
+/// Which days go where, and what was written (apart from the open days,
+/// so that both can be borrowed at once).
+struct Days {
+    root: PathBuf,
     settled_before: Ts,
-    closed: &'a mut HashSet<DayKey>,
-    clean: &'a HashSet<DayKey>,
-    report: &'a mut ArchiveReport,
+    /// Days whose rows take the store's path: written already, or held
+    /// by a tier before.
+    closed: HashSet<DayKey>,
+    /// Days found in neither tier.
+    clean: HashSet<DayKey>,
+    report: ArchiveReport,
 }
 
-impl Days<'_> {
+impl Days {
     /// Whether rows of `day` may go straight to its file: settled, new
     /// to both tiers, not written yet.
     fn open_to(
@@ -444,7 +432,7 @@ impl Days<'_> {
         if self.closed.contains(&key) || !self.clean.contains(&key) {
             return false;
         }
-        if layout::day_file(self.root, kind, exchange, instrument, day).is_file() {
+        if layout::day_file(&self.root, kind, exchange, instrument, day).is_file() {
             self.closed.insert(key);
             return false;
         }
@@ -555,7 +543,7 @@ impl Days<'_> {
                 R::same_columns(&f.shape, &shape) && fitted(R::write(&mut f.writer, &o.pending))?
             }
             None => {
-                let file = layout::day_file(self.root, R::KIND, o.exchange, &o.instrument, o.day);
+                let file = layout::day_file(&self.root, R::KIND, o.exchange, &o.instrument, o.day);
                 if let Some(dir) = file.parent() {
                     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
                         path: dir.display().to_string(),
@@ -613,7 +601,7 @@ impl Days<'_> {
             let _ = std::fs::remove_file(&f.partial);
             return Ok(());
         }
-        let file = layout::day_file(self.root, R::KIND, o.exchange, &o.instrument, o.day);
+        let file = layout::day_file(&self.root, R::KIND, o.exchange, &o.instrument, o.day);
         let written = R::finish(f.writer)
             .map_err(Error::Archive)
             .and_then(|w| files::install(&f.partial, &file).map(|()| w));
@@ -653,6 +641,7 @@ impl Days<'_> {
     ) -> Result<u64, Error> {
         let kind = kind_of(source);
         let mut taken = 0;
+        let mut closed_days: Vec<(usize, i64)> = Vec::new();
         for c in candles {
             if !archived_interval(c.interval) {
                 out.push(c.clone());
@@ -687,18 +676,21 @@ impl Days<'_> {
                 taken += 1;
             }
             // A closed day candle is the last of its day to close (every
-            // finer one closed before it): the day is written now. Else
-            // (no 1d candles built) the third day held writes the first.
-            let day_closed = c.interval == Interval::D1 && c.state != CandleState::Provisional;
-            let ready = if day_closed {
-                held[i].days.remove(&day).map(|d| (day, d))
-            } else if held[i].days.len() > OPEN_CANDLE_DAYS {
-                held[i].days.pop_first()
-            } else {
-                None
-            };
-            if let Some((done, day_candles)) = ready {
-                self.write_candle_day(&held[i], done, day_candles, out)?;
+            // finer one closed before it): its day is written once this
+            // batch is taken (a batch need not be in the order candles
+            // closed). Else (no 1d candles built) the third day held
+            // writes the first.
+            if c.interval == Interval::D1 && c.state != CandleState::Provisional {
+                closed_days.push((i, day));
+            } else if held[i].days.len() > OPEN_CANDLE_DAYS
+                && let Some((oldest, day_candles)) = held[i].days.pop_first()
+            {
+                self.write_candle_day(&held[i], oldest, day_candles, out)?;
+            }
+        }
+        for (i, day) in closed_days {
+            if let Some(day_candles) = held[i].days.remove(&day) {
+                self.write_candle_day(&held[i], day, day_candles, out)?;
             }
         }
         Ok(taken)
@@ -717,7 +709,7 @@ impl Days<'_> {
         self.closed
             .insert((kind, held.exchange, held.instrument.clone(), day));
         let candles: Vec<Candle> = candles.into_values().collect();
-        let file = layout::day_file(self.root, kind, held.exchange, &held.instrument, day);
+        let file = layout::day_file(&self.root, kind, held.exchange, &held.instrument, day);
         let written = files::replace(&file, |partial| {
             ck_archive::candles::write_candles(partial, held.exchange, &held.instrument, &candles)
         });
