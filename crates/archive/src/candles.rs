@@ -184,7 +184,19 @@ pub fn write_candles(
     instrument: &Instrument,
     candles: &[Candle],
 ) -> Result<Written, Error> {
-    let mut rows: Vec<&Candle> = candles.iter().collect();
+    write_candle_refs(path, exchange, instrument, candles.iter().collect())
+}
+
+/// [`write_candles`] of borrowed candles (no copy of a day of them).
+///
+/// # Errors
+/// When the file cannot be written, or a value has no exact representation.
+pub fn write_candle_refs(
+    path: &Path,
+    exchange: Exchange,
+    instrument: &Instrument,
+    mut rows: Vec<&Candle>,
+) -> Result<Written, Error> {
     rows.sort_by_key(|c| (c.interval.index(), c.open_time));
     let mut shape = CandleShape::new(exchange, instrument);
     for c in &rows {

@@ -452,6 +452,9 @@ impl Days {
     ) -> Result<(), Error> {
         let (taken, duplicates, recounted) = counts;
         let mut at: Option<usize> = None;
+        // The buffer of a day that ended serves the next (a day's buffer
+        // grows to a row group: not allocated again every day).
+        let mut spare: Vec<Vec<R>> = Vec::new();
         for r in rows {
             let (exchange, instrument) = owner(r);
             let day = layout::day_of(r.time());
@@ -469,7 +472,7 @@ impl Days {
                 // The instrument moved on to another day: this one ends.
                 let ended = open.swap_remove(i);
                 at = None;
-                self.end_day(ended, out, recounted)?;
+                spare.push(self.end_day(ended, out, recounted)?);
             }
             let i = match at {
                 Some(i) => i,
@@ -483,7 +486,7 @@ impl Days {
                         instrument: instrument.clone(),
                         day,
                         last: None,
-                        pending: Vec::new(),
+                        pending: spare.pop().unwrap_or_default(),
                         file: None,
                     });
                     open.len() - 1
@@ -501,7 +504,7 @@ impl Days {
                     if o.pending.len() >= limit && !self.write_pending(o, out, recounted)? {
                         let ended = open.swap_remove(i);
                         at = None;
-                        self.end_day(ended, out, recounted)?;
+                        spare.push(self.end_day(ended, out, recounted)?);
                     }
                 }
                 Follows::Same => *duplicates += 1,
@@ -510,7 +513,7 @@ impl Days {
                     // store.
                     let ended = open.swap_remove(i);
                     at = None;
-                    self.end_day(ended, out, recounted)?;
+                    spare.push(self.end_day(ended, out, recounted)?);
                     out.push(r.clone());
                 }
             }
@@ -584,22 +587,23 @@ impl Days {
 
     /// Ends an open day: its pending rows written, its file installed
     /// (or, when nothing fits in one, removed); its later rows go to the
-    /// store.
+    /// store. Its emptied buffer, for another day.
     fn end_day<R: DayRow>(
         &mut self,
         mut o: OpenDay<R>,
         out: &mut Vec<R>,
         recounted: &mut u64,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<R>, Error> {
         self.write_pending(&mut o, out, recounted)?;
+        let buffer = std::mem::take(&mut o.pending);
         self.closed
             .insert((R::KIND, o.exchange, o.instrument.clone(), o.day));
         let Some(f) = o.file else {
-            return Ok(());
+            return Ok(buffer);
         };
         if f.rows == 0 {
             let _ = std::fs::remove_file(&f.partial);
-            return Ok(());
+            return Ok(buffer);
         }
         let file = layout::day_file(&self.root, R::KIND, o.exchange, &o.instrument, o.day);
         let written = R::finish(f.writer)
@@ -627,7 +631,7 @@ impl Days {
             bytes = written.bytes,
             "imported a day straight to the archive"
         );
-        Ok(())
+        Ok(buffer)
     }
 
     /// Takes candles of settled days (1s to 1d) into the days held; the
@@ -708,10 +712,12 @@ impl Days {
         let kind = kind_of(held.source);
         self.closed
             .insert((kind, held.exchange, held.instrument.clone(), day));
-        let candles: Vec<Candle> = candles.into_values().collect();
         let file = layout::day_file(&self.root, kind, held.exchange, &held.instrument, day);
+        // Borrowed, in order already: a day's copy is not made (large
+        // buffers freed again and again leave glibc's heap holding memory).
         let written = files::replace(&file, |partial| {
-            ck_archive::candles::write_candles(partial, held.exchange, &held.instrument, &candles)
+            let rows: Vec<&Candle> = candles.values().collect();
+            ck_archive::candles::write_candle_refs(partial, held.exchange, &held.instrument, rows)
         });
         match written {
             Ok(w) => {
@@ -721,7 +727,7 @@ impl Days {
                 Ok(())
             }
             Err(Error::Archive(ck_archive::Error::Unrepresentable { .. })) => {
-                out.extend(candles);
+                out.extend(candles.into_values());
                 Ok(())
             }
             Err(e) => Err(e),
