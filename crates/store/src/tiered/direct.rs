@@ -75,8 +75,20 @@ pub(super) struct Direct {
     candles: Vec<CandleDays>,
     /// Which days go where, and what was written.
     book: Days,
-    /// The error that ended writing: every write after it fails with it.
-    failed: Option<String>,
+}
+
+/// Whether an import is writing straight to the archive.
+#[derive(Default)]
+pub(super) enum DirectState {
+    /// No: writes take the store's path.
+    #[default]
+    Off,
+    /// Yes.
+    On(Box<Direct>),
+    /// It was, and failed (a file could not be written, the worker
+    /// stopped): every write fails naming this until the import ends, so
+    /// no row is taken that would not reach a file.
+    Failed(String),
 }
 
 /// The day of one instrument being written.
@@ -148,13 +160,13 @@ impl TieredStore {
     /// sweeps what a stopped process left half-written.
     pub(super) async fn begin_direct(&self, settled_before: Ts) -> Result<(), Error> {
         let mut direct = self.direct.lock().await;
-        if direct.is_some() {
+        if matches!(*direct, DirectState::On(_)) {
             return Ok(());
         }
         let moving = self.moving.clone().lock_owned().await;
         let lock = self.blocking(ArchiveLock::take).await?;
         let swept = self.blocking(files::sweep_partials).await?;
-        *direct = Some(Box::new(Direct {
+        *direct = DirectState::On(Box::new(Direct {
             _moving: moving,
             _lock: lock,
             trades: Vec::new(),
@@ -170,7 +182,6 @@ impl TieredStore {
                     ..ArchiveReport::default()
                 },
             },
-            failed: None,
         }));
         Ok(())
     }
@@ -179,12 +190,11 @@ impl TieredStore {
     /// the store, releases the lock; what was written.
     pub(super) async fn end_direct(&self) -> Result<ArchiveReport, Error> {
         let mut guard = self.direct.lock().await;
-        let Some(mut direct) = guard.take() else {
-            return Ok(ArchiveReport::default());
+        let mut direct = match std::mem::take(&mut *guard) {
+            DirectState::Off => return Ok(ArchiveReport::default()),
+            DirectState::Failed(why) => return Err(Error::DirectArchive(why)),
+            DirectState::On(direct) => direct,
         };
-        if let Some(why) = &direct.failed {
-            return Err(Error::DirectArchive(why.clone()));
-        }
         let (direct, rest) = tokio::task::spawn_blocking(move || {
             let mut rest = Rest::default();
             let done = direct.finish_all(&mut rest);
@@ -211,14 +221,14 @@ impl TieredStore {
         batch: Arc<WriteBatch>,
     ) -> Result<(Option<Arc<WriteBatch>>, Staged), Error> {
         let mut guard = self.direct.lock().await;
-        let Some(mut direct) = guard.take() else {
-            return Ok((Some(batch), Staged::default()));
+        let mut direct = match std::mem::take(&mut *guard) {
+            DirectState::Off => return Ok((Some(batch), Staged::default())),
+            DirectState::Failed(why) => {
+                *guard = DirectState::Failed(why.clone());
+                return Err(Error::DirectArchive(why));
+            }
+            DirectState::On(direct) => direct,
         };
-        if let Some(why) = &direct.failed {
-            let e = Error::DirectArchive(why.clone());
-            *guard = Some(direct);
-            return Err(e);
-        }
         // Which days are new here is asked of the store first.
         for (kind, exchange, instrument, day) in direct.unknown_days(&batch) {
             let row_kind = match kind {
@@ -235,7 +245,8 @@ impl TieredStore {
             let oldest = match oldest {
                 Ok(o) => o,
                 Err(e) => {
-                    *guard = Some(direct);
+                    // The store failed (the writer retries the batch).
+                    *guard = DirectState::On(direct);
                     return Err(e);
                 }
             };
@@ -250,17 +261,25 @@ impl TieredStore {
             let mut rest = Rest::default();
             let mut taken = Taken::default();
             let done = direct.take(&batch, &mut rest, &mut taken);
-            if let Err(e) = &done {
-                direct.failed = Some(ck_bus::error_chain(e));
-            }
             (direct, done.map(|()| (rest, taken, batch)))
         })
-        .await
-        .map_err(Error::Worker)?;
-        let (direct, done) = worked;
-        *guard = Some(direct);
+        .await;
+        let (rest, taken, batch) = match worked {
+            Ok((direct, Ok(done))) => {
+                *guard = DirectState::On(direct);
+                done
+            }
+            // What was taken before is in no file now: nothing more is.
+            Ok((_, Err(e))) => {
+                *guard = DirectState::Failed(ck_bus::error_chain(&e));
+                return Err(e);
+            }
+            Err(e) => {
+                *guard = DirectState::Failed(format!("the archive worker stopped: {e}"));
+                return Err(Error::Worker(e));
+            }
+        };
         drop(guard);
-        let (rest, taken, batch) = done?;
         let staged = Staged {
             summary: WriteSummary {
                 trades_inserted: taken.trades,

@@ -61,7 +61,7 @@ pub struct TieredStore {
     /// archive at a time in this process.
     moving: Arc<tokio::sync::Mutex<()>>,
     /// An import writing settled days straight to the archive.
-    direct: tokio::sync::Mutex<Option<Box<direct::Direct>>>,
+    direct: tokio::sync::Mutex<direct::DirectState>,
     /// Archived days of candles as JSON records (see [`records`]).
     records: Arc<Mutex<records::RecordsCache>>,
 }
@@ -113,7 +113,7 @@ impl TieredStore {
             root: root.to_owned(),
             seen: Mutex::new(SeenKeys::default()),
             moving: Arc::new(tokio::sync::Mutex::new(())),
-            direct: tokio::sync::Mutex::new(None),
+            direct: tokio::sync::Mutex::new(direct::DirectState::Off),
             records: Arc::new(Mutex::new(records::RecordsCache::default())),
         }
     }
