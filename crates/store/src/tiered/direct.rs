@@ -13,14 +13,15 @@
 //!   then receive time; a row equal to the one before it is a duplicate;
 //! - rows wait in memory, a row group ([`CHUNK`]) until the first write,
 //!   which sets the file's columns, then [`LATER_CHUNK`] at a time, and go
-//!   to a `.partial-` file, which
-//!   becomes the day's file (fsync, rename, fsync of the folder) when the
-//!   instrument's rows move on to another day or the import ends;
-//! - candles of 1s to 1d wait in memory, the last version of each, and
-//!   a day of them is written when its 1d candle closes (the last of the
-//!   day to close), when a third day of candles of the instrument begins
-//!   (at most [`OPEN_CANDLE_DAYS`] days are held), or when the import ends;
-//!   a candle of a day already written takes the store's path.
+//!   to a `.partial-` file, which becomes the day's file (fsync, rename,
+//!   fsync of the folder) when the instrument's rows move on to another
+//!   day or the import ends;
+//! - candles of 1s to 1d wait in memory, the last version of each, and a
+//!   day of them is written after the batch in which its 1d candle closed
+//!   (the last of the day to close), when a third day of candles of the
+//!   instrument begins (at most [`OPEN_CANDLE_DAYS`] days are held), or
+//!   when the import ends; a candle of a day already written takes the
+//!   store's path.
 //!
 //! Everything else takes the store's path, which stays exact. A row out of
 //! order, or one that does not fit the columns its day's file began with,
