@@ -121,29 +121,31 @@ struct CandleDays {
     days: BTreeMap<i64, BTreeMap<(usize, Ts), Candle>>,
 }
 
-/// What one write took, and what it gave back to the store: rows an
-/// earlier write took and counted, now written to the store after all
-/// (their day's file could not hold them), are subtracted from the store's
-/// count, so each row is counted once.
-#[derive(Debug, Default)]
-struct Taken {
-    trades: u64,
-    duplicates: u64,
-    quotes: u64,
-    candles: u64,
-    trades_recounted: u64,
-    quotes_recounted: u64,
-}
-
-/// What a write took straight to the archive.
+/// What a write took straight to the archive, and what it gave back to
+/// the store: rows taken (and counted) before, now written to the store
+/// after all (their day's file could not hold them), are subtracted from
+/// the store's count ([`Staged::plus_stored`]), so each row is counted once.
 #[derive(Debug, Default)]
 pub(super) struct Staged {
     /// The rows taken, as the store would count them.
     pub(super) summary: WriteSummary,
-    /// Rows taken before (and counted) that the store now writes and
-    /// counts again: subtracted from its count.
-    pub(super) trades_recounted: u64,
-    pub(super) quotes_recounted: u64,
+    trades_recounted: u64,
+    quotes_recounted: u64,
+}
+
+impl Staged {
+    /// The whole write's counts: these and the store's for the rest.
+    pub(super) fn plus_stored(&self, stored: WriteSummary) -> WriteSummary {
+        let taken = self.summary;
+        WriteSummary {
+            trades_inserted: (stored.trades_inserted + taken.trades_inserted)
+                .saturating_sub(self.trades_recounted),
+            trades_duplicate: stored.trades_duplicate + taken.trades_duplicate,
+            candles_upserted: stored.candles_upserted + taken.candles_upserted,
+            quotes_inserted: (stored.quotes_inserted + taken.quotes_inserted)
+                .saturating_sub(self.quotes_recounted),
+        }
+    }
 }
 
 /// Rows for the store.
@@ -260,12 +262,12 @@ impl TieredStore {
         }
         let worked = tokio::task::spawn_blocking(move || {
             let mut rest = Rest::default();
-            let mut taken = Taken::default();
-            let done = direct.take(&batch, &mut rest, &mut taken);
-            (direct, done.map(|()| (rest, taken, batch)))
+            let mut staged = Staged::default();
+            let done = direct.take(&batch, &mut rest, &mut staged);
+            (direct, done.map(|()| (rest, staged, batch)))
         })
         .await;
-        let (rest, taken, batch) = match worked {
+        let (rest, staged, batch) = match worked {
             Ok((direct, Ok(done))) => {
                 *guard = DirectState::On(direct);
                 done
@@ -281,16 +283,6 @@ impl TieredStore {
             }
         };
         drop(guard);
-        let staged = Staged {
-            summary: WriteSummary {
-                trades_inserted: taken.trades,
-                trades_duplicate: taken.duplicates,
-                candles_upserted: taken.candles,
-                quotes_inserted: taken.quotes,
-            },
-            trades_recounted: taken.trades_recounted,
-            quotes_recounted: taken.quotes_recounted,
-        };
         Ok((rest.into_batch(Some(&batch)).map(Arc::new), staged))
     }
 }
@@ -364,28 +356,33 @@ impl Direct {
         &mut self,
         batch: &WriteBatch,
         rest: &mut Rest,
-        taken: &mut Taken,
+        staged: &mut Staged,
     ) -> Result<(), Error> {
-        let (mut taken_rows, mut recounted) = (0, 0);
+        let counts = &mut staged.summary;
         self.book.take_rows(
             &mut self.trades,
             &batch.trades,
             |t| (t.exchange, &t.instrument),
             &mut rest.trades,
-            (&mut taken_rows, &mut taken.duplicates, &mut recounted),
+            (
+                &mut counts.trades_inserted,
+                &mut counts.trades_duplicate,
+                &mut staged.trades_recounted,
+            ),
         )?;
-        taken.trades += taken_rows;
-        taken.trades_recounted += recounted;
-        let (mut taken_rows, mut recounted, mut same) = (0, 0, 0);
+        // A quote stored twice is not counted (the store does not either).
+        let mut same = 0;
         self.book.take_rows(
             &mut self.quotes,
             &batch.quotes,
             |q| (q.exchange, &q.instrument),
             &mut rest.quotes,
-            (&mut taken_rows, &mut same, &mut recounted),
+            (
+                &mut counts.quotes_inserted,
+                &mut same,
+                &mut staged.quotes_recounted,
+            ),
         )?;
-        taken.quotes += taken_rows;
-        taken.quotes_recounted += recounted;
         for (source, candles, out) in [
             (CandleSource::Ours, &batch.candles, &mut rest.candles),
             (
@@ -394,9 +391,9 @@ impl Direct {
                 &mut rest.exchange_candles,
             ),
         ] {
-            taken.candles += self
-                .book
-                .take_candles(&mut self.candles, source, candles, out)?;
+            counts.candles_upserted +=
+                self.book
+                    .take_candles(&mut self.candles, source, candles, out)?;
         }
         Ok(())
     }

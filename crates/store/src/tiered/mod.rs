@@ -340,15 +340,7 @@ impl Store for TieredStore {
             return Ok(staged.summary);
         };
         let stored = self.write_through(rest).await?;
-        let taken = staged.summary;
-        Ok(WriteSummary {
-            trades_inserted: (stored.trades_inserted + taken.trades_inserted)
-                .saturating_sub(staged.trades_recounted),
-            trades_duplicate: stored.trades_duplicate + taken.trades_duplicate,
-            candles_upserted: stored.candles_upserted + taken.candles_upserted,
-            quotes_inserted: (stored.quotes_inserted + taken.quotes_inserted)
-                .saturating_sub(staged.quotes_recounted),
-        })
+        Ok(staged.plus_stored(stored))
     }
 
     async fn begin_direct_archive(&self, settled_before: Ts) -> Result<(), Error> {
