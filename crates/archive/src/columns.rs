@@ -6,28 +6,36 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ck_model::Decimal;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::page::{CompressedPage, PageWriteSpec, PageWriter};
 use parquet::column::reader::{ColumnReader, get_typed_column_reader};
+use parquet::column::writer::{ColumnWriter, get_column_writer, get_typed_column_writer_mut};
 use parquet::data_type::{
     ByteArray, ByteArrayType, DataType, FixedLenByteArray, FixedLenByteArrayType, Int32Type,
     Int64Type,
 };
 use parquet::file::metadata::{KeyValue, RowGroupMetaData};
-use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder, WriterPropertiesPtr};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
-use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::{SchemaDescPtr, SchemaDescriptor};
 
 use crate::Error;
 
 /// Rows per row group: a range scan reads whole row groups, and a busy
 /// day holds a few million trades.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Rows turned into columns at a time by a writer's `write`: what a write
+/// holds beside its rows.
+pub const PIECE_ROWS: usize = 16 * 1024;
 
 /// The largest mantissa a `DECIMAL(18, s)` in an `INT64` holds.
 const MAX_MANTISSA_18: i128 = 999_999_999_999_999_999;
@@ -223,18 +231,6 @@ impl Column {
         })
     }
 
-    /// Appends `other`'s values (a column of the same shape).
-    fn extend(&mut self, other: &Column) -> Result<(), String> {
-        match (&mut self.values, &other.values) {
-            (Values::I64(a), Values::I64(b)) => a.extend_from_slice(b),
-            (Values::I32(a), Values::I32(b)) => a.extend_from_slice(b),
-            (Values::Bytes(a), Values::Bytes(b)) => a.extend_from_slice(b),
-            (Values::Wide(a), Values::Wide(b)) => a.extend_from_slice(b),
-            _ => return Err(format!("column {} changed its type", self.name)),
-        }
-        Ok(())
-    }
-
     /// A column like this one, with no values.
     fn empty_like(&self) -> Column {
         let values = match &self.values {
@@ -249,16 +245,6 @@ impl Column {
             optional: self.optional,
             enc: self.enc,
             values,
-        }
-    }
-
-    /// Drops the first `rows` values.
-    fn drop_front(&mut self, rows: usize) {
-        match &mut self.values {
-            Values::I64(v) => drop(v.drain(..rows)),
-            Values::I32(v) => drop(v.drain(..rows)),
-            Values::Bytes(v) => drop(v.drain(..rows)),
-            Values::Wide(v) => drop(v.drain(..rows)),
         }
     }
 
@@ -291,13 +277,78 @@ pub struct Written {
     pub bytes: u64,
 }
 
-/// A file written a batch of rows at a time: rows are buffered into row
-/// groups of [`ROW_GROUP_ROWS`].
+/// A file written a batch of rows at a time, in row groups of
+/// [`ROW_GROUP_ROWS`].
+///
+/// Rows are not held until their row group is whole: each column of the
+/// group being written has its own encoder, which takes every batch as it
+/// comes and keeps only its compressed pages ([`GroupPages`]). When the
+/// group ends, the pages are copied into the file. So a writer holds about
+/// a row group's compressed bytes (a megabyte or two for a busy day's
+/// trades), not its rows.
 pub(crate) struct FileWriter {
     path: std::path::PathBuf,
     writer: SerializedFileWriter<File>,
-    buffered: Vec<Column>,
+    schema: SchemaDescPtr,
+    props: WriterPropertiesPtr,
+    /// The types of the columns, from the template.
+    template: Vec<Column>,
+    /// The row group being written, when one is begun.
+    group: Option<Vec<GroupColumn>>,
+    /// Rows in it.
+    group_rows: usize,
+    /// Rows in the row groups written before.
     rows: u64,
+}
+
+/// One column's encoder for the row group being written.
+struct GroupColumn {
+    encoder: ColumnWriter<'static>,
+    pages: GroupPages,
+}
+
+/// The compressed pages of one column of one row group, until the group
+/// ends and they are copied into the file. Shared between the encoder
+/// (which owns its page writer) and the [`FileWriter`] (which takes the
+/// bytes when the encoder is closed).
+#[derive(Clone, Default)]
+struct GroupPages(Arc<Mutex<Vec<u8>>>);
+
+impl GroupPages {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut bytes| std::mem::take(&mut *bytes))
+            .unwrap_or_default()
+    }
+}
+
+impl std::io::Write for GroupPages {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("a column's page buffer was poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes pages, as a file's page writer would, into a [`GroupPages`].
+struct GroupPageWriter(TrackedWrite<GroupPages>);
+
+impl PageWriter for GroupPageWriter {
+    fn write_page(&mut self, page: CompressedPage) -> parquet::errors::Result<PageWriteSpec> {
+        SerializedPageWriter::new(&mut self.0).write_page(page)
+    }
+
+    fn close(&mut self) -> parquet::errors::Result<()> {
+        self.0.flush()?;
+        Ok(())
+    }
 }
 
 impl FileWriter {
@@ -333,90 +384,136 @@ impl FileWriter {
                     .set_column_encoding(c.name.into(), Encoding::DELTA_BINARY_PACKED);
             }
         }
+        let props = Arc::new(props.build());
         let file = File::create(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         })?;
         let writer =
-            SerializedFileWriter::new(file, schema, Arc::new(props.build())).map_err(parquet)?;
+            SerializedFileWriter::new(file, schema.clone(), props.clone()).map_err(parquet)?;
         Ok(FileWriter {
             path: path.to_owned(),
             writer,
-            buffered: template.iter().map(Column::empty_like).collect(),
+            schema: Arc::new(SchemaDescriptor::new(schema)),
+            props,
+            template: template.iter().map(Column::empty_like).collect(),
+            group: None,
+            group_rows: 0,
             rows: 0,
         })
     }
 
     /// Adds rows (`columns` in the template's order, of equal length).
+    ///
+    /// # Errors
+    /// When the file cannot be written, or the columns are not the
+    /// template's.
     pub(crate) fn write(&mut self, columns: &[Column]) -> Result<(), Error> {
-        let general = |why: String| Error::Parquet {
-            path: self.path.clone(),
-            source: parquet::errors::ParquetError::General(why),
-        };
         let rows = columns.first().map_or(0, |c| c.values.len());
-        if columns.len() != self.buffered.len() {
-            return Err(general(format!(
+        if columns.len() != self.template.len() {
+            return Err(self.general(format!(
                 "{} columns, not {}",
                 columns.len(),
-                self.buffered.len()
+                self.template.len()
             )));
         }
-        if let Some(c) = columns.iter().find(|c| c.values.len() != rows) {
-            return Err(general(format!(
-                "column {} has {} values, not {rows}",
-                c.name,
-                c.values.len()
-            )));
+        for (column, like) in columns.iter().zip(&self.template) {
+            if column.values.len() != rows {
+                return Err(self.general(format!(
+                    "column {} has {} values, not {rows}",
+                    column.name,
+                    column.values.len()
+                )));
+            }
+            if std::mem::discriminant(&column.values) != std::mem::discriminant(&like.values) {
+                return Err(self.general(format!("column {} changed its type", column.name)));
+            }
         }
-        for (buffer, column) in self.buffered.iter_mut().zip(columns) {
-            buffer.extend(column).map_err(general)?;
-        }
-        let buffered = self.buffered.first().map_or(0, |c| c.values.len());
         let mut start = 0;
-        while buffered - start >= ROW_GROUP_ROWS {
-            self.write_group(start..start + ROW_GROUP_ROWS)?;
-            start += ROW_GROUP_ROWS;
-        }
-        // What was written leaves the buffer once per call, not per group.
-        for c in &mut self.buffered {
-            c.drop_front(start);
-        }
-        Ok(())
-    }
-
-    /// Writes what is buffered as a row group (nothing when nothing is).
-    pub(crate) fn end_group(&mut self) -> Result<(), Error> {
-        let left = self.buffered.first().map_or(0, |c| c.values.len());
-        if left > 0 {
-            self.write_group(0..left)?;
-            for c in &mut self.buffered {
-                c.drop_front(left);
+        while start < rows {
+            let take = (rows - start).min(ROW_GROUP_ROWS - self.group_rows);
+            self.encode(columns, start..start + take)?;
+            start += take;
+            if self.group_rows == ROW_GROUP_ROWS {
+                self.end_group()?;
             }
         }
         Ok(())
     }
 
-    /// Writes the buffered `rows` as a row group.
-    fn write_group(&mut self, rows: std::ops::Range<usize>) -> Result<(), Error> {
+    /// Ends the row group being written (nothing when none is).
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub(crate) fn end_group(&mut self) -> Result<(), Error> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
         let parquet = |source| Error::Parquet {
             path: self.path.clone(),
             source,
         };
-        let mut group = self.writer.next_row_group().map_err(parquet)?;
-        for c in &self.buffered {
-            write_column(&mut group, c, rows.clone()).map_err(parquet)?;
+        let mut out = self.writer.next_row_group().map_err(parquet)?;
+        for column in group {
+            let closed = column.encoder.close().map_err(parquet)?;
+            let pages = bytes::Bytes::from(column.pages.take());
+            out.append_column(&pages, closed).map_err(parquet)?;
         }
-        group.close().map_err(parquet)?;
-        self.rows += rows.len() as u64;
+        out.close().map_err(parquet)?;
+        self.rows += self.group_rows as u64;
+        self.group_rows = 0;
         Ok(())
     }
 
-    /// Writes what is buffered and the footer, and fsyncs the file.
-    pub(crate) fn finish(mut self) -> Result<Written, Error> {
-        let left = self.buffered.first().map_or(0, |c| c.values.len());
-        if left > 0 || self.rows == 0 {
-            self.write_group(0..left)?;
+    /// Feeds `rows` of `columns` to the encoders of the row group being
+    /// written (begun when none is).
+    fn encode(&mut self, columns: &[Column], rows: std::ops::Range<usize>) -> Result<(), Error> {
+        let parquet = |source| Error::Parquet {
+            path: self.path.clone(),
+            source,
+        };
+        let group = match &mut self.group {
+            Some(group) => group,
+            None => {
+                let mut group = Vec::with_capacity(self.template.len());
+                for i in 0..self.template.len() {
+                    let pages = GroupPages::default();
+                    let encoder = get_column_writer(
+                        self.schema.column(i),
+                        self.props.clone(),
+                        Box::new(GroupPageWriter(TrackedWrite::new(pages.clone()))),
+                    );
+                    group.push(GroupColumn { encoder, pages });
+                }
+                self.group.insert(group)
+            }
+        };
+        for (column, out) in columns.iter().zip(group.iter_mut()) {
+            put_values(&mut out.encoder, column, rows.clone()).map_err(parquet)?;
         }
+        self.group_rows += rows.len();
+        Ok(())
+    }
+
+    fn general(&self, why: String) -> Error {
+        Error::Parquet {
+            path: self.path.clone(),
+            source: parquet::errors::ParquetError::General(why),
+        }
+    }
+
+    /// Writes what is left as a row group and the footer, and fsyncs the
+    /// file.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub(crate) fn finish(mut self) -> Result<Written, Error> {
+        if self.group.is_none() && self.rows == 0 {
+            // An empty file still has one (empty) row group.
+            let empty: Vec<Column> = self.template.clone();
+            self.encode(&empty, 0..0)?;
+        }
+        self.end_group()?;
         let path = self.path.clone();
         let file = self.writer.into_inner().map_err(|source| Error::Parquet {
             path: path.clone(),
@@ -435,13 +532,14 @@ impl FileWriter {
     }
 }
 
-fn write_column(
-    group: &mut SerializedRowGroupWriter<'_, File>,
+/// Feeds `rows` of `column` to its encoder.
+fn put_values(
+    encoder: &mut ColumnWriter<'static>,
     column: &Column,
     rows: std::ops::Range<usize>,
 ) -> parquet::errors::Result<()> {
     fn put<T: DataType>(
-        writer: &mut parquet::file::writer::SerializedColumnWriter<'_>,
+        encoder: &mut ColumnWriter<'static>,
         optional: bool,
         values: &[Option<T::T>],
     ) -> parquet::errors::Result<()>
@@ -449,30 +547,30 @@ fn write_column(
         T::T: Clone,
     {
         let present: Vec<T::T> = values.iter().flatten().cloned().collect();
-        let levels: Vec<i16> = values.iter().map(|v| i16::from(v.is_some())).collect();
-        writer
-            .typed::<T>()
-            .write_batch(&present, optional.then_some(&levels[..]), None)?;
+        let levels: Vec<i16> = if optional {
+            values.iter().map(|v| i16::from(v.is_some())).collect()
+        } else {
+            Vec::new()
+        };
+        get_typed_column_writer_mut::<T>(encoder).write_batch(
+            &present,
+            optional.then_some(&levels[..]),
+            None,
+        )?;
         Ok(())
     }
-    let Some(mut writer) = group.next_column()? else {
-        return Err(parquet::errors::ParquetError::General(
-            "more columns than the schema has".into(),
-        ));
-    };
     match &column.values {
-        Values::I64(v) => put::<Int64Type>(&mut writer, column.optional, &v[rows])?,
-        Values::I32(v) => put::<Int32Type>(&mut writer, column.optional, &v[rows])?,
-        Values::Bytes(v) => put::<ByteArrayType>(&mut writer, column.optional, &v[rows])?,
+        Values::I64(v) => put::<Int64Type>(encoder, column.optional, &v[rows]),
+        Values::I32(v) => put::<Int32Type>(encoder, column.optional, &v[rows]),
+        Values::Bytes(v) => put::<ByteArrayType>(encoder, column.optional, &v[rows]),
         Values::Wide(v) => {
             let wide: Vec<Option<FixedLenByteArray>> = v[rows]
                 .iter()
                 .map(|m| m.map(|m| FixedLenByteArray::from(m.to_be_bytes().to_vec())))
                 .collect();
-            put::<FixedLenByteArrayType>(&mut writer, column.optional, &wide)?;
+            put::<FixedLenByteArrayType>(encoder, column.optional, &wide)
         }
     }
-    writer.close()
 }
 
 /// A file read back: its metadata, and each column's values with its
@@ -834,19 +932,26 @@ macro_rules! batch_writer {
             }
 
             /// Adds `rows` (borrowed, as a sort leaves them), after those
-            /// written before.
+            /// written before. They are turned into columns
+            /// [`crate::PIECE_ROWS`] at a time, so a large call holds no
+            /// copy of all its rows.
             ///
             /// # Errors
-            /// When the file cannot be written, or a row does not fit the shape.
+            /// When the file cannot be written, or a row does not fit the
+            /// shape. A call of at most [`crate::PIECE_ROWS`] rows that fails
+            /// has written none of them; a longer one may have written its
+            /// first pieces, so its file is to be discarded.
             pub fn write_refs(&mut self, rows: &[&$row]) -> Result<(), crate::Error> {
-                let columns =
-                    self.shape
-                        .columns(rows)
-                        .map_err(|what| crate::Error::Unrepresentable {
+                for piece in rows.chunks(crate::PIECE_ROWS) {
+                    let columns = self.shape.columns(piece).map_err(|what| {
+                        crate::Error::Unrepresentable {
                             path: self.path.clone(),
                             what,
-                        })?;
-                self.file.write(&columns)
+                        }
+                    })?;
+                    self.file.write(&columns)?;
+                }
+                Ok(())
             }
 
             /// Ends the row group: the rows written so far are written

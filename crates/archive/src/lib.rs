@@ -22,7 +22,7 @@
 
 pub mod candles;
 mod columns;
-pub use columns::{DecimalShape, ROW_GROUP_ROWS, Written, footer};
+pub use columns::{DecimalShape, PIECE_ROWS, ROW_GROUP_ROWS, Written, footer};
 pub mod layout;
 pub mod quotes;
 pub mod trades;

@@ -56,8 +56,10 @@ use crate::{
 /// first chunk of a day sets its file's columns (the decimal scales).
 const CHUNK: usize = ck_archive::ROW_GROUP_ROWS;
 
-/// Rows kept before they are written once the file's columns are set.
-const LATER_CHUNK: usize = 16_384;
+/// Rows kept before they are written once the file's columns are set: at
+/// most a writer's piece, so that a write that fails wrote none of them
+/// (the rows go to the store, and must not be in the file too).
+const LATER_CHUNK: usize = ck_archive::PIECE_ROWS;
 
 /// Days of candles held per instrument and source.
 const OPEN_CANDLE_DAYS: usize = 2;
