@@ -202,11 +202,44 @@ pub fn write_candle_refs(
     for c in &rows {
         shape.observe(c);
     }
+    write_candle_runs(
+        path,
+        shape,
+        rows.chunk_by(|a, b| a.interval == b.interval)
+            .map(|run| run.iter().copied()),
+    )
+}
+
+/// Writes candles already in a file's order, one run per interval (finest
+/// first), each in open-time order, into columns of `shape` (observed over
+/// them all), and fsyncs the file. A run is taken a piece at a time, so
+/// the candles may be made as they are written.
+///
+/// # Errors
+/// When the file cannot be written, or a value has no exact representation.
+pub fn write_candle_runs<C: std::borrow::Borrow<Candle>>(
+    path: &Path,
+    shape: CandleShape,
+    runs: impl IntoIterator<Item = impl IntoIterator<Item = C>>,
+) -> Result<Written, Error> {
     let mut writer = CandleWriter::create(path, shape)?;
+    let mut piece: Vec<C> = Vec::new();
+    let write = |writer: &mut CandleWriter, piece: &mut Vec<C>| {
+        let rows: Vec<&Candle> = piece.iter().map(std::borrow::Borrow::borrow).collect();
+        let written = writer.write_refs(&rows);
+        piece.clear();
+        written
+    };
     // Each interval in row groups of its own, so that a reader of one
     // interval skips the others by their statistics.
-    for run in rows.chunk_by(|a, b| a.interval == b.interval) {
-        writer.write_refs(run)?;
+    for run in runs {
+        for c in run {
+            piece.push(c);
+            if piece.len() == crate::PIECE_ROWS {
+                write(&mut writer, &mut piece)?;
+            }
+        }
+        write(&mut writer, &mut piece)?;
         writer.end_row_group()?;
     }
     writer.finish()

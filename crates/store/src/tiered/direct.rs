@@ -47,6 +47,7 @@ use ck_model::{Candle, CandleState, Exchange, Instrument, Interval, Quote, Trade
 use super::TieredStore;
 use super::candles::kind_of;
 use super::files::{self, ArchiveLock};
+use super::held::HeldDay;
 use super::rows::{DayRow, Follows};
 use crate::{
     ArchiveReport, CandleSource, Error, RowKind, WriteBatch, WriteSummary, archived_interval,
@@ -120,7 +121,7 @@ struct CandleDays {
     exchange: Exchange,
     instrument: Instrument,
     source: CandleSource,
-    days: BTreeMap<i64, BTreeMap<(usize, Ts), Candle>>,
+    days: BTreeMap<i64, HeldDay>,
 }
 
 /// What a write took straight to the archive, and what it gave back to
@@ -690,12 +691,12 @@ impl Days {
                         });
                         held.len() - 1
                     });
-                    held[i].days.insert(day, BTreeMap::new());
+                    held[i].days.insert(day, HeldDay::new());
                     i
                 }
             };
             if let Some(day_candles) = held[i].days.get_mut(&day) {
-                day_candles.insert((c.interval.index(), c.open_time), c.clone());
+                day_candles.put(c);
                 taken += 1;
             }
             // A closed day candle is the last of its day to close (every
@@ -725,18 +726,25 @@ impl Days {
         &mut self,
         held: &CandleDays,
         day: i64,
-        candles: BTreeMap<(usize, Ts), Candle>,
+        candles: HeldDay,
         out: &mut Vec<Candle>,
     ) -> Result<(), Error> {
         let kind = kind_of(held.source);
         self.closed
             .insert((kind, held.exchange, held.instrument.clone(), day));
         let file = layout::day_file(&self.root, kind, held.exchange, &held.instrument, day);
-        // Borrowed, in order already: a day's copy is not made (large
-        // buffers freed again and again leave glibc's heap holding memory).
+        // Made back into candles a piece at a time as they are written
+        // (in the file's order already).
         let written = files::replace(&file, |partial| {
-            let rows: Vec<&Candle> = candles.values().collect();
-            ck_archive::candles::write_candle_refs(partial, held.exchange, &held.instrument, rows)
+            let mut shape = ck_archive::candles::CandleShape::new(held.exchange, &held.instrument);
+            for run in candles.runs(held.exchange, &held.instrument) {
+                run.for_each(|c| shape.observe(&c));
+            }
+            ck_archive::candles::write_candle_runs(
+                partial,
+                shape,
+                candles.runs(held.exchange, &held.instrument),
+            )
         });
         match written {
             Ok(w) => {
@@ -746,7 +754,7 @@ impl Days {
                 Ok(())
             }
             Err(Error::Archive(ck_archive::Error::Unrepresentable { .. })) => {
-                out.extend(candles.into_values());
+                out.extend(candles.runs(held.exchange, &held.instrument).flatten());
                 Ok(())
             }
             Err(e) => Err(e),

@@ -30,6 +30,7 @@
 mod candles;
 mod direct;
 mod files;
+mod held;
 mod mover;
 mod records;
 mod rows;
