@@ -49,6 +49,7 @@ use super::candles::kind_of;
 use super::files::{self, ArchiveLock};
 use super::held::HeldDay;
 use super::rows::{DayRow, Follows};
+use super::thread::ArchiveThread;
 use crate::{
     ArchiveReport, CandleSource, Error, RowKind, WriteBatch, WriteSummary, archived_interval,
 };
@@ -74,6 +75,8 @@ pub(super) struct Direct {
     _moving: tokio::sync::OwnedMutexGuard<()>,
     /// …and other processes' too.
     _lock: ArchiveLock,
+    /// Where its work runs.
+    thread: ArchiveThread,
     trades: Vec<OpenDay<Trade>>,
     quotes: Vec<OpenDay<Quote>>,
     candles: Vec<CandleDays>,
@@ -175,6 +178,7 @@ impl TieredStore {
         *direct = DirectState::On(Box::new(Direct {
             _moving: moving,
             _lock: lock,
+            thread: ArchiveThread::start()?,
             trades: Vec::new(),
             quotes: Vec::new(),
             candles: Vec::new(),
@@ -201,13 +205,16 @@ impl TieredStore {
             DirectState::Failed(why) => return Err(Error::DirectArchive(why)),
             DirectState::On(direct) => direct,
         };
-        let (direct, rest) = tokio::task::spawn_blocking(move || {
-            let mut rest = Rest::default();
-            let done = direct.finish_all(&mut rest);
-            (direct, done.map(|()| rest))
-        })
-        .await
-        .map_err(Error::Worker)?;
+        let (direct, rest) = direct
+            .thread
+            .clone()
+            .run(move || {
+                let mut rest = Rest::default();
+                let done = direct.finish_all(&mut rest);
+                (direct, done.map(|()| rest))
+            })
+            .await
+            .map_err(Error::DirectArchive)?;
         let rest = rest?;
         let report = direct.book.report;
         // The lock goes before the store's path runs (it never archives).
@@ -263,13 +270,16 @@ impl TieredStore {
                 direct.book.clean.insert(key);
             }
         }
-        let worked = tokio::task::spawn_blocking(move || {
-            let mut rest = Rest::default();
-            let mut staged = Staged::default();
-            let done = direct.take(&batch, &mut rest, &mut staged);
-            (direct, done.map(|()| (rest, staged, batch)))
-        })
-        .await;
+        let worked = direct
+            .thread
+            .clone()
+            .run(move || {
+                let mut rest = Rest::default();
+                let mut staged = Staged::default();
+                let done = direct.take(&batch, &mut rest, &mut staged);
+                (direct, done.map(|()| (rest, staged, batch)))
+            })
+            .await;
         let (rest, staged, batch) = match worked {
             Ok((direct, Ok(done))) => {
                 *guard = DirectState::On(direct);
@@ -280,9 +290,9 @@ impl TieredStore {
                 *guard = DirectState::Failed(ck_bus::error_chain(&e));
                 return Err(e);
             }
-            Err(e) => {
-                *guard = DirectState::Failed(format!("the archive worker stopped: {e}"));
-                return Err(Error::Worker(e));
+            Err(why) => {
+                *guard = DirectState::Failed(why.clone());
+                return Err(Error::DirectArchive(why));
             }
         };
         drop(guard);

@@ -34,6 +34,7 @@ mod held;
 mod mover;
 mod records;
 mod rows;
+mod thread;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
