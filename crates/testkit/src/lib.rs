@@ -34,26 +34,37 @@ pub fn project_root() -> PathBuf {
         .join("..")
 }
 
-/// A Python that has DuckDB (from PyPI): `CK_TEST_PYTHON`, else
-/// `target/ci-venv/bin/python` (which `.ci/run` installs it into).
+/// A Python that has DuckDB (from PyPI): see [`python_with`].
 ///
 /// # Panics
 /// Panics saying how to install it when that Python lacks DuckDB: the
 /// outside-reader tests must not pass without it.
 #[must_use]
 pub fn python_with_duckdb() -> PathBuf {
+    python_with(&["duckdb"], "reads the archive with DuckDB")
+}
+
+/// A Python that has `modules` (from PyPI): `CK_TEST_PYTHON`, else
+/// `target/ci-venv/bin/python` (which `.ci/run` installs them into).
+///
+/// # Panics
+/// Panics saying what the test does (`why`) and how to install them when
+/// that Python lacks one: such a test must not pass without them.
+#[must_use]
+pub fn python_with(modules: &[&str], why: &str) -> PathBuf {
     if let Ok(p) = std::env::var("CK_TEST_PYTHON") {
         return PathBuf::from(p);
     }
     let venv = project_root().join("target/ci-venv/bin/python");
-    let has_duckdb = std::process::Command::new(&venv)
-        .args(["-c", "import duckdb"])
+    let has_them = std::process::Command::new(&venv)
+        .args(["-c", &format!("import {}", modules.join(", "))])
         .status()
         .is_ok_and(|s| s.success());
     assert!(
-        has_duckdb,
-        "this test reads the archive with DuckDB: `target/ci-venv/bin/pip install duckdb` \
-         (as .ci/run does), or CK_TEST_PYTHON naming a Python that has it"
+        has_them,
+        "this test {why}: `target/ci-venv/bin/pip install {}` (as .ci/run does), or \
+         CK_TEST_PYTHON naming a Python that has them",
+        modules.join(" ")
     );
     venv
 }

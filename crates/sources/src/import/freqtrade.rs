@@ -8,7 +8,7 @@
 //! Prices and amounts are the JSON numbers' text, exactly as written
 //! (freqtrade writes Python floats, shortest round-trip; an exponent such as
 //! `1e-05` is written out in full). freqtrade's `feather` and `parquet`
-//! trade files are refused with the command that converts them.
+//! trade files are read by [`super::freqtrade_columns`].
 
 use std::fmt;
 use std::io::BufReader;
@@ -29,14 +29,11 @@ pub(super) fn import_freqtrade(
     target: &ImportTarget,
     emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
 ) -> Result<ImportStats, ImportError> {
-    if has_extension(path, "feather") || has_extension(path, "parquet") {
-        return Err(ImportError::Format {
-            path: path.to_owned(),
-            why: "freqtrade's feather and parquet trade files are not read; convert them with \
-                  `freqtrade convert-trade-data --format-from feather --format-to jsongz` \
-                  (or `--format-from parquet`) and import the .json.gz"
-                .into(),
-        });
+    if has_extension(path, "feather") {
+        return super::freqtrade_columns::import_feather(path, target, emit);
+    }
+    if has_extension(path, "parquet") {
+        return super::freqtrade_columns::import_parquet(path, target, emit);
     }
     let io = |source| ImportError::Io {
         path: path.to_owned(),
@@ -277,18 +274,11 @@ mod tests {
         same_trades(&from_objects, &recorded);
         assert_eq!(stats.bad_row_count, 0);
 
-        // Arrow files are refused with the command that converts them, and
-        // a file that is not an array of trades is an error naming it.
-        let feather = dir.path().join("BTC_USDT-trades.feather");
-        std::fs::write(&feather, b"ARROW1").expect("write");
+        // A file that is not an array of trades is an error naming it.
         let format = ImportTarget {
             format: ImportFormat::FreqtradeTrades,
             ..target()
         };
-        let err = import_file(&feather, &format, |_| Ok(()))
-            .expect_err("refused")
-            .to_string();
-        assert!(err.contains("convert-trade-data"), "{err}");
         let object = dir.path().join("BTC_USDT-trades-x.json");
         std::fs::write(&object, "{\"not\": \"an array\"}").expect("write");
         let err = import_file(&object, &format, |_| Ok(()))

@@ -261,7 +261,7 @@ impl ImportFormat {
     /// The format a file's name says: Binance's dump names
     /// (`BTCUSDT-aggTrades-2024-08-08.zip`, `BTCUSDT-trades-2024-08.csv`),
     /// Tardis's (`binance_trades_2024-08-08_BTCUSDT.csv.gz`,
-    /// `binance_book_ticker_…`), freqtrade's (`BTC_USDT-trades.json.gz`),
+    /// `binance_book_ticker_…`), freqtrade's (`BTC_USDT-trades.json.gz`, `.feather`, `.parquet`),
     /// else candlekeep's.
     #[must_use]
     pub fn detect(path: &Path) -> ImportFormat {
@@ -269,7 +269,10 @@ impl ImportFormat {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.contains("-trades.json") || name.ends_with("-trades.feather") {
+        if name.contains("-trades.json")
+            || name.ends_with("-trades.feather")
+            || name.ends_with("-trades.parquet")
+        {
             ImportFormat::FreqtradeTrades
         } else if name.contains("_book_ticker_") {
             ImportFormat::TardisBookTicker
@@ -603,6 +606,7 @@ fn read_records<R: std::io::Read>(
 
 mod binance;
 mod freqtrade;
+mod freqtrade_columns;
 mod tardis;
 
 /// The `trade_id` of a JSON row that did not import, if it can be read.
