@@ -62,14 +62,7 @@ pub(super) fn import_feather(
     target: &ImportTarget,
     emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
 ) -> Result<ImportStats, ImportError> {
-    let format = |why: String| ImportError::Format {
-        path: path.to_owned(),
-        why,
-    };
-    let file = File::open(path).map_err(|source| ImportError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let (file, format) = open(path)?;
     let batches = arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None)
         .map_err(|e| format(format!("not a feather (Arrow IPC) file: {e}")))?;
     let mut rows = Rows::new(path, target, emit);
@@ -105,14 +98,7 @@ pub(super) fn import_parquet(
     target: &ImportTarget,
     emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
 ) -> Result<ImportStats, ImportError> {
-    let format = |why: String| ImportError::Format {
-        path: path.to_owned(),
-        why,
-    };
-    let file = File::open(path).map_err(|source| ImportError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let (file, format) = open(path)?;
     let reader =
         SerializedFileReader::new(file).map_err(|e| format(format!("not a Parquet file: {e}")))?;
     let fields = reader.metadata().file_metadata().schema().get_fields();
@@ -146,6 +132,18 @@ pub(super) fn import_parquet(
         rows.take(&cells)?;
     }
     Ok(rows.stats)
+}
+
+/// The file, and the error for it as not of this layout (saying why).
+fn open(path: &Path) -> Result<(File, impl Fn(String) -> ImportError + Copy + '_), ImportError> {
+    let file = File::open(path).map_err(|source| ImportError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((file, move |why| ImportError::Format {
+        path: path.to_owned(),
+        why,
+    }))
 }
 
 /// Rows to trades, counted, bad ones reported.
