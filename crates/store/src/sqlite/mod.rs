@@ -102,16 +102,30 @@ impl SqliteStore {
         };
         // Incremental vacuum lets pruning give space back; it only takes
         // effect on a database created with it (before any table).
-        conn.execute_batch(&format!(
-            "PRAGMA auto_vacuum = INCREMENTAL;
-             PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = {sync};
-             PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 10000;
-             PRAGMA cache_size = -65536;
-             PRAGMA wal_autocheckpoint = 10000;"
-        ))
-        .map_err(sql("configuring database"))?;
+        for (context, pragma) in [
+            (
+                "configuring database (auto_vacuum)",
+                "auto_vacuum = INCREMENTAL",
+            ),
+            ("configuring database (journal_mode)", "journal_mode = WAL"),
+            (
+                "configuring database (synchronous)",
+                &format!("synchronous = {sync}"),
+            ),
+            ("configuring database (foreign_keys)", "foreign_keys = ON"),
+            (
+                "configuring database (busy_timeout)",
+                "busy_timeout = 10000",
+            ),
+            ("configuring database (cache_size)", "cache_size = -65536"),
+            (
+                "configuring database (wal_autocheckpoint)",
+                "wal_autocheckpoint = 10000",
+            ),
+        ] {
+            conn.execute_batch(&format!("PRAGMA {pragma};"))
+                .map_err(sql(context))?;
+        }
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(sql("reading journal mode"))?;

@@ -98,3 +98,80 @@ async fn rows_that_need_other_columns_than_the_first_row_group_go_to_the_store()
     assert!(inner.trades(&all).await.expect("store").is_empty());
     assert_eq!(store.trades(&all).await.expect("both"), trades);
 }
+
+/// A day's file that cannot be written (here its folder's name is taken
+/// by a file, which even root cannot write through) fails the import: the
+/// write that met it, every write after it and the end all fail, naming
+/// the cause, and nothing is taken by the store in its place. Once the way
+/// is clear, the same import writes every row.
+#[tokio::test]
+async fn a_day_that_cannot_be_written_fails_the_import_and_the_next_one_writes_it_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open"));
+    let root = dir.path().join("archive");
+    let store = TieredStore::new(inner.clone(), &root);
+    let chunk = ck_archive::ROW_GROUP_ROWS;
+    let trades: Vec<Trade> = (0..chunk + 10).map(|i| trade(i, "60000.25")).collect();
+    let file = ck_archive::layout::day_file(
+        &root,
+        ck_archive::layout::Kind::Trades,
+        Exchange::Binance,
+        &trades[0].instrument,
+        FIRST_DAY,
+    );
+    let folder = file.parent().expect("the day's folder").to_owned();
+    std::fs::create_dir_all(folder.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&folder, b"in the way").expect("blocker");
+    let settled = Ts((FIRST_DAY + 1) * DAY);
+    let write = |rows: &[Trade]| {
+        store.write(Arc::new(WriteBatch {
+            trades: rows.to_vec(),
+            ..WriteBatch::default()
+        }))
+    };
+    store.begin_direct_archive(settled).await.expect("begin");
+    // A row group's worth is written to the day's file at once: it fails.
+    let failed = write(&trades[..chunk])
+        .await
+        .expect_err("the folder is a file");
+    let why = ck_bus::error_chain(&failed);
+    assert!(why.contains("date="), "names the folder: {why}");
+    // Every later write fails too, naming the first cause.
+    let later = write(&trades[chunk..]).await.expect_err("failed state");
+    assert!(
+        matches!(&later, ck_store::Error::DirectArchive(w) if w.contains("date=")),
+        "{later:?}"
+    );
+    let end = store
+        .end_direct_archive()
+        .await
+        .expect_err("the import fails");
+    assert!(matches!(end, ck_store::Error::DirectArchive(_)), "{end:?}");
+    let all = RangeQuery {
+        exchange: Exchange::Binance,
+        instrument: trades[0].instrument.clone(),
+        from: Ts(FIRST_DAY * DAY),
+        to: settled,
+        limit: usize::MAX,
+    };
+    assert!(
+        store.trades(&all).await.expect("read").is_empty(),
+        "nothing half-taken by either tier"
+    );
+    // Way cleared, the import run again writes every row to the file.
+    std::fs::remove_file(&folder).expect("unblock");
+    store
+        .begin_direct_archive(settled)
+        .await
+        .expect("begin again");
+    let mut inserted = 0;
+    for batch in trades.chunks(50_000) {
+        inserted += write(batch).await.expect("write").trades_inserted;
+    }
+    let report = store.end_direct_archive().await.expect("end");
+    assert_eq!(inserted, trades.len() as u64);
+    assert_eq!(report.trades, trades.len() as u64, "{report:?}");
+    assert!(inner.trades(&all).await.expect("store").is_empty());
+    assert_eq!(store.trades(&all).await.expect("both"), trades);
+}
