@@ -27,13 +27,20 @@ fn trade(i: usize, price: &str) -> Trade {
     }
 }
 
+/// A durable SQLite store under `dir`, the archive's root, and the two
+/// as one tiered store.
+fn tiered(dir: &std::path::Path) -> (Arc<dyn Store>, std::path::PathBuf, TieredStore) {
+    let inner: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.join("ck.sqlite"), Durability::Full).expect("open"));
+    let root = dir.join("archive");
+    let store = TieredStore::new(inner.clone(), &root);
+    (inner, root, store)
+}
+
 #[tokio::test]
 async fn rows_that_need_other_columns_than_the_first_row_group_go_to_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let inner: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open"));
-    let root = dir.path().join("archive");
-    let store = TieredStore::new(inner.clone(), &root);
+    let (inner, root, store) = tiered(dir.path());
     let chunk = ck_archive::ROW_GROUP_ROWS;
     // A row group of prices with two decimals, then prices with four.
     let trades: Vec<Trade> = (0..chunk + 100)
@@ -107,10 +114,7 @@ async fn rows_that_need_other_columns_than_the_first_row_group_go_to_the_store()
 #[tokio::test]
 async fn a_day_that_cannot_be_written_fails_the_import_and_the_next_one_writes_it_all() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let inner: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&dir.path().join("ck.sqlite"), Durability::Full).expect("open"));
-    let root = dir.path().join("archive");
-    let store = TieredStore::new(inner.clone(), &root);
+    let (inner, root, store) = tiered(dir.path());
     let chunk = ck_archive::ROW_GROUP_ROWS;
     let trades: Vec<Trade> = (0..chunk + 10).map(|i| trade(i, "60000.25")).collect();
     let file = ck_archive::layout::day_file(
