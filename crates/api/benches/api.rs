@@ -277,7 +277,7 @@ fn main() {
         let mut store_times = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            let n = store.candle_records(&q, Interval::M1, CandleSource::Ours, false).await.expect("query").len();
+            let n = store.candle_records(&q, Interval::M1, CandleSource::Ours, false, ck_store::RecordForm::Json).await.expect("query").len();
             store_times.push(t.elapsed());
             assert_eq!(n, YEAR_MINUTES as usize);
         }

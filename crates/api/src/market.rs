@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use ck_model::{Candle, CandleRecord, Decimal, Exchange, Instrument, Interval, Side, TradeId, Ts};
-use ck_store::{CandleSource, RangeQuery};
+use ck_store::{CandleSource, RangeQuery, RecordForm};
 use serde::Serialize;
 
 use crate::ApiState;
@@ -168,42 +168,19 @@ pub(crate) async fn candles(
         to,
         limit: limit + 1,
     };
-    if as_csv {
-        // CSV comes from the same records as JSON (packed and archived
-        // days), each turned into its row.
-        let store = state.store.clone();
-        let mut parts = split(&state, query, interval, source, newest_first, move |q| {
-            let store = store.clone();
-            async move {
-                store
-                    .candle_records(&q, interval, source, newest_first)
-                    .await
-            }
-        })
-        .await?
-        .all()
-        .await?;
-        let next = cut(&mut parts, limit, newest_first);
-        let mut body = CandleRecord::COLUMNS.join(",").into_bytes();
-        body.push(b'\n');
-        for part in &parts {
-            let mut start = 0;
-            for &end in &part.ends {
-                ck_model::record_csv::append_csv_row(&part.json[start + 1..end], &mut body)
-                    .map_err(|e| ApiError::Internal(format!("a stored candle record: {e}")))?;
-                start = end;
-            }
-        }
-        let response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
-        return Ok(with_next(response, next, "/api/v1/candles", &q));
-    }
-    // JSON: the store writes the records (SQLite straight from its rows).
+    // JSON and CSV alike: the store writes the records (SQLite straight
+    // from its rows, and settled days kept written in both forms).
+    let form = if as_csv {
+        RecordForm::Csv
+    } else {
+        RecordForm::Json
+    };
     let store = state.store.clone();
     let reads = split(&state, query, interval, source, newest_first, move |q| {
         let store = store.clone();
         async move {
             store
-                .candle_records(&q, interval, source, newest_first)
+                .candle_records(&q, interval, source, newest_first, form)
                 .await
         }
     })
@@ -211,35 +188,21 @@ pub(crate) async fn candles(
     if source == CandleSource::Ours && reads.most.is_some_and(|most| most <= limit as u64) {
         // No next page is possible: each part goes out as soon as it is
         // read, while the later ones are still being read.
-        return Ok(stream_records(reads.in_order(), limit));
+        return Ok(stream_records(reads.in_order(), limit, form));
     }
     // Otherwise the parts are cut to the limit first, and go out as they
     // are, with the length known up front.
     let mut parts = reads.all().await?;
     let next = cut(&mut parts, limit, newest_first);
-    let mut body: Vec<axum::body::Bytes> = Vec::with_capacity(parts.len() + 1);
-    for part in parts {
-        let mut json = part.json;
-        // Every record comes after a comma; the first opens the array.
-        if body.is_empty()
-            && let Some(first) = json.first_mut()
-        {
-            *first = b'[';
-        }
-        body.push(axum::body::Bytes::from(json));
-    }
-    body.push(axum::body::Bytes::from_static(if body.is_empty() {
-        b"[]"
-    } else {
-        b"]"
-    }));
+    let mut answer = Answer::new(form);
+    let mut body: Vec<axum::body::Bytes> = Vec::with_capacity(parts.len() + 2);
+    body.extend(answer.opening());
+    body.extend(parts.into_iter().filter_map(|p| answer.part(p.bytes)));
+    body.push(answer.end());
     let length = body.iter().map(|b| b.len()).sum::<usize>();
     let response = (
         [
-            (
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            ),
+            (header::CONTENT_TYPE, answer.content_type()),
             (header::CONTENT_LENGTH, header::HeaderValue::from(length)),
         ],
         axum::body::Body::from_stream(futures_util::stream::iter(
@@ -248,6 +211,60 @@ pub(crate) async fn candles(
     )
         .into_response();
     Ok(with_next(response, next, "/api/v1/candles", &q))
+}
+
+/// Candle records of one form framed as one answer: a JSON array (the
+/// first record's comma opens it), or CSV rows under their header.
+struct Answer {
+    form: RecordForm,
+    opened: bool,
+}
+
+impl Answer {
+    fn new(form: RecordForm) -> Answer {
+        Answer {
+            form,
+            opened: false,
+        }
+    }
+
+    fn content_type(&self) -> header::HeaderValue {
+        header::HeaderValue::from_static(match self.form {
+            RecordForm::Json => "application/json",
+            RecordForm::Csv => "text/csv; charset=utf-8",
+        })
+    }
+
+    /// What goes before any record: CSV's header.
+    fn opening(&mut self) -> Option<axum::body::Bytes> {
+        match self.form {
+            RecordForm::Json => None,
+            RecordForm::Csv => {
+                self.opened = true;
+                Some(axum::body::Bytes::from_static(CandleRecord::CSV_HEADER))
+            }
+        }
+    }
+
+    /// The records of one part as they go out; `None` for no records.
+    fn part(&mut self, mut records: Vec<u8>) -> Option<axum::body::Bytes> {
+        let first = records.first_mut()?;
+        if self.form == RecordForm::Json && !self.opened {
+            // Every record comes after a comma; the first opens the array.
+            *first = b'[';
+            self.opened = true;
+        }
+        Some(axum::body::Bytes::from(records))
+    }
+
+    /// What ends the answer.
+    fn end(&self) -> axum::body::Bytes {
+        axum::body::Bytes::from_static(match (self.form, self.opened) {
+            (RecordForm::Json, true) => b"]",
+            (RecordForm::Json, false) => b"[]",
+            (RecordForm::Csv, _) => b"",
+        })
+    }
 }
 
 /// Candles read at or above this many are read in parallel parts.
@@ -448,27 +465,31 @@ async fn split<F>(
     Ok(PartReads { parts, read, most })
 }
 
-/// A JSON array of the records `parts` gives, each part sent as soon as it
-/// is read (chunked: the length is not known up front). At most `limit`
-/// records go out. A read that fails after the first bytes went out ends
-/// the response early (the client sees a cut response, never a short
-/// array); the error is logged.
+/// The records `parts` gives as one answer ([`Answer`]), each part sent as
+/// soon as it is read (chunked: the length is not known up front). At most
+/// `limit` records go out. A read that fails after the first bytes went
+/// out ends the response early (the client sees a cut response, never a
+/// short answer that looks whole); the error is logged.
 fn stream_records(
     parts: impl futures_util::Stream<Item = Result<ck_store::CandleRecords, String>> + Send + 'static,
     limit: usize,
+    form: RecordForm,
 ) -> Response {
     struct State<S> {
         parts: std::pin::Pin<Box<S>>,
         left: usize,
-        opened: bool,
+        answer: Answer,
         done: bool,
     }
+    let mut answer = Answer::new(form);
+    let opening = answer.opening();
     let start = State {
         parts: Box::pin(parts),
         left: limit,
-        opened: false,
+        answer,
         done: false,
     };
+    let content_type = start.answer.content_type();
     let body = futures_util::stream::unfold(start, move |mut st| async move {
         use futures_util::StreamExt;
         if st.done {
@@ -491,26 +512,20 @@ fn stream_records(
                 part.truncate(st.left);
             }
             st.left -= part.len();
-            let mut json = part.json;
-            // Every record comes after a comma; the first opens the array.
-            let Some(first) = json.first_mut() else {
-                continue;
-            };
-            if !st.opened {
-                *first = b'[';
-                st.opened = true;
+            if let Some(bytes) = st.answer.part(part.bytes) {
+                return Some((Ok(bytes), st));
             }
-            return Some((Ok(axum::body::Bytes::from(json)), st));
         }
         st.done = true;
-        let end: &'static [u8] = if st.opened { b"]" } else { b"[]" };
-        Some((Ok(axum::body::Bytes::from_static(end)), st))
+        let end = st.answer.end();
+        Some((Ok(end), st))
     });
+    let body = futures_util::StreamExt::chain(
+        futures_util::stream::iter(opening.map(Ok::<_, std::io::Error>)),
+        body,
+    );
     (
-        [(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/json"),
-        )],
+        [(header::CONTENT_TYPE, content_type)],
         axum::body::Body::from_stream(body),
     )
         .into_response()

@@ -237,9 +237,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 SourceArg::Exchange => CandleSource::Exchange,
             };
             if range.format == Format::Csv {
-                // From the same records as the API's answers (packed and
-                // archived days).
-                let records = store.candle_records(&q, interval, source, false).await?;
+                // From the same records as the API's answers (the CSV
+                // rows kept in packed days, and archived days').
+                let records = store
+                    .candle_records(&q, interval, source, false, ck_store::RecordForm::Csv)
+                    .await?;
                 if records.is_empty() {
                     series_stored(store.as_ref(), &range).await?;
                 }

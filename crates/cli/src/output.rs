@@ -36,15 +36,15 @@ pub(crate) fn candles(candles: &[Candle]) -> anyhow::Result<()> {
 /// Candle records as CSV rows under the header, as `candles --format csv`
 /// prints them.
 pub(crate) fn candle_records_csv(records: &ck_store::CandleRecords) -> anyhow::Result<()> {
-    let mut out = CandleRecord::COLUMNS.join(",").into_bytes();
-    out.push(b'\n');
-    let mut start = 0;
-    for &end in &records.ends {
-        ck_model::record_csv::append_csv_row(&records.json[start + 1..end], &mut out)
-            .map_err(|e| anyhow::anyhow!("a stored candle record: {e}"))?;
-        start = end;
-    }
-    std::io::stdout().lock().write_all(&out)?;
+    anyhow::ensure!(
+        records.form == ck_store::RecordForm::Csv,
+        "candle records in {:?}, not CSV",
+        records.form
+    );
+    let mut out = std::io::stdout().lock();
+    out.write_all(CandleRecord::CSV_HEADER)?;
+    out.write_all(&records.bytes)?;
+    out.flush()?;
     Ok(())
 }
 

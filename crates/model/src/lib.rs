@@ -13,7 +13,6 @@ mod exchange;
 mod gap;
 mod instrument;
 mod interval;
-pub mod record_csv;
 mod time;
 mod trade;
 

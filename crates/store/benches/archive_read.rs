@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ck_model::{Candle, CandleState, Decimal, Exchange, Instrument, Interval, TradeId, Ts};
 use ck_store::sqlite::{Durability, SqliteStore};
 use ck_store::tiered::TieredStore;
-use ck_store::{CandleSource, RangeQuery, Store, WriteBatch};
+use ck_store::{CandleSource, RangeQuery, RecordForm, Store, WriteBatch};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const TRADES: usize = 1_000_000;
@@ -172,7 +172,13 @@ fn bench_candles(c: &mut Criterion) {
     group.bench_function("baseline_sqlite_packed_year_of_1m_candles", |b| {
         b.iter(|| {
             let got = runtime
-                .block_on(sqlite.candle_records(&year, Interval::M1, CandleSource::Ours, false))
+                .block_on(sqlite.candle_records(
+                    &year,
+                    Interval::M1,
+                    CandleSource::Ours,
+                    false,
+                    RecordForm::Json,
+                ))
                 .expect("read");
             assert_eq!(got.len(), n);
         });
@@ -194,7 +200,13 @@ fn bench_candles(c: &mut Criterion) {
     let cold = TieredStore::new(sqlite.clone(), &archive);
     let started = std::time::Instant::now();
     let first = runtime
-        .block_on(cold.candle_records(&year, Interval::M1, CandleSource::Ours, false))
+        .block_on(cold.candle_records(
+            &year,
+            Interval::M1,
+            CandleSource::Ours,
+            false,
+            RecordForm::Json,
+        ))
         .expect("read");
     assert_eq!(first.len(), n);
     eprintln!(
@@ -204,7 +216,13 @@ fn bench_candles(c: &mut Criterion) {
     group.bench_function("archive_year_of_1m_candles", |b| {
         b.iter(|| {
             let got = runtime
-                .block_on(tiered.candle_records(&year, Interval::M1, CandleSource::Ours, false))
+                .block_on(tiered.candle_records(
+                    &year,
+                    Interval::M1,
+                    CandleSource::Ours,
+                    false,
+                    RecordForm::Json,
+                ))
                 .expect("read");
             assert_eq!(got.len(), n);
         });

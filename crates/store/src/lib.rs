@@ -323,36 +323,106 @@ pub struct StoreCounts {
     pub errors: u64,
 }
 
-/// Candles written as JSON records ([`ck_model::CandleRecord`]'s shape),
-/// each preceded by a comma, with each one's end and open time, so that a
-/// reader can cut them to a limit and page on from the last.
+/// The form candle records are written in: the two forms of the API's and
+/// the CLI's candle answers, each kept ready in the stores' packed days.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RecordForm {
+    /// JSON objects ([`ck_model::CandleRecord`]'s shape), each preceded by
+    /// a comma: `,{...},{...}`.
+    #[default]
+    Json,
+    /// CSV rows in [`ck_model::CandleRecord::COLUMNS`] order, each ending
+    /// in a line break, without the header.
+    Csv,
+}
+
+impl RecordForm {
+    /// Bytes before each record: the comma of the JSON form.
+    #[must_use]
+    pub const fn lead(self) -> usize {
+        match self {
+            RecordForm::Json => 1,
+            RecordForm::Csv => 0,
+        }
+    }
+
+    /// Appends one record, written from its fields, without its lead.
+    pub fn append<D: ck_model::DecimalText + ?Sized>(
+        self,
+        fields: &ck_model::RecordFields<'_, D>,
+        out: &mut Vec<u8>,
+    ) {
+        match self {
+            RecordForm::Json => fields.append_json(out),
+            RecordForm::Csv => fields.append_csv(out),
+        }
+    }
+
+    /// Appends one candle's record, without its lead.
+    pub fn append_candle(self, candle: &Candle, out: &mut Vec<u8>) {
+        match self {
+            RecordForm::Json => candle.append_record_json(out),
+            RecordForm::Csv => candle.append_record_csv(out),
+        }
+    }
+}
+
+/// Candles written as records of one [`RecordForm`], with each one's end
+/// and open time, so that a reader can cut them to a limit and page on
+/// from the last.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CandleRecords {
-    /// `,{...},{...}`.
-    pub json: Vec<u8>,
-    /// Where each record ends in `json`.
+    /// The form of every record.
+    pub form: RecordForm,
+    /// The records, one after the other: `,{...},{...}` or `row\nrow\n`.
+    pub bytes: Vec<u8>,
+    /// Where each record ends in `bytes`.
     pub ends: Vec<usize>,
     /// Each record's open time.
     pub open_times: Vec<Ts>,
 }
 
 impl CandleRecords {
-    /// Room for `n` records.
+    /// No records yet, with room for `n` of them.
     #[must_use]
-    pub fn with_capacity(n: usize) -> CandleRecords {
+    pub fn new(form: RecordForm, n: usize) -> CandleRecords {
+        let per_record = match form {
+            RecordForm::Json => 280,
+            RecordForm::Csv => 140,
+        };
         CandleRecords {
-            json: Vec::with_capacity(n * 280),
+            form,
+            bytes: Vec::with_capacity(n * per_record),
             ends: Vec::with_capacity(n),
             open_times: Vec::with_capacity(n),
         }
     }
 
-    /// Adds a record opening at `open_time`, written by `write`.
+    /// Adds a record opening at `open_time`, written by `write` (after the
+    /// form's lead).
     pub fn push(&mut self, open_time: Ts, write: impl FnOnce(&mut Vec<u8>)) {
-        self.json.push(b',');
-        write(&mut self.json);
-        self.ends.push(self.json.len());
+        if self.form == RecordForm::Json {
+            self.bytes.push(b',');
+        }
+        write(&mut self.bytes);
+        self.ends.push(self.bytes.len());
         self.open_times.push(open_time);
+    }
+
+    /// Adds a candle's record.
+    pub fn push_candle(&mut self, candle: &Candle) {
+        let form = self.form;
+        self.push(candle.open_time, |out| form.append_candle(candle, out));
+    }
+
+    /// Record `i` without its lead: a JSON object or a CSV row.
+    ///
+    /// # Panics
+    /// When `i` is not below [`CandleRecords::len`].
+    #[must_use]
+    pub fn record(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start + self.form.lead()..self.ends[i]]
     }
 
     /// How many records.
@@ -370,7 +440,7 @@ impl CandleRecords {
     /// Keeps the first `n` records.
     pub fn truncate(&mut self, n: usize) {
         if n < self.len() {
-            self.json
+            self.bytes
                 .truncate(if n == 0 { 0 } else { self.ends[n - 1] });
             self.ends.truncate(n);
             self.open_times.truncate(n);
@@ -463,24 +533,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Candle>, Error>;
 
     /// The candles [`Store::candles`] (or, `newest_first`,
-    /// [`Store::candles_newest_first`]) reads, written as their JSON
-    /// records: the API's large responses. This default writes each
-    /// candle read; a backend may write straight from its rows.
+    /// [`Store::candles_newest_first`]) reads, written as their records
+    /// in `form`: the API's and the CLI's large answers. This default
+    /// writes each candle read; a backend may write straight from its rows
+    /// and keep settled days written.
     async fn candle_records(
         &self,
         query: &RangeQuery,
         interval: Interval,
         source: CandleSource,
         newest_first: bool,
+        form: RecordForm,
     ) -> Result<CandleRecords, Error> {
         let candles = if newest_first {
             self.candles_newest_first(query, interval, source).await?
         } else {
             self.candles(query, interval, source).await?
         };
-        let mut records = CandleRecords::with_capacity(candles.len());
+        let mut records = CandleRecords::new(form, candles.len());
         for c in &candles {
-            records.push(c.open_time, |out| c.append_record_json(out));
+            records.push_candle(c);
         }
         Ok(records)
     }

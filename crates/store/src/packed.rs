@@ -4,9 +4,11 @@
 //! A year of 1m candles is 525,600 rows of thirteen columns; stepping them
 //! is most of the time of a long range read. So each settled UTC day of a
 //! series (instrument, interval up to 1h, source) is also kept as one row:
-//! the day's JSON records (exactly what
+//! the day's records in both forms, JSON and CSV (exactly what
 //! [`Store::candle_records`](crate::Store::candle_records) writes from the
-//! rows), zstd-compressed, with an index of each record's open time and end.
+//! rows), each zstd-compressed, with an index of each record's open time
+//! and its ends in either form. A CSV answer is then as quick to give as a
+//! JSON one, for about 60% more bytes per pack (see BENCHMARKS.md).
 //!
 //! The rows stay the truth; a pack is derived from them and never read
 //! unless it is current:
@@ -23,16 +25,37 @@
 
 use ck_model::{Interval, Ts};
 
-use crate::{CandleRecords, Error, RangeQuery};
+use crate::{CandleRecords, Error, RangeQuery, RecordForm};
 
 /// One UTC day in nanoseconds.
 pub(crate) const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
-/// The version of the JSON record a pack holds. Bump it whenever
-/// [`ck_model::RecordFields`] writes different bytes: older packs are then
-/// ignored by readers and rebuilt by each backend's packer
-/// (`Store::pack_candle_days`).
-pub(crate) const RECORD_FORMAT: i64 = 2;
+/// The version of the records a pack holds. Bump it whenever
+/// [`ck_model::RecordFields`] writes different bytes or the pack's layout
+/// changes: older packs are then ignored by readers and rebuilt by each
+/// backend's packer (`Store::pack_candle_days`). 3: CSV beside JSON.
+pub(crate) const RECORD_FORMAT: i64 = 3;
+
+/// What marks a pack stale (`SET …`): its records gone. A macro, for
+/// the `concat!` of PostgreSQL's cached statements.
+macro_rules! stale_pack {
+    () => {
+        "records = NULL, csv = NULL, idx = NULL, format = NULL, count = NULL, \
+         records_len = NULL, csv_len = NULL"
+    };
+}
+pub(crate) use stale_pack;
+
+/// [`stale_pack!`] as a constant.
+pub(crate) const STALE: &str = stale_pack!();
+
+/// A pack's columns of one form: its uncompressed length and its blob.
+pub(crate) fn form_columns(form: RecordForm) -> (&'static str, &'static str) {
+    match form {
+        RecordForm::Json => ("records_len", "records"),
+        RecordForm::Csv => ("csv_len", "csv"),
+    }
+}
 
 /// zstd level for packs: they are written once and read many times.
 const LEVEL: i32 = 3;
@@ -80,10 +103,12 @@ pub(crate) fn segments(from: i64, to: i64, packed: &[i64]) -> Vec<Segment> {
     out
 }
 
-/// One day's pack as stored.
+/// One day's pack as stored, with the records of one form.
 pub(crate) struct Pack {
     pub(crate) count: usize,
+    /// Bytes of the records, uncompressed.
     pub(crate) records_len: usize,
+    /// The records of the form read, compressed.
     pub(crate) records: Vec<u8>,
     pub(crate) idx: Vec<u8>,
 }
@@ -98,9 +123,9 @@ enum PackError {
 }
 
 impl Pack {
-    /// Appends at most `room` of the pack's records to `out`: the oldest
-    /// first, or with `newest_first` the newest first. Nothing is appended
-    /// when the pack does not decode.
+    /// Appends at most `room` of the pack's records to `out` (which are
+    /// of `out`'s form): the oldest first, or with `newest_first` the
+    /// newest first. Nothing is appended when the pack does not decode.
     fn append_to(
         &self,
         unpack: &mut zstd::bulk::Decompressor<'static>,
@@ -114,12 +139,17 @@ impl Pack {
             return Err(PackError::Shape("count or length out of bounds"));
         }
         let idx = unpack
-            .decompress(&self.idx, self.count * 12)
+            .decompress(&self.idx, self.count * INDEX_BYTES)
             .map_err(PackError::Zstd)?;
-        if idx.len() != self.count * 12 {
+        if idx.len() != self.count * INDEX_BYTES {
             return Err(PackError::Shape("index length does not match the count"));
         }
         let (times, ends) = idx.split_at(self.count * 8);
+        let (json_ends, csv_ends) = ends.split_at(self.count * 4);
+        let ends = match out.form {
+            RecordForm::Json => json_ends,
+            RecordForm::Csv => csv_ends,
+        };
         let open_times: Vec<i64> = times
             .chunks_exact(8)
             .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
@@ -135,64 +165,126 @@ impl Pack {
         if !newest_first {
             // Decompress straight into the output's spare room (a cursor at
             // its end: nothing is zeroed first), then keep the first `take`.
-            let base = out.json.len();
-            out.json.reserve(self.records_len);
-            let mut cursor = std::io::Cursor::new(std::mem::take(&mut out.json));
+            let base = out.bytes.len();
+            out.bytes.reserve(self.records_len);
+            let mut cursor = std::io::Cursor::new(std::mem::take(&mut out.bytes));
             cursor.set_position(base as u64);
             let result = unpack.decompress_to_buffer(&self.records, &mut cursor);
-            out.json = cursor.into_inner();
+            out.bytes = cursor.into_inner();
             let written = result.map_err(|e| {
-                out.json.truncate(base);
+                out.bytes.truncate(base);
                 PackError::Zstd(e)
             })?;
             if written != self.records_len {
-                out.json.truncate(base);
+                out.bytes.truncate(base);
                 return Err(PackError::Shape("records length does not match"));
             }
-            out.json.truncate(base + ends[take - 1]);
+            out.bytes.truncate(base + ends[take - 1]);
             out.ends.extend(ends[..take].iter().map(|e| base + e));
             out.open_times
                 .extend(open_times[..take].iter().map(|&t| Ts(t)));
             return Ok(());
         }
-        let json = unpack
+        let all = unpack
             .decompress(&self.records, self.records_len)
             .map_err(PackError::Zstd)?;
-        if json.len() != self.records_len {
+        if all.len() != self.records_len {
             return Err(PackError::Shape("records length does not match"));
         }
         for i in (self.count - take..self.count).rev() {
             let start = if i == 0 { 0 } else { ends[i - 1] };
-            out.json.extend_from_slice(&json[start..ends[i]]);
-            out.ends.push(out.json.len());
+            out.bytes.extend_from_slice(&all[start..ends[i]]);
+            out.ends.push(out.bytes.len());
             out.open_times.push(Ts(open_times[i]));
         }
         Ok(())
     }
 }
 
-/// The pack of `records`: the compressed JSON, and the compressed index
-/// (open times as i64, then ends as u32, little endian).
-pub(crate) fn encode(records: &CandleRecords) -> Result<(Vec<u8>, Vec<u8>), Error> {
-    let io = |source| Error::Io {
-        path: "candle day pack".to_owned(),
-        source,
-    };
-    let mut idx = Vec::with_capacity(records.len() * 12);
-    for t in &records.open_times {
-        idx.extend_from_slice(&t.0.to_le_bytes());
+/// Index bytes per record: its open time (i64), its ends in JSON and in
+/// CSV (u32 each), little endian, all times first, then the JSON ends,
+/// then the CSV ends.
+const INDEX_BYTES: usize = 16;
+
+/// One day's records in both forms, as a pack is built from them.
+pub(crate) struct PackDay {
+    json: CandleRecords,
+    csv: CandleRecords,
+}
+
+/// A day packed: what a backend stores.
+pub(crate) struct Packed {
+    pub(crate) count: usize,
+    pub(crate) records_len: usize,
+    pub(crate) records: Vec<u8>,
+    pub(crate) csv_len: usize,
+    pub(crate) csv: Vec<u8>,
+    pub(crate) idx: Vec<u8>,
+}
+
+impl Packed {
+    /// Compressed bytes stored.
+    pub(crate) fn stored_bytes(&self) -> usize {
+        self.records.len() + self.csv.len() + self.idx.len()
     }
-    for &e in &records.ends {
-        let e = u32::try_from(e).map_err(|_| Error::Corrupt {
-            what: "candle day",
-            value: format!("{} bytes of records in one day", records.json.len()),
-        })?;
-        idx.extend_from_slice(&e.to_le_bytes());
+}
+
+impl PackDay {
+    pub(crate) fn new() -> PackDay {
+        PackDay {
+            json: CandleRecords::new(RecordForm::Json, 0),
+            csv: CandleRecords::new(RecordForm::Csv, 0),
+        }
     }
-    Ok((
-        zstd::bulk::compress(&records.json, LEVEL).map_err(io)?,
-        zstd::bulk::compress(&idx, LEVEL).map_err(io)?,
-    ))
+
+    /// Adds the next record (oldest first), written from its fields.
+    pub(crate) fn push<D: ck_model::DecimalText + ?Sized>(
+        &mut self,
+        open_time: Ts,
+        fields: &ck_model::RecordFields<'_, D>,
+    ) {
+        self.json
+            .push(open_time, |out| RecordForm::Json.append(fields, out));
+        self.csv
+            .push(open_time, |out| RecordForm::Csv.append(fields, out));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.json.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
+
+    /// The pack: each form's records compressed, and the compressed index.
+    pub(crate) fn encode(&self) -> Result<Packed, Error> {
+        let io = |source| Error::Io {
+            path: "candle day pack".to_owned(),
+            source,
+        };
+        let mut idx = Vec::with_capacity(self.len() * INDEX_BYTES);
+        for t in &self.json.open_times {
+            idx.extend_from_slice(&t.0.to_le_bytes());
+        }
+        for records in [&self.json, &self.csv] {
+            for &e in &records.ends {
+                let e = u32::try_from(e).map_err(|_| Error::Corrupt {
+                    what: "candle day",
+                    value: format!("{} bytes of records in one day", records.bytes.len()),
+                })?;
+                idx.extend_from_slice(&e.to_le_bytes());
+            }
+        }
+        Ok(Packed {
+            count: self.len(),
+            records_len: self.json.bytes.len(),
+            records: zstd::bulk::compress(&self.json.bytes, LEVEL).map_err(io)?,
+            csv_len: self.csv.bytes.len(),
+            csv: zstd::bulk::compress(&self.csv.bytes, LEVEL).map_err(io)?,
+            idx: zstd::bulk::compress(&idx, LEVEL).map_err(io)?,
+        })
+    }
 }
 
 /// The days wholly inside `q`'s range, as `[first, end)`, when `interval`
@@ -209,7 +301,11 @@ pub(crate) fn whole_days(q: &RangeQuery, interval: Interval) -> Option<(i64, i64
 /// An empty answer with room for the listed packs (`(day, count,
 /// records_len)`, oldest first) up to `limit`, and for some rows: growing a
 /// 100 MB buffer by doubling costs more than reading it.
-pub(crate) fn records_for(listed: &[(i64, i64, i64)], limit: usize) -> CandleRecords {
+pub(crate) fn records_for(
+    listed: &[(i64, i64, i64)],
+    limit: usize,
+    form: RecordForm,
+) -> CandleRecords {
     let (mut count, mut len) = (0usize, 0usize);
     for &(_, n, bytes) in listed {
         if count >= limit {
@@ -219,8 +315,8 @@ pub(crate) fn records_for(listed: &[(i64, i64, i64)], limit: usize) -> CandleRec
         len += usize::try_from(bytes).unwrap_or(0);
     }
     let rows = limit.saturating_sub(count).min(4_096);
-    let mut records = CandleRecords::with_capacity(rows);
-    records.json.reserve(len.min(1 << 31));
+    let mut records = CandleRecords::new(form, rows);
+    records.bytes.reserve(len.min(1 << 31));
     records.ends.reserve(count);
     records.open_times.reserve(count);
     records

@@ -5,7 +5,7 @@ use ck_model::{
     Candle, CandleState, Decimal, Exchange, Instrument, InstrumentInfo, Interval, Quote, Side,
     Trade, TradeId, Ts,
 };
-use ck_store::{CandleSource, RangeQuery, Store, WriteBatch};
+use ck_store::{CandleSource, RangeQuery, RecordForm, Store, WriteBatch};
 
 fn d(s: &str) -> Decimal {
     Decimal::parse(s).expect("decimal")
@@ -579,8 +579,16 @@ async fn candles_upsert_by_state(store: &dyn Store) {
         [Ts::from_secs(60), Ts::from_secs(0)],
         "every candle in range, newest first"
     );
-    // The JSON records are those of the candles read, in either order.
-    for (newest_first, limit) in [(false, 1000), (true, 1000), (false, 1)] {
+    // The records, JSON and CSV, are those of the candles read, in either
+    // order.
+    for (newest_first, limit, form) in [
+        (false, 1000, RecordForm::Json),
+        (true, 1000, RecordForm::Json),
+        (false, 1, RecordForm::Json),
+        (false, 1000, RecordForm::Csv),
+        (true, 1000, RecordForm::Csv),
+        (true, 1, RecordForm::Csv),
+    ] {
         let q = RangeQuery {
             limit,
             ..range(0, 120)
@@ -594,18 +602,24 @@ async fn candles_upsert_by_state(store: &dyn Store) {
         }
         .expect("candles");
         let records = store
-            .candle_records(&q, Interval::M1, CandleSource::Ours, newest_first)
+            .candle_records(&q, Interval::M1, CandleSource::Ours, newest_first, form)
             .await
             .expect("records");
         let mut want = Vec::new();
         for c in &candles {
-            want.push(b',');
-            c.append_record_json(&mut want);
+            match form {
+                RecordForm::Json => {
+                    want.push(b',');
+                    c.append_record_json(&mut want);
+                }
+                RecordForm::Csv => c.append_record_csv(&mut want),
+            }
         }
+        assert_eq!(records.form, form);
         assert_eq!(
-            String::from_utf8_lossy(&records.json),
+            String::from_utf8_lossy(&records.bytes),
             String::from_utf8_lossy(&want),
-            "records, newest first: {newest_first}, limit {limit}"
+            "records in {form:?}, newest first: {newest_first}, limit {limit}"
         );
         assert_eq!(
             records.open_times,

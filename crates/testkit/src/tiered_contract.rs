@@ -8,7 +8,7 @@ use ck_model::{
     Candle, CandleState, Decimal, Exchange, Instrument, Interval, Quote, Side, Trade, TradeId, Ts,
 };
 use ck_store::tiered::TieredStore;
-use ck_store::{CandleSource, PrunePlan, RangeQuery, Store, WriteBatch};
+use ck_store::{CandleSource, PrunePlan, RangeQuery, RecordForm, Store, WriteBatch};
 
 pub(crate) const DAY: i64 = 86_400 * 1_000_000_000;
 pub(crate) const MINUTE: i64 = 60 * 1_000_000_000;
@@ -418,30 +418,35 @@ async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store
         .expect("newest first");
     let want_newest: Vec<Candle> = want_m1.iter().rev().take(2_000).cloned().collect();
     assert_eq!(newest, want_newest, "across the boundary, newest first");
-    let records = store
-        .candle_records(
-            &candle_range(100_000),
-            Interval::M1,
-            CandleSource::Ours,
-            false,
-        )
-        .await
-        .expect("records");
-    assert_eq!(records.len(), want_m1.len());
-    assert_eq!(
-        records.json,
-        records_of(want_m1.iter()).json,
-        "byte for byte"
-    );
-    let newest_records = store
-        .candle_records(&candle_range(2_000), Interval::M1, CandleSource::Ours, true)
-        .await
-        .expect("newest records");
-    assert_eq!(newest_records.json, records_of(want_newest.iter()).json);
-    assert_eq!(
-        records.open_times,
-        want_m1.iter().map(|c| c.open_time).collect::<Vec<_>>()
-    );
+    for form in [RecordForm::Json, RecordForm::Csv] {
+        let records = store
+            .candle_records(
+                &candle_range(100_000),
+                Interval::M1,
+                CandleSource::Ours,
+                false,
+                form,
+            )
+            .await
+            .expect("records");
+        assert_eq!(records.len(), want_m1.len());
+        assert_eq!(
+            records,
+            records_of(form, want_m1.iter()),
+            "byte for byte, {form:?}"
+        );
+        let newest_records = store
+            .candle_records(
+                &candle_range(2_000),
+                Interval::M1,
+                CandleSource::Ours,
+                true,
+                form,
+            )
+            .await
+            .expect("newest records");
+        assert_eq!(newest_records, records_of(form, want_newest.iter()));
+    }
     let weekly = store
         .candles(&candle_range(10), Interval::W1, CandleSource::Ours)
         .await
@@ -486,21 +491,23 @@ async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store
         to: end_of(0),
         ..candle_range(100_000)
     };
-    let records = store
-        .candle_records(&first_day, Interval::M1, CandleSource::Ours, false)
-        .await
-        .expect("records");
     let mut want_day0: Vec<Candle> = ours
         .iter()
         .filter(|c| c.interval == Interval::M1 && c.open_time < end_of(0))
         .cloned()
         .collect();
     want_day0[30] = revised.clone();
-    assert_eq!(
-        records.json,
-        records_of(want_day0.iter()).json,
-        "the store's record wins"
-    );
+    for form in [RecordForm::Json, RecordForm::Csv] {
+        let records = store
+            .candle_records(&first_day, Interval::M1, CandleSource::Ours, false, form)
+            .await
+            .expect("records");
+        assert_eq!(
+            records,
+            records_of(form, want_day0.iter()),
+            "the store's record wins, {form:?}"
+        );
+    }
     let report = store.archive_settled(end_of(1)).await.expect("archive");
     assert_eq!((report.days, report.candles), (1, 1), "{report:?}");
     let day0 =
@@ -508,15 +515,17 @@ async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store
             .expect("day 0");
     assert!(day0.candles.contains(&revised));
     assert_eq!(day0.candles.len(), 1_441);
-    let records = store
-        .candle_records(&first_day, Interval::M1, CandleSource::Ours, false)
-        .await
-        .expect("records after the rewrite");
-    assert_eq!(
-        records.json,
-        records_of(want_day0.iter()).json,
-        "the rewritten day is read again"
-    );
+    for form in [RecordForm::Json, RecordForm::Csv] {
+        let records = store
+            .candle_records(&first_day, Interval::M1, CandleSource::Ours, false, form)
+            .await
+            .expect("records after the rewrite");
+        assert_eq!(
+            records,
+            records_of(form, want_day0.iter()),
+            "the rewritten day is read again, {form:?}"
+        );
+    }
     let read = store
         .candles(&q, Interval::M1, CandleSource::Ours)
         .await
@@ -537,7 +546,13 @@ async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store
         .expect("left");
     assert_eq!(left.len(), 2 * 1_440);
     let records = store
-        .candle_records(&first_day, Interval::M1, CandleSource::Ours, false)
+        .candle_records(
+            &first_day,
+            Interval::M1,
+            CandleSource::Ours,
+            false,
+            RecordForm::Csv,
+        )
         .await
         .expect("records after retention");
     assert!(records.is_empty(), "the cache saw the day's file change");
@@ -548,10 +563,13 @@ async fn candles_move_and_read_as_one(store: &TieredStore, inner: &Arc<dyn Store
     assert_eq!(daily.len(), 3);
 }
 
-fn records_of<'a>(candles: impl Iterator<Item = &'a Candle>) -> ck_store::CandleRecords {
-    let mut records = ck_store::CandleRecords::default();
+fn records_of<'a>(
+    form: RecordForm,
+    candles: impl Iterator<Item = &'a Candle>,
+) -> ck_store::CandleRecords {
+    let mut records = ck_store::CandleRecords::new(form, 0);
     for c in candles {
-        records.push(c.open_time, |out| c.append_record_json(out));
+        records.push_candle(c);
     }
     records
 }

@@ -207,6 +207,39 @@ async fn candles_page_with_a_cursor_and_answer_csv() {
         "open_time,open,high,low,close,volume,quote_volume,vwap,taker_buy_volume,trades,first_trade_id,last_trade_id,state"
     );
     assert_eq!(lines.len(), 4);
+    // CSV answers are the JSON answers' records, byte for byte as the `csv`
+    // crate writes them, with the same next page: cut to a page, read
+    // newest first, streamed as read (a limit of 20,000 or more that no
+    // next page can follow), and empty.
+    for query in [
+        "&limit=3",
+        "&limit=4&order=desc",
+        "&limit=50000",
+        "&limit=50000&order=desc",
+        "&from=2020-01-01&to=2020-01-02",
+    ] {
+        let json = get(&format!("{C}&interval=1m{query}")).await;
+        let csv = get(&format!("{C}&interval=1m&format=csv{query}")).await;
+        assert_eq!((json.status, csv.status), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(
+            csv.headers.get("x-next-cursor"),
+            json.headers.get("x-next-cursor"),
+            "{query}"
+        );
+        let records: Vec<ck_model::CandleRecord> =
+            serde_json::from_str(&json.body).expect("records");
+        let mut want = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        want.write_record(ck_model::CandleRecord::COLUMNS)
+            .expect("header");
+        for r in &records {
+            want.serialize(r).expect("row");
+        }
+        let want = String::from_utf8(want.into_inner().expect("csv")).expect("utf8");
+        assert_eq!(csv.body, want, "{query}");
+        assert_eq!(csv.body.lines().count(), records.len() + 1, "{query}");
+    }
 }
 
 #[tokio::test]

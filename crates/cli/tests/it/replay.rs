@@ -10,7 +10,7 @@ use ck_sources::recordings::Recording;
 use ck_sources::replay::ReplayOptions;
 use ck_sources::tape::TapeWriter;
 use ck_store::sqlite::SqliteStore;
-use ck_store::{CandleSource, RangeQuery, Store};
+use ck_store::{CandleSource, RangeQuery, RecordForm, Store};
 use tokio_util::sync::CancellationToken;
 
 fn settings(dir: &Path) -> Settings {
@@ -153,7 +153,12 @@ async fn a_replay_packs_its_settled_days_and_reads_them_as_the_rows() {
     );
     let q = all(Exchange::Binance, "BTC-USDT");
     for interval in packable {
-        for newest_first in [false, true] {
+        for (newest_first, form) in [
+            (false, RecordForm::Json),
+            (true, RecordForm::Json),
+            (false, RecordForm::Csv),
+            (true, RecordForm::Csv),
+        ] {
             let candles = if newest_first {
                 store
                     .candles_newest_first(&q, interval, CandleSource::Ours)
@@ -162,16 +167,19 @@ async fn a_replay_packs_its_settled_days_and_reads_them_as_the_rows() {
                 store.candles(&q, interval, CandleSource::Ours).await
             }
             .expect("candles");
-            let mut rows = ck_store::CandleRecords::default();
+            let mut rows = ck_store::CandleRecords::new(form, 0);
             for c in &candles {
-                rows.push(c.open_time, |o| c.append_record_json(o));
+                rows.push_candle(c);
             }
             let packed = store
-                .candle_records(&q, interval, CandleSource::Ours, newest_first)
+                .candle_records(&q, interval, CandleSource::Ours, newest_first, form)
                 .await
                 .expect("records");
             assert!(!packed.is_empty(), "{interval}");
-            assert!(packed == rows, "{interval}, newest first: {newest_first}");
+            assert!(
+                packed == rows,
+                "{interval} in {form:?}, newest first: {newest_first}"
+            );
         }
     }
     // Nothing changed since: nothing to pack again.

@@ -23,10 +23,10 @@ use ck_model::{Candle, Interval, Ts};
 use super::rows::{candle_columns, candle_from_row, exchange_from, instrument_from};
 use super::{Conn, PgStore, limit, pg};
 use crate::packed::{
-    DAY_NS, DayKey, Pack, RECORD_FORMAT, Segment, append_pack, day_of, decompressor, encode,
-    packable, records_for, segments, whole_days,
+    DAY_NS, DayKey, Pack, PackDay, RECORD_FORMAT, STALE, Segment, append_pack, day_of,
+    decompressor, packable, records_for, segments, stale_pack, whole_days,
 };
-use crate::{CandleRecords, CandleSource, Error, PackReport, RangeQuery};
+use crate::{CandleRecords, CandleSource, Error, PackReport, RangeQuery, RecordForm};
 
 /// Marks `days` stale, in the caller's write transaction (sorted, so that
 /// writers in several processes lock the day rows in one order).
@@ -45,11 +45,12 @@ pub(super) async fn mark_stale(
         cols.3.push(day);
     }
     tx.execute(
-        "INSERT INTO candle_days (instrument_id, interval, source, day)
-         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[])
-         ON CONFLICT (instrument_id, interval, source, day) DO UPDATE SET
-            records = NULL, idx = NULL, format = NULL, count = NULL, records_len = NULL
-         WHERE candle_days.records IS NOT NULL",
+        &format!(
+            "INSERT INTO candle_days (instrument_id, interval, source, day)
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[])
+             ON CONFLICT (instrument_id, interval, source, day) DO UPDATE SET {STALE}
+             WHERE candle_days.records IS NOT NULL"
+        ),
         &[&cols.0, &cols.1, &cols.2, &cols.3],
     )
     .await
@@ -75,8 +76,11 @@ pub(super) async fn after_prune(
     )
     .await?;
     conn.execute(
-        "UPDATE candle_days SET records = NULL, idx = NULL, format = NULL, count = NULL, records_len = NULL
-         WHERE instrument_id = $1 AND interval = $2 AND day = $3 AND records IS NOT NULL",
+        concat!(
+            "UPDATE candle_days SET ",
+            stale_pack!(),
+            " WHERE instrument_id = $1 AND interval = $2 AND day = $3 AND records IS NOT NULL"
+        ),
         &[&instrument_id, &interval, &day],
         "marking pruned candle day stale",
     )
@@ -84,25 +88,37 @@ pub(super) async fn after_prune(
     Ok(())
 }
 
-/// Candle records in `q`'s range: packed days where they are current, the
-/// rows elsewhere.
+/// Candle records in `form` in `q`'s range: packed days where they are
+/// current, the rows elsewhere.
 pub(super) async fn read_records(
     store: &PgStore,
     q: &RangeQuery,
-    interval: Interval,
-    source: CandleSource,
+    (interval, source): (Interval, CandleSource),
     newest_first: bool,
+    form: RecordForm,
 ) -> Result<CandleRecords, Error> {
-    const LIST: &str = "SELECT day, count, records_len FROM candle_days
-         WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
-           AND interval = $3 AND source = $4 AND day >= $5 AND day < $6 AND format = $7
-           AND records IS NOT NULL ORDER BY day";
+    macro_rules! list {
+        ($len:literal) => {
+            concat!(
+                "SELECT day, count, ",
+                $len,
+                " FROM candle_days
+                 WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
+                   AND interval = $3 AND source = $4 AND day >= $5 AND day < $6 AND format = $7
+                   AND records IS NOT NULL ORDER BY day"
+            )
+        };
+    }
+    let list = match form {
+        RecordForm::Json => list!("records_len"),
+        RecordForm::Csv => list!("csv_len"),
+    };
     let listed: Vec<(i64, i64, i64)> = match whole_days(q, interval) {
         Some((first, end)) => store
             .reader()
             .await?
             .query(
-                LIST,
+                list,
                 &[
                     &q.exchange.as_str(),
                     &q.instrument.as_str(),
@@ -125,7 +141,7 @@ pub(super) async fn read_records(
         .map(|&(day, n, _)| (day, usize::try_from(n).unwrap_or(0)))
         .collect();
     let packed: Vec<i64> = listed.iter().map(|d| d.0).collect();
-    let mut records = records_for(&listed, q.limit);
+    let mut records = records_for(&listed, q.limit, form);
     let mut parts = segments(q.from.0, q.to.0, &packed);
     if newest_first {
         parts.reverse();
@@ -160,7 +176,7 @@ pub(super) async fn read_records(
             expected += counts.get(&day).copied().unwrap_or(0);
             at += 1;
         }
-        let mut packs = read.packs(&days).await?;
+        let mut packs = read.packs(&days, form).await?;
         for day in days {
             let room = q.limit.saturating_sub(records.len());
             if room == 0 {
@@ -198,19 +214,31 @@ struct Read<'a> {
 }
 
 impl Read<'_> {
-    /// The current packs of `days`, by day.
-    async fn packs(&self, days: &[i64]) -> Result<HashMap<i64, Pack>, Error> {
-        const SQL: &str = "SELECT day, count, records_len, records, idx FROM candle_days
-             WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
-               AND interval = $3 AND source = $4 AND day = ANY($5) AND format = $6
-               AND records IS NOT NULL";
+    /// The current packs of `days`, by day, with their records in `form`.
+    async fn packs(&self, days: &[i64], form: RecordForm) -> Result<HashMap<i64, Pack>, Error> {
+        macro_rules! packs {
+            ($columns:literal) => {
+                concat!(
+                    "SELECT day, count, ",
+                    $columns,
+                    ", idx FROM candle_days
+                     WHERE instrument_id = (SELECT id FROM instruments WHERE exchange = $1 AND instrument = $2)
+                       AND interval = $3 AND source = $4 AND day = ANY($5) AND format = $6
+                       AND records IS NOT NULL"
+                )
+            };
+        }
+        let sql = match form {
+            RecordForm::Json => packs!("records_len, records"),
+            RecordForm::Csv => packs!("csv_len, csv"),
+        };
         let q = self.q;
         let rows = self
             .store
             .reader()
             .await?
             .query(
-                SQL,
+                sql,
                 &[
                     &q.exchange.as_str(),
                     &q.instrument.as_str(),
@@ -237,8 +265,8 @@ impl Read<'_> {
             .collect())
     }
 
-    /// Appends the JSON records of rows with open time in `[from, to)`, at
-    /// most `room`.
+    /// Appends the records of rows with open time in `[from, to)`, at most
+    /// `room`, in `out`'s form.
     async fn rows(
         &self,
         from: i64,
@@ -257,7 +285,7 @@ impl Read<'_> {
             .candle_range(&part, self.interval, self.source, self.newest_first)
             .await?
         {
-            out.push(c.open_time, |o| c.append_record_json(o));
+            out.push_candle(&c);
         }
         Ok(())
     }
@@ -270,8 +298,11 @@ pub(super) async fn pack(store: &PgStore, settled_before: Ts) -> Result<PackRepo
     store
         .with_writer(async |conn, _| {
             conn.execute(
-                "UPDATE candle_days SET records = NULL, idx = NULL, format = NULL, count = NULL, records_len = NULL
-                 WHERE records IS NOT NULL AND format <> $1",
+                concat!(
+                    "UPDATE candle_days SET ",
+                    stale_pack!(),
+                    " WHERE records IS NOT NULL AND format <> $1"
+                ),
                 &[&RECORD_FORMAT],
                 "marking old candle day packs stale",
             )
@@ -317,7 +348,7 @@ async fn pack_one(conn: &mut Conn, last_day: i64, report: &mut PackReport) -> Re
     };
     let (id, interval_name, source, n): (i64, String, String, i64) =
         (day.get(0), day.get(1), day.get(2), day.get(3));
-    let mut records = CandleRecords::default();
+    let mut records = PackDay::new();
     if let Ok(interval) = interval_name.parse::<Interval>()
         && packable(interval)
     {
@@ -338,7 +369,7 @@ async fn pack_one(conn: &mut Conn, last_day: i64, report: &mut PackReport) -> Re
             .map_err(pg("reading a candle day"))?;
         for r in &rows {
             let c: Candle = candle_from_row(r, exchange, &instrument, interval)?;
-            records.push(c.open_time, |o| c.append_record_json(o));
+            records.push(c.open_time, &c.record_fields());
         }
     }
     let key: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&id, &interval_name, &source, &n];
@@ -351,9 +382,10 @@ async fn pack_one(conn: &mut Conn, last_day: i64, report: &mut PackReport) -> Re
         .map_err(pg("forgetting an empty candle day"))?;
         report.days_dropped += 1;
     } else {
-        let (packed, idx) = encode(&records)?;
+        let packed = records.encode()?;
         tx.execute(
-            "UPDATE candle_days SET format = $5, count = $6, records_len = $7, records = $8, idx = $9
+            "UPDATE candle_days SET format = $5, count = $6, records_len = $7, records = $8,
+                csv_len = $9, csv = $10, idx = $11
              WHERE instrument_id = $1 AND interval = $2 AND source = $3 AND day = $4",
             &[
                 key[0],
@@ -361,17 +393,19 @@ async fn pack_one(conn: &mut Conn, last_day: i64, report: &mut PackReport) -> Re
                 key[2],
                 key[3],
                 &RECORD_FORMAT,
-                &limit(records.len()),
-                &limit(records.json.len()),
-                &packed,
-                &idx,
+                &limit(packed.count),
+                &limit(packed.records_len),
+                &packed.records,
+                &limit(packed.csv_len),
+                &packed.csv,
+                &packed.idx,
             ],
         )
         .await
         .map_err(pg("writing a candle day pack"))?;
         report.days_packed += 1;
-        report.candles += records.len() as u64;
-        report.bytes += (packed.len() + idx.len()) as u64;
+        report.candles += packed.count as u64;
+        report.bytes += packed.stored_bytes() as u64;
     }
     tx.commit()
         .await

@@ -32,8 +32,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::{
-    CandleRecords, CandleSource, Error, PackReport, PrunePlan, PruneReport, RangeQuery, Store,
-    StoreCounts, StoredFiring, StoredInstrument, StoredRule, WriteBatch, WriteSummary,
+    CandleRecords, CandleSource, Error, PackReport, PrunePlan, PruneReport, RangeQuery, RecordForm,
+    Store, StoreCounts, StoredFiring, StoredInstrument, StoredRule, WriteBatch, WriteSummary,
 };
 use rows::{
     candle_columns, candle_from_row, exchange_from, gap_columns, gap_from_row, id_seq, id_text,
@@ -480,8 +480,9 @@ impl Store for PgStore {
         interval: Interval,
         source: CandleSource,
         newest_first: bool,
+        form: RecordForm,
     ) -> Result<CandleRecords, Error> {
-        candle_days::read_records(self, q, interval, source, newest_first).await
+        candle_days::read_records(self, q, (interval, source), newest_first, form).await
     }
 
     async fn pack_candle_days(&self, settled_before: Ts) -> Result<PackReport, Error> {

@@ -156,6 +156,17 @@ SELECT DISTINCT instrument_id, interval, source, floor(open_time / 8640000000000
 FROM candles WHERE interval IN ('1s', '1m', '3m', '5m', '15m', '30m', '1h');
 "#,
     ),
+    (
+        3,
+        "packed days of candles keep CSV rows too",
+        r#"
+-- The day's candles as CSV rows too (record format 3), so that CSV answers
+-- are as quick as JSON ones; idx then holds each record's end in both.
+-- Packs of format 2 are ignored by readers and rebuilt by the next pack.
+ALTER TABLE candle_days ADD COLUMN csv_len BIGINT;  -- bytes of CSV, uncompressed
+ALTER TABLE candle_days ADD COLUMN csv BYTEA;       -- zstd of the CSV rows, oldest first
+"#,
+    ),
 ];
 
 /// The newest schema version this binary knows.

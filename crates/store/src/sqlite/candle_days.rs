@@ -12,10 +12,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::rows::candle_record_from_row;
 use super::{CANDLE_SELECT, INSTRUMENT_ID, SqliteStore, limit, lock, sql};
 use crate::packed::{
-    DAY_NS, DayKey, Pack, RECORD_FORMAT, Segment, append_pack, day_of, decompressor, encode,
-    packable, records_for, segments, whole_days,
+    DAY_NS, DayKey, Pack, PackDay, RECORD_FORMAT, STALE, Segment, append_pack, day_of,
+    decompressor, form_columns, packable, records_for, segments, whole_days,
 };
-use crate::{CandleRecords, CandleSource, Error, PackReport, RangeQuery};
+use crate::{CandleRecords, CandleSource, Error, PackReport, RangeQuery, RecordForm};
 
 /// Days packed per write transaction, so that ingest waits briefly.
 const DAYS_PER_TRANSACTION: usize = 8;
@@ -26,12 +26,11 @@ pub(crate) fn mark_stale(tx: &Connection, days: &BTreeSet<DayKey>) -> Result<(),
         return Ok(());
     }
     let mut stmt = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "INSERT INTO candle_days (instrument_id, interval, source, day) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (instrument_id, interval, source, day) DO UPDATE SET
-                records = NULL, idx = NULL, format = NULL, count = NULL, records_len = NULL
-             WHERE candle_days.records IS NOT NULL",
-        )
+             ON CONFLICT (instrument_id, interval, source, day) DO UPDATE SET {STALE}
+             WHERE candle_days.records IS NOT NULL"
+        ))
         .map_err(sql("preparing candle day mark"))?;
     for (id, interval, source, day) in days {
         stmt.execute(params![id, interval, source, day])
@@ -56,23 +55,26 @@ pub(crate) fn after_prune(
     )
     .map_err(sql("dropping pruned candle days"))?;
     tx.execute(
-        "UPDATE candle_days SET records = NULL, idx = NULL, format = NULL, count = NULL, records_len = NULL
-         WHERE instrument_id = ?1 AND interval = ?2 AND day = ?3",
+        &format!(
+            "UPDATE candle_days SET {STALE} WHERE instrument_id = ?1 AND interval = ?2 AND day = ?3"
+        ),
         params![instrument_id, interval, day],
     )
     .map_err(sql("marking pruned candle day stale"))?;
     Ok(())
 }
 
-/// Candle records in `q`'s range from one read snapshot: packed days where
-/// they are current, the rows elsewhere.
+/// Candle records in `form` in `q`'s range from one read snapshot: packed
+/// days where they are current, the rows elsewhere.
 pub(crate) fn read_records(
     c: &Connection,
     q: &RangeQuery,
     interval: Interval,
     source: CandleSource,
     newest_first: bool,
+    form: RecordForm,
 ) -> Result<CandleRecords, Error> {
+    let (len_column, _) = form_columns(form);
     // One snapshot for the packs and the rows (a deferred read transaction).
     let tx = c
         .unchecked_transaction()
@@ -81,7 +83,7 @@ pub(crate) fn read_records(
     let listed: Vec<(i64, i64, i64)> = if let Some((first, end)) = whole_days(q, interval) {
         let mut stmt = tx
             .prepare_cached(&format!(
-                "SELECT day, count, records_len FROM candle_days WHERE instrument_id = {INSTRUMENT_ID}
+                "SELECT day, count, {len_column} FROM candle_days WHERE instrument_id = {INSTRUMENT_ID}
                    AND interval = ?3 AND source = ?4 AND day >= ?5 AND day < ?6 AND format = ?7
                    AND records IS NOT NULL
                  ORDER BY day"
@@ -106,7 +108,7 @@ pub(crate) fn read_records(
         Vec::new()
     };
     let packed: Vec<i64> = listed.iter().map(|d| d.0).collect();
-    let mut records = records_for(&listed, q.limit);
+    let mut records = records_for(&listed, q.limit, form);
     let mut parts = segments(q.from.0, q.to.0, &packed);
     if newest_first {
         parts.reverse();
@@ -122,7 +124,7 @@ pub(crate) fn read_records(
             Segment::Pack(day) => {
                 // None: gone since the listing (impossible in one snapshot,
                 // and harmless): the rows answer.
-                if let Some(pack) = read_pack(&tx, q, interval, source, day)?
+                if let Some(pack) = read_pack(&tx, q, (interval, source, form), day)?
                     && append_pack(
                         &pack,
                         &mut unpack,
@@ -154,7 +156,8 @@ pub(crate) fn read_records(
     Ok(records)
 }
 
-/// Appends the JSON records of rows with open time in `[from, to)`, at most `room`.
+/// Appends the records of rows with open time in `[from, to)`, at most
+/// `room`, in `out`'s form.
 #[allow(clippy::too_many_arguments)]
 fn read_rows(
     c: &Connection,
@@ -168,6 +171,7 @@ fn read_rows(
     out: &mut CandleRecords,
 ) -> Result<(), Error> {
     let order = if newest_first { "DESC" } else { "ASC" };
+    let out_form = out.form;
     let mut stmt = c
         .prepare_cached(&format!(
             "{CANDLE_SELECT} WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4
@@ -186,20 +190,23 @@ fn read_rows(
         ])
         .map_err(sql("querying candles"))?;
     while let Some(r) = rows.next().map_err(sql("reading candles"))? {
-        candle_record_from_row(r, out)?;
+        candle_record_from_row(r, |open_time, fields| {
+            out.push(open_time, |o| out_form.append(fields, o));
+        })?;
     }
     Ok(())
 }
 
+/// One day's pack, with its records in `form`.
 fn read_pack(
     c: &Connection,
     q: &RangeQuery,
-    interval: Interval,
-    source: CandleSource,
+    (interval, source, form): (Interval, CandleSource, RecordForm),
     day: i64,
 ) -> Result<Option<Pack>, Error> {
+    let (len_column, records_column) = form_columns(form);
     c.prepare_cached(&format!(
-        "SELECT count, records_len, records, idx FROM candle_days
+        "SELECT count, {len_column}, {records_column}, idx FROM candle_days
          WHERE instrument_id = {INSTRUMENT_ID} AND interval = ?3 AND source = ?4 AND day = ?5
            AND format = ?6 AND records IS NOT NULL"
     ))
@@ -237,8 +244,9 @@ pub(crate) fn pack(store: &SqliteStore, settled_before: Ts) -> Result<PackReport
         guard
             .conn
             .execute(
-                "UPDATE candle_days SET records = NULL, idx = NULL, format = NULL, count = NULL, records_len = NULL
-                 WHERE records IS NOT NULL AND format <> ?1",
+                &format!(
+                    "UPDATE candle_days SET {STALE} WHERE records IS NOT NULL AND format <> ?1"
+                ),
                 params![RECORD_FORMAT],
             )
             .map_err(sql("marking old candle day packs stale"))?;
@@ -272,7 +280,7 @@ pub(crate) fn pack(store: &SqliteStore, settled_before: Ts) -> Result<PackReport
             let records = if interval.parse::<Interval>().is_ok_and(packable) {
                 day_records(&tx, *id, interval, source, *day)?
             } else {
-                CandleRecords::default()
+                PackDay::new()
             };
             if records.is_empty() {
                 tx.execute(
@@ -283,9 +291,10 @@ pub(crate) fn pack(store: &SqliteStore, settled_before: Ts) -> Result<PackReport
                 report.days_dropped += 1;
                 continue;
             }
-            let (packed, idx) = encode(&records)?;
+            let packed = records.encode()?;
             tx.execute(
-                "UPDATE candle_days SET format = ?5, count = ?6, records_len = ?7, records = ?8, idx = ?9
+                "UPDATE candle_days SET format = ?5, count = ?6, records_len = ?7, records = ?8,
+                    csv_len = ?9, csv = ?10, idx = ?11
                  WHERE instrument_id = ?1 AND interval = ?2 AND source = ?3 AND day = ?4",
                 params![
                     id,
@@ -293,29 +302,31 @@ pub(crate) fn pack(store: &SqliteStore, settled_before: Ts) -> Result<PackReport
                     source,
                     day,
                     RECORD_FORMAT,
-                    records.len() as i64,
-                    records.json.len() as i64,
-                    packed,
-                    idx
+                    packed.count as i64,
+                    packed.records_len as i64,
+                    packed.records,
+                    packed.csv_len as i64,
+                    packed.csv,
+                    packed.idx
                 ],
             )
             .map_err(sql("writing a candle day pack"))?;
             report.days_packed += 1;
-            report.candles += records.len() as u64;
-            report.bytes += (packed.len() + idx.len()) as u64;
+            report.candles += packed.count as u64;
+            report.bytes += packed.stored_bytes() as u64;
         }
         tx.commit().map_err(sql("committing candle day packs"))?;
     }
 }
 
-/// The JSON records of one day's rows, oldest first.
+/// The records of one day's rows in both forms, oldest first.
 fn day_records(
     c: &Connection,
     id: i64,
     interval: &str,
     source: &str,
     day: i64,
-) -> Result<CandleRecords, Error> {
+) -> Result<PackDay, Error> {
     let mut stmt = c
         .prepare_cached(&format!(
             "{CANDLE_SELECT} WHERE instrument_id = ?1 AND interval = ?2 AND source = ?3
@@ -331,9 +342,9 @@ fn day_records(
             (day + 1) * DAY_NS
         ])
         .map_err(sql("reading a candle day"))?;
-    let mut out = CandleRecords::default();
+    let mut out = PackDay::new();
     while let Some(r) = rows.next().map_err(sql("reading a candle day"))? {
-        candle_record_from_row(r, &mut out)?;
+        candle_record_from_row(r, |open_time, fields| out.push(open_time, fields))?;
     }
     Ok(out)
 }

@@ -25,7 +25,7 @@ use ck_model::{BackfillProgress, Candle, Exchange, Gap, Instrument, Interval, Qu
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::{
-    CandleRecords, CandleSource, Error, PackReport, RangeQuery, Store, StoreCounts,
+    CandleRecords, CandleSource, Error, PackReport, RangeQuery, RecordForm, Store, StoreCounts,
     StoredInstrument, WriteBatch, WriteSummary,
 };
 use rows::{candle_from_row, gap_from_row, id_param, quote_from_row, side_code, trade_from_row};
@@ -575,9 +575,10 @@ impl Store for SqliteStore {
         interval: Interval,
         source: CandleSource,
         newest_first: bool,
+        form: RecordForm,
     ) -> Result<CandleRecords, Error> {
         let q = q.clone();
-        self.read(move |c| candle_days::read_records(c, &q, interval, source, newest_first))
+        self.read(move |c| candle_days::read_records(c, &q, interval, source, newest_first, form))
             .await
     }
 

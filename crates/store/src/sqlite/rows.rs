@@ -7,7 +7,7 @@ use ck_model::{
 use rusqlite::Row;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 
-use crate::{CandleRecords, Error};
+use crate::Error;
 
 /// Trade ids go in as integers when they fit, else as text.
 pub(crate) fn id_param(id: &TradeId) -> ToSqlOutput<'_> {
@@ -120,11 +120,15 @@ pub(crate) fn candle_from_row(
     })
 }
 
-/// Writes the row [`candle_from_row`] reads as its JSON record, straight
-/// from the stored text: decimals are kept as the text a `Decimal` wrote,
-/// so they are copied (after checking that they are plain decimal text,
-/// which needs no JSON escaping).
-pub(crate) fn candle_record_from_row(r: &Row<'_>, out: &mut CandleRecords) -> Result<(), Error> {
+/// Gives `take` the record fields of the row [`candle_from_row`] reads,
+/// straight from the stored text, to write as a record of either form:
+/// decimals are kept as the text a `Decimal` wrote, so they are copied
+/// (after checking that they are plain decimal text, which needs neither
+/// JSON escaping nor CSV quoting).
+pub(crate) fn candle_record_from_row(
+    r: &Row<'_>,
+    take: impl FnOnce(Ts, &RecordFields<'_, [u8]>),
+) -> Result<(), Error> {
     let text = |i: usize, what: &'static str| -> Result<&[u8], Error> {
         let v = r.get_ref(i).map_err(sqlerr)?;
         let bytes = match v {
@@ -179,7 +183,7 @@ pub(crate) fn candle_record_from_row(r: &Row<'_>, out: &mut CandleRecords) -> Re
         last_trade_id: last.as_ref(),
         state,
     };
-    out.push(open_time, |json| fields.append_json(json));
+    take(open_time, &fields);
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use ck_model::{Candle, Exchange, Instrument, Interval, Ts};
 use super::TieredStore;
 use super::files;
 use crate::{
-    ArchivedRows, CandleRecords, CandleSource, Error, RangeQuery, RowKind, archived_interval,
+    ArchivedRows, CandleRecords, CandleSource, Error, RangeQuery, RecordForm, RowKind,
+    archived_interval,
 };
 
 /// The archive's folder of candles of `source`.
@@ -128,11 +129,12 @@ impl TieredStore {
         interval: Interval,
         source: CandleSource,
         newest_first: bool,
+        form: RecordForm,
     ) -> Result<CandleRecords, Error> {
         let mut days = self.candle_days(q, interval, source).await?;
         let hot = self
             .inner
-            .candle_records(q, interval, source, newest_first)
+            .candle_records(q, interval, source, newest_first, form)
             .await?;
         if days.is_empty() {
             return Ok(hot);
@@ -149,7 +151,9 @@ impl TieredStore {
             let mut count = 0;
             for day in days {
                 let owner = (kind_of(source), exchange, &instrument);
-                if let Some(d) = super::records::day_records(&cache, root, owner, interval, day)? {
+                if let Some(d) =
+                    super::records::day_records(&cache, root, owner, (interval, form), day)?
+                {
                     count += d.len();
                     read.push(d);
                 }

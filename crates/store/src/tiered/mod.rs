@@ -49,8 +49,8 @@ use rows::DayRow;
 
 use crate::{
     ArchiveReport, ArchivedRows, CandleRecords, CandleSource, Error, PackReport, PrunePlan,
-    PruneReport, RangeQuery, RowKind, Store, StoreCounts, StoredFiring, StoredInstrument,
-    StoredRule, WriteBatch, WriteSummary,
+    PruneReport, RangeQuery, RecordForm, RowKind, Store, StoreCounts, StoredFiring,
+    StoredInstrument, StoredRule, WriteBatch, WriteSummary,
 };
 
 /// A store with an archive of settled days beside it (module docs).
@@ -377,8 +377,9 @@ impl Store for TieredStore {
         interval: Interval,
         source: CandleSource,
         newest_first: bool,
+        form: RecordForm,
     ) -> Result<CandleRecords, Error> {
-        self.candle_records_of(query, interval, source, newest_first)
+        self.candle_records_of(query, interval, source, newest_first, form)
             .await
     }
 

@@ -1,6 +1,6 @@
 //! The API's large candle answers over archived days, fast: each archived
-//! day's candles of one interval, written once as their JSON records and
-//! kept compressed in memory (a cache bounded in bytes, keyed by the file
+//! day's candles of one interval, written once as their records of the
+//! form asked (JSON or CSV) and kept compressed in memory (a cache bounded in bytes, keyed by the file
 //! and checked against its size and time, so a rewritten day is read
 //! again), then merged with the store's records, the store's winning for
 //! one open time. This is what the store's packed days do for its rows.
@@ -14,19 +14,19 @@ use ck_archive::layout::{self, Kind};
 use ck_model::{Exchange, Instrument, Interval, Ts};
 
 use super::files;
-use crate::{CandleRecords, Error};
+use crate::{CandleRecords, Error, RecordForm};
 
 /// Bytes of cached days kept, at most.
 const CACHE_BYTES: usize = 96 << 20;
 /// zstd level of cached records: fast to write, a tenth of the JSON.
 const LEVEL: i32 = 1;
 
-/// One archived day's records of one interval.
+/// One archived day's records of one interval, in one form.
 pub(super) struct DayRecords {
     stamp: (u64, Option<SystemTime>),
-    /// The JSON records (`,{...}` each), compressed.
-    json: Vec<u8>,
-    json_len: usize,
+    /// The records ([`CandleRecords::bytes`]), compressed.
+    bytes: Vec<u8>,
+    bytes_len: usize,
     open_times: Vec<i64>,
     ends: Vec<u32>,
 }
@@ -38,28 +38,27 @@ impl DayRecords {
     }
 
     fn bytes(&self) -> usize {
-        self.json.len() + self.open_times.len() * 12 + 64
+        self.bytes.len() + self.open_times.len() * 12 + 64
     }
 }
+
+/// A cached day: its file, interval and form.
+type DayKey = (PathBuf, Interval, RecordForm);
 
 /// The cache (module docs).
 #[derive(Default)]
 pub(super) struct RecordsCache {
-    days: HashMap<(PathBuf, Interval), Arc<DayRecords>>,
-    order: VecDeque<(PathBuf, Interval)>,
+    days: HashMap<DayKey, Arc<DayRecords>>,
+    order: VecDeque<DayKey>,
     bytes: usize,
 }
 
 impl RecordsCache {
-    fn get(
-        &self,
-        key: &(PathBuf, Interval),
-        stamp: &(u64, Option<SystemTime>),
-    ) -> Option<Arc<DayRecords>> {
+    fn get(&self, key: &DayKey, stamp: &(u64, Option<SystemTime>)) -> Option<Arc<DayRecords>> {
         self.days.get(key).filter(|d| d.stamp == *stamp).cloned()
     }
 
-    fn put(&mut self, key: (PathBuf, Interval), day: Arc<DayRecords>) {
+    fn put(&mut self, key: DayKey, day: Arc<DayRecords>) {
         self.bytes += day.bytes();
         if let Some(old) = self.days.insert(key.clone(), day) {
             self.bytes -= old.bytes();
@@ -86,12 +85,13 @@ fn stamp(file: &Path) -> Result<(u64, Option<SystemTime>), Error> {
     Ok((meta.len(), meta.modified().ok()))
 }
 
-/// A day's records of `interval` from the cache, or read and cached.
+/// A day's records of `interval` in `form` from the cache, or read and
+/// cached.
 pub(super) fn day_records(
     cache: &Mutex<RecordsCache>,
     root: &Path,
     (kind, exchange, instrument): (Kind, Exchange, &Instrument),
-    interval: Interval,
+    (interval, form): (Interval, RecordForm),
     day: i64,
 ) -> Result<Option<Arc<DayRecords>>, Error> {
     let file = layout::day_file(root, kind, exchange, instrument, day);
@@ -103,7 +103,7 @@ pub(super) fn day_records(
         }
         Err(e) => return Err(e),
     };
-    let key = (file, interval);
+    let key = (file, interval, form);
     if let Some(day) = lock(cache).get(&key, &stamp) {
         return Ok(Some(day));
     }
@@ -111,18 +111,18 @@ pub(super) fn day_records(
     let candles = ck_archive::candles::read_candles_of(&key.0, interval, start, end)
         .map_err(Error::Archive)?
         .candles;
-    let mut records = CandleRecords::with_capacity(candles.len());
+    let mut records = CandleRecords::new(form, candles.len());
     for c in &candles {
-        records.push(c.open_time, |out| c.append_record_json(out));
+        records.push_candle(c);
     }
-    let json = zstd::bulk::compress(&records.json, LEVEL).map_err(|source| Error::Io {
+    let bytes = zstd::bulk::compress(&records.bytes, LEVEL).map_err(|source| Error::Io {
         path: "archived candle records".to_owned(),
         source,
     })?;
     let day = Arc::new(DayRecords {
         stamp,
-        json,
-        json_len: records.json.len(),
+        bytes,
+        bytes_len: records.bytes.len(),
         open_times: records.open_times.iter().map(|t| t.0).collect(),
         ends: records
             .ends
@@ -139,8 +139,8 @@ fn lock(cache: &Mutex<RecordsCache>) -> std::sync::MutexGuard<'_, RecordsCache> 
 }
 
 /// Records in `[from, to)` of archived `days` (in reading order) merged
-/// with the store's `hot` records (in the same order), the store's record
-/// winning for one open time; at most `limit`.
+/// with the store's `hot` records (in the same order and form), the
+/// store's record winning for one open time; at most `limit`.
 pub(super) fn merge(
     days: &[Arc<DayRecords>],
     hot: &CandleRecords,
@@ -148,20 +148,18 @@ pub(super) fn merge(
     limit: usize,
     newest_first: bool,
 ) -> Result<CandleRecords, Error> {
-    let mut out = CandleRecords::with_capacity(limit.min(hot.len() + 1_440 * days.len()));
+    let form = hot.form;
+    let mut out = CandleRecords::new(form, limit.min(hot.len() + 1_440 * days.len()));
     let mut h = 0;
     let before = |a: i64, b: i64| if newest_first { a > b } else { a < b };
-    let hot_record = |i: usize| {
-        let start = if i == 0 { 0 } else { hot.ends[i - 1] };
-        &hot.json[start + 1..hot.ends[i]]
-    };
+    let hot_record = |i: usize| hot.record(i);
     let mut unpack = zstd::bulk::Decompressor::new().map_err(|source| Error::Io {
         path: "archived candle records".to_owned(),
         source,
     })?;
     for day in days {
-        let json = unpack
-            .decompress(&day.json, day.json_len)
+        let bytes = unpack
+            .decompress(&day.bytes, day.bytes_len)
             .map_err(|source| Error::Io {
                 path: "archived candle records".to_owned(),
                 source,
@@ -182,8 +180,8 @@ pub(super) fn merge(
                 return Ok(out);
             }
             if hot.open_times.get(h).is_none_or(|t| t.0 > last) && out.len() + n <= limit {
-                let base = out.json.len();
-                out.json.extend_from_slice(&json);
+                let base = out.bytes.len();
+                out.bytes.extend_from_slice(&bytes);
                 out.ends.extend(day.ends.iter().map(|&e| base + e as usize));
                 out.open_times.extend(day.open_times.iter().map(|&t| Ts(t)));
                 continue;
@@ -217,9 +215,9 @@ pub(super) fn merge(
             }
             let start = if i == 0 { 0 } else { day.ends[i - 1] as usize };
             let end = day.ends[i] as usize;
-            let record = json.get(start + 1..end).ok_or(Error::Corrupt {
+            let record = bytes.get(start + form.lead()..end).ok_or(Error::Corrupt {
                 what: "archived candle records",
-                value: format!("record {i} at {start}..{end} of {}", json.len()),
+                value: format!("record {i} at {start}..{end} of {}", bytes.len()),
             })?;
             out.push(Ts(at), |o| o.extend_from_slice(record));
         }

@@ -1,7 +1,7 @@
 //! Packed days of candles, for each backend: whatever is packed, stale,
 //! damaged or pruned, `Store::candle_records` answers exactly as the rows.
 
-use ck_store::Store;
+use ck_store::{RecordForm, Store};
 
 /// Statements behind the store's back, to damage or age what it keeps.
 pub(crate) enum Raw {
@@ -75,6 +75,7 @@ async fn records_from_rows(
     interval: ck_model::Interval,
     source: ck_store::CandleSource,
     newest_first: bool,
+    form: RecordForm,
 ) -> ck_store::CandleRecords {
     let candles = if newest_first {
         store.candles_newest_first(q, interval, source).await
@@ -82,9 +83,9 @@ async fn records_from_rows(
         store.candles(q, interval, source).await
     }
     .expect("candles");
-    let mut out = ck_store::CandleRecords::default();
+    let mut out = ck_store::CandleRecords::new(form, 0);
     for c in &candles {
-        out.push(c.open_time, |o| c.append_record_json(o));
+        out.push_candle(c);
     }
     out
 }
@@ -150,16 +151,21 @@ pub(crate) async fn packed_days_answer_as_their_rows(store: &dyn Store, raw: &Ra
         async move {
             for q in &queries {
                 for (interval, source) in series {
-                    for newest_first in [false, true] {
+                    for (newest_first, form) in [
+                        (false, RecordForm::Json),
+                        (true, RecordForm::Json),
+                        (false, RecordForm::Csv),
+                        (true, RecordForm::Csv),
+                    ] {
                         let want =
-                            records_from_rows(store, q, interval, source, newest_first).await;
+                            records_from_rows(store, q, interval, source, newest_first, form).await;
                         let got = store
-                            .candle_records(q, interval, source, newest_first)
+                            .candle_records(q, interval, source, newest_first, form)
                             .await
                             .expect("records");
                         assert!(
                             got == want,
-                            "{what}: {interval:?} {source:?} newest_first={newest_first} from {} to {} limit {}: {} records, the rows give {}",
+                            "{what}: {interval:?} {source:?} {form:?} newest_first={newest_first} from {} to {} limit {}: {} records, the rows give {}",
                             q.from,
                             q.to,
                             q.limit,
@@ -194,7 +200,24 @@ pub(crate) async fn packed_days_answer_as_their_rows(store: &dyn Store, raw: &Ra
     // The packs are what answers: with the rows of day 1 gone behind the
     // store's back, a read of whole days still equals the rows as they were.
     let whole = q(base + DAY, base + 2 * DAY, 100_000);
-    let before = records_from_rows(store, &whole, Interval::M1, CandleSource::Ours, false).await;
+    let before = records_from_rows(
+        store,
+        &whole,
+        Interval::M1,
+        CandleSource::Ours,
+        false,
+        RecordForm::Json,
+    )
+    .await;
+    let before_csv = records_from_rows(
+        store,
+        &whole,
+        Interval::M1,
+        CandleSource::Ours,
+        false,
+        RecordForm::Csv,
+    )
+    .await;
     raw.exec(&format!(
         "DELETE FROM candles WHERE interval = '1m' AND source = 'ours' AND open_time >= {} AND open_time < {}",
         base + DAY,
@@ -202,10 +225,27 @@ pub(crate) async fn packed_days_answer_as_their_rows(store: &dyn Store, raw: &Ra
     ))
     .await;
     let from_pack = store
-        .candle_records(&whole, Interval::M1, CandleSource::Ours, false)
+        .candle_records(
+            &whole,
+            Interval::M1,
+            CandleSource::Ours,
+            false,
+            RecordForm::Json,
+        )
         .await
         .expect("read from the pack");
     assert_eq!(from_pack, before);
+    let csv_from_pack = store
+        .candle_records(
+            &whole,
+            Interval::M1,
+            CandleSource::Ours,
+            false,
+            RecordForm::Csv,
+        )
+        .await
+        .expect("read from the pack");
+    assert_eq!(csv_from_pack, before_csv);
     assert!(
         store
             .candles(&whole, Interval::M1, CandleSource::Ours)
@@ -228,7 +268,13 @@ pub(crate) async fn packed_days_answer_as_their_rows(store: &dyn Store, raw: &Ra
         .await
         .expect("revise");
     let revised = store
-        .candle_records(&whole, Interval::M1, CandleSource::Ours, false)
+        .candle_records(
+            &whole,
+            Interval::M1,
+            CandleSource::Ours,
+            false,
+            RecordForm::Json,
+        )
         .await
         .expect("records");
     assert_eq!(revised.len(), 1_440, "every minute now");
@@ -241,12 +287,42 @@ pub(crate) async fn packed_days_answer_as_their_rows(store: &dyn Store, raw: &Ra
     assert_eq!(report.days_packed, 1, "only the revised day: {report:?}");
     check("revised and packed").await;
 
-    // A damaged pack is read from the rows; an old record format is ignored,
-    // then packed again.
+    // A damaged pack is read from the rows (each form's records damaged
+    // apart: JSON on day 2, CSV on day 1); an old record format is
+    // ignored, then packed again.
     raw.exec("UPDATE candle_days SET records = substr(records, 1, 3) WHERE day = 19002")
+        .await;
+    raw.exec("UPDATE candle_days SET csv = substr(csv, 1, 3) WHERE day = 19001")
         .await;
     raw.exec("UPDATE candle_days SET format = 0 WHERE day = 19000")
         .await;
+    let damaged = ck_bus::metrics::counter("candlekeep_damaged_candle_days_total").get();
+    let day1 = store
+        .candle_records(
+            &whole,
+            Interval::M1,
+            CandleSource::Ours,
+            false,
+            RecordForm::Csv,
+        )
+        .await
+        .expect("day 1 from its rows");
+    assert!(
+        ck_bus::metrics::counter("candlekeep_damaged_candle_days_total").get() > damaged,
+        "a damaged CSV pack is counted"
+    );
+    assert_eq!(
+        day1,
+        records_from_rows(
+            store,
+            &whole,
+            Interval::M1,
+            CandleSource::Ours,
+            false,
+            RecordForm::Csv
+        )
+        .await
+    );
     let damaged = ck_bus::metrics::counter("candlekeep_damaged_candle_days_total").get();
     check("damaged pack and old format").await;
     assert!(

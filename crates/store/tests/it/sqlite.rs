@@ -24,7 +24,7 @@ async fn sqlite_is_in_wal_mode_and_reopens_with_its_data() {
     let versions: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("migrations");
-    assert_eq!(versions, 5);
+    assert_eq!(versions, 6);
     drop(conn);
     let store = SqliteStore::open(&path, Durability::Full).expect("reopen migrates nothing twice");
     assert_eq!(
@@ -133,18 +133,20 @@ async fn damaged_candle_text_is_refused_not_served() {
     };
     let (m1, ours) = (ck_model::Interval::M1, ck_store::CandleSource::Ours);
     let good = store
-        .candle_records(&q, m1, ours, false)
+        .candle_records(&q, m1, ours, false, ck_store::RecordForm::Json)
         .await
         .expect("records");
     assert_eq!(good.len(), 1);
     let conn = rusqlite::Connection::open(&path).expect("raw");
     conn.execute("UPDATE candles SET high = '1\"}]'", [])
         .expect("damage");
-    let err = store
-        .candle_records(&q, m1, ours, false)
-        .await
-        .expect_err("damaged text");
-    assert!(err.to_string().contains("high"), "{err}");
+    for form in [ck_store::RecordForm::Json, ck_store::RecordForm::Csv] {
+        let err = store
+            .candle_records(&q, m1, ours, false, form)
+            .await
+            .expect_err("damaged text");
+        assert!(err.to_string().contains("high"), "{err}");
+    }
     assert!(store.candles(&q, m1, ours).await.is_err());
 }
 
