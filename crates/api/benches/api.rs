@@ -216,12 +216,20 @@ fn main() {
                 .expect("pack");
             const DAY: &str = "/api/v1/candles?exchange=binance&instrument=BTC-USDT&interval=1m&from=2024-06-01&to=2024-06-02&limit=1440";
             const DAY_CSV: &str = "/api/v1/candles?exchange=binance&instrument=BTC-USDT&interval=1m&from=2024-06-01&to=2024-06-02&limit=1440&format=csv";
+            let mut sizes = [0; 2];
+            for (size, path) in sizes.iter_mut().zip([DAY, DAY_CSV]) {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                let mut buf = Vec::new();
+                *size = get(&mut stream, path, &mut buf).await.iter().map(|r| r.len()).sum::<usize>();
+            }
             let (json, jlat) = load(addr, DAY, 5).await;
             let (csv, clat) = load(addr, DAY_CSV, 5).await;
             println!(
-                "api/day_of_1m_candles: JSON {json:.0} req/s (p50 {:?}), CSV {csv:.0} req/s (p50 {:?}); CSV at {:.2}x JSON's rate (64 connections, 5 s each)",
+                "api/day_of_1m_candles: JSON {json:.0} req/s (p50 {:?}, {} KB), CSV {csv:.0} req/s (p50 {:?}, {} KB); CSV at {:.2}x JSON's rate (64 connections, 5 s each)",
                 pct(&jlat, 0.5),
+                sizes[0] / 1_000,
                 pct(&clat, 0.5),
+                sizes[1] / 1_000,
                 csv / json
             );
         }
