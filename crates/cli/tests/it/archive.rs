@@ -185,6 +185,37 @@ async fn import_archives_the_settled_days_it_stored() {
     assert!(candles.status.success(), "{}", text(&candles.stderr));
     let candles: serde_json::Value = serde_json::from_slice(&candles.stdout).expect("json");
     assert_eq!(candles.as_array().map(Vec::len), Some(DAYS as usize));
+    // CSV from the archived days is the JSON's records, row for row as the
+    // `csv` crate writes them.
+    let args = |format: &'static str| {
+        [
+            "candles",
+            "--exchange",
+            "binance",
+            "--instrument",
+            "BTC-USDT",
+            "--interval",
+            "1m",
+            "--limit",
+            "100000",
+            "--format",
+            format,
+        ]
+    };
+    let json = candlekeep(dir.path(), &args("json"));
+    let csv_out = candlekeep(dir.path(), &args("csv"));
+    assert!(csv_out.status.success(), "{}", text(&csv_out.stderr));
+    let records: Vec<ck_model::CandleRecord> =
+        serde_json::from_slice(&json.stdout).expect("json records");
+    assert!(records.len() > 1_440, "{}", records.len());
+    let mut want = csv::Writer::from_writer(Vec::new());
+    for r in &records {
+        want.serialize(r).expect("row");
+    }
+    assert_eq!(
+        text(&csv_out.stdout),
+        String::from_utf8(want.into_inner().expect("csv")).expect("utf8")
+    );
     // An outside reader sees in the files what candlekeep reads.
     duckdb_agrees(&root, &trades, &stored_candles(dir.path()).await);
     // Importing the same file again finds every trade stored.
