@@ -170,40 +170,32 @@ async fn import_archives_the_settled_days_it_stored() {
             .all(|w| w[0].ts_exchange < w[1].ts_exchange)
     );
     // The candles were built before: the archive does not change them.
-    let candles = candlekeep(
-        dir.path(),
-        &[
-            "candles",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            "--interval",
-            "1d",
-        ],
-    );
+    let candles_of = |interval: &str, format: &str| {
+        candlekeep(
+            dir.path(),
+            &[
+                "candles",
+                "--exchange",
+                "binance",
+                "--instrument",
+                "BTC-USDT",
+                "--interval",
+                interval,
+                "--limit",
+                "100000",
+                "--format",
+                format,
+            ],
+        )
+    };
+    let candles = candles_of("1d", "json");
     assert!(candles.status.success(), "{}", text(&candles.stderr));
     let candles: serde_json::Value = serde_json::from_slice(&candles.stdout).expect("json");
     assert_eq!(candles.as_array().map(Vec::len), Some(DAYS as usize));
     // CSV from the archived days is the JSON's records, row for row as the
     // `csv` crate writes them.
-    let args = |format: &'static str| {
-        [
-            "candles",
-            "--exchange",
-            "binance",
-            "--instrument",
-            "BTC-USDT",
-            "--interval",
-            "1m",
-            "--limit",
-            "100000",
-            "--format",
-            format,
-        ]
-    };
-    let json = candlekeep(dir.path(), &args("json"));
-    let csv_out = candlekeep(dir.path(), &args("csv"));
+    let json = candles_of("1m", "json");
+    let csv_out = candles_of("1m", "csv");
     assert!(csv_out.status.success(), "{}", text(&csv_out.stderr));
     let records: Vec<ck_model::CandleRecord> =
         serde_json::from_slice(&json.stdout).expect("json records");

@@ -200,49 +200,23 @@ pub(crate) async fn packed_days_answer_as_their_rows(store: &dyn Store, raw: &Ra
     // The packs are what answers: with the rows of day 1 gone behind the
     // store's back, a read of whole days still equals the rows as they were.
     let whole = q(base + DAY, base + 2 * DAY, 100_000);
-    let before = records_from_rows(
-        store,
-        &whole,
-        Interval::M1,
-        CandleSource::Ours,
-        false,
-        RecordForm::Json,
-    )
-    .await;
-    let before_csv = records_from_rows(
-        store,
-        &whole,
-        Interval::M1,
-        CandleSource::Ours,
-        false,
-        RecordForm::Csv,
-    )
-    .await;
+    let read_whole =
+        |form| store.candle_records(&whole, Interval::M1, CandleSource::Ours, false, form);
+    let rows_whole =
+        |form| records_from_rows(store, &whole, Interval::M1, CandleSource::Ours, false, form);
+    let before = rows_whole(RecordForm::Json).await;
+    let before_csv = rows_whole(RecordForm::Csv).await;
     raw.exec(&format!(
         "DELETE FROM candles WHERE interval = '1m' AND source = 'ours' AND open_time >= {} AND open_time < {}",
         base + DAY,
         base + 2 * DAY
     ))
     .await;
-    let from_pack = store
-        .candle_records(
-            &whole,
-            Interval::M1,
-            CandleSource::Ours,
-            false,
-            RecordForm::Json,
-        )
+    let from_pack = read_whole(RecordForm::Json)
         .await
         .expect("read from the pack");
     assert_eq!(from_pack, before);
-    let csv_from_pack = store
-        .candle_records(
-            &whole,
-            Interval::M1,
-            CandleSource::Ours,
-            false,
-            RecordForm::Csv,
-        )
+    let csv_from_pack = read_whole(RecordForm::Csv)
         .await
         .expect("read from the pack");
     assert_eq!(csv_from_pack, before_csv);
@@ -267,16 +241,7 @@ pub(crate) async fn packed_days_answer_as_their_rows(store: &dyn Store, raw: &Ra
         .write(std::sync::Arc::new(fixed))
         .await
         .expect("revise");
-    let revised = store
-        .candle_records(
-            &whole,
-            Interval::M1,
-            CandleSource::Ours,
-            false,
-            RecordForm::Json,
-        )
-        .await
-        .expect("records");
+    let revised = read_whole(RecordForm::Json).await.expect("records");
     assert_eq!(revised.len(), 1_440, "every minute now");
     assert_ne!(revised, before);
     check("revised, before packing again").await;
@@ -297,32 +262,14 @@ pub(crate) async fn packed_days_answer_as_their_rows(store: &dyn Store, raw: &Ra
     raw.exec("UPDATE candle_days SET format = 0 WHERE day = 19000")
         .await;
     let damaged = ck_bus::metrics::counter("candlekeep_damaged_candle_days_total").get();
-    let day1 = store
-        .candle_records(
-            &whole,
-            Interval::M1,
-            CandleSource::Ours,
-            false,
-            RecordForm::Csv,
-        )
+    let day1 = read_whole(RecordForm::Csv)
         .await
         .expect("day 1 from its rows");
     assert!(
         ck_bus::metrics::counter("candlekeep_damaged_candle_days_total").get() > damaged,
         "a damaged CSV pack is counted"
     );
-    assert_eq!(
-        day1,
-        records_from_rows(
-            store,
-            &whole,
-            Interval::M1,
-            CandleSource::Ours,
-            false,
-            RecordForm::Csv
-        )
-        .await
-    );
+    assert_eq!(day1, rows_whole(RecordForm::Csv).await);
     let damaged = ck_bus::metrics::counter("candlekeep_damaged_candle_days_total").get();
     check("damaged pack and old format").await;
     assert!(
