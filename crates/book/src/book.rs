@@ -1,0 +1,387 @@
+//! The L2 book engine: exact, pure and small.
+//!
+//! Each side is one vector of levels sorted so that the best level is the
+//! last: bids by price, asks by negated price. Venues change the levels
+//! near the top far more often than deep ones, so an insert or a removal
+//! moves few levels, and a lookup is a binary search over a few thousand
+//! at most. Prices are kept as integers at one scale for the whole book
+//! (the largest a venue has written for it, raised when a finer price
+//! comes); each level also keeps the scales its price and size were
+//! written with, so the venue's own text, and a checksum over it, can be
+//! made again.
+
+use crate::fixed::Fixed;
+
+/// A bid or an ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BookSide {
+    /// Buy orders: best is the highest price.
+    Bid,
+    /// Sell orders: best is the lowest price.
+    Ask,
+}
+
+/// One level as read from a book: its price and size as the venue wrote
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level {
+    /// The price.
+    pub price: Fixed,
+    /// The size at that price.
+    pub size: Fixed,
+}
+
+/// Why a change cannot go into a book.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BookError {
+    /// A price or size does not fit the book's integers.
+    #[error("price {price} cannot be held at scale {scale} (too large)")]
+    OutOfRange {
+        /// The price.
+        price: Fixed,
+        /// The book's scale.
+        scale: u8,
+    },
+    /// A size below zero.
+    #[error("a negative size {size} at {price}")]
+    NegativeSize {
+        /// The price.
+        price: Fixed,
+        /// The size.
+        size: Fixed,
+    },
+}
+
+/// A level as kept: the sort key (the price at the book's scale, negated
+/// for asks) and the size's mantissa, with the scales they were written at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    key: i64,
+    size: i64,
+    price_scale: u8,
+    size_scale: u8,
+}
+
+/// An exact L2 order book (module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Book {
+    /// Scale of every key.
+    scale: u8,
+    /// Ascending by price: the best bid last.
+    bids: Vec<Slot>,
+    /// Ascending by negated price: the best ask last.
+    asks: Vec<Slot>,
+}
+
+/// 10^n for n up to 18.
+const POW10: [i64; 19] = {
+    let mut t = [1i64; 19];
+    let mut i = 1;
+    while i < 19 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+impl Book {
+    /// An empty book.
+    #[must_use]
+    pub fn new() -> Book {
+        Book::default()
+    }
+
+    /// Sets the level at `price` on `side` to `size`; a zero size removes
+    /// it (a removal of a level the book does not hold changes nothing).
+    pub fn apply(&mut self, side: BookSide, price: Fixed, size: Fixed) -> Result<(), BookError> {
+        if size.mantissa < 0 {
+            return Err(BookError::NegativeSize { price, size });
+        }
+        if price.scale > self.scale {
+            self.raise_scale(price)?;
+        }
+        let key = price.mantissa_at(self.scale).ok_or(BookError::OutOfRange {
+            price,
+            scale: self.scale,
+        })?;
+        let (levels, key) = match side {
+            BookSide::Bid => (&mut self.bids, key),
+            BookSide::Ask => (&mut self.asks, -key),
+        };
+        let at = find(levels, key);
+        match (at, size.is_zero()) {
+            (Ok(i), true) => {
+                levels.remove(i);
+            }
+            (Err(_), true) => {}
+            (Ok(i), false) => {
+                let slot = &mut levels[i];
+                slot.size = size.mantissa;
+                slot.size_scale = size.scale;
+                slot.price_scale = price.scale;
+            }
+            (Err(i), false) => levels.insert(
+                i,
+                Slot {
+                    key,
+                    size: size.mantissa,
+                    price_scale: price.scale,
+                    size_scale: size.scale,
+                },
+            ),
+        }
+        Ok(())
+    }
+
+    /// Every key times 10^(price's scale - the book's): a finer price came.
+    fn raise_scale(&mut self, price: Fixed) -> Result<(), BookError> {
+        let up = usize::from(price.scale - self.scale);
+        let factor = POW10.get(up).copied().ok_or(BookError::OutOfRange {
+            price,
+            scale: price.scale,
+        })?;
+        let fits = self
+            .bids
+            .iter()
+            .chain(&self.asks)
+            .all(|s| s.key.checked_mul(factor).is_some());
+        if !fits {
+            return Err(BookError::OutOfRange {
+                price,
+                scale: price.scale,
+            });
+        }
+        for s in self.bids.iter_mut().chain(self.asks.iter_mut()) {
+            s.key *= factor;
+        }
+        self.scale = price.scale;
+        Ok(())
+    }
+
+    /// Empties the book (a snapshot follows).
+    pub fn clear(&mut self) {
+        self.bids.clear();
+        self.asks.clear();
+    }
+
+    /// Levels on `side`.
+    #[must_use]
+    pub fn len(&self, side: BookSide) -> usize {
+        self.side(side).len()
+    }
+
+    /// True when neither side has a level.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.bids.is_empty() && self.asks.is_empty()
+    }
+
+    /// The best level on `side`.
+    #[must_use]
+    pub fn best(&self, side: BookSide) -> Option<Level> {
+        self.side(side).last().map(|s| self.level(side, s))
+    }
+
+    /// The levels of `side`, best first.
+    pub fn levels(&self, side: BookSide) -> impl ExactSizeIterator<Item = Level> + '_ {
+        self.side(side)
+            .iter()
+            .rev()
+            .map(move |s| self.level(side, s))
+    }
+
+    /// Keeps the best `depth` levels of each side (venues whose checksum
+    /// covers a book cut to the depth subscribed).
+    pub fn truncate(&mut self, depth: usize) {
+        for levels in [&mut self.bids, &mut self.asks] {
+            if levels.len() > depth {
+                levels.drain(..levels.len() - depth);
+            }
+        }
+    }
+
+    /// Bytes the book holds, its vectors' capacity included.
+    #[must_use]
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Book>()
+            + (self.bids.capacity() + self.asks.capacity()) * std::mem::size_of::<Slot>()
+    }
+
+    fn side(&self, side: BookSide) -> &[Slot] {
+        match side {
+            BookSide::Bid => &self.bids,
+            BookSide::Ask => &self.asks,
+        }
+    }
+
+    fn level(&self, side: BookSide, s: &Slot) -> Level {
+        let key = match side {
+            BookSide::Bid => s.key,
+            BookSide::Ask => -s.key,
+        };
+        // Exact: the key was the price's mantissa raised to the book's scale.
+        let down = POW10[usize::from(self.scale - s.price_scale)];
+        Level {
+            price: Fixed::new(key / down, s.price_scale),
+            size: Fixed::new(s.size, s.size_scale),
+        }
+    }
+}
+
+/// Where `key` is (or would go) in `levels`: the last few levels (the top
+/// of the book, where most changes fall) are looked at first.
+fn find(levels: &[Slot], key: i64) -> Result<usize, usize> {
+    const NEAR: usize = 8;
+    let n = levels.len();
+    let near = n.saturating_sub(NEAR);
+    if levels.get(near).is_some_and(|s| s.key <= key) {
+        for (i, s) in levels.iter().enumerate().skip(near) {
+            match s.key.cmp(&key) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(i),
+                std::cmp::Ordering::Greater => return Err(i),
+            }
+        }
+        return Err(n);
+    }
+    levels[..near].binary_search_by(|s| s.key.cmp(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn f(t: &str) -> Fixed {
+        Fixed::parse(t.as_bytes()).expect(t)
+    }
+
+    fn texts(book: &Book, side: BookSide) -> Vec<(String, String)> {
+        book.levels(side)
+            .map(|l| (l.price.text(), l.size.text()))
+            .collect()
+    }
+
+    #[test]
+    fn levels_come_best_first_as_written() {
+        let mut b = Book::new();
+        for (p, s) in [("100.5", "1"), ("101", "2.50"), ("99.25", "3")] {
+            b.apply(BookSide::Bid, f(p), f(s)).expect("bid");
+        }
+        for (p, s) in [("102", "1"), ("101.75", "0.1"), ("103.125", "7")] {
+            b.apply(BookSide::Ask, f(p), f(s)).expect("ask");
+        }
+        assert_eq!(
+            texts(&b, BookSide::Bid),
+            [("101", "2.50"), ("100.5", "1"), ("99.25", "3")].map(|(a, b)| (a.into(), b.into()))
+        );
+        assert_eq!(
+            texts(&b, BookSide::Ask),
+            [("101.75", "0.1"), ("102", "1"), ("103.125", "7")].map(|(a, b)| (a.into(), b.into()))
+        );
+        assert_eq!(b.best(BookSide::Bid).map(|l| l.price), Some(f("101")));
+        // Replace, remove, remove what is not there.
+        b.apply(BookSide::Bid, f("100.500"), f("4"))
+            .expect("replace");
+        b.apply(BookSide::Ask, f("102"), f("0.000"))
+            .expect("remove");
+        b.apply(BookSide::Ask, f("150"), f("0")).expect("absent");
+        assert_eq!(
+            texts(&b, BookSide::Bid)[1],
+            ("100.500".to_owned(), "4".to_owned())
+        );
+        assert_eq!(b.len(BookSide::Ask), 2);
+        b.truncate(1);
+        assert_eq!(b.len(BookSide::Bid), 1);
+        assert_eq!(b.best(BookSide::Ask).map(|l| l.price), Some(f("101.75")));
+    }
+
+    #[test]
+    fn bad_changes_are_refused_and_change_nothing() {
+        let mut b = Book::new();
+        b.apply(BookSide::Bid, f("1"), f("1")).expect("bid");
+        let before = b.clone();
+        assert!(matches!(
+            b.apply(BookSide::Bid, f("2"), f("-1")),
+            Err(BookError::NegativeSize { .. })
+        ));
+        assert!(matches!(
+            b.apply(BookSide::Bid, f("999999999999999999"), f("1"))
+                .and_then(|()| b.apply(BookSide::Bid, f("0.01"), f("1"))),
+            Err(BookError::OutOfRange { .. })
+        ));
+        b.apply(BookSide::Bid, f("999999999999999999"), f("0"))
+            .expect("remove");
+        assert_eq!(b, before);
+    }
+
+    /// The engine against a plain map on a long stream of pseudo-random
+    /// changes, at prices of varying scales.
+    #[test]
+    fn a_long_random_stream_matches_a_plain_map() {
+        let mut b = Book::new();
+        let mut model: [BTreeMap<(i64, u8), String>; 2] = Default::default();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for step in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let side = if x & 1 == 0 {
+                BookSide::Bid
+            } else {
+                BookSide::Ask
+            };
+            // Prices cluster near 1000, now and then far; a third written
+            // with an extra digit.
+            let ticks = 100_000 + ((x >> 8) % 400) as i64 - 200 + ((x >> 20) % 7 * 3_000) as i64;
+            let price = if (x >> 30).is_multiple_of(3) {
+                Fixed::new(ticks * 10, 3)
+            } else {
+                Fixed::new(ticks, 2)
+            };
+            let size = if (x >> 33).is_multiple_of(4) {
+                Fixed::new(0, 0)
+            } else {
+                Fixed::new(((x >> 40) % 10_000) as i64, 4)
+            };
+            b.apply(side, price, size).expect("apply");
+            let m = &mut model[usize::from(side == BookSide::Ask)];
+            let key = (
+                price.normalized().mantissa * 10_i64.pow(u32::from(3 - price.normalized().scale)),
+                0,
+            );
+            if size.is_zero() {
+                m.remove(&key);
+            } else {
+                m.insert(key, size.text());
+            }
+            if step % 20_000 == 0 || step == 199_999 {
+                let bids: Vec<(i64, String)> = b
+                    .levels(BookSide::Bid)
+                    .map(|l| (l.price.mantissa_at(3).expect("fits"), l.size.text()))
+                    .collect();
+                let want: Vec<(i64, String)> = model[0]
+                    .iter()
+                    .rev()
+                    .map(|(k, v)| (k.0, v.clone()))
+                    .collect();
+                assert_eq!(bids, want, "bids at step {step}");
+                let asks: Vec<(i64, String)> = b
+                    .levels(BookSide::Ask)
+                    .map(|l| (l.price.mantissa_at(3).expect("fits"), l.size.text()))
+                    .collect();
+                let want: Vec<(i64, String)> =
+                    model[1].iter().map(|(k, v)| (k.0, v.clone())).collect();
+                assert_eq!(asks, want, "asks at step {step}");
+            }
+        }
+        // 24 bytes a level, the vectors' growth at most doubling it.
+        let levels = b.len(BookSide::Bid) + b.len(BookSide::Ask);
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+        assert!(
+            b.state_bytes() <= std::mem::size_of::<Book>() + levels * 2 * 24,
+            "{} bytes for {levels} levels",
+            b.state_bytes()
+        );
+    }
+}
