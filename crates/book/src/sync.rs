@@ -189,7 +189,7 @@ pub struct BookSync {
     /// True from a Range or Time snapshot until the first diff after it is
     /// applied.
     first_after_snapshot: bool,
-    /// Diffs held while waiting for a snapshot (Range rule).
+    /// Diffs held while waiting for a snapshot (Range and Time rules).
     held: Vec<BookMessage>,
     /// Checksums checked, and messages applied, since the start.
     checksums: u64,
@@ -269,9 +269,10 @@ impl BookSync {
             return Ok(Outcome::Applied);
         }
         if self.state == State::Waiting {
-            // Range venues send diffs before their REST snapshot answers:
-            // they are held, and applied after it by the same rules.
-            if matches!(msg.sequence, Sequence::Range { .. }) {
+            // Range and Time venues send diffs before their REST snapshot
+            // answers: they are held, and applied after it by the same
+            // rules.
+            if matches!(msg.sequence, Sequence::Range { .. } | Sequence::Time(_)) {
                 if self.held.len() >= MAX_HELD {
                     return Err(Cause::SnapshotLate(self.held.len()));
                 }

@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod book;
 pub mod capture;
 mod flat_json;
 pub mod history;

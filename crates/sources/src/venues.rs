@@ -45,6 +45,8 @@ pub struct Venue {
     /// Where it lists its instruments, checked before live capture starts
     /// (none: not checked).
     pub listing: Option<crate::listing::ListingRequest>,
+    /// A reader of its book channel, for one connection.
+    pub book: Option<fn() -> Box<dyn crate::book::BookReader>>,
     /// Its names in cryptofeed's recordings, upper case.
     pub cryptofeed_names: &'static [&'static str],
     /// The hosts of its URLs (a recording's URL ending in one is the venue's).

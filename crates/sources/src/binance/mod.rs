@@ -1,6 +1,7 @@
 //! Binance spot: combined streams (`trade`, `aggTrade`, `bookTicker`) and the
 //! `exchangeInfo` instrument list.
 
+pub mod book;
 mod rest;
 mod wire;
 mod ws;
@@ -279,6 +280,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
     ticker,
     ticker_refusal: |_| None,
     listing: Some(LISTING),
+    book: Some(|| Box::new(book::BinanceBooks::default())),
     cryptofeed_names: &["BINANCE"],
     hosts: &["binance.com"],
 };

@@ -44,6 +44,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
     ticker: crate::binance::ticker,
     ticker_refusal: |_| None,
     listing: Some(crate::binance::LISTING),
+    book: Some(|| Box::new(crate::binance::book::BinanceBooks::new(Exchange::BinanceUs))),
     cryptofeed_names: &["BINANCE_US"],
     hosts: &["binance.us"],
 };

@@ -10,6 +10,7 @@
 //! Sample trade update: `[232959,"te",[669899160,1618665870435,0.5,0.077]]`;
 //! snapshot: `[232959,[[669899159,1618665870435,166.391496,0.076989],...]]`.
 
+pub mod book;
 pub mod rest;
 pub mod ws;
 
@@ -256,6 +257,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
     },
     ticker_refusal: |_| None,
     listing: None,
+    book: Some(|| Box::new(book::BitfinexBooks::default())),
     cryptofeed_names: &["BITFINEX"],
     hosts: &["bitfinex.com"],
 };

@@ -5,6 +5,7 @@
 //! Sample trade:
 //! `{"data":{"id":216000477,"timestamp":"1641343699","amount":0.0792,"amount_str":"0.07920000","price":3805.44,"price_str":"3805.44","type":0,"microtimestamp":"1641343699596000","buy_order_id":1443875737346049,"sell_order_id":1443875731320832},"channel":"live_trades_ethusd","event":"trade"}`
 
+pub mod book;
 pub mod rest;
 pub mod ws;
 
@@ -184,6 +185,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
     },
     ticker_refusal: |_| None,
     listing: None,
+    book: Some(|| Box::new(book::BitstampBooks)),
     cryptofeed_names: &["BITSTAMP"],
     hosts: &["bitstamp.net"],
 };

@@ -10,6 +10,7 @@
 //!
 //! Sample: `{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1672304486868,"data":[{"T":1672304486865,"s":"BTCUSDT","S":"Buy","v":"0.001","p":"16578.50","L":"PlusTick","i":"20f43950-d8dd-5b31-9112-a178eb6023af","BT":false}]}`
 
+pub mod book;
 pub mod rest;
 pub mod ws;
 
@@ -294,6 +295,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
         })
     },
     listing: None,
+    book: Some(|| Box::new(book::BybitBooks)),
     cryptofeed_names: &["BYBIT"],
     hosts: &["bybit.com"],
 };

@@ -6,6 +6,7 @@
 //! Sample `market_trades` message:
 //! `{"channel":"market_trades","timestamp":"2026-08-09T21:05:48.228568804Z","sequence_num":0,"events":[{"type":"snapshot","trades":[{"product_id":"BTC-USD","trade_id":"1068572090","price":"65083.67","size":"0.002186","time":"2026-08-09T21:05:42.514318Z","side":"SELL"}]}]}`
 
+pub mod book;
 pub mod rest;
 pub mod ws;
 
@@ -267,6 +268,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
     },
     ticker_refusal: |_| None,
     listing: None,
+    book: Some(|| Box::new(book::CoinbaseBooks::default())),
     cryptofeed_names: &["COINBASE"],
     hosts: &["coinbase.com"],
 };

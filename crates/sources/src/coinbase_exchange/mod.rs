@@ -4,6 +4,7 @@
 
 mod wire;
 
+pub mod book;
 pub mod rest;
 pub mod ws;
 
@@ -178,6 +179,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
     },
     ticker_refusal: |_| None,
     listing: None,
+    book: Some(|| Box::new(book::CoinbaseExchangeBooks)),
     cryptofeed_names: &["COINBASE_EXCHANGE", "COINBASEPRO", "COINBASE_PRO", "GDAX"],
     hosts: &["exchange.coinbase.com", "pro.coinbase.com", "gdax.com"],
 };

@@ -13,6 +13,7 @@
 //! v1 trade: `[993,[["354.11000000","0.89594024","1618678142.557535","s","l",""]],"trade","XMR/USD"]`
 //! v2 trade: `{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":105944.20,"qty":0.00027625,"ord_type":"limit","trade_id":10218208,"timestamp":"2023-10-06T17:35:55.440295Z"}]}`
 
+pub mod book;
 pub mod rest;
 pub mod ws;
 
@@ -399,6 +400,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
             .map(str::to_owned)
     },
     listing: None,
+    book: Some(|| Box::new(book::KrakenBooks::default())),
     cryptofeed_names: &["KRAKEN"],
     hosts: &["kraken.com"],
 };

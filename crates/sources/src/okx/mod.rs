@@ -10,6 +10,7 @@
 //! Sample `trades` message:
 //! `{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"338476307","px":"30236","sz":"0.0002","side":"buy","ts":"1652459224818"}]}`
 
+pub mod book;
 pub mod rest;
 pub mod ws;
 
@@ -302,6 +303,7 @@ pub const VENUE: crate::venues::Venue = crate::venues::Venue {
             .then(|| format!("code 51001: {}", v["msg"].as_str().unwrap_or_default()))
     },
     listing: None,
+    book: Some(|| Box::new(book::OkxBooks)),
     cryptofeed_names: &["OKX", "OKEX"],
     hosts: &["okx.com", "okex.com"],
 };
