@@ -101,12 +101,18 @@ impl SqliteStore {
             Durability::Normal => "NORMAL",
         };
         // Incremental vacuum lets pruning give space back; it only takes
-        // effect on a database created with it (before any table).
+        // effect on a database created with it (before any table), so it is
+        // set on a new file only: on an existing one it would be a write,
+        // which fails on a full disk, where a store must still open to be
+        // read.
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .map_err(sql("reading the page count"))?;
+        if pages == 0 {
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+                .map_err(sql("configuring database (auto_vacuum)"))?;
+        }
         for (context, pragma) in [
-            (
-                "configuring database (auto_vacuum)",
-                "auto_vacuum = INCREMENTAL",
-            ),
             ("configuring database (journal_mode)", "journal_mode = WAL"),
             (
                 "configuring database (synchronous)",

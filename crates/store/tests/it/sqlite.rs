@@ -21,6 +21,10 @@ async fn sqlite_is_in_wal_mode_and_reopens_with_its_data() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("pragma");
     assert_eq!(mode, "wal");
+    let vacuum: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(vacuum, 2, "a new database is made for incremental vacuum");
     let versions: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("migrations");
