@@ -133,6 +133,72 @@ impl Book {
         Ok(())
     }
 
+    /// Replaces the whole book with `levels` (a snapshot): each side is
+    /// sorted once rather than inserted into level by level (a snapshot
+    /// comes best first, the far end of each side's vector: it is
+    /// reversed). Where a price comes twice, the last wins; zero sizes are
+    /// left out. On an error the book is empty.
+    pub fn load(
+        &mut self,
+        levels: impl IntoIterator<Item = (BookSide, Fixed, Fixed)>,
+    ) -> Result<(), BookError> {
+        self.clear();
+        let result = self.push_all(levels);
+        if result.is_err() {
+            self.clear();
+            return result;
+        }
+        for side in [&mut self.bids, &mut self.asks] {
+            if side.windows(2).all(|w| w[0].key >= w[1].key) {
+                side.reverse();
+                // Equal keys are now last-written first: keep the first.
+                side.dedup_by_key(|s| s.key);
+            } else {
+                // Stable: of equal keys, the last written stays last.
+                side.sort_by_key(|s| s.key);
+                side.dedup_by(|later, kept| {
+                    let same = later.key == kept.key;
+                    if same {
+                        *kept = *later;
+                    }
+                    same
+                });
+            }
+            side.retain(|s| s.size != 0);
+        }
+        Ok(())
+    }
+
+    /// Pushes `levels` unsorted (for [`Book::load`]).
+    fn push_all(
+        &mut self,
+        levels: impl IntoIterator<Item = (BookSide, Fixed, Fixed)>,
+    ) -> Result<(), BookError> {
+        for (side, price, size) in levels {
+            if size.mantissa < 0 {
+                return Err(BookError::NegativeSize { price, size });
+            }
+            if price.scale > self.scale {
+                self.raise_scale(price)?;
+            }
+            let key = price.mantissa_at(self.scale).ok_or(BookError::OutOfRange {
+                price,
+                scale: self.scale,
+            })?;
+            let (side, key) = match side {
+                BookSide::Bid => (&mut self.bids, key),
+                BookSide::Ask => (&mut self.asks, -key),
+            };
+            side.push(Slot {
+                key,
+                size: size.mantissa,
+                price_scale: price.scale,
+                size_scale: size.scale,
+            });
+        }
+        Ok(())
+    }
+
     /// Every key times 10^(price's scale - the book's): a finer price came.
     fn raise_scale(&mut self, price: Fixed) -> Result<(), BookError> {
         let up = usize::from(price.scale - self.scale);
@@ -294,6 +360,47 @@ mod tests {
         b.truncate(1);
         assert_eq!(b.len(BookSide::Bid), 1);
         assert_eq!(b.best(BookSide::Ask).map(|l| l.price), Some(f("101.75")));
+    }
+
+    #[test]
+    fn a_snapshot_loads_as_its_levels_applied_one_by_one() {
+        let levels = [
+            (BookSide::Bid, "100", "1"),
+            (BookSide::Bid, "99.5", "2"),
+            (BookSide::Ask, "101", "1"),
+            (BookSide::Bid, "100.0", "3"),
+            (BookSide::Ask, "102.25", "0"),
+            (BookSide::Ask, "100.75", "4"),
+            (BookSide::Bid, "98", "5"),
+            (BookSide::Bid, "98", "0"),
+        ];
+        let mut one_by_one = Book::new();
+        for (side, p, sz) in levels {
+            one_by_one.apply(side, f(p), f(sz)).expect("apply");
+        }
+        let mut loaded = Book::new();
+        loaded.apply(BookSide::Ask, f("500"), f("1")).expect("old");
+        loaded
+            .load(levels.map(|(side, p, sz)| (side, f(p), f(sz))))
+            .expect("load");
+        for side in [BookSide::Bid, BookSide::Ask] {
+            assert_eq!(texts(&loaded, side), texts(&one_by_one, side));
+        }
+        // Best first, as venues send them, with a price twice: the last wins.
+        loaded
+            .load([
+                (BookSide::Bid, f("101"), f("1")),
+                (BookSide::Bid, f("100"), f("2")),
+                (BookSide::Bid, f("100"), f("5")),
+                (BookSide::Bid, f("99"), f("1")),
+            ])
+            .expect("load");
+        assert_eq!(
+            texts(&loaded, BookSide::Bid),
+            [("101", "1"), ("100", "5"), ("99", "1")].map(|(a, b)| (a.into(), b.into()))
+        );
+        assert!(loaded.load([(BookSide::Bid, f("1"), f("-1"))]).is_err());
+        assert!(loaded.is_empty());
     }
 
     #[test]

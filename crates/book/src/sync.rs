@@ -256,8 +256,9 @@ impl BookSync {
 
     fn take(&mut self, msg: BookMessage) -> Result<Outcome, Cause> {
         if msg.kind == MessageKind::Snapshot {
-            self.book.clear();
-            self.apply(&msg)?;
+            self.book
+                .load(msg.changes.iter().map(|c| (c.side, c.price, c.size)))?;
+            self.apply(&[], msg.checksum)?;
             self.state = State::Valid;
             self.last = position(msg.sequence);
             self.first_after_snapshot =
@@ -285,7 +286,7 @@ impl BookSync {
             Outcome::Applied => {}
             other => return Ok(other),
         }
-        self.apply(&msg)?;
+        self.apply(&msg.changes, msg.checksum)?;
         Ok(Outcome::Applied)
     }
 
@@ -353,14 +354,14 @@ impl BookSync {
     }
 
     /// Applies the changes, cuts to depth and checks the checksum.
-    fn apply(&mut self, msg: &BookMessage) -> Result<(), Cause> {
-        for c in &msg.changes {
+    fn apply(&mut self, changes: &[Change], checksum: Option<Checksum>) -> Result<(), Cause> {
+        for c in changes {
             self.book.apply(c.side, c.price, c.size)?;
         }
         if let Some(depth) = self.depth {
             self.book.truncate(depth);
         }
-        if let Some(sum) = msg.checksum {
+        if let Some(sum) = checksum {
             let (sent, ours) = match sum {
                 Checksum::Okx(v) => (i64::from(v), i64::from(checksum::okx(&self.book))),
                 Checksum::Bitfinex(v) => (i64::from(v), i64::from(checksum::bitfinex(&self.book))),
