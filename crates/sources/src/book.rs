@@ -83,11 +83,13 @@ pub(crate) fn changes<S: AsRef<str>>(
 pub(crate) mod tests {
     //! Every venue's recorded book traffic, replayed through its reader and
     //! [`BookSync`]: every sequence rule and every checksum the recording
-    //! carries holds, with no incident.
+    //! carries holds, with no incident, and after every message the engine's
+    //! book is the one a plain map of decimals builds from the same
+    //! messages.
 
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
 
-    use ck_book::sync::{BookSync, Outcome, State};
+    use ck_book::sync::{BookSync, MessageKind, Outcome, State};
     use ck_model::Exchange;
 
     use super::*;
@@ -102,6 +104,79 @@ pub(crate) mod tests {
         pub(crate) checksums: u64,
         pub(crate) stale: u64,
         pub(crate) incidents: Vec<String>,
+    }
+
+    /// The plainest book there is, to check the engine against on real
+    /// traffic: two maps of exact decimals to the size's text.
+    #[derive(Debug, Default)]
+    struct Plain {
+        bids: BTreeMap<ck_model::Decimal, String>,
+        asks: BTreeMap<ck_model::Decimal, String>,
+    }
+
+    impl Plain {
+        fn apply(&mut self, message: &BookMessage, depth: Option<usize>) {
+            if message.kind == MessageKind::Snapshot {
+                self.bids.clear();
+                self.asks.clear();
+            }
+            for c in &message.changes {
+                let price = ck_model::Decimal::parse(&c.price.text()).expect("price");
+                let side = match c.side {
+                    BookSide::Bid => &mut self.bids,
+                    BookSide::Ask => &mut self.asks,
+                };
+                if c.size.is_zero() {
+                    side.remove(&price);
+                } else {
+                    side.insert(price, c.size.text());
+                }
+            }
+            if let Some(depth) = depth {
+                while self.bids.len() > depth {
+                    self.bids.pop_first();
+                }
+                while self.asks.len() > depth {
+                    self.asks.pop_last();
+                }
+            }
+        }
+
+        /// The engine's book holds the same levels, best first (the top 50
+        /// of each side, and how many).
+        fn assert_same(&self, book: &ck_book::Book, symbol: &str) {
+            let ours = |side| {
+                book.levels(side)
+                    .take(50)
+                    .map(|l| {
+                        (
+                            ck_model::Decimal::parse(&l.price.text()).expect("price"),
+                            l.size.text(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let bids: Vec<_> = self
+                .bids
+                .iter()
+                .rev()
+                .take(50)
+                .map(|(p, s)| (*p, s.clone()))
+                .collect();
+            let asks: Vec<_> = self
+                .asks
+                .iter()
+                .take(50)
+                .map(|(p, s)| (*p, s.clone()))
+                .collect();
+            assert_eq!(ours(BookSide::Bid), bids, "{symbol} bids");
+            assert_eq!(ours(BookSide::Ask), asks, "{symbol} asks");
+            assert_eq!(
+                (book.len(BookSide::Bid), book.len(BookSide::Ask)),
+                (self.bids.len(), self.asks.len()),
+                "{symbol} levels"
+            );
+        }
     }
 
     /// Replays the fixture `relative` through `exchange`'s book reader.
@@ -138,6 +213,7 @@ pub(crate) mod tests {
                 .expect("that many deltas")
         });
         let mut books: HashMap<String, BookSync> = HashMap::new();
+        let mut plains: HashMap<String, Plain> = HashMap::new();
         let mut out = Replayed::default();
         let mut read = Vec::new();
         for (i, raw) in Recording::open_as(&path, Some(exchange))
@@ -157,8 +233,14 @@ pub(crate) mod tests {
                 let sync = books
                     .entry(symbol.clone())
                     .or_insert_with(|| BookSync::new(depth));
-                match sync.on_message(message) {
+                let plain = plains.entry(symbol.clone()).or_default();
+                let held = sync.state() == State::Waiting;
+                match sync.on_message(message.clone()) {
                     Ok(Outcome::Stale) => out.stale += 1,
+                    Ok(Outcome::Applied) if !held || message.kind == MessageKind::Snapshot => {
+                        plain.apply(&message, depth);
+                        plain.assert_same(sync.book(), &symbol);
+                    }
                     Ok(_) => {}
                     Err(incident) => out.incidents.push(format!("{symbol}: {incident}")),
                 }
