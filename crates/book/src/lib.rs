@@ -2,13 +2,15 @@
 //! venues' book checksums ([`checksum`]), and the rules that keep a book
 //! true as changes arrive ([`sync`]): sequence continuity and checksums,
 //! with a book marked invalid, and an incident recorded, the moment one
-//! fails. Pure: no IO, no clock, no async.
+//! fails, and what a book says at a glance ([`stats`]). Pure: no IO, no
+//! clock, no async.
 
 #![forbid(unsafe_code)]
 
 mod book;
 pub mod checksum;
 mod fixed;
+pub mod stats;
 pub mod sync;
 
 pub use book::{Book, BookError, BookSide, Level};
