@@ -111,6 +111,9 @@ pub struct BookMessage {
     pub changes: Vec<Change>,
     /// The checksum it carries, if any.
     pub checksum: Option<Checksum>,
+    /// The venue's time of the message, in nanoseconds since the Unix
+    /// epoch, where the venue sends one.
+    pub time: Option<i64>,
 }
 
 /// Why a book was found wrong.
@@ -420,6 +423,7 @@ mod tests {
             sequence,
             changes,
             checksum: None,
+            time: None,
         }
     }
 

@@ -103,6 +103,8 @@ pub(crate) mod tests {
         pub(crate) applied: u64,
         pub(crate) checksums: u64,
         pub(crate) stale: u64,
+        /// Deltas without the venue's time.
+        pub(crate) untimed: u64,
         pub(crate) incidents: Vec<String>,
     }
 
@@ -234,6 +236,9 @@ pub(crate) mod tests {
                     .entry(symbol.clone())
                     .or_insert_with(|| BookSync::new(depth));
                 let plain = plains.entry(symbol.clone()).or_default();
+                if message.kind == MessageKind::Delta && message.time.is_none() {
+                    out.untimed += 1;
+                }
                 let held = sync.state() == State::Waiting;
                 match sync.on_message(message.clone()) {
                     Ok(Outcome::Stale) => out.stale += 1,

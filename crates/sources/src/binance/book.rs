@@ -10,7 +10,7 @@
 use ck_book::BookSide;
 use ck_book::sync::{BookMessage, MessageKind, Sequence};
 use ck_bus::{Origin, RawMessage};
-use ck_model::Exchange;
+use ck_model::{Exchange, Ts};
 use serde::Deserialize;
 
 use crate::book::{BookReader, SymbolBook, changes};
@@ -26,6 +26,8 @@ struct Combined<'a> {
 struct Diff<'a> {
     #[serde(rename = "e")]
     event: &'a str,
+    #[serde(rename = "E", default)]
+    time_ms: Option<i64>,
     #[serde(rename = "s")]
     symbol: &'a str,
     #[serde(rename = "U")]
@@ -99,6 +101,7 @@ impl BookReader for BinanceBooks {
                         },
                         changes: levels,
                         checksum: None,
+                        time: diff.time_ms.map(|ms| Ts::from_millis(ms).0),
                     },
                 });
             }
@@ -120,6 +123,7 @@ impl BookReader for BinanceBooks {
                         },
                         changes: levels,
                         checksum: None,
+                        time: None,
                     },
                 });
             }
@@ -149,6 +153,7 @@ mod tests {
     fn the_recorded_books_follow_the_update_ids_from_their_snapshots() {
         let r = replay(Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst");
         assert!(r.incidents.is_empty(), "{:?}", r.incidents);
+        assert_eq!(r.untimed, 0, "every delta has the venue\'s time: {r:?}");
         assert_eq!((r.books, r.valid), (4, 4), "{r:?}");
         assert!(r.applied > 100, "{r:?}");
     }

@@ -136,6 +136,7 @@ impl BookReader for BitfinexBooks {
                     sequence,
                     changes: Vec::new(),
                     checksum: Some(Checksum::Bitfinex(value)),
+                    time: None,
                 },
             });
             return Ok(());
@@ -156,6 +157,7 @@ impl BookReader for BitfinexBooks {
                 sequence,
                 changes: levels,
                 checksum: None,
+                time: None,
             },
         });
         Ok(())

@@ -9,7 +9,7 @@
 use ck_book::BookSide;
 use ck_book::sync::{BookMessage, MessageKind, Sequence};
 use ck_bus::{Origin, RawMessage};
-use ck_model::Exchange;
+use ck_model::{Exchange, Ts};
 use serde::Deserialize;
 
 use crate::book::{BookReader, SymbolBook, changes};
@@ -84,6 +84,7 @@ impl BookReader for BitstampBooks {
                 sequence: Sequence::Time(time),
                 changes: levels,
                 checksum: None,
+                time: Some(Ts::from_micros(time).0),
             },
         });
         Ok(())
@@ -100,6 +101,7 @@ mod tests {
     fn the_recorded_books_follow_on_from_their_snapshots_in_time() {
         let r = replay(Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst");
         assert!(r.incidents.is_empty(), "{:?}", r.incidents);
+        assert_eq!(r.untimed, 0, "every delta has the venue\'s time: {r:?}");
         assert_eq!((r.books, r.valid), (10, 10), "{r:?}");
         assert!(r.applied > 100, "{r:?}");
     }

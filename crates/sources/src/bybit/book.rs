@@ -8,7 +8,7 @@
 use ck_book::BookSide;
 use ck_book::sync::{BookMessage, MessageKind, Sequence};
 use ck_bus::{Origin, RawMessage};
-use ck_model::Exchange;
+use ck_model::{Exchange, Ts};
 use serde::Deserialize;
 
 use crate::book::{BookReader, SymbolBook, changes};
@@ -18,6 +18,8 @@ const EX: Exchange = Exchange::Bybit;
 
 #[derive(Deserialize)]
 struct Push<'a> {
+    #[serde(default)]
+    ts: Option<i64>,
     #[serde(rename = "type")]
     kind: &'a str,
     #[serde(borrow)]
@@ -57,6 +59,7 @@ impl BookReader for BybitBooks {
                 });
             }
         };
+        let time = push.ts.map(|ms| Ts::from_millis(ms).0);
         let d = push.data;
         let mut levels = Vec::with_capacity(d.bids.len() + d.asks.len());
         changes(EX, BookSide::Bid, &d.bids, &mut levels)?;
@@ -71,6 +74,7 @@ impl BookReader for BybitBooks {
                 },
                 changes: levels,
                 checksum: None,
+                time,
             },
         });
         Ok(())
@@ -87,6 +91,7 @@ mod tests {
     fn the_recorded_books_run_on_by_one_update_id() {
         let r = replay(Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst");
         assert!(r.incidents.is_empty(), "{:?}", r.incidents);
+        assert_eq!(r.untimed, 0, "every delta has the venue\'s time: {r:?}");
         assert_eq!((r.books, r.valid), (2, 2), "{r:?}");
         assert!(r.applied > 500, "{r:?}");
     }

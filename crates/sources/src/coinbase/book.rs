@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use ck_book::BookSide;
 use ck_book::sync::{BookMessage, Change, MessageKind, Sequence};
 use ck_bus::{Origin, RawMessage};
-use ck_model::Exchange;
+use ck_model::{Exchange, Ts};
 use serde::Deserialize;
 
 use crate::book::{BookReader, SymbolBook, number};
@@ -28,6 +28,8 @@ struct Numbered {
 #[derive(Deserialize)]
 struct Message<'a> {
     channel: &'a str,
+    #[serde(default)]
+    timestamp: Option<&'a str>,
     #[serde(borrow, default)]
     events: Vec<Event<'a>>,
 }
@@ -80,6 +82,7 @@ impl BookReader for CoinbaseBooks {
         if m.channel != "l2_data" {
             return Ok(());
         }
+        let time = m.timestamp.and_then(|t| Ts::parse(t).ok()).map(|t| t.0);
         for e in m.events {
             let kind = match e.kind {
                 "snapshot" => MessageKind::Snapshot,
@@ -122,6 +125,7 @@ impl BookReader for CoinbaseBooks {
                     sequence: Sequence::Connection { skipped },
                     changes: levels,
                     checksum: None,
+                    time,
                 },
             });
         }
@@ -139,6 +143,7 @@ mod tests {
     fn the_recorded_books_see_every_number_of_the_connection() {
         let r = replay(Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst");
         assert!(r.incidents.is_empty(), "{:?}", r.incidents);
+        assert_eq!(r.untimed, 0, "every delta has the venue\'s time: {r:?}");
         assert_eq!((r.books, r.valid), (2, 2), "{r:?}");
         assert!(r.applied > 500, "{r:?}");
     }

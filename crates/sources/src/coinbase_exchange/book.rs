@@ -9,7 +9,7 @@
 use ck_book::BookSide;
 use ck_book::sync::{BookMessage, Change, MessageKind, Sequence};
 use ck_bus::{Origin, RawMessage};
-use ck_model::Exchange;
+use ck_model::{Exchange, Ts};
 use serde::Deserialize;
 
 use crate::book::{BookReader, SymbolBook, changes, number};
@@ -29,6 +29,8 @@ struct Message<'a> {
     asks: Vec<Vec<&'a str>>,
     #[serde(borrow, default)]
     changes: Vec<[&'a str; 3]>,
+    #[serde(default)]
+    time: Option<&'a str>,
 }
 
 /// Coinbase Exchange's book reader (module docs).
@@ -77,6 +79,7 @@ impl BookReader for CoinbaseExchangeBooks {
                 sequence: Sequence::None,
                 changes: levels,
                 checksum: None,
+                time: m.time.and_then(|t| Ts::parse(t).ok()).map(|t| t.0),
             },
         });
         Ok(())
@@ -93,6 +96,7 @@ mod tests {
     fn the_recorded_books_build_from_their_snapshots() {
         let r = replay(Exchange::CoinbaseExchange, "cryptofeed/COINBASE_EXCHANGE.ws.28.0");
         assert!(r.incidents.is_empty(), "{:?}", r.incidents);
+        assert_eq!(r.untimed, 0, "every delta has the venue\'s time: {r:?}");
         assert_eq!((r.books, r.valid), (10, 10), "{r:?}");
         assert!(r.applied > 1_000, "{r:?}");
     }

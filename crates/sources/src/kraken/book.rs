@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use ck_book::BookSide;
 use ck_book::sync::{BookMessage, Change, Checksum, MessageKind, Sequence};
 use ck_bus::{Origin, RawMessage};
-use ck_model::Exchange;
+use ck_model::{Exchange, Ts};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -83,6 +83,8 @@ struct V2Book<'a> {
     asks: Vec<V2Level<'a>>,
     #[serde(default)]
     checksum: Option<u32>,
+    #[serde(default)]
+    timestamp: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +145,7 @@ impl KrakenBooks {
                     sequence: Sequence::None,
                     changes: levels,
                     checksum: b.checksum.map(Checksum::Kraken),
+                    time: b.timestamp.and_then(|t| Ts::parse(t).ok()).map(|t| t.0),
                 },
             });
         }
@@ -181,10 +184,24 @@ impl BookReader for KrakenBooks {
         let mut levels = Vec::new();
         let mut kind = MessageKind::Delta;
         let mut checksum = None;
+        let mut time = None;
         for part in &frame[1..n - 2] {
             let p: Part<'_> = serde_json::from_str(part.get()).map_err(json(EX))?;
             if p.snapshot_asks.is_some() || p.snapshot_bids.is_some() {
                 kind = MessageKind::Snapshot;
+            }
+            // v1 times each level (`"1618678133.711310"`): the message's
+            // time is its latest.
+            for row in [&p.snapshot_asks, &p.snapshot_bids]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .chain(p.asks.iter())
+                .chain(p.bids.iter())
+            {
+                if let Some(t) = row.get(2).and_then(|t| Ts::parse_unix_secs(t).ok()) {
+                    time = time.max(Some(t.0));
+                }
             }
             changes(EX, BookSide::Ask, &p.snapshot_asks.unwrap_or_default(), &mut levels)?;
             changes(EX, BookSide::Bid, &p.snapshot_bids.unwrap_or_default(), &mut levels)?;
@@ -205,6 +222,7 @@ impl BookReader for KrakenBooks {
                 sequence: Sequence::None,
                 changes: levels,
                 checksum: checksum.map(Checksum::Kraken),
+                time,
             },
         });
         Ok(())
@@ -311,6 +329,7 @@ mod tests {
     fn the_recorded_books_keep_every_checksum() {
         let r = replay(Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst");
         assert!(r.incidents.is_empty(), "{:?}", &r.incidents[..r.incidents.len().min(5)]);
+        assert_eq!(r.untimed, 0, "every delta has the venue\'s time: {r:?}");
         assert_eq!((r.books, r.valid), (10, 10), "{r:?}");
         assert!(r.checksums > 4_000, "{r:?}");
     }

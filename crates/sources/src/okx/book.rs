@@ -9,7 +9,7 @@
 use ck_book::BookSide;
 use ck_book::sync::{BookMessage, Checksum, MessageKind, Sequence};
 use ck_bus::{Origin, RawMessage};
-use ck_model::Exchange;
+use ck_model::{Exchange, Ts};
 use serde::Deserialize;
 
 use crate::book::{BookReader, SymbolBook, changes};
@@ -42,6 +42,8 @@ struct Data<'a> {
     bids: Vec<Vec<&'a str>>,
     #[serde(default)]
     checksum: Option<i32>,
+    #[serde(default)]
+    ts: Option<&'a str>,
     #[serde(rename = "prevSeqId", default)]
     prev_seq_id: Option<i64>,
     #[serde(rename = "seqId", default)]
@@ -94,6 +96,10 @@ impl BookReader for OkxBooks {
                     sequence,
                     changes: levels,
                     checksum: d.checksum.map(Checksum::Okx),
+                    time: d
+                        .ts
+                        .and_then(|t| t.parse::<i64>().ok())
+                        .map(|ms| Ts::from_millis(ms).0),
                 },
             });
         }
@@ -111,6 +117,7 @@ mod tests {
     fn the_recorded_books_keep_every_checksum() {
         let r = replay(Exchange::Okx, "cryptofeed/OKX.jsonl.zst");
         assert!(r.incidents.is_empty(), "{:?}", r.incidents);
+        assert_eq!(r.untimed, 0, "every delta has the venue\'s time: {r:?}");
         assert_eq!(r.books, 3, "{r:?}");
         assert_eq!(r.valid, 3, "{r:?}");
         assert!(r.checksums > 100, "{r:?}");
