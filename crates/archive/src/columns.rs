@@ -784,6 +784,12 @@ pub(crate) fn read_file_select(
                 .collect()
         })
         .unwrap_or_default();
+    // A file says what it holds; book deltas and snapshots share a schema.
+    if let Some(found) = metadata.get("candlekeep.kind")
+        && found != kind
+    {
+        return Err(not(format!("a file of {found}")));
+    }
     let schema = meta.file_metadata().schema_descr();
     let mut columns: Vec<(String, u8, Values)> = Vec::new();
     for c in schema.columns() {

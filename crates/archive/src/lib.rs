@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod books;
 pub mod candles;
 mod columns;
 pub use columns::{DecimalShape, PIECE_ROWS, ROW_GROUP_ROWS, Written, footer};

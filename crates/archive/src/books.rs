@@ -1,0 +1,281 @@
+//! One instrument's order book as Parquet files: every level change of
+//! every delta applied ([`BookFile::Deltas`], kind `book_deltas`), and every
+//! level of the whole book at each snapshot ([`BookFile::Snapshots`], kind
+//! `book_snapshots`: at the start, after each resync, and at a cadence), so
+//! that the exact book at any instant is its last snapshot before it and
+//! the deltas after that snapshot. One schema for both:
+//!
+//! ```text
+//! message candlekeep_book_deltas {
+//!   REQUIRED INT64 ts_received (TIMESTAMP(NANOS,true));   -- delta-encoded
+//!   OPTIONAL INT64 ts_exchange (TIMESTAMP(NANOS,true));   -- delta-encoded
+//!   REQUIRED INT64 message;                               -- delta-encoded
+//!   REQUIRED BYTE_ARRAY side (STRING);                    -- dictionary: bid, ask
+//!   REQUIRED INT64 price (DECIMAL(18,P));                 -- delta-encoded
+//!   REQUIRED INT64 size (DECIMAL(18,S));                  -- dictionary
+//! }
+//! ```
+//!
+//! `message` numbers the venue's messages of the instrument in the order
+//! they were applied; the rows of one message share it, in the message's
+//! order (a price set twice in one message keeps the last). A size of zero
+//! in a delta removes the level. Rows are kept in the order written, which
+//! is the order of `message`. Decimals widen to 16-byte `DECIMAL(38, s)`
+//! where a value needs it, as in [`crate::trades`].
+
+use std::path::Path;
+
+use ck_model::{Decimal, Exchange, Instrument, Ts};
+
+use crate::Error;
+use crate::columns::{Column, DecimalShape, Enc, Values, read_file_span};
+
+/// Which of the two book files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BookFile {
+    /// Every level change of every delta.
+    Deltas,
+    /// Every level of each snapshot.
+    Snapshots,
+}
+
+impl BookFile {
+    /// The kind's name: `book_deltas` or `book_snapshots`.
+    #[must_use]
+    pub const fn kind(self) -> &'static str {
+        match self {
+            BookFile::Deltas => "book_deltas",
+            BookFile::Snapshots => "book_snapshots",
+        }
+    }
+}
+
+/// One level of one book message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookRow {
+    /// When candlekeep received the message.
+    pub ts_received: Ts,
+    /// The venue's time of the message, where it sends one.
+    pub ts_exchange: Option<Ts>,
+    /// The message's number (module docs).
+    pub message: i64,
+    /// True for a bid, false for an ask.
+    pub bid: bool,
+    /// The price.
+    pub price: Decimal,
+    /// The size now at that price (zero in a delta: removed).
+    pub size: Decimal,
+}
+
+/// One instrument's book rows read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookRows {
+    /// The venue.
+    pub exchange: Exchange,
+    /// The instrument.
+    pub instrument: Instrument,
+    /// The rows, in the order written.
+    pub rows: Vec<BookRow>,
+}
+
+/// What a book file must be able to hold: the prices' and sizes' shapes,
+/// learnt from its rows before they are written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookShape {
+    exchange: Exchange,
+    instrument: Instrument,
+    prices: DecimalShape,
+    sizes: DecimalShape,
+}
+
+impl BookShape {
+    /// The shape of no rows yet.
+    #[must_use]
+    pub fn new(exchange: Exchange, instrument: &Instrument) -> BookShape {
+        BookShape {
+            exchange,
+            instrument: instrument.clone(),
+            prices: DecimalShape::default(),
+            sizes: DecimalShape::default(),
+        }
+    }
+
+    /// Takes `row` into account.
+    pub fn observe(&mut self, row: &BookRow) {
+        self.prices.observe(row.price);
+        self.sizes.observe(row.size);
+    }
+
+    fn columns(&self, rows: &[&BookRow]) -> Result<Vec<Column>, String> {
+        Ok(vec![
+            Column::times("ts_received", rows.iter().map(|r| r.ts_received.0)),
+            Column {
+                name: "ts_exchange",
+                logical: "TIMESTAMP(NANOS,true)".into(),
+                optional: true,
+                enc: Enc::Delta,
+                values: Values::I64(rows.iter().map(|r| r.ts_exchange.map(|t| t.0)).collect()),
+            },
+            Column {
+                name: "message",
+                logical: String::new(),
+                optional: false,
+                enc: Enc::Delta,
+                values: Values::I64(rows.iter().map(|r| Some(r.message)).collect()),
+            },
+            Column::words(
+                "side",
+                rows.iter().map(|r| if r.bid { "bid" } else { "ask" }),
+            ),
+            Column::decimals_as(
+                "price",
+                false,
+                Enc::Delta,
+                self.prices,
+                rows.iter().map(|r| Some(r.price)),
+            )?,
+            Column::decimals_as(
+                "size",
+                false,
+                Enc::Dictionary,
+                self.sizes,
+                rows.iter().map(|r| Some(r.size)),
+            )?,
+        ])
+    }
+}
+
+crate::columns::batch_writer!(
+    /// A file of book deltas written a batch at a time, in the order given.
+    BookDeltaWriter,
+    BookShape,
+    BookRow,
+    "book_deltas"
+);
+
+crate::columns::batch_writer!(
+    /// A file of book snapshots written a batch at a time, in the order given.
+    BookSnapshotWriter,
+    BookShape,
+    BookRow,
+    "book_snapshots"
+);
+
+/// Writes `rows` (one exchange and instrument, in message order) to `path`
+/// as a file of `file`'s kind, and fsyncs it.
+///
+/// # Errors
+/// When the file cannot be written, or a value has no exact representation.
+pub fn write_book_rows(
+    path: &Path,
+    file: BookFile,
+    (exchange, instrument): (Exchange, &Instrument),
+    rows: &[BookRow],
+) -> Result<crate::Written, Error> {
+    let mut shape = BookShape::new(exchange, instrument);
+    for r in rows {
+        shape.observe(r);
+    }
+    match file {
+        BookFile::Deltas => {
+            let mut w = BookDeltaWriter::create(path, shape)?;
+            w.write(rows)?;
+            w.finish()
+        }
+        BookFile::Snapshots => {
+            let mut w = BookSnapshotWriter::create(path, shape)?;
+            w.write(rows)?;
+            w.finish()
+        }
+    }
+}
+
+/// Reads a file [`write_book_rows`] wrote as `file`'s kind.
+///
+/// # Errors
+/// When the file cannot be read, or is not such a file.
+pub fn read_book_rows(path: &Path, file: BookFile) -> Result<BookRows, Error> {
+    let data = read_file_span(path, file.kind(), None)?;
+    let not = |why: String| Error::NotArchive {
+        path: path.to_owned(),
+        kind: file.kind(),
+        why,
+    };
+    let (exchange, instrument) = data.owner().map_err(not)?;
+    let ts_received = data.ints("ts_received").map_err(not)?;
+    let ts_exchange = data.ints("ts_exchange").map_err(not)?;
+    let message = data.ints("message").map_err(not)?;
+    let side = data.strings("side").map_err(not)?;
+    let price = data.decimals("price").map_err(not)?;
+    let size = data.decimals("size").map_err(not)?;
+    let mut rows = Vec::with_capacity(data.rows);
+    for i in 0..data.rows {
+        let missing = || not(format!("row {i} misses a required value"));
+        let bid = match side[i].as_deref() {
+            Some("bid") => true,
+            Some("ask") => false,
+            other => return Err(not(format!("row {i}: side {other:?}"))),
+        };
+        rows.push(BookRow {
+            ts_received: Ts(ts_received[i].ok_or_else(missing)?),
+            ts_exchange: ts_exchange[i].map(Ts),
+            message: message[i].ok_or_else(missing)?,
+            bid,
+            price: price[i].ok_or_else(missing)?,
+            size: size[i].ok_or_else(missing)?,
+        });
+    }
+    Ok(BookRows {
+        exchange,
+        instrument,
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(t: &str) -> Decimal {
+        Decimal::parse(t).expect(t)
+    }
+
+    #[test]
+    fn book_rows_round_trip_exactly_in_their_order() {
+        let instrument = Instrument::parse("BTC-USDT").expect("instrument");
+        let mut rows = Vec::new();
+        for m in 0..50_000i64 {
+            rows.push(BookRow {
+                ts_received: Ts(1_723_161_600_000_000_000 + m * 100_000_000),
+                ts_exchange: (m % 7 != 0).then(|| Ts(1_723_161_600_000_000_000 + m * 99_000_000)),
+                message: m / 3,
+                bid: m % 2 == 0,
+                price: Decimal::new(6_000_000 + i128::from(m % 500) - 250, 2),
+                size: if m % 5 == 0 {
+                    d("0")
+                } else {
+                    Decimal::new(i128::from(m % 97), 4)
+                },
+            });
+        }
+        // A wide price and a size of another scale.
+        rows[10].price = d("12345678901234567.8901");
+        rows[11].size = d("0.000000001");
+        let dir = tempfile::tempdir().expect("dir");
+        for file in [BookFile::Deltas, BookFile::Snapshots] {
+            let path = dir.path().join(format!("{}.parquet", file.kind()));
+            write_book_rows(&path, file, (Exchange::Binance, &instrument), &rows).expect("written");
+            let back = read_book_rows(&path, file).expect("read");
+            assert_eq!(
+                (back.exchange, &back.instrument),
+                (Exchange::Binance, &instrument)
+            );
+            assert_eq!(back.rows, rows, "{file:?}");
+            let other = match file {
+                BookFile::Deltas => BookFile::Snapshots,
+                BookFile::Snapshots => BookFile::Deltas,
+            };
+            assert!(read_book_rows(&path, other).is_err(), "the kind is checked");
+        }
+    }
+}
