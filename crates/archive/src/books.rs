@@ -232,6 +232,58 @@ pub fn read_book_rows(path: &Path, file: BookFile) -> Result<BookRows, Error> {
     })
 }
 
+/// The exact book at `at` (by receive time) from one instrument's rows:
+/// the last snapshot received at or before `at`, then every delta after it
+/// (a higher message number) received at or before `at`, in order.
+/// `None` when no snapshot was received by then.
+///
+/// # Errors
+/// A row the book cannot hold (more than 18 significant digits).
+pub fn book_at(
+    snapshots: &[BookRow],
+    deltas: &[BookRow],
+    at: Ts,
+) -> Result<Option<ck_book::Book>, ck_book::BookError> {
+    let Some(last) = snapshots
+        .iter()
+        .filter(|r| r.ts_received <= at)
+        .map(|r| r.message)
+        .max()
+    else {
+        return Ok(None);
+    };
+    let mut book = ck_book::Book::new();
+    let levels: Vec<_> = snapshots
+        .iter()
+        .filter(|r| r.message == last)
+        .map(|r| Ok((side(r), fixed(r.price)?, fixed(r.size)?)))
+        .collect::<Result<_, ck_book::BookError>>()?;
+    book.load(levels)?;
+    for r in deltas
+        .iter()
+        .skip_while(|r| r.message <= last)
+        .take_while(|r| r.ts_received <= at)
+    {
+        book.apply(side(r), fixed(r.price)?, fixed(r.size)?)?;
+    }
+    Ok(Some(book))
+}
+
+fn side(r: &BookRow) -> ck_book::BookSide {
+    if r.bid {
+        ck_book::BookSide::Bid
+    } else {
+        ck_book::BookSide::Ask
+    }
+}
+
+/// A decimal as a book number.
+fn fixed(d: Decimal) -> Result<ck_book::Fixed, ck_book::BookError> {
+    i64::try_from(d.mantissa())
+        .map(|m| ck_book::Fixed::new(m, d.scale()))
+        .map_err(|_| ck_book::BookError::TooPrecise(d.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,9 @@ pub enum BookError {
         /// The book's scale.
         scale: u8,
     },
+    /// A number with more digits than a book holds (18 significant).
+    #[error("{0} has more digits than a book holds")]
+    TooPrecise(String),
     /// A size below zero.
     #[error("a negative size {size} at {price}")]
     NegativeSize {
@@ -264,6 +267,23 @@ impl Book {
                 levels.drain(..levels.len() - depth);
             }
         }
+    }
+
+    /// [`Book::truncate`], appending each level dropped (with its side) to
+    /// `dropped`: a recorder stores their removal.
+    pub fn truncate_into(&mut self, depth: usize, dropped: &mut Vec<(BookSide, Level)>) {
+        for side in [BookSide::Bid, BookSide::Ask] {
+            let n = self.len(side);
+            if n > depth {
+                // The worst levels are the first of the vector.
+                let cut: Vec<Level> = self.side(side)[..n - depth]
+                    .iter()
+                    .map(|s| self.level(side, s))
+                    .collect();
+                dropped.extend(cut.into_iter().map(|l| (side, l)));
+            }
+        }
+        self.truncate(depth);
     }
 
     /// Bytes the book holds, its vectors' capacity included.

@@ -194,6 +194,8 @@ pub struct BookSync {
     first_after_snapshot: bool,
     /// Diffs held while waiting for a snapshot (Range and Time rules).
     held: Vec<BookMessage>,
+    /// Levels the last message's cut to depth dropped, for a recorder.
+    dropped: Vec<(BookSide, crate::Level)>,
     /// Checksums checked, and messages applied, since the start.
     checksums: u64,
     applied: u64,
@@ -211,6 +213,7 @@ impl BookSync {
             last: None,
             first_after_snapshot: false,
             held: Vec::new(),
+            dropped: Vec::new(),
             checksums: 0,
             applied: 0,
         }
@@ -233,6 +236,13 @@ impl BookSync {
     #[must_use]
     pub fn checksums_checked(&self) -> u64 {
         self.checksums
+    }
+
+    /// The levels the cut to depth dropped after the last message applied
+    /// (a recorder stores their removal with it).
+    #[must_use]
+    pub fn dropped(&self) -> &[(BookSide, crate::Level)] {
+        &self.dropped
     }
 
     /// Messages applied so far.
@@ -361,8 +371,9 @@ impl BookSync {
         for c in changes {
             self.book.apply(c.side, c.price, c.size)?;
         }
+        self.dropped.clear();
         if let Some(depth) = self.depth {
-            self.book.truncate(depth);
+            self.book.truncate_into(depth, &mut self.dropped);
         }
         if let Some(sum) = checksum {
             let (sent, ours) = match sum {
@@ -464,6 +475,7 @@ mod tests {
             2,
             "10, and 2 from the held 100..=103"
         );
+
         assert_eq!(s.on_message(range(104, 104, "3")), Ok(Outcome::Applied));
         assert_eq!(s.on_message(range(90, 104, "4")), Ok(Outcome::Stale));
         // A skipped diff: the book is invalid until a snapshot.

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod book;
+pub mod book_keeper;
 pub mod capture;
 mod flat_json;
 pub mod history;
