@@ -97,16 +97,7 @@ impl Book {
     /// Sets the level at `price` on `side` to `size`; a zero size removes
     /// it (a removal of a level the book does not hold changes nothing).
     pub fn apply(&mut self, side: BookSide, price: Fixed, size: Fixed) -> Result<(), BookError> {
-        if size.mantissa < 0 {
-            return Err(BookError::NegativeSize { price, size });
-        }
-        if price.scale > self.scale {
-            self.raise_scale(price)?;
-        }
-        let key = price.mantissa_at(self.scale).ok_or(BookError::OutOfRange {
-            price,
-            scale: self.scale,
-        })?;
+        let key = self.key_of(price, size)?;
         let (levels, key) = match side {
             BookSide::Bid => (&mut self.bids, key),
             BookSide::Ask => (&mut self.asks, -key),
@@ -178,16 +169,7 @@ impl Book {
         levels: impl IntoIterator<Item = (BookSide, Fixed, Fixed)>,
     ) -> Result<(), BookError> {
         for (side, price, size) in levels {
-            if size.mantissa < 0 {
-                return Err(BookError::NegativeSize { price, size });
-            }
-            if price.scale > self.scale {
-                self.raise_scale(price)?;
-            }
-            let key = price.mantissa_at(self.scale).ok_or(BookError::OutOfRange {
-                price,
-                scale: self.scale,
-            })?;
+            let key = self.key_of(price, size)?;
             let (side, key) = match side {
                 BookSide::Bid => (&mut self.bids, key),
                 BookSide::Ask => (&mut self.asks, -key),
@@ -200,6 +182,21 @@ impl Book {
             });
         }
         Ok(())
+    }
+
+    /// The key of `price` at the book's scale (raised first if `price` is
+    /// finer), after checking `size`.
+    fn key_of(&mut self, price: Fixed, size: Fixed) -> Result<i64, BookError> {
+        if size.mantissa < 0 {
+            return Err(BookError::NegativeSize { price, size });
+        }
+        if price.scale > self.scale {
+            self.raise_scale(price)?;
+        }
+        price.mantissa_at(self.scale).ok_or(BookError::OutOfRange {
+            price,
+            scale: self.scale,
+        })
     }
 
     /// Every key times 10^(price's scale - the book's): a finer price came.

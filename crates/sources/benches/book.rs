@@ -34,7 +34,7 @@ struct Item {
 }
 
 use ck_model::Exchange;
-use ck_sources::book::{SymbolBook, book_reader_for};
+use ck_sources::book::{BOOK_RECORDINGS, SymbolBook, book_reader_for};
 use ck_sources::recordings::Recording;
 
 fn root() -> PathBuf {
@@ -60,22 +60,12 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
-    let recordings = [
-        (Exchange::Binance, "BINANCE.jsonl.zst"),
-        (Exchange::Bitfinex, "BITFINEX.jsonl.zst"),
-        (Exchange::Bitstamp, "BITSTAMP.jsonl.zst"),
-        (Exchange::Bybit, "BYBIT.jsonl.zst"),
-        (Exchange::Coinbase, "COINBASE.jsonl.zst"),
-        (Exchange::CoinbaseExchange, "COINBASE_EXCHANGE.ws.28.0"),
-        (Exchange::Kraken, "KRAKEN.jsonl.zst"),
-        (Exchange::Okx, "OKX.jsonl.zst"),
-    ];
     let mut names: Vec<(Exchange, String)> = Vec::new();
     let mut stream: Vec<Item> = Vec::new();
     let mut changes = 0usize;
     let mut messages = 0usize;
-    for (exchange, file) in recordings {
-        let path = ck_testkit::fixture(&format!("cryptofeed/{file}"));
+    for (exchange, file) in BOOK_RECORDINGS {
+        let path = ck_testkit::fixture(file);
         let mut reader = book_reader_for(exchange).expect("a book reader");
         let mut read = Vec::new();
         for raw in Recording::open_as(&path, Some(exchange)).expect("open") {

@@ -6,7 +6,7 @@
 //! keeps what the venue numbers per connection (channel ids, sequence
 //! numbers across channels).
 
-use ck_book::sync::{BookMessage, Change};
+use ck_book::sync::{BookMessage, Change, MessageKind};
 use ck_book::{BookSide, Fixed};
 use ck_bus::RawMessage;
 use ck_model::Exchange;
@@ -40,6 +40,42 @@ pub trait BookReader: Send {
 #[must_use]
 pub fn book_reader_for(exchange: Exchange) -> Option<Box<dyn BookReader>> {
     crate::venues::venue(exchange).and_then(|v| v.book.map(|make| make()))
+}
+
+/// The cryptofeed recordings with book traffic, by venue (tests and the
+/// engine bench replay them).
+pub const BOOK_RECORDINGS: [(Exchange, &str); 8] = [
+    (Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst"),
+    (Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst"),
+    (Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst"),
+    (Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst"),
+    (Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst"),
+    (
+        Exchange::CoinbaseExchange,
+        "cryptofeed/COINBASE_EXCHANGE.ws.28.0",
+    ),
+    (Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst"),
+    (Exchange::Okx, "cryptofeed/OKX.jsonl.zst"),
+];
+
+/// A message's kind from the venue's word for it.
+pub(crate) fn kind(
+    exchange: Exchange,
+    field: &'static str,
+    text: &str,
+    (snapshot, delta): (&str, &str),
+) -> Result<MessageKind, ParseError> {
+    if text == snapshot {
+        Ok(MessageKind::Snapshot)
+    } else if text == delta {
+        Ok(MessageKind::Delta)
+    } else {
+        Err(ParseError::BadField {
+            exchange,
+            field,
+            value: text.to_owned(),
+        })
+    }
 }
 
 /// A number of a book level, as written.
@@ -184,6 +220,29 @@ pub(crate) mod tests {
     /// Replays the fixture `relative` through `exchange`'s book reader.
     pub(crate) fn replay(exchange: Exchange, relative: &str) -> Replayed {
         replay_without(exchange, relative, None)
+    }
+
+    /// [`replay`], which must find `books` books, all valid at the end,
+    /// no incident, at least `applied` messages applied, and (`timed`)
+    /// the venue's time on every delta.
+    pub(crate) fn replay_clean(
+        exchange: Exchange,
+        relative: &str,
+        books: usize,
+        applied: u64,
+        timed: bool,
+    ) -> Replayed {
+        let r = replay(exchange, relative);
+        assert!(r.incidents.is_empty(), "{exchange}: {:?}", r.incidents);
+        assert_eq!((r.books, r.valid), (books, books), "{exchange}: {r:?}");
+        assert!(r.applied >= applied, "{exchange}: {r:?}");
+        if timed {
+            assert_eq!(
+                r.untimed, 0,
+                "{exchange}: every delta has the venue's time: {r:?}"
+            );
+        }
+        r
     }
 
     /// Replays the fixture `relative` with the `nth` raw message that

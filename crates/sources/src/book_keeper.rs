@@ -278,7 +278,7 @@ mod tests {
     }
 
     fn record(exchange: Exchange, file: &str) -> Recorded {
-        let path = ck_testkit::fixture(&format!("cryptofeed/{file}"));
+        let path = ck_testkit::fixture(file);
         // A snapshot every 5 s of receive time: many cadence snapshots.
         let mut keeper = BookKeeper::new(exchange, 5_000_000_000).expect("a keeper");
         let mut rows: HashMap<String, (Vec<BookRow>, Vec<BookRow>)> = HashMap::new();
@@ -391,16 +391,7 @@ mod tests {
     #[test]
     fn the_book_at_any_instant_is_rebuilt_exactly_from_the_archive() {
         let mut total = (0, 0, 0, 0);
-        for (exchange, file) in [
-            (Exchange::Binance, "BINANCE.jsonl.zst"),
-            (Exchange::Bitfinex, "BITFINEX.jsonl.zst"),
-            (Exchange::Bitstamp, "BITSTAMP.jsonl.zst"),
-            (Exchange::Bybit, "BYBIT.jsonl.zst"),
-            (Exchange::Coinbase, "COINBASE.jsonl.zst"),
-            (Exchange::CoinbaseExchange, "COINBASE_EXCHANGE.ws.28.0"),
-            (Exchange::Kraken, "KRAKEN.jsonl.zst"),
-            (Exchange::Okx, "OKX.jsonl.zst"),
-        ] {
+        for (exchange, file) in crate::book::BOOK_RECORDINGS {
             let r = record(exchange, file);
             assert!(r.checked > 10, "{exchange}: {} instants", r.checked);
             assert!(r.deltas > 0, "{exchange}");

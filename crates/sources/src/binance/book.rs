@@ -147,14 +147,10 @@ fn depth_symbol(url: &str) -> Option<&str> {
 mod tests {
     use ck_model::Exchange;
 
-    use crate::book::tests::replay;
+    use crate::book::tests::replay_clean;
 
     #[test]
     fn the_recorded_books_follow_the_update_ids_from_their_snapshots() {
-        let r = replay(Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst");
-        assert!(r.incidents.is_empty(), "{:?}", r.incidents);
-        assert_eq!(r.untimed, 0, "every delta has the venue\'s time: {r:?}");
-        assert_eq!((r.books, r.valid), (4, 4), "{r:?}");
-        assert!(r.applied > 100, "{r:?}");
+        replay_clean(Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst", 4, 100, true);
     }
 }

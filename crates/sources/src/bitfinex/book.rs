@@ -200,14 +200,11 @@ fn bad(field: &'static str, data: &str) -> ParseError {
 mod tests {
     use ck_model::Exchange;
 
-    use crate::book::tests::replay;
+    use crate::book::tests::replay_clean;
 
     #[test]
     fn the_recorded_books_see_every_number_of_the_connection() {
-        let r = replay(Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst");
-        assert!(r.incidents.is_empty(), "{:?}", r.incidents);
-        assert!(r.books >= 5, "{r:?}");
-        assert_eq!(r.valid, r.books, "{r:?}");
-        assert!(r.applied > 100, "{r:?}");
+        // No venue time: the connection's flags asked for none.
+        replay_clean(Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst", 7, 100, false);
     }
 }
