@@ -78,6 +78,25 @@ pub(crate) fn kind(
     }
 }
 
+/// A level's side from the venue's words for bids and asks.
+pub(crate) fn side(
+    exchange: Exchange,
+    text: &str,
+    (bids, asks): (&[&str], &[&str]),
+) -> Result<BookSide, ParseError> {
+    if bids.contains(&text) {
+        Ok(BookSide::Bid)
+    } else if asks.contains(&text) {
+        Ok(BookSide::Ask)
+    } else {
+        Err(ParseError::BadField {
+            exchange,
+            field: "side",
+            value: text.to_owned(),
+        })
+    }
+}
+
 /// A number of a book level, as written.
 pub(crate) fn number(
     exchange: Exchange,

@@ -9,13 +9,12 @@
 
 use std::collections::HashSet;
 
-use ck_book::BookSide;
 use ck_book::sync::{BookMessage, Change, Sequence};
 use ck_bus::{Origin, RawMessage};
 use ck_model::{Exchange, Ts};
 use serde::Deserialize;
 
-use crate::book::{BookReader, SymbolBook, kind, number};
+use crate::book::{BookReader, SymbolBook, kind, number, side};
 use crate::parse::{ParseError, json};
 
 const EX: Exchange = Exchange::Coinbase;
@@ -87,17 +86,7 @@ impl BookReader for CoinbaseBooks {
             let kind = kind(EX, "type", e.kind, ("snapshot", "update"))?;
             let mut levels = Vec::with_capacity(e.updates.len());
             for u in &e.updates {
-                let side = match u.side {
-                    "bid" => BookSide::Bid,
-                    "offer" | "ask" => BookSide::Ask,
-                    other => {
-                        return Err(ParseError::BadField {
-                            exchange: EX,
-                            field: "side",
-                            value: other.to_owned(),
-                        });
-                    }
-                };
+                let side = side(EX, u.side, (&["bid"], &["offer", "ask"]))?;
                 levels.push(Change {
                     side,
                     price: number(EX, "price_level", u.price_level)?,

@@ -12,7 +12,7 @@ use ck_bus::{Origin, RawMessage};
 use ck_model::{Exchange, Ts};
 use serde::Deserialize;
 
-use crate::book::{BookReader, SymbolBook, changes, number};
+use crate::book::{self, BookReader, SymbolBook, changes, number};
 use crate::parse::{ParseError, json};
 
 const EX: Exchange = Exchange::CoinbaseExchange;
@@ -53,17 +53,7 @@ impl BookReader for CoinbaseExchangeBooks {
             MessageKind::Snapshot
         } else {
             for [side, price, size] in &m.changes {
-                let side = match *side {
-                    "buy" => BookSide::Bid,
-                    "sell" => BookSide::Ask,
-                    other => {
-                        return Err(ParseError::BadField {
-                            exchange: EX,
-                            field: "side",
-                            value: other.to_owned(),
-                        });
-                    }
-                };
+                let side = book::side(EX, side, (&["buy"], &["sell"]))?;
                 levels.push(Change {
                     side,
                     price: number(EX, "price", price)?,
