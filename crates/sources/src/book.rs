@@ -42,10 +42,15 @@ pub fn book_reader_for(exchange: Exchange) -> Option<Box<dyn BookReader>> {
     crate::venues::venue(exchange).and_then(|v| v.book.map(|make| make()))
 }
 
-/// The cryptofeed recordings with book traffic, by venue (tests and the
-/// engine bench replay them).
-pub const BOOK_RECORDINGS: [(Exchange, &str); 8] = [
+/// The recordings with book traffic, by venue (tests and the engine bench
+/// replay them): cryptofeed's, and hftbacktest's six minutes of Binance
+/// BTCUSDT depth.
+pub const BOOK_RECORDINGS: [(Exchange, &str); 9] = [
     (Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst"),
+    (
+        Exchange::Binance,
+        "hftbacktest/binance_spot_btcusdt_20240808.gz",
+    ),
     (Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst"),
     (Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst"),
     (Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst"),
@@ -144,7 +149,7 @@ pub(crate) mod tests {
 
     use std::collections::{BTreeMap, HashMap};
 
-    use ck_book::sync::{BookSync, MessageKind, Outcome, State};
+    use ck_book::sync::{BookSync, MessageKind, Outcome, Sequence, State};
     use ck_model::Exchange;
 
     use super::*;
@@ -169,6 +174,17 @@ pub(crate) mod tests {
     struct Plain {
         bids: BTreeMap<ck_model::Decimal, String>,
         asks: BTreeMap<ck_model::Decimal, String>,
+        /// Diffs received before the snapshot.
+        held: Vec<BookMessage>,
+    }
+
+    /// Whether a held diff is newer than the snapshot that came after it.
+    fn newer(diff: Sequence, snapshot: Sequence) -> bool {
+        match (diff, snapshot) {
+            (Sequence::Range { last, .. }, Sequence::Range { last: id, .. }) => last > id,
+            (Sequence::Time(t), Sequence::Time(at)) => t > at,
+            _ => true,
+        }
     }
 
     impl Plain {
@@ -317,11 +333,18 @@ pub(crate) mod tests {
                 if message.kind == MessageKind::Delta && message.time.is_none() {
                     out.untimed += 1;
                 }
-                let held = sync.state() == State::Waiting;
+                let waiting = sync.state() == State::Waiting;
                 match sync.on_message(message.clone()) {
                     Ok(Outcome::Stale) => out.stale += 1,
-                    Ok(Outcome::Applied) if !held || message.kind == MessageKind::Snapshot => {
+                    Ok(Outcome::Held) => plain.held.push(message),
+                    Ok(Outcome::Applied) if !waiting || message.kind == MessageKind::Snapshot => {
                         plain.apply(&message, depth);
+                        // Diffs held for the snapshot: those newer than it.
+                        for held in std::mem::take(&mut plain.held) {
+                            if newer(held.sequence, message.sequence) {
+                                plain.apply(&held, depth);
+                            }
+                        }
                         plain.assert_same(sync.book(), &symbol);
                     }
                     Ok(_) => {}
@@ -350,6 +373,12 @@ pub(crate) mod tests {
                 Exchange::Binance,
                 "cryptofeed/BINANCE.jsonl.zst",
                 50,
+                "sequence gap",
+            ),
+            (
+                Exchange::Binance,
+                "hftbacktest/binance_spot_btcusdt_20240808.gz",
+                2_000,
                 "sequence gap",
             ),
             (
