@@ -1,16 +1,16 @@
 //! The L2 book engine: exact, pure and small.
 //!
-//! Each side is one vector of levels sorted so that the best level is the
-//! last: bids by price, asks by negated price. Venues change the levels
-//! near the top far more often than deep ones, so an insert or a removal
-//! moves few levels, and a lookup is a binary search over a few thousand
-//! at most. Prices are kept as integers at one scale for the whole book
+//! Each side is a [`Ladder`]: levels sorted by a key (bids by price, asks
+//! by negated price), the best ones in a vector with the best last, where
+//! venues change levels far more often than deep down, the rest in a
+//! B-tree. Prices are kept as integers at one scale for the whole book
 //! (the largest a venue has written for it, raised when a finer price
 //! comes); each level also keeps the scales its price and size were
 //! written with, so the venue's own text, and a checksum over it, can be
 //! made again.
 
 use crate::fixed::Fixed;
+use crate::ladder::{Ladder, Slot};
 
 /// A bid or an ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,25 +55,15 @@ pub enum BookError {
     },
 }
 
-/// A level as kept: the sort key (the price at the book's scale, negated
-/// for asks) and the size's mantissa, with the scales they were written at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Slot {
-    key: i64,
-    size: i64,
-    price_scale: u8,
-    size_scale: u8,
-}
-
 /// An exact L2 order book (module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Book {
     /// Scale of every key.
     scale: u8,
-    /// Ascending by price: the best bid last.
-    bids: Vec<Slot>,
-    /// Ascending by negated price: the best ask last.
-    asks: Vec<Slot>,
+    /// Keyed by price.
+    bids: Ladder,
+    /// Keyed by negated price.
+    asks: Ladder,
 }
 
 /// 10^n for n up to 18.
@@ -102,28 +92,15 @@ impl Book {
             BookSide::Bid => (&mut self.bids, key),
             BookSide::Ask => (&mut self.asks, -key),
         };
-        let at = find(levels, key);
-        match (at, size.is_zero()) {
-            (Ok(i), true) => {
-                levels.remove(i);
-            }
-            (Err(_), true) => {}
-            (Ok(i), false) => {
-                let slot = &mut levels[i];
-                slot.size = size.mantissa;
-                slot.size_scale = size.scale;
-                slot.price_scale = price.scale;
-            }
-            (Err(i), false) => levels.insert(
-                i,
-                Slot {
-                    key,
-                    size: size.mantissa,
-                    price_scale: price.scale,
-                    size_scale: size.scale,
-                },
-            ),
-        }
+        levels.apply(
+            Slot {
+                key,
+                size: size.mantissa,
+                price_scale: price.scale,
+                size_scale: size.scale,
+            },
+            size.is_zero(),
+        );
         Ok(())
     }
 
@@ -137,20 +114,36 @@ impl Book {
         levels: impl IntoIterator<Item = (BookSide, Fixed, Fixed)>,
     ) -> Result<(), BookError> {
         self.clear();
-        let result = self.push_all(levels);
-        if result.is_err() {
-            self.clear();
-            return result;
+        let levels: Vec<(BookSide, Fixed, Fixed)> = levels.into_iter().collect();
+        // Keys at the snapshot's finest scale.
+        if let Some(finest) = levels.iter().map(|l| l.1).max_by_key(|p| p.scale)
+            && finest.scale > self.scale
+        {
+            self.raise_scale(finest)?;
         }
-        for side in [&mut self.bids, &mut self.asks] {
-            if side.windows(2).all(|w| w[0].key >= w[1].key) {
-                side.reverse();
+        let (mut bids, mut asks) = (Vec::new(), Vec::new());
+        for (side, price, size) in levels {
+            let key = self.key_of(price, size)?;
+            let (slots, key) = match side {
+                BookSide::Bid => (&mut bids, key),
+                BookSide::Ask => (&mut asks, -key),
+            };
+            slots.push(Slot {
+                key,
+                size: size.mantissa,
+                price_scale: price.scale,
+                size_scale: size.scale,
+            });
+        }
+        for (side, mut slots) in [(&mut self.bids, bids), (&mut self.asks, asks)] {
+            if slots.windows(2).all(|w| w[0].key >= w[1].key) {
+                slots.reverse();
                 // Equal keys are now last-written first: keep the first.
-                side.dedup_by_key(|s| s.key);
+                slots.dedup_by_key(|s| s.key);
             } else {
                 // Stable: of equal keys, the last written stays last.
-                side.sort_by_key(|s| s.key);
-                side.dedup_by(|later, kept| {
+                slots.sort_by_key(|s| s.key);
+                slots.dedup_by(|later, kept| {
                     let same = later.key == kept.key;
                     if same {
                         *kept = *later;
@@ -158,28 +151,8 @@ impl Book {
                     same
                 });
             }
-            side.retain(|s| s.size != 0);
-        }
-        Ok(())
-    }
-
-    /// Pushes `levels` unsorted (for [`Book::load`]).
-    fn push_all(
-        &mut self,
-        levels: impl IntoIterator<Item = (BookSide, Fixed, Fixed)>,
-    ) -> Result<(), BookError> {
-        for (side, price, size) in levels {
-            let key = self.key_of(price, size)?;
-            let (side, key) = match side {
-                BookSide::Bid => (&mut self.bids, key),
-                BookSide::Ask => (&mut self.asks, -key),
-            };
-            side.push(Slot {
-                key,
-                size: size.mantissa,
-                price_scale: price.scale,
-                size_scale: size.scale,
-            });
+            slots.retain(|s| s.size != 0);
+            side.load_sorted(slots);
         }
         Ok(())
     }
@@ -206,20 +179,14 @@ impl Book {
             price,
             scale: price.scale,
         })?;
-        let fits = self
-            .bids
-            .iter()
-            .chain(&self.asks)
-            .all(|s| s.key.checked_mul(factor).is_some());
-        if !fits {
+        if !(self.bids.keys_fit(factor) && self.asks.keys_fit(factor)) {
             return Err(BookError::OutOfRange {
                 price,
                 scale: price.scale,
             });
         }
-        for s in self.bids.iter_mut().chain(self.asks.iter_mut()) {
-            s.key *= factor;
-        }
+        self.bids.scale_keys(factor);
+        self.asks.scale_keys(factor);
         self.scale = price.scale;
         Ok(())
     }
@@ -245,52 +212,45 @@ impl Book {
     /// The best level on `side`.
     #[must_use]
     pub fn best(&self, side: BookSide) -> Option<Level> {
-        self.side(side).last().map(|s| self.level(side, s))
+        self.side(side).best().map(|s| self.level(side, s))
     }
 
     /// The levels of `side`, best first.
-    pub fn levels(&self, side: BookSide) -> impl ExactSizeIterator<Item = Level> + '_ {
+    pub fn levels(&self, side: BookSide) -> impl Iterator<Item = Level> + '_ {
         self.side(side)
-            .iter()
-            .rev()
-            .map(move |s| self.level(side, s))
+            .best_first()
+            .map(move |s| self.level(side, &s))
     }
 
     /// Keeps the best `depth` levels of each side (venues whose checksum
     /// covers a book cut to the depth subscribed).
     pub fn truncate(&mut self, depth: usize) {
-        for levels in [&mut self.bids, &mut self.asks] {
-            if levels.len() > depth {
-                levels.drain(..levels.len() - depth);
-            }
-        }
+        self.bids.truncate(depth, None);
+        self.asks.truncate(depth, None);
     }
 
     /// [`Book::truncate`], appending each level dropped (with its side) to
     /// `dropped`: a recorder stores their removal.
     pub fn truncate_into(&mut self, depth: usize, dropped: &mut Vec<(BookSide, Level)>) {
+        let mut cut = Vec::new();
         for side in [BookSide::Bid, BookSide::Ask] {
-            let n = self.len(side);
-            if n > depth {
-                // The worst levels are the first of the vector.
-                let cut: Vec<Level> = self.side(side)[..n - depth]
-                    .iter()
-                    .map(|s| self.level(side, s))
-                    .collect();
-                dropped.extend(cut.into_iter().map(|l| (side, l)));
+            cut.clear();
+            match side {
+                BookSide::Bid => self.bids.truncate(depth, Some(&mut cut)),
+                BookSide::Ask => self.asks.truncate(depth, Some(&mut cut)),
             }
+            dropped.extend(cut.iter().map(|s| (side, self.level(side, s))));
         }
-        self.truncate(depth);
     }
 
-    /// Bytes the book holds, its vectors' capacity included.
+    /// Bytes the book holds: its top levels' vectors with their spare
+    /// capacity, and an estimate for the levels in the B-trees.
     #[must_use]
     pub fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Book>()
-            + (self.bids.capacity() + self.asks.capacity()) * std::mem::size_of::<Slot>()
+        std::mem::size_of::<Book>() + self.bids.state_bytes() + self.asks.state_bytes()
     }
 
-    fn side(&self, side: BookSide) -> &[Slot] {
+    fn side(&self, side: BookSide) -> &Ladder {
         match side {
             BookSide::Bid => &self.bids,
             BookSide::Ask => &self.asks,
@@ -309,25 +269,6 @@ impl Book {
             size: Fixed::new(s.size, s.size_scale),
         }
     }
-}
-
-/// Where `key` is (or would go) in `levels`: the last few levels (the top
-/// of the book, where most changes fall) are looked at first.
-fn find(levels: &[Slot], key: i64) -> Result<usize, usize> {
-    const NEAR: usize = 8;
-    let n = levels.len();
-    let near = n.saturating_sub(NEAR);
-    if levels.get(near).is_some_and(|s| s.key <= key) {
-        for (i, s) in levels.iter().enumerate().skip(near) {
-            match s.key.cmp(&key) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => return Ok(i),
-                std::cmp::Ordering::Greater => return Err(i),
-            }
-        }
-        return Err(n);
-    }
-    levels[..near].binary_search_by(|s| s.key.cmp(&key))
 }
 
 #[cfg(test)]
@@ -499,11 +440,16 @@ mod tests {
                 assert_eq!(asks, want, "asks at step {step}");
             }
         }
-        // 24 bytes a level, the vectors' growth at most doubling it.
+        // A top level is 24 bytes, a top vector's room at most a spill's
+        // worth more; a deep level is estimated at 40.
         let levels = b.len(BookSide::Bid) + b.len(BookSide::Ask);
+        assert!(levels > 2 * crate::ladder::TOP_MAX, "deep levels: {levels}");
         assert_eq!(std::mem::size_of::<Slot>(), 24);
         assert!(
-            b.state_bytes() <= std::mem::size_of::<Book>() + levels * 2 * 24,
+            b.state_bytes()
+                <= std::mem::size_of::<Book>()
+                    + 2 * (crate::ladder::TOP_MAX + 1) * 24
+                    + levels * crate::ladder::DEEP_LEVEL_BYTES,
             "{} bytes for {levels} levels",
             b.state_bytes()
         );

@@ -10,6 +10,7 @@
 mod book;
 pub mod checksum;
 mod fixed;
+mod ladder;
 pub mod stats;
 pub mod sync;
 
