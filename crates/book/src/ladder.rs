@@ -27,6 +27,17 @@ struct Deep {
     size_scale: u8,
 }
 
+impl Deep {
+    fn slot(self, key: i64) -> Slot {
+        Slot {
+            key,
+            size: self.size,
+            price_scale: self.price_scale,
+            size_scale: self.size_scale,
+        }
+    }
+}
+
 /// The top holds at most this many levels; then its worst [`SPILL`] go deep.
 pub(crate) const TOP_MAX: usize = 1_024;
 /// Levels moved deep at once.
@@ -81,12 +92,7 @@ impl Ladder {
             .iter()
             .rev()
             .copied()
-            .chain(self.deep.iter().rev().map(|(&key, d)| Slot {
-                key,
-                size: d.size,
-                price_scale: d.price_scale,
-                size_scale: d.size_scale,
-            }))
+            .chain(self.deep.iter().rev().map(|(&key, d)| d.slot(key)))
     }
 
     /// Sets `slot`'s level, or removes the level at its key.
@@ -127,12 +133,7 @@ impl Ladder {
         let mut up = Vec::with_capacity(REFILL + self.top.len());
         while up.len() < REFILL {
             match self.deep.pop_last() {
-                Some((key, d)) => up.push(Slot {
-                    key,
-                    size: d.size,
-                    price_scale: d.price_scale,
-                    size_scale: d.size_scale,
-                }),
+                Some((key, d)) => up.push(d.slot(key)),
                 None => break,
             }
         }
@@ -164,12 +165,7 @@ impl Ladder {
             };
             over -= 1;
             if let Some(out) = dropped.as_deref_mut() {
-                out.push(Slot {
-                    key,
-                    size: d.size,
-                    price_scale: d.price_scale,
-                    size_scale: d.size_scale,
-                });
+                out.push(d.slot(key));
             }
         }
         if over > 0 {
