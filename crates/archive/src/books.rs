@@ -11,7 +11,7 @@
 //!   OPTIONAL INT64 ts_exchange (TIMESTAMP(NANOS,true));   -- delta-encoded
 //!   REQUIRED INT64 message;                               -- delta-encoded
 //!   REQUIRED BYTE_ARRAY side (STRING);                    -- dictionary: bid, ask
-//!   REQUIRED INT64 price (DECIMAL(18,P));                 -- delta-encoded
+//!   REQUIRED INT64 price (DECIMAL(18,P));                 -- dictionary
 //!   REQUIRED INT64 size (DECIMAL(18,S));                  -- dictionary
 //! }
 //! ```
@@ -21,7 +21,11 @@
 //! order (a price set twice in one message keeps the last). A size of zero
 //! in a delta removes the level. Rows are kept in the order written, which
 //! is the order of `message`. Decimals widen to 16-byte `DECIMAL(38, s)`
-//! where a value needs it, as in [`crate::trades`].
+//! where a value needs it, as in [`crate::trades`]. Prices are
+//! dictionary-encoded, not delta-encoded as trades' are: a book's changes
+//! come back to the same few hundred prices, and move between bids and
+//! asks (5.0 bytes a delta row against 6.6 on hftbacktest's BTCUSDT
+//! depth).
 
 use std::path::Path;
 
@@ -130,7 +134,7 @@ impl BookShape {
             Column::decimals_as(
                 "price",
                 false,
-                Enc::Delta,
+                Enc::Dictionary,
                 self.prices,
                 rows.iter().map(|r| Some(r.price)),
             )?,
