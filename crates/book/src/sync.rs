@@ -253,7 +253,7 @@ impl BookSync {
 
     /// Takes one message. An `Err` is an incident: the book is now invalid
     /// and waits for a fresh snapshot.
-    pub fn on_message(&mut self, msg: BookMessage) -> Result<Outcome, Incident> {
+    pub fn on_message(&mut self, msg: &BookMessage) -> Result<Outcome, Incident> {
         self.take(msg).map_err(|cause| {
             self.invalidate();
             Incident { cause }
@@ -267,7 +267,7 @@ impl BookSync {
         self.held.clear();
     }
 
-    fn take(&mut self, msg: BookMessage) -> Result<Outcome, Cause> {
+    fn take(&mut self, msg: &BookMessage) -> Result<Outcome, Cause> {
         if msg.kind == MessageKind::Snapshot {
             self.book
                 .load(msg.changes.iter().map(|c| (c.side, c.price, c.size)))?;
@@ -278,7 +278,7 @@ impl BookSync {
                 matches!(msg.sequence, Sequence::Range { .. } | Sequence::Time(_));
             // Diffs held before it, in order, under the same rules.
             for held in std::mem::take(&mut self.held) {
-                self.take(held)?;
+                self.take(&held)?;
             }
             return Ok(Outcome::Applied);
         }
@@ -290,7 +290,7 @@ impl BookSync {
                 if self.held.len() >= MAX_HELD {
                     return Err(Cause::SnapshotLate(self.held.len()));
                 }
-                self.held.push(msg);
+                self.held.push(msg.clone());
                 return Ok(Outcome::Held);
             }
             return Ok(Outcome::Ignored);
@@ -461,10 +461,10 @@ mod tests {
     fn range_diffs_wait_for_the_snapshot_then_follow_on() {
         let mut s = BookSync::new(None);
         // Diffs before the snapshot are held; those it covers are dropped.
-        assert_eq!(s.on_message(range(95, 99, "1")), Ok(Outcome::Held));
-        assert_eq!(s.on_message(range(100, 103, "2")), Ok(Outcome::Held));
+        assert_eq!(s.on_message(&range(95, 99, "1")), Ok(Outcome::Held));
+        assert_eq!(s.on_message(&range(100, 103, "2")), Ok(Outcome::Held));
         assert_eq!(
-            s.on_message(snapshot(Sequence::Range {
+            s.on_message(&snapshot(Sequence::Range {
                 first: 101,
                 last: 101
             })),
@@ -476,16 +476,16 @@ mod tests {
             "10, and 2 from the held 100..=103"
         );
 
-        assert_eq!(s.on_message(range(104, 104, "3")), Ok(Outcome::Applied));
-        assert_eq!(s.on_message(range(90, 104, "4")), Ok(Outcome::Stale));
+        assert_eq!(s.on_message(&range(104, 104, "3")), Ok(Outcome::Applied));
+        assert_eq!(s.on_message(&range(90, 104, "4")), Ok(Outcome::Stale));
         // A skipped diff: the book is invalid until a snapshot.
-        let err = s.on_message(range(106, 107, "5")).expect_err("gap");
+        let err = s.on_message(&range(106, 107, "5")).expect_err("gap");
         assert!(matches!(err.cause, Cause::Gap { .. }), "{err}");
         assert_eq!(s.state(), State::Waiting);
         assert!(s.book().is_empty());
-        assert_eq!(s.on_message(range(108, 108, "6")), Ok(Outcome::Held));
+        assert_eq!(s.on_message(&range(108, 108, "6")), Ok(Outcome::Held));
         assert_eq!(
-            s.on_message(snapshot(Sequence::Range {
+            s.on_message(&snapshot(Sequence::Range {
                 first: 110,
                 last: 110
             })),
@@ -493,7 +493,7 @@ mod tests {
             "the held diff is older than the new snapshot"
         );
         // The first diff after a snapshot must reach the id after it.
-        let err = s.on_message(range(112, 113, "7")).expect_err("too new");
+        let err = s.on_message(&range(112, 113, "7")).expect_err("too new");
         assert!(err.to_string().contains("spanning 111"), "{err}");
     }
 
@@ -507,29 +507,29 @@ mod tests {
                 vec![change(BookSide::Ask, "12", "1")],
             )
         };
-        assert_eq!(s.on_message(delta(None, 5)), Ok(Outcome::Ignored));
-        s.on_message(snapshot(Sequence::Chain {
+        assert_eq!(s.on_message(&delta(None, 5)), Ok(Outcome::Ignored));
+        s.on_message(&snapshot(Sequence::Chain {
             prev: None,
             this: 5,
         }))
         .expect("snapshot");
-        assert_eq!(s.on_message(delta(None, 6)), Ok(Outcome::Applied));
-        assert_eq!(s.on_message(delta(Some(6), 9)), Ok(Outcome::Applied));
-        assert!(s.on_message(delta(None, 11)).is_err(), "10 is missing");
-        assert_eq!(s.on_message(delta(None, 12)), Ok(Outcome::Ignored));
+        assert_eq!(s.on_message(&delta(None, 6)), Ok(Outcome::Applied));
+        assert_eq!(s.on_message(&delta(Some(6), 9)), Ok(Outcome::Applied));
+        assert!(s.on_message(&delta(None, 11)).is_err(), "10 is missing");
+        assert_eq!(s.on_message(&delta(None, 12)), Ok(Outcome::Ignored));
     }
 
     #[test]
     fn times_drop_what_the_snapshot_covers_and_must_not_go_back() {
         let mut s = BookSync::new(None);
-        s.on_message(snapshot(Sequence::Time(1_000)))
+        s.on_message(&snapshot(Sequence::Time(1_000)))
             .expect("snapshot");
         let at = |t| msg(MessageKind::Delta, Sequence::Time(t), vec![]);
-        assert_eq!(s.on_message(at(999)), Ok(Outcome::Stale));
-        assert_eq!(s.on_message(at(1_000)), Ok(Outcome::Stale));
-        assert_eq!(s.on_message(at(1_001)), Ok(Outcome::Applied));
-        assert_eq!(s.on_message(at(1_001)), Ok(Outcome::Applied));
-        assert!(s.on_message(at(1_000)).is_err());
+        assert_eq!(s.on_message(&at(999)), Ok(Outcome::Stale));
+        assert_eq!(s.on_message(&at(1_000)), Ok(Outcome::Stale));
+        assert_eq!(s.on_message(&at(1_001)), Ok(Outcome::Applied));
+        assert_eq!(s.on_message(&at(1_001)), Ok(Outcome::Applied));
+        assert!(s.on_message(&at(1_000)).is_err());
     }
 
     #[test]
@@ -541,7 +541,7 @@ mod tests {
         for c in &snap.changes {
             book.apply(c.side, c.price, c.size).expect("level");
         }
-        let err = s.on_message(snap.clone()).expect_err("wrong checksum");
+        let err = s.on_message(&snap.clone()).expect_err("wrong checksum");
         assert_eq!(
             err.cause,
             Cause::Checksum {
@@ -550,10 +550,10 @@ mod tests {
             }
         );
         snap.checksum = Some(Checksum::Okx(checksum::okx(&book)));
-        assert_eq!(s.on_message(snap), Ok(Outcome::Applied));
+        assert_eq!(s.on_message(&snap), Ok(Outcome::Applied));
         assert_eq!(s.checksums_checked(), 1);
         let err = s
-            .on_message(msg(
+            .on_message(&msg(
                 MessageKind::Delta,
                 Sequence::Connection { skipped: true },
                 vec![],

@@ -334,7 +334,7 @@ pub(crate) mod tests {
                     out.untimed += 1;
                 }
                 let waiting = sync.state() == State::Waiting;
-                match sync.on_message(message.clone()) {
+                match sync.on_message(&message) {
                     Ok(Outcome::Stale) => out.stale += 1,
                     Ok(Outcome::Held) => plain.held.push(message),
                     Ok(Outcome::Applied) if !waiting || message.kind == MessageKind::Snapshot => {

@@ -127,10 +127,8 @@ impl BookKeeper {
                 last_snapshot: None,
                 last_at: Ts(i64::MIN),
             });
-            let snapshot = message.kind == MessageKind::Snapshot;
-            let delta = (message.kind == MessageKind::Delta).then(|| message.changes.clone());
             let time = message.time;
-            match kept.sync.on_message(message) {
+            match kept.sync.on_message(&message) {
                 Ok(Outcome::Applied) => {
                     // Rows are in arrival order; their receive times are
                     // kept from going back (a REST answer can be stamped
@@ -138,7 +136,7 @@ impl BookKeeper {
                     // an instant is the rows up to it.
                     let at = Ts(raw.ts_received.0.max(kept.last_at.0));
                     kept.last_at = at;
-                    if snapshot {
+                    if message.kind == MessageKind::Snapshot {
                         kept.message += 1;
                         kept.last_snapshot = Some(at);
                         out.push(BookOutput::Rows {
@@ -146,16 +144,9 @@ impl BookKeeper {
                             file: BookFile::Snapshots,
                             rows: book_rows(kept.sync.book(), kept.message, at, time),
                         });
-                    } else if let Some(changes) = delta {
+                    } else {
                         kept.message += 1;
-                        let msg = BookMessage {
-                            kind: MessageKind::Delta,
-                            sequence: ck_book::sync::Sequence::None,
-                            changes,
-                            checksum: None,
-                            time,
-                        };
-                        let mut out_rows = rows_of(kept.message, at, &msg);
+                        let mut out_rows = rows_of(kept.message, at, &message);
                         // Levels the cut to depth dropped: removed.
                         out_rows.extend(kept.sync.dropped().iter().map(|(side, l)| {
                             row(kept.message, at, time, *side, l.price, Fixed::new(0, 0))

@@ -28,6 +28,8 @@ struct Numbered {
 struct Message<'a> {
     channel: &'a str,
     #[serde(default)]
+    sequence_num: Option<u64>,
+    #[serde(default)]
     timestamp: Option<&'a str>,
     #[serde(borrow, default)]
     events: Vec<Event<'a>>,
@@ -59,25 +61,35 @@ pub struct CoinbaseBooks {
     seen: HashSet<String>,
 }
 
+impl CoinbaseBooks {
+    /// Takes the connection's next number: one skipped makes every book
+    /// seen suspect.
+    fn number(&mut self, n: Option<u64>) {
+        if let Some(n) = n {
+            if self.last.is_some_and(|last| n != last + 1) {
+                self.suspect.extend(self.seen.iter().cloned());
+            }
+            self.last = Some(n);
+        }
+    }
+}
+
 impl BookReader for CoinbaseBooks {
     fn read(&mut self, raw: &RawMessage, out: &mut Vec<SymbolBook>) -> Result<(), ParseError> {
         if raw.origin != Origin::Ws {
             return Ok(());
         }
-        // Every message counts towards the connection's numbering.
-        if raw.data.contains("\"sequence_num\"") {
-            let n: Numbered = serde_json::from_str(&raw.data).map_err(json(EX))?;
-            if let Some(n) = n.sequence_num {
-                if self.last.is_some_and(|last| n != last + 1) {
-                    self.suspect.extend(self.seen.iter().cloned());
-                }
-                self.last = Some(n);
-            }
-        }
+        // Every message counts towards the connection's numbering; a book
+        // message is read once, its number with it.
         if !raw.data.contains("\"l2_data\"") {
+            if raw.data.contains("\"sequence_num\"") {
+                let n: Numbered = serde_json::from_str(&raw.data).map_err(json(EX))?;
+                self.number(n.sequence_num);
+            }
             return Ok(());
         }
         let m: Message<'_> = serde_json::from_str(&raw.data).map_err(json(EX))?;
+        self.number(m.sequence_num);
         if m.channel != "l2_data" {
             return Ok(());
         }

@@ -306,7 +306,7 @@ mod tests {
                         .entry(b.symbol.clone())
                         .or_insert_with(|| ck_book::sync::BookSync::new(depth));
                     let has_checksum = b.message.checksum.is_some();
-                    sync.on_message(b.message).expect("no incident");
+                    sync.on_message(&b.message).expect("no incident");
                     checked += usize::from(has_checksum);
                 }
             }

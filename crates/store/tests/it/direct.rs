@@ -29,6 +29,17 @@ fn trade(i: usize, price: &str) -> Trade {
 
 /// A durable SQLite store under `dir`, the archive's root, and the two
 /// as one tiered store.
+/// The archive file of the first day's trades of `instrument`.
+fn trades_file(root: &std::path::Path, instrument: &Instrument) -> std::path::PathBuf {
+    ck_archive::layout::day_file(
+        root,
+        ck_archive::layout::Kind::Trades,
+        Exchange::Binance,
+        instrument,
+        FIRST_DAY,
+    )
+}
+
 fn tiered(dir: &std::path::Path) -> (Arc<dyn Store>, std::path::PathBuf, TieredStore) {
     let inner: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.join("ck.sqlite"), Durability::Full).expect("open"));
@@ -79,13 +90,7 @@ async fn rows_that_need_other_columns_than_the_first_row_group_go_to_the_store()
         report.trades, chunk as u64,
         "the first row group: {report:?}"
     );
-    let file = ck_archive::layout::day_file(
-        &root,
-        ck_archive::layout::Kind::Trades,
-        Exchange::Binance,
-        &trades[0].instrument,
-        FIRST_DAY,
-    );
+    let file = trades_file(&root, &trades[0].instrument);
     let (rows, _) = ck_archive::footer(&file, "ts_exchange").expect("footer");
     assert_eq!(rows, chunk as u64);
     let all = RangeQuery {
@@ -117,13 +122,7 @@ async fn a_day_that_cannot_be_written_fails_the_import_and_the_next_one_writes_i
     let (inner, root, store) = tiered(dir.path());
     let chunk = ck_archive::ROW_GROUP_ROWS;
     let trades: Vec<Trade> = (0..chunk + 10).map(|i| trade(i, "60000.25")).collect();
-    let file = ck_archive::layout::day_file(
-        &root,
-        ck_archive::layout::Kind::Trades,
-        Exchange::Binance,
-        &trades[0].instrument,
-        FIRST_DAY,
-    );
+    let file = trades_file(&root, &trades[0].instrument);
     let folder = file.parent().expect("the day's folder").to_owned();
     std::fs::create_dir_all(folder.parent().expect("parent")).expect("mkdir");
     std::fs::write(&folder, b"in the way").expect("blocker");
