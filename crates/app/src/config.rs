@@ -56,6 +56,8 @@ pub struct AppConfig {
     pub retention: RetentionConfig,
     /// The archive of settled days, as Parquet files.
     pub archive: ArchiveConfig,
+    /// How captured order books are kept.
+    pub books: BooksConfig,
     /// Alert rules and notification channels.
     pub alerts: AlertsConfig,
     /// Which stream joins collectors, processors and API nodes (NATS or
@@ -82,6 +84,7 @@ impl Default for AppConfig {
             api: ApiConfig::default(),
             retention: RetentionConfig::default(),
             archive: ArchiveConfig::default(),
+            books: BooksConfig::default(),
             alerts: AlertsConfig::default(),
             cluster: ClusterConfig::default(),
             nats: NatsConfig::default(),
@@ -94,6 +97,9 @@ impl Default for AppConfig {
                 stale_after_secs: default_stale_secs(),
                 api: None,
                 rest_url: None,
+                books: false,
+                book_depth: None,
+                book_depths: std::collections::BTreeMap::new(),
             })],
         }
     }
@@ -380,6 +386,33 @@ impl ArchiveConfig {
     }
 }
 
+/// Order books (`[books]`), for live sources with `books = true`: kept in
+/// the archive's folder as `book_snapshots` and `book_deltas` files, one
+/// pair per part of a book's day.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BooksConfig {
+    /// Seconds between whole-book snapshots recorded between deltas, so a
+    /// book at any instant is rebuilt from at most this much of them.
+    pub snapshot_every_secs: u64,
+    /// Seconds a part of a book's files stays open before it is finished
+    /// and a new one begins (with a snapshot): what a crash can lose of
+    /// the book files (the tape keeps every message regardless).
+    pub part_secs: u64,
+    /// Book updates queued between the connections and the recorder.
+    pub queue: usize,
+}
+
+impl Default for BooksConfig {
+    fn default() -> Self {
+        BooksConfig {
+            snapshot_every_secs: 600,
+            part_secs: 3_600,
+            queue: 4_096,
+        }
+    }
+}
+
 /// Alerts: rules (as `/api/v1/alerts` takes them) and the channels they
 /// notify. Rules can also be created over the API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -566,6 +599,17 @@ pub struct VenueSourceConfig {
     /// has its REST history (Coinbase Exchange), if absent; `""` for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rest_url: Option<String>,
+    /// Capture the instruments' order books too (`[books]` says how they
+    /// are kept).
+    #[serde(default)]
+    pub books: bool,
+    /// Levels a side each book is asked for, where the venue takes a
+    /// depth (the nearest it offers at or above); 1,000 if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub book_depth: Option<usize>,
+    /// Depth per instrument, over `book_depth`: `{ "BTC-USDT" = 5000 }`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub book_depths: std::collections::BTreeMap<String, usize>,
 }
 
 impl SourceConfig {
@@ -680,6 +724,19 @@ impl AppConfig {
         if self.api.ws_queue == 0 || self.api.ws_heartbeat_secs == 0 {
             return Err(invalid(
                 "api.ws_queue and api.ws_heartbeat_secs must be above zero".into(),
+            ));
+        }
+        if self.books.snapshot_every_secs == 0 || self.books.part_secs == 0 || self.books.queue == 0
+        {
+            return Err(invalid(
+                "books.snapshot_every_secs, books.part_secs and books.queue must be above zero"
+                    .into(),
+            ));
+        }
+        if self.books.part_secs > 86_400 {
+            return Err(invalid(
+                "books.part_secs is at most 86400: a part of a book's files lasts at most a day"
+                    .into(),
             ));
         }
         if self.archive.every_secs == 0 {

@@ -28,9 +28,11 @@ use ck_sources::live::{ConnectorSnapshot, ConnectorStatus};
 use crate::backfill::{BackfillContext, BackfillJob, JobMeter, JobReport, run_jobs};
 use ck_processors::candles::{AggregatorStats, CandleAggregator, CandleRunner, RunnerConfig};
 use ck_sinks::{StoreWriter, WriterStats};
+use ck_sources::book_recorder::{RecorderSettings, RecorderStats, run_book_recorder};
 use ck_sources::capture::{CaptureStats, TapeSettings, run_capture};
 use ck_sources::history::History;
 use ck_sources::import::{ImportStats, ImportTarget, import_file};
+use ck_sources::live::books::BookEvent;
 use ck_sources::poll::{PollStats, PollTarget, run_ticker_poll};
 use ck_sources::repair::{Histories, RepairStats, run_gap_repair, startup_seed};
 /// How a replay source runs (its speed, and the venue of files that do not say it).
@@ -128,6 +130,8 @@ pub struct PipelineReport {
     pub capture: Option<CaptureStats>,
     /// Gap repair, if it ran (live sources with REST).
     pub repair: Option<RepairStats>,
+    /// The book recorder, if any live source captured order books.
+    pub books: Option<RecorderStats>,
     /// What a collector published to NATS (in place of the candle stage
     /// and store writer), if this process is one.
     pub collector: Option<crate::cluster::CollectorStats>,
@@ -225,7 +229,7 @@ pub async fn run_pipeline_with(
     settings: &Settings,
     runtime: &Runtime,
     store: Arc<dyn Store>,
-    sources: Vec<Source>,
+    mut sources: Vec<Source>,
     wall_clock: Option<Arc<dyn Clock>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<PipelineReport> {
@@ -322,6 +326,26 @@ pub async fn run_pipeline_with(
         }
         histories.insert(exchange, (venue.history)(client));
     }
+    // Order books: each live source that captures them gets the recorder's
+    // queue and its venue's REST client (for venues whose books start
+    // from a REST snapshot).
+    let (book_tx, book_rx) = channel::<BookEvent>("books", settings.config.books.queue);
+    let mut recording_books = false;
+    for source in &mut sources {
+        let Source::Live { protocol, config } = source else {
+            continue;
+        };
+        let Some(books) = config.books.as_mut() else {
+            continue;
+        };
+        books.sink = Some(book_tx.clone());
+        books.rest = match &config.rest_url {
+            Some(url) => Some(client_for(protocol.exchange(), url)?),
+            None => None,
+        };
+        recording_books = true;
+    }
+    drop(book_tx);
     let (gap_tx, gap_rx) = ck_bus::gap_queue::gap_queue();
     let repairing = live && !histories.is_empty();
     let repair = if repairing {
@@ -389,6 +413,7 @@ pub async fn run_pipeline_with(
 
     // Live sources send raw messages through the capture stage (tape, then
     // parse); files are parsed by their own readers.
+    let mut books_task = None;
     let (raw_tx, capture) = if live {
         let (raw_tx, raw_rx) = channel::<RawMessage>("raw", settings.config.pipeline.ingest_queue);
         let tape = settings.config.tape.enabled.then(|| TapeSettings {
@@ -397,6 +422,20 @@ pub async fn run_pipeline_with(
             flush_interval: Duration::from_secs(1),
         });
         let capture = tracker.spawn(run_capture(raw_rx, ingest_tx.clone(), tape));
+        if recording_books {
+            let recorder = RecorderSettings {
+                root: settings.config.archive.root(&settings.data_dir),
+                part_ns: i64::try_from(settings.config.books.part_secs)
+                    .unwrap_or(86_400)
+                    .saturating_mul(1_000_000_000),
+            };
+            books_task = Some(tracker.spawn(run_book_recorder(
+                book_rx,
+                ingest_tx.clone(),
+                runtime.books.clone(),
+                recorder,
+            )));
+        }
         for info in listings {
             raw_tx
                 .send(info)
@@ -549,6 +588,16 @@ pub async fn run_pipeline_with(
         },
         None => None,
     };
+    let books = match books_task {
+        Some(task) => match task.await.context("book recorder panicked")? {
+            Ok(stats) => Some(stats),
+            Err(e) => {
+                source_error.get_or_insert(e.into());
+                None
+            }
+        },
+        None => None,
+    };
     let repair = match repair {
         Some(task) => Some(task.await.context("gap repair panicked")?),
         None => None,
@@ -641,6 +690,7 @@ pub async fn run_pipeline_with(
         writer,
         capture,
         repair,
+        books,
         collector,
         packed,
         archived,
@@ -657,8 +707,11 @@ async fn run_live(
     registry: Arc<ck_sources::live::ConnectorRegistry>,
 ) -> anyhow::Result<SourceReport> {
     // One connection per group of instruments the venue allows on one.
-    let groups =
-        ck_sources::live::connector::connection_groups(protocol.as_ref(), &config.instruments);
+    let groups = ck_sources::live::connector::connection_groups(
+        protocol.as_ref(),
+        &config.instruments,
+        config.books.is_some(),
+    );
     if groups.len() > 1 {
         tracing::info!(exchange = %protocol.exchange(), connections = groups.len(), "instruments split over connections (the venue's limit per connection)");
     }

@@ -24,6 +24,9 @@ pub struct Runtime {
     /// Live trades, quotes and candles for WebSocket clients, alerts and the
     /// Redis sink (the candle stage publishes; nobody waits on a slow reader).
     pub feed: LiveFeed,
+    /// The order books captured live (the book recorder keeps them; the
+    /// API reads them).
+    pub books: ck_bus::books::LiveBooks,
     /// A collector's stream (NATS or Kafka): the pipeline publishes there
     /// instead of building candles and writing the store.
     pub publish_to: Option<Bus>,
@@ -36,6 +39,7 @@ impl Runtime {
         Runtime {
             connectors: Arc::default(),
             feed: ck_bus::live_feed(LIVE_FEED_CAPACITY),
+            books: ck_bus::books::LiveBooks::default(),
             publish_to: None,
         }
     }

@@ -4,7 +4,9 @@ use ck_model::{Exchange, Instrument};
 use ck_sources::live::BackoffPolicy;
 use ck_sources::live::connector::LiveConfig;
 
-use crate::config::{AppConfig, SourceConfig};
+use ck_sources::live::books::{BookCapture, DEFAULT_DEPTH};
+
+use crate::config::{AppConfig, BooksConfig, SourceConfig, VenueSourceConfig};
 use crate::pipeline::{ReplayOptions, Source};
 
 /// The sources `config` names, in order.
@@ -13,10 +15,37 @@ use crate::pipeline::{ReplayOptions, Source};
 /// When an instrument cannot be read, or a venue has no live connector or
 /// public REST root where one is needed.
 pub fn from_config(config: &AppConfig) -> anyhow::Result<Vec<Source>> {
-    config.sources.iter().map(source_of).collect()
+    config
+        .sources
+        .iter()
+        .map(|s| source_of(s, &config.books))
+        .collect()
 }
 
-fn source_of(s: &SourceConfig) -> anyhow::Result<Source> {
+/// A live source's book settings; the REST client and the recorder's
+/// queue are joined when the pipeline starts.
+fn book_capture(v: &VenueSourceConfig, books: &BooksConfig) -> anyhow::Result<BookCapture> {
+    for (instrument, depth) in &v.book_depths {
+        Instrument::parse(instrument)?;
+        if !v.instruments.contains(instrument) {
+            anyhow::bail!("book_depths names {instrument}, which the source does not capture");
+        }
+        if *depth == 0 {
+            anyhow::bail!("book_depths: {instrument} needs a depth above zero");
+        }
+    }
+    Ok(BookCapture {
+        depth: v.book_depth.unwrap_or(DEFAULT_DEPTH).max(1),
+        depths: v.book_depths.clone().into_iter().collect(),
+        snapshot_every_ns: i64::try_from(books.snapshot_every_secs)
+            .unwrap_or(i64::MAX / 1_000_000_000)
+            .saturating_mul(1_000_000_000),
+        rest: None,
+        sink: None,
+    })
+}
+
+fn source_of(s: &SourceConfig, books: &BooksConfig) -> anyhow::Result<Source> {
     Ok(match s {
         SourceConfig::Replay {
             files,
@@ -72,6 +101,7 @@ fn source_of(s: &SourceConfig) -> anyhow::Result<Source> {
                         Some(url) => Some(url.clone()),
                         None => Some(venue.rest_url.to_owned()),
                     },
+                    books: v.books.then(|| book_capture(v, books)).transpose()?,
                 },
             }
         }

@@ -27,7 +27,7 @@
 //! asks (5.0 bytes a delta row against 6.6 on hftbacktest's BTCUSDT
 //! depth).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ck_model::{Decimal, Exchange, Instrument, Ts};
 
@@ -274,11 +274,7 @@ pub fn book_at(
 }
 
 fn side(r: &BookRow) -> ck_book::BookSide {
-    if r.bid {
-        ck_book::BookSide::Bid
-    } else {
-        ck_book::BookSide::Ask
-    }
+    r.side()
 }
 
 /// A decimal as a book number.
@@ -286,6 +282,176 @@ fn fixed(d: Decimal) -> Result<ck_book::Fixed, ck_book::BookError> {
     i64::try_from(d.mantissa())
         .map(|m| ck_book::Fixed::new(m, d.scale()))
         .map_err(|_| ck_book::BookError::TooPrecise(d.to_string()))
+}
+
+impl BookRow {
+    /// The row's side of the book.
+    #[must_use]
+    pub fn side(&self) -> ck_book::BookSide {
+        if self.bid {
+            ck_book::BookSide::Bid
+        } else {
+            ck_book::BookSide::Ask
+        }
+    }
+
+    /// The row as a book level: side, price and size.
+    ///
+    /// # Errors
+    /// A number the book cannot hold (more than 18 significant digits).
+    pub fn level(
+        &self,
+    ) -> Result<(ck_book::BookSide, ck_book::Fixed, ck_book::Fixed), ck_book::BookError> {
+        Ok((self.side(), fixed(self.price)?, fixed(self.size)?))
+    }
+}
+
+/// One part of a book's recorded files: a `book_snapshots` file and a
+/// `book_deltas` file of one name, `part-<from>-<to>.parquet` (receive
+/// times in ns, 19 digits), in the folder of the UTC day of `from`. A part
+/// begins with a snapshot at `from`, and the book is known from its rows
+/// until `to`; a time in no part is a time the book was unknown (an
+/// incident, a lost connection, before capture). A part being written is
+/// `part-<from>.parquet.partial`, which readers pass over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookPart {
+    /// When its first snapshot was received.
+    pub from: Ts,
+    /// Until when the book is known from it.
+    pub to: Ts,
+    /// Its snapshots file.
+    pub snapshots: PathBuf,
+    /// Its deltas file.
+    pub deltas: PathBuf,
+}
+
+/// The folder of one day of one instrument's book files of `file`'s kind.
+#[must_use]
+pub fn book_day_dir(
+    root: &Path,
+    file: BookFile,
+    exchange: Exchange,
+    instrument: &Instrument,
+    day: i64,
+) -> PathBuf {
+    crate::layout::instrument_dir_named(root, file.kind(), exchange, instrument)
+        .join(format!("date={}", crate::layout::date_text(day)))
+}
+
+/// The name of a finished part.
+#[must_use]
+pub fn part_name(from: Ts, to: Ts) -> String {
+    format!("part-{:019}-{:019}.parquet", from.0, to.0)
+}
+
+/// The name of a part being written.
+#[must_use]
+pub fn open_part_name(from: Ts) -> String {
+    format!("part-{:019}.parquet.partial", from.0)
+}
+
+fn parse_part_name(name: &str) -> Option<(Ts, Ts)> {
+    let (from, to) = name
+        .strip_prefix("part-")?
+        .strip_suffix(".parquet")?
+        .split_once('-')?;
+    Some((Ts(from.parse().ok()?), Ts(to.parse().ok()?)))
+}
+
+/// The finished parts of one day of one instrument's book, by `from`:
+/// those whose snapshots and deltas files are both there.
+///
+/// # Errors
+/// When a folder cannot be read.
+pub fn book_parts(
+    root: &Path,
+    exchange: Exchange,
+    instrument: &Instrument,
+    day: i64,
+) -> Result<Vec<BookPart>, Error> {
+    let snapshots_dir = book_day_dir(root, BookFile::Snapshots, exchange, instrument, day);
+    let deltas_dir = book_day_dir(root, BookFile::Deltas, exchange, instrument, day);
+    let entries = match std::fs::read_dir(&snapshots_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: snapshots_dir,
+                source,
+            });
+        }
+    };
+    let mut parts = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io {
+            path: snapshots_dir.clone(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let Some((from, to)) = name.to_str().and_then(parse_part_name) else {
+            continue;
+        };
+        let deltas = deltas_dir.join(&name);
+        if deltas.exists() {
+            parts.push(BookPart {
+                from,
+                to,
+                snapshots: entry.path(),
+                deltas,
+            });
+        }
+    }
+    parts.sort_by_key(|p| p.from);
+    Ok(parts)
+}
+
+/// The part that knows the book at `at`: the latest with `from <= at <=
+/// to`, looked for in the day of `at` and the day before (a part lasts at
+/// most a day: it ends at the first snapshot past its span).
+///
+/// # Errors
+/// When a folder cannot be read.
+pub fn book_part_at(
+    root: &Path,
+    exchange: Exchange,
+    instrument: &Instrument,
+    at: Ts,
+) -> Result<Option<BookPart>, Error> {
+    let day = crate::layout::day_of(at);
+    for d in [day, day - 1] {
+        let found = book_parts(root, exchange, instrument, d)?
+            .into_iter()
+            .rev()
+            .find(|p| p.from <= at && at <= p.to);
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// The exact book at `at` from the archive under `root`, with the part it
+/// came from; `None` when the book was unknown then.
+///
+/// # Errors
+/// When a file cannot be read, or holds a row the book cannot.
+pub fn archived_book_at(
+    root: &Path,
+    exchange: Exchange,
+    instrument: &Instrument,
+    at: Ts,
+) -> Result<Option<(ck_book::Book, BookPart)>, Error> {
+    let Some(part) = book_part_at(root, exchange, instrument, at)? else {
+        return Ok(None);
+    };
+    let snapshots = read_book_rows(&part.snapshots, BookFile::Snapshots)?;
+    let deltas = read_book_rows(&part.deltas, BookFile::Deltas)?;
+    let book = book_at(&snapshots.rows, &deltas.rows, at).map_err(|e| Error::NotArchive {
+        path: part.deltas.clone(),
+        kind: BookFile::Deltas.kind(),
+        why: e.to_string(),
+    })?;
+    Ok(book.map(|b| (b, part)))
 }
 
 #[cfg(test)]

@@ -88,7 +88,19 @@ pub fn instrument_dir(
     exchange: Exchange,
     instrument: &Instrument,
 ) -> PathBuf {
-    root.join(kind.as_str())
+    instrument_dir_named(root, kind.as_str(), exchange, instrument)
+}
+
+/// [`instrument_dir`] of a kind named by its folder (the book files'
+/// kinds, which are not days rewritten whole).
+#[must_use]
+pub fn instrument_dir_named(
+    root: &Path,
+    kind: &str,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> PathBuf {
+    root.join(kind)
         .join(format!("exchange={}", exchange.as_str()))
         .join(format!("instrument={}", instrument.as_str()))
 }

@@ -146,6 +146,21 @@ pub enum Cause {
     SnapshotLate(usize),
 }
 
+impl Cause {
+    /// A short name for metrics' labels: `gap`, `checksum`, `precision`,
+    /// `book` or `snapshot_late`.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Cause::Gap { .. } => "gap",
+            Cause::Checksum { .. } => "checksum",
+            Cause::Precision => "precision",
+            Cause::Book(_) => "book",
+            Cause::SnapshotLate(_) => "snapshot_late",
+        }
+    }
+}
+
 /// A book found wrong: it is invalid until the next snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("book invalid: {cause}")]

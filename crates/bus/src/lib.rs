@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod books;
 pub mod connectors;
 pub mod gap_queue;
 pub mod health;

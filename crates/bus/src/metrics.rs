@@ -155,6 +155,30 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "Live-feed updates the alert service fell too far behind to evaluate.",
     ),
     (
+        "candlekeep_book_gaps_total",
+        "Spans an order book was unknown (from an incident or a lost connection to its next snapshot), recorded as gaps.",
+    ),
+    (
+        "candlekeep_book_incidents_total",
+        "Order books found wrong (sequence gap, checksum mismatch, late snapshot), by cause; each is resynchronised.",
+    ),
+    (
+        "candlekeep_book_parts_total",
+        "Parts of order-book files finished (a snapshots and a deltas file each).",
+    ),
+    (
+        "candlekeep_book_rows_total",
+        "Order-book rows written to the archive's book files, by kind.",
+    ),
+    (
+        "candlekeep_book_snapshot_failures_total",
+        "REST order-book snapshots that could not be fetched (after the client's retries).",
+    ),
+    (
+        "candlekeep_book_write_failures_total",
+        "Order-book rows or parts that could not be written; the book is unknown until its next snapshot.",
+    ),
+    (
         "candlekeep_api_requests_limited_total",
         "API requests refused with 429 by the per-client rate limit.",
     ),

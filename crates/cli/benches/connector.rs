@@ -78,6 +78,7 @@ async fn run(n: usize, symbols: usize) -> (Duration, u64, u64) {
             backoff: BackoffPolicy::default(),
             stale_after: Duration::from_secs(60),
             rest_url: None,
+            books: None,
         },
     )
     .expect("binance is a venue");

@@ -138,6 +138,7 @@ pub(crate) async fn demo_venue(
             backoff: BackoffPolicy::default(),
             stale_after: std::time::Duration::from_secs(60),
             rest_url: mock.rest_url.clone(),
+            books: None,
         },
     };
     Ok((mock, source, recorded))
@@ -194,6 +195,7 @@ pub(crate) async fn run(
             backoff: BackoffPolicy::default(),
             stale_after: std::time::Duration::from_secs(60),
             rest_url: Some(mock.rest_url()),
+            books: None,
         },
     )?;
     let mut sources = vec![source];

@@ -44,6 +44,12 @@ pub enum BookOutput {
         /// The rows.
         rows: Vec<BookRow>,
     },
+    /// A diff of a book that waits for its snapshot was held: where the
+    /// snapshot comes from REST, it is time to ask for it.
+    Held {
+        /// The venue's symbol.
+        symbol: String,
+    },
     /// A book was found wrong: invalid until its next snapshot.
     Incident {
         /// The venue's symbol.
@@ -169,7 +175,8 @@ impl BookKeeper {
                         }
                     }
                 }
-                Ok(_) => {}
+                Ok(Outcome::Held) => out.push(BookOutput::Held { symbol }),
+                Ok(Outcome::Stale | Outcome::Ignored) => {}
                 Err(incident) => out.push(BookOutput::Incident {
                     symbol,
                     at: raw.ts_received,
@@ -189,7 +196,7 @@ fn rows_of(message: i64, at: Ts, msg: &BookMessage) -> Vec<BookRow> {
 }
 
 /// Every level of `book` as snapshot rows.
-fn book_rows(book: &Book, message: i64, at: Ts, time: Option<i64>) -> Vec<BookRow> {
+pub(crate) fn book_rows(book: &Book, message: i64, at: Ts, time: Option<i64>) -> Vec<BookRow> {
     [BookSide::Bid, BookSide::Ask]
         .into_iter()
         .flat_map(|side| {
@@ -325,6 +332,7 @@ mod tests {
                     } => {
                         panic!("{exchange} {symbol}: {incident}")
                     }
+                    BookOutput::Held { .. } => {}
                 }
             }
             // Every fifth message, up to 400 instants a recording.

@@ -15,6 +15,7 @@
 
 pub mod book;
 pub mod book_keeper;
+pub mod book_recorder;
 pub mod capture;
 mod flat_json;
 pub mod history;

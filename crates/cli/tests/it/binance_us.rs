@@ -204,6 +204,7 @@ async fn binance_us_is_captured_live_from_its_mock() {
         backoff: ck_sources::live::BackoffPolicy::default(),
         stale_after: Duration::from_secs(30),
         rest_url: mock.rest_url.clone(),
+        books: None,
     };
     let source = Source::live(Exchange::BinanceUs, config).expect("a venue");
     assert_eq!(source.captured(), vec![(Exchange::BinanceUs, btc())]);
@@ -241,6 +242,7 @@ async fn a_binance_us_instrument_it_does_not_list_is_refused_at_start() {
         backoff: ck_sources::live::BackoffPolicy::default(),
         stale_after: Duration::from_secs(30),
         rest_url: mock.rest_url.clone(),
+        books: None,
     };
     let source = Source::live(Exchange::BinanceUs, config).expect("a venue");
     let err = run_pipeline(

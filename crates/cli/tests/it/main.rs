@@ -5,6 +5,7 @@ mod alerts;
 mod archive;
 mod backfill;
 mod binance_us;
+mod books;
 mod browser;
 mod cli;
 mod cluster;

@@ -151,6 +151,7 @@ pub(crate) fn binance_source(
             },
             stale_after,
             rest_url: rest.then(|| mock.rest_url()),
+            books: None,
         },
     )
     .expect("binance is a venue")

@@ -211,6 +211,7 @@ fn live_source(
             },
             stale_after: Duration::from_secs(30),
             rest_url: None,
+            books: None,
         },
     }
 }
@@ -616,6 +617,7 @@ async fn id_gaps_are_repaired_over_rest(
             backoff: BackoffPolicy::default(),
             stale_after: Duration::from_secs(30),
             rest_url: Some(rest.rest_url()),
+            books: None,
         },
     };
     let (token, pipeline) = crate::support::spawn_pipeline(&settings, &store, source);

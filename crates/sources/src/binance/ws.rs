@@ -43,14 +43,49 @@ fn streams(instrument: &Instrument) -> [String; 2] {
     [format!("{native}@trade"), format!("{native}@bookTicker")]
 }
 
+/// The stream of an instrument's depth diffs, every 100 ms.
+fn depth_stream(instrument: &Instrument) -> String {
+    format!("{}{}@depth@100ms", instrument.base(), instrument.quote()).to_ascii_lowercase()
+}
+
 impl WsProtocol for BinanceProtocol {
     fn exchange(&self) -> Exchange {
         self.exchange
     }
 
-    fn instruments_per_connection(&self) -> Option<usize> {
-        // 1,024 streams per connection, two per instrument.
-        Some(512)
+    fn instruments_per_connection(&self, books: bool) -> Option<usize> {
+        // 1,024 streams per connection, two per instrument (three with
+        // its depth diffs).
+        Some(if books { 341 } else { 512 })
+    }
+
+    fn subscribe_books(&self, instruments: &[Instrument], _depth: usize) -> Vec<String> {
+        // Diffs of the whole book; the depth is the REST snapshot's. At
+        // most 5 messages a second reach Binance: one request for all.
+        let params: Vec<String> = instruments.iter().map(depth_stream).collect();
+        if params.is_empty() {
+            return Vec::new();
+        }
+        vec![serde_json::json!({"method": "SUBSCRIBE", "params": params, "id": 3}).to_string()]
+    }
+
+    fn book_snapshot_path(&self, instrument: &Instrument, depth: usize) -> Option<(String, u32)> {
+        // Weight by limit: 5 up to 100, 25 to 500, 50 to 1,000, 250 to 5,000.
+        let limit = depth.clamp(5, 5_000);
+        let weight = match limit {
+            0..=100 => 5,
+            101..=500 => 25,
+            501..=1_000 => 50,
+            _ => 250,
+        };
+        Some((
+            format!("/api/v3/depth?symbol={}&limit={limit}", self.book_symbol(instrument)),
+            weight,
+        ))
+    }
+
+    fn book_symbol(&self, instrument: &Instrument) -> String {
+        format!("{}{}", instrument.base(), instrument.quote()).to_ascii_uppercase()
     }
 
     fn connects_per_span(&self) -> Option<(usize, Duration)> {

@@ -16,6 +16,27 @@ pub const DEFAULT_WS_URL: &str = "wss://api-pub.bitfinex.com/ws/2";
 /// Bitfinex v2 `trades` + `ticker`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BitfinexProtocol;
+/// `OB_CHECKSUM` (131072) and `SEQ_ALL` (65536).
+const BOOK_FLAGS: u32 = 196_608;
+
+/// A `book` subscription at precision `P0`, in real time, of the nearest
+/// length Bitfinex offers (1, 25, 100, 250) at or above `depth`.
+fn book_subscribe(instrument: &Instrument, depth: usize) -> String {
+    let len = [1, 25, 100, 250]
+        .into_iter()
+        .find(|&l| l >= depth)
+        .unwrap_or(250);
+    json!({
+        "event": "subscribe",
+        "channel": "book",
+        "symbol": Exchange::Bitfinex.native_symbol(instrument),
+        "prec": "P0",
+        "freq": "F0",
+        "len": len.to_string(),
+    })
+    .to_string()
+}
+
 impl WsProtocol for BitfinexProtocol {
     fn exchange(&self) -> Exchange {
         Exchange::Bitfinex
@@ -38,9 +59,27 @@ impl WsProtocol for BitfinexProtocol {
         self.subscribe(instruments)
     }
 
-    fn instruments_per_connection(&self) -> Option<usize> {
-        // 25 channel subscriptions per connection, two per instrument.
-        Some(12)
+    fn instruments_per_connection(&self, books: bool) -> Option<usize> {
+        // 25 channel subscriptions per connection, two per instrument
+        // (three with its book).
+        Some(if books { 8 } else { 12 })
+    }
+
+    fn subscribe_books(&self, instruments: &[Instrument], depth: usize) -> Vec<String> {
+        if instruments.is_empty() {
+            return Vec::new();
+        }
+        // The connection's flags first: checksums (OB_CHECKSUM) and a
+        // number on every message (SEQ_ALL), which the book reader checks.
+        let mut out = vec![json!({"event": "conf", "flags": BOOK_FLAGS}).to_string()];
+        out.extend(instruments.iter().map(|i| book_subscribe(i, depth)));
+        out
+    }
+
+    fn resubscribe_book(&self, instrument: &Instrument, depth: usize) -> Vec<String> {
+        // Unsubscribing needs the channel id; a fresh subscribe renews it
+        // and sends its snapshot.
+        vec![book_subscribe(instrument, depth)]
     }
 
     fn connects_per_span(&self) -> Option<(usize, Duration)> {

@@ -24,6 +24,11 @@ fn message(event: &str, instrument: &Instrument) -> String {
         .to_string()
 }
 
+fn book_message(event: &str, instrument: &Instrument) -> String {
+    json!({"event": event, "data": {"channel": format!("diff_order_book_{}", pair(instrument))}})
+        .to_string()
+}
+
 impl WsProtocol for BitstampProtocol {
     fn exchange(&self) -> Exchange {
         Exchange::Bitstamp
@@ -53,6 +58,18 @@ impl WsProtocol for BitstampProtocol {
 
     fn is_pong(&self, text: &str) -> bool {
         text.contains("\"event\":\"bts:heartbeat\"")
+    }
+
+    fn subscribe_books(&self, instruments: &[Instrument], _depth: usize) -> Vec<String> {
+        instruments
+            .iter()
+            .map(|i| book_message("bts:subscribe", i))
+            .collect()
+    }
+
+    fn book_snapshot_path(&self, instrument: &Instrument, _depth: usize) -> Option<(String, u32)> {
+        // The whole book (`group=1`), joined to the diffs by `microtimestamp`.
+        Some((format!("/api/v2/order_book/{}/", pair(instrument)), 1))
     }
 
     fn native(&self, instrument: &Instrument) -> String {

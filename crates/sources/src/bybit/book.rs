@@ -44,7 +44,12 @@ pub struct BybitBooks;
 
 impl BookReader for BybitBooks {
     fn read(&mut self, raw: &RawMessage, out: &mut Vec<SymbolBook>) -> Result<(), ParseError> {
-        if raw.origin != Origin::Ws || !raw.data.starts_with("{\"topic\":\"orderbook.") {
+        // `orderbook.1.` is the quote channel (every message a snapshot of
+        // the best level), not a book.
+        if raw.origin != Origin::Ws
+            || !raw.data.starts_with("{\"topic\":\"orderbook.")
+            || raw.data.starts_with("{\"topic\":\"orderbook.1.")
+        {
             return Ok(());
         }
         let push: Push<'_> = serde_json::from_str(&raw.data).map_err(json(EX))?;

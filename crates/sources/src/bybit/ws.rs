@@ -28,6 +28,16 @@ fn requests(op: &str, instruments: &[Instrument]) -> Vec<String> {
         .collect()
 }
 
+/// The book topic of the nearest spot depth Bybit offers (50, 200, 1,000)
+/// at or above `depth`. Depth 1 is the quote channel, not a book.
+fn book_topic(instrument: &Instrument, depth: usize) -> String {
+    let depth = [50, 200, 1_000]
+        .into_iter()
+        .find(|&d| d >= depth)
+        .unwrap_or(1_000);
+    format!("orderbook.{depth}.{}{}", instrument.base(), instrument.quote())
+}
+
 impl WsProtocol for BybitProtocol {
     fn exchange(&self) -> Exchange {
         Exchange::Bybit
@@ -54,6 +64,21 @@ impl WsProtocol for BybitProtocol {
 
     fn is_pong(&self, text: &str) -> bool {
         text.contains("\"op\":\"ping\"") || text.contains("\"op\":\"pong\"")
+    }
+
+    fn subscribe_books(&self, instruments: &[Instrument], depth: usize) -> Vec<String> {
+        let args: Vec<String> = instruments.iter().map(|i| book_topic(i, depth)).collect();
+        args.chunks(10)
+            .map(|chunk| json!({"op": "subscribe", "args": chunk}).to_string())
+            .collect()
+    }
+
+    fn resubscribe_book(&self, instrument: &Instrument, depth: usize) -> Vec<String> {
+        let topic = book_topic(instrument, depth);
+        ["unsubscribe", "subscribe"]
+            .into_iter()
+            .map(|op| json!({"op": op, "args": [topic]}).to_string())
+            .collect()
     }
 
     fn native(&self, instrument: &Instrument) -> String {

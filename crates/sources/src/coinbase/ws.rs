@@ -23,6 +23,13 @@ fn messages(kind: &str, ids: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// A `level2` request for `instruments`; `None` for none.
+fn level2(kind: &str, instruments: &[Instrument]) -> Option<String> {
+    let ids: Vec<&str> = instruments.iter().map(Instrument::as_str).collect();
+    (!ids.is_empty())
+        .then(|| json!({"type": kind, "product_ids": ids, "channel": "level2"}).to_string())
+}
+
 impl WsProtocol for CoinbaseProtocol {
     fn exchange(&self) -> Exchange {
         Exchange::Coinbase
@@ -38,6 +45,19 @@ impl WsProtocol for CoinbaseProtocol {
         let mut out = messages("unsubscribe", &ids);
         out.extend(messages("subscribe", &ids));
         out
+    }
+
+    fn subscribe_books(&self, instruments: &[Instrument], _depth: usize) -> Vec<String> {
+        // The whole book: `level2` takes no depth.
+        level2("subscribe", instruments).into_iter().collect()
+    }
+
+    fn resubscribe_book(&self, instrument: &Instrument, _depth: usize) -> Vec<String> {
+        let one = std::slice::from_ref(instrument);
+        ["unsubscribe", "subscribe"]
+            .into_iter()
+            .filter_map(|kind| level2(kind, one))
+            .collect()
     }
 
     fn native(&self, instrument: &Instrument) -> String {

@@ -34,6 +34,22 @@ impl WsProtocol for CoinbaseExchangeProtocol {
             .collect()
     }
 
+    fn subscribe_books(&self, instruments: &[Instrument], _depth: usize) -> Vec<String> {
+        // The whole book, batched every 50 ms: `level2_batch` is public
+        // where `level2` wants authentication.
+        if instruments.is_empty() {
+            return Vec::new();
+        }
+        vec![json!({"type": "subscribe", "product_ids": ids(instruments), "channels": ["level2_batch"]}).to_string()]
+    }
+
+    fn resubscribe_book(&self, instrument: &Instrument, _depth: usize) -> Vec<String> {
+        ["unsubscribe", "subscribe"]
+            .iter()
+            .map(|t| json!({"type": t, "product_ids": [instrument.as_str()], "channels": ["level2_batch"]}).to_string())
+            .collect()
+    }
+
     fn native(&self, instrument: &Instrument) -> String {
         instrument.as_str().to_owned()
     }

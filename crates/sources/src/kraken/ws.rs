@@ -63,6 +63,31 @@ impl KrakenProtocol {
     }
 }
 
+impl KrakenProtocol {
+    /// A `book` request of the nearest depth Kraken offers (10, 25, 100,
+    /// 500, 1,000) at or above `depth`; `None` for no instruments.
+    fn book_messages(self, method: &str, instruments: &[Instrument], depth: usize) -> Option<String> {
+        if instruments.is_empty() {
+            return None;
+        }
+        let depth = [10, 25, 100, 500, 1_000]
+            .into_iter()
+            .find(|&d| d >= depth)
+            .unwrap_or(1_000);
+        Some(match self {
+            KrakenProtocol::V2 => {
+                let symbols: Vec<String> = instruments.iter().map(|i| self.native(i)).collect();
+                json!({"method": method, "params": {"channel": "book", "symbol": symbols, "depth": depth}})
+            }
+            KrakenProtocol::V1 => {
+                let pairs: Vec<String> = instruments.iter().map(v1_pair).collect();
+                json!({"event": method, "pair": pairs, "subscription": {"name": "book", "depth": depth}})
+            }
+        }
+        .to_string())
+    }
+}
+
 impl WsProtocol for KrakenProtocol {
     fn exchange(&self) -> Exchange {
         Exchange::Kraken
@@ -88,6 +113,20 @@ impl WsProtocol for KrakenProtocol {
 
     fn is_pong(&self, text: &str) -> bool {
         text.contains("\"method\":\"pong\"") || text.contains("\"event\":\"pong\"")
+    }
+
+    fn subscribe_books(&self, instruments: &[Instrument], depth: usize) -> Vec<String> {
+        self.book_messages("subscribe", instruments, depth)
+            .into_iter()
+            .collect()
+    }
+
+    fn resubscribe_book(&self, instrument: &Instrument, depth: usize) -> Vec<String> {
+        let one = std::slice::from_ref(instrument);
+        ["unsubscribe", "subscribe"]
+            .into_iter()
+            .filter_map(|method| self.book_messages(method, one, depth))
+            .collect()
     }
 
     fn native(&self, instrument: &Instrument) -> String {

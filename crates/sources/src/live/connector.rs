@@ -27,6 +27,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::books::{BookCapture, ConnectionBooks};
 use super::{Backoff, BackoffPolicy, ConnectionState, ConnectorStatus};
 
 /// How one venue's public WebSocket is spoken.
@@ -47,10 +48,39 @@ pub trait WsProtocol: Send + Sync + std::fmt::Debug {
     /// the venue allows).
     fn resubscribe(&self, instruments: &[Instrument]) -> Vec<String>;
 
+    /// The messages that subscribe these instruments' book channels,
+    /// `depth` levels a side where the venue takes a depth (the nearest it
+    /// offers at or above, within its most), sent after
+    /// [`WsProtocol::subscribe`] when books are captured.
+    fn subscribe_books(&self, _instruments: &[Instrument], _depth: usize) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The messages that renew one instrument's book channel so that the
+    /// venue sends a fresh snapshot: a resync, for venues whose snapshot
+    /// comes on the channel.
+    fn resubscribe_book(&self, _instrument: &Instrument, _depth: usize) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Where a venue's book starts from a REST snapshot (Binance,
+    /// Bitstamp): its path and query under the REST root, and its weight
+    /// in the venue's budget.
+    fn book_snapshot_path(&self, _instrument: &Instrument, _depth: usize) -> Option<(String, u32)> {
+        None
+    }
+
+    /// The symbol the venue's book messages name `instrument` by (as the
+    /// venue's [`crate::book::BookReader`] reports it).
+    fn book_symbol(&self, instrument: &Instrument) -> String {
+        self.native(instrument)
+    }
+
     /// The most instruments one connection may carry, where the venue
     /// limits streams or channels per connection (Binance 1,024 streams,
-    /// Bitfinex 25 channels): more instruments get more connections.
-    fn instruments_per_connection(&self) -> Option<usize> {
+    /// Bitfinex 25 channels), with or without their book channels: more
+    /// instruments get more connections.
+    fn instruments_per_connection(&self, _books: bool) -> Option<usize> {
         None
     }
 
@@ -121,6 +151,8 @@ pub struct LiveConfig {
     /// REST root for the instrument list and gap repair; `None` runs
     /// without REST (gaps are recorded and stay open).
     pub rest_url: Option<String>,
+    /// Order books to capture beside trades and quotes.
+    pub books: Option<BookCapture>,
 }
 
 /// Runs until `stop`, sending every text frame to `tx` and reconnect gaps
@@ -153,10 +185,21 @@ pub async fn run_ws(
         clock: &clock,
     };
     loop {
-        let error = tokio::select! {
-            () = &mut stop => break,
-            result = ctx.run(&mut backoff, &mut window) => result?,
+        let mut books = ConnectionBooks::new(
+            protocol.as_ref(),
+            &config.instruments,
+            config.books.as_ref(),
+        );
+        let (stopped, error) = tokio::select! {
+            () = &mut stop => (true, None),
+            result = ctx.run(&mut backoff, &mut window, &mut books) => (false, result?),
         };
+        if let Some(books) = books {
+            books.end(clock.now()).await?;
+        }
+        if stopped {
+            break;
+        }
         if window.is_none() {
             window = status.snapshot().last_message;
         }
@@ -304,8 +347,9 @@ impl ConnectPace {
 pub fn connection_groups(
     protocol: &dyn WsProtocol,
     instruments: &[Instrument],
+    books: bool,
 ) -> Vec<Vec<Instrument>> {
-    match protocol.instruments_per_connection() {
+    match protocol.instruments_per_connection(books) {
         Some(most) if most > 0 && instruments.len() > most => instruments
             .chunks(most)
             .map(<[Instrument]>::to_vec)
@@ -331,6 +375,7 @@ impl Session<'_> {
         &self,
         backoff: &mut Backoff,
         window: &mut Option<Ts>,
+        books: &mut Option<ConnectionBooks<'_>>,
     ) -> Result<Option<String>, Closed> {
         let exchange = self.protocol.exchange();
         self.pace.wait().await;
@@ -339,7 +384,10 @@ impl Session<'_> {
             Err(e) => return Ok(Some(format!("connecting to {}: {e}", self.url))),
         };
         let mut budget = RateWindow::hourly(self.protocol.control_messages_per_hour());
-        let subscribe = self.protocol.subscribe(&self.config.instruments);
+        let mut subscribe = self.protocol.subscribe(&self.config.instruments);
+        if let Some(books) = books.as_ref() {
+            subscribe.extend(books.subscribe(self.protocol));
+        }
         budget.spend(Instant::now(), subscribe.len());
         for m in subscribe {
             if let Err(e) = ws.send(Message::Text(m.into())).await {
@@ -370,9 +418,22 @@ impl Session<'_> {
         let mut ping = tokio::time::interval(ping_every);
         ping.tick().await;
         let mut healthy = false;
+        // Book resubscriptions waiting for the venue's hourly budget.
+        let mut resync: Vec<String> = Vec::new();
         loop {
             let next = tokio::select! {
                 next = ws.next() => next,
+                answer = ConnectionBooks::next_answer(books) => {
+                    let Some(b) = books.as_mut() else { continue };
+                    let send = b
+                        .on_answer(self.protocol, answer, self.clock.now(), self.tx, self.events)
+                        .await?;
+                    resync.extend(send);
+                    if let Err(e) = self.send_resync(&mut ws, &mut budget, &mut resync).await {
+                        return Ok(Some(e));
+                    }
+                    continue;
+                }
                 _ = ping.tick(), if !ping_text.is_empty() => {
                     if let Err(e) = ws.send(Message::Text(ping_text.clone().into())).await {
                         return Ok(Some(format!("sending ping: {e}")));
@@ -380,6 +441,9 @@ impl Session<'_> {
                     continue;
                 }
                 _ = watchdog.tick() => {
+                    if let Err(e) = self.send_resync(&mut ws, &mut budget, &mut resync).await {
+                        return Ok(Some(e));
+                    }
                     let now = Instant::now();
                     if now - last_data >= stale {
                         return Ok(Some(format!("no data for {stale:?}")));
@@ -433,14 +497,19 @@ impl Session<'_> {
                         self.record_window(from, now).await?;
                     }
                     let reconnect = self.protocol.asks_reconnect(data);
-                    self.tx
-                        .send(RawMessage {
-                            exchange,
-                            ts_received: now,
-                            origin: Origin::Ws,
-                            data: data.to_owned(),
-                        })
-                        .await?;
+                    let raw = RawMessage {
+                        exchange,
+                        ts_received: now,
+                        origin: Origin::Ws,
+                        data: data.to_owned(),
+                    };
+                    if let Some(b) = books.as_mut() {
+                        resync.extend(b.take(self.protocol, &raw, self.events).await?);
+                    }
+                    self.tx.send(raw).await?;
+                    if let Err(e) = self.send_resync(&mut ws, &mut budget, &mut resync).await {
+                        return Ok(Some(e));
+                    }
                     if reconnect {
                         return Ok(Some("the venue asked to reconnect".into()));
                     }
@@ -457,6 +526,34 @@ impl Session<'_> {
                 None => return Ok(None),
             }
         }
+    }
+
+    /// Sends the book resubscriptions waiting, as far as the venue's
+    /// hourly budget allows (the rest wait for a later tick). An error
+    /// names why the connection failed.
+    async fn send_resync<S>(
+        &self,
+        ws: &mut S,
+        budget: &mut RateWindow,
+        resync: &mut Vec<String>,
+    ) -> Result<(), String>
+    where
+        S: futures_util::Sink<Message> + Unpin,
+        S::Error: std::fmt::Display,
+    {
+        if resync.is_empty() {
+            return Ok(());
+        }
+        if !budget.spend(Instant::now(), resync.len()) {
+            tracing::warn!(exchange = %self.protocol.exchange(), waiting = resync.len(), "book resync waits: the venue's subscribe requests for this hour are spent");
+            return Ok(());
+        }
+        for m in resync.drain(..) {
+            ws.send(Message::Text(m.into()))
+                .await
+                .map_err(|e| format!("resubscribing a book: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Records the window without data as an open gap per instrument.
@@ -581,6 +678,7 @@ mod tests {
                     },
                     stale_after: Duration::from_secs(30),
                     rest_url: None,
+                    books: None,
                 },
                 pace.clone(),
                 tx.clone(),
@@ -609,10 +707,17 @@ mod tests {
         let instruments: Vec<Instrument> = (0..30)
             .map(|k| Instrument::new(&format!("C{k}"), "USD"))
             .collect();
-        let groups = connection_groups(&crate::bitfinex::ws::BitfinexProtocol, &instruments);
+        let groups = connection_groups(&crate::bitfinex::ws::BitfinexProtocol, &instruments, false);
         assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [12, 12, 6]);
         assert_eq!(groups.concat(), instruments, "each once, in order");
-        let okx = connection_groups(&crate::okx::ws::OkxProtocol, &instruments);
+        let with_books =
+            connection_groups(&crate::bitfinex::ws::BitfinexProtocol, &instruments, true);
+        assert_eq!(
+            with_books.iter().map(Vec::len).collect::<Vec<_>>(),
+            [8, 8, 8, 6],
+            "three channels an instrument with its book"
+        );
+        let okx = connection_groups(&crate::okx::ws::OkxProtocol, &instruments, false);
         assert_eq!(okx.len(), 1, "no limit per connection");
         let okx_re = crate::okx::ws::OkxProtocol.resubscribe(&instruments[..3]);
         assert_eq!(

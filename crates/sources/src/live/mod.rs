@@ -2,6 +2,7 @@
 //! connector status the rest of the program reads, and the one WebSocket
 //! connector ([`connector::run_ws`]) driven by a venue's [`connector::WsProtocol`].
 
+pub mod books;
 pub mod connector;
 
 use std::time::Duration;

@@ -23,6 +23,15 @@ fn message(op: &str, instruments: &[Instrument]) -> String {
     json!({"op": op, "args": args}).to_string()
 }
 
+/// A `books` request for `instruments`; `None` for none.
+fn books(op: &str, instruments: &[Instrument]) -> Option<String> {
+    let args: Vec<serde_json::Value> = instruments
+        .iter()
+        .map(|i| json!({"channel": "books", "instId": i.as_str()}))
+        .collect();
+    (!args.is_empty()).then(|| json!({"op": op, "args": args}).to_string())
+}
+
 impl WsProtocol for OkxProtocol {
     fn exchange(&self) -> Exchange {
         Exchange::Okx
@@ -55,6 +64,19 @@ impl WsProtocol for OkxProtocol {
 
     fn is_pong(&self, text: &str) -> bool {
         text == "pong"
+    }
+
+    fn subscribe_books(&self, instruments: &[Instrument], _depth: usize) -> Vec<String> {
+        // `books`: 400 levels a side, checksummed, whatever the depth.
+        books("subscribe", instruments).into_iter().collect()
+    }
+
+    fn resubscribe_book(&self, instrument: &Instrument, _depth: usize) -> Vec<String> {
+        let one = std::slice::from_ref(instrument);
+        ["unsubscribe", "subscribe"]
+            .into_iter()
+            .filter_map(|op| books(op, one))
+            .collect()
     }
 
     fn native(&self, instrument: &Instrument) -> String {

@@ -1,0 +1,559 @@
+//! The book recorder: every live connection's [`BookEvent`]s in, each
+//! book kept live ([`LiveBooks`], which the API reads) and written to the
+//! archive's book files ([`ck_archive::books`]) in parts.
+//!
+//! - **Parts.** A book's files are written a part at a time
+//!   (`part-<from>-<to>.parquet` in `book_snapshots` and `book_deltas`,
+//!   in the folder of the day the part began). A part begins with a
+//!   snapshot and ends at the first snapshot at least `part_ns` after its
+//!   start or in another UTC day (the next part begins with that
+//!   snapshot), at an incident, when the connection ends, and when the
+//!   recorder stops. While written it is `part-<from>.parquet.partial`: a
+//!   crash loses at most the open part of the book files, and the tape
+//!   still holds every message.
+//! - **Shapes.** A part's decimal columns are shaped by its first
+//!   snapshot. A later row they cannot hold (a finer price, a wider size)
+//!   ends the part; the next begins with the book as it stands, written
+//!   from the recorder's own copy.
+//! - **Book gaps.** From an incident or a lost connection until the next
+//!   snapshot the book is unknown: no part covers that time, and the span
+//!   is recorded as a gap of the instrument (state `unfillable`, reason
+//!   `order book: …`), so `candlekeep gaps` lists it. Gap repair never
+//!   takes it: only open gaps are repaired.
+//! - **Failures.** A part that cannot be written (a full disk) is counted
+//!   in `candlekeep_book_write_failures_total`, logged, and its book is
+//!   unknown from then: a book gap, as after an incident.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ck_archive::books::{
+    BookDeltaWriter, BookFile, BookRow, BookShape, BookSnapshotWriter, book_day_dir,
+    open_part_name, part_name,
+};
+use ck_archive::layout::day_of;
+use ck_book::Book;
+use ck_bus::books::LiveBooks;
+use ck_bus::{Closed, Event, Receiver, Sender, metrics};
+use ck_model::{Exchange, Gap, GapState, Instrument, Ts};
+
+use crate::live::books::{BookEvent, BookUpdate};
+
+/// Where and how books are recorded.
+#[derive(Debug, Clone)]
+pub struct RecorderSettings {
+    /// The archive's folder.
+    pub root: PathBuf,
+    /// A part ends at the first snapshot this long (ns) after its start.
+    pub part_ns: i64,
+}
+
+/// What the recorder did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Rows written to book files.
+    pub rows: u64,
+    /// Parts finished.
+    pub parts: u64,
+    /// Book gaps recorded.
+    pub gaps: u64,
+    /// Parts that could not be written.
+    pub write_failures: u64,
+}
+
+/// Why the recorder stopped early.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecorderError {
+    /// The pipeline downstream stopped.
+    #[error(transparent)]
+    Closed(#[from] Closed),
+    /// The blocking task failed.
+    #[error("book recorder task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Runs until `input` closes: records every book event, sends book gaps
+/// to `events`.
+pub async fn run_book_recorder(
+    mut input: Receiver<BookEvent>,
+    events: Sender<Event>,
+    live: LiveBooks,
+    settings: RecorderSettings,
+) -> Result<RecorderStats, RecorderError> {
+    let mut recorder = Recorder::new(settings, live);
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        if input.recv_many(&mut batch, 256).await == 0 {
+            break;
+        }
+        let taken = std::mem::take(&mut batch);
+        let (back, gaps, mut taken) = tokio::task::spawn_blocking(move || {
+            let mut gaps = Vec::new();
+            for e in &taken {
+                recorder.handle(e, &mut gaps);
+            }
+            (recorder, gaps, taken)
+        })
+        .await?;
+        recorder = back;
+        for g in gaps {
+            events.send(Event::Gap(g)).await?;
+        }
+        taken.clear();
+        batch = taken;
+    }
+    let (recorder, gaps) = tokio::task::spawn_blocking(move || {
+        let mut gaps = Vec::new();
+        recorder.finish(&mut gaps);
+        (recorder, gaps)
+    })
+    .await?;
+    for g in gaps {
+        events.send(Event::Gap(g)).await?;
+    }
+    Ok(recorder.stats)
+}
+
+/// The part being written.
+struct Part {
+    from: Ts,
+    last: Ts,
+    snapshots: BookSnapshotWriter,
+    deltas: BookDeltaWriter,
+    /// The open files' paths (snapshots, deltas).
+    paths: [PathBuf; 2],
+}
+
+/// One book as recorded.
+#[derive(Default)]
+struct Recorded {
+    part: Option<Part>,
+    /// Since when, and why, the book is unknown (after having been known).
+    unknown: Option<Unknown>,
+}
+
+/// A book unknown since `from`.
+struct Unknown {
+    from: Ts,
+    why: String,
+    /// Found wrong (an incident, a failure), not only left by its
+    /// connection: still a gap when the recorder stops.
+    wrong: bool,
+}
+
+/// Every book's recording (module docs).
+pub struct Recorder {
+    settings: RecorderSettings,
+    live: LiveBooks,
+    books: HashMap<(Exchange, Instrument), Recorded>,
+    stats: RecorderStats,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("books", &self.books.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// A recorder writing under `settings.root`, keeping `live` current.
+    #[must_use]
+    pub fn new(settings: RecorderSettings, live: LiveBooks) -> Recorder {
+        Recorder {
+            settings,
+            live,
+            books: HashMap::new(),
+            stats: RecorderStats::default(),
+        }
+    }
+
+    /// What it did so far.
+    #[must_use]
+    pub fn stats(&self) -> RecorderStats {
+        self.stats
+    }
+
+    /// Takes one event; book gaps it closes go to `gaps`.
+    pub fn handle(&mut self, event: &BookEvent, gaps: &mut Vec<Gap>) {
+        let key = (event.exchange, event.instrument.clone());
+        let mut recorded = self.books.remove(&key).unwrap_or_default();
+        match &event.update {
+            BookUpdate::Rows {
+                file: BookFile::Snapshots,
+                rows,
+            } => self.snapshot(&key, &mut recorded, rows, gaps),
+            BookUpdate::Rows {
+                file: BookFile::Deltas,
+                rows,
+            } => self.delta(&key, &mut recorded, rows),
+            BookUpdate::Incident { at, kind, cause } => {
+                self.unknown(&key, &mut recorded, *at, format!("{kind}: {cause}"), true);
+            }
+            BookUpdate::Ended { at } => {
+                self.unknown(
+                    &key,
+                    &mut recorded,
+                    *at,
+                    "the connection ended".into(),
+                    false,
+                );
+            }
+        }
+        self.books.insert(key, recorded);
+    }
+
+    /// Ends every part; a book still unknown is a gap until now.
+    pub fn finish(&mut self, gaps: &mut Vec<Gap>) {
+        let books = std::mem::take(&mut self.books);
+        for (key, mut recorded) in books {
+            let end = recorded.part.as_ref().map(|p| p.last);
+            if let (Some(part), Some(end)) = (recorded.part.take(), end) {
+                self.end_part(&key, part, end);
+            }
+            // A book whose connection ended with the stop was not wrong.
+            if let Some(u) = recorded.unknown.take().filter(|u| u.wrong) {
+                let now = Ts::now().max(u.from);
+                gaps.push(self.gap(
+                    &key,
+                    u.from,
+                    now,
+                    &format!("{}; not resynchronised before the stop", u.why),
+                ));
+            }
+        }
+    }
+
+    fn snapshot(
+        &mut self,
+        key: &(Exchange, Instrument),
+        recorded: &mut Recorded,
+        rows: &[BookRow],
+        gaps: &mut Vec<Gap>,
+    ) {
+        let Some(first) = rows
+            .first()
+            .map(|r| (r.ts_received, r.ts_exchange, r.message))
+        else {
+            // An empty book: nothing to write, but it is known now.
+            self.empty_snapshot(key, recorded, gaps);
+            return;
+        };
+        let (at, _, message) = first;
+        if let Err(e) = self.live.update(key.0, &key.1, |b| {
+            b.book.load(
+                rows.iter()
+                    .map(BookRow::level)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )?;
+            b.valid = true;
+            b.time = Some(at);
+            b.message = message;
+            Ok::<(), ck_book::BookError>(())
+        }) {
+            self.fail(
+                key,
+                recorded,
+                at,
+                &format!("a snapshot the book cannot hold: {e}"),
+            );
+            return;
+        }
+        if let Some(u) = recorded.unknown.take() {
+            gaps.push(self.gap(key, u.from, at, &u.why));
+        }
+        let rotate = recorded.part.as_ref().is_none_or(|p| {
+            at.0.saturating_sub(p.from.0) >= self.settings.part_ns || day_of(at) != day_of(p.from)
+        });
+        if rotate {
+            if let Some(part) = recorded.part.take() {
+                self.end_part(key, part, at);
+            }
+            self.begin_part(key, recorded, at, rows);
+        } else if let Some(part) = recorded.part.as_mut() {
+            match part.snapshots.write(rows) {
+                Ok(()) => {
+                    part.last = part.last.max(at);
+                    self.count_rows(key, BookFile::Snapshots, rows.len());
+                }
+                Err(ck_archive::Error::Unrepresentable { .. }) => {
+                    // Finer than the part's columns: a new part, from it.
+                    if let Some(part) = recorded.part.take() {
+                        self.end_part(key, part, at);
+                    }
+                    self.begin_part(key, recorded, at, rows);
+                }
+                Err(e) => self.fail(key, recorded, at, &e.to_string()),
+            }
+        }
+    }
+
+    fn empty_snapshot(
+        &mut self,
+        key: &(Exchange, Instrument),
+        recorded: &mut Recorded,
+        gaps: &mut Vec<Gap>,
+    ) {
+        let at = Ts::now();
+        self.live.update(key.0, &key.1, |b| {
+            b.book.clear();
+            b.valid = true;
+            b.time = Some(at);
+        });
+        if let Some(u) = recorded.unknown.take() {
+            gaps.push(self.gap(key, u.from, at, &u.why));
+        }
+    }
+
+    fn delta(&mut self, key: &(Exchange, Instrument), recorded: &mut Recorded, rows: &[BookRow]) {
+        let Some(first) = rows.first() else {
+            return;
+        };
+        let (at, message) = (first.ts_received, first.message);
+        let applied = self.live.update(key.0, &key.1, |b| {
+            for r in rows {
+                let (side, price, size) = r.level()?;
+                b.book.apply(side, price, size)?;
+            }
+            b.time = Some(at);
+            b.message = message;
+            Ok::<(), ck_book::BookError>(())
+        });
+        if let Err(e) = applied {
+            self.fail(
+                key,
+                recorded,
+                at,
+                &format!("a delta the book cannot hold: {e}"),
+            );
+            return;
+        }
+        let Some(part) = recorded.part.as_mut() else {
+            // The keeper sends deltas only after a snapshot: a delta here
+            // means the part failed; the book is unknown already.
+            return;
+        };
+        match part.deltas.write(rows) {
+            Ok(()) => {
+                part.last = part.last.max(at);
+                self.count_rows(key, BookFile::Deltas, rows.len());
+            }
+            Err(ck_archive::Error::Unrepresentable { .. }) => {
+                // A new part, shaped for it, from the book after it.
+                let Some(part) = recorded.part.take() else {
+                    return;
+                };
+                self.end_part(key, part, at);
+                self.restart_part(key, recorded, at, message, rows);
+            }
+            Err(e) => self.fail(key, recorded, at, &e.to_string()),
+        }
+    }
+
+    /// A new part at `at` from the live book as it stands, the delta
+    /// `rows` of message `message` applied already: its snapshot, numbered
+    /// with the delta, holds them.
+    fn restart_part(
+        &mut self,
+        key: &(Exchange, Instrument),
+        recorded: &mut Recorded,
+        at: Ts,
+        message: i64,
+        rows: &[BookRow],
+    ) {
+        let snapshot = self
+            .live
+            .read(key.0, &key.1, |b| {
+                crate::book_keeper::book_rows(
+                    &b.book,
+                    message,
+                    at,
+                    rows[0].ts_exchange.map(|t| t.0),
+                )
+            })
+            .unwrap_or_default();
+        self.begin_part(key, recorded, at, &snapshot);
+    }
+
+    /// Opens a part at `at` beginning with the snapshot `rows`.
+    fn begin_part(
+        &mut self,
+        key: &(Exchange, Instrument),
+        recorded: &mut Recorded,
+        at: Ts,
+        rows: &[BookRow],
+    ) {
+        let mut shape = BookShape::new(key.0, &key.1);
+        for r in rows {
+            shape.observe(r);
+        }
+        let opened = (|| {
+            let day = day_of(at);
+            let name = open_part_name(at);
+            let mut paths = [BookFile::Snapshots, BookFile::Deltas].map(|file| {
+                book_day_dir(&self.settings.root, file, key.0, &key.1, day).join(&name)
+            });
+            for p in &mut paths {
+                if let Some(dir) = p.parent() {
+                    std::fs::create_dir_all(dir).map_err(|source| ck_archive::Error::Io {
+                        path: dir.to_owned(),
+                        source,
+                    })?;
+                }
+            }
+            let mut snapshots = BookSnapshotWriter::create(&paths[0], shape.clone())?;
+            let deltas = BookDeltaWriter::create(&paths[1], shape)?;
+            snapshots.write(rows)?;
+            Ok::<Part, ck_archive::Error>(Part {
+                from: at,
+                last: at,
+                snapshots,
+                deltas,
+                paths,
+            })
+        })();
+        match opened {
+            Ok(part) => {
+                self.count_rows(key, BookFile::Snapshots, rows.len());
+                recorded.part = Some(part);
+            }
+            Err(e) => self.fail(key, recorded, at, &e.to_string()),
+        }
+    }
+
+    /// Finishes `part`, the book known until `to`, under its final name.
+    fn end_part(&mut self, key: &(Exchange, Instrument), part: Part, to: Ts) {
+        let to = to.max(part.last);
+        let name = part_name(part.from, to);
+        let finished = (|| {
+            part.snapshots.finish()?;
+            part.deltas.finish()?;
+            for p in &part.paths {
+                let done = p.with_file_name(&name);
+                std::fs::rename(p, &done).map_err(|source| ck_archive::Error::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+            }
+            if let Some(dir) = part.paths[1].parent() {
+                sync_dir(dir);
+            }
+            Ok::<(), ck_archive::Error>(())
+        })();
+        match finished {
+            Ok(()) => {
+                self.stats.parts += 1;
+                metrics::counter(&format!(
+                    "candlekeep_book_parts_total{{exchange=\"{}\"}}",
+                    key.0
+                ))
+                .inc();
+            }
+            Err(e) => {
+                self.stats.write_failures += 1;
+                metrics::counter(&format!(
+                    "candlekeep_book_write_failures_total{{exchange=\"{}\"}}",
+                    key.0
+                ))
+                .inc();
+                tracing::error!(exchange = %key.0, instrument = %key.1, error = %e, "a part of the book files could not be finished; the tape keeps its messages");
+                for p in &part.paths {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+    }
+
+    /// The book is unknown from `at` on.
+    /// The book is unknown from `at` on: a gap from then until its next
+    /// snapshot, if it was known or is `wrong`.
+    fn unknown(
+        &mut self,
+        key: &(Exchange, Instrument),
+        recorded: &mut Recorded,
+        at: Ts,
+        why: String,
+        wrong: bool,
+    ) {
+        let was_known = self.live.update(key.0, &key.1, |b| {
+            b.book.clear();
+            std::mem::replace(&mut b.valid, false)
+        });
+        if let Some(part) = recorded.part.take() {
+            self.end_part(key, part, at);
+        }
+        match &mut recorded.unknown {
+            Some(u) => u.wrong |= wrong,
+            None if was_known || wrong => {
+                recorded.unknown = Some(Unknown {
+                    from: at,
+                    why,
+                    wrong,
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// A part could not be written: the book is unknown from `at`.
+    fn fail(&mut self, key: &(Exchange, Instrument), recorded: &mut Recorded, at: Ts, why: &str) {
+        self.stats.write_failures += 1;
+        metrics::counter(&format!(
+            "candlekeep_book_write_failures_total{{exchange=\"{}\"}}",
+            key.0
+        ))
+        .inc();
+        tracing::error!(exchange = %key.0, instrument = %key.1, error = %why, "book not recorded; unknown until its next snapshot");
+        self.unknown(key, recorded, at, format!("not recorded: {why}"), true);
+    }
+
+    fn count_rows(&mut self, key: &(Exchange, Instrument), file: BookFile, n: usize) {
+        self.stats.rows += n as u64;
+        metrics::counter(&format!(
+            "candlekeep_book_rows_total{{exchange=\"{}\",kind=\"{}\"}}",
+            key.0,
+            file.kind()
+        ))
+        .inc_by(n as u64);
+    }
+
+    fn gap(&mut self, key: &(Exchange, Instrument), from: Ts, to: Ts, why: &str) -> Gap {
+        self.stats.gaps += 1;
+        metrics::counter(&format!(
+            "candlekeep_book_gaps_total{{exchange=\"{}\"}}",
+            key.0
+        ))
+        .inc();
+        Gap {
+            exchange: key.0,
+            instrument: key.1.clone(),
+            from_ts: from,
+            to_ts: to,
+            first_missing_id: None,
+            last_missing_id: None,
+            state: GapState::Unfillable,
+            reason: format!("{BOOK_GAP}: {why}; the book is unknown until its snapshot at {to}"),
+            detected_at: to,
+        }
+    }
+}
+
+/// How a book gap's reason begins.
+pub const BOOK_GAP: &str = "order book";
+
+/// Makes a rename in `dir` durable (best effort: not every platform can).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The live book of `instrument`, for tests and the API: its levels.
+#[must_use]
+pub fn live_book(live: &LiveBooks, exchange: Exchange, instrument: &Instrument) -> Option<Book> {
+    live.read(exchange, instrument, |b| b.valid.then(|| b.book.clone()))
+        .flatten()
+}
