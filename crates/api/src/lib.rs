@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod alerts;
+pub mod book;
 pub mod error;
 mod latest;
 mod limit;
@@ -77,6 +78,8 @@ pub struct ApiState {
     /// The instruments this process's sources capture: WebSocket clients
     /// may subscribe to these and to what the store holds.
     captured: Arc<std::collections::HashSet<(ck_model::Exchange, ck_model::Instrument)>>,
+    /// Where order books are found (live and archived).
+    books: book::BookSource,
 }
 
 /// What this process is expected to do, for readiness (`/health`).
@@ -124,6 +127,7 @@ impl ApiState {
             capture: Capture::Nothing,
             problems: ck_bus::health::Board::process(),
             captured: Arc::default(),
+            books: book::BookSource::default(),
         }
     }
 
@@ -135,6 +139,21 @@ impl ApiState {
         captured: impl IntoIterator<Item = (ck_model::Exchange, ck_model::Instrument)>,
     ) -> ApiState {
         self.captured = Arc::new(captured.into_iter().collect());
+        self
+    }
+
+    /// Serves order books (`/api/v1/book`): `live`, the books this
+    /// process captures, and the archive's book files under `archive`.
+    #[must_use]
+    pub fn with_books(
+        mut self,
+        live: Option<ck_bus::books::LiveBooks>,
+        archive: std::path::PathBuf,
+    ) -> ApiState {
+        self.books = book::BookSource {
+            live,
+            root: Some(archive),
+        };
         self
     }
 
@@ -297,6 +316,7 @@ impl utoipa::Modify for BearerScheme {
         market::trades,
         market::tickers,
         market::prices,
+        book::book,
         product_stats::stats_1min,
         product_stats::stats_1hour,
         product_stats::stats_1day,
@@ -341,6 +361,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/trades", get(market::trades))
         .route("/api/v1/tickers", get(market::tickers))
         .route("/api/v1/prices", get(market::prices))
+        .route("/api/v1/book", get(book::book))
         .route("/stats1min/{product}", get(product_stats::stats_1min))
         .route("/stats1hour/{product}", get(product_stats::stats_1hour))
         .route("/stats1day/{product}", get(product_stats::stats_1day))

@@ -407,7 +407,7 @@ impl Default for BooksConfig {
     fn default() -> Self {
         BooksConfig {
             snapshot_every_secs: 600,
-            part_secs: 3_600,
+            part_secs: 600,
             queue: 4_096,
         }
     }

@@ -566,7 +566,11 @@ impl ApiServer {
         .with_token(api.token.clone())
         .with_cors(api.cors_origins.clone())
         .with_capture(capture)
-        .with_captured(captured);
+        .with_captured(captured)
+        .with_books(
+            Some(runtime.books.clone()),
+            settings.config.archive.root(&settings.data_dir),
+        );
         let stop = tasks.stop.clone().cancelled_owned();
         let listener = self.listener;
         tasks.spawn_fallible("API", async move {

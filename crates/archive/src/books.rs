@@ -430,6 +430,38 @@ pub fn book_part_at(
     Ok(None)
 }
 
+/// The last finished part of an instrument's book (the latest `from`).
+///
+/// # Errors
+/// When a folder cannot be read.
+pub fn latest_book_part(
+    root: &Path,
+    exchange: Exchange,
+    instrument: &Instrument,
+) -> Result<Option<BookPart>, Error> {
+    let dir =
+        crate::layout::instrument_dir_named(root, BookFile::Snapshots.kind(), exchange, instrument);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(Error::Io { path: dir, source }),
+    };
+    let mut days: Vec<i64> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name();
+            crate::layout::parse_date(name.to_str()?.strip_prefix("date=")?)
+        })
+        .collect();
+    days.sort_unstable();
+    for day in days.into_iter().rev() {
+        if let Some(last) = book_parts(root, exchange, instrument, day)?.pop() {
+            return Ok(Some(last));
+        }
+    }
+    Ok(None)
+}
+
 /// The exact book at `at` from the archive under `root`, with the part it
 /// came from; `None` when the book was unknown then.
 ///

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use ck_book::Book;
+use ck_book::{Book, BookError, BookSide, Fixed};
 use ck_model::{Exchange, Instrument, Ts};
 
 /// One instrument's book as it stands.
@@ -18,6 +18,71 @@ pub struct LiveBook {
     pub valid: bool,
     /// The last message number applied (numbered per connection).
     pub message: i64,
+    /// The rows of the part of the book's files being written (which
+    /// cannot be read until it is finished), so that a book at an instant
+    /// since it began is rebuilt from memory: its snapshot, then deltas.
+    pub recent: Vec<RecentRow>,
+}
+
+/// One level of a snapshot or delta of the part being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecentRow {
+    /// Receive time.
+    pub at: Ts,
+    /// Of a snapshot (else of a delta).
+    pub snapshot: bool,
+    /// The message's number.
+    pub message: i64,
+    /// The side.
+    pub side: BookSide,
+    /// The price.
+    pub price: Fixed,
+    /// The size (zero in a delta: removed).
+    pub size: Fixed,
+}
+
+impl LiveBook {
+    /// The exact book at `at` from the rows of the part being written:
+    /// its last snapshot received by then, and the deltas after it
+    /// received by then; `None` when `at` is before the part, or after the
+    /// book stopped being known.
+    ///
+    /// # Errors
+    /// A row the book cannot hold.
+    pub fn book_at(&self, at: Ts) -> Result<Option<Book>, BookError> {
+        let known_until = if self.valid {
+            Ts(i64::MAX)
+        } else {
+            self.time.unwrap_or(Ts(i64::MIN))
+        };
+        if at > known_until {
+            return Ok(None);
+        }
+        let Some(last) = self
+            .recent
+            .iter()
+            .filter(|r| r.snapshot && r.at <= at)
+            .map(|r| r.message)
+            .max()
+        else {
+            return Ok(None);
+        };
+        let mut book = Book::new();
+        book.load(
+            self.recent
+                .iter()
+                .filter(|r| r.snapshot && r.message == last)
+                .map(|r| (r.side, r.price, r.size)),
+        )?;
+        for r in self
+            .recent
+            .iter()
+            .filter(|r| !r.snapshot && r.message > last && r.at <= at)
+        {
+            book.apply(r.side, r.price, r.size)?;
+        }
+        Ok(Some(book))
+    }
 }
 
 /// Every live book, shared (cheap to clone).

@@ -33,7 +33,7 @@ use ck_archive::books::{
 };
 use ck_archive::layout::day_of;
 use ck_book::Book;
-use ck_bus::books::LiveBooks;
+use ck_bus::books::{LiveBooks, RecentRow};
 use ck_bus::{Closed, Event, Receiver, Sender, metrics};
 use ck_model::{Exchange, Gap, GapState, Instrument, Ts};
 
@@ -278,6 +278,9 @@ impl Recorder {
                 Ok(()) => {
                     part.last = part.last.max(at);
                     self.count_rows(key, BookFile::Snapshots, rows.len());
+                    self.live.update(key.0, &key.1, |b| {
+                        b.recent.extend(recent_rows(rows, true));
+                    });
                 }
                 Err(ck_archive::Error::Unrepresentable { .. }) => {
                     // Finer than the part's columns: a new part, from it.
@@ -340,6 +343,9 @@ impl Recorder {
             Ok(()) => {
                 part.last = part.last.max(at);
                 self.count_rows(key, BookFile::Deltas, rows.len());
+                self.live.update(key.0, &key.1, |b| {
+                    b.recent.extend(recent_rows(rows, false));
+                });
             }
             Err(ck_archive::Error::Unrepresentable { .. }) => {
                 // A new part, shaped for it, from the book after it.
@@ -419,6 +425,9 @@ impl Recorder {
             Ok(part) => {
                 self.count_rows(key, BookFile::Snapshots, rows.len());
                 recorded.part = Some(part);
+                self.live.update(key.0, &key.1, |b| {
+                    b.recent = recent_rows(rows, true);
+                });
             }
             Err(e) => self.fail(key, recorded, at, &e.to_string()),
         }
@@ -480,6 +489,8 @@ impl Recorder {
     ) {
         let was_known = self.live.update(key.0, &key.1, |b| {
             b.book.clear();
+            b.recent = Vec::new();
+            b.time = Some(b.time.map_or(at, |t| t.max(at)));
             std::mem::replace(&mut b.valid, false)
         });
         if let Some(part) = recorded.part.take() {
@@ -539,6 +550,24 @@ impl Recorder {
             detected_at: to,
         }
     }
+}
+
+/// Rows as the live book's rows of the part being written (rows the
+/// book could not hold were refused before they got here).
+fn recent_rows(rows: &[BookRow], snapshot: bool) -> Vec<RecentRow> {
+    rows.iter()
+        .filter_map(|r| {
+            let (side, price, size) = r.level().ok()?;
+            Some(RecentRow {
+                at: r.ts_received,
+                snapshot,
+                message: r.message,
+                side,
+                price,
+                size,
+            })
+        })
+        .collect()
 }
 
 /// How a book gap's reason begins.

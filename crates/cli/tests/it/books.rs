@@ -28,59 +28,77 @@ fn decimal(f: ck_book::Fixed) -> Decimal {
     Decimal::parse(&f.text()).expect("a book number is a decimal")
 }
 
-/// The books of `messages` (a tape, in order) at `at`, by the venue's
-/// reader and a plain map: a snapshot replaces the book, a delta sets or
-/// removes levels, and the book is cut to the depth the venue checks.
-/// Only books whose snapshot came by `at`.
-fn plain_books(exchange: Exchange, messages: &[RawMessage], at: Ts) -> BTreeMap<String, Plain> {
+/// One book as two plain maps of decimals.
+#[derive(Default, Clone)]
+struct Sides {
+    bids: BTreeMap<Decimal, Decimal>,
+    asks: BTreeMap<Decimal, Decimal>,
+}
+
+impl Sides {
+    fn plain(&self) -> Plain {
+        let bids = self.bids.iter().map(|(p, s)| ((true, *p), *s));
+        let asks = self.asks.iter().map(|(p, s)| ((false, *p), *s));
+        bids.chain(asks).collect()
+    }
+}
+
+/// The books of `messages` (a tape, in order) at each of `instants`
+/// (ascending), by the venue's reader and plain maps: a snapshot replaces
+/// the book, a delta sets or removes levels, and the book is cut to the
+/// depth the venue checks. Only books whose snapshot came by then.
+fn plain_books_at(
+    exchange: Exchange,
+    messages: &[RawMessage],
+    instants: &[Ts],
+) -> Vec<BTreeMap<String, Plain>> {
     let mut reader = ck_sources::book::book_reader_for(exchange).expect("a book reader");
-    let mut books: BTreeMap<String, Plain> = BTreeMap::new();
+    let mut books: BTreeMap<String, Sides> = BTreeMap::new();
     let mut read = Vec::new();
-    for m in messages.iter().take_while(|m| m.ts_received <= at) {
-        read.clear();
-        reader.read(m, &mut read).expect("a recorded book message");
-        for sb in read.drain(..) {
-            let book = match sb.message.kind {
-                MessageKind::Snapshot => {
-                    let b = books.entry(sb.symbol.clone()).or_default();
-                    b.clear();
-                    b
+    let mut out = Vec::with_capacity(instants.len());
+    let mut next = messages.iter().peekable();
+    for &at in instants {
+        while let Some(m) = next.next_if(|m| m.ts_received <= at) {
+            read.clear();
+            reader.read(m, &mut read).expect("a recorded book message");
+            for sb in read.drain(..) {
+                let book = match sb.message.kind {
+                    MessageKind::Snapshot => {
+                        let b = books.entry(sb.symbol.clone()).or_default();
+                        *b = Sides::default();
+                        b
+                    }
+                    MessageKind::Delta => match books.get_mut(&sb.symbol) {
+                        Some(b) => b,
+                        None => continue,
+                    },
+                };
+                for c in &sb.message.changes {
+                    let side = if c.side == BookSide::Bid {
+                        &mut book.bids
+                    } else {
+                        &mut book.asks
+                    };
+                    let size = decimal(c.size);
+                    if size.is_zero() {
+                        side.remove(&decimal(c.price));
+                    } else {
+                        side.insert(decimal(c.price), size);
+                    }
                 }
-                MessageKind::Delta => match books.get_mut(&sb.symbol) {
-                    Some(b) => b,
-                    None => continue,
-                },
-            };
-            for c in &sb.message.changes {
-                let key = (c.side == BookSide::Bid, decimal(c.price));
-                let size = decimal(c.size);
-                if size.is_zero() {
-                    book.remove(&key);
-                } else {
-                    book.insert(key, size);
-                }
-            }
-            if let Some(depth) = reader.depth(&sb.symbol) {
-                let bids: Vec<_> = book.keys().filter(|k| k.0).cloned().collect();
-                let asks: Vec<_> = book.keys().filter(|k| !k.0).cloned().collect();
-                for k in bids.iter().rev().skip(depth).chain(asks.iter().skip(depth)) {
-                    book.remove(k);
+                if let Some(depth) = reader.depth(&sb.symbol) {
+                    while book.bids.len() > depth {
+                        book.bids.pop_first();
+                    }
+                    while book.asks.len() > depth {
+                        book.asks.pop_last();
+                    }
                 }
             }
         }
+        out.push(books.iter().map(|(k, b)| (k.clone(), b.plain())).collect());
     }
-    books
-}
-
-fn plain_of(book: &ck_book::Book) -> Plain {
-    [BookSide::Bid, BookSide::Ask]
-        .into_iter()
-        .flat_map(|side| {
-            book.levels(side)
-                .map(move |l| ((side == BookSide::Bid), decimal(l.price), decimal(l.size)))
-        })
-        .map(|(bid, p, s)| ((bid, p), s))
-        .collect()
+    out
 }
 
 /// Every message of the tapes under `dir`, in order.
@@ -118,7 +136,7 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
         .collect();
     let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1).expect("protocol");
     // The recording's books, by symbol: every instrument is captured.
-    let recorded = plain_books(exchange, &messages, Ts(i64::MAX));
+    let recorded = plain_books_at(exchange, &messages, &[Ts(i64::MAX)]).remove(0);
     assert!(!recorded.is_empty(), "{fixture} has books");
     // The instruments the venue's parser names in the recording.
     let mut normalizer = ck_sources::normalize::Normalizer::new();
@@ -172,20 +190,26 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
     let runtime = ck_app::runtime::Runtime::new();
     let (token, pipeline) =
         crate::support::spawn_pipeline_with(&settings, &runtime, &store, source);
+    let root = settings.config.archive.root(&settings.data_dir);
+    let api = Api::start(&store, &runtime, &root).await;
     let served = eventually(Duration::from_secs(60), || async { mock.finished() }).await;
-    // What was served is read: the tape has caught up when the books stop
-    // moving.
+    // What was served is read when the books stop moving.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let live: BTreeMap<Instrument, Option<Plain>> = instruments
-        .iter()
-        .map(|i| {
-            let book = runtime
-                .books
-                .read(exchange, i, |b| b.valid.then(|| plain_of(&b.book)))
-                .flatten();
-            (i.clone(), book)
-        })
-        .collect();
+    // While capture runs: the books as they stand, and at instants of the
+    // part being written (rebuilt from memory).
+    let mut live_answers = Vec::new();
+    for i in &instruments {
+        live_answers.push((i.clone(), None, api.book(exchange, i, None).await));
+        let times: Vec<Ts> = runtime
+            .books
+            .read(exchange, i, |b| b.recent.iter().map(|r| r.at).collect())
+            .unwrap_or_default();
+        for k in 1..=4 {
+            if let Some(&at) = times.get(times.len() * k / 5) {
+                live_answers.push((i.clone(), Some(at), api.book(exchange, i, Some(at)).await));
+            }
+        }
+    }
     token.cancel();
     let report = pipeline.await.expect("join").expect("pipeline");
     assert!(served, "{exchange}: every recorded frame was served");
@@ -195,39 +219,194 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
     assert!(books.parts >= 1 && books.rows > 0, "{exchange}: {books:?}");
 
     let tape = tape_messages(&settings.data_dir.join("tapes"));
-    let root = settings.config.archive.root(&settings.data_dir);
     let last = tape.last().expect("taped").ts_received;
-    let final_books = plain_books(exchange, &tape, last);
+    // The instants asked, and the plain books there, in one pass.
+    let spread: Vec<Ts> = (1..=12)
+        .map(|k| tape[tape.len() * k / 13].ts_received)
+        .collect();
+    let mut instants: Vec<Ts> = live_answers
+        .iter()
+        .filter_map(|a| a.1)
+        .chain(spread.iter().copied())
+        .chain([last])
+        .collect();
+    instants.sort();
+    instants.dedup();
+    let models: BTreeMap<Ts, BTreeMap<String, Plain>> = instants
+        .iter()
+        .copied()
+        .zip(plain_books_at(exchange, &tape, &instants))
+        .collect();
     let symbol_of = |i: &Instrument| {
         let s = protocol.book_symbol(i);
-        final_books
+        models[&last]
             .keys()
             .find(|k| k.eq_ignore_ascii_case(&s))
             .cloned()
     };
+    let plain_at = |i: &Instrument, at: Ts| symbol_of(i).and_then(|s| models[&at].get(&s).cloned());
     let mut compared = 0;
-    for i in &instruments {
-        let Some(symbol) = symbol_of(i) else {
-            continue;
-        };
-        assert_eq!(
-            live[i].as_ref(),
-            final_books.get(&symbol),
-            "{exchange} {i}: the live book at the end"
-        );
-        // Instants spread over the tape: the archive's book is the plain
-        // one there.
-        for k in 1..=12 {
-            let at = tape[tape.len() * k / 13].ts_received;
-            let plain = plain_books(exchange, &tape, at).remove(&symbol);
-            let archived = ck_archive::books::archived_book_at(&root, exchange, i, at)
-                .expect("archive")
-                .map(|(b, _)| plain_of(&b));
-            assert_eq!(archived, plain, "{exchange} {i} at {at}");
-            compared += usize::from(plain.is_some());
+    for (i, at, answer) in &live_answers {
+        let plain = plain_at(i, at.unwrap_or(last));
+        if let Some((source, book)) = answer {
+            assert_eq!(source, "live", "{exchange} {i} at {at:?}");
+            assert_eq!(
+                Some(book),
+                plain.map(cut).as_ref(),
+                "{exchange} {i} at {at:?}: the live book"
+            );
+            compared += 1;
+        } else {
+            assert_eq!(
+                plain, None,
+                "{exchange} {i} at {at:?}: a book the API did not give"
+            );
         }
     }
-    assert!(compared >= 6, "{exchange}: {compared} books compared");
+    // After the stop: from the archive's files, at instants spread over
+    // the tape, and the latest book it holds.
+    for i in &instruments {
+        for &at in &spread {
+            let plain = plain_at(i, at).map(cut);
+            let answer = api.book(exchange, i, Some(at)).await;
+            if let Some((source, _)) = &answer {
+                assert_eq!(source, "archive");
+            }
+            assert_eq!(
+                answer.map(|a| a.1),
+                plain,
+                "{exchange} {i} at {at}: the archived book"
+            );
+            compared += usize::from(plain.is_some());
+        }
+        if let Some(plain) = plain_at(i, last) {
+            let (source, latest) = api.book(exchange, i, None).await.expect("the latest book");
+            assert_eq!(
+                (source.as_str(), latest),
+                ("archive", cut(plain)),
+                "{exchange} {i}"
+            );
+        }
+    }
+    assert!(compared >= 8, "{exchange}: {compared} books compared");
+    api.stop.cancel();
+}
+
+/// A plain book cut to the API's most levels a side.
+fn cut(book: Plain) -> Plain {
+    let most = ck_api::book::MAX_DEPTH;
+    let bids = book.iter().filter(|(k, _)| k.0).rev().take(most);
+    let asks = book.iter().filter(|(k, _)| !k.0).take(most);
+    bids.chain(asks).map(|(k, v)| (*k, *v)).collect()
+}
+
+/// The API of the test's process, on a free port.
+struct Api {
+    addr: String,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Api {
+    async fn start(
+        store: &std::sync::Arc<dyn ck_store::Store>,
+        runtime: &ck_app::runtime::Runtime,
+        root: &Path,
+    ) -> Api {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let state = ck_api::ApiState::new(
+            store.clone(),
+            runtime.connectors.clone(),
+            runtime.feed.clone(),
+            Duration::from_secs(30),
+        )
+        .with_books(Some(runtime.books.clone()), root.to_owned());
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(ck_api::serve(
+            listener,
+            state,
+            stop.clone().cancelled_owned(),
+        ));
+        Api { addr, stop }
+    }
+
+    /// `GET /api/v1/book` at its deepest: the source and the book, or
+    /// `None` for a 404.
+    async fn book(
+        &self,
+        exchange: Exchange,
+        i: &Instrument,
+        at: Option<Ts>,
+    ) -> Option<(String, Plain)> {
+        let mut path = format!(
+            "/api/v1/book?exchange={exchange}&instrument={i}&depth={}",
+            ck_api::book::MAX_DEPTH
+        );
+        if let Some(at) = at {
+            path.push_str(&format!("&at={at}"));
+        }
+        let addr = self.addr.clone();
+        let response = tokio::task::spawn_blocking(move || crate::support::http_get(&addr, &path))
+            .await
+            .expect("join");
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP answer");
+        if head.starts_with("HTTP/1.1 404") {
+            assert!(
+                body.contains("not known at") || body.contains("held or recorded"),
+                "{body}"
+            );
+            return None;
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(v["exchange"], exchange.as_str());
+        assert_eq!(v["instrument"], i.as_str());
+        let mut plain = Plain::new();
+        for (side, bid) in [("bids", true), ("asks", false)] {
+            let levels = v[side].as_array().expect("levels");
+            for l in levels {
+                let price = Decimal::parse(l[0].as_str().expect("price text")).expect("price");
+                let size = Decimal::parse(l[1].as_str().expect("size text")).expect("size");
+                plain.insert((bid, price), size);
+            }
+            // Best first.
+            let prices: Vec<Decimal> = levels
+                .iter()
+                .map(|l| Decimal::parse(l[0].as_str().expect("price")).expect("price"))
+                .collect();
+            let mut sorted = prices.clone();
+            sorted.sort();
+            if bid {
+                sorted.reverse();
+            }
+            assert_eq!(prices, sorted, "{side} best first");
+        }
+        Some((v["source"].as_str().expect("source").to_owned(), plain))
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((len, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).expect("chunk length");
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
 }
 
 macro_rules! book_tests {
