@@ -117,6 +117,25 @@ pub(crate) enum Command {
         #[command(flatten)]
         range: RangeArgs,
     },
+    /// Print an order book from the archive's book files: the exact book
+    /// at `--at`, or the latest book recorded, best first.
+    Book {
+        /// The exchange.
+        #[arg(long, value_parser = exchange_names(), ignore_case = true)]
+        exchange: Exchange,
+        /// The instrument, BASE-QUOTE.
+        #[arg(long)]
+        instrument: Instrument,
+        /// The instant: RFC 3339 or a date. Default: the latest recorded.
+        #[arg(long, value_parser = parse_time)]
+        at: Option<Ts>,
+        /// Levels a side (at most 10,000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        depth: u32,
+        /// `json` (as `/api/v1/book` answers) or `csv` (`side,price,size`).
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
     /// Export stored trades, quotes or candles of one instrument to a
     /// Parquet, CSV or JSON-lines file, exactly, a window at a time.
     Export {

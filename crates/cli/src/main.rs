@@ -262,6 +262,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             output::trades(&trades, range.format == Format::Csv)
         }
+        Command::Book {
+            exchange,
+            instrument,
+            at,
+            depth,
+            format,
+        } => {
+            let source = ck_api::book::BookSource {
+                live: None,
+                root: Some(settings.config.archive.root(&settings.data_dir)),
+            };
+            let depth = usize::try_from(depth).unwrap_or(ck_api::book::MAX_DEPTH);
+            let answer = ck_api::book::find_book(&source, exchange, &instrument, at, depth)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if format == Format::Csv {
+                print!("{}", answer.csv());
+            } else {
+                println!("{}", answer.json());
+            }
+            Ok(())
+        }
         Command::Quotes { range } => {
             let q = range_query(&range)?;
             let store = ck_app::open_existing_store(&settings).await?;

@@ -289,7 +289,83 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
         }
     }
     assert!(compared >= 8, "{exchange}: {compared} books compared");
+    cli_prints_the_api_book(
+        &settings.data_dir,
+        exchange,
+        &instruments[0],
+        spread[spread.len() - 1],
+        &api,
+    )
+    .await;
     api.stop.cancel();
+}
+
+/// `candlekeep book` prints what the API answers, in JSON and CSV.
+async fn cli_prints_the_api_book(
+    data_dir: &Path,
+    exchange: Exchange,
+    i: &Instrument,
+    at: Ts,
+    api: &Api,
+) {
+    let answer = api.book(exchange, i, Some(at)).await;
+    let printed = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args([
+                "--log",
+                "warn",
+                "book",
+                "--exchange",
+                exchange.as_str(),
+                "--instrument",
+                i.as_str(),
+            ])
+            .args([
+                "--at",
+                &at.to_string(),
+                "--depth",
+                "10000",
+                "--format",
+                format,
+            ])
+            .env_remove("CANDLEKEEP_CONFIG")
+            .output()
+            .expect("candlekeep book");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, json, err) = printed("json");
+    // The last of the spread instants: every book is known by then.
+    let Some((_, plain)) = &answer else {
+        panic!("{exchange} {i}: no book at {at}")
+    };
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(v["source"], "archive");
+    assert_eq!(v["time"], at.to_string());
+    let levels =
+        v["bids"].as_array().map_or(0, Vec::len) + v["asks"].as_array().map_or(0, Vec::len);
+    assert_eq!(levels, plain.len());
+    let (ok, csv, err) = printed("csv");
+    assert!(ok, "{err}");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("side,price,size"));
+    let mut from_csv = Plain::new();
+    for line in lines {
+        let [side, price, size] = line.split(',').collect::<Vec<_>>()[..] else {
+            panic!("a CSV row: {line}")
+        };
+        from_csv.insert(
+            (side == "bid", Decimal::parse(price).expect("price")),
+            Decimal::parse(size).expect("size"),
+        );
+    }
+    assert_eq!(&from_csv, plain, "{exchange} {i}: the CSV book");
 }
 
 /// A plain book cut to the API's most levels a side.
