@@ -307,6 +307,9 @@ pub const SPEC: MockSpec = MockSpec {
         products: Products::ByChannel,
         subscribed,
         pong,
+        // Channel ids name a frame's book; resync is a new connection.
+        book: None,
+        sequence: None,
     },
     rest: Some(rest),
     custom_start: None,

@@ -245,6 +245,8 @@ pub const SPEC: MockSpec = MockSpec {
         products: Products::InFrame(frame_product),
         subscribed,
         pong: crate::venues::common_pong,
+        book: None,
+        sequence: None,
     },
     rest: Some(rest),
     custom_start: None,

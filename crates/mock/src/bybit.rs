@@ -232,6 +232,8 @@ pub const SPEC: MockSpec = MockSpec {
         products: Products::InFrame(|v| v["topic"].as_str().map(topic_product)),
         subscribed,
         pong: crate::venues::common_pong,
+        book: Some(crate::books::bybit),
+        sequence: None,
     },
     rest: Some(rest),
     custom_start: None,

@@ -231,6 +231,8 @@ pub const SPEC: MockSpec = MockSpec {
         products: Products::InFrame(frame_product),
         subscribed: crate::coinbase_exchange::coinbase_subscribed,
         pong: crate::venues::common_pong,
+        book: Some(crate::books::coinbase_advanced),
+        sequence: Some("sequence_num"),
     },
     rest: Some(rest),
     custom_start: None,

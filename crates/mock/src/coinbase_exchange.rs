@@ -223,6 +223,8 @@ pub const SPEC: MockSpec = MockSpec {
         products: Products::InFrame(|v| upper_of(&v["product_id"])),
         subscribed: coinbase_subscribed,
         pong: crate::venues::common_pong,
+        book: Some(crate::books::coinbase_exchange),
+        sequence: None,
     },
     rest: Some(rest),
     custom_start: None,

@@ -354,6 +354,8 @@ pub const SPEC: MockSpec = MockSpec {
         products: Products::InFrame(frame_product),
         subscribed,
         pong: crate::venues::common_pong,
+        book: Some(crate::books::kraken),
+        sequence: None,
     },
     rest: Some(rest),
     custom_start: None,

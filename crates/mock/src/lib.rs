@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod bars;
+pub mod books;
 pub mod laps;
 pub mod route;
 pub mod shift;

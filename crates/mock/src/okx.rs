@@ -361,6 +361,8 @@ pub const SPEC: MockSpec = MockSpec {
         products: Products::InFrame(|v| upper_of(&v["arg"]["instId"])),
         subscribed,
         pong: crate::venues::common_pong,
+        book: Some(crate::books::okx),
+        sequence: None,
     },
     rest: Some(rest),
     custom_start: None,

@@ -58,6 +58,9 @@ pub struct VenueOptions {
     /// How many times the recording plays, each lap with its times and
     /// trade ids moved on ([`crate::laps`]); `u64::MAX` loops for ever.
     pub laps: u64,
+    /// Fault: the book checksum of every Nth frame that carries one is
+    /// off by one ([`crate::books::corrupt_checksum`]).
+    pub corrupt_checksum_every: Option<usize>,
 }
 
 impl Default for VenueOptions {
@@ -73,6 +76,7 @@ impl Default for VenueOptions {
             malformed_every: None,
             stall: None,
             laps: 1,
+            corrupt_checksum_every: None,
         }
     }
 }
@@ -89,6 +93,13 @@ struct Shared {
     offset: i64,
     /// Per frame of a lap: the product it is about.
     products: Vec<Option<crate::route::Product>>,
+    /// Per frame of a lap: a book snapshot or delta, or neither.
+    book: Vec<Option<crate::books::BookFrame>>,
+    /// Frames sent with a corrupted checksum, and frames with one seen.
+    corrupted: AtomicUsize,
+    checksummed: AtomicUsize,
+    /// Frames sent again to catch a client's book up.
+    caught_up: AtomicUsize,
     /// Per frame of a lap that holds the withheld marker: how many such
     /// frames come before it in the lap; and how many a lap holds.
     marked: Vec<Option<usize>>,
@@ -147,6 +158,13 @@ impl MockVenue {
             .collect();
         let frames: Vec<String> = ws.iter().map(|m| m.data.clone()).collect();
         let products = crate::route::products(exchange, &frames);
+        let book = match crate::venues::wire(exchange).book {
+            Some(kind) => frames
+                .iter()
+                .map(|f| serde_json::from_str(f).ok().and_then(|v| kind(&v)))
+                .collect(),
+            None => vec![None; frames.len()],
+        };
         let mut marked_per_lap = 0;
         let marked = frames
             .iter()
@@ -172,6 +190,10 @@ impl MockVenue {
             started: tokio::time::Instant::now(),
             offset,
             products,
+            book,
+            corrupted: AtomicUsize::new(0),
+            checksummed: AtomicUsize::new(0),
+            caught_up: AtomicUsize::new(0),
             marked,
             marked_per_lap,
             withheld: AtomicUsize::new(0),
@@ -210,6 +232,19 @@ impl MockVenue {
     #[must_use]
     pub fn stalls(&self) -> usize {
         self.shared.stalls.load(Ordering::SeqCst)
+    }
+
+    /// Frames sent with a corrupted book checksum.
+    #[must_use]
+    pub fn corrupted(&self) -> usize {
+        self.shared.corrupted.load(Ordering::SeqCst)
+    }
+
+    /// Book frames sent again to catch a client's book up (after it
+    /// subscribed again, or resumed on a new connection).
+    #[must_use]
+    pub fn caught_up(&self) -> usize {
+        self.shared.caught_up.load(Ordering::SeqCst)
     }
 
     /// Frames withheld by the `withhold` fault.
@@ -297,6 +332,16 @@ impl Shared {
         count.is_multiple_of((*every).max(1))
     }
 
+    /// Frame `n`'s text as sent: its times moved by the mock's shift.
+    fn outgoing(&self, frame: String, n: usize) -> String {
+        let offset = self.offset + self.laps.offset(n);
+        if offset == 0 {
+            frame
+        } else {
+            crate::shift::shift_frame(self.exchange, &frame, offset)
+        }
+    }
+
     /// Marks frame `n` as passed by a connection; true for the first.
     fn pass(&self, n: usize) -> bool {
         self.cursor.fetch_max(n + 1, Ordering::SeqCst) <= n
@@ -377,6 +422,11 @@ async fn serve(
     ping.tick().await;
     let mut sent = 0usize;
     let mut stalled_until: Option<tokio::time::Instant> = None;
+    let wire = crate::venues::wire(shared.exchange);
+    // This connection's message numbers (where the venue numbers them).
+    let mut number = 0u64;
+    // Book frames to send again before the recording goes on.
+    let mut pending: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
     loop {
         if drop_after.is_some_and(|n| sent >= n) {
             return Ok(());
@@ -397,7 +447,15 @@ async fn serve(
                         if let Some(reply) = pong(shared.exchange, t.as_str()) {
                             ws.send(Message::Text(reply.into())).await?;
                         } else {
-                            wanted.extend(crate::route::subscribed(shared.exchange, t.as_str()));
+                            let names = crate::route::subscribed(shared.exchange, t.as_str());
+                            // Subscribed again, or resuming mid-recording: a
+                            // fresh book of what it names, as a venue sends.
+                            if (subscribed || at > 0) && !t.as_str().contains("unsubscribe") {
+                                let again = crate::books::catch_up(&shared.book, &shared.products, &names, at);
+                                shared.caught_up.fetch_add(again.len(), Ordering::SeqCst);
+                                pending.extend(again);
+                            }
+                            wanted.extend(names);
                             shared
                                 .subscribes
                                 .lock()
@@ -412,6 +470,23 @@ async fn serve(
                 }
             }
             _ = ping.tick() => ws.send(Message::Ping(b"mock".to_vec().into())).await?,
+            () = std::future::ready(()), if !pending.is_empty() => {
+                let Some(j) = pending.pop_front() else {
+                    continue;
+                };
+                let Some((frame, _)) = shared.laps.frame(j) else {
+                    continue;
+                };
+                let text = shared.outgoing(frame, j);
+                let text = match wire.sequence {
+                    Some(field) => {
+                        number += 1;
+                        crate::books::renumber(&text, field, number)
+                    }
+                    None => text,
+                };
+                ws.send(Message::Text(text.into())).await?;
+            }
             () = tokio::time::sleep_until(due), if next.is_some() => {
                 at += 1;
                 let first = shared.pass(i);
@@ -419,6 +494,8 @@ async fn serve(
                     if first {
                         shared.withheld.fetch_add(1, Ordering::SeqCst);
                     }
+                    // A message the venue numbered, lost on the way.
+                    number += 1;
                     continue;
                 }
                 // A frame about a product this client did not subscribe to
@@ -431,12 +508,20 @@ async fn serve(
                 let Some((frame, _)) = shared.laps.frame(i) else {
                     continue;
                 };
-                let offset = shared.offset + shared.laps.offset(i);
-                let text = if offset == 0 {
-                    frame
-                } else {
-                    crate::shift::shift_frame(shared.exchange, &frame, offset)
-                };
+                let mut text = shared.outgoing(frame, i);
+                if let Some(field) = wire.sequence {
+                    number += 1;
+                    text = crate::books::renumber(&text, field, number);
+                }
+                if let Some(every) = shared.options.corrupt_checksum_every.filter(|e| *e > 0)
+                    && let Some(corrupt) = crate::books::corrupt_checksum(&text)
+                {
+                    let seen = shared.checksummed.fetch_add(1, Ordering::SeqCst) + 1;
+                    if seen.is_multiple_of(every) {
+                        text = corrupt;
+                        shared.corrupted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
                 if let Some(every) = shared.options.malformed_every
                     && every > 0
                     && (sent + 1).is_multiple_of(every)

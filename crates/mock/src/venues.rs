@@ -70,6 +70,12 @@ pub struct Wire {
     pub subscribed: fn(text: &str) -> HashSet<Product>,
     /// The venue's answer to an application ping, if `text` is one.
     pub pong: fn(text: &str) -> Option<String>,
+    /// Which frames are book snapshots and deltas, where the mock can
+    /// send a fresh book ([`crate::books`]).
+    pub book: Option<crate::books::BookFrames>,
+    /// A number the venue gives every message of a connection, renumbered
+    /// per connection (Coinbase Advanced's `sequence_num`).
+    pub sequence: Option<&'static str>,
 }
 
 /// The REST mock of a venue, serving a recording with its times moved as
@@ -198,6 +204,8 @@ const NO_WIRE: Wire = Wire {
     products: Products::InFrame(|_| None),
     subscribed: |_| HashSet::new(),
     pong: |_| None,
+    book: None,
+    sequence: None,
 };
 
 /// The answer most venues give an application ping: OKX's `ping` text,

@@ -493,8 +493,10 @@ impl Recorder {
             b.time = Some(b.time.map_or(at, |t| t.max(at)));
             std::mem::replace(&mut b.valid, false)
         });
+        // Known until just before the message that found it wrong (or the
+        // end of its connection).
         if let Some(part) = recorded.part.take() {
-            self.end_part(key, part, at);
+            self.end_part(key, part, Ts(at.0.saturating_sub(1)));
         }
         match &mut recorded.unknown {
             Some(u) => u.wrong |= wrong,

@@ -128,73 +128,159 @@ fn tape_messages(dir: &Path) -> Vec<RawMessage> {
     out
 }
 
-async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, kraken_v1: bool) {
-    let file = ck_testkit::fixture(fixture);
-    let messages: Vec<RawMessage> = Recording::open(&file)
-        .expect("open")
-        .map(|r| r.expect("record"))
-        .collect();
-    let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1).expect("protocol");
-    // The recording's books, by symbol: every instrument is captured.
-    let recorded = plain_books_at(exchange, &messages, &[Ts(i64::MAX)]).remove(0);
-    assert!(!recorded.is_empty(), "{fixture} has books");
-    // The instruments the venue's parser names in the recording.
-    let mut normalizer = ck_sources::normalize::Normalizer::new();
-    let mut events = Vec::new();
-    for m in &messages {
-        normalizer.handle(m, &|| "recording".to_owned(), &mut events);
-    }
-    let candidates: Vec<Instrument> = events
-        .iter()
-        .filter_map(|e| match e {
-            ck_bus::Event::Trade(t) => Some(t.instrument.clone()),
-            ck_bus::Event::Quote(q) => Some(q.instrument.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut instruments: Vec<Instrument> = candidates
-        .into_iter()
-        .filter(|i| {
-            recorded
-                .keys()
-                .any(|s| s.eq_ignore_ascii_case(&protocol.book_symbol(i)))
-        })
-        .collect();
-    instruments.sort();
-    instruments.dedup();
-    assert!(
-        !instruments.is_empty(),
-        "{exchange}: instruments with books"
-    );
+/// Live capture with books of every instrument of a recording that has a
+/// book, against the venue's mock, with the API of the same process.
+struct Capture {
+    protocol: std::sync::Arc<dyn ck_sources::live::connector::WsProtocol>,
+    instruments: Vec<Instrument>,
+    mock: MockVenue,
+    _dir: tempfile::TempDir,
+    settings: ck_app::config::Settings,
+    store: std::sync::Arc<dyn ck_store::Store>,
+    runtime: ck_app::runtime::Runtime,
+    token: tokio_util::sync::CancellationToken,
+    pipeline: tokio::task::JoinHandle<anyhow::Result<ck_app::pipeline::PipelineReport>>,
+    api: Api,
+}
 
-    let mock = MockVenue::start(exchange, &messages, VenueOptions::default())
-        .await
-        .expect("mock");
-    let dir = tempfile::tempdir().expect("dir");
-    let settings = settings(dir.path());
-    let store = ck_app::open_store(&settings).await.expect("store");
-    let source = Source::Live {
-        protocol: protocol.clone(),
-        config: LiveConfig {
-            ws_url: mock.ws_url(),
-            instruments: instruments.clone(),
-            backoff: BackoffPolicy {
-                initial: Duration::from_millis(20),
-                ..BackoffPolicy::default()
+impl Capture {
+    async fn start(
+        exchange: Exchange,
+        fixture: &str,
+        kraken_v1: bool,
+        options: VenueOptions,
+    ) -> Capture {
+        let file = ck_testkit::fixture(fixture);
+        let messages: Vec<RawMessage> = Recording::open(&file)
+            .expect("open")
+            .map(|r| r.expect("record"))
+            .collect();
+        let (protocol, _) = ck_sources::live::protocol_for(exchange, kraken_v1).expect("protocol");
+        // The recording's books, by symbol: every instrument is captured.
+        let recorded = plain_books_at(exchange, &messages, &[Ts(i64::MAX)]).remove(0);
+        assert!(!recorded.is_empty(), "{fixture} has books");
+        // The instruments the venue's parser names in the recording.
+        let mut normalizer = ck_sources::normalize::Normalizer::new();
+        let mut events = Vec::new();
+        for m in &messages {
+            normalizer.handle(m, &|| "recording".to_owned(), &mut events);
+        }
+        let mut instruments: Vec<Instrument> = events
+            .iter()
+            .filter_map(|e| match e {
+                ck_bus::Event::Trade(t) => Some(t.instrument.clone()),
+                ck_bus::Event::Quote(q) => Some(q.instrument.clone()),
+                _ => None,
+            })
+            .filter(|i| {
+                recorded
+                    .keys()
+                    .any(|s| s.eq_ignore_ascii_case(&protocol.book_symbol(i)))
+            })
+            .collect();
+        instruments.sort();
+        instruments.dedup();
+        assert!(
+            !instruments.is_empty(),
+            "{exchange}: instruments with books"
+        );
+
+        let mock = MockVenue::start(exchange, &messages, options)
+            .await
+            .expect("mock");
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = settings(dir.path());
+        let store = ck_app::open_store(&settings).await.expect("store");
+        let source = Source::Live {
+            protocol: protocol.clone(),
+            config: LiveConfig {
+                ws_url: mock.ws_url(),
+                instruments: instruments.clone(),
+                backoff: BackoffPolicy {
+                    initial: Duration::from_millis(20),
+                    ..BackoffPolicy::default()
+                },
+                stale_after: Duration::from_secs(30),
+                rest_url: None,
+                books: Some(BookCapture::default()),
             },
-            stale_after: Duration::from_secs(30),
-            rest_url: None,
-            books: Some(BookCapture::default()),
-        },
+        };
+        let runtime = ck_app::runtime::Runtime::new();
+        let (token, pipeline) =
+            crate::support::spawn_pipeline_with(&settings, &runtime, &store, source);
+        let root = settings.config.archive.root(&settings.data_dir);
+        let api = Api::start(&store, &runtime, &root).await;
+        Capture {
+            protocol,
+            instruments,
+            mock,
+            _dir: dir,
+            settings,
+            store,
+            runtime,
+            token,
+            pipeline,
+            api,
+        }
+    }
+}
+
+/// Waits until what was served is read: every book valid and none moved
+/// for half a second (at most 20 s).
+async fn settle(
+    runtime: &ck_app::runtime::Runtime,
+    exchange: Exchange,
+    instruments: &[Instrument],
+) {
+    let state = || {
+        instruments
+            .iter()
+            .map(|i| {
+                runtime
+                    .books
+                    .read(exchange, i, |b| (b.valid, b.time, b.message))
+            })
+            .collect::<Vec<_>>()
     };
-    let runtime = ck_app::runtime::Runtime::new();
-    let (token, pipeline) =
-        crate::support::spawn_pipeline_with(&settings, &runtime, &store, source);
-    let root = settings.config.archive.root(&settings.data_dir);
-    let api = Api::start(&store, &runtime, &root).await;
+    let mut last = state();
+    let mut still = 0;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = state();
+        let valid = now.iter().all(|b| b.is_none_or(|b| b.0));
+        still = if now == last && valid { still + 1 } else { 0 };
+        if still >= 5 {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// The book symbol of `i` among `books`' keys.
+fn symbol_in(
+    protocol: &dyn ck_sources::live::connector::WsProtocol,
+    books: &BTreeMap<String, Plain>,
+    i: &Instrument,
+) -> Option<String> {
+    let s = protocol.book_symbol(i);
+    books.keys().find(|k| k.eq_ignore_ascii_case(&s)).cloned()
+}
+
+async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, kraken_v1: bool) {
+    let Capture {
+        _dir: _keep,
+        protocol,
+        instruments,
+        mock,
+        settings,
+        runtime,
+        token,
+        pipeline,
+        api,
+        ..
+    } = Capture::start(exchange, fixture, kraken_v1, VenueOptions::default()).await;
     let served = eventually(Duration::from_secs(60), || async { mock.finished() }).await;
-    // What was served is read when the books stop moving.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settle(&runtime, exchange, &instruments).await;
     // While capture runs: the books as they stand, and at instants of the
     // part being written (rebuilt from memory).
     let mut live_answers = Vec::new();
@@ -298,6 +384,125 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
     )
     .await;
     api.stop.cancel();
+}
+
+/// A fault injected through the mock (`what`, whose incidents have
+/// `cause`): the book is found wrong, recorded as a book gap, counted,
+/// resynchronised (the mock sends a fresh book when it is subscribed
+/// again), and right again; at the gap's start the API knows no book, at
+/// its end the archive's book is the plain one.
+async fn book_fault_is_resynchronised(
+    exchange: Exchange,
+    fixture: &str,
+    kraken_v1: bool,
+    options: VenueOptions,
+    cause: &str,
+) {
+    let c = Capture::start(exchange, fixture, kraken_v1, options).await;
+    let served = eventually(Duration::from_secs(60), || async { c.mock.finished() }).await;
+    settle(&c.runtime, exchange, &c.instruments).await;
+    let mut live = Vec::new();
+    for i in &c.instruments {
+        live.push((i.clone(), c.api.book(exchange, i, None).await));
+    }
+    let metrics = ck_bus::metrics::render_prometheus();
+    c.token.cancel();
+    let report = c.pipeline.await.expect("join").expect("pipeline");
+    assert!(served, "{exchange}: every recorded frame was served");
+    let books = report.books.expect("the book recorder ran");
+    assert!(
+        books.gaps >= 1,
+        "{exchange}: the fault made a book gap: {books:?}"
+    );
+    assert_eq!(books.write_failures, 0);
+    let incidents =
+        format!("candlekeep_book_incidents_total{{exchange=\"{exchange}\",cause=\"{cause}\"}}");
+    assert!(metrics.contains(&incidents), "{incidents} counted");
+    assert!(
+        c.mock.caught_up() > 0,
+        "{exchange}: the books were sent again"
+    );
+    assert!(
+        c.mock.subscribes().len() >= 2,
+        "{exchange}: a book was subscribed again: {:?}",
+        c.mock.subscribes()
+    );
+
+    let tape = tape_messages(&c.settings.data_dir.join("tapes"));
+    let last = tape.last().expect("taped").ts_received;
+    let mut gaps = Vec::new();
+    for i in &c.instruments {
+        for g in c
+            .store
+            .gaps(Some(exchange), Some(i), 10_000)
+            .await
+            .expect("gaps")
+        {
+            if g.reason.starts_with(ck_sources::book_recorder::BOOK_GAP) {
+                assert!(g.from_ts <= g.to_ts, "{g:?}");
+                assert_eq!(g.state, ck_model::GapState::Unfillable);
+                assert!(g.reason.contains(cause), "{}", g.reason);
+                gaps.push(g);
+            }
+        }
+    }
+    assert_eq!(
+        gaps.len() as u64,
+        books.gaps,
+        "{exchange}: every book gap stored"
+    );
+    let mut instants: Vec<Ts> = gaps.iter().map(|g| g.to_ts).chain([last]).collect();
+    instants.sort();
+    instants.dedup();
+    let models: BTreeMap<Ts, BTreeMap<String, Plain>> = instants
+        .iter()
+        .copied()
+        .zip(plain_books_at(exchange, &tape, &instants))
+        .collect();
+    for g in &gaps {
+        assert_eq!(
+            c.api.book(exchange, &g.instrument, Some(g.from_ts)).await,
+            None,
+            "{exchange} {}: unknown from the incident",
+            g.instrument
+        );
+        let symbol = symbol_in(c.protocol.as_ref(), &models[&last], &g.instrument).expect("a book");
+        let (_, resynced) = c
+            .api
+            .book(exchange, &g.instrument, Some(g.to_ts))
+            .await
+            .unwrap_or_else(|| {
+                let day = ck_archive::layout::day_of(g.to_ts);
+                let root = c.settings.config.archive.root(&c.settings.data_dir);
+                let parts = ck_archive::books::book_parts(&root, exchange, &g.instrument, day);
+                panic!("{exchange}: no book after the resync of {g:?}; parts {parts:?}; all gaps {gaps:?}")
+            });
+        assert_eq!(
+            Some(resynced),
+            models[&g.to_ts].get(&symbol).cloned().map(cut),
+            "{exchange} {} at {}",
+            g.instrument,
+            g.to_ts
+        );
+    }
+    // Right again at the end.
+    for (i, answer) in live {
+        let Some(symbol) = symbol_in(c.protocol.as_ref(), &models[&last], &i) else {
+            continue;
+        };
+        let (source, book) =
+            answer.unwrap_or_else(|| panic!("{exchange} {i}: a live book at the end"));
+        assert_eq!(
+            source, "live",
+            "{exchange} {i}: the book is live at the end; gaps {gaps:#?}"
+        );
+        assert_eq!(
+            Some(book),
+            models[&last].get(&symbol).cloned().map(cut),
+            "{exchange} {i}: the live book at the end"
+        );
+    }
+    c.api.stop.cancel();
 }
 
 /// `candlekeep book` prints what the API answers, in JSON and CSV.
@@ -501,4 +706,40 @@ book_tests! {
     coinbase_advanced_live_books_equal_their_messages: Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst", false;
     coinbase_exchange_live_books_equal_their_messages: Exchange::CoinbaseExchange, "cryptofeed/COINBASE_EXCHANGE.ws.28.0", false;
     bitfinex_live_books_equal_their_messages: Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst", false;
+}
+
+/// Every Nth frame holding `marker` withheld: a skipped diff.
+fn skipped(marker: &str, every: usize) -> VenueOptions {
+    VenueOptions {
+        withhold: Some((marker.to_owned(), every)),
+        ..VenueOptions::default()
+    }
+}
+
+/// Every Nth checksum off by one.
+fn corrupted(every: usize) -> VenueOptions {
+    VenueOptions {
+        corrupt_checksum_every: Some(every),
+        ..VenueOptions::default()
+    }
+}
+
+macro_rules! fault_tests {
+    ($($name:ident: $exchange:expr, $fixture:literal, $kraken_v1:literal, $options:expr, $cause:literal;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            book_fault_is_resynchronised($exchange, $fixture, $kraken_v1, $options, $cause).await;
+        }
+    )*};
+}
+
+fault_tests! {
+    // The recording predates `seqId`: a skipped diff shows as a checksum
+    // that does not hold.
+    okx_skipped_diff_is_resynchronised: Exchange::Okx, "cryptofeed/OKX.jsonl.zst", false, skipped("\"action\":\"update\"", 40), "checksum";
+    okx_corrupted_checksum_is_resynchronised: Exchange::Okx, "cryptofeed/OKX.jsonl.zst", false, corrupted(40), "checksum";
+    bybit_skipped_diff_is_resynchronised: Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst", false, skipped("\"type\":\"delta\"", 40), "gap";
+    kraken_v1_skipped_diff_is_resynchronised: Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true, skipped("\"c\":\"", 40), "checksum";
+    kraken_v1_corrupted_checksum_is_resynchronised: Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true, corrupted(40), "checksum";
+    coinbase_advanced_skipped_message_is_resynchronised: Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst", false, skipped("\"channel\":\"l2_data\"", 40), "gap";
 }

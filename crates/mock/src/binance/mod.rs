@@ -533,6 +533,8 @@ pub const WIRE: Wire = Wire {
     products: Products::InFrame(frame_product),
     subscribed,
     pong: crate::venues::common_pong,
+    book: None,
+    sequence: None,
 };
 
 /// Starts a [`MockBinance`] for a venue of Binance's family.

@@ -76,11 +76,9 @@ impl WsProtocol for BitfinexProtocol {
         out
     }
 
-    fn resubscribe_book(&self, instrument: &Instrument, depth: usize) -> Vec<String> {
-        // Unsubscribing needs the channel id; a fresh subscribe renews it
-        // and sends its snapshot.
-        vec![book_subscribe(instrument, depth)]
-    }
+    // No `resubscribe_book`: unsubscribing needs the channel id, and a
+    // second subscribe is refused (`subscribe: dup`); a book is renewed by
+    // a new connection.
 
     fn connects_per_span(&self) -> Option<(usize, Duration)> {
         Some((20, Duration::from_secs(60)))

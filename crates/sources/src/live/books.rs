@@ -15,7 +15,9 @@
 //!   sent to the recorder, counted in
 //!   `candlekeep_book_incidents_total{exchange,cause}`, and the book is
 //!   renewed: a fresh REST snapshot, or its channel subscribed again
-//!   ([`WsProtocol::resubscribe_book`]) where the snapshot comes on it.
+//!   ([`WsProtocol::resubscribe_book`]) where the snapshot comes on it, or
+//!   a new connection where the venue renews a channel no other way
+//!   (Bitfinex).
 //! - When the connection ends, every book is unknown from then until its
 //!   next snapshot ([`BookUpdate::Ended`]).
 
@@ -132,6 +134,9 @@ pub(crate) struct ConnectionBooks<'a> {
     fetches: JoinSet<Answer>,
     /// Unknown symbols already reported.
     unknown: HashSet<String>,
+    /// A book needs a fresh snapshot the venue only sends on a new
+    /// connection (Bitfinex).
+    reconnect: bool,
 }
 
 impl<'a> ConnectionBooks<'a> {
@@ -162,6 +167,7 @@ impl<'a> ConnectionBooks<'a> {
             fetching: HashSet::new(),
             fetches: JoinSet::new(),
             unknown: HashSet::new(),
+            reconnect: false,
         })
     }
 
@@ -285,7 +291,9 @@ impl<'a> ConnectionBooks<'a> {
                         if protocol.book_snapshot_path(&instrument, depth).is_some() {
                             self.ask_snapshot(protocol, &symbol);
                         } else {
-                            send.extend(protocol.resubscribe_book(&instrument, depth));
+                            let again = protocol.resubscribe_book(&instrument, depth);
+                            self.reconnect |= again.is_empty();
+                            send.extend(again);
                         }
                     }
                     (
@@ -329,6 +337,11 @@ impl<'a> ConnectionBooks<'a> {
                 .find(|(s, _)| s.eq_ignore_ascii_case(symbol))
                 .map(|(_, i)| i.clone())
         })
+    }
+
+    /// True when a book can only be renewed by a new connection.
+    pub(crate) fn wants_reconnect(&self) -> bool {
+        self.reconnect
     }
 
     /// Starts fetching `symbol`'s REST snapshot, unless one is on its way.

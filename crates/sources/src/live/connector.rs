@@ -503,10 +503,15 @@ impl Session<'_> {
                         origin: Origin::Ws,
                         data: data.to_owned(),
                     };
+                    let mut renew = false;
                     if let Some(b) = books.as_mut() {
                         resync.extend(b.take(self.protocol, &raw, self.events).await?);
+                        renew = b.wants_reconnect();
                     }
                     self.tx.send(raw).await?;
+                    if renew {
+                        return Ok(Some("a book needs a fresh snapshot, which the venue sends on a new connection".into()));
+                    }
                     if let Err(e) = self.send_resync(&mut ws, &mut budget, &mut resync).await {
                         return Ok(Some(e));
                     }
