@@ -144,6 +144,15 @@ pub enum Cause {
     /// Too many diffs held while waiting for a snapshot.
     #[error("{0} diffs held while waiting for a snapshot")]
     SnapshotLate(usize),
+    /// A snapshot older than every diff held (Bitstamp's time rule): the
+    /// diffs between it and the first held are unknown.
+    #[error("the snapshot (time {snapshot}) is older than the first diff held (time {first})")]
+    SnapshotStale {
+        /// The snapshot's time.
+        snapshot: i64,
+        /// The first held diff's time.
+        first: i64,
+    },
 }
 
 impl Cause {
@@ -157,6 +166,7 @@ impl Cause {
             Cause::Precision => "precision",
             Cause::Book(_) => "book",
             Cause::SnapshotLate(_) => "snapshot_late",
+            Cause::SnapshotStale { .. } => "snapshot_stale",
         }
     }
 }
@@ -284,6 +294,14 @@ impl BookSync {
 
     fn take(&mut self, msg: &BookMessage) -> Result<Outcome, Cause> {
         if msg.kind == MessageKind::Snapshot {
+            // By time, a snapshot must be from after the stream began: some
+            // diff held is at or before it.
+            if let (Sequence::Time(snapshot), Some(Sequence::Time(first))) =
+                (msg.sequence, self.held.first().map(|h| h.sequence))
+                && first > snapshot
+            {
+                return Err(Cause::SnapshotStale { snapshot, first });
+            }
             self.book
                 .load(msg.changes.iter().map(|c| (c.side, c.price, c.size)))?;
             self.apply(&[], msg.checksum)?;
@@ -545,6 +563,36 @@ mod tests {
         assert_eq!(s.on_message(&at(1_001)), Ok(Outcome::Applied));
         assert_eq!(s.on_message(&at(1_001)), Ok(Outcome::Applied));
         assert!(s.on_message(&at(1_000)).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_older_than_every_diff_held_is_stale() {
+        let at = |t| msg(MessageKind::Delta, Sequence::Time(t), vec![]);
+        let mut s = BookSync::new(None);
+        assert_eq!(s.on_message(&at(1_001)), Ok(Outcome::Held));
+        assert_eq!(s.on_message(&at(1_002)), Ok(Outcome::Held));
+        let err = s
+            .on_message(&snapshot(Sequence::Time(1_000)))
+            .expect_err("older than the stream");
+        assert_eq!(
+            err.cause,
+            Cause::SnapshotStale {
+                snapshot: 1_000,
+                first: 1_001
+            }
+        );
+        assert_eq!(err.cause.kind(), "snapshot_stale");
+        assert_eq!(s.state(), State::Waiting);
+        // A snapshot from after the stream began is taken, with the diffs
+        // held after it.
+        assert_eq!(s.on_message(&at(1_003)), Ok(Outcome::Held));
+        assert_eq!(s.on_message(&at(1_005)), Ok(Outcome::Held));
+        assert_eq!(
+            s.on_message(&snapshot(Sequence::Time(1_004))),
+            Ok(Outcome::Applied)
+        );
+        assert_eq!(s.state(), State::Valid);
+        assert_eq!(s.applied(), 2, "the snapshot and the diff after it");
     }
 
     #[test]

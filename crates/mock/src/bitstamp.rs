@@ -47,6 +47,20 @@ impl MockBitstampRest {
         recording: &[RawMessage],
         shift_to: Option<ck_model::Ts>,
     ) -> std::io::Result<crate::RestMock> {
+        MockBitstampRest::start_with(recording, shift_to, false).await
+    }
+
+    /// As [`MockBitstampRest::start`]; with `stale_book`, the first order
+    /// book each pair is asked for is an hour older than recorded (older
+    /// than every diff of the recording: a stale snapshot).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn start_with(
+        recording: &[RawMessage],
+        shift_to: Option<ck_model::Ts>,
+        stale_book: bool,
+    ) -> std::io::Result<crate::RestMock> {
         let shift_us = match (shift_to, recording.iter().find(|m| m.origin == Origin::Ws)) {
             (Some(at), Some(first)) => (at.0 - first.ts_received.0) / 1_000,
             _ => 0,
@@ -93,8 +107,14 @@ impl MockBitstampRest {
                 row["type"] == "0",
             )
         });
+        let books = OrderBooks {
+            bodies: order_books(recording, shift_us),
+            stale: std::sync::Mutex::new(if stale_book { HashSet::new() } else { HashSet::from(["*".to_owned()]) }),
+        };
         let app = Router::new()
-            .route("/api/v2/transactions/{pair}/", get(transactions))
+            .route("/api/v2/order_book/{pair}/", get(order_book))
+            .with_state(Arc::new(books))
+            .merge(Router::new().route("/api/v2/transactions/{pair}/", get(transactions)))
             .with_state(Arc::new(book))
             .merge(
                 Router::new()
@@ -103,6 +123,68 @@ impl MockBitstampRest {
             );
         crate::RestMock::serve(app, trades).await
     }
+}
+
+/// The recorded order books, and the pairs already answered stale.
+struct OrderBooks {
+    /// Per pair: the first recorded `order_book` answer, its times moved.
+    bodies: HashMap<String, Value>,
+    /// Pairs answered stale once (`*`: none is).
+    stale: std::sync::Mutex<HashSet<String>>,
+}
+
+/// The first recorded `GET /api/v2/order_book/<pair>/` answer of each pair,
+/// with `timestamp` and `microtimestamp` moved by `shift_us`.
+fn order_books(recording: &[RawMessage], shift_us: i64) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    for m in recording {
+        let Origin::Rest { url } = &m.origin else {
+            continue;
+        };
+        let Some(pair) = url
+            .split_once("/api/v2/order_book/")
+            .and_then(|(_, rest)| rest.split(['/', '?']).next())
+            .filter(|p| !p.is_empty())
+        else {
+            continue;
+        };
+        let Ok(mut v) = serde_json::from_str::<Value>(&m.data) else {
+            continue;
+        };
+        if let Some(micros) = v["microtimestamp"].as_str().and_then(|t| t.parse::<i64>().ok()) {
+            let micros = micros + shift_us;
+            v["microtimestamp"] = micros.to_string().into();
+            v["timestamp"] = micros.div_euclid(1_000_000).to_string().into();
+        }
+        out.entry(pair.to_owned()).or_insert(v);
+    }
+    out
+}
+
+/// `GET /api/v2/order_book/<pair>/`: the recorded book (once an hour old,
+/// under the stale fault).
+async fn order_book(State(books): State<Arc<OrderBooks>>, Path(pair): Path<String>) -> Response {
+    let Some(body) = books.bodies.get(&pair) else {
+        return (
+            StatusCode::NOT_FOUND,
+            [("content-type", "application/json")],
+            "{\"status\":\"error\",\"reason\":\"Invalid currency pair\"}",
+        )
+            .into_response();
+    };
+    let mut body = body.clone();
+    let stale = {
+        let mut seen = books.stale.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        !seen.contains("*") && seen.insert(pair)
+    };
+    if stale
+        && let Some(micros) = body["microtimestamp"].as_str().and_then(|t| t.parse::<i64>().ok())
+    {
+        let micros = micros - 3_600_000_000;
+        body["microtimestamp"] = micros.to_string().into();
+        body["timestamp"] = micros.div_euclid(1_000_000).to_string().into();
+    }
+    ([("content-type", "application/json")], body.to_string()).into_response()
 }
 
 async fn transactions(

@@ -43,17 +43,67 @@ impl Sides {
     }
 }
 
+/// A message's place in its book's order, where the venue gives one that
+/// a snapshot covers (Binance's last update id, Bitstamp's time).
+fn place(sequence: ck_book::sync::Sequence) -> Option<i64> {
+    match sequence {
+        ck_book::sync::Sequence::Range { last, .. } => i64::try_from(last).ok(),
+        ck_book::sync::Sequence::Time(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// One book of the plain model: its levels, what its snapshot covers, and
+/// the diffs that came before its first snapshot.
+#[derive(Default)]
+struct PlainBook {
+    sides: Sides,
+    covered: Option<i64>,
+    snapshot: bool,
+    held: Vec<ck_book::sync::BookMessage>,
+}
+
+impl PlainBook {
+    fn apply(&mut self, changes: &[ck_book::sync::Change]) {
+        for c in changes {
+            let side = if c.side == BookSide::Bid {
+                &mut self.sides.bids
+            } else {
+                &mut self.sides.asks
+            };
+            let size = decimal(c.size);
+            if size.is_zero() {
+                side.remove(&decimal(c.price));
+            } else {
+                side.insert(decimal(c.price), size);
+            }
+        }
+    }
+
+    /// A delta, unless the snapshot covers it.
+    fn delta(&mut self, m: &ck_book::sync::BookMessage) {
+        if let (Some(covered), Some(at)) = (self.covered, place(m.sequence))
+            && at <= covered
+        {
+            return;
+        }
+        self.apply(&m.changes);
+    }
+}
+
 /// The books of `messages` (a tape, in order) at each of `instants`
 /// (ascending), by the venue's reader and plain maps: a snapshot replaces
-/// the book, a delta sets or removes levels, and the book is cut to the
-/// depth the venue checks. Only books whose snapshot came by then.
+/// the book; a delta sets or removes levels, unless the snapshot covers it
+/// (where the venue orders its diffs: Binance's update ids, Bitstamp's
+/// times), and diffs before the first snapshot wait for it; the book is cut
+/// to the depth the venue checks. Only books whose snapshot came by then.
 fn plain_books_at(
     exchange: Exchange,
     messages: &[RawMessage],
     instants: &[Ts],
 ) -> Vec<BTreeMap<String, Plain>> {
     let mut reader = ck_sources::book::book_reader_for(exchange).expect("a book reader");
-    let mut books: BTreeMap<String, Sides> = BTreeMap::new();
+    let mut books: BTreeMap<String, PlainBook> = BTreeMap::new();
     let mut read = Vec::new();
     let mut out = Vec::with_capacity(instants.len());
     let mut next = messages.iter().peekable();
@@ -62,41 +112,37 @@ fn plain_books_at(
             read.clear();
             reader.read(m, &mut read).expect("a recorded book message");
             for sb in read.drain(..) {
-                let book = match sb.message.kind {
+                let book = books.entry(sb.symbol.clone()).or_default();
+                match sb.message.kind {
                     MessageKind::Snapshot => {
-                        let b = books.entry(sb.symbol.clone()).or_default();
-                        *b = Sides::default();
-                        b
+                        book.sides = Sides::default();
+                        book.apply(&sb.message.changes);
+                        book.covered = place(sb.message.sequence);
+                        book.snapshot = true;
+                        for held in std::mem::take(&mut book.held) {
+                            book.delta(&held);
+                        }
                     }
-                    MessageKind::Delta => match books.get_mut(&sb.symbol) {
-                        Some(b) => b,
-                        None => continue,
-                    },
-                };
-                for c in &sb.message.changes {
-                    let side = if c.side == BookSide::Bid {
-                        &mut book.bids
-                    } else {
-                        &mut book.asks
-                    };
-                    let size = decimal(c.size);
-                    if size.is_zero() {
-                        side.remove(&decimal(c.price));
-                    } else {
-                        side.insert(decimal(c.price), size);
-                    }
+                    MessageKind::Delta if !book.snapshot => book.held.push(sb.message.clone()),
+                    MessageKind::Delta => book.delta(&sb.message),
                 }
                 if let Some(depth) = reader.depth(&sb.symbol) {
-                    while book.bids.len() > depth {
-                        book.bids.pop_first();
+                    while book.sides.bids.len() > depth {
+                        book.sides.bids.pop_first();
                     }
-                    while book.asks.len() > depth {
-                        book.asks.pop_last();
+                    while book.sides.asks.len() > depth {
+                        book.sides.asks.pop_last();
                     }
                 }
             }
         }
-        out.push(books.iter().map(|(k, b)| (k.clone(), b.plain())).collect());
+        out.push(
+            books
+                .iter()
+                .filter(|(_, b)| b.snapshot)
+                .map(|(k, b)| (k.clone(), b.sides.plain()))
+                .collect(),
+        );
     }
     out
 }
@@ -131,6 +177,11 @@ fn tape_messages(dir: &Path) -> Vec<RawMessage> {
 /// Live capture with books of every instrument of a recording that has a
 /// book, against the venue's mock, with the API of the same process.
 struct Capture {
+    /// Binance's mock, where the venue is Binance's (its WebSocket and
+    /// REST with depth snapshots).
+    binance: Option<ck_mock::binance::MockBinance>,
+    /// Bitstamp's REST mock (its order books).
+    _rest: Option<ck_mock::RestMock>,
     protocol: std::sync::Arc<dyn ck_sources::live::connector::WsProtocol>,
     instruments: Vec<Instrument>,
     mock: MockVenue,
@@ -149,6 +200,17 @@ impl Capture {
         fixture: &str,
         kraken_v1: bool,
         options: VenueOptions,
+    ) -> Capture {
+        Capture::start_with(exchange, fixture, kraken_v1, options, false).await
+    }
+
+    /// With `stale`: the first REST snapshot of each book is stale.
+    async fn start_with(
+        exchange: Exchange,
+        fixture: &str,
+        kraken_v1: bool,
+        options: VenueOptions,
+        stale: bool,
     ) -> Capture {
         let file = ck_testkit::fixture(fixture);
         let messages: Vec<RawMessage> = Recording::open(&file)
@@ -188,20 +250,52 @@ impl Capture {
         let mock = MockVenue::start(exchange, &messages, options)
             .await
             .expect("mock");
+        // Venues whose books start from a REST snapshot: Binance's own
+        // mock (WebSocket and REST), Bitstamp's REST mock.
+        let binance = match exchange {
+            Exchange::Binance => Some(
+                ck_mock::binance::MockBinance::start(
+                    &messages,
+                    ck_mock::binance::MockOptions {
+                        faults: ck_mock::binance::Faults {
+                            stale_depth_once: stale,
+                            ..ck_mock::binance::Faults::default()
+                        },
+                        ..ck_mock::binance::MockOptions::default()
+                    },
+                )
+                .await
+                .expect("Binance mock"),
+            ),
+            _ => None,
+        };
+        let rest = match exchange {
+            Exchange::Bitstamp => Some(
+                ck_mock::bitstamp::MockBitstampRest::start_with(&messages, None, stale)
+                    .await
+                    .expect("Bitstamp REST mock"),
+            ),
+            _ => None,
+        };
+        let (ws_url, rest_url) = match (&binance, &rest) {
+            (Some(b), _) => (b.ws_url(), Some(b.rest_url())),
+            (None, Some(r)) => (mock.ws_url(), Some(r.rest_url())),
+            (None, None) => (mock.ws_url(), None),
+        };
         let dir = tempfile::tempdir().expect("dir");
         let settings = settings(dir.path());
         let store = ck_app::open_store(&settings).await.expect("store");
         let source = Source::Live {
             protocol: protocol.clone(),
             config: LiveConfig {
-                ws_url: mock.ws_url(),
+                ws_url,
                 instruments: instruments.clone(),
                 backoff: BackoffPolicy {
                     initial: Duration::from_millis(20),
                     ..BackoffPolicy::default()
                 },
                 stale_after: Duration::from_secs(30),
-                rest_url: None,
+                rest_url,
                 books: Some(BookCapture::default()),
             },
         };
@@ -211,6 +305,8 @@ impl Capture {
         let root = settings.config.archive.root(&settings.data_dir);
         let api = Api::start(&store, &runtime, &root).await;
         Capture {
+            binance,
+            _rest: rest,
             protocol,
             instruments,
             mock,
@@ -269,6 +365,8 @@ fn symbol_in(
 async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, kraken_v1: bool) {
     let Capture {
         _dir: _keep,
+        _rest: _rest_keep,
+        binance,
         protocol,
         instruments,
         mock,
@@ -279,7 +377,12 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
         api,
         ..
     } = Capture::start(exchange, fixture, kraken_v1, VenueOptions::default()).await;
-    let served = eventually(Duration::from_secs(60), || async { mock.finished() }).await;
+    let served = eventually(Duration::from_secs(60), || async {
+        binance
+            .as_ref()
+            .map_or_else(|| mock.finished(), |b| b.finished())
+    })
+    .await;
     settle(&runtime, exchange, &instruments).await;
     // While capture runs: the books as they stand, and at instants of the
     // part being written (rebuilt from memory).
@@ -395,11 +498,20 @@ async fn book_fault_is_resynchronised(
     exchange: Exchange,
     fixture: &str,
     kraken_v1: bool,
-    options: VenueOptions,
+    fault: Fault,
     cause: &str,
 ) {
-    let c = Capture::start(exchange, fixture, kraken_v1, options).await;
-    let served = eventually(Duration::from_secs(60), || async { c.mock.finished() }).await;
+    let (options, stale) = match fault {
+        Fault::Mock(options) => (options, false),
+        Fault::StaleSnapshot => (VenueOptions::default(), true),
+    };
+    let c = Capture::start_with(exchange, fixture, kraken_v1, options, stale).await;
+    let served = eventually(Duration::from_secs(60), || async {
+        c.binance
+            .as_ref()
+            .map_or_else(|| c.mock.finished(), |b| b.finished())
+    })
+    .await;
     settle(&c.runtime, exchange, &c.instruments).await;
     let mut live = Vec::new();
     for i in &c.instruments {
@@ -418,15 +530,19 @@ async fn book_fault_is_resynchronised(
     let incidents =
         format!("candlekeep_book_incidents_total{{exchange=\"{exchange}\",cause=\"{cause}\"}}");
     assert!(metrics.contains(&incidents), "{incidents} counted");
-    assert!(
-        c.mock.caught_up() > 0,
-        "{exchange}: the books were sent again"
-    );
-    assert!(
-        c.mock.subscribes().len() >= 2,
-        "{exchange}: a book was subscribed again: {:?}",
-        c.mock.subscribes()
-    );
+    if !stale {
+        // Resynchronised by subscribing again (REST venues ask REST again:
+        // the book right at the end shows it).
+        assert!(
+            c.mock.caught_up() > 0,
+            "{exchange}: the books were sent again"
+        );
+        assert!(
+            c.mock.subscribes().len() >= 2,
+            "{exchange}: a book was subscribed again: {:?}",
+            c.mock.subscribes()
+        );
+    }
 
     let tape = tape_messages(&c.settings.data_dir.join("tapes"));
     let last = tape.last().expect("taped").ts_received;
@@ -706,29 +822,39 @@ book_tests! {
     coinbase_advanced_live_books_equal_their_messages: Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst", false;
     coinbase_exchange_live_books_equal_their_messages: Exchange::CoinbaseExchange, "cryptofeed/COINBASE_EXCHANGE.ws.28.0", false;
     bitfinex_live_books_equal_their_messages: Exchange::Bitfinex, "cryptofeed/BITFINEX.jsonl.zst", false;
+    binance_live_books_equal_their_messages: Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst", false;
+    bitstamp_live_books_equal_their_messages: Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst", false;
+}
+
+/// A fault the mock injects.
+enum Fault {
+    /// Through the WebSocket mock's options.
+    Mock(VenueOptions),
+    /// The first REST snapshot of each book is stale.
+    StaleSnapshot,
 }
 
 /// Every Nth frame holding `marker` withheld: a skipped diff.
-fn skipped(marker: &str, every: usize) -> VenueOptions {
-    VenueOptions {
+fn skipped(marker: &str, every: usize) -> Fault {
+    Fault::Mock(VenueOptions {
         withhold: Some((marker.to_owned(), every)),
         ..VenueOptions::default()
-    }
+    })
 }
 
 /// Every Nth checksum off by one.
-fn corrupted(every: usize) -> VenueOptions {
-    VenueOptions {
+fn corrupted(every: usize) -> Fault {
+    Fault::Mock(VenueOptions {
         corrupt_checksum_every: Some(every),
         ..VenueOptions::default()
-    }
+    })
 }
 
 macro_rules! fault_tests {
-    ($($name:ident: $exchange:expr, $fixture:literal, $kraken_v1:literal, $options:expr, $cause:literal;)*) => {$(
+    ($($name:ident: $exchange:expr, $fixture:literal, $kraken_v1:literal, $fault:expr, $cause:literal;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            book_fault_is_resynchronised($exchange, $fixture, $kraken_v1, $options, $cause).await;
+            book_fault_is_resynchronised($exchange, $fixture, $kraken_v1, $fault, $cause).await;
         }
     )*};
 }
@@ -741,5 +867,7 @@ fault_tests! {
     bybit_skipped_diff_is_resynchronised: Exchange::Bybit, "cryptofeed/BYBIT.jsonl.zst", false, skipped("\"type\":\"delta\"", 40), "gap";
     kraken_v1_skipped_diff_is_resynchronised: Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true, skipped("\"c\":\"", 40), "checksum";
     kraken_v1_corrupted_checksum_is_resynchronised: Exchange::Kraken, "cryptofeed/KRAKEN.jsonl.zst", true, corrupted(40), "checksum";
+    binance_stale_snapshot_is_resynchronised: Exchange::Binance, "cryptofeed/BINANCE.jsonl.zst", false, Fault::StaleSnapshot, "gap";
+    bitstamp_stale_snapshot_is_resynchronised: Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst", false, Fault::StaleSnapshot, "snapshot_stale";
     coinbase_advanced_skipped_message_is_resynchronised: Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst", false, skipped("\"channel\":\"l2_data\"", 40), "gap";
 }

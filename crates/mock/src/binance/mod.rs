@@ -48,6 +48,10 @@ pub struct Faults {
     pub rest_429_every: Option<usize>,
     /// Delay every REST response by this much.
     pub rest_delay: Option<Duration>,
+    /// Answer the first depth snapshot of each symbol a million update
+    /// ids older than the stream (a stale snapshot: the client must ask
+    /// again).
+    pub stale_depth_once: bool,
 }
 
 /// How the mock behaves.
@@ -126,6 +130,10 @@ struct Shared {
     book: TradeBook,
     /// Per symbol: recorded `exchangeInfo` entries, or derived ones.
     listings: BTreeMap<String, (String, String)>,
+    /// Per symbol: the first recorded depth snapshot (`/api/v3/depth`).
+    depths: HashMap<String, String>,
+    /// Symbols whose depth was answered stale (the `stale_depth_once` fault).
+    stale_depths: std::sync::Mutex<HashSet<String>>,
     /// Per symbol and id field (`t`, `a`): the id span of one lap.
     id_spans: HashMap<(String, &'static str), u64>,
 }
@@ -367,12 +375,22 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
     let mut messages = Vec::new();
     let mut book = TradeBook::default();
     let mut listings = BTreeMap::new();
+    let mut depths = HashMap::new();
     let mut ranges: HashMap<(String, &'static str), (u64, u64)> = HashMap::new();
     let mut trade_messages = 0u64;
     for m in recording {
         if let Origin::Rest { url } = &m.origin {
             if url.contains("exchangeInfo") {
                 read_listings(&m.data, &mut listings);
+            }
+            if url.contains("/api/v3/depth")
+                && let Some(symbol) = url
+                    .split(['?', '&'])
+                    .find_map(|kv| kv.strip_prefix("symbol="))
+            {
+                depths
+                    .entry(symbol.to_ascii_uppercase())
+                    .or_insert_with(|| m.data.clone());
             }
             continue;
         }
@@ -475,6 +493,8 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
         shift_ms,
         book,
         listings,
+        depths,
+        stale_depths: std::sync::Mutex::new(HashSet::new()),
         id_spans,
     }
 }

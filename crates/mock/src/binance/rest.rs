@@ -3,7 +3,7 @@
 //! Binance's own shapes and error format, with the REST faults (429 with
 //! `Retry-After`, slow responses).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -27,6 +27,7 @@ pub(super) async fn serve(listener: crate::Listening, shared: Arc<super::Lazy>) 
         .route("/api/v3/aggTrades", get(agg_trades))
         .route("/api/v3/klines", get(klines))
         .route("/api/v3/ticker/bookTicker", get(book_ticker))
+        .route("/api/v3/depth", get(depth))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::warn!(error = %e, "mock REST server stopped");
@@ -202,6 +203,87 @@ async fn book_ticker(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> 
         let d = &m.value_or_text()["data"];
         Ok(axum::Json(json!({
             "symbol": s, "bidPrice": d["b"], "bidQty": d["B"], "askPrice": d["a"], "askQty": d["A"],
+        }))
+        .into_response())
+    };
+    answer().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A depth snapshot as Binance answers it: the recording's first snapshot
+/// of the symbol, with every recorded diff the furthest connection has
+/// passed applied (so it is current, as Binance's is), cut to `limit`
+/// levels a side (default 100, at most 5,000).
+async fn depth(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Response {
+    let shared = lazy.get();
+    if let Some(r) = gate(shared).await {
+        return r;
+    }
+    let answer = || -> Result<Response, Refused> {
+        let s = symbol(shared, &q)?;
+        let limit = match q.get("limit") {
+            None => 100,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=5_000).contains(l))
+                .ok_or_else(|| Refused::bad(-1100, format!("Illegal characters found in parameter 'limit'; legal range is '1..5000': {l}")))?,
+        };
+        let snapshot: serde_json::Value = shared
+            .depths
+            .get(s)
+            .and_then(|b| serde_json::from_str(b).ok())
+            .ok_or_else(|| Refused::bad(-1121, "Invalid symbol."))?;
+        let mut last = snapshot["lastUpdateId"].as_u64().unwrap_or(0);
+        let mut sides: [BTreeMap<Decimal, (String, String)>; 2] = [BTreeMap::new(), BTreeMap::new()];
+        let set = |side: &mut BTreeMap<Decimal, (String, String)>, rows: &serde_json::Value| {
+            for r in rows.as_array().into_iter().flatten() {
+                let (Some(p), Some(q)) = (r[0].as_str(), r[1].as_str()) else {
+                    continue;
+                };
+                let (Ok(price), Ok(size)) = (Decimal::parse(p), Decimal::parse(q)) else {
+                    continue;
+                };
+                if size.is_zero() {
+                    side.remove(&price);
+                } else {
+                    side.insert(price, (p.to_owned(), q.to_owned()));
+                }
+            }
+        };
+        set(&mut sides[0], &snapshot["bids"]);
+        set(&mut sides[1], &snapshot["asks"]);
+        let cursor = usize::try_from(shared.cursor.load(Ordering::SeqCst))
+            .unwrap_or(usize::MAX)
+            .min(shared.messages.len());
+        for m in shared.messages[..cursor]
+            .iter()
+            .filter(|m| m.symbol == s && m.stream.contains("@depth"))
+        {
+            let v = m.value_or_text();
+            let d = &v["data"];
+            let Some(u) = d["u"].as_u64().filter(|u| *u > last) else {
+                continue;
+            };
+            set(&mut sides[0], &d["b"]);
+            set(&mut sides[1], &d["a"]);
+            last = u;
+        }
+        let stale = shared.options.faults.stale_depth_once
+            && shared
+                .stale_depths
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(s.to_owned());
+        if stale {
+            last = last.saturating_sub(1_000_000);
+        }
+        let rows = |levels: Vec<&(String, String)>| -> Vec<[String; 2]> {
+            levels.into_iter().map(|(p, q)| [p.clone(), q.clone()]).collect()
+        };
+        Ok(axum::Json(json!({
+            "lastUpdateId": last,
+            "bids": rows(sides[0].values().rev().take(limit).collect()),
+            "asks": rows(sides[1].values().take(limit).collect()),
         }))
         .into_response())
     };
