@@ -199,3 +199,43 @@ fn the_sqlite_cache_is_set_from_the_environment_and_zero_is_refused() {
         .expect_err("zero");
     assert!(zero.to_string().contains("sqlite_cache_mib"), "{zero}");
 }
+
+/// `books = true` on a live source gives it book capture at its depths;
+/// a depth for an instrument it does not capture is refused, as are
+/// `[books]` values out of range.
+#[test]
+fn live_sources_capture_books_at_their_depths() {
+    let load = |toml: &str| {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).expect("write");
+        AppConfig::load(Some(&path), env(&[]))
+    };
+    let c = load(
+        "[books]\nsnapshot_every_secs = 60\n[[sources]]\nkind = \"live\"\nexchange = \"okx\"\ninstruments = [\"BTC-USDT\", \"ETH-USDT\"]\nbooks = true\nbook_depth = 50\nbook_depths = { \"BTC-USDT\" = 400 }\n",
+    )
+    .expect("books");
+    let sources = crate::sources::from_config(&c).expect("sources");
+    let crate::pipeline::Source::Live { config, .. } = &sources[0] else {
+        panic!("a live source")
+    };
+    let books = config.books.as_ref().expect("books captured");
+    assert_eq!(books.depth_of(&ck_model::Instrument::new("BTC", "USDT")), 400);
+    assert_eq!(books.depth_of(&ck_model::Instrument::new("ETH", "USDT")), 50);
+    assert_eq!(books.snapshot_every_ns, 60_000_000_000);
+    // Off unless asked.
+    let c = load("[[sources]]\nkind = \"live\"\nexchange = \"okx\"\ninstruments = [\"BTC-USDT\"]\n").expect("plain");
+    let sources = crate::sources::from_config(&c).expect("sources");
+    let crate::pipeline::Source::Live { config, .. } = &sources[0] else {
+        panic!("a live source")
+    };
+    assert!(config.books.is_none());
+    let c = load(
+        "[[sources]]\nkind = \"live\"\nexchange = \"okx\"\ninstruments = [\"BTC-USDT\"]\nbooks = true\nbook_depths = { \"SOL-USDT\" = 5 }\n",
+    )
+    .expect("parsed");
+    let err = crate::sources::from_config(&c).expect_err("an instrument not captured");
+    assert!(err.to_string().contains("SOL-USDT"), "{err}");
+    let err = load("[books]\npart_secs = 100000\n").expect_err("a part over a day");
+    assert!(err.to_string().contains("books.part_secs"), "{err}");
+}
