@@ -29,6 +29,7 @@ mod status;
 mod ui;
 mod windows;
 mod ws;
+mod ws_book;
 pub use ws::PUSH_LATENCY;
 
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //!
 //! Client messages (JSON):
 //! - `{"op":"subscribe","channel":"candles","exchange":"binance","instruments":["BTC-USDT"],"interval":"1m"}`
-//!   (`channel`: `trades`, `candles` or `tickers`; `instrument` for one),
+//!   (`channel`: `trades`, `candles`, `tickers` or `book`, the live order
+//!   book with `depth`, see [`crate::ws_book`]; `instrument` for one),
 //!   and `"op":"unsubscribe"` with the same fields;
 //! - the older OHLCV database's form:
 //!   `{"event_type":"subscribe","data_type":"ohlcv","exchange":"bitfinex","base_id":"BTC","quote_id":"USD","interval":"1m"}`.
@@ -41,6 +42,8 @@ pub(crate) enum Topic {
     Trades(Exchange, Instrument),
     Candles(Exchange, Instrument, Interval),
     Tickers(Exchange, Instrument),
+    /// The live order book to a depth ([`crate::ws_book`]).
+    Book(Exchange, Instrument, usize),
     /// Statistics over a window, for some instruments (`exchange:BASE-QUOTE`,
     /// comma-separated) or all; pushed every [`STATS_EVERY`].
     Stats {
@@ -76,6 +79,8 @@ struct Request {
     interval: Option<String>,
     #[serde(default)]
     window: Option<String>,
+    #[serde(default)]
+    depth: Option<usize>,
     // The older OHLCV database's fields.
     #[serde(default)]
     event_type: Option<String>,
@@ -140,6 +145,16 @@ fn read_request(text: &str) -> Result<(bool, Vec<Topic>), String> {
         let instrument = Instrument::parse(&n).map_err(|e| e.to_string())?;
         topics.push(match channel.as_str() {
             "trades" => Topic::Trades(exchange, instrument),
+            "book" => {
+                let depth = r.depth.unwrap_or(crate::ws_book::DEFAULT_DEPTH);
+                if !(1..=crate::ws_book::MAX_DEPTH).contains(&depth) {
+                    return Err(format!(
+                        "`depth` = {depth}; a book is sent 1 to {} levels a side",
+                        crate::ws_book::MAX_DEPTH
+                    ));
+                }
+                Topic::Book(exchange, instrument, depth)
+            }
             "tickers" => Topic::Tickers(exchange, instrument),
             "candles" => {
                 let interval: Interval = r
@@ -152,7 +167,7 @@ fn read_request(text: &str) -> Result<(bool, Vec<Topic>), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown channel `{other}`; valid: trades, candles, tickers"
+                    "unknown channel `{other}`; valid: trades, candles, tickers, book, stats"
                 ));
             }
         });
@@ -201,6 +216,9 @@ fn topic_json(t: &Topic) -> serde_json::Value {
         } => json!({"channel": "stats", "window": window, "instruments": instruments}),
         Topic::Trades(e, i) => json!({"channel": "trades", "exchange": e, "instrument": i}),
         Topic::Tickers(e, i) => json!({"channel": "tickers", "exchange": e, "instrument": i}),
+        Topic::Book(e, i, d) => {
+            json!({"channel": "book", "exchange": e, "instrument": i, "depth": d})
+        }
         Topic::Candles(e, i, iv) => {
             json!({"channel": "candles", "exchange": e, "instrument": i, "interval": iv})
         }
@@ -227,7 +245,7 @@ fn fields(topic: &Topic) -> &'static [&'static str] {
         Topic::Trades(..) => &TRADE_FIELDS,
         Topic::Tickers(..) => &TICKER_FIELDS,
         Topic::Candles(..) => &CandleRecord::COLUMNS,
-        Topic::Stats { .. } => &[],
+        Topic::Stats { .. } | Topic::Book(..) => &[],
     }
 }
 
@@ -600,6 +618,8 @@ async fn snapshot(state: &ApiState, topic: &Topic) -> serde_json::Value {
             .ok()
             .flatten()
             .map(|q| json!({"bid": q.bid, "ask": q.ask, "bid_size": q.bid_size, "ask_size": q.ask_size, "ts": q.ts_exchange})),
+        // Answered by `ws_book::snapshot`, which keeps what it sent.
+        Topic::Book(..) => None,
         Topic::Trades(e, i) => store.last_trade(*e, i).await.ok().flatten().map(|t| {
             json!({"trade_id": t.trade_id, "price": t.price, "qty": t.size, "side": t.side, "ts": t.ts_exchange})
         }),
@@ -744,7 +764,10 @@ async fn known(state: &ApiState, topics: &[Topic]) -> Result<(), String> {
     let named: Vec<(Exchange, &Instrument)> = topics
         .iter()
         .filter_map(|t| match t {
-            Topic::Trades(e, i) | Topic::Tickers(e, i) | Topic::Candles(e, i, _) => Some((*e, i)),
+            Topic::Trades(e, i)
+            | Topic::Tickers(e, i)
+            | Topic::Candles(e, i, _)
+            | Topic::Book(e, i, _) => Some((*e, i)),
             Topic::Stats { .. } => None,
         })
         .collect();
@@ -807,6 +830,11 @@ async fn client(socket: WebSocket, state: ApiState, batched: bool) {
     let mut stats_tick = tokio::time::interval(STATS_EVERY);
     stats_tick.tick().await;
     let mut frames: Vec<Utf8Bytes> = Vec::new();
+    // The `book` subscriptions: what each was last sent.
+    let live_books = state.books.live.clone();
+    let mut book_changes = live_books.as_ref().map(ck_bus::books::LiveBooks::changes);
+    let mut sent_books: std::collections::HashMap<Topic, crate::ws_book::SentBook> =
+        std::collections::HashMap::new();
     let push_latency = ck_bus::metrics::histogram(PUSH_LATENCY);
     let queue = state.ws_queue as u64;
     loop {
@@ -833,6 +861,11 @@ async fn client(socket: WebSocket, state: ApiState, batched: bool) {
                                     // Listening first: an update racing the snapshot
                                     // still arrives (after it), never falls between.
                                     topics.add(t.clone());
+                                    if let Topic::Book(e, i, depth) = &t {
+                                        let sent = sent_books.entry(t.clone()).or_default();
+                                        replies.push(crate::ws_book::snapshot(live_books.as_ref(), *e, i, *depth, sent));
+                                        continue;
+                                    }
                                     replies.push(snapshot(&state, &t).await.to_string());
                                 }
                                 for r in replies {
@@ -850,6 +883,7 @@ async fn client(socket: WebSocket, state: ApiState, batched: bool) {
                                     o.insert("type".into(), json!("unsubscribed"));
                                 }
                                 topics.remove(&t);
+                                sent_books.remove(&t);
                                 if socket.send(Message::Text(ack.to_string().into())).await.is_err() {
                                     return;
                                 }
@@ -910,6 +944,17 @@ async fn client(socket: WebSocket, state: ApiState, batched: bool) {
                 }
                 None
             },
+            changed = crate::ws_book::next_change(&mut book_changes, !sent_books.is_empty()) => {
+                if matches!(changed, Err(RecvError::Closed)) {
+                    book_changes = None;
+                }
+                for text in crate::ws_book::on_change(&changed, live_books.as_ref(), &mut sent_books) {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                None
+            }
             _ = heartbeat.tick() => Some(json!({"type": "heartbeat", "time": Ts::now()}).to_string()),
             _ = stats_tick.tick() => {
                 for t in &topics.mine {

@@ -220,11 +220,19 @@ fn live_sources_capture_books_at_their_depths() {
         panic!("a live source")
     };
     let books = config.books.as_ref().expect("books captured");
-    assert_eq!(books.depth_of(&ck_model::Instrument::new("BTC", "USDT")), 400);
-    assert_eq!(books.depth_of(&ck_model::Instrument::new("ETH", "USDT")), 50);
+    assert_eq!(
+        books.depth_of(&ck_model::Instrument::new("BTC", "USDT")),
+        400
+    );
+    assert_eq!(
+        books.depth_of(&ck_model::Instrument::new("ETH", "USDT")),
+        50
+    );
     assert_eq!(books.snapshot_every_ns, 60_000_000_000);
     // Off unless asked.
-    let c = load("[[sources]]\nkind = \"live\"\nexchange = \"okx\"\ninstruments = [\"BTC-USDT\"]\n").expect("plain");
+    let c =
+        load("[[sources]]\nkind = \"live\"\nexchange = \"okx\"\ninstruments = [\"BTC-USDT\"]\n")
+            .expect("plain");
     let sources = crate::sources::from_config(&c).expect("sources");
     let crate::pipeline::Source::Live { config, .. } = &sources[0] else {
         panic!("a live source")

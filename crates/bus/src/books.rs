@@ -86,12 +86,37 @@ impl LiveBook {
 }
 
 /// Every live book, shared (cheap to clone).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LiveBooks {
     inner: Arc<RwLock<HashMap<(Exchange, Instrument), LiveBook>>>,
+    /// Which book changed, for the WebSocket `book` channel; a reader that
+    /// falls behind loses the oldest notices (and sends a fresh book).
+    changed: tokio::sync::broadcast::Sender<Arc<(Exchange, Instrument)>>,
+}
+
+impl Default for LiveBooks {
+    fn default() -> Self {
+        LiveBooks {
+            inner: Arc::default(),
+            changed: tokio::sync::broadcast::channel(4_096).0,
+        }
+    }
 }
 
 impl LiveBooks {
+    /// Tells the readers of [`LiveBooks::changes`] that this book changed.
+    pub fn notify(&self, exchange: Exchange, instrument: &Instrument) {
+        if self.changed.receiver_count() > 0 {
+            let _ = self.changed.send(Arc::new((exchange, instrument.clone())));
+        }
+    }
+
+    /// The books that change from now on, by name.
+    #[must_use]
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<(Exchange, Instrument)>> {
+        self.changed.subscribe()
+    }
+
     /// `f` of the book of `instrument` on `exchange`, if one is held.
     pub fn read<R>(
         &self,

@@ -51,6 +51,10 @@ pub struct RecorderSettings {
 /// What the recorder did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecorderStats {
+    /// Delta messages taken (one venue message each).
+    pub deltas: u64,
+    /// Snapshots taken (the venue's, and those recorded at the cadence).
+    pub snapshots: u64,
     /// Rows written to book files.
     pub rows: u64,
     /// Parts finished.
@@ -185,11 +189,17 @@ impl Recorder {
             BookUpdate::Rows {
                 file: BookFile::Snapshots,
                 rows,
-            } => self.snapshot(&key, &mut recorded, rows, gaps),
+            } => {
+                self.stats.snapshots += 1;
+                self.snapshot(&key, &mut recorded, rows, gaps);
+            }
             BookUpdate::Rows {
                 file: BookFile::Deltas,
                 rows,
-            } => self.delta(&key, &mut recorded, rows),
+            } => {
+                self.stats.deltas += 1;
+                self.delta(&key, &mut recorded, rows);
+            }
             BookUpdate::Incident { at, kind, cause } => {
                 self.unknown(&key, &mut recorded, *at, format!("{kind}: {cause}"), true);
             }
@@ -203,6 +213,7 @@ impl Recorder {
                 );
             }
         }
+        self.live.notify(key.0, &key.1);
         self.books.insert(key, recorded);
     }
 

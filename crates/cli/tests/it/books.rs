@@ -303,7 +303,8 @@ impl Capture {
         let (token, pipeline) =
             crate::support::spawn_pipeline_with(&settings, &runtime, &store, source);
         let root = settings.config.archive.root(&settings.data_dir);
-        let api = Api::start(&store, &runtime, &root).await;
+        let captured = instruments.iter().map(|i| (exchange, i.clone())).collect();
+        let api = Api::start(&store, &runtime, &root, captured).await;
         Capture {
             binance,
             _rest: rest,
@@ -377,6 +378,14 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
         api,
         ..
     } = Capture::start(exchange, fixture, kraken_v1, VenueOptions::default()).await;
+    // A WebSocket client follows the first book, 10 levels a side.
+    let (stop_following, stopped) = tokio::sync::oneshot::channel();
+    let follower = tokio::spawn(follow_book(
+        api.addr.clone(),
+        exchange,
+        instruments[0].clone(),
+        stopped,
+    ));
     let served = eventually(Duration::from_secs(60), || async {
         binance
             .as_ref()
@@ -384,6 +393,20 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
     })
     .await;
     settle(&runtime, exchange, &instruments).await;
+    // What it holds is the live book's top 10 a side.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_following.send(());
+    let followed = follower.await.expect("follower");
+    let live_top = api
+        .book(exchange, &instruments[0], None)
+        .await
+        .map(|(_, b)| top(b, 10));
+    assert_eq!(
+        Some(followed),
+        live_top,
+        "{exchange} {}: the WebSocket book",
+        instruments[0]
+    );
     // While capture runs: the books as they stand, and at instants of the
     // part being written (rebuilt from memory).
     let mut live_answers = Vec::new();
@@ -689,6 +712,78 @@ async fn cli_prints_the_api_book(
     assert_eq!(&from_csv, plain, "{exchange} {i}: the CSV book");
 }
 
+/// The best `n` levels a side of `book`.
+fn top(book: Plain, n: usize) -> Plain {
+    let bids = book.iter().filter(|(k, _)| k.0).rev().take(n);
+    let asks = book.iter().filter(|(k, _)| !k.0).take(n);
+    bids.chain(asks).map(|(k, v)| (*k, *v)).collect()
+}
+
+/// Follows one book over `/api/v1/ws` (`channel` `book`, depth 10) until
+/// `stop`: its view after applying every message, checked on the way
+/// (`sequence` one more each time, a snapshot first).
+async fn follow_book(
+    addr: String,
+    exchange: Exchange,
+    i: Instrument,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Plain {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws"))
+        .await
+        .expect("WebSocket");
+    let request = serde_json::json!({"op": "subscribe", "channel": "book", "exchange": exchange, "instrument": i, "depth": 10});
+    ws.send(Message::Text(request.to_string().into()))
+        .await
+        .expect("subscribe");
+    let mut view = Plain::new();
+    let mut sequence = 0u64;
+    let mut snapshots = 0;
+    loop {
+        let text = tokio::select! {
+            _ = &mut stop => break,
+            m = ws.next() => match m {
+                Some(Ok(Message::Text(t))) => t.to_string(),
+                Some(Ok(_)) => continue,
+                other => panic!("the WebSocket ended: {other:?}"),
+            },
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let kind = v["type"].as_str().unwrap_or_default();
+        if !matches!(kind, "snapshot" | "book" | "book_invalid") {
+            assert_ne!(kind, "error", "{text}");
+            continue;
+        }
+        assert_eq!(v["channel"], "book", "{text}");
+        let body = if kind == "snapshot" { &v["data"] } else { &v };
+        if body.is_null() {
+            // No book yet: the first known one comes as a snapshot.
+            sequence += 1;
+            continue;
+        }
+        sequence += 1;
+        assert_eq!(body["sequence"].as_u64(), Some(sequence), "{text}");
+        if kind != "book" {
+            view.clear();
+            snapshots += 1;
+        }
+        for (side, bid) in [("bids", true), ("asks", false)] {
+            for l in body[side].as_array().into_iter().flatten() {
+                let price = Decimal::parse(l[0].as_str().expect("price")).expect("price");
+                let size = Decimal::parse(l[1].as_str().expect("size")).expect("size");
+                if size.is_zero() {
+                    view.remove(&(bid, price));
+                } else {
+                    view.insert((bid, price), size);
+                }
+            }
+        }
+    }
+    assert!(snapshots >= 1, "{exchange} {i}: a snapshot came");
+    view
+}
+
 /// A plain book cut to the API's most levels a side.
 fn cut(book: Plain) -> Plain {
     let most = ck_api::book::MAX_DEPTH;
@@ -708,6 +803,7 @@ impl Api {
         store: &std::sync::Arc<dyn ck_store::Store>,
         runtime: &ck_app::runtime::Runtime,
         root: &Path,
+        captured: Vec<(Exchange, Instrument)>,
     ) -> Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -719,7 +815,8 @@ impl Api {
             runtime.feed.clone(),
             Duration::from_secs(30),
         )
-        .with_books(Some(runtime.books.clone()), root.to_owned());
+        .with_books(Some(runtime.books.clone()), root.to_owned())
+        .with_captured(captured);
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(ck_api::serve(
             listener,

@@ -183,7 +183,14 @@ impl Shared {
                 data.insert(key.to_owned(), (t + shift).into());
             }
         }
-        for (key, span_key) in [("t", "t"), ("a", "a"), ("f", "t"), ("l", "t")] {
+        for (key, span_key) in [
+            ("t", "t"),
+            ("a", "a"),
+            ("f", "t"),
+            ("l", "t"),
+            ("U", "u"),
+            ("u", "u"),
+        ] {
             let span = self
                 .id_spans
                 .get(&(m.symbol.clone(), span_key))
@@ -411,9 +418,10 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
             || stream.split('@').next().unwrap_or("").to_ascii_uppercase(),
             str::to_owned,
         );
-        for key in ["t", "a"] {
+        // Trade ids, and depth diffs' update ids (`U` to `u`).
+        for (key, span_key) in [("t", "t"), ("a", "a"), ("U", "u"), ("u", "u")] {
             if let Some(id) = data.get(key).and_then(serde_json::Value::as_u64) {
-                let r = ranges.entry((symbol.clone(), key)).or_insert((id, id));
+                let r = ranges.entry((symbol.clone(), span_key)).or_insert((id, id));
                 r.0 = r.0.min(id);
                 r.1 = r.1.max(id);
             }
