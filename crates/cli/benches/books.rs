@@ -59,7 +59,8 @@ async fn run(books: bool, secs: u64) -> Measured {
     for (exchange, fixture) in VENUES {
         let path = ck_testkit::fixture(fixture);
         let messages: Vec<ck_bus::RawMessage> =
-            ck_sources::recordings::Recording::open_as(&path, Some(exchange))
+            // Opened as the venue that recorded it; Binance.US plays Binance's.
+            ck_sources::recordings::Recording::open(&path)
                 .expect("recording")
                 .filter_map(Result::ok)
                 .map(|mut m| {
@@ -164,6 +165,16 @@ fn rows_of(exchange: Exchange) -> u64 {
         .sum()
 }
 
+/// Incidents of `exchange` so far in this process, every cause.
+fn incidents_of(exchange: Exchange) -> u64 {
+    let prefix = format!("candlekeep_book_incidents_total{{exchange=\"{exchange}\",");
+    ck_bus::metrics::render_prometheus()
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Incidents so far, every venue and cause.
 fn incidents() -> u64 {
     ck_bus::metrics::render_prometheus()
@@ -203,7 +214,7 @@ fn main() {
             f1 / f0
         );
         for (e, rows) in &booked.per_venue {
-            println!("  {e}: {rows} book rows");
+            println!("  {e}: {rows} book rows, {} incidents", incidents_of(*e));
         }
         with.push(f1);
         without.push(f0);

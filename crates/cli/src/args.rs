@@ -159,7 +159,9 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_time)]
         to: Option<Ts>,
         /// The file's format: parquet (the archive's typed, exact columns),
-        /// csv or jsonl (the columns `trades|quotes|candles` print).
+        /// csv or jsonl (the columns `trades|quotes|candles` print); for
+        /// `--kind book`, tardis (Tardis's `incremental_book_L2` CSV, from
+        /// the recorded book parts; `.gz` compresses).
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// The file to write (replaced if it exists, once complete).
@@ -392,16 +394,8 @@ pub(crate) enum ExportKind {
     Trades,
     Quotes,
     Candles,
-}
-
-impl ExportKind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ExportKind::Trades => "trades",
-            ExportKind::Quotes => "quotes",
-            ExportKind::Candles => "candles",
-        }
-    }
+    /// A recorded order book (`--format tardis`).
+    Book,
 }
 
 /// The format of `export`'s file.
@@ -410,6 +404,8 @@ pub(crate) enum ExportFormat {
     Parquet,
     Csv,
     Jsonl,
+    /// Tardis's `incremental_book_L2` CSV (`--kind book`).
+    Tardis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -20,12 +20,31 @@ use anyhow::Context as _;
 use ck_model::{Candle, Exchange, Instrument, Interval, Quote, Trade, Ts};
 use ck_store::{CandleSource, RangeQuery, Store};
 
-use crate::args::{ExportFormat, ExportKind};
+use crate::args::ExportFormat;
+
+/// What of the store `export` writes (books come from the archive's book
+/// files: [`crate::export_book`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    Trades,
+    Quotes,
+    Candles,
+}
+
+impl StoreKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Trades => "trades",
+            StoreKind::Quotes => "quotes",
+            StoreKind::Candles => "candles",
+        }
+    }
+}
 
 /// What to export, from the command line.
 #[derive(Debug, Clone)]
 pub(crate) struct ExportRequest {
-    pub(crate) kind: ExportKind,
+    pub(crate) kind: StoreKind,
     pub(crate) exchange: Exchange,
     pub(crate) instrument: Instrument,
     /// Candles: these intervals.
@@ -54,11 +73,11 @@ impl Rows {
 }
 
 /// How long a window of each kind is.
-fn window(kind: ExportKind) -> i64 {
+fn window(kind: StoreKind) -> i64 {
     const HOUR: i64 = 3_600_000_000_000;
     match kind {
-        ExportKind::Trades | ExportKind::Quotes => HOUR,
-        ExportKind::Candles => 30 * 24 * HOUR,
+        StoreKind::Trades | StoreKind::Quotes => HOUR,
+        StoreKind::Candles => 30 * 24 * HOUR,
     }
 }
 
@@ -67,7 +86,7 @@ fn window(kind: ExportKind) -> i64 {
 fn windows(request: &ExportRequest, from: Ts) -> Vec<(Option<Interval>, Ts, Ts)> {
     let step = window(request.kind);
     let passes: Vec<Option<Interval>> = match request.kind {
-        ExportKind::Candles => request.intervals.iter().copied().map(Some).collect(),
+        StoreKind::Candles => request.intervals.iter().copied().map(Some).collect(),
         _ => vec![None],
     };
     let mut out = Vec::new();
@@ -95,12 +114,12 @@ async fn read(
         limit: usize::MAX,
     };
     Ok(match (request.kind, interval) {
-        (ExportKind::Trades, _) => Rows::Trades(store.trades(&q).await?),
-        (ExportKind::Quotes, _) => Rows::Quotes(store.quotes(&q).await?),
-        (ExportKind::Candles, Some(interval)) => {
+        (StoreKind::Trades, _) => Rows::Trades(store.trades(&q).await?),
+        (StoreKind::Quotes, _) => Rows::Quotes(store.quotes(&q).await?),
+        (StoreKind::Candles, Some(interval)) => {
             Rows::Candles(store.candles(&q, interval, CandleSource::Ours).await?)
         }
-        (ExportKind::Candles, None) => Rows::Candles(Vec::new()),
+        (StoreKind::Candles, None) => Rows::Candles(Vec::new()),
     })
 }
 
@@ -117,9 +136,9 @@ async fn start(store: &dyn Store, request: &ExportRequest) -> anyhow::Result<Opt
         limit: 1,
     };
     Ok(match request.kind {
-        ExportKind::Trades => store.trades(&q).await?.first().map(|t| t.ts_exchange),
-        ExportKind::Quotes => store.quotes(&q).await?.first().map(|q| q.ts_exchange),
-        ExportKind::Candles => {
+        StoreKind::Trades => store.trades(&q).await?.first().map(|t| t.ts_exchange),
+        StoreKind::Quotes => store.quotes(&q).await?.first().map(|q| q.ts_exchange),
+        StoreKind::Candles => {
             let mut first = None;
             for interval in &request.intervals {
                 let oldest = store.candles(&q, *interval, CandleSource::Ours).await?;
@@ -231,13 +250,13 @@ impl Sink {
             }
         }
         Ok(match request.kind {
-            ExportKind::Trades => {
+            StoreKind::Trades => {
                 Sink::Trades(ck_archive::trades::TradeWriter::create(path, trades)?)
             }
-            ExportKind::Quotes => {
+            StoreKind::Quotes => {
                 Sink::Quotes(ck_archive::quotes::QuoteWriter::create(path, quotes)?)
             }
-            ExportKind::Candles => {
+            StoreKind::Candles => {
                 Sink::Candles(ck_archive::candles::CandleWriter::create(path, candles)?)
             }
         })

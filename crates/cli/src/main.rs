@@ -3,6 +3,7 @@
 mod args;
 mod demo_data;
 mod export;
+mod export_book;
 mod mock_exchange;
 mod output;
 mod stop;
@@ -20,7 +21,7 @@ use ck_sources::replay::ReplayOptions;
 use ck_store::{CandleSource, RangeQuery};
 use clap::Parser as _;
 
-use crate::args::{Cli, Command, Format, RangeArgs, SourceArg};
+use crate::args::{Cli, Command, ExportFormat, ExportKind, Format, RangeArgs, SourceArg};
 use crate::output::print_report;
 use tokio_util::sync::CancellationToken;
 
@@ -302,6 +303,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             out,
         } => {
+            if (kind == ExportKind::Book) != (format == ExportFormat::Tardis) {
+                anyhow::bail!(
+                    "`--kind book` is exported as `--format tardis` (Tardis's incremental_book_L2 CSV), and only it"
+                );
+            }
+            let kind = match kind {
+                ExportKind::Trades => export::StoreKind::Trades,
+                ExportKind::Quotes => export::StoreKind::Quotes,
+                ExportKind::Candles => export::StoreKind::Candles,
+                ExportKind::Book => {
+                    let request = export_book::BookExport {
+                        root: settings.config.archive.root(&settings.data_dir),
+                        exchange,
+                        instrument,
+                        from,
+                        to: to.unwrap_or_else(Ts::now),
+                        out,
+                    };
+                    let rows = tokio::task::spawn_blocking({
+                        let request = request.clone();
+                        move || export_book::export(&request)
+                    })
+                    .await??;
+                    eprintln!("exported {rows} book rows to {}", request.out.display());
+                    return Ok(());
+                }
+            };
             let store = ck_app::open_existing_store(&settings).await?;
             let intervals = match interval {
                 Some(i) => vec![i],

@@ -509,6 +509,14 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
         &api,
     )
     .await;
+    tardis_export_replays_to_the_api_book(
+        &settings.data_dir,
+        exchange,
+        &instruments[0],
+        (spread[2], spread[spread.len() - 1]),
+        &api,
+    )
+    .await;
     api.stop.cancel();
 }
 
@@ -642,6 +650,90 @@ async fn book_fault_is_resynchronised(
         );
     }
     c.api.stop.cancel();
+}
+
+/// `candlekeep export --kind book --format tardis` from `from` to just
+/// after `at`, replayed the way Tardis says (a run of snapshot rows resets
+/// the book, an amount of zero removes a level), is the book the API gives
+/// at `at`.
+async fn tardis_export_replays_to_the_api_book(
+    data_dir: &Path,
+    exchange: Exchange,
+    i: &Instrument,
+    (from, at): (Ts, Ts),
+    api: &Api,
+) {
+    let Some((_, expected)) = api.book(exchange, i, Some(at)).await else {
+        panic!("{exchange} {i}: no book at {at}")
+    };
+    let out = data_dir.join("book.csv.gz");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--log", "warn", "export", "--kind", "book", "--format", "tardis",
+        ])
+        .args(["--exchange", exchange.as_str(), "--instrument", i.as_str()])
+        .args([
+            "--from",
+            &from.to_string(),
+            "--to",
+            &Ts(at.0 + 1).to_string(),
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env_remove("CANDLEKEEP_CONFIG")
+        .output()
+        .expect("candlekeep export");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&out).expect("the export")),
+        &mut text,
+    )
+    .expect("gzip");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount")
+    );
+    let mut book = Plain::new();
+    let mut in_snapshot = false;
+    let mut last_local = 0i64;
+    let mut rows = 0;
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let [ex, _symbol, _ts, local, snapshot, side, price, amount] = f[..] else {
+            panic!("a Tardis row: {line}")
+        };
+        assert_eq!(ex, exchange.as_str());
+        let local: i64 = local.parse().expect("local_timestamp");
+        assert!(local >= last_local, "in time order: {line}");
+        last_local = local;
+        let snapshot = snapshot == "true";
+        if snapshot && !in_snapshot {
+            book.clear();
+        }
+        in_snapshot = snapshot;
+        let key = (side == "bid", Decimal::parse(price).expect("price"));
+        let amount = Decimal::parse(amount).expect("amount");
+        if amount.is_zero() {
+            book.remove(&key);
+        } else {
+            book.insert(key, amount);
+        }
+        rows += 1;
+    }
+    assert!(rows > 0, "{exchange} {i}: rows exported");
+    assert_eq!(
+        cut(book),
+        expected,
+        "{exchange} {i}: the Tardis rows replayed at {at}"
+    );
 }
 
 /// `candlekeep book` prints what the API answers, in JSON and CSV.

@@ -418,8 +418,13 @@ fn build(recording: &[RawMessage], options: MockOptions, shift_ms: i64) -> Share
             || stream.split('@').next().unwrap_or("").to_ascii_uppercase(),
             str::to_owned,
         );
-        // Trade ids, and depth diffs' update ids (`U` to `u`).
+        // Trade ids, and depth diffs' update ids (`U` to `u`; a
+        // `bookTicker`'s `u` is not a diff's).
+        let depth = stream.contains("@depth");
         for (key, span_key) in [("t", "t"), ("a", "a"), ("U", "u"), ("u", "u")] {
+            if span_key == "u" && !depth {
+                continue;
+            }
             if let Some(id) = data.get(key).and_then(serde_json::Value::as_u64) {
                 let r = ranges.entry((symbol.clone(), span_key)).or_insert((id, id));
                 r.0 = r.0.min(id);

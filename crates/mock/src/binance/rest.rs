@@ -252,9 +252,16 @@ async fn depth(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Respon
         };
         set(&mut sides[0], &snapshot["bids"]);
         set(&mut sides[1], &snapshot["asks"]);
-        let cursor = usize::try_from(shared.cursor.load(Ordering::SeqCst))
-            .unwrap_or(usize::MAX)
-            .min(shared.messages.len());
+        // Looped, a later lap's diffs carry update ids moved on by the
+        // recording's span: so does the snapshot (its levels are the
+        // recording's, at the same place in the lap).
+        let len = shared.messages.len().max(1);
+        let passed = usize::try_from(shared.cursor.load(Ordering::SeqCst)).unwrap_or(usize::MAX);
+        let (lap, cursor) = if shared.options.looped {
+            (passed / len, passed % len)
+        } else {
+            (0, passed.min(shared.messages.len()))
+        };
         for m in shared.messages[..cursor]
             .iter()
             .filter(|m| m.symbol == s && m.stream.contains("@depth"))
@@ -268,6 +275,8 @@ async fn depth(State(lazy): State<Arc<super::Lazy>>, Query(q): Params) -> Respon
             set(&mut sides[1], &d["a"]);
             last = u;
         }
+        let span = shared.id_spans.get(&(s.to_owned(), "u")).copied().unwrap_or(0);
+        last += u64::try_from(lap).unwrap_or(0).saturating_mul(span);
         let stale = shared.options.faults.stale_depth_once
             && shared
                 .stale_depths

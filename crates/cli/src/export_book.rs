@@ -1,0 +1,197 @@
+//! `candlekeep export --kind book --format tardis`: an instrument's
+//! recorded order book as Tardis's `incremental_book_L2` CSV, exactly,
+//! from the archive's book parts ([`ck_archive::books`]).
+//!
+//! `exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount`
+//! with times in microseconds since 1970 (the venue's time where it sends
+//! one, else the receive time), `side` `bid` or `ask`, and `amount` zero
+//! for a level removed. Each part of the recording within the range begins
+//! with the whole book as snapshot rows (`is_snapshot` true: a reader
+//! resets its book there), at the part's start or at `--from`, whichever
+//! is later, then every delta after it; a span where the book was unknown
+//! (an incident, a lost connection) is simply no rows, and the snapshot
+//! after it resets the book. hftbacktest's Tardis converter
+//! (`hftbacktest.data.utils.tardis.convert`) reads the file as it is.
+//! Written as `PATH.partial` and renamed when complete; `.gz` compresses.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use ck_archive::books::{BookFile, BookRow, book_at, book_parts, read_book_rows};
+use ck_archive::layout::day_of;
+use ck_book::BookSide;
+use ck_model::{Exchange, Instrument, Ts};
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub(crate) struct BookExport {
+    pub(crate) root: PathBuf,
+    pub(crate) exchange: Exchange,
+    pub(crate) instrument: Instrument,
+    pub(crate) from: Option<Ts>,
+    pub(crate) to: Ts,
+    pub(crate) out: PathBuf,
+}
+
+/// Writes the export; how many rows.
+pub(crate) fn export(request: &BookExport) -> anyhow::Result<u64> {
+    let parts = parts(request)?;
+    if parts.is_empty() {
+        anyhow::bail!(
+            "no recorded book of {} on {} in the range (books are recorded by live sources with `books = true`, under {})",
+            request.instrument,
+            request.exchange,
+            request.root.display()
+        );
+    }
+    let mut name = request
+        .out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".partial");
+    let partial = request.out.with_file_name(name);
+    let written = write(request, &parts, &partial);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    let rows = written?;
+    std::fs::rename(&partial, &request.out)
+        .with_context(|| format!("moving {} to {}", partial.display(), request.out.display()))?;
+    Ok(rows)
+}
+
+/// The finished parts that overlap the range, in order.
+fn parts(request: &BookExport) -> anyhow::Result<Vec<ck_archive::books::BookPart>> {
+    let last = day_of(Ts(request.to.0.saturating_sub(1)));
+    let first = match request.from {
+        Some(from) => day_of(from) - 1,
+        None => {
+            let dir = ck_archive::layout::instrument_dir_named(
+                &request.root,
+                BookFile::Snapshots.kind(),
+                request.exchange,
+                &request.instrument,
+            );
+            let days = std::fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter_map(|e| {
+                            let name = e.file_name();
+                            ck_archive::layout::parse_date(name.to_str()?.strip_prefix("date=")?)
+                        })
+                        .min()
+                })
+                .unwrap_or(None);
+            match days {
+                Some(d) => d,
+                None => return Ok(Vec::new()),
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for day in first..=last {
+        for p in book_parts(&request.root, request.exchange, &request.instrument, day)? {
+            if p.to >= request.from.unwrap_or(Ts(i64::MIN)) && p.from < request.to {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn write(
+    request: &BookExport,
+    parts: &[ck_archive::books::BookPart],
+    partial: &Path,
+) -> anyhow::Result<u64> {
+    let file = std::fs::File::create(partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let gz = request.out.extension().is_some_and(|e| e == "gz");
+    let mut out: Box<dyn std::io::Write> = if gz {
+        Box::new(flate2::write::GzEncoder::new(
+            std::io::BufWriter::new(file),
+            flate2::Compression::default(),
+        ))
+    } else {
+        Box::new(std::io::BufWriter::new(file))
+    };
+    writeln!(
+        out,
+        "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount"
+    )?;
+    let symbol = request.exchange.native_symbol(&request.instrument);
+    let exchange = request.exchange.as_str();
+    let mut rows = 0u64;
+    let mut line = |out: &mut dyn std::io::Write,
+                    at: Ts,
+                    local: Ts,
+                    snapshot: bool,
+                    bid: bool,
+                    price: &str,
+                    amount: &str| {
+        rows += 1;
+        writeln!(
+            out,
+            "{exchange},{symbol},{},{},{snapshot},{},{price},{amount}",
+            at.0.div_euclid(1_000),
+            local.0.div_euclid(1_000),
+            if bid { "bid" } else { "ask" },
+        )
+    };
+    for part in parts {
+        let snapshots = read_book_rows(&part.snapshots, BookFile::Snapshots)?.rows;
+        let deltas = read_book_rows(&part.deltas, BookFile::Deltas)?.rows;
+        // The book at the start of what is exported of this part.
+        let start = request.from.map_or(part.from, |f| f.max(part.from));
+        let Some(book) = book_at(&snapshots, &deltas, start).with_context(|| {
+            format!(
+                "rebuilding the book at {start} from {}",
+                part.deltas.display()
+            )
+        })?
+        else {
+            continue;
+        };
+        for side in [BookSide::Bid, BookSide::Ask] {
+            for l in book.levels(side) {
+                line(
+                    &mut out,
+                    start,
+                    start,
+                    true,
+                    side == BookSide::Bid,
+                    &l.price.text(),
+                    &l.size.text(),
+                )?;
+            }
+        }
+        for r in deltas
+            .iter()
+            .filter(|r| r.ts_received > start && r.ts_received < request.to)
+        {
+            let BookRow {
+                ts_received,
+                ts_exchange,
+                bid,
+                price,
+                size,
+                ..
+            } = r;
+            line(
+                &mut out,
+                ts_exchange.unwrap_or(*ts_received),
+                *ts_received,
+                false,
+                *bid,
+                &price.to_string(),
+                &size.to_string(),
+            )?;
+        }
+    }
+    out.flush()?;
+    drop(out);
+    Ok(rows)
+}
