@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ck_app::config::AppConfig;
 use ck_app::pipeline::{Source, run_pipeline_with};
-use ck_model::{Exchange, Instrument, Ts};
+use ck_model::{Exchange, Ts};
 use ck_sources::live::BackoffPolicy;
 use ck_sources::live::books::BookCapture;
 use ck_sources::live::connector::LiveConfig;
@@ -68,21 +68,7 @@ async fn run(books: bool, secs: u64) -> Measured {
                     m
                 })
                 .collect();
-        let mut normalizer = ck_sources::normalize::Normalizer::new();
-        let mut events = Vec::new();
-        for m in &messages {
-            normalizer.handle(m, &|| "bench".to_owned(), &mut events);
-        }
-        let mut instruments: Vec<Instrument> = events
-            .iter()
-            .filter_map(|e| match e {
-                ck_bus::Event::Trade(t) => Some(t.instrument.clone()),
-                ck_bus::Event::Quote(q) => Some(q.instrument.clone()),
-                _ => None,
-            })
-            .collect();
-        instruments.sort();
-        instruments.dedup();
+        let instruments = ck_sources::normalize::traded_instruments(&messages);
         let spec = ck_mock::venues::spec(exchange).expect("a mock of every venue");
         let mock = spec
             .start(ck_mock::venues::MockStart {

@@ -102,21 +102,7 @@ pub(crate) async fn demo_venue(
             .filter_map(Result::ok)
             .collect();
     let recorded = recorded_at(&messages);
-    let mut normalizer = ck_sources::normalize::Normalizer::new();
-    let mut events = Vec::new();
-    for m in messages.iter().filter(|m| m.origin == ck_bus::Origin::Ws) {
-        normalizer.handle(m, &|| "demo".to_owned(), &mut events);
-    }
-    let mut instruments: Vec<Instrument> = events
-        .iter()
-        .filter_map(|e| match e {
-            ck_bus::Event::Trade(t) => Some(t.instrument.clone()),
-            ck_bus::Event::Quote(q) => Some(q.instrument.clone()),
-            _ => None,
-        })
-        .collect();
-    instruments.sort();
-    instruments.dedup();
+    let instruments = ck_sources::normalize::traded_instruments(&messages);
     let mock = spec
         .start(ck_mock::venues::MockStart {
             recording: &messages,

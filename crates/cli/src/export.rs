@@ -200,7 +200,8 @@ async fn write(
     Ok(rows)
 }
 
-fn partial_path(out: &Path) -> PathBuf {
+/// Where a file is written before it is complete: `PATH.partial`.
+pub(crate) fn partial_path(out: &Path) -> PathBuf {
     let mut name = out
         .file_name()
         .map(|n| n.to_os_string())

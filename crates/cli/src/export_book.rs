@@ -45,13 +45,7 @@ pub(crate) fn export(request: &BookExport) -> anyhow::Result<u64> {
             request.root.display()
         );
     }
-    let mut name = request
-        .out
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".partial");
-    let partial = request.out.with_file_name(name);
+    let partial = crate::export::partial_path(&request.out);
     let written = write(request, &parts, &partial);
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);

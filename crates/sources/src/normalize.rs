@@ -56,6 +56,29 @@ pub struct Normalizer {
     stats: NormalizeStats,
 }
 
+/// The instruments whose trades or quotes the WebSocket frames of
+/// `messages` carry, by their venue's parser, sorted, each once (what a
+/// mock of a recording can serve live).
+#[must_use]
+pub fn traded_instruments(messages: &[RawMessage]) -> Vec<ck_model::Instrument> {
+    let mut normalizer = Normalizer::new();
+    let mut events = Vec::new();
+    for m in messages.iter().filter(|m| m.origin == ck_bus::Origin::Ws) {
+        normalizer.handle(m, &|| "recording".to_owned(), &mut events);
+    }
+    let mut instruments: Vec<ck_model::Instrument> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Trade(t) => Some(t.instrument),
+            Event::Quote(q) => Some(q.instrument),
+            _ => None,
+        })
+        .collect();
+    instruments.sort();
+    instruments.dedup();
+    instruments
+}
+
 impl Normalizer {
     /// An empty stage.
     #[must_use]

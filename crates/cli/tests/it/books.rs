@@ -147,6 +147,22 @@ fn plain_books_at(
     out
 }
 
+/// [`plain_books_at`] at each of `instants` (in any order, repeats
+/// allowed), by instant.
+fn plain_models(
+    exchange: Exchange,
+    tape: &[RawMessage],
+    mut instants: Vec<Ts>,
+) -> BTreeMap<Ts, BTreeMap<String, Plain>> {
+    instants.sort();
+    instants.dedup();
+    instants
+        .iter()
+        .copied()
+        .zip(plain_books_at(exchange, tape, &instants))
+        .collect()
+}
+
 /// Every message of the tapes under `dir`, in order.
 fn tape_messages(dir: &Path) -> Vec<RawMessage> {
     let mut files = Vec::new();
@@ -221,19 +237,10 @@ impl Capture {
         // The recording's books, by symbol: every instrument is captured.
         let recorded = plain_books_at(exchange, &messages, &[Ts(i64::MAX)]).remove(0);
         assert!(!recorded.is_empty(), "{fixture} has books");
-        // The instruments the venue's parser names in the recording.
-        let mut normalizer = ck_sources::normalize::Normalizer::new();
-        let mut events = Vec::new();
-        for m in &messages {
-            normalizer.handle(m, &|| "recording".to_owned(), &mut events);
-        }
-        let mut instruments: Vec<Instrument> = events
-            .iter()
-            .filter_map(|e| match e {
-                ck_bus::Event::Trade(t) => Some(t.instrument.clone()),
-                ck_bus::Event::Quote(q) => Some(q.instrument.clone()),
-                _ => None,
-            })
+        // The instruments the venue's parser names in the recording that
+        // have a book in it.
+        let mut instruments: Vec<Instrument> = ck_sources::normalize::traded_instruments(&messages)
+            .into_iter()
             .filter(|i| {
                 recorded
                     .keys()
@@ -436,19 +443,13 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
     let spread: Vec<Ts> = (1..=12)
         .map(|k| tape[tape.len() * k / 13].ts_received)
         .collect();
-    let mut instants: Vec<Ts> = live_answers
+    let instants: Vec<Ts> = live_answers
         .iter()
         .filter_map(|a| a.1)
         .chain(spread.iter().copied())
         .chain([last])
         .collect();
-    instants.sort();
-    instants.dedup();
-    let models: BTreeMap<Ts, BTreeMap<String, Plain>> = instants
-        .iter()
-        .copied()
-        .zip(plain_books_at(exchange, &tape, &instants))
-        .collect();
+    let models = plain_models(exchange, &tape, instants);
     let symbol_of = |i: &Instrument| {
         let s = protocol.book_symbol(i);
         models[&last]
@@ -598,14 +599,8 @@ async fn book_fault_is_resynchronised(
         books.gaps,
         "{exchange}: every book gap stored"
     );
-    let mut instants: Vec<Ts> = gaps.iter().map(|g| g.to_ts).chain([last]).collect();
-    instants.sort();
-    instants.dedup();
-    let models: BTreeMap<Ts, BTreeMap<String, Plain>> = instants
-        .iter()
-        .copied()
-        .zip(plain_books_at(exchange, &tape, &instants))
-        .collect();
+    let instants: Vec<Ts> = gaps.iter().map(|g| g.to_ts).chain([last]).collect();
+    let models = plain_models(exchange, &tape, instants);
     for g in &gaps {
         assert_eq!(
             c.api.book(exchange, &g.instrument, Some(g.from_ts)).await,
