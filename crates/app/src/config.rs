@@ -401,6 +401,11 @@ pub struct BooksConfig {
     pub part_secs: u64,
     /// Book updates queued between the connections and the recorder.
     pub queue: usize,
+    /// Milliseconds between recordings of each book's best levels alone
+    /// (`book_top` files, for those who want only those); 0: never.
+    pub top_every_ms: u64,
+    /// Levels a side of those.
+    pub top_depth: usize,
 }
 
 impl Default for BooksConfig {
@@ -409,6 +414,8 @@ impl Default for BooksConfig {
             snapshot_every_secs: 600,
             part_secs: 600,
             queue: 4_096,
+            top_every_ms: 1_000,
+            top_depth: 25,
         }
     }
 }
@@ -732,6 +739,9 @@ impl AppConfig {
                 "books.snapshot_every_secs, books.part_secs and books.queue must be above zero"
                     .into(),
             ));
+        }
+        if self.books.top_depth == 0 {
+            return Err(invalid("books.top_depth must be above zero".into()));
         }
         if self.books.part_secs > 86_400 {
             return Err(invalid(

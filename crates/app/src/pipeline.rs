@@ -428,6 +428,10 @@ pub async fn run_pipeline_with(
                 part_ns: i64::try_from(settings.config.books.part_secs)
                     .unwrap_or(86_400)
                     .saturating_mul(1_000_000_000),
+                top_every_ns: i64::try_from(settings.config.books.top_every_ms)
+                    .unwrap_or(i64::MAX / 1_000_000)
+                    .saturating_mul(1_000_000),
+                top_depth: settings.config.books.top_depth,
             };
             books_task = Some(tracker.spawn(run_book_recorder(
                 book_rx,

@@ -1,4 +1,5 @@
-//! One instrument's order book as Parquet files: every level change of
+//! One instrument's order book as Parquet files (and, at a cadence, its
+//! best levels alone: [`BookFile::Top`]): every level change of
 //! every delta applied ([`BookFile::Deltas`], kind `book_deltas`), and every
 //! level of the whole book at each snapshot ([`BookFile::Snapshots`], kind
 //! `book_snapshots`: at the start, after each resync, and at a cadence), so
@@ -41,6 +42,9 @@ pub enum BookFile {
     Deltas,
     /// Every level of each snapshot.
     Snapshots,
+    /// The best levels a side at a fixed cadence (`book_top`), for those
+    /// who want only those.
+    Top,
 }
 
 impl BookFile {
@@ -50,6 +54,7 @@ impl BookFile {
         match self {
             BookFile::Deltas => "book_deltas",
             BookFile::Snapshots => "book_snapshots",
+            BookFile::Top => "book_top",
         }
     }
 }
@@ -165,6 +170,14 @@ crate::columns::batch_writer!(
     "book_snapshots"
 );
 
+crate::columns::batch_writer!(
+    /// A file of a book's best levels at a cadence, written a batch at a time.
+    BookTopWriter,
+    BookShape,
+    BookRow,
+    "book_top"
+);
+
 /// Writes `rows` (one exchange and instrument, in message order) to `path`
 /// as a file of `file`'s kind, and fsyncs it.
 ///
@@ -188,6 +201,11 @@ pub fn write_book_rows(
         }
         BookFile::Snapshots => {
             let mut w = BookSnapshotWriter::create(path, shape)?;
+            w.write(rows)?;
+            w.finish()
+        }
+        BookFile::Top => {
+            let mut w = BookTopWriter::create(path, shape)?;
             w.write(rows)?;
             w.finish()
         }
@@ -323,6 +341,8 @@ pub struct BookPart {
     pub snapshots: PathBuf,
     /// Its deltas file.
     pub deltas: PathBuf,
+    /// Its file of the best levels at a cadence, if it was written.
+    pub top: Option<PathBuf>,
 }
 
 /// The folder of one day of one instrument's book files of `file`'s kind.
@@ -393,11 +413,13 @@ pub fn book_parts(
         };
         let deltas = deltas_dir.join(&name);
         if deltas.exists() {
+            let top = book_day_dir(root, BookFile::Top, exchange, instrument, day).join(&name);
             parts.push(BookPart {
                 from,
                 to,
                 snapshots: entry.path(),
                 deltas,
+                top: top.exists().then_some(top),
             });
         }
     }
@@ -527,7 +549,7 @@ mod tests {
             assert_eq!(back.rows, rows, "{file:?}");
             let other = match file {
                 BookFile::Deltas => BookFile::Snapshots,
-                BookFile::Snapshots => BookFile::Deltas,
+                BookFile::Snapshots | BookFile::Top => BookFile::Deltas,
             };
             assert!(read_book_rows(&path, other).is_err(), "the kind is checked");
         }

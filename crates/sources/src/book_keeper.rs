@@ -148,7 +148,7 @@ impl BookKeeper {
                         out.push(BookOutput::Rows {
                             symbol: symbol.clone(),
                             file: BookFile::Snapshots,
-                            rows: book_rows(kept.sync.book(), kept.message, at, time),
+                            rows: book_rows(kept.sync.book(), usize::MAX, kept.message, at, time),
                         });
                     } else {
                         kept.message += 1;
@@ -170,7 +170,13 @@ impl BookKeeper {
                             out.push(BookOutput::Rows {
                                 symbol: symbol.clone(),
                                 file: BookFile::Snapshots,
-                                rows: book_rows(kept.sync.book(), kept.message, at, time),
+                                rows: book_rows(
+                                    kept.sync.book(),
+                                    usize::MAX,
+                                    kept.message,
+                                    at,
+                                    time,
+                                ),
                             });
                         }
                     }
@@ -195,12 +201,20 @@ fn rows_of(message: i64, at: Ts, msg: &BookMessage) -> Vec<BookRow> {
         .collect()
 }
 
-/// Every level of `book` as snapshot rows.
-pub(crate) fn book_rows(book: &Book, message: i64, at: Ts, time: Option<i64>) -> Vec<BookRow> {
+/// The best `depth` levels a side of `book` (every level: `usize::MAX`)
+/// as snapshot rows.
+pub(crate) fn book_rows(
+    book: &Book,
+    depth: usize,
+    message: i64,
+    at: Ts,
+    time: Option<i64>,
+) -> Vec<BookRow> {
     [BookSide::Bid, BookSide::Ask]
         .into_iter()
         .flat_map(|side| {
             book.levels(side)
+                .take(depth)
                 .map(move |l| row(message, at, time, side, l.price, l.size))
         })
         .collect()
@@ -325,6 +339,7 @@ mod tests {
                         match file {
                             BookFile::Snapshots => snapshots.extend(r),
                             BookFile::Deltas => deltas.extend(r),
+                            BookFile::Top => panic!("the keeper records no top"),
                         }
                     }
                     BookOutput::Incident {

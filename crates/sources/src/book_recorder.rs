@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ck_archive::books::{
-    BookDeltaWriter, BookFile, BookRow, BookShape, BookSnapshotWriter, book_day_dir,
+    BookDeltaWriter, BookFile, BookRow, BookShape, BookSnapshotWriter, BookTopWriter, book_day_dir,
     open_part_name, part_name,
 };
 use ck_archive::layout::day_of;
@@ -46,6 +46,12 @@ pub struct RecorderSettings {
     pub root: PathBuf,
     /// A part ends at the first snapshot this long (ns) after its start.
     pub part_ns: i64,
+    /// The best `top_depth` levels a side are recorded apart
+    /// ([`BookFile::Top`]) every `top_every_ns` of receive time (at the
+    /// first message at or after it); 0: never.
+    pub top_every_ns: i64,
+    /// Levels a side of those.
+    pub top_depth: usize,
 }
 
 /// What the recorder did.
@@ -125,8 +131,11 @@ struct Part {
     last: Ts,
     snapshots: BookSnapshotWriter,
     deltas: BookDeltaWriter,
-    /// The open files' paths (snapshots, deltas).
-    paths: [PathBuf; 2],
+    top: BookTopWriter,
+    /// When the best levels were last recorded.
+    last_top: Option<Ts>,
+    /// The open files' paths (snapshots, deltas, top).
+    paths: [PathBuf; 3],
 }
 
 /// One book as recorded.
@@ -200,6 +209,11 @@ impl Recorder {
                 self.stats.deltas += 1;
                 self.delta(&key, &mut recorded, rows);
             }
+            // Connections send no top: the recorder makes it.
+            BookUpdate::Rows {
+                file: BookFile::Top,
+                ..
+            } => {}
             BookUpdate::Incident { at, kind, cause } => {
                 self.unknown(&key, &mut recorded, *at, format!("{kind}: {cause}"), true);
             }
@@ -292,6 +306,7 @@ impl Recorder {
                     self.live.update(key.0, &key.1, |b| {
                         b.recent.extend(recent_rows(rows, true));
                     });
+                    self.top(key, recorded, &rows[0]);
                 }
                 Err(ck_archive::Error::Unrepresentable { .. }) => {
                     // Finer than the part's columns: a new part, from it.
@@ -357,6 +372,7 @@ impl Recorder {
                 self.live.update(key.0, &key.1, |b| {
                     b.recent.extend(recent_rows(rows, false));
                 });
+                self.top(key, recorded, first);
             }
             Err(ck_archive::Error::Unrepresentable { .. }) => {
                 // A new part, shaped for it, from the book after it.
@@ -386,6 +402,7 @@ impl Recorder {
             .read(key.0, &key.1, |b| {
                 crate::book_keeper::book_rows(
                     &b.book,
+                    usize::MAX,
                     message,
                     at,
                     rows[0].ts_exchange.map(|t| t.0),
@@ -410,7 +427,7 @@ impl Recorder {
         let opened = (|| {
             let day = day_of(at);
             let name = open_part_name(at);
-            let mut paths = [BookFile::Snapshots, BookFile::Deltas].map(|file| {
+            let mut paths = [BookFile::Snapshots, BookFile::Deltas, BookFile::Top].map(|file| {
                 book_day_dir(&self.settings.root, file, key.0, &key.1, day).join(&name)
             });
             for p in &mut paths {
@@ -422,13 +439,16 @@ impl Recorder {
                 }
             }
             let mut snapshots = BookSnapshotWriter::create(&paths[0], shape.clone())?;
-            let deltas = BookDeltaWriter::create(&paths[1], shape)?;
+            let deltas = BookDeltaWriter::create(&paths[1], shape.clone())?;
+            let top = BookTopWriter::create(&paths[2], shape)?;
             snapshots.write(rows)?;
             Ok::<Part, ck_archive::Error>(Part {
                 from: at,
                 last: at,
                 snapshots,
                 deltas,
+                top,
+                last_top: None,
                 paths,
             })
         })();
@@ -439,6 +459,9 @@ impl Recorder {
                 self.live.update(key.0, &key.1, |b| {
                     b.recent = recent_rows(rows, true);
                 });
+                if let Some(first) = rows.first() {
+                    self.top(key, recorded, first);
+                }
             }
             Err(e) => self.fail(key, recorded, at, &e.to_string()),
         }
@@ -451,6 +474,7 @@ impl Recorder {
         let finished = (|| {
             part.snapshots.finish()?;
             part.deltas.finish()?;
+            part.top.finish()?;
             for p in &part.paths {
                 let done = p.with_file_name(&name);
                 std::fs::rename(p, &done).map_err(|source| ck_archive::Error::Io {
@@ -488,6 +512,42 @@ impl Recorder {
     }
 
     /// The book is unknown from `at` on.
+    /// Records the book's best levels if they are due (`row`: the first row
+    /// of the message just recorded, for its times and number).
+    fn top(&mut self, key: &(Exchange, Instrument), recorded: &mut Recorded, row: &BookRow) {
+        let every = self.settings.top_every_ns;
+        let Some(part) = recorded.part.as_mut().filter(|_| every > 0) else {
+            return;
+        };
+        let at = row.ts_received;
+        if part
+            .last_top
+            .is_some_and(|last| at.0.saturating_sub(last.0) < every)
+        {
+            return;
+        }
+        let depth = self.settings.top_depth.max(1);
+        let rows = self
+            .live
+            .read(key.0, &key.1, |b| {
+                crate::book_keeper::book_rows(
+                    &b.book,
+                    depth,
+                    row.message,
+                    at,
+                    row.ts_exchange.map(|t| t.0),
+                )
+            })
+            .unwrap_or_default();
+        match part.top.write(&rows) {
+            Ok(()) => {
+                part.last_top = Some(at);
+                self.count_rows(key, BookFile::Top, rows.len());
+            }
+            Err(e) => self.fail(key, recorded, at, &e.to_string()),
+        }
+    }
+
     /// The book is unknown from `at` on: a gap from then until its next
     /// snapshot, if it was known or is `wrong`.
     fn unknown(

@@ -510,6 +510,13 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
         &api,
     )
     .await;
+    tops_are_the_book_at_their_time(
+        &settings.config.archive.root(&settings.data_dir),
+        exchange,
+        &instruments[0],
+        &api,
+    )
+    .await;
     tardis_export_replays_to_the_api_book(
         &settings.data_dir,
         exchange,
@@ -729,6 +736,48 @@ async fn tardis_export_replays_to_the_api_book(
         expected,
         "{exchange} {i}: the Tardis rows replayed at {at}"
     );
+}
+
+/// The `book_top` files (the best 25 a side, every second) hold, at each
+/// of their times, the book the API rebuilds there, cut to 25.
+async fn tops_are_the_book_at_their_time(
+    root: &Path,
+    exchange: Exchange,
+    i: &Instrument,
+    api: &Api,
+) {
+    // The capture began today, or yesterday just before midnight.
+    let today = ck_archive::layout::day_of(Ts::now());
+    let mut parts = ck_archive::books::book_parts(root, exchange, i, today - 1).expect("parts");
+    parts.extend(ck_archive::books::book_parts(root, exchange, i, today).expect("parts"));
+    let mut checked = 0;
+    for part in &parts {
+        let path = part.top.as_ref().expect("a part has its top file");
+        let rows = ck_archive::books::read_book_rows(path, ck_archive::books::BookFile::Top)
+            .expect("top rows")
+            .rows;
+        let mut times: Vec<Ts> = rows.iter().map(|r| r.ts_received).collect();
+        times.dedup();
+        assert!(!times.is_empty(), "a top at the part's start");
+        assert_eq!(times[0], part.from, "the first top is the part's snapshot");
+        for w in times.windows(2) {
+            assert!(w[1].0 - w[0].0 >= 1_000_000_000, "a second apart at least");
+        }
+        for at in times.iter().take(3) {
+            let top_rows: Plain = rows
+                .iter()
+                .filter(|r| r.ts_received == *at)
+                .map(|r| ((r.bid, r.price), r.size))
+                .collect();
+            let (_, book) = api
+                .book(exchange, i, Some(*at))
+                .await
+                .expect("the book then");
+            assert_eq!(top_rows, top(book, 25), "{exchange} {i}: the top at {at}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "{exchange} {i}: tops checked");
 }
 
 /// `candlekeep book` prints what the API answers, in JSON and CSV.
