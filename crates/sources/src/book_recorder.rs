@@ -326,12 +326,24 @@ impl Recorder {
         recorded: &mut Recorded,
         gaps: &mut Vec<Gap>,
     ) {
-        let at = Ts::now();
+        // An empty snapshot has no row to say when it came: the book's
+        // last time stands for it.
+        let at = self
+            .live
+            .read(key.0, &key.1, |b| b.time)
+            .flatten()
+            .unwrap_or_else(Ts::now);
         self.live.update(key.0, &key.1, |b| {
             b.book.clear();
+            b.recent.clear();
             b.valid = true;
             b.time = Some(at);
         });
+        // The part so far holds the book before it; the next delta begins
+        // a new one from the (empty) book.
+        if let Some(part) = recorded.part.take() {
+            self.end_part(key, part, Ts(at.0.saturating_sub(1)));
+        }
         if let Some(u) = recorded.unknown.take() {
             gaps.push(self.gap(key, u.from, at, &u.why));
         }
@@ -361,8 +373,12 @@ impl Recorder {
             return;
         }
         let Some(part) = recorded.part.as_mut() else {
-            // The keeper sends deltas only after a snapshot: a delta here
-            // means the part failed; the book is unknown already.
+            // No part after an empty snapshot (nothing to shape it by): one
+            // begins here, with the book as it stands. After a failure the
+            // book is unknown, and waits for its next snapshot.
+            if self.live.read(key.0, &key.1, |b| b.valid).unwrap_or(false) {
+                self.restart_part(key, recorded, at, message, rows);
+            }
             return;
         };
         match part.deltas.write(rows) {
@@ -658,4 +674,135 @@ fn sync_dir(dir: &Path) {
 pub fn live_book(live: &LiveBooks, exchange: Exchange, instrument: &Instrument) -> Option<Book> {
     live.read(exchange, instrument, |b| b.valid.then(|| b.book.clone()))
         .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use ck_archive::books::{BookFile, BookRow, archived_book_at, book_parts};
+    use ck_book::BookSide;
+    use ck_bus::books::LiveBooks;
+    use ck_model::{Decimal, Exchange, Instrument, Ts};
+
+    use super::{Recorder, RecorderSettings};
+    use crate::live::books::{BookEvent, BookUpdate};
+
+    const T0: i64 = 1_723_161_600_000_000_000;
+
+    fn row(ms: i64, message: i64, bid: bool, price: &str, size: &str) -> BookRow {
+        BookRow {
+            ts_received: Ts(T0 + ms * 1_000_000),
+            ts_exchange: None,
+            message,
+            bid,
+            price: Decimal::parse(price).expect("price"),
+            size: Decimal::parse(size).expect("size"),
+        }
+    }
+
+    fn event(update: BookUpdate) -> BookEvent {
+        BookEvent {
+            exchange: Exchange::Okx,
+            instrument: Instrument::new("BTC", "USDT"),
+            update,
+        }
+    }
+
+    fn rows(file: BookFile, rows: Vec<BookRow>) -> BookEvent {
+        event(BookUpdate::Rows { file, rows })
+    }
+
+    /// The best bid's price of the archived book at `ms`, if known then.
+    fn best_bid(root: &std::path::Path, ms: i64) -> Option<String> {
+        let i = Instrument::new("BTC", "USDT");
+        archived_book_at(root, Exchange::Okx, &i, Ts(T0 + ms * 1_000_000))
+            .expect("archive")
+            .map(|(b, _)| {
+                b.best(BookSide::Bid)
+                    .map(|l| l.price.text())
+                    .unwrap_or_default()
+            })
+    }
+
+    #[test]
+    fn parts_end_at_incidents_and_a_book_gap_spans_to_the_resync() {
+        let dir = tempfile::tempdir().expect("dir");
+        let live = LiveBooks::default();
+        let mut r = Recorder::new(
+            RecorderSettings {
+                root: dir.path().to_owned(),
+                part_ns: 600_000_000_000,
+                top_every_ns: 1_000_000_000,
+                top_depth: 25,
+            },
+            live.clone(),
+        );
+        let mut gaps = Vec::new();
+        let script = [
+            rows(
+                BookFile::Snapshots,
+                vec![row(0, 1, true, "100", "1"), row(0, 1, false, "101", "1")],
+            ),
+            rows(BookFile::Deltas, vec![row(10, 2, true, "100.5", "2")]),
+            event(BookUpdate::Incident {
+                at: Ts(T0 + 20_000_000),
+                kind: "checksum",
+                cause: "off by one".into(),
+            }),
+            rows(
+                BookFile::Snapshots,
+                vec![row(50, 1, true, "99", "3"), row(50, 1, false, "101", "1")],
+            ),
+            // An empty book, then a level.
+            rows(BookFile::Snapshots, vec![]),
+            rows(BookFile::Deltas, vec![row(70, 3, true, "98", "1")]),
+        ];
+        for e in &script {
+            r.handle(e, &mut gaps);
+        }
+        r.finish(&mut gaps);
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].from_ts, Ts(T0 + 20_000_000));
+        assert_eq!(gaps[0].to_ts, Ts(T0 + 50_000_000));
+        assert!(
+            gaps[0].reason.starts_with("order book: checksum"),
+            "{}",
+            gaps[0].reason
+        );
+        let root = dir.path();
+        assert_eq!(best_bid(root, 5).as_deref(), Some("100"));
+        assert_eq!(best_bid(root, 15).as_deref(), Some("100.5"));
+        assert_eq!(best_bid(root, 20), None, "unknown from the incident");
+        assert_eq!(best_bid(root, 30), None, "until the resync");
+        assert_eq!(best_bid(root, 50).as_deref(), Some("99"));
+        assert_eq!(
+            best_bid(root, 70).as_deref(),
+            Some("98"),
+            "a part begun after an empty book"
+        );
+        let i = Instrument::new("BTC", "USDT");
+        let day = ck_archive::layout::day_of(Ts(T0));
+        let parts = book_parts(root, Exchange::Okx, &i, day).expect("parts");
+        // The first delta's price is finer than the first part's columns:
+        // it began a second part, with the book as it stood.
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        assert_eq!(parts[1].from, Ts(T0 + 10_000_000));
+        assert_eq!(
+            parts[1].to,
+            Ts(T0 + 20_000_000 - 1),
+            "known until the incident"
+        );
+        assert!(
+            parts.iter().all(|p| p.top.is_some()),
+            "each with its top file"
+        );
+        assert_eq!(r.stats().write_failures, 0);
+        assert_eq!(
+            live.read(Exchange::Okx, &i, |b| b
+                .book
+                .best(BookSide::Bid)
+                .map(|l| l.price.text())),
+            Some(Some("98".to_owned())),
+            "the live book"
+        );
+    }
 }
