@@ -8,7 +8,7 @@
 //!   known (an incident, a lost connection, before capture) is a 404 that
 //!   says so.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use axum::extract::State;
 use axum::http::header;
@@ -150,21 +150,30 @@ pub fn find_book(
     at: Option<Ts>,
     depth: usize,
 ) -> Result<BookAnswer, BookMissing> {
+    with_book(source, exchange, instrument, at, |book, time, from| {
+        BookAnswer::of(exchange, instrument, time, from, book, depth)
+    })
+}
+
+/// `f` of the book of `instrument` on `exchange` at `at` (or as it
+/// stands), with the instant it is of and `live` or `archive`: the live
+/// book under its lock, else the one rebuilt from the files. Blocking.
+///
+/// # Errors
+/// When no book is known then, or the files cannot be read.
+pub fn with_book<T>(
+    source: &BookSource,
+    exchange: Exchange,
+    instrument: &Instrument,
+    at: Option<Ts>,
+    f: impl Fn(&Book, Ts, &'static str) -> T,
+) -> Result<T, BookMissing> {
     let held = source.live.as_ref().and_then(|live| {
         live.read(exchange, instrument, |b| match at {
-            None => Ok(b.valid.then(|| {
-                BookAnswer::of(
-                    exchange,
-                    instrument,
-                    b.time.unwrap_or(Ts(0)),
-                    "live",
-                    &b.book,
-                    depth,
-                )
-            })),
-            Some(at) => b.book_at(at).map(|book| {
-                book.map(|book| BookAnswer::of(exchange, instrument, at, "live", &book, depth))
-            }),
+            None => Ok(b.valid.then(|| f(&b.book, b.time.unwrap_or(Ts(0)), "live"))),
+            Some(at) => b
+                .book_at(at)
+                .map(|book| book.map(|book| f(&book, at, "live"))),
         })
     });
     if let Some(answer) = held.transpose()?.flatten() {
@@ -173,28 +182,16 @@ pub fn find_book(
     let Some(root) = source.root.as_deref() else {
         return Err(unknown(exchange, instrument, at));
     };
-    archived(root, exchange, instrument, at, depth)?
-        .ok_or_else(|| unknown(exchange, instrument, at))
-}
-
-fn archived(
-    root: &Path,
-    exchange: Exchange,
-    instrument: &Instrument,
-    at: Option<Ts>,
-    depth: usize,
-) -> Result<Option<BookAnswer>, BookMissing> {
-    let at = match at {
+    let at_or_latest = match at {
         Some(at) => at,
         None => match ck_archive::books::latest_book_part(root, exchange, instrument)? {
             Some(part) => part.to,
-            None => return Ok(None),
+            None => return Err(unknown(exchange, instrument, at)),
         },
     };
-    Ok(
-        ck_archive::books::archived_book_at(root, exchange, instrument, at)?
-            .map(|(book, _)| BookAnswer::of(exchange, instrument, at, "archive", &book, depth)),
-    )
+    ck_archive::books::archived_book_at(root, exchange, instrument, at_or_latest)?
+        .map(|(book, _)| f(&book, at_or_latest, "archive"))
+        .ok_or_else(|| unknown(exchange, instrument, at))
 }
 
 fn unknown(exchange: Exchange, instrument: &Instrument, at: Option<Ts>) -> BookMissing {
@@ -269,4 +266,91 @@ pub(crate) async fn book(
         Err(BookMissing::Unknown(why)) => Err(ApiError::NotFound(why)),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
+}
+
+/// The query parameters of `/api/v1/book/stats`, as the OpenAPI document
+/// shows them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "it documents the parameters; they are read from the query"
+)]
+pub(crate) struct BookStatsParams {
+    /// The instant (RFC 3339); absent: the book as it stands.
+    at: Option<String>,
+}
+
+/// What a book says at a glance: mid, spread, microprice, the depth
+/// within 10, 50 and 100 basis points of the mid each side, the imbalance
+/// of the best level.
+#[utoipa::path(
+    get, path = "/api/v1/book/stats", tag = "market",
+    params(params::SeriesParams, BookStatsParams),
+    responses(
+        (status = 200, description = "`{\"exchange\",\"instrument\",\"time\",\"source\",\"best_bid\",\"best_ask\",\"mid\",\"spread\",\"spread_bps\",\"microprice\",\"depth_bps\":[10,50,100],\"bid_depth\":[…],\"ask_depth\":[…],\"imbalance\"}`: prices, spread and depths exact strings, the ratios numbers; `null` values while a side is empty."),
+        (status = 400, description = "A bad parameter.", body = crate::error::ErrorBody),
+        (status = 404, description = "No book known then.", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn stats(
+    State(state): State<ApiState>,
+    Params(q): Params,
+) -> Result<Response, ApiError> {
+    let (exchange, instrument) = (params::exchange(&q)?, params::instrument(&q)?);
+    let at = params::time(&q, "at")?;
+    let source = state.books.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        with_book(&source, exchange, &instrument, at, |book, time, from| {
+            stats_json(
+                exchange,
+                &instrument,
+                time,
+                from,
+                ck_book::stats::BookStats::of(book).as_ref(),
+            )
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("book task: {e}")))?;
+    match found {
+        Ok(body) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
+        Err(BookMissing::Unknown(why)) => Err(ApiError::NotFound(why)),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+/// The JSON of `/api/v1/book/stats`.
+fn stats_json(
+    exchange: Exchange,
+    instrument: &Instrument,
+    time: Ts,
+    source: &str,
+    stats: Option<&ck_book::stats::BookStats>,
+) -> String {
+    let text = |f: ck_book::Fixed| {
+        let mut out = String::new();
+        f.write(&mut out);
+        out
+    };
+    let finite = |x: f64| x.is_finite().then_some(x);
+    let v = match stats {
+        Some(s) => serde_json::json!({
+            "exchange": exchange, "instrument": instrument, "time": time, "source": source,
+            "best_bid": text(s.best_bid), "best_ask": text(s.best_ask),
+            "mid": text(s.mid), "spread": text(s.spread),
+            "spread_bps": finite(s.spread_bps), "microprice": finite(s.microprice),
+            "depth_bps": ck_book::stats::DEPTH_BANDS_BPS,
+            "bid_depth": s.bid_depth.map(text), "ask_depth": s.ask_depth.map(text),
+            "imbalance": finite(s.imbalance),
+        }),
+        None => serde_json::json!({
+            "exchange": exchange, "instrument": instrument, "time": time, "source": source,
+            "best_bid": null, "best_ask": null, "mid": null, "spread": null,
+            "spread_bps": null, "microprice": null,
+            "depth_bps": ck_book::stats::DEPTH_BANDS_BPS,
+            "bid_depth": null, "ask_depth": null, "imbalance": null,
+        }),
+    };
+    v.to_string()
 }

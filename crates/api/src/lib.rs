@@ -318,6 +318,7 @@ impl utoipa::Modify for BearerScheme {
         market::tickers,
         market::prices,
         book::book,
+        book::stats,
         product_stats::stats_1min,
         product_stats::stats_1hour,
         product_stats::stats_1day,
@@ -363,6 +364,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tickers", get(market::tickers))
         .route("/api/v1/prices", get(market::prices))
         .route("/api/v1/book", get(book::book))
+        .route("/api/v1/book/stats", get(book::stats))
         .route("/stats1min/{product}", get(product_stats::stats_1min))
         .route("/stats1hour/{product}", get(product_stats::stats_1hour))
         .route("/stats1day/{product}", get(product_stats::stats_1day))

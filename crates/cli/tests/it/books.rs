@@ -510,6 +510,7 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
         &api,
     )
     .await;
+    stats_are_the_book_at_a_glance(exchange, &instruments[0], spread[spread.len() - 1], &api).await;
     tops_are_the_book_at_their_time(
         &settings.config.archive.root(&settings.data_dir),
         exchange,
@@ -736,6 +737,68 @@ async fn tardis_export_replays_to_the_api_book(
         expected,
         "{exchange} {i}: the Tardis rows replayed at {at}"
     );
+}
+
+/// `GET /api/v1/book/stats` at `at` is the API's book at `at` at a
+/// glance, recomputed here in exact decimals: best bid and ask, mid,
+/// spread, and the depth within 10, 50 and 100 bps of the mid each side.
+async fn stats_are_the_book_at_a_glance(exchange: Exchange, i: &Instrument, at: Ts, api: &Api) {
+    let (_, book) = api.book(exchange, i, Some(at)).await.expect("a book then");
+    let path = format!("/api/v1/book/stats?exchange={exchange}&instrument={i}&at={at}");
+    let addr = api.addr.clone();
+    let response = tokio::task::spawn_blocking(move || crate::support::http_get(&addr, &path))
+        .await
+        .expect("join");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    let d = |x: &serde_json::Value| {
+        Decimal::parse(x.as_str().expect("a decimal string")).expect("decimal")
+    };
+    let bid = book.keys().filter(|k| k.0).map(|k| k.1).max();
+    let ask = book.keys().filter(|k| !k.0).map(|k| k.1).min();
+    let (Some(bid), Some(ask)) = (bid, ask) else {
+        assert!(v["mid"].is_null(), "{v}");
+        return;
+    };
+    assert_eq!(d(&v["best_bid"]), bid);
+    assert_eq!(d(&v["best_ask"]), ask);
+    assert_eq!(d(&v["spread"]), ask.checked_sub(bid).expect("spread"));
+    let two_mids = bid.checked_add(ask).expect("sum");
+    assert_eq!(
+        d(&v["mid"]).checked_add(d(&v["mid"])).expect("twice"),
+        two_mids,
+        "the mid, exactly"
+    );
+    for (k, band) in [10i128, 50, 100].into_iter().enumerate() {
+        // price ≥ mid × (1 - band/10⁴)  ⇔  price × 2×10⁴ ≥ (bid + ask) × (10⁴ - band)
+        let scaled = |p: Decimal, m: i128| p.checked_mul(Decimal::new(m, 0)).expect("product");
+        let floor = scaled(two_mids, 10_000 - band);
+        let ceiling = scaled(two_mids, 10_000 + band);
+        let sum = |bid_side: bool| {
+            book.iter()
+                .filter(|(key, _)| key.0 == bid_side)
+                .filter(|(key, _)| {
+                    let p = scaled(key.1, 20_000);
+                    if bid_side { p >= floor } else { p <= ceiling }
+                })
+                .fold(Decimal::new(0, 0), |acc, (_, s)| {
+                    acc.checked_add(*s).expect("sum")
+                })
+        };
+        assert_eq!(
+            d(&v["bid_depth"][k]),
+            sum(true),
+            "{exchange} {i}: bid depth within {band} bps"
+        );
+        assert_eq!(
+            d(&v["ask_depth"][k]),
+            sum(false),
+            "{exchange} {i}: ask depth within {band} bps"
+        );
+    }
+    let imbalance = v["imbalance"].as_f64().expect("imbalance");
+    assert!((-1.0..=1.0).contains(&imbalance), "{imbalance}");
 }
 
 /// The `book_top` files (the best 25 a side, every second) hold, at each
