@@ -165,14 +165,24 @@ pub(crate) async fn export(store: Arc<dyn Store>, request: &ExportRequest) -> an
     let windows = windows(request, from);
     let partial = partial_path(&request.out);
     let written = write(store.as_ref(), request, &windows, &partial).await;
+    put_in_place(&partial, &request.out, written)
+}
+
+/// Moves the file written at `partial` to `out` once `written` says it is
+/// complete; removes it when writing failed (what was written is of no
+/// use, and the error says why).
+pub(crate) fn put_in_place<T>(
+    partial: &Path,
+    out: &Path,
+    written: anyhow::Result<T>,
+) -> anyhow::Result<T> {
     if written.is_err() {
-        // What was written is of no use; the error says why.
-        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(partial);
     }
-    let rows = written?;
-    std::fs::rename(&partial, &request.out)
-        .with_context(|| format!("moving {} to {}", partial.display(), request.out.display()))?;
-    Ok(rows)
+    let done = written?;
+    std::fs::rename(partial, out)
+        .with_context(|| format!("moving {} to {}", partial.display(), out.display()))?;
+    Ok(done)
 }
 
 /// Writes every window to `partial`; how many rows.

@@ -47,13 +47,7 @@ pub(crate) fn export(request: &BookExport) -> anyhow::Result<u64> {
     }
     let partial = crate::export::partial_path(&request.out);
     let written = write(request, &parts, &partial);
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    let rows = written?;
-    std::fs::rename(&partial, &request.out)
-        .with_context(|| format!("moving {} to {}", partial.display(), request.out.display()))?;
-    Ok(rows)
+    crate::export::put_in_place(&partial, &request.out, written)
 }
 
 /// The finished parts that overlap the range, in order.
