@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::rule::{Condition, Rule, window_nanos};
 
+mod books;
 /// A rule that fired.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Firing {
@@ -209,7 +210,11 @@ impl Engine {
                 exchanges,
                 ..
             } => i == instrument && exchanges.contains(&exchange),
-            Condition::GapUnfillable { .. } => false,
+            // Evaluated on the books' stats ([`Engine::on_book`]).
+            Condition::GapUnfillable { .. }
+            | Condition::BookSpreadAbove { .. }
+            | Condition::BookDepthBelow { .. }
+            | Condition::BookImbalanceAbove { .. } => false,
         })
     }
 
@@ -485,6 +490,10 @@ impl Engine {
                         ),
                     )
                 }
+                // Evaluated on the books' stats ([`Engine::on_book`]).
+                Condition::BookSpreadAbove { .. }
+                | Condition::BookDepthBelow { .. }
+                | Condition::BookImbalanceAbove { .. } => continue,
                 Condition::SpreadAbove {
                     instrument: i,
                     exchanges,

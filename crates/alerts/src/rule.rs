@@ -89,6 +89,38 @@ pub enum Condition {
         /// Seconds without a trade.
         seconds: u64,
     },
+    /// The spread of one venue's order book is above `bps` basis points of
+    /// its mid (a book captured with `books = true`).
+    BookSpreadAbove {
+        /// The exchange.
+        exchange: Exchange,
+        /// The instrument.
+        instrument: Instrument,
+        /// The spread, in basis points of the mid.
+        bps: f64,
+    },
+    /// The size within `band_bps` (10, 50 or 100) of the mid, on the
+    /// thinner side of the book, is below `size`.
+    BookDepthBelow {
+        /// The exchange.
+        exchange: Exchange,
+        /// The instrument.
+        instrument: Instrument,
+        /// The band: 10, 50 or 100 basis points of the mid.
+        band_bps: u32,
+        /// The size, in the base asset.
+        size: f64,
+    },
+    /// The best level's imbalance, `(bid size - ask size) / (bid size +
+    /// ask size)`, is beyond `level` either way (0 to 1).
+    BookImbalanceAbove {
+        /// The exchange.
+        exchange: Exchange,
+        /// The instrument.
+        instrument: Instrument,
+        /// The level, from 0 to 1.
+        level: f64,
+    },
     /// A gap could not be filled (on this exchange or instrument, or any).
     GapUnfillable {
         /// Only this exchange.
@@ -110,11 +142,14 @@ fn fields_of(kind: &str) -> Option<&'static [&'static str]> {
         "spread_above" => &["instrument", "exchanges", "percent"],
         "stale_feed" => &["exchange", "instrument", "seconds"],
         "gap_unfillable" => &["exchange", "instrument"],
+        "book_spread_above" => &["exchange", "instrument", "bps"],
+        "book_depth_below" => &["exchange", "instrument", "band_bps", "size"],
+        "book_imbalance_above" => &["exchange", "instrument", "level"],
         _ => return None,
     })
 }
 
-const KINDS: &str = "price_above, price_below, pct_change, zscore, volume_spike, spread_above, stale_feed, gap_unfillable";
+const KINDS: &str = "price_above, price_below, pct_change, zscore, volume_spike, spread_above, stale_feed, gap_unfillable, book_spread_above, book_depth_below, book_imbalance_above";
 const COMMON: [&str; 5] = ["kind", "name", "cooldown_secs", "hysteresis", "notify"];
 
 /// A rule: a condition, and how it fires.
@@ -241,6 +276,22 @@ impl Rule {
                 }
             }
             Condition::GapUnfillable { .. } => {}
+            Condition::BookSpreadAbove { bps, .. } => positive("bps", *bps)?,
+            Condition::BookDepthBelow { band_bps, size, .. } => {
+                if !ck_book::stats::DEPTH_BANDS_BPS.contains(band_bps) {
+                    return bad(format!(
+                        "`band_bps` is 10, 50 or 100 (the bands a book's depth is summed over), got {band_bps}"
+                    ));
+                }
+                positive("size", *size)?;
+            }
+            Condition::BookImbalanceAbove { level, .. } => {
+                if !(level.is_finite() && *level > 0.0 && *level < 1.0) {
+                    return bad(format!(
+                        "`level` is an imbalance above 0 and below 1, got {level}"
+                    ));
+                }
+            }
         }
         if self.hysteresis < Decimal::from(0) || self.hysteresis >= Decimal::from(1) {
             return bad(format!(
@@ -299,6 +350,22 @@ impl Rule {
                 instrument,
                 seconds,
             } => format!("{exchange} {instrument} silent {seconds}s"),
+            Condition::BookSpreadAbove {
+                exchange,
+                instrument,
+                bps,
+            } => format!("{exchange} {instrument} book spread above {bps} bps"),
+            Condition::BookDepthBelow {
+                exchange,
+                instrument,
+                band_bps,
+                size,
+            } => format!("{exchange} {instrument} depth within {band_bps} bps below {size}"),
+            Condition::BookImbalanceAbove {
+                exchange,
+                instrument,
+                level,
+            } => format!("{exchange} {instrument} book imbalance beyond {level}"),
             Condition::GapUnfillable {
                 exchange,
                 instrument,

@@ -27,6 +27,9 @@ pub struct AlertHandle {
     pub reload: Arc<Notify>,
     /// The channel names rules may use in `notify`.
     pub channels: Arc<Vec<String>>,
+    /// The order books captured live, for book rules (their stats are
+    /// read every second); `None` where none are.
+    pub books: Option<ck_bus::books::LiveBooks>,
 }
 
 impl AlertHandle {
@@ -43,7 +46,15 @@ impl AlertHandle {
                     .collect(),
             ),
             reload: Arc::default(),
+            books: None,
         }
+    }
+
+    /// Book rules read the stats of `books` every second.
+    #[must_use]
+    pub fn with_books(mut self, books: ck_bus::books::LiveBooks) -> AlertHandle {
+        self.books = Some(books);
+        self
     }
 }
 
@@ -106,7 +117,20 @@ pub async fn run(
             () = handle.reload.notified() => Vec::new(),
             _ = reload.tick() => Vec::new(),
             _ = tick.tick() => {
-                let fired = engine.on_tick(Ts::now());
+                let now = Ts::now();
+                let mut fired = engine.on_tick(now);
+                if let Some(books) = &handle.books {
+                    for (exchange, instrument) in engine.books() {
+                        let stats = books
+                            .read(exchange, &instrument, |b| {
+                                b.valid.then(|| ck_book::stats::BookStats::of(&b.book)).flatten()
+                            })
+                            .flatten();
+                        if let Some(stats) = stats {
+                            fired.extend(engine.on_book(exchange, &instrument, &stats, now));
+                        }
+                    }
+                }
                 if fired.is_empty() { continue } else { fired }
             }
             event = next(&mut rx) => match event {

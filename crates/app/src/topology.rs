@@ -505,7 +505,8 @@ fn start_alerts(
     let handle = ck_alerts::AlertHandle::new(
         config.rules()?,
         config.channels.iter().map(|c| c.name.clone()).collect(),
-    );
+    )
+    .with_books(runtime.books.clone());
     if evaluate {
         tasks.spawn(
             "alerts",
