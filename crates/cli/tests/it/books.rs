@@ -1167,3 +1167,57 @@ fault_tests! {
     bitstamp_stale_snapshot_is_resynchronised: Exchange::Bitstamp, "cryptofeed/BITSTAMP.jsonl.zst", false, Fault::StaleSnapshot, "snapshot_stale";
     coinbase_advanced_skipped_message_is_resynchronised: Exchange::Coinbase, "cryptofeed/COINBASE.jsonl.zst", false, skipped("\"channel\":\"l2_data\"", 40), "gap";
 }
+
+/// A book rule fires on a live book: the alert service reads the stats of
+/// the books captured every second. OKX's recorded books have spreads of
+/// a few basis points: a rule at 0.01 bps fires, and its firing is stored
+/// with the book's numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_book_rule_fires_on_the_live_book() {
+    let c = Capture::start(
+        Exchange::Okx,
+        "cryptofeed/OKX.jsonl.zst",
+        false,
+        VenueOptions::default(),
+    )
+    .await;
+    let i = c.instruments[0].clone();
+    let rule = ck_alerts::Rule::from_json(&format!(
+        r#"{{"kind":"book_spread_above","exchange":"okx","instrument":"{i}","bps":0.01}}"#
+    ))
+    .expect("rule");
+    let handle =
+        ck_alerts::AlertHandle::new(vec![rule], Vec::new()).with_books(c.runtime.books.clone());
+    let notifier = ck_alerts::notify::Notifier::new(Vec::new(), 1, Duration::from_millis(10))
+        .expect("notifier");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let service = tokio::spawn(ck_alerts::service::run(
+        c.runtime.feed.clone(),
+        c.store.clone(),
+        handle,
+        std::sync::Arc::new(notifier),
+        stop.clone(),
+    ));
+    let fired = eventually(Duration::from_secs(30), || {
+        let store = c.store.clone();
+        async move { store.firings(10).await.map_or(false, |f| !f.is_empty()) }
+    })
+    .await;
+    stop.cancel();
+    let _ = service.await;
+    c.token.cancel();
+    let _ = c.pipeline.await;
+    c.api.stop.cancel();
+    assert!(fired, "the book rule fired");
+    let firings = c.store.firings(10).await.expect("firings");
+    let v: serde_json::Value = serde_json::from_str(&firings[0].firing).expect("JSON");
+    assert_eq!(v["kind"], "book_spread_above", "{v}");
+    assert_eq!(v["instrument"], i.as_str(), "{v}");
+    assert!(v["value"].as_f64().is_some_and(|x| x > 0.01), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("book spread")),
+        "{v}"
+    );
+}
