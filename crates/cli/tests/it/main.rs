@@ -5,6 +5,8 @@ mod alerts;
 mod archive;
 mod backfill;
 mod binance_us;
+mod book_checks;
+mod book_faults;
 mod books;
 mod browser;
 mod cli;
