@@ -519,19 +519,31 @@ impl Engine {
                     )
                 }
             };
-            if consider(&mut e.state, check, e.rule.cooldown_secs, now) {
-                fired.push(firing(
-                    e,
-                    Some(exchange),
-                    Some(instrument.clone()),
-                    check,
-                    now,
-                    message,
-                ));
-            }
+            fired.extend(fire(e, check, (exchange, instrument), now, message));
         }
         fired
     }
+}
+
+/// The firing of `e` if `check` fires it (armed, cooled down, active):
+/// a firing about one book or series.
+fn fire(
+    e: &mut Entry,
+    check: Check,
+    (exchange, instrument): (Exchange, &Instrument),
+    now: Ts,
+    message: String,
+) -> Option<Firing> {
+    consider(&mut e.state, check, e.rule.cooldown_secs, now).then(|| {
+        firing(
+            e,
+            Some(exchange),
+            Some(instrument.clone()),
+            check,
+            now,
+            message,
+        )
+    })
 }
 
 /// The first minute of the window ending at `now`, if the data reaches

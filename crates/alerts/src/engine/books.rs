@@ -5,7 +5,7 @@
 
 use ck_model::{Exchange, Instrument, Ts};
 
-use super::{Check, Engine, Firing, consider, firing};
+use super::{Check, Engine, Firing, fire};
 use crate::rule::Condition;
 
 impl Engine {
@@ -103,16 +103,7 @@ impl Engine {
             if !check.value.is_finite() {
                 continue;
             }
-            if consider(&mut e.state, check, e.rule.cooldown_secs, now) {
-                fired.push(firing(
-                    e,
-                    Some(exchange),
-                    Some(instrument.clone()),
-                    check,
-                    now,
-                    message,
-                ));
-            }
+            fired.extend(fire(e, check, (exchange, instrument), now, message));
         }
         fired
     }
