@@ -250,6 +250,12 @@ impl<'a> ConnectionBooks<'a> {
         let mut send = Vec::new();
         self.out.clear();
         if let Err(e) = self.keeper.take(raw, &mut self.out) {
+            // Text that is not JSON at all the normalizer refuses (and
+            // counts) already: one bad frame is one ingest error.
+            if serde_json::from_str::<serde::de::IgnoredAny>(&raw.data).is_err() {
+                tracing::debug!(exchange = %self.exchange, error = %e, "book frame not JSON; the parser reports it");
+                return Ok(send);
+            }
             metrics::counter(&format!(
                 "candlekeep_ingest_errors_total{{exchange=\"{}\"}}",
                 self.exchange
@@ -384,5 +390,60 @@ impl<'a> ConnectionBooks<'a> {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ck_bus::{Event, Origin, RawMessage, channel};
+    use ck_model::{Exchange, Instrument, Ts};
+
+    use super::{BookCapture, ConnectionBooks};
+
+    fn frame(data: &str) -> RawMessage {
+        RawMessage {
+            exchange: Exchange::Okx,
+            ts_received: Ts(1),
+            origin: Origin::Ws,
+            data: data.to_owned(),
+        }
+    }
+
+    /// A book frame cut in half is the parser's to report (it is not
+    /// JSON); a whole frame the book reader cannot use is the keeper's:
+    /// each bad frame is one ingest error.
+    #[tokio::test]
+    async fn each_bad_book_frame_is_one_ingest_error() {
+        let (sink, _books) = channel("books-test", 16);
+        let capture = BookCapture {
+            sink: Some(sink),
+            ..BookCapture::default()
+        };
+        let protocol = crate::okx::ws::OkxProtocol;
+        let instruments = [Instrument::new("BTC", "USDT")];
+        let mut books =
+            ConnectionBooks::new(&protocol, &instruments, Some(&capture)).expect("books");
+        let (events, mut errors) = channel::<Event>("events-test", 16);
+        let whole = r#"{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["not a price","1","0","1"]],"bids":[],"ts":"1"}]}"#;
+        let cut = &whole[..whole.len() / 2];
+        books
+            .take(&protocol, &frame(cut), &events)
+            .await
+            .expect("open");
+        books
+            .take(&protocol, &frame(whole), &events)
+            .await
+            .expect("open");
+        drop(events);
+        let mut reported = Vec::new();
+        while let Some(e) = errors.recv().await {
+            reported.push(e);
+        }
+        assert_eq!(reported.len(), 1, "{reported:?}");
+        assert!(
+            matches!(&reported[0], Event::IngestError(e) if e.message.starts_with("book message") && e.excerpt.contains("not a price")),
+            "{:?}",
+            reported[0]
+        );
     }
 }
