@@ -250,21 +250,28 @@ pub(crate) async fn book(
         },
     };
     let source = state.books.clone();
-    let found =
-        tokio::task::spawn_blocking(move || find_book(&source, exchange, &instrument, at, depth))
-            .await
-            .map_err(|e| ApiError::Internal(format!("book task: {e}")))?;
-    match found {
-        Ok(answer) if as_csv => Ok((
+    let answer = blocking(move || find_book(&source, exchange, &instrument, at, depth)).await?;
+    Ok(if as_csv {
+        (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             answer.csv(),
         )
-            .into_response()),
-        Ok(answer) => {
-            Ok(([(header::CONTENT_TYPE, "application/json")], answer.json()).into_response())
-        }
-        Err(BookMissing::Unknown(why)) => Err(ApiError::NotFound(why)),
-        Err(e) => Err(ApiError::Internal(e.to_string())),
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], answer.json()).into_response()
+    })
+}
+
+/// `find` on the blocking pool (it may read files): a book unknown then is
+/// a 404 with the reason, anything else a failure of ours.
+async fn blocking<T: Send + 'static>(
+    find: impl FnOnce() -> Result<T, BookMissing> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(find).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(BookMissing::Unknown(why))) => Err(ApiError::NotFound(why)),
+        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
+        Err(e) => Err(ApiError::Internal(format!("book task: {e}"))),
     }
 }
 
@@ -300,24 +307,14 @@ pub(crate) async fn stats(
     let (exchange, instrument) = (params::exchange(&q)?, params::instrument(&q)?);
     let at = params::time(&q, "at")?;
     let source = state.books.clone();
-    let found = tokio::task::spawn_blocking(move || {
+    let body = blocking(move || {
         with_book(&source, exchange, &instrument, at, |book, time, from| {
-            stats_json(
-                exchange,
-                &instrument,
-                time,
-                from,
-                ck_book::stats::BookStats::of(book).as_ref(),
-            )
+            let stats = ck_book::stats::BookStats::of(book);
+            stats_json(exchange, &instrument, time, from, stats.as_ref())
         })
     })
-    .await
-    .map_err(|e| ApiError::Internal(format!("book task: {e}")))?;
-    match found {
-        Ok(body) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
-        Err(BookMissing::Unknown(why)) => Err(ApiError::NotFound(why)),
-        Err(e) => Err(ApiError::Internal(e.to_string())),
-    }
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The JSON of `/api/v1/book/stats`.
@@ -328,11 +325,7 @@ fn stats_json(
     source: &str,
     stats: Option<&ck_book::stats::BookStats>,
 ) -> String {
-    let text = |f: ck_book::Fixed| {
-        let mut out = String::new();
-        f.write(&mut out);
-        out
-    };
+    let text = ck_book::Fixed::text;
     let finite = |x: f64| x.is_finite().then_some(x);
     let v = match stats {
         Some(s) => serde_json::json!({

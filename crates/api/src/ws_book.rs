@@ -72,16 +72,10 @@ fn top(
     })
 }
 
-fn text(f: Fixed) -> String {
-    let mut out = String::new();
-    f.write(&mut out);
-    out
-}
-
 fn levels(levels: &[Level]) -> Vec<[String; 2]> {
     levels
         .iter()
-        .map(|l| [text(l.price), text(l.size)])
+        .map(|l| [l.price.text(), l.size.text()])
         .collect()
 }
 
@@ -223,13 +217,13 @@ fn changes(before: &[Level], now: &[Level]) -> Vec<[String; 2]> {
     let mut out: Vec<[String; 2]> = now
         .iter()
         .filter(|l| old.get(&key(l)) != Some(&l.size.normalized()))
-        .map(|l| [text(l.price), text(l.size)])
+        .map(|l| [l.price.text(), l.size.text()])
         .collect();
     out.extend(
         before
             .iter()
             .filter(|l| !new.contains(&key(l)))
-            .map(|l| [text(l.price), "0".to_owned()]),
+            .map(|l| [l.price.text(), "0".to_owned()]),
     );
     out
 }

@@ -32,7 +32,6 @@ use ck_archive::books::{
     open_part_name, part_name,
 };
 use ck_archive::layout::day_of;
-use ck_book::Book;
 use ck_bus::books::{LiveBooks, RecentRow};
 use ck_bus::{Closed, Event, Receiver, Sender, metrics};
 use ck_model::{Exchange, Gap, GapState, Instrument, Ts};
@@ -667,13 +666,6 @@ fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
-}
-
-/// The live book of `instrument`, for tests and the API: its levels.
-#[must_use]
-pub fn live_book(live: &LiveBooks, exchange: Exchange, instrument: &Instrument) -> Option<Book> {
-    live.read(exchange, instrument, |b| b.valid.then(|| b.book.clone()))
-        .flatten()
 }
 
 #[cfg(test)]

@@ -271,7 +271,9 @@ impl<'a> ConnectionBooks<'a> {
                 )))
                 .await?;
         }
-        for output in std::mem::take(&mut self.out) {
+        // The keeper's output buffer is reused frame after frame.
+        let mut outputs = std::mem::take(&mut self.out);
+        for output in outputs.drain(..) {
             let (symbol, update) = match output {
                 BookOutput::Rows { symbol, file, rows } => {
                     (symbol, BookUpdate::Rows { file, rows })
@@ -333,6 +335,7 @@ impl<'a> ConnectionBooks<'a> {
                 })
                 .await?;
         }
+        self.out = outputs;
         Ok(send)
     }
 
