@@ -264,7 +264,7 @@ pub(crate) async fn book(
 
 /// `find` on the blocking pool (it may read files): a book unknown then is
 /// a 404 with the reason, anything else a failure of ours.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     find: impl FnOnce() -> Result<T, BookMissing> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(find).await {

@@ -17,6 +17,7 @@
 
 mod alerts;
 pub mod book;
+pub mod book_series;
 pub mod error;
 mod latest;
 mod limit;
@@ -319,6 +320,7 @@ impl utoipa::Modify for BearerScheme {
         market::prices,
         book::book,
         book::stats,
+        book_series::book_series,
         product_stats::stats_1min,
         product_stats::stats_1hour,
         product_stats::stats_1day,
@@ -365,6 +367,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/prices", get(market::prices))
         .route("/api/v1/book", get(book::book))
         .route("/api/v1/book/stats", get(book::stats))
+        .route("/api/v1/book/series", get(book_series::book_series))
         .route("/stats1min/{product}", get(product_stats::stats_1min))
         .route("/stats1hour/{product}", get(product_stats::stats_1hour))
         .route("/stats1day/{product}", get(product_stats::stats_1day))

@@ -406,6 +406,10 @@ pub struct BooksConfig {
     pub top_every_ms: u64,
     /// Levels a side of those.
     pub top_depth: usize,
+    /// Milliseconds between the samples of each book's statistics
+    /// (`book_stats` files, `/api/v1/book/series`), at multiples of it
+    /// since the epoch; 0: never.
+    pub stats_every_ms: u64,
 }
 
 impl Default for BooksConfig {
@@ -416,6 +420,7 @@ impl Default for BooksConfig {
             queue: 4_096,
             top_every_ms: 1_000,
             top_depth: 25,
+            stats_every_ms: 1_000,
         }
     }
 }

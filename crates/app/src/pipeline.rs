@@ -432,6 +432,9 @@ pub async fn run_pipeline_with(
                     .unwrap_or(i64::MAX / 1_000_000)
                     .saturating_mul(1_000_000),
                 top_depth: settings.config.books.top_depth,
+                stats_every_ns: i64::try_from(settings.config.books.stats_every_ms)
+                    .unwrap_or(i64::MAX / 1_000_000)
+                    .saturating_mul(1_000_000),
             };
             books_task = Some(tracker.spawn(run_book_recorder(
                 book_rx,

@@ -370,7 +370,7 @@ pub fn open_part_name(from: Ts) -> String {
     format!("part-{:019}.parquet.partial", from.0)
 }
 
-fn parse_part_name(name: &str) -> Option<(Ts, Ts)> {
+pub(crate) fn parse_part_name(name: &str) -> Option<(Ts, Ts)> {
     let (from, to) = name
         .strip_prefix("part-")?
         .strip_suffix(".parquet")?

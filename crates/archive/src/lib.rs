@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod book_stats;
 pub mod books;
 pub mod candles;
 mod columns;

@@ -12,10 +12,14 @@ pub const DEPTH_BANDS_BPS: [u32; 3] = [10, 50, 100];
 /// A book's derived values at one instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BookStats {
-    /// The best bid and ask.
+    /// The best bid.
     pub best_bid: Fixed,
     /// The best ask.
     pub best_ask: Fixed,
+    /// The size at the best bid.
+    pub bid_size: Fixed,
+    /// The size at the best ask.
+    pub ask_size: Fixed,
     /// `(best bid + best ask) / 2`, exact.
     pub mid: Fixed,
     /// `best ask - best bid`, exact (negative when the book is crossed).
@@ -42,15 +46,57 @@ impl BookStats {
     pub fn of(book: &Book) -> Option<BookStats> {
         let bid = book.best(BookSide::Bid)?;
         let ask = book.best(BookSide::Ask)?;
-        let scale = bid.price.scale.max(ask.price.scale);
-        let (b, a) = (bid.price.mantissa_at(scale)?, ask.price.mantissa_at(scale)?);
+        let mut stats = BookStats::from_top(
+            (bid.price, bid.size),
+            (ask.price, ask.size),
+            [Fixed::default(); 3],
+            [Fixed::default(); 3],
+        )?;
+        for (i, bps) in DEPTH_BANDS_BPS.into_iter().enumerate() {
+            stats.bid_depth[i] = depth(book, BookSide::Bid, stats.mid, bps)?;
+            stats.ask_depth[i] = depth(book, BookSide::Ask, stats.mid, bps)?;
+        }
+        Some(stats)
+    }
+
+    /// The same stats with every exact number in its shortest form
+    /// (`100.50` as `100.5`): what a file read back or a venue's text
+    /// gives differs only in trailing zeros.
+    #[must_use]
+    pub fn normalized(&self) -> BookStats {
+        BookStats {
+            best_bid: self.best_bid.normalized(),
+            best_ask: self.best_ask.normalized(),
+            bid_size: self.bid_size.normalized(),
+            ask_size: self.ask_size.normalized(),
+            mid: self.mid.normalized(),
+            spread: self.spread.normalized(),
+            bid_depth: self.bid_depth.map(Fixed::normalized),
+            ask_depth: self.ask_depth.map(Fixed::normalized),
+            ..*self
+        }
+    }
+
+    /// The stats of a book whose best levels are `bid` and `ask` (price,
+    /// size) and whose depths within [`DEPTH_BANDS_BPS`] are `bid_depth`
+    /// and `ask_depth`: everything else follows from those exactly, so a
+    /// stored series keeps only them. `None` where a sum would not fit.
+    #[must_use]
+    pub fn from_top(
+        bid: (Fixed, Fixed),
+        ask: (Fixed, Fixed),
+        bid_depth: [Fixed; 3],
+        ask_depth: [Fixed; 3],
+    ) -> Option<BookStats> {
+        let scale = bid.0.scale.max(ask.0.scale);
+        let (b, a) = (bid.0.mantissa_at(scale)?, ask.0.mantissa_at(scale)?);
         // (b + a) / 2 exactly: one more digit.
         let mid = Fixed::new(b.checked_add(a)?.checked_mul(5)?, scale.checked_add(1)?);
         let spread = Fixed::new(a.checked_sub(b)?, scale);
         let mid_f = mid.to_f64();
-        let (bs, as_) = (bid.size.to_f64(), ask.size.to_f64());
+        let (bs, as_) = (bid.1.to_f64(), ask.1.to_f64());
         let microprice = if bs + as_ > 0.0 {
-            (bid.price.to_f64() * as_ + ask.price.to_f64() * bs) / (bs + as_)
+            (bid.0.to_f64() * as_ + ask.0.to_f64() * bs) / (bs + as_)
         } else {
             mid_f
         };
@@ -59,15 +105,11 @@ impl BookStats {
         } else {
             0.0
         };
-        let mut bid_depth = [Fixed::default(); 3];
-        let mut ask_depth = [Fixed::default(); 3];
-        for (i, bps) in DEPTH_BANDS_BPS.into_iter().enumerate() {
-            bid_depth[i] = depth(book, BookSide::Bid, mid, bps)?;
-            ask_depth[i] = depth(book, BookSide::Ask, mid, bps)?;
-        }
         Some(BookStats {
-            best_bid: bid.price,
-            best_ask: ask.price,
+            best_bid: bid.0,
+            best_ask: ask.0,
+            bid_size: bid.1,
+            ask_size: ask.1,
             mid,
             spread,
             spread_bps: if mid_f > 0.0 {
@@ -155,5 +197,13 @@ mod tests {
         // 100 bps: down to 99.0495, up to 101.0505.
         assert_eq!(s.bid_depth, [f("3.5"), f("7.5"), f("7.5")]);
         assert_eq!(s.ask_depth, [f("1.25"), f("4.25"), f("54.25")]);
+        assert_eq!((s.bid_size, s.ask_size), (f("2"), f("1")));
+        let again = BookStats::from_top(
+            (s.best_bid, s.bid_size),
+            (s.best_ask, s.ask_size),
+            s.bid_depth,
+            s.ask_depth,
+        );
+        assert_eq!(again, Some(s), "the stored parts give the same stats");
     }
 }

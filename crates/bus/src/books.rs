@@ -22,6 +22,9 @@ pub struct LiveBook {
     /// cannot be read until it is finished), so that a book at an instant
     /// since it began is rebuilt from memory: its snapshot, then deltas.
     pub recent: Vec<RecentRow>,
+    /// The book's statistics at each second of the part being written
+    /// (the stored series of the finished parts is in the archive).
+    pub series: Vec<(Ts, ck_book::stats::BookStats)>,
 }
 
 /// One level of a snapshot or delta of the part being written.

@@ -27,6 +27,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use ck_archive::book_stats::{BookStatsRow, book_stats_day_dir, write_book_stats};
 use ck_archive::books::{
     BookDeltaWriter, BookFile, BookRow, BookShape, BookSnapshotWriter, BookTopWriter, book_day_dir,
     open_part_name, part_name,
@@ -51,6 +52,9 @@ pub struct RecorderSettings {
     pub top_every_ns: i64,
     /// Levels a side of those.
     pub top_depth: usize,
+    /// The book's statistics are sampled at every multiple of this (ns)
+    /// since the epoch, into `book_stats` files; 0: never.
+    pub stats_every_ns: i64,
 }
 
 /// What the recorder did.
@@ -135,6 +139,12 @@ struct Part {
     last_top: Option<Ts>,
     /// The open files' paths (snapshots, deltas, top).
     paths: [PathBuf; 3],
+    /// The book's statistics at each second so far, written when the
+    /// part ends.
+    series: Vec<BookStatsRow>,
+    /// The next instant to sample (ns), a multiple of the cadence;
+    /// `i64::MAX`: never.
+    next_sample: i64,
 }
 
 /// One book as recorded.
@@ -235,6 +245,9 @@ impl Recorder {
         let books = std::mem::take(&mut self.books);
         for (key, mut recorded) in books {
             let end = recorded.part.as_ref().map(|p| p.last);
+            if let Some(end) = end {
+                self.sample(&key, &mut recorded, Ts(end.0.saturating_add(1)));
+            }
             if let (Some(part), Some(end)) = (recorded.part.take(), end) {
                 self.end_part(&key, part, end);
             }
@@ -267,6 +280,7 @@ impl Recorder {
             return;
         };
         let (at, _, message) = first;
+        self.sample(key, recorded, at);
         if let Err(e) = self.live.update(key.0, &key.1, |b| {
             b.book.load(
                 rows.iter()
@@ -332,9 +346,11 @@ impl Recorder {
             .read(key.0, &key.1, |b| b.time)
             .flatten()
             .unwrap_or_else(Ts::now);
+        self.sample(key, recorded, at);
         self.live.update(key.0, &key.1, |b| {
             b.book.clear();
             b.recent.clear();
+            b.series.clear();
             b.valid = true;
             b.time = Some(at);
         });
@@ -353,6 +369,7 @@ impl Recorder {
             return;
         };
         let (at, message) = (first.ts_received, first.message);
+        self.sample(key, recorded, at);
         let applied = self.live.update(key.0, &key.1, |b| {
             for r in rows {
                 let (side, price, size) = r.level()?;
@@ -465,6 +482,8 @@ impl Recorder {
                 top,
                 last_top: None,
                 paths,
+                series: Vec::new(),
+                next_sample: first_sample(at, self.settings.stats_every_ns),
             })
         })();
         match opened {
@@ -473,6 +492,7 @@ impl Recorder {
                 recorded.part = Some(part);
                 self.live.update(key.0, &key.1, |b| {
                     b.recent = recent_rows(rows, true);
+                    b.series.clear();
                 });
                 if let Some(first) = rows.first() {
                     self.top(key, recorded, first);
@@ -495,6 +515,21 @@ impl Recorder {
                 std::fs::rename(p, &done).map_err(|source| ck_archive::Error::Io {
                     path: p.clone(),
                     source,
+                })?;
+            }
+            if !part.series.is_empty() {
+                let dir = book_stats_day_dir(&self.settings.root, key.0, &key.1, day_of(part.from));
+                std::fs::create_dir_all(&dir).map_err(|source| ck_archive::Error::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let open = dir.join(open_part_name(part.from));
+                write_book_stats(&open, (key.0, &key.1), &part.series)?;
+                std::fs::rename(&open, dir.join(&name)).map_err(|source| {
+                    ck_archive::Error::Io {
+                        path: open.clone(),
+                        source,
+                    }
                 })?;
             }
             if let Some(dir) = part.paths[1].parent() {
@@ -563,6 +598,45 @@ impl Recorder {
         }
     }
 
+    /// Samples the book's statistics at every instant of the cadence in
+    /// the open part before `until` not sampled yet: the book as it stands
+    /// holds every message received before `until`. An instant at which a
+    /// side is empty has no row.
+    fn sample(&mut self, key: &(Exchange, Instrument), recorded: &mut Recorded, until: Ts) {
+        let Some(part) = recorded.part.as_mut() else {
+            return;
+        };
+        if part.next_sample >= until.0 {
+            return;
+        }
+        let stats = self
+            .live
+            .read(key.0, &key.1, |b| {
+                b.valid
+                    .then(|| ck_book::stats::BookStats::of(&b.book))
+                    .flatten()
+            })
+            .flatten();
+        let first = part.series.len();
+        let every = self.settings.stats_every_ns;
+        while part.next_sample < until.0 {
+            if let Some(s) = &stats {
+                part.series.push(BookStatsRow {
+                    time: Ts(part.next_sample),
+                    stats: s.clone(),
+                });
+            }
+            part.next_sample = part.next_sample.saturating_add(every);
+        }
+        let added = &part.series[first..];
+        if !added.is_empty() {
+            self.live.update(key.0, &key.1, |b| {
+                b.series
+                    .extend(added.iter().map(|r| (r.time, r.stats.clone())));
+            });
+        }
+    }
+
     /// The book is unknown from `at` on: a gap from then until its next
     /// snapshot, if it was known or is `wrong`.
     fn unknown(
@@ -573,9 +647,11 @@ impl Recorder {
         why: String,
         wrong: bool,
     ) {
+        self.sample(key, recorded, at);
         let was_known = self.live.update(key.0, &key.1, |b| {
             b.book.clear();
             b.recent = Vec::new();
+            b.series = Vec::new();
             b.time = Some(b.time.map_or(at, |t| t.max(at)));
             std::mem::replace(&mut b.valid, false)
         });
@@ -658,6 +734,19 @@ fn recent_rows(rows: &[BookRow], snapshot: bool) -> Vec<RecentRow> {
         .collect()
 }
 
+/// The first multiple of `every` at or after `at`; `i64::MAX` for none.
+fn first_sample(at: Ts, every: i64) -> i64 {
+    if every <= 0 {
+        return i64::MAX;
+    }
+    let floor = at.0.div_euclid(every).saturating_mul(every);
+    if floor < at.0 {
+        floor.saturating_add(every)
+    } else {
+        floor
+    }
+}
+
 /// How a book gap's reason begins.
 pub const BOOK_GAP: &str = "order book";
 
@@ -716,6 +805,84 @@ mod tests {
     }
 
     #[test]
+    fn the_stats_series_is_the_book_at_each_second_it_was_known() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut r = Recorder::new(
+            RecorderSettings {
+                root: dir.path().to_owned(),
+                part_ns: 600_000_000_000,
+                top_every_ns: 0,
+                top_depth: 25,
+                stats_every_ns: 1_000_000_000,
+            },
+            LiveBooks::default(),
+        );
+        let mut gaps = Vec::new();
+        let script = [
+            rows(
+                BookFile::Snapshots,
+                vec![
+                    row(500, 1, true, "100", "1"),
+                    row(500, 1, false, "101", "2"),
+                ],
+            ),
+            rows(BookFile::Deltas, vec![row(1_200, 2, true, "100.5", "3")]),
+            // Exactly on a second: in that second's row.
+            rows(BookFile::Deltas, vec![row(3_000, 3, false, "100.75", "1")]),
+            rows(BookFile::Deltas, vec![row(3_500, 4, true, "100.5", "0")]),
+            event(BookUpdate::Incident {
+                at: Ts(T0 + 5_200_000_000),
+                kind: "sequence",
+                cause: "a skipped diff".into(),
+            }),
+            rows(
+                BookFile::Snapshots,
+                vec![
+                    row(7_500, 1, true, "99", "4"),
+                    row(7_500, 1, false, "99.5", "1"),
+                ],
+            ),
+            rows(BookFile::Deltas, vec![row(8_100, 2, false, "99.25", "1")]),
+        ];
+        for e in &script {
+            r.handle(e, &mut gaps);
+        }
+        r.finish(&mut gaps);
+        let i = Instrument::new("BTC", "USDT");
+        let series = ck_archive::book_stats::book_stats_between(
+            dir.path(),
+            Exchange::Okx,
+            &i,
+            Ts(T0),
+            Ts(T0 + 60_000_000_000),
+        )
+        .expect("series");
+        let seconds: Vec<i64> = series
+            .iter()
+            .map(|r| (r.time.0 - T0) / 1_000_000_000)
+            .collect();
+        assert_eq!(seconds, [1, 2, 3, 4, 5, 8], "none while unknown (6, 7)");
+        for row in &series {
+            let (book, _) = archived_book_at(dir.path(), Exchange::Okx, &i, row.time)
+                .expect("archive")
+                .expect("known");
+            let of = ck_book::stats::BookStats::of(&book).expect("both sides");
+            assert_eq!(row.stats.normalized(), of.normalized(), "at {}", row.time);
+        }
+        assert_eq!(
+            series[2].stats.best_ask.normalized().text(),
+            "100.75",
+            "the delta at 3 s"
+        );
+        assert_eq!(series[2].stats.best_bid.normalized().text(), "100.5");
+        assert_eq!(
+            series[3].stats.best_bid.normalized().text(),
+            "100",
+            "100.5 removed at 3.5 s"
+        );
+    }
+
+    #[test]
     fn parts_end_at_incidents_and_a_book_gap_spans_to_the_resync() {
         let dir = tempfile::tempdir().expect("dir");
         let live = LiveBooks::default();
@@ -725,6 +892,7 @@ mod tests {
                 part_ns: 600_000_000_000,
                 top_every_ns: 1_000_000_000,
                 top_depth: 25,
+                stats_every_ns: 1_000_000_000,
             },
             live.clone(),
         );

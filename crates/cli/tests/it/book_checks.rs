@@ -161,8 +161,7 @@ pub(crate) async fn tardis_export_replays_to_the_api_book(
 }
 
 /// `GET /api/v1/book/stats` at `at` is the API's book at `at` at a
-/// glance, recomputed here in exact decimals: best bid and ask, mid,
-/// spread, and the depth within 10, 50 and 100 bps of the mid each side.
+/// glance ([`glance_is`]).
 pub(crate) async fn stats_are_the_book_at_a_glance(
     exchange: Exchange,
     i: &Instrument,
@@ -170,31 +169,58 @@ pub(crate) async fn stats_are_the_book_at_a_glance(
     api: &Api,
 ) {
     let (_, book) = api.book(exchange, i, Some(at)).await.expect("a book then");
-    let path = format!("/api/v1/book/stats?exchange={exchange}&instrument={i}&at={at}");
+    let v = get_json(
+        api,
+        format!("/api/v1/book/stats?exchange={exchange}&instrument={i}&at={at}"),
+    )
+    .await;
+    glance_is(&v, &book, &format!("{exchange} {i} at {at}"));
+}
+
+/// `GET path`'s JSON, which must be a 200.
+pub(crate) async fn get_json(api: &Api, path: String) -> serde_json::Value {
     let addr = api.addr.clone();
     let response = tokio::task::spawn_blocking(move || crate::support::http_get(&addr, &path))
         .await
         .expect("join");
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP answer");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-    let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        crate::books::dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// `v` (a stats answer or a row of the series) is `book` at a glance,
+/// recomputed here in exact decimals: best bid and ask, mid, spread, and
+/// the depth within 10, 50 and 100 bps of the mid each side.
+fn glance_is(v: &serde_json::Value, book: &Plain, what: &str) {
     let d = |x: &serde_json::Value| {
         Decimal::parse(x.as_str().expect("a decimal string")).expect("decimal")
     };
     let bid = book.keys().filter(|k| k.0).map(|k| k.1).max();
     let ask = book.keys().filter(|k| !k.0).map(|k| k.1).min();
     let (Some(bid), Some(ask)) = (bid, ask) else {
-        assert!(v["mid"].is_null(), "{v}");
+        assert!(v["mid"].is_null(), "{what}: {v}");
         return;
     };
-    assert_eq!(d(&v["best_bid"]), bid);
-    assert_eq!(d(&v["best_ask"]), ask);
-    assert_eq!(d(&v["spread"]), ask.checked_sub(bid).expect("spread"));
+    assert_eq!(d(&v["best_bid"]), bid, "{what}");
+    assert_eq!(d(&v["best_ask"]), ask, "{what}");
+    assert_eq!(
+        d(&v["spread"]),
+        ask.checked_sub(bid).expect("spread"),
+        "{what}"
+    );
     let two_mids = bid.checked_add(ask).expect("sum");
     assert_eq!(
         d(&v["mid"]).checked_add(d(&v["mid"])).expect("twice"),
         two_mids,
-        "the mid, exactly"
+        "{what}: the mid, exactly"
     );
     for (k, band) in [10i128, 50, 100].into_iter().enumerate() {
         // price ≥ mid × (1 - band/10⁴)  ⇔  price × 2×10⁴ ≥ (bid + ask) × (10⁴ - band)
@@ -215,16 +241,67 @@ pub(crate) async fn stats_are_the_book_at_a_glance(
         assert_eq!(
             d(&v["bid_depth"][k]),
             sum(true),
-            "{exchange} {i}: bid depth within {band} bps"
+            "{what}: bid depth within {band} bps"
         );
         assert_eq!(
             d(&v["ask_depth"][k]),
             sum(false),
-            "{exchange} {i}: ask depth within {band} bps"
+            "{what}: ask depth within {band} bps"
         );
     }
     let imbalance = v["imbalance"].as_f64().expect("imbalance");
-    assert!((-1.0..=1.0).contains(&imbalance), "{imbalance}");
+    assert!((-1.0..=1.0).contains(&imbalance), "{what}: {imbalance}");
+}
+
+/// `GET /api/v1/book/series` over `[from, to)` has a row at each instant
+/// of the cadence ([`crate::books::STATS_EVERY_MS`]) at which the API
+/// knows a two-sided book, and none at others; each row is that book at a
+/// glance. Returns the rows.
+pub(crate) async fn series_is_the_book_each_second(
+    exchange: Exchange,
+    i: &Instrument,
+    (from, to): (Ts, Ts),
+    api: &Api,
+) -> Vec<serde_json::Value> {
+    const EVERY: i64 = crate::books::STATS_EVERY_MS as i64 * 1_000_000;
+    let v = get_json(
+        api,
+        format!(
+            "/api/v1/book/series?exchange={exchange}&instrument={i}&from={from}&to={to}&limit=1000000"
+        ),
+    )
+    .await;
+    assert!(v["interval"].is_null(), "every row: {}", v["interval"]);
+    let rows = v["series"].as_array().expect("series").clone();
+    let time = |r: &serde_json::Value| Ts::parse(r["time"].as_str().expect("time")).expect("time");
+    let mut second = from.0.div_euclid(EVERY) * EVERY;
+    if second < from.0 {
+        second += EVERY;
+    }
+    let mut known = 0;
+    while second < to.0 {
+        let at = Ts(second);
+        let row = rows.iter().find(|r| time(r) == at);
+        let two_sided = api
+            .book(exchange, i, Some(at))
+            .await
+            .filter(|(_, b)| b.keys().any(|k| k.0) && b.keys().any(|k| !k.0));
+        match (row, two_sided) {
+            (Some(row), Some((_, book))) => {
+                glance_is(row, &book, &format!("{exchange} {i}: the series at {at}"));
+                known += 1;
+            }
+            (None, None) => {}
+            (row, book) => panic!("{exchange} {i} at {at}: row {row:?}, book {book:?}"),
+        }
+        second += EVERY;
+    }
+    assert_eq!(
+        known,
+        rows.len(),
+        "{exchange} {i}: a row only at the cadence"
+    );
+    rows
 }
 
 /// The `book_top` files (the best 25 a side, every second) hold, at each

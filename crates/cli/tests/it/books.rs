@@ -20,10 +20,14 @@ use ck_sources::live::connector::LiveConfig;
 use ck_sources::recordings::Recording;
 
 use crate::book_checks::{
-    cli_prints_the_api_book, follow_book, stats_are_the_book_at_a_glance,
-    tardis_export_replays_to_the_api_book, tops_are_the_book_at_their_time,
+    cli_prints_the_api_book, follow_book, series_is_the_book_each_second,
+    stats_are_the_book_at_a_glance, tardis_export_replays_to_the_api_book,
+    tops_are_the_book_at_their_time,
 };
 use crate::support::{eventually, settings};
+
+/// The cadence of the stats series in these tests.
+pub(crate) const STATS_EVERY_MS: u64 = 10;
 
 /// A book as a plain map: (bid, price) to size, by value.
 pub(crate) type Plain = BTreeMap<(bool, Decimal), Decimal>;
@@ -294,7 +298,9 @@ impl Capture {
             (None, None) => (mock.ws_url(), None),
         };
         let dir = tempfile::tempdir().expect("dir");
-        let settings = settings(dir.path());
+        let mut settings = settings(dir.path());
+        // A replay lasts 50 ms to a second: the stats series every 10 ms.
+        settings.config.books.stats_every_ms = STATS_EVERY_MS;
         let store = ck_app::open_store(&settings).await.expect("store");
         let source = Source::Live {
             protocol: protocol.clone(),
@@ -433,6 +439,22 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
             }
         }
     }
+    // The stats series of the parts being written, from memory: up to
+    // each book's last message (an instant after it waits for the next).
+    let mut live_series = Vec::new();
+    let mut still_open = 0;
+    for i in &instruments {
+        // A book whose connection the mock ended is archived already.
+        still_open += usize::from(
+            runtime
+                .books
+                .read(exchange, i, |b| b.valid && !b.series.is_empty())
+                .unwrap_or(false),
+        );
+        let path = format!("/api/v1/book/series?exchange={exchange}&instrument={i}");
+        let v = crate::book_checks::get_json(&api, path).await;
+        live_series.push((i.clone(), v["series"].as_array().expect("series").clone()));
+    }
     token.cancel();
     let report = pipeline.await.expect("join").expect("pipeline");
     assert!(served, "{exchange}: every recorded frame was served");
@@ -515,6 +537,39 @@ async fn live_books_equal_their_messages(exchange: Exchange, fixture: &str, krak
     )
     .await;
     stats_are_the_book_at_a_glance(exchange, &instruments[0], spread[spread.len() - 1], &api).await;
+    let series = series_is_the_book_each_second(
+        exchange,
+        &instruments[0],
+        (tape[0].ts_received, Ts(last.0 + 1)),
+        &api,
+    )
+    .await;
+    assert!(
+        series.len() >= 2,
+        "{exchange}: the tape spans 50 ms: {} to {last}",
+        tape[0].ts_received
+    );
+    let mut from_memory = 0;
+    for (i, rows) in &live_series {
+        let path = format!(
+            "/api/v1/book/series?exchange={exchange}&instrument={i}&from={}&to={}&limit=1000000",
+            tape[0].ts_received,
+            Ts(last.0 + 1)
+        );
+        let archived = crate::book_checks::get_json(&api, path).await;
+        let archived = archived["series"].as_array().expect("series");
+        for row in rows {
+            assert!(
+                archived.contains(row),
+                "{exchange} {i}: the series served from memory is the one archived: {row}"
+            );
+        }
+        from_memory += rows.len();
+    }
+    assert!(
+        from_memory >= still_open,
+        "{exchange}: a series in memory for each open book"
+    );
     tops_are_the_book_at_their_time(
         &settings.config.archive.root(&settings.data_dir),
         exchange,
