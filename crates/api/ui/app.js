@@ -1,4 +1,5 @@
-// candlekeep's web page: a live candle chart, a comparison of instruments in
+// candlekeep's web page: a live candle chart, the order book (figures, a
+// depth chart, the spread over time), a comparison of instruments in
 // percent change, a statistics table and a status panel. It reads only the
 // public API of the server that serves it (/api/v1/...), and draws with
 // TradingView Lightweight Charts, vendored from npm (web/vendor.sh).
@@ -405,6 +406,155 @@
     compareEl.dataset.points = String(points);
   }
 
+  // ---- the order book: figures, a depth chart and the spread over time ----
+  // Shown for an instrument whose book is captured (or archived); hidden
+  // while /api/v1/book has none. Refreshed every two seconds.
+  const spreadEl = $('spread');
+  const spreadChart = LC.createChart(spreadEl, {
+    ...chartOptions(),
+    timeScale: { borderColor: '#2a323c', timeVisible: true, secondsVisible: true },
+  });
+  const spreadSeries = spreadChart.addSeries(LC.LineSeries, {
+    color: COLORS[1], lineWidth: 2, priceLineVisible: false,
+    priceFormat: { type: 'price', precision: 3, minMove: 0.001 },
+  });
+  let bookAsked = 0;
+  const SVG = 'http://www.w3.org/2000/svg';
+  const svg = (name, attrs, text) => {
+    const el = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    if (text != null) el.textContent = text;
+    return el;
+  };
+
+  // Cumulative size from the best level outwards, while within `inside`.
+  const cumulative = (levels, inside) => {
+    let total = 0;
+    const out = [];
+    for (const [p, s] of levels) {
+      if (!inside(p)) break;
+      total += s;
+      out.push([p, total]);
+    }
+    return out;
+  };
+
+  function drawDepth(book) {
+    const el = $('depth');
+    const w = el.clientWidth || 600;
+    const h = el.clientHeight || 300;
+    el.setAttribute('viewBox', `0 0 ${w} ${h}`);
+    el.textContent = '';
+    const levels = (side) => side.map(([p, s]) => [Number(p), Number(s)]);
+    const bids = levels(book.bids);
+    const asks = levels(book.asks);
+    el.dataset.bestBid = book.bids.length ? book.bids[0][0] : '';
+    el.dataset.bestAsk = book.asks.length ? book.asks[0][0] : '';
+    if (!bids.length || !asks.length) {
+      el.dataset.bids = String(bids.length);
+      el.dataset.asks = String(asks.length);
+      el.append(svg('text', { x: 12, y: 24 }, 'One side of the book is empty.'));
+      return;
+    }
+    const mid = (bids[0][0] + asks[0][0]) / 2;
+    const b = cumulative(bids, (p) => p >= mid * 0.99);
+    const a = cumulative(asks, (p) => p <= mid * 1.01);
+    el.dataset.bids = String(b.length);
+    el.dataset.asks = String(a.length);
+    // Symmetric about the mid, as far as the levels shown reach.
+    const reach = Math.max(mid - b[b.length - 1][0], a[a.length - 1][0] - mid, mid * 0.0005);
+    const [x0, x1] = [mid - reach, mid + reach];
+    const top = Math.max(b[b.length - 1][1], a[a.length - 1][1]) * 1.08;
+    const m = { l: 8, r: 64, t: 10, b: 22 };
+    const X = (p) => m.l + ((p - x0) / (x1 - x0)) * (w - m.l - m.r);
+    const Y = (v) => m.t + (1 - v / top) * (h - m.t - m.b);
+    const path = (pts, edge) => {
+      let d = `M${X(pts[0][0])},${Y(0)}`;
+      pts.forEach(([p, c], k) => {
+        d += ` L${X(p)},${Y(c)}`;
+        const next = k + 1 < pts.length ? pts[k + 1][0] : edge;
+        d += ` L${X(next)},${Y(c)}`;
+      });
+      return `${d} L${X(edge)},${Y(0)} Z`;
+    };
+    el.append(
+      svg('line', { class: 'axis', x1: m.l, x2: w - m.r, y1: Y(0), y2: Y(0) }),
+      svg('line', { class: 'axis', x1: w - m.r, x2: w - m.r, y1: m.t, y2: Y(0) }),
+      svg('path', { class: 'bids', d: path(b, x0) }),
+      svg('path', { class: 'asks', d: path(a, x1) }),
+      svg('line', { class: 'mid', x1: X(mid), x2: X(mid), y1: m.t, y2: Y(0) }),
+    );
+    const digits = priceDigits(mid);
+    for (const [p, anchor] of [[x0, 'start'], [mid, 'middle'], [x1, 'end']]) {
+      el.append(svg('text', { x: Math.min(X(p), w - m.r), y: h - 6, 'text-anchor': anchor }, p.toFixed(digits)));
+    }
+    for (const v of [top / 2, top / 1.08]) {
+      el.append(svg('text', { x: w - m.r + 6, y: Y(v) + 4 }, fmt(v, 4)));
+    }
+  }
+
+  function showBookFigures(book, stats) {
+    const figures = $('book-figures');
+    figures.textContent = '';
+    const rows = [
+      ['best bid', price(book.bids.length ? book.bids[0][0] : '–')],
+      ['best ask', price(book.asks.length ? book.asks[0][0] : '–')],
+    ];
+    if (stats && stats.mid != null) {
+      rows.push(
+        ['mid', stats.mid],
+        ['spread', `${stats.spread} (${fmt(stats.spread_bps, 2)} bps)`],
+        ['microprice', fmt(stats.microprice, priceDigits(Number(stats.mid)) + 1)],
+        ['imbalance', fmt(stats.imbalance, 3)],
+      );
+      stats.depth_bps.forEach((bps, k) => {
+        rows.push([`depth ±${bps} bps (bid / ask)`, `${fmt(Number(stats.bid_depth[k]), 4)} / ${fmt(Number(stats.ask_depth[k]), 4)}`]);
+      });
+    }
+    for (const [label, value] of rows) {
+      const d = document.createElement('div');
+      const b = document.createElement('b');
+      b.textContent = value;
+      d.append(b, label);
+      figures.append(d);
+    }
+  }
+
+  async function loadBook() {
+    const asked = ++bookAsked;
+    const panel = $('book-panel');
+    const q = new URLSearchParams({ exchange: state.exchange, instrument: state.instrument });
+    let book;
+    try {
+      book = (await getJson(`/api/v1/book?${q}&depth=2000`)).body;
+    } catch (e) {
+      if (asked === bookAsked) panel.hidden = true;
+      return;
+    }
+    const to = toSec(book.time) + 1;
+    const range = new URLSearchParams({ from: iso(to - 900), to: iso(to), limit: '100000' });
+    const [stats, series] = await Promise.all([
+      getJson(`/api/v1/book/stats?${q}`).then((r) => r.body, () => null),
+      getJson(`/api/v1/book/series?${q}&${range}`).then((r) => r.body.series, () => []),
+    ]);
+    if (asked !== bookAsked) return;
+    panel.hidden = false;
+    $('book-note').textContent = `${state.exchange} ${state.instrument} · ${book.source} · ${when(book.time)}`;
+    showBookFigures(book, stats);
+    drawDepth(book);
+    // One point a second (the chart's time axis is in seconds): the last.
+    const points = [];
+    for (const r of series) {
+      if (r.spread_bps == null) continue;
+      const point = { time: toSec(r.time), value: r.spread_bps };
+      if (points.length && points[points.length - 1].time === point.time) points[points.length - 1] = point;
+      else points.push(point);
+    }
+    spreadSeries.setData(points);
+    spreadChart.timeScale().fitContent();
+    spreadEl.dataset.points = String(points.length);
+  }
+
   // ---- statistics ----
   let statsRows = [];
   let statsSort = { key: 'rank', asc: true };
@@ -529,6 +679,9 @@
         figures.append(d);
       }
       figures.dataset.coverage = c.coverage_pct == null ? '' : String(c.coverage_pct);
+      figures.dataset.query = q.toString();
+      figures.dataset.candles = String(c.candles);
+      figures.dataset.expected = String(c.expected);
       figures.title = first ? `from ${iso(first)}` : '';
       gaps.textContent = '';
       if (!c.gaps.length) {
@@ -600,6 +753,7 @@
     saveState();
     loadChart();
     loadCompleteness();
+    loadBook();
   }
 
   $('instrument').addEventListener('change', (e) => {
@@ -668,10 +822,11 @@
     saveState();
     live.start();
     renderPick();
-    await Promise.all([loadChart(), loadCompare(), loadStats(), loadConnectors(), loadCompleteness(), loadAlerts()]);
+    await Promise.all([loadChart(), loadCompare(), loadStats(), loadConnectors(), loadCompleteness(), loadAlerts(), loadBook()]);
     document.body.dataset.readyMs = String(Math.round(performance.now()));
     document.body.dataset.ready = 'true';
     setInterval(loadConnectors, 5000);
+    setInterval(loadBook, 2000);
     setInterval(loadAlerts, 10000);
     setInterval(loadCompleteness, 30000);
     setInterval(loadStats, 60000);

@@ -116,6 +116,18 @@ pub(crate) async fn demo_venue(
     let venue = ck_sources::venues::venue(exchange)
         .ok_or_else(|| anyhow::anyhow!("no live connector for {exchange}"))?;
     let (protocol, _) = (venue.live)(spec.demo.and_then(|d| d.api));
+    // Order books where the venue sends them whole on its WebSocket. A
+    // book built from a REST snapshot (Binance, Bitstamp) would not hold
+    // across the looped recording's laps: the recorded snapshot belongs
+    // to the first.
+    let books = instruments
+        .first()
+        .is_some_and(|i| {
+            protocol
+                .book_snapshot_path(i, ck_sources::live::books::DEFAULT_DEPTH)
+                .is_none()
+        })
+        .then(ck_sources::live::books::BookCapture::default);
     let source = Source::Live {
         protocol,
         config: ck_sources::live::connector::LiveConfig {
@@ -124,7 +136,7 @@ pub(crate) async fn demo_venue(
             backoff: BackoffPolicy::default(),
             stale_after: std::time::Duration::from_secs(60),
             rest_url: mock.rest_url.clone(),
-            books: None,
+            books,
         },
     };
     Ok((mock, source, recorded))
