@@ -161,7 +161,8 @@ pub(crate) enum Command {
         /// The file's format: parquet (the archive's typed, exact columns),
         /// csv or jsonl (the columns `trades|quotes|candles` print); for
         /// `--kind book`, tardis (Tardis's `incremental_book_L2` CSV, from
-        /// the recorded book parts; `.gz` compresses).
+        /// the recorded book parts; `.gz` compresses) or hftbacktest (its
+        /// normalised events as `.npz`, with the stored trades).
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// The file to write (replaced if it exists, once complete).
@@ -406,6 +407,9 @@ pub(crate) enum ExportFormat {
     Jsonl,
     /// Tardis's `incremental_book_L2` CSV (`--kind book`).
     Tardis,
+    /// hftbacktest's normalised events, `.npz` (`--kind book`, with the
+    /// stored trades).
+    Hftbacktest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

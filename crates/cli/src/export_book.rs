@@ -36,6 +36,17 @@ pub(crate) struct BookExport {
 
 /// Writes the export; how many rows.
 pub(crate) fn export(request: &BookExport) -> anyhow::Result<u64> {
+    let parts = recorded_parts(request)?;
+    let partial = crate::export::partial_path(&request.out);
+    let written = write(request, &parts, &partial);
+    crate::export::put_in_place(&partial, &request.out, written)
+}
+
+/// The finished parts that overlap the range, in order; an error saying
+/// where books come from when there are none.
+pub(crate) fn recorded_parts(
+    request: &BookExport,
+) -> anyhow::Result<Vec<ck_archive::books::BookPart>> {
     let parts = parts(request)?;
     if parts.is_empty() {
         anyhow::bail!(
@@ -45,9 +56,7 @@ pub(crate) fn export(request: &BookExport) -> anyhow::Result<u64> {
             request.root.display()
         );
     }
-    let partial = crate::export::partial_path(&request.out);
-    let written = write(request, &parts, &partial);
-    crate::export::put_in_place(&partial, &request.out, written)
+    Ok(parts)
 }
 
 /// The finished parts that overlap the range, in order.
@@ -90,6 +99,86 @@ fn parts(request: &BookExport) -> anyhow::Result<Vec<ck_archive::books::BookPart
     Ok(out)
 }
 
+/// One level of what a book export holds, in order: each part's book at
+/// its start (`snapshot`, its first level `first`), then every delta.
+pub(crate) struct BookLine {
+    /// The venue's time (the receive time where it sends none, and the
+    /// part's start for a snapshot).
+    pub(crate) exchange_time: Ts,
+    /// The receive time.
+    pub(crate) local_time: Ts,
+    /// A level of the whole book (else a delta's change).
+    pub(crate) snapshot: bool,
+    /// The first level of a snapshot: a reader resets its book here.
+    pub(crate) first: bool,
+    pub(crate) bid: bool,
+    pub(crate) price: ck_model::Decimal,
+    /// Zero in a delta: the level is gone.
+    pub(crate) size: ck_model::Decimal,
+}
+
+/// Calls `f` with every line of the export of `parts`, in order.
+pub(crate) fn each_line(
+    request: &BookExport,
+    parts: &[ck_archive::books::BookPart],
+    mut f: impl FnMut(&BookLine) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let decimal = |x: ck_book::Fixed| ck_model::Decimal::new(i128::from(x.mantissa), x.scale);
+    for part in parts {
+        let snapshots = read_book_rows(&part.snapshots, BookFile::Snapshots)?.rows;
+        let deltas = read_book_rows(&part.deltas, BookFile::Deltas)?.rows;
+        // The book at the start of what is exported of this part.
+        let start = request.from.map_or(part.from, |f| f.max(part.from));
+        let Some(book) = book_at(&snapshots, &deltas, start).with_context(|| {
+            format!(
+                "rebuilding the book at {start} from {}",
+                part.deltas.display()
+            )
+        })?
+        else {
+            continue;
+        };
+        let mut first = true;
+        for side in [BookSide::Bid, BookSide::Ask] {
+            for l in book.levels(side) {
+                f(&BookLine {
+                    exchange_time: start,
+                    local_time: start,
+                    snapshot: true,
+                    first,
+                    bid: side == BookSide::Bid,
+                    price: decimal(l.price),
+                    size: decimal(l.size),
+                })?;
+                first = false;
+            }
+        }
+        for r in deltas
+            .iter()
+            .filter(|r| r.ts_received > start && r.ts_received < request.to)
+        {
+            let BookRow {
+                ts_received,
+                ts_exchange,
+                bid,
+                price,
+                size,
+                ..
+            } = r;
+            f(&BookLine {
+                exchange_time: ts_exchange.unwrap_or(*ts_received),
+                local_time: *ts_received,
+                snapshot: false,
+                first: false,
+                bid: *bid,
+                price: *price,
+                size: *size,
+            })?;
+        }
+    }
+    Ok(())
+}
+
 fn write(
     request: &BookExport,
     parts: &[ck_archive::books::BookPart],
@@ -113,72 +202,20 @@ fn write(
     let symbol = request.exchange.native_symbol(&request.instrument);
     let exchange = request.exchange.as_str();
     let mut rows = 0u64;
-    let mut line = |out: &mut dyn std::io::Write,
-                    at: Ts,
-                    local: Ts,
-                    snapshot: bool,
-                    bid: bool,
-                    price: &str,
-                    amount: &str| {
+    each_line(request, parts, |l| {
         rows += 1;
         writeln!(
             out,
-            "{exchange},{symbol},{},{},{snapshot},{},{price},{amount}",
-            at.0.div_euclid(1_000),
-            local.0.div_euclid(1_000),
-            if bid { "bid" } else { "ask" },
-        )
-    };
-    for part in parts {
-        let snapshots = read_book_rows(&part.snapshots, BookFile::Snapshots)?.rows;
-        let deltas = read_book_rows(&part.deltas, BookFile::Deltas)?.rows;
-        // The book at the start of what is exported of this part.
-        let start = request.from.map_or(part.from, |f| f.max(part.from));
-        let Some(book) = book_at(&snapshots, &deltas, start).with_context(|| {
-            format!(
-                "rebuilding the book at {start} from {}",
-                part.deltas.display()
-            )
-        })?
-        else {
-            continue;
-        };
-        for side in [BookSide::Bid, BookSide::Ask] {
-            for l in book.levels(side) {
-                line(
-                    &mut out,
-                    start,
-                    start,
-                    true,
-                    side == BookSide::Bid,
-                    &l.price.text(),
-                    &l.size.text(),
-                )?;
-            }
-        }
-        for r in deltas
-            .iter()
-            .filter(|r| r.ts_received > start && r.ts_received < request.to)
-        {
-            let BookRow {
-                ts_received,
-                ts_exchange,
-                bid,
-                price,
-                size,
-                ..
-            } = r;
-            line(
-                &mut out,
-                ts_exchange.unwrap_or(*ts_received),
-                *ts_received,
-                false,
-                *bid,
-                &price.to_string(),
-                &size.to_string(),
-            )?;
-        }
-    }
+            "{exchange},{symbol},{},{},{},{},{},{}",
+            l.exchange_time.0.div_euclid(1_000),
+            l.local_time.0.div_euclid(1_000),
+            l.snapshot,
+            if l.bid { "bid" } else { "ask" },
+            l.price,
+            l.size,
+        )?;
+        Ok(())
+    })?;
     out.flush()?;
     drop(out);
     Ok(rows)

@@ -4,6 +4,7 @@ mod args;
 mod demo_data;
 mod export;
 mod export_book;
+mod export_hftbacktest;
 mod mock_exchange;
 mod output;
 mod stop;
@@ -303,9 +304,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format,
             out,
         } => {
-            if (kind == ExportKind::Book) != (format == ExportFormat::Tardis) {
+            let book_format = matches!(format, ExportFormat::Tardis | ExportFormat::Hftbacktest);
+            if (kind == ExportKind::Book) != book_format {
                 anyhow::bail!(
-                    "`--kind book` is exported as `--format tardis` (Tardis's incremental_book_L2 CSV), and only it"
+                    "`--kind book` is exported as `--format tardis` (Tardis's incremental_book_L2 CSV) or `--format hftbacktest` (its .npz events), and only those"
                 );
             }
             let kind = match kind {
@@ -321,6 +323,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         to: to.unwrap_or_else(Ts::now),
                         out,
                     };
+                    if format == ExportFormat::Hftbacktest {
+                        // The trades of the range too: hftbacktest fills
+                        // orders against them.
+                        let store = ck_app::open_existing_store(&settings).await?;
+                        let trades = store
+                            .trades(&ck_store::RangeQuery {
+                                exchange,
+                                instrument: request.instrument.clone(),
+                                from: from.unwrap_or(Ts(i64::MIN)),
+                                to: request.to,
+                                limit: usize::MAX,
+                            })
+                            .await?;
+                        let events = tokio::task::spawn_blocking({
+                            let request = request.clone();
+                            move || export_hftbacktest::export(&request, &trades)
+                        })
+                        .await??;
+                        eprintln!(
+                            "exported {events} hftbacktest events to {}",
+                            request.out.display()
+                        );
+                        return Ok(());
+                    }
                     let rows = tokio::task::spawn_blocking({
                         let request = request.clone();
                         move || export_book::export(&request)

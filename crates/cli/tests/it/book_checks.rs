@@ -160,6 +160,133 @@ pub(crate) async fn tardis_export_replays_to_the_api_book(
     );
 }
 
+/// `candlekeep export --format hftbacktest` up to `at`, replayed by
+/// hftbacktest itself (its `HashMapMarketDepthBacktest`, from PyPI),
+/// leaves the API's book at `at` as its local book; each of its two
+/// processors sees every event once, in its own time order.
+pub(crate) async fn hftbacktest_export_replays_to_the_api_book(
+    data_dir: &Path,
+    exchange: Exchange,
+    i: &Instrument,
+    at: Ts,
+    api: &Api,
+) {
+    let python = ck_testkit::python_with(
+        &["hftbacktest", "numpy"],
+        "replays a book export with hftbacktest",
+    );
+    let Some((_, expected)) = api.book(exchange, i, Some(at)).await else {
+        panic!("{exchange} {i}: no book at {at}")
+    };
+    let out = data_dir.join("book.npz");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--log", "warn", "export", "--kind", "book"])
+        .args(["--format", "hftbacktest"])
+        .args(["--exchange", exchange.as_str(), "--instrument", i.as_str()])
+        .args(["--from", "2000-01-01", "--to", &Ts(at.0 + 1).to_string()])
+        .arg("--out")
+        .arg(&out)
+        .env_remove("CANDLEKEEP_CONFIG")
+        .output()
+        .expect("candlekeep export");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Ticks and lots as fine as the book's decimals.
+    let scale = |sizes: bool| {
+        expected
+            .iter()
+            .map(|(k, v)| if sizes { v.scale() } else { k.1.scale() })
+            .max()
+            .unwrap_or(0)
+    };
+    let (price_scale, size_scale) = (scale(false), scale(true));
+    let unit = |s: u8| format!("1e-{s}");
+    let script = ck_testkit::project_root().join("crates/cli/tests/it/py/hftbacktest_book.py");
+    let replay = std::process::Command::new(python)
+        .arg(script)
+        .arg(&out)
+        .arg(unit(price_scale))
+        .arg(unit(size_scale))
+        .output()
+        .expect("python");
+    assert!(
+        replay.status.success(),
+        "hftbacktest: {}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("the script's JSON");
+    assert!(
+        v["exch_in_order"].as_bool().expect("flag"),
+        "{exchange} {i}: {v}"
+    );
+    assert!(
+        v["local_in_order"].as_bool().expect("flag"),
+        "{exchange} {i}"
+    );
+    assert_eq!(
+        v["exch_events"], v["local_events"],
+        "{exchange} {i}: each processor sees every event"
+    );
+    assert!(
+        v["clears"].as_u64().expect("clears") >= 1,
+        "a part begins with a clear"
+    );
+    // From the year 2000: every stored trade up to `at` by the venue's
+    // time (the mocks replay the recordings' own) comes with the book.
+    let path = format!(
+        "/api/v1/trades?exchange={exchange}&instrument={i}&from=2000-01-01&to={}&limit=1000000",
+        Ts(at.0 + 1)
+    );
+    let addr = api.addr.clone();
+    let answer = tokio::task::spawn_blocking(move || crate::support::http_get(&addr, &path))
+        .await
+        .expect("join");
+    let stored = match answer.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => {
+            let body = if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked")
+            {
+                crate::books::dechunk(body)
+            } else {
+                body.to_owned()
+            };
+            let rows: serde_json::Value = serde_json::from_str(&body).expect("trades JSON");
+            rows.as_array().expect("trades").len() as u64
+        }
+        Some((head, _)) if head.starts_with("HTTP/1.1 404") => 0,
+        _ => panic!("trades: {answer}"),
+    };
+    assert_eq!(
+        v["trades"].as_u64(),
+        Some(stored),
+        "{exchange} {i}: every stored trade"
+    );
+    // hftbacktest's f64 levels, written back at the book's scales.
+    let mut book = Plain::new();
+    for (side, bid) in [("bids", true), ("asks", false)] {
+        for l in v[side].as_array().expect("levels") {
+            let f = |x: &serde_json::Value, s: u8| {
+                let x: f64 = x.as_str().expect("text").parse().expect("f64");
+                Decimal::parse(&format!("{x:.*}", usize::from(s))).expect("decimal")
+            };
+            book.insert((bid, f(&l[0], price_scale)), f(&l[1], size_scale));
+        }
+    }
+    assert_eq!(
+        cut(book),
+        expected,
+        "{exchange} {i}: hftbacktest's book at the end of the export ({} events, {} trades)",
+        v["events"],
+        v["trades"]
+    );
+}
+
 /// `GET /api/v1/book/stats` at `at` is the API's book at `at` at a
 /// glance ([`glance_is`]).
 pub(crate) async fn stats_are_the_book_at_a_glance(
