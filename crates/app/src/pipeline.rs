@@ -332,6 +332,17 @@ pub async fn run_pipeline_with(
     let (book_tx, book_rx) = channel::<BookEvent>("books", settings.config.books.queue);
     let mut recording_books = false;
     for source in &mut sources {
+        if let Source::Replay {
+            options: ReplayOptions {
+                books: Some(books), ..
+            },
+            ..
+        } = source
+        {
+            books.sink = Some(book_tx.clone());
+            recording_books = true;
+            continue;
+        }
         let Source::Live { protocol, config } = source else {
             continue;
         };
@@ -411,9 +422,33 @@ pub async fn run_pipeline_with(
         (Some((candles, writer)), None)
     };
 
+    // Order books (live sources with `books`, replays with `--books`) go
+    // to one recorder.
+    let mut books_task = None;
+    if recording_books {
+        let recorder = RecorderSettings {
+            root: settings.config.archive.root(&settings.data_dir),
+            part_ns: i64::try_from(settings.config.books.part_secs)
+                .unwrap_or(86_400)
+                .saturating_mul(1_000_000_000),
+            top_every_ns: i64::try_from(settings.config.books.top_every_ms)
+                .unwrap_or(i64::MAX / 1_000_000)
+                .saturating_mul(1_000_000),
+            top_depth: settings.config.books.top_depth,
+            stats_every_ns: i64::try_from(settings.config.books.stats_every_ms)
+                .unwrap_or(i64::MAX / 1_000_000)
+                .saturating_mul(1_000_000),
+        };
+        books_task = Some(tracker.spawn(run_book_recorder(
+            book_rx,
+            ingest_tx.clone(),
+            runtime.books.clone(),
+            recorder,
+        )));
+    }
+
     // Live sources send raw messages through the capture stage (tape, then
     // parse); files are parsed by their own readers.
-    let mut books_task = None;
     let (raw_tx, capture) = if live {
         let (raw_tx, raw_rx) = channel::<RawMessage>("raw", settings.config.pipeline.ingest_queue);
         let tape = settings.config.tape.enabled.then(|| TapeSettings {
@@ -422,27 +457,6 @@ pub async fn run_pipeline_with(
             flush_interval: Duration::from_secs(1),
         });
         let capture = tracker.spawn(run_capture(raw_rx, ingest_tx.clone(), tape));
-        if recording_books {
-            let recorder = RecorderSettings {
-                root: settings.config.archive.root(&settings.data_dir),
-                part_ns: i64::try_from(settings.config.books.part_secs)
-                    .unwrap_or(86_400)
-                    .saturating_mul(1_000_000_000),
-                top_every_ns: i64::try_from(settings.config.books.top_every_ms)
-                    .unwrap_or(i64::MAX / 1_000_000)
-                    .saturating_mul(1_000_000),
-                top_depth: settings.config.books.top_depth,
-                stats_every_ns: i64::try_from(settings.config.books.stats_every_ms)
-                    .unwrap_or(i64::MAX / 1_000_000)
-                    .saturating_mul(1_000_000),
-            };
-            books_task = Some(tracker.spawn(run_book_recorder(
-                book_rx,
-                ingest_tx.clone(),
-                runtime.books.clone(),
-                recorder,
-            )));
-        }
         for info in listings {
             raw_tx
                 .send(info)

@@ -56,6 +56,7 @@ fn source_of(s: &SourceConfig, books: &BooksConfig) -> anyhow::Result<Source> {
             options: ReplayOptions {
                 speed: (*speed > 0.0).then_some(*speed),
                 exchange: *exchange,
+                books: None,
             },
         },
         SourceConfig::Poll {

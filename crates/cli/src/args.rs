@@ -67,6 +67,12 @@ pub(crate) enum Command {
         /// (a cryptofeed text recording renamed).
         #[arg(long, value_parser = exchange_names(), ignore_case = true)]
         exchange: Option<Exchange>,
+        /// Rebuild the recordings' order books too, through the same
+        /// engine and checks as live capture, into the archive's book files
+        /// (give a recording's REST file before its frames:
+        /// `NAME.0 NAME.ws.N.0`).
+        #[arg(long)]
+        books: bool,
     },
     /// Load trades from a CSV (`ts,trade_id,price,qty,side`) or JSON lines file, or a Binance dump, and build their candles.
     Import {

@@ -18,7 +18,7 @@ use ck_app::pipeline::{PipelineReport, Source, SourceReport};
 use ck_app::topology::Topology;
 use ck_model::Ts;
 use ck_sources::import::{ImportFormat, ImportTarget};
-use ck_sources::replay::ReplayOptions;
+use ck_sources::replay::{ReplayOptions, ReplayStats};
 use ck_store::{CandleSource, RangeQuery};
 use clap::Parser as _;
 
@@ -185,15 +185,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             files,
             speed,
             exchange,
+            books,
         } => {
             if let Some(s) = speed.filter(|s| !s.is_finite() || *s <= 0.0) {
                 anyhow::bail!("--speed must be a positive number, got {s}");
             }
             let source = Source::Replay {
                 files,
-                options: ReplayOptions { speed, exchange },
+                options: ReplayOptions {
+                    speed,
+                    exchange,
+                    books: books.then(|| ck_sources::replay::ReplayBookOptions {
+                        snapshot_every_ns: i64::try_from(settings.config.books.snapshot_every_secs)
+                            .unwrap_or(i64::MAX / 1_000_000_000)
+                            .saturating_mul(1_000_000_000),
+                        sink: None,
+                    }),
+                },
             };
             let report = run_to_end(&settings, source).await?;
+            for s in &report.sources {
+                if let SourceReport::Replay(ReplayStats { books: Some(b), .. }) = s {
+                    eprintln!(
+                        "books: {} messages applied, {} incidents, {} diffs held for a snapshot the recordings lack, {} symbols of no known instrument",
+                        b.applied, b.incidents, b.held, b.unmapped
+                    );
+                }
+            }
             // Damaged input: everything readable is stored, and the exit
             // status says that something was not.
             let unreadable: u64 = report

@@ -29,6 +29,7 @@ pub mod poll;
 pub mod recordings;
 pub mod repair;
 pub mod replay;
+pub mod replay_books;
 pub mod rest;
 pub mod tape;
 pub mod venues;

@@ -60,11 +60,16 @@ pub struct Normalizer {
 /// `messages` carry, by their venue's parser, sorted, each once (what a
 /// mock of a recording can serve live).
 #[must_use]
-pub fn traded_instruments(messages: &[RawMessage]) -> Vec<ck_model::Instrument> {
+pub fn traded_instruments<M: std::borrow::Borrow<RawMessage>>(
+    messages: impl IntoIterator<Item = M>,
+) -> Vec<ck_model::Instrument> {
     let mut normalizer = Normalizer::new();
     let mut events = Vec::new();
-    for m in messages.iter().filter(|m| m.origin == ck_bus::Origin::Ws) {
-        normalizer.handle(m, &|| "recording".to_owned(), &mut events);
+    for m in messages {
+        let m = m.borrow();
+        if m.origin == ck_bus::Origin::Ws {
+            normalizer.handle(m, &|| "recording".to_owned(), &mut events);
+        }
     }
     let mut instruments: Vec<ck_model::Instrument> = events
         .into_iter()

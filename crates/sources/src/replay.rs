@@ -6,20 +6,34 @@ use std::time::{Duration, Instant};
 use ck_bus::{Closed, Event, IngestError, Sender};
 use ck_model::Ts;
 
+use crate::live::books::BookEvent;
 use crate::normalize::{NormalizeStats, Normalizer};
 use crate::recordings::{OpenError, Recording};
+use crate::replay_books::{ReplayBookStats, ReplayBooks};
 
 /// How many bad records a replay warns of one by one.
 const WARNINGS: u64 = 20;
 
 /// How to replay.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReplayOptions {
     /// `None`: as fast as possible. `Some(x)`: x times the recorded pace.
     pub speed: Option<f64>,
     /// The venue of files that do not say it (a text recording renamed);
     /// `None` reads it from each file.
     pub exchange: Option<ck_model::Exchange>,
+    /// Rebuild the recordings' order books too ([`crate::replay_books`]).
+    pub books: Option<ReplayBookOptions>,
+}
+
+/// How a replay rebuilds order books.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayBookOptions {
+    /// A whole-book snapshot is recorded every this long (ns) of receive
+    /// time between the recording's own.
+    pub snapshot_every_ns: i64,
+    /// The book recorder's queue (the pipeline sets it).
+    pub sink: Option<Sender<BookEvent>>,
 }
 
 /// What a replay read.
@@ -33,6 +47,8 @@ pub struct ReplayStats {
     pub bad_records: u64,
     /// What the parsers made of them.
     pub normalized: NormalizeStats,
+    /// What rebuilding the order books did, when asked.
+    pub books: Option<ReplayBookStats>,
 }
 
 /// Why a replay stopped early.
@@ -63,14 +79,26 @@ pub fn replay_blocking(
     let mut stats = ReplayStats::default();
     let mut out = Vec::with_capacity(64);
     let mut pace: Option<(Ts, Instant)> = None;
+    let mut books = options.books.as_ref().and_then(|b| {
+        b.sink
+            .clone()
+            .map(|sink| ReplayBooks::new(sink, b.snapshot_every_ns))
+    });
     for path in files {
         let recording = Recording::open_as(path, options.exchange)?;
         stats.files += 1;
+        if let Some(books) = books.as_mut() {
+            // A first read: the instruments the book symbols stand for.
+            let exchange = recording.exchange();
+            let messages = Recording::open_as(path, options.exchange)?.filter_map(Result::ok);
+            books.learn(exchange, &crate::normalize::traded_instruments(messages));
+        }
         tracing::info!(file = %path.display(), exchange = %recording.exchange(), format = ?recording.format(), "replaying");
         for (i, record) in recording.enumerate() {
             if stop() {
                 tracing::info!(file = %path.display(), "replay stopped early");
                 stats.normalized = normalizer.stats();
+                stats.books = books.as_ref().map(ReplayBooks::stats);
                 return Ok(stats);
             }
             match record {
@@ -83,6 +111,9 @@ pub fn replay_blocking(
                     normalizer.handle(&msg, &origin, &mut out);
                     for e in out.drain(..) {
                         tx.blocking_send(e)?;
+                    }
+                    if let Some(books) = books.as_mut() {
+                        books.take(&msg, &origin, tx)?;
                     }
                 }
                 Err(e) => {
@@ -106,6 +137,10 @@ pub fn replay_blocking(
         }
     }
     stats.normalized = normalizer.stats();
+    if let Some(books) = books.as_mut() {
+        books.finish()?;
+    }
+    stats.books = books.as_ref().map(ReplayBooks::stats);
     Ok(stats)
 }
 

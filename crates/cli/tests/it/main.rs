@@ -7,6 +7,7 @@ mod backfill;
 mod binance_us;
 mod book_checks;
 mod book_faults;
+mod book_replay;
 mod books;
 mod browser;
 mod cli;
