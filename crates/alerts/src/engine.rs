@@ -331,10 +331,12 @@ impl Engine {
                 Condition::GapUnfillable {
                     exchange: x,
                     instrument: i,
+                    gap: kind,
                 } => {
                     let Some(g) = gap else { continue };
                     if x.is_some_and(|x| x != exchange)
                         || i.as_ref().is_some_and(|i| i != instrument)
+                        || kind.is_some_and(|k| k != g.kind)
                     {
                         continue;
                     }
@@ -347,8 +349,14 @@ impl Engine {
                     (
                         check,
                         format!(
-                            "gap on {exchange} {instrument} from {} to {} cannot be filled: {}",
-                            g.from_ts, g.to_ts, g.reason
+                            "{}gap on {exchange} {instrument} from {} to {} cannot be filled: {}",
+                            match g.kind {
+                                ck_model::GapKind::Book => "book ",
+                                ck_model::GapKind::Trades => "",
+                            },
+                            g.from_ts,
+                            g.to_ts,
+                            g.reason
                         ),
                     )
                 }
@@ -823,6 +831,7 @@ mod tests {
                 state,
                 reason: "REST has no trades there".into(),
                 detected_at: Ts(6 * SEC),
+                kind: ck_model::GapKind::Trades,
             })
         };
         let fired = run(
@@ -835,6 +844,23 @@ mod tests {
         );
         assert_eq!(fired.len(), 1);
         assert!(fired[0].message.contains("REST has no trades there"));
+
+        // Told apart by kind: a book-gap rule fires on book gaps only.
+        let mut books = engine(r#"{"kind":"gap_unfillable","gap":"book","cooldown_secs":0}"#);
+        let of = |kind| match gap(Exchange::Binance, GapState::Unfillable) {
+            Event::Gap(g) => Event::Gap(Gap { kind, ..g }),
+            other => other,
+        };
+        let fired = run(
+            &mut books,
+            &[of(ck_model::GapKind::Trades), of(ck_model::GapKind::Book)],
+        );
+        assert_eq!(fired.len(), 1, "the book gap only");
+        assert!(
+            fired[0].message.starts_with("book gap on binance"),
+            "{}",
+            fired[0].message
+        );
     }
 
     #[test]

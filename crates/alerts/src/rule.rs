@@ -121,7 +121,8 @@ pub enum Condition {
         /// The level, from 0 to 1.
         level: f64,
     },
-    /// A gap could not be filled (on this exchange or instrument, or any).
+    /// A gap could not be filled (on this exchange or instrument, or any;
+    /// of trades or of an order book, or either).
     GapUnfillable {
         /// Only this exchange.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +130,9 @@ pub enum Condition {
         /// Only this instrument.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         instrument: Option<Instrument>,
+        /// Only gaps of this kind: `trades` or `book`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gap: Option<ck_model::GapKind>,
     },
 }
 
@@ -141,7 +145,7 @@ fn fields_of(kind: &str) -> Option<&'static [&'static str]> {
         "volume_spike" => &["exchange", "instrument", "window", "factor"],
         "spread_above" => &["instrument", "exchanges", "percent"],
         "stale_feed" => &["exchange", "instrument", "seconds"],
-        "gap_unfillable" => &["exchange", "instrument"],
+        "gap_unfillable" => &["exchange", "instrument", "gap"],
         "book_spread_above" => &["exchange", "instrument", "bps"],
         "book_depth_below" => &["exchange", "instrument", "band_bps", "size"],
         "book_imbalance_above" => &["exchange", "instrument", "level"],
@@ -369,8 +373,10 @@ impl Rule {
             Condition::GapUnfillable {
                 exchange,
                 instrument,
+                gap,
             } => format!(
-                "unfillable gap{}{}",
+                "unfillable {}gap{}{}",
+                gap.map(|g| format!("{} ", g.as_str())).unwrap_or_default(),
                 exchange.map(|e| format!(" on {e}")).unwrap_or_default(),
                 instrument
                     .as_ref()

@@ -686,12 +686,12 @@
       gaps.textContent = '';
       if (!c.gaps.length) {
         const td = gaps.insertRow().insertCell();
-        td.colSpan = 4;
+        td.colSpan = 5;
         td.textContent = 'No gaps recorded in this range.';
       }
       for (const g of c.gaps.slice(0, 50)) {
         const tr = gaps.insertRow();
-        for (const text of [when(g.from_ts), when(g.to_ts), g.state, g.reason]) {
+        for (const text of [when(g.from_ts), when(g.to_ts), g.kind || 'trades', g.state, g.reason]) {
           tr.insertCell().textContent = text;
         }
       }

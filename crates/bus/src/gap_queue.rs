@@ -75,6 +75,7 @@ mod tests {
             state: GapState::Open,
             reason: "test".into(),
             detected_at: Ts(1),
+            kind: ck_model::GapKind::Trades,
         }
     }
 

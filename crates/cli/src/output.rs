@@ -187,6 +187,7 @@ pub(crate) fn gaps(list: &[ck_model::Gap], as_csv: bool) -> anyhow::Result<()> {
                 "state",
                 "reason",
                 "detected_at",
+                "kind",
             ],
         )
     } else {

@@ -1,4 +1,5 @@
-//! Gaps: stretches of a trade stream that candlekeep knows it did not see.
+//! Gaps: stretches of a trade stream (or of an order book) that
+//! candlekeep knows it did not see.
 
 use crate::{Exchange, Instrument, Ts};
 
@@ -38,6 +39,43 @@ impl GapState {
     }
 }
 
+/// What a gap is missing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum GapKind {
+    /// Trades (gaps before book gaps existed are of trades).
+    #[default]
+    Trades,
+    /// The order book: from an incident or a lost connection until its
+    /// next snapshot the book is unknown. Never repaired (no venue serves a
+    /// past book); it is `unfillable` from the start.
+    Book,
+}
+
+impl GapKind {
+    /// `trades` or `book`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GapKind::Trades => "trades",
+            GapKind::Book => "book",
+        }
+    }
+
+    /// Parses the name written by [`GapKind::as_str`].
+    #[must_use]
+    pub fn parse(text: &str) -> Option<GapKind> {
+        match text {
+            "trades" => Some(GapKind::Trades),
+            "book" => Some(GapKind::Book),
+            _ => None,
+        }
+    }
+}
+
 /// Missing trades of one instrument: the ids (where ids are sequential) and
 /// the time span between the trades seen on either side.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -61,6 +99,9 @@ pub struct Gap {
     pub reason: String,
     /// When candlekeep noticed it.
     pub detected_at: Ts,
+    /// Trades or the order book.
+    #[serde(default)]
+    pub kind: GapKind,
 }
 
 /// How far a resumable backfill job has come: committed in the same

@@ -22,7 +22,7 @@ pub use candle::{
 };
 pub use decimal::{Decimal, DecimalError, MAX_SCALE, pow10};
 pub use exchange::{Exchange, ExchangeFacts, FACTS, SymbolStyle};
-pub use gap::{BackfillProgress, Gap, GapState};
+pub use gap::{BackfillProgress, Gap, GapKind, GapState};
 pub use instrument::{Instrument, InstrumentError, InstrumentInfo, normalize_asset};
 pub use interval::{Interval, IntervalError};
 pub use time::{NANOS_PER_SEC, Ts, TsError, parse_span};

@@ -107,6 +107,7 @@ impl GapDetector {
                 )
             },
             detected_at: now,
+            kind: ck_model::GapKind::Trades,
         })?;
         if first - 1 - last < LATE_FILL_IDS {
             let open = self.open.entry(key).or_default();

@@ -712,6 +712,7 @@ impl Recorder {
             state: GapState::Unfillable,
             reason: format!("{BOOK_GAP}: {why}; the book is unknown until its snapshot at {to}"),
             detected_at: to,
+            kind: ck_model::GapKind::Book,
         }
     }
 }

@@ -227,6 +227,7 @@ async fn gap_states_move_forward(store: &dyn Store) {
         state: ck_model::GapState::Open,
         reason: "reconnect".into(),
         detected_at: Ts::from_secs(61),
+        kind: ck_model::GapKind::Trades,
     };
     let filled = ck_model::Gap {
         state: ck_model::GapState::Filled,
@@ -361,6 +362,7 @@ async fn gaps_are_recorded_once(store: &dyn Store) {
         state: ck_model::GapState::Open,
         reason: "trade ids jumped from 100 to 106".into(),
         detected_at: Ts::from_secs(21),
+        kind: ck_model::GapKind::Trades,
     };
     let batch = std::sync::Arc::new(WriteBatch {
         gaps: vec![gap.clone(), gap.clone()],
@@ -378,7 +380,7 @@ async fn gaps_are_recorded_once(store: &dyn Store) {
             .gaps(Some(Exchange::Binance), Some(&inst("BTC-USDT")), 10)
             .await
             .expect("gaps"),
-        vec![gap]
+        vec![gap.clone()]
     );
     assert!(
         store
@@ -386,6 +388,27 @@ async fn gaps_are_recorded_once(store: &dyn Store) {
             .await
             .expect("gaps")
             .is_empty()
+    );
+    // A book gap over the same span is another gap, read back as one.
+    let book = ck_model::Gap {
+        first_missing_id: None,
+        last_missing_id: None,
+        state: ck_model::GapState::Unfillable,
+        reason: "order book: gap: a skipped diff".into(),
+        kind: ck_model::GapKind::Book,
+        ..gap.clone()
+    };
+    let batch = std::sync::Arc::new(WriteBatch {
+        gaps: vec![book.clone(), book.clone()],
+        ..WriteBatch::default()
+    });
+    store.write(batch).await.expect("write a book gap");
+    let mut both = store.gaps(None, None, 10).await.expect("gaps");
+    both.sort_by_key(|g| g.kind.as_str());
+    assert_eq!(
+        both,
+        vec![book, gap],
+        "a trades gap and a book gap of one span"
     );
 }
 

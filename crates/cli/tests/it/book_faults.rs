@@ -75,7 +75,12 @@ async fn book_fault_is_resynchronised(
             .await
             .expect("gaps")
         {
-            if g.reason.starts_with(ck_sources::book_recorder::BOOK_GAP) {
+            if g.kind == ck_model::GapKind::Book {
+                assert!(
+                    g.reason.starts_with(ck_sources::book_recorder::BOOK_GAP),
+                    "{}",
+                    g.reason
+                );
                 assert!(g.from_ts <= g.to_ts, "{g:?}");
                 assert_eq!(g.state, ck_model::GapState::Unfillable);
                 assert!(g.reason.contains(cause), "{}", g.reason);

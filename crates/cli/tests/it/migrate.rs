@@ -85,6 +85,7 @@ async fn copies_sqlite_with_no_loss(server: &str, prefix: &str) -> String {
         state: ck_model::GapState::Filled,
         reason: "filled: 3 trades over REST".into(),
         detected_at: Ts::from_secs(1_723_075_261),
+        kind: ck_model::GapKind::Trades,
     };
     let job = ck_model::BackfillProgress {
         job: "binance BTC-USDT trades x".into(),

@@ -1032,6 +1032,7 @@ async fn repair_window_trades(
         state: ck_model::GapState::Open,
         reason: "reconnect".into(),
         detected_at: Ts::now(),
+        kind: ck_model::GapKind::Trades,
     });
     drop(gap_tx);
     let stats = ck_sources::repair::run_gap_repair(

@@ -577,6 +577,7 @@ impl Session<'_> {
                     state: GapState::Open,
                     reason: format!("reconnect: no data received between {from} and {to}"),
                     detected_at: to,
+                    kind: ck_model::GapKind::Trades,
                 }))
                 .await?;
         }

@@ -206,7 +206,7 @@ pub(crate) fn instrument_from(text: &str) -> Result<Instrument, Error> {
 macro_rules! gap_columns {
     () => {
         "i.exchange, i.instrument, g.from_ts, g.to_ts, \
-         g.from_trade_id::text, g.to_trade_id::text, g.state, g.reason, g.detected_at"
+         g.from_trade_id::text, g.to_trade_id::text, g.state, g.reason, g.detected_at, g.kind"
     };
 }
 pub(crate) use gap_columns;
@@ -236,6 +236,13 @@ pub(crate) fn gap_from_row(r: &Row) -> Result<ck_model::Gap, Error> {
         })?,
         reason: get::<Option<String>>(r, 7)?.unwrap_or_default(),
         detected_at: Ts(get(r, 8)?),
+        kind: {
+            let kind: &str = get(r, 9)?;
+            ck_model::GapKind::parse(kind).ok_or_else(|| Error::Corrupt {
+                what: "gap kind",
+                value: kind.to_owned(),
+            })?
+        },
     })
 }
 

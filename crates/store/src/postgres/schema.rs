@@ -167,6 +167,18 @@ ALTER TABLE candle_days ADD COLUMN csv_len BIGINT;  -- bytes of CSV, uncompresse
 ALTER TABLE candle_days ADD COLUMN csv BYTEA;       -- zstd of the CSV rows, oldest first
 "#,
     ),
+    (
+        4,
+        "gaps say what they miss: trades or the order book",
+        r#"
+ALTER TABLE gaps ADD COLUMN kind TEXT NOT NULL DEFAULT 'trades';  -- 'trades', 'book'
+-- Book gaps were told apart by their reason until now.
+UPDATE gaps SET kind = 'book' WHERE reason LIKE 'order book:%';
+DROP INDEX gaps_unique;
+CREATE UNIQUE INDEX gaps_unique ON gaps
+    (instrument_id, kind, from_ts, to_ts, coalesce(from_trade_id, -1), coalesce(to_trade_id, -1));
+"#,
+    ),
 ];
 
 /// The newest schema version this binary knows.

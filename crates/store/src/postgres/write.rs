@@ -207,12 +207,12 @@ pub(super) async fn write_batch(
         let [first, last] =
             [g.first_missing_id, g.last_missing_id].map(|v| v.map(|n| n.to_string()));
         tx.execute(
-            "INSERT INTO gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id, state, reason, detected_at, updated_at)
-             VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric, $6, $7, $8, $9)
-             ON CONFLICT (instrument_id, from_ts, to_ts, coalesce(from_trade_id, -1), coalesce(to_trade_id, -1))
+            "INSERT INTO gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id, state, reason, detected_at, updated_at, kind)
+             VALUES ($1, $2, $3, $4::text::numeric, $5::text::numeric, $6, $7, $8, $9, $10)
+             ON CONFLICT (instrument_id, kind, from_ts, to_ts, coalesce(from_trade_id, -1), coalesce(to_trade_id, -1))
              DO UPDATE SET state = excluded.state, reason = excluded.reason, updated_at = excluded.updated_at
              WHERE excluded.state <> 'open'",
-            &[&id, &g.from_ts.0, &g.to_ts.0, &first, &last, &g.state.as_str(), &g.reason, &g.detected_at.0, &Ts::now().0],
+            &[&id, &g.from_ts.0, &g.to_ts.0, &first, &last, &g.state.as_str(), &g.reason, &g.detected_at.0, &Ts::now().0, &g.kind.as_str()],
         )
         .await
         .map_err(pg("inserting gap"))?;

@@ -486,9 +486,9 @@ fn write_batch(
     {
         let mut insert = tx
             .prepare_cached(
-                "INSERT INTO gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id, state, reason, detected_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (instrument_id, from_ts, to_ts, coalesce(from_trade_id, ''), coalesce(to_trade_id, ''))
+                "INSERT INTO gaps (instrument_id, from_ts, to_ts, from_trade_id, to_trade_id, state, reason, detected_at, updated_at, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (instrument_id, kind, from_ts, to_ts, coalesce(from_trade_id, ''), coalesce(to_trade_id, ''))
                  DO UPDATE SET state = excluded.state, reason = excluded.reason, updated_at = excluded.updated_at
                  WHERE excluded.state <> 'open'",
             )
@@ -506,7 +506,8 @@ fn write_batch(
                     g.state.as_str(),
                     g.reason,
                     g.detected_at.0,
-                    Ts::now().0
+                    Ts::now().0,
+                    g.kind.as_str()
                 ])
                 .map_err(sql("inserting gap"))?;
         }
@@ -884,7 +885,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT i.exchange, i.instrument, g.from_ts, g.to_ts, g.from_trade_id, g.to_trade_id, g.state, g.reason, g.detected_at
+                    "SELECT i.exchange, i.instrument, g.from_ts, g.to_ts, g.from_trade_id, g.to_trade_id, g.state, g.reason, g.detected_at, g.kind
                      FROM gaps g JOIN instruments i ON i.id = g.instrument_id
                      WHERE (?1 IS NULL OR i.exchange = ?1) AND (?2 IS NULL OR i.instrument = ?2)
                      ORDER BY g.from_ts DESC LIMIT ?3",

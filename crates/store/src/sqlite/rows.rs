@@ -244,7 +244,7 @@ pub(crate) fn quote_from_row(
 }
 
 /// Reads `exchange, instrument, from_ts, to_ts, from_trade_id, to_trade_id,
-/// state, reason, detected_at`.
+/// state, reason, detected_at, kind`.
 pub(crate) fn gap_from_row(r: &Row<'_>) -> Result<ck_model::Gap, Error> {
     let exchange: String = r.get(0).map_err(sqlerr)?;
     let instrument: String = r.get(1).map_err(sqlerr)?;
@@ -274,5 +274,12 @@ pub(crate) fn gap_from_row(r: &Row<'_>) -> Result<ck_model::Gap, Error> {
             .map_err(sqlerr)?
             .unwrap_or_default(),
         detected_at: Ts(r.get(8).map_err(sqlerr)?),
+        kind: {
+            let kind: String = r.get(9).map_err(sqlerr)?;
+            ck_model::GapKind::parse(&kind).ok_or(Error::Corrupt {
+                what: "gap kind",
+                value: kind.clone(),
+            })?
+        },
     })
 }

@@ -180,6 +180,18 @@ ALTER TABLE candle_days ADD COLUMN csv_len INTEGER;  -- bytes of CSV, uncompress
 ALTER TABLE candle_days ADD COLUMN csv BLOB;         -- zstd of the CSV rows, oldest first
 ",
     ),
+    (
+        7,
+        "gaps say what they miss: trades or the order book",
+        r"
+ALTER TABLE gaps ADD COLUMN kind TEXT NOT NULL DEFAULT 'trades';  -- 'trades', 'book'
+-- Book gaps were told apart by their reason until now.
+UPDATE gaps SET kind = 'book' WHERE reason LIKE 'order book:%';
+DROP INDEX gaps_unique;
+CREATE UNIQUE INDEX gaps_unique ON gaps
+    (instrument_id, kind, from_ts, to_ts, coalesce(from_trade_id, ''), coalesce(to_trade_id, ''));
+",
+    ),
 ];
 
 /// Brings the database up to the newest schema.

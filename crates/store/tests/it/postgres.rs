@@ -121,7 +121,7 @@ async fn postgres_migrates_once_and_reports_its_extension() {
         .await
         .expect("migrations")
         .get(0);
-    assert_eq!(versions, 3, "each migration applied once");
+    assert_eq!(versions, 4, "each migration applied once");
     assert_eq!(store.counts().await.expect("counts").trades, 0);
 
     // A store from before packed days (version 1) holding candles: the
@@ -149,7 +149,11 @@ async fn postgres_migrates_once_and_reports_its_extension() {
         .expect("write");
     admin
         .batch_execute(&format!(
-            "SET search_path TO {}; DROP TABLE candle_days; DELETE FROM schema_migrations WHERE version >= 2",
+            "SET search_path TO {}; DROP TABLE candle_days; DROP INDEX gaps_unique; \
+             ALTER TABLE gaps DROP COLUMN kind; \
+             CREATE UNIQUE INDEX gaps_unique ON gaps \
+                 (instrument_id, from_ts, to_ts, coalesce(from_trade_id, -1), coalesce(to_trade_id, -1)); \
+             DELETE FROM schema_migrations WHERE version >= 2",
             schema.name
         ))
         .await

@@ -28,13 +28,55 @@ async fn sqlite_is_in_wal_mode_and_reopens_with_its_data() {
     let versions: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("migrations");
-    assert_eq!(versions, 6);
+    assert_eq!(versions, 7);
     drop(conn);
     let store = SqliteStore::open(&path, Durability::Full).expect("reopen migrates nothing twice");
     assert_eq!(
         store.counts().await.expect("counts").trades,
         303,
         "the contract ends with a prune"
+    );
+}
+
+#[tokio::test]
+async fn book_gaps_recorded_before_gaps_had_a_kind_are_book_gaps_after_the_migration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ck.sqlite");
+    drop(SqliteStore::open(&path, Durability::Full).expect("open"));
+    // Back to version 6: no kind column, and two gaps as it wrote them.
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    conn.execute_batch(
+        "DROP INDEX gaps_unique;
+         ALTER TABLE gaps DROP COLUMN kind;
+         CREATE UNIQUE INDEX gaps_unique ON gaps
+             (instrument_id, from_ts, to_ts, coalesce(from_trade_id, ''), coalesce(to_trade_id, ''));
+         DELETE FROM schema_migrations WHERE version = 7;
+         INSERT INTO instruments (exchange, instrument) VALUES ('okx', 'BTC-USDT');
+         INSERT INTO gaps (instrument_id, from_ts, to_ts, state, reason, detected_at, updated_at)
+             SELECT id, 1, 2, 'unfillable', 'order book: checksum: off by one', 2, 2 FROM instruments;
+         INSERT INTO gaps (instrument_id, from_ts, to_ts, state, reason, detected_at, updated_at)
+             SELECT id, 3, 4, 'open', 'reconnect', 4, 4 FROM instruments;",
+    )
+    .expect("version 6");
+    drop(conn);
+    let store = SqliteStore::open(&path, Durability::Full).expect("migrates to 7");
+    let mut kinds: Vec<(String, ck_model::GapKind)> = store
+        .gaps(None, None, 10)
+        .await
+        .expect("gaps")
+        .into_iter()
+        .map(|g| (g.reason, g.kind))
+        .collect();
+    kinds.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        kinds,
+        [
+            (
+                "order book: checksum: off by one".to_owned(),
+                ck_model::GapKind::Book
+            ),
+            ("reconnect".to_owned(), ck_model::GapKind::Trades),
+        ]
     );
 }
 
