@@ -194,6 +194,52 @@ impl BookKeeper {
     }
 }
 
+/// The ingest error of a book message its keeper could not read (counted
+/// in `candlekeep_ingest_errors_total`); `None` for text that is not JSON
+/// at all, which the normalizer refuses and counts already: one bad frame
+/// is one ingest error.
+pub(crate) fn unreadable_book_message(
+    raw: &RawMessage,
+    origin: String,
+    error: &ParseError,
+) -> Option<ck_bus::Event> {
+    let exchange = raw.exchange;
+    if serde_json::from_str::<serde::de::IgnoredAny>(&raw.data).is_err() {
+        tracing::debug!(%exchange, %error, "book frame not JSON; the parser reports it");
+        return None;
+    }
+    ck_bus::metrics::counter(&format!(
+        "candlekeep_ingest_errors_total{{exchange=\"{exchange}\"}}"
+    ))
+    .inc();
+    tracing::warn!(%exchange, %error, "book message unreadable");
+    Some(ck_bus::Event::IngestError(ck_bus::IngestError::new(
+        Some(exchange),
+        origin,
+        format!("book message: {error}"),
+        &raw.data,
+    )))
+}
+
+/// A book's incident as the recorder's update, counted in
+/// `candlekeep_book_incidents_total`.
+pub(crate) fn incident_update(
+    exchange: Exchange,
+    at: Ts,
+    incident: &ck_book::sync::Incident,
+) -> crate::live::books::BookUpdate {
+    let kind = incident.cause.kind();
+    ck_bus::metrics::counter(&format!(
+        "candlekeep_book_incidents_total{{exchange=\"{exchange}\",cause=\"{kind}\"}}"
+    ))
+    .inc();
+    crate::live::books::BookUpdate::Incident {
+        at,
+        kind,
+        cause: incident.cause.to_string(),
+    }
+}
+
 fn rows_of(message: i64, at: Ts, msg: &BookMessage) -> Vec<BookRow> {
     msg.changes
         .iter()

@@ -176,20 +176,10 @@ impl ReplayBooks {
             Some(keeper) => keeper.take(msg, &mut outputs),
             None => Ok(()),
         };
-        if let Err(e) = read {
-            // Text that is not JSON the normalizer reports already.
-            if serde_json::from_str::<serde::de::IgnoredAny>(&msg.data).is_ok() {
-                metrics::counter(&format!(
-                    "candlekeep_ingest_errors_total{{exchange=\"{exchange}\"}}"
-                ))
-                .inc();
-                events.blocking_send(Event::IngestError(IngestError::new(
-                    Some(exchange),
-                    origin(),
-                    format!("book message: {e}"),
-                    &msg.data,
-                )))?;
-            }
+        if let Err(e) = read
+            && let Some(error) = crate::book_keeper::unreadable_book_message(msg, origin(), &e)
+        {
+            events.blocking_send(error)?;
         }
         for output in outputs.drain(..) {
             let (symbol, update) = match output {
@@ -207,19 +197,10 @@ impl ReplayBooks {
                     incident,
                 } => {
                     self.stats.incidents += 1;
-                    let kind = incident.cause.kind();
-                    metrics::counter(&format!(
-                        "candlekeep_book_incidents_total{{exchange=\"{exchange}\",cause=\"{kind}\"}}"
-                    ))
-                    .inc();
                     tracing::warn!(%exchange, %symbol, %incident, "replayed book invalid until the recording's next snapshot");
                     (
                         symbol,
-                        BookUpdate::Incident {
-                            at,
-                            kind,
-                            cause: incident.cause.to_string(),
-                        },
+                        crate::book_keeper::incident_update(exchange, at, &incident),
                     )
                 }
             };

@@ -91,28 +91,12 @@ pub(crate) async fn tardis_export_replays_to_the_api_book(
         panic!("{exchange} {i}: no book at {at}")
     };
     let out = data_dir.join("book.csv.gz");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args([
-            "--log", "warn", "export", "--kind", "book", "--format", "tardis",
-        ])
-        .args(["--exchange", exchange.as_str(), "--instrument", i.as_str()])
-        .args([
-            "--from",
-            &from.to_string(),
-            "--to",
-            &Ts(at.0 + 1).to_string(),
-        ])
-        .arg("--out")
-        .arg(&out)
-        .env_remove("CANDLEKEEP_CONFIG")
-        .output()
-        .expect("candlekeep export");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    export_book(
+        data_dir,
+        "tardis",
+        (exchange, i),
+        (&from.to_string(), at),
+        &out,
     );
     let mut text = String::new();
     std::io::Read::read_to_string(
@@ -179,22 +163,12 @@ pub(crate) async fn hftbacktest_export_replays_to_the_api_book(
         panic!("{exchange} {i}: no book at {at}")
     };
     let out = data_dir.join("book.npz");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--log", "warn", "export", "--kind", "book"])
-        .args(["--format", "hftbacktest"])
-        .args(["--exchange", exchange.as_str(), "--instrument", i.as_str()])
-        .args(["--from", "2000-01-01", "--to", &Ts(at.0 + 1).to_string()])
-        .arg("--out")
-        .arg(&out)
-        .env_remove("CANDLEKEEP_CONFIG")
-        .output()
-        .expect("candlekeep export");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    export_book(
+        data_dir,
+        "hftbacktest",
+        (exchange, i),
+        ("2000-01-01", at),
+        &out,
     );
     // Ticks and lots as fine as the book's decimals.
     let scale = |sizes: bool| {
@@ -284,6 +258,35 @@ pub(crate) async fn hftbacktest_export_replays_to_the_api_book(
         "{exchange} {i}: hftbacktest's book at the end of the export ({} events, {} trades)",
         v["events"],
         v["trades"]
+    );
+}
+
+/// `candlekeep export --kind book --format <format>` of `[from, at]` to
+/// `out`, which must succeed.
+fn export_book(
+    data_dir: &Path,
+    format: &str,
+    (exchange, i): (Exchange, &Instrument),
+    (from, at): (&str, Ts),
+    out: &Path,
+) {
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_candlekeep"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--log", "warn", "export", "--kind", "book", "--format", format,
+        ])
+        .args(["--exchange", exchange.as_str(), "--instrument", i.as_str()])
+        .args(["--from", from, "--to", &Ts(at.0 + 1).to_string()])
+        .arg("--out")
+        .arg(out)
+        .env_remove("CANDLEKEEP_CONFIG")
+        .output()
+        .expect("candlekeep export");
+    assert!(
+        run.status.success(),
+        "{format}: {}",
+        String::from_utf8_lossy(&run.stderr)
     );
 }
 

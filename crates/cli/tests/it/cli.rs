@@ -585,7 +585,7 @@ fn help_names_the_valid_values_and_lists_print_csv() {
     assert_eq!(
         gaps.lines().next(),
         Some(
-            "exchange,instrument,from_ts,to_ts,first_missing_id,last_missing_id,state,reason,detected_at"
+            "exchange,instrument,from_ts,to_ts,first_missing_id,last_missing_id,state,reason,detected_at,kind"
         )
     );
 }

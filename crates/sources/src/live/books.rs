@@ -250,26 +250,11 @@ impl<'a> ConnectionBooks<'a> {
         let mut send = Vec::new();
         self.out.clear();
         if let Err(e) = self.keeper.take(raw, &mut self.out) {
-            // Text that is not JSON at all the normalizer refuses (and
-            // counts) already: one bad frame is one ingest error.
-            if serde_json::from_str::<serde::de::IgnoredAny>(&raw.data).is_err() {
-                tracing::debug!(exchange = %self.exchange, error = %e, "book frame not JSON; the parser reports it");
-                return Ok(send);
+            let origin = format!("{} live book", self.exchange);
+            match crate::book_keeper::unreadable_book_message(raw, origin, &e) {
+                Some(error) => events.send(error).await?,
+                None => return Ok(send),
             }
-            metrics::counter(&format!(
-                "candlekeep_ingest_errors_total{{exchange=\"{}\"}}",
-                self.exchange
-            ))
-            .inc();
-            tracing::warn!(exchange = %self.exchange, error = %e, "book message unreadable");
-            events
-                .send(Event::IngestError(IngestError::new(
-                    Some(self.exchange),
-                    format!("{} live book", self.exchange),
-                    format!("book message: {e}"),
-                    &raw.data,
-                )))
-                .await?;
         }
         // The keeper's output buffer is reused frame after frame.
         let mut outputs = std::mem::take(&mut self.out);
@@ -287,12 +272,7 @@ impl<'a> ConnectionBooks<'a> {
                     at,
                     incident,
                 } => {
-                    let kind = incident.cause.kind();
-                    metrics::counter(&format!(
-                        "candlekeep_book_incidents_total{{exchange=\"{}\",cause=\"{kind}\"}}",
-                        self.exchange
-                    ))
-                    .inc();
+                    let update = crate::book_keeper::incident_update(self.exchange, at, &incident);
                     tracing::warn!(exchange = %self.exchange, %symbol, %incident, "book invalid; resynchronising");
                     if let Some(instrument) = self.instrument(&symbol) {
                         let depth = self.capture.depth_of(&instrument);
@@ -304,14 +284,7 @@ impl<'a> ConnectionBooks<'a> {
                             send.extend(again);
                         }
                     }
-                    (
-                        symbol,
-                        BookUpdate::Incident {
-                            at,
-                            kind,
-                            cause: incident.cause.to_string(),
-                        },
-                    )
+                    (symbol, update)
                 }
             };
             let Some(instrument) = self.instrument(&symbol) else {
