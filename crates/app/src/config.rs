@@ -754,6 +754,16 @@ impl AppConfig {
                     .into(),
             ));
         }
+        // The open part's stats samples are kept in memory: at most a
+        // million a book.
+        if self.books.stats_every_ms > 0
+            && self.books.part_secs.saturating_mul(1_000) / self.books.stats_every_ms > 1_000_000
+        {
+            return Err(invalid(format!(
+                "books.stats_every_ms = {} samples a part of books.part_secs = {} s more than a million times (the open part's samples are kept in memory): sample less often or end parts sooner",
+                self.books.stats_every_ms, self.books.part_secs
+            )));
+        }
         if self.archive.every_secs == 0 {
             return Err(invalid(
                 "archive.every_secs must be above zero (set archive.enabled = false to stop archiving)".into(),

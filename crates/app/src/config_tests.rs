@@ -246,4 +246,9 @@ fn live_sources_capture_books_at_their_depths() {
     assert!(err.to_string().contains("SOL-USDT"), "{err}");
     let err = load("[books]\npart_secs = 100000\n").expect_err("a part over a day");
     assert!(err.to_string().contains("books.part_secs"), "{err}");
+    let err = load("[books]\npart_secs = 86400\nstats_every_ms = 1\n")
+        .expect_err("86.4 million samples a part");
+    assert!(err.to_string().contains("books.stats_every_ms"), "{err}");
+    let ok = load("[books]\npart_secs = 600\nstats_every_ms = 1\n").expect("600,000 a part");
+    assert_eq!(ok.books.stats_every_ms, 1);
 }
