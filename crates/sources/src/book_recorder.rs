@@ -139,8 +139,9 @@ struct Part {
     last_top: Option<Ts>,
     /// The open files' paths (snapshots, deltas, top).
     paths: [PathBuf; 3],
-    /// The book's statistics at each second so far, written when the
-    /// part ends.
+    /// The book's statistics at each sample so far, written when the
+    /// part ends (after its book files: a stats file that cannot be
+    /// written leaves the book files whole).
     series: Vec<BookStatsRow>,
     /// The next instant to sample (ns), a multiple of the cadence;
     /// `i64::MAX`: never.
