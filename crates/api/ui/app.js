@@ -427,12 +427,13 @@
     return el;
   };
 
-  // Cumulative size from the best level outwards, while within `inside`.
+  // Cumulative size from the best level outwards, while within `inside`
+  // (the best level always: a spread can be wider than the window).
   const cumulative = (levels, inside) => {
     let total = 0;
     const out = [];
     for (const [p, s] of levels) {
-      if (!inside(p)) break;
+      if (out.length && !inside(p)) break;
       total += s;
       out.push([p, total]);
     }
