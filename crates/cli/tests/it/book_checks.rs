@@ -216,26 +216,9 @@ pub(crate) async fn hftbacktest_export_replays_to_the_api_book(
         "/api/v1/trades?exchange={exchange}&instrument={i}&from=2000-01-01&to={}&limit=1000000",
         Ts(at.0 + 1)
     );
-    let addr = api.addr.clone();
-    let answer = tokio::task::spawn_blocking(move || crate::support::http_get(&addr, &path))
+    let stored = get_json_or_404(api, path)
         .await
-        .expect("join");
-    let stored = match answer.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => {
-            let body = if head
-                .to_ascii_lowercase()
-                .contains("transfer-encoding: chunked")
-            {
-                crate::books::dechunk(body)
-            } else {
-                body.to_owned()
-            };
-            let rows: serde_json::Value = serde_json::from_str(&body).expect("trades JSON");
-            rows.as_array().expect("trades").len() as u64
-        }
-        Some((head, _)) if head.starts_with("HTTP/1.1 404") => 0,
-        _ => panic!("trades: {answer}"),
-    };
+        .map_or(0, |rows| rows.as_array().expect("trades").len() as u64);
     assert_eq!(
         v["trades"].as_u64(),
         Some(stored),
@@ -309,11 +292,22 @@ pub(crate) async fn stats_are_the_book_at_a_glance(
 
 /// `GET path`'s JSON, which must be a 200.
 pub(crate) async fn get_json(api: &Api, path: String) -> serde_json::Value {
+    let what = path.clone();
+    get_json_or_404(api, path)
+        .await
+        .unwrap_or_else(|| panic!("{what}: 404"))
+}
+
+/// `GET path`'s JSON for a 200, `None` for a 404; anything else fails.
+async fn get_json_or_404(api: &Api, path: String) -> Option<serde_json::Value> {
     let addr = api.addr.clone();
     let response = tokio::task::spawn_blocking(move || crate::support::http_get(&addr, &path))
         .await
         .expect("join");
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP answer");
+    if head.starts_with("HTTP/1.1 404") {
+        return None;
+    }
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
     let body = if head
         .to_ascii_lowercase()
@@ -323,7 +317,7 @@ pub(crate) async fn get_json(api: &Api, path: String) -> serde_json::Value {
     } else {
         body.to_owned()
     };
-    serde_json::from_str(&body).expect("JSON")
+    Some(serde_json::from_str(&body).expect("JSON"))
 }
 
 /// `v` (a stats answer or a row of the series) is `book` at a glance,

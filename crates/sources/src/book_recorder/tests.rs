@@ -33,6 +33,21 @@ fn rows(file: BookFile, rows: Vec<BookRow>) -> BookEvent {
     event(BookUpdate::Rows { file, rows })
 }
 
+/// A recorder under `root`: parts of 10 minutes, the best 25 levels every
+/// `top_every_ns` (0: never), the stats every second.
+fn recorder(root: &std::path::Path, top_every_ns: i64, live: LiveBooks) -> Recorder {
+    Recorder::new(
+        RecorderSettings {
+            root: root.to_owned(),
+            part_ns: 600_000_000_000,
+            top_every_ns,
+            top_depth: 25,
+            stats_every_ns: 1_000_000_000,
+        },
+        live,
+    )
+}
+
 /// The best bid's price of the archived book at `ms`, if known then.
 fn best_bid(root: &std::path::Path, ms: i64) -> Option<String> {
     let i = Instrument::new("BTC", "USDT");
@@ -48,16 +63,7 @@ fn best_bid(root: &std::path::Path, ms: i64) -> Option<String> {
 #[test]
 fn the_stats_series_is_the_book_at_each_second_it_was_known() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut r = Recorder::new(
-        RecorderSettings {
-            root: dir.path().to_owned(),
-            part_ns: 600_000_000_000,
-            top_every_ns: 0,
-            top_depth: 25,
-            stats_every_ns: 1_000_000_000,
-        },
-        LiveBooks::default(),
-    );
+    let mut r = recorder(dir.path(), 0, LiveBooks::default());
     let mut gaps = Vec::new();
     let script = [
         rows(
@@ -127,16 +133,7 @@ fn the_stats_series_is_the_book_at_each_second_it_was_known() {
 fn parts_end_at_incidents_and_a_book_gap_spans_to_the_resync() {
     let dir = tempfile::tempdir().expect("dir");
     let live = LiveBooks::default();
-    let mut r = Recorder::new(
-        RecorderSettings {
-            root: dir.path().to_owned(),
-            part_ns: 600_000_000_000,
-            top_every_ns: 1_000_000_000,
-            top_depth: 25,
-            stats_every_ns: 1_000_000_000,
-        },
-        live.clone(),
-    );
+    let mut r = recorder(dir.path(), 1_000_000_000, live.clone());
     let mut gaps = Vec::new();
     let script = [
         rows(
@@ -212,16 +209,7 @@ fn stats_that_cannot_be_written_leave_the_book_files_whole() {
     let dir = tempfile::tempdir().expect("dir");
     // A file where the stats folder would go: the stats cannot be written.
     std::fs::write(dir.path().join("book_stats"), b"in the way").expect("blocker");
-    let mut r = Recorder::new(
-        RecorderSettings {
-            root: dir.path().to_owned(),
-            part_ns: 600_000_000_000,
-            top_every_ns: 0,
-            top_depth: 25,
-            stats_every_ns: 1_000_000_000,
-        },
-        LiveBooks::default(),
-    );
+    let mut r = recorder(dir.path(), 0, LiveBooks::default());
     let mut gaps = Vec::new();
     for e in [
         rows(
